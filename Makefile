@@ -1,0 +1,59 @@
+# Makefile - builds the engine library, the qwen CLI, the test-model generator,
+# the nginx module, and runs the tests and benchmarks.
+#   make deps    install Debian packages (idempotent, root)
+#   make         engine + CLI + tools
+#   make test    everything, then all tests
+#   make bench   benchmarks on full-shape generated models
+#   make run     build and run nginx with the module (MODEL=..., PORT=8080)
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2
+CFLAGS_COMMON = -std=gnu11 -g $(OPT) -fPIC -Wall -Wextra -Wno-unused-parameter \
+          -Iengine/include -Iengine/src -pthread
+CFLAGS  += $(CFLAGS_COMMON)
+LDLIBS  = -lpcre2-8 -ljansson -lutf8proc -lopenblas -lm -pthread
+
+APT_PACKAGES = build-essential nginx nginx-dev libpcre2-dev libopenblas-dev \
+          libjansson-dev libutf8proc-dev python3-jinja2 libclang-rt-14-dev \
+          gnuplot-nox curl nodejs npm
+
+# Engine sources: portable files get CFLAGS; ISA files (arch_*.c) add their own.
+ENGINE_SRCS  = $(filter-out engine/src/arch_%.c,$(wildcard engine/src/*.c))
+ENGINE_OBJS  = $(ENGINE_SRCS:engine/src/%.c=$(BUILD)/engine/%.o)
+ARCH        := $(shell uname -m)
+
+LIB     = $(BUILD)/libqwen.a
+CLI_SRCS = $(wildcard tools/qwen*.c)
+TESTS   = $(patsubst engine/tests/%.c,$(BUILD)/tests/%,$(wildcard engine/tests/test_*.c))
+
+.PHONY: all deps test bench run clean check-deps
+all: $(LIB) $(BUILD)/qwen $(BUILD)/make_test_model
+
+$(BUILD)/engine/%.o: engine/src/%.c engine/include/qwen.h $(wildcard engine/src/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(ENGINE_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/qwen: $(CLI_SRCS) $(wildcard tools/*.h) $(LIB)
+	$(CC) $(CFLAGS) -Itools $(CLI_SRCS) $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/make_test_model: tools/make_test_model.c $(LIB)
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: engine/tests/%.c engine/tests/test.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Iengine/tests $< $(LIB) $(LDLIBS) -o $@
+
+# Each concern adds its own rules in mk/*.mk (tokenizer, models, nginx module...).
+-include $(wildcard mk/*.mk)
+
+deps:
+	@if dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then echo "deps: all packages present"; \
+	else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); fi
+
+clean:
+	rm -rf $(BUILD)

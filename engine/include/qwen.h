@@ -1,0 +1,195 @@
+/*
+ * qwen.h - the whole public API of the Qwen3 inference engine.
+ *
+ * A C library with no global mutable state: everything hangs off a model,
+ * a compute context or a tokenizer object. Functions never print or exit;
+ * they return 0 (or a count) on success and -1 on failure, with a message
+ * written to the caller's err buffer (QWEN_ERR_LEN bytes is enough).
+ */
+#ifndef QWEN_H
+#define QWEN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QWEN_ERR_LEN 512
+
+/* ---------------------------------------------------------------- model */
+
+typedef struct qwen_model      qwen_model;
+typedef struct qwen_ctx        qwen_ctx;
+typedef struct qwen_tokenizer  qwen_tokenizer;
+
+typedef struct {
+    int   vocab_size;
+    int   hidden_size;
+    int   intermediate_size;
+    int   n_layers;
+    int   n_heads;
+    int   n_kv_heads;
+    int   head_dim;
+    int   max_position_embeddings;
+    int   tie_word_embeddings;
+    float rope_theta;
+    float rms_norm_eps;
+} qwen_config;
+
+/*
+ * Load a model from a .gguf file or a Hugging Face directory (config.json,
+ * model.safetensors or sharded model-*.safetensors with its index).
+ * Weights are mmap'ed read-only; every header field, offset and shape is
+ * validated against the file size before use. The tokenizer is loaded too
+ * when the files carry one (tokenizer.json / tokenizer.ggml.* metadata).
+ */
+int  qwen_model_load(const char *path, qwen_model **out, char *err, size_t err_len);
+void qwen_model_free(qwen_model *model);
+const qwen_config    *qwen_model_config(const qwen_model *model);
+/* NULL when the model files hold no tokenizer. */
+const qwen_tokenizer *qwen_model_tokenizer(const qwen_model *model);
+/* Short description of the weight types, e.g. "Q4_K (Q6_K, F32)". */
+const char *qwen_model_describe(const qwen_model *model);
+/* Bytes of weights the forward pass reads for one token (for rooflines). */
+size_t qwen_model_weight_bytes(const qwen_model *model);
+
+/* Tensor type names as GGUF spells them ("F32", "BF16", "Q4_K"...). */
+const char *qwen_type_name(int ggml_type);
+
+/* ---------------------------------------------------------- compute ctx */
+
+typedef struct {
+    int n_threads;  /* compute threads owned by this context (>= 1) */
+    int n_seqs;     /* sequences (KV cache slots) that can live at once */
+    int n_ctx;      /* tokens per sequence */
+    int n_batch;    /* most tokens one qwen_forward call may carry */
+} qwen_ctx_params;
+
+qwen_ctx *qwen_ctx_new(const qwen_model *model, const qwen_ctx_params *params,
+                       char *err, size_t err_len);
+void      qwen_ctx_free(qwen_ctx *ctx);
+/* Bytes of KV cache a context with these parameters holds. */
+size_t    qwen_kv_cache_bytes(const qwen_config *cfg, int n_seqs, int n_ctx);
+
+/*
+ * One token of a forward batch. A batch may mix sequences (batched decode)
+ * and carry many tokens of one sequence (prefill). The token's key and value
+ * are stored at position pos of sequence seq; attention sees positions
+ * 0..pos of that sequence, so the caller fills positions in order.
+ */
+typedef struct {
+    int32_t token;
+    int32_t seq;
+    int32_t pos;
+    int32_t want_logits;
+} qwen_batch_entry;
+
+/*
+ * Run the model over a batch of n entries (n <= n_batch). For every entry
+ * with want_logits set, vocab_size logits are written to logits, in batch
+ * order. Entries of one sequence must be in increasing position order.
+ */
+int qwen_forward(qwen_ctx *ctx, const qwen_batch_entry *batch, int n,
+                 float *logits, char *err, size_t err_len);
+
+/* Greedy helper used by tests and the CLI: index of the largest logit. */
+int32_t qwen_argmax(const float *logits, int n);
+
+/* ------------------------------------------------------------- sampler */
+
+typedef struct {
+    float    temperature;         /* <= 0: greedy */
+    int      top_k;               /* <= 0: off */
+    float    top_p;               /* >= 1: off */
+    float    min_p;               /* <= 0: off */
+    float    repetition_penalty;  /* 1: off (CTRL-style, divides positive logits) */
+    float    presence_penalty;    /* 0: off */
+    float    frequency_penalty;   /* 0: off */
+    int      penalty_last_n;      /* tokens of history the penalties see; -1 all */
+    uint64_t seed;
+} qwen_sampling_params;
+
+typedef struct qwen_sampler qwen_sampler;
+
+void          qwen_sampling_defaults(qwen_sampling_params *p);
+qwen_sampler *qwen_sampler_new(const qwen_sampling_params *p, int vocab_size);
+void          qwen_sampler_free(qwen_sampler *s);
+/* Record a token of the sequence (prompt or generated) for the penalties. */
+void          qwen_sampler_accept(qwen_sampler *s, int32_t token);
+/* Choose the next token. logits (vocab_size floats) is used as scratch. */
+int32_t       qwen_sampler_sample(qwen_sampler *s, float *logits);
+
+/* ----------------------------------------------------------- tokenizer */
+
+typedef struct {
+    int32_t *ids;
+    size_t   n;
+    size_t   cap;
+} qwen_tokens;
+
+void qwen_tokens_free(qwen_tokens *t);
+
+/* Load tokenizer.json + tokenizer_config.json (+ generation_config.json)
+ * from a Hugging Face directory. */
+int  qwen_tokenizer_load_hf(const char *dir, qwen_tokenizer **out,
+                            char *err, size_t err_len);
+void qwen_tokenizer_free(qwen_tokenizer *tok);
+
+/*
+ * Encode UTF-8 text exactly as Hugging Face's Qwen3 tokenizer does; ids are
+ * appended to out. Thread-safe on a shared tokenizer. Invalid UTF-8 is an
+ * error. Special/added tokens in the text are matched (never split).
+ */
+int  qwen_tokenize(const qwen_tokenizer *tok, const char *text, size_t len,
+                   qwen_tokens *out, char *err, size_t err_len);
+
+/* The bytes a token stands for (byte-level decoded); NULL for bad ids. */
+const char *qwen_token_bytes(const qwen_tokenizer *tok, int32_t id, size_t *len);
+int         qwen_tokenizer_vocab_size(const qwen_tokenizer *tok);
+/* Token id of an exact token string, or -1. */
+int32_t     qwen_token_id(const qwen_tokenizer *tok, const char *text, size_t len);
+/* End-of-generation ids (<|im_end|>, <|endoftext|>...). */
+int         qwen_token_is_eog(const qwen_tokenizer *tok, int32_t id);
+
+/*
+ * Streaming detokenizer: per sequence, returns only complete UTF-8; bytes of
+ * a character split across tokens are kept for the next call.
+ */
+typedef struct {
+    unsigned char pending[8];
+    size_t        n_pending;
+} qwen_detok;
+
+/* Append the text of id to out (cap bytes); returns bytes written or -1. */
+long qwen_detok_push(const qwen_tokenizer *tok, qwen_detok *st, int32_t id,
+                     char *out, size_t cap);
+/* Whole-sequence decode into a malloc'ed NUL-terminated string. */
+char *qwen_detokenize(const qwen_tokenizer *tok, const int32_t *ids, size_t n,
+                      size_t *len);
+
+/* --------------------------------------------------------- chat template */
+
+typedef struct {
+    const char *role;              /* system, user, assistant, tool */
+    const char *content;           /* may be NULL */
+    const char *reasoning_content; /* assistant thinking, may be NULL */
+    const char *tool_calls_json;   /* assistant: JSON array of calls, may be NULL */
+} qwen_chat_message;
+
+/*
+ * Render Qwen3's chat template (tokenizer_config.json chat_template) byte for
+ * byte: tools_json is a JSON array of tool definitions or NULL. Result is a
+ * malloc'ed NUL-terminated string.
+ */
+int qwen_chat_render(const qwen_chat_message *msgs, size_t n_msgs,
+                     const char *tools_json, int add_generation_prompt,
+                     int enable_thinking, char **out, size_t *out_len,
+                     char *err, size_t err_len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* QWEN_H */

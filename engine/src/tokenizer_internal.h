@@ -1,0 +1,34 @@
+/*
+ * tokenizer_internal.h - building a tokenizer from vocabulary arrays.
+ *
+ * The GGUF loader reads tokenizer.ggml.* metadata and hands the arrays here
+ * (strings in GGUF are length-prefixed, not NUL-terminated); the Hugging
+ * Face loader reaches the same builder from tokenizer.json.
+ */
+#ifndef QWEN_TOKENIZER_INTERNAL_H
+#define QWEN_TOKENIZER_INTERNAL_H
+
+#include "qwen.h"
+
+typedef struct {
+    const char *ptr;
+    size_t      len;
+} qwen_str;
+
+typedef struct {
+    const qwen_str *tokens;       /* n_tokens token strings (byte-level form) */
+    size_t          n_tokens;
+    const int32_t  *token_types;  /* GGUF token types, or NULL */
+    const qwen_str *merges;       /* "a b" merge rules, by rank */
+    size_t          n_merges;
+    qwen_str        pre;          /* pre-tokenizer name, "qwen2" */
+    int32_t         eos_id;       /* -1 if absent */
+    int32_t         bos_id;
+    int32_t         pad_id;
+    qwen_str        chat_template; /* may be empty */
+} qwen_vocab_arrays;
+
+int qwen_tokenizer_build(const qwen_vocab_arrays *v, qwen_tokenizer **out,
+                         char *err, size_t err_len);
+
+#endif
