@@ -34,7 +34,16 @@ $(BUILD)/engine/%.o: engine/src/%.c engine/include/qwen.h $(wildcard engine/src/
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(LIB): $(ENGINE_OBJS)
+# ISA-specific kernels: own flags, selected at run time by kernels_dispatch.c
+ifeq ($(ARCH),x86_64)
+ARCH_OBJS = $(BUILD)/engine/arch_x86_avx2.o
+$(BUILD)/engine/arch_x86_avx2.o: CFLAGS += -mavx2 -mfma -mf16c
+endif
+ifeq ($(ARCH),aarch64)
+ARCH_OBJS = $(patsubst engine/src/%.c,$(BUILD)/engine/%.o,$(wildcard engine/src/arch_arm_*.c))
+endif
+
+$(LIB): $(ENGINE_OBJS) $(ARCH_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 

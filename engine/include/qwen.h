@@ -65,6 +65,7 @@ typedef struct {
     int n_seqs;     /* sequences (KV cache slots) that can live at once */
     int n_ctx;      /* tokens per sequence */
     int n_batch;    /* most tokens one qwen_forward call may carry */
+    const char *kernels; /* NULL: the best for this CPU; or "scalar", "avx2"... */
 } qwen_ctx_params;
 
 qwen_ctx *qwen_ctx_new(const qwen_model *model, const qwen_ctx_params *params,

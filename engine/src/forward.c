@@ -1,0 +1,504 @@
+/*
+ * forward.c - the Qwen3 forward pass over a batch of tokens that may mix
+ * sequences: embedding; per layer RMSNorm, q/k/v projections, per-head
+ * RMSNorm on q and k, NEOX RoPE (pairs i, i + head_dim/2), grouped-query
+ * attention over an f16 KV cache, output projection and residual, RMSNorm,
+ * SwiGLU MLP and residual; final RMSNorm; (tied) output projection.
+ * Matmuls run as one parallel job over weight rows, each weight row reused
+ * for every token of the batch while it is in cache.
+ */
+#include "model.h"
+#include "kernels.h"
+#include "threadpool.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct qwen_ctx {
+    const qwen_model   *model;
+    const qwen_kernels *kern;
+    qwen_pool          *pool;
+    int                 n_seqs;
+    int                 n_ctx;
+    int                 n_batch;
+
+    qwen_f16           *k_cache;   /* [layer][seq][pos][kv_dim] */
+    qwen_f16           *v_cache;
+    float              *rope_cos;  /* [n_ctx][head_dim / 2] */
+    float              *rope_sin;
+
+    /* scratch, n_batch rows each */
+    float              *x;         /* residual stream [hidden] */
+    float              *xn;        /* normed input [max(hidden, inter)] */
+    float              *q;         /* [q_dim] */
+    float              *k;         /* [kv_dim] */
+    float              *v;         /* [kv_dim] */
+    float              *att;       /* attention output [q_dim] */
+    float              *gate;      /* [inter] */
+    float              *up;        /* [inter] */
+    float              *proj;      /* projection output [hidden] */
+    void               *act;       /* activations in the weights' format */
+    float              *scores;    /* per thread [n_ctx] */
+};
+
+static int
+fail(char *err, size_t err_len, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+size_t
+qwen_kv_cache_bytes(const qwen_config *c, int n_seqs, int n_ctx)
+{
+    return (size_t) 2 * c->n_layers * (size_t) n_seqs * (size_t) n_ctx
+           * (size_t) c->n_kv_heads * c->head_dim * sizeof(qwen_f16);
+}
+
+static size_t
+max_act_row_bytes(const qwen_model *m, int64_t n)
+{
+    static const int types[] = { QWEN_TYPE_F32, QWEN_TYPE_Q8_0, QWEN_TYPE_Q8_K };
+    size_t           best = 0, b;
+    size_t           i;
+
+    (void) m;
+    for (i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        b = qwen_row_bytes(types[i], n);
+        best = b > best ? b : best;
+    }
+    return best;
+}
+
+qwen_ctx *
+qwen_ctx_new(const qwen_model *m, const qwen_ctx_params *p, char *err, size_t err_len)
+{
+    const qwen_config *c = &m->cfg;
+    qwen_ctx          *ctx;
+    int64_t            q_dim = (int64_t) c->n_heads * c->head_dim;
+    int64_t            kv_dim = (int64_t) c->n_kv_heads * c->head_dim;
+    int64_t            wide, half = c->head_dim / 2;
+    size_t             kv_elems, nb;
+    int                pos, i, n_threads;
+
+    if (p->n_seqs < 1 || p->n_ctx < 1 || p->n_batch < 1 || p->n_threads < 1
+        || p->n_threads > 256)
+    {
+        fail(err, err_len, "context parameters must be positive (threads %d, sequences %d, "
+             "context %d, batch %d)", p->n_threads, p->n_seqs, p->n_ctx, p->n_batch);
+        return NULL;
+    }
+    if (p->n_ctx > c->max_position_embeddings) {
+        fail(err, err_len, "context of %d tokens exceeds the model's maximum of %d",
+             p->n_ctx, c->max_position_embeddings);
+        return NULL;
+    }
+    ctx = calloc(1, sizeof(*ctx));
+    if (ctx == NULL) {
+        fail(err, err_len, "out of memory");
+        return NULL;
+    }
+    ctx->model = m;
+    ctx->kern = p->kernels ? qwen_kernels_by_name(p->kernels) : qwen_kernels_best();
+    if (ctx->kern == NULL) {
+        fail(err, err_len, "kernels \"%s\" are unknown or not supported by this CPU",
+             p->kernels);
+        free(ctx);
+        return NULL;
+    }
+    ctx->n_seqs = p->n_seqs;
+    ctx->n_ctx = p->n_ctx;
+    ctx->n_batch = p->n_batch;
+    n_threads = p->n_threads;
+
+    kv_elems = (size_t) c->n_layers * p->n_seqs * (size_t) p->n_ctx * kv_dim;
+    nb = (size_t) p->n_batch;
+    wide = c->intermediate_size > c->hidden_size ? c->intermediate_size : c->hidden_size;
+    wide = wide > q_dim ? wide : q_dim;
+
+    ctx->k_cache = malloc(kv_elems * sizeof(qwen_f16));
+    ctx->v_cache = malloc(kv_elems * sizeof(qwen_f16));
+    ctx->rope_cos = malloc((size_t) p->n_ctx * half * sizeof(float));
+    ctx->rope_sin = malloc((size_t) p->n_ctx * half * sizeof(float));
+    ctx->x = malloc(nb * c->hidden_size * sizeof(float));
+    ctx->xn = malloc(nb * wide * sizeof(float));
+    ctx->q = malloc(nb * q_dim * sizeof(float));
+    ctx->k = malloc(nb * kv_dim * sizeof(float));
+    ctx->v = malloc(nb * kv_dim * sizeof(float));
+    ctx->att = malloc(nb * q_dim * sizeof(float));
+    ctx->gate = malloc(nb * c->intermediate_size * sizeof(float));
+    ctx->up = malloc(nb * c->intermediate_size * sizeof(float));
+    ctx->proj = malloc(nb * c->hidden_size * sizeof(float));
+    ctx->act = malloc(nb * max_act_row_bytes(m, wide));
+    ctx->scores = malloc((size_t) n_threads * p->n_ctx * sizeof(float));
+    ctx->pool = qwen_pool_new(n_threads);
+    if (!ctx->k_cache || !ctx->v_cache || !ctx->rope_cos || !ctx->rope_sin || !ctx->x
+        || !ctx->xn || !ctx->q || !ctx->k || !ctx->v || !ctx->att || !ctx->gate || !ctx->up
+        || !ctx->proj || !ctx->act || !ctx->scores || !ctx->pool)
+    {
+        fail(err, err_len, "cannot allocate the context (%zu MiB of KV cache for %d "
+             "sequences x %d tokens)", 2 * kv_elems * sizeof(qwen_f16) >> 20,
+             p->n_seqs, p->n_ctx);
+        qwen_ctx_free(ctx);
+        return NULL;
+    }
+    /* cached RoPE table, computed in double so long positions stay exact */
+    for (pos = 0; pos < p->n_ctx; pos++) {
+        for (i = 0; i < half; i++) {
+            double freq = pow((double) c->rope_theta, -2.0 * i / (double) c->head_dim);
+            double ang = (double) pos * freq;
+            ctx->rope_cos[(size_t) pos * half + i] = (float) cos(ang);
+            ctx->rope_sin[(size_t) pos * half + i] = (float) sin(ang);
+        }
+    }
+    return ctx;
+}
+
+void
+qwen_ctx_free(qwen_ctx *ctx)
+{
+    if (ctx == NULL) {
+        return;
+    }
+    qwen_pool_free(ctx->pool);
+    free(ctx->k_cache);
+    free(ctx->v_cache);
+    free(ctx->rope_cos);
+    free(ctx->rope_sin);
+    free(ctx->x);
+    free(ctx->xn);
+    free(ctx->q);
+    free(ctx->k);
+    free(ctx->v);
+    free(ctx->att);
+    free(ctx->gate);
+    free(ctx->up);
+    free(ctx->proj);
+    free(ctx->act);
+    free(ctx->scores);
+    free(ctx);
+}
+
+/* ------------------------------------------------------------ matmul */
+
+#define MM_MAX_TARGETS 3
+
+typedef struct {
+    const qwen_kernels *kern;
+    int                 n_tok;
+    const void         *act;
+    size_t              act_stride;
+    int                 n_targets;
+    const qwen_tensor  *w[MM_MAX_TARGETS];
+    float              *out[MM_MAX_TARGETS];   /* [n_tok][rows] */
+    int64_t             total_rows;
+} mm_job;
+
+/* Rows are split evenly over threads across all targets, so fused q/k/v or
+ * gate/up projections cost one barrier and keep every thread busy. */
+static void
+mm_task(void *arg, int ith, int nth)
+{
+    mm_job         *job = arg;
+    int64_t         r0 = job->total_rows * ith / nth;
+    int64_t         r1 = job->total_rows * (ith + 1) / nth;
+    int64_t         base = 0, r, lo, hi;
+    int             t, tok;
+    const qwen_tensor *w;
+    qwen_vec_dot_fn dot;
+    const char     *row;
+
+    for (t = 0; t < job->n_targets; t++) {
+        w = job->w[t];
+        lo = r0 > base ? r0 - base : 0;
+        hi = r1 - base < w->n_rows ? r1 - base : w->n_rows;
+        dot = job->kern->vec_dot[w->type];
+        for (r = lo; r < hi; r++) {
+            row = (const char *) w->data + (size_t) r * w->row_bytes;
+            for (tok = 0; tok < job->n_tok; tok++) {
+                job->out[t][(size_t) tok * w->n_rows + r] =
+                    dot(w->n_cols, row, (const char *) job->act + tok * job->act_stride);
+            }
+        }
+        base += w->n_rows;
+    }
+}
+
+/* out_t[n_tok][rows_t] = x[n_tok][cols] . W_t^T for up to three weights
+ * sharing one input; activations are converted once for all of them. */
+static void
+matmul(qwen_ctx *ctx, const float *x, int n_tok, int n_targets,
+       const qwen_tensor **w, float **out)
+{
+    mm_job  job;
+    int     t, tok, act_type = qwen_act_type(w[0]->type);
+    int64_t cols = w[0]->n_cols;
+
+    for (t = 1; t < n_targets; t++) {
+        if (qwen_act_type(w[t]->type) != act_type) {
+            /* mixed activation formats: one job per weight */
+            for (t = 0; t < n_targets; t++) {
+                matmul(ctx, x, n_tok, 1, &w[t], &out[t]);
+            }
+            return;
+        }
+    }
+    job.kern = ctx->kern;
+    job.n_tok = n_tok;
+    if (act_type == QWEN_TYPE_F32) {
+        job.act = x;
+        job.act_stride = (size_t) cols * sizeof(float);
+    } else {
+        job.act_stride = qwen_row_bytes(act_type, cols);
+        for (tok = 0; tok < n_tok; tok++) {
+            ctx->kern->quantize_act(act_type, x + (size_t) tok * cols,
+                                    (char *) ctx->act + tok * job.act_stride, cols);
+        }
+        job.act = ctx->act;
+    }
+    job.n_targets = n_targets;
+    job.total_rows = 0;
+    for (t = 0; t < n_targets; t++) {
+        job.w[t] = w[t];
+        job.out[t] = out[t];
+        job.total_rows += w[t]->n_rows;
+    }
+    qwen_pool_run(ctx->pool, mm_task, &job);
+}
+
+/* ----------------------------------------------------------- elementwise */
+
+static void
+rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps)
+{
+    double  ss = 0.0;
+    float   scale;
+    int64_t i;
+
+    for (i = 0; i < n; i++) {
+        ss += (double) x[i] * x[i];
+    }
+    scale = (float) (1.0 / sqrt(ss / (double) n + eps));
+    for (i = 0; i < n; i++) {
+        out[i] = x[i] * scale * w[i];
+    }
+}
+
+static void
+rope(float *v, const float *cs, const float *sn, int half)
+{
+    int   i;
+    float a, b;
+
+    for (i = 0; i < half; i++) {
+        a = v[i];
+        b = v[i + half];
+        v[i] = a * cs[i] - b * sn[i];
+        v[i + half] = a * sn[i] + b * cs[i];
+    }
+}
+
+/* ------------------------------------------------------------ attention */
+
+typedef struct {
+    qwen_ctx               *ctx;
+    const qwen_batch_entry *batch;
+    int                     n_tok;
+    int                     layer;
+} att_job;
+
+static void
+att_task(void *arg, int ith, int nth)
+{
+    att_job           *job = arg;
+    qwen_ctx          *ctx = job->ctx;
+    const qwen_config *c = &ctx->model->cfg;
+    int                hd = c->head_dim, nh = c->n_heads;
+    int                group = c->n_heads / c->n_kv_heads;
+    int64_t            q_dim = (int64_t) nh * hd, kv_dim = (int64_t) c->n_kv_heads * hd;
+    float             *scores = ctx->scores + (size_t) ith * ctx->n_ctx;
+    float              scale = 1.0f / sqrtf((float) hd), mx, sum;
+    int                item, n_items = job->n_tok * nh, tok, h, t, pos;
+    size_t             seq_base;
+    const float       *q;
+    float             *out;
+    const qwen_f16    *kc, *vc;
+
+    for (item = ith; item < n_items; item += nth) {
+        tok = item / nh;
+        h = item % nh;
+        pos = job->batch[tok].pos;
+        seq_base = ((size_t) job->layer * ctx->n_seqs + job->batch[tok].seq)
+                   * ctx->n_ctx * kv_dim + (size_t) (h / group) * hd;
+        kc = ctx->k_cache + seq_base;
+        vc = ctx->v_cache + seq_base;
+        q = ctx->q + (size_t) tok * q_dim + (size_t) h * hd;
+        out = ctx->att + (size_t) tok * q_dim + (size_t) h * hd;
+
+        mx = -INFINITY;
+        for (t = 0; t <= pos; t++) {
+            scores[t] = ctx->kern->dot_f32_f16(hd, q, kc + (size_t) t * kv_dim) * scale;
+            mx = scores[t] > mx ? scores[t] : mx;
+        }
+        sum = 0.0f;
+        for (t = 0; t <= pos; t++) {
+            scores[t] = expf(scores[t] - mx);
+            sum += scores[t];
+        }
+        memset(out, 0, (size_t) hd * sizeof(float));
+        for (t = 0; t <= pos; t++) {
+            ctx->kern->axpy_f16(hd, scores[t] / sum, vc + (size_t) t * kv_dim, out);
+        }
+    }
+}
+
+/* --------------------------------------------------------------- forward */
+
+int
+qwen_forward(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, float *logits,
+             char *err, size_t err_len)
+{
+    const qwen_model  *m = ctx->model;
+    const qwen_config *c = &m->cfg;
+    int64_t            hidden = c->hidden_size, inter = c->intermediate_size;
+    int                hd = c->head_dim, half = hd / 2;
+    int64_t            q_dim = (int64_t) c->n_heads * hd, kv_dim = (int64_t) c->n_kv_heads * hd;
+    int                i, j, l, h, n_out;
+    const qwen_layer  *L;
+    const qwen_tensor *w[3];
+    float             *out[3];
+    att_job            aj;
+    size_t             cache_at;
+    float             *xi;
+
+    if (n < 1 || n > ctx->n_batch) {
+        return fail(err, err_len, "batch of %d tokens (allowed 1 to %d)", n, ctx->n_batch);
+    }
+    for (i = 0; i < n; i++) {
+        if (batch[i].token < 0 || batch[i].token >= c->vocab_size) {
+            return fail(err, err_len, "token id %d is outside the vocabulary (0 to %d)",
+                        batch[i].token, c->vocab_size - 1);
+        }
+        if (batch[i].seq < 0 || batch[i].seq >= ctx->n_seqs) {
+            return fail(err, err_len, "sequence %d does not exist (0 to %d)", batch[i].seq,
+                        ctx->n_seqs - 1);
+        }
+        if (batch[i].pos < 0 || batch[i].pos >= ctx->n_ctx) {
+            return fail(err, err_len, "position %d is outside the context of %d tokens",
+                        batch[i].pos, ctx->n_ctx);
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        qwen_dequantize_row(m->tok_embd.type,
+                            (const char *) m->tok_embd.data
+                            + (size_t) batch[i].token * m->tok_embd.row_bytes,
+                            ctx->x + (size_t) i * hidden, hidden);
+    }
+
+    for (l = 0; l < c->n_layers; l++) {
+        L = &m->layers[l];
+
+        /* attention block */
+        for (i = 0; i < n; i++) {
+            rmsnorm(ctx->xn + (size_t) i * hidden, ctx->x + (size_t) i * hidden,
+                    L->attn_norm, hidden, c->rms_norm_eps);
+        }
+        w[0] = &L->wq; w[1] = &L->wk; w[2] = &L->wv;
+        out[0] = ctx->q; out[1] = ctx->k; out[2] = ctx->v;
+        matmul(ctx, ctx->xn, n, 3, w, out);
+
+        for (i = 0; i < n; i++) {
+            const float *cs = ctx->rope_cos + (size_t) batch[i].pos * half;
+            const float *sn = ctx->rope_sin + (size_t) batch[i].pos * half;
+            for (h = 0; h < c->n_heads; h++) {
+                float *qh = ctx->q + (size_t) i * q_dim + (size_t) h * hd;
+                rmsnorm(qh, qh, L->q_norm, hd, c->rms_norm_eps);
+                rope(qh, cs, sn, half);
+            }
+            for (h = 0; h < c->n_kv_heads; h++) {
+                float *kh = ctx->k + (size_t) i * kv_dim + (size_t) h * hd;
+                rmsnorm(kh, kh, L->k_norm, hd, c->rms_norm_eps);
+                rope(kh, cs, sn, half);
+            }
+            /* store k and v before attention: later tokens of this batch
+             * in the same sequence attend to them */
+            cache_at = (((size_t) l * ctx->n_seqs + batch[i].seq) * ctx->n_ctx
+                        + batch[i].pos) * kv_dim;
+            ctx->kern->f32_to_f16(ctx->k + (size_t) i * kv_dim, ctx->k_cache + cache_at, kv_dim);
+            ctx->kern->f32_to_f16(ctx->v + (size_t) i * kv_dim, ctx->v_cache + cache_at, kv_dim);
+        }
+
+        aj.ctx = ctx;
+        aj.batch = batch;
+        aj.n_tok = n;
+        aj.layer = l;
+        qwen_pool_run(ctx->pool, att_task, &aj);
+
+        w[0] = &L->wo;
+        out[0] = ctx->proj;
+        matmul(ctx, ctx->att, n, 1, w, out);
+        for (j = 0; j < n * hidden; j++) {
+            ctx->x[j] += ctx->proj[j];
+        }
+
+        /* MLP block */
+        for (i = 0; i < n; i++) {
+            rmsnorm(ctx->xn + (size_t) i * hidden, ctx->x + (size_t) i * hidden,
+                    L->ffn_norm, hidden, c->rms_norm_eps);
+        }
+        w[0] = &L->w_gate; w[1] = &L->w_up;
+        out[0] = ctx->gate; out[1] = ctx->up;
+        matmul(ctx, ctx->xn, n, 2, w, out);
+        for (j = 0; j < n * inter; j++) {
+            float g = ctx->gate[j];
+            ctx->gate[j] = g / (1.0f + expf(-g)) * ctx->up[j];
+        }
+        w[0] = &L->w_down;
+        out[0] = ctx->proj;
+        matmul(ctx, ctx->gate, n, 1, w, out);
+        for (j = 0; j < n * hidden; j++) {
+            ctx->x[j] += ctx->proj[j];
+        }
+    }
+
+    /* final norm and output projection, only for the rows asked for */
+    n_out = 0;
+    for (i = 0; i < n; i++) {
+        if (batch[i].want_logits) {
+            xi = ctx->x + (size_t) i * hidden;
+            rmsnorm(ctx->xn + (size_t) n_out * hidden, xi, m->output_norm, hidden,
+                    c->rms_norm_eps);
+            n_out++;
+        }
+    }
+    if (n_out > 0) {
+        if (logits == NULL) {
+            return fail(err, err_len, "logits were requested but no buffer was given");
+        }
+        w[0] = &m->output;
+        out[0] = logits;
+        matmul(ctx, ctx->xn, n_out, 1, w, out);
+    }
+    return 0;
+}
+
+int32_t
+qwen_argmax(const float *logits, int n)
+{
+    int i, best = 0;
+
+    for (i = 1; i < n; i++) {
+        if (logits[i] > logits[best]) {
+            best = i;
+        }
+    }
+    return best;
+}

@@ -1,0 +1,40 @@
+/*
+ * kernels.h - the compute kernels the forward pass calls, as a table of
+ * function pointers chosen once per context from the CPU's features.
+ * kernels_ref.c is the portable scalar truth every ISA version is tested
+ * against; arch_*.c files hold the SIMD versions with their own flags.
+ */
+#ifndef QWEN_KERNELS_H
+#define QWEN_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "quant.h"
+
+/* Dot product of one weight row (n elements of its type) with one
+ * activation row already converted to the type's activation format. */
+typedef float (*qwen_vec_dot_fn)(int64_t n, const void *w, const void *act);
+
+typedef struct {
+    const char     *name;
+    qwen_vec_dot_fn vec_dot[QWEN_TYPE_COUNT];
+    /* activation conversion (F32 rows to Q8_0 / Q8_K / BF16 ...) */
+    void  (*quantize_act)(int act_type, const float *x, void *y, int64_t n);
+    /* attention over an f16 KV cache */
+    float (*dot_f32_f16)(int64_t n, const float *x, const qwen_f16 *y);
+    void  (*axpy_f16)(int64_t n, float a, const qwen_f16 *x, float *y);
+    void  (*f32_to_f16)(const float *x, qwen_f16 *y, int64_t n);
+} qwen_kernels;
+
+/* The activation format a weight type's dot product consumes. */
+int    qwen_act_type(int weight_type);
+/* Bytes of one activation row of n elements for a weight type. */
+size_t qwen_act_row_bytes(int weight_type, int64_t n);
+
+const qwen_kernels *qwen_kernels_ref(void);
+/* The best table for this CPU (x86: AVX-512 > AVX2 > scalar; arm64: NEON). */
+const qwen_kernels *qwen_kernels_best(void);
+/* A table by name ("scalar", "avx2", ...), NULL if this CPU can't run it. */
+const qwen_kernels *qwen_kernels_by_name(const char *name);
+
+#endif

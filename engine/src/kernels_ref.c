@@ -1,0 +1,240 @@
+/*
+ * kernels_ref.c - portable scalar kernels: the reference every SIMD kernel
+ * is checked against, and the fallback on CPUs without a faster path.
+ * Quantized dot products work block by block in integers, as the SIMD
+ * versions do, so they agree with them to rounding.
+ */
+#include "kernels.h"
+
+#include <string.h>
+
+int
+qwen_act_type(int weight_type)
+{
+    switch (weight_type) {
+    case QWEN_TYPE_Q8_0: return QWEN_TYPE_Q8_0;
+    case QWEN_TYPE_Q4_K:
+    case QWEN_TYPE_Q6_K: return QWEN_TYPE_Q8_K;
+    default:             return QWEN_TYPE_F32;
+    }
+}
+
+size_t
+qwen_act_row_bytes(int weight_type, int64_t n)
+{
+    return qwen_row_bytes(qwen_act_type(weight_type), n);
+}
+
+static float
+dot_f32(int64_t n, const void *w, const void *act)
+{
+    const float *x = w, *y = act;
+    float        sum = 0.0f;
+    int64_t      i;
+
+    for (i = 0; i < n; i++) {
+        sum += x[i] * y[i];
+    }
+    return sum;
+}
+
+static float
+dot_f16(int64_t n, const void *w, const void *act)
+{
+    const qwen_f16 *x = w;
+    const float    *y = act;
+    float           sum = 0.0f;
+    int64_t         i;
+
+    for (i = 0; i < n; i++) {
+        sum += qwen_f16_to_f32(x[i]) * y[i];
+    }
+    return sum;
+}
+
+static float
+dot_bf16(int64_t n, const void *w, const void *act)
+{
+    const qwen_bf16 *x = w;
+    const float     *y = act;
+    float            sum = 0.0f;
+    int64_t          i;
+
+    for (i = 0; i < n; i++) {
+        sum += qwen_bf16_to_f32(x[i]) * y[i];
+    }
+    return sum;
+}
+
+static float
+dot_q8_0(int64_t n, const void *w, const void *act)
+{
+    const block_q8_0 *x = w, *y = act;
+    float             sum = 0.0f;
+    int64_t           b, nb = n / QK8_0;
+    int               i, isum;
+
+    for (b = 0; b < nb; b++) {
+        isum = 0;
+        for (i = 0; i < QK8_0; i++) {
+            isum += x[b].qs[i] * y[b].qs[i];
+        }
+        sum += qwen_f16_to_f32(x[b].d) * qwen_f16_to_f32(y[b].d) * (float) isum;
+    }
+    return sum;
+}
+
+/* 6-bit scale and min of sub-block j of a Q4_K block (GGML's packing). */
+static void
+q4k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
+{
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+static float
+dot_q4_K(int64_t n, const void *w, const void *act)
+{
+    const block_q4_K *x = w;
+    const block_q8_K *y = act;
+    float             sum = 0.0f;
+    int64_t           b, nb = n / QK_K;
+    int               j, l, isum, msum;
+    uint8_t           sc, m;
+    const uint8_t    *q4;
+    const int8_t     *q8;
+
+    for (b = 0; b < nb; b++) {
+        isum = 0;
+        msum = 0;
+        q4 = x[b].qs;
+        q8 = y[b].qs;
+        /* 4 chunks of 64: low nibbles are sub-block 2c, high nibbles 2c+1 */
+        for (j = 0; j < QK_K / 64; j++) {
+            int s0 = 0, s1 = 0;
+            for (l = 0; l < 32; l++) {
+                s0 += (q4[l] & 0xF) * q8[l];
+                s1 += (q4[l] >> 4) * q8[l + 32];
+            }
+            q4k_scale_min(2 * j, x[b].scales, &sc, &m);
+            isum += sc * s0;
+            msum += m * (y[b].bsums[4 * j] + y[b].bsums[4 * j + 1]);
+            q4k_scale_min(2 * j + 1, x[b].scales, &sc, &m);
+            isum += sc * s1;
+            msum += m * (y[b].bsums[4 * j + 2] + y[b].bsums[4 * j + 3]);
+            q4 += 32;
+            q8 += 64;
+        }
+        sum += y[b].d * (qwen_f16_to_f32(x[b].d) * (float) isum
+                         - qwen_f16_to_f32(x[b].dmin) * (float) msum);
+    }
+    return sum;
+}
+
+static float
+dot_q6_K(int64_t n, const void *w, const void *act)
+{
+    const block_q6_K *x = w;
+    const block_q8_K *y = act;
+    float             sum = 0.0f;
+    int64_t           b, nb = n / QK_K;
+    int               half, l, is, isum;
+    int               sub[16];
+    const uint8_t    *ql, *qh;
+    const int8_t     *q8, *sc;
+
+    for (b = 0; b < nb; b++) {
+        ql = x[b].ql;
+        qh = x[b].qh;
+        sc = x[b].scales;
+        q8 = y[b].qs;
+        memset(sub, 0, sizeof(sub));
+        for (half = 0; half < 2; half++) {
+            for (l = 0; l < 32; l++) {
+                int q1 = (int) ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                int q2 = (int) ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                int q3 = (int) ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                int q4 = (int) ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                is = half * 8 + l / 16;
+                sub[is + 0] += q1 * q8[l];
+                sub[is + 2] += q2 * q8[l + 32];
+                sub[is + 4] += q3 * q8[l + 64];
+                sub[is + 6] += q4 * q8[l + 96];
+            }
+            ql += 64;
+            qh += 32;
+            q8 += 128;
+        }
+        isum = 0;
+        for (is = 0; is < 16; is++) {
+            isum += sc[is] * sub[is];
+        }
+        sum += qwen_f16_to_f32(x[b].d) * y[b].d * (float) isum;
+    }
+    return sum;
+}
+
+static void
+quantize_act_ref(int act_type, const float *x, void *y, int64_t n)
+{
+    qwen_quantize_row(act_type, x, y, n);
+}
+
+static float
+dot_f32_f16_ref(int64_t n, const float *x, const qwen_f16 *y)
+{
+    float   sum = 0.0f;
+    int64_t i;
+
+    for (i = 0; i < n; i++) {
+        sum += x[i] * qwen_f16_to_f32(y[i]);
+    }
+    return sum;
+}
+
+static void
+axpy_f16_ref(int64_t n, float a, const qwen_f16 *x, float *y)
+{
+    int64_t i;
+
+    for (i = 0; i < n; i++) {
+        y[i] += a * qwen_f16_to_f32(x[i]);
+    }
+}
+
+static void
+f32_to_f16_ref(const float *x, qwen_f16 *y, int64_t n)
+{
+    int64_t i;
+
+    for (i = 0; i < n; i++) {
+        y[i] = qwen_f32_to_f16(x[i]);
+    }
+}
+
+static const qwen_kernels kernels_ref = {
+    .name = "scalar",
+    .vec_dot = {
+        [QWEN_TYPE_F32] = dot_f32,
+        [QWEN_TYPE_F16] = dot_f16,
+        [QWEN_TYPE_BF16] = dot_bf16,
+        [QWEN_TYPE_Q8_0] = dot_q8_0,
+        [QWEN_TYPE_Q4_K] = dot_q4_K,
+        [QWEN_TYPE_Q6_K] = dot_q6_K,
+    },
+    .quantize_act = quantize_act_ref,
+    .dot_f32_f16 = dot_f32_f16_ref,
+    .axpy_f16 = axpy_f16_ref,
+    .f32_to_f16 = f32_to_f16_ref,
+};
+
+const qwen_kernels *
+qwen_kernels_ref(void)
+{
+    return &kernels_ref;
+}

@@ -1,0 +1,862 @@
+/*
+ * model.c - loads a Qwen3 model from a GGUF file or a Hugging Face directory
+ * into a qwen_model: maps the files read-only, reads the hyper-parameters,
+ * binds every weight by name and checks its type and shape against them.
+ * Weights stay in the mapped pages; only norms (tiny) are converted to f32,
+ * into shared anonymous memory so forked processes share them too.
+ */
+#include "model.h"
+#include "gguf.h"
+#include "safetensors.h"
+#include "tokenizer_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_SHARDS 32
+
+/* A tensor as a file describes it, before binding: dims in GGUF order
+ * (dims[0] is the contiguous one). */
+typedef struct {
+    int         type;
+    int         n_dims;
+    int64_t     dims[4];
+    const void *data;
+    size_t      n_bytes;
+} raw_tensor;
+
+typedef struct {
+    int        is_gguf;
+    gguf_file  gguf;
+    st_file    st[MAX_SHARDS];
+    int        n_st;
+} source;
+
+static int
+fail(char *err, size_t err_len, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+const char *
+qwen_type_name(int type)
+{
+    switch (type) {
+    case QWEN_TYPE_F32:  return "F32";
+    case QWEN_TYPE_F16:  return "F16";
+    case QWEN_TYPE_BF16: return "BF16";
+    case QWEN_TYPE_Q8_0: return "Q8_0";
+    case QWEN_TYPE_Q4_K: return "Q4_K";
+    case QWEN_TYPE_Q6_K: return "Q6_K";
+    case QWEN_TYPE_Q8_K: return "Q8_K";
+    case 2:  return "Q4_0";
+    case 3:  return "Q4_1";
+    case 6:  return "Q5_0";
+    case 7:  return "Q5_1";
+    case 10: return "Q2_K";
+    case 11: return "Q3_K";
+    case 13: return "Q5_K";
+    default: return "unknown";
+    }
+}
+
+static int
+map_file(qwen_model *m, const char *path, const void **base, size_t *size,
+         char *err, size_t err_len)
+{
+    int         fd;
+    struct stat st;
+    void       *p;
+
+    if (m->n_maps >= QWEN_MAX_MAPS) {
+        return fail(err, err_len, "%s: too many files", path);
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return fail(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+    }
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return fail(err, err_len, "%s: cannot stat: %s", path, strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return fail(err, err_len, "%s: not a regular file", path);
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        return fail(err, err_len, "%s: file is empty", path);
+    }
+    /* read-only shared mapping: every process using the model shares the
+     * page cache copy of the weights */
+    p = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) {
+        return fail(err, err_len, "%s: mmap failed: %s", path, strerror(errno));
+    }
+    m->maps[m->n_maps].addr = p;
+    m->maps[m->n_maps].len = (size_t) st.st_size;
+    m->n_maps++;
+    *base = p;
+    *size = (size_t) st.st_size;
+    return 0;
+}
+
+/* Shared anonymous memory, released with the model. */
+static void *
+shared_alloc(qwen_model *m, size_t n, char *err, size_t err_len)
+{
+    void *p;
+
+    if (m->n_maps >= QWEN_MAX_MAPS) {
+        fail(err, err_len, "too many mappings");
+        return NULL;
+    }
+    p = mmap(NULL, n ? n : 1, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        fail(err, err_len, "cannot allocate %zu bytes of shared memory: %s", n,
+             strerror(errno));
+        return NULL;
+    }
+    m->maps[m->n_maps].addr = p;
+    m->maps[m->n_maps].len = n ? n : 1;
+    m->n_maps++;
+    return p;
+}
+
+/* ------------------------------------------------------------ lookup */
+
+static int
+find_raw(const source *src, const char *gguf_name, const char *hf_name, raw_tensor *out)
+{
+    const gguf_tensor *g;
+    const st_tensor   *s;
+    int                i, j;
+
+    if (src->is_gguf) {
+        g = gguf_find_tensor(&src->gguf, gguf_name);
+        if (g == NULL) {
+            return -1;
+        }
+        out->type = (int) g->type;
+        out->n_dims = (int) g->n_dims;
+        for (j = 0; j < 4; j++) {
+            out->dims[j] = (int64_t) g->ne[j];
+        }
+        out->data = g->data;
+        out->n_bytes = g->n_bytes;
+        return 0;
+    }
+    for (i = 0; i < src->n_st; i++) {
+        s = st_find(&src->st[i], hf_name);
+        if (s == NULL) {
+            continue;
+        }
+        out->type = s->type;
+        out->n_dims = s->n_dims;
+        for (j = 0; j < 4; j++) {
+            out->dims[j] = 1;
+        }
+        /* PyTorch shapes list the outermost dimension first */
+        for (j = 0; j < s->n_dims; j++) {
+            out->dims[j] = s->shape[s->n_dims - 1 - j];
+        }
+        out->data = s->data;
+        out->n_bytes = s->n_bytes;
+        return 0;
+    }
+    return -1;
+}
+
+static const char *
+src_path(const source *src)
+{
+    return src->is_gguf ? src->gguf.path : (src->n_st ? src->st[0].path : "model");
+}
+
+static int
+bind_matrix(qwen_model *m, const source *src, const char *gname, const char *hname,
+            int64_t rows, int64_t cols, qwen_tensor *t, char *err, size_t err_len)
+{
+    raw_tensor  r;
+    const char *name = src->is_gguf ? gname : hname;
+    size_t      align;
+    void       *copy;
+
+    if (find_raw(src, gname, hname, &r) != 0) {
+        return fail(err, err_len, "%s: missing tensor %s", src_path(src), name);
+    }
+    if (r.n_dims != 2 || r.dims[0] != cols || r.dims[1] != rows) {
+        return fail(err, err_len, "%s: tensor %s has shape [%lld, %lld] (rows, columns) "
+                    "but the config needs [%lld, %lld]", src_path(src), name,
+                    (long long) (r.n_dims >= 2 ? r.dims[1] : 1), (long long) r.dims[0],
+                    (long long) rows, (long long) cols);
+    }
+    t->type = r.type;
+    t->n_rows = rows;
+    t->n_cols = cols;
+    t->row_bytes = qwen_row_bytes(r.type, cols);
+    t->data = r.data;
+    /* kernels load whole elements; safetensors offsets are not always aligned */
+    align = r.type == QWEN_TYPE_F32 ? 4 : 2;
+    if (((uintptr_t) r.data) % align != 0) {
+        copy = shared_alloc(m, r.n_bytes, err, err_len);
+        if (copy == NULL) {
+            return -1;
+        }
+        memcpy(copy, r.data, r.n_bytes);
+        t->data = copy;
+    }
+    return 0;
+}
+
+static int
+bind_vector(qwen_model *m, const source *src, const char *gname, const char *hname,
+            int64_t n, const float **out, char *err, size_t err_len)
+{
+    raw_tensor  r;
+    const char *name = src->is_gguf ? gname : hname;
+    float      *dst;
+    int64_t     bs;
+
+    if (find_raw(src, gname, hname, &r) != 0) {
+        return fail(err, err_len, "%s: missing tensor %s", src_path(src), name);
+    }
+    if (r.n_dims != 1 || r.dims[0] != n) {
+        return fail(err, err_len, "%s: tensor %s has %d dims and %lld elements, "
+                    "the config needs a vector of %lld", src_path(src), name, r.n_dims,
+                    (long long) r.dims[0], (long long) n);
+    }
+    bs = qwen_type_block_size(r.type);
+    if (bs <= 0 || n % bs != 0) {
+        return fail(err, err_len, "%s: tensor %s: type %s cannot hold %lld elements",
+                    src_path(src), name, qwen_type_name(r.type), (long long) n);
+    }
+    if (m->shared_used + (size_t) n * sizeof(float) > m->shared_len) {
+        return fail(err, err_len, "internal: norm arena too small");
+    }
+    dst = (float *) ((char *) m->shared + m->shared_used);
+    m->shared_used += (size_t) n * sizeof(float);
+    qwen_dequantize_row(r.type, r.data, dst, n);
+    *out = dst;
+    return 0;
+}
+
+static int
+bind_weights(qwen_model *m, const source *src, char *err, size_t err_len)
+{
+    const qwen_config *c = &m->cfg;
+    int64_t            q_dim = (int64_t) c->n_heads * c->head_dim;
+    int64_t            kv_dim = (int64_t) c->n_kv_heads * c->head_dim;
+    char               g[96], h[96];
+    int                i, n_types[QWEN_TYPE_COUNT] = {0}, t, best, pos;
+    qwen_layer        *L;
+    raw_tensor         r;
+
+    m->shared_len = ((size_t) c->n_layers * (2 * c->hidden_size + 2 * c->head_dim)
+                     + c->hidden_size) * sizeof(float);
+    m->shared = shared_alloc(m, m->shared_len, err, err_len);
+    if (m->shared == NULL) {
+        return -1;
+    }
+    m->layers = calloc((size_t) c->n_layers, sizeof(qwen_layer));
+    if (m->layers == NULL) {
+        return fail(err, err_len, "out of memory");
+    }
+
+    if (bind_matrix(m, src, "token_embd.weight", "model.embed_tokens.weight",
+                    c->vocab_size, c->hidden_size, &m->tok_embd, err, err_len) != 0
+        || bind_vector(m, src, "output_norm.weight", "model.norm.weight",
+                       c->hidden_size, &m->output_norm, err, err_len) != 0)
+    {
+        return -1;
+    }
+    if (find_raw(src, "output.weight", "lm_head.weight", &r) == 0 && !c->tie_word_embeddings) {
+        if (bind_matrix(m, src, "output.weight", "lm_head.weight", c->vocab_size,
+                        c->hidden_size, &m->output, err, err_len) != 0)
+        {
+            return -1;
+        }
+    } else if (!c->tie_word_embeddings) {
+        return fail(err, err_len, "%s: tie_word_embeddings is false but there is no "
+                    "output projection (%s)", src_path(src),
+                    src->is_gguf ? "output.weight" : "lm_head.weight");
+    } else {
+        m->output = m->tok_embd;
+    }
+
+#define NAMES(gs, hs) (snprintf(g, sizeof(g), "blk.%d." gs, i), \
+                       snprintf(h, sizeof(h), "model.layers.%d." hs, i), 0)
+#define MATRIX(field, gs, hs, rows, cols)                                        \
+    if (NAMES(gs, hs) || bind_matrix(m, src, g, h, rows, cols, &L->field,        \
+                                     err, err_len) != 0) return -1
+#define VECTOR(field, gs, hs, n)                                                 \
+    if (NAMES(gs, hs) || bind_vector(m, src, g, h, n, &L->field, err, err_len) != 0) \
+        return -1
+
+    for (i = 0; i < c->n_layers; i++) {
+        L = &m->layers[i];
+        VECTOR(attn_norm, "attn_norm.weight", "input_layernorm.weight", c->hidden_size);
+        VECTOR(q_norm, "attn_q_norm.weight", "self_attn.q_norm.weight", c->head_dim);
+        VECTOR(k_norm, "attn_k_norm.weight", "self_attn.k_norm.weight", c->head_dim);
+        VECTOR(ffn_norm, "ffn_norm.weight", "post_attention_layernorm.weight", c->hidden_size);
+        MATRIX(wq, "attn_q.weight", "self_attn.q_proj.weight", q_dim, c->hidden_size);
+        MATRIX(wk, "attn_k.weight", "self_attn.k_proj.weight", kv_dim, c->hidden_size);
+        MATRIX(wv, "attn_v.weight", "self_attn.v_proj.weight", kv_dim, c->hidden_size);
+        MATRIX(wo, "attn_output.weight", "self_attn.o_proj.weight", c->hidden_size, q_dim);
+        MATRIX(w_gate, "ffn_gate.weight", "mlp.gate_proj.weight", c->intermediate_size,
+               c->hidden_size);
+        MATRIX(w_up, "ffn_up.weight", "mlp.up_proj.weight", c->intermediate_size,
+               c->hidden_size);
+        MATRIX(w_down, "ffn_down.weight", "mlp.down_proj.weight", c->hidden_size,
+               c->intermediate_size);
+        n_types[L->wq.type]++;  n_types[L->wk.type]++;  n_types[L->wv.type]++;
+        n_types[L->wo.type]++;  n_types[L->w_gate.type]++;  n_types[L->w_up.type]++;
+        n_types[L->w_down.type]++;
+    }
+#undef MATRIX
+#undef VECTOR
+#undef NAMES
+
+    /* describe: the dominant type, then the others present */
+    n_types[m->tok_embd.type]++;
+    best = 0;
+    for (t = 0; t < QWEN_TYPE_COUNT; t++) {
+        if (n_types[t] > n_types[best]) {
+            best = t;
+        }
+    }
+    pos = snprintf(m->describe, sizeof(m->describe), "%s", qwen_type_name(best));
+    for (t = 0; t < QWEN_TYPE_COUNT; t++) {
+        if (t != best && n_types[t] > 0 && pos < (int) sizeof(m->describe)) {
+            pos += snprintf(m->describe + pos, sizeof(m->describe) - pos, " + %s",
+                            qwen_type_name(t));
+        }
+    }
+    return 0;
+}
+
+/* Hyper-parameters must be sane before any size is computed from them. */
+static int
+check_config(const qwen_config *c, const char *path, char *err, size_t err_len)
+{
+#define RANGE(v, lo, hi) \
+    if ((v) < (lo) || (v) > (hi)) \
+        return fail(err, err_len, "%s: %s = %d is out of range [%d, %d]", path, #v, \
+                    (int) (v), (int) (lo), (int) (hi))
+    RANGE(c->vocab_size, 1, 1 << 22);
+    RANGE(c->hidden_size, 8, 1 << 16);
+    RANGE(c->intermediate_size, 8, 1 << 18);
+    RANGE(c->n_layers, 1, 1024);
+    RANGE(c->n_heads, 1, 1024);
+    RANGE(c->n_kv_heads, 1, 1024);
+    RANGE(c->head_dim, 2, 1024);
+    RANGE(c->max_position_embeddings, 1, 1 << 24);
+#undef RANGE
+    if (c->n_heads % c->n_kv_heads != 0) {
+        return fail(err, err_len, "%s: num_attention_heads %d is not a multiple of "
+                    "num_key_value_heads %d", path, c->n_heads, c->n_kv_heads);
+    }
+    if (c->head_dim % 2 != 0) {
+        return fail(err, err_len, "%s: head_dim %d must be even for RoPE", path, c->head_dim);
+    }
+    if (!(c->rope_theta > 0.0f) || !(c->rms_norm_eps > 0.0f) || c->rms_norm_eps > 1.0f) {
+        return fail(err, err_len, "%s: rope_theta and rms_norm_eps must be positive", path);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------- GGUF */
+
+static int
+gguf_str_is(const gguf_kv *kv, const char *s)
+{
+    gguf_str v;
+
+    if (kv == NULL || kv->type != GGUF_STRING) {
+        return 0;
+    }
+    memcpy(&v.len, kv->data, 8);
+    v.ptr = (const char *) kv->data + 8;
+    return v.len == strlen(s) && memcmp(v.ptr, s, v.len) == 0;
+}
+
+static int
+gguf_tokenizer(qwen_model *m, const gguf_file *f, char *err, size_t err_len)
+{
+    const gguf_kv     *tokens = gguf_find_kv(f, "tokenizer.ggml.tokens");
+    const gguf_kv     *types = gguf_find_kv(f, "tokenizer.ggml.token_type");
+    const gguf_kv     *merges = gguf_find_kv(f, "tokenizer.ggml.merges");
+    const gguf_kv     *pre = gguf_find_kv(f, "tokenizer.ggml.pre");
+    const gguf_kv     *tmpl = gguf_find_kv(f, "tokenizer.chat_template");
+    qwen_vocab_arrays  v;
+    qwen_str          *tok_strs = NULL, *merge_strs = NULL;
+    const void        *cur;
+    gguf_str           s;
+    uint32_t           id;
+    uint64_t           i;
+    int                rc = -1;
+    char               sub[QWEN_ERR_LEN];
+
+    if (tokens == NULL) {
+        return 0;   /* a weights-only GGUF: the engine works on token ids */
+    }
+    memset(&v, 0, sizeof(v));
+    if (tokens->type != GGUF_ARRAY || tokens->arr_type != GGUF_STRING) {
+        return fail(err, err_len, "%s: tokenizer.ggml.tokens is not a string array", f->path);
+    }
+    if (merges != NULL && (merges->type != GGUF_ARRAY || merges->arr_type != GGUF_STRING)) {
+        return fail(err, err_len, "%s: tokenizer.ggml.merges is not a string array", f->path);
+    }
+    if (types != NULL && (types->type != GGUF_ARRAY || types->arr_type != GGUF_INT32
+                          || types->arr_count != tokens->arr_count))
+    {
+        return fail(err, err_len, "%s: tokenizer.ggml.token_type is not an int32 array "
+                    "as long as the token list", f->path);
+    }
+    if (!gguf_str_is(gguf_find_kv(f, "tokenizer.ggml.model"), "gpt2")) {
+        return fail(err, err_len, "%s: tokenizer.ggml.model is not \"gpt2\" "
+                    "(byte-level BPE); other tokenizers are not supported", f->path);
+    }
+    tok_strs = malloc((tokens->arr_count + 1) * sizeof(qwen_str));
+    merge_strs = malloc(((merges ? merges->arr_count : 0) + 1) * sizeof(qwen_str));
+    if (tok_strs == NULL || merge_strs == NULL) {
+        fail(err, err_len, "out of memory reading the vocabulary");
+        goto done;
+    }
+    cur = tokens->data;
+    for (i = 0; i < tokens->arr_count; i++) {
+        s = gguf_array_next_str(&cur);
+        tok_strs[i].ptr = s.ptr;
+        tok_strs[i].len = s.len;
+    }
+    if (merges != NULL) {
+        cur = merges->data;
+        for (i = 0; i < merges->arr_count; i++) {
+            s = gguf_array_next_str(&cur);
+            merge_strs[i].ptr = s.ptr;
+            merge_strs[i].len = s.len;
+        }
+    }
+    v.tokens = tok_strs;
+    v.n_tokens = tokens->arr_count;
+    v.token_types = types ? (const int32_t *) types->data : NULL;
+    v.merges = merge_strs;
+    v.n_merges = merges ? merges->arr_count : 0;
+    if (pre != NULL && pre->type == GGUF_STRING) {
+        memcpy(&v.pre.len, pre->data, 8);
+        v.pre.ptr = (const char *) pre->data + 8;
+    }
+    if (tmpl != NULL && tmpl->type == GGUF_STRING) {
+        memcpy(&v.chat_template.len, tmpl->data, 8);
+        v.chat_template.ptr = (const char *) tmpl->data + 8;
+    }
+    v.eos_id = v.bos_id = v.pad_id = -1;
+    if (gguf_find_kv(f, "tokenizer.ggml.eos_token_id")
+        && gguf_get_u32(f, "tokenizer.ggml.eos_token_id", &id, sub, sizeof(sub)) == 0)
+    {
+        v.eos_id = (int32_t) id;
+    }
+    if (gguf_find_kv(f, "tokenizer.ggml.bos_token_id")
+        && gguf_get_u32(f, "tokenizer.ggml.bos_token_id", &id, sub, sizeof(sub)) == 0)
+    {
+        v.bos_id = (int32_t) id;
+    }
+    if (gguf_find_kv(f, "tokenizer.ggml.padding_token_id")
+        && gguf_get_u32(f, "tokenizer.ggml.padding_token_id", &id, sub, sizeof(sub)) == 0)
+    {
+        v.pad_id = (int32_t) id;
+    }
+    if (qwen_tokenizer_build(&v, &m->tokenizer, sub, sizeof(sub)) != 0) {
+        fail(err, err_len, "%s: tokenizer metadata: %s", f->path, sub);
+        goto done;
+    }
+    rc = 0;
+done:
+    free(tok_strs);
+    free(merge_strs);
+    return rc;
+}
+
+static int
+load_gguf(qwen_model *m, const char *path, source *src, char *err, size_t err_len)
+{
+    const void *base;
+    size_t      size;
+    uint32_t    u;
+    qwen_config *c = &m->cfg;
+    const gguf_kv *arch;
+
+    if (map_file(m, path, &base, &size, err, err_len) != 0) {
+        return -1;
+    }
+    src->is_gguf = 1;
+    if (gguf_parse(&src->gguf, path, base, size, err, err_len) != 0) {
+        return -1;
+    }
+    arch = gguf_find_kv(&src->gguf, "general.architecture");
+    if (!gguf_str_is(arch, "qwen3")) {
+        return fail(err, err_len, "%s: general.architecture is not \"qwen3\"", path);
+    }
+#define U32(key, field)                                                      \
+    if (gguf_get_u32(&src->gguf, key, &u, err, err_len) != 0) return -1;     \
+    if (u > (1u << 30)) return fail(err, err_len, "%s: %s is absurd (%u)", path, key, u); \
+    field = (int) u
+    U32("qwen3.embedding_length", c->hidden_size);
+    U32("qwen3.feed_forward_length", c->intermediate_size);
+    U32("qwen3.block_count", c->n_layers);
+    U32("qwen3.attention.head_count", c->n_heads);
+    U32("qwen3.attention.head_count_kv", c->n_kv_heads);
+    U32("qwen3.context_length", c->max_position_embeddings);
+    if (gguf_find_kv(&src->gguf, "qwen3.attention.key_length")) {
+        U32("qwen3.attention.key_length", c->head_dim);
+    } else {
+        c->head_dim = c->n_heads ? c->hidden_size / c->n_heads : 0;
+    }
+#undef U32
+    if (gguf_get_f32(&src->gguf, "qwen3.rope.freq_base", &c->rope_theta, err, err_len) != 0
+        || gguf_get_f32(&src->gguf, "qwen3.attention.layer_norm_rms_epsilon",
+                        &c->rms_norm_eps, err, err_len) != 0)
+    {
+        return -1;
+    }
+    {
+        const gguf_tensor *e = gguf_find_tensor(&src->gguf, "token_embd.weight");
+        if (e == NULL) {
+            return fail(err, err_len, "%s: missing tensor token_embd.weight", path);
+        }
+        if (e->n_dims != 2 || e->ne[1] > (1u << 22)) {
+            return fail(err, err_len, "%s: token_embd.weight has an invalid shape", path);
+        }
+        c->vocab_size = (int) e->ne[1];
+    }
+    c->tie_word_embeddings = gguf_find_tensor(&src->gguf, "output.weight") == NULL;
+    if (check_config(c, path, err, err_len) != 0) {
+        return -1;
+    }
+    if (bind_weights(m, src, err, err_len) != 0) {
+        return -1;
+    }
+    return gguf_tokenizer(m, &src->gguf, err, err_len);
+}
+
+/* ---------------------------------------------------- Hugging Face dir */
+
+static int
+json_int(json_t *root, const char *key, int *out, int required, const char *path,
+         char *err, size_t err_len)
+{
+    json_t *v = json_object_get(root, key);
+
+    if (v == NULL || json_is_null(v)) {
+        if (required) {
+            return fail(err, err_len, "%s: missing field \"%s\"", path, key);
+        }
+        return 0;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < 0
+        || json_integer_value(v) > (1 << 30))
+    {
+        return fail(err, err_len, "%s: field \"%s\" must be a non-negative integer",
+                    path, key);
+    }
+    *out = (int) json_integer_value(v);
+    return 0;
+}
+
+static int
+json_num(json_t *root, const char *key, float *out, const char *path,
+         char *err, size_t err_len)
+{
+    json_t *v = json_object_get(root, key);
+
+    if (v == NULL) {
+        return 0;
+    }
+    if (!json_is_number(v)) {
+        return fail(err, err_len, "%s: field \"%s\" must be a number", path, key);
+    }
+    *out = (float) json_number_value(v);
+    return 0;
+}
+
+static int
+read_hf_config(qwen_config *c, const char *dir, char *err, size_t err_len)
+{
+    char         path[4096];
+    json_t      *root, *v, *arch;
+    json_error_t jerr;
+    int          rc = -1;
+
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    root = json_load_file(path, 0, &jerr);
+    if (root == NULL) {
+        return fail(err, err_len, "%s: %s (line %d)", path, jerr.text, jerr.line);
+    }
+    if (!json_is_object(root)) {
+        fail(err, err_len, "%s: not a JSON object", path);
+        goto done;
+    }
+    v = json_object_get(root, "model_type");
+    arch = json_array_get(json_object_get(root, "architectures"), 0);
+    if (!(json_is_string(v) && strcmp(json_string_value(v), "qwen3") == 0)
+        && !(json_is_string(arch) && strcmp(json_string_value(arch), "Qwen3ForCausalLM") == 0))
+    {
+        fail(err, err_len, "%s: not a Qwen3 model (model_type must be \"qwen3\")", path);
+        goto done;
+    }
+    c->rope_theta = 1000000.0f;
+    c->rms_norm_eps = 1e-6f;
+    c->max_position_embeddings = 40960;
+    c->tie_word_embeddings = 1;
+    if (json_int(root, "hidden_size", &c->hidden_size, 1, path, err, err_len) != 0
+        || json_int(root, "intermediate_size", &c->intermediate_size, 1, path, err, err_len)
+        || json_int(root, "num_hidden_layers", &c->n_layers, 1, path, err, err_len)
+        || json_int(root, "num_attention_heads", &c->n_heads, 1, path, err, err_len)
+        || json_int(root, "num_key_value_heads", &c->n_kv_heads, 1, path, err, err_len)
+        || json_int(root, "vocab_size", &c->vocab_size, 1, path, err, err_len)
+        || json_int(root, "max_position_embeddings", &c->max_position_embeddings, 0, path,
+                    err, err_len)
+        || json_num(root, "rope_theta", &c->rope_theta, path, err, err_len)
+        || json_num(root, "rms_norm_eps", &c->rms_norm_eps, path, err, err_len))
+    {
+        goto done;
+    }
+    c->head_dim = c->n_heads ? c->hidden_size / c->n_heads : 0;
+    if (json_int(root, "head_dim", &c->head_dim, 0, path, err, err_len) != 0) {
+        goto done;
+    }
+    v = json_object_get(root, "tie_word_embeddings");
+    if (v != NULL) {
+        if (!json_is_boolean(v)) {
+            fail(err, err_len, "%s: field \"tie_word_embeddings\" must be a boolean", path);
+            goto done;
+        }
+        c->tie_word_embeddings = json_is_true(v);
+    }
+    rc = check_config(c, path, err, err_len);
+done:
+    json_decref(root);
+    return rc;
+}
+
+/* Shard file names from model.safetensors.index.json, deduplicated. */
+static int
+read_hf_index(const char *dir, char names[][256], int *n, char *err, size_t err_len)
+{
+    char         path[4096];
+    json_t      *root, *map, *v;
+    json_error_t jerr;
+    const char  *key, *file;
+    int          i, seen;
+
+    snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir);
+    root = json_load_file(path, 0, &jerr);
+    if (root == NULL) {
+        return fail(err, err_len, "%s: %s (line %d)", path, jerr.text, jerr.line);
+    }
+    map = json_object_get(root, "weight_map");
+    if (!json_is_object(map)) {
+        json_decref(root);
+        return fail(err, err_len, "%s: missing object \"weight_map\"", path);
+    }
+    *n = 0;
+    json_object_foreach(map, key, v) {
+        file = json_string_value(v);
+        if (file == NULL || strchr(file, '/') != NULL || strlen(file) >= 256
+            || file[0] == '.')
+        {
+            json_decref(root);
+            return fail(err, err_len, "%s: weight_map entry for %s is not a plain file name",
+                        path, key);
+        }
+        seen = 0;
+        for (i = 0; i < *n; i++) {
+            seen |= strcmp(names[i], file) == 0;
+        }
+        if (!seen) {
+            if (*n >= MAX_SHARDS) {
+                json_decref(root);
+                return fail(err, err_len, "%s: more than %d shards", path, MAX_SHARDS);
+            }
+            strcpy(names[(*n)++], file);
+        }
+    }
+    json_decref(root);
+    if (*n == 0) {
+        return fail(err, err_len, "%s: weight_map is empty", path);
+    }
+    return 0;
+}
+
+static int
+file_exists(const char *dir, const char *name)
+{
+    char        path[4096];
+    struct stat st;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return stat(path, &st) == 0;
+}
+
+static int
+load_hf(qwen_model *m, const char *dir, source *src, char *err, size_t err_len)
+{
+    char        names[MAX_SHARDS][256];
+    char       *paths[MAX_SHARDS] = {0};
+    int         n = 0, i, rc = -1;
+    const void *base;
+    size_t      size;
+    char        sub[QWEN_ERR_LEN];
+
+    if (read_hf_config(&m->cfg, dir, err, err_len) != 0) {
+        return -1;
+    }
+    if (file_exists(dir, "model.safetensors")) {
+        strcpy(names[0], "model.safetensors");
+        n = 1;
+    } else if (file_exists(dir, "model.safetensors.index.json")) {
+        if (read_hf_index(dir, names, &n, err, err_len) != 0) {
+            return -1;
+        }
+    } else {
+        return fail(err, err_len, "%s: no model.safetensors or "
+                    "model.safetensors.index.json", dir);
+    }
+    for (i = 0; i < n; i++) {
+        /* the path strings live as long as the model: error messages name them */
+        paths[i] = malloc(strlen(dir) + strlen(names[i]) + 2);
+        if (paths[i] == NULL) {
+            fail(err, err_len, "out of memory");
+            goto done;
+        }
+        sprintf(paths[i], "%s/%s", dir, names[i]);
+        if (map_file(m, paths[i], &base, &size, err, err_len) != 0
+            || st_parse(&src->st[i], paths[i], base, size, err, err_len) != 0)
+        {
+            goto done;
+        }
+        src->n_st++;
+    }
+    if (bind_weights(m, src, err, err_len) != 0) {
+        goto done;
+    }
+    if (file_exists(dir, "tokenizer.json")) {
+        if (qwen_tokenizer_load_hf(dir, &m->tokenizer, sub, sizeof(sub)) != 0) {
+            fail(err, err_len, "%s", sub);
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    for (i = 0; i < src->n_st; i++) {
+        st_release(&src->st[i]);
+    }
+    src->n_st = 0;
+    for (i = 0; i < n; i++) {
+        free(paths[i]);
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------- public */
+
+int
+qwen_model_load(const char *path, qwen_model **out, char *err, size_t err_len)
+{
+    qwen_model *m;
+    source      src;
+    struct stat st;
+    int         rc;
+
+    *out = NULL;
+    if (stat(path, &st) != 0) {
+        return fail(err, err_len, "%s: %s", path, strerror(errno));
+    }
+    m = calloc(1, sizeof(*m));
+    if (m == NULL) {
+        return fail(err, err_len, "out of memory");
+    }
+    memset(&src, 0, sizeof(src));
+    if (S_ISDIR(st.st_mode)) {
+        rc = load_hf(m, path, &src, err, err_len);
+    } else {
+        rc = load_gguf(m, path, &src, err, err_len);
+        gguf_release(&src.gguf);
+    }
+    if (rc != 0) {
+        qwen_model_free(m);
+        return -1;
+    }
+    *out = m;
+    return 0;
+}
+
+void
+qwen_model_free(qwen_model *m)
+{
+    int i;
+
+    if (m == NULL) {
+        return;
+    }
+    if (m->tokenizer != NULL) {
+        qwen_tokenizer_free(m->tokenizer);
+    }
+    for (i = 0; i < m->n_maps; i++) {
+        munmap(m->maps[i].addr, m->maps[i].len);
+    }
+    free(m->layers);
+    free(m);
+}
+
+const qwen_config *
+qwen_model_config(const qwen_model *m)
+{
+    return &m->cfg;
+}
+
+const qwen_tokenizer *
+qwen_model_tokenizer(const qwen_model *m)
+{
+    return m->tokenizer;
+}
+
+const char *
+qwen_model_describe(const qwen_model *m)
+{
+    return m->describe;
+}
+
+size_t
+qwen_model_weight_bytes(const qwen_model *m)
+{
+    size_t total = 0;
+    int    i;
+    const qwen_layer *L;
+
+    for (i = 0; i < m->cfg.n_layers; i++) {
+        L = &m->layers[i];
+        total += L->wq.row_bytes * L->wq.n_rows + L->wk.row_bytes * L->wk.n_rows
+                 + L->wv.row_bytes * L->wv.n_rows + L->wo.row_bytes * L->wo.n_rows
+                 + L->w_gate.row_bytes * L->w_gate.n_rows
+                 + L->w_up.row_bytes * L->w_up.n_rows
+                 + L->w_down.row_bytes * L->w_down.n_rows;
+    }
+    /* the embedding lookup reads one row; the output projection all of them */
+    total += m->output.row_bytes * m->output.n_rows;
+    return total;
+}

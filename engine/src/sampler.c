@@ -1,0 +1,280 @@
+/*
+ * sampler.c - turns logits into the next token: repetition, presence and
+ * frequency penalties over the recent history, then greedy, or temperature
+ * with top-k, min-p and top-p filtering and a seeded xoshiro256** draw, so
+ * the same seed and input always give the same tokens.
+ */
+#include "qwen.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    int32_t id;
+    float   p;
+} candidate;
+
+struct qwen_sampler {
+    qwen_sampling_params params;
+    int                  vocab_size;
+    uint64_t             rng[4];
+    int32_t             *history;     /* ring of recent tokens */
+    size_t               hist_cap;
+    size_t               hist_len;    /* tokens seen (may exceed cap) */
+    int32_t             *counts;      /* scratch [vocab] */
+    candidate           *cand;        /* scratch [vocab] */
+};
+
+void
+qwen_sampling_defaults(qwen_sampling_params *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->temperature = 0.7f;
+    p->top_k = 20;
+    p->top_p = 0.8f;
+    p->min_p = 0.0f;
+    p->repetition_penalty = 1.0f;
+    p->presence_penalty = 0.0f;
+    p->frequency_penalty = 0.0f;
+    p->penalty_last_n = 64;
+    p->seed = 0;
+}
+
+static uint64_t
+splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t
+rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t
+xoshiro_next(uint64_t *s)
+{
+    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+/* uniform in [0, 1) with 24 bits, enough for a categorical draw */
+static float
+rand_unit(uint64_t *s)
+{
+    return (float) (xoshiro_next(s) >> 40) / 16777216.0f;
+}
+
+qwen_sampler *
+qwen_sampler_new(const qwen_sampling_params *p, int vocab_size)
+{
+    qwen_sampler *s;
+    uint64_t      seed;
+
+    if (vocab_size < 1) {
+        return NULL;
+    }
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return NULL;
+    }
+    s->params = *p;
+    s->vocab_size = vocab_size;
+    seed = p->seed;
+    s->rng[0] = splitmix64(&seed);
+    s->rng[1] = splitmix64(&seed);
+    s->rng[2] = splitmix64(&seed);
+    s->rng[3] = splitmix64(&seed);
+    s->hist_cap = p->penalty_last_n > 0 ? (size_t) p->penalty_last_n : 256;
+    s->history = malloc(s->hist_cap * sizeof(int32_t));
+    s->counts = calloc((size_t) vocab_size, sizeof(int32_t));
+    s->cand = malloc((size_t) vocab_size * sizeof(candidate));
+    if (s->history == NULL || s->counts == NULL || s->cand == NULL) {
+        qwen_sampler_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void
+qwen_sampler_free(qwen_sampler *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    free(s->history);
+    free(s->counts);
+    free(s->cand);
+    free(s);
+}
+
+void
+qwen_sampler_accept(qwen_sampler *s, int32_t token)
+{
+    int32_t *grown;
+
+    if (s->params.penalty_last_n < 0 && s->hist_len == s->hist_cap) {
+        /* unbounded history: grow instead of wrapping */
+        grown = realloc(s->history, 2 * s->hist_cap * sizeof(int32_t));
+        if (grown != NULL) {
+            s->history = grown;
+            s->hist_cap *= 2;
+        }
+    }
+    s->history[s->hist_len % s->hist_cap] = token;
+    s->hist_len++;
+}
+
+static int
+penalties_active(const qwen_sampling_params *p)
+{
+    return p->penalty_last_n != 0
+           && (p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f
+               || p->frequency_penalty != 0.0f);
+}
+
+static void
+apply_penalties(qwen_sampler *s, float *logits)
+{
+    const qwen_sampling_params *p = &s->params;
+    size_t                      n = s->hist_len < s->hist_cap ? s->hist_len : s->hist_cap;
+    size_t                      i;
+    int32_t                     id;
+
+    for (i = 0; i < n; i++) {
+        id = s->history[i];
+        if (id >= 0 && id < s->vocab_size) {
+            s->counts[id]++;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        id = s->history[i];
+        if (id < 0 || id >= s->vocab_size || s->counts[id] == 0) {
+            continue;   /* out of range, or already penalised */
+        }
+        if (p->repetition_penalty != 1.0f && p->repetition_penalty > 0.0f) {
+            logits[id] = logits[id] > 0.0f ? logits[id] / p->repetition_penalty
+                                           : logits[id] * p->repetition_penalty;
+        }
+        logits[id] -= p->presence_penalty + p->frequency_penalty * (float) s->counts[id];
+        s->counts[id] = 0;
+    }
+}
+
+static int
+cand_desc(const void *a, const void *b)
+{
+    float pa = ((const candidate *) a)->p, pb = ((const candidate *) b)->p;
+
+    return (pa < pb) - (pa > pb);
+}
+
+/* Keep the k largest logits at the front of c (unordered): quickselect. */
+static void
+select_top_k(candidate *c, int n, int k)
+{
+    int       lo = 0, hi = n - 1, i, store;
+    float     pivot;
+    candidate tmp;
+
+    while (lo < hi) {
+        pivot = c[(lo + hi) / 2].p;
+        tmp = c[(lo + hi) / 2]; c[(lo + hi) / 2] = c[hi]; c[hi] = tmp;
+        store = lo;
+        for (i = lo; i < hi; i++) {
+            if (c[i].p > pivot) {
+                tmp = c[i]; c[i] = c[store]; c[store] = tmp;
+                store++;
+            }
+        }
+        tmp = c[store]; c[store] = c[hi]; c[hi] = tmp;
+        if (store == k - 1 || store == k) {
+            return;
+        }
+        if (store < k) {
+            lo = store + 1;
+        } else {
+            hi = store - 1;
+        }
+    }
+}
+
+int32_t
+qwen_sampler_sample(qwen_sampler *s, float *logits)
+{
+    const qwen_sampling_params *p = &s->params;
+    candidate                  *c = s->cand;
+    int                         n = s->vocab_size, i, k;
+    float                       mx, sum, cum, r, inv_t;
+
+    if (penalties_active(p)) {
+        apply_penalties(s, logits);
+    }
+    if (!(p->temperature > 0.0f)) {
+        return qwen_argmax(logits, n);
+    }
+    inv_t = 1.0f / p->temperature;
+    for (i = 0; i < n; i++) {
+        c[i].id = i;
+        c[i].p = logits[i] * inv_t;
+    }
+    k = n;
+    if (p->top_k > 0 && p->top_k < n) {
+        select_top_k(c, n, p->top_k);
+        k = p->top_k;
+    }
+    /* softmax over the survivors, sorted by probability */
+    qsort(c, (size_t) k, sizeof(candidate), cand_desc);
+    mx = c[0].p;
+    sum = 0.0f;
+    for (i = 0; i < k; i++) {
+        c[i].p = expf(c[i].p - mx);
+        sum += c[i].p;
+    }
+    for (i = 0; i < k; i++) {
+        c[i].p /= sum;
+    }
+    if (p->min_p > 0.0f) {
+        for (i = 1; i < k; i++) {
+            if (c[i].p < p->min_p * c[0].p) {
+                k = i;
+                break;
+            }
+        }
+    }
+    if (p->top_p > 0.0f && p->top_p < 1.0f) {
+        cum = 0.0f;
+        for (i = 0; i < k; i++) {
+            cum += c[i].p;
+            if (cum >= p->top_p) {
+                k = i + 1;
+                break;
+            }
+        }
+    }
+    sum = 0.0f;
+    for (i = 0; i < k; i++) {
+        sum += c[i].p;
+    }
+    r = rand_unit(s->rng) * sum;
+    cum = 0.0f;
+    for (i = 0; i < k; i++) {
+        cum += c[i].p;
+        if (r < cum) {
+            return c[i].id;
+        }
+    }
+    return c[k - 1].id;
+}

@@ -1,0 +1,599 @@
+/*
+ * test_forward.c - the engine's Qwen3 forward pass against a deliberately
+ * naive reference written here: it reads the F32 safetensors file itself
+ * (its own parser), runs one token at a time with plain loops in double
+ * precision, and knows nothing of the engine's layouts or kernels.
+ * Also: GGUF vs Hugging Face files give identical logits, sharded vs single
+ * file, threads 1 vs 2, scalar vs SIMD, quantized models near F32, and two
+ * sequences interleaved in one context equal each run alone.
+ * Models come from tools/make_test_model in $QWEN_TEST_MODELS.
+ */
+#include "test.h"
+#include "qwen.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *models_dir;
+
+/* ------------------------------------------------------ naive reference */
+
+typedef struct {
+    int     vocab, hidden, inter, layers, heads, kv_heads, head_dim;
+    double  theta, eps;
+    char   *blob;           /* the whole safetensors file */
+    json_t *header;
+    size_t  data_start;
+    /* KV cache [layer][pos][kv_heads * head_dim] */
+    double *kc, *vc;
+    int     max_pos;
+} ref_model;
+
+static const float *
+ref_tensor(ref_model *r, const char *name, long n_expected)
+{
+    json_t *t = json_object_get(r->header, name);
+    json_t *off = json_object_get(t, "data_offsets");
+    long    begin = (long) json_integer_value(json_array_get(off, 0));
+    long    end = (long) json_integer_value(json_array_get(off, 1));
+
+    if (t == NULL || strcmp(json_string_value(json_object_get(t, "dtype")), "F32") != 0
+        || end - begin != n_expected * 4)
+    {
+        fprintf(stderr, "reference: tensor %s missing or not F32 x %ld\n", name, n_expected);
+        exit(1);
+    }
+    return (const float *) (r->blob + r->data_start + begin);
+}
+
+static int
+ref_load(ref_model *r, const char *dir, int max_pos)
+{
+    char         path[8192];
+    FILE        *f;
+    long         size;
+    uint64_t     hlen;
+    json_t      *cfg;
+    json_error_t jerr;
+
+    memset(r, 0, sizeof(*r));
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    cfg = json_load_file(path, 0, &jerr);
+    if (cfg == NULL) {
+        fprintf(stderr, "reference: %s: %s\n", path, jerr.text);
+        return -1;
+    }
+    r->vocab = (int) json_integer_value(json_object_get(cfg, "vocab_size"));
+    r->hidden = (int) json_integer_value(json_object_get(cfg, "hidden_size"));
+    r->inter = (int) json_integer_value(json_object_get(cfg, "intermediate_size"));
+    r->layers = (int) json_integer_value(json_object_get(cfg, "num_hidden_layers"));
+    r->heads = (int) json_integer_value(json_object_get(cfg, "num_attention_heads"));
+    r->kv_heads = (int) json_integer_value(json_object_get(cfg, "num_key_value_heads"));
+    r->head_dim = (int) json_integer_value(json_object_get(cfg, "head_dim"));
+    r->theta = json_number_value(json_object_get(cfg, "rope_theta"));
+    r->eps = json_number_value(json_object_get(cfg, "rms_norm_eps"));
+    json_decref(cfg);
+
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    f = fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "reference: cannot open %s\n", path);
+        return -1;
+    }
+    fseek(f, 0, SEEK_END);
+    size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    r->blob = malloc((size_t) size);
+    if (r->blob == NULL || fread(r->blob, 1, (size_t) size, f) != (size_t) size) {
+        fclose(f);
+        return -1;
+    }
+    fclose(f);
+    memcpy(&hlen, r->blob, 8);
+    r->header = json_loadb(r->blob + 8, hlen, 0, &jerr);
+    r->data_start = 8 + hlen;
+    r->max_pos = max_pos;
+    r->kc = calloc((size_t) r->layers * max_pos * r->kv_heads * r->head_dim, sizeof(double));
+    r->vc = calloc((size_t) r->layers * max_pos * r->kv_heads * r->head_dim, sizeof(double));
+    return r->header && r->kc && r->vc ? 0 : -1;
+}
+
+static void
+ref_free(ref_model *r)
+{
+    free(r->blob);
+    free(r->kc);
+    free(r->vc);
+    json_decref(r->header);
+}
+
+static void
+ref_rmsnorm(double *out, const double *x, const float *w, int n, double eps)
+{
+    double ss = 0.0;
+    int    i;
+
+    for (i = 0; i < n; i++) ss += x[i] * x[i];
+    ss = 1.0 / sqrt(ss / n + eps);
+    for (i = 0; i < n; i++) out[i] = x[i] * ss * w[i];
+}
+
+/* y[rows] = W[rows][cols] x[cols] */
+static void
+ref_matvec(double *y, const float *w, const double *x, int rows, int cols)
+{
+    int i, j;
+
+    for (i = 0; i < rows; i++) {
+        double s = 0.0;
+        for (j = 0; j < cols; j++) s += (double) w[(size_t) i * cols + j] * x[j];
+        y[i] = s;
+    }
+}
+
+/* One token at position pos; logits (vocab) filled when non-NULL. */
+static void
+ref_step(ref_model *r, int token, int pos, double *logits)
+{
+    int     H = r->hidden, hd = r->head_dim, qd = r->heads * hd, kvd = r->kv_heads * hd;
+    double *x = calloc(H, sizeof(double)), *xn = calloc(r->inter > qd ? r->inter : qd, sizeof(double));
+    double *q = calloc(qd, sizeof(double)), *k = calloc(kvd, sizeof(double));
+    double *v = calloc(kvd, sizeof(double)), *att = calloc(qd, sizeof(double));
+    double *o = calloc(H, sizeof(double)), *g = calloc(r->inter, sizeof(double));
+    double *u = calloc(r->inter, sizeof(double)), *sc = calloc(pos + 1, sizeof(double));
+    char    name[128];
+    int     l, h, i, t;
+    const float *emb = ref_tensor(r, "model.embed_tokens.weight", (long) r->vocab * H);
+
+    for (i = 0; i < H; i++) x[i] = emb[(size_t) token * H + i];
+    for (l = 0; l < r->layers; l++) {
+#define W(suffix, n) (snprintf(name, sizeof(name), "model.layers.%d.%s", l, suffix), \
+                      ref_tensor(r, name, (long) (n)))
+        ref_rmsnorm(xn, x, W("input_layernorm.weight", H), H, r->eps);
+        ref_matvec(q, W("self_attn.q_proj.weight", (long) qd * H), xn, qd, H);
+        ref_matvec(k, W("self_attn.k_proj.weight", (long) kvd * H), xn, kvd, H);
+        ref_matvec(v, W("self_attn.v_proj.weight", (long) kvd * H), xn, kvd, H);
+        for (h = 0; h < r->heads + r->kv_heads; h++) {
+            double *vec = h < r->heads ? q + h * hd : k + (h - r->heads) * hd;
+            const float *nw = h < r->heads ? W("self_attn.q_norm.weight", hd)
+                                           : W("self_attn.k_norm.weight", hd);
+            ref_rmsnorm(vec, vec, nw, hd, r->eps);
+            /* rotate_half RoPE: pairs (i, i + hd/2) */
+            for (i = 0; i < hd / 2; i++) {
+                double ang = pos * pow(r->theta, -2.0 * i / hd);
+                double a = vec[i], b = vec[i + hd / 2];
+                vec[i] = a * cos(ang) - b * sin(ang);
+                vec[i + hd / 2] = a * sin(ang) + b * cos(ang);
+            }
+        }
+        memcpy(r->kc + ((size_t) l * r->max_pos + pos) * kvd, k, kvd * sizeof(double));
+        memcpy(r->vc + ((size_t) l * r->max_pos + pos) * kvd, v, kvd * sizeof(double));
+        for (h = 0; h < r->heads; h++) {
+            int    kvh = h / (r->heads / r->kv_heads);
+            double mx = -1e300, sum = 0.0;
+            for (t = 0; t <= pos; t++) {
+                const double *kt = r->kc + ((size_t) l * r->max_pos + t) * kvd + kvh * hd;
+                double s = 0.0;
+                for (i = 0; i < hd; i++) s += q[h * hd + i] * kt[i];
+                sc[t] = s / sqrt((double) hd);
+                mx = sc[t] > mx ? sc[t] : mx;
+            }
+            for (t = 0; t <= pos; t++) { sc[t] = exp(sc[t] - mx); sum += sc[t]; }
+            for (i = 0; i < hd; i++) {
+                double s = 0.0;
+                for (t = 0; t <= pos; t++)
+                    s += sc[t] / sum * r->vc[((size_t) l * r->max_pos + t) * kvd + kvh * hd + i];
+                att[h * hd + i] = s;
+            }
+        }
+        ref_matvec(o, W("self_attn.o_proj.weight", (long) H * qd), att, H, qd);
+        for (i = 0; i < H; i++) x[i] += o[i];
+        ref_rmsnorm(xn, x, W("post_attention_layernorm.weight", H), H, r->eps);
+        ref_matvec(g, W("mlp.gate_proj.weight", (long) r->inter * H), xn, r->inter, H);
+        ref_matvec(u, W("mlp.up_proj.weight", (long) r->inter * H), xn, r->inter, H);
+        for (i = 0; i < r->inter; i++) g[i] = g[i] / (1.0 + exp(-g[i])) * u[i];
+        ref_matvec(o, W("mlp.down_proj.weight", (long) H * r->inter), g, H, r->inter);
+        for (i = 0; i < H; i++) x[i] += o[i];
+#undef W
+    }
+    if (logits != NULL) {
+        ref_rmsnorm(xn, x, ref_tensor(r, "model.norm.weight", H), H, r->eps);
+        ref_matvec(logits, emb, xn, r->vocab, H);
+    }
+    free(x); free(xn); free(q); free(k); free(v); free(att); free(o); free(g); free(u); free(sc);
+}
+
+/* ------------------------------------------------------------- helpers */
+
+static qwen_model *
+load(const char *name)
+{
+    char        path[4096], err[QWEN_ERR_LEN];
+    qwen_model *m;
+
+    snprintf(path, sizeof(path), "%s/%s", models_dir, name);
+    if (qwen_model_load(path, &m, err, sizeof(err)) != 0) {
+        CHECK(0, "cannot load %s: %s", name, err);
+        return NULL;
+    }
+    return m;
+}
+
+static qwen_ctx *
+ctx_for(const qwen_model *m, int threads, int seqs, int n_ctx, int n_batch, const char *kern)
+{
+    qwen_ctx_params p = { threads, seqs, n_ctx, n_batch, kern };
+    char            err[QWEN_ERR_LEN];
+    qwen_ctx       *c = qwen_ctx_new(m, &p, err, sizeof(err));
+
+    CHECK(c != NULL, "context: %s", err);
+    return c;
+}
+
+/* Prefill ids in chunks of n_batch; logits of every token into out
+ * ([n][vocab]). */
+static int
+run_all_logits(qwen_ctx *ctx, const int32_t *ids, int n, int n_batch, int seq, float *out,
+               int vocab)
+{
+    qwen_batch_entry b[512];
+    char             err[QWEN_ERR_LEN];
+    int              done = 0, i, k;
+
+    while (done < n) {
+        k = n - done < n_batch ? n - done : n_batch;
+        for (i = 0; i < k; i++) {
+            b[i].token = ids[done + i];
+            b[i].seq = seq;
+            b[i].pos = done + i;
+            b[i].want_logits = 1;
+        }
+        if (qwen_forward(ctx, b, k, out + (size_t) done * vocab, err, sizeof(err)) != 0) {
+            CHECK(0, "forward: %s", err);
+            return -1;
+        }
+        done += k;
+    }
+    return 0;
+}
+
+static double
+rel_rms_diff(const float *a, const float *b, int n)
+{
+    double d = 0.0, s = 0.0;
+    int    i;
+
+    for (i = 0; i < n; i++) {
+        d += ((double) a[i] - b[i]) * ((double) a[i] - b[i]);
+        s += (double) b[i] * b[i];
+    }
+    return sqrt(d / (s > 0 ? s : 1));
+}
+
+static void
+make_prompt(int32_t *ids, int n, uint32_t seed, int vocab)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        ids[i] = (int32_t) ((seed >> 8) % (uint32_t) (vocab < 151643 ? vocab : 151643));
+    }
+}
+
+/* --------------------------------------------------------------- tests */
+
+#define LONG_PROMPT 640
+
+static void
+test_against_reference(void)
+{
+    char        dir[2048];
+    ref_model   ref;
+    qwen_model *m = load("tiny-f32.gguf");
+    qwen_ctx   *ctx;
+    int32_t     ids[LONG_PROMPT];
+    static const int check_pos[] = { 0, 1, 7, 63, 64, 300, 511, 512, 639 };
+    float      *logits;
+    double     *rl, worst = 0.0, scale;
+    int         vocab, p, ci, i, prompts;
+
+    if (m == NULL) {
+        return;
+    }
+    vocab = qwen_model_config(m)->vocab_size;
+    snprintf(dir, sizeof(dir), "%s/tiny-f32-hf", models_dir);
+    if (ref_load(&ref, dir, LONG_PROMPT) != 0) {
+        CHECK(0, "reference model could not be read from %s", dir);
+        qwen_model_free(m);
+        return;
+    }
+    logits = malloc((size_t) LONG_PROMPT * vocab * sizeof(float));
+    rl = malloc((size_t) vocab * sizeof(double));
+    for (prompts = 0; prompts < 2; prompts++) {
+        int n = prompts == 0 ? LONG_PROMPT : 20;
+        make_prompt(ids, n, 17 + prompts, vocab);
+        /* chunks of 64 exercise prefill batches and the cache across them */
+        ctx = ctx_for(m, 2, 1, LONG_PROMPT, 64, NULL);
+        if (ctx == NULL || run_all_logits(ctx, ids, n, 64, 0, logits, vocab) != 0) {
+            break;
+        }
+        ci = 0;
+        for (p = 0; p < n; p++) {
+            int want = p == check_pos[ci] || p == n - 1;
+            ref_step(&ref, ids[p], p, want ? rl : NULL);
+            if (!want) {
+                continue;
+            }
+            if (ci < (int) (sizeof(check_pos) / sizeof(check_pos[0])) - 1
+                && p == check_pos[ci])
+            {
+                ci++;
+            }
+            scale = 0.0;
+            for (i = 0; i < vocab; i++) scale = fmax(scale, fabs(rl[i]));
+            for (i = 0; i < vocab; i++) {
+                worst = fmax(worst, fabs(logits[(size_t) p * vocab + i] - rl[i]) / scale);
+            }
+            {
+                int ea = qwen_argmax(logits + (size_t) p * vocab, vocab), ra = 0;
+                for (i = 1; i < vocab; i++) if (rl[i] > rl[ra]) ra = i;
+                CHECK(ea == ra || fabs(rl[ea] - rl[ra]) < 1e-3 * scale,
+                      "prompt %d pos %d: argmax %d vs reference %d", prompts, p, ea, ra);
+            }
+        }
+        qwen_ctx_free(ctx);
+    }
+    /* f16 KV cache and float32 sums: 1% of the largest logit is the bound */
+    printf("forward vs naive reference: worst error %.3g of the largest logit\n", worst);
+    CHECK(worst < 1e-2, "logits differ from the reference by %.3g of max", worst);
+    free(logits);
+    free(rl);
+    ref_free(&ref);
+    qwen_model_free(m);
+}
+
+/* Logits of a fixed prompt from a model file, in a fresh context. */
+static float *
+prompt_logits(const char *name, int threads, const char *kern, int n, int *vocab_out)
+{
+    qwen_model *m = load(name);
+    qwen_ctx   *ctx;
+    int32_t     ids[64];
+    float      *out;
+    int         vocab;
+
+    if (m == NULL) {
+        return NULL;
+    }
+    vocab = qwen_model_config(m)->vocab_size;
+    make_prompt(ids, n, 99, vocab);
+    out = malloc((size_t) n * vocab * sizeof(float));
+    ctx = ctx_for(m, threads, 1, 64, 16, kern);
+    if (ctx == NULL || out == NULL || run_all_logits(ctx, ids, n, 16, 0, out, vocab) != 0) {
+        free(out);
+        out = NULL;
+    }
+    qwen_ctx_free(ctx);
+    qwen_model_free(m);
+    *vocab_out = vocab;
+    return out;
+}
+
+static void
+test_formats_agree(void)
+{
+    int    v1, v2, n = 24;
+    float *a, *b;
+    double d;
+    struct { const char *x, *y; double bound; const char *why; } pairs[] = {
+        { "tiny-f32.gguf", "tiny-f32-hf", 0.0, "same F32 weights in GGUF and safetensors" },
+        { "tiny-f32-hf", "tiny-f32-hf-sharded", 0.0, "single file vs 3 shards" },
+        { "tiny-bf16.gguf", "tiny-bf16-hf", 0.0, "same BF16 weights in GGUF and safetensors" },
+        { "tiny-bf16.gguf", "tiny-f32.gguf", 0.05, "BF16 rounding of the weights" },
+        { "tiny-q8_0.gguf", "tiny-f32.gguf", 0.05, "Q8_0 weights and activations" },
+        { "tiny-q4_k_m.gguf", "tiny-f32.gguf", 0.25, "Q4_K/Q6_K weights, Q8_K activations" },
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+        a = prompt_logits(pairs[i].x, 2, NULL, n, &v1);
+        b = prompt_logits(pairs[i].y, 2, NULL, n, &v2);
+        if (a != NULL && b != NULL && v1 == v2) {
+            if (pairs[i].bound == 0.0) {
+                CHECK(memcmp(a, b, (size_t) n * v1 * sizeof(float)) == 0,
+                      "%s vs %s: logits not identical (%s)", pairs[i].x, pairs[i].y,
+                      pairs[i].why);
+            } else {
+                d = rel_rms_diff(a, b, n * v1);
+                printf("%s vs %s: relative RMS difference %.4f (bound %.2f)\n", pairs[i].x,
+                       pairs[i].y, d, pairs[i].bound);
+                CHECK(d < pairs[i].bound, "%s vs %s: relative RMS difference %.4f > %.2f (%s)",
+                      pairs[i].x, pairs[i].y, d, pairs[i].bound, pairs[i].why);
+            }
+        } else {
+            CHECK(0, "could not compare %s and %s", pairs[i].x, pairs[i].y);
+        }
+        free(a);
+        free(b);
+    }
+
+    /* threads split rows, never a dot product: results are bit-identical */
+    a = prompt_logits("tiny-q4_k_m.gguf", 1, NULL, n, &v1);
+    b = prompt_logits("tiny-q4_k_m.gguf", 2, NULL, n, &v2);
+    CHECK(a && b && memcmp(a, b, (size_t) n * v1 * sizeof(float)) == 0,
+          "1 and 2 threads give different logits");
+    free(a);
+    free(b);
+
+    /* scalar reference kernels vs the SIMD ones picked for this CPU */
+    a = prompt_logits("tiny-q4_k_m.gguf", 2, "scalar", n, &v1);
+    b = prompt_logits("tiny-q4_k_m.gguf", 2, NULL, n, &v2);
+    CHECK(a && b && rel_rms_diff(b, a, n * v1) < 1e-4,
+          "SIMD vs scalar kernels: relative difference %.3g",
+          a && b ? rel_rms_diff(b, a, n * v1) : -1.0);
+    free(a);
+    free(b);
+}
+
+/* Greedy continuation of a prompt, alone in a fresh context. */
+static void
+greedy_alone(const qwen_model *m, const int32_t *ids, int n, int steps, int32_t *out)
+{
+    qwen_ctx *ctx = ctx_for(m, 2, 1, n + steps, 32, NULL);
+    int       vocab = qwen_model_config(m)->vocab_size, s;
+    float    *logits = malloc((size_t) n * vocab * sizeof(float));
+    int32_t   t;
+
+    if (ctx == NULL || logits == NULL || run_all_logits(ctx, ids, n, 32, 0, logits, vocab)) {
+        free(logits);
+        qwen_ctx_free(ctx);
+        return;
+    }
+    t = qwen_argmax(logits + (size_t) (n - 1) * vocab, vocab);
+    for (s = 0; s < steps; s++) {
+        qwen_batch_entry b = { t, 0, n + s, 1 };
+        char             err[QWEN_ERR_LEN];
+        out[s] = t;
+        if (qwen_forward(ctx, &b, 1, logits, err, sizeof(err)) != 0) {
+            CHECK(0, "forward: %s", err);
+            break;
+        }
+        t = qwen_argmax(logits, vocab);
+    }
+    free(logits);
+    qwen_ctx_free(ctx);
+}
+
+static void
+test_interleaved_sequences(void)
+{
+    qwen_model *m = load("tiny-f32.gguf");
+    enum { NA = 13, NB = 29, STEPS = 40 };
+    int32_t     a[NA], b[NB], alone_a[STEPS], alone_b[STEPS], got_a[STEPS], got_b[STEPS];
+    qwen_ctx   *ctx;
+    float      *logits;
+    int         vocab, s, pa = 0, pb = 0, distinct = 0;
+    char        err[QWEN_ERR_LEN];
+
+    if (m == NULL) {
+        return;
+    }
+    vocab = qwen_model_config(m)->vocab_size;
+    make_prompt(a, NA, 5, vocab);
+    make_prompt(b, NB, 6, vocab);
+    greedy_alone(m, a, NA, STEPS, alone_a);
+    greedy_alone(m, b, NB, STEPS, alone_b);
+
+    /* one context, slots 1 and 3 of 4: prefill A, then B, then decode both
+     * in shared batches, B's prefill split around A's first steps */
+    ctx = ctx_for(m, 2, 4, 128, 32, NULL);
+    logits = malloc((size_t) 2 * 32 * vocab * sizeof(float));
+    if (ctx == NULL || logits == NULL) {
+        free(logits);
+        qwen_ctx_free(ctx);
+        qwen_model_free(m);
+        return;
+    }
+    {
+        qwen_batch_entry e[32];
+        int              i, k;
+        /* A's prompt in one batch */
+        for (i = 0; i < NA; i++) e[i] = (qwen_batch_entry) { a[i], 1, i, i == NA - 1 };
+        CHECK(qwen_forward(ctx, e, NA, logits, err, sizeof(err)) == 0, "%s", err);
+        got_a[0] = qwen_argmax(logits, vocab);
+        pa = NA;
+        /* B's first 10 prompt tokens together with A's first decode step */
+        k = 0;
+        e[k++] = (qwen_batch_entry) { got_a[0], 1, pa, 1 };
+        for (i = 0; i < 10; i++) e[k++] = (qwen_batch_entry) { b[i], 3, i, 0 };
+        CHECK(qwen_forward(ctx, e, k, logits, err, sizeof(err)) == 0, "%s", err);
+        got_a[1] = qwen_argmax(logits, vocab);
+        pa++;
+        /* the rest of B's prompt */
+        for (i = 10; i < NB; i++) e[i - 10] = (qwen_batch_entry) { b[i], 3, i, i == NB - 1 };
+        CHECK(qwen_forward(ctx, e, NB - 10, logits, err, sizeof(err)) == 0, "%s", err);
+        got_b[0] = qwen_argmax(logits, vocab);
+        pb = NB;
+        /* both decode together */
+        for (s = 1; s < STEPS; s++) {
+            k = 0;
+            if (s + 1 < STEPS) e[k++] = (qwen_batch_entry) { got_a[s], 1, pa, 1 };
+            e[k++] = (qwen_batch_entry) { got_b[s - 1], 3, pb, 1 };
+            CHECK(qwen_forward(ctx, e, k, logits, err, sizeof(err)) == 0, "%s", err);
+            if (s + 1 < STEPS) {
+                got_a[s + 1] = qwen_argmax(logits, vocab);
+                pa++;
+                got_b[s] = qwen_argmax(logits + vocab, vocab);
+            } else {
+                got_b[s] = qwen_argmax(logits, vocab);
+            }
+            pb++;
+        }
+    }
+    CHECK(memcmp(got_a, alone_a, sizeof(got_a)) == 0, "sequence A differs when interleaved");
+    CHECK(memcmp(got_b, alone_b, sizeof(got_b)) == 0, "sequence B differs when interleaved");
+    for (s = 1; s < STEPS; s++) {
+        distinct += alone_a[s] != alone_a[0];
+    }
+    CHECK(memcmp(alone_a, alone_b, sizeof(alone_a)) != 0,
+          "different prompts gave the same greedy continuation (degenerate model?)");
+    CHECK(distinct > 0, "greedy output repeats one token (degenerate model?)");
+    free(logits);
+    qwen_ctx_free(ctx);
+    qwen_model_free(m);
+}
+
+static void
+test_forward_errors(void)
+{
+    qwen_model      *m = load("tiny-f32.gguf");
+    qwen_ctx        *ctx;
+    float           *logits;
+    char             err[QWEN_ERR_LEN];
+    qwen_batch_entry e;
+    qwen_ctx_params  p = { 1, 1, 1 << 30, 1, NULL };
+
+    if (m == NULL) {
+        return;
+    }
+    CHECK(qwen_ctx_new(m, &p, err, sizeof(err)) == NULL && strstr(err, "exceeds"),
+          "a context beyond max_position_embeddings must be refused: %s", err);
+    p.n_ctx = 8;
+    p.kernels = "no-such-isa";
+    CHECK(qwen_ctx_new(m, &p, err, sizeof(err)) == NULL && strstr(err, "no-such-isa"),
+          "unknown kernels must be refused: %s", err);
+    ctx = ctx_for(m, 1, 1, 8, 2, NULL);
+    logits = malloc((size_t) qwen_model_config(m)->vocab_size * sizeof(float));
+    e = (qwen_batch_entry) { qwen_model_config(m)->vocab_size, 0, 0, 1 };
+    CHECK(qwen_forward(ctx, &e, 1, logits, err, sizeof(err)) != 0 && strstr(err, "vocabulary"),
+          "token id past the vocabulary: %s", err);
+    e = (qwen_batch_entry) { 1, 1, 0, 1 };
+    CHECK(qwen_forward(ctx, &e, 1, logits, err, sizeof(err)) != 0 && strstr(err, "sequence"),
+          "bad sequence: %s", err);
+    e = (qwen_batch_entry) { 1, 0, 8, 1 };
+    CHECK(qwen_forward(ctx, &e, 1, logits, err, sizeof(err)) != 0 && strstr(err, "position"),
+          "position past the context: %s", err);
+    CHECK(qwen_forward(ctx, &e, 3, logits, err, sizeof(err)) != 0 && strstr(err, "batch"),
+          "batch larger than n_batch: %s", err);
+    free(logits);
+    qwen_ctx_free(ctx);
+    qwen_model_free(m);
+}
+
+int
+main(void)
+{
+    models_dir = getenv("QWEN_TEST_MODELS");
+    if (models_dir == NULL) {
+        fprintf(stderr, "QWEN_TEST_MODELS is not set (run through make test)\n");
+        CHECK(0, "QWEN_TEST_MODELS unset");
+        TEST_MAIN_END();
+    }
+    test_against_reference();
+    test_formats_agree();
+    test_interleaved_sequences();
+    test_forward_errors();
+    TEST_MAIN_END();
+}

@@ -1,0 +1,169 @@
+/*
+ * test_kernels.c - every kernel of every table this CPU can run, against
+ * plain double-precision loops over dequantized data, with explicit error
+ * bounds. Quantized dots are checked twice: against the dequantized weights
+ * times the dequantized activations (must agree to float rounding), and
+ * against the unquantized activations (bounded by Q8 activation error).
+ */
+#include "test.h"
+#include "kernels.h"
+#include "qwen.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rng_state = 0x1234567;
+
+static float
+frand(void)
+{
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float) ((rng_state >> 40) / 16777216.0) * 2.0f - 1.0f;
+}
+
+static const int weight_types[] = {
+    QWEN_TYPE_F32, QWEN_TYPE_F16, QWEN_TYPE_BF16, QWEN_TYPE_Q8_0, QWEN_TYPE_Q4_K,
+    QWEN_TYPE_Q6_K
+};
+
+static double
+ddot(const float *a, const float *b, int64_t n)
+{
+    double  s = 0.0;
+    int64_t i;
+
+    for (i = 0; i < n; i++) {
+        s += (double) a[i] * b[i];
+    }
+    return s;
+}
+
+static double
+dnorm(const float *a, int64_t n)
+{
+    return sqrt(ddot(a, a, n));
+}
+
+static void
+test_table(const qwen_kernels *k)
+{
+    const int64_t n = 1024;
+    float        *w = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float));
+    float        *wd = malloc(n * sizeof(float)), *xd = malloc(n * sizeof(float));
+    void         *wq = malloc(qwen_row_bytes(QWEN_TYPE_F32, n));
+    void         *xq = malloc(qwen_row_bytes(QWEN_TYPE_F32, n));
+    size_t        t;
+    int           trial, act;
+    int64_t       i;
+
+    for (t = 0; t < sizeof(weight_types) / sizeof(weight_types[0]); t++) {
+        int type = weight_types[t];
+        double worst_exact = 0.0, worst_real = 0.0;
+
+        for (trial = 0; trial < 20; trial++) {
+            double got, exact, real, scale;
+
+            for (i = 0; i < n; i++) {
+                /* vary magnitude across blocks, as real weights do */
+                w[i] = frand() * (1.0f + (float) ((i / 32) % 5));
+                x[i] = frand() * 3.0f;
+            }
+            qwen_quantize_row(type, w, wq, n);
+            qwen_dequantize_row(type, wq, wd, n);
+            act = qwen_act_type(type);
+            k->quantize_act(act, x, xq, n);
+            if (act == QWEN_TYPE_F32) {
+                memcpy(xd, x, n * sizeof(float));
+            } else if (act == QWEN_TYPE_Q8_K) {
+                const block_q8_K *b = xq;
+                for (i = 0; i < n; i++) {
+                    xd[i] = b[i / QK_K].d * b[i / QK_K].qs[i % QK_K];
+                }
+            } else {
+                qwen_dequantize_row(act, xq, xd, n);
+            }
+            got = k->vec_dot[type](n, wq, xq);
+            exact = ddot(wd, xd, n);
+            real = ddot(wd, x, n);
+            scale = dnorm(wd, n) * dnorm(x, n);
+            worst_exact = fmax(worst_exact, fabs(got - exact) / scale);
+            worst_real = fmax(worst_real, fabs(got - real) / scale);
+        }
+        /* float32 accumulation over 1024 terms: 1e-5 of |w||x| is generous;
+         * Q8 activations add at most ~1% of |w||x| */
+        CHECK(worst_exact < 1e-5, "%s %s: error %.3g vs dequantized data", k->name,
+              qwen_type_name(type), worst_exact);
+        CHECK(worst_real < (act == QWEN_TYPE_F32 ? 1e-5 : 1e-2),
+              "%s %s: error %.3g vs unquantized activations", k->name,
+              qwen_type_name(type), worst_real);
+    }
+
+    /* attention helpers over f16 */
+    {
+        qwen_f16 *h = malloc(n * sizeof(qwen_f16));
+        float    *y = malloc(n * sizeof(float)), *yr = malloc(n * sizeof(float));
+        double    ref = 0.0, maxerr = 0.0;
+        int       bad = 0;
+
+        for (i = 0; i < n; i++) {
+            x[i] = frand();
+            w[i] = frand() * 4.0f;
+        }
+        k->f32_to_f16(w, h, n);
+        for (i = 0; i < n; i++) {
+            bad += h[i] != qwen_f32_to_f16(w[i]);
+            ref += (double) x[i] * qwen_f16_to_f32(h[i]);
+        }
+        CHECK(bad == 0, "%s f32_to_f16: %d values differ from the reference", k->name, bad);
+        CHECK(fabs(k->dot_f32_f16(n, x, h) - ref) < 1e-5 * n, "%s dot_f32_f16: %g vs %g",
+              k->name, k->dot_f32_f16(n, x, h), ref);
+        for (i = 0; i < n; i++) {
+            y[i] = yr[i] = x[i];
+        }
+        k->axpy_f16(n, 0.37f, h, y);
+        for (i = 0; i < n; i++) {
+            yr[i] += 0.37f * qwen_f16_to_f32(h[i]);
+            maxerr = fmax(maxerr, fabs(y[i] - yr[i]));
+        }
+        CHECK(maxerr < 1e-5, "%s axpy_f16: max error %g", k->name, maxerr);
+        free(h);
+        free(y);
+        free(yr);
+    }
+
+    /* odd lengths exercise the tails of float kernels */
+    {
+        int64_t m = 37;
+        for (i = 0; i < m; i++) {
+            w[i] = frand();
+            x[i] = frand();
+        }
+        CHECK(fabs(k->vec_dot[QWEN_TYPE_F32](m, w, x) - ddot(w, x, m)) < 1e-5,
+              "%s F32 tail", k->name);
+    }
+    free(w); free(x); free(wd); free(xd); free(wq); free(xq);
+}
+
+int
+main(void)
+{
+    static const char *names[] = { "scalar", "avx2", "neon", "neon_dotprod" };
+    const qwen_kernels *k;
+    size_t              i;
+    int                 tested = 0;
+
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        k = qwen_kernels_by_name(names[i]);
+        if (k == NULL) {
+            printf("kernels %s: not available on this CPU\n", names[i]);
+            continue;
+        }
+        printf("kernels %s\n", k->name);
+        test_table(k);
+        tested++;
+    }
+    CHECK(tested >= 1, "no kernel table ran");
+    CHECK(strcmp(qwen_kernels_best()->name, "scalar") == 0 || tested >= 2,
+          "the best table must be one of the tested ones");
+    TEST_MAIN_END();
+}

@@ -1,0 +1,623 @@
+/*
+ * qwen.c - command-line tool over the engine: `logits` (greedy steps with
+ * top probabilities, used by tests), `bench` (prefill/decode speed),
+ * `run` (chat with the model), `info`, and the tokenizer commands
+ * (`tokenize`, `detokenize`, `template`) from qwen_tok_cmds.c.
+ */
+#include "qwen.h"
+#include "qwen_cmds.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+    const char *model;
+    const char *ids;
+    const char *prompt;
+    const char *kernels;
+    int         n_predict;
+    int         n_prompt;
+    int         top;
+    int         threads;
+    int         n_seqs;
+    int         n_ctx;
+    int         think;
+    int         json_only;
+    float       temp;
+    float       top_p;
+    int         top_k;
+    uint64_t    seed;
+} cli_opts;
+
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+        "usage: qwen COMMAND [options]\n"
+        "  logits     -m MODEL --ids 1,2,3 [-n 24] [--top 5] [-t THREADS]\n"
+        "             greedy steps; one JSON line per token with top probabilities\n"
+        "  bench      -m MODEL [-p 200] [-n 200] [-t THREADS] [-s SEQS]\n"
+        "             prefill and decode speed (text and one JSON line)\n"
+        "  run        -m MODEL -p TEXT [-n 256] [--temp 0.7] [--top-k 20] [--top-p 0.8]\n"
+        "             [--seed S] [--no-think]   chat with the model\n"
+        "  info       -m MODEL\n"
+        "  tokenize   -m MODEL --text-file F\n"
+        "  detokenize -m MODEL --ids 1,2,3\n"
+        "  template   -m MODEL --messages F.json [--no-think] [--tools T.json]\n"
+        "MODEL is a .gguf file or a Hugging Face directory.\n"
+        "Common: --kernels scalar|avx2 to force a kernel set.\n");
+}
+
+static int
+parse_int(const char *s, const char *flag, int lo, int hi, int *out)
+{
+    char *end;
+    long  v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi) {
+        fprintf(stderr, "qwen: %s needs an integer from %d to %d, got '%s'\n", flag, lo, hi, s);
+        return -1;
+    }
+    *out = (int) v;
+    return 0;
+}
+
+static int
+parse_float(const char *s, const char *flag, float *out)
+{
+    char *end;
+
+    errno = 0;
+    *out = strtof(s, &end);
+    if (errno || *end || end == s || !isfinite(*out)) {
+        fprintf(stderr, "qwen: %s needs a number, got '%s'\n", flag, s);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+parse_opts(int argc, char **argv, cli_opts *o)
+{
+    int i, v;
+
+    memset(o, 0, sizeof(*o));
+    o->n_predict = -1;
+    o->n_prompt = 200;
+    o->top = 5;
+    o->threads = 2;
+    o->n_seqs = 1;
+    o->think = 1;
+    o->temp = 0.7f;
+    o->top_p = 0.8f;
+    o->top_k = 20;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        int         takes = 1;
+
+        if (strcmp(a, "--no-think") == 0) { o->think = 0; continue; }
+        if (strcmp(a, "--json") == 0) { o->json_only = 1; continue; }
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { usage(stdout); exit(0); }
+        if (val == NULL) {
+            fprintf(stderr, "qwen: option %s needs a value\n", a);
+            return -1;
+        }
+        if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) o->model = val;
+        else if (strcmp(a, "--ids") == 0) o->ids = val;
+        else if (strcmp(a, "--kernels") == 0) o->kernels = val;
+        else if (strcmp(a, "-n") == 0) { if (parse_int(val, a, 0, 1 << 20, &o->n_predict)) return -1; }
+        else if (strcmp(a, "-p") == 0) {
+            /* bench: prompt length; run: prompt text */
+            if (strcmp(argv[0], "bench") == 0) {
+                if (parse_int(val, a, 1, 1 << 20, &o->n_prompt)) return -1;
+            } else {
+                o->prompt = val;
+            }
+        }
+        else if (strcmp(a, "--top") == 0) { if (parse_int(val, a, 1, 100, &o->top)) return -1; }
+        else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
+            if (parse_int(val, a, 1, 256, &o->threads)) return -1;
+        }
+        else if (strcmp(a, "-s") == 0 || strcmp(a, "--seqs") == 0) {
+            if (parse_int(val, a, 1, 256, &o->n_seqs)) return -1;
+        }
+        else if (strcmp(a, "-c") == 0 || strcmp(a, "--ctx") == 0) {
+            if (parse_int(val, a, 1, 1 << 24, &o->n_ctx)) return -1;
+        }
+        else if (strcmp(a, "--temp") == 0) { if (parse_float(val, a, &o->temp)) return -1; }
+        else if (strcmp(a, "--top-p") == 0) { if (parse_float(val, a, &o->top_p)) return -1; }
+        else if (strcmp(a, "--top-k") == 0) { if (parse_int(val, a, 0, 1 << 20, &o->top_k)) return -1; }
+        else if (strcmp(a, "--seed") == 0) {
+            if (parse_int(val, a, 0, 2147483647, &v)) return -1;
+            o->seed = (uint64_t) v;
+        }
+        else {
+            fprintf(stderr, "qwen %s: unknown option %s\n", argv[0], a);
+            return -1;
+        }
+        i += takes;
+    }
+    if (o->model == NULL) {
+        fprintf(stderr, "qwen %s: -m MODEL is required\n", argv[0]);
+        return -1;
+    }
+    return 0;
+}
+
+static qwen_model *
+load_model(const char *path)
+{
+    qwen_model *m;
+    char        err[QWEN_ERR_LEN];
+
+    if (qwen_model_load(path, &m, err, sizeof(err)) != 0) {
+        fprintf(stderr, "qwen: cannot load model: %s\n", err);
+        return NULL;
+    }
+    return m;
+}
+
+static qwen_ctx *
+make_ctx(const qwen_model *m, const cli_opts *o, int n_ctx, int n_batch)
+{
+    qwen_ctx_params p;
+    qwen_ctx       *ctx;
+    char            err[QWEN_ERR_LEN];
+
+    p.n_threads = o->threads;
+    p.n_seqs = o->n_seqs;
+    p.n_ctx = n_ctx;
+    p.n_batch = n_batch;
+    p.kernels = o->kernels;
+    ctx = qwen_ctx_new(m, &p, err, sizeof(err));
+    if (ctx == NULL) {
+        fprintf(stderr, "qwen: %s\n", err);
+    }
+    return ctx;
+}
+
+static int
+parse_ids(const char *s, int32_t **ids, int *n)
+{
+    const char *p = s;
+    char       *end;
+    long        v;
+    int         cap = 16;
+
+    *n = 0;
+    *ids = malloc((size_t) cap * sizeof(int32_t));
+    if (*ids == NULL) {
+        return -1;
+    }
+    while (*p) {
+        errno = 0;
+        v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v > INT32_MAX || (*end != ',' && *end != '\0')) {
+            fprintf(stderr, "qwen: --ids must be comma-separated token ids, got '%s'\n", s);
+            free(*ids);
+            return -1;
+        }
+        if (*n == cap) {
+            int32_t *g = realloc(*ids, (size_t) cap * 2 * sizeof(int32_t));
+            if (g == NULL) {
+                free(*ids);
+                return -1;
+            }
+            *ids = g;
+            cap *= 2;
+        }
+        (*ids)[(*n)++] = (int32_t) v;
+        p = *end == ',' ? end + 1 : end;
+    }
+    if (*n == 0) {
+        fprintf(stderr, "qwen: --ids is empty\n");
+        free(*ids);
+        return -1;
+    }
+    return 0;
+}
+
+static double
+now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Feed n tokens of sequence seq starting at pos, in batches; logits of the
+ * last one into logits. */
+static int
+prefill(qwen_ctx *ctx, int n_batch, int seq, int pos, const int32_t *ids, int n,
+        float *logits)
+{
+    qwen_batch_entry *b = malloc((size_t) n_batch * sizeof(*b));
+    char              err[QWEN_ERR_LEN];
+    int               i, k, done = 0;
+
+    if (b == NULL) {
+        return -1;
+    }
+    while (done < n) {
+        k = n - done < n_batch ? n - done : n_batch;
+        for (i = 0; i < k; i++) {
+            b[i].token = ids[done + i];
+            b[i].seq = seq;
+            b[i].pos = pos + done + i;
+            b[i].want_logits = done + i == n - 1;
+        }
+        if (qwen_forward(ctx, b, k, logits, err, sizeof(err)) != 0) {
+            fprintf(stderr, "qwen: %s\n", err);
+            free(b);
+            return -1;
+        }
+        done += k;
+    }
+    free(b);
+    return 0;
+}
+
+/* ------------------------------------------------------------- logits */
+
+static int
+cmd_logits(int argc, char **argv)
+{
+    cli_opts    o;
+    qwen_model *m;
+    qwen_ctx   *ctx;
+    int32_t    *ids, next;
+    int         n_ids, step, i, j, vocab, rc = 1;
+    float      *logits = NULL, mx;
+    double      sum;
+    int        *top = NULL;
+
+    if (parse_opts(argc, argv, &o) != 0) {
+        return 2;
+    }
+    if (o.ids == NULL) {
+        fprintf(stderr, "qwen logits: --ids is required\n");
+        return 2;
+    }
+    if (o.n_predict < 0) {
+        o.n_predict = 24;
+    }
+    if (parse_ids(o.ids, &ids, &n_ids) != 0) {
+        return 2;
+    }
+    m = load_model(o.model);
+    if (m == NULL) {
+        free(ids);
+        return 1;
+    }
+    vocab = qwen_model_config(m)->vocab_size;
+    for (i = 0; i < n_ids; i++) {
+        if (ids[i] >= vocab) {
+            fprintf(stderr, "qwen logits: token id %d is outside the vocabulary (%d)\n",
+                    ids[i], vocab);
+            goto done;
+        }
+    }
+    if (o.top > vocab) {
+        o.top = vocab;
+    }
+    ctx = make_ctx(m, &o, n_ids + o.n_predict + 1, n_ids < 512 ? n_ids : 512);
+    logits = malloc((size_t) vocab * sizeof(float));
+    top = malloc((size_t) o.top * sizeof(int));
+    if (ctx == NULL || logits == NULL || top == NULL) {
+        qwen_ctx_free(ctx);
+        goto done;
+    }
+    if (prefill(ctx, n_ids < 512 ? n_ids : 512, 0, 0, ids, n_ids, logits) != 0) {
+        qwen_ctx_free(ctx);
+        goto done;
+    }
+    for (step = 0; step < o.n_predict; step++) {
+        /* softmax of the raw logits over the whole vocabulary */
+        mx = logits[qwen_argmax(logits, vocab)];
+        sum = 0.0;
+        for (i = 0; i < vocab; i++) {
+            sum += exp((double) logits[i] - mx);
+        }
+        /* top entries by selection: o.top is small */
+        for (j = 0; j < o.top; j++) {
+            int best = -1;
+            for (i = 0; i < vocab; i++) {
+                int taken = 0, t;
+                for (t = 0; t < j; t++) {
+                    taken |= top[t] == i;
+                }
+                if (!taken && (best < 0 || logits[i] > logits[best])) {
+                    best = i;
+                }
+            }
+            top[j] = best;
+        }
+        next = top[0];
+        printf("{\"step\":%d,\"id\":%d,\"top\":[", step, next);
+        for (j = 0; j < o.top; j++) {
+            printf("%s{\"id\":%d,\"p\":%.6g}", j ? "," : "", top[j],
+                   exp((double) logits[top[j]] - mx) / sum);
+        }
+        printf("]}\n");
+        fflush(stdout);
+        if (step + 1 < o.n_predict
+            && prefill(ctx, 1, 0, n_ids + step, &next, 1, logits) != 0)
+        {
+            qwen_ctx_free(ctx);
+            goto done;
+        }
+    }
+    qwen_ctx_free(ctx);
+    rc = 0;
+done:
+    free(top);
+    free(logits);
+    free(ids);
+    qwen_model_free(m);
+    return rc;
+}
+
+/* -------------------------------------------------------------- bench */
+
+static int
+cmd_bench(int argc, char **argv)
+{
+    cli_opts          o;
+    qwen_model       *m;
+    qwen_ctx         *ctx = NULL;
+    int32_t          *ids = NULL, *next = NULL;
+    qwen_batch_entry *b = NULL;
+    float            *logits = NULL;
+    int               vocab, i, s, step, n_batch, rc = 1;
+    double            t0, t_prefill, t_decode;
+    char              err[QWEN_ERR_LEN];
+    const qwen_config *c;
+
+    if (parse_opts(argc, argv, &o) != 0) {
+        return 2;
+    }
+    if (o.n_predict < 0) {
+        o.n_predict = 200;
+    }
+    m = load_model(o.model);
+    if (m == NULL) {
+        return 1;
+    }
+    c = qwen_model_config(m);
+    vocab = c->vocab_size;
+    n_batch = o.n_prompt < 512 ? o.n_prompt : 512;
+    if (n_batch < o.n_seqs) {
+        n_batch = o.n_seqs;
+    }
+    ctx = make_ctx(m, &o, o.n_prompt + o.n_predict + 1, n_batch);
+    ids = malloc((size_t) o.n_prompt * sizeof(int32_t));
+    next = malloc((size_t) o.n_seqs * sizeof(int32_t));
+    b = malloc((size_t) o.n_seqs * sizeof(*b));
+    logits = malloc((size_t) o.n_seqs * vocab * sizeof(float));
+    if (ctx == NULL || ids == NULL || next == NULL || b == NULL || logits == NULL) {
+        goto done;
+    }
+    /* a deterministic spread of ordinary token ids */
+    for (i = 0; i < o.n_prompt; i++) {
+        ids[i] = (int32_t) ((1000 + (uint32_t) i * 7919u) % (uint32_t) (vocab < 150000 ? vocab : 150000));
+    }
+
+    /* prefill: every sequence gets the prompt; time the first one */
+    t0 = now_s();
+    if (prefill(ctx, n_batch, 0, 0, ids, o.n_prompt, logits) != 0) {
+        goto done;
+    }
+    t_prefill = now_s() - t0;
+    next[0] = qwen_argmax(logits, vocab);
+    for (s = 1; s < o.n_seqs; s++) {
+        if (prefill(ctx, n_batch, s, 0, ids, o.n_prompt, logits) != 0) {
+            goto done;
+        }
+        next[s] = qwen_argmax(logits, vocab);
+    }
+
+    /* decode: all sequences step together, one batch per step */
+    t0 = now_s();
+    for (step = 0; step < o.n_predict; step++) {
+        for (s = 0; s < o.n_seqs; s++) {
+            b[s].token = next[s];
+            b[s].seq = s;
+            b[s].pos = o.n_prompt + step;
+            b[s].want_logits = 1;
+        }
+        if (qwen_forward(ctx, b, o.n_seqs, logits, err, sizeof(err)) != 0) {
+            fprintf(stderr, "qwen: %s\n", err);
+            goto done;
+        }
+        for (s = 0; s < o.n_seqs; s++) {
+            next[s] = qwen_argmax(logits + (size_t) s * vocab, vocab);
+        }
+    }
+    t_decode = now_s() - t0;
+
+    if (!o.json_only) {
+        printf("model:    %s (%s, %d layers, hidden %d)\n", o.model, qwen_model_describe(m),
+               c->n_layers, c->hidden_size);
+        printf("threads:  %d   sequences: %d\n", o.threads, o.n_seqs);
+        printf("prefill:  %d tokens in %.3f s = %.1f tok/s\n", o.n_prompt, t_prefill,
+               o.n_prompt / t_prefill);
+        printf("decode:   %d steps x %d seqs in %.3f s = %.1f tok/s per sequence, "
+               "%.1f tok/s total\n", o.n_predict, o.n_seqs, t_decode,
+               o.n_predict / t_decode, o.n_predict * o.n_seqs / t_decode);
+    }
+    printf("{\"model\":\"%s\",\"weights\":\"%s\",\"threads\":%d,\"seqs\":%d,"
+           "\"n_prompt\":%d,\"n_predict\":%d,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,"
+           "\"decode_total_tok_s\":%.2f,\"weight_bytes\":%zu}\n",
+           o.model, qwen_model_describe(m), o.threads, o.n_seqs, o.n_prompt, o.n_predict,
+           o.n_prompt / t_prefill, o.n_predict / t_decode,
+           o.n_predict * o.n_seqs / t_decode, qwen_model_weight_bytes(m));
+    rc = 0;
+done:
+    qwen_ctx_free(ctx);
+    free(ids);
+    free(next);
+    free(b);
+    free(logits);
+    qwen_model_free(m);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- run */
+
+static int
+cmd_run(int argc, char **argv)
+{
+    cli_opts              o;
+    qwen_model           *m;
+    const qwen_tokenizer *tok;
+    qwen_ctx             *ctx = NULL;
+    qwen_sampler         *smp = NULL;
+    qwen_sampling_params  sp;
+    qwen_chat_message     msg;
+    qwen_tokens           toks = {0};
+    qwen_detok            dt = {{0}, 0};
+    char                 *prompt = NULL, err[QWEN_ERR_LEN], piece[256];
+    size_t                plen;
+    float                *logits = NULL;
+    int32_t               next;
+    int                   i, n_ctx, rc = 1;
+    long                  w;
+
+    if (parse_opts(argc, argv, &o) != 0) {
+        return 2;
+    }
+    if (o.prompt == NULL) {
+        fprintf(stderr, "qwen run: -p TEXT is required\n");
+        return 2;
+    }
+    if (o.n_predict < 0) {
+        o.n_predict = 256;
+    }
+    m = load_model(o.model);
+    if (m == NULL) {
+        return 1;
+    }
+    tok = qwen_model_tokenizer(m);
+    if (tok == NULL) {
+        fprintf(stderr, "qwen run: %s has no tokenizer (tokenizer.json or "
+                "tokenizer.ggml.* metadata)\n", o.model);
+        goto done;
+    }
+    msg.role = "user";
+    msg.content = o.prompt;
+    msg.reasoning_content = NULL;
+    msg.tool_calls_json = NULL;
+    if (qwen_chat_render(&msg, 1, NULL, 1, o.think, &prompt, &plen, err, sizeof(err)) != 0
+        || qwen_tokenize(tok, prompt, plen, &toks, err, sizeof(err)) != 0)
+    {
+        fprintf(stderr, "qwen run: %s\n", err);
+        goto done;
+    }
+    n_ctx = (int) toks.n + o.n_predict + 1;
+    ctx = make_ctx(m, &o, n_ctx, toks.n < 512 ? (int) toks.n : 512);
+    qwen_sampling_defaults(&sp);
+    sp.temperature = o.temp;
+    sp.top_k = o.top_k;
+    sp.top_p = o.top_p;
+    sp.seed = o.seed;
+    smp = qwen_sampler_new(&sp, qwen_model_config(m)->vocab_size);
+    logits = malloc((size_t) qwen_model_config(m)->vocab_size * sizeof(float));
+    if (ctx == NULL || smp == NULL || logits == NULL) {
+        goto done;
+    }
+    for (i = 0; i < (int) toks.n; i++) {
+        qwen_sampler_accept(smp, toks.ids[i]);
+    }
+    if (prefill(ctx, toks.n < 512 ? (int) toks.n : 512, 0, 0, toks.ids, (int) toks.n,
+                logits) != 0)
+    {
+        goto done;
+    }
+    for (i = 0; i < o.n_predict; i++) {
+        next = qwen_sampler_sample(smp, logits);
+        if (qwen_token_is_eog(tok, next)) {
+            break;
+        }
+        qwen_sampler_accept(smp, next);
+        w = qwen_detok_push(tok, &dt, next, piece, sizeof(piece));
+        if (w > 0) {
+            fwrite(piece, 1, (size_t) w, stdout);
+            fflush(stdout);
+        }
+        if (i + 1 < o.n_predict
+            && prefill(ctx, 1, 0, (int) toks.n + i, &next, 1, logits) != 0)
+        {
+            goto done;
+        }
+    }
+    putchar('\n');
+    rc = 0;
+done:
+    qwen_tokens_free(&toks);
+    free(prompt);
+    free(logits);
+    qwen_sampler_free(smp);
+    qwen_ctx_free(ctx);
+    qwen_model_free(m);
+    return rc;
+}
+
+/* --------------------------------------------------------------- info */
+
+static int
+cmd_info(int argc, char **argv)
+{
+    cli_opts           o;
+    qwen_model        *m;
+    const qwen_config *c;
+
+    if (parse_opts(argc, argv, &o) != 0) {
+        return 2;
+    }
+    m = load_model(o.model);
+    if (m == NULL) {
+        return 1;
+    }
+    c = qwen_model_config(m);
+    printf("{\"weights\":\"%s\",\"vocab_size\":%d,\"hidden_size\":%d,"
+           "\"intermediate_size\":%d,\"n_layers\":%d,\"n_heads\":%d,\"n_kv_heads\":%d,"
+           "\"head_dim\":%d,\"max_position_embeddings\":%d,\"rope_theta\":%g,"
+           "\"rms_norm_eps\":%g,\"tied\":%s,\"tokenizer\":%s,\"weight_bytes\":%zu}\n",
+           qwen_model_describe(m), c->vocab_size, c->hidden_size, c->intermediate_size,
+           c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->max_position_embeddings,
+           c->rope_theta, c->rms_norm_eps, c->tie_word_embeddings ? "true" : "false",
+           qwen_model_tokenizer(m) ? "true" : "false", qwen_model_weight_bytes(m));
+    qwen_model_free(m);
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "logits") == 0) return cmd_logits(argc - 1, argv + 1);
+    if (strcmp(argv[1], "bench") == 0) return cmd_bench(argc - 1, argv + 1);
+    if (strcmp(argv[1], "run") == 0) return cmd_run(argc - 1, argv + 1);
+    if (strcmp(argv[1], "info") == 0) return cmd_info(argc - 1, argv + 1);
+    if (strcmp(argv[1], "tokenize") == 0) return qwen_cmd_tokenize(argc - 1, argv + 1);
+    if (strcmp(argv[1], "detokenize") == 0) return qwen_cmd_detokenize(argc - 1, argv + 1);
+    if (strcmp(argv[1], "template") == 0) return qwen_cmd_template(argc - 1, argv + 1);
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "qwen: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
