@@ -27,7 +27,7 @@ LIB     = $(BUILD)/libqwen.a
 CLI_SRCS = $(wildcard tools/qwen*.c)
 TESTS   = $(patsubst engine/tests/%.c,$(BUILD)/tests/%,$(wildcard engine/tests/test_*.c))
 
-.PHONY: all deps test bench run clean check-deps
+.PHONY: all deps test test-engine test-asan bench run clean
 all: $(LIB) $(BUILD)/qwen $(BUILD)/make_test_model
 
 $(BUILD)/engine/%.o: engine/src/%.c engine/include/qwen.h $(wildcard engine/src/*.h)
@@ -59,6 +59,27 @@ $(BUILD)/tests/%: engine/tests/%.c engine/tests/test.h $(LIB)
 
 # Each concern adds its own rules in mk/*.mk (tokenizer, models, nginx module...).
 -include $(wildcard mk/*.mk)
+
+# ------------------------------------------------------------------ tests
+TEST_ENV = QWEN_TEST_MODELS=$(abspath $(BUILD)/models) \
+           QWEN_TOKENIZER_DIR=$(abspath $(QWEN_TOKENIZER_DIR)) \
+           QWEN_TOKENIZER_REFS=$(abspath $(BUILD)/tokenizer)
+ENGINE_TESTS = $(filter-out %/test_tokenizer %/test_chat_template,$(TESTS))
+
+# Engine unit tests (kernels, quantization, loaders, forward pass, sampler).
+test-engine: $(ENGINE_TESTS) test-models
+	$(TEST_ENV) tests/run_c_tests.sh engine $(ENGINE_TESTS)
+
+# The loader and kernel tests again under AddressSanitizer + UBSan: hostile
+# files must fail cleanly, not read out of bounds.
+ASAN_OPT = -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+test-asan: test-models
+	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan OPT="$(ASAN_OPT)" \
+	    $(BUILD)/asan/tests/test_loader $(BUILD)/asan/tests/test_kernels \
+	    $(BUILD)/asan/tests/test_quant
+	$(TEST_ENV) ASAN_OPTIONS=detect_leaks=1 tests/run_c_tests.sh asan \
+	    $(BUILD)/asan/tests/test_loader $(BUILD)/asan/tests/test_kernels \
+	    $(BUILD)/asan/tests/test_quant
 
 deps:
 	@if dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then echo "deps: all packages present"; \

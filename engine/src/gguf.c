@@ -6,6 +6,7 @@
  */
 #include "gguf.h"
 #include "quant.h"
+#include "qwen.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -175,28 +176,32 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
     f->kv = calloc(f->n_kv ? f->n_kv : 1, sizeof(gguf_kv));
     f->tensors = calloc(f->n_tensors ? f->n_tensors : 1, sizeof(gguf_tensor));
     if (f->kv == NULL || f->tensors == NULL) {
+        fail(err, err_len, path, "out of memory reading the header");
         gguf_release(f);
-        return fail(err, err_len, path, "out of memory reading the header");
+        return -1;
     }
 
     for (i = 0; i < f->n_kv; i++) {
         kv = &f->kv[i];
         if (take_str(&c, &kv->key) != 0 || take(&c, &kv->type, 4) != 0) {
-            gguf_release(f);
-            return fail(err, err_len, path, "truncated metadata at key %llu",
+            fail(err, err_len, path, "truncated metadata at key %llu",
                         (unsigned long long) i);
+            gguf_release(f);
+            return -1;
         }
         if (kv->type >= GGUF_VTYPE_COUNT) {
-            gguf_release(f);
-            return fail(err, err_len, path, "metadata key '%.*s' has unknown type %u",
+            fail(err, err_len, path, "metadata key '%.*s' has unknown type %u",
                         (int) kv->key.len, kv->key.ptr, kv->type);
+            gguf_release(f);
+            return -1;
         }
         kv->data = c.p;
         if (skip_value(&c, kv->type, kv, 0) != 0) {
-            gguf_release(f);
-            return fail(err, err_len, path,
+            fail(err, err_len, path,
                         "metadata key '%.*s' runs past the end of the file or is malformed",
                         (int) kv->key.len, kv->key.ptr);
+            gguf_release(f);
+            return -1;
         }
     }
 
@@ -204,14 +209,16 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
     akv = gguf_find_kv(f, "general.alignment");
     if (akv != NULL) {
         if (akv->type != GGUF_UINT32) {
+            fail(err, err_len, path, "general.alignment is not a uint32");
             gguf_release(f);
-            return fail(err, err_len, path, "general.alignment is not a uint32");
+            return -1;
         }
         memcpy(&align32, akv->data, 4);
         if (align32 == 0 || (align32 & (align32 - 1)) != 0 || align32 > 65536) {
-            gguf_release(f);
-            return fail(err, err_len, path, "general.alignment %u is not a power of two",
+            fail(err, err_len, path, "general.alignment %u is not a power of two",
                         align32);
+            gguf_release(f);
+            return -1;
         }
         f->alignment = align32;
     }
@@ -219,14 +226,16 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
     for (i = 0; i < f->n_tensors; i++) {
         t = &f->tensors[i];
         if (take_str(&c, &t->name) != 0 || take(&c, &t->n_dims, 4) != 0) {
-            gguf_release(f);
-            return fail(err, err_len, path, "truncated tensor info %llu",
+            fail(err, err_len, path, "truncated tensor info %llu",
                         (unsigned long long) i);
+            gguf_release(f);
+            return -1;
         }
         if (t->n_dims == 0 || t->n_dims > GGUF_MAX_DIMS) {
-            gguf_release(f);
-            return fail(err, err_len, path, "tensor '%.*s' has %u dimensions (1 to 4 allowed)",
+            fail(err, err_len, path, "tensor '%.*s' has %u dimensions (1 to 4 allowed)",
                         (int) t->name.len, t->name.ptr, t->n_dims);
+            gguf_release(f);
+            return -1;
         }
         nel = 1;
         for (j = 0; j < 4; j++) {
@@ -234,46 +243,52 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
         }
         for (j = 0; j < t->n_dims; j++) {
             if (take(&c, &t->ne[j], 8) != 0) {
-                gguf_release(f);
-                return fail(err, err_len, path, "truncated tensor info '%.*s'",
+                fail(err, err_len, path, "truncated tensor info '%.*s'",
                             (int) t->name.len, t->name.ptr);
+                gguf_release(f);
+                return -1;
             }
             if (t->ne[j] == 0 || t->ne[j] > ((uint64_t) 1 << 40) / nel) {
-                gguf_release(f);
-                return fail(err, err_len, path, "tensor '%.*s' has an absurd dimension %llu",
+                fail(err, err_len, path, "tensor '%.*s' has an absurd dimension %llu",
                             (int) t->name.len, t->name.ptr, (unsigned long long) t->ne[j]);
+                gguf_release(f);
+                return -1;
             }
             nel *= t->ne[j];
         }
         if (take(&c, &t->type, 4) != 0 || take(&c, &t->offset, 8) != 0) {
-            gguf_release(f);
-            return fail(err, err_len, path, "truncated tensor info '%.*s'",
+            fail(err, err_len, path, "truncated tensor info '%.*s'",
                         (int) t->name.len, t->name.ptr);
+            gguf_release(f);
+            return -1;
         }
         for (j = 0; j < i; j++) {
             if (t->name.len == f->tensors[j].name.len
                 && memcmp(t->name.ptr, f->tensors[j].name.ptr, t->name.len) == 0)
             {
-                gguf_release(f);
-                return fail(err, err_len, path, "tensor '%.*s' appears twice",
+                fail(err, err_len, path, "tensor '%.*s' appears twice",
                             (int) t->name.len, t->name.ptr);
+                gguf_release(f);
+                return -1;
             }
         }
         if (!qwen_type_supported((int) t->type)) {
-            gguf_release(f);
-            return fail(err, err_len, path,
+            fail(err, err_len, path,
                         "tensor '%.*s' has unsupported type %u (%s); supported: "
                         "F32, F16, BF16, Q8_0, Q4_K, Q6_K",
                         (int) t->name.len, t->name.ptr, t->type,
                         qwen_type_name((int) t->type));
+            gguf_release(f);
+            return -1;
         }
         bs = (uint64_t) qwen_type_block_size((int) t->type);
         if (t->ne[0] % bs != 0) {
-            gguf_release(f);
-            return fail(err, err_len, path,
+            fail(err, err_len, path,
                         "tensor '%.*s' row of %llu is not a multiple of the %s block (%llu)",
                         (int) t->name.len, t->name.ptr, (unsigned long long) t->ne[0],
                         qwen_type_name((int) t->type), (unsigned long long) bs);
+            gguf_release(f);
+            return -1;
         }
         nbytes = nel / bs * qwen_type_block_bytes((int) t->type);
         t->n_bytes = nbytes;
@@ -282,27 +297,30 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
     hdr_end = (size_t) (c.p - (const uint8_t *) base);
     f->data_offset = (hdr_end + f->alignment - 1) / f->alignment * f->alignment;
     if (f->data_offset > size && f->n_tensors > 0) {
+        fail(err, err_len, path, "file ends before its data section");
         gguf_release(f);
-        return fail(err, err_len, path, "file ends before its data section");
+        return -1;
     }
 
     for (i = 0; i < f->n_tensors; i++) {
         t = &f->tensors[i];
         if (t->offset % f->alignment != 0) {
-            gguf_release(f);
-            return fail(err, err_len, path, "tensor '%.*s' offset %llu is not aligned to %zu",
+            fail(err, err_len, path, "tensor '%.*s' offset %llu is not aligned to %zu",
                         (int) t->name.len, t->name.ptr, (unsigned long long) t->offset,
                         f->alignment);
+            gguf_release(f);
+            return -1;
         }
         if (t->offset > size - f->data_offset
             || t->n_bytes > size - f->data_offset - t->offset)
         {
-            gguf_release(f);
-            return fail(err, err_len, path,
+            fail(err, err_len, path,
                         "tensor '%.*s' (%llu bytes at offset %llu) runs past the end "
                         "of the file (%zu bytes)", (int) t->name.len, t->name.ptr,
                         (unsigned long long) t->n_bytes,
                         (unsigned long long) (f->data_offset + t->offset), size);
+            gguf_release(f);
+            return -1;
         }
         t->data = (const uint8_t *) base + f->data_offset + t->offset;
     }

@@ -679,9 +679,10 @@ read_hf_index(const char *dir, char names[][256], int *n, char *err, size_t err_
         if (file == NULL || strchr(file, '/') != NULL || strlen(file) >= 256
             || file[0] == '.')
         {
+            fail(err, err_len, "%s: weight_map entry for %s is not a plain file name",
+                 path, key);
             json_decref(root);
-            return fail(err, err_len, "%s: weight_map entry for %s is not a plain file name",
-                        path, key);
+            return -1;
         }
         seen = 0;
         for (i = 0; i < *n; i++) {
