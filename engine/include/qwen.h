@@ -122,6 +122,118 @@ void          qwen_sampler_accept(qwen_sampler *s, int32_t token);
 /* Choose the next token. logits (vocab_size floats) is used as scratch. */
 int32_t       qwen_sampler_sample(qwen_sampler *s, float *logits);
 
+/* ------------------------------------------------------------ scheduler */
+
+/*
+ * A serving engine: one compute context, its threads, and a continuous
+ * batching scheduler. Requests are submitted from any thread (nginx's event
+ * loop); a scheduler thread admits them into KV cache slots, prefills in
+ * chunks interleaved with decode steps of the running sequences, samples,
+ * and publishes token events. It wakes the submitter through an eventfd
+ * (qwen_engine_notify_fd) whenever a request has news; the submitter then
+ * drains qwen_engine_ready() and qwen_request_poll(). No call here blocks
+ * on inference.
+ */
+typedef struct qwen_engine  qwen_engine;
+typedef struct qwen_request qwen_request;
+
+typedef struct {
+    int         n_threads;   /* compute threads (>= 1) */
+    int         n_slots;     /* sequences decoded together */
+    int         n_ctx;       /* tokens per slot (prompt + output) */
+    int         n_batch;     /* most tokens per forward step (prefill chunk) */
+    int         max_queue;   /* requests waiting for a slot before submit refuses */
+    const char *kernels;     /* NULL: best for this CPU */
+} qwen_engine_params;
+
+enum qwen_finish {
+    QWEN_FINISH_NONE = 0,    /* still running */
+    QWEN_FINISH_STOP,        /* end-of-generation token */
+    QWEN_FINISH_LENGTH,      /* max_tokens or the slot's context reached */
+    QWEN_FINISH_CANCELLED,   /* qwen_request_cancel / release */
+    QWEN_FINISH_ERROR
+};
+
+/* qwen_submit() results besides 0 */
+#define QWEN_E_INVALID     (-1)   /* bad parameters: err says which */
+#define QWEN_E_QUEUE_FULL  (-2)   /* every slot busy and the queue full */
+#define QWEN_E_TOO_LONG    (-3)   /* prompt does not fit the slot's context */
+#define QWEN_E_SHUTDOWN    (-4)   /* the engine is stopping */
+
+#define QWEN_MAX_TOP_LOGPROBS 20
+
+typedef struct {
+    const int32_t       *prompt;         /* copied by submit */
+    size_t               n_prompt;
+    int                  max_tokens;     /* <= 0: until end of generation or context */
+    qwen_sampling_params sampling;
+    const int32_t       *stop_ids;       /* extra end-of-generation ids, copied */
+    size_t               n_stop_ids;
+    int                  ignore_eos;     /* do not stop on the model's EOG ids */
+    int                  n_logprobs;     /* 0: none; else the chosen token's logprob
+                                          * and this many top alternatives (<= 20) */
+} qwen_request_params;
+
+typedef struct {
+    int32_t token;
+    float   logprob;                          /* of the chosen token, if asked */
+    int     n_top;
+    int32_t top_ids[QWEN_MAX_TOP_LOGPROBS];
+    float   top_logprobs[QWEN_MAX_TOP_LOGPROBS];
+} qwen_token_event;
+
+typedef struct {
+    int      running;            /* requests in slots */
+    int      waiting;            /* requests queued */
+    int      n_slots;
+    int      max_queue;
+    uint64_t prompt_tokens;      /* totals since start */
+    uint64_t generated_tokens;
+    uint64_t finished[QWEN_FINISH_ERROR + 1];
+    uint64_t steps;
+    size_t   kv_tokens_used;     /* positions held by running requests */
+    size_t   kv_tokens_total;    /* n_slots * n_ctx */
+} qwen_engine_stats;
+
+typedef struct {
+    double queued_ms;            /* submit to admission */
+    double first_token_ms;       /* submit to first token, -1 before it */
+    double total_ms;             /* submit to finish (or now) */
+    size_t n_prompt;
+    size_t n_generated;
+} qwen_request_timing;
+
+qwen_engine *qwen_engine_new(const qwen_model *model, const qwen_engine_params *params,
+                             char *err, size_t err_len);
+/* Cancels everything, joins the threads, frees the engine. Requests still
+ * held by the caller stay valid until released. */
+void         qwen_engine_free(qwen_engine *engine);
+/* An eventfd, readable when requests have news; the caller reads it (8
+ * bytes) to clear it before draining qwen_engine_ready(). */
+int          qwen_engine_notify_fd(const qwen_engine *engine);
+void         qwen_engine_get_stats(qwen_engine *engine, qwen_engine_stats *out);
+
+/* Returns 0 or a QWEN_E_* code (err set). On success *out holds a
+ * reference the caller must give back with qwen_request_release(). */
+int  qwen_submit(qwen_engine *engine, const qwen_request_params *params,
+                 void *user_data, qwen_request **out, char *err, size_t err_len);
+/* Requests with news since the last call (up to max); each is returned
+ * once per batch of news. */
+size_t qwen_engine_ready(qwen_engine *engine, qwen_request **out, size_t max);
+void  *qwen_request_user_data(const qwen_request *req);
+/* Move up to max pending token events out; *finish is set once the request
+ * has ended and every event was taken. */
+size_t qwen_request_poll(qwen_request *req, qwen_token_event *out, size_t max,
+                         enum qwen_finish *finish);
+/* Backpressure: a paused request keeps its slot but is left out of steps. */
+void   qwen_request_pause(qwen_request *req, int paused);
+/* Stop generating; the slot is freed within one engine step. */
+void   qwen_request_cancel(qwen_request *req);
+/* Give back the caller's reference (cancels the request if still running). */
+void   qwen_request_release(qwen_request *req);
+void   qwen_request_get_timing(qwen_request *req, qwen_request_timing *out);
+const char *qwen_finish_name(enum qwen_finish f);   /* "stop", "length"... */
+
 /* ----------------------------------------------------------- tokenizer */
 
 typedef struct {

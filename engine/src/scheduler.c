@@ -1,0 +1,834 @@
+/*
+ * scheduler.c - continuous batching over one compute context. A scheduler
+ * thread admits queued requests into KV cache slots, builds each step's
+ * batch (one decode token per running sequence first, then prompt chunks
+ * in the remaining budget so a long prompt never stalls the others), runs
+ * the forward pass, samples outside the lock, and publishes token events.
+ * The submitting thread (nginx's event loop) is woken through an eventfd
+ * and never waits for inference: every call it makes holds the mutex only
+ * for list and counter updates.
+ */
+#include "model.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+enum rq_state { RQ_WAITING, RQ_PREFILL, RQ_DECODE, RQ_DONE };
+
+struct qwen_request {
+    qwen_engine         *engine;    /* NULL once the engine is gone */
+    int                  refs;      /* the engine's and the owner's */
+    void                *user;
+
+    /* immutable after submit */
+    int32_t             *prompt;
+    size_t               n_prompt;
+    int                  max_tokens;
+    int32_t             *stop_ids;
+    size_t               n_stop_ids;
+    int                  ignore_eos;
+    int                  n_logprobs;
+
+    /* scheduler thread only */
+    qwen_sampler        *sampler;
+    size_t               n_past;        /* positions filled in the slot */
+    int32_t              next_token;    /* sampled, to be fed next step */
+
+    /* under engine->mu */
+    enum rq_state        state;
+    int                  slot;
+    int                  paused;
+    int                  cancelled;
+    int                  owner_gone;
+    enum qwen_finish     finish;
+    size_t               n_generated;
+    qwen_token_event    *events;
+    size_t               n_events;
+    size_t               cap_events;
+    int                  in_ready;
+    qwen_request        *next_wait;
+    double               t_submit, t_admit, t_first, t_done;
+};
+
+struct qwen_engine {
+    const qwen_model    *model;
+    qwen_ctx            *ctx;
+    qwen_engine_params   params;
+    int                  vocab;
+
+    pthread_t            thread;
+    int                  thread_started;
+    pthread_mutex_t      mu;
+    pthread_cond_t       cv;
+    int                  stop;
+    int                  efd;
+
+    qwen_request       **slots;
+    qwen_request        *wait_head, *wait_tail;
+    int                  n_waiting;
+    int                  n_running;
+    qwen_request       **ready;
+    size_t               n_ready;
+
+    uint64_t             prompt_tokens, generated_tokens, steps;
+    uint64_t             finished[QWEN_FINISH_ERROR + 1];
+
+    /* scheduler thread scratch */
+    qwen_batch_entry    *batch;
+    qwen_request       **batch_req;     /* request of each logits row */
+    int                 *batch_kind;    /* 0 decode, 1 prompt end */
+    float               *logits;        /* [n_slots][vocab] */
+    float               *raw;           /* [vocab] for logprobs */
+};
+
+static int
+fail(char *err, size_t err_len, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err != NULL && err_len > 0) {
+        va_start(ap, fmt);
+        vsnprintf(err, err_len, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static double
+now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+const char *
+qwen_finish_name(enum qwen_finish f)
+{
+    switch (f) {
+    case QWEN_FINISH_STOP:      return "stop";
+    case QWEN_FINISH_LENGTH:    return "length";
+    case QWEN_FINISH_CANCELLED: return "cancelled";
+    case QWEN_FINISH_ERROR:     return "error";
+    default:                    return "none";
+    }
+}
+
+static void
+request_free(qwen_request *r)
+{
+    qwen_sampler_free(r->sampler);
+    free(r->prompt);
+    free(r->stop_ids);
+    free(r->events);
+    free(r);
+}
+
+/* ------------------------------------------------- under engine->mu */
+
+static void
+mark_ready(qwen_engine *e, qwen_request *r)
+{
+    if (!r->in_ready && !r->owner_gone) {
+        r->in_ready = 1;
+        e->ready[e->n_ready++] = r;   /* capacity: every live request */
+    }
+}
+
+static void
+remove_ready(qwen_engine *e, qwen_request *r)
+{
+    size_t i;
+
+    if (!r->in_ready) {
+        return;
+    }
+    for (i = 0; i < e->n_ready; i++) {
+        if (e->ready[i] == r) {
+            e->ready[i] = e->ready[--e->n_ready];
+            break;
+        }
+    }
+    r->in_ready = 0;
+}
+
+static void
+drop_engine_ref(qwen_engine *e, qwen_request *r)
+{
+    if (--r->refs == 0) {
+        remove_ready(e, r);
+        request_free(r);
+    }
+}
+
+/* The request leaves the engine: free its slot or queue place. */
+static void
+finish_request(qwen_engine *e, qwen_request *r, enum qwen_finish why)
+{
+    qwen_request **pp;
+
+    if (r->state == RQ_DONE) {
+        return;
+    }
+    if (r->state == RQ_WAITING) {
+        for (pp = &e->wait_head; *pp != NULL; pp = &(*pp)->next_wait) {
+            if (*pp == r) {
+                *pp = r->next_wait;
+                break;
+            }
+        }
+        e->wait_tail = NULL;
+        for (pp = &e->wait_head; *pp != NULL; pp = &(*pp)->next_wait) {
+            e->wait_tail = *pp;
+        }
+        e->n_waiting--;
+    } else {
+        e->slots[r->slot] = NULL;
+        e->n_running--;
+    }
+    r->state = RQ_DONE;
+    r->finish = why;
+    r->t_done = now_ms();
+    e->finished[why]++;
+    mark_ready(e, r);
+    drop_engine_ref(e, r);
+}
+
+static int
+push_event(qwen_request *r, const qwen_token_event *ev)
+{
+    qwen_token_event *grown;
+    size_t            cap;
+
+    if (r->n_events == r->cap_events) {
+        cap = r->cap_events ? 2 * r->cap_events : 16;
+        grown = realloc(r->events, cap * sizeof(*grown));
+        if (grown == NULL) {
+            return -1;
+        }
+        r->events = grown;
+        r->cap_events = cap;
+    }
+    r->events[r->n_events++] = *ev;
+    return 0;
+}
+
+static void
+notify(qwen_engine *e)
+{
+    uint64_t one = 1;
+    ssize_t  n;
+
+    do {
+        n = write(e->efd, &one, sizeof(one));
+    } while (n < 0 && errno == EINTR);
+    /* EAGAIN means the counter is already non-zero: the reader will wake */
+}
+
+/* --------------------------------------------------- scheduler thread */
+
+static int
+is_stop_token(const qwen_engine *e, const qwen_request *r, int32_t tok)
+{
+    const qwen_tokenizer *t = qwen_model_tokenizer(e->model);
+    size_t                i;
+
+    if (!r->ignore_eos && t != NULL && qwen_token_is_eog(t, tok)) {
+        return 1;
+    }
+    for (i = 0; i < r->n_stop_ids; i++) {
+        if (r->stop_ids[i] == tok) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* log-softmax statistics of the raw logits: the chosen token's logprob and
+ * the n best alternatives, as OpenAI's logprobs report them. */
+static void
+fill_logprobs(const float *raw, int vocab, int n_top, int32_t chosen, qwen_token_event *ev)
+{
+    double mx = raw[0], sum = 0.0, lse;
+    int    i, j, k = 0;
+
+    for (i = 1; i < vocab; i++) {
+        mx = raw[i] > mx ? raw[i] : mx;
+    }
+    for (i = 0; i < vocab; i++) {
+        sum += exp((double) raw[i] - mx);
+    }
+    lse = mx + log(sum);
+    ev->logprob = (float) (raw[chosen] - lse);
+    for (i = 0; i < vocab; i++) {
+        if (k == n_top && raw[i] <= raw[ev->top_ids[k - 1]]) {
+            continue;
+        }
+        j = k < n_top ? k++ : k - 1;
+        while (j > 0 && raw[ev->top_ids[j - 1]] < raw[i]) {
+            ev->top_ids[j] = ev->top_ids[j - 1];
+            j--;
+        }
+        ev->top_ids[j] = i;
+    }
+    ev->n_top = k;
+    for (i = 0; i < k; i++) {
+        ev->top_logprobs[i] = (float) (raw[ev->top_ids[i]] - lse);
+    }
+}
+
+/* Build the next batch under the lock. Returns the number of entries and
+ * the number of logits rows. */
+static int
+build_batch(qwen_engine *e, int *n_rows)
+{
+    int           n = 0, rows = 0, s, k, i, budget;
+    qwen_request *r;
+
+    /* decode steps first: one token per running, unpaused sequence */
+    for (s = 0; s < e->params.n_slots; s++) {
+        r = e->slots[s];
+        if (r == NULL || r->state != RQ_DECODE || r->paused || r->cancelled) {
+            continue;
+        }
+        e->batch[n] = (qwen_batch_entry) { r->next_token, s, (int32_t) r->n_past, 1 };
+        e->batch_req[rows] = r;
+        e->batch_kind[rows] = 0;
+        n++;
+        rows++;
+    }
+    /* then prompt chunks, oldest admission first, in the remaining budget */
+    budget = e->params.n_batch - n;
+    for (s = 0; s < e->params.n_slots && budget > 0; s++) {
+        r = e->slots[s];
+        if (r == NULL || r->state != RQ_PREFILL || r->cancelled) {
+            continue;
+        }
+        k = (int) (r->n_prompt - r->n_past);
+        k = k < budget ? k : budget;
+        for (i = 0; i < k; i++) {
+            size_t pos = r->n_past + (size_t) i;
+            int    last = pos == r->n_prompt - 1;
+            e->batch[n++] = (qwen_batch_entry) { r->prompt[pos], s, (int32_t) pos, last };
+            if (last) {
+                e->batch_req[rows] = r;
+                e->batch_kind[rows] = 1;
+                rows++;
+            }
+        }
+        budget -= k;
+    }
+    *n_rows = rows;
+    return n;
+}
+
+static void
+admit(qwen_engine *e)
+{
+    int           s;
+    qwen_request *r;
+
+    for (s = 0; s < e->params.n_slots && e->wait_head != NULL; s++) {
+        if (e->slots[s] != NULL) {
+            continue;
+        }
+        r = e->wait_head;
+        e->wait_head = r->next_wait;
+        if (e->wait_head == NULL) {
+            e->wait_tail = NULL;
+        }
+        e->n_waiting--;
+        r->next_wait = NULL;
+        r->state = RQ_PREFILL;
+        r->slot = s;
+        r->n_past = 0;
+        r->t_admit = now_ms();
+        e->slots[s] = r;
+        e->n_running++;
+    }
+}
+
+static void *
+scheduler_main(void *arg)
+{
+    qwen_engine      *e = arg;
+    int               n, rows, i, s, any;
+    char              err[QWEN_ERR_LEN];
+    qwen_request     *r;
+    qwen_token_event  ev;
+    int32_t           tok;
+    pthread_mutex_lock(&e->mu);
+    while (!e->stop) {
+        any = 0;
+        for (s = 0; s < e->params.n_slots; s++) {
+            r = e->slots[s];
+            if (r != NULL && r->cancelled) {
+                finish_request(e, r, QWEN_FINISH_CANCELLED);
+                any = 1;
+            }
+        }
+        admit(e);
+        if (any) {
+            notify(e);
+        }
+        n = build_batch(e, &rows);
+        if (n == 0) {
+            pthread_cond_wait(&e->cv, &e->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&e->mu);
+
+        /* the forward pass runs without the lock: the event loop may submit,
+         * poll, pause or cancel meanwhile */
+        if (qwen_forward(e->ctx, e->batch, n, e->logits, err, sizeof(err)) != 0) {
+            pthread_mutex_lock(&e->mu);
+            for (i = 0; i < rows; i++) {
+                finish_request(e, e->batch_req[i], QWEN_FINISH_ERROR);
+            }
+            notify(e);
+            continue;
+        }
+        /* prompt progress: each prefilling request advanced by its chunk */
+        for (i = 0; i < n; i++) {
+            r = e->slots[e->batch[i].seq];
+            if (r != NULL && r->state == RQ_PREFILL) {
+                r->n_past = (size_t) e->batch[i].pos + 1;
+            }
+        }
+        /* sample outside the lock: samplers belong to this thread */
+        for (i = 0; i < rows; i++) {
+            float *lg = e->logits + (size_t) i * e->vocab;
+            int    stop;
+
+            r = e->batch_req[i];
+            if (e->batch_kind[i] == 0) {
+                r->n_past++;
+            }
+            memset(&ev, 0, sizeof(ev));
+            if (r->n_logprobs > 0) {
+                memcpy(e->raw, lg, (size_t) e->vocab * sizeof(float));
+            }
+            tok = qwen_sampler_sample(r->sampler, lg);
+            if (r->n_logprobs > 0) {
+                fill_logprobs(e->raw, e->vocab, r->n_logprobs, tok, &ev);
+            }
+            ev.token = tok;
+            r->next_token = tok;
+            stop = is_stop_token(e, r, tok);
+            if (!stop) {
+                qwen_sampler_accept(r->sampler, tok);
+            }
+
+            pthread_mutex_lock(&e->mu);
+            if (e->batch_kind[i] == 1) {
+                e->prompt_tokens += r->n_prompt;
+            }
+            if (r->state != RQ_DONE) {
+                if (r->t_first == 0.0) {
+                    r->t_first = now_ms();
+                }
+                r->state = RQ_DECODE;
+                if (r->cancelled) {
+                    finish_request(e, r, QWEN_FINISH_CANCELLED);
+                } else if (stop) {
+                    finish_request(e, r, QWEN_FINISH_STOP);
+                } else if (push_event(r, &ev) != 0) {
+                    finish_request(e, r, QWEN_FINISH_ERROR);
+                } else {
+                    r->n_generated++;
+                    e->generated_tokens++;
+                    mark_ready(e, r);
+                    /* the next step would write position n_past */
+                    if ((r->max_tokens > 0 && r->n_generated >= (size_t) r->max_tokens)
+                        || r->n_past >= (size_t) e->params.n_ctx)
+                    {
+                        finish_request(e, r, QWEN_FINISH_LENGTH);
+                    }
+                }
+            }
+            pthread_mutex_unlock(&e->mu);
+        }
+        pthread_mutex_lock(&e->mu);
+        e->steps++;
+        if (e->n_ready > 0) {
+            notify(e);
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- API */
+
+qwen_engine *
+qwen_engine_new(const qwen_model *model, const qwen_engine_params *p, char *err,
+                size_t err_len)
+{
+    qwen_engine    *e;
+    qwen_ctx_params cp;
+    size_t          max_live;
+
+    if (p->n_slots < 1 || p->n_slots > 1024 || p->max_queue < 0 || p->n_batch < 1) {
+        fail(err, err_len, "engine parameters out of range (slots %d, queue %d, batch %d)",
+             p->n_slots, p->max_queue, p->n_batch);
+        return NULL;
+    }
+    e = calloc(1, sizeof(*e));
+    if (e == NULL) {
+        fail(err, err_len, "out of memory");
+        return NULL;
+    }
+    e->model = model;
+    e->params = *p;
+    /* a batch always has room for every slot's decode token */
+    if (e->params.n_batch < e->params.n_slots) {
+        e->params.n_batch = e->params.n_slots;
+    }
+    e->vocab = model->cfg.vocab_size;
+    e->efd = -1;
+    cp.n_threads = p->n_threads;
+    cp.n_seqs = p->n_slots;
+    cp.n_ctx = p->n_ctx;
+    cp.n_batch = e->params.n_batch;
+    cp.kernels = p->kernels;
+    e->ctx = qwen_ctx_new(model, &cp, err, err_len);
+    if (e->ctx == NULL) {
+        free(e);
+        return NULL;
+    }
+    max_live = (size_t) p->n_slots + (size_t) p->max_queue + 1;
+    e->slots = calloc((size_t) p->n_slots, sizeof(*e->slots));
+    /* ready holds each live request at most once; finished requests whose
+     * owner has not polled yet are live too, so allow for them generously */
+    e->ready = calloc(4 * max_live + 64, sizeof(*e->ready));
+    e->batch = calloc((size_t) e->params.n_batch, sizeof(*e->batch));
+    e->batch_req = calloc((size_t) p->n_slots, sizeof(*e->batch_req));
+    e->batch_kind = calloc((size_t) p->n_slots, sizeof(*e->batch_kind));
+    e->logits = malloc((size_t) p->n_slots * e->vocab * sizeof(float));
+    e->raw = malloc((size_t) e->vocab * sizeof(float));
+    e->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (!e->slots || !e->ready || !e->batch || !e->batch_req || !e->batch_kind || !e->logits
+        || !e->raw || e->efd < 0)
+    {
+        fail(err, err_len, "cannot set up the engine: %s",
+             e->efd < 0 ? strerror(errno) : "out of memory");
+        qwen_engine_free(e);
+        return NULL;
+    }
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    if (pthread_create(&e->thread, NULL, scheduler_main, e) != 0) {
+        fail(err, err_len, "cannot start the scheduler thread");
+        qwen_engine_free(e);
+        return NULL;
+    }
+    e->thread_started = 1;
+    return e;
+}
+
+void
+qwen_engine_free(qwen_engine *e)
+{
+    int           s;
+    qwen_request *r;
+
+    if (e == NULL) {
+        return;
+    }
+    if (e->thread_started) {
+        pthread_mutex_lock(&e->mu);
+        e->stop = 1;
+        pthread_cond_signal(&e->cv);
+        pthread_mutex_unlock(&e->mu);
+        pthread_join(e->thread, NULL);
+        /* everything still in the engine ends as cancelled; requests the
+         * owner still holds stay valid until released */
+        for (s = 0; s < e->params.n_slots; s++) {
+            if (e->slots[s] != NULL) {
+                r = e->slots[s];
+                finish_request(e, r, QWEN_FINISH_CANCELLED);
+            }
+        }
+        while (e->wait_head != NULL) {
+            finish_request(e, e->wait_head, QWEN_FINISH_CANCELLED);
+        }
+        for (s = 0; s < (int) e->n_ready; s++) {
+            e->ready[s]->in_ready = 0;
+            e->ready[s]->engine = NULL;
+        }
+        pthread_mutex_destroy(&e->mu);
+        pthread_cond_destroy(&e->cv);
+    }
+    if (e->efd >= 0) {
+        close(e->efd);
+    }
+    qwen_ctx_free(e->ctx);
+    free(e->slots);
+    free(e->ready);
+    free(e->batch);
+    free(e->batch_req);
+    free(e->batch_kind);
+    free(e->logits);
+    free(e->raw);
+    free(e);
+}
+
+int
+qwen_engine_notify_fd(const qwen_engine *e)
+{
+    return e->efd;
+}
+
+void
+qwen_engine_get_stats(qwen_engine *e, qwen_engine_stats *out)
+{
+    int s;
+
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&e->mu);
+    out->running = e->n_running;
+    out->waiting = e->n_waiting;
+    out->n_slots = e->params.n_slots;
+    out->max_queue = e->params.max_queue;
+    out->prompt_tokens = e->prompt_tokens;
+    out->generated_tokens = e->generated_tokens;
+    memcpy(out->finished, e->finished, sizeof(out->finished));
+    out->steps = e->steps;
+    for (s = 0; s < e->params.n_slots; s++) {
+        if (e->slots[s] != NULL) {
+            out->kv_tokens_used += e->slots[s]->n_prompt + e->slots[s]->n_generated;
+        }
+    }
+    out->kv_tokens_total = (size_t) e->params.n_slots * e->params.n_ctx;
+    pthread_mutex_unlock(&e->mu);
+}
+
+int
+qwen_submit(qwen_engine *e, const qwen_request_params *p, void *user,
+            qwen_request **out, char *err, size_t err_len)
+{
+    qwen_request *r;
+    size_t        i, need;
+    int           free_slots;
+
+    *out = NULL;
+    if (p->prompt == NULL || p->n_prompt == 0) {
+        fail(err, err_len, "the prompt is empty");
+        return QWEN_E_INVALID;
+    }
+    for (i = 0; i < p->n_prompt; i++) {
+        if (p->prompt[i] < 0 || p->prompt[i] >= e->vocab) {
+            fail(err, err_len, "prompt token %zu (id %d) is outside the vocabulary (0 to %d)",
+                 i, p->prompt[i], e->vocab - 1);
+            return QWEN_E_INVALID;
+        }
+    }
+    if (p->n_logprobs < 0 || p->n_logprobs > QWEN_MAX_TOP_LOGPROBS) {
+        fail(err, err_len, "logprobs must be 0 to %d", QWEN_MAX_TOP_LOGPROBS);
+        return QWEN_E_INVALID;
+    }
+    if (!(p->sampling.temperature >= 0.0f) || !(p->sampling.top_p >= 0.0f)
+        || !(p->sampling.min_p >= 0.0f) || p->sampling.min_p > 1.0f
+        || !(p->sampling.repetition_penalty > 0.0f))
+    {
+        fail(err, err_len, "sampling parameters out of range");
+        return QWEN_E_INVALID;
+    }
+    need = p->n_prompt + (size_t) (p->max_tokens > 0 ? p->max_tokens : 1);
+    if (need > (size_t) e->params.n_ctx + 1 || p->n_prompt >= (size_t) e->params.n_ctx) {
+        fail(err, err_len, "prompt of %zu tokens plus %d to generate exceeds the context "
+             "of %d tokens", p->n_prompt, p->max_tokens > 0 ? p->max_tokens : 1,
+             e->params.n_ctx);
+        return QWEN_E_TOO_LONG;
+    }
+
+    r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        fail(err, err_len, "out of memory");
+        return QWEN_E_INVALID;
+    }
+    r->engine = e;
+    r->refs = 2;
+    r->user = user;
+    r->n_prompt = p->n_prompt;
+    r->max_tokens = p->max_tokens;
+    r->ignore_eos = p->ignore_eos;
+    r->n_logprobs = p->n_logprobs;
+    r->prompt = malloc(p->n_prompt * sizeof(int32_t));
+    r->stop_ids = malloc((p->n_stop_ids + 1) * sizeof(int32_t));
+    r->sampler = qwen_sampler_new(&p->sampling, e->vocab);
+    if (r->prompt == NULL || r->stop_ids == NULL || r->sampler == NULL) {
+        request_free(r);
+        fail(err, err_len, "out of memory");
+        return QWEN_E_INVALID;
+    }
+    memcpy(r->prompt, p->prompt, p->n_prompt * sizeof(int32_t));
+    if (p->n_stop_ids > 0) {
+        memcpy(r->stop_ids, p->stop_ids, p->n_stop_ids * sizeof(int32_t));
+    }
+    r->n_stop_ids = p->n_stop_ids;
+    /* penalties see the prompt too, as llama.cpp and vLLM do */
+    for (i = 0; i < p->n_prompt; i++) {
+        qwen_sampler_accept(r->sampler, p->prompt[i]);
+    }
+    r->state = RQ_WAITING;
+    r->slot = -1;
+    r->t_submit = now_ms();
+
+    pthread_mutex_lock(&e->mu);
+    if (e->stop) {
+        pthread_mutex_unlock(&e->mu);
+        request_free(r);
+        fail(err, err_len, "the engine is shutting down");
+        return QWEN_E_SHUTDOWN;
+    }
+    free_slots = e->params.n_slots - e->n_running;
+    if (e->n_waiting - free_slots >= e->params.max_queue) {
+        int running = e->n_running, waiting = e->n_waiting;
+        pthread_mutex_unlock(&e->mu);
+        request_free(r);
+        fail(err, err_len, "all %d slots are busy and %d requests are waiting "
+             "(queue limit %d)", running, waiting, e->params.max_queue);
+        return QWEN_E_QUEUE_FULL;
+    }
+    if (e->wait_tail != NULL) {
+        e->wait_tail->next_wait = r;
+    } else {
+        e->wait_head = r;
+    }
+    e->wait_tail = r;
+    e->n_waiting++;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    *out = r;
+    return 0;
+}
+
+size_t
+qwen_engine_ready(qwen_engine *e, qwen_request **out, size_t max)
+{
+    size_t n = 0;
+
+    pthread_mutex_lock(&e->mu);
+    while (n < max && e->n_ready > 0) {
+        out[n] = e->ready[--e->n_ready];
+        out[n]->in_ready = 0;
+        n++;
+    }
+    pthread_mutex_unlock(&e->mu);
+    return n;
+}
+
+void *
+qwen_request_user_data(const qwen_request *r)
+{
+    return r->user;
+}
+
+size_t
+qwen_request_poll(qwen_request *r, qwen_token_event *out, size_t max,
+                  enum qwen_finish *finish)
+{
+    qwen_engine *e = r->engine;
+    size_t       n;
+
+    if (e != NULL) {
+        pthread_mutex_lock(&e->mu);
+    }
+    n = r->n_events < max ? r->n_events : max;
+    if (n > 0) {
+        memcpy(out, r->events, n * sizeof(*out));
+        memmove(r->events, r->events + n, (r->n_events - n) * sizeof(*out));
+        r->n_events -= n;
+    }
+    *finish = r->n_events == 0 && r->state == RQ_DONE ? r->finish : QWEN_FINISH_NONE;
+    if (e != NULL) {
+        pthread_mutex_unlock(&e->mu);
+    }
+    return n;
+}
+
+void
+qwen_request_pause(qwen_request *r, int paused)
+{
+    qwen_engine *e = r->engine;
+
+    if (e == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&e->mu);
+    r->paused = paused;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+void
+qwen_request_cancel(qwen_request *r)
+{
+    qwen_engine *e = r->engine;
+
+    if (e == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&e->mu);
+    if (r->state == RQ_WAITING) {
+        finish_request(e, r, QWEN_FINISH_CANCELLED);   /* never started */
+    } else if (r->state != RQ_DONE) {
+        r->cancelled = 1;   /* the scheduler frees the slot at its next step */
+        pthread_cond_signal(&e->cv);
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
+void
+qwen_request_release(qwen_request *r)
+{
+    qwen_engine *e = r->engine;
+
+    if (e == NULL) {
+        request_free(r);    /* the engine is gone and dropped its reference */
+        return;
+    }
+    pthread_mutex_lock(&e->mu);
+    r->owner_gone = 1;
+    remove_ready(e, r);
+    if (r->state == RQ_WAITING) {
+        finish_request(e, r, QWEN_FINISH_CANCELLED);
+    } else if (r->state != RQ_DONE) {
+        r->cancelled = 1;
+        pthread_cond_signal(&e->cv);
+    }
+    if (--r->refs == 0) {
+        request_free(r);
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
+void
+qwen_request_get_timing(qwen_request *r, qwen_request_timing *out)
+{
+    qwen_engine *e = r->engine;
+    double       end;
+
+    if (e != NULL) {
+        pthread_mutex_lock(&e->mu);
+    }
+    end = r->t_done > 0.0 ? r->t_done : now_ms();
+    out->queued_ms = (r->t_admit > 0.0 ? r->t_admit : end) - r->t_submit;
+    out->first_token_ms = r->t_first > 0.0 ? r->t_first - r->t_submit : -1.0;
+    out->total_ms = end - r->t_submit;
+    out->n_prompt = r->n_prompt;
+    out->n_generated = r->n_generated;
+    if (e != NULL) {
+        pthread_mutex_unlock(&e->mu);
+    }
+}
