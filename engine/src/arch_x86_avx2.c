@@ -10,6 +10,13 @@
 #include <immintrin.h>
 #include <string.h>
 
+/* F16C: one instruction instead of a call into the portable converter */
+static inline float
+f16(qwen_f16 h)
+{
+    return _cvtsh_ss(h);
+}
+
 static inline float
 hsum256(__m256 v)
 {
@@ -64,7 +71,7 @@ dot_f16(int64_t n, const void *w, const void *act)
     }
     sum = hsum256(_mm256_add_ps(a0, a1));
     for (; i < n; i++) {
-        sum += qwen_f16_to_f32(x[i]) * y[i];
+        sum += f16(x[i]) * y[i];
     }
     return sum;
 }
@@ -108,84 +115,151 @@ dot_q8_0(int64_t n, const void *w, const void *act)
     for (b = 0; b < nb; b++) {
         __m256i qx = _mm256_loadu_si256((const __m256i *) x[b].qs);
         __m256i qy = _mm256_loadu_si256((const __m256i *) y[b].qs);
-        __m256  d = _mm256_set1_ps(qwen_f16_to_f32(x[b].d) * qwen_f16_to_f32(y[b].d));
+        __m256  d = _mm256_set1_ps(f16(x[b].d) * f16(y[b].d));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8x32(qx, qy)), acc);
     }
     return hsum256(acc);
 }
 
-static void
-q4k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
+/* The 8 scales and 8 mins of a Q4_K block as 16 bytes [sc0..sc7, m0..m7]:
+ * the 6-bit fields are regrouped with 32-bit masks instead of byte loops. */
+static inline __m128i
+q4k_scales_mins(const uint8_t *q)
 {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+    uint32_t       u[4], aux;
+
+    memcpy(u, q, 12);
+    u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
+    aux = u[1] & kmask1;
+    u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
+    u[2] = aux;
+    u[0] &= kmask1;
+    return _mm_loadu_si128((const __m128i *) u);
+}
+
+/* shuffle masks that broadcast 16-bit lane i of a 128-bit vector */
+static inline __m256i
+bcast16_mask(int i)
+{
+    return _mm256_set1_epi16((short) ((2 * i) | ((2 * i + 1) << 8)));
+}
+
+/*
+ * Q4_K x Q8_K for NT activation rows. The weight block is unpacked once;
+ * per row the integer sums go to a vector and the mins to another (through
+ * the activation's bsums), so no horizontal sum happens inside the loop.
+ */
+static inline __attribute__((always_inline)) void
+q4k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out,
+          const int NT)
+{
+    const block_q4_K *x = w;
+    const __m256i     mask = _mm256_set1_epi8(0xF);
+    __m256            facc[4], macc[4];
+    int64_t           b, nb = n / QK_K;
+    int               j, t;
+
+    for (t = 0; t < NT; t++) {
+        facc[t] = _mm256_setzero_ps();
+        macc[t] = _mm256_setzero_ps();
+    }
+    for (b = 0; b < nb; b++) {
+        __m256i        isum[4];
+        const uint8_t *q4 = x[b].qs;
+        float          dw = f16(x[b].d), dmin = f16(x[b].dmin);
+        __m128i        sm = q4k_scales_mins(x[b].scales);
+        __m128i        sc16 = _mm_cvtepu8_epi16(sm);
+        __m128i        m16 = _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8));
+        /* each min twice: it covers two 16-value bsums groups */
+        __m256i        mins = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16),
+                                               _mm_unpacklo_epi16(m16, m16));
+        __m256i        scales = _mm256_set_m128i(sc16, sc16);
+
+        for (t = 0; t < NT; t++) {
+            isum[t] = _mm256_setzero_si256();
+        }
+        for (j = 0; j < QK_K / 64; j++) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *) (q4 + 32 * j));
+            __m256i lo = _mm256_and_si256(raw, mask);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+            __m256i s0 = _mm256_shuffle_epi8(scales, bcast16_mask(2 * j));
+            __m256i s1 = _mm256_shuffle_epi8(scales, bcast16_mask(2 * j + 1));
+
+            for (t = 0; t < NT; t++) {
+                const int8_t *q8 = ((const block_q8_K *) ((const char *) act + t * stride))[b].qs
+                                   + 64 * j;
+                __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *) q8));
+                __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *) (q8 + 32)));
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_madd_epi16(p0, s0),
+                                                                     _mm256_madd_epi16(p1, s1)));
+            }
+        }
+        for (t = 0; t < NT; t++) {
+            const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * stride) + b;
+            __m256i bs = _mm256_loadu_si256((const __m256i *) y->bsums);
+            facc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * y->d), _mm256_cvtepi32_ps(isum[t]),
+                                      facc[t]);
+            macc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dmin * y->d),
+                                      _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins)), macc[t]);
+        }
+    }
+    for (t = 0; t < NT; t++) {
+        out[t] = hsum256(_mm256_sub_ps(facc[t], macc[t]));
     }
 }
 
 static float
 dot_q4_K(int64_t n, const void *w, const void *act)
 {
-    const block_q4_K *x = w;
-    const block_q8_K *y = act;
-    const __m256i     mask = _mm256_set1_epi8(0xF);
-    float             sum = 0.0f;
-    int64_t           b, nb = n / QK_K;
-    int               j, msum;
-    uint8_t           sc0, m0, sc1, m1;
+    float r;
 
-    for (b = 0; b < nb; b++) {
-        __m256i        isum = _mm256_setzero_si256();
-        const uint8_t *q4 = x[b].qs;
-        const int8_t  *q8 = y[b].qs;
-
-        msum = 0;
-        for (j = 0; j < QK_K / 64; j++) {
-            __m256i raw = _mm256_loadu_si256((const __m256i *) q4);
-            __m256i lo = _mm256_and_si256(raw, mask);
-            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
-            __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *) q8));
-            __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *) (q8 + 32)));
-
-            q4k_scale_min(2 * j, x[b].scales, &sc0, &m0);
-            q4k_scale_min(2 * j + 1, x[b].scales, &sc1, &m1);
-            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p0, _mm256_set1_epi16(sc0)));
-            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc1)));
-            msum += m0 * (y[b].bsums[4 * j] + y[b].bsums[4 * j + 1])
-                    + m1 * (y[b].bsums[4 * j + 2] + y[b].bsums[4 * j + 3]);
-            q4 += 32;
-            q8 += 64;
-        }
-        sum += y[b].d * (qwen_f16_to_f32(x[b].d) * hsum256(_mm256_cvtepi32_ps(isum))
-                         - qwen_f16_to_f32(x[b].dmin) * (float) msum);
-    }
-    return sum;
+    q4k_dot_n(n, w, act, 0, &r, 1);
+    return r;
 }
 
-static float
-dot_q6_K(int64_t n, const void *w, const void *act)
+static void
+dot4_q4_K(int64_t n, const void *w, const void *act, size_t stride, float *out)
+{
+    q4k_dot_n(n, w, act, stride, out, 4);
+}
+
+/*
+ * Q6_K x Q8_K for NT activation rows: (q - 32) . y is computed as q . y
+ * minus 32 x the activation's 16-value sums (bsums), so the offset costs
+ * one madd per block instead of a second maddubs per group.
+ */
+static inline __attribute__((always_inline)) void
+q6k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out,
+          const int NT)
 {
     const block_q6_K *x = w;
-    const block_q8_K *y = act;
     const __m256i     m4 = _mm256_set1_epi8(0xF), m3 = _mm256_set1_epi8(3);
-    const __m256i     m32 = _mm256_set1_epi8(32);
-    float             sum = 0.0f;
+    __m256            facc[4];
     int64_t           b, nb = n / QK_K;
-    int               half, g;
+    int               half, g, t;
 
+    for (t = 0; t < NT; t++) {
+        facc[t] = _mm256_setzero_ps();
+    }
     for (b = 0; b < nb; b++) {
-        __m256i        isum = _mm256_setzero_si256();
+        __m256i        isum[4];
         const uint8_t *ql = x[b].ql, *qh = x[b].qh;
-        const int8_t  *q8 = y[b].qs, *sc = x[b].scales;
+        __m256i        scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) x[b].scales));
+        float          dw = f16(x[b].d);
 
+        for (t = 0; t < NT; t++) {
+            const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * stride) + b;
+            __m256i bs = _mm256_loadu_si256((const __m256i *) y->bsums);
+            /* -32 * sum_j sc_j * bsum_j */
+            isum[t] = _mm256_slli_epi32(_mm256_madd_epi16(bs, scales16), 5);
+            isum[t] = _mm256_sub_epi32(_mm256_setzero_si256(), isum[t]);
+        }
         for (half = 0; half < 2; half++) {
             __m256i l0 = _mm256_loadu_si256((const __m256i *) ql);
             __m256i l1 = _mm256_loadu_si256((const __m256i *) (ql + 32));
             __m256i h = _mm256_loadu_si256((const __m256i *) qh);
-            __m256i q[4];
+            __m256i q[4], s[4];
 
             q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
                                    _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
@@ -195,24 +269,122 @@ dot_q6_K(int64_t n, const void *w, const void *act)
                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4));
             q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
-            for (g = 0; g < 4; g++) {
-                __m256i y8 = _mm256_loadu_si256((const __m256i *) (q8 + 32 * g));
-                /* (q - 32) . y = q . y - 32 . y, both as unsigned x signed */
-                __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[g], y8),
-                                             _mm256_maddubs_epi16(m32, y8));
-                __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[2 * g + 1]),
-                                             _mm_set1_epi16(sc[2 * g]));
-                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, s));
+            {
+                /* lower lane: scale 2g, upper lane: scale 2g + 1 of this half */
+                __m128i h16 = half ? _mm256_extracti128_si256(scales16, 1)
+                                   : _mm256_castsi256_si128(scales16);
+                __m256i both = _mm256_set_m128i(h16, h16);
+                for (g = 0; g < 4; g++) {
+                    s[g] = _mm256_shuffle_epi8(both, _mm256_set_m128i(
+                        _mm256_castsi256_si128(bcast16_mask(2 * g + 1)),
+                        _mm256_castsi256_si128(bcast16_mask(2 * g))));
+                }
+            }
+            for (t = 0; t < NT; t++) {
+                const int8_t *q8 = ((const block_q8_K *) ((const char *) act + t * stride))[b].qs
+                                   + 128 * half;
+                for (g = 0; g < 4; g++) {
+                    __m256i y8 = _mm256_loadu_si256((const __m256i *) (q8 + 32 * g));
+                    isum[t] = _mm256_add_epi32(isum[t],
+                                               _mm256_madd_epi16(_mm256_maddubs_epi16(q[g], y8), s[g]));
+                }
             }
             ql += 64;
             qh += 32;
-            q8 += 128;
-            sc += 8;
         }
-        sum += qwen_f16_to_f32(x[b].d) * y[b].d * hsum256(_mm256_cvtepi32_ps(isum));
+        for (t = 0; t < NT; t++) {
+            const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * stride) + b;
+            facc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * y->d), _mm256_cvtepi32_ps(isum[t]),
+                                      facc[t]);
+        }
     }
-    return sum;
+    for (t = 0; t < NT; t++) {
+        out[t] = hsum256(facc[t]);
+    }
 }
+
+static float
+dot_q6_K(int64_t n, const void *w, const void *act)
+{
+    float r;
+
+    q6k_dot_n(n, w, act, 0, &r, 1);
+    return r;
+}
+
+static void
+dot4_q6_K(int64_t n, const void *w, const void *act, size_t stride, float *out)
+{
+    q6k_dot_n(n, w, act, stride, out, 4);
+}
+
+static void
+dot4_q8_0(int64_t n, const void *w, const void *act, size_t stride, float *out)
+{
+    const block_q8_0 *x = w;
+    __m256            acc[4];
+    int64_t           b, nb = n / QK8_0;
+    int               t;
+
+    for (t = 0; t < 4; t++) {
+        acc[t] = _mm256_setzero_ps();
+    }
+    for (b = 0; b < nb; b++) {
+        __m256i qx = _mm256_loadu_si256((const __m256i *) x[b].qs);
+        __m256i ax = _mm256_sign_epi8(qx, qx);
+        float   dw = f16(x[b].d);
+
+        for (t = 0; t < 4; t++) {
+            const block_q8_0 *y = (const block_q8_0 *) ((const char *) act + t * stride) + b;
+            __m256i sy = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *) y->qs), qx);
+            __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * f16(y->d)), _mm256_cvtepi32_ps(d), acc[t]);
+        }
+    }
+    for (t = 0; t < 4; t++) {
+        out[t] = hsum256(acc[t]);
+    }
+}
+
+/* 16-bit float weights (BF16 or F16) x 4 F32 activation rows */
+#define DOT4_HALF(name, load8, scalar)                                          \
+static void                                                                     \
+name(int64_t n, const void *w, const void *act, size_t stride, float *out)      \
+{                                                                               \
+    const uint16_t *x = w;                                                      \
+    const float    *y[4];                                                       \
+    __m256          acc[4];                                                     \
+    int64_t         i = 0;                                                      \
+    int             t;                                                          \
+                                                                                \
+    for (t = 0; t < 4; t++) {                                                   \
+        y[t] = (const float *) ((const char *) act + t * stride);               \
+        acc[t] = _mm256_setzero_ps();                                           \
+    }                                                                           \
+    for (; i + 8 <= n; i += 8) {                                                \
+        __m256 wv = load8(x + i);                                               \
+        for (t = 0; t < 4; t++) {                                               \
+            acc[t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(y[t] + i), acc[t]);    \
+        }                                                                       \
+    }                                                                           \
+    for (t = 0; t < 4; t++) {                                                   \
+        float sum = hsum256(acc[t]);                                            \
+        int64_t k;                                                              \
+        for (k = i; k < n; k++) {                                               \
+            sum += scalar(x[k]) * y[t][k];                                      \
+        }                                                                       \
+        out[t] = sum;                                                           \
+    }                                                                           \
+}
+
+static inline __m256
+load_f16x8(const uint16_t *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) p));
+}
+
+DOT4_HALF(dot4_bf16, load_bf16x8, qwen_bf16_to_f32)
+DOT4_HALF(dot4_f16, load_f16x8, f16)
 
 static float
 dot_f32_f16(int64_t n, const float *x, const qwen_f16 *y)
@@ -227,7 +399,7 @@ dot_f32_f16(int64_t n, const float *x, const qwen_f16 *y)
     }
     sum = hsum256(acc);
     for (; i < n; i++) {
-        sum += x[i] * qwen_f16_to_f32(y[i]);
+        sum += x[i] * f16(y[i]);
     }
     return sum;
 }
@@ -243,7 +415,7 @@ axpy_f16(int64_t n, float a, const qwen_f16 *x, float *y)
         _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, xv, _mm256_loadu_ps(y + i)));
     }
     for (; i < n; i++) {
-        y[i] += a * qwen_f16_to_f32(x[i]);
+        y[i] += a * f16(x[i]);
     }
 }
 
@@ -279,6 +451,13 @@ qwen_kernels_avx2(void)
             [QWEN_TYPE_Q8_0] = dot_q8_0,
             [QWEN_TYPE_Q4_K] = dot_q4_K,
             [QWEN_TYPE_Q6_K] = dot_q6_K,
+        },
+        .vec_dot4 = {
+            [QWEN_TYPE_F16] = dot4_f16,
+            [QWEN_TYPE_BF16] = dot4_bf16,
+            [QWEN_TYPE_Q8_0] = dot4_q8_0,
+            [QWEN_TYPE_Q4_K] = dot4_q4_K,
+            [QWEN_TYPE_Q6_K] = dot4_q6_K,
         },
         .quantize_act = quantize_act,
         .dot_f32_f16 = dot_f32_f16,

@@ -210,9 +210,11 @@ mm_task(void *arg, int ith, int nth)
     int64_t         r0 = job->total_rows * ith / nth;
     int64_t         r1 = job->total_rows * (ith + 1) / nth;
     int64_t         base = 0, r, lo, hi;
-    int             t, tok;
+    int             t, tok, i;
     const qwen_tensor *w;
     qwen_vec_dot_fn dot;
+    qwen_vec_dot4_fn dot4;
+    float           res[4];
     const char     *row;
 
     for (t = 0; t < job->n_targets; t++) {
@@ -220,9 +222,20 @@ mm_task(void *arg, int ith, int nth)
         lo = r0 > base ? r0 - base : 0;
         hi = r1 - base < w->n_rows ? r1 - base : w->n_rows;
         dot = job->kern->vec_dot[w->type];
+        dot4 = job->kern->vec_dot4[w->type];
         for (r = lo; r < hi; r++) {
             row = (const char *) w->data + (size_t) r * w->row_bytes;
-            for (tok = 0; tok < job->n_tok; tok++) {
+            tok = 0;
+            if (dot4 != NULL) {
+                for (; tok + 4 <= job->n_tok; tok += 4) {
+                    dot4(w->n_cols, row, (const char *) job->act + tok * job->act_stride,
+                         job->act_stride, res);
+                    for (i = 0; i < 4; i++) {
+                        job->out[t][(size_t) (tok + i) * w->n_rows + r] = res[i];
+                    }
+                }
+            }
+            for (; tok < job->n_tok; tok++) {
                 job->out[t][(size_t) tok * w->n_rows + r] =
                     dot(w->n_cols, row, (const char *) job->act + tok * job->act_stride);
             }

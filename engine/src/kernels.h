@@ -15,9 +15,16 @@
  * activation row already converted to the type's activation format. */
 typedef float (*qwen_vec_dot_fn)(int64_t n, const void *w, const void *act);
 
+/* The same for 4 activation rows at once (act, act + stride, ...): the
+ * weight row is unpacked once and reused, which is what makes prefill and
+ * batched decode cheaper per token than single decode. */
+typedef void (*qwen_vec_dot4_fn)(int64_t n, const void *w, const void *act,
+                                 size_t act_stride, float *out4);
+
 typedef struct {
-    const char     *name;
-    qwen_vec_dot_fn vec_dot[QWEN_TYPE_COUNT];
+    const char      *name;
+    qwen_vec_dot_fn  vec_dot[QWEN_TYPE_COUNT];
+    qwen_vec_dot4_fn vec_dot4[QWEN_TYPE_COUNT];   /* NULL: 4 x vec_dot */
     /* activation conversion (F32 rows to Q8_0 / Q8_K / BF16 ...) */
     void  (*quantize_act)(int act_type, const float *x, void *y, int64_t n);
     /* attention over an f16 KV cache */

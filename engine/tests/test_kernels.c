@@ -89,6 +89,25 @@ test_table(const qwen_kernels *k)
             worst_exact = fmax(worst_exact, fabs(got - exact) / scale);
             worst_real = fmax(worst_real, fabs(got - real) / scale);
         }
+        /* the 4-row kernel must agree with the single-row one */
+        if (k->vec_dot4[type] != NULL) {
+            size_t  stride = qwen_act_row_bytes(type, n);
+            char   *acts = malloc(4 * stride);
+            float   out4[4], worst4 = 0.0f, single;
+            int     r;
+            for (r = 0; r < 4; r++) {
+                for (i = 0; i < n; i++) x[i] = frand() * (float) (r + 1);
+                k->quantize_act(act, x, acts + r * stride, n);
+            }
+            k->vec_dot4[type](n, wq, acts, stride, out4);
+            for (r = 0; r < 4; r++) {
+                single = k->vec_dot[type](n, wq, acts + r * stride);
+                worst4 = fmaxf(worst4, fabsf(out4[r] - single) / (fabsf(single) + 1.0f));
+            }
+            CHECK(worst4 < 1e-5, "%s %s: vec_dot4 differs from vec_dot by %.3g", k->name,
+                  qwen_type_name(type), worst4);
+            free(acts);
+        }
         /* float32 accumulation over 1024 terms: 1e-5 of |w||x| is generous;
          * Q8 activations add at most ~1% of |w||x| */
         CHECK(worst_exact < 1e-5, "%s %s: error %.3g vs dequantized data", k->name,
