@@ -234,10 +234,11 @@ now_s(void)
 }
 
 /* Feed n tokens of sequence seq starting at pos, in batches; logits of the
- * last one into logits. */
+ * last one into logits. is_prompt: prompt tokens (batched prefill kernels)
+ * or one generated token fed back. */
 static int
-prefill(qwen_ctx *ctx, int n_batch, int seq, int pos, const int32_t *ids, int n,
-        float *logits)
+feed(qwen_ctx *ctx, int n_batch, int seq, int pos, const int32_t *ids, int n,
+     int is_prompt, float *logits)
 {
     qwen_batch_entry *b = malloc((size_t) n_batch * sizeof(*b));
     char              err[QWEN_ERR_LEN];
@@ -253,6 +254,7 @@ prefill(qwen_ctx *ctx, int n_batch, int seq, int pos, const int32_t *ids, int n,
             b[i].seq = seq;
             b[i].pos = pos + done + i;
             b[i].want_logits = done + i == n - 1;
+            b[i].prompt = is_prompt;
         }
         if (qwen_forward(ctx, b, k, logits, err, sizeof(err)) != 0) {
             fprintf(stderr, "qwen: %s\n", err);
@@ -315,7 +317,7 @@ cmd_logits(int argc, char **argv)
         qwen_ctx_free(ctx);
         goto done;
     }
-    if (prefill(ctx, n_ids < 512 ? n_ids : 512, 0, 0, ids, n_ids, logits) != 0) {
+    if (feed(ctx, n_ids < 512 ? n_ids : 512, 0, 0, ids, n_ids, 1, logits) != 0) {
         qwen_ctx_free(ctx);
         goto done;
     }
@@ -349,7 +351,7 @@ cmd_logits(int argc, char **argv)
         printf("]}\n");
         fflush(stdout);
         if (step + 1 < o.n_predict
-            && prefill(ctx, 1, 0, n_ids + step, &next, 1, logits) != 0)
+            && feed(ctx, 1, 0, n_ids + step, &next, 1, 0, logits) != 0)
         {
             qwen_ctx_free(ctx);
             goto done;
@@ -412,13 +414,13 @@ cmd_bench(int argc, char **argv)
 
     /* prefill: every sequence gets the prompt; time the first one */
     t0 = now_s();
-    if (prefill(ctx, n_batch, 0, 0, ids, o.n_prompt, logits) != 0) {
+    if (feed(ctx, n_batch, 0, 0, ids, o.n_prompt, 1, logits) != 0) {
         goto done;
     }
     t_prefill = now_s() - t0;
     next[0] = qwen_argmax(logits, vocab);
     for (s = 1; s < o.n_seqs; s++) {
-        if (prefill(ctx, n_batch, s, 0, ids, o.n_prompt, logits) != 0) {
+        if (feed(ctx, n_batch, s, 0, ids, o.n_prompt, 1, logits) != 0) {
             goto done;
         }
         next[s] = qwen_argmax(logits, vocab);
@@ -432,6 +434,7 @@ cmd_bench(int argc, char **argv)
             b[s].seq = s;
             b[s].pos = o.n_prompt + step;
             b[s].want_logits = 1;
+            b[s].prompt = 0;
         }
         if (qwen_forward(ctx, b, o.n_seqs, logits, err, sizeof(err)) != 0) {
             fprintf(stderr, "qwen: %s\n", err);
@@ -536,8 +539,8 @@ cmd_run(int argc, char **argv)
     for (i = 0; i < (int) toks.n; i++) {
         qwen_sampler_accept(smp, toks.ids[i]);
     }
-    if (prefill(ctx, toks.n < 512 ? (int) toks.n : 512, 0, 0, toks.ids, (int) toks.n,
-                logits) != 0)
+    if (feed(ctx, toks.n < 512 ? (int) toks.n : 512, 0, 0, toks.ids, (int) toks.n, 1,
+             logits) != 0)
     {
         goto done;
     }
@@ -553,7 +556,7 @@ cmd_run(int argc, char **argv)
             fflush(stdout);
         }
         if (i + 1 < o.n_predict
-            && prefill(ctx, 1, 0, (int) toks.n + i, &next, 1, logits) != 0)
+            && feed(ctx, 1, 0, (int) toks.n + i, &next, 1, 0, logits) != 0)
         {
             goto done;
         }

@@ -71,6 +71,10 @@ typedef struct {
 qwen_ctx *qwen_ctx_new(const qwen_model *model, const qwen_ctx_params *params,
                        char *err, size_t err_len);
 void      qwen_ctx_free(qwen_ctx *ctx);
+/* Kernel sets: "scalar" everywhere; x86: "avx2", "avx512" (AVX2 dots plus
+ * the BF16 prefill GEMM); arm64: "neon"... */
+int         qwen_kernels_available(const char *name);
+const char *qwen_kernels_default(void);   /* the one a NULL name selects */
 /* Bytes of KV cache a context with these parameters holds. */
 size_t    qwen_kv_cache_bytes(const qwen_config *cfg, int n_seqs, int n_ctx);
 
@@ -85,6 +89,9 @@ typedef struct {
     int32_t seq;
     int32_t pos;
     int32_t want_logits;
+    int32_t prompt;   /* part of a prompt: may take the batched prefill
+                       * kernels. A token's result depends only on this flag,
+                       * never on what else shares the batch. */
 } qwen_batch_entry;
 
 /*

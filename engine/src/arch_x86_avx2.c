@@ -5,7 +5,7 @@
  * (unsigned x signed bytes) into int16, madd by the sub-block scale into
  * int32, one float multiply per block.
  */
-#include "kernels.h"
+#include "arch_x86.h"
 
 #include <immintrin.h>
 #include <string.h>
@@ -121,21 +121,14 @@ dot_q8_0(int64_t n, const void *w, const void *act)
     return hsum256(acc);
 }
 
-/* The 8 scales and 8 mins of a Q4_K block as 16 bytes [sc0..sc7, m0..m7]:
- * the 6-bit fields are regrouped with 32-bit masks instead of byte loops. */
+/* [sc0..sc7, m0..m7] of a Q4_K block in a register */
 static inline __m128i
 q4k_scales_mins(const uint8_t *q)
 {
-    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
-    uint32_t       u[4], aux;
+    uint8_t sm[16];
 
-    memcpy(u, q, 12);
-    u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
-    aux = u[1] & kmask1;
-    u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
-    u[2] = aux;
-    u[0] &= kmask1;
-    return _mm_loadu_si128((const __m128i *) u);
+    qwen_q4k_scales_mins(q, sm);
+    return _mm_loadu_si128((const __m128i *) sm);
 }
 
 /* shuffle masks that broadcast 16-bit lane i of a 128-bit vector */
@@ -439,30 +432,31 @@ quantize_act(int act_type, const float *x, void *y, int64_t n)
     qwen_quantize_row(act_type, x, y, n);
 }
 
+/* exported names for the AVX-512 table (arch_x86.h) */
+#define ALIAS(name) __attribute__((alias(#name)))
+float qwen_avx2_dot_f32(int64_t, const void *, const void *) ALIAS(dot_f32);
+float qwen_avx2_dot_f16(int64_t, const void *, const void *) ALIAS(dot_f16);
+float qwen_avx2_dot_bf16(int64_t, const void *, const void *) ALIAS(dot_bf16);
+float qwen_avx2_dot_q8_0(int64_t, const void *, const void *) ALIAS(dot_q8_0);
+float qwen_avx2_dot_q4_K(int64_t, const void *, const void *) ALIAS(dot_q4_K);
+float qwen_avx2_dot_q6_K(int64_t, const void *, const void *) ALIAS(dot_q6_K);
+void qwen_avx2_dot4_f16(int64_t, const void *, const void *, size_t, float *) ALIAS(dot4_f16);
+void qwen_avx2_dot4_bf16(int64_t, const void *, const void *, size_t, float *) ALIAS(dot4_bf16);
+void qwen_avx2_dot4_q8_0(int64_t, const void *, const void *, size_t, float *) ALIAS(dot4_q8_0);
+void qwen_avx2_dot4_q4_K(int64_t, const void *, const void *, size_t, float *) ALIAS(dot4_q4_K);
+void qwen_avx2_dot4_q6_K(int64_t, const void *, const void *, size_t, float *) ALIAS(dot4_q6_K);
+void qwen_avx2_quantize_act(int, const float *, void *, int64_t) ALIAS(quantize_act);
+float qwen_avx2_dot_f32_f16(int64_t, const float *, const qwen_f16 *) ALIAS(dot_f32_f16);
+void qwen_avx2_axpy_f16(int64_t, float, const qwen_f16 *, float *) ALIAS(axpy_f16);
+void qwen_avx2_f32_to_f16(const float *, qwen_f16 *, int64_t) ALIAS(f32_to_f16);
+
+static const qwen_kernels kernels_avx2 = {
+    .name = "avx2",
+    QWEN_AVX2_ENTRIES,
+};
+
 const qwen_kernels *
 qwen_kernels_avx2(void)
 {
-    static const qwen_kernels k = {
-        .name = "avx2",
-        .vec_dot = {
-            [QWEN_TYPE_F32] = dot_f32,
-            [QWEN_TYPE_F16] = dot_f16,
-            [QWEN_TYPE_BF16] = dot_bf16,
-            [QWEN_TYPE_Q8_0] = dot_q8_0,
-            [QWEN_TYPE_Q4_K] = dot_q4_K,
-            [QWEN_TYPE_Q6_K] = dot_q6_K,
-        },
-        .vec_dot4 = {
-            [QWEN_TYPE_F16] = dot4_f16,
-            [QWEN_TYPE_BF16] = dot4_bf16,
-            [QWEN_TYPE_Q8_0] = dot4_q8_0,
-            [QWEN_TYPE_Q4_K] = dot4_q4_K,
-            [QWEN_TYPE_Q6_K] = dot4_q6_K,
-        },
-        .quantize_act = quantize_act,
-        .dot_f32_f16 = dot_f32_f16,
-        .axpy_f16 = axpy_f16,
-        .f32_to_f16 = f32_to_f16,
-    };
-    return &k;
+    return &kernels_avx2;
 }

@@ -40,8 +40,18 @@ struct qwen_ctx {
     float              *gate;      /* [inter] */
     float              *up;        /* [inter] */
     float              *proj;      /* projection output [hidden] */
-    void               *act;       /* activations in the weights' format */
+    void               *act;       /* generated tokens' activations, weights' format */
+    qwen_bf16          *xb;        /* prompt tokens' activations in BF16 */
+    char               *gemm_scratch;   /* per thread */
+    size_t              gemm_scratch_bytes;
     float              *scores;    /* per thread [n_ctx] */
+
+    /* this forward call: which tokens take the prefill GEMM */
+    int32_t            *idx_prompt;
+    int32_t            *idx_gen;
+    int32_t            *idx_all;       /* 0, 1, 2 ... */
+    int                 n_prompt_tok;
+    int                 n_gen_tok;
 };
 
 static int
@@ -138,16 +148,28 @@ qwen_ctx_new(const qwen_model *m, const qwen_ctx_params *p, char *err, size_t er
     ctx->proj = malloc(nb * c->hidden_size * sizeof(float));
     ctx->act = malloc(nb * max_act_row_bytes(m, wide));
     ctx->scores = malloc((size_t) n_threads * p->n_ctx * sizeof(float));
+    ctx->idx_prompt = malloc(nb * sizeof(int32_t));
+    ctx->idx_gen = malloc(nb * sizeof(int32_t));
+    ctx->idx_all = malloc(nb * sizeof(int32_t));
+    if (ctx->kern->gemm != NULL) {
+        ctx->xb = malloc(nb * wide * sizeof(qwen_bf16));
+        ctx->gemm_scratch_bytes = qwen_gemm_scratch_bytes(wide);
+        ctx->gemm_scratch = aligned_alloc(64, (size_t) n_threads * ctx->gemm_scratch_bytes);
+    }
     ctx->pool = qwen_pool_new(n_threads);
     if (!ctx->k_cache || !ctx->v_cache || !ctx->rope_cos || !ctx->rope_sin || !ctx->x
         || !ctx->xn || !ctx->q || !ctx->k || !ctx->v || !ctx->att || !ctx->gate || !ctx->up
-        || !ctx->proj || !ctx->act || !ctx->scores || !ctx->pool)
+        || !ctx->proj || !ctx->act || !ctx->scores || !ctx->pool || !ctx->idx_prompt
+        || !ctx->idx_gen || !ctx->idx_all || (ctx->kern->gemm != NULL && (!ctx->xb || !ctx->gemm_scratch)))
     {
         fail(err, err_len, "cannot allocate the context (%zu MiB of KV cache for %d "
              "sequences x %d tokens)", 2 * kv_elems * sizeof(qwen_f16) >> 20,
              p->n_seqs, p->n_ctx);
         qwen_ctx_free(ctx);
         return NULL;
+    }
+    for (i = 0; i < p->n_batch; i++) {
+        ctx->idx_all[i] = i;
     }
     /* cached RoPE table, computed in double so long positions stay exact */
     for (pos = 0; pos < p->n_ctx; pos++) {
@@ -182,6 +204,11 @@ qwen_ctx_free(qwen_ctx *ctx)
     free(ctx->up);
     free(ctx->proj);
     free(ctx->act);
+    free(ctx->xb);
+    free(ctx->gemm_scratch);
+    free(ctx->idx_prompt);
+    free(ctx->idx_gen);
+    free(ctx->idx_all);
     free(ctx->scores);
     free(ctx);
 }
@@ -191,13 +218,19 @@ qwen_ctx_free(qwen_ctx *ctx)
 #define MM_MAX_TARGETS 3
 
 typedef struct {
-    const qwen_kernels *kern;
-    int                 n_tok;
+    qwen_ctx           *ctx;
+    /* generated tokens: converted activations, compact, and their rows */
+    int                 n_gen;
+    const int32_t      *idx_gen;
     const void         *act;
     size_t              act_stride;
+    /* prompt tokens: BF16 activations for the GEMM */
+    int                 n_prompt;
+    const int32_t      *idx_prompt;
+    const qwen_bf16    *xb;
     int                 n_targets;
     const qwen_tensor  *w[MM_MAX_TARGETS];
-    float              *out[MM_MAX_TARGETS];   /* [n_tok][rows] */
+    float              *out[MM_MAX_TARGETS];   /* [token][rows] */
     int64_t             total_rows;
 } mm_job;
 
@@ -206,53 +239,87 @@ typedef struct {
 static void
 mm_task(void *arg, int ith, int nth)
 {
-    mm_job         *job = arg;
-    int64_t         r0 = job->total_rows * ith / nth;
-    int64_t         r1 = job->total_rows * (ith + 1) / nth;
-    int64_t         base = 0, r, lo, hi;
-    int             t, tok, i;
-    const qwen_tensor *w;
-    qwen_vec_dot_fn dot;
-    qwen_vec_dot4_fn dot4;
-    float           res[4];
-    const char     *row;
+    mm_job             *job = arg;
+    const qwen_kernels *k = job->ctx->kern;
+    int64_t             r0 = job->total_rows * ith / nth;
+    int64_t             r1 = job->total_rows * (ith + 1) / nth;
+    int64_t             base = 0, r, lo, hi;
+    int                 t, g, i;
+    const qwen_tensor  *w;
+    qwen_vec_dot_fn     dot;
+    qwen_vec_dot4_fn    dot4;
+    float               res[4], *out;
+    const char         *row, *act;
 
-    for (t = 0; t < job->n_targets; t++) {
+    for (t = 0; t < job->n_targets; t++, base += w->n_rows) {
         w = job->w[t];
+        out = job->out[t];
         lo = r0 > base ? r0 - base : 0;
         hi = r1 - base < w->n_rows ? r1 - base : w->n_rows;
-        dot = job->kern->vec_dot[w->type];
-        dot4 = job->kern->vec_dot4[w->type];
+        if (lo >= hi) {
+            continue;
+        }
+        if (job->n_prompt > 0) {
+            k->gemm(w->type, w->data, w->row_bytes, w->n_cols, lo, hi, job->xb,
+                    job->n_prompt, job->idx_prompt, out, (size_t) w->n_rows,
+                    job->ctx->gemm_scratch + (size_t) ith * job->ctx->gemm_scratch_bytes);
+        }
+        if (job->n_gen == 0) {
+            continue;
+        }
+        dot = k->vec_dot[w->type];
+        dot4 = k->vec_dot4[w->type];
         for (r = lo; r < hi; r++) {
             row = (const char *) w->data + (size_t) r * w->row_bytes;
-            tok = 0;
+            g = 0;
             if (dot4 != NULL) {
-                for (; tok + 4 <= job->n_tok; tok += 4) {
-                    dot4(w->n_cols, row, (const char *) job->act + tok * job->act_stride,
-                         job->act_stride, res);
+                for (; g + 4 <= job->n_gen; g += 4) {
+                    act = (const char *) job->act + (size_t) g * job->act_stride;
+                    dot4(w->n_cols, row, act, job->act_stride, res);
                     for (i = 0; i < 4; i++) {
-                        job->out[t][(size_t) (tok + i) * w->n_rows + r] = res[i];
+                        out[(size_t) job->idx_gen[g + i] * w->n_rows + r] = res[i];
                     }
                 }
             }
-            for (; tok < job->n_tok; tok++) {
-                job->out[t][(size_t) tok * w->n_rows + r] =
-                    dot(w->n_cols, row, (const char *) job->act + tok * job->act_stride);
+            for (; g < job->n_gen; g++) {
+                act = (const char *) job->act + (size_t) g * job->act_stride;
+                out[(size_t) job->idx_gen[g] * w->n_rows + r] = dot(w->n_cols, row, act);
             }
         }
-        base += w->n_rows;
     }
 }
 
-/* out_t[n_tok][rows_t] = x[n_tok][cols] . W_t^T for up to three weights
- * sharing one input; activations are converted once for all of them. */
+/* The BF16 GEMM keeps what these weights hold: BF16 exactly, quantized
+ * values within their own rounding. F32 and F16 weights, chosen for
+ * precision, stay on the dot kernels. */
+static int
+gemm_suits(const qwen_tensor **w, int n_targets)
+{
+    int t, type;
+
+    for (t = 0; t < n_targets; t++) {
+        type = w[t]->type;
+        if (type != QWEN_TYPE_BF16 && type != QWEN_TYPE_Q8_0 && type != QWEN_TYPE_Q4_K
+            && type != QWEN_TYPE_Q6_K)
+        {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* out_t[tok][rows_t] = x[tok][cols] . W_t^T for up to three weights sharing
+ * one input. Prompt tokens (when the kernels have a GEMM) go through it in
+ * BF16; the others through the dot kernels with activations converted once
+ * for all weights. */
 static void
-matmul(qwen_ctx *ctx, const float *x, int n_tok, int n_targets,
-       const qwen_tensor **w, float **out)
+matmul(qwen_ctx *ctx, const float *x, int n_tok, int n_targets, const qwen_tensor **w,
+       float **out)
 {
     mm_job  job;
-    int     t, tok, act_type = qwen_act_type(w[0]->type);
+    int     t, i, act_type = qwen_act_type(w[0]->type), all_gen;
     int64_t cols = w[0]->n_cols;
+    const float *xi;
 
     for (t = 1; t < n_targets; t++) {
         if (qwen_act_type(w[t]->type) != act_type) {
@@ -263,27 +330,64 @@ matmul(qwen_ctx *ctx, const float *x, int n_tok, int n_targets,
             return;
         }
     }
-    job.kern = ctx->kern;
-    job.n_tok = n_tok;
-    if (act_type == QWEN_TYPE_F32) {
-        job.act = x;
+    memset(&job, 0, sizeof(job));
+    job.ctx = ctx;
+    if (ctx->n_prompt_tok > 0 && gemm_suits(w, n_targets)) {
+        job.n_prompt = ctx->n_prompt_tok;
+        job.idx_prompt = ctx->idx_prompt;
+        job.n_gen = ctx->n_gen_tok;
+        job.idx_gen = ctx->idx_gen;
+    } else {
+        job.n_gen = n_tok;
+        job.idx_gen = ctx->idx_all;
+    }
+    all_gen = job.n_gen == n_tok;   /* then idx_gen is 0 .. n_tok - 1 */
+    for (i = 0; i < job.n_prompt; i++) {
+        ctx->kern->f32_to_bf16(x + (size_t) ctx->idx_prompt[i] * cols,
+                               ctx->xb + (size_t) i * cols, cols);
+    }
+    job.xb = ctx->xb;
+    if (act_type == QWEN_TYPE_F32 && all_gen) {
+        job.act = x;    /* already in place, no copy */
         job.act_stride = (size_t) cols * sizeof(float);
     } else {
         job.act_stride = qwen_row_bytes(act_type, cols);
-        for (tok = 0; tok < n_tok; tok++) {
-            ctx->kern->quantize_act(act_type, x + (size_t) tok * cols,
-                                    (char *) ctx->act + tok * job.act_stride, cols);
+        for (i = 0; i < job.n_gen; i++) {
+            xi = x + (size_t) ctx->idx_gen[i] * cols;
+            if (act_type == QWEN_TYPE_F32) {
+                memcpy((char *) ctx->act + i * job.act_stride, xi, job.act_stride);
+            } else {
+                ctx->kern->quantize_act(act_type, xi, (char *) ctx->act + i * job.act_stride,
+                                        cols);
+            }
         }
         job.act = ctx->act;
     }
     job.n_targets = n_targets;
-    job.total_rows = 0;
     for (t = 0; t < n_targets; t++) {
         job.w[t] = w[t];
         job.out[t] = out[t];
         job.total_rows += w[t]->n_rows;
     }
     qwen_pool_run(ctx->pool, mm_task, &job);
+}
+
+/* Which tokens of the next matmuls take the GEMM: prompt tokens, when the
+ * kernels have one; everything else goes through the dot kernels. */
+static void
+plan_tokens(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, int use_prompt_flag)
+{
+    int i;
+
+    ctx->n_prompt_tok = 0;
+    ctx->n_gen_tok = 0;
+    for (i = 0; i < n; i++) {
+        if (use_prompt_flag && batch[i].prompt && ctx->kern->gemm != NULL) {
+            ctx->idx_prompt[ctx->n_prompt_tok++] = i;
+        } else {
+            ctx->idx_gen[ctx->n_gen_tok++] = i;
+        }
+    }
 }
 
 /* ----------------------------------------------------------- elementwise */
@@ -416,6 +520,7 @@ qwen_forward(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, float *logits,
                             ctx->x + (size_t) i * hidden, hidden);
     }
 
+    plan_tokens(ctx, batch, n, 1);
     for (l = 0; l < c->n_layers; l++) {
         L = &m->layers[l];
 
@@ -496,6 +601,8 @@ qwen_forward(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, float *logits,
         if (logits == NULL) {
             return fail(err, err_len, "logits were requested but no buffer was given");
         }
+        /* the output projection runs for a few rows: always the dot kernels */
+        plan_tokens(ctx, batch, n_out, 0);
         w[0] = &m->output;
         out[0] = logits;
         matmul(ctx, ctx->xn, n_out, 1, w, out);

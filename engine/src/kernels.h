@@ -21,6 +21,21 @@ typedef float (*qwen_vec_dot_fn)(int64_t n, const void *w, const void *act);
 typedef void (*qwen_vec_dot4_fn)(int64_t n, const void *w, const void *act,
                                  size_t act_stride, float *out4);
 
+/*
+ * Batched prefill (optional): rows [r0, r1) of a weight against n_tok BF16
+ * activation rows xb ([n_tok][K]); the result for activation row t goes to
+ * out[idx[t] * out_stride + r]. Weights are repacked to BF16 panels once
+ * per call and reused for every token; each token's result depends only on
+ * its own activations. scratch: qwen_gemm_scratch_bytes(K) per thread.
+ */
+typedef void (*qwen_gemm_fn)(int type, const void *w, size_t row_bytes, int64_t K,
+                             int64_t r0, int64_t r1, const qwen_bf16 *xb, int n_tok,
+                             const int32_t *idx, float *out, size_t out_stride,
+                             void *scratch);
+
+#define QWEN_GEMM_PANEL_ROWS 32
+size_t qwen_gemm_scratch_bytes(int64_t K);
+
 typedef struct {
     const char      *name;
     qwen_vec_dot_fn  vec_dot[QWEN_TYPE_COUNT];
@@ -31,6 +46,9 @@ typedef struct {
     float (*dot_f32_f16)(int64_t n, const float *x, const qwen_f16 *y);
     void  (*axpy_f16)(int64_t n, float a, const qwen_f16 *x, float *y);
     void  (*f32_to_f16)(const float *x, qwen_f16 *y, int64_t n);
+    /* prompt tokens: NULL when this table has no GEMM (vec_dot is used) */
+    qwen_gemm_fn gemm;
+    void  (*f32_to_bf16)(const float *x, qwen_bf16 *y, int64_t n);
 } qwen_kernels;
 
 /* The activation format a weight type's dot product consumes. */

@@ -300,7 +300,7 @@ build_batch(qwen_engine *e, int *n_rows)
         if (r == NULL || r->state != RQ_DECODE || r->paused || r->cancelled) {
             continue;
         }
-        e->batch[n] = (qwen_batch_entry) { r->next_token, s, (int32_t) r->n_past, 1 };
+        e->batch[n] = (qwen_batch_entry) { r->next_token, s, (int32_t) r->n_past, 1, 0 };
         e->batch_req[rows] = r;
         e->batch_kind[rows] = 0;
         n++;
@@ -318,7 +318,7 @@ build_batch(qwen_engine *e, int *n_rows)
         for (i = 0; i < k; i++) {
             size_t pos = r->n_past + (size_t) i;
             int    last = pos == r->n_prompt - 1;
-            e->batch[n++] = (qwen_batch_entry) { r->prompt[pos], s, (int32_t) pos, last };
+            e->batch[n++] = (qwen_batch_entry) { r->prompt[pos], s, (int32_t) pos, last, 1 };
             if (last) {
                 e->batch_req[rows] = r;
                 e->batch_kind[rows] = 1;

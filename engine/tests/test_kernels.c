@@ -163,10 +163,75 @@ test_table(const qwen_kernels *k)
     free(w); free(x); free(wd); free(xd); free(wq); free(xq);
 }
 
+/* The prefill GEMM against double sums of BF16-rounded weights and
+ * activations: odd row ranges, a token count that is not a multiple of the
+ * micro-kernel's, scattered output rows. */
+static void
+test_gemm(const qwen_kernels *k)
+{
+    enum { ROWS = 70, K = 512, NT = 11 };
+    float     *w = malloc(ROWS * K * sizeof(float)), *x = malloc(NT * K * sizeof(float));
+    float     *out = calloc((size_t) 2 * NT * ROWS, sizeof(float)), *row = malloc(K * sizeof(float));
+    qwen_bf16 *xb = malloc(NT * K * sizeof(qwen_bf16));
+    void      *scratch = aligned_alloc(64, qwen_gemm_scratch_bytes(K));
+    int32_t    idx[NT];
+    size_t     t;
+    int        i, r, tok;
+
+    for (i = 0; i < ROWS * K; i++) w[i] = frand();
+    for (i = 0; i < NT * K; i++) x[i] = frand() * 2.0f;
+    {
+        int differ = 0;
+        for (tok = 0; tok < NT; tok++) {
+            idx[tok] = 2 * tok + 1;   /* every other output row */
+            k->f32_to_bf16(x + tok * K, xb + tok * K, K);
+            for (i = 0; i < K; i++) {
+                differ += xb[tok * K + i] != qwen_f32_to_bf16(x[tok * K + i]);
+            }
+        }
+        CHECK(differ == 0, "%s f32_to_bf16: %d values differ from the reference", k->name,
+              differ);
+    }
+    for (t = 0; t < sizeof(weight_types) / sizeof(weight_types[0]); t++) {
+        int    type = weight_types[t];
+        size_t rb = qwen_row_bytes(type, K);
+        char  *wq = malloc(ROWS * rb);
+        double worst = 0.0;
+
+        for (r = 0; r < ROWS; r++) qwen_quantize_row(type, w + r * K, wq + r * rb, K);
+        memset(out, 0, (size_t) 2 * NT * ROWS * sizeof(float));
+        k->gemm(type, wq, rb, K, 3, ROWS, xb, NT, idx, out, ROWS, scratch);
+        for (r = 0; r < ROWS; r++) {
+            qwen_dequantize_row(type, wq + r * rb, row, K);
+            for (tok = 0; tok < NT; tok++) {
+                double ref = 0.0, scale = 0.0;
+                for (i = 0; i < K; i++) {
+                    double a = qwen_bf16_to_f32(qwen_f32_to_bf16(row[i]));
+                    double b = qwen_bf16_to_f32(xb[tok * K + i]);
+                    ref += a * b;
+                    scale += fabs(a * b);
+                }
+                if (r < 3) {
+                    worst = fmax(worst, out[idx[tok] * ROWS + r] != 0.0f);   /* untouched */
+                } else {
+                    worst = fmax(worst, fabs(out[idx[tok] * ROWS + r] - ref) / scale);
+                }
+            }
+        }
+        CHECK(worst < 1e-5, "%s gemm %s: error %.3g of sum|w x|", k->name,
+              qwen_type_name(type), worst);
+        for (tok = 0; tok < NT; tok++) {
+            CHECK(out[2 * tok * ROWS + 5] == 0.0f, "gemm wrote a row it was not given");
+        }
+        free(wq);
+    }
+    free(w); free(x); free(out); free(row); free(xb); free(scratch);
+}
+
 int
 main(void)
 {
-    static const char *names[] = { "scalar", "avx2", "neon", "neon_dotprod" };
+    static const char *names[] = { "scalar", "avx2", "avx512", "neon", "neon_dotprod" };
     const qwen_kernels *k;
     size_t              i;
     int                 tested = 0;
@@ -179,6 +244,9 @@ main(void)
         }
         printf("kernels %s\n", k->name);
         test_table(k);
+        if (k->gemm != NULL) {
+            test_gemm(k);
+        }
         tested++;
     }
     CHECK(tested >= 1, "no kernel table ran");

@@ -1,0 +1,66 @@
+/*
+ * arch_x86.h - the AVX2 kernels under exported names, so the AVX-512 table
+ * (a superset) can be a constant initializer that reuses them.
+ */
+#ifndef QWEN_ARCH_X86_H
+#define QWEN_ARCH_X86_H
+
+#include <string.h>
+
+#include "kernels.h"
+
+float qwen_avx2_dot_f32(int64_t n, const void *w, const void *act);
+float qwen_avx2_dot_f16(int64_t n, const void *w, const void *act);
+float qwen_avx2_dot_bf16(int64_t n, const void *w, const void *act);
+float qwen_avx2_dot_q8_0(int64_t n, const void *w, const void *act);
+float qwen_avx2_dot_q4_K(int64_t n, const void *w, const void *act);
+float qwen_avx2_dot_q6_K(int64_t n, const void *w, const void *act);
+void  qwen_avx2_dot4_f16(int64_t n, const void *w, const void *act, size_t stride, float *out);
+void  qwen_avx2_dot4_bf16(int64_t n, const void *w, const void *act, size_t stride, float *out);
+void  qwen_avx2_dot4_q8_0(int64_t n, const void *w, const void *act, size_t stride, float *out);
+void  qwen_avx2_dot4_q4_K(int64_t n, const void *w, const void *act, size_t stride, float *out);
+void  qwen_avx2_dot4_q6_K(int64_t n, const void *w, const void *act, size_t stride, float *out);
+void  qwen_avx2_quantize_act(int act_type, const float *x, void *y, int64_t n);
+float qwen_avx2_dot_f32_f16(int64_t n, const float *x, const qwen_f16 *y);
+void  qwen_avx2_axpy_f16(int64_t n, float a, const qwen_f16 *x, float *y);
+void  qwen_avx2_f32_to_f16(const float *x, qwen_f16 *y, int64_t n);
+
+/* The 8 scales and 8 mins of a Q4_K block as 16 bytes [sc0..sc7, m0..m7]:
+ * the 6-bit fields regrouped with 32-bit masks instead of byte loops. */
+static inline void
+qwen_q4k_scales_mins(const uint8_t *q, uint8_t *out16)
+{
+    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+    uint32_t       u[4], aux;
+
+    memcpy(u, q, 12);
+    u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
+    aux = u[1] & kmask1;
+    u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
+    u[2] = aux;
+    u[0] &= kmask1;
+    memcpy(out16, u, 16);
+}
+
+#define QWEN_AVX2_ENTRIES                                                  \
+    .vec_dot = {                                                           \
+        [QWEN_TYPE_F32] = qwen_avx2_dot_f32,                               \
+        [QWEN_TYPE_F16] = qwen_avx2_dot_f16,                               \
+        [QWEN_TYPE_BF16] = qwen_avx2_dot_bf16,                             \
+        [QWEN_TYPE_Q8_0] = qwen_avx2_dot_q8_0,                             \
+        [QWEN_TYPE_Q4_K] = qwen_avx2_dot_q4_K,                             \
+        [QWEN_TYPE_Q6_K] = qwen_avx2_dot_q6_K,                             \
+    },                                                                     \
+    .vec_dot4 = {                                                          \
+        [QWEN_TYPE_F16] = qwen_avx2_dot4_f16,                              \
+        [QWEN_TYPE_BF16] = qwen_avx2_dot4_bf16,                            \
+        [QWEN_TYPE_Q8_0] = qwen_avx2_dot4_q8_0,                            \
+        [QWEN_TYPE_Q4_K] = qwen_avx2_dot4_q4_K,                            \
+        [QWEN_TYPE_Q6_K] = qwen_avx2_dot4_q6_K,                            \
+    },                                                                     \
+    .quantize_act = qwen_avx2_quantize_act,                                \
+    .dot_f32_f16 = qwen_avx2_dot_f32_f16,                                  \
+    .axpy_f16 = qwen_avx2_axpy_f16,                                        \
+    .f32_to_f16 = qwen_avx2_f32_to_f16
+
+#endif

@@ -1,0 +1,314 @@
+/*
+ * arch_x86_avx512.c - AVX-512 (F, BW, VL, BF16) kernels: the batched
+ * prefill GEMM. Each call repacks 32 weight rows at a time into a BF16
+ * panel laid out as [K/2][32 rows][2] (the pair layout vdpbf16ps wants),
+ * then streams every prompt token's BF16 activations past it: one panel
+ * load feeds up to 8 tokens x 32 rows of multiply-adds, so the weights are
+ * read and dequantized once per call instead of once per token.
+ * Decode (single tokens) keeps the AVX2 dot kernels of arch_x86_avx2.c.
+ * Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mfma -mf16c.
+ */
+#include "arch_x86.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define PANEL QWEN_GEMM_PANEL_ROWS     /* 32: two zmm of rows */
+#define TOKENS 8                       /* tokens per micro-kernel call */
+
+static void
+f32_to_bf16(const float *x, qwen_bf16 *y, int64_t n)
+{
+    int64_t i = 0;
+
+    for (; i + 32 <= n; i += 32) {
+        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(x + i));
+        _mm512_storeu_si512((void *) (y + i), (__m512i) v);
+    }
+    for (; i < n; i++) {
+        y[i] = qwen_f32_to_bf16(x[i]);
+    }
+}
+
+/* Dequantizers to F32 for the panel: the same values as the reference
+ * qwen_dequantize_row (scale x quant, in the same float operations). */
+static void
+dequant_q8_0(const block_q8_0 *x, float *y, int64_t n)
+{
+    int64_t b;
+
+    for (b = 0; b < n / QK8_0; b++) {
+        __m512  d = _mm512_set1_ps(_cvtsh_ss(x[b].d));
+        __m128i lo = _mm_loadu_si128((const __m128i *) x[b].qs);
+        __m128i hi = _mm_loadu_si128((const __m128i *) (x[b].qs + 16));
+        _mm512_storeu_ps(y + 32 * b, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo))));
+        _mm512_storeu_ps(y + 32 * b + 16,
+                         _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi))));
+    }
+}
+
+/* 32 unsigned quants q: y = q * scale - offset */
+static inline void
+store_u8x32(float *y, __m256i q, __m512 scale, __m512 offset)
+{
+    __m512 a = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(q)));
+    __m512 b = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(q, 1)));
+
+    _mm512_storeu_ps(y, _mm512_fmsub_ps(a, scale, offset));
+    _mm512_storeu_ps(y + 16, _mm512_fmsub_ps(b, scale, offset));
+}
+
+static void
+dequant_q4_K(const block_q4_K *x, float *y, int64_t n)
+{
+    const __m256i mask = _mm256_set1_epi8(0xF);
+    int64_t       b;
+    int           j;
+    uint8_t       sm[16];
+
+    for (b = 0; b < n / QK_K; b++) {
+        float d = _cvtsh_ss(x[b].d), dmin = _cvtsh_ss(x[b].dmin);
+
+        qwen_q4k_scales_mins(x[b].scales, sm);
+        for (j = 0; j < QK_K / 64; j++) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *) (x[b].qs + 32 * j));
+            /* value = d * sc * q - dmin * m */
+            store_u8x32(y + 64 * j, _mm256_and_si256(raw, mask),
+                        _mm512_set1_ps(d * sm[2 * j]), _mm512_set1_ps(dmin * sm[8 + 2 * j]));
+            store_u8x32(y + 64 * j + 32, _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask),
+                        _mm512_set1_ps(d * sm[2 * j + 1]),
+                        _mm512_set1_ps(dmin * sm[8 + 2 * j + 1]));
+        }
+        y += QK_K;
+    }
+}
+
+static void
+dequant_q6_K(const block_q6_K *x, float *y, int64_t n)
+{
+    const __m256i m4 = _mm256_set1_epi8(0xF), m3 = _mm256_set1_epi8(3);
+    int64_t       b;
+    int           half, g, i;
+
+    for (b = 0; b < n / QK_K; b++) {
+        const uint8_t *ql = x[b].ql, *qh = x[b].qh;
+        const int8_t  *sc = x[b].scales;
+        float          d = _cvtsh_ss(x[b].d);
+
+        for (half = 0; half < 2; half++) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i *) ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *) (ql + 32));
+            __m256i h = _mm256_loadu_si256((const __m256i *) qh);
+            __m256i q[4];
+
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m3), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
+            for (g = 0; g < 4; g++) {
+                for (i = 0; i < 2; i++) {
+                    /* 16 values of scale 8 half + 2 g + i: d * sc * (q - 32) */
+                    __m128i q16 = i ? _mm256_extracti128_si256(q[g], 1)
+                                    : _mm256_castsi256_si128(q[g]);
+                    float   ds = d * sc[8 * half + 2 * g + i];
+                    __m512  v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q16));
+                    _mm512_storeu_ps(y + 128 * half + 32 * g + 16 * i,
+                                     _mm512_mul_ps(_mm512_set1_ps(ds),
+                                                   _mm512_sub_ps(v, _mm512_set1_ps(32.0f))));
+                }
+            }
+            ql += 64;
+            qh += 32;
+        }
+        y += QK_K;
+    }
+}
+
+/* One weight row to BF16. BF16 rows are copied; other types dequantized. */
+static void
+row_to_bf16(int type, const void *src, int64_t K, qwen_bf16 *dst, float *tmp)
+{
+    int64_t i = 0;
+
+    switch (type) {
+    case QWEN_TYPE_BF16:
+        memcpy(dst, src, (size_t) K * sizeof(qwen_bf16));
+        return;
+    case QWEN_TYPE_F32:
+        f32_to_bf16(src, dst, K);
+        return;
+    case QWEN_TYPE_F16:
+        for (; i + 16 <= K; i += 16) {
+            __m512 v = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) ((const qwen_f16 *) src + i)));
+            _mm512_storeu_ps(tmp + i, v);
+        }
+        for (; i < K; i++) {
+            tmp[i] = qwen_f16_to_f32(((const qwen_f16 *) src)[i]);
+        }
+        break;
+    case QWEN_TYPE_Q8_0:
+        dequant_q8_0(src, tmp, K);
+        break;
+    case QWEN_TYPE_Q4_K:
+        dequant_q4_K(src, tmp, K);
+        break;
+    case QWEN_TYPE_Q6_K:
+        dequant_q6_K(src, tmp, K);
+        break;
+    default:
+        qwen_dequantize_row(type, src, tmp, K);
+        break;
+    }
+    f32_to_bf16(tmp, dst, K);
+}
+
+/* Transpose a 16 x 16 block of 32-bit elements held in 16 registers. */
+static inline void
+transpose16(__m512i r[16])
+{
+    __m512i t[16];
+    int     i;
+
+    for (i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+    }
+}
+
+/* Rows r .. r+nr-1 (nr <= 32) into the pair-interleaved panel; missing
+ * rows are zero so the micro-kernel needs no row tail. */
+static void
+build_panel(int type, const void *w, size_t row_bytes, int64_t K, int64_t r, int nr,
+            uint32_t *panel, qwen_bf16 *stage, float *tmp)
+{
+    int64_t  p, K2 = K / 2;
+    int      i, h;
+    __m512i  blk[16];
+
+    for (i = 0; i < PANEL; i++) {
+        if (i < nr) {
+            row_to_bf16(type, (const char *) w + (size_t) (r + i) * row_bytes, K,
+                        stage + (size_t) i * K, tmp);
+        } else {
+            memset(stage + (size_t) i * K, 0, (size_t) K * sizeof(qwen_bf16));
+        }
+    }
+    /* panel[p][i] = pair p of row i, 16 pairs x 16 rows at a time */
+    for (h = 0; h < 2; h++) {
+        for (p = 0; p + 16 <= K2; p += 16) {
+            for (i = 0; i < 16; i++) {
+                blk[i] = _mm512_loadu_si512((const void *)
+                    ((const uint32_t *) (stage + (size_t) (16 * h + i) * K) + p));
+            }
+            transpose16(blk);
+            for (i = 0; i < 16; i++) {
+                _mm512_storeu_si512((void *) (panel + (p + i) * PANEL + 16 * h), blk[i]);
+            }
+        }
+        for (; p < K2; p++) {
+            for (i = 0; i < 16; i++) {
+                panel[p * PANEL + 16 * h + i] =
+                    ((const uint32_t *) (stage + (size_t) (16 * h + i) * K))[p];
+            }
+        }
+    }
+}
+
+/* NT tokens x 32 rows: acc[t][h] holds rows 16h..16h+15 for token t. */
+static inline __attribute__((always_inline)) void
+micro_kernel(const uint32_t *panel, int64_t K2, const qwen_bf16 *xb, int64_t K,
+             float **outs, __mmask16 m0, __mmask16 m1, const int NT)
+{
+    __m512         acc[TOKENS][2];
+    const uint32_t *x32[TOKENS];
+    int64_t        p;
+    int            t;
+
+    /* fully unrolled so the 2 x NT accumulators live in registers */
+#pragma GCC unroll 8
+    for (t = 0; t < NT; t++) {
+        acc[t][0] = _mm512_setzero_ps();
+        acc[t][1] = _mm512_setzero_ps();
+        x32[t] = (const uint32_t *) (xb + (size_t) t * K);
+    }
+    for (p = 0; p < K2; p++) {
+        __m512bh w0 = (__m512bh) _mm512_loadu_si512((const void *) (panel + p * PANEL));
+        __m512bh w1 = (__m512bh) _mm512_loadu_si512((const void *) (panel + p * PANEL + 16));
+#pragma GCC unroll 8
+        for (t = 0; t < NT; t++) {
+            __m512bh xv = (__m512bh) _mm512_set1_epi32((int) x32[t][p]);
+            acc[t][0] = _mm512_dpbf16_ps(acc[t][0], w0, xv);
+            acc[t][1] = _mm512_dpbf16_ps(acc[t][1], w1, xv);
+        }
+    }
+#pragma GCC unroll 8
+    for (t = 0; t < NT; t++) {
+        _mm512_mask_storeu_ps(outs[t], m0, acc[t][0]);
+        _mm512_mask_storeu_ps(outs[t] + 16, m1, acc[t][1]);
+    }
+}
+
+static void
+gemm_bf16(int type, const void *w, size_t row_bytes, int64_t K, int64_t r0, int64_t r1,
+          const qwen_bf16 *xb, int n_tok, const int32_t *idx, float *out,
+          size_t out_stride, void *scratch)
+{
+    uint32_t  *panel = scratch;
+    qwen_bf16 *stage = (qwen_bf16 *) ((char *) scratch + (size_t) PANEL * K * sizeof(qwen_bf16));
+    float     *tmp = (float *) ((char *) stage + (size_t) PANEL * K * sizeof(qwen_bf16));
+    float     *outs[TOKENS];
+    int64_t    r;
+    int        nr, t0, nt, t;
+    __mmask16  m0, m1;
+
+    for (r = r0; r < r1; r += PANEL) {
+        nr = r1 - r < PANEL ? (int) (r1 - r) : PANEL;
+        build_panel(type, w, row_bytes, K, r, nr, panel, stage, tmp);
+        m0 = (__mmask16) (nr >= 16 ? 0xFFFF : (1u << nr) - 1);
+        m1 = (__mmask16) (nr >= 32 ? 0xFFFF : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
+        for (t0 = 0; t0 < n_tok; t0 += TOKENS) {
+            nt = n_tok - t0 < TOKENS ? n_tok - t0 : TOKENS;
+            for (t = 0; t < nt; t++) {
+                outs[t] = out + (size_t) idx[t0 + t] * out_stride + r;
+            }
+            switch (nt) {
+#define MK(N) case N: micro_kernel(panel, K / 2, xb + (size_t) t0 * K, K, outs, m0, m1, N); break
+            MK(1); MK(2); MK(3); MK(4); MK(5); MK(6); MK(7); MK(8);
+#undef MK
+            }
+        }
+    }
+}
+
+static const qwen_kernels kernels_avx512 = {
+    .name = "avx512",
+    QWEN_AVX2_ENTRIES,
+    .gemm = gemm_bf16,
+    .f32_to_bf16 = f32_to_bf16,
+};
+
+const qwen_kernels *
+qwen_kernels_avx512(void)
+{
+    return &kernels_avx512;
+}
