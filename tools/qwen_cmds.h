@@ -1,0 +1,17 @@
+/*
+ * qwen_cmds.h - subcommands of the qwen CLI implemented outside qwen.c.
+ * Each takes the subcommand's argv (argv[0] is its name) and returns the
+ * process exit code: 0 success, 1 failure, 2 bad usage.
+ */
+#ifndef QWEN_CMDS_H
+#define QWEN_CMDS_H
+
+/* qwen tokenize -m MODEL (--text-file F | --text S) [--bench] */
+int qwen_cmd_tokenize(int argc, char **argv);
+/* qwen detokenize -m MODEL --ids 1,2,3 */
+int qwen_cmd_detokenize(int argc, char **argv);
+/* qwen template [-m MODEL] --messages F.json [--tools T.json] [--no-think]
+ *               [--no-generation-prompt] */
+int qwen_cmd_template(int argc, char **argv);
+
+#endif
