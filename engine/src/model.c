@@ -404,6 +404,7 @@ gguf_tokenizer(qwen_model *m, const gguf_file *f, char *err, size_t err_len)
     const gguf_kv     *tmpl = gguf_find_kv(f, "tokenizer.chat_template");
     qwen_vocab_arrays  v;
     qwen_str          *tok_strs = NULL, *merge_strs = NULL;
+    int32_t           *tok_types = NULL;
     const void        *cur;
     gguf_str           s;
     uint32_t           id;
@@ -453,7 +454,16 @@ gguf_tokenizer(qwen_model *m, const gguf_file *f, char *err, size_t err_len)
     }
     v.tokens = tok_strs;
     v.n_tokens = tokens->arr_count;
-    v.token_types = types ? (const int32_t *) types->data : NULL;
+    if (types != NULL) {
+        /* GGUF metadata arrays are not aligned: copy before reading int32s */
+        tok_types = malloc((types->arr_count + 1) * sizeof(int32_t));
+        if (tok_types == NULL) {
+            fail(err, err_len, "out of memory reading the token types");
+            goto done;
+        }
+        memcpy(tok_types, types->data, types->arr_count * sizeof(int32_t));
+    }
+    v.token_types = tok_types;
     v.merges = merge_strs;
     v.n_merges = merges ? merges->arr_count : 0;
     if (pre != NULL && pre->type == GGUF_STRING) {
@@ -488,6 +498,7 @@ gguf_tokenizer(qwen_model *m, const gguf_file *f, char *err, size_t err_len)
 done:
     free(tok_strs);
     free(merge_strs);
+    free(tok_types);
     return rc;
 }
 

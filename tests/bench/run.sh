@@ -15,6 +15,22 @@ for fmt in $BENCH_FORMATS; do
             | tee -a "$out/results.jsonl"
     done
 done
+# tokenizer encode throughput on ~8 MB of the test corpus (prose, code, CJK,
+# emoji, whitespace runs), next to the prefill speed it must not limit
+text=$out/tokenizer_text.txt
+/usr/bin/python3 - tests/tokenizer/corpus.json "$text" <<'PY'
+import json, sys
+parts = json.load(open(sys.argv[1], encoding="utf-8"))
+blob = "\n".join(parts)
+with open(sys.argv[2], "w", encoding="utf-8", errors="surrogatepass") as f:
+    n = 0
+    while n < 8 << 20:
+        f.write(blob)
+        n += len(blob.encode("utf-8", "surrogatepass"))
+PY
+echo "== tokenizer" >&2
+"$BUILD/qwen" tokenize -m "$BUILD/models/tiny-f32-hf" --text-file "$text" --bench | tee "$out/tokenizer.txt"
+
 echo
 printf '%-8s %-8s %12s %12s\n' format threads prefill/s decode/s
 while read -r line; do

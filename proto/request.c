@@ -1,0 +1,460 @@
+/*
+ * request.c - what every API's request parsing shares: the configuration
+ * defaults, error bodies, loading the body with jansson, typed getters that
+ * name the offending field, stop strings, tokenizing, and the check of
+ * prompt + max_tokens against the slot's context. API files add the fields.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "json_out.h"
+#include "proto_internal.h"
+
+void
+qp_config_defaults(qp_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->model_name = "qwen3";
+    qwen_sampling_defaults(&cfg->sampling);
+    cfg->max_tokens = 0;          /* none: until end of answer or context */
+    cfg->n_ctx = 4096;
+    cfg->enable_thinking = 1;     /* Qwen3's own default */
+    cfg->reasoning_field = 0;
+}
+
+/* ------------------------------------------------------------- errors */
+
+const char *
+qp_error_type_for(int status)
+{
+    if (status == 404) {
+        return "not_found_error";
+    }
+    if (status == 429 || status == 503) {
+        return "overloaded_error";
+    }
+    return status < 500 ? "invalid_request_error" : "server_error";
+}
+
+int
+qp_openai_error_json(qp_buf *b, const char *message, const char *type,
+                     const char *param, const char *code, int retry_after_s)
+{
+    if (qp_json_raw(b, "{\"error\":{\"message\":") != 0
+        || qp_json_cstr(b, message) != 0
+        || qp_json_raw(b, ",\"type\":") != 0 || qp_json_cstr(b, type) != 0
+        || qp_json_raw(b, ",\"param\":") != 0 || qp_json_cstr(b, param) != 0
+        || qp_json_raw(b, ",\"code\":") != 0 || qp_json_cstr(b, code) != 0)
+    {
+        return -1;
+    }
+    if (retry_after_s > 0 && qp_buf_printf(b, ",\"retry_after\":%d", retry_after_s) != 0) {
+        return -1;
+    }
+    return qp_json_raw(b, "}}");
+}
+
+int
+qp_ollama_error_json(qp_buf *b, const char *message, int retry_after_s)
+{
+    if (qp_json_raw(b, "{\"error\":") != 0 || qp_json_cstr(b, message) != 0) {
+        return -1;
+    }
+    if (retry_after_s > 0 && qp_buf_printf(b, ",\"retry_after\":%d", retry_after_s) != 0) {
+        return -1;
+    }
+    return qp_json_raw(b, "}");
+}
+
+static int
+is_ollama(qp_api api)
+{
+    return api == QP_OLLAMA_CHAT || api == QP_OLLAMA_GENERATE;
+}
+
+/* Render into err->body; a message too long for the fixed body (escapes
+ * can grow it sixfold) is shortened on a character boundary until it fits. */
+static void
+error_fill(qp_api api, int status, const char *type, const char *param,
+           const char *code, const char *message, int retry_after_s, qp_error *err)
+{
+    qp_buf b = { 0 };
+    size_t msg_len = strlen(message);
+    char   msg[sizeof(err->body)];
+
+    err->status = status;
+    if (type == NULL) {
+        type = qp_error_type_for(status);
+    }
+    if (msg_len > sizeof(msg) - 1) {
+        msg_len = sizeof(msg) - 1;
+    }
+    for (;;) {
+        msg_len = qp_utf8_cut(message, msg_len, msg_len);
+        memcpy(msg, message, msg_len);
+        msg[msg_len] = '\0';
+        qp_buf_reset(&b);
+        if ((is_ollama(api)
+             ? qp_ollama_error_json(&b, msg, retry_after_s)
+             : qp_openai_error_json(&b, msg, type, param, code, retry_after_s)) != 0)
+        {
+            break;
+        }
+        if (b.len < sizeof(err->body)) {
+            memcpy(err->body, b.data, b.len + 1);
+            qp_buf_free(&b);
+            return;
+        }
+        msg_len /= 2;
+    }
+    qp_buf_free(&b);
+    /* out of memory: a fixed body is still a valid answer */
+    snprintf(err->body, sizeof(err->body), is_ollama(api)
+             ? "{\"error\":\"out of memory\"}"
+             : "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\","
+               "\"param\":null,\"code\":null}}");
+}
+
+void
+qp_error_make(qp_api api, int status, const char *type, const char *message,
+              int retry_after_s, qp_error *err)
+{
+    error_fill(api, status, type, NULL, NULL, message ? message : "error",
+               retry_after_s, err);
+}
+
+int
+qp_fail(qp_error *err, qp_api api, int status, const char *type,
+        const char *param, const char *code, const char *fmt, ...)
+{
+    char    msg[sizeof(err->body)];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    error_fill(api, status, type, param, code, msg, 0, err);
+    return -1;
+}
+
+/* ----------------------------------------------------- typed JSON getters */
+
+static const json_t *
+field(const json_t *obj, const char *key)
+{
+    const json_t *v = json_object_get(obj, key);
+
+    return json_is_null(v) ? NULL : v;   /* null means "not given" */
+}
+
+int
+qp_get_bool(const json_t *obj, const char *key, const char *param, int *out,
+            qp_api api, qp_error *err)
+{
+    const json_t *v = field(obj, key);
+
+    if (v == NULL) {
+        return 0;
+    }
+    if (!json_is_boolean(v)) {
+        return qp_fail(err, api, 400, NULL, param, NULL, "'%s' must be a boolean", param);
+    }
+    *out = json_is_true(v);
+    return 1;
+}
+
+int
+qp_get_int(const json_t *obj, const char *key, const char *param, long long *out,
+           qp_api api, qp_error *err)
+{
+    const json_t *v = field(obj, key);
+    double        d;
+
+    if (v == NULL) {
+        return 0;
+    }
+    if (json_is_integer(v)) {
+        *out = (long long) json_integer_value(v);
+        return 1;
+    }
+    /* 100.0 is an integer to most clients (JavaScript has no int type) */
+    if (json_is_real(v)) {
+        d = json_real_value(v);
+        if (d == (double) (long long) d && d > -9.2e18 && d < 9.2e18) {
+            *out = (long long) d;
+            return 1;
+        }
+    }
+    return qp_fail(err, api, 400, NULL, param, NULL, "'%s' must be an integer", param);
+}
+
+int
+qp_get_real(const json_t *obj, const char *key, const char *param, double *out,
+            qp_api api, qp_error *err)
+{
+    const json_t *v = field(obj, key);
+
+    if (v == NULL) {
+        return 0;
+    }
+    if (!json_is_number(v)) {
+        return qp_fail(err, api, 400, NULL, param, NULL, "'%s' must be a number", param);
+    }
+    *out = json_number_value(v);
+    return 1;
+}
+
+int
+qp_get_string(const json_t *obj, const char *key, const char *param,
+              const json_t **out, qp_api api, qp_error *err)
+{
+    const json_t *v = field(obj, key);
+
+    if (v == NULL) {
+        return 0;
+    }
+    if (!json_is_string(v)) {
+        return qp_fail(err, api, 400, NULL, param, NULL, "'%s' must be a string", param);
+    }
+    *out = v;
+    return 1;
+}
+
+/* ----------------------------------------------------------- requests */
+
+qp_request *
+qp_request_alloc(qp_api api)
+{
+    qp_request *req = calloc(1, sizeof(*req));
+
+    if (req != NULL) {
+        req->api = api;
+    }
+    return req;
+}
+
+void
+qp_request_free(qp_request *req)
+{
+    size_t i;
+
+    if (req == NULL) {
+        return;
+    }
+    qwen_tokens_free(&req->prompt);
+    for (i = 0; i < req->n_stop; i++) {
+        free(req->stop[i]);
+    }
+    free(req);
+}
+
+const qwen_request_params *
+qp_request_params(const qp_request *req)
+{
+    return &req->params;
+}
+
+int
+qp_request_stream(const qp_request *req)
+{
+    return req->stream;
+}
+
+int
+qp_model_matches(const qp_config *cfg, const char *name, size_t len)
+{
+    static const char *const aliases[] = { "qwen3", "qwen3:0.6b", "qwen3:latest" };
+    const char              *served = cfg->model_name ? cfg->model_name : "qwen3";
+    size_t                   i, sl = strlen(served);
+
+    if (len == sl && memcmp(name, served, sl) == 0) {
+        return 1;
+    }
+    /* an Ollama-style tag of the configured name */
+    if (len == sl + 7 && memcmp(name, served, sl) == 0 && memcmp(name + sl, ":latest", 7) == 0) {
+        return 1;
+    }
+    for (i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++) {
+        if (len == strlen(aliases[i]) && memcmp(name, aliases[i], len) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int
+add_stop(qp_request *req, const json_t *s, const char *param, qp_error *err)
+{
+    size_t len = json_string_length(s);
+
+    if (len == 0) {
+        return 0;                   /* an empty stop string would stop at once */
+    }
+    if (len > QP_MAX_STOP_LEN) {
+        return qp_fail(err, req->api, 400, NULL, param, NULL,
+                       "stop strings must be at most %d bytes", QP_MAX_STOP_LEN);
+    }
+    req->stop[req->n_stop] = malloc(len + 1);
+    if (req->stop[req->n_stop] == NULL) {
+        return qp_fail(err, req->api, 500, NULL, NULL, NULL, "out of memory");
+    }
+    memcpy(req->stop[req->n_stop], json_string_value(s), len + 1);
+    req->stop_len[req->n_stop++] = len;
+    return 0;
+}
+
+int
+qp_request_set_stop(qp_request *req, const json_t *stop, const char *param, qp_error *err)
+{
+    size_t i;
+
+    if (stop == NULL || json_is_null(stop)) {
+        return 0;
+    }
+    if (json_is_string(stop)) {
+        return add_stop(req, stop, param, err);
+    }
+    if (!json_is_array(stop)) {
+        return qp_fail(err, req->api, 400, NULL, param, NULL,
+                       "'%s' must be a string or an array of strings", param);
+    }
+    if (json_array_size(stop) > QP_MAX_STOP) {
+        return qp_fail(err, req->api, 400, NULL, param, NULL,
+                       "'%s' may hold at most %d strings", param, QP_MAX_STOP);
+    }
+    for (i = 0; i < json_array_size(stop); i++) {
+        if (!json_is_string(json_array_get(stop, i))) {
+            return qp_fail(err, req->api, 400, NULL, param, NULL,
+                           "'%s' must be a string or an array of strings", param);
+        }
+        if (add_stop(req, json_array_get(stop, i), param, err) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int
+qp_tokenize(const qwen_tokenizer *tok, const char *text, size_t len,
+            qwen_tokens *out, qp_api api, qp_error *err)
+{
+    char msg[QWEN_ERR_LEN];
+
+    if (qwen_tokenize(tok, text, len, out, msg, sizeof(msg)) != 0) {
+        /* the body is valid UTF-8 by now, so this is not the client's fault */
+        return qp_fail(err, api, 500, NULL, NULL, NULL, "tokenizer: %s", msg);
+    }
+    return 0;
+}
+
+int
+qp_request_limits(qp_request *req, const qp_config *cfg, long long max_tokens,
+                  qp_error *err)
+{
+    long long   n_prompt = (long long) req->prompt.n, room;
+    const char *param = req->api == QP_OPENAI_COMPLETIONS || req->api == QP_OLLAMA_GENERATE
+                        ? "prompt" : "messages";
+
+    if (n_prompt == 0) {
+        return qp_fail(err, req->api, 400, NULL, param, NULL, "the prompt is empty");
+    }
+    if ((max_tokens > 0 ? max_tokens : 1) > cfg->n_ctx - n_prompt) {
+        if (max_tokens > 0) {
+            max_tokens = max_tokens > (1LL << 40) ? (1LL << 40) : max_tokens;  /* no overflow */
+            return qp_fail(err, req->api, 400, NULL, param, "context_length_exceeded",
+                           "This model's maximum context length is %d tokens. However, "
+                           "you requested %lld tokens (%lld in the prompt, %lld for the "
+                           "completion). Please reduce the length of the prompt or "
+                           "max_tokens.", cfg->n_ctx, n_prompt + max_tokens,
+                           n_prompt, max_tokens);
+        }
+        return qp_fail(err, req->api, 400, NULL, param, "context_length_exceeded",
+                       "This model's maximum context length is %d tokens. However, "
+                       "your prompt is %lld tokens, which leaves no room for the "
+                       "completion. Please reduce the length of the prompt.",
+                       cfg->n_ctx, n_prompt);
+    }
+    room = cfg->n_ctx - n_prompt;
+    if (max_tokens <= 0) {
+        max_tokens = cfg->max_tokens > 0 && cfg->max_tokens < room ? cfg->max_tokens : room;
+    }
+    req->params.prompt = req->prompt.ids;
+    req->params.n_prompt = req->prompt.n;
+    req->params.max_tokens = (int) max_tokens;
+    return 0;
+}
+
+uint64_t
+qp_default_seed(const qp_config *cfg)
+{
+    uint64_t seed = 0;
+
+    if (cfg->sampling.seed != 0) {
+        return cfg->sampling.seed;
+    }
+    /* OpenAI semantics: no seed, a different draw every time */
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t) sizeof(seed)) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        seed = ((uint64_t) ts.tv_sec << 32) ^ (uint64_t) ts.tv_nsec ^ (uintptr_t) &ts;
+    }
+    return seed;
+}
+
+/* ------------------------------------------------------------- parsing */
+
+int
+qp_parse(qp_api api, const char *body, size_t len, const qp_config *cfg,
+         const qwen_tokenizer *tok, qp_request **out, qp_error *err)
+{
+    json_t       *root;
+    json_error_t  jerr;
+    qp_request   *req;
+    int           rc;
+
+    *out = NULL;
+    if ((int) api < 0 || api >= QP_API_COUNT) {
+        return qp_fail(err, QP_OPENAI_CHAT, 500, NULL, NULL, NULL, "unknown API %d", (int) api);
+    }
+    if (tok == NULL) {
+        return qp_fail(err, api, 500, NULL, NULL, NULL, "the model has no tokenizer");
+    }
+    if (body == NULL || len == 0) {
+        return qp_fail(err, api, 400, NULL, NULL, NULL, "the request body is empty");
+    }
+    root = json_loadb(body, len, 0, &jerr);
+    if (root == NULL) {
+        if (json_error_code(&jerr) == json_error_invalid_utf8) {
+            return qp_fail(err, api, 400, NULL, NULL, NULL,
+                           "the request body is not valid UTF-8 (near byte %d)",
+                           jerr.position);
+        }
+        return qp_fail(err, api, 400, NULL, NULL, NULL,
+                       "the request body is not valid JSON: %s (line %d, column %d)",
+                       jerr.text, jerr.line, jerr.column);
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return qp_fail(err, api, 400, NULL, NULL, NULL,
+                       "the request body must be a JSON object");
+    }
+    req = qp_request_alloc(api);
+    if (req == NULL) {
+        json_decref(root);
+        return qp_fail(err, api, 500, NULL, NULL, NULL, "out of memory");
+    }
+    rc = is_ollama(api) ? qp_ollama_parse(req, root, cfg, tok, err)
+                        : qp_openai_parse(req, root, cfg, tok, err);
+    json_decref(root);
+    if (rc != 0) {
+        qp_request_free(req);
+        return -1;
+    }
+    *out = req;
+    return 0;
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# run_all.sh - the driver behind `make test`: the C unit tests (engine,
+# tokenizer, chat template, protocol layer), the same under ASan/UBSan, the
+# CLI tests, and the nginx tests through prove; then one closing line
+# "N passed, N failed" summing every suite. Exits non-zero on any failure.
+# Expects the environment make sets up (BUILD, QWEN_TEST_MODELS,
+# QWEN_TOKENIZER_DIR, QWEN_TOKENIZER_REFS, TOK_PKG).
+set -u
+BUILD=${BUILD:-build}
+here=$(cd "$(dirname "$0")" && pwd)
+TEST_TOTALS=$(mktemp)
+export TEST_TOTALS
+status=0
+
+suite() { "$here/run_c_tests.sh" "$@" || status=1; echo; }
+
+unit=$(ls "$BUILD"/tests/test_* 2>/dev/null | grep -v '_asan$')
+suite unit $unit
+
+# the sanitizer builds make test made (ASAN_BINS), not whatever else is there
+[ -n "${ASAN_BINS:-}" ] && ASAN_OPTIONS=detect_leaks=1 suite asan $ASAN_BINS
+
+suite cli "$here/tokenizer/cli_test.sh"
+
+if [ -n "$(ls t/*.t 2>/dev/null)" ]; then
+    out=$(prove -r t/ 2>&1); rc=$?
+    printf '%s\n' "$out"
+    tests=$(printf '%s\n' "$out" | sed -n 's/.*Tests=\([0-9]*\).*/\1/p' | tail -n 1)
+    failed=$(printf '%s\n' "$out" | sed -n 's/.*Failed \([0-9]*\)\/[0-9]* subtests.*/\1/p' \
+             | awk '{s += $1} END {print s + 0}')
+    tests=${tests:-0}
+    if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+    echo "$((tests - failed < 0 ? 0 : tests - failed)) $failed" >> "$TEST_TOTALS"
+    [ "$rc" -eq 0 ] || status=1
+fi
+
+read -r passed failed < <(awk '{p += $1; f += $2} END {print p + 0, f + 0}' "$TEST_TOTALS")
+rm -f "$TEST_TOTALS"
+[ "$failed" -eq 0 ] || status=1
+echo "$passed passed, $failed failed"
+exit $status
