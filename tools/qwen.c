@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,7 @@ usage(FILE *f)
         "  run        -m MODEL -p TEXT [-n 256] [--temp 0.7] [--top-k 20] [--top-p 0.8]\n"
         "             [--seed S] [--no-think]   chat with the model\n"
         "  info       -m MODEL\n"
+        "  membw      [-t THREADS] [--mb 1024]   memory read bandwidth (GB/s)\n"
         "  tokenize   -m MODEL --text-file F\n"
         "  detokenize -m MODEL --ids 1,2,3\n"
         "  template   -m MODEL --messages F.json [--no-think] [--tools T.json]\n"
@@ -573,6 +575,89 @@ done:
     return rc;
 }
 
+/* -------------------------------------------------------------- membw */
+
+typedef struct {
+    const uint64_t *data;
+    size_t          n;
+    uint64_t        sum;
+} membw_part;
+
+static void *
+membw_reader(void *arg)
+{
+    membw_part *p = arg;
+    uint64_t    s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t      i;
+
+    /* four independent sums so the loop is limited by loads, not adds */
+    for (i = 0; i + 4 <= p->n; i += 4) {
+        s0 += p->data[i];
+        s1 += p->data[i + 1];
+        s2 += p->data[i + 2];
+        s3 += p->data[i + 3];
+    }
+    p->sum = s0 + s1 + s2 + s3;
+    return NULL;
+}
+
+/* Memory read bandwidth with t threads over a buffer far larger than the
+ * caches: the ceiling for decode, which reads every weight once per token. */
+static int
+cmd_membw(int argc, char **argv)
+{
+    int         threads = 2, mb = 1024, rep, t, i;
+    size_t      n, per;
+    uint64_t   *buf;
+    pthread_t   th[64];
+    membw_part  parts[64];
+    double      t0, best = 0.0, gbs;
+    uint64_t    sink = 0;
+
+    for (i = 1; i < argc; i++) {
+        if (i + 1 < argc && strcmp(argv[i], "-t") == 0) {
+            if (parse_int(argv[++i], "-t", 1, 64, &threads)) return 2;
+        } else if (i + 1 < argc && strcmp(argv[i], "--mb") == 0) {
+            if (parse_int(argv[++i], "--mb", 64, 65536, &mb)) return 2;
+        } else {
+            fprintf(stderr, "qwen membw: usage: membw [-t THREADS] [--mb SIZE]\n");
+            return 2;
+        }
+    }
+    n = (size_t) mb << 17;   /* MiB in uint64 */
+    buf = malloc(n * sizeof(uint64_t));
+    if (buf == NULL) {
+        fprintf(stderr, "qwen membw: cannot allocate %d MiB\n", mb);
+        return 1;
+    }
+    for (i = 0; i < (int) (n / 512); i++) {
+        memset(buf + (size_t) i * 512, i & 0xff, 512 * sizeof(uint64_t));
+    }
+    per = n / (size_t) threads;
+    for (rep = 0; rep < 5; rep++) {
+        t0 = now_s();
+        for (t = 0; t < threads; t++) {
+            parts[t].data = buf + (size_t) t * per;
+            parts[t].n = per;
+            if (pthread_create(&th[t], NULL, membw_reader, &parts[t]) != 0) {
+                fprintf(stderr, "qwen membw: cannot start threads\n");
+                free(buf);
+                return 1;
+            }
+        }
+        for (t = 0; t < threads; t++) {
+            pthread_join(th[t], NULL);
+            sink += parts[t].sum;
+        }
+        gbs = (double) (per * threads * sizeof(uint64_t)) / (now_s() - t0) / 1e9;
+        best = gbs > best ? gbs : best;
+    }
+    free(buf);
+    printf("{\"threads\":%d,\"mib\":%d,\"read_gb_s\":%.2f,\"check\":%llu}\n", threads, mb,
+           best, (unsigned long long) (sink & 1));
+    return 0;
+}
+
 /* --------------------------------------------------------------- info */
 
 static int
@@ -613,6 +698,7 @@ main(int argc, char **argv)
     if (strcmp(argv[1], "bench") == 0) return cmd_bench(argc - 1, argv + 1);
     if (strcmp(argv[1], "run") == 0) return cmd_run(argc - 1, argv + 1);
     if (strcmp(argv[1], "info") == 0) return cmd_info(argc - 1, argv + 1);
+    if (strcmp(argv[1], "membw") == 0) return cmd_membw(argc - 1, argv + 1);
     if (strcmp(argv[1], "tokenize") == 0) return qwen_cmd_tokenize(argc - 1, argv + 1);
     if (strcmp(argv[1], "detokenize") == 0) return qwen_cmd_detokenize(argc - 1, argv + 1);
     if (strcmp(argv[1], "template") == 0) return qwen_cmd_template(argc - 1, argv + 1);

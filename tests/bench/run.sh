@@ -1,22 +1,45 @@
 #!/usr/bin/env bash
-# run.sh - make bench: prefill and decode speed of the engine on the
-# full-shape models, 1 and 2 threads, each format measured in the same run.
-# Writes $BUILD/bench/results.jsonl and prints a table.
+# run.sh - make bench: the engine on the full Qwen3-0.6B-shape models in each
+# format, all measured in this one run so the figures compare (the machine
+# is shared and noisy: compare ratios, not absolute numbers across runs).
+#   - memory read bandwidth (1 and 2 threads) and the decode roofline
+#     (bandwidth / bytes of weights read per token)
+#   - prefill and decode tok/s with 1 and 2 threads
+#   - total decode throughput with 1, 4 and 8 sequences batched (2 threads)
+#   - tokenizer encode throughput
+# Writes $BUILD/bench/: results.jsonl, table.md (also printed), throughput.png.
 set -euo pipefail
 BUILD=${BUILD:-build}
+FORMATS=${BENCH_FORMATS:-bf16 q8_0 q4_k_m}
+P=${BENCH_PROMPT:-200}
+N=${BENCH_GEN:-200}
 out=$BUILD/bench
 mkdir -p "$out"
-: > "$out/results.jsonl"
-for fmt in $BENCH_FORMATS; do
+res=$out/results.jsonl
+: > "$res"
+qwen=$BUILD/qwen
+
+echo "== memory bandwidth" >&2
+for t in 1 2; do
+    "$qwen" membw -t "$t" | sed "s/^{/{\"kind\":\"membw\",/" >> "$res"
+done
+
+for fmt in $FORMATS; do
     model=$BUILD/models/full-$fmt.gguf
     for t in 1 2; do
-        echo "== $fmt, $t thread(s)" >&2
-        "$BUILD/qwen" bench -m "$model" -p "$BENCH_PROMPT" -n "$BENCH_GEN" -t "$t" --json \
-            | tee -a "$out/results.jsonl"
+        echo "== $fmt: prefill $P, decode $N, $t thread(s)" >&2
+        "$qwen" bench -m "$model" -p "$P" -n "$N" -t "$t" --json \
+            | sed "s/^{/{\"kind\":\"speed\",\"format\":\"$fmt\",/" >> "$res"
+    done
+    for s in 1 4 8; do
+        echo "== $fmt: $s sequences decoded together, 2 threads" >&2
+        "$qwen" bench -m "$model" -p 32 -n 64 -t 2 -s "$s" --json \
+            | sed "s/^{/{\"kind\":\"batch\",\"format\":\"$fmt\",/" >> "$res"
     done
 done
+
 # tokenizer encode throughput on ~8 MB of the test corpus (prose, code, CJK,
-# emoji, whitespace runs), next to the prefill speed it must not limit
+# emoji, whitespace runs): it must not limit prefill
 text=$out/tokenizer_text.txt
 /usr/bin/python3 - tests/tokenizer/corpus.json "$text" <<'PY'
 import json, sys
@@ -29,14 +52,58 @@ with open(sys.argv[2], "w", encoding="utf-8", errors="surrogatepass") as f:
         n += len(blob.encode("utf-8", "surrogatepass"))
 PY
 echo "== tokenizer" >&2
-"$BUILD/qwen" tokenize -m "$BUILD/models/tiny-f32-hf" --text-file "$text" --bench | tee "$out/tokenizer.txt"
+"$qwen" tokenize -m "$BUILD/models/tiny-f32-hf" --text-file "$text" --bench \
+    | tee "$out/tokenizer.txt" >&2
 
-echo
-printf '%-8s %-8s %12s %12s\n' format threads prefill/s decode/s
-while read -r line; do
-    w=$(sed -E 's/.*"weights":"([^"]*)".*/\1/' <<<"$line")
-    t=$(sed -E 's/.*"threads":([0-9]+).*/\1/' <<<"$line")
-    p=$(sed -E 's/.*"prefill_tok_s":([0-9.]+).*/\1/' <<<"$line")
-    d=$(sed -E 's/.*"decode_tok_s":([0-9.]+).*/\1/' <<<"$line")
-    printf '%-8s %-8s %12s %12s\n' "${w%% *}" "$t" "$p" "$d"
-done < "$out/results.jsonl"
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+/usr/bin/python3 - "$res" "$out" "$commit" "$(cat "$out/tokenizer.txt" | tail -n 1)" <<'PY'
+import json, sys
+res, out, commit, tok = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+rows = [json.loads(l) for l in open(res)]
+bw = {r["threads"]: r["read_gb_s"] for r in rows if r["kind"] == "membw"}
+lines = []
+lines.append("Commit %s. Memory read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (2 threads)."
+             % (commit, bw.get(1, 0), bw.get(2, 0)))
+lines.append("")
+lines.append("| format | threads | prefill tok/s | decode tok/s | roofline tok/s | decode / roofline |")
+lines.append("|---|---|---|---|---|---|")
+for r in rows:
+    if r["kind"] != "speed":
+        continue
+    roof = bw.get(r["threads"], 0) * 1e9 / r["weight_bytes"]
+    lines.append("| %s | %d | %.1f | %.1f | %.1f | %.0f%% |"
+                 % (r["format"], r["threads"], r["prefill_tok_s"], r["decode_tok_s"], roof,
+                    100 * r["decode_tok_s"] / roof if roof else 0))
+lines.append("")
+lines.append("| format | sequences | total decode tok/s (2 threads) | per sequence |")
+lines.append("|---|---|---|---|")
+plot = {}
+for r in rows:
+    if r["kind"] != "batch":
+        continue
+    lines.append("| %s | %d | %.1f | %.1f |"
+                 % (r["format"], r["seqs"], r["decode_total_tok_s"], r["decode_tok_s"]))
+    plot.setdefault(r["format"], []).append((r["seqs"], r["decode_total_tok_s"]))
+lines.append("")
+lines.append("Tokenizer: " + tok)
+open(out + "/table.md", "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+with open(out + "/throughput.dat", "w") as f:
+    for fmt, pts in plot.items():
+        f.write("# %s\n" % fmt)
+        for s, v in pts:
+            f.write("%d %.2f\n" % (s, v))
+        f.write("\n\n")
+with open(out + "/throughput.gp", "w") as f:
+    f.write('set terminal pngcairo size 800,500\nset output "%s/throughput.png"\n' % out)
+    f.write('set title "Total decode throughput vs concurrent sequences (2 threads)"\n')
+    f.write('set xlabel "sequences decoded together"\nset ylabel "tokens/s (all sequences)"\n')
+    f.write('set key left top\nset grid\nset xtics (1, 4, 8)\n')
+    f.write("plot " + ", ".join('"%s/throughput.dat" index %d with linespoints lw 2 title "%s"'
+                                % (out, i, fmt) for i, fmt in enumerate(plot)) + "\n")
+PY
+if command -v gnuplot >/dev/null 2>&1; then
+    gnuplot "$out/throughput.gp" && echo "plot: $out/throughput.png"
+else
+    echo "gnuplot not installed (make deps): no plot"
+fi
