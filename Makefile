@@ -39,7 +39,7 @@ ifeq ($(ARCH),x86_64)
 ARCH_OBJS = $(BUILD)/engine/arch_x86_avx2.o $(BUILD)/engine/arch_x86_avx512.o
 $(BUILD)/engine/arch_x86_avx2.o: CFLAGS += -mavx2 -mfma -mf16c
 $(BUILD)/engine/arch_x86_avx512.o: CFLAGS += -mavx2 -mfma -mf16c -mavx512f -mavx512bw \
-                                             -mavx512vl -mavx512bf16
+                                             -mavx512vl -mavx512bf16 -mavx512vnni
 endif
 ifeq ($(ARCH),aarch64)
 ARCH_OBJS = $(patsubst engine/src/%.c,$(BUILD)/engine/%.o,$(wildcard engine/src/arch_arm_*.c))

@@ -42,21 +42,22 @@ qwen_q4k_scales_mins(const uint8_t *q, uint8_t *out16)
     memcpy(out16, u, 16);
 }
 
-#define QWEN_AVX2_ENTRIES                                                  \
+/* The AVX2 table's entries; a superset table passes its own K-quant dots. */
+#define QWEN_AVX2_ENTRIES(q4k, q6k, q4k4, q6k4)                            \
     .vec_dot = {                                                           \
         [QWEN_TYPE_F32] = qwen_avx2_dot_f32,                               \
         [QWEN_TYPE_F16] = qwen_avx2_dot_f16,                               \
         [QWEN_TYPE_BF16] = qwen_avx2_dot_bf16,                             \
         [QWEN_TYPE_Q8_0] = qwen_avx2_dot_q8_0,                             \
-        [QWEN_TYPE_Q4_K] = qwen_avx2_dot_q4_K,                             \
-        [QWEN_TYPE_Q6_K] = qwen_avx2_dot_q6_K,                             \
+        [QWEN_TYPE_Q4_K] = q4k,                                            \
+        [QWEN_TYPE_Q6_K] = q6k,                                            \
     },                                                                     \
     .vec_dot4 = {                                                          \
         [QWEN_TYPE_F16] = qwen_avx2_dot4_f16,                              \
         [QWEN_TYPE_BF16] = qwen_avx2_dot4_bf16,                            \
         [QWEN_TYPE_Q8_0] = qwen_avx2_dot4_q8_0,                            \
-        [QWEN_TYPE_Q4_K] = qwen_avx2_dot4_q4_K,                            \
-        [QWEN_TYPE_Q6_K] = qwen_avx2_dot4_q6_K,                            \
+        [QWEN_TYPE_Q4_K] = q4k4,                                           \
+        [QWEN_TYPE_Q6_K] = q6k4,                                           \
     },                                                                     \
     .quantize_act = qwen_avx2_quantize_act,                                \
     .dot_f32_f16 = qwen_avx2_dot_f32_f16,                                  \

@@ -452,7 +452,8 @@ void qwen_avx2_f32_to_f16(const float *, qwen_f16 *, int64_t) ALIAS(f32_to_f16);
 
 static const qwen_kernels kernels_avx2 = {
     .name = "avx2",
-    QWEN_AVX2_ENTRIES,
+    QWEN_AVX2_ENTRIES(qwen_avx2_dot_q4_K, qwen_avx2_dot_q6_K, qwen_avx2_dot4_q4_K,
+                      qwen_avx2_dot4_q6_K),
 };
 
 const qwen_kernels *

@@ -5,8 +5,8 @@
  * then streams every prompt token's BF16 activations past it: one panel
  * load feeds up to 8 tokens x 32 rows of multiply-adds, so the weights are
  * read and dequantized once per call instead of once per token.
- * Decode (single tokens) keeps the AVX2 dot kernels of arch_x86_avx2.c.
- * Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mfma -mf16c.
+ * Also the Q6_K dot products with AVX-512 VNNI (vpdpbusd).
+ * Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mavx512vnni.
  */
 #include "arch_x86.h"
 
@@ -300,9 +300,113 @@ gemm_bf16(int type, const void *w, size_t row_bytes, int64_t K, int64_t r0, int6
     }
 }
 
+/* ---------------------------------------------------- VNNI dot products */
+
+/* Per-lane scales: int32 lane i of a dpbusd result sums 4 consecutive
+ * values, so lanes first.. take table entries first + i / per. */
+static inline __m512i
+lanes_of(__m512i table16, int first, int per)
+{
+    int     i;
+    int32_t idx[16];
+
+    for (i = 0; i < 16; i++) {
+        idx[i] = first + i / per;
+    }
+    return _mm512_permutexvar_epi32(_mm512_loadu_si512((const void *) idx), table16);
+}
+
+/*
+ * Q6_K x Q8_K, NT activation rows, AVX-512 VNNI. 64 bytes of ql give 64
+ * values in order (low nibbles) and the next 64 (high nibbles); qh adds two
+ * bits per value. The -32 offset comes off through the bsums, as in AVX2.
+ */
+static inline __attribute__((always_inline)) void
+q6k_dot_vnni(int64_t n, const void *w, const void *act, size_t stride, float *out,
+             const int NT)
+{
+    const block_q6_K *x = w;
+    const __m512i     m4 = _mm512_set1_epi8(0xF), m3 = _mm512_set1_epi8(3);
+    /* per-16-bit-lane shift counts: 0 | 2 for values 0..63, 4 | 6 for 64..127 */
+    const __m512i     sh_lo = _mm512_inserti64x4(_mm512_setzero_si512(),
+                                                 _mm256_set1_epi16(2), 1);
+    const __m512i     sh_hi = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    __m512            facc[4];
+    int64_t           b, nb = n / QK_K;
+    int               half, t;
+
+    for (t = 0; t < NT; t++) {
+        facc[t] = _mm512_setzero_ps();
+    }
+    for (b = 0; b < nb; b++) {
+        __m512i isum[4];
+        __m512i sc16 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *) x[b].scales));
+        __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) x[b].scales));
+        float   dw = _cvtsh_ss(x[b].d);
+
+#pragma GCC unroll 4
+        for (t = 0; t < NT; t++) {
+            const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * stride) + b;
+            __m256i bs = _mm256_loadu_si256((const __m256i *) y->bsums);
+            __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bs, scales16), 5);
+            /* -32 * sum_j sc_j * bsum_j in lanes 0..7 */
+            isum[t] = _mm512_castsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), off));
+            isum[t] = _mm512_zextsi256_si512(_mm512_castsi512_si256(isum[t]));
+        }
+        for (half = 0; half < 2; half++) {
+            __m512i l = _mm512_loadu_si512((const void *) (x[b].ql + 64 * half));
+            __m256i h256 = _mm256_loadu_si256((const __m256i *) (x[b].qh + 32 * half));
+            __m512i h = _mm512_inserti64x4(_mm512_castsi256_si512(h256), h256, 1);
+            __m512i qa = _mm512_or_si512(_mm512_and_si512(l, m4),
+                _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(h, sh_lo), m3), 4));
+            __m512i qb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(h, sh_hi), m3), 4));
+            __m512i sa = lanes_of(sc16, 8 * half, 4), sb = lanes_of(sc16, 8 * half + 4, 4);
+
+#pragma GCC unroll 4
+            for (t = 0; t < NT; t++) {
+                const int8_t *q8 = ((const block_q8_K *) ((const char *) act + t * stride))[b].qs
+                                   + 128 * half;
+                __m512i da = _mm512_dpbusd_epi32(_mm512_setzero_si512(), qa,
+                                                 _mm512_loadu_si512((const void *) q8));
+                __m512i db = _mm512_dpbusd_epi32(_mm512_setzero_si512(), qb,
+                                                 _mm512_loadu_si512((const void *) (q8 + 64)));
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(da, sa),
+                                                                     _mm512_mullo_epi32(db, sb)));
+            }
+        }
+#pragma GCC unroll 4
+        for (t = 0; t < NT; t++) {
+            const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * stride) + b;
+            facc[t] = _mm512_fmadd_ps(_mm512_set1_ps(dw * y->d), _mm512_cvtepi32_ps(isum[t]),
+                                      facc[t]);
+        }
+    }
+    for (t = 0; t < NT; t++) {
+        out[t] = _mm512_reduce_add_ps(facc[t]);
+    }
+}
+
+static float
+dot_q6_K_vnni(int64_t n, const void *w, const void *act)
+{
+    float r;
+
+    q6k_dot_vnni(n, w, act, 0, &r, 1);
+    return r;
+}
+
+static void
+dot4_q6_K_vnni(int64_t n, const void *w, const void *act, size_t stride, float *out)
+{
+    q6k_dot_vnni(n, w, act, stride, out, 4);
+}
+
 static const qwen_kernels kernels_avx512 = {
     .name = "avx512",
-    QWEN_AVX2_ENTRIES,
+    /* Q6_K in 512-bit VNNI (1.5x the AVX2 4-row kernel on Zen 4); Q4_K's
+     * VNNI version lost to AVX2 there (per-lane scale multiplies) */
+    QWEN_AVX2_ENTRIES(qwen_avx2_dot_q4_K, dot_q6_K_vnni, qwen_avx2_dot4_q4_K, dot4_q6_K_vnni),
     .gemm = gemm_bf16,
     .f32_to_bf16 = f32_to_bf16,
 };

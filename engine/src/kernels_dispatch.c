@@ -8,6 +8,9 @@
 #include "qwen.h"
 
 #include <string.h>
+#if defined(__aarch64__)
+#include <sys/auxv.h>
+#endif
 
 #if defined(__x86_64__)
 const qwen_kernels *qwen_kernels_avx2(void);
@@ -27,14 +30,37 @@ x86_has_avx2(void)
 }
 
 
-/* AVX-512 with BF16 dot products: the prefill GEMM (the dots stay AVX2) */
+/* AVX-512 with BF16 and VNNI: the prefill GEMM and the K-quant dots */
 static int
 x86_has_avx512_bf16(void)
 {
     __builtin_cpu_init();
     return x86_has_avx2() && __builtin_cpu_supports("avx512f")
            && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
-           && __builtin_cpu_supports("avx512bf16");
+           && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vnni");
+}
+#endif
+
+#if defined(__aarch64__)
+/* Linux hwcap bits (arch/arm64/include/uapi/asm/hwcap.h), for old headers */
+#ifndef HWCAP_ASIMD
+#define HWCAP_ASIMD   (1UL << 1)
+#endif
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1UL << 20)
+#endif
+
+static int
+arm_has_neon(void)
+{
+    return (getauxval(AT_HWCAP) & HWCAP_ASIMD) != 0;
+}
+
+/* SDOT: Neoverse N1 (Graviton2) and later; not Cortex-A72 (Graviton1) */
+static int
+arm_has_dotprod(void)
+{
+    return arm_has_neon() && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
 }
 #endif
 
@@ -58,6 +84,13 @@ qwen_kernels_by_name(const char *name)
     if (strcmp(name, "avx512") == 0 && x86_has_avx512_bf16()) {
         return qwen_kernels_avx512();
     }
+#elif defined(__aarch64__)
+    if (strcmp(name, "neon") == 0 && arm_has_neon()) {
+        return qwen_kernels_neon();
+    }
+    if (strcmp(name, "neon_dotprod") == 0 && arm_has_dotprod()) {
+        return qwen_kernels_neon_dotprod();
+    }
 #endif
     return NULL;
 }
@@ -71,6 +104,13 @@ qwen_kernels_best(void)
     }
     if (x86_has_avx2()) {
         return qwen_kernels_avx2();
+    }
+#elif defined(__aarch64__)
+    if (arm_has_dotprod()) {
+        return qwen_kernels_neon_dotprod();
+    }
+    if (arm_has_neon()) {
+        return qwen_kernels_neon();
     }
 #endif
     return qwen_kernels_ref();
