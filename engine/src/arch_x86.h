@@ -42,6 +42,30 @@ qwen_q4k_scales_mins(const uint8_t *q, uint8_t *out16)
     memcpy(out16, u, 16);
 }
 
+#ifdef __AVX2__
+#include <immintrin.h>
+
+/* The 128 six-bit quants of one half of a Q6_K block (ql: 64 bytes, qh: 32)
+ * as 4 x 32 bytes, q[g] holding values 32g .. 32g + 31, each 0..63. */
+static inline void
+qwen_q6k_unpack_half(const uint8_t *ql, const uint8_t *qh, __m256i q[4])
+{
+    const __m256i m4 = _mm256_set1_epi8(0xF), m3 = _mm256_set1_epi8(3);
+    __m256i       l0 = _mm256_loadu_si256((const __m256i *) ql);
+    __m256i       l1 = _mm256_loadu_si256((const __m256i *) (ql + 32));
+    __m256i       h = _mm256_loadu_si256((const __m256i *) qh);
+
+    q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                           _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
+    q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m3), 4));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
+}
+#endif
+
 /* The AVX2 table's entries; a superset table passes its own K-quant dots. */
 #define QWEN_AVX2_ENTRIES(q4k, q6k, q4k4, q6k4)                            \
     .vec_dot = {                                                           \

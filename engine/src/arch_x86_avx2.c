@@ -227,7 +227,6 @@ q6k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out,
           const int NT)
 {
     const block_q6_K *x = w;
-    const __m256i     m4 = _mm256_set1_epi8(0xF), m3 = _mm256_set1_epi8(3);
     __m256            facc[4];
     int64_t           b, nb = n / QK_K;
     int               half, g, t;
@@ -249,19 +248,9 @@ q6k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out,
             isum[t] = _mm256_sub_epi32(_mm256_setzero_si256(), isum[t]);
         }
         for (half = 0; half < 2; half++) {
-            __m256i l0 = _mm256_loadu_si256((const __m256i *) ql);
-            __m256i l1 = _mm256_loadu_si256((const __m256i *) (ql + 32));
-            __m256i h = _mm256_loadu_si256((const __m256i *) qh);
             __m256i q[4], s[4];
 
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m3), 4));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
+            qwen_q6k_unpack_half(ql, qh, q);
             {
                 /* lower lane: scale 2g, upper lane: scale 2g + 1 of this half */
                 __m128i h16 = half ? _mm256_extracti128_si256(scales16, 1)

@@ -86,7 +86,6 @@ dequant_q4_K(const block_q4_K *x, float *y, int64_t n)
 static void
 dequant_q6_K(const block_q6_K *x, float *y, int64_t n)
 {
-    const __m256i m4 = _mm256_set1_epi8(0xF), m3 = _mm256_set1_epi8(3);
     int64_t       b;
     int           half, g, i;
 
@@ -96,19 +95,9 @@ dequant_q6_K(const block_q6_K *x, float *y, int64_t n)
         float          d = _cvtsh_ss(x[b].d);
 
         for (half = 0; half < 2; half++) {
-            __m256i l0 = _mm256_loadu_si256((const __m256i *) ql);
-            __m256i l1 = _mm256_loadu_si256((const __m256i *) (ql + 32));
-            __m256i h = _mm256_loadu_si256((const __m256i *) qh);
             __m256i q[4];
 
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(h, m3), 4));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m3), 4));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
+            qwen_q6k_unpack_half(ql, qh, q);
             for (g = 0; g < 4; g++) {
                 for (i = 0; i < 2; i++) {
                     /* 16 values of scale 8 half + 2 g + i: d * sc * (q - 32) */

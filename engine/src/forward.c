@@ -8,11 +8,11 @@
  * for every token of the batch while it is in cache.
  */
 #include "model.h"
+#include "errors.h"
 #include "kernels.h"
 #include "threadpool.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,17 +54,6 @@ struct qwen_ctx {
     int                 n_gen_tok;
 };
 
-static int
-fail(char *err, size_t err_len, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 size_t
 qwen_kv_cache_bytes(const qwen_config *c, int n_seqs, int n_ctx)
 {
@@ -101,24 +90,24 @@ qwen_ctx_new(const qwen_model *m, const qwen_ctx_params *p, char *err, size_t er
     if (p->n_seqs < 1 || p->n_ctx < 1 || p->n_batch < 1 || p->n_threads < 1
         || p->n_threads > 256)
     {
-        fail(err, err_len, "context parameters must be positive (threads %d, sequences %d, "
+        qwen_fail(err, err_len, "context parameters must be positive (threads %d, sequences %d, "
              "context %d, batch %d)", p->n_threads, p->n_seqs, p->n_ctx, p->n_batch);
         return NULL;
     }
     if (p->n_ctx > c->max_position_embeddings) {
-        fail(err, err_len, "context of %d tokens exceeds the model's maximum of %d",
+        qwen_fail(err, err_len, "context of %d tokens exceeds the model's maximum of %d",
              p->n_ctx, c->max_position_embeddings);
         return NULL;
     }
     ctx = calloc(1, sizeof(*ctx));
     if (ctx == NULL) {
-        fail(err, err_len, "out of memory");
+        qwen_fail(err, err_len, "out of memory");
         return NULL;
     }
     ctx->model = m;
     ctx->kern = p->kernels ? qwen_kernels_by_name(p->kernels) : qwen_kernels_best();
     if (ctx->kern == NULL) {
-        fail(err, err_len, "kernels \"%s\" are unknown or not supported by this CPU",
+        qwen_fail(err, err_len, "kernels \"%s\" are unknown or not supported by this CPU",
              p->kernels);
         free(ctx);
         return NULL;
@@ -162,7 +151,7 @@ qwen_ctx_new(const qwen_model *m, const qwen_ctx_params *p, char *err, size_t er
         || !ctx->proj || !ctx->act || !ctx->scores || !ctx->pool || !ctx->idx_prompt
         || !ctx->idx_gen || !ctx->idx_all || (ctx->kern->gemm != NULL && (!ctx->xb || !ctx->gemm_scratch)))
     {
-        fail(err, err_len, "cannot allocate the context (%zu MiB of KV cache for %d "
+        qwen_fail(err, err_len, "cannot allocate the context (%zu MiB of KV cache for %d "
              "sequences x %d tokens)", 2 * kv_elems * sizeof(qwen_f16) >> 20,
              p->n_seqs, p->n_ctx);
         qwen_ctx_free(ctx);
@@ -496,19 +485,19 @@ qwen_forward(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, float *logits,
     float             *xi;
 
     if (n < 1 || n > ctx->n_batch) {
-        return fail(err, err_len, "batch of %d tokens (allowed 1 to %d)", n, ctx->n_batch);
+        return qwen_fail(err, err_len, "batch of %d tokens (allowed 1 to %d)", n, ctx->n_batch);
     }
     for (i = 0; i < n; i++) {
         if (batch[i].token < 0 || batch[i].token >= c->vocab_size) {
-            return fail(err, err_len, "token id %d is outside the vocabulary (0 to %d)",
+            return qwen_fail(err, err_len, "token id %d is outside the vocabulary (0 to %d)",
                         batch[i].token, c->vocab_size - 1);
         }
         if (batch[i].seq < 0 || batch[i].seq >= ctx->n_seqs) {
-            return fail(err, err_len, "sequence %d does not exist (0 to %d)", batch[i].seq,
+            return qwen_fail(err, err_len, "sequence %d does not exist (0 to %d)", batch[i].seq,
                         ctx->n_seqs - 1);
         }
         if (batch[i].pos < 0 || batch[i].pos >= ctx->n_ctx) {
-            return fail(err, err_len, "position %d is outside the context of %d tokens",
+            return qwen_fail(err, err_len, "position %d is outside the context of %d tokens",
                         batch[i].pos, ctx->n_ctx);
         }
     }
@@ -599,7 +588,7 @@ qwen_forward(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, float *logits,
     }
     if (n_out > 0) {
         if (logits == NULL) {
-            return fail(err, err_len, "logits were requested but no buffer was given");
+            return qwen_fail(err, err_len, "logits were requested but no buffer was given");
         }
         /* the output projection runs for a few rows: always the dot kernels */
         plan_tokens(ctx, batch, n_out, 0);

@@ -6,9 +6,9 @@
  */
 #include "gguf.h"
 #include "quant.h"
+#include "errors.h"
 #include "qwen.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,22 +21,6 @@ typedef struct {
     const uint8_t *p;
     const uint8_t *end;
 } cursor;
-
-static int
-fail(char *err, size_t err_len, const char *path, const char *fmt, ...)
-{
-    int     n;
-    va_list ap;
-
-    n = snprintf(err, err_len, "%s: ", path);
-    if (n < 0 || (size_t) n >= err_len) {
-        return -1;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err + n, err_len - n, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 static int
 take(cursor *c, void *out, size_t n)
@@ -153,30 +137,29 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
     c.end = (const uint8_t *) base + size;
 
     if (take(&c, &magic, 4) != 0 || magic != GGUF_MAGIC) {
-        return fail(err, err_len, path, "not a GGUF file (wrong magic)");
+        return qwen_fail(err, err_len, "%s: not a GGUF file (wrong magic)", path);
     }
     if (take(&c, &f->version, 4) != 0) {
-        return fail(err, err_len, path, "truncated GGUF header");
+        return qwen_fail(err, err_len, "%s: truncated GGUF header", path);
     }
     if (f->version != 2 && f->version != 3) {
-        return fail(err, err_len, path, "unsupported GGUF version %u (need 2 or 3)",
+        return qwen_fail(err, err_len, "%s: unsupported GGUF version %u (need 2 or 3)", path,
                     f->version);
     }
     if (take(&c, &f->n_tensors, 8) != 0 || take(&c, &f->n_kv, 8) != 0) {
-        return fail(err, err_len, path, "truncated GGUF header");
+        return qwen_fail(err, err_len, "%s: truncated GGUF header", path);
     }
     /* a KV pair needs at least 12 bytes and a tensor info at least 28 */
     if (f->n_kv > size / 12 || f->n_tensors > size / 28) {
-        return fail(err, err_len, path,
-                    "absurd counts in header: %llu tensors, %llu metadata keys "
-                    "for a file of %zu bytes", (unsigned long long) f->n_tensors,
+        return qwen_fail(err, err_len, "%s: absurd counts in header: %llu tensors, %llu metadata keys "
+                    "for a file of %zu bytes", path, (unsigned long long) f->n_tensors,
                     (unsigned long long) f->n_kv, size);
     }
 
     f->kv = calloc(f->n_kv ? f->n_kv : 1, sizeof(gguf_kv));
     f->tensors = calloc(f->n_tensors ? f->n_tensors : 1, sizeof(gguf_tensor));
     if (f->kv == NULL || f->tensors == NULL) {
-        fail(err, err_len, path, "out of memory reading the header");
+        qwen_fail(err, err_len, "%s: out of memory reading the header", path);
         gguf_release(f);
         return -1;
     }
@@ -184,21 +167,20 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
     for (i = 0; i < f->n_kv; i++) {
         kv = &f->kv[i];
         if (take_str(&c, &kv->key) != 0 || take(&c, &kv->type, 4) != 0) {
-            fail(err, err_len, path, "truncated metadata at key %llu",
+            qwen_fail(err, err_len, "%s: truncated metadata at key %llu", path,
                         (unsigned long long) i);
             gguf_release(f);
             return -1;
         }
         if (kv->type >= GGUF_VTYPE_COUNT) {
-            fail(err, err_len, path, "metadata key '%.*s' has unknown type %u",
+            qwen_fail(err, err_len, "%s: metadata key '%.*s' has unknown type %u", path,
                         (int) kv->key.len, kv->key.ptr, kv->type);
             gguf_release(f);
             return -1;
         }
         kv->data = c.p;
         if (skip_value(&c, kv->type, kv, 0) != 0) {
-            fail(err, err_len, path,
-                        "metadata key '%.*s' runs past the end of the file or is malformed",
+            qwen_fail(err, err_len, "%s: metadata key '%.*s' runs past the end of the file or is malformed", path,
                         (int) kv->key.len, kv->key.ptr);
             gguf_release(f);
             return -1;
@@ -209,13 +191,13 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
     akv = gguf_find_kv(f, "general.alignment");
     if (akv != NULL) {
         if (akv->type != GGUF_UINT32) {
-            fail(err, err_len, path, "general.alignment is not a uint32");
+            qwen_fail(err, err_len, "%s: general.alignment is not a uint32", path);
             gguf_release(f);
             return -1;
         }
         memcpy(&align32, akv->data, 4);
         if (align32 == 0 || (align32 & (align32 - 1)) != 0 || align32 > 65536) {
-            fail(err, err_len, path, "general.alignment %u is not a power of two",
+            qwen_fail(err, err_len, "%s: general.alignment %u is not a power of two", path,
                         align32);
             gguf_release(f);
             return -1;
@@ -226,13 +208,13 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
     for (i = 0; i < f->n_tensors; i++) {
         t = &f->tensors[i];
         if (take_str(&c, &t->name) != 0 || take(&c, &t->n_dims, 4) != 0) {
-            fail(err, err_len, path, "truncated tensor info %llu",
+            qwen_fail(err, err_len, "%s: truncated tensor info %llu", path,
                         (unsigned long long) i);
             gguf_release(f);
             return -1;
         }
         if (t->n_dims == 0 || t->n_dims > GGUF_MAX_DIMS) {
-            fail(err, err_len, path, "tensor '%.*s' has %u dimensions (1 to 4 allowed)",
+            qwen_fail(err, err_len, "%s: tensor '%.*s' has %u dimensions (1 to 4 allowed)", path,
                         (int) t->name.len, t->name.ptr, t->n_dims);
             gguf_release(f);
             return -1;
@@ -243,13 +225,13 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
         }
         for (j = 0; j < t->n_dims; j++) {
             if (take(&c, &t->ne[j], 8) != 0) {
-                fail(err, err_len, path, "truncated tensor info '%.*s'",
+                qwen_fail(err, err_len, "%s: truncated tensor info '%.*s'", path,
                             (int) t->name.len, t->name.ptr);
                 gguf_release(f);
                 return -1;
             }
             if (t->ne[j] == 0 || t->ne[j] > ((uint64_t) 1 << 40) / nel) {
-                fail(err, err_len, path, "tensor '%.*s' has an absurd dimension %llu",
+                qwen_fail(err, err_len, "%s: tensor '%.*s' has an absurd dimension %llu", path,
                             (int) t->name.len, t->name.ptr, (unsigned long long) t->ne[j]);
                 gguf_release(f);
                 return -1;
@@ -257,7 +239,7 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
             nel *= t->ne[j];
         }
         if (take(&c, &t->type, 4) != 0 || take(&c, &t->offset, 8) != 0) {
-            fail(err, err_len, path, "truncated tensor info '%.*s'",
+            qwen_fail(err, err_len, "%s: truncated tensor info '%.*s'", path,
                         (int) t->name.len, t->name.ptr);
             gguf_release(f);
             return -1;
@@ -266,16 +248,15 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
             if (t->name.len == f->tensors[j].name.len
                 && memcmp(t->name.ptr, f->tensors[j].name.ptr, t->name.len) == 0)
             {
-                fail(err, err_len, path, "tensor '%.*s' appears twice",
+                qwen_fail(err, err_len, "%s: tensor '%.*s' appears twice", path,
                             (int) t->name.len, t->name.ptr);
                 gguf_release(f);
                 return -1;
             }
         }
         if (!qwen_type_supported((int) t->type)) {
-            fail(err, err_len, path,
-                        "tensor '%.*s' has unsupported type %u (%s); supported: "
-                        "F32, F16, BF16, Q8_0, Q4_K, Q6_K",
+            qwen_fail(err, err_len, "%s: tensor '%.*s' has unsupported type %u (%s); supported: "
+                        "F32, F16, BF16, Q8_0, Q4_K, Q6_K", path,
                         (int) t->name.len, t->name.ptr, t->type,
                         qwen_type_name((int) t->type));
             gguf_release(f);
@@ -283,8 +264,7 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
         }
         bs = (uint64_t) qwen_type_block_size((int) t->type);
         if (t->ne[0] % bs != 0) {
-            fail(err, err_len, path,
-                        "tensor '%.*s' row of %llu is not a multiple of the %s block (%llu)",
+            qwen_fail(err, err_len, "%s: tensor '%.*s' row of %llu is not a multiple of the %s block (%llu)", path,
                         (int) t->name.len, t->name.ptr, (unsigned long long) t->ne[0],
                         qwen_type_name((int) t->type), (unsigned long long) bs);
             gguf_release(f);
@@ -297,7 +277,7 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
     hdr_end = (size_t) (c.p - (const uint8_t *) base);
     f->data_offset = (hdr_end + f->alignment - 1) / f->alignment * f->alignment;
     if (f->data_offset > size && f->n_tensors > 0) {
-        fail(err, err_len, path, "file ends before its data section");
+        qwen_fail(err, err_len, "%s: file ends before its data section", path);
         gguf_release(f);
         return -1;
     }
@@ -305,7 +285,7 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
     for (i = 0; i < f->n_tensors; i++) {
         t = &f->tensors[i];
         if (t->offset % f->alignment != 0) {
-            fail(err, err_len, path, "tensor '%.*s' offset %llu is not aligned to %zu",
+            qwen_fail(err, err_len, "%s: tensor '%.*s' offset %llu is not aligned to %zu", path,
                         (int) t->name.len, t->name.ptr, (unsigned long long) t->offset,
                         f->alignment);
             gguf_release(f);
@@ -314,9 +294,8 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
         if (t->offset > size - f->data_offset
             || t->n_bytes > size - f->data_offset - t->offset)
         {
-            fail(err, err_len, path,
-                        "tensor '%.*s' (%llu bytes at offset %llu) runs past the end "
-                        "of the file (%zu bytes)", (int) t->name.len, t->name.ptr,
+            qwen_fail(err, err_len, "%s: tensor '%.*s' (%llu bytes at offset %llu) runs past the end "
+                        "of the file (%zu bytes)", path, (int) t->name.len, t->name.ptr,
                         (unsigned long long) t->n_bytes,
                         (unsigned long long) (f->data_offset + t->offset), size);
             gguf_release(f);
@@ -372,7 +351,7 @@ gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out,
     int32_t        i32;
 
     if (kv == NULL) {
-        return fail(err, err_len, f->path, "missing metadata key %s", key);
+        return qwen_fail(err, err_len, "%s: missing metadata key %s", f->path, key);
     }
     switch (kv->type) {
     case GGUF_UINT32:
@@ -396,7 +375,7 @@ gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out,
     default:
         break;
     }
-    return fail(err, err_len, f->path, "metadata key %s is not a non-negative integer", key);
+    return qwen_fail(err, err_len, "%s: metadata key %s is not a non-negative integer", f->path, key);
 }
 
 int
@@ -407,7 +386,7 @@ gguf_get_f32(const gguf_file *f, const char *key, float *out,
     double         d;
 
     if (kv == NULL) {
-        return fail(err, err_len, f->path, "missing metadata key %s", key);
+        return qwen_fail(err, err_len, "%s: missing metadata key %s", f->path, key);
     }
     if (kv->type == GGUF_FLOAT32) {
         memcpy(out, kv->data, 4);
@@ -418,7 +397,7 @@ gguf_get_f32(const gguf_file *f, const char *key, float *out,
         *out = (float) d;
         return 0;
     }
-    return fail(err, err_len, f->path, "metadata key %s is not a float", key);
+    return qwen_fail(err, err_len, "%s: metadata key %s is not a float", f->path, key);
 }
 
 gguf_str

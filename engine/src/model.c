@@ -6,6 +6,7 @@
  * into shared anonymous memory so forked processes share them too.
  */
 #include "model.h"
+#include "errors.h"
 #include "gguf.h"
 #include "safetensors.h"
 #include "tokenizer_internal.h"
@@ -13,7 +14,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,39 +41,6 @@ typedef struct {
 } source;
 
 static int
-fail(char *err, size_t err_len, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-const char *
-qwen_type_name(int type)
-{
-    switch (type) {
-    case QWEN_TYPE_F32:  return "F32";
-    case QWEN_TYPE_F16:  return "F16";
-    case QWEN_TYPE_BF16: return "BF16";
-    case QWEN_TYPE_Q8_0: return "Q8_0";
-    case QWEN_TYPE_Q4_K: return "Q4_K";
-    case QWEN_TYPE_Q6_K: return "Q6_K";
-    case QWEN_TYPE_Q8_K: return "Q8_K";
-    case 2:  return "Q4_0";
-    case 3:  return "Q4_1";
-    case 6:  return "Q5_0";
-    case 7:  return "Q5_1";
-    case 10: return "Q2_K";
-    case 11: return "Q3_K";
-    case 13: return "Q5_K";
-    default: return "unknown";
-    }
-}
-
-static int
 map_file(qwen_model *m, const char *path, const void **base, size_t *size,
          char *err, size_t err_len)
 {
@@ -82,30 +49,30 @@ map_file(qwen_model *m, const char *path, const void **base, size_t *size,
     void       *p;
 
     if (m->n_maps >= QWEN_MAX_MAPS) {
-        return fail(err, err_len, "%s: too many files", path);
+        return qwen_fail(err, err_len, "%s: too many files", path);
     }
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        return fail(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+        return qwen_fail(err, err_len, "%s: cannot open: %s", path, strerror(errno));
     }
     if (fstat(fd, &st) != 0) {
         close(fd);
-        return fail(err, err_len, "%s: cannot stat: %s", path, strerror(errno));
+        return qwen_fail(err, err_len, "%s: cannot stat: %s", path, strerror(errno));
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return fail(err, err_len, "%s: not a regular file", path);
+        return qwen_fail(err, err_len, "%s: not a regular file", path);
     }
     if (st.st_size == 0) {
         close(fd);
-        return fail(err, err_len, "%s: file is empty", path);
+        return qwen_fail(err, err_len, "%s: file is empty", path);
     }
     /* read-only shared mapping: every process using the model shares the
      * page cache copy of the weights */
     p = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_SHARED, fd, 0);
     close(fd);
     if (p == MAP_FAILED) {
-        return fail(err, err_len, "%s: mmap failed: %s", path, strerror(errno));
+        return qwen_fail(err, err_len, "%s: mmap failed: %s", path, strerror(errno));
     }
     m->maps[m->n_maps].addr = p;
     m->maps[m->n_maps].len = (size_t) st.st_size;
@@ -122,12 +89,12 @@ shared_alloc(qwen_model *m, size_t n, char *err, size_t err_len)
     void *p;
 
     if (m->n_maps >= QWEN_MAX_MAPS) {
-        fail(err, err_len, "too many mappings");
+        qwen_fail(err, err_len, "too many mappings");
         return NULL;
     }
     p = mmap(NULL, n ? n : 1, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
-        fail(err, err_len, "cannot allocate %zu bytes of shared memory: %s", n,
+        qwen_fail(err, err_len, "cannot allocate %zu bytes of shared memory: %s", n,
              strerror(errno));
         return NULL;
     }
@@ -197,10 +164,10 @@ bind_matrix(qwen_model *m, const source *src, const char *gname, const char *hna
     void       *copy;
 
     if (find_raw(src, gname, hname, &r) != 0) {
-        return fail(err, err_len, "%s: missing tensor %s", src_path(src), name);
+        return qwen_fail(err, err_len, "%s: missing tensor %s", src_path(src), name);
     }
     if (r.n_dims != 2 || r.dims[0] != cols || r.dims[1] != rows) {
-        return fail(err, err_len, "%s: tensor %s has shape [%lld, %lld] (rows, columns) "
+        return qwen_fail(err, err_len, "%s: tensor %s has shape [%lld, %lld] (rows, columns) "
                     "but the config needs [%lld, %lld]", src_path(src), name,
                     (long long) (r.n_dims >= 2 ? r.dims[1] : 1), (long long) r.dims[0],
                     (long long) rows, (long long) cols);
@@ -233,20 +200,20 @@ bind_vector(qwen_model *m, const source *src, const char *gname, const char *hna
     int64_t     bs;
 
     if (find_raw(src, gname, hname, &r) != 0) {
-        return fail(err, err_len, "%s: missing tensor %s", src_path(src), name);
+        return qwen_fail(err, err_len, "%s: missing tensor %s", src_path(src), name);
     }
     if (r.n_dims != 1 || r.dims[0] != n) {
-        return fail(err, err_len, "%s: tensor %s has %d dims and %lld elements, "
+        return qwen_fail(err, err_len, "%s: tensor %s has %d dims and %lld elements, "
                     "the config needs a vector of %lld", src_path(src), name, r.n_dims,
                     (long long) r.dims[0], (long long) n);
     }
     bs = qwen_type_block_size(r.type);
     if (bs <= 0 || n % bs != 0) {
-        return fail(err, err_len, "%s: tensor %s: type %s cannot hold %lld elements",
+        return qwen_fail(err, err_len, "%s: tensor %s: type %s cannot hold %lld elements",
                     src_path(src), name, qwen_type_name(r.type), (long long) n);
     }
     if (m->shared_used + (size_t) n * sizeof(float) > m->shared_len) {
-        return fail(err, err_len, "internal: norm arena too small");
+        return qwen_fail(err, err_len, "internal: norm arena too small");
     }
     dst = (float *) ((char *) m->shared + m->shared_used);
     m->shared_used += (size_t) n * sizeof(float);
@@ -274,7 +241,7 @@ bind_weights(qwen_model *m, const source *src, char *err, size_t err_len)
     }
     m->layers = calloc((size_t) c->n_layers, sizeof(qwen_layer));
     if (m->layers == NULL) {
-        return fail(err, err_len, "out of memory");
+        return qwen_fail(err, err_len, "out of memory");
     }
 
     if (bind_matrix(m, src, "token_embd.weight", "model.embed_tokens.weight",
@@ -291,7 +258,7 @@ bind_weights(qwen_model *m, const source *src, char *err, size_t err_len)
             return -1;
         }
     } else if (!c->tie_word_embeddings) {
-        return fail(err, err_len, "%s: tie_word_embeddings is false but there is no "
+        return qwen_fail(err, err_len, "%s: tie_word_embeddings is false but there is no "
                     "output projection (%s)", src_path(src),
                     src->is_gguf ? "output.weight" : "lm_head.weight");
     } else {
@@ -355,7 +322,7 @@ check_config(const qwen_config *c, const char *path, char *err, size_t err_len)
 {
 #define RANGE(v, lo, hi) \
     if ((v) < (lo) || (v) > (hi)) \
-        return fail(err, err_len, "%s: %s = %d is out of range [%d, %d]", path, #v, \
+        return qwen_fail(err, err_len, "%s: %s = %d is out of range [%d, %d]", path, #v, \
                     (int) (v), (int) (lo), (int) (hi))
     RANGE(c->vocab_size, 1, 1 << 22);
     RANGE(c->hidden_size, 8, 1 << 16);
@@ -367,14 +334,14 @@ check_config(const qwen_config *c, const char *path, char *err, size_t err_len)
     RANGE(c->max_position_embeddings, 1, 1 << 24);
 #undef RANGE
     if (c->n_heads % c->n_kv_heads != 0) {
-        return fail(err, err_len, "%s: num_attention_heads %d is not a multiple of "
+        return qwen_fail(err, err_len, "%s: num_attention_heads %d is not a multiple of "
                     "num_key_value_heads %d", path, c->n_heads, c->n_kv_heads);
     }
     if (c->head_dim % 2 != 0) {
-        return fail(err, err_len, "%s: head_dim %d must be even for RoPE", path, c->head_dim);
+        return qwen_fail(err, err_len, "%s: head_dim %d must be even for RoPE", path, c->head_dim);
     }
     if (!(c->rope_theta > 0.0f) || !(c->rms_norm_eps > 0.0f) || c->rms_norm_eps > 1.0f) {
-        return fail(err, err_len, "%s: rope_theta and rms_norm_eps must be positive", path);
+        return qwen_fail(err, err_len, "%s: rope_theta and rms_norm_eps must be positive", path);
     }
     return 0;
 }
@@ -417,25 +384,25 @@ gguf_tokenizer(qwen_model *m, const gguf_file *f, char *err, size_t err_len)
     }
     memset(&v, 0, sizeof(v));
     if (tokens->type != GGUF_ARRAY || tokens->arr_type != GGUF_STRING) {
-        return fail(err, err_len, "%s: tokenizer.ggml.tokens is not a string array", f->path);
+        return qwen_fail(err, err_len, "%s: tokenizer.ggml.tokens is not a string array", f->path);
     }
     if (merges != NULL && (merges->type != GGUF_ARRAY || merges->arr_type != GGUF_STRING)) {
-        return fail(err, err_len, "%s: tokenizer.ggml.merges is not a string array", f->path);
+        return qwen_fail(err, err_len, "%s: tokenizer.ggml.merges is not a string array", f->path);
     }
     if (types != NULL && (types->type != GGUF_ARRAY || types->arr_type != GGUF_INT32
                           || types->arr_count != tokens->arr_count))
     {
-        return fail(err, err_len, "%s: tokenizer.ggml.token_type is not an int32 array "
+        return qwen_fail(err, err_len, "%s: tokenizer.ggml.token_type is not an int32 array "
                     "as long as the token list", f->path);
     }
     if (!gguf_str_is(gguf_find_kv(f, "tokenizer.ggml.model"), "gpt2")) {
-        return fail(err, err_len, "%s: tokenizer.ggml.model is not \"gpt2\" "
+        return qwen_fail(err, err_len, "%s: tokenizer.ggml.model is not \"gpt2\" "
                     "(byte-level BPE); other tokenizers are not supported", f->path);
     }
     tok_strs = malloc((tokens->arr_count + 1) * sizeof(qwen_str));
     merge_strs = malloc(((merges ? merges->arr_count : 0) + 1) * sizeof(qwen_str));
     if (tok_strs == NULL || merge_strs == NULL) {
-        fail(err, err_len, "out of memory reading the vocabulary");
+        qwen_fail(err, err_len, "out of memory reading the vocabulary");
         goto done;
     }
     cur = tokens->data;
@@ -458,7 +425,7 @@ gguf_tokenizer(qwen_model *m, const gguf_file *f, char *err, size_t err_len)
         /* GGUF metadata arrays are not aligned: copy before reading int32s */
         tok_types = malloc((types->arr_count + 1) * sizeof(int32_t));
         if (tok_types == NULL) {
-            fail(err, err_len, "out of memory reading the token types");
+            qwen_fail(err, err_len, "out of memory reading the token types");
             goto done;
         }
         memcpy(tok_types, types->data, types->arr_count * sizeof(int32_t));
@@ -491,7 +458,7 @@ gguf_tokenizer(qwen_model *m, const gguf_file *f, char *err, size_t err_len)
         v.pad_id = (int32_t) id;
     }
     if (qwen_tokenizer_build(&v, &m->tokenizer, sub, sizeof(sub)) != 0) {
-        fail(err, err_len, "%s: tokenizer metadata: %s", f->path, sub);
+        qwen_fail(err, err_len, "%s: tokenizer metadata: %s", f->path, sub);
         goto done;
     }
     rc = 0;
@@ -520,11 +487,11 @@ load_gguf(qwen_model *m, const char *path, source *src, char *err, size_t err_le
     }
     arch = gguf_find_kv(&src->gguf, "general.architecture");
     if (!gguf_str_is(arch, "qwen3")) {
-        return fail(err, err_len, "%s: general.architecture is not \"qwen3\"", path);
+        return qwen_fail(err, err_len, "%s: general.architecture is not \"qwen3\"", path);
     }
 #define U32(key, field)                                                      \
     if (gguf_get_u32(&src->gguf, key, &u, err, err_len) != 0) return -1;     \
-    if (u > (1u << 30)) return fail(err, err_len, "%s: %s is absurd (%u)", path, key, u); \
+    if (u > (1u << 30)) return qwen_fail(err, err_len, "%s: %s is absurd (%u)", path, key, u); \
     field = (int) u
     U32("qwen3.embedding_length", c->hidden_size);
     U32("qwen3.feed_forward_length", c->intermediate_size);
@@ -547,10 +514,10 @@ load_gguf(qwen_model *m, const char *path, source *src, char *err, size_t err_le
     {
         const gguf_tensor *e = gguf_find_tensor(&src->gguf, "token_embd.weight");
         if (e == NULL) {
-            return fail(err, err_len, "%s: missing tensor token_embd.weight", path);
+            return qwen_fail(err, err_len, "%s: missing tensor token_embd.weight", path);
         }
         if (e->n_dims != 2 || e->ne[1] > (1u << 22)) {
-            return fail(err, err_len, "%s: token_embd.weight has an invalid shape", path);
+            return qwen_fail(err, err_len, "%s: token_embd.weight has an invalid shape", path);
         }
         c->vocab_size = (int) e->ne[1];
     }
@@ -574,14 +541,14 @@ json_int(json_t *root, const char *key, int *out, int required, const char *path
 
     if (v == NULL || json_is_null(v)) {
         if (required) {
-            return fail(err, err_len, "%s: missing field \"%s\"", path, key);
+            return qwen_fail(err, err_len, "%s: missing field \"%s\"", path, key);
         }
         return 0;
     }
     if (!json_is_integer(v) || json_integer_value(v) < 0
         || json_integer_value(v) > (1 << 30))
     {
-        return fail(err, err_len, "%s: field \"%s\" must be a non-negative integer",
+        return qwen_fail(err, err_len, "%s: field \"%s\" must be a non-negative integer",
                     path, key);
     }
     *out = (int) json_integer_value(v);
@@ -598,7 +565,7 @@ json_num(json_t *root, const char *key, float *out, const char *path,
         return 0;
     }
     if (!json_is_number(v)) {
-        return fail(err, err_len, "%s: field \"%s\" must be a number", path, key);
+        return qwen_fail(err, err_len, "%s: field \"%s\" must be a number", path, key);
     }
     *out = (float) json_number_value(v);
     return 0;
@@ -615,10 +582,10 @@ read_hf_config(qwen_config *c, const char *dir, char *err, size_t err_len)
     snprintf(path, sizeof(path), "%s/config.json", dir);
     root = json_load_file(path, 0, &jerr);
     if (root == NULL) {
-        return fail(err, err_len, "%s: %s (line %d)", path, jerr.text, jerr.line);
+        return qwen_fail(err, err_len, "%s: %s (line %d)", path, jerr.text, jerr.line);
     }
     if (!json_is_object(root)) {
-        fail(err, err_len, "%s: not a JSON object", path);
+        qwen_fail(err, err_len, "%s: not a JSON object", path);
         goto done;
     }
     v = json_object_get(root, "model_type");
@@ -626,7 +593,7 @@ read_hf_config(qwen_config *c, const char *dir, char *err, size_t err_len)
     if (!(json_is_string(v) && strcmp(json_string_value(v), "qwen3") == 0)
         && !(json_is_string(arch) && strcmp(json_string_value(arch), "Qwen3ForCausalLM") == 0))
     {
-        fail(err, err_len, "%s: not a Qwen3 model (model_type must be \"qwen3\")", path);
+        qwen_fail(err, err_len, "%s: not a Qwen3 model (model_type must be \"qwen3\")", path);
         goto done;
     }
     c->rope_theta = 1000000.0f;
@@ -653,7 +620,7 @@ read_hf_config(qwen_config *c, const char *dir, char *err, size_t err_len)
     v = json_object_get(root, "tie_word_embeddings");
     if (v != NULL) {
         if (!json_is_boolean(v)) {
-            fail(err, err_len, "%s: field \"tie_word_embeddings\" must be a boolean", path);
+            qwen_fail(err, err_len, "%s: field \"tie_word_embeddings\" must be a boolean", path);
             goto done;
         }
         c->tie_word_embeddings = json_is_true(v);
@@ -677,12 +644,12 @@ read_hf_index(const char *dir, char names[][256], int *n, char *err, size_t err_
     snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir);
     root = json_load_file(path, 0, &jerr);
     if (root == NULL) {
-        return fail(err, err_len, "%s: %s (line %d)", path, jerr.text, jerr.line);
+        return qwen_fail(err, err_len, "%s: %s (line %d)", path, jerr.text, jerr.line);
     }
     map = json_object_get(root, "weight_map");
     if (!json_is_object(map)) {
         json_decref(root);
-        return fail(err, err_len, "%s: missing object \"weight_map\"", path);
+        return qwen_fail(err, err_len, "%s: missing object \"weight_map\"", path);
     }
     *n = 0;
     json_object_foreach(map, key, v) {
@@ -690,7 +657,7 @@ read_hf_index(const char *dir, char names[][256], int *n, char *err, size_t err_
         if (file == NULL || strchr(file, '/') != NULL || strlen(file) >= 256
             || file[0] == '.')
         {
-            fail(err, err_len, "%s: weight_map entry for %s is not a plain file name",
+            qwen_fail(err, err_len, "%s: weight_map entry for %s is not a plain file name",
                  path, key);
             json_decref(root);
             return -1;
@@ -702,14 +669,14 @@ read_hf_index(const char *dir, char names[][256], int *n, char *err, size_t err_
         if (!seen) {
             if (*n >= MAX_SHARDS) {
                 json_decref(root);
-                return fail(err, err_len, "%s: more than %d shards", path, MAX_SHARDS);
+                return qwen_fail(err, err_len, "%s: more than %d shards", path, MAX_SHARDS);
             }
             strcpy(names[(*n)++], file);
         }
     }
     json_decref(root);
     if (*n == 0) {
-        return fail(err, err_len, "%s: weight_map is empty", path);
+        return qwen_fail(err, err_len, "%s: weight_map is empty", path);
     }
     return 0;
 }
@@ -745,14 +712,14 @@ load_hf(qwen_model *m, const char *dir, source *src, char *err, size_t err_len)
             return -1;
         }
     } else {
-        return fail(err, err_len, "%s: no model.safetensors or "
+        return qwen_fail(err, err_len, "%s: no model.safetensors or "
                     "model.safetensors.index.json", dir);
     }
     for (i = 0; i < n; i++) {
         /* the path strings live as long as the model: error messages name them */
         paths[i] = malloc(strlen(dir) + strlen(names[i]) + 2);
         if (paths[i] == NULL) {
-            fail(err, err_len, "out of memory");
+            qwen_fail(err, err_len, "out of memory");
             goto done;
         }
         sprintf(paths[i], "%s/%s", dir, names[i]);
@@ -768,7 +735,7 @@ load_hf(qwen_model *m, const char *dir, source *src, char *err, size_t err_len)
     }
     if (file_exists(dir, "tokenizer.json")) {
         if (qwen_tokenizer_load_hf(dir, &m->tokenizer, sub, sizeof(sub)) != 0) {
-            fail(err, err_len, "%s", sub);
+            qwen_fail(err, err_len, "%s", sub);
             goto done;
         }
     }
@@ -796,11 +763,11 @@ qwen_model_load(const char *path, qwen_model **out, char *err, size_t err_len)
 
     *out = NULL;
     if (stat(path, &st) != 0) {
-        return fail(err, err_len, "%s: %s", path, strerror(errno));
+        return qwen_fail(err, err_len, "%s: %s", path, strerror(errno));
     }
     m = calloc(1, sizeof(*m));
     if (m == NULL) {
-        return fail(err, err_len, "out of memory");
+        return qwen_fail(err, err_len, "out of memory");
     }
     memset(&src, 0, sizeof(src));
     if (S_ISDIR(st.st_mode)) {

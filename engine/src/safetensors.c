@@ -6,30 +6,14 @@
  */
 #include "safetensors.h"
 #include "quant.h"
+#include "errors.h"
 
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define ST_MAX_HEADER (100u << 20)   /* the format's own limit is 100 MB */
-
-static int
-fail(char *err, size_t err_len, const char *path, const char *fmt, ...)
-{
-    int     n;
-    va_list ap;
-
-    n = snprintf(err, err_len, "%s: ", path);
-    if (n < 0 || (size_t) n >= err_len) {
-        return -1;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err + n, err_len - n, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 static int
 dtype_of(const char *s, int *type, size_t *elem)
@@ -56,27 +40,26 @@ st_parse(st_file *f, const char *path, const void *base, size_t size,
     memset(f, 0, sizeof(*f));
     f->path = path;
     if (size < 8) {
-        return fail(err, err_len, path, "too small to be a safetensors file (%zu bytes)", size);
+        return qwen_fail(err, err_len, "%s: too small to be a safetensors file (%zu bytes)", path, size);
     }
     memcpy(&hlen, base, 8);
     if (hlen < 2 || hlen > ST_MAX_HEADER || hlen > size - 8) {
-        return fail(err, err_len, path,
-                    "header length %llu is invalid for a file of %zu bytes (not safetensors?)",
+        return qwen_fail(err, err_len, "%s: header length %llu is invalid for a file of %zu bytes (not safetensors?)", path,
                     (unsigned long long) hlen, size);
     }
     root = json_loadb((const char *) base + 8, hlen, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
-        return fail(err, err_len, path, "header is not valid JSON: %s (at byte %d)",
+        return qwen_fail(err, err_len, "%s: header is not valid JSON: %s (at byte %d)", path,
                     jerr.text, jerr.position);
     }
     if (!json_is_object(root)) {
-        fail(err, err_len, path, "header is not a JSON object");
+        qwen_fail(err, err_len, "%s: header is not a JSON object", path);
         goto done;
     }
     data_size = size - 8 - hlen;
     f->tensors = calloc(json_object_size(root) + 1, sizeof(st_tensor));
     if (f->tensors == NULL) {
-        fail(err, err_len, path, "out of memory");
+        qwen_fail(err, err_len, "%s: out of memory", path);
         goto done;
     }
 
@@ -91,17 +74,17 @@ st_parse(st_file *f, const char *path, const void *base, size_t size,
         if (!json_is_object(val) || !json_is_string(dtype) || !json_is_array(shape)
             || !json_is_array(offs) || json_array_size(offs) != 2)
         {
-            fail(err, err_len, path, "tensor '%s': needs dtype, shape and data_offsets", key);
+            qwen_fail(err, err_len, "%s: tensor '%s': needs dtype, shape and data_offsets", path, key);
             goto done;
         }
         dts = json_string_value(dtype);
         if (dtype_of(dts, &t->type, &elem) != 0) {
-            fail(err, err_len, path, "tensor '%s' has unsupported dtype %s "
-                 "(supported: F32, F16, BF16)", key, dts);
+            qwen_fail(err, err_len, "%s: tensor '%s' has unsupported dtype %s "
+                 "(supported: F32, F16, BF16)", path, key, dts);
             goto done;
         }
         if (json_array_size(shape) > 4) {
-            fail(err, err_len, path, "tensor '%s' has %zu dimensions (at most 4)",
+            qwen_fail(err, err_len, "%s: tensor '%s' has %zu dimensions (at most 4)", path,
                  key, json_array_size(shape));
             goto done;
         }
@@ -111,7 +94,7 @@ st_parse(st_file *f, const char *path, const void *base, size_t size,
             if (!json_is_integer(dim) || json_integer_value(dim) <= 0
                 || (uint64_t) json_integer_value(dim) > ((uint64_t) 1 << 40) / nel)
             {
-                fail(err, err_len, path, "tensor '%s' has an invalid dimension", key);
+                qwen_fail(err, err_len, "%s: tensor '%s' has an invalid dimension", path, key);
                 goto done;
             }
             t->shape[idx] = json_integer_value(dim);
@@ -122,26 +105,26 @@ st_parse(st_file *f, const char *path, const void *base, size_t size,
             || json_integer_value(json_array_get(offs, 0)) < 0
             || json_integer_value(json_array_get(offs, 1)) < 0)
         {
-            fail(err, err_len, path, "tensor '%s' has invalid data_offsets", key);
+            qwen_fail(err, err_len, "%s: tensor '%s' has invalid data_offsets", path, key);
             goto done;
         }
         begin = (uint64_t) json_integer_value(json_array_get(offs, 0));
         end = (uint64_t) json_integer_value(json_array_get(offs, 1));
         if (begin > end || end > data_size) {
-            fail(err, err_len, path, "tensor '%s' (bytes %llu..%llu) runs past the end "
-                 "of the file (%zu data bytes)", key, (unsigned long long) begin,
+            qwen_fail(err, err_len, "%s: tensor '%s' (bytes %llu..%llu) runs past the end "
+                 "of the file (%zu data bytes)", path, key, (unsigned long long) begin,
                  (unsigned long long) end, data_size);
             goto done;
         }
         if (end - begin != nel * elem) {
-            fail(err, err_len, path, "tensor '%s' holds %llu bytes but %s x shape needs %llu",
+            qwen_fail(err, err_len, "%s: tensor '%s' holds %llu bytes but %s x shape needs %llu", path,
                  key, (unsigned long long) (end - begin), dts,
                  (unsigned long long) (nel * elem));
             goto done;
         }
         t->name = strdup(key);
         if (t->name == NULL) {
-            fail(err, err_len, path, "out of memory");
+            qwen_fail(err, err_len, "%s: out of memory", path);
             goto done;
         }
         t->data = (const uint8_t *) base + 8 + hlen + begin;

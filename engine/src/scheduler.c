@@ -9,11 +9,11 @@
  * for list and counter updates.
  */
 #include "model.h"
+#include "errors.h"
 
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,19 +88,6 @@ struct qwen_engine {
     float               *logits;        /* [n_slots][vocab] */
     float               *raw;           /* [vocab] for logprobs */
 };
-
-static int
-fail(char *err, size_t err_len, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err != NULL && err_len > 0) {
-        va_start(ap, fmt);
-        vsnprintf(err, err_len, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 static double
 now_ms(void)
@@ -478,13 +465,13 @@ qwen_engine_new(const qwen_model *model, const qwen_engine_params *p, char *err,
     size_t          max_live;
 
     if (p->n_slots < 1 || p->n_slots > 1024 || p->max_queue < 0 || p->n_batch < 1) {
-        fail(err, err_len, "engine parameters out of range (slots %d, queue %d, batch %d)",
+        qwen_fail(err, err_len, "engine parameters out of range (slots %d, queue %d, batch %d)",
              p->n_slots, p->max_queue, p->n_batch);
         return NULL;
     }
     e = calloc(1, sizeof(*e));
     if (e == NULL) {
-        fail(err, err_len, "out of memory");
+        qwen_fail(err, err_len, "out of memory");
         return NULL;
     }
     e->model = model;
@@ -519,7 +506,7 @@ qwen_engine_new(const qwen_model *model, const qwen_engine_params *p, char *err,
     if (!e->slots || !e->ready || !e->batch || !e->batch_req || !e->batch_kind || !e->logits
         || !e->raw || e->efd < 0)
     {
-        fail(err, err_len, "cannot set up the engine: %s",
+        qwen_fail(err, err_len, "cannot set up the engine: %s",
              e->efd < 0 ? strerror(errno) : "out of memory");
         qwen_engine_free(e);
         return NULL;
@@ -527,7 +514,7 @@ qwen_engine_new(const qwen_model *model, const qwen_engine_params *p, char *err,
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     if (pthread_create(&e->thread, NULL, scheduler_main, e) != 0) {
-        fail(err, err_len, "cannot start the scheduler thread");
+        qwen_fail(err, err_len, "cannot start the scheduler thread");
         qwen_engine_free(e);
         return NULL;
     }
@@ -622,30 +609,30 @@ qwen_submit(qwen_engine *e, const qwen_request_params *p, void *user,
 
     *out = NULL;
     if (p->prompt == NULL || p->n_prompt == 0) {
-        fail(err, err_len, "the prompt is empty");
+        qwen_fail(err, err_len, "the prompt is empty");
         return QWEN_E_INVALID;
     }
     for (i = 0; i < p->n_prompt; i++) {
         if (p->prompt[i] < 0 || p->prompt[i] >= e->vocab) {
-            fail(err, err_len, "prompt token %zu (id %d) is outside the vocabulary (0 to %d)",
+            qwen_fail(err, err_len, "prompt token %zu (id %d) is outside the vocabulary (0 to %d)",
                  i, p->prompt[i], e->vocab - 1);
             return QWEN_E_INVALID;
         }
     }
     if (p->n_logprobs < 0 || p->n_logprobs > QWEN_MAX_TOP_LOGPROBS) {
-        fail(err, err_len, "logprobs must be 0 to %d", QWEN_MAX_TOP_LOGPROBS);
+        qwen_fail(err, err_len, "logprobs must be 0 to %d", QWEN_MAX_TOP_LOGPROBS);
         return QWEN_E_INVALID;
     }
     if (!(p->sampling.temperature >= 0.0f) || !(p->sampling.top_p >= 0.0f)
         || !(p->sampling.min_p >= 0.0f) || p->sampling.min_p > 1.0f
         || !(p->sampling.repetition_penalty > 0.0f))
     {
-        fail(err, err_len, "sampling parameters out of range");
+        qwen_fail(err, err_len, "sampling parameters out of range");
         return QWEN_E_INVALID;
     }
     need = p->n_prompt + (size_t) (p->max_tokens > 0 ? p->max_tokens : 1);
     if (need > (size_t) e->params.n_ctx + 1 || p->n_prompt >= (size_t) e->params.n_ctx) {
-        fail(err, err_len, "prompt of %zu tokens plus %d to generate exceeds the context "
+        qwen_fail(err, err_len, "prompt of %zu tokens plus %d to generate exceeds the context "
              "of %d tokens", p->n_prompt, p->max_tokens > 0 ? p->max_tokens : 1,
              e->params.n_ctx);
         return QWEN_E_TOO_LONG;
@@ -653,7 +640,7 @@ qwen_submit(qwen_engine *e, const qwen_request_params *p, void *user,
 
     r = calloc(1, sizeof(*r));
     if (r == NULL) {
-        fail(err, err_len, "out of memory");
+        qwen_fail(err, err_len, "out of memory");
         return QWEN_E_INVALID;
     }
     r->engine = e;
@@ -668,7 +655,7 @@ qwen_submit(qwen_engine *e, const qwen_request_params *p, void *user,
     r->sampler = qwen_sampler_new(&p->sampling, e->vocab);
     if (r->prompt == NULL || r->stop_ids == NULL || r->sampler == NULL) {
         request_free(r);
-        fail(err, err_len, "out of memory");
+        qwen_fail(err, err_len, "out of memory");
         return QWEN_E_INVALID;
     }
     memcpy(r->prompt, p->prompt, p->n_prompt * sizeof(int32_t));
@@ -688,7 +675,7 @@ qwen_submit(qwen_engine *e, const qwen_request_params *p, void *user,
     if (e->stop) {
         pthread_mutex_unlock(&e->mu);
         request_free(r);
-        fail(err, err_len, "the engine is shutting down");
+        qwen_fail(err, err_len, "the engine is shutting down");
         return QWEN_E_SHUTDOWN;
     }
     free_slots = e->params.n_slots - e->n_running;
@@ -696,7 +683,7 @@ qwen_submit(qwen_engine *e, const qwen_request_params *p, void *user,
         int running = e->n_running, waiting = e->n_waiting;
         pthread_mutex_unlock(&e->mu);
         request_free(r);
-        fail(err, err_len, "all %d slots are busy and %d requests are waiting "
+        qwen_fail(err, err_len, "all %d slots are busy and %d requests are waiting "
              "(queue limit %d)", running, waiting, e->params.max_queue);
         return QWEN_E_QUEUE_FULL;
     }
