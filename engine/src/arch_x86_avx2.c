@@ -54,48 +54,6 @@ dot_f32(int64_t n, const void *w, const void *act)
     return sum;
 }
 
-static float
-dot_f16(int64_t n, const void *w, const void *act)
-{
-    const qwen_f16 *x = w;
-    const float    *y = act;
-    __m256          a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    int64_t         i = 0;
-    float           sum;
-
-    for (; i + 16 <= n; i += 16) {
-        __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (x + i)));
-        __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (x + i + 8)));
-        a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(y + i), a0);
-        a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(y + i + 8), a1);
-    }
-    sum = hsum256(_mm256_add_ps(a0, a1));
-    for (; i < n; i++) {
-        sum += f16(x[i]) * y[i];
-    }
-    return sum;
-}
-
-static float
-dot_bf16(int64_t n, const void *w, const void *act)
-{
-    const qwen_bf16 *x = w;
-    const float     *y = act;
-    __m256           a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    int64_t          i = 0;
-    float            sum;
-
-    for (; i + 16 <= n; i += 16) {
-        a0 = _mm256_fmadd_ps(load_bf16x8(x + i), _mm256_loadu_ps(y + i), a0);
-        a1 = _mm256_fmadd_ps(load_bf16x8(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
-    }
-    sum = hsum256(_mm256_add_ps(a0, a1));
-    for (; i < n; i++) {
-        sum += qwen_bf16_to_f32(x[i]) * y[i];
-    }
-    return sum;
-}
-
 /* signed x signed bytes -> 8 int32 sums of 4 products */
 static inline __m256i
 dot_i8x32(__m256i x, __m256i y)
@@ -328,45 +286,76 @@ dot4_q8_0(int64_t n, const void *w, const void *act, size_t stride, float *out)
     }
 }
 
-/* 16-bit float weights (BF16 or F16) x 4 F32 activation rows */
-#define DOT4_HALF(name, load8, scalar)                                          \
-static void                                                                     \
-name(int64_t n, const void *w, const void *act, size_t stride, float *out)      \
-{                                                                               \
-    const uint16_t *x = w;                                                      \
-    const float    *y[4];                                                       \
-    __m256          acc[4];                                                     \
-    int64_t         i = 0;                                                      \
-    int             t;                                                          \
-                                                                                \
-    for (t = 0; t < 4; t++) {                                                   \
-        y[t] = (const float *) ((const char *) act + t * stride);               \
-        acc[t] = _mm256_setzero_ps();                                           \
-    }                                                                           \
-    for (; i + 8 <= n; i += 8) {                                                \
-        __m256 wv = load8(x + i);                                               \
-        for (t = 0; t < 4; t++) {                                               \
-            acc[t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(y[t] + i), acc[t]);    \
-        }                                                                       \
-    }                                                                           \
-    for (t = 0; t < 4; t++) {                                                   \
-        float sum = hsum256(acc[t]);                                            \
-        int64_t k;                                                              \
-        for (k = i; k < n; k++) {                                               \
-            sum += scalar(x[k]) * y[t][k];                                      \
-        }                                                                       \
-        out[t] = sum;                                                           \
-    }                                                                           \
-}
-
 static inline __m256
 load_f16x8(const uint16_t *p)
 {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) p));
 }
 
-DOT4_HALF(dot4_bf16, load_bf16x8, qwen_bf16_to_f32)
-DOT4_HALF(dot4_f16, load_f16x8, f16)
+/*
+ * 16-bit float weights (BF16 or F16) x NT F32 activation rows. The 1-row
+ * and 4-row kernels are this one template, so a token's result is the same
+ * bits whichever of them computed it.
+ */
+static inline __attribute__((always_inline)) void
+half_dot_n(int64_t n, const uint16_t *x, const void *act, size_t stride, float *out,
+           const int NT, const int is_bf16)
+{
+    const float *y[4];
+    __m256       acc[4];
+    int64_t      i = 0, k;
+    int          t;
+    float        sum;
+
+    for (t = 0; t < NT; t++) {
+        y[t] = (const float *) ((const char *) act + t * stride);
+        acc[t] = _mm256_setzero_ps();
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m256 wv = is_bf16 ? load_bf16x8(x + i) : load_f16x8(x + i);
+#pragma GCC unroll 4
+        for (t = 0; t < NT; t++) {
+            acc[t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(y[t] + i), acc[t]);
+        }
+    }
+    for (t = 0; t < NT; t++) {
+        sum = hsum256(acc[t]);
+        for (k = i; k < n; k++) {
+            sum += (is_bf16 ? qwen_bf16_to_f32(x[k]) : f16(x[k])) * y[t][k];
+        }
+        out[t] = sum;
+    }
+}
+
+static float
+dot_f16(int64_t n, const void *w, const void *act)
+{
+    float r;
+
+    half_dot_n(n, w, act, 0, &r, 1, 0);
+    return r;
+}
+
+static float
+dot_bf16(int64_t n, const void *w, const void *act)
+{
+    float r;
+
+    half_dot_n(n, w, act, 0, &r, 1, 1);
+    return r;
+}
+
+static void
+dot4_f16(int64_t n, const void *w, const void *act, size_t stride, float *out)
+{
+    half_dot_n(n, w, act, stride, out, 4, 0);
+}
+
+static void
+dot4_bf16(int64_t n, const void *w, const void *act, size_t stride, float *out)
+{
+    half_dot_n(n, w, act, stride, out, 4, 1);
+}
 
 static float
 dot_f32_f16(int64_t n, const float *x, const qwen_f16 *y)
