@@ -5,6 +5,7 @@
  * llama.cpp load as they are and files we write load in llama.cpp.
  */
 #include "quant.h"
+#include "qwen.h"      /* qwen_type_name is public */
 
 #include <math.h>
 #include <string.h>
@@ -56,6 +57,28 @@ int qwen_type_supported(int type)
         return 1;
     default:
         return 0;
+    }
+}
+
+/* Tensor type names as GGUF spells them (declared in qwen.h). */
+const char *qwen_type_name(int type)
+{
+    switch (type) {
+    case QWEN_TYPE_F32:  return "F32";
+    case QWEN_TYPE_F16:  return "F16";
+    case QWEN_TYPE_BF16: return "BF16";
+    case QWEN_TYPE_Q8_0: return "Q8_0";
+    case QWEN_TYPE_Q4_K: return "Q4_K";
+    case QWEN_TYPE_Q6_K: return "Q6_K";
+    case QWEN_TYPE_Q8_K: return "Q8_K";
+    case 2:  return "Q4_0";
+    case 3:  return "Q4_1";
+    case 6:  return "Q5_0";
+    case 7:  return "Q5_1";
+    case 10: return "Q2_K";
+    case 11: return "Q3_K";
+    case 13: return "Q5_K";
+    default: return "unknown";
     }
 }
 
