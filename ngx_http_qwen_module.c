@@ -1,0 +1,1108 @@
+
+/*
+ * ngx_http_qwen_module.c - the module's configuration side: directives and
+ * their validation at `nginx -t`, models loaded once in the master while
+ * the configuration is read (so workers share one copy of the weights),
+ * and the per-worker engines with their eventfd registered in the event
+ * loop. Request handling is in ngx_http_qwen_handler.c.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <unistd.h>
+
+#include "ngx_http_qwen_module.h"
+
+
+typedef struct {
+    ngx_int_t                    low;
+    ngx_int_t                    high;
+} ngx_http_qwen_num_bounds_t;
+
+
+typedef struct {
+    double                       low;
+    double                       high;
+} ngx_http_qwen_float_bounds_t;
+
+
+static void *ngx_http_qwen_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_qwen_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_qwen_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_qwen_merge_engine(ngx_conf_t *cf,
+    ngx_http_qwen_loc_conf_t *conf);
+static char *ngx_http_qwen_build_qp(ngx_conf_t *cf,
+    ngx_http_qwen_loc_conf_t *conf);
+static ngx_int_t ngx_http_qwen_postconfiguration(ngx_conf_t *cf);
+
+static char *ngx_http_qwen_model(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_http_qwen_model_t *ngx_http_qwen_model_get(ngx_conf_t *cf,
+    ngx_str_t *path);
+static void ngx_http_qwen_model_cleanup(void *data);
+static char *ngx_http_qwen_api(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_qwen_threads(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_qwen_queue_full_status(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_qwen_set_num(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_qwen_set_float(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+static ngx_int_t ngx_http_qwen_init_process(ngx_cycle_t *cycle);
+static void ngx_http_qwen_exit_process(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_qwen_engine_start(ngx_cycle_t *cycle,
+    ngx_http_qwen_model_t *m, ngx_int_t threads);
+static void ngx_http_qwen_engine_stop(ngx_http_qwen_model_t *m);
+static void ngx_http_qwen_notify_handler(ngx_event_t *ev);
+
+
+static ngx_http_qwen_num_bounds_t  ngx_http_qwen_slots_bounds = {
+    1, 1024
+};
+
+static ngx_http_qwen_num_bounds_t  ngx_http_qwen_ctx_bounds = {
+    16, 1 << 24
+};
+
+static ngx_http_qwen_num_bounds_t  ngx_http_qwen_batch_bounds = {
+    1, 65536
+};
+
+static ngx_http_qwen_num_bounds_t  ngx_http_qwen_queue_bounds = {
+    0, 1 << 20
+};
+
+static ngx_http_qwen_num_bounds_t  ngx_http_qwen_top_k_bounds = {
+    0, 1 << 20
+};
+
+static ngx_http_qwen_num_bounds_t  ngx_http_qwen_max_tokens_bounds = {
+    1, 1 << 24
+};
+
+static ngx_http_qwen_float_bounds_t  ngx_http_qwen_temperature_bounds = {
+    0.0, 2.0
+};
+
+static ngx_http_qwen_float_bounds_t  ngx_http_qwen_unit_bounds = {
+    0.0, 1.0
+};
+
+static ngx_http_qwen_float_bounds_t  ngx_http_qwen_penalty_bounds = {
+    -2.0, 2.0
+};
+
+static ngx_http_qwen_float_bounds_t  ngx_http_qwen_repetition_bounds = {
+    0.01, 10.0
+};
+
+static ngx_conf_enum_t  ngx_http_qwen_reasoning_fields[] = {
+    { ngx_string("reasoning_content"), 0 },
+    { ngx_string("reasoning"), 1 },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_command_t  ngx_http_qwen_commands[] = {
+
+    { ngx_string("qwen_model"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_qwen_model,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("qwen_model_name"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_qwen_loc_conf_t, model_name),
+      NULL },
+
+    { ngx_string("qwen_api"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_qwen_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("qwen_threads"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_qwen_threads,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_qwen_loc_conf_t, engine.threads),
+      NULL },
+
+    { ngx_string("qwen_slots"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_qwen_set_num,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_qwen_loc_conf_t, engine.slots),
+      &ngx_http_qwen_slots_bounds },
+
+    { ngx_string("qwen_ctx"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_qwen_set_num,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_qwen_loc_conf_t, engine.ctx),
+      &ngx_http_qwen_ctx_bounds },
+
+    { ngx_string("qwen_batch"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_qwen_set_num,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_qwen_loc_conf_t, engine.batch),
+      &ngx_http_qwen_batch_bounds },
+
+    { ngx_string("qwen_queue"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_qwen_set_num,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_qwen_loc_conf_t, engine.queue),
+      &ngx_http_qwen_queue_bounds },
+
+    { ngx_string("qwen_queue_full_status"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_qwen_queue_full_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("qwen_retry_after"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_qwen_loc_conf_t, retry_after),
+      NULL },
+
+    { ngx_string("qwen_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_qwen_loc_conf_t, timeout),
+      NULL },
+
+    { ngx_string("qwen_temperature"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_qwen_set_float,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_qwen_loc_conf_t, temperature),
+      &ngx_http_qwen_temperature_bounds },
+
+    { ngx_string("qwen_top_p"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_qwen_set_float,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_qwen_loc_conf_t, top_p),
+      &ngx_http_qwen_unit_bounds },
+
+    { ngx_string("qwen_min_p"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_qwen_set_float,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_qwen_loc_conf_t, min_p),
+      &ngx_http_qwen_unit_bounds },
+
+    { ngx_string("qwen_top_k"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_qwen_set_num,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_qwen_loc_conf_t, top_k),
+      &ngx_http_qwen_top_k_bounds },
+
+    { ngx_string("qwen_presence_penalty"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_qwen_set_float,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_qwen_loc_conf_t, presence_penalty),
+      &ngx_http_qwen_penalty_bounds },
+
+    { ngx_string("qwen_frequency_penalty"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_qwen_set_float,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_qwen_loc_conf_t, frequency_penalty),
+      &ngx_http_qwen_penalty_bounds },
+
+    { ngx_string("qwen_repetition_penalty"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_qwen_set_float,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_qwen_loc_conf_t, repetition_penalty),
+      &ngx_http_qwen_repetition_bounds },
+
+    { ngx_string("qwen_max_tokens"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_qwen_set_num,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_qwen_loc_conf_t, max_tokens),
+      &ngx_http_qwen_max_tokens_bounds },
+
+    { ngx_string("qwen_enable_thinking"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_qwen_loc_conf_t, enable_thinking),
+      NULL },
+
+    { ngx_string("qwen_reasoning_field"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_qwen_loc_conf_t, reasoning_field),
+      &ngx_http_qwen_reasoning_fields },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_qwen_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_qwen_postconfiguration,       /* postconfiguration */
+
+    ngx_http_qwen_create_main_conf,        /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_qwen_create_loc_conf,         /* create location configuration */
+    ngx_http_qwen_merge_loc_conf           /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_qwen_module = {
+    NGX_MODULE_V1,
+    &ngx_http_qwen_module_ctx,             /* module context */
+    ngx_http_qwen_commands,                /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_qwen_init_process,            /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_qwen_exit_process,            /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+/* ------------------------------------------------------ configuration */
+
+static void *
+ngx_http_qwen_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_qwen_main_conf_t  *qmcf;
+
+    qmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_qwen_main_conf_t));
+    if (qmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&qmcf->models, cf->pool, 2,
+                       sizeof(ngx_http_qwen_model_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return qmcf;
+}
+
+
+static void *
+ngx_http_qwen_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_qwen_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_qwen_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->api = NULL;
+     *     conf->location = { 0, NULL };
+     *     conf->model_name = { 0, NULL };
+     *     conf->qp = { 0 };
+     */
+
+    conf->model = NGX_CONF_UNSET_PTR;
+    conf->engine.threads = NGX_CONF_UNSET;
+    conf->engine.slots = NGX_CONF_UNSET;
+    conf->engine.ctx = NGX_CONF_UNSET;
+    conf->engine.batch = NGX_CONF_UNSET;
+    conf->engine.queue = NGX_CONF_UNSET;
+
+    conf->queue_full_status = NGX_CONF_UNSET_UINT;
+    conf->timeout = NGX_CONF_UNSET_MSEC;
+    conf->retry_after = NGX_CONF_UNSET;
+
+    conf->temperature = NGX_HTTP_QWEN_FLOAT_UNSET;
+    conf->top_p = NGX_HTTP_QWEN_FLOAT_UNSET;
+    conf->min_p = NGX_HTTP_QWEN_FLOAT_UNSET;
+    conf->presence_penalty = NGX_HTTP_QWEN_FLOAT_UNSET;
+    conf->frequency_penalty = NGX_HTTP_QWEN_FLOAT_UNSET;
+    conf->repetition_penalty = NGX_HTTP_QWEN_FLOAT_UNSET;
+    conf->top_k = NGX_CONF_UNSET;
+    conf->max_tokens = NGX_CONF_UNSET;
+    conf->enable_thinking = NGX_CONF_UNSET;
+    conf->reasoning_field = NGX_CONF_UNSET_UINT;
+
+    return conf;
+}
+
+
+#define ngx_http_qwen_merge_float(conf, prev)                               \
+    if (conf == NGX_HTTP_QWEN_FLOAT_UNSET) {                                \
+        conf = prev;                                                         \
+    }
+
+
+static char *
+ngx_http_qwen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_qwen_loc_conf_t *prev = parent;
+    ngx_http_qwen_loc_conf_t *conf = child;
+
+    ngx_conf_merge_ptr_value(conf->model, prev->model, NULL);
+
+    ngx_conf_merge_value(conf->engine.threads, prev->engine.threads, 0);
+    ngx_conf_merge_value(conf->engine.slots, prev->engine.slots, 4);
+    ngx_conf_merge_value(conf->engine.ctx, prev->engine.ctx, 0);
+    ngx_conf_merge_value(conf->engine.batch, prev->engine.batch, 256);
+    ngx_conf_merge_value(conf->engine.queue, prev->engine.queue, 16);
+
+    ngx_conf_merge_uint_value(conf->queue_full_status,
+                              prev->queue_full_status,
+                              NGX_HTTP_TOO_MANY_REQUESTS);
+    ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 300000);
+    ngx_conf_merge_sec_value(conf->retry_after, prev->retry_after, 1);
+
+    ngx_http_qwen_merge_float(conf->temperature, prev->temperature);
+    ngx_http_qwen_merge_float(conf->top_p, prev->top_p);
+    ngx_http_qwen_merge_float(conf->min_p, prev->min_p);
+    ngx_http_qwen_merge_float(conf->presence_penalty,
+                              prev->presence_penalty);
+    ngx_http_qwen_merge_float(conf->frequency_penalty,
+                              prev->frequency_penalty);
+    ngx_http_qwen_merge_float(conf->repetition_penalty,
+                              prev->repetition_penalty);
+    ngx_conf_merge_value(conf->top_k, prev->top_k, NGX_CONF_UNSET);
+    ngx_conf_merge_value(conf->max_tokens, prev->max_tokens, NGX_CONF_UNSET);
+    ngx_conf_merge_value(conf->enable_thinking, prev->enable_thinking,
+                         NGX_CONF_UNSET);
+    ngx_conf_merge_uint_value(conf->reasoning_field, prev->reasoning_field,
+                              NGX_CONF_UNSET_UINT);
+    ngx_conf_merge_str_value(conf->model_name, prev->model_name, "qwen3");
+
+    /* qwen_api is not inherited, as proxy_pass is not */
+
+    if (conf->api == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    if (conf->model == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"qwen_api\" in location \"%V\" has no model: "
+                           "add \"qwen_model /path/to/model;\" to the "
+                           "location or an enclosing block", &conf->location);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_qwen_merge_engine(cf, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_http_qwen_build_qp(cf, conf);
+}
+
+
+/*
+ * Engine settings belong to the model's engine (one per worker): check them
+ * against the model and against the other locations serving the model.
+ */
+static char *
+ngx_http_qwen_merge_engine(ngx_conf_t *cf, ngx_http_qwen_loc_conf_t *conf)
+{
+    size_t                        kv_bytes, phys_bytes;
+    long                          pages, page_size;
+    ngx_int_t                     max_ctx;
+    ngx_http_qwen_model_t        *m;
+    ngx_http_qwen_engine_conf_t  *e, *s;
+
+    m = conf->model;
+    e = &conf->engine;
+    max_ctx = m->config->max_position_embeddings;
+
+    if (e->ctx == 0) {
+        e->ctx = ngx_min(4096, max_ctx);
+
+    } else if (e->ctx > max_ctx) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"qwen_ctx %i\" in location \"%V\" is more than "
+                           "the %i positions model \"%V\" supports "
+                           "(max_position_embeddings)",
+                           e->ctx, &conf->location, max_ctx, &m->path);
+        return NGX_CONF_ERROR;
+    }
+
+    if (e->batch > e->ctx) {
+        e->batch = e->ctx;
+    }
+
+    kv_bytes = qwen_kv_cache_bytes(m->config, (int) e->slots, (int) e->ctx);
+
+    pages = sysconf(_SC_PHYS_PAGES);
+    page_size = sysconf(_SC_PAGESIZE);
+
+    if (pages > 0 && page_size > 0) {
+        phys_bytes = (size_t) pages * (size_t) page_size;
+
+        if (kv_bytes > phys_bytes / 2) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"qwen_slots %i\" x \"qwen_ctx %i\" in "
+                               "location \"%V\" need %uz MiB of KV cache "
+                               "per worker, more than half of this "
+                               "machine's %uz MiB of memory: lower "
+                               "qwen_slots or qwen_ctx",
+                               e->slots, e->ctx, &conf->location,
+                               kv_bytes >> 20, phys_bytes >> 20);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (!m->used) {
+        m->used = 1;
+        m->engine_conf = *e;
+        m->engine_conf_location = conf->location;
+        return NGX_CONF_OK;
+    }
+
+    s = &m->engine_conf;
+
+    if (s->threads != e->threads || s->slots != e->slots
+        || s->ctx != e->ctx || s->batch != e->batch || s->queue != e->queue)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "locations \"%V\" and \"%V\" serve model \"%V\" "
+                           "with different engine settings (threads %i/%i, "
+                           "slots %i/%i, ctx %i/%i, batch %i/%i, "
+                           "queue %i/%i): a model has one engine per "
+                           "worker, so set qwen_threads, qwen_slots, "
+                           "qwen_ctx, qwen_batch and qwen_queue alike",
+                           &m->engine_conf_location, &conf->location,
+                           &m->path, s->threads, e->threads,
+                           s->slots, e->slots, s->ctx, e->ctx,
+                           s->batch, e->batch, s->queue, e->queue);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* The protocol layer's view of a location: names, defaults, limits. */
+static char *
+ngx_http_qwen_build_qp(ngx_conf_t *cf, ngx_http_qwen_loc_conf_t *conf)
+{
+    u_char     *name;
+    qp_config  *qp;
+
+    qp = &conf->qp;
+    qp_config_defaults(qp);
+
+    name = ngx_pnalloc(cf->pool, conf->model_name.len + 1);
+    if (name == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    (void) ngx_cpystrn(name, conf->model_name.data, conf->model_name.len + 1);
+    qp->model_name = (const char *) name;
+
+    qp->n_ctx = (int) conf->engine.ctx;
+
+    if (conf->temperature != NGX_HTTP_QWEN_FLOAT_UNSET) {
+        qp->sampling.temperature = (float) conf->temperature;
+    }
+
+    if (conf->top_p != NGX_HTTP_QWEN_FLOAT_UNSET) {
+        qp->sampling.top_p = (float) conf->top_p;
+    }
+
+    if (conf->min_p != NGX_HTTP_QWEN_FLOAT_UNSET) {
+        qp->sampling.min_p = (float) conf->min_p;
+    }
+
+    if (conf->presence_penalty != NGX_HTTP_QWEN_FLOAT_UNSET) {
+        qp->sampling.presence_penalty = (float) conf->presence_penalty;
+    }
+
+    if (conf->frequency_penalty != NGX_HTTP_QWEN_FLOAT_UNSET) {
+        qp->sampling.frequency_penalty = (float) conf->frequency_penalty;
+    }
+
+    if (conf->repetition_penalty != NGX_HTTP_QWEN_FLOAT_UNSET) {
+        qp->sampling.repetition_penalty = (float) conf->repetition_penalty;
+    }
+
+    if (conf->top_k != NGX_CONF_UNSET) {
+        qp->sampling.top_k = (int) conf->top_k;
+    }
+
+    if (conf->max_tokens != NGX_CONF_UNSET) {
+        qp->max_tokens = (int) conf->max_tokens;
+    }
+
+    if (conf->enable_thinking != NGX_CONF_UNSET) {
+        qp->enable_thinking = (int) conf->enable_thinking;
+    }
+
+    if (conf->reasoning_field != NGX_CONF_UNSET_UINT) {
+        qp->reasoning_field = (int) conf->reasoning_field;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_qwen_postconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_qwen_filter_init(cf);
+}
+
+
+/* ----------------------------------------------------------- directives */
+
+static char *
+ngx_http_qwen_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_qwen_loc_conf_t *qlcf = conf;
+
+    ngx_str_t  *value, path;
+
+    if (qlcf->model != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    path = value[1];
+
+    if (path.len == 0) {
+        return "needs a model path (a .gguf file or a Hugging Face "
+               "directory)";
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    qlcf->model = ngx_http_qwen_model_get(cf, &path);
+    if (qlcf->model == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Load a model while the configuration is read (in the master, or in
+ * `nginx -t`), once per path: locations naming the same file share it.
+ * A pool cleanup frees it with the cycle, so after a reload the master
+ * drops the old copy while old workers keep their own mapping.
+ */
+static ngx_http_qwen_model_t *
+ngx_http_qwen_model_get(ngx_conf_t *cf, ngx_str_t *path)
+{
+    char                        err[QWEN_ERR_LEN];
+    ngx_uint_t                  i;
+    qwen_model                 *model;
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_qwen_model_t      *m, **mp;
+    ngx_http_qwen_main_conf_t  *qmcf;
+
+    qmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_qwen_module);
+
+    mp = qmcf->models.elts;
+    for (i = 0; i < qmcf->models.nelts; i++) {
+        if (mp[i]->path.len == path->len
+            && ngx_strncmp(mp[i]->path.data, path->data, path->len) == 0)
+        {
+            return mp[i];
+        }
+    }
+
+    m = ngx_pcalloc(cf->pool, sizeof(ngx_http_qwen_model_t));
+    if (m == NULL) {
+        return NULL;
+    }
+
+    m->path.len = path->len;
+    m->path.data = ngx_pnalloc(cf->pool, path->len + 1);
+    if (m->path.data == NULL) {
+        return NULL;
+    }
+
+    (void) ngx_cpystrn(m->path.data, path->data, path->len + 1);
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    err[0] = '\0';
+
+    if (qwen_model_load((const char *) m->path.data, &model, err, sizeof(err))
+        != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "qwen_model \"%V\" cannot be loaded: %s",
+                           &m->path, err);
+        return NULL;
+    }
+
+    m->model = model;
+    m->config = qwen_model_config(model);
+    m->tokenizer = qwen_model_tokenizer(model);
+    m->created = ngx_time();
+
+    cln->handler = ngx_http_qwen_model_cleanup;
+    cln->data = m;
+
+    if (m->tokenizer == NULL) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "qwen_model \"%V\" has no tokenizer: only "
+                           "prompts given as token ids can be served",
+                           &m->path);
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, cf->log, 0,
+                  "qwen: model \"%V\" loaded: %d layers, hidden %d, "
+                  "%s, %uz MiB of weights",
+                  &m->path, m->config->n_layers, m->config->hidden_size,
+                  qwen_model_describe(model),
+                  qwen_model_weight_bytes(model) >> 20);
+
+    mp = ngx_array_push(&qmcf->models);
+    if (mp == NULL) {
+        return NULL;
+    }
+
+    *mp = m;
+
+    return m;
+}
+
+
+static void
+ngx_http_qwen_model_cleanup(void *data)
+{
+    ngx_http_qwen_model_t  *m = data;
+
+    ngx_http_qwen_engine_stop(m);
+
+    if (m->model) {
+        qwen_model_free(m->model);
+        m->model = NULL;
+    }
+}
+
+
+static char *
+ngx_http_qwen_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_qwen_loc_conf_t *qlcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_uint_t                 i;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (qlcf->api != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (i = 0; ngx_http_qwen_apis[i].name.len; i++) {
+        if (ngx_http_qwen_apis[i].name.len == value[1].len
+            && ngx_strncmp(ngx_http_qwen_apis[i].name.data, value[1].data,
+                           value[1].len) == 0)
+        {
+            qlcf->api = &ngx_http_qwen_apis[i];
+            break;
+        }
+    }
+
+    if (qlcf->api == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown API \"%V\" in \"qwen_api\": the "
+                           "module serves \"openai\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_qwen_handler;
+    qlcf->location = clcf->name;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_qwen_threads(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    ngx_int_t  *np, n;
+    ngx_str_t  *value;
+
+    np = (ngx_int_t *) (p + cmd->offset);
+
+    if (*np != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 4 && ngx_strncmp(value[1].data, "auto", 4) == 0) {
+        *np = 0;
+        return NGX_CONF_OK;
+    }
+
+    n = ngx_atoi(value[1].data, value[1].len);
+    if (n == NGX_ERROR || n < 1 || n > 256) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"qwen_threads\": "
+                           "expected \"auto\" or a number of compute "
+                           "threads per worker from 1 to 256", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    *np = n;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_qwen_queue_full_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_qwen_loc_conf_t *qlcf = conf;
+
+    ngx_int_t   n;
+    ngx_str_t  *value;
+
+    if (qlcf->queue_full_status != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    n = ngx_atoi(value[1].data, value[1].len);
+
+    if (n != NGX_HTTP_TOO_MANY_REQUESTS
+        && n != NGX_HTTP_SERVICE_UNAVAILABLE)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in "
+                           "\"qwen_queue_full_status\": expected 429 or 503",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    qlcf->queue_full_status = (ngx_uint_t) n;
+
+    return NGX_CONF_OK;
+}
+
+
+/* An integer within the bounds given in cmd->post. */
+static char *
+ngx_http_qwen_set_num(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    ngx_int_t                   *np, n;
+    ngx_str_t                   *value;
+    ngx_http_qwen_num_bounds_t  *bounds;
+
+    np = (ngx_int_t *) (p + cmd->offset);
+
+    if (*np != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    bounds = cmd->post;
+
+    n = ngx_atoi(value[1].data, value[1].len);
+
+    if (n == NGX_ERROR || n < bounds->low || n > bounds->high) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\": expected a "
+                           "number from %i to %i",
+                           &value[1], &cmd->name, bounds->low, bounds->high);
+        return NGX_CONF_ERROR;
+    }
+
+    *np = n;
+
+    return NGX_CONF_OK;
+}
+
+
+/* A decimal number within the bounds given in cmd->post. */
+static char *
+ngx_http_qwen_set_float(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    char                          *end;
+    double                        *fp, v;
+    ngx_str_t                     *value;
+    ngx_http_qwen_float_bounds_t  *bounds;
+
+    fp = (double *) (p + cmd->offset);
+
+    if (*fp != NGX_HTTP_QWEN_FLOAT_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    bounds = cmd->post;
+
+    /* configuration words are NUL-terminated */
+
+    errno = 0;
+    v = strtod((const char *) value[1].data, &end);
+
+    if (value[1].len == 0 || errno != 0
+        || end != (char *) value[1].data + value[1].len
+        || v != v || v < bounds->low || v > bounds->high)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\": expected a "
+                           "number from %.2f to %.2f",
+                           &value[1], &cmd->name, bounds->low, bounds->high);
+        return NGX_CONF_ERROR;
+    }
+
+    *fp = v;
+
+    return NGX_CONF_OK;
+}
+
+
+/* ------------------------------------------------------ worker engines */
+
+static ngx_int_t
+ngx_http_qwen_init_process(ngx_cycle_t *cycle)
+{
+    ngx_int_t                   threads;
+    ngx_uint_t                  i;
+    ngx_core_conf_t            *ccf;
+    ngx_http_qwen_model_t     **mp;
+    ngx_http_qwen_main_conf_t  *qmcf;
+
+    /* compute threads only in workers: never in the master (fork) nor in
+     * cache manager/loader processes */
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    qmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_qwen_module);
+    if (qmcf == NULL) {
+        return NGX_OK;
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    threads = ngx_ncpu;
+    if (ccf != NULL && ccf->worker_processes > 1) {
+        threads = ngx_ncpu / ccf->worker_processes;
+    }
+
+    if (threads < 1) {
+        threads = 1;
+    }
+
+    mp = qmcf->models.elts;
+    for (i = 0; i < qmcf->models.nelts; i++) {
+        if (!mp[i]->used) {
+            continue;
+        }
+
+        /* a failed engine is logged; its locations answer 503 */
+        (void) ngx_http_qwen_engine_start(cycle, mp[i], threads);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_qwen_engine_start(ngx_cycle_t *cycle, ngx_http_qwen_model_t *m,
+    ngx_int_t threads)
+{
+    int                           fd;
+    char                          err[QWEN_ERR_LEN];
+    ngx_event_t                  *rev;
+    ngx_connection_t             *c;
+    qwen_engine_params            params;
+    ngx_http_qwen_engine_conf_t  *e;
+
+    e = &m->engine_conf;
+
+    ngx_memzero(&params, sizeof(qwen_engine_params));
+    params.n_threads = (int) (e->threads ? e->threads : threads);
+    params.n_slots = (int) e->slots;
+    params.n_ctx = (int) e->ctx;
+    params.n_batch = (int) e->batch;
+    params.max_queue = (int) e->queue;
+    params.kernels = NULL;
+
+    err[0] = '\0';
+
+    m->engine = qwen_engine_new(m->model, &params, err, sizeof(err));
+    if (m->engine == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "qwen: cannot start the engine for model \"%V\" "
+                      "(threads %d, slots %d, ctx %d): %s",
+                      &m->path, params.n_threads, params.n_slots,
+                      params.n_ctx, err);
+        return NGX_ERROR;
+    }
+
+    fd = qwen_engine_notify_fd(m->engine);
+
+    if (ngx_nonblocking(fd) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_socket_errno,
+                      "qwen: " ngx_nonblocking_n " on the engine eventfd "
+                      "failed");
+        goto failed;
+    }
+
+    c = ngx_get_connection(fd, cycle->log);
+    if (c == NULL) {
+        goto failed;
+    }
+
+    c->data = m;
+    m->notify = c;
+    m->log = cycle->log;
+
+    rev = c->read;
+    rev->handler = ngx_http_qwen_notify_handler;
+    rev->log = cycle->log;
+    c->write->log = cycle->log;
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "qwen: cannot add the engine eventfd to the event "
+                      "loop");
+        goto failed;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
+                  "qwen: engine for model \"%V\": threads %d, slots %d, "
+                  "ctx %d, batch %d, queue %d, KV cache %uz MiB",
+                  &m->path, params.n_threads, params.n_slots, params.n_ctx,
+                  params.n_batch, params.max_queue,
+                  qwen_kv_cache_bytes(m->config, params.n_slots,
+                                      params.n_ctx) >> 20);
+
+    return NGX_OK;
+
+failed:
+
+    ngx_http_qwen_engine_stop(m);
+
+    return NGX_ERROR;
+}
+
+
+static void
+ngx_http_qwen_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                  i;
+    ngx_http_qwen_model_t     **mp;
+    ngx_http_qwen_main_conf_t  *qmcf;
+
+    qmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_qwen_module);
+    if (qmcf == NULL) {
+        return;
+    }
+
+    mp = qmcf->models.elts;
+    for (i = 0; i < qmcf->models.nelts; i++) {
+        ngx_http_qwen_engine_stop(mp[i]);
+    }
+}
+
+
+/* The engine owns its eventfd: take the connection out of the event loop
+ * without closing the descriptor, then free the engine (which does). */
+static void
+ngx_http_qwen_engine_stop(ngx_http_qwen_model_t *m)
+{
+    ngx_connection_t  *c;
+
+    c = m->notify;
+
+    if (c != NULL) {
+        if (c->read->posted) {
+            ngx_delete_posted_event(c->read);
+        }
+
+        if (c->read->active) {
+            (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+        }
+
+        ngx_free_connection(c);
+        c->fd = (ngx_socket_t) -1;
+        m->notify = NULL;
+    }
+
+    if (m->engine != NULL) {
+        qwen_engine_free(m->engine);
+        m->engine = NULL;
+    }
+}
+
+
+static void
+ngx_http_qwen_notify_handler(ngx_event_t *ev)
+{
+    ssize_t                 n;
+    uint64_t                count;
+    ngx_connection_t       *c;
+    ngx_http_qwen_model_t  *m;
+
+    c = ev->data;
+    m = c->data;
+
+    n = read(c->fd, &count, sizeof(uint64_t));
+
+    if (n == -1 && ngx_errno != NGX_EAGAIN) {
+        ngx_log_error(NGX_LOG_ALERT, ev->log, ngx_errno,
+                      "qwen: read() from the engine eventfd failed");
+    }
+
+    if (m->engine != NULL) {
+        ngx_http_qwen_engine_events(m);
+    }
+}

@@ -1,0 +1,129 @@
+# t/config.t - directives are validated at `nginx -t` with messages that say
+# what is wrong: model paths, broken model files, values out of range, and
+# engine settings that two locations sharing a model disagree on.
+use strict;
+use warnings;
+use lib 't/lib';
+use Test::More;
+use QwenNginx;
+
+QwenNginx::require_built();
+
+my $good = QwenNginx::model('tiny-f32.gguf');
+
+sub conf_test {
+    my ($http) = @_;
+    my $n = QwenNginx->new(http => $http);
+    my ($rc, $out) = $n->test_conf;
+    return ($rc, $out, $n);
+}
+
+sub server {
+    my ($top, $loc) = @_;
+    $loc //= 'qwen_api openai;';
+    return "$top\n server { listen 127.0.0.1:%%PORT%%; location /v1/ { $loc } }\n";
+}
+
+my ($rc, $out, $n);
+
+($rc, $out) = conf_test(server("qwen_model $good;"));
+is($rc, 0, 'a valid configuration passes nginx -t') or diag $out;
+
+($rc, $out) = conf_test(server(''));
+isnt($rc, 0, 'qwen_api without a model fails');
+like($out, qr/"qwen_api" in location "\/v1\/" has no model/, '... saying the model is missing');
+
+($rc, $out) = conf_test(server("qwen_model /nonexistent/model.gguf;"));
+isnt($rc, 0, 'a missing model file fails nginx -t');
+like($out, qr{qwen_model "/nonexistent/model.gguf" cannot be loaded}, '... naming the path');
+
+# a truncated model file: the loader checks offsets against the file size
+$n = QwenNginx->new;
+my $cut = $n->dir . '/truncated.gguf';
+{
+    open my $in, '<:raw', $good or die;
+    read $in, my $buf, 1 << 20;
+    open my $o, '>:raw', $cut or die;
+    print $o $buf;
+    close $o;
+}
+($rc, $out) = conf_test(server("qwen_model $cut;"));
+isnt($rc, 0, 'a truncated model file fails nginx -t');
+like($out, qr{qwen_model "\Q$cut\E" cannot be loaded: .+}, '... with the loader\'s reason');
+
+my $junk = $n->dir . '/junk.gguf';
+{ open my $o, '>', $junk or die; print $o "this is not a model\n" x 100; close $o; }
+($rc, $out) = conf_test(server("qwen_model $junk;"));
+isnt($rc, 0, 'a file that is not a model fails nginx -t');
+
+($rc, $out) = conf_test(server("qwen_model $good;", 'qwen_api ollamax;'));
+isnt($rc, 0, 'an unknown API fails');
+like($out, qr/unknown API "ollamax" in "qwen_api"/, '... naming it');
+
+($rc, $out) = conf_test(server("qwen_model $good; qwen_ctx 10000000;"));
+isnt($rc, 0, 'qwen_ctx beyond the model fails');
+like($out, qr/"qwen_ctx 10000000" in location "\/v1\/" is more than the \d+ positions/,
+     '... saying the model\'s limit');
+
+($rc, $out) = conf_test(server("qwen_model $good; qwen_slots 1024; qwen_ctx 40000;"));
+isnt($rc, 0, 'slots x ctx beyond the memory fails');
+like($out, qr/need \d+ MiB of KV cache per worker/, '... with the size it would need');
+
+($rc, $out) = conf_test(server("qwen_model $good; qwen_slots 0;"));
+isnt($rc, 0, 'qwen_slots 0 fails');
+like($out, qr/qwen_slots/, '... naming the directive');
+
+($rc, $out) = conf_test(server("qwen_model $good; qwen_threads lots;"));
+isnt($rc, 0, 'qwen_threads with a word fails');
+like($out, qr/expected "auto" or a number/, '... saying what is expected');
+
+($rc, $out) = conf_test(server("qwen_model $good; qwen_queue_full_status 404;"));
+isnt($rc, 0, 'qwen_queue_full_status 404 fails');
+like($out, qr/expected 429 or 503/, '... saying what is allowed');
+
+($rc, $out) = conf_test(server("qwen_model $good; qwen_temperature 3.5;"));
+isnt($rc, 0, 'qwen_temperature out of range fails');
+like($out, qr/invalid value "3.5" in "qwen_temperature": expected a number from 0.00 to 2.00/,
+     '... with the range');
+
+($rc, $out) = conf_test(server("qwen_model $good; qwen_top_p 0.9x;"));
+isnt($rc, 0, 'a malformed number fails');
+
+($rc, $out) = conf_test(server("qwen_model $good; qwen_reasoning_field thoughts;"));
+isnt($rc, 0, 'an unknown reasoning field fails');
+
+($rc, $out) = conf_test(server("qwen_model $good; qwen_timeout 10s; qwen_temperature 0.2;"
+    . " qwen_top_p 0.9; qwen_top_k 40; qwen_min_p 0.05; qwen_max_tokens 64;"
+    . " qwen_presence_penalty 0.5; qwen_frequency_penalty 0.1; qwen_repetition_penalty 1.1;"
+    . " qwen_enable_thinking off; qwen_reasoning_field reasoning; qwen_model_name mine;"
+    . " qwen_threads 1; qwen_slots 2; qwen_ctx 256; qwen_batch 32; qwen_queue 4;"
+    . " qwen_queue_full_status 503; qwen_retry_after 5s;"));
+is($rc, 0, 'every directive with a valid value passes') or diag $out;
+
+# two locations, one model, different engine settings
+($rc, $out) = conf_test(<<"EOF2");
+qwen_model $good;
+server {
+    listen 127.0.0.1:%%PORT%%;
+    location /a/ { qwen_slots 2; qwen_api openai; }
+    location /b/ { qwen_slots 3; qwen_api openai; }
+}
+EOF2
+isnt($rc, 0, 'one model with two sets of engine settings fails');
+like($out, qr/locations "\/a\/" and "\/b\/" serve model ".*" with different engine settings/,
+     '... naming both locations');
+
+# two locations sharing one model with the same settings, and model names
+($rc, $out) = conf_test(<<"EOF2");
+qwen_model $good;
+qwen_slots 2;
+server {
+    listen 127.0.0.1:%%PORT%%;
+    location /a/ { qwen_model_name one; qwen_api openai; }
+    location /b/ { qwen_model_name two; qwen_temperature 0; qwen_api openai; }
+}
+EOF2
+is($rc, 0, 'two locations share a model') or diag $out;
+is(() = $out =~ /qwen: model ".*" loaded/g, 1, '... loaded once');
+
+done_testing;

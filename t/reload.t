@@ -1,0 +1,77 @@
+# t/reload.t - `nginx -s reload` while a stream runs: the old worker finishes
+# the stream to its end and then exits, new requests go to the new worker; a
+# reload with a bad model fails and the running server keeps serving.
+use strict;
+use warnings;
+use lib 't/lib';
+use Test::More;
+use QwenNginx;
+use Time::HiRes qw(time sleep);
+
+QwenNginx::require_built();
+
+my $http = <<'EOF2';
+    qwen_model %%MODEL%%;
+    qwen_ctx 1024;
+    qwen_threads 1;
+    qwen_slots 2;
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /v1/ { qwen_api openai; }
+    }
+EOF2
+my $good = QwenNginx::model('tiny-f32.gguf');
+(my $conf = $http) =~ s/%%MODEL%%/$good/;
+my $n = QwenNginx->new(http => $conf);
+$n->start;
+my @first = $n->worker_pids;
+
+my $N = 400;
+my $s = $n->stream_json('/v1/completions',
+    { prompt => [9707, 11], max_tokens => $N, ignore_eos => JSON::PP::true,
+      stream => JSON::PP::true, stream_options => { include_usage => JSON::PP::true } });
+ok(defined $s->next_event(10), 'a stream runs');
+
+ok($n->reload, 'reload: new workers start');
+my %was = map { $_ => 1 } @first;
+my @second = grep { !$was{$_} } $n->worker_pids;
+is(scalar @second, 1, '... with a new pid');
+sleep 0.2;
+ok(kill(0, $first[0]), 'the old worker is still there, finishing its stream');
+
+my $r = $n->post_json('/v1/completions', { prompt => [1, 2], max_tokens => 2 });
+is($r->{status}, 200, 'new requests are served during the old stream');
+
+my @ev = $s->all_events(120);
+is($ev[-1], '[DONE]', 'the old worker finished the stream');
+my ($usage) = grep { /"usage":\{/ } @ev;
+like($usage // '', qr/"completion_tokens":$N\b/, "... with all its $N tokens");
+
+my $deadline = time + 10;
+sleep 0.05 while $n->old_worker_pids && time < $deadline;
+is(scalar($n->old_worker_pids), 0, 'then the old worker exits');
+
+# a reload with a model that does not load
+(my $bad = $http) =~ s/%%MODEL%%/\/nonexistent\/model.gguf/;
+$n->write_conf(http => $bad);
+my ($rc, $out) = $n->test_conf;
+isnt($rc, 0, 'nginx -t rejects the bad model');
+ok(!$n->reload(timeout => 1), 'reload with the bad model starts no new workers');
+like($n->error_log, qr{qwen_model "/nonexistent/model.gguf" cannot be loaded}, '... and says why');
+is_deeply([$n->worker_pids], \@second, 'the running workers stay');
+$r = $n->post_json('/v1/completions', { prompt => [1, 2], max_tokens => 2 });
+is($r->{status}, 200, 'and keep serving');
+
+# a truncated model file fails the same way
+my $cut = $n->dir . '/cut.gguf';
+system("head -c 2000000 $good > $cut") == 0 or die;
+(my $cutconf = $http) =~ s/%%MODEL%%/$cut/;
+$n->write_conf(http => $cutconf);
+ok(!$n->reload(timeout => 1), 'reload with a truncated model starts no new workers');
+$r = $n->post_json('/v1/completions', { prompt => [1, 2], max_tokens => 2 });
+is($r->{status}, 200, 'the server keeps serving');
+
+my @bad = grep { /exited on signal|\[alert\]/ } split /\n/, $n->error_log;
+is_deeply(\@bad, [], 'no worker crashed, no alerts');
+$n->stop;
+done_testing;
