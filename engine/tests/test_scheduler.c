@@ -232,7 +232,7 @@ static void
 test_pause(void)
 {
     int32_t      ids[8];
-    tracked      a, b;
+    tracked      a, b, c;
     qwen_engine *e = engine_new(2, 2, 16);
     char         err[QWEN_ERR_LEN];
     qwen_request_params p;
@@ -241,21 +241,29 @@ test_pause(void)
     if (e == NULL) return;
     memset(&a, 0, sizeof(a));
     memset(&b, 0, sizeof(b));
+    memset(&c, 0, sizeof(c));
     make_prompt(ids, 8, 3);
     p = greedy_params(ids, 8, 200);
     CHECK(qwen_submit(e, &p, &a, &a.req, err, sizeof(err)) == 0, "%s", err);
     while (a.n < 3 && !a.done) pump(e, 100);
     qwen_request_pause(a.req, 1);
-    pump(e, 50);   /* a step in flight may still land */
-    before = a.n;
+    /* 30 steps of another request: any step of a in flight at the pause
+     * has long landed after them */
     p = greedy_params(ids, 8, 30);
     CHECK(qwen_submit(e, &p, &b, &b.req, err, sizeof(err)) == 0, "%s", err);
     CHECK(wait_all(e, &b, 1, 30), "the other request runs while one is paused");
+    pump(e, 20);
+    before = a.n;
+    /* 30 more steps: the paused request must not move */
+    CHECK(qwen_submit(e, &p, &c, &c.req, err, sizeof(err)) == 0, "%s", err);
+    CHECK(wait_all(e, &c, 1, 30), "a second request runs while one is paused");
+    pump(e, 20);
     CHECK(a.n == before && !a.done, "paused request advanced: %d -> %d", before, a.n);
     qwen_request_pause(a.req, 0);
     CHECK(wait_all(e, &a, 1, 60) && a.n == 200, "resumed request finishes: %d", a.n);
     qwen_request_release(a.req);
     qwen_request_release(b.req);
+    qwen_request_release(c.req);
     qwen_engine_free(e);
 }
 
