@@ -22,6 +22,13 @@ suite unit $unit
 
 suite cli "$here/tokenizer/cli_test.sh"
 
+# arm64 kernels under qemu, one suite per emulated CPU model
+if [ -n "${QWEN_ARM64_RUNS:-}" ]; then
+    for dir in "$QWEN_ARM64_RUNS"/*; do
+        [ -d "$dir" ] && suite "arm64-$(basename "$dir")" "$dir"/*
+    done
+fi
+
 if [ -n "$(ls t/*.t 2>/dev/null)" ]; then
     out=$(prove -r t/ 2>&1); rc=$?
     printf '%s\n' "$out"

@@ -18,6 +18,7 @@ const qwen_kernels *qwen_kernels_avx512(void);
 #elif defined(__aarch64__)
 const qwen_kernels *qwen_kernels_neon(void);
 const qwen_kernels *qwen_kernels_neon_dotprod(void);
+const qwen_kernels *qwen_kernels_neon_bf16(void);
 #endif
 
 #if defined(__x86_64__)
@@ -49,6 +50,9 @@ x86_has_avx512_bf16(void)
 #ifndef HWCAP_ASIMDDP
 #define HWCAP_ASIMDDP (1UL << 20)
 #endif
+#ifndef HWCAP2_BF16
+#define HWCAP2_BF16   (1UL << 14)
+#endif
 
 static int
 arm_has_neon(void)
@@ -62,13 +66,23 @@ arm_has_dotprod(void)
 {
     return arm_has_neon() && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
 }
+
+/* BFMMLA for the prefill GEMM: Neoverse V1/V2 (Graviton3/4) */
+static int
+arm_has_bf16(void)
+{
+    return arm_has_dotprod() && (getauxval(AT_HWCAP2) & HWCAP2_BF16) != 0;
+}
 #endif
 
 size_t
 qwen_gemm_scratch_bytes(int64_t K)
 {
-    /* panel + staging rows (BF16) + one F32 row */
-    return (size_t) QWEN_GEMM_PANEL_ROWS * K * 2 * 2 + (size_t) K * 4 + 64;
+    /* panel + staging rows (BF16) + one F32 row, a multiple of 64 as
+     * aligned_alloc wants */
+    size_t n = (size_t) QWEN_GEMM_PANEL_ROWS * K * 2 * 2 + (size_t) K * 4;
+
+    return (n + 63) / 64 * 64;
 }
 
 const qwen_kernels *
@@ -91,6 +105,9 @@ qwen_kernels_by_name(const char *name)
     if (strcmp(name, "neon_dotprod") == 0 && arm_has_dotprod()) {
         return qwen_kernels_neon_dotprod();
     }
+    if (strcmp(name, "neon_bf16") == 0 && arm_has_bf16()) {
+        return qwen_kernels_neon_bf16();
+    }
 #endif
     return NULL;
 }
@@ -106,6 +123,8 @@ qwen_kernels_best(void)
         return qwen_kernels_avx2();
     }
 #elif defined(__aarch64__)
+    /* "neon_bf16" (BFMMLA prefill GEMM) is chosen by name only until it
+     * has been measured against the dotprod vec_dot4 path on Graviton3 */
     if (arm_has_dotprod()) {
         return qwen_kernels_neon_dotprod();
     }
