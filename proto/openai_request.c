@@ -334,16 +334,17 @@ parse_thinking(qp_request *req, const json_t *root, const qp_config *cfg, int *o
     return 0;
 }
 
-static int
-parse_chat_prompt(qp_request *req, const json_t *root, const qp_config *cfg,
-                  const qwen_tokenizer *tok, qp_error *err)
+int
+qp_openai_render_chat(qp_request *req, const json_t *root, const qp_config *cfg,
+                      int add_generation_prompt, char **text, size_t *text_len,
+                      qp_error *err)
 {
     chat_parts cp = { 0 };
     char       msg[QWEN_ERR_LEN];
-    char      *text = NULL;
-    size_t     text_len = 0;
     int        thinking, rc = -1;
 
+    *text = NULL;
+    *text_len = 0;
     if (parse_messages(req, json_object_get(root, "messages"), &cp, err) != 0
         || parse_tools(req, root, &cp, err) != 0
         || parse_thinking(req, root, cfg, &thinking, err) != 0)
@@ -351,20 +352,33 @@ parse_chat_prompt(qp_request *req, const json_t *root, const qp_config *cfg,
         goto done;
     }
     if (qwen_chat_render(cp.msgs, json_array_size(json_object_get(root, "messages")),
-                         cp.tools_json, 1, thinking, &text, &text_len,
+                         cp.tools_json, add_generation_prompt, thinking, text, text_len,
                          msg, sizeof(msg)) != 0)
     {
         qp_fail(err, req->api, 400, NULL, "messages", NULL, "messages: %s", msg);
         goto done;
     }
-    if (qp_tokenize(tok, text, text_len, &req->prompt, req->api, err) != 0) {
-        goto done;
-    }
     req->thinking = thinking;
     rc = 0;
 done:
-    free(text);
     chat_parts_free(&cp);
+    return rc;
+}
+
+static int
+parse_chat_prompt(qp_request *req, const json_t *root, const qp_config *cfg,
+                  const qwen_tokenizer *tok, qp_error *err)
+{
+    char   *text = NULL;
+    size_t  text_len = 0;
+    int     rc;
+
+    if (qp_openai_render_chat(req, root, cfg, 1, &text, &text_len, err) != 0) {
+        free(text);
+        return -1;
+    }
+    rc = qp_tokenize(tok, text, text_len, &req->prompt, req->api, err);
+    free(text);
     return rc;
 }
 

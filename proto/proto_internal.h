@@ -2,9 +2,9 @@
  * proto_internal.h - private to proto/: the request and response structs,
  * the per-API formatter table, and the helpers shared by the API files
  * (typed JSON getters that fill a qp_error, stop strings, the context
- * check). Each API (openai_request.c + openai_response.c, later ollama.c)
- * supplies a parser and a qp_format; response.c drives the text pipeline
- * and calls the formatter.
+ * check). Each API (openai_request.c + openai_response.c, ollama.c +
+ * ollama_response.c) supplies a parser and a qp_format; response.c drives
+ * the text pipeline and calls the formatter.
  */
 #ifndef QP_PROTO_INTERNAL_H
 #define QP_PROTO_INTERNAL_H
@@ -32,6 +32,8 @@ struct qp_request {
     int                  top_logprobs;  /* alternatives reported per token */
     int                  thinking;      /* chat: split <think> blocks out */
     int                  tools;         /* chat: parse <tool_call> blocks */
+    char                *model;         /* Ollama: the name to echo (NULL: served name) */
+    int                  want_context;  /* Ollama generate: report "context" ids */
 };
 
 /* One generated token's logprobs, kept until framed. */
@@ -83,6 +85,10 @@ struct qp_response {
     size_t                n_calls, cap_calls;
     size_t                n_calls_sent; /* stream: index of the next call */
     qp_buf                scratch;
+
+    int                   want_context; /* Ollama generate: prompt + answer ids */
+    int32_t              *ctx_ids;
+    size_t                n_ctx_ids, cap_ctx_ids;
 };
 
 /* How one API frames a response. Stream callbacks see the logprobs not yet
@@ -100,6 +106,8 @@ struct qp_format {
 
 extern const qp_format qp_openai_chat_format;
 extern const qp_format qp_openai_completions_format;
+extern const qp_format qp_ollama_chat_format;
+extern const qp_format qp_ollama_generate_format;
 
 /* ------------------------------------------------------------- errors */
 
@@ -151,5 +159,26 @@ int qp_openai_parse(qp_request *req, const json_t *root, const qp_config *cfg,
                     const qwen_tokenizer *tok, qp_error *err);
 int qp_ollama_parse(qp_request *req, const json_t *root, const qp_config *cfg,
                     const qwen_tokenizer *tok, qp_error *err);
+
+/* The chat prompt text of an OpenAI-style body (messages, tools,
+ * enable_thinking switches): sets req->tools and req->thinking; *text is
+ * malloc'ed. Used by /v1/chat/completions and /tokenize. */
+int qp_openai_render_chat(qp_request *req, const json_t *root, const qp_config *cfg,
+                          int add_generation_prompt, char **text, size_t *text_len,
+                          qp_error *err);
+
+/* Parse a body that must be a JSON object (400 in api's format if not). */
+json_t *qp_load_object(const char *body, size_t len, qp_api api, qp_error *err);
+
+/* ------------------------------------------------------------- Ollama */
+
+/* Go's time.RFC3339Nano in UTC ("2006-01-02T15:04:05.999999999Z", trailing
+ * zeros of the fraction dropped), the form Ollama's created_at has. */
+#define QP_RFC3339_LEN 40
+void qp_rfc3339(const struct timespec *ts, char buf[QP_RFC3339_LEN]);
+void qp_rfc3339_now(char buf[QP_RFC3339_LEN]);
+
+/* SHA-256 (FIPS 180-4) of n bytes: the stable model digest. */
+void qp_sha256(const void *data, size_t n, uint8_t out[32]);
 
 #endif

@@ -124,4 +124,146 @@ int qp_openai_models(const qp_config *cfg, time_t created, qp_buf *out);
 int qp_openai_model(const qp_config *cfg, const char *id, size_t id_len, time_t created,
                     qp_buf *out, qp_error *err);
 
+/* ============================================================== Ollama
+ * POST /api/chat and /api/generate go through qp_parse / qp_response_* with
+ * QP_OLLAMA_CHAT / QP_OLLAMA_GENERATE (NDJSON streams by default, one JSON
+ * body with "stream":false). A body with no messages (chat) or an empty
+ * prompt (generate) is Ollama's "load the model" request: qp_parse then
+ * returns -1 with err->status 200 and err->body holding the whole answer
+ * ({"done":true,"done_reason":"load"} or "unload" with keep_alive 0), so
+ * the usual "send err->status with err->body" path answers it. */
+
+#define QP_OLLAMA_VERSION     "0.9.0"   /* what GET /api/version reports */
+#define QP_OLLAMA_ROOT_TEXT   "Ollama is running"   /* GET / and HEAD /, text/plain */
+
+/* What the Ollama listing endpoints say about the served model. Plain
+ * data: filled once at startup by qp_model_info_from_model, read by the
+ * body builders below. */
+typedef struct {
+    char        format[16];         /* "gguf" or "safetensors" */
+    char        quantization[16];   /* Ollama's quantization_level: "Q4_K_M", "Q8_0", "BF16"... */
+    char        weights[64];        /* qwen_model_describe(): "Q4_K + Q6_K + F32" */
+    char        digest[65];         /* hex SHA-256 of path, size and mtime: stable per file */
+    char        path[512];          /* the model file or directory (may be cut) */
+    uint64_t    n_params;           /* computed from config */
+    uint64_t    size_bytes;         /* model file(s) on disk */
+    uint64_t    kv_cache_bytes;     /* optional (0): added to the size /api/ps reports */
+    time_t      modified;           /* file mtime (unix seconds) */
+    qwen_config config;
+} qp_model_info;
+
+/* Fill info from a loaded model and the path it was loaded from (a .gguf
+ * file or a Hugging Face directory; stat'ed for size and mtime). Returns 0,
+ * or -1 when path cannot be stat'ed (info is still filled, size from the
+ * weights, mtime 0). */
+int qp_model_info_from_model(const qwen_model *model, const char *path,
+                             qp_model_info *info);
+
+/* The name the model is listed under: cfg->model_name, with ":latest"
+ * added when it has no tag; the default "qwen3" is listed as "qwen3:0.6b".
+ * Every listed name is accepted in requests. */
+int qp_ollama_model_name(const qp_config *cfg, qp_buf *out);
+
+/* GET /api/tags, GET /api/ps: the bodies. */
+int qp_ollama_tags(const qp_config *cfg, const qp_model_info *info, qp_buf *out);
+int qp_ollama_ps(const qp_config *cfg, const qp_model_info *info, qp_buf *out);
+/* POST /api/show: {"model":..} ("name" also read); an unknown model is 404
+ * and bad JSON 400, both in err in Ollama's format. */
+int qp_ollama_show(const qp_config *cfg, const qp_model_info *info, const char *body,
+                   size_t len, qp_buf *out, qp_error *err);
+/* GET /api/version: {"version":QP_OLLAMA_VERSION} */
+int qp_ollama_version(qp_buf *out);
+/* pull, push, create, copy, delete (and blobs): 501 with a clear message. */
+void qp_ollama_unsupported(qp_error *err);
+
+/* =========================================================== SageMaker
+ * POST /invocations: the API a body is served with. "messages" present:
+ * QP_OPENAI_CHAT; else "prompt" present: QP_OPENAI_COMPLETIONS (OpenAI
+ * framing, SSE with "stream":true, as the seed stack answered). Neither,
+ * or a body that is not a JSON object: QP_API_COUNT with a 400 in err (in
+ * OpenAI's error format). */
+qp_api qp_sagemaker_api(const char *body, size_t len, qp_error *err);
+
+/* ================================================== tokenize/detokenize
+ * vLLM-compatible. POST /tokenize: {"model"?, "prompt": "text"} or
+ * {"model"?, "messages": [..], "add_generation_prompt"?: true, "tools"?,
+ * "chat_template_kwargs"?: {"enable_thinking":..}}, "return_token_strs"?
+ * -> {"tokens":[ids],"count":N,"max_model_len":cfg->n_ctx[,"token_strs":[..]]}.
+ * POST /detokenize: {"model"?, "tokens":[ids]} -> {"prompt":"text"}.
+ * Errors (OpenAI format in err): 400 bad JSON / types / ids outside the
+ * vocabulary, 404 unknown model. Return 0 or -1. */
+int qp_tokenize_body(const char *body, size_t len, const qp_config *cfg,
+                     const qwen_tokenizer *tok, qp_buf *out, qp_error *err);
+int qp_detokenize_body(const char *body, size_t len, const qp_config *cfg,
+                       const qwen_tokenizer *tok, qp_buf *out, qp_error *err);
+
+/* ============================================================== health
+ * GET /health. stats NULL: the model is still loading (503 "loading").
+ * Saturated (every slot busy and the queue full, so a new request would be
+ * refused): "saturated", with 503 when saturated_503 else 200. Otherwise
+ * 200 {"status":"ok"}. The body also carries running/waiting/slots.
+ * Returns the HTTP status, or -1 out of memory. */
+int qp_health_body(const qwen_engine_stats *stats, int saturated_503, qp_buf *out);
+
+/* ============================================================= metrics
+ * Prometheus text exposition (version 0.0.4) of one qp_metrics. The struct
+ * is plain old data of fixed size without pointers: it may live in shared
+ * memory, one per worker, and be summed with qp_metrics_add. */
+
+#define QP_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+#define QP_HIST_MAX_BUCKETS 20              /* finite bounds; +Inf is extra */
+
+typedef enum {
+    QP_HIST_TTFT = 0,       /* qwen_time_to_first_token_seconds */
+    QP_HIST_ITL,            /* qwen_inter_token_latency_seconds (per token gap) */
+    QP_HIST_E2E,            /* qwen_e2e_request_latency_seconds */
+    QP_HIST_QUEUE,          /* qwen_request_queue_time_seconds */
+    QP_HIST_COUNT
+} qp_hist_id;
+
+typedef enum {
+    QP_REASON_STOP = 0,     /* end of answer, stop string, tool calls */
+    QP_REASON_LENGTH,
+    QP_REASON_CANCELLED,
+    QP_REASON_ERROR,
+    QP_REASON_COUNT
+} qp_reason;
+
+/* Fixed buckets per qp_hist_id; counts per bucket (not cumulative), the
+ * last one for values above every bound (+Inf). */
+typedef struct {
+    uint64_t bucket[QP_HIST_MAX_BUCKETS + 1];
+    uint64_t count;
+    double   sum;
+} qp_histogram;
+
+typedef struct {
+    /* gauges (set from qwen_engine_stats; summed across workers) */
+    uint64_t     requests_running;
+    uint64_t     requests_waiting;
+    uint64_t     kv_tokens_used;
+    uint64_t     kv_tokens_total;
+    /* counters */
+    uint64_t     prompt_tokens_total;
+    uint64_t     generation_tokens_total;
+    uint64_t     finished[QP_REASON_COUNT];
+    qp_histogram hist[QP_HIST_COUNT];
+} qp_metrics;
+
+void qp_metrics_init(qp_metrics *m);                              /* all zero */
+void qp_metrics_add(qp_metrics *dst, const qp_metrics *src);      /* dst += src */
+void qp_metrics_observe(qp_metrics *m, qp_hist_id h, double seconds);
+/* The same value n times (e.g. a request's mean inter-token gap). */
+void qp_metrics_observe_n(qp_metrics *m, qp_hist_id h, double seconds, uint64_t n);
+/* Gauges from an engine's stats (running, waiting, KV cache use). */
+void qp_metrics_set_engine(qp_metrics *m, const qwen_engine_stats *s);
+/* A finished request: token totals, queue time, TTFT, end-to-end latency,
+ * its mean inter-token gap observed n_generated - 1 times, and the finish
+ * reason (qp_response_finish_reason's strings; NULL or unknown: error). */
+void qp_metrics_request_done(qp_metrics *m, const qwen_request_timing *t,
+                             const char *finish_reason);
+qp_reason qp_reason_from_name(const char *finish_reason);
+/* Append the exposition text. Returns 0 or -1 (out of memory). */
+int  qp_metrics_text(const qp_metrics *m, qp_buf *out);
+
 #endif /* QWEN_PROTO_H */

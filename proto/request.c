@@ -249,6 +249,7 @@ qp_request_free(qp_request *req)
     for (i = 0; i < req->n_stop; i++) {
         free(req->stop[i]);
     }
+    free(req->model);
     free(req);
 }
 
@@ -408,12 +409,41 @@ qp_default_seed(const qp_config *cfg)
 
 /* ------------------------------------------------------------- parsing */
 
+json_t *
+qp_load_object(const char *body, size_t len, qp_api api, qp_error *err)
+{
+    json_t       *root;
+    json_error_t  jerr;
+
+    if (body == NULL || len == 0) {
+        qp_fail(err, api, 400, NULL, NULL, NULL, "the request body is empty");
+        return NULL;
+    }
+    root = json_loadb(body, len, 0, &jerr);
+    if (root == NULL) {
+        if (json_error_code(&jerr) == json_error_invalid_utf8) {
+            qp_fail(err, api, 400, NULL, NULL, NULL,
+                    "the request body is not valid UTF-8 (near byte %d)", jerr.position);
+        } else {
+            qp_fail(err, api, 400, NULL, NULL, NULL,
+                    "the request body is not valid JSON: %s (line %d, column %d)",
+                    jerr.text, jerr.line, jerr.column);
+        }
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        qp_fail(err, api, 400, NULL, NULL, NULL, "the request body must be a JSON object");
+        return NULL;
+    }
+    return root;
+}
+
 int
 qp_parse(qp_api api, const char *body, size_t len, const qp_config *cfg,
          const qwen_tokenizer *tok, qp_request **out, qp_error *err)
 {
     json_t       *root;
-    json_error_t  jerr;
     qp_request   *req;
     int           rc;
 
@@ -424,24 +454,9 @@ qp_parse(qp_api api, const char *body, size_t len, const qp_config *cfg,
     if (tok == NULL) {
         return qp_fail(err, api, 500, NULL, NULL, NULL, "the model has no tokenizer");
     }
-    if (body == NULL || len == 0) {
-        return qp_fail(err, api, 400, NULL, NULL, NULL, "the request body is empty");
-    }
-    root = json_loadb(body, len, 0, &jerr);
+    root = qp_load_object(body, len, api, err);
     if (root == NULL) {
-        if (json_error_code(&jerr) == json_error_invalid_utf8) {
-            return qp_fail(err, api, 400, NULL, NULL, NULL,
-                           "the request body is not valid UTF-8 (near byte %d)",
-                           jerr.position);
-        }
-        return qp_fail(err, api, 400, NULL, NULL, NULL,
-                       "the request body is not valid JSON: %s (line %d, column %d)",
-                       jerr.text, jerr.line, jerr.column);
-    }
-    if (!json_is_object(root)) {
-        json_decref(root);
-        return qp_fail(err, api, 400, NULL, NULL, NULL,
-                       "the request body must be a JSON object");
+        return -1;
     }
     req = qp_request_alloc(api);
     if (req == NULL) {

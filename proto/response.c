@@ -16,7 +16,9 @@ format_for(qp_api api)
     switch (api) {
     case QP_OPENAI_CHAT:        return &qp_openai_chat_format;
     case QP_OPENAI_COMPLETIONS: return &qp_openai_completions_format;
-    default:                    return NULL;    /* Ollama: not yet */
+    case QP_OLLAMA_CHAT:        return &qp_ollama_chat_format;
+    case QP_OLLAMA_GENERATE:    return &qp_ollama_generate_format;
+    default:                    return NULL;
     }
 }
 
@@ -111,6 +113,26 @@ push_logprob(qp_response *r, const qwen_token_event *ev, size_t text_offset)
     return 0;
 }
 
+/* Ollama's /api/generate "context": the prompt's ids, then each answer id. */
+static int
+push_context(qp_response *r, int32_t id)
+{
+    int32_t *ids;
+    size_t   cap;
+
+    if (r->n_ctx_ids == r->cap_ctx_ids) {
+        cap = r->cap_ctx_ids ? r->cap_ctx_ids * 2 : 256;
+        ids = realloc(r->ctx_ids, cap * sizeof(*ids));
+        if (ids == NULL) {
+            return -1;
+        }
+        r->ctx_ids = ids;
+        r->cap_ctx_ids = cap;
+    }
+    r->ctx_ids[r->n_ctx_ids++] = id;
+    return 0;
+}
+
 /* ------------------------------------------------------------- the API */
 
 qp_response *
@@ -140,7 +162,7 @@ qp_response_new(const qp_request *req, const qwen_tokenizer *tok,
     r->tok = tok;
     r->created = created;
     r->id = strdup(id ? id : "");
-    r->model = strdup(cfg->model_name ? cfg->model_name : "qwen3");
+    r->model = strdup(req->model ? req->model : cfg->model_name ? cfg->model_name : "qwen3");
     if (r->id == NULL || r->model == NULL) {
         qp_response_free(r);
         return NULL;
@@ -155,9 +177,17 @@ qp_response_new(const qp_request *req, const qwen_tokenizer *tok,
         memcpy(r->stop[i], req->stop[i], req->stop_len[i] + 1);
         r->stop_len[i] = req->stop_len[i];
     }
+    r->want_context = req->want_context;
+    for (i = 0; r->want_context && i < req->prompt.n; i++) {
+        if (push_context(r, req->prompt.ids[i]) != 0) {
+            qp_response_free(r);
+            return NULL;
+        }
+    }
+    /* only the chat parsers (and Ollama's generate) set these */
     memset(&opt, 0, sizeof(opt));
-    opt.thinking = req->api == QP_OPENAI_CHAT && req->thinking;
-    opt.tools = req->api == QP_OPENAI_CHAT && req->tools;
+    opt.thinking = req->api != QP_OPENAI_COMPLETIONS && req->thinking;
+    opt.tools = req->api != QP_OPENAI_COMPLETIONS && req->tools;
     opt.ignore_eos = req->params.ignore_eos;
     opt.stop = (const char *const *) r->stop;
     opt.stop_len = r->stop_len;
@@ -189,6 +219,7 @@ qp_response_free(qp_response *r)
     }
     free(r->calls);
     free(r->lp);
+    free(r->ctx_ids);
     qp_buf_free(&r->delta);
     qp_buf_free(&r->content);
     qp_buf_free(&r->reasoning);
@@ -241,6 +272,9 @@ qp_response_tokens(qp_response *r, const qwen_token_event *ev, size_t n, qp_buf 
         /* after the token's text: a frame closed while it was processed
          * belongs to earlier tokens. EOG ids carry no text, no logprobs. */
         if (r->logprobs && !r->text.eog && push_logprob(r, &ev[i], offset) != 0) {
+            goto fail;
+        }
+        if (r->want_context && !r->text.eog && push_context(r, ev[i].token) != 0) {
             goto fail;
         }
     }

@@ -573,10 +573,10 @@ test_parse_errors(void)
     EXPECT_ERR(CMPL, "{\"prompt\":[1,-3]}", 400, "prompt", NULL, "vocabulary");
     EXPECT_ERR(CMPL, "{\"prompt\":[1,99999999]}", 400, "prompt", NULL, "vocabulary");
     EXPECT_ERR(CMPL, "{\"prompt\":[true]}", 400, "prompt", NULL, NULL);
-    /* Ollama: not yet */
-    EXPECT_ERR(QP_OLLAMA_CHAT, "{\"model\":\"qwen3\",\"messages\":[]}", 501, NULL, NULL, NULL);
-    EXPECT_ERR(QP_OLLAMA_GENERATE, "{\"model\":\"qwen3\",\"prompt\":\"hi\"}", 501, NULL, NULL,
-               NULL);
+    /* Ollama errors are {"error":".."} (the API itself: test_ollama.c) */
+    EXPECT_ERR(QP_OLLAMA_CHAT, "{\"model\":\"llama3\",\"messages\":[]}", 404, NULL, NULL, NULL);
+    EXPECT_ERR(QP_OLLAMA_GENERATE, "{\"model\":\"qwen3\",\"prompt\":\"hi\",\"format\":\"json\"}",
+               400, NULL, NULL, NULL);
 }
 
 static void

@@ -1,0 +1,305 @@
+/*
+ * ollama_response.c - Ollama framing of answers: NDJSON lines for
+ * /api/chat ("message") and /api/generate ("response"), thinking in its own
+ * field, tool calls with object arguments, the final line with done_reason
+ * and nanosecond durations (and "context" for generate), whole bodies for
+ * "stream":false, and {"error":..} lines. The text comes from stream_text.c
+ * through response.c like every API's.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "json_out.h"
+#include "proto_internal.h"
+
+/* ----------------------------------------------------------- timestamps */
+
+void
+qp_rfc3339(const struct timespec *ts, char buf[QP_RFC3339_LEN])
+{
+    struct tm tm;
+    time_t    sec = ts->tv_sec;
+    long      ns = ts->tv_nsec;
+    int       digits = 9, pos;
+
+    if (gmtime_r(&sec, &tm) == NULL) {
+        memset(&tm, 0, sizeof(tm));
+        tm.tm_year = 70;
+        tm.tm_mday = 1;
+    }
+    pos = snprintf(buf, QP_RFC3339_LEN, "%04d-%02d-%02dT%02d:%02d:%02d",
+                   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                   tm.tm_hour, tm.tm_min, tm.tm_sec);
+    if (pos < 0 || pos >= QP_RFC3339_LEN - 12) {
+        snprintf(buf, QP_RFC3339_LEN, "1970-01-01T00:00:00Z");
+        return;
+    }
+    /* Go's RFC3339Nano: the fraction without trailing zeros, none at all
+     * for whole seconds */
+    if (ns > 0 && ns < 1000000000L) {
+        while (ns % 10 == 0) {
+            ns /= 10;
+            digits--;
+        }
+        pos += snprintf(buf + pos, QP_RFC3339_LEN - pos, ".%0*ld", digits, ns);
+    }
+    snprintf(buf + pos, QP_RFC3339_LEN - pos, "Z");
+}
+
+void
+qp_rfc3339_now(char buf[QP_RFC3339_LEN])
+{
+    struct timespec ts;
+
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0) {
+        ts.tv_sec = time(NULL);
+        ts.tv_nsec = 0;
+    }
+    qp_rfc3339(&ts, buf);
+}
+
+/* ------------------------------------------------------------ pieces */
+
+/* {"model":M,"created_at":T, */
+static int
+line_head(qp_response *r, qp_buf *out)
+{
+    char now[QP_RFC3339_LEN];
+
+    qp_rfc3339_now(now);
+    return qp_json_raw(out, "{\"model\":") != 0 || qp_json_cstr(out, r->model) != 0
+           || qp_buf_printf(out, ",\"created_at\":\"%s\",", now) != 0 ? -1 : 0;
+}
+
+/* Ollama's done_reason: "stop" or "length"; a tool-call answer stopped. */
+static const char *
+done_reason(const qp_response *r)
+{
+    const char *f = r->finish_reason ? r->finish_reason : "stop";
+
+    return strcmp(f, "tool_calls") == 0 ? "stop" : f;
+}
+
+/*
+ * The durations in nanoseconds from the engine's timing. Ollama's
+ * load_duration includes waiting for the model's runner, so the queue time
+ * goes there (the model itself is resident); prompt evaluation runs from
+ * admission to the first token, evaluation from there to the end. The
+ * three add up to total_duration exactly.
+ */
+static int
+final_fields(qp_response *r, const qwen_request_timing *t, qp_buf *out)
+{
+    long long total = 0, load = 0, first = 0;
+
+    if (t != NULL) {
+        total = t->total_ms > 0 ? (long long) (t->total_ms * 1e6 + 0.5) : 0;
+        load = t->queued_ms > 0 ? (long long) (t->queued_ms * 1e6 + 0.5) : 0;
+        first = t->first_token_ms >= 0 ? (long long) (t->first_token_ms * 1e6 + 0.5) : total;
+    }
+    load = load < total ? load : total;
+    first = first < load ? load : first > total ? total : first;
+    return qp_buf_printf(out, ",\"total_duration\":%lld,\"load_duration\":%lld,"
+                         "\"prompt_eval_count\":%zu,\"prompt_eval_duration\":%lld,"
+                         "\"eval_count\":%zu,\"eval_duration\":%lld}",
+                         total, load, r->n_prompt, first - load, r->n_tokens,
+                         total - first);
+}
+
+static int
+context_json(qp_response *r, qp_buf *out)
+{
+    size_t i;
+
+    if (!r->want_context) {
+        return 0;
+    }
+    if (qp_json_raw(out, ",\"context\":[") != 0) {
+        return -1;
+    }
+    for (i = 0; i < r->n_ctx_ids; i++) {
+        if (qp_buf_printf(out, i ? ",%d" : "%d", (int) r->ctx_ids[i]) != 0) {
+            return -1;
+        }
+    }
+    return qp_json_raw(out, "]");
+}
+
+/* {"function":{"index":i,"name":..,"arguments":{..}}}. The pipeline gives
+ * arguments as JSON text; anything but an object (a model writing broken
+ * JSON) is passed on as a string rather than lost. */
+static int
+tool_call_json(const qp_tool_call *tc, size_t index, qp_buf *out)
+{
+    json_t       *args;
+    json_error_t  jerr;
+    const char   *a = tc->arguments ? tc->arguments : "{}";
+    int           object;
+
+    args = json_loads(a, 0, &jerr);
+    object = json_is_object(args);
+    json_decref(args);
+    return qp_buf_printf(out, "{\"function\":{\"index\":%zu,\"name\":", index) != 0
+           || qp_json_cstr(out, tc->name) != 0
+           || qp_json_raw(out, ",\"arguments\":") != 0
+           || (object ? qp_json_raw(out, a) : qp_json_cstr(out, a)) != 0
+           || qp_json_raw(out, "}}") != 0 ? -1 : 0;
+}
+
+/* ------------------------------------------------------------- streams */
+
+static int
+ollama_begin(qp_response *r, qp_buf *out)
+{
+    (void) r;
+    (void) out;
+    return 0;                   /* no role line: every line names the role */
+}
+
+static int
+chat_delta(qp_response *r, qp_channel ch, const char *s, size_t n, qp_buf *out)
+{
+    int thinking = ch == QP_CH_REASONING;
+
+    return line_head(r, out) != 0
+           || qp_json_raw(out, "\"message\":{\"role\":\"assistant\",\"content\":") != 0
+           || (thinking ? qp_json_raw(out, "\"\",\"thinking\":") : 0) != 0
+           || qp_json_str(out, s, n) != 0
+           || qp_json_raw(out, "},\"done\":false}\n") != 0 ? -1 : 0;
+}
+
+static int
+generate_delta(qp_response *r, qp_channel ch, const char *s, size_t n, qp_buf *out)
+{
+    int thinking = ch == QP_CH_REASONING;
+
+    return line_head(r, out) != 0
+           || qp_json_raw(out, thinking ? "\"response\":\"\",\"thinking\":" : "\"response\":") != 0
+           || qp_json_str(out, s, n) != 0
+           || qp_json_raw(out, ",\"done\":false}\n") != 0 ? -1 : 0;
+}
+
+static int
+chat_tool_call(qp_response *r, const qp_tool_call *tc, size_t index, qp_buf *out)
+{
+    return line_head(r, out) != 0
+           || qp_json_raw(out, "\"message\":{\"role\":\"assistant\",\"content\":\"\","
+                          "\"tool_calls\":[") != 0
+           || tool_call_json(tc, index, out) != 0
+           || qp_json_raw(out, "]},\"done\":false}\n") != 0 ? -1 : 0;
+}
+
+static int
+generate_tool_call(qp_response *r, const qp_tool_call *tc, size_t index, qp_buf *out)
+{
+    (void) r; (void) tc; (void) index; (void) out;
+    return 0;                   /* /api/generate takes no tools */
+}
+
+static int
+chat_end(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
+{
+    return line_head(r, out) != 0
+           || qp_json_raw(out, "\"message\":{\"role\":\"assistant\",\"content\":\"\"},"
+                          "\"done_reason\":") != 0
+           || qp_json_cstr(out, done_reason(r)) != 0
+           || qp_json_raw(out, ",\"done\":true") != 0
+           || final_fields(r, timing, out) != 0
+           || qp_json_raw(out, "\n") != 0 ? -1 : 0;
+}
+
+static int
+generate_end(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
+{
+    return line_head(r, out) != 0
+           || qp_json_raw(out, "\"response\":\"\",\"done\":true,\"done_reason\":") != 0
+           || qp_json_cstr(out, done_reason(r)) != 0
+           || context_json(r, out) != 0
+           || final_fields(r, timing, out) != 0
+           || qp_json_raw(out, "\n") != 0 ? -1 : 0;
+}
+
+/* -------------------------------------------------------------- bodies */
+
+static int
+chat_body(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
+{
+    size_t i;
+
+    if (line_head(r, out) != 0
+        || qp_json_raw(out, "\"message\":{\"role\":\"assistant\",\"content\":") != 0
+        || qp_json_str(out, r->content.data ? r->content.data : "", r->content.len) != 0)
+    {
+        return -1;
+    }
+    if (r->reasoning.len > 0
+        && (qp_json_raw(out, ",\"thinking\":") != 0
+            || qp_json_str(out, r->reasoning.data, r->reasoning.len) != 0))
+    {
+        return -1;
+    }
+    if (r->n_calls > 0) {
+        if (qp_json_raw(out, ",\"tool_calls\":[") != 0) {
+            return -1;
+        }
+        for (i = 0; i < r->n_calls; i++) {
+            if ((i > 0 && qp_json_raw(out, ",") != 0)
+                || tool_call_json(&r->calls[i], i, out) != 0)
+            {
+                return -1;
+            }
+        }
+        if (qp_json_raw(out, "]") != 0) {
+            return -1;
+        }
+    }
+    return qp_json_raw(out, "},\"done_reason\":") != 0
+           || qp_json_cstr(out, done_reason(r)) != 0
+           || qp_json_raw(out, ",\"done\":true") != 0
+           || final_fields(r, timing, out) != 0 ? -1 : 0;
+}
+
+static int
+generate_body(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
+{
+    if (line_head(r, out) != 0
+        || qp_json_raw(out, "\"response\":") != 0
+        || qp_json_str(out, r->content.data ? r->content.data : "", r->content.len) != 0)
+    {
+        return -1;
+    }
+    if (r->reasoning.len > 0
+        && (qp_json_raw(out, ",\"thinking\":") != 0
+            || qp_json_str(out, r->reasoning.data, r->reasoning.len) != 0))
+    {
+        return -1;
+    }
+    return qp_json_raw(out, ",\"done\":true,\"done_reason\":") != 0
+           || qp_json_cstr(out, done_reason(r)) != 0
+           || context_json(r, out) != 0
+           || final_fields(r, timing, out) != 0 ? -1 : 0;
+}
+
+/* After the header: one {"error":..} line, then the stream ends. */
+static int
+ollama_error(qp_response *r, int status, const char *type, const char *message,
+             qp_buf *out)
+{
+    (void) status;
+    (void) type;
+    return qp_ollama_error_json(out, message, 0) != 0
+           || (r->stream && qp_json_raw(out, "\n") != 0) ? -1 : 0;
+}
+
+const qp_format qp_ollama_chat_format = {
+    "application/x-ndjson",
+    ollama_begin, chat_delta, chat_tool_call, chat_end, chat_body, ollama_error
+};
+
+const qp_format qp_ollama_generate_format = {
+    "application/x-ndjson",
+    ollama_begin, generate_delta, generate_tool_call, generate_end, generate_body,
+    ollama_error
+};
