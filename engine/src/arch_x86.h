@@ -9,6 +9,7 @@
 
 #include "kernels.h"
 
+const qwen_kernels *qwen_kernels_avx2(void);
 float qwen_avx2_dot_f32(int64_t n, const void *w, const void *act);
 float qwen_avx2_dot_f16(int64_t n, const void *w, const void *act);
 float qwen_avx2_dot_bf16(int64_t n, const void *w, const void *act);
@@ -24,6 +25,8 @@ void  qwen_avx2_quantize_act(int act_type, const float *x, void *y, int64_t n);
 float qwen_avx2_dot_f32_f16(int64_t n, const float *x, const qwen_f16 *y);
 void  qwen_avx2_axpy_f16(int64_t n, float a, const qwen_f16 *x, float *y);
 void  qwen_avx2_f32_to_f16(const float *x, qwen_f16 *y, int64_t n);
+void  qwen_avx2_attention(int hd, int n_q, const float *q, const qwen_f16 *k, const qwen_f16 *v,
+                          size_t stride, int n_pos, float scale, float *scratch, float *out);
 
 /* The 8 scales and 8 mins of a Q4_K block as 16 bytes [sc0..sc7, m0..m7]:
  * the 6-bit fields regrouped with 32-bit masks instead of byte loops. */
@@ -86,6 +89,7 @@ qwen_q6k_unpack_half(const uint8_t *ql, const uint8_t *qh, __m256i q[4])
     .quantize_act = qwen_avx2_quantize_act,                                \
     .dot_f32_f16 = qwen_avx2_dot_f32_f16,                                  \
     .axpy_f16 = qwen_avx2_axpy_f16,                                        \
-    .f32_to_f16 = qwen_avx2_f32_to_f16
+    .f32_to_f16 = qwen_avx2_f32_to_f16,                                    \
+    .attention = qwen_avx2_attention
 
 #endif

@@ -8,6 +8,7 @@
 #include "arch_x86.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 /* F16C: one instruction instead of a call into the portable converter */
@@ -390,6 +391,129 @@ axpy_f16(int64_t n, float a, const qwen_f16 *x, float *y)
     }
 }
 
+/* scores[h][t] = scale * q[h] . K[t] for NQ heads: each K row converted
+ * once, the NQ accumulators in registers. */
+static inline __attribute__((always_inline)) void
+attention_k(int hd, const int NQ, const float *q, const qwen_f16 *k, size_t stride, int n_pos,
+            float scale, float *scores)
+{
+    int t, i, h;
+
+    for (t = 0; t < n_pos; t++) {
+        const qwen_f16 *kt = k + (size_t) t * stride;
+        __m256          acc[4];
+
+#pragma GCC unroll 4
+        for (h = 0; h < NQ; h++) {
+            acc[h] = _mm256_setzero_ps();
+        }
+        for (i = 0; i < hd; i += 8) {
+            __m256 kv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (kt + i)));
+#pragma GCC unroll 4
+            for (h = 0; h < NQ; h++) {
+                acc[h] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (size_t) h * hd + i), kv, acc[h]);
+            }
+        }
+#pragma GCC unroll 4
+        for (h = 0; h < NQ; h++) {
+            scores[(size_t) h * n_pos + t] = hsum256(acc[h]) * scale;
+        }
+    }
+}
+
+/* out[h] = sum_t p[h][t] V[t] for NH (1 or 2) heads, 32 values at a time:
+ * fully unrolled so the 4 x NH accumulators stay in registers. */
+static inline __attribute__((always_inline)) void
+attention_v(int hd, const int NH, const float *p, const qwen_f16 *v, size_t stride, int n_pos,
+            float *out)
+{
+    int i, t, h, j;
+
+    for (i = 0; i < hd; i += 32) {
+        __m256 o[2][4];
+
+#pragma GCC unroll 8
+        for (h = 0; h < NH; h++) {
+#pragma GCC unroll 4
+            for (j = 0; j < 4; j++) {
+                o[h][j] = _mm256_setzero_ps();
+            }
+        }
+        for (t = 0; t < n_pos; t++) {
+            const qwen_f16 *vt = v + (size_t) t * stride + i;
+            __m256          vv[4];
+
+#pragma GCC unroll 4
+            for (j = 0; j < 4; j++) {
+                vv[j] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (vt + 8 * j)));
+            }
+#pragma GCC unroll 2
+            for (h = 0; h < NH; h++) {
+                __m256 ph = _mm256_set1_ps(p[(size_t) h * n_pos + t]);
+#pragma GCC unroll 4
+                for (j = 0; j < 4; j++) {
+                    o[h][j] = _mm256_fmadd_ps(ph, vv[j], o[h][j]);
+                }
+            }
+        }
+#pragma GCC unroll 2
+        for (h = 0; h < NH; h++) {
+#pragma GCC unroll 4
+            for (j = 0; j < 4; j++) {
+                _mm256_storeu_ps(out + (size_t) h * hd + i + 8 * j, o[h][j]);
+            }
+        }
+    }
+}
+
+/*
+ * Attention of n_q query heads over one KV head: each K and V row is
+ * converted from f16 once for all the heads of the group (GQA). Scores go
+ * to scratch; the V pass walks 32-value chunks so the accumulators of up to
+ * 2 heads stay in registers. hd must be a multiple of 32 (Qwen3: 128).
+ */
+static void
+attention(int hd, int n_q, const float *q, const qwen_f16 *k, const qwen_f16 *v,
+          size_t stride, int n_pos, float scale, float *scratch, float *out)
+{
+    int   h, t, h0;
+    float mx, sum;
+
+    if (hd % 32 != 0 || (n_q != 1 && n_q != 2 && n_q != 4)) {
+        qwen_attention_generic(qwen_kernels_avx2(), hd, n_q, q, k, v, stride, n_pos, scale,
+                               scratch, out);
+        return;
+    }
+    switch (n_q) {
+    case 1: attention_k(hd, 1, q, k, stride, n_pos, scale, scratch); break;
+    case 2: attention_k(hd, 2, q, k, stride, n_pos, scale, scratch); break;
+    default: attention_k(hd, 4, q, k, stride, n_pos, scale, scratch); break;
+    }
+    for (h = 0; h < n_q; h++) {
+        float *sc = scratch + (size_t) h * n_pos;
+        mx = -INFINITY;
+        for (t = 0; t < n_pos; t++) {
+            mx = sc[t] > mx ? sc[t] : mx;
+        }
+        sum = 0.0f;
+        for (t = 0; t < n_pos; t++) {
+            sc[t] = expf(sc[t] - mx);
+            sum += sc[t];
+        }
+        for (t = 0; t < n_pos; t++) {
+            sc[t] /= sum;
+        }
+    }
+    for (h0 = 0; h0 + 2 <= n_q; h0 += 2) {
+        attention_v(hd, 2, scratch + (size_t) h0 * n_pos, v, stride, n_pos,
+                    out + (size_t) h0 * hd);
+    }
+    if (h0 < n_q) {
+        attention_v(hd, 1, scratch + (size_t) h0 * n_pos, v, stride, n_pos,
+                    out + (size_t) h0 * hd);
+    }
+}
+
 static void
 f32_to_f16(const float *x, qwen_f16 *y, int64_t n)
 {
@@ -427,6 +551,8 @@ void qwen_avx2_quantize_act(int, const float *, void *, int64_t) ALIAS(quantize_
 float qwen_avx2_dot_f32_f16(int64_t, const float *, const qwen_f16 *) ALIAS(dot_f32_f16);
 void qwen_avx2_axpy_f16(int64_t, float, const qwen_f16 *, float *) ALIAS(axpy_f16);
 void qwen_avx2_f32_to_f16(const float *, qwen_f16 *, int64_t) ALIAS(f32_to_f16);
+void qwen_avx2_attention(int, int, const float *, const qwen_f16 *, const qwen_f16 *, size_t,
+                         int, float, float *, float *) ALIAS(attention);
 
 static const qwen_kernels kernels_avx2 = {
     .name = "avx2",

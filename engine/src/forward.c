@@ -25,7 +25,9 @@ struct qwen_ctx {
     int                 n_ctx;
     int                 n_batch;
 
-    qwen_f16           *k_cache;   /* [layer][seq][pos][kv_dim] */
+    /* [layer][seq][kv head][pos][head_dim]: one head's positions are
+     * contiguous, so attention streams them */
+    qwen_f16           *k_cache;
     qwen_f16           *v_cache;
     float              *rope_cos;  /* [n_ctx][head_dim / 2] */
     float              *rope_sin;
@@ -136,7 +138,8 @@ qwen_ctx_new(const qwen_model *m, const qwen_ctx_params *p, char *err, size_t er
     ctx->up = malloc(nb * c->intermediate_size * sizeof(float));
     ctx->proj = malloc(nb * c->hidden_size * sizeof(float));
     ctx->act = malloc(nb * max_act_row_bytes(m, wide));
-    ctx->scores = malloc((size_t) n_threads * p->n_ctx * sizeof(float));
+    ctx->scores = malloc((size_t) n_threads * (c->n_heads / c->n_kv_heads) * p->n_ctx
+                         * sizeof(float));
     ctx->idx_prompt = malloc(nb * sizeof(int32_t));
     ctx->idx_gen = malloc(nb * sizeof(int32_t));
     ctx->idx_all = malloc(nb * sizeof(int32_t));
@@ -413,6 +416,16 @@ rope(float *v, const float *cs, const float *sn, int half)
 
 /* ------------------------------------------------------------ attention */
 
+/* Element offset of (layer, sequence, KV head, position) in the cache. */
+static inline size_t
+kv_offset(const qwen_ctx *ctx, int layer, int seq, int head, int pos)
+{
+    const qwen_config *c = &ctx->model->cfg;
+
+    return ((((size_t) layer * ctx->n_seqs + seq) * c->n_kv_heads + head) * ctx->n_ctx + pos)
+           * c->head_dim;
+}
+
 typedef struct {
     qwen_ctx               *ctx;
     const qwen_batch_entry *batch;
@@ -420,47 +433,35 @@ typedef struct {
     int                     layer;
 } att_job;
 
+/* One item per (token, KV head): the query heads of a GQA group share
+ * the K and V rows they read. */
 static void
 att_task(void *arg, int ith, int nth)
 {
     att_job           *job = arg;
     qwen_ctx          *ctx = job->ctx;
     const qwen_config *c = &ctx->model->cfg;
-    int                hd = c->head_dim, nh = c->n_heads;
+    int                hd = c->head_dim, nkv = c->n_kv_heads;
     int                group = c->n_heads / c->n_kv_heads;
-    int64_t            q_dim = (int64_t) nh * hd, kv_dim = (int64_t) c->n_kv_heads * hd;
-    float             *scores = ctx->scores + (size_t) ith * ctx->n_ctx;
-    float              scale = 1.0f / sqrtf((float) hd), mx, sum;
-    int                item, n_items = job->n_tok * nh, tok, h, t, pos;
-    size_t             seq_base;
-    const float       *q;
-    float             *out;
-    const qwen_f16    *kc, *vc;
+    int64_t            q_dim = (int64_t) c->n_heads * hd;
+    float             *scratch = ctx->scores + (size_t) ith * group * ctx->n_ctx;
+    float              scale = 1.0f / sqrtf((float) hd);
+    int                item, n_items = job->n_tok * nkv, tok, g;
+    size_t             base, qoff;
 
     for (item = ith; item < n_items; item += nth) {
-        tok = item / nh;
-        h = item % nh;
-        pos = job->batch[tok].pos;
-        seq_base = ((size_t) job->layer * ctx->n_seqs + job->batch[tok].seq)
-                   * ctx->n_ctx * kv_dim + (size_t) (h / group) * hd;
-        kc = ctx->k_cache + seq_base;
-        vc = ctx->v_cache + seq_base;
-        q = ctx->q + (size_t) tok * q_dim + (size_t) h * hd;
-        out = ctx->att + (size_t) tok * q_dim + (size_t) h * hd;
-
-        mx = -INFINITY;
-        for (t = 0; t <= pos; t++) {
-            scores[t] = ctx->kern->dot_f32_f16(hd, q, kc + (size_t) t * kv_dim) * scale;
-            mx = scores[t] > mx ? scores[t] : mx;
-        }
-        sum = 0.0f;
-        for (t = 0; t <= pos; t++) {
-            scores[t] = expf(scores[t] - mx);
-            sum += scores[t];
-        }
-        memset(out, 0, (size_t) hd * sizeof(float));
-        for (t = 0; t <= pos; t++) {
-            ctx->kern->axpy_f16(hd, scores[t] / sum, vc + (size_t) t * kv_dim, out);
+        tok = item / nkv;
+        g = item % nkv;
+        base = kv_offset(ctx, job->layer, job->batch[tok].seq, g, 0);
+        qoff = (size_t) tok * q_dim + (size_t) g * group * hd;
+        if (ctx->kern->attention != NULL) {
+            ctx->kern->attention(hd, group, ctx->q + qoff, ctx->k_cache + base,
+                                 ctx->v_cache + base, (size_t) hd, job->batch[tok].pos + 1,
+                                 scale, scratch, ctx->att + qoff);
+        } else {
+            qwen_attention_generic(ctx->kern, hd, group, ctx->q + qoff, ctx->k_cache + base,
+                                   ctx->v_cache + base, (size_t) hd,
+                                   job->batch[tok].pos + 1, scale, scratch, ctx->att + qoff);
         }
     }
 }
@@ -537,10 +538,13 @@ qwen_forward(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, float *logits,
             }
             /* store k and v before attention: later tokens of this batch
              * in the same sequence attend to them */
-            cache_at = (((size_t) l * ctx->n_seqs + batch[i].seq) * ctx->n_ctx
-                        + batch[i].pos) * kv_dim;
-            ctx->kern->f32_to_f16(ctx->k + (size_t) i * kv_dim, ctx->k_cache + cache_at, kv_dim);
-            ctx->kern->f32_to_f16(ctx->v + (size_t) i * kv_dim, ctx->v_cache + cache_at, kv_dim);
+            for (h = 0; h < c->n_kv_heads; h++) {
+                cache_at = kv_offset(ctx, l, batch[i].seq, h, batch[i].pos);
+                ctx->kern->f32_to_f16(ctx->k + (size_t) i * kv_dim + (size_t) h * hd,
+                                      ctx->k_cache + cache_at, hd);
+                ctx->kern->f32_to_f16(ctx->v + (size_t) i * kv_dim + (size_t) h * hd,
+                                      ctx->v_cache + cache_at, hd);
+            }
         }
 
         aj.ctx = ctx;

@@ -46,6 +46,15 @@ typedef struct {
     float (*dot_f32_f16)(int64_t n, const float *x, const qwen_f16 *y);
     void  (*axpy_f16)(int64_t n, float a, const qwen_f16 *x, float *y);
     void  (*f32_to_f16)(const float *x, qwen_f16 *y, int64_t n);
+    /*
+     * Attention of n_q query heads sharing one KV head, over positions
+     * 0 .. n_pos-1: out[h] = softmax(scale * q[h] . K^T) V. q and out are
+     * n_q x hd, k and v rows of hd f16 values stride elements apart;
+     * scratch holds n_q * n_pos floats. NULL: qwen_attention_generic.
+     */
+    void  (*attention)(int hd, int n_q, const float *q, const qwen_f16 *k,
+                       const qwen_f16 *v, size_t stride, int n_pos, float scale,
+                       float *scratch, float *out);
     /* prompt tokens: NULL when this table has no GEMM (vec_dot is used) */
     qwen_gemm_fn gemm;
     void  (*f32_to_bf16)(const float *x, qwen_bf16 *y, int64_t n);
@@ -57,6 +66,10 @@ int    qwen_act_type(int weight_type);
 size_t qwen_act_row_bytes(int weight_type, int64_t n);
 
 const qwen_kernels *qwen_kernels_ref(void);
+/* Attention from a table's dot_f32_f16 and axpy_f16 (the reference). */
+void qwen_attention_generic(const qwen_kernels *k, int hd, int n_q, const float *q,
+                            const qwen_f16 *kc, const qwen_f16 *vc, size_t stride,
+                            int n_pos, float scale, float *scratch, float *out);
 /* The best table for this CPU (x86: AVX-512 > AVX2 > scalar; arm64: NEON). */
 const qwen_kernels *qwen_kernels_best(void);
 /* A table by name ("scalar", "avx2", ...), NULL if this CPU can't run it. */

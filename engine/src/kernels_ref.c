@@ -6,6 +6,7 @@
  */
 #include "kernels.h"
 
+#include <math.h>
 #include <string.h>
 
 int
@@ -214,6 +215,33 @@ f32_to_f16_ref(const float *x, qwen_f16 *y, int64_t n)
 
     for (i = 0; i < n; i++) {
         y[i] = qwen_f32_to_f16(x[i]);
+    }
+}
+
+void
+qwen_attention_generic(const qwen_kernels *k, int hd, int n_q, const float *q,
+                       const qwen_f16 *kc, const qwen_f16 *vc, size_t stride, int n_pos,
+                       float scale, float *scratch, float *out)
+{
+    int    h, t;
+    float  mx, sum, *sc;
+
+    for (h = 0; h < n_q; h++) {
+        sc = scratch + (size_t) h * n_pos;
+        mx = -INFINITY;
+        for (t = 0; t < n_pos; t++) {
+            sc[t] = k->dot_f32_f16(hd, q + (size_t) h * hd, kc + (size_t) t * stride) * scale;
+            mx = sc[t] > mx ? sc[t] : mx;
+        }
+        sum = 0.0f;
+        for (t = 0; t < n_pos; t++) {
+            sc[t] = expf(sc[t] - mx);
+            sum += sc[t];
+        }
+        memset(out + (size_t) h * hd, 0, (size_t) hd * sizeof(float));
+        for (t = 0; t < n_pos; t++) {
+            k->axpy_f16(hd, sc[t] / sum, vc + (size_t) t * stride, out + (size_t) h * hd);
+        }
     }
 }
 

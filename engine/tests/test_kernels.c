@@ -490,6 +490,48 @@ test_gemm(const qwen_kernels *k, const int K)
     free(w); free(x); free(out); free(row); free(xb); free(scratch);
 }
 
+/* The fused attention kernel against the generic one built from the
+ * reference dot/axpy: group sizes 1, 2, 3 and 4, positions from 1 to 700. */
+static void
+test_attention(const qwen_kernels *k)
+{
+    static const int n_qs[] = { 1, 2, 3, 4 }, n_poss[] = { 1, 7, 64, 700 };
+    const int        hd = 128, max_pos = 700;
+    float           *q = malloc(4 * hd * sizeof(float)), *tmp = malloc(hd * sizeof(float));
+    float           *o1 = malloc(4 * hd * sizeof(float)), *o2 = malloc(4 * hd * sizeof(float));
+    float           *sc = malloc(4 * max_pos * sizeof(float));
+    qwen_f16        *kc = malloc((size_t) max_pos * hd * sizeof(qwen_f16));
+    qwen_f16        *vc = malloc((size_t) max_pos * hd * sizeof(qwen_f16));
+    double           worst = 0.0;
+    size_t           a, b;
+    int              i, t;
+
+    for (t = 0; t < max_pos; t++) {
+        for (i = 0; i < hd; i++) tmp[i] = frand() * 2.0f;
+        qwen_kernels_ref()->f32_to_f16(tmp, kc + (size_t) t * hd, hd);
+        for (i = 0; i < hd; i++) tmp[i] = frand();
+        qwen_kernels_ref()->f32_to_f16(tmp, vc + (size_t) t * hd, hd);
+    }
+    for (i = 0; i < 4 * hd; i++) q[i] = frand();
+    for (a = 0; a < sizeof(n_qs) / sizeof(n_qs[0]); a++) {
+        for (b = 0; b < sizeof(n_poss) / sizeof(n_poss[0]); b++) {
+            qwen_attention_generic(qwen_kernels_ref(), hd, n_qs[a], q, kc, vc, hd, n_poss[b],
+                                   0.3f, sc, o1);
+            if (k->attention != NULL) {
+                k->attention(hd, n_qs[a], q, kc, vc, hd, n_poss[b], 0.3f, sc, o2);
+            } else {
+                qwen_attention_generic(k, hd, n_qs[a], q, kc, vc, hd, n_poss[b], 0.3f, sc, o2);
+            }
+            for (i = 0; i < n_qs[a] * hd; i++) {
+                worst = fmax(worst, fabs(o1[i] - o2[i]));
+            }
+        }
+    }
+    /* outputs are averages of values in [-1, 1] */
+    CHECK(worst < 1e-5, "%s attention: max error %.3g vs the generic kernel", k->name, worst);
+    free(q); free(tmp); free(o1); free(o2); free(sc); free(kc); free(vc);
+}
+
 int
 main(void)
 {
@@ -511,6 +553,7 @@ main(void)
         if (k->gemm != NULL) {
             test_gemm(k, 512);
         }
+        test_attention(k);
         tested++;
     }
     /* edge cases, after the tests above so their random data stays as it was */
