@@ -563,6 +563,9 @@ cmd_run(int argc, char **argv)
             goto done;
         }
     }
+    if (dt.n_pending > 0) {
+        fputs("\xef\xbf\xbd", stdout);   /* ended inside a character: U+FFFD */
+    }
     putchar('\n');
     rc = 0;
 done:
