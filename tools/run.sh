@@ -21,9 +21,6 @@ die() {
 fetch_model() {
     local dir=$1 f
 
-    for f in $HF_FILES; do
-        [ -s "$dir/$f" ] || break
-    done
     if [ -s "$dir/model.safetensors" ] && [ -s "$dir/tokenizer.json" ]; then
         return 0
     fi
