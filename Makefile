@@ -12,9 +12,9 @@ OPT     ?= -O2
 CFLAGS_COMMON = -std=gnu11 -g $(OPT) -fPIC -Wall -Wextra -Wno-unused-parameter \
           -Iengine/include -Iengine/src -pthread
 CFLAGS  += $(CFLAGS_COMMON)
-LDLIBS  = -lpcre2-8 -ljansson -lutf8proc -lopenblas -lm -pthread
+LDLIBS  = -lpcre2-8 -ljansson -lutf8proc -lm -pthread
 
-APT_PACKAGES = build-essential nginx nginx-dev libpcre2-dev libopenblas-dev \
+APT_PACKAGES = build-essential nginx nginx-dev libpcre2-dev \
           libjansson-dev libutf8proc-dev python3-jinja2 libclang-rt-14-dev \
           gnuplot-nox curl
 
