@@ -5,7 +5,8 @@
  * (qp_parse), submit the prompt to this worker's engine, and stream the
  * engine's token events back as the protocol layer formats them. The event
  * loop never waits on inference: the engine wakes it through an eventfd.
- * A slow client pauses its sequence; a gone client cancels it.
+ * A slow client pauses its sequence; a gone client cancels it. The other
+ * endpoints (listings, operations) are in ngx_http_qwen_endpoints.c.
  */
 
 
@@ -21,18 +22,10 @@
 #define NGX_HTTP_QWEN_MIN_BUF      4096
 
 
-static ngx_int_t ngx_http_qwen_generate(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route);
-static ngx_int_t ngx_http_qwen_models(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route);
-static ngx_int_t ngx_http_qwen_model(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route);
-
 static ngx_http_qwen_route_t *ngx_http_qwen_route(ngx_http_request_t *r,
-    ngx_http_qwen_api_t *api, ngx_str_t *id);
+    ngx_http_qwen_loc_conf_t *qlcf, ngx_str_t *id);
+static ngx_int_t ngx_http_qwen_custom_attributes(ngx_http_request_t *r);
 static void ngx_http_qwen_body_handler(ngx_http_request_t *r);
-static ngx_int_t ngx_http_qwen_start(ngx_http_request_t *r,
-    ngx_http_qwen_ctx_t *ctx);
 static u_char *ngx_http_qwen_read_body(ngx_http_request_t *r, size_t *len);
 static ngx_int_t ngx_http_qwen_submit_error(ngx_http_request_t *r,
     ngx_http_qwen_ctx_t *ctx, int rc, char *err);
@@ -41,57 +34,25 @@ static void ngx_http_qwen_process(ngx_http_qwen_ctx_t *ctx);
 static void ngx_http_qwen_finish(ngx_http_qwen_ctx_t *ctx,
     enum qwen_finish finish);
 static void ngx_http_qwen_fail(ngx_http_qwen_ctx_t *ctx, ngx_uint_t status,
-    const char *type, const char *message);
+    const char *type, const char *message, const char *reason);
+static void ngx_http_qwen_release(ngx_http_qwen_ctx_t *ctx,
+    const char *reason);
+static void ngx_http_qwen_done(ngx_http_qwen_ctx_t *ctx,
+    const char *reason);
 static void ngx_http_qwen_finalize(ngx_http_qwen_ctx_t *ctx, ngx_int_t rc);
 static void ngx_http_qwen_check_blocked(ngx_http_qwen_ctx_t *ctx,
     ngx_int_t rc);
 static void ngx_http_qwen_write_handler(ngx_http_request_t *r);
 static void ngx_http_qwen_timeout_handler(ngx_event_t *ev);
 static void ngx_http_qwen_cleanup(void *data);
+static void ngx_http_qwen_request_cleanup(void *data);
 
 static ngx_int_t ngx_http_qwen_send_stream_header(ngx_http_request_t *r,
     ngx_http_qwen_ctx_t *ctx);
-static ngx_int_t ngx_http_qwen_send_body(ngx_http_request_t *r,
-    ngx_http_qwen_ctx_t *ctx, ngx_uint_t status, const char *content_type,
-    const char *data, size_t len);
-static ngx_int_t ngx_http_qwen_send_error(ngx_http_request_t *r,
-    ngx_http_qwen_ctx_t *ctx, ngx_uint_t status, const char *type,
-    const char *message, time_t retry_after);
 static ngx_int_t ngx_http_qwen_output(ngx_http_qwen_ctx_t *ctx,
     const char *data, size_t len, ngx_uint_t last);
 static ngx_int_t ngx_http_qwen_add_header(ngx_http_request_t *r,
     ngx_str_t *key, ngx_str_t *value);
-
-
-/* ------------------------------------------------------------- the APIs */
-
-static ngx_http_qwen_route_t  ngx_http_qwen_openai_routes[] = {
-
-    { ngx_string("/chat/completions"), 0, NGX_HTTP_POST,
-      ngx_string("POST"), ngx_http_qwen_generate, QP_OPENAI_CHAT,
-      "chatcmpl-" },
-
-    { ngx_string("/completions"), 0, NGX_HTTP_POST,
-      ngx_string("POST"), ngx_http_qwen_generate, QP_OPENAI_COMPLETIONS,
-      "cmpl-" },
-
-    { ngx_string("/models/"), 1, NGX_HTTP_GET|NGX_HTTP_HEAD,
-      ngx_string("GET, HEAD"), ngx_http_qwen_model, QP_OPENAI_CHAT, NULL },
-
-    { ngx_string("/models"), 0, NGX_HTTP_GET|NGX_HTTP_HEAD,
-      ngx_string("GET, HEAD"), ngx_http_qwen_models, QP_OPENAI_CHAT, NULL },
-
-    { ngx_null_string, 0, 0, ngx_null_string, NULL, 0, NULL }
-};
-
-
-/* `qwen_api NAME;` chooses one of these; a new API adds a routing table. */
-ngx_http_qwen_api_t  ngx_http_qwen_apis[] = {
-
-    { ngx_string("openai"), ngx_http_qwen_openai_routes, QP_OPENAI_CHAT },
-
-    { ngx_null_string, NULL, 0 }
-};
 
 
 static ngx_str_t  ngx_http_qwen_json_type = ngx_string("application/json");
@@ -104,6 +65,7 @@ ngx_http_qwen_handler(ngx_http_request_t *r)
 {
     u_char                    *p;
     ngx_int_t                  rc;
+    ngx_http_cleanup_t        *hcln;
     ngx_pool_cleanup_t        *cln;
     ngx_http_qwen_ctx_t       *ctx;
     ngx_http_qwen_route_t     *route;
@@ -124,12 +86,28 @@ ngx_http_qwen_handler(ngx_http_request_t *r)
     cln->handler = ngx_http_qwen_cleanup;
     cln->data = ctx;
 
+    /* runs before the access log is written, so a client that went away
+     * is logged with $qwen_finish_reason "cancelled" */
+    hcln = ngx_http_cleanup_add(r, 0);
+    if (hcln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    hcln->handler = ngx_http_qwen_request_cleanup;
+    hcln->data = ctx;
+
     ctx->request = r;
     ctx->conf = qlcf;
 
     ngx_http_set_ctx(r, ctx, ngx_http_qwen_module);
 
-    route = ngx_http_qwen_route(r, qlcf->api, &ctx->id);
+    if (qlcf->api->custom_attributes
+        && ngx_http_qwen_custom_attributes(r) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    route = ngx_http_qwen_route(r, qlcf, &ctx->id);
 
     if (route == NULL || !(r->method & route->methods)) {
         rc = ngx_http_discard_request_body(r);
@@ -161,6 +139,37 @@ ngx_http_qwen_handler(ngx_http_request_t *r)
     }
 
     ctx->route = route;
+    ctx->api = route->api;
+
+    if ((route->flags & NGX_HTTP_QWEN_ENGINE)
+        && qlcf->model->engine == NULL)
+    {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_qwen_send_error(r, ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                        "server_error",
+                                        "the model's engine is not running "
+                                        "in this worker (see the error log)",
+                                        0);
+    }
+
+    if (route->flags & NGX_HTTP_QWEN_BODY) {
+        rc = ngx_http_read_client_request_body(r, ngx_http_qwen_body_handler);
+
+        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+            return rc;
+        }
+
+        return NGX_DONE;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
 
     return route->handler(r, qlcf, route);
 }
@@ -169,7 +178,7 @@ ngx_http_qwen_handler(ngx_http_request_t *r)
 /* The endpoint is chosen by how the URI ends, so a location may serve any
  * prefix ("/v1/", "/openai/v1/"). Routes are tried in table order. */
 static ngx_http_qwen_route_t *
-ngx_http_qwen_route(ngx_http_request_t *r, ngx_http_qwen_api_t *api,
+ngx_http_qwen_route(ngx_http_request_t *r, ngx_http_qwen_loc_conf_t *qlcf,
     ngx_str_t *id)
 {
     u_char                 *p, *last;
@@ -177,9 +186,25 @@ ngx_http_qwen_route(ngx_http_request_t *r, ngx_http_qwen_api_t *api,
 
     last = r->uri.data + r->uri.len;
 
-    for (route = api->routes; route->handler; route++) {
+    for (route = qlcf->api->routes; route->handler; route++) {
 
-        if (route->with_id) {
+        if (route->flags & NGX_HTTP_QWEN_ANY) {
+            return route;
+        }
+
+        if (route->flags & NGX_HTTP_QWEN_ROOT) {
+            if ((r->uri.len == 1 && r->uri.data[0] == '/')
+                || (r->uri.len == qlcf->location.len
+                    && ngx_strncmp(r->uri.data, qlcf->location.data,
+                                   r->uri.len) == 0))
+            {
+                return route;
+            }
+
+            continue;
+        }
+
+        if (route->flags & NGX_HTTP_QWEN_ID) {
             p = ngx_strlcasestrn(r->uri.data, last, route->suffix.data,
                                  route->suffix.len - 1);
             if (p == NULL) {
@@ -209,100 +234,45 @@ ngx_http_qwen_route(ngx_http_request_t *r, ngx_http_qwen_api_t *api,
 }
 
 
+/*
+ * SageMaker hands the caller's CustomAttributes to the container in this
+ * header and gives the caller back the one the container answers with: echo
+ * it, so a caller can match answers to requests (and see it in
+ * $http_x_amzn_sagemaker_custom_attributes in access logs).
+ */
 static ngx_int_t
-ngx_http_qwen_models(ngx_http_request_t *r, ngx_http_qwen_loc_conf_t *qlcf,
-    ngx_http_qwen_route_t *route)
+ngx_http_qwen_custom_attributes(ngx_http_request_t *r)
 {
-    ngx_int_t             rc;
-    ngx_http_qwen_ctx_t  *ctx;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+    static ngx_str_t  name = ngx_string("X-Amzn-SageMaker-Custom-Attributes");
 
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
+    part = &r->headers_in.headers.part;
+    h = part->elts;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_qwen_module);
+    for (i = 0; /* void */; i++) {
 
-    if (qp_openai_models(&qlcf->qp, qlcf->model->created, &ctx->out) != 0) {
-        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                      "qwen: cannot format the model list");
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NGX_OK;
+            }
 
-    return ngx_http_qwen_send_body(r, ctx, NGX_HTTP_OK, "application/json",
-                                   ctx->out.data, ctx->out.len);
-}
-
-
-static ngx_int_t
-ngx_http_qwen_model(ngx_http_request_t *r, ngx_http_qwen_loc_conf_t *qlcf,
-    ngx_http_qwen_route_t *route)
-{
-    ngx_int_t             rc;
-    qp_error              err;
-    ngx_http_qwen_ctx_t  *ctx;
-
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_qwen_module);
-
-    ngx_memzero(&err, sizeof(qp_error));
-
-    if (qp_openai_model(&qlcf->qp, (const char *) ctx->id.data, ctx->id.len,
-                        qlcf->model->created, &ctx->out, &err)
-        != 0)
-    {
-        if (err.status == 0) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            part = part->next;
+            h = part->elts;
+            i = 0;
         }
 
-        return ngx_http_qwen_send_body(r, ctx, err.status,
-                                       "application/json", err.body,
-                                       ngx_strlen(err.body));
-    }
-
-    return ngx_http_qwen_send_body(r, ctx, NGX_HTTP_OK, "application/json",
-                                   ctx->out.data, ctx->out.len);
-}
-
-
-/* ----------------------------------------------------------- generation */
-
-static ngx_int_t
-ngx_http_qwen_generate(ngx_http_request_t *r, ngx_http_qwen_loc_conf_t *qlcf,
-    ngx_http_qwen_route_t *route)
-{
-    ngx_int_t             rc;
-    ngx_http_qwen_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_qwen_module);
-
-    if (qlcf->model->engine == NULL) {
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
-            return rc;
+        if (h[i].key.len == name.len
+            && ngx_strncasecmp(h[i].key.data, name.data, name.len) == 0)
+        {
+            return ngx_http_qwen_add_header(r, &name, &h[i].value);
         }
-
-        return ngx_http_qwen_send_error(r, ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                        "server_error",
-                                        "the model's engine is not running "
-                                        "in this worker (see the error log)",
-                                        0);
     }
-
-    rc = ngx_http_read_client_request_body(r, ngx_http_qwen_body_handler);
-
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        return rc;
-    }
-
-    return NGX_DONE;
 }
 
 
+/* The body is in: run the endpoint and finalize unless it goes on. */
 static void
 ngx_http_qwen_body_handler(ngx_http_request_t *r)
 {
@@ -311,7 +281,14 @@ ngx_http_qwen_body_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_qwen_module);
 
-    rc = ngx_http_qwen_start(r, ctx);
+    ctx->body = ngx_http_qwen_read_body(r, &ctx->body_len);
+
+    if (ctx->body == NULL) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    } else {
+        rc = ctx->route->handler(r, ctx->conf, ctx->route);
+    }
 
     if (rc != NGX_DONE) {
         ngx_http_qwen_finalize(ctx, rc);
@@ -319,44 +296,51 @@ ngx_http_qwen_body_handler(ngx_http_request_t *r)
 }
 
 
+/* ----------------------------------------------------------- generation */
+
 /*
  * Parse the body, submit it to the engine and, for streams, send the
  * header at once. Returns NGX_DONE while the engine works on the request,
  * else the code to finalize the request with.
  */
-static ngx_int_t
-ngx_http_qwen_start(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
+ngx_int_t
+ngx_http_qwen_generate(ngx_http_request_t *r, ngx_http_qwen_loc_conf_t *qlcf,
+    ngx_http_qwen_route_t *route)
 {
-    int                        rc;
-    char                       err[QWEN_ERR_LEN];
-    u_char                    *body, *id;
-    size_t                     len;
-    qp_error                   perr;
-    ngx_int_t                  nrc;
-    ngx_http_qwen_model_t     *m;
-    ngx_http_qwen_loc_conf_t  *qlcf;
+    int                     rc;
+    char                    err[QWEN_ERR_LEN];
+    u_char                 *id;
+    qp_error                perr;
+    ngx_int_t               nrc;
+    const char             *prefix;
+    ngx_http_qwen_ctx_t    *ctx;
+    ngx_http_qwen_model_t  *m;
 
-    qlcf = ctx->conf;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_qwen_module);
     m = qlcf->model;
-
-    body = ngx_http_qwen_read_body(r, &len);
-    if (body == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
 
     ngx_memzero(&perr, sizeof(qp_error));
 
-    if (qp_parse(ctx->route->api, (const char *) body, len, &qlcf->qp,
-                 m->tokenizer, &ctx->preq, &perr)
-        != 0)
-    {
-        if (perr.status == 0) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    prefix = route->id_prefix;
+
+    if (route->flags & NGX_HTTP_QWEN_PICK) {
+        /* SageMaker's /invocations: a chat body or a completion body */
+        ctx->api = qp_sagemaker_api((const char *) ctx->body, ctx->body_len,
+                                    &perr);
+
+        if (ctx->api == QP_API_COUNT) {
+            return ngx_http_qwen_send_qp_error(r, ctx, &perr);
         }
 
-        return ngx_http_qwen_send_body(r, ctx, perr.status,
-                                       "application/json", perr.body,
-                                       ngx_strlen(perr.body));
+        prefix = ctx->api == QP_OPENAI_CHAT ? "chatcmpl-" : "cmpl-";
+    }
+
+    if (qp_parse(ctx->api, (const char *) ctx->body, ctx->body_len,
+                 &qlcf->qp, m->tokenizer, &ctx->preq, &perr)
+        != 0)
+    {
+        /* Ollama's "load the model" request is answered here too (200) */
+        return ngx_http_qwen_send_qp_error(r, ctx, &perr);
     }
 
     ctx->stream = qp_request_stream(ctx->preq) ? 1 : 0;
@@ -366,7 +350,7 @@ ngx_http_qwen_start(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    (void) ngx_snprintf(id, 64, "%s%08xD%08xD%08xD%Z", ctx->route->id_prefix,
+    (void) ngx_snprintf(id, 64, "%s%08xD%08xD%08xD%Z", prefix,
                         (uint32_t) ngx_random(), (uint32_t) ngx_random(),
                         (uint32_t) ngx_random());
 
@@ -391,6 +375,9 @@ ngx_http_qwen_start(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
         ctx->req = NULL;
         return ngx_http_qwen_submit_error(r, ctx, rc, err);
     }
+
+    /* other workers' /metrics see it queued or running at once */
+    ngx_http_qwen_metrics_refresh((ngx_cycle_t *) ngx_cycle);
 
     /*
      * The timer is not cancelable: a worker told to quit gracefully (reload,
@@ -605,7 +592,7 @@ ngx_http_qwen_process(ngx_http_qwen_ctx_t *ctx)
                 ngx_log_error(NGX_LOG_ALERT, ctx->request->connection->log,
                               0, "qwen: cannot format tokens (out of memory)");
                 ngx_http_qwen_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                   "server_error", "out of memory");
+                                   "server_error", "out of memory", "error");
                 return;
             }
 
@@ -647,13 +634,13 @@ ngx_http_qwen_finish(ngx_http_qwen_ctx_t *ctx, enum qwen_finish finish)
     int                   rc;
     ngx_int_t             nrc;
     ngx_uint_t            status;
+    const char           *reason;
     ngx_http_request_t   *r;
-    qwen_request_timing   timing;
 
     r = ctx->request;
 
-    ngx_memzero(&timing, sizeof(qwen_request_timing));
-    qwen_request_get_timing(ctx->req, &timing);
+    ngx_memzero(&ctx->timing, sizeof(qwen_request_timing));
+    qwen_request_get_timing(ctx->req, &ctx->timing);
 
     qwen_request_release(ctx->req);
     ctx->req = NULL;
@@ -661,14 +648,6 @@ ngx_http_qwen_finish(ngx_http_qwen_ctx_t *ctx, enum qwen_finish finish)
     if (ctx->timer.timer_set) {
         ngx_del_timer(&ctx->timer);
     }
-
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "qwen: done: %uz prompt tokens, %uz generated, "
-                  "queued %.1f ms, first token %.1f ms, total %.1f ms, %s",
-                  timing.n_prompt, timing.n_generated, timing.queued_ms,
-                  timing.first_token_ms, timing.total_ms,
-                  finish == QWEN_FINISH_ERROR ? "error"
-                  : ctx->stopped ? "stop" : qwen_finish_name(finish));
 
     if (finish == QWEN_FINISH_ERROR) {
         status = NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -678,8 +657,23 @@ ngx_http_qwen_finish(ngx_http_qwen_ctx_t *ctx, enum qwen_finish finish)
 
     } else {
         status = NGX_HTTP_OK;
-        rc = qp_response_finish(ctx->resp, finish, &timing, &ctx->out);
+        rc = qp_response_finish(ctx->resp, finish, &ctx->timing, &ctx->out);
     }
+
+    reason = NULL;
+
+    if (finish != QWEN_FINISH_ERROR && rc == 0) {
+        reason = qp_response_finish_reason(ctx->resp);
+    }
+
+    ngx_http_qwen_done(ctx, reason ? reason : "error");
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "qwen: done: %uz prompt tokens, %uz generated, "
+                  "queued %.1f ms, first token %.1f ms, total %.1f ms, %s",
+                  ctx->timing.n_prompt, ctx->timing.n_generated,
+                  ctx->timing.queued_ms, ctx->timing.first_token_ms,
+                  ctx->timing.total_ms, ctx->finish_reason);
 
     if (rc != 0) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
@@ -707,17 +701,14 @@ ngx_http_qwen_finish(ngx_http_qwen_ctx_t *ctx, enum qwen_finish finish)
  * error response; the engine request is cancelled either way. */
 static void
 ngx_http_qwen_fail(ngx_http_qwen_ctx_t *ctx, ngx_uint_t status,
-    const char *type, const char *message)
+    const char *type, const char *message, const char *reason)
 {
     ngx_int_t            rc;
     ngx_http_request_t  *r;
 
     r = ctx->request;
 
-    if (ctx->req != NULL) {
-        qwen_request_release(ctx->req);
-        ctx->req = NULL;
-    }
+    ngx_http_qwen_release(ctx, reason);
 
     if (!ctx->header_sent) {
         rc = ngx_http_qwen_send_error(r, ctx, status, type, message, 0);
@@ -744,6 +735,46 @@ ngx_http_qwen_fail(ngx_http_qwen_ctx_t *ctx, ngx_uint_t status,
 }
 
 
+/* Give the engine request back before it has finished (error, timeout,
+ * client gone): it is cancelled, and counted with that reason. */
+static void
+ngx_http_qwen_release(ngx_http_qwen_ctx_t *ctx, const char *reason)
+{
+    if (ctx->req == NULL) {
+        return;
+    }
+
+    ngx_memzero(&ctx->timing, sizeof(qwen_request_timing));
+    qwen_request_get_timing(ctx->req, &ctx->timing);
+
+    qwen_request_release(ctx->req);
+    ctx->req = NULL;
+
+    ngx_http_qwen_done(ctx, reason);
+}
+
+
+/* A generation has ended: its numbers go to the metrics zone and to the
+ * $qwen_ variables, once. */
+static void
+ngx_http_qwen_done(ngx_http_qwen_ctx_t *ctx, const char *reason)
+{
+    if (ctx->done) {
+        return;
+    }
+
+    ctx->done = 1;
+    ctx->finish_reason = reason;
+    ctx->completion_tokens = ctx->timing.n_generated;
+
+    if (ctx->resp != NULL) {
+        ctx->completion_tokens = qp_response_completion_tokens(ctx->resp);
+    }
+
+    ngx_http_qwen_metrics_request(ctx);
+}
+
+
 static void
 ngx_http_qwen_finalize(ngx_http_qwen_ctx_t *ctx, ngx_int_t rc)
 {
@@ -757,10 +788,8 @@ ngx_http_qwen_finalize(ngx_http_qwen_ctx_t *ctx, ngx_int_t rc)
         ngx_del_timer(&ctx->timer);
     }
 
-    if (ctx->req != NULL) {
-        qwen_request_release(ctx->req);
-        ctx->req = NULL;
-    }
+    /* still generating: the client is gone or the output failed */
+    ngx_http_qwen_release(ctx, "cancelled");
 
     ngx_http_finalize_request(ctx->request, rc);
 }
@@ -889,9 +918,24 @@ ngx_http_qwen_timeout_handler(ngx_event_t *ev)
                   ctx->conf->timeout);
 
     ngx_http_qwen_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE, "server_error",
-                       "the request timed out (qwen_timeout)");
+                       "the request timed out (qwen_timeout)", "timeout");
 
     ngx_http_run_posted_requests(c);
+}
+
+
+/* Runs when the request ends, before it is logged. */
+static void
+ngx_http_qwen_request_cleanup(void *data)
+{
+    ngx_http_qwen_ctx_t  *ctx = data;
+
+    if (ctx->timer.timer_set) {
+        ngx_del_timer(&ctx->timer);
+    }
+
+    /* cancels the sequence; its slot is free within one step */
+    ngx_http_qwen_release(ctx, "cancelled");
 }
 
 
@@ -905,11 +949,8 @@ ngx_http_qwen_cleanup(void *data)
         ngx_del_timer(&ctx->timer);
     }
 
-    if (ctx->req != NULL) {
-        /* cancels the sequence; its slot is free within one step */
-        qwen_request_release(ctx->req);
-        ctx->req = NULL;
-    }
+    /* cancels the sequence; its slot is free within one step */
+    ngx_http_qwen_release(ctx, "cancelled");
 
     if (ctx->resp != NULL) {
         qp_response_free(ctx->resp);
@@ -967,7 +1008,7 @@ ngx_http_qwen_send_stream_header(ngx_http_request_t *r,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_qwen_send_body(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
     ngx_uint_t status, const char *content_type, const char *data,
     size_t len)
@@ -994,7 +1035,26 @@ ngx_http_qwen_send_body(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
 }
 
 
-static ngx_int_t
+/* An error body the protocol layer made (status 200 for Ollama's "load the
+ * model" answer); status 0 means it could not make one. */
+ngx_int_t
+ngx_http_qwen_send_qp_error(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
+    qp_error *err)
+{
+    if (err->status == 0) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "qwen: the protocol layer failed without an error "
+                      "body for \"%V\"", &r->uri);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_qwen_send_body(r, ctx, (ngx_uint_t) err->status,
+                                   (const char *) ngx_http_qwen_json_type.data,
+                                   err->body, ngx_strlen(err->body));
+}
+
+
+ngx_int_t
 ngx_http_qwen_send_error(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
     ngx_uint_t status, const char *type, const char *message,
     time_t retry_after)

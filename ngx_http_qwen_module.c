@@ -37,6 +37,7 @@ static char *ngx_http_qwen_merge_engine(ngx_conf_t *cf,
     ngx_http_qwen_loc_conf_t *conf);
 static char *ngx_http_qwen_build_qp(ngx_conf_t *cf,
     ngx_http_qwen_loc_conf_t *conf);
+static ngx_int_t ngx_http_qwen_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_qwen_postconfiguration(ngx_conf_t *cf);
 
 static char *ngx_http_qwen_model(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -46,6 +47,10 @@ static ngx_http_qwen_model_t *ngx_http_qwen_model_get(ngx_conf_t *cf,
 static void ngx_http_qwen_model_cleanup(void *data);
 static char *ngx_http_qwen_api(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_qwen_ops(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_qwen_set_handler(ngx_conf_t *cf,
+    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_api_t *api);
 static char *ngx_http_qwen_threads(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_qwen_queue_full_status(ngx_conf_t *cf,
@@ -132,6 +137,34 @@ static ngx_command_t  ngx_http_qwen_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
+
+    { ngx_string("qwen_health"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_qwen_ops,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      &ngx_http_qwen_health_api },
+
+    { ngx_string("qwen_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_qwen_ops,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      &ngx_http_qwen_metrics_api },
+
+    { ngx_string("qwen_tokenize"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_qwen_ops,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      &ngx_http_qwen_tokenize_api },
+
+    { ngx_string("qwen_detokenize"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_qwen_ops,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      &ngx_http_qwen_detokenize_api },
 
     { ngx_string("qwen_threads"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -264,7 +297,7 @@ static ngx_command_t  ngx_http_qwen_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_qwen_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_qwen_preconfiguration,        /* preconfiguration */
     ngx_http_qwen_postconfiguration,       /* postconfiguration */
 
     ngx_http_qwen_create_main_conf,        /* create main configuration */
@@ -312,6 +345,16 @@ ngx_http_qwen_create_main_conf(ngx_conf_t *cf)
     {
         return NULL;
     }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     qmcf->used = 0;
+     *     qmcf->metrics_zone = NULL;
+     *     qmcf->metrics_timer = { 0 };
+     */
+
+    qmcf->metrics_slot = -1;
 
     return qmcf;
 }
@@ -407,15 +450,18 @@ ngx_http_qwen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     /* qwen_api is not inherited, as proxy_pass is not */
 
-    if (conf->api == NULL) {
+    if (conf->api == NULL || conf->api->no_model) {
         return NGX_CONF_OK;
     }
 
     if (conf->model == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"qwen_api\" in location \"%V\" has no model: "
+                           "\"%s\" in location \"%V\" has no model: "
                            "add \"qwen_model /path/to/model;\" to the "
-                           "location or an enclosing block", &conf->location);
+                           "location or an enclosing block",
+                           conf->api->routes[0].flags & NGX_HTTP_QWEN_ANY
+                           ? (char *) conf->api->name.data : "qwen_api",
+                           &conf->location);
         return NGX_CONF_ERROR;
     }
 
@@ -485,6 +531,7 @@ ngx_http_qwen_merge_engine(ngx_conf_t *cf, ngx_http_qwen_loc_conf_t *conf)
         m->used = 1;
         m->engine_conf = *e;
         m->engine_conf_location = conf->location;
+        m->info->kv_cache_bytes = kv_bytes;    /* what /api/ps reports */
         return NGX_CONF_OK;
     }
 
@@ -576,8 +623,25 @@ ngx_http_qwen_build_qp(ngx_conf_t *cf, ngx_http_qwen_loc_conf_t *conf)
 
 
 static ngx_int_t
+ngx_http_qwen_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_qwen_add_variables(cf);
+}
+
+
+static ngx_int_t
 ngx_http_qwen_postconfiguration(ngx_conf_t *cf)
 {
+    ngx_http_qwen_main_conf_t  *qmcf;
+
+    qmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_qwen_module);
+
+    /* the metrics zone only where qwen handlers are configured */
+
+    if (qmcf->used && ngx_http_qwen_metrics_add_zone(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_qwen_filter_init(cf);
 }
 
@@ -680,6 +744,19 @@ ngx_http_qwen_model_get(ngx_conf_t *cf, ngx_str_t *path)
     cln->handler = ngx_http_qwen_model_cleanup;
     cln->data = m;
 
+    m->info = ngx_pcalloc(cf->pool, sizeof(qp_model_info));
+    if (m->info == NULL) {
+        return NULL;
+    }
+
+    if (qp_model_info_from_model(model, (const char *) m->path.data, m->info)
+        != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, ngx_errno,
+                           "qwen_model \"%V\": cannot stat the model for "
+                           "its size and date", &m->path);
+    }
+
     if (m->tokenizer == NULL) {
         ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
                            "qwen_model \"%V\" has no tokenizer: only "
@@ -724,9 +801,8 @@ ngx_http_qwen_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_qwen_loc_conf_t *qlcf = conf;
 
-    ngx_str_t                 *value;
-    ngx_uint_t                 i;
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
 
     if (qlcf->api != NULL) {
         return "is duplicate";
@@ -739,21 +815,78 @@ ngx_http_qwen_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             && ngx_strncmp(ngx_http_qwen_apis[i].name.data, value[1].data,
                            value[1].len) == 0)
         {
-            qlcf->api = &ngx_http_qwen_apis[i];
-            break;
+            return ngx_http_qwen_set_handler(cf, qlcf,
+                                             &ngx_http_qwen_apis[i]);
         }
     }
 
-    if (qlcf->api == NULL) {
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "unknown API \"%V\" in \"qwen_api\": the module "
+                       "serves \"openai\", \"ollama\" and \"sagemaker\"",
+                       &value[1]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * qwen_health [saturated=200|503]; qwen_metrics; qwen_tokenize;
+ * qwen_detokenize; - one operations endpoint served in this location,
+ * whatever its URI (cmd->post is its API).
+ */
+static char *
+ngx_http_qwen_ops(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_qwen_loc_conf_t *qlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (qlcf->api != NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "unknown API \"%V\" in \"qwen_api\": the "
-                           "module serves \"openai\"", &value[1]);
+                           "\"%V\" cannot be combined with another qwen "
+                           "handler (\"%V\") in one location",
+                           &cmd->name, &qlcf->api->name);
         return NGX_CONF_ERROR;
     }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2) {
+        if (value[1].len == 13
+            && ngx_strncmp(value[1].data, "saturated=503", 13) == 0)
+        {
+            qlcf->health_saturated_503 = 1;
+
+        } else if (!(value[1].len == 13
+                     && ngx_strncmp(value[1].data, "saturated=200", 13) == 0))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\" in \"%V\": "
+                               "expected \"saturated=200\" or "
+                               "\"saturated=503\"", &value[1], &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return ngx_http_qwen_set_handler(cf, qlcf, cmd->post);
+}
+
+
+static char *
+ngx_http_qwen_set_handler(ngx_conf_t *cf, ngx_http_qwen_loc_conf_t *qlcf,
+    ngx_http_qwen_api_t *api)
+{
+    ngx_http_core_loc_conf_t   *clcf;
+    ngx_http_qwen_main_conf_t  *qmcf;
+
+    qlcf->api = api;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_qwen_handler;
     qlcf->location = clcf->name;
+
+    qmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_qwen_module);
+    qmcf->used = 1;
 
     return NGX_CONF_OK;
 }
@@ -950,7 +1083,7 @@ ngx_http_qwen_init_process(ngx_cycle_t *cycle)
         (void) ngx_http_qwen_engine_start(cycle, mp[i], threads);
     }
 
-    return NGX_OK;
+    return ngx_http_qwen_metrics_init_process(cycle);
 }
 
 
@@ -1046,6 +1179,8 @@ ngx_http_qwen_exit_process(ngx_cycle_t *cycle)
     if (qmcf == NULL) {
         return;
     }
+
+    ngx_http_qwen_metrics_exit_process(cycle);
 
     mp = qmcf->models.elts;
     for (i = 0; i < qmcf->models.nelts; i++) {

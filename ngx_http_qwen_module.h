@@ -2,9 +2,10 @@
 /*
  * ngx_http_qwen_module.h - types shared by the files of the nginx glue:
  * the per-model record (weights loaded in the master, one engine per
- * worker), the location configuration, the API routing table and the
- * per-request context. No model math and no JSON formats live here: the
- * engine (qwen.h) and the protocol layer (qwen_proto.h) do that.
+ * worker), the location configuration, the API routing tables, the
+ * metrics zone shared by the workers and the per-request context. No model
+ * math and no JSON formats live here: the engine (qwen.h) and the protocol
+ * layer (qwen_proto.h) do that.
  */
 
 #ifndef _NGX_HTTP_QWEN_MODULE_H_INCLUDED_
@@ -20,6 +21,10 @@
 
 
 #define NGX_HTTP_QWEN_FLOAT_UNSET  (-1.0e30)
+
+/* Workers (old and new generations together) whose engine gauges the
+ * metrics zone keeps; more workers still count requests. */
+#define NGX_HTTP_QWEN_METRICS_SLOTS  128
 
 
 /* Engine settings: one set per model, shared by the locations serving it. */
@@ -41,6 +46,7 @@ typedef struct {
 typedef struct {
     ngx_str_t                    path;       /* full path, NUL-terminated */
     qwen_model                  *model;
+    qp_model_info               *info;       /* for the Ollama listings */
     const qwen_tokenizer        *tokenizer;
     const qwen_config           *config;
     time_t                       created;
@@ -55,8 +61,36 @@ typedef struct {
 } ngx_http_qwen_model_t;
 
 
+/*
+ * The metrics zone: request counters summed by every worker into one
+ * record, and per worker process a slot with its engines' gauges (running,
+ * waiting, KV cache), claimed by pid at start and freed at exit, so a
+ * scrape on any worker adds up the whole server.
+ */
+typedef struct {
+    ngx_pid_t                    pid;        /* 0: free */
+    qp_metrics                   gauges;
+} ngx_http_qwen_metrics_slot_t;
+
+
+typedef struct {
+    qp_metrics                   counters;
+    ngx_http_qwen_metrics_slot_t slots[NGX_HTTP_QWEN_METRICS_SLOTS];
+} ngx_http_qwen_metrics_sh_t;
+
+
+typedef struct {
+    ngx_http_qwen_metrics_sh_t  *sh;
+    ngx_slab_pool_t             *shpool;
+} ngx_http_qwen_metrics_t;
+
+
 typedef struct {
     ngx_array_t                  models;     /* ngx_http_qwen_model_t * */
+    ngx_uint_t                   used;       /* a qwen_* handler is set */
+    ngx_shm_zone_t              *metrics_zone;
+    ngx_int_t                    metrics_slot;   /* this worker's, or -1 */
+    ngx_event_t                  metrics_timer;
 } ngx_http_qwen_main_conf_t;
 
 
@@ -67,10 +101,19 @@ typedef ngx_int_t (*ngx_http_qwen_route_pt)(ngx_http_request_t *r,
     ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route);
 
 
+/* route flags */
+#define NGX_HTTP_QWEN_ID       0x01   /* suffix then "{id}" */
+#define NGX_HTTP_QWEN_ROOT     0x02   /* the location's own URI, or "/" */
+#define NGX_HTTP_QWEN_ANY      0x04   /* any URI (a handler per location) */
+#define NGX_HTTP_QWEN_BODY     0x08   /* the handler runs once the body is in */
+#define NGX_HTTP_QWEN_ENGINE   0x10   /* 503 at once without a running engine */
+#define NGX_HTTP_QWEN_PICK     0x20   /* SageMaker: the body picks the API */
+
+
 /* One endpoint of an API, matched by the end of the URI. */
 struct ngx_http_qwen_route_s {
     ngx_str_t                    suffix;     /* "/chat/completions" */
-    ngx_uint_t                   with_id;    /* suffix then "{id}" */
+    ngx_uint_t                   flags;      /* NGX_HTTP_QWEN_* */
     ngx_uint_t                   methods;    /* NGX_HTTP_POST | ... */
     ngx_str_t                    allow;      /* for 405 answers */
     ngx_http_qwen_route_pt       handler;
@@ -79,11 +122,14 @@ struct ngx_http_qwen_route_s {
 };
 
 
-/* What `qwen_api NAME;` selects: its endpoints and its error format. */
+/* What `qwen_api NAME;` (or an operations directive such as `qwen_health;`)
+ * selects: its endpoints and its error format. */
 typedef struct {
     ngx_str_t                    name;
     ngx_http_qwen_route_t       *routes;     /* ends with a NULL handler */
     qp_api                       error_api;
+    ngx_uint_t                   no_model;   /* serves without qwen_model */
+    ngx_uint_t                   custom_attributes;  /* SageMaker echo */
 } ngx_http_qwen_api_t;
 
 
@@ -93,6 +139,7 @@ struct ngx_http_qwen_loc_conf_s {
 
     ngx_http_qwen_api_t         *api;        /* not inherited */
     ngx_str_t                    location;
+    ngx_uint_t                   health_saturated_503;
 
     ngx_uint_t                   queue_full_status;
     ngx_msec_t                   timeout;
@@ -119,6 +166,9 @@ typedef struct {
     ngx_http_qwen_loc_conf_t    *conf;
     ngx_http_qwen_route_t       *route;
     ngx_str_t                    id;         /* .../models/{id} */
+    qp_api                       api;        /* of this generation */
+    u_char                      *body;       /* NUL-terminated copy */
+    size_t                       body_len;
 
     qp_request                  *preq;
     qp_response                 *resp;
@@ -131,6 +181,11 @@ typedef struct {
 
     ngx_str_t                    error_body; /* nginx's own errors as JSON */
 
+    /* for the $qwen_ variables, set once the generation has ended */
+    qwen_request_timing          timing;
+    size_t                       completion_tokens;
+    const char                  *finish_reason;
+
     unsigned                     own_response:1;
     unsigned                     replace_body:1;
     unsigned                     replaced:1;
@@ -139,16 +194,40 @@ typedef struct {
     unsigned                     paused:1;
     unsigned                     stopped:1;
     unsigned                     finalized:1;
+    unsigned                     done:1;     /* timing and reason are set */
 } ngx_http_qwen_ctx_t;
 
 
 extern ngx_module_t  ngx_http_qwen_module;
 extern ngx_http_qwen_api_t  ngx_http_qwen_apis[];
+extern ngx_http_qwen_api_t  ngx_http_qwen_health_api;
+extern ngx_http_qwen_api_t  ngx_http_qwen_metrics_api;
+extern ngx_http_qwen_api_t  ngx_http_qwen_tokenize_api;
+extern ngx_http_qwen_api_t  ngx_http_qwen_detokenize_api;
 
 
 /* ngx_http_qwen_handler.c */
 ngx_int_t ngx_http_qwen_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_qwen_generate(ngx_http_request_t *r,
+    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route);
 void ngx_http_qwen_engine_events(ngx_http_qwen_model_t *m);
+ngx_int_t ngx_http_qwen_send_body(ngx_http_request_t *r,
+    ngx_http_qwen_ctx_t *ctx, ngx_uint_t status, const char *content_type,
+    const char *data, size_t len);
+ngx_int_t ngx_http_qwen_send_error(ngx_http_request_t *r,
+    ngx_http_qwen_ctx_t *ctx, ngx_uint_t status, const char *type,
+    const char *message, time_t retry_after);
+ngx_int_t ngx_http_qwen_send_qp_error(ngx_http_request_t *r,
+    ngx_http_qwen_ctx_t *ctx, qp_error *err);
+
+/* ngx_http_qwen_metrics.c */
+ngx_int_t ngx_http_qwen_metrics_add_zone(ngx_conf_t *cf);
+ngx_int_t ngx_http_qwen_metrics_init_process(ngx_cycle_t *cycle);
+void ngx_http_qwen_metrics_exit_process(ngx_cycle_t *cycle);
+void ngx_http_qwen_metrics_refresh(ngx_cycle_t *cycle);
+void ngx_http_qwen_metrics_request(ngx_http_qwen_ctx_t *ctx);
+ngx_int_t ngx_http_qwen_metrics_collect(ngx_cycle_t *cycle, qp_metrics *m);
+ngx_int_t ngx_http_qwen_add_variables(ngx_conf_t *cf);
 
 /* ngx_http_qwen_filter.c */
 ngx_int_t ngx_http_qwen_filter_init(ngx_conf_t *cf);

@@ -47,8 +47,10 @@ run: deps $(NGX_MODULE)
 	BUILD=$(abspath $(BUILD)) NGX_BIN=$(NGX_BIN) MODEL="$(MODEL)" PORT=$(PORT) \
 	    NGX_MODULE=$(abspath $(NGX_MODULE)) tools/run.sh
 
-test-nginx: $(NGX_MODULE) $(BUILD)/qwen test-models
+# npm-deps: the official openai and ollama clients that t/clients.t runs.
+test-nginx: $(NGX_MODULE) $(BUILD)/qwen test-models npm-deps
 	QWEN_NGINX_MODULE=$(abspath $(NGX_MODULE)) QWEN_NGINX_BIN=$(NGX_BIN) \
+	QWEN_NPM_DIR=$(abspath $(NPM_DIR)) \
 	QWEN_TEST_MODELS=$(abspath $(BUILD)/models) QWEN_BIN=$(abspath $(BUILD)/qwen) \
 	QWEN_MAKE_TEST_MODEL=$(abspath $(BUILD)/make_test_model) \
 	QWEN_TOKENIZER_DIR=$(abspath $(QWEN_TOKENIZER_DIR)) \
@@ -57,8 +59,9 @@ test-nginx: $(NGX_MODULE) $(BUILD)/qwen test-models
 
 # make test: build the module and give the Perl tests what they need
 # (tests/run_all.sh runs prove -r t/ with this environment).
-TEST_DEPS += $(NGX_MODULE)
+TEST_DEPS += $(NGX_MODULE) npm-deps
 TEST_ENV  += QWEN_NGINX_MODULE=$(abspath $(NGX_MODULE)) QWEN_NGINX_BIN=$(NGX_BIN) \
+             QWEN_NPM_DIR=$(abspath $(NPM_DIR)) \
              QWEN_BIN=$(abspath $(BUILD)/qwen) \
              QWEN_MAKE_TEST_MODEL=$(abspath $(BUILD)/make_test_model) \
              QWEN_TEST_TMP=$(abspath $(BUILD)/t)

@@ -125,6 +125,32 @@ SKIP: {
     is($r->{json}{choices}[0]{finish_reason}, 'stop', '... finish_reason stop');
 }
 
+# A stop string that spans two tokens (the end of one, the start of the
+# next) cuts the text before it, streamed or not: nothing of it leaks out.
+my ($split, $k);
+for my $i (2 .. $#toks - 1) {
+    my ($a, $b) = ($toks[$i], $toks[$i + 1]);
+    next unless $a =~ /^[\x20-\x7e]{2,}$/ && $b =~ /^[\x20-\x7e]{2,}$/;
+    my $cand = substr($a, -2) . substr($b, 0, 2);
+    next if index($full, $cand) < length(join '', @toks[0 .. $i - 1]);
+    ($split, $k) = ($cand, $i);
+    last;
+}
+SKIP: {
+    skip 'no two printable tokens in a row in the greedy text', 4 unless defined $split;
+    my $want = substr($full, 0, index($full, $split));
+    $r = $n->post_json('/v1/completions',
+        { prompt => \@prompt, max_tokens => 12, temperature => 0, stop => $split });
+    is($r->{json}{choices}[0]{text}, $want, "a stop string across two tokens (\"$split\") cuts before it");
+    is($r->{json}{choices}[0]{finish_reason}, 'stop', '... finish_reason stop');
+    my $st = $n->stream_json('/v1/completions',
+        { prompt => \@prompt, max_tokens => 12, temperature => 0, stop => [$split], stream => JSON::PP::true });
+    my @ev = $st->all_events(30);
+    my $text = join '', map { my $j = QwenNginx::decode_json_or_undef($_); $j ? ($j->{choices}[0]{text} // '') : '' } @ev;
+    is($text, $want, '... streamed too: no piece of it leaks');
+    like($ev[-2] // '', qr/"finish_reason":"stop"/, '... finish_reason stop in the stream');
+}
+
 # ------------------------------------------------------------------- chat
 my $msgs = [{ role => 'user', content => 'Hi there' }];
 $r = $n->post_json('/v1/chat/completions', { messages => $msgs, max_tokens => 4 });
