@@ -95,7 +95,7 @@ with open(out + "/throughput.dat", "w") as f:
             f.write("%d %.2f\n" % (s, v))
         f.write("\n\n")
 with open(out + "/throughput.gp", "w") as f:
-    f.write('set terminal pngcairo size 800,500\nset output "%s/throughput.png"\n' % out)
+    f.write('set terminal pngcairo size 800,500 noenhanced\nset output "%s/throughput.png"\n' % out)
     f.write('set title "Total decode throughput vs concurrent sequences (2 threads)"\n')
     f.write('set xlabel "sequences decoded together"\nset ylabel "tokens/s (all sequences)"\n')
     f.write('set key left top\nset grid\nset xtics (1, 4, 8)\n')
