@@ -414,6 +414,12 @@ cmd_bench(int argc, char **argv)
         ids[i] = (int32_t) ((1000 + (uint32_t) i * 7919u) % (uint32_t) (vocab < 150000 ? vocab : 150000));
     }
 
+    /* one untimed step first: the figures are for warm weights (a server
+     * has served a request before the next one) */
+    if (feed(ctx, n_batch, 0, 0, ids, 1, 1, logits) != 0) {
+        goto done;
+    }
+
     /* prefill: every sequence gets the prompt; time the first one */
     t0 = now_s();
     if (feed(ctx, n_batch, 0, 0, ids, o.n_prompt, 1, logits) != 0) {

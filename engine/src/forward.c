@@ -281,6 +281,42 @@ mm_task(void *arg, int ith, int nth)
     }
 }
 
+/* Activations into the formats the kernels read: BF16 rows for the prompt
+ * tokens (GEMM), the weights' activation format for the others; split over
+ * tokens. */
+typedef struct {
+    qwen_ctx    *ctx;
+    mm_job      *job;
+    const float *x;
+    int64_t      cols;
+    int          act_type;
+} conv_job;
+
+static void
+conv_task(void *arg, int ith, int nth)
+{
+    conv_job    *cj = arg;
+    mm_job      *job = cj->job;
+    int          total = job->n_prompt + job->n_gen, i, g;
+    const float *xi;
+
+    for (i = total * ith / nth; i < total * (ith + 1) / nth; i++) {
+        if (i < job->n_prompt) {
+            cj->ctx->kern->f32_to_bf16(cj->x + (size_t) job->idx_prompt[i] * cj->cols,
+                                       cj->ctx->xb + (size_t) i * cj->cols, cj->cols);
+            continue;
+        }
+        g = i - job->n_prompt;
+        xi = cj->x + (size_t) job->idx_gen[g] * cj->cols;
+        if (cj->act_type == QWEN_TYPE_F32) {
+            memcpy((char *) cj->ctx->act + g * job->act_stride, xi, job->act_stride);
+        } else {
+            cj->ctx->kern->quantize_act(cj->act_type, xi,
+                                        (char *) cj->ctx->act + g * job->act_stride, cj->cols);
+        }
+    }
+}
+
 /* The BF16 GEMM keeps what these weights hold: BF16 exactly, quantized
  * values within their own rounding. F32 and F16 weights, chosen for
  * precision, stay on the dot kernels. */
@@ -309,9 +345,8 @@ matmul(qwen_ctx *ctx, const float *x, int n_tok, int n_targets, const qwen_tenso
        float **out)
 {
     mm_job  job;
-    int     t, i, act_type = qwen_act_type(w[0]->type), all_gen;
+    int     t, act_type = qwen_act_type(w[0]->type), all_gen;
     int64_t cols = w[0]->n_cols;
-    const float *xi;
 
     for (t = 1; t < n_targets; t++) {
         if (qwen_act_type(w[t]->type) != act_type) {
@@ -334,26 +369,20 @@ matmul(qwen_ctx *ctx, const float *x, int n_tok, int n_targets, const qwen_tenso
         job.idx_gen = ctx->idx_all;
     }
     all_gen = job.n_gen == n_tok;   /* then idx_gen is 0 .. n_tok - 1 */
-    for (i = 0; i < job.n_prompt; i++) {
-        ctx->kern->f32_to_bf16(x + (size_t) ctx->idx_prompt[i] * cols,
-                               ctx->xb + (size_t) i * cols, cols);
-    }
     job.xb = ctx->xb;
+    job.act = ctx->act;
+    job.act_stride = qwen_row_bytes(act_type, cols);
     if (act_type == QWEN_TYPE_F32 && all_gen) {
         job.act = x;    /* already in place, no copy */
         job.act_stride = (size_t) cols * sizeof(float);
     } else {
-        job.act_stride = qwen_row_bytes(act_type, cols);
-        for (i = 0; i < job.n_gen; i++) {
-            xi = x + (size_t) ctx->idx_gen[i] * cols;
-            if (act_type == QWEN_TYPE_F32) {
-                memcpy((char *) ctx->act + i * job.act_stride, xi, job.act_stride);
-            } else {
-                ctx->kern->quantize_act(act_type, xi, (char *) ctx->act + i * job.act_stride,
-                                        cols);
-            }
+        conv_job cj = { ctx, &job, x, cols, act_type };
+
+        if (job.n_prompt + job.n_gen >= 2) {
+            qwen_pool_run(ctx->pool, conv_task, &cj);
+        } else {
+            conv_task(&cj, 0, 1);
         }
-        job.act = ctx->act;
     }
     job.n_targets = n_targets;
     for (t = 0; t < n_targets; t++) {
@@ -466,6 +495,120 @@ att_task(void *arg, int ith, int nth)
     }
 }
 
+/* ------------------------------------------------- per-token stages */
+
+enum tok_stage {
+    STAGE_EMBED,        /* x = embedding of the token */
+    STAGE_ATTN_NORM,    /* x += proj (previous MLP, after layer 0); xn = norm(x) */
+    STAGE_QK,           /* per-head norm and RoPE of q and k; k, v into the cache */
+    STAGE_FFN_NORM,     /* x += proj (attention output); xn = norm(x) */
+    STAGE_SWIGLU,       /* gate = silu(gate) * up */
+    STAGE_FINAL         /* x += proj (last MLP); xn[row] = final norm for logits */
+};
+
+typedef struct {
+    qwen_ctx               *ctx;
+    const qwen_batch_entry *batch;
+    int                     n_tok;
+    int                     layer;
+    enum tok_stage          stage;
+} tok_job;
+
+static void
+tok_stage(const tok_job *job, int i)
+{
+    qwen_ctx          *ctx = job->ctx;
+    const qwen_model  *m = ctx->model;
+    const qwen_config *c = &m->cfg;
+    const qwen_layer  *L = &m->layers[job->layer];
+    int64_t            hidden = c->hidden_size, inter = c->intermediate_size;
+    int                hd = c->head_dim, half = hd / 2, h, j;
+    int64_t            q_dim = (int64_t) c->n_heads * hd, kv_dim = (int64_t) c->n_kv_heads * hd;
+    float             *x = ctx->x + (size_t) i * hidden, *xn = ctx->xn + (size_t) i * hidden;
+    const float       *proj = ctx->proj + (size_t) i * hidden;
+    const qwen_batch_entry *e = &job->batch[i];
+
+    switch (job->stage) {
+    case STAGE_EMBED:
+        qwen_dequantize_row(m->tok_embd.type,
+                            (const char *) m->tok_embd.data
+                            + (size_t) e->token * m->tok_embd.row_bytes, x, hidden);
+        break;
+    case STAGE_ATTN_NORM:
+    case STAGE_FFN_NORM:
+        if (job->stage == STAGE_FFN_NORM || job->layer > 0) {
+            for (j = 0; j < hidden; j++) {
+                x[j] += proj[j];
+            }
+        }
+        rmsnorm(xn, x, job->stage == STAGE_FFN_NORM ? L->ffn_norm : L->attn_norm, hidden,
+                c->rms_norm_eps);
+        break;
+    case STAGE_QK: {
+        const float *cs = ctx->rope_cos + (size_t) e->pos * half;
+        const float *sn = ctx->rope_sin + (size_t) e->pos * half;
+        size_t       at;
+
+        for (h = 0; h < c->n_heads; h++) {
+            float *qh = ctx->q + (size_t) i * q_dim + (size_t) h * hd;
+            rmsnorm(qh, qh, L->q_norm, hd, c->rms_norm_eps);
+            rope(qh, cs, sn, half);
+        }
+        /* k and v go to the cache before attention runs: later tokens of
+         * this batch in the same sequence attend to them */
+        for (h = 0; h < c->n_kv_heads; h++) {
+            float *kh = ctx->k + (size_t) i * kv_dim + (size_t) h * hd;
+            rmsnorm(kh, kh, L->k_norm, hd, c->rms_norm_eps);
+            rope(kh, cs, sn, half);
+            at = kv_offset(ctx, job->layer, e->seq, h, e->pos);
+            ctx->kern->f32_to_f16(kh, ctx->k_cache + at, hd);
+            ctx->kern->f32_to_f16(ctx->v + (size_t) i * kv_dim + (size_t) h * hd,
+                                  ctx->v_cache + at, hd);
+        }
+        break;
+    }
+    case STAGE_SWIGLU: {
+        float       *g = ctx->gate + (size_t) i * inter;
+        const float *u = ctx->up + (size_t) i * inter;
+
+        for (j = 0; j < inter; j++) {
+            g[j] = g[j] / (1.0f + expf(-g[j])) * u[j];
+        }
+        break;
+    }
+    case STAGE_FINAL:
+        for (j = 0; j < hidden; j++) {
+            x[j] += proj[j];
+        }
+        break;
+    }
+}
+
+static void
+tok_task(void *arg, int ith, int nth)
+{
+    const tok_job *job = arg;
+    int            i, end = job->n_tok * (ith + 1) / nth;
+
+    for (i = job->n_tok * ith / nth; i < end; i++) {
+        tok_stage(job, i);
+    }
+}
+
+/* A stage for every token: over the pool when there are several (prefill,
+ * batched decode), inline for one, where a barrier would cost more. */
+static void
+for_tokens(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, int layer, enum tok_stage st)
+{
+    tok_job job = { ctx, batch, n, layer, st };
+
+    if (n >= 2) {
+        qwen_pool_run(ctx->pool, tok_task, &job);
+    } else {
+        tok_stage(&job, 0);
+    }
+}
+
 /* --------------------------------------------------------------- forward */
 
 int
@@ -474,16 +617,12 @@ qwen_forward(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, float *logits,
 {
     const qwen_model  *m = ctx->model;
     const qwen_config *c = &m->cfg;
-    int64_t            hidden = c->hidden_size, inter = c->intermediate_size;
-    int                hd = c->head_dim, half = hd / 2;
-    int64_t            q_dim = (int64_t) c->n_heads * hd, kv_dim = (int64_t) c->n_kv_heads * hd;
-    int                i, j, l, h, n_out;
+    int64_t            hidden = c->hidden_size;
+    int                i, l, n_out;
     const qwen_layer  *L;
     const qwen_tensor *w[3];
     float             *out[3];
     att_job            aj;
-    size_t             cache_at;
-    float             *xi;
 
     if (n < 1 || n > ctx->n_batch) {
         return qwen_fail(err, err_len, "batch of %d tokens (allowed 1 to %d)", n, ctx->n_batch);
@@ -502,50 +641,25 @@ qwen_forward(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, float *logits,
                         batch[i].pos, ctx->n_ctx);
         }
     }
-
-    for (i = 0; i < n; i++) {
-        qwen_dequantize_row(m->tok_embd.type,
-                            (const char *) m->tok_embd.data
-                            + (size_t) batch[i].token * m->tok_embd.row_bytes,
-                            ctx->x + (size_t) i * hidden, hidden);
+    if (logits == NULL) {
+        for (i = 0; i < n; i++) {
+            if (batch[i].want_logits) {
+                return qwen_fail(err, err_len, "logits were requested but no buffer was given");
+            }
+        }
     }
 
+    for_tokens(ctx, batch, n, 0, STAGE_EMBED);
     plan_tokens(ctx, batch, n, 1);
     for (l = 0; l < c->n_layers; l++) {
         L = &m->layers[l];
 
         /* attention block */
-        for (i = 0; i < n; i++) {
-            rmsnorm(ctx->xn + (size_t) i * hidden, ctx->x + (size_t) i * hidden,
-                    L->attn_norm, hidden, c->rms_norm_eps);
-        }
+        for_tokens(ctx, batch, n, l, STAGE_ATTN_NORM);
         w[0] = &L->wq; w[1] = &L->wk; w[2] = &L->wv;
         out[0] = ctx->q; out[1] = ctx->k; out[2] = ctx->v;
         matmul(ctx, ctx->xn, n, 3, w, out);
-
-        for (i = 0; i < n; i++) {
-            const float *cs = ctx->rope_cos + (size_t) batch[i].pos * half;
-            const float *sn = ctx->rope_sin + (size_t) batch[i].pos * half;
-            for (h = 0; h < c->n_heads; h++) {
-                float *qh = ctx->q + (size_t) i * q_dim + (size_t) h * hd;
-                rmsnorm(qh, qh, L->q_norm, hd, c->rms_norm_eps);
-                rope(qh, cs, sn, half);
-            }
-            for (h = 0; h < c->n_kv_heads; h++) {
-                float *kh = ctx->k + (size_t) i * kv_dim + (size_t) h * hd;
-                rmsnorm(kh, kh, L->k_norm, hd, c->rms_norm_eps);
-                rope(kh, cs, sn, half);
-            }
-            /* store k and v before attention: later tokens of this batch
-             * in the same sequence attend to them */
-            for (h = 0; h < c->n_kv_heads; h++) {
-                cache_at = kv_offset(ctx, l, batch[i].seq, h, batch[i].pos);
-                ctx->kern->f32_to_f16(ctx->k + (size_t) i * kv_dim + (size_t) h * hd,
-                                      ctx->k_cache + cache_at, hd);
-                ctx->kern->f32_to_f16(ctx->v + (size_t) i * kv_dim + (size_t) h * hd,
-                                      ctx->v_cache + cache_at, hd);
-            }
-        }
+        for_tokens(ctx, batch, n, l, STAGE_QK);
 
         aj.ctx = ctx;
         aj.batch = batch;
@@ -556,44 +670,29 @@ qwen_forward(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, float *logits,
         w[0] = &L->wo;
         out[0] = ctx->proj;
         matmul(ctx, ctx->att, n, 1, w, out);
-        for (j = 0; j < n * hidden; j++) {
-            ctx->x[j] += ctx->proj[j];
-        }
 
         /* MLP block */
-        for (i = 0; i < n; i++) {
-            rmsnorm(ctx->xn + (size_t) i * hidden, ctx->x + (size_t) i * hidden,
-                    L->ffn_norm, hidden, c->rms_norm_eps);
-        }
+        for_tokens(ctx, batch, n, l, STAGE_FFN_NORM);
         w[0] = &L->w_gate; w[1] = &L->w_up;
         out[0] = ctx->gate; out[1] = ctx->up;
         matmul(ctx, ctx->xn, n, 2, w, out);
-        for (j = 0; j < n * inter; j++) {
-            float g = ctx->gate[j];
-            ctx->gate[j] = g / (1.0f + expf(-g)) * ctx->up[j];
-        }
+        for_tokens(ctx, batch, n, l, STAGE_SWIGLU);
         w[0] = &L->w_down;
         out[0] = ctx->proj;
         matmul(ctx, ctx->gate, n, 1, w, out);
-        for (j = 0; j < n * hidden; j++) {
-            ctx->x[j] += ctx->proj[j];
-        }
     }
+    for_tokens(ctx, batch, n, c->n_layers - 1, STAGE_FINAL);
 
     /* final norm and output projection, only for the rows asked for */
     n_out = 0;
     for (i = 0; i < n; i++) {
         if (batch[i].want_logits) {
-            xi = ctx->x + (size_t) i * hidden;
-            rmsnorm(ctx->xn + (size_t) n_out * hidden, xi, m->output_norm, hidden,
-                    c->rms_norm_eps);
+            rmsnorm(ctx->xn + (size_t) n_out * hidden, ctx->x + (size_t) i * hidden,
+                    m->output_norm, hidden, c->rms_norm_eps);
             n_out++;
         }
     }
     if (n_out > 0) {
-        if (logits == NULL) {
-            return qwen_fail(err, err_len, "logits were requested but no buffer was given");
-        }
         /* the output projection runs for a few rows: always the dot kernels */
         plan_tokens(ctx, batch, n_out, 0);
         w[0] = &m->output;

@@ -68,8 +68,9 @@ map_file(qwen_model *m, const char *path, const void **base, size_t *size,
         return qwen_fail(err, err_len, "%s: file is empty", path);
     }
     /* read-only shared mapping: every process using the model shares the
-     * page cache copy of the weights */
-    p = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+     * page cache copy of the weights; populated now, so the first request
+     * does not wait for the disk (no cold start) */
+    p = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
     close(fd);
     if (p == MAP_FAILED) {
         return qwen_fail(err, err_len, "%s: mmap failed: %s", path, strerror(errno));
