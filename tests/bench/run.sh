@@ -4,7 +4,7 @@
 # is shared and noisy: compare ratios, not absolute numbers across runs).
 #   - memory read bandwidth (1 and 2 threads) and the decode roofline
 #     (bandwidth / bytes of weights read per token)
-#   - prefill and decode tok/s with 1 and 2 threads
+#   - prefill and decode tok/s with 1 and 2 threads (best of 2 runs each)
 #   - total decode throughput with 1, 4 and 8 sequences batched (2 threads)
 #   - tokenizer encode throughput
 # Writes $BUILD/bench/: results.jsonl, table.md (also printed), throughput.png.
@@ -28,12 +28,12 @@ for fmt in $FORMATS; do
     model=$BUILD/models/full-$fmt.gguf
     for t in 1 2; do
         echo "== $fmt: prefill $P, decode $N, $t thread(s)" >&2
-        "$qwen" bench -m "$model" -p "$P" -n "$N" -t "$t" --json \
+        "$qwen" bench -m "$model" -p "$P" -n "$N" -t "$t" --repeat 2 --json \
             | sed "s/^{/{\"kind\":\"speed\",\"format\":\"$fmt\",/" >> "$res"
     done
     for s in 1 4 8; do
         echo "== $fmt: $s sequences decoded together, 2 threads" >&2
-        "$qwen" bench -m "$model" -p 32 -n 64 -t 2 -s "$s" --json \
+        "$qwen" bench -m "$model" -p 32 -n 64 -t 2 -s "$s" --repeat 2 --json \
             | sed "s/^{/{\"kind\":\"batch\",\"format\":\"$fmt\",/" >> "$res"
     done
 done
