@@ -108,23 +108,6 @@ arm_q8_0_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *
     }
 }
 
-/* The 8 scales and 8 mins of a Q4_K block as [sc0..sc7, m0..m7]: the
- * 6-bit fields regrouped with 32-bit masks (same packing as the x86 one). */
-ARM_INLINE void
-arm_q4k_scales_mins(const uint8_t *q, uint8_t *out16)
-{
-    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
-    uint32_t       u[4], aux;
-
-    memcpy(u, q, 12);
-    u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
-    aux = u[1] & kmask1;
-    u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
-    u[2] = aux;
-    u[0] &= kmask1;
-    memcpy(out16, u, 16);
-}
-
 /*
  * Q4_K x Q8_K. Nibbles (0..15) are valid signed bytes, so the unsigned
  * weights go straight into the signed dot. Per block the scaled integer
@@ -151,7 +134,7 @@ arm_q4k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *o
         int16x8_t      mins;
         float          dw = arm_f16(x[b].d), dmin = arm_f16(x[b].dmin);
 
-        arm_q4k_scales_mins(x[b].scales, sm);
+        qwen_q4k_scales_mins(x[b].scales, sm);
         mins = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(sm + 8)));
         for (t = 0; t < NT; t++) {
             isum[t] = isum2[t] = vdupq_n_s32(0);

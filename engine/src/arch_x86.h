@@ -28,23 +28,6 @@ void  qwen_avx2_f32_to_f16(const float *x, qwen_f16 *y, int64_t n);
 void  qwen_avx2_attention(int hd, int n_q, const float *q, const qwen_f16 *k, const qwen_f16 *v,
                           size_t stride, int n_pos, float scale, float *scratch, float *out);
 
-/* The 8 scales and 8 mins of a Q4_K block as 16 bytes [sc0..sc7, m0..m7]:
- * the 6-bit fields regrouped with 32-bit masks instead of byte loops. */
-static inline void
-qwen_q4k_scales_mins(const uint8_t *q, uint8_t *out16)
-{
-    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
-    uint32_t       u[4], aux;
-
-    memcpy(u, q, 12);
-    u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
-    aux = u[1] & kmask1;
-    u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
-    u[2] = aux;
-    u[0] &= kmask1;
-    memcpy(out16, u, 16);
-}
-
 #ifdef __AVX2__
 #include <immintrin.h>
 
@@ -66,6 +49,83 @@ qwen_q6k_unpack_half(const uint8_t *ql, const uint8_t *qh, __m256i q[4])
                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m3), 4));
     q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
+}
+/*
+ * Q4_K x Q8_K for NT activation rows (1 and 4), one template for both so a
+ * token's result is the same bits either way. The weight block is unpacked
+ * once; integer sums per sub-block are scaled in 16 bits (maddubs, then a
+ * multiply-add by the scale: one vpdpwssd where VNNI is compiled in, madd
+ * and add otherwise - exact integers, so both give the same bits); the mins
+ * come off through the activation's bsums.
+ */
+static inline __attribute__((always_inline)) void
+qwen_q4k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out,
+             const int NT)
+{
+    const block_q4_K *x = w;
+    const __m256i     mask = _mm256_set1_epi8(0xF);
+    __m256            facc[4], macc[4];
+    int64_t           b, nb = n / QK_K;
+    int               j, t;
+    uint8_t           sm[16];
+
+    for (t = 0; t < NT; t++) {
+        facc[t] = _mm256_setzero_ps();
+        macc[t] = _mm256_setzero_ps();
+    }
+    for (b = 0; b < nb; b++) {
+        __m256i isum[4];
+        float   dw = _cvtsh_ss(x[b].d), dmin = _cvtsh_ss(x[b].dmin);
+        __m128i m16, sc16;
+        __m256i mins, scales;
+
+        qwen_q4k_scales_mins(x[b].scales, sm);
+        sc16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *) sm));
+        m16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *) (sm + 8)));
+        mins = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
+        scales = _mm256_set_m128i(sc16, sc16);
+        for (t = 0; t < NT; t++) {
+            isum[t] = _mm256_setzero_si256();
+        }
+        for (j = 0; j < QK_K / 64; j++) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *) (x[b].qs + 32 * j));
+            __m256i lo = _mm256_and_si256(raw, mask);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+            __m256i s0 = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short) ((4 * j) | ((4 * j + 1) << 8))));
+            __m256i s1 = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short) ((4 * j + 2) | ((4 * j + 3) << 8))));
+
+#pragma GCC unroll 4
+            for (t = 0; t < NT; t++) {
+                const int8_t *q8 = ((const block_q8_K *) ((const char *) act + t * stride))[b].qs
+                                   + 64 * j;
+                __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *) q8));
+                __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *) (q8 + 32)));
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+                isum[t] = _mm256_dpwssd_epi32(isum[t], p0, s0);
+                isum[t] = _mm256_dpwssd_epi32(isum[t], p1, s1);
+#else
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_madd_epi16(p0, s0),
+                                                                     _mm256_madd_epi16(p1, s1)));
+#endif
+            }
+        }
+#pragma GCC unroll 4
+        for (t = 0; t < NT; t++) {
+            const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * stride) + b;
+            __m256i bs = _mm256_loadu_si256((const __m256i *) y->bsums);
+            facc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * y->d), _mm256_cvtepi32_ps(isum[t]),
+                                      facc[t]);
+            macc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dmin * y->d),
+                                      _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins)), macc[t]);
+        }
+    }
+    for (t = 0; t < NT; t++) {
+        __m256 v = _mm256_sub_ps(facc[t], macc[t]);
+        __m128 lo4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        lo4 = _mm_add_ps(lo4, _mm_movehl_ps(lo4, lo4));
+        lo4 = _mm_add_ss(lo4, _mm_movehdup_ps(lo4));
+        out[t] = _mm_cvtss_f32(lo4);
+    }
 }
 #endif
 

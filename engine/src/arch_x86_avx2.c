@@ -80,85 +80,11 @@ dot_q8_0(int64_t n, const void *w, const void *act)
     return hsum256(acc);
 }
 
-/* [sc0..sc7, m0..m7] of a Q4_K block in a register */
-static inline __m128i
-q4k_scales_mins(const uint8_t *q)
-{
-    uint8_t sm[16];
-
-    qwen_q4k_scales_mins(q, sm);
-    return _mm_loadu_si128((const __m128i *) sm);
-}
-
-/* shuffle masks that broadcast 16-bit lane i of a 128-bit vector */
+/* shuffle masks that broadcast 16-bit lane i */
 static inline __m256i
 bcast16_mask(int i)
 {
     return _mm256_set1_epi16((short) ((2 * i) | ((2 * i + 1) << 8)));
-}
-
-/*
- * Q4_K x Q8_K for NT activation rows. The weight block is unpacked once;
- * per row the integer sums go to a vector and the mins to another (through
- * the activation's bsums), so no horizontal sum happens inside the loop.
- */
-static inline __attribute__((always_inline)) void
-q4k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out,
-          const int NT)
-{
-    const block_q4_K *x = w;
-    const __m256i     mask = _mm256_set1_epi8(0xF);
-    __m256            facc[4], macc[4];
-    int64_t           b, nb = n / QK_K;
-    int               j, t;
-
-    for (t = 0; t < NT; t++) {
-        facc[t] = _mm256_setzero_ps();
-        macc[t] = _mm256_setzero_ps();
-    }
-    for (b = 0; b < nb; b++) {
-        __m256i        isum[4];
-        const uint8_t *q4 = x[b].qs;
-        float          dw = f16(x[b].d), dmin = f16(x[b].dmin);
-        __m128i        sm = q4k_scales_mins(x[b].scales);
-        __m128i        sc16 = _mm_cvtepu8_epi16(sm);
-        __m128i        m16 = _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8));
-        /* each min twice: it covers two 16-value bsums groups */
-        __m256i        mins = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16),
-                                               _mm_unpacklo_epi16(m16, m16));
-        __m256i        scales = _mm256_set_m128i(sc16, sc16);
-
-        for (t = 0; t < NT; t++) {
-            isum[t] = _mm256_setzero_si256();
-        }
-        for (j = 0; j < QK_K / 64; j++) {
-            __m256i raw = _mm256_loadu_si256((const __m256i *) (q4 + 32 * j));
-            __m256i lo = _mm256_and_si256(raw, mask);
-            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
-            __m256i s0 = _mm256_shuffle_epi8(scales, bcast16_mask(2 * j));
-            __m256i s1 = _mm256_shuffle_epi8(scales, bcast16_mask(2 * j + 1));
-
-            for (t = 0; t < NT; t++) {
-                const int8_t *q8 = ((const block_q8_K *) ((const char *) act + t * stride))[b].qs
-                                   + 64 * j;
-                __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *) q8));
-                __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *) (q8 + 32)));
-                isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_madd_epi16(p0, s0),
-                                                                     _mm256_madd_epi16(p1, s1)));
-            }
-        }
-        for (t = 0; t < NT; t++) {
-            const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * stride) + b;
-            __m256i bs = _mm256_loadu_si256((const __m256i *) y->bsums);
-            facc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * y->d), _mm256_cvtepi32_ps(isum[t]),
-                                      facc[t]);
-            macc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dmin * y->d),
-                                      _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins)), macc[t]);
-        }
-    }
-    for (t = 0; t < NT; t++) {
-        out[t] = hsum256(_mm256_sub_ps(facc[t], macc[t]));
-    }
 }
 
 static float
@@ -166,14 +92,14 @@ dot_q4_K(int64_t n, const void *w, const void *act)
 {
     float r;
 
-    q4k_dot_n(n, w, act, 0, &r, 1);
+    qwen_q4k_dot_n(n, w, act, 0, &r, 1);
     return r;
 }
 
 static void
 dot4_q4_K(int64_t n, const void *w, const void *act, size_t stride, float *out)
 {
-    q4k_dot_n(n, w, act, stride, out, 4);
+    qwen_q4k_dot_n(n, w, act, stride, out, 4);
 }
 
 /*

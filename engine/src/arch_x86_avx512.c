@@ -391,89 +391,19 @@ dot4_q6_K_vnni(int64_t n, const void *w, const void *act, size_t stride, float *
     q6k_dot_vnni(n, w, act, stride, out, 4);
 }
 
-/*
- * Q4_K x Q8_K for NT activation rows with VNNI on 256-bit registers: the
- * AVX2 kernel's madd-by-scale and add fuse into one vpdpwssd. Integer sums
- * are exact, so results equal the AVX2 kernel's bit for bit.
- */
-static inline __attribute__((always_inline)) void
-q4k_dot_vnni(int64_t n, const void *w, const void *act, size_t stride, float *out,
-             const int NT)
-{
-    const block_q4_K *x = w;
-    const __m256i     mask = _mm256_set1_epi8(0xF);
-    __m256            facc[4], macc[4];
-    int64_t           b, nb = n / QK_K;
-    int               j, t;
-    uint8_t           sm[16];
-
-    for (t = 0; t < NT; t++) {
-        facc[t] = _mm256_setzero_ps();
-        macc[t] = _mm256_setzero_ps();
-    }
-    for (b = 0; b < nb; b++) {
-        __m256i isum[4];
-        float   dw = _cvtsh_ss(x[b].d), dmin = _cvtsh_ss(x[b].dmin);
-        __m128i m16, sc16;
-        __m256i mins, scales;
-
-        qwen_q4k_scales_mins(x[b].scales, sm);
-        sc16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *) sm));
-        m16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *) (sm + 8)));
-        mins = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
-        scales = _mm256_set_m128i(sc16, sc16);
-        for (t = 0; t < NT; t++) {
-            isum[t] = _mm256_setzero_si256();
-        }
-        for (j = 0; j < QK_K / 64; j++) {
-            __m256i raw = _mm256_loadu_si256((const __m256i *) (x[b].qs + 32 * j));
-            __m256i lo = _mm256_and_si256(raw, mask);
-            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
-            __m256i s0 = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short) ((4 * j) | ((4 * j + 1) << 8))));
-            __m256i s1 = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short) ((4 * j + 2) | ((4 * j + 3) << 8))));
-
-#pragma GCC unroll 4
-            for (t = 0; t < NT; t++) {
-                const int8_t *q8 = ((const block_q8_K *) ((const char *) act + t * stride))[b].qs
-                                   + 64 * j;
-                __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *) q8));
-                __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *) (q8 + 32)));
-                isum[t] = _mm256_dpwssd_epi32(isum[t], p0, s0);
-                isum[t] = _mm256_dpwssd_epi32(isum[t], p1, s1);
-            }
-        }
-#pragma GCC unroll 4
-        for (t = 0; t < NT; t++) {
-            const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * stride) + b;
-            __m256i bs = _mm256_loadu_si256((const __m256i *) y->bsums);
-            facc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * y->d), _mm256_cvtepi32_ps(isum[t]),
-                                      facc[t]);
-            macc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dmin * y->d),
-                                      _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins)), macc[t]);
-        }
-    }
-    for (t = 0; t < NT; t++) {
-        __m256 v = _mm256_sub_ps(facc[t], macc[t]);
-        __m128 lo4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        lo4 = _mm_add_ps(lo4, _mm_movehl_ps(lo4, lo4));
-        lo4 = _mm_add_ss(lo4, _mm_movehdup_ps(lo4));
-        out[t] = _mm_cvtss_f32(lo4);
-    }
-}
-
 static float
 dot_q4_K_vnni(int64_t n, const void *w, const void *act)
 {
     float r;
 
-    q4k_dot_vnni(n, w, act, 0, &r, 1);
+    qwen_q4k_dot_n(n, w, act, 0, &r, 1);
     return r;
 }
 
 static void
 dot4_q4_K_vnni(int64_t n, const void *w, const void *act, size_t stride, float *out)
 {
-    q4k_dot_vnni(n, w, act, stride, out, 4);
+    qwen_q4k_dot_n(n, w, act, stride, out, 4);
 }
 
 static const qwen_kernels kernels_avx512 = {

@@ -56,6 +56,24 @@ typedef struct {
     int16_t bsums[QK_K / 16]; /* sum of quants in groups of 16 */
 } block_q8_K;
 
+/* The 8 scales and 8 mins of a Q4_K block as 16 bytes [sc0..sc7, m0..m7]:
+ * the 6-bit fields regrouped with 32-bit masks instead of byte loops (the
+ * SIMD kernels of every ISA use it). */
+static inline void
+qwen_q4k_scales_mins(const uint8_t *q, uint8_t *out16)
+{
+    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+    uint32_t       u[4], aux;
+
+    __builtin_memcpy(u, q, 12);
+    u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
+    aux = u[1] & kmask1;
+    u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
+    u[2] = aux;
+    u[0] &= kmask1;
+    __builtin_memcpy(out16, u, 16);
+}
+
 /* Elements per block and bytes per block of a type (0 for unknown types). */
 int    qwen_type_block_size(int type);
 size_t qwen_type_block_bytes(int type);
