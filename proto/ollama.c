@@ -2,7 +2,8 @@
  * ollama.c - parsing Ollama's POST /api/chat and /api/generate bodies into
  * engine parameters: model names, messages (thinking, tool calls with
  * object arguments), prompt/system/raw/context, think, options.* with
- * Ollama's meanings, and the "load" answer to a body without a prompt.
+ * Ollama's meanings, format ("json" or a schema: a JSON grammar), and the
+ * "load" answer to a body without a prompt.
  * The NDJSON framing is in ollama_response.c.
  */
 #include <stdio.h>
@@ -190,14 +191,18 @@ parse_think(qp_request *req, const json_t *root, const qp_config *cfg, int *on,
                    "'think' must be true, false, \"low\", \"medium\" or \"high\"");
 }
 
-/* format: "json" or a JSON schema would constrain the output; nothing in
- * the pipeline can do that yet, so it is refused rather than ignored. An
- * empty string (what some clients send for "none") is no format. */
+/* format: "json" (any JSON object) or a JSON schema constrains the answer
+ * (*on set, *schema the schema or NULL); the grammar is made once the
+ * prompt is built. An empty string (what some clients send for "none") is
+ * no format. */
 static int
-parse_format(qp_request *req, const json_t *root, qp_error *err)
+parse_format(qp_request *req, const json_t *root, int *on, const json_t **schema,
+             qp_error *err)
 {
     const json_t *v = json_object_get(root, "format");
 
+    *on = 0;
+    *schema = NULL;
     if (v == NULL || json_is_null(v) || (json_is_string(v) && json_string_length(v) == 0)) {
         return 0;
     }
@@ -210,9 +215,9 @@ parse_format(qp_request *req, const json_t *root, qp_error *err)
                        "'format' must be \"json\" or a JSON schema object, not \"%.40s\"",
                        json_string_value(v));
     }
-    return qp_fail(err, req->api, 400, NULL, "format", NULL,
-                   "format is not supported yet: structured output (\"json\" or a "
-                   "schema) cannot be enforced by this server");
+    *on = 1;
+    *schema = json_is_object(v) ? v : NULL;
+    return 0;
 }
 
 /* images (top-level for generate, per message for chat): text only. */
@@ -623,7 +628,8 @@ qp_ollama_parse(qp_request *req, const json_t *root, const qp_config *cfg,
     const json_t *v = NULL, *body;
     qp_buf        name = { 0 };
     ollama_limits lim;
-    int           chat = api == QP_OLLAMA_CHAT, thinking, unload, rc;
+    int           chat = api == QP_OLLAMA_CHAT, thinking, unload, rc, format;
+    const json_t *schema;
 
     /* model: absent means the served model, echoed under its listed name */
     rc = qp_get_string(root, "model", "model", &v, api, err);
@@ -674,7 +680,7 @@ qp_ollama_parse(qp_request *req, const json_t *root, const qp_config *cfg,
             }
         }
     }
-    if (parse_format(req, root, err) != 0
+    if (parse_format(req, root, &format, &schema, err) != 0
         || parse_think(req, root, cfg, &thinking, err) != 0
         || parse_options(req, root, cfg, &lim, err) != 0)
     {
@@ -683,6 +689,9 @@ qp_ollama_parse(qp_request *req, const json_t *root, const qp_config *cfg,
     if ((chat ? chat_prompt(req, root, thinking, tok, err)
               : generate_prompt(req, root, body, thinking, tok, err)) != 0)
     {
+        return -1;
+    }
+    if (format && qp_request_set_grammar(req, tok, schema, "format", err) != 0) {
         return -1;
     }
     return apply_limits(req, cfg, &lim, err);

@@ -2,7 +2,8 @@
  * openai_request.c - parsing /v1/chat/completions and /v1/completions
  * bodies into engine parameters: every field type- and range-checked with
  * the offending field named in the 400, the chat template rendered and
- * tokenized (or the completion prompt taken as text or token ids).
+ * tokenized (or the completion prompt taken as text or token ids), and
+ * response_format json_object / json_schema made into a JSON grammar.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -526,8 +527,9 @@ qp_openai_parse(qp_request *req, const json_t *root, const qp_config *cfg,
 {
     qp_api        api = req->api;
     int           chat = api == QP_OPENAI_CHAT, rc, b;
-    const json_t *v = NULL, *opts;
+    const json_t *v = NULL, *opts, *schema = NULL;
     long long     n, max_tokens = 0, lp;
+    int           json_out = 0;
 
     /* model */
     rc = qp_get_string(root, "model", "model", &v, api, err);
@@ -658,14 +660,19 @@ qp_openai_parse(qp_request *req, const json_t *root, const qp_config *cfg,
             return qp_fail(err, api, 400, NULL, "response_format", NULL,
                            "'response_format' must be an object with a \"type\"");
         }
-        if (strcmp(json_string_value(type), "json_object") == 0
-            || strcmp(json_string_value(type), "json_schema") == 0)
-        {
-            return qp_fail(err, api, 400, NULL, "response_format", NULL,
-                           "response_format '%s' is not supported yet",
-                           json_string_value(type));
-        }
-        if (strcmp(json_string_value(type), "text") != 0) {
+        if (strcmp(json_string_value(type), "json_object") == 0) {
+            json_out = 1;
+        } else if (strcmp(json_string_value(type), "json_schema") == 0) {
+            const json_t *js = json_object_get(opts, "json_schema");
+
+            schema = json_is_object(js) ? json_object_get(js, "schema") : NULL;
+            if (!json_is_object(schema)) {
+                return qp_fail(err, api, 400, NULL, "response_format", NULL,
+                               "response_format json_schema needs "
+                               "\"json_schema\":{\"schema\":{...}}");
+            }
+            json_out = 1;
+        } else if (strcmp(json_string_value(type), "text") != 0) {
             return qp_fail(err, api, 400, NULL, "response_format", NULL,
                            "'response_format.type' must be text, json_object or json_schema");
         }
@@ -673,6 +680,11 @@ qp_openai_parse(qp_request *req, const json_t *root, const qp_config *cfg,
     /* the prompt, then its fit in the context */
     if ((chat ? parse_chat_prompt(req, root, cfg, tok, err)
               : parse_completion_prompt(req, root, tok, err)) != 0)
+    {
+        return -1;
+    }
+    if (json_out
+        && qp_request_set_grammar(req, tok, schema, "response_format", err) != 0)
     {
         return -1;
     }

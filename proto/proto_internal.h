@@ -34,6 +34,7 @@ struct qp_request {
     int                  tools;         /* chat: parse <tool_call> blocks */
     char                *model;         /* Ollama: the name to echo (NULL: served name) */
     int                  want_context;  /* Ollama generate: report "context" ids */
+    qwen_grammar        *grammar;       /* structured output (params.grammar) */
 };
 
 /* One generated token's logprobs, kept until framed. */
@@ -150,6 +151,12 @@ int  qp_tokenize(const qwen_tokenizer *tok, const char *text, size_t len,
  * the configured default, clamped to what the context leaves. */
 int  qp_request_limits(qp_request *req, const qp_config *cfg, long long max_tokens,
                        qp_error *err);
+/* Structured output: constrain the answer to JSON (schema NULL: any
+ * object) and put the grammar in req->params. Call once the prompt is
+ * built: with thinking on, the grammar applies after </think>. A schema
+ * outside the supported subset is 400 naming param. */
+int  qp_request_set_grammar(qp_request *req, const qwen_tokenizer *tok,
+                            const json_t *schema, const char *param, qp_error *err);
 /* A seed for requests that set none: random unless configured. */
 uint64_t qp_default_seed(const qp_config *cfg);
 

@@ -250,7 +250,34 @@ qp_request_free(qp_request *req)
         free(req->stop[i]);
     }
     free(req->model);
+    qwen_grammar_free(req->grammar);
     free(req);
+}
+
+int
+qp_request_set_grammar(qp_request *req, const qwen_tokenizer *tok, const json_t *schema,
+                       const char *param, qp_error *err)
+{
+    char  msg[QWEN_ERR_LEN];
+    char *text = NULL;
+
+    if (schema != NULL) {
+        text = json_dumps(schema, JSON_COMPACT);
+        if (text == NULL) {
+            return qp_fail(err, req->api, 500, NULL, NULL, NULL, "out of memory");
+        }
+    }
+    msg[0] = '\0';
+    req->grammar = qwen_grammar_new_json(tok, text, msg, sizeof(msg));
+    free(text);
+    if (req->grammar == NULL) {
+        return qp_fail(err, req->api, schema != NULL ? 400 : 500, NULL, param, NULL,
+                       "%s: %s", param, msg);
+    }
+    req->params.grammar = req->grammar;
+    /* thinking stays free text; the answer after </think> is JSON */
+    req->params.grammar_after_token = req->thinking ? qwen_token_id(tok, "</think>", 8) : -1;
+    return 0;
 }
 
 const qwen_request_params *

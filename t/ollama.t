@@ -2,7 +2,9 @@
 # HEAD /, /api/tags, /api/ps, /api/show, /api/version, chat and generate as
 # NDJSON streams (the default) and as one body, options that can be seen
 # (num_predict, seed, temperature 0), the "load the model" request, and
-# every error: unknown model 404, images/format/suffix 400, bad JSON 400,
+# format "json" and a schema (the answer parses, or is a JSON prefix when
+# num_predict cut it), and every error: unknown model 404, images, a bad
+# format and suffix 400, bad JSON 400,
 # model management and embeddings 501, unknown paths 404, wrong methods 405.
 use strict;
 use warnings;
@@ -153,6 +155,106 @@ $r = $n->post_json('/api/chat', { messages => [{ role => 'system', content => 'B
                                  stream => $F, options => { num_predict => 1 } });
 is($r->{status}, 200, 'a system message');
 
+# ------------------------------------------------- format: structured output
+# Answers are character strings here (decoded with the response), so they
+# are parsed without the utf8 layer.
+my $JSON_CHARS = JSON::PP->new;
+sub decode_chars { my $t = shift; return eval { $JSON_CHARS->decode($t) }; }
+
+# A JSON text cut short (done_reason "length") must still be a valid prefix:
+# completed (the string closed, a number or literal finished, a missing
+# value filled, every bracket closed) it must parse as an object.
+sub json_prefix_ok {
+    my ($t) = @_;
+    my (@stack, $in_str, $esc, $hex, $is_key);
+    my ($expect, $pending) = ('value', '');
+    for my $c (split //, $t) {
+        if ($in_str) {
+            if ($hex >= 0) { $hex = $hex == 3 ? -1 : $hex + 1; next; }
+            if ($esc) { $esc = 0; $hex = 0 if $c eq 'u'; next; }
+            if ($c eq '\\') { $esc = 1; next; }
+            if ($c eq '"') { $in_str = 0; $expect = $is_key ? 'colon' : 'after'; }
+            next;
+        }
+        if ($pending ne '') {
+            if ($c =~ /[0-9a-z.+\-]/i) { $pending .= $c; next; }
+            ($pending, $expect) = ('', 'after');
+        }
+        next if $c =~ /\s/;
+        if ($c eq '{') { push @stack, '}'; $expect = 'key_or_end'; }
+        elsif ($c eq '[') { push @stack, ']'; $expect = 'first'; }
+        elsif ($c eq '}' || $c eq ']') { pop @stack; $expect = 'after'; }
+        elsif ($c eq '"') { ($in_str, $esc, $hex, $is_key) = (1, 0, -1, $expect =~ /^key/); }
+        elsif ($c eq ':') { $expect = 'value'; }
+        elsif ($c eq ',') { $expect = $stack[-1] eq '}' ? 'key' : 'value'; }
+        else { $pending = $c; }
+    }
+    my $tail = '';
+    if ($in_str) {
+        $tail .= 'n' if $esc;
+        $tail .= '0' x (4 - $hex) if $hex >= 0;
+        $tail .= '"';
+        $expect = $is_key ? 'colon' : 'after';
+    }
+    if ($pending ne '') {
+        for my $w (qw(true false null)) {
+            $tail .= substr($w, length $pending) if index($w, $pending) == 0;
+        }
+        $tail .= '0' if $pending =~ /[-.eE+]$/;
+        $expect = 'after';
+    }
+    $tail .= ':null' if $expect eq 'colon';
+    $tail .= 'null' if $expect eq 'value';
+    $tail .= '"k":null' if $expect eq 'key';
+    $tail .= join '', reverse @stack;
+    return ref decode_chars($t . $tail) eq 'HASH';
+}
+
+# The answer of a request with a format: JSON when it stopped, a valid
+# prefix when cut.
+sub check_json_answer {
+    my ($text, $reason, $what) = @_;
+    if (($reason // '') eq 'stop') {
+        ok(ref decode_chars($text) eq 'HASH', "$what: the answer parses")
+            or diag $text;
+    } else {
+        is($reason, 'length', "$what: cut by num_predict");
+        ok(json_prefix_ok($text), "$what: a valid JSON prefix") or diag $text;
+    }
+}
+
+ok(json_prefix_ok('{"a": [1, tr'), 'the prefix checker takes a prefix');
+ok(json_prefix_ok('{"a'), '... inside a key');
+ok(json_prefix_ok('{"a": 1, '), '... after a comma');
+ok(!json_prefix_ok('{"a" 1'), '... and refuses a broken one');
+for my $seed (1 .. 3) {
+    $r = $n->post_json('/api/chat', { messages => $msgs, format => 'json', think => $F,
+                                     options => { num_predict => 200, seed => $seed } });
+    is($r->{status}, 200, "format json, streamed (seed $seed)");
+    my @l = ndjson($r->{body});
+    is(scalar(grep { !defined } @l), 0, '... every line is JSON');
+    check_json_answer(join('', map { $_->{message}{content} // '' } @l), $l[-1]{done_reason},
+                      "... seed $seed");
+    $r = $n->post_json('/api/generate', { prompt => 'List three colors', format => 'json',
+                                         think => $F, stream => $F,
+                                         options => { num_predict => 200, seed => $seed } });
+    is($r->{status}, 200, "format json, generate, one body (seed $seed)");
+    check_json_answer($r->{json}{response}, $r->{json}{done_reason}, "... seed $seed");
+}
+my $schema = { type => 'object', properties => { name => { type => 'string' },
+               color => { enum => ['red', 'green'] }, n => { type => 'integer' } },
+               required => ['name', 'color', 'n'] };
+$r = $n->post_json('/api/chat', { messages => $msgs, format => $schema, think => $F, stream => $F,
+                                 options => { num_predict => 200, temperature => 0 } });
+is($r->{status}, 200, 'format with a schema');
+check_json_answer($r->{json}{message}{content}, $r->{json}{done_reason}, '... schema');
+# (the test client sends keys sorted: color, n, name)
+like($r->{json}{message}{content}, qr/^\s*\{\s*"color"\s*:\s*"(red|green)"/,
+     '... properties in schema order, an enum value first');
+$r = $n->post_json('/api/chat', { messages => $msgs, format => 'json', stream => $F,
+                                 options => { num_predict => 20 } });
+is($r->{status}, 200, 'format json with thinking on: JSON after </think>');
+
 # the "load the model" request
 $r = $n->post_json('/api/chat', { model => 'qwen3:0.6b' });
 is($r->{status}, 200, 'chat without messages loads the model');
@@ -187,8 +289,9 @@ my @bad = (
     ['/api/generate', { model => 'llama3', prompt => 'x' }, 404, qr/not found/, 'generate, unknown model'],
     ['/api/generate', { prompt => 'x', images => ['aGVsbG8='] }, 400, qr/images/, 'images'],
     ['/api/chat', { messages => [{ role => 'user', content => 'x', images => ['aGVsbG8='] }] }, 400, qr/images/, 'images in a message'],
-    ['/api/chat', { messages => $msgs, format => 'json' }, 400, qr/format/, 'format json'],
-    ['/api/generate', { prompt => 'x', format => { type => 'object' } }, 400, qr/format/, 'a format schema'],
+    ['/api/chat', { messages => $msgs, format => 'xml' }, 400, qr/format/, 'format xml'],
+    ['/api/generate', { prompt => 'x', format => { type => 'array' } }, 400, qr/format.*object/, 'a schema whose top is no object'],
+    ['/api/generate', { prompt => 'x', format => { type => 'object', properties => { a => { '$ref' => '#/x' } } } }, 400, qr/\$ref/, 'a schema with $ref'],
     ['/api/generate', { prompt => 'x', suffix => 'y' }, 400, qr/suffix/, 'suffix'],
     ['/api/chat', { messages => 'x' }, 400, qr/messages/, 'messages not an array'],
     ['/api/chat', { messages => $msgs, options => { num_predict => 'x' } }, 400, qr/num_predict/, 'a wrong option type'],

@@ -129,6 +129,52 @@ void          qwen_sampler_accept(qwen_sampler *s, int32_t token);
 /* Choose the next token. logits (vocab_size floats) is used as scratch. */
 int32_t       qwen_sampler_sample(qwen_sampler *s, float *logits);
 
+/* Returns non-zero when token may come next (e.g. a grammar's verdict). */
+typedef int (*qwen_token_filter)(void *ctx, int32_t token);
+/*
+ * Like qwen_sampler_sample, over the tokens allowed returns non-zero for
+ * only: penalties, temperature, then top-k / min-p / top-p among allowed
+ * tokens. Candidates are tested lazily in descending logit order, so the
+ * cost is a few checks when the best tokens are allowed. Deterministic for
+ * a seed. Returns -1 when no token is allowed.
+ */
+int32_t       qwen_sampler_sample_filtered(qwen_sampler *s, float *logits,
+                                           qwen_token_filter allowed, void *ctx);
+
+/* ------------------------------------------------------------- grammar */
+
+/*
+ * Constrained decoding to JSON. A grammar is immutable and reference
+ * counted (thread-safe): requests and states keep their own reference, so
+ * the creator may free it at once after qwen_submit. schema_json NULL is
+ * JSON mode: any JSON object. Otherwise a JSON Schema subset whose top
+ * level is an object: type (one or a list), properties (written in schema
+ * order, no others), required, items, enum / const of plain strings;
+ * titles, descriptions and other annotations are ignored; $ref, anyOf,
+ * oneOf, allOf and the like are refused (err says which). Whitespace
+ * between tokens is bounded (16 bytes, 2 line breaks) so the model cannot
+ * wander off in newlines; numbers are bounded (15 digits, exponent 2).
+ */
+typedef struct qwen_grammar       qwen_grammar;
+typedef struct qwen_grammar_state qwen_grammar_state;
+
+qwen_grammar *qwen_grammar_new_json(const qwen_tokenizer *tok, const char *schema_json,
+                                    char *err, size_t err_len);
+void          qwen_grammar_free(qwen_grammar *g);    /* drops one reference */
+
+/* Per-sequence automaton state (holds a reference to g); NULL: no memory. */
+qwen_grammar_state *qwen_grammar_state_new(const qwen_grammar *g);
+void          qwen_grammar_state_free(qwen_grammar_state *st);
+/* May token come next? End-of-generation tokens are allowed only once the
+ * top-level value is complete; added tokens (<think>...) never. */
+int           qwen_grammar_allows(const qwen_grammar_state *st, int32_t token);
+/* Advance by a token (0), or -1 leaving st unchanged when not allowed. */
+int           qwen_grammar_accept(qwen_grammar_state *st, int32_t token);
+/* Advance by raw bytes, all or nothing (tests, prefix checks). */
+int           qwen_grammar_accept_bytes(qwen_grammar_state *st, const char *bytes, size_t n);
+/* Non-zero once a complete top-level value was read. */
+int           qwen_grammar_complete(const qwen_grammar_state *st);
+
 /* ------------------------------------------------------------ scheduler */
 
 /*
@@ -179,6 +225,12 @@ typedef struct {
     int                  ignore_eos;     /* do not stop on the model's EOG ids */
     int                  n_logprobs;     /* 0: none; else the chosen token's logprob
                                           * and this many top alternatives (<= 20) */
+    const qwen_grammar  *grammar;        /* NULL: free text; else only tokens it
+                                          * allows (the request keeps a reference;
+                                          * no allowed token at all: FINISH_ERROR) */
+    int32_t              grammar_after_token; /* > 0: the grammar applies only after
+                                          * this token was generated (</think>: free
+                                          * thinking, JSON answer); <= 0: at once */
 } qwen_request_params;
 
 typedef struct {

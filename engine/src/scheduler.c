@@ -10,6 +10,7 @@
  */
 #include "model.h"
 #include "errors.h"
+#include "grammar.h"
 
 #include <errno.h>
 #include <math.h>
@@ -36,9 +37,12 @@ struct qwen_request {
     size_t               n_stop_ids;
     int                  ignore_eos;
     int                  n_logprobs;
+    int32_t              grammar_after; /* > 0: the grammar waits for this token */
 
     /* scheduler thread only */
     qwen_sampler        *sampler;
+    qwen_grammar_state  *grammar;       /* NULL: unconstrained */
+    int                  grammar_on;    /* the grammar filters the next token */
     size_t               n_past;        /* positions filled in the slot */
     int32_t              next_token;    /* sampled, to be fed next step */
 
@@ -114,6 +118,7 @@ static void
 request_free(qwen_request *r)
 {
     qwen_sampler_free(r->sampler);
+    qwen_grammar_state_free(r->grammar);
     free(r->prompt);
     free(r->stop_ids);
     free(r->events);
@@ -404,7 +409,22 @@ scheduler_main(void *arg)
             if (r->n_logprobs > 0) {
                 memcpy(e->raw, lg, (size_t) e->vocab * sizeof(float));
             }
-            tok = qwen_sampler_sample(r->sampler, lg);
+            if (r->grammar_on) {
+                tok = qwen_sampler_sample_filtered(r->sampler, lg, grammar_filter, r->grammar);
+            } else {
+                tok = qwen_sampler_sample(r->sampler, lg);
+            }
+            if (tok < 0 || (r->grammar_on && qwen_grammar_accept(r->grammar, tok) != 0)) {
+                /* the grammar allows no token at all: cannot happen with a
+                 * well-formed grammar, but never emit text that breaks it */
+                pthread_mutex_lock(&e->mu);
+                finish_request(e, r, QWEN_FINISH_ERROR);
+                pthread_mutex_unlock(&e->mu);
+                continue;
+            }
+            if (r->grammar != NULL && !r->grammar_on && tok == r->grammar_after) {
+                r->grammar_on = 1;   /* from the next token on */
+            }
             if (r->n_logprobs > 0) {
                 fill_logprobs(e->raw, e->vocab, r->n_logprobs, tok, &ev);
             }
@@ -653,7 +673,14 @@ qwen_submit(qwen_engine *e, const qwen_request_params *p, void *user,
     r->prompt = malloc(p->n_prompt * sizeof(int32_t));
     r->stop_ids = malloc((p->n_stop_ids + 1) * sizeof(int32_t));
     r->sampler = qwen_sampler_new(&p->sampling, e->vocab);
-    if (r->prompt == NULL || r->stop_ids == NULL || r->sampler == NULL) {
+    if (p->grammar != NULL) {
+        r->grammar = qwen_grammar_state_new(p->grammar);
+        r->grammar_after = p->grammar_after_token;
+        r->grammar_on = p->grammar_after_token <= 0;
+    }
+    if (r->prompt == NULL || r->stop_ids == NULL || r->sampler == NULL
+        || (p->grammar != NULL && r->grammar == NULL))
+    {
         request_free(r);
         qwen_fail(err, err_len, "out of memory");
         return QWEN_E_INVALID;

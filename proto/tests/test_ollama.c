@@ -358,10 +358,11 @@ test_parse_errors(void)
     EXPECT_ERR(OCHAT, "[1]", 400, "JSON object");
     EXPECT_ERR(GEN, "", 400, "empty");
     EXPECT_ERR(OCHAT, "{" MSG ",\"stream\":\"yes\"}", 400, "'stream' must be a boolean");
-    /* format: refused until constrained decoding exists; "" is no format */
-    EXPECT_ERR(OCHAT, "{" MSG ",\"format\":\"json\"}", 400, "format is not supported yet");
-    EXPECT_ERR(GEN, "{\"prompt\":\"Hi\",\"format\":{\"type\":\"object\"}}", 400,
-               "format is not supported yet");
+    /* format: "json" or a schema of the supported subset; "" is no format */
+    EXPECT_ERR(GEN, "{\"prompt\":\"Hi\",\"format\":{\"type\":\"array\"}}", 400,
+               "top level must be of type object");
+    EXPECT_ERR(OCHAT, "{" MSG ",\"format\":{\"type\":\"object\",\"properties\":"
+               "{\"a\":{\"$ref\":\"#/x\"}}}}", 400, "'$ref' is not supported");
     EXPECT_ERR(GEN, "{\"prompt\":\"Hi\",\"format\":\"xml\"}", 400, "'format' must be");
     EXPECT_ERR(GEN, "{\"prompt\":\"Hi\",\"format\":5}", 400, "'format' must be");
     /* think */
@@ -472,6 +473,60 @@ test_load_answers(void)
     }
     /* an unknown model is still 404 */
     EXPECT_ERR(GEN, "{\"model\":\"mistral\"}", 404, "not found");
+}
+
+/* format "json" / a schema: a grammar in the engine parameters, after
+ * </think> when thinking is on; "" is none. */
+static void
+test_format(void)
+{
+    static const struct {
+        int         api;
+        const char *body;
+        int         after_think;
+        const char *sample;     /* an answer the grammar must take */
+    } ok[] = {
+        { OCHAT, "{" MSG ",\"format\":\"json\"}", 1, "{\"x\": [1, true]}" },
+        { OCHAT, "{" MSG ",\"format\":\"json\",\"think\":false}", 0, "{}" },
+        { GEN, "{\"prompt\":\"Hi\",\"format\":\"json\",\"think\":true}", 1, "{\"a\":\"b\"}" },
+        { GEN, "{\"prompt\":\"Hi\",\"think\":false,\"format\":{\"type\":\"object\","
+               "\"properties\":{\"name\":{\"type\":\"string\"},\"n\":{\"type\":\"integer\"}},"
+               "\"required\":[\"name\",\"n\"]}}", 0, "{\"name\": \"x\", \"n\": 3}" },
+    };
+    qp_error                   err;
+    qp_request                *req;
+    const qwen_request_params *p;
+    qwen_grammar_state        *st;
+    size_t                     i;
+    int32_t                    think_end = qwen_token_id(tok, "</think>", 8);
+
+    for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        req = parse(ok[i].api, ok[i].body, &err);
+        CHECK(req != NULL, "format %zu: %s", i, err.body);
+        if (req == NULL) {
+            continue;
+        }
+        p = qp_request_params(req);
+        CHECK(p->grammar != NULL, "format %zu: a grammar", i);
+        CHECK(p->grammar_after_token == (ok[i].after_think ? think_end : -1),
+              "format %zu: after token %d", i, p->grammar_after_token);
+        if (p->grammar != NULL) {
+            st = qwen_grammar_state_new(p->grammar);
+            CHECK(st != NULL
+                  && qwen_grammar_accept_bytes(st, ok[i].sample, strlen(ok[i].sample)) == 0
+                  && qwen_grammar_complete(st), "format %zu: takes %s", i, ok[i].sample);
+            CHECK(st != NULL && qwen_grammar_accept_bytes(st, "x", 1) != 0,
+                  "format %zu: nothing after the value", i);
+            qwen_grammar_state_free(st);
+        }
+        qp_request_free(req);
+    }
+    req = parse(OCHAT, "{" MSG ",\"format\":\"\"}", &err);
+    CHECK(req != NULL && qp_request_params(req)->grammar == NULL, "format \"\": no grammar");
+    qp_request_free(req);
+    req = parse(OCHAT, "{" MSG ",\"format\":null}", &err);
+    CHECK(req != NULL && qp_request_params(req)->grammar == NULL, "format null: no grammar");
+    qp_request_free(req);
 }
 
 static void
@@ -1952,6 +2007,7 @@ main(void)
     test_parse_errors();
     test_load_answers();
     test_parse_params();
+    test_format();
     test_prompts();
     test_chat_stream();
     test_generate_stream();

@@ -543,10 +543,12 @@ test_parse_errors(void)
     EXPECT_ERR(CMPL, "{\"prompt\":\"hi\",\"logprobs\":6}", 400, "logprobs", NULL, NULL);
     EXPECT_ERR(CMPL, "{\"prompt\":\"hi\",\"logprobs\":true}", 400, "logprobs", NULL, NULL);
     /* response_format */
-    EXPECT_ERR(CHAT, "{" M ",\"response_format\":{\"type\":\"json_object\"}}", 400,
-               "response_format", NULL, "not supported yet");
     EXPECT_ERR(CHAT, "{" M ",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{}}}",
-               400, "response_format", NULL, "not supported yet");
+               400, "response_format", NULL, "json_schema");
+    EXPECT_ERR(CHAT, "{" M ",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
+               "{\"schema\":{\"type\":\"array\"}}}}", 400, "response_format", NULL, "object");
+    EXPECT_ERR(CHAT, "{" M ",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
+               "{\"schema\":{\"anyOf\":[]}}}}", 400, "response_format", NULL, "anyOf");
     EXPECT_ERR(CHAT, "{" M ",\"response_format\":{\"type\":\"yaml\"}}", 400, "response_format",
                NULL, NULL);
     EXPECT_ERR(CHAT, "{" M ",\"response_format\":\"json\"}", 400, "response_format", NULL, NULL);
@@ -575,8 +577,58 @@ test_parse_errors(void)
     EXPECT_ERR(CMPL, "{\"prompt\":[true]}", 400, "prompt", NULL, NULL);
     /* Ollama errors are {"error":".."} (the API itself: test_ollama.c) */
     EXPECT_ERR(QP_OLLAMA_CHAT, "{\"model\":\"llama3\",\"messages\":[]}", 404, NULL, NULL, NULL);
-    EXPECT_ERR(QP_OLLAMA_GENERATE, "{\"model\":\"qwen3\",\"prompt\":\"hi\",\"format\":\"json\"}",
+    EXPECT_ERR(QP_OLLAMA_GENERATE, "{\"model\":\"qwen3\",\"prompt\":\"hi\",\"format\":\"xml\"}",
                400, NULL, NULL, NULL);
+}
+
+/* response_format: a grammar in the engine parameters; with thinking on it
+ * waits for </think>. */
+static void
+test_response_format(void)
+{
+    static const struct {
+        qp_api      api;
+        const char *body;
+        int         after_think;
+    } ok[] = {
+        { CHAT, "{" M ",\"response_format\":{\"type\":\"json_object\"}}", 1 },
+        { CHAT, "{" M ",\"response_format\":{\"type\":\"json_object\"},"
+                "\"chat_template_kwargs\":{\"enable_thinking\":false}}", 0 },
+        { CHAT, "{" M ",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
+                "{\"name\":\"p\",\"strict\":true,\"schema\":{\"type\":\"object\",\"properties\":"
+                "{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"]}}},"
+                "\"reasoning_effort\":\"none\"}", 0 },
+        { CMPL, "{\"prompt\":\"hi\",\"response_format\":{\"type\":\"json_object\"}}", 0 },
+    };
+    qp_error                   err;
+    qp_request                *req;
+    const qwen_request_params *p;
+    qwen_grammar_state        *st;
+    size_t                     i;
+    int32_t                    think_end = qwen_token_id(tok, "</think>", 8);
+
+    for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        req = parse(ok[i].api, ok[i].body, &err);
+        CHECK(req != NULL, "response_format %zu: %s", i, err.body);
+        if (req == NULL) {
+            continue;
+        }
+        p = qp_request_params(req);
+        CHECK(p->grammar != NULL, "response_format %zu: a grammar", i);
+        CHECK(p->grammar_after_token == (ok[i].after_think ? think_end : -1),
+              "response_format %zu: after token %d", i, p->grammar_after_token);
+        if (p->grammar != NULL) {
+            st = qwen_grammar_state_new(p->grammar);
+            CHECK(st != NULL && qwen_grammar_accept_bytes(st, "{\"a\": 1}", 8) == 0
+                  && qwen_grammar_complete(st), "response_format %zu: takes an object", i);
+            qwen_grammar_state_free(st);
+        }
+        qp_request_free(req);
+    }
+    /* type text, or none: no grammar */
+    req = parse(CHAT, "{" M ",\"response_format\":{\"type\":\"text\"}}", &err);
+    CHECK(req != NULL && qp_request_params(req)->grammar == NULL, "text: no grammar");
+    qp_request_free(req);
 }
 
 static void
@@ -1627,6 +1679,7 @@ main(void)
     test_config_and_models();
     test_parse_errors();
     test_parse_params();
+    test_response_format();
     test_chat_prompt();
     test_stream_framing();
     test_nonstream_bodies();
