@@ -584,6 +584,7 @@ ngx_http_qwen_process(ngx_http_qwen_ctx_t *ctx)
 
     for ( ;; ) {
         n = qwen_request_poll(ctx->req, ev, NGX_HTTP_QWEN_EVENTS, &finish);
+        qp_itl_observe(&ctx->itl, ev, n);
 
         if (n > 0 && !ctx->stopped) {
             rc = qp_response_tokens(ctx->resp, ev, n, &ctx->out);

@@ -359,7 +359,7 @@ ngx_http_qwen_metrics_request(ngx_http_qwen_ctx_t *ctx)
 
     ngx_shmtx_lock(&mctx->shpool->mutex);
     qp_metrics_request_done(&mctx->sh->counters, &ctx->timing,
-                            ctx->finish_reason);
+                            ctx->finish_reason, &ctx->itl);
     ngx_shmtx_unlock(&mctx->shpool->mutex);
 
     ngx_http_qwen_metrics_refresh((ngx_cycle_t *) ngx_cycle);

@@ -183,6 +183,7 @@ typedef struct {
 
     /* for the $qwen_ variables, set once the generation has ended */
     qwen_request_timing          timing;
+    qp_histogram                 itl;        /* inter-token gaps so far */
     size_t                       completion_tokens;
     const char                  *finish_reason;
 

@@ -86,18 +86,12 @@ qp_metrics_add(qp_metrics *dst, const qp_metrics *src)
     }
 }
 
-void
-qp_metrics_observe_n(qp_metrics *m, qp_hist_id id, double seconds, uint64_t n)
+static void
+hist_observe(qp_histogram *h, qp_hist_id id, double seconds, uint64_t n)
 {
-    const hist_def *d;
-    qp_histogram   *h;
+    const hist_def *d = &hists[id];
     size_t          i;
 
-    if ((int) id < 0 || id >= QP_HIST_COUNT || n == 0 || isnan(seconds)) {
-        return;
-    }
-    d = &hists[id];
-    h = &m->hist[id];
     if (seconds < 0) {
         seconds = 0;
     }
@@ -107,6 +101,27 @@ qp_metrics_observe_n(qp_metrics *m, qp_hist_id id, double seconds, uint64_t n)
     h->bucket[i] += n;          /* i == n_bounds: above every bound */
     h->count += n;
     h->sum += seconds * (double) n;
+}
+
+void
+qp_metrics_observe_n(qp_metrics *m, qp_hist_id id, double seconds, uint64_t n)
+{
+    if ((int) id < 0 || id >= QP_HIST_COUNT || n == 0 || isnan(seconds)) {
+        return;
+    }
+    hist_observe(&m->hist[id], id, seconds, n);
+}
+
+void
+qp_itl_observe(qp_histogram *itl, const qwen_token_event *ev, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (ev[i].gap_ms >= 0.0f) {     /* the first token has no gap */
+            hist_observe(itl, QP_HIST_ITL, ev[i].gap_ms / 1000.0, 1);
+        }
+    }
 }
 
 void
@@ -143,9 +158,19 @@ qp_reason_from_name(const char *name)
 }
 
 void
-qp_metrics_request_done(qp_metrics *m, const qwen_request_timing *t, const char *reason)
+qp_metrics_request_done(qp_metrics *m, const qwen_request_timing *t, const char *reason,
+                        const qp_histogram *itl)
 {
+    size_t j;
+
     m->finished[qp_reason_from_name(reason)]++;
+    if (itl != NULL) {
+        for (j = 0; j <= QP_HIST_MAX_BUCKETS; j++) {
+            m->hist[QP_HIST_ITL].bucket[j] += itl->bucket[j];
+        }
+        m->hist[QP_HIST_ITL].count += itl->count;
+        m->hist[QP_HIST_ITL].sum += itl->sum;
+    }
     if (t == NULL) {
         return;
     }
@@ -156,14 +181,6 @@ qp_metrics_request_done(qp_metrics *m, const qwen_request_timing *t, const char 
     }
     if (t->first_token_ms >= 0) {
         qp_metrics_observe(m, QP_HIST_TTFT, t->first_token_ms / 1000.0);
-        /* token events reach the caller in batches, so the request's mean
-         * gap stands for each of its gaps */
-        if (t->n_generated >= 2 && t->total_ms >= t->first_token_ms) {
-            qp_metrics_observe_n(m, QP_HIST_ITL,
-                                 (t->total_ms - t->first_token_ms) / 1000.0
-                                 / (double) (t->n_generated - 1),
-                                 (uint64_t) t->n_generated - 1);
-        }
     }
     if (t->total_ms >= 0) {
         qp_metrics_observe(m, QP_HIST_E2E, t->total_ms / 1000.0);

@@ -258,10 +258,14 @@ void qp_metrics_observe_n(qp_metrics *m, qp_hist_id h, double seconds, uint64_t 
 /* Gauges from an engine's stats (running, waiting, KV cache use). */
 void qp_metrics_set_engine(qp_metrics *m, const qwen_engine_stats *s);
 /* A finished request: token totals, queue time, TTFT, end-to-end latency,
- * its mean inter-token gap observed n_generated - 1 times, and the finish
- * reason (qp_response_finish_reason's strings; NULL or unknown: error). */
+ * its inter-token gaps (itl, from qp_itl_observe; NULL: none) and the
+ * finish reason (qp_response_finish_reason's strings; NULL or unknown:
+ * error). */
 void qp_metrics_request_done(qp_metrics *m, const qwen_request_timing *t,
-                             const char *finish_reason);
+                             const char *finish_reason, const qp_histogram *itl);
+/* A request's inter-token gaps, gathered as its token events arrive
+ * (qwen_token_event.gap_ms) and handed to qp_metrics_request_done. */
+void qp_itl_observe(qp_histogram *itl, const qwen_token_event *ev, size_t n);
 qp_reason qp_reason_from_name(const char *finish_reason);
 /* Append the exposition text. Returns 0 or -1 (out of memory). */
 int  qp_metrics_text(const qp_metrics *m, qp_buf *out);

@@ -235,6 +235,8 @@ typedef struct {
 
 typedef struct {
     int32_t token;
+    float   gap_ms;                           /* since this request's previous
+                                               * token; -1 for its first */
     float   logprob;                          /* of the chosen token, if asked */
     int     n_top;
     int32_t top_ids[QWEN_MAX_TOP_LOGPROBS];

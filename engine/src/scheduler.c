@@ -60,6 +60,7 @@ struct qwen_request {
     int                  in_ready;
     qwen_request        *next_wait;
     double               t_submit, t_admit, t_first, t_done;
+    double               t_last;         /* when the last token was published */
 };
 
 struct qwen_engine {
@@ -358,6 +359,7 @@ scheduler_main(void *arg)
     qwen_request     *r;
     qwen_token_event  ev;
     int32_t           tok;
+    double            t_now;
     pthread_mutex_lock(&e->mu);
     while (!e->stop) {
         any = 0;
@@ -440,9 +442,13 @@ scheduler_main(void *arg)
                 e->prompt_tokens += r->n_prompt;
             }
             if (r->state != RQ_DONE) {
+                t_now = now_ms();
                 if (r->t_first == 0.0) {
-                    r->t_first = now_ms();
+                    r->t_first = t_now;
                 }
+                /* the gap since this request's previous token, for the
+                 * inter-token latency metrics */
+                ev.gap_ms = r->t_last > 0.0 ? (float) (t_now - r->t_last) : -1.0f;
                 r->state = RQ_DECODE;
                 if (r->cancelled) {
                     finish_request(e, r, QWEN_FINISH_CANCELLED);
@@ -451,6 +457,7 @@ scheduler_main(void *arg)
                 } else if (push_event(r, &ev) != 0) {
                     finish_request(e, r, QWEN_FINISH_ERROR);
                 } else {
+                    r->t_last = t_now;
                     r->n_generated++;
                     e->generated_tokens++;
                     mark_ready(e, r);

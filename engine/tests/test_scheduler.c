@@ -21,6 +21,7 @@ typedef struct {
     qwen_request     *req;
     int32_t           tokens[512];
     float             logprobs[512];
+    float             gaps[512];
     int               n;
     enum qwen_finish  finish;
     int               done;
@@ -90,6 +91,7 @@ pump(qwen_engine *e, int timeout_ms)
             size_t           got = qwen_request_poll(ready[i], ev, 64, &f);
             for (k = 0; k < got && t->n < 512; k++) {
                 t->logprobs[t->n] = ev[k].logprob;
+                t->gaps[t->n] = ev[k].gap_ms;
                 t->tokens[t->n++] = ev[k].token;
             }
             if (f != QWEN_FINISH_NONE && !t->done) {
@@ -288,6 +290,11 @@ test_stop_logprobs_errors(void)
     CHECK(wait_all(e, &t, 1, 30) && t.n == 10, "logprobs request");
     for (i = 0; i < t.n; i++) {
         CHECK(t.logprobs[i] <= 0.0f && t.logprobs[i] > -50.0f, "logprob %g", t.logprobs[i]);
+    }
+    /* the first token has no gap; each later one the time since the last */
+    CHECK(t.gaps[0] == -1.0f, "first token gap %g", t.gaps[0]);
+    for (i = 1; i < t.n; i++) {
+        CHECK(t.gaps[i] >= 0.0f && t.gaps[i] < 10000.0f, "token %d gap %g ms", i, t.gaps[i]);
     }
     qwen_request_release(t.req);
 

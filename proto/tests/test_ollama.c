@@ -1884,6 +1884,7 @@ static void
 test_metrics(void)
 {
     qp_metrics          m, w2, sum;
+    qp_histogram        itl;
     qp_buf              out = { 0 };
     prom_state          st;
     qwen_engine_stats   es;
@@ -1902,16 +1903,30 @@ test_metrics(void)
     es.kv_tokens_used = 1024;
     es.kv_tokens_total = 4096;
     qp_metrics_set_engine(&m, &es);
-    qp_metrics_request_done(&m, &t, "stop");
-    qp_metrics_request_done(&m, &t, "tool_calls");
-    qp_metrics_request_done(&m, &t, "length");
-    qp_metrics_request_done(&m, NULL, "cancelled");
-    qp_metrics_request_done(&m, NULL, NULL);
+    {
+        /* 11 token events: the first has no gap, then 10 gaps of 100 ms */
+        qwen_token_event tev[11];
+        int              k;
+
+        memset(tev, 0, sizeof(tev));
+        for (k = 0; k < 11; k++) {
+            tev[k].gap_ms = k == 0 ? -1.0f : 100.0f;
+        }
+        memset(&itl, 0, sizeof(itl));
+        qp_itl_observe(&itl, tev, 11);
+        CHECK(itl.count == 10 && fabs(itl.sum - 1.0) < 1e-6, "per-request gaps: %llu, %g s",
+              (unsigned long long) itl.count, itl.sum);
+    }
+    qp_metrics_request_done(&m, &t, "stop", &itl);
+    qp_metrics_request_done(&m, &t, "tool_calls", &itl);
+    qp_metrics_request_done(&m, &t, "length", &itl);
+    qp_metrics_request_done(&m, NULL, "cancelled", NULL);
+    qp_metrics_request_done(&m, NULL, NULL, NULL);
     qp_metrics_observe(&m, QP_HIST_TTFT, 0.01);     /* on a bound: le is inclusive */
     qp_metrics_observe(&m, QP_HIST_TTFT, 1e9);      /* above every bound */
     qp_metrics_observe(&m, QP_HIST_TTFT, -1);       /* clamped to 0 */
     qp_metrics_observe(&m, QP_HIST_TTFT, NAN);      /* ignored */
-    CHECK(m.hist[QP_HIST_ITL].count == 30, "ITL: n_generated - 1 gaps per request (%llu)",
+    CHECK(m.hist[QP_HIST_ITL].count == 30, "ITL: 10 gaps for each of 3 requests (%llu)",
           (unsigned long long) m.hist[QP_HIST_ITL].count);
     CHECK(fabs(m.hist[QP_HIST_ITL].sum - 3.0) < 1e-9, "ITL sum = 3 x 1 s (%g)",
           m.hist[QP_HIST_ITL].sum);
