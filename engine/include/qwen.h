@@ -123,6 +123,10 @@ typedef struct qwen_sampler qwen_sampler;
 
 void          qwen_sampling_defaults(qwen_sampling_params *p);
 qwen_sampler *qwen_sampler_new(const qwen_sampling_params *p, int vocab_size);
+/* The same, borrowing owner's vocabulary-sized scratch (1.8 MB for Qwen3)
+ * instead of allocating its own: owner must outlive it, and all of them
+ * sample on one thread (the engine keeps one owner for its scheduler). */
+qwen_sampler *qwen_sampler_new_sharing(const qwen_sampling_params *p, qwen_sampler *owner);
 void          qwen_sampler_free(qwen_sampler *s);
 /* Record a token of the sequence (prompt or generated) for the penalties. */
 void          qwen_sampler_accept(qwen_sampler *s, int32_t token);

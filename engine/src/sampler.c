@@ -22,8 +22,9 @@ struct qwen_sampler {
     int32_t             *history;     /* ring of recent tokens */
     size_t               hist_cap;
     size_t               hist_len;    /* tokens seen (may exceed cap) */
-    int32_t             *counts;      /* scratch [vocab] */
+    int32_t             *counts;      /* scratch [vocab], all zero between uses */
     candidate           *cand;        /* scratch [vocab] */
+    int                  owns_scratch;
 };
 
 void
@@ -77,8 +78,8 @@ rand_unit(uint64_t *s)
     return (float) (xoshiro_next(s) >> 40) / 16777216.0f;
 }
 
-qwen_sampler *
-qwen_sampler_new(const qwen_sampling_params *p, int vocab_size)
+static qwen_sampler *
+sampler_new(const qwen_sampling_params *p, int vocab_size, qwen_sampler *owner)
 {
     qwen_sampler *s;
     uint64_t      seed;
@@ -99,13 +100,31 @@ qwen_sampler_new(const qwen_sampling_params *p, int vocab_size)
     s->rng[3] = splitmix64(&seed);
     s->hist_cap = p->penalty_last_n > 0 ? (size_t) p->penalty_last_n : 256;
     s->history = malloc(s->hist_cap * sizeof(int32_t));
-    s->counts = calloc((size_t) vocab_size, sizeof(int32_t));
-    s->cand = malloc((size_t) vocab_size * sizeof(candidate));
+    if (owner != NULL) {
+        s->counts = owner->counts;
+        s->cand = owner->cand;
+    } else {
+        s->owns_scratch = 1;
+        s->counts = calloc((size_t) vocab_size, sizeof(int32_t));
+        s->cand = malloc((size_t) vocab_size * sizeof(candidate));
+    }
     if (s->history == NULL || s->counts == NULL || s->cand == NULL) {
         qwen_sampler_free(s);
         return NULL;
     }
     return s;
+}
+
+qwen_sampler *
+qwen_sampler_new(const qwen_sampling_params *p, int vocab_size)
+{
+    return sampler_new(p, vocab_size, NULL);
+}
+
+qwen_sampler *
+qwen_sampler_new_sharing(const qwen_sampling_params *p, qwen_sampler *owner)
+{
+    return owner != NULL ? sampler_new(p, owner->vocab_size, owner) : NULL;
 }
 
 void
@@ -115,8 +134,10 @@ qwen_sampler_free(qwen_sampler *s)
         return;
     }
     free(s->history);
-    free(s->counts);
-    free(s->cand);
+    if (s->owns_scratch) {
+        free(s->counts);
+        free(s->cand);
+    }
     free(s);
 }
 

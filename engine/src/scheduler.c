@@ -92,6 +92,8 @@ struct qwen_engine {
     int                 *batch_kind;    /* 0 decode, 1 prompt end */
     float               *logits;        /* [n_slots][vocab] */
     float               *raw;           /* [vocab] for logprobs */
+    qwen_sampler        *sampler_scratch;  /* lends its scratch to every request's
+                                            * sampler: they all run on this thread */
 };
 
 static double
@@ -529,9 +531,15 @@ qwen_engine_new(const qwen_model *model, const qwen_engine_params *p, char *err,
     e->batch_kind = calloc((size_t) p->n_slots, sizeof(*e->batch_kind));
     e->logits = malloc((size_t) p->n_slots * e->vocab * sizeof(float));
     e->raw = malloc((size_t) e->vocab * sizeof(float));
+    {
+        qwen_sampling_params sp;
+
+        qwen_sampling_defaults(&sp);
+        e->sampler_scratch = qwen_sampler_new(&sp, e->vocab);
+    }
     e->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (!e->slots || !e->ready || !e->batch || !e->batch_req || !e->batch_kind || !e->logits
-        || !e->raw || e->efd < 0)
+        || !e->raw || !e->sampler_scratch || e->efd < 0)
     {
         qwen_fail(err, err_len, "cannot set up the engine: %s",
              e->efd < 0 ? strerror(errno) : "out of memory");
@@ -593,6 +601,7 @@ qwen_engine_free(qwen_engine *e)
     free(e->batch_kind);
     free(e->logits);
     free(e->raw);
+    qwen_sampler_free(e->sampler_scratch);
     free(e);
 }
 
@@ -679,7 +688,7 @@ qwen_submit(qwen_engine *e, const qwen_request_params *p, void *user,
     r->n_logprobs = p->n_logprobs;
     r->prompt = malloc(p->n_prompt * sizeof(int32_t));
     r->stop_ids = malloc((p->n_stop_ids + 1) * sizeof(int32_t));
-    r->sampler = qwen_sampler_new(&p->sampling, e->vocab);
+    r->sampler = qwen_sampler_new_sharing(&p->sampling, e->sampler_scratch);
     if (p->grammar != NULL) {
         r->grammar = qwen_grammar_state_new(p->grammar);
         r->grammar_after = p->grammar_after_token;
