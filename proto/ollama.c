@@ -447,42 +447,6 @@ parse_messages(qp_request *req, const json_t *messages, chat_parts *cp, qp_error
     return 0;
 }
 
-/* tools: [{"type":"function","function":{"name":..,"parameters":..}}] */
-static int
-parse_tools(qp_request *req, const json_t *root, chat_parts *cp, qp_error *err)
-{
-    const json_t *tools = json_object_get(root, "tools");
-    qp_buf        b = { 0 };
-    size_t        i;
-
-    if (tools == NULL || json_is_null(tools)) {
-        return 0;
-    }
-    if (!json_is_array(tools)) {
-        return qp_fail(err, req->api, 400, NULL, "tools", NULL, "'tools' must be an array");
-    }
-    for (i = 0; i < json_array_size(tools); i++) {
-        const json_t *t = json_array_get(tools, i);
-        const json_t *f = json_is_object(t) ? json_object_get(t, "function") : NULL;
-
-        if (!json_is_object(f) || !json_is_string(json_object_get(f, "name"))) {
-            return qp_fail(err, req->api, 400, NULL, "tools", NULL,
-                           "'tools[%zu]' must be {\"type\":\"function\",\"function\":"
-                           "{\"name\":..,\"parameters\":..}}", i);
-        }
-    }
-    if (json_array_size(tools) == 0) {
-        return 0;
-    }
-    if (qp_json_value(&b, tools, 0) != 0) {
-        qp_buf_free(&b);
-        return oom(req, err);
-    }
-    cp->tools_json = b.data;
-    req->tools = 1;
-    return 0;
-}
-
 static int
 chat_prompt(qp_request *req, const json_t *root, int thinking, const qwen_tokenizer *tok,
             qp_error *err)
@@ -494,7 +458,7 @@ chat_prompt(qp_request *req, const json_t *root, int thinking, const qwen_tokeni
     int        rc = -1;
 
     if (parse_messages(req, json_object_get(root, "messages"), &cp, err) != 0
-        || parse_tools(req, root, &cp, err) != 0)
+        || qp_parse_tools(req, json_object_get(root, "tools"), &cp.tools_json, err) != 0)
     {
         goto done;
     }

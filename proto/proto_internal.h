@@ -114,6 +114,7 @@ extern const qp_format qp_ollama_generate_format;
 
 /* Fill err in the API's error format; returns -1 so callers can
  * `return qp_fail(...)`. type NULL: derived from status. */
+int qp_parse_tools(qp_request *req, const json_t *tools, char **tools_json, qp_error *err);
 int qp_fail(qp_error *err, qp_api api, int status, const char *type,
             const char *param, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 7, 8)));

@@ -335,6 +335,44 @@ add_stop(qp_request *req, const json_t *s, const char *param, qp_error *err)
     return 0;
 }
 
+/* tools: [{"type":"function","function":{"name":..,"parameters":..}}] for
+ * the chat template, as JSON text in *tools_json (malloc'ed; NULL when
+ * there are none). Both APIs take the same shape. */
+int
+qp_parse_tools(qp_request *req, const json_t *tools, char **tools_json, qp_error *err)
+{
+    qp_buf b = { 0 };
+    size_t i;
+
+    *tools_json = NULL;
+    if (tools == NULL || json_is_null(tools)) {
+        return 0;
+    }
+    if (!json_is_array(tools)) {
+        return qp_fail(err, req->api, 400, NULL, "tools", NULL, "'tools' must be an array");
+    }
+    for (i = 0; i < json_array_size(tools); i++) {
+        const json_t *t = json_array_get(tools, i);
+        const json_t *f = json_is_object(t) ? json_object_get(t, "function") : NULL;
+
+        if (!json_is_object(f) || !json_is_string(json_object_get(f, "name"))) {
+            return qp_fail(err, req->api, 400, NULL, "tools", NULL,
+                           "'tools[%zu]' must be {\"type\":\"function\",\"function\":"
+                           "{\"name\":..,\"parameters\":..}}", i);
+        }
+    }
+    if (json_array_size(tools) == 0) {
+        return 0;
+    }
+    if (qp_json_value(&b, tools, 0) != 0) {
+        qp_buf_free(&b);
+        return qp_fail(err, req->api, 500, NULL, NULL, NULL, "out of memory");
+    }
+    *tools_json = b.data;
+    req->tools = 1;     /* <tool_call> blocks become tool calls */
+    return 0;
+}
+
 int
 qp_request_set_stop(qp_request *req, const json_t *stop, const char *param, qp_error *err)
 {
