@@ -65,3 +65,19 @@ TEST_ENV  += QWEN_NGINX_MODULE=$(abspath $(NGX_MODULE)) QWEN_NGINX_BIN=$(NGX_BIN
              QWEN_BIN=$(abspath $(BUILD)/qwen) \
              QWEN_MAKE_TEST_MODEL=$(abspath $(BUILD)/make_test_model) \
              QWEN_TEST_TMP=$(abspath $(BUILD)/t)
+
+# The same tests against the module built with AddressSanitizer (engine,
+# protocol layer and glue instrumented), run by tests/run_all.sh through
+# tests/nginx_asan.sh: memory errors in the glue fail make test.
+NGX_ASAN_BUILD  = $(BUILD)/asanmod
+NGX_ASAN_MODULE = $(NGX_ASAN_BUILD)/ngx_http_qwen_module.so
+ASAN_MOD_OPT    = -O1 -g -fsanitize=address -fno-omit-frame-pointer
+
+.PHONY: module-asan
+module-asan:
+	$(MAKE) --no-print-directory BUILD=$(NGX_ASAN_BUILD) OPT="$(ASAN_MOD_OPT)" \
+	    NGX_CC_OPT="-g -O1 -fPIC -fsanitize=address -fno-omit-frame-pointer -Wformat" \
+	    NGX_LD_OPT="-fPIC -fsanitize=address" $(NGX_ASAN_MODULE)
+
+TEST_DEPS += module-asan
+TEST_ENV  += QWEN_NGINX_ASAN_MODULE=$(abspath $(NGX_ASAN_MODULE))

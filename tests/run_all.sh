@@ -41,6 +41,30 @@ if [ -n "$(ls t/*.t 2>/dev/null)" ]; then
     [ "$rc" -eq 0 ] || status=1
 fi
 
+# the nginx tests again with the module built with AddressSanitizer: every
+# test must pass and no worker may write an ASan report
+if [ -n "${QWEN_NGINX_ASAN_MODULE:-}" ] && [ -n "$(ls t/*.t 2>/dev/null)" ]; then
+    logs=$(mktemp -d)
+    out=$(QWEN_NGINX_MODULE=$QWEN_NGINX_ASAN_MODULE QWEN_NGINX_BIN="$here/nginx_asan.sh" \
+          QWEN_ASAN_LOG_DIR=$logs QWEN_TEST_TMP=${QWEN_TEST_TMP:-build/t}-asan \
+          prove -r t/ 2>&1); rc=$?
+    printf '%s\n' "$out" | tail -n 4
+    tests=$(printf '%s\n' "$out" | sed -n 's/.*Tests=\([0-9]*\).*/\1/p' | tail -n 1)
+    failed=$(printf '%s\n' "$out" | sed -n 's/.*Failed \([0-9]*\)\/[0-9]* subtests.*/\1/p' \
+             | awk '{s += $1} END {print s + 0}')
+    tests=${tests:-0}
+    if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+    reports=$(ls "$logs" | wc -l)
+    if [ "$reports" -gt 0 ]; then
+        echo "nginx-asan: $reports AddressSanitizer report(s):"; head -n 40 "$logs"/*
+        failed=$((failed + 1))
+    fi
+    rm -rf "$logs"
+    echo "nginx-asan: $((tests - failed < 0 ? 0 : tests - failed)) passed, $failed failed"
+    echo "$((tests - failed < 0 ? 0 : tests - failed)) $failed" >> "$TEST_TOTALS"
+    [ "$rc" -eq 0 ] && [ "$reports" -eq 0 ] || status=1
+fi
+
 read -r passed failed < <(awk '{p += $1; f += $2} END {print p + 0, f + 0}' "$TEST_TOTALS")
 rm -f "$TEST_TOTALS"
 [ "$failed" -eq 0 ] || status=1
