@@ -14,12 +14,6 @@
 #include "json_out.h"
 #include "proto_internal.h"
 
-static int
-oom(qp_request *req, qp_error *err)
-{
-    return qp_fail(err, req->api, 500, NULL, NULL, NULL, "out of memory");
-}
-
 /* ------------------------------------------------------------ options */
 
 /* A number option (options.key) within [lo, hi]; 1 set, 0 absent, -1 error. */
@@ -287,7 +281,7 @@ load_answer(qp_request *req, const char *model, int unload, qp_error *err)
         || b.len >= sizeof(err->body))
     {
         qp_buf_free(&b);
-        return oom(req, err);
+        return qp_oom(req, err);
     }
     memcpy(err->body, b.data, b.len + 1);
     err->status = 200;
@@ -297,29 +291,8 @@ load_answer(qp_request *req, const char *model, int unload, qp_error *err)
 
 /* --------------------------------------------------------------- chat */
 
-typedef struct {
-    qwen_chat_message *msgs;
-    size_t             n;
-    char             **owned;
-    size_t             n_owned;
-    char              *tools_json;
-} chat_parts;
-
-static void
-chat_parts_free(chat_parts *cp)
-{
-    size_t i;
-
-    for (i = 0; i < cp->n_owned; i++) {
-        free(cp->owned[i]);
-    }
-    free(cp->owned);
-    free(cp->msgs);
-    free(cp->tools_json);
-}
-
 static const char *
-own_json(chat_parts *cp, const json_t *v)
+own_json(qp_chat_parts *cp, const json_t *v)
 {
     qp_buf b = { 0 };
 
@@ -334,7 +307,7 @@ own_json(chat_parts *cp, const json_t *v)
 /* tool_calls: [{"function":{"name":..,"arguments":{..}}}]; arguments are
  * an object in Ollama (a JSON string is taken too). */
 static int
-message_tool_calls(qp_request *req, chat_parts *cp, const json_t *calls, size_t i,
+message_tool_calls(qp_request *req, qp_chat_parts *cp, const json_t *calls, size_t i,
                    qwen_chat_message *cm, qp_error *err)
 {
     char   param[64];
@@ -366,21 +339,21 @@ message_tool_calls(qp_request *req, chat_parts *cp, const json_t *calls, size_t 
             /* the template needs arguments: an absent one is {} (the tree
              * is qp_parse's own copy of the body, so it may be changed) */
             if (json_object_set_new((json_t *) f, "arguments", json_object()) != 0) {
-                return oom(req, err);
+                return qp_oom(req, err);
             }
         }
     }
     if (json_array_size(calls) > 0) {
         cm->tool_calls_json = own_json(cp, calls);
         if (cm->tool_calls_json == NULL) {
-            return oom(req, err);
+            return qp_oom(req, err);
         }
     }
     return 0;
 }
 
 static int
-parse_messages(qp_request *req, const json_t *messages, chat_parts *cp, qp_error *err)
+parse_messages(qp_request *req, const json_t *messages, qp_chat_parts *cp, qp_error *err)
 {
     char   param[64];
     size_t i;
@@ -389,7 +362,7 @@ parse_messages(qp_request *req, const json_t *messages, chat_parts *cp, qp_error
     cp->msgs = calloc(cp->n, sizeof(*cp->msgs));
     cp->owned = calloc(cp->n, sizeof(*cp->owned));
     if (cp->msgs == NULL || cp->owned == NULL) {
-        return oom(req, err);
+        return qp_oom(req, err);
     }
     for (i = 0; i < cp->n; i++) {
         const json_t      *m = json_array_get(messages, i), *v = NULL;
@@ -451,7 +424,7 @@ static int
 chat_prompt(qp_request *req, const json_t *root, int thinking, const qwen_tokenizer *tok,
             qp_error *err)
 {
-    chat_parts cp = { 0 };
+    qp_chat_parts cp = { 0 };
     char       msg[QWEN_ERR_LEN];
     char      *text = NULL;
     size_t     text_len = 0;
@@ -472,7 +445,7 @@ chat_prompt(qp_request *req, const json_t *root, int thinking, const qwen_tokeni
     req->thinking = thinking;
 done:
     free(text);
-    chat_parts_free(&cp);
+    qp_chat_parts_free(&cp);
     return rc;
 }
 
@@ -500,7 +473,7 @@ context_ids(qp_request *req, const json_t *root, const qwen_tokenizer *tok, qp_e
     }
     req->prompt.ids = malloc(n * sizeof(int32_t));
     if (req->prompt.ids == NULL) {
-        return oom(req, err);
+        return qp_oom(req, err);
     }
     req->prompt.cap = n;
     for (i = 0; i < n; i++) {
@@ -609,12 +582,12 @@ qp_ollama_parse(qp_request *req, const json_t *root, const qp_config *cfg,
     } else {
         if (qp_ollama_model_name(cfg, &name) != 0) {
             qp_buf_free(&name);
-            return oom(req, err);
+            return qp_oom(req, err);
         }
         req->model = name.data;
     }
     if (req->model == NULL) {
-        return oom(req, err);
+        return qp_oom(req, err);
     }
     req->stream = 1;                        /* Ollama streams unless told not to */
     if (qp_get_bool(root, "stream", "stream", &req->stream, api, err) < 0

@@ -14,37 +14,9 @@
 
 /* ============================================================ parsing */
 
-/* Chat message strings that must outlive the jansson tree are collected
- * here and freed together. */
-typedef struct {
-    qwen_chat_message *msgs;
-    char             **owned;
-    size_t             n_owned;
-    char              *tools_json;
-} chat_parts;
-
-static void
-chat_parts_free(chat_parts *cp)
-{
-    size_t i;
-
-    for (i = 0; i < cp->n_owned; i++) {
-        free(cp->owned[i]);
-    }
-    free(cp->owned);
-    free(cp->msgs);
-    free(cp->tools_json);
-}
-
-static int
-oom(qp_request *req, qp_error *err)
-{
-    return qp_fail(err, req->api, 500, NULL, NULL, NULL, "out of memory");
-}
-
 /* Keep b's text (taking its memory) as an owned string. */
 static const char *
-own_buf(chat_parts *cp, qp_buf *b)
+own_buf(qp_chat_parts *cp, qp_buf *b)
 {
     char *s = b->data ? b->data : strdup("");
 
@@ -59,7 +31,7 @@ own_buf(chat_parts *cp, qp_buf *b)
 /* content: a string, or an array of {"type":"text","text":..} parts joined
  * with "\n" (as vLLM joins them). Returns 1 set, 0 absent, -1 error. */
 static int
-message_content(qp_request *req, chat_parts *cp, const json_t *v, size_t i,
+message_content(qp_request *req, qp_chat_parts *cp, const json_t *v, size_t i,
                 const char **out, qp_error *err)
 {
     char          param[64];
@@ -103,15 +75,15 @@ message_content(qp_request *req, chat_parts *cp, const json_t *v, size_t i,
             || qp_buf_append(&b, json_string_value(text), json_string_length(text)) != 0)
         {
             qp_buf_free(&b);
-            return oom(req, err);
+            return qp_oom(req, err);
         }
     }
     *out = own_buf(cp, &b);
-    return *out != NULL ? 1 : oom(req, err);
+    return *out != NULL ? 1 : qp_oom(req, err);
 }
 
 static int
-parse_messages(qp_request *req, const json_t *messages, chat_parts *cp, qp_error *err)
+parse_messages(qp_request *req, const json_t *messages, qp_chat_parts *cp, qp_error *err)
 {
     size_t i, n;
     char   param[64];
@@ -131,7 +103,7 @@ parse_messages(qp_request *req, const json_t *messages, chat_parts *cp, qp_error
     cp->msgs = calloc(n, sizeof(*cp->msgs));
     cp->owned = calloc(2 * n, sizeof(*cp->owned));
     if (cp->msgs == NULL || cp->owned == NULL) {
-        return oom(req, err);
+        return qp_oom(req, err);
     }
     for (i = 0; i < n; i++) {
         const json_t      *m = json_array_get(messages, i), *role, *reason, *calls;
@@ -213,11 +185,11 @@ parse_messages(qp_request *req, const json_t *messages, chat_parts *cp, qp_error
             if (json_array_size(calls) > 0) {
                 if (qp_json_value(&b, calls, 0) != 0) {
                     qp_buf_free(&b);
-                    return oom(req, err);
+                    return qp_oom(req, err);
                 }
                 cm->tool_calls_json = own_buf(cp, &b);
                 if (cm->tool_calls_json == NULL) {
-                    return oom(req, err);
+                    return qp_oom(req, err);
                 }
             }
         }
@@ -228,7 +200,7 @@ parse_messages(qp_request *req, const json_t *messages, chat_parts *cp, qp_error
 /* tools, tool_choice: tools_json for the template, and whether to parse
  * <tool_call> blocks out of the answer. */
 static int
-parse_tools(qp_request *req, const json_t *root, chat_parts *cp, qp_error *err)
+parse_tools(qp_request *req, const json_t *root, qp_chat_parts *cp, qp_error *err)
 {
     const json_t *choice = json_object_get(root, "tool_choice");
 
@@ -312,7 +284,7 @@ qp_openai_render_chat(qp_request *req, const json_t *root, const qp_config *cfg,
                       int add_generation_prompt, char **text, size_t *text_len,
                       qp_error *err)
 {
-    chat_parts cp = { 0 };
+    qp_chat_parts cp = { 0 };
     char       msg[QWEN_ERR_LEN];
     int        thinking, rc = -1;
 
@@ -334,7 +306,7 @@ qp_openai_render_chat(qp_request *req, const json_t *root, const qp_config *cfg,
     req->thinking = thinking;
     rc = 0;
 done:
-    chat_parts_free(&cp);
+    qp_chat_parts_free(&cp);
     return rc;
 }
 
@@ -362,7 +334,7 @@ push_ids(qp_request *req, const json_t *arr, int vocab, qp_error *err)
 
     req->prompt.ids = malloc((n ? n : 1) * sizeof(int32_t));
     if (req->prompt.ids == NULL) {
-        return oom(req, err);
+        return qp_oom(req, err);
     }
     req->prompt.cap = n ? n : 1;
     for (i = 0; i < n; i++) {

@@ -114,7 +114,19 @@ extern const qp_format qp_ollama_generate_format;
 
 /* Fill err in the API's error format; returns -1 so callers can
  * `return qp_fail(...)`. type NULL: derived from status. */
-int qp_parse_tools(qp_request *req, const json_t *tools, char **tools_json, qp_error *err);
+/* Chat messages for the template, with the strings that must outlive the
+ * jansson tree (collected in owned, freed together). */
+typedef struct {
+    qwen_chat_message *msgs;
+    size_t             n;
+    char             **owned;
+    size_t             n_owned;
+    char              *tools_json;
+} qp_chat_parts;
+
+void qp_chat_parts_free(qp_chat_parts *cp);
+int  qp_oom(qp_request *req, qp_error *err);     /* a 500 "out of memory" */
+int  qp_parse_tools(qp_request *req, const json_t *tools, char **tools_json, qp_error *err);
 int qp_fail(qp_error *err, qp_api api, int status, const char *type,
             const char *param, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 7, 8)));

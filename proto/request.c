@@ -264,7 +264,7 @@ qp_request_set_grammar(qp_request *req, const qwen_tokenizer *tok, const json_t 
     if (schema != NULL) {
         text = json_dumps(schema, JSON_COMPACT);
         if (text == NULL) {
-            return qp_fail(err, req->api, 500, NULL, NULL, NULL, "out of memory");
+            return qp_oom(req, err);
         }
     }
     msg[0] = '\0';
@@ -328,11 +328,30 @@ add_stop(qp_request *req, const json_t *s, const char *param, qp_error *err)
     }
     req->stop[req->n_stop] = malloc(len + 1);
     if (req->stop[req->n_stop] == NULL) {
-        return qp_fail(err, req->api, 500, NULL, NULL, NULL, "out of memory");
+        return qp_oom(req, err);
     }
     memcpy(req->stop[req->n_stop], json_string_value(s), len + 1);
     req->stop_len[req->n_stop++] = len;
     return 0;
+}
+
+void
+qp_chat_parts_free(qp_chat_parts *cp)
+{
+    size_t i;
+
+    for (i = 0; i < cp->n_owned; i++) {
+        free(cp->owned[i]);
+    }
+    free(cp->owned);
+    free(cp->msgs);
+    free(cp->tools_json);
+}
+
+int
+qp_oom(qp_request *req, qp_error *err)
+{
+    return qp_fail(err, req->api, 500, NULL, NULL, NULL, "out of memory");
 }
 
 /* tools: [{"type":"function","function":{"name":..,"parameters":..}}] for
@@ -366,7 +385,7 @@ qp_parse_tools(qp_request *req, const json_t *tools, char **tools_json, qp_error
     }
     if (qp_json_value(&b, tools, 0) != 0) {
         qp_buf_free(&b);
-        return qp_fail(err, req->api, 500, NULL, NULL, NULL, "out of memory");
+        return qp_oom(req, err);
     }
     *tools_json = b.data;
     req->tools = 1;     /* <tool_call> blocks become tool calls */
