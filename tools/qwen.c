@@ -20,6 +20,7 @@ typedef struct {
     const char *ids;
     const char *prompt;
     const char *kernels;
+    const char *kv_format;
     int         n_predict;
     int         n_prompt;
     int         top;
@@ -53,7 +54,8 @@ usage(FILE *f)
         "  detokenize -m MODEL --ids 1,2,3\n"
         "  template   -m MODEL --messages F.json [--no-think] [--tools T.json]\n"
         "MODEL is a .gguf file or a Hugging Face directory.\n"
-        "Common: --kernels scalar|avx2 to force a kernel set.\n");
+        "Common: --kernels scalar|avx2 to force a kernel set; --kv f16|bf16|auto the\n"
+        "KV cache format.\n");
 }
 
 static int
@@ -117,6 +119,7 @@ parse_opts(int argc, char **argv, cli_opts *o)
         if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) o->model = val;
         else if (strcmp(a, "--ids") == 0) o->ids = val;
         else if (strcmp(a, "--kernels") == 0) o->kernels = val;
+        else if (strcmp(a, "--kv") == 0) o->kv_format = val;
         else if (strcmp(a, "-n") == 0) { if (parse_int(val, a, 0, 1 << 20, &o->n_predict)) return -1; }
         else if (strcmp(a, "-p") == 0) {
             /* bench: prompt length; run: prompt text */
@@ -182,6 +185,7 @@ make_ctx(const qwen_model *m, const cli_opts *o, int n_ctx, int n_batch)
     p.n_ctx = n_ctx;
     p.n_batch = n_batch;
     p.kernels = o->kernels;
+    p.kv_format = o->kv_format;
     ctx = qwen_ctx_new(m, &p, err, sizeof(err));
     if (ctx == NULL) {
         fprintf(stderr, "qwen: %s\n", err);
@@ -466,7 +470,8 @@ cmd_bench(int argc, char **argv)
     if (!o.json_only) {
         printf("model:    %s (%s, %d layers, hidden %d)\n", o.model, qwen_model_describe(m),
                c->n_layers, c->hidden_size);
-        printf("threads:  %d   sequences: %d\n", o.threads, o.n_seqs);
+        printf("threads:  %d   sequences: %d   KV cache: %s\n", o.threads, o.n_seqs,
+               qwen_ctx_kv_format(ctx));
         printf("prefill:  %d tokens in %.3f s = %.1f tok/s\n", o.n_prompt, t_prefill,
                o.n_prompt / t_prefill);
         printf("decode:   %d steps x %d seqs in %.3f s = %.1f tok/s per sequence, "
@@ -475,10 +480,11 @@ cmd_bench(int argc, char **argv)
     }
     printf("{\"model\":\"%s\",\"weights\":\"%s\",\"threads\":%d,\"seqs\":%d,"
            "\"n_prompt\":%d,\"n_predict\":%d,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,"
-           "\"decode_total_tok_s\":%.2f,\"weight_bytes\":%zu}\n",
+           "\"decode_total_tok_s\":%.2f,\"weight_bytes\":%zu,\"kv\":\"%s\"}\n",
            o.model, qwen_model_describe(m), o.threads, o.n_seqs, o.n_prompt, o.n_predict,
            o.n_prompt / t_prefill, o.n_predict / t_decode,
-           o.n_predict * o.n_seqs / t_decode, qwen_model_weight_bytes(m));
+           o.n_predict * o.n_seqs / t_decode, qwen_model_weight_bytes(m),
+           qwen_ctx_kv_format(ctx));
     rc = 0;
 done:
     qwen_ctx_free(ctx);

@@ -66,11 +66,17 @@ typedef struct {
     int n_ctx;      /* tokens per sequence */
     int n_batch;    /* most tokens one qwen_forward call may carry */
     const char *kernels; /* NULL: the best for this CPU; or "scalar", "avx2"... */
+    /* KV cache format: NULL or "auto" picks "bf16" where the kernels have a
+     * BF16 attention (AVX-512 BF16) and the weights are BF16 or quantized
+     * (the precision HF runs Qwen3 in), "f16" otherwise; or force either */
+    const char *kv_format;
 } qwen_ctx_params;
 
 qwen_ctx *qwen_ctx_new(const qwen_model *model, const qwen_ctx_params *params,
                        char *err, size_t err_len);
 void      qwen_ctx_free(qwen_ctx *ctx);
+/* The KV cache format the context picked: "f16" or "bf16". */
+const char *qwen_ctx_kv_format(const qwen_ctx *ctx);
 /* Kernel sets: "scalar" everywhere; x86: "avx2", "avx512" (AVX2 dots plus
  * the BF16 prefill GEMM); arm64: "neon"... */
 int         qwen_kernels_available(const char *name);
@@ -201,6 +207,7 @@ typedef struct {
     int         n_batch;     /* most tokens per forward step (prefill chunk) */
     int         max_queue;   /* requests waiting for a slot before submit refuses */
     const char *kernels;     /* NULL: best for this CPU */
+    const char *kv_format;   /* NULL: auto (qwen_ctx_params.kv_format) */
 } qwen_engine_params;
 
 enum qwen_finish {

@@ -11,6 +11,7 @@
 #include "arch_x86.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #define PANEL QWEN_GEMM_PANEL_ROWS     /* 32: two zmm of rows */
@@ -406,6 +407,216 @@ dot4_q4_K_vnni(int64_t n, const void *w, const void *act, size_t stride, float *
     qwen_q4k_dot_n(n, w, act, stride, out, 4);
 }
 
+/* ------------------------------------------- attention over a BF16 KV cache */
+
+/* e^x for x <= 0 (softmax scores minus their max): x = n ln2 + r with
+ * |r| <= ln2/2, e^r by the Cephes polynomial, 2^n by vscalefps. Relative
+ * error ~1e-7; below -104 the result is 0. */
+static inline __m512
+exp_neg_ps(__m512 x)
+{
+    __m512 n, r, p;
+
+    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+    n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* BF16 of a float pair, low element first (the vdpbf16ps operand order) */
+static inline uint32_t
+bf16_pair(float a, float b)
+{
+    return (uint32_t) qwen_f32_to_bf16(a) | (uint32_t) qwen_f32_to_bf16(b) << 16;
+}
+
+static void
+kv_store_bf16(int hd, const float *k, const float *v, uint16_t *kc, uint16_t *vc, int pos)
+{
+    uint32_t *kb = (uint32_t *) (kc + qwen_kv_bf16_k_index(hd, pos, 0));
+    uint16_t *vb = vc + qwen_kv_bf16_v_index(hd, pos, 0);
+    int       i;
+
+    for (i = 0; i < hd / 2; i++) {
+        kb[16 * i] = bf16_pair(k[2 * i], k[2 * i + 1]);
+    }
+    for (i = 0; i < hd; i++) {
+        vb[2 * i] = qwen_f32_to_bf16(v[i]);
+    }
+}
+
+/* scores[h][t] = scale * q[h] . K[t] for NH heads, 16 positions per block:
+ * each K vector (a dimension pair of 16 positions) meets a broadcast q
+ * pair, so no horizontal sums; 4 accumulators per head hide the latency. */
+static inline __attribute__((always_inline)) void
+att_scores_bf16(int hd, const int NH, const uint32_t *qp, const uint16_t *kc, int n_pos,
+                float scale, float *scores, int rows)
+{
+    int b, i, h, u;
+
+    for (b = 0; b < (n_pos + 15) / 16; b++) {
+        const uint16_t *kb = kc + (size_t) b * 16 * hd;
+        __m512          acc[4][4];
+
+#pragma GCC unroll 4
+        for (h = 0; h < NH; h++) {
+#pragma GCC unroll 4
+            for (u = 0; u < 4; u++) {
+                acc[h][u] = _mm512_setzero_ps();
+            }
+        }
+        for (i = 0; i < hd / 2; i += 4) {
+#pragma GCC unroll 4
+            for (u = 0; u < 4; u++) {
+                __m512bh kv = (__m512bh) _mm512_loadu_si512((const void *) (kb + 32 * (i + u)));
+#pragma GCC unroll 4
+                for (h = 0; h < NH; h++) {
+                    acc[h][u] = _mm512_dpbf16_ps(acc[h][u], kv,
+                        (__m512bh) _mm512_set1_epi32((int) qp[h * (hd / 2) + i + u]));
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (h = 0; h < NH; h++) {
+            __m512 s = _mm512_add_ps(_mm512_add_ps(acc[h][0], acc[h][1]),
+                                     _mm512_add_ps(acc[h][2], acc[h][3]));
+            _mm512_storeu_ps(scores + (size_t) h * rows + 16 * b,
+                             _mm512_mul_ps(s, _mm512_set1_ps(scale)));
+        }
+    }
+}
+
+/* out[h] += sum over position pairs of p[h] pairs . V pairs, 16 dims per
+ * vdpbf16ps, for NH heads and 128 dimensions starting at d0. */
+static inline __attribute__((always_inline)) void
+att_values_bf16(int hd, const int NH, const uint32_t *pp, int pp_stride, const uint16_t *vc,
+                int n_pos, int d0, float *out)
+{
+    __m512 o[4][8];
+    int    t2, h, j, n_pairs = n_pos / 2;
+
+#pragma GCC unroll 4
+    for (h = 0; h < NH; h++) {
+#pragma GCC unroll 8
+        for (j = 0; j < 8; j++) {
+            o[h][j] = _mm512_setzero_ps();
+        }
+    }
+    for (t2 = 0; t2 < (n_pos + 1) / 2; t2++) {
+        const uint16_t *vp = vc + (size_t) t2 * 2 * hd + 2 * d0;
+        /* an odd last position: its pair partner is not written yet */
+        __mmask32       keep = t2 < n_pairs ? 0xFFFFFFFFu : 0x55555555u;
+
+#pragma GCC unroll 8
+        for (j = 0; j < 8; j++) {
+            __m512bh vv = (__m512bh) _mm512_maskz_loadu_epi16(keep, vp + 32 * j);
+#pragma GCC unroll 4
+            for (h = 0; h < NH; h++) {
+                o[h][j] = _mm512_dpbf16_ps(o[h][j], vv,
+                    (__m512bh) _mm512_set1_epi32((int) pp[(size_t) h * pp_stride + t2]));
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (h = 0; h < NH; h++) {
+#pragma GCC unroll 8
+        for (j = 0; j < 8; j++) {
+            _mm512_storeu_ps(out + (size_t) h * hd + d0 + 16 * j, o[h][j]);
+        }
+    }
+}
+
+/*
+ * Attention of n_q query heads over one KV head in the BF16 layout of
+ * kernels.h. Scores, softmax (vector exp) and the BF16 probabilities all
+ * live in scratch: the probabilities of head h overwrite the front half of
+ * its scores, as pairs. hd a multiple of 128 up to 256 (Qwen3: 128);
+ * anything else takes the scalar version.
+ */
+static void
+attention_bf16(int hd, int n_q, const float *q, const uint16_t *kc, const uint16_t *vc,
+               int n_pos, float scale, float *scratch, float *out)
+{
+    uint32_t qp[4 * 128];
+    int      rows = qwen_kv_rows(n_pos), h0, nh, h, t, i, d0;
+    float    sums[4];
+
+    if (hd % 128 != 0 || hd > 256) {
+        qwen_attention_bf16_ref(hd, n_q, q, kc, vc, n_pos, scale, scratch, out);
+        return;
+    }
+    for (h0 = 0; h0 < n_q; h0 += nh) {
+        float *sc0 = scratch + (size_t) h0 * rows;
+
+        nh = n_q - h0 >= 4 ? 4 : n_q - h0 >= 2 ? 2 : 1;
+        for (h = 0; h < nh; h++) {
+            const float *qh = q + (size_t) (h0 + h) * hd;
+            for (i = 0; i < hd / 2; i++) {
+                qp[h * (hd / 2) + i] = bf16_pair(qh[2 * i], qh[2 * i + 1]);
+            }
+        }
+        switch (nh) {
+        case 4: att_scores_bf16(hd, 4, qp, kc, n_pos, scale, sc0, rows); break;
+        case 2: att_scores_bf16(hd, 2, qp, kc, n_pos, scale, sc0, rows); break;
+        default: att_scores_bf16(hd, 1, qp, kc, n_pos, scale, sc0, rows); break;
+        }
+        for (h = 0; h < nh; h++) {
+            float   *sc = sc0 + (size_t) h * rows;
+            __m512   mx = _mm512_set1_ps(-INFINITY), sum = _mm512_setzero_ps();
+            __mmask16 m;
+            float    mxs;
+
+            for (t = 0; t < n_pos; t += 16) {
+                m = n_pos - t >= 16 ? 0xFFFF : (__mmask16) ((1u << (n_pos - t)) - 1);
+                mx = _mm512_mask_max_ps(mx, m, mx, _mm512_maskz_loadu_ps(m, sc + t));
+            }
+            mxs = _mm512_reduce_max_ps(mx);
+            /* e^(s - max), zero past n_pos up to the 32-row boundary */
+            for (t = 0; t < rows; t += 16) {
+                m = t >= n_pos ? 0 : n_pos - t >= 16 ? 0xFFFF
+                    : (__mmask16) ((1u << (n_pos - t)) - 1);
+                __m512 e = _mm512_maskz_mov_ps(m, exp_neg_ps(
+                    _mm512_sub_ps(_mm512_loadu_ps(sc + t), _mm512_set1_ps(mxs))));
+                sum = _mm512_add_ps(sum, e);
+                _mm512_storeu_ps(sc + t, e);
+            }
+            sums[h] = _mm512_reduce_add_ps(sum);
+            /* to BF16 pairs in place: 32 floats become 16 pairs behind the read */
+            for (t = 0; t < rows; t += 32) {
+                __m512bh pb = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(sc + t + 16),
+                                                  _mm512_loadu_ps(sc + t));
+                _mm512_storeu_si512((void *) ((uint32_t *) sc + t / 2), (__m512i) pb);
+            }
+        }
+        for (d0 = 0; d0 < hd; d0 += 128) {
+            switch (nh) {
+            case 4: att_values_bf16(hd, 4, (const uint32_t *) sc0, rows, vc, n_pos, d0,
+                                    out + (size_t) h0 * hd); break;
+            case 2: att_values_bf16(hd, 2, (const uint32_t *) sc0, rows, vc, n_pos, d0,
+                                    out + (size_t) h0 * hd); break;
+            default: att_values_bf16(hd, 1, (const uint32_t *) sc0, rows, vc, n_pos, d0,
+                                     out + (size_t) h0 * hd); break;
+            }
+        }
+        for (h = 0; h < nh; h++) {
+            __m512 inv = _mm512_set1_ps(1.0f / sums[h]);
+            float *o = out + (size_t) (h0 + h) * hd;
+            for (i = 0; i < hd; i += 16) {
+                _mm512_storeu_ps(o + i, _mm512_mul_ps(_mm512_loadu_ps(o + i), inv));
+            }
+        }
+    }
+}
+
 static const qwen_kernels kernels_avx512 = {
     .name = "avx512",
     /* Q6_K in 512-bit VNNI (1.5x the AVX2 4-row kernel on Zen 4); Q4_K with
@@ -414,6 +625,12 @@ static const qwen_kernels kernels_avx512 = {
     QWEN_AVX2_ENTRIES(dot_q4_K_vnni, dot_q6_K_vnni, dot4_q4_K_vnni, dot4_q6_K_vnni),
     .gemm = gemm_bf16,
     .f32_to_bf16 = f32_to_bf16,
+    /* BF16 KV cache (the dtype HF runs Qwen3's attention in): vdpbf16ps on
+     * both passes, no f16 conversions or horizontal sums, half the
+     * instructions of the f16 path */
+    .kv_store = kv_store_bf16,
+    .kv_attention = attention_bf16,
+    .kv_format = "bf16",
 };
 
 const qwen_kernels *

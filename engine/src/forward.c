@@ -24,9 +24,12 @@ struct qwen_ctx {
     int                 n_seqs;
     int                 n_ctx;
     int                 n_batch;
+    int                 kv_rows;   /* positions per cache region: n_ctx rounded up */
+    int                 kv_table;  /* 1: the kernel table's layout (kv_store), 0: f16 rows */
 
-    /* [layer][seq][kv head][pos][head_dim]: one head's positions are
-     * contiguous, so attention streams them */
+    /* [layer][seq][kv head][kv_rows x head_dim]: one head's positions are
+     * contiguous, so attention streams them; f16 rows [pos][head_dim], or
+     * the kernel table's own layout (kern->kv_store) */
     qwen_f16           *k_cache;
     qwen_f16           *v_cache;
     float              *rope_cos;  /* [n_ctx][head_dim / 2] */
@@ -59,7 +62,7 @@ struct qwen_ctx {
 size_t
 qwen_kv_cache_bytes(const qwen_config *c, int n_seqs, int n_ctx)
 {
-    return (size_t) 2 * c->n_layers * (size_t) n_seqs * (size_t) n_ctx
+    return (size_t) 2 * c->n_layers * (size_t) n_seqs * (size_t) qwen_kv_rows(n_ctx)
            * (size_t) c->n_kv_heads * c->head_dim * sizeof(qwen_f16);
 }
 
@@ -117,15 +120,32 @@ qwen_ctx_new(const qwen_model *m, const qwen_ctx_params *p, char *err, size_t er
     ctx->n_seqs = p->n_seqs;
     ctx->n_ctx = p->n_ctx;
     ctx->n_batch = p->n_batch;
+    ctx->kv_rows = qwen_kv_rows(p->n_ctx);
+    if (p->kv_format == NULL || strcmp(p->kv_format, "auto") == 0) {
+        int wt = m->layers[0].wq.type;
+        ctx->kv_table = ctx->kern->kv_store != NULL && wt != QWEN_TYPE_F32
+                        && wt != QWEN_TYPE_F16;
+    } else if (strcmp(p->kv_format, "f16") == 0) {
+        ctx->kv_table = 0;
+    } else if (ctx->kern->kv_store != NULL && strcmp(p->kv_format, ctx->kern->kv_format) == 0) {
+        ctx->kv_table = 1;
+    } else {
+        qwen_fail(err, err_len, "KV cache format \"%s\" is not supported by the %s kernels "
+             "(f16%s%s)", p->kv_format, ctx->kern->name, ctx->kern->kv_store ? ", " : "",
+             ctx->kern->kv_store ? ctx->kern->kv_format : "");
+        free(ctx);
+        return NULL;
+    }
     n_threads = p->n_threads;
 
-    kv_elems = (size_t) c->n_layers * p->n_seqs * (size_t) p->n_ctx * kv_dim;
+    kv_elems = (size_t) c->n_layers * p->n_seqs * (size_t) ctx->kv_rows * kv_dim;
     nb = (size_t) p->n_batch;
     wide = c->intermediate_size > c->hidden_size ? c->intermediate_size : c->hidden_size;
     wide = wide > q_dim ? wide : q_dim;
 
-    ctx->k_cache = malloc(kv_elems * sizeof(qwen_f16));
-    ctx->v_cache = malloc(kv_elems * sizeof(qwen_f16));
+    /* zeroed: a layout that reads past n_pos (rounded blocks) sees finite values */
+    ctx->k_cache = calloc(kv_elems, sizeof(qwen_f16));
+    ctx->v_cache = calloc(kv_elems, sizeof(qwen_f16));
     ctx->rope_cos = malloc((size_t) p->n_ctx * half * sizeof(float));
     ctx->rope_sin = malloc((size_t) p->n_ctx * half * sizeof(float));
     ctx->x = malloc(nb * c->hidden_size * sizeof(float));
@@ -138,7 +158,7 @@ qwen_ctx_new(const qwen_model *m, const qwen_ctx_params *p, char *err, size_t er
     ctx->up = malloc(nb * c->intermediate_size * sizeof(float));
     ctx->proj = malloc(nb * c->hidden_size * sizeof(float));
     ctx->act = malloc(nb * max_act_row_bytes(m, wide));
-    ctx->scores = malloc((size_t) n_threads * (c->n_heads / c->n_kv_heads) * p->n_ctx
+    ctx->scores = malloc((size_t) n_threads * (c->n_heads / c->n_kv_heads) * ctx->kv_rows
                          * sizeof(float));
     ctx->idx_prompt = malloc(nb * sizeof(int32_t));
     ctx->idx_gen = malloc(nb * sizeof(int32_t));
@@ -173,6 +193,12 @@ qwen_ctx_new(const qwen_model *m, const qwen_ctx_params *p, char *err, size_t er
         }
     }
     return ctx;
+}
+
+const char *
+qwen_ctx_kv_format(const qwen_ctx *ctx)
+{
+    return ctx->kv_table ? ctx->kern->kv_format : "f16";
 }
 
 void
@@ -451,7 +477,7 @@ kv_offset(const qwen_ctx *ctx, int layer, int seq, int head, int pos)
 {
     const qwen_config *c = &ctx->model->cfg;
 
-    return ((((size_t) layer * ctx->n_seqs + seq) * c->n_kv_heads + head) * ctx->n_ctx + pos)
+    return ((((size_t) layer * ctx->n_seqs + seq) * c->n_kv_heads + head) * ctx->kv_rows + pos)
            * c->head_dim;
 }
 
@@ -473,7 +499,7 @@ att_task(void *arg, int ith, int nth)
     int                hd = c->head_dim, nkv = c->n_kv_heads;
     int                group = c->n_heads / c->n_kv_heads;
     int64_t            q_dim = (int64_t) c->n_heads * hd;
-    float             *scratch = ctx->scores + (size_t) ith * group * ctx->n_ctx;
+    float             *scratch = ctx->scores + (size_t) ith * group * ctx->kv_rows;
     float              scale = 1.0f / sqrtf((float) hd);
     int                item, n_items = job->n_tok * nkv, tok, g;
     size_t             base, qoff;
@@ -483,7 +509,11 @@ att_task(void *arg, int ith, int nth)
         g = item % nkv;
         base = kv_offset(ctx, job->layer, job->batch[tok].seq, g, 0);
         qoff = (size_t) tok * q_dim + (size_t) g * group * hd;
-        if (ctx->kern->attention != NULL) {
+        if (ctx->kv_table) {
+            ctx->kern->kv_attention(hd, group, ctx->q + qoff, ctx->k_cache + base,
+                                    ctx->v_cache + base, job->batch[tok].pos + 1, scale,
+                                    scratch, ctx->att + qoff);
+        } else if (ctx->kern->attention != NULL) {
             ctx->kern->attention(hd, group, ctx->q + qoff, ctx->k_cache + base,
                                  ctx->v_cache + base, (size_t) hd, job->batch[tok].pos + 1,
                                  scale, scratch, ctx->att + qoff);
@@ -548,6 +578,7 @@ tok_stage(const tok_job *job, int i)
         const float *cs = ctx->rope_cos + (size_t) e->pos * half;
         const float *sn = ctx->rope_sin + (size_t) e->pos * half;
         size_t       at;
+        const float *vh;
 
         for (h = 0; h < c->n_heads; h++) {
             float *qh = ctx->q + (size_t) i * q_dim + (size_t) h * hd;
@@ -560,10 +591,15 @@ tok_stage(const tok_job *job, int i)
             float *kh = ctx->k + (size_t) i * kv_dim + (size_t) h * hd;
             rmsnorm(kh, kh, L->k_norm, hd, c->rms_norm_eps);
             rope(kh, cs, sn, half);
-            at = kv_offset(ctx, job->layer, e->seq, h, e->pos);
-            ctx->kern->f32_to_f16(kh, ctx->k_cache + at, hd);
-            ctx->kern->f32_to_f16(ctx->v + (size_t) i * kv_dim + (size_t) h * hd,
-                                  ctx->v_cache + at, hd);
+            vh = ctx->v + (size_t) i * kv_dim + (size_t) h * hd;
+            if (ctx->kv_table) {
+                at = kv_offset(ctx, job->layer, e->seq, h, 0);
+                ctx->kern->kv_store(hd, kh, vh, ctx->k_cache + at, ctx->v_cache + at, e->pos);
+            } else {
+                at = kv_offset(ctx, job->layer, e->seq, h, e->pos);
+                ctx->kern->f32_to_f16(kh, ctx->k_cache + at, hd);
+                ctx->kern->f32_to_f16(vh, ctx->v_cache + at, hd);
+            }
         }
         break;
     }
@@ -702,15 +738,33 @@ qwen_forward(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, float *logits,
     return 0;
 }
 
+/* The first index of the largest logit (NaNs never win). A max over 8
+ * lanes the compiler vectorizes, then a scan for its first occurrence:
+ * 10x the plain loop, whose every step waits on the last comparison. */
 int32_t
 qwen_argmax(const float *logits, int n)
 {
-    int i, best = 0;
+    float m[8], best = -INFINITY;
+    int   i, l;
 
-    for (i = 1; i < n; i++) {
-        if (logits[i] > logits[best]) {
-            best = i;
+    for (l = 0; l < 8; l++) {
+        m[l] = -INFINITY;
+    }
+    for (i = 0; i + 8 <= n; i += 8) {
+        for (l = 0; l < 8; l++) {
+            m[l] = logits[i + l] > m[l] ? logits[i + l] : m[l];
         }
     }
-    return best;
+    for (; i < n; i++) {
+        best = logits[i] > best ? logits[i] : best;
+    }
+    for (l = 0; l < 8; l++) {
+        best = m[l] > best ? m[l] : best;
+    }
+    for (i = 0; i < n; i++) {
+        if (logits[i] == best) {
+            return i;
+        }
+    }
+    return 0;
 }

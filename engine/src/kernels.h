@@ -61,6 +61,19 @@ typedef struct {
     void  (*attention)(int hd, int n_q, const float *q, const qwen_f16 *k,
                        const qwen_f16 *v, size_t stride, int n_pos, float scale,
                        float *scratch, float *out);
+    /*
+     * KV cache in the table's own layout (NULL: f16 rows, [pos][hd], read by
+     * attention above). One (layer, sequence, KV head) region holds
+     * qwen_kv_rows(n_ctx) positions x hd 2-byte values: kv_store writes
+     * position pos of k and v, kv_attention is attention over positions
+     * 0 .. n_pos-1 with scratch of n_q x qwen_kv_rows(n_pos) floats.
+     */
+    void  (*kv_store)(int hd, const float *k, const float *v, uint16_t *kc, uint16_t *vc,
+                      int pos);
+    void  (*kv_attention)(int hd, int n_q, const float *q, const uint16_t *kc,
+                          const uint16_t *vc, int n_pos, float scale, float *scratch,
+                          float *out);
+    const char *kv_format;      /* "f16" when NULL */
     /* prompt tokens: NULL when this table has no GEMM (vec_dot is used) */
     qwen_gemm_fn gemm;
     void  (*f32_to_bf16)(const float *x, qwen_bf16 *y, int64_t n);
@@ -76,6 +89,36 @@ const qwen_kernels *qwen_kernels_ref(void);
 void qwen_attention_generic(const qwen_kernels *k, int hd, int n_q, const float *q,
                             const qwen_f16 *kc, const qwen_f16 *vc, size_t stride,
                             int n_pos, float scale, float *scratch, float *out);
+/*
+ * The BF16 KV layout for vdpbf16ps / BFDOT: K in blocks of 16 positions as
+ * [hd/2][16 positions][2 dims] (one vector holds a dimension pair of 16
+ * positions, so q . K needs no horizontal sums), V in pairs of positions as
+ * [hd][2 positions] (one vector holds 16 dimensions of two positions).
+ * Positions are rounded up to a multiple of 32 (qwen_kv_rows).
+ */
+static inline int
+qwen_kv_rows(int n_pos)
+{
+    return (n_pos + 31) & ~31;
+}
+static inline size_t
+qwen_kv_bf16_k_index(int hd, int pos, int i)
+{
+    return (size_t) (pos / 16) * 16 * hd + (size_t) (i / 2) * 32 + (pos % 16) * 2 + (i % 2);
+}
+static inline size_t
+qwen_kv_bf16_v_index(int hd, int pos, int i)
+{
+    return (size_t) (pos / 2) * 2 * hd + (size_t) i * 2 + (pos % 2);
+}
+/* Scalar truth for that layout (q and probabilities rounded to BF16 as
+ * the SIMD versions round them). */
+void qwen_kv_store_bf16_ref(int hd, const float *k, const float *v, uint16_t *kc,
+                            uint16_t *vc, int pos);
+void qwen_attention_bf16_ref(int hd, int n_q, const float *q, const uint16_t *kc,
+                             const uint16_t *vc, int n_pos, float scale, float *scratch,
+                             float *out);
+
 /* The best table for this CPU (x86: AVX-512 > AVX2 > scalar; arm64: NEON). */
 const qwen_kernels *qwen_kernels_best(void);
 /* A table by name ("scalar", "avx2", ...), NULL if this CPU can't run it. */

@@ -245,6 +245,57 @@ qwen_attention_generic(const qwen_kernels *k, int hd, int n_q, const float *q,
     }
 }
 
+void
+qwen_kv_store_bf16_ref(int hd, const float *k, const float *v, uint16_t *kc, uint16_t *vc,
+                       int pos)
+{
+    int i;
+
+    for (i = 0; i < hd; i++) {
+        kc[qwen_kv_bf16_k_index(hd, pos, i)] = qwen_f32_to_bf16(k[i]);
+        vc[qwen_kv_bf16_v_index(hd, pos, i)] = qwen_f32_to_bf16(v[i]);
+    }
+}
+
+void
+qwen_attention_bf16_ref(int hd, int n_q, const float *q, const uint16_t *kc,
+                        const uint16_t *vc, int n_pos, float scale, float *scratch,
+                        float *out)
+{
+    int    h, t, i;
+    float  mx, sum, s, *sc, *o;
+
+    for (h = 0; h < n_q; h++) {
+        sc = scratch + (size_t) h * qwen_kv_rows(n_pos);
+        o = out + (size_t) h * hd;
+        mx = -INFINITY;
+        for (t = 0; t < n_pos; t++) {
+            s = 0.0f;
+            for (i = 0; i < hd; i++) {
+                s += qwen_bf16_to_f32(qwen_f32_to_bf16(q[(size_t) h * hd + i]))
+                     * qwen_bf16_to_f32(kc[qwen_kv_bf16_k_index(hd, t, i)]);
+            }
+            sc[t] = s * scale;
+            mx = sc[t] > mx ? sc[t] : mx;
+        }
+        sum = 0.0f;
+        for (t = 0; t < n_pos; t++) {
+            sc[t] = expf(sc[t] - mx);
+            sum += sc[t];
+        }
+        memset(o, 0, (size_t) hd * sizeof(float));
+        for (t = 0; t < n_pos; t++) {
+            float p = qwen_bf16_to_f32(qwen_f32_to_bf16(sc[t]));
+            for (i = 0; i < hd; i++) {
+                o[i] += p * qwen_bf16_to_f32(vc[qwen_kv_bf16_v_index(hd, t, i)]);
+            }
+        }
+        for (i = 0; i < hd; i++) {
+            o[i] /= sum;
+        }
+    }
+}
+
 static const qwen_kernels kernels_ref = {
     .name = "scalar",
     .vec_dot = {

@@ -6,6 +6,7 @@
  */
 #include "qwen.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,6 +233,60 @@ select_top_k(candidate *c, int n, int k)
     }
 }
 
+/* c[0..k) as a min-heap on p: move c[i] down to its place. */
+static void
+heap_sift_down(candidate *c, int k, int i)
+{
+    candidate x = c[i];
+    int       j;
+
+    for (;;) {
+        j = 2 * i + 1;
+        if (j >= k) {
+            break;
+        }
+        if (j + 1 < k && c[j + 1].p < c[j].p) {
+            j++;
+        }
+        if (!(c[j].p < x.p)) {
+            break;
+        }
+        c[i] = c[j];
+        i = j;
+    }
+    c[i] = x;
+}
+
+/*
+ * The k largest logits into c[0..k) (unordered), in one pass: c is a
+ * min-heap of the best so far, and a token enters only when it beats the
+ * smallest kept. After the first few thousand tokens that is rare, so the
+ * pass is one comparison per token instead of a quickselect over copies.
+ */
+static void
+top_k_scan(const float *logits, int n, int k, candidate *c)
+{
+    int   i;
+    float floor;
+
+    for (i = 0; i < k; i++) {
+        c[i].id = i;
+        c[i].p = logits[i];
+    }
+    for (i = k / 2 - 1; i >= 0; i--) {
+        heap_sift_down(c, k, i);
+    }
+    floor = c[0].p;
+    for (i = k; i < n; i++) {
+        if (logits[i] > floor) {
+            c[0].id = i;
+            c[0].p = logits[i];
+            heap_sift_down(c, k, 0);
+            floor = c[0].p;
+        }
+    }
+}
+
 /* Softmax over c[0..k) (sorted, descending), then min-p, top-p and a
  * seeded draw. */
 static int32_t
@@ -283,6 +338,106 @@ draw_sorted(qwen_sampler *s, candidate *c, int k)
     return c[k - 1].id;
 }
 
+/*
+ * Sampling over the whole vocabulary (top-k off): the same distribution as
+ * sorting every token and cutting with min-p and top-p, without the sort.
+ * Probabilities relative to the best token are binned by their log (a
+ * quarter nat per bin); walking the bins from the top finds the bin where
+ * top-p's cumulative mass is reached, so only the tokens at or above it
+ * (the nucleus and a few more) are sorted for the exact cut. With neither
+ * cut the draw walks the tokens in vocabulary order.
+ */
+#define DRAW_BINS 64
+
+static int32_t
+draw_full(qwen_sampler *s, const float *logits, int n, float inv_t)
+{
+    const qwen_sampling_params *p = &s->params;
+    candidate                  *c = s->cand;
+    double                      mass[DRAW_BINS] = { 0 }, z = 0.0, cum;
+    float                       mx = logits[qwen_argmax(logits, n)], d, e, floor = 0.0f, r;
+    int                         i, b, k;
+
+    for (i = 0; i < n; i++) {
+        d = (mx - logits[i]) * inv_t;
+        /* past 88 nats e^-d is below FLT_MIN: 0, as expf gives */
+        e = d < 88.0f ? expf(-d) : 0.0f;
+        b = d < (DRAW_BINS - 1) / 4.0f ? (int) (d * 4.0f) : DRAW_BINS - 1;
+        c[i].id = i;
+        c[i].p = e;
+        mass[b] += e;
+        z += e;
+    }
+    if (p->top_p > 0.0f && p->top_p < 1.0f) {
+        cum = 0.0;
+        for (b = 0; b < DRAW_BINS - 1; b++) {
+            cum += mass[b];
+            if (cum >= p->top_p * z) {
+                break;
+            }
+        }
+        /* the lower edge of that bin, a little lower for expf's rounding;
+         * a nucleus reaching the last bin sorts every token that can be drawn */
+        floor = b < DRAW_BINS - 1 ? expf(-(b + 1) / 4.0f) * 0.999f : FLT_MIN;
+    }
+    if (p->min_p > 0.0f && p->min_p * 0.999f > floor) {
+        floor = p->min_p * 0.999f;
+    }
+    if (floor == 0.0f) {
+        r = rand_unit(s->rng) * (float) z;
+        cum = 0.0;
+        for (i = 0; i < n; i++) {
+            cum += c[i].p;
+            if (r < cum) {
+                return c[i].id;
+            }
+        }
+        return qwen_argmax(logits, n);
+    }
+    k = 0;
+    for (i = 0; i < n; i++) {
+        if (c[i].p >= floor) {
+            c[k++] = c[i];
+        }
+    }
+    qsort(c, (size_t) k, sizeof(candidate), cand_desc);
+    /* the cuts of draw_sorted, against the mass of the whole vocabulary */
+    for (i = 0; i < k; i++) {
+        c[i].p = (float) (c[i].p / z);
+    }
+    if (p->min_p > 0.0f) {
+        for (i = 1; i < k; i++) {
+            if (c[i].p < p->min_p * c[0].p) {
+                k = i;
+                break;
+            }
+        }
+    }
+    if (p->top_p > 0.0f && p->top_p < 1.0f) {
+        cum = 0.0;
+        for (i = 0; i < k; i++) {
+            cum += c[i].p;
+            if (cum >= p->top_p) {
+                k = i + 1;
+                break;
+            }
+        }
+    }
+    cum = 0.0;
+    for (i = 0; i < k; i++) {
+        cum += c[i].p;
+    }
+    r = rand_unit(s->rng) * (float) cum;
+    cum = 0.0;
+    for (i = 0; i < k; i++) {
+        cum += c[i].p;
+        if (r < cum) {
+            return c[i].id;
+        }
+    }
+    return c[k - 1].id;
+}
+
 int32_t
 qwen_sampler_sample(qwen_sampler *s, float *logits)
 {
@@ -298,14 +453,13 @@ qwen_sampler_sample(qwen_sampler *s, float *logits)
         return qwen_argmax(logits, n);
     }
     inv_t = 1.0f / p->temperature;
-    for (i = 0; i < n; i++) {
-        c[i].id = i;
-        c[i].p = logits[i] * inv_t;
+    if (!(p->top_k > 0 && p->top_k < n)) {
+        return draw_full(s, logits, n, inv_t);
     }
-    k = n;
-    if (p->top_k > 0 && p->top_k < n) {
-        select_top_k(c, n, p->top_k);
-        k = p->top_k;
+    k = p->top_k;
+    top_k_scan(logits, n, k, c);
+    for (i = 0; i < k; i++) {
+        c[i].p *= inv_t;
     }
     /* softmax over the survivors, sorted by probability */
     qsort(c, (size_t) k, sizeof(candidate), cand_desc);

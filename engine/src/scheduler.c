@@ -511,11 +511,13 @@ qwen_engine_new(const qwen_model *model, const qwen_engine_params *p, char *err,
     }
     e->vocab = model->cfg.vocab_size;
     e->efd = -1;
+    memset(&cp, 0, sizeof(cp));
     cp.n_threads = p->n_threads;
     cp.n_seqs = p->n_slots;
     cp.n_ctx = p->n_ctx;
     cp.n_batch = e->params.n_batch;
     cp.kernels = p->kernels;
+    cp.kv_format = p->kv_format;
     e->ctx = qwen_ctx_new(model, &cp, err, err_len);
     if (e->ctx == NULL) {
         free(e);

@@ -248,10 +248,13 @@ load(const char *name)
     return m;
 }
 
+/* the KV cache format contexts get (NULL: the engine's choice) */
+static const char *test_kv_format;
+
 static qwen_ctx *
 ctx_for(const qwen_model *m, int threads, int seqs, int n_ctx, int n_batch, const char *kern)
 {
-    qwen_ctx_params p = { threads, seqs, n_ctx, n_batch, kern };
+    qwen_ctx_params p = { threads, seqs, n_ctx, n_batch, kern, test_kv_format };
     char            err[QWEN_ERR_LEN];
     qwen_ctx       *c = qwen_ctx_new(m, &p, err, sizeof(err));
 
@@ -374,8 +377,9 @@ test_against_reference(const char *model_name, const char *hf_name, double bound
         }
         qwen_ctx_free(ctx);
     }
-    printf("%s vs naive reference: worst error %.3g of the largest logit (bound %.3g)\n",
-           model_name, worst, bound);
+    printf("%s vs naive reference, %s KV cache: worst error %.3g of the largest logit "
+           "(bound %.3g)\n", model_name, test_kv_format ? test_kv_format : "default", worst,
+           bound);
     CHECK(worst < bound, "%s: logits differ from the reference by %.3g of max", model_name,
           worst);
     free(logits);
@@ -617,7 +621,7 @@ test_forward_errors(void)
     float           *logits;
     char             err[QWEN_ERR_LEN];
     qwen_batch_entry e;
-    qwen_ctx_params  p = { 1, 1, 1 << 30, 1, NULL };
+    qwen_ctx_params  p = { 1, 1, 1 << 30, 1, NULL, NULL };
 
     if (m == NULL) {
         return;
@@ -628,6 +632,14 @@ test_forward_errors(void)
     p.kernels = "no-such-isa";
     CHECK(qwen_ctx_new(m, &p, err, sizeof(err)) == NULL && strstr(err, "no-such-isa"),
           "unknown kernels must be refused: %s", err);
+    p.kernels = "scalar";
+    p.kv_format = "bf16";
+    CHECK(qwen_ctx_new(m, &p, err, sizeof(err)) == NULL && strstr(err, "\"bf16\""),
+          "a KV format the kernels lack must be refused: %s", err);
+    p.kernels = NULL;
+    p.kv_format = "int3";
+    CHECK(qwen_ctx_new(m, &p, err, sizeof(err)) == NULL && strstr(err, "int3"),
+          "an unknown KV format must be refused: %s", err);
     ctx = ctx_for(m, 1, 1, 8, 2, NULL);
     logits = malloc((size_t) qwen_model_config(m)->vocab_size * sizeof(float));
     e = (qwen_batch_entry) { qwen_model_config(m)->vocab_size, 0, 0, 1, 0 };
@@ -644,6 +656,23 @@ test_forward_errors(void)
     free(logits);
     qwen_ctx_free(ctx);
     qwen_model_free(m);
+}
+
+static int
+kv_format_supported(const char *fmt)
+{
+    qwen_model     *m = load("tiny-f32.gguf");
+    qwen_ctx_params p = { 1, 1, 16, 4, NULL, fmt };
+    char            err[QWEN_ERR_LEN];
+    qwen_ctx       *c = m ? qwen_ctx_new(m, &p, err, sizeof(err)) : NULL;
+    int             ok = c != NULL && strcmp(qwen_ctx_kv_format(c), fmt) == 0;
+
+    if (c == NULL && m != NULL) {
+        CHECK(strstr(err, "KV cache format") != NULL, "kv format refusal names it: %s", err);
+    }
+    qwen_ctx_free(c);
+    qwen_model_free(m);
+    return ok;
 }
 
 int
@@ -666,6 +695,16 @@ main(void)
      * only) and BF16 (prompts through the prefill GEMM) */
     test_interleaved_sequences("tiny-f32.gguf");
     test_interleaved_sequences("tiny-bf16.gguf");
+    /* the BF16 KV cache (picked for BF16 and quantized weights where the
+     * kernels have it) forced on F32 weights: its rounding alone */
+    if (kv_format_supported("bf16")) {
+        test_kv_format = "bf16";
+        test_against_reference("tiny-f32.gguf", "tiny-f32-hf", 3e-2);
+        test_interleaved_sequences("tiny-f32.gguf");
+        test_kv_format = NULL;
+    } else {
+        printf("bf16 KV cache: not supported by the %s kernels\n", qwen_kernels_default());
+    }
     test_forward_errors();
     TEST_MAIN_END();
 }

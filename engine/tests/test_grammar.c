@@ -481,7 +481,7 @@ gen_params(const int32_t *prompt, size_t n, int max_tokens, float temp, uint64_t
 static void
 test_generation(void)
 {
-    qwen_engine_params  ep = { 2, 4, 1024, 64, 16, NULL };
+    qwen_engine_params  ep = { 2, 4, 1024, 64, 16, NULL, NULL };
     char                err[QWEN_ERR_LEN];
     qwen_engine        *e = qwen_engine_new(model, &ep, err, sizeof(err));
     qwen_grammar       *g = qwen_grammar_new_json(tok, NULL, err, sizeof(err));
@@ -643,7 +643,7 @@ test_schema(void)
 {
     char                err[QWEN_ERR_LEN];
     qwen_grammar       *g = qwen_grammar_new_json(tok, schema_text, err, sizeof(err)), *b;
-    qwen_engine_params  ep = { 2, 2, 1024, 64, 16, NULL };
+    qwen_engine_params  ep = { 2, 2, 1024, 64, 16, NULL, NULL };
     qwen_engine        *e;
     qwen_tokens         prompt = { 0 };
     qwen_request_params p;

@@ -532,6 +532,86 @@ test_attention(const qwen_kernels *k)
     free(q); free(tmp); free(o1); free(o2); free(sc); free(kc); free(vc);
 }
 
+/* A table's own KV layout (kv_store / kv_attention) against the scalar
+ * versions of that layout and against exact attention in double on the
+ * same values; the cache is filled with NaN past the positions written, as
+ * nothing there may be read (rounded blocks, an odd last pair). */
+static void
+test_kv_attention(const qwen_kernels *k)
+{
+    static const int n_qs[] = { 1, 2, 3, 4 }, hds[] = { 64, 128, 256 };
+    static const int n_poss[] = { 1, 2, 15, 16, 17, 33, 64, 257, 700 };
+    const int        max_hd = 256, max_pos = 700, rows = qwen_kv_rows(max_pos);
+    float           *kf = malloc((size_t) max_pos * max_hd * sizeof(float));
+    float           *vf = malloc((size_t) max_pos * max_hd * sizeof(float));
+    float           *q = malloc(4 * max_hd * sizeof(float));
+    float           *o1 = malloc(4 * max_hd * sizeof(float)), *o2 = malloc(4 * max_hd * sizeof(float));
+    float           *sc = malloc((size_t) 4 * rows * sizeof(float));
+    double          *p = malloc((size_t) max_pos * sizeof(double));
+    uint16_t        *kc1 = malloc((size_t) rows * max_hd * 2), *vc1 = malloc((size_t) rows * max_hd * 2);
+    uint16_t        *kc2 = malloc((size_t) rows * max_hd * 2), *vc2 = malloc((size_t) rows * max_hd * 2);
+    double           worst_ref = 0.0, worst_exact = 0.0, s, mx, sum, o;
+    int              same_bytes = 1, a, b, c, i, t, h, hd, n_pos;
+
+    for (i = 0; i < max_pos * max_hd; i++) {
+        kf[i] = frand() * 2.0f;
+        vf[i] = frand();
+    }
+    for (i = 0; i < 4 * max_hd; i++) q[i] = frand();
+    for (c = 0; c < 3; c++) {
+        hd = hds[c];
+        for (b = 0; b < (int) (sizeof(n_poss) / sizeof(n_poss[0])); b++) {
+            n_pos = n_poss[b];
+            memset(kc1, 0xff, (size_t) rows * hd * 2); memset(vc1, 0xff, (size_t) rows * hd * 2);
+            memset(kc2, 0xff, (size_t) rows * hd * 2); memset(vc2, 0xff, (size_t) rows * hd * 2);
+            for (t = 0; t < n_pos; t++) {
+                qwen_kv_store_bf16_ref(hd, kf + (size_t) t * hd, vf + (size_t) t * hd, kc1, vc1, t);
+                k->kv_store(hd, kf + (size_t) t * hd, vf + (size_t) t * hd, kc2, vc2, t);
+            }
+            same_bytes &= memcmp(kc1, kc2, (size_t) rows * hd * 2) == 0
+                          && memcmp(vc1, vc2, (size_t) rows * hd * 2) == 0;
+            for (a = 0; a < 4; a++) {
+                qwen_attention_bf16_ref(hd, n_qs[a], q, kc1, vc1, n_pos, 0.3f, sc, o1);
+                k->kv_attention(hd, n_qs[a], q, kc2, vc2, n_pos, 0.3f, sc, o2);
+                for (h = 0; h < n_qs[a]; h++) {
+                    mx = -INFINITY;
+                    for (t = 0; t < n_pos; t++) {
+                        for (s = 0.0, i = 0; i < hd; i++) {
+                            s += (double) q[h * hd + i] * kf[(size_t) t * hd + i];
+                        }
+                        p[t] = 0.3 * s;
+                        mx = fmax(mx, p[t]);
+                    }
+                    for (sum = 0.0, t = 0; t < n_pos; t++) {
+                        p[t] = exp(p[t] - mx);
+                        sum += p[t];
+                    }
+                    for (i = 0; i < hd; i++) {
+                        for (o = 0.0, t = 0; t < n_pos; t++) {
+                            o += p[t] * vf[(size_t) t * hd + i];
+                        }
+                        o /= sum;
+                        worst_exact = fmax(worst_exact, fabs(o - o2[h * hd + i]));
+                        worst_ref = fmax(worst_ref, fabs(o1[h * hd + i] - o2[h * hd + i]));
+                    }
+                }
+            }
+        }
+    }
+    printf("kernels %s: %s KV attention, max error %.3g vs the scalar layout, %.3g vs exact\n",
+           k->name, k->kv_format, worst_ref, worst_exact);
+    CHECK(same_bytes, "%s kv_store: the same bytes as the scalar layout", k->name);
+    /* both round q and the probabilities to BF16; they differ only where
+     * an exp rounds to the other side of a BF16 step */
+    CHECK(worst_ref < 2e-3, "%s %s attention: max error %.3g vs the scalar layout", k->name,
+          k->kv_format, worst_ref);
+    /* outputs are averages of values in [-1, 1]: BF16 keeps 8 bits */
+    CHECK(worst_exact < 2e-2, "%s %s attention: max error %.3g vs exact attention", k->name,
+          k->kv_format, worst_exact);
+    free(kf); free(vf); free(q); free(o1); free(o2); free(sc); free(p);
+    free(kc1); free(vc1); free(kc2); free(vc2);
+}
+
 int
 main(void)
 {
@@ -554,6 +634,9 @@ main(void)
             test_gemm(k, 512);
         }
         test_attention(k);
+        if (k->kv_store != NULL) {
+            test_kv_attention(k);
+        }
         tested++;
     }
     /* edge cases, after the tests above so their random data stays as it was */

@@ -7,6 +7,8 @@
 #include "test.h"
 #include "qwen.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -164,6 +166,135 @@ test_penalties(void)
     qwen_sampler_free(s);
 }
 
+/* ----------------------------------------- a vocabulary-sized distribution */
+
+#define BIG 20000
+
+static float big_logits[BIG];
+
+static int
+desc_by_logit(const void *a, const void *b)
+{
+    float x = big_logits[*(const int *) a], y = big_logits[*(const int *) b];
+
+    return (x < y) - (x > y);
+}
+
+/* Draws n tokens with these parameters; counts[id] += 1 for each. */
+static void
+draw_big(float temp, int top_k, float top_p, float min_p, int n, int *counts)
+{
+    qwen_sampling_params p;
+    qwen_sampler        *s;
+    static float         l[BIG];
+    int                  i;
+
+    qwen_sampling_defaults(&p);
+    p.temperature = temp;
+    p.top_k = top_k;
+    p.top_p = top_p;
+    p.min_p = min_p;
+    p.seed = 11;
+    s = qwen_sampler_new(&p, BIG);
+    memset(counts, 0, BIG * sizeof(int));
+    for (i = 0; i < n; i++) {
+        memcpy(l, big_logits, sizeof(l));
+        counts[qwen_sampler_sample(s, l)]++;
+    }
+    qwen_sampler_free(s);
+}
+
+/*
+ * The fast paths over a 20000-token vocabulary (argmax, top-k by a heap
+ * scan, top-p/min-p without a full sort) against the definitions computed
+ * here by sorting everything: the support must be exactly the allowed set
+ * and the frequencies must follow its renormalised softmax.
+ */
+static void
+test_large_vocabulary(void)
+{
+    static int order[BIG], counts[BIG];
+    static double prob[BIG];
+    uint64_t   x = 88172645463325252ull;
+    double     z, cum, worst;
+    int        i, k, outside, n_draw = 40000;
+    float      temps[] = { 1.0f, 1.0f, 30.0f };
+    float      top_ps[] = { 0.9f, 1.0f, 0.95f };
+    int        c, draws[] = { 20000, 20000, 1000 };
+
+    for (i = 0; i < BIG; i++) {
+        double u1, u2;
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        u1 = ((x >> 11) + 0.5) / 9007199254740992.0;
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        u2 = ((x >> 11) + 0.5) / 9007199254740992.0;
+        big_logits[i] = (float) (4.0 * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+        order[i] = i;
+    }
+    /* argmax: the first of two equal maxima, away from a multiple of 8 */
+    big_logits[12345] = 40.0f;
+    big_logits[17771] = 40.0f;
+    qsort(order, BIG, sizeof(int), desc_by_logit);
+    CHECK(qwen_argmax(big_logits, BIG) == 12345, "argmax: %d, not the first maximum 12345",
+          qwen_argmax(big_logits, BIG));
+    for (k = 0, i = 1; i < 12345; i++) if (big_logits[i] > big_logits[k]) k = i;
+    CHECK(qwen_argmax(big_logits, 12345) == k, "argmax of a prefix: %d, not %d",
+          qwen_argmax(big_logits, 12345), k);
+    big_logits[12345] = big_logits[17771] = 8.0f;   /* keep a spread at the top */
+    for (i = 0; i < BIG; i++) order[i] = i;
+    qsort(order, BIG, sizeof(int), desc_by_logit);
+
+    /* top-k 50 at T=1: only the 50 best, in softmax proportions */
+    draw_big(1.0f, 50, 1.0f, 0.0f, n_draw, counts);
+    for (z = 0.0, i = 0; i < 50; i++) z += exp(big_logits[order[i]] - big_logits[order[0]]);
+    for (worst = 0.0, i = 0; i < 50; i++) {
+        double want = exp(big_logits[order[i]] - big_logits[order[0]]) / z;
+        worst = fmax(worst, fabs(counts[order[i]] / (double) n_draw - want));
+    }
+    for (outside = 0, i = 50; i < BIG; i++) outside += counts[order[i]];
+    CHECK(outside == 0, "top_k 50: %d draws outside the 50 best", outside);
+    CHECK(worst < 0.012, "top_k 50: frequencies differ from the softmax by %.4f", worst);
+
+    /* no top-k: top_p 0.9 (a nucleus of a few tokens), none (the whole
+     * vocabulary), and T=30 with top_p 0.95 (a flat nucleus of thousands) */
+    for (c = 0; c < 3; c++) {
+        double mx = big_logits[order[0]] / temps[c];
+        for (z = 0.0, i = 0; i < BIG; i++) {
+            prob[i] = exp(big_logits[order[i]] / temps[c] - mx);
+            z += prob[i];
+        }
+        k = BIG;
+        if (top_ps[c] < 1.0f) {
+            for (cum = 0.0, i = 0; i < BIG; i++) {
+                cum += prob[i] / z;
+                if (cum >= top_ps[c]) {
+                    k = i + 1;
+                    break;
+                }
+            }
+        }
+        for (z = 0.0, i = 0; i < k; i++) z += prob[i];
+        draw_big(temps[c], 0, top_ps[c], 0.0f, draws[c], counts);
+        for (outside = 0, i = k; i < BIG; i++) outside += counts[order[i]];
+        for (worst = 0.0, i = 0; i < k && i < 200; i++) {
+            worst = fmax(worst, fabs(counts[order[i]] / (double) draws[c] - prob[i] / z));
+        }
+        printf("T %.0f top_p %.2f: nucleus of %d tokens, %d draws outside, worst frequency "
+               "error %.4f\n", temps[c], top_ps[c], k, outside, worst);
+        CHECK(outside == 0, "T %g top_p %g: %d draws outside the nucleus of %d", temps[c],
+              top_ps[c], outside, k);
+        CHECK(worst < 0.012, "T %g top_p %g: frequencies differ by %.4f", temps[c], top_ps[c],
+              worst);
+    }
+
+    /* min_p 0.2 with top_p 0.99: the tighter cut wins */
+    draw_big(1.0f, 0, 0.99f, 0.2f, 2000, counts);
+    for (outside = 0, i = 0; i < BIG; i++) {
+        if (counts[i] && big_logits[i] - big_logits[order[0]] < log(0.2) - 1e-6) outside++;
+    }
+    CHECK(outside == 0, "min_p 0.2: %d tokens below the cut drawn", outside);
+}
+
 int
 main(void)
 {
@@ -171,5 +302,6 @@ main(void)
     test_distribution();
     test_filters();
     test_penalties();
+    test_large_vocabulary();
     TEST_MAIN_END();
 }

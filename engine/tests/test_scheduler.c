@@ -41,7 +41,7 @@ make_prompt(int32_t *ids, int n, uint32_t seed)
 static qwen_engine *
 engine_new(int slots, int queue, int batch)
 {
-    qwen_engine_params p = { 2, slots, 1024, batch, queue, NULL };
+    qwen_engine_params p = { 2, slots, 1024, batch, queue, NULL, NULL };
     char               err[QWEN_ERR_LEN];
     qwen_engine       *e = qwen_engine_new(model, &p, err, sizeof(err));
 

@@ -1492,7 +1492,7 @@ static int
 e2e_reference(const int32_t *ids, int n, int32_t *out_ids, float *out_lp,
               int32_t top_ids[][E2E_TOP], float top_lp[][E2E_TOP])
 {
-    qwen_ctx_params   cp = { 1, 1, 64, 64, NULL };
+    qwen_ctx_params   cp = { 1, 1, 64, 64, NULL, NULL };
     char              msg[QWEN_ERR_LEN];
     qwen_ctx         *ctx = qwen_ctx_new(model, &cp, msg, sizeof(msg));
     int               vocab = qwen_model_config(model)->vocab_size, i, j, step, rc = -1;
@@ -1559,7 +1559,7 @@ test_engine_logprobs(void)
     static const int32_t ids[] = { 9707, 11, 1879, 0, 576, 3974, 13876, 38835 };
     int32_t              ref_ids[E2E_STEPS], ref_top[E2E_STEPS][E2E_TOP];
     float                ref_lp[E2E_STEPS], ref_top_lp[E2E_STEPS][E2E_TOP];
-    qwen_engine_params   ep = { 1, 1, 64, 64, 4, NULL };
+    qwen_engine_params   ep = { 1, 1, 64, 64, 4, NULL, NULL };
     char                 msg[QWEN_ERR_LEN], body[512];
     qwen_engine         *engine;
     qwen_request        *er = NULL;

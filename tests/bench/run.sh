@@ -38,6 +38,38 @@ for fmt in $FORMATS; do
     done
 done
 
+# through nginx: conf/nginx.conf (one worker, 4 slots) serving the Q4_K_M
+# model, 1 and 4 streaming clients of 200 prompt + 200 generated tokens,
+# the published Ollama/llama.cpp server test
+NGX_BIN=${NGX_BIN:-/usr/sbin/nginx}
+if [ -x "$NGX_BIN" ] && [ -f "$BUILD/ngx_http_qwen_module.so" ] \
+        && [ -f "$BUILD/models/full-q4_k_m.gguf" ]; then
+    run=$(realpath -m "$out/nginx")
+    port=${BENCH_PORT:-18089}
+    mkdir -p "$run/logs" "$run/temp"
+    sed -e "s|@MODULE@|$(realpath "$BUILD/ngx_http_qwen_module.so")|g" \
+        -e "s|@MODEL@|\"$(realpath "$BUILD/models/full-q4_k_m.gguf")\"|g" \
+        -e "s|@PORT@|$port|g" -e "s|^error_log .*|error_log logs/error.log notice;|" \
+        conf/nginx.conf > "$run/nginx.conf"
+    "$NGX_BIN" -p "$run/" -c "$run/nginx.conf"
+    trap '"$NGX_BIN" -p "$run/" -c "$run/nginx.conf" -s stop 2>/dev/null || true' EXIT
+    for i in $(seq 100); do
+        curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    for c in 1 4; do
+        for r in 1 2; do
+            echo "== nginx: $c client(s), 200 + 200 tokens, Q4_K_M (run $r)" >&2
+            /usr/bin/python3 tests/bench/clients.py "$port" "$c" "$P" "$N" \
+                | sed "s/^{/{\"kind\":\"nginx\",/" >> "$res"
+        done
+    done
+    "$NGX_BIN" -p "$run/" -c "$run/nginx.conf" -s stop
+    trap - EXIT
+else
+    echo "== nginx: skipped (needs $NGX_BIN, the module and the Q4_K_M model)" >&2
+fi
+
 # tokenizer encode throughput on ~8 MB of the test corpus (prose, code, CJK,
 # emoji, whitespace runs): it must not limit prefill
 text=$out/tokenizer_text.txt
@@ -84,6 +116,25 @@ for r in rows:
     lines.append("| %s | %d | %.1f | %.1f |"
                  % (r["format"], r["seqs"], r["decode_total_tok_s"], r["decode_tok_s"]))
     plot.setdefault(r["format"], []).append((r["seqs"], r["decode_total_tok_s"]))
+ng = {}
+for r in rows:
+    if r["kind"] == "nginx":
+        b = ng.get(r["clients"])
+        if b is None or r["total_tok_s"] > b["total_tok_s"]:
+            ng[r["clients"]] = r
+if ng:
+    lines.append("")
+    lines.append("Through nginx (conf/nginx.conf, Q4_K_M, %d prompt + %d generated tokens, "
+                 "streamed /v1/completions, best of 2):"
+                 % (next(iter(ng.values()))["prompt"], next(iter(ng.values()))["gen"]))
+    lines.append("")
+    lines.append("| clients | time to first token (mean, max) | end to end (mean, max) | total tok/s |")
+    lines.append("|---|---|---|---|")
+    for c in sorted(ng):
+        r = ng[c]
+        lines.append("| %d | %.2f s, %.2f s | %.2f s, %.2f s | %.1f |"
+                     % (c, r["ttft_s"], r["ttft_max_s"], r["e2e_s"], r["e2e_max_s"],
+                        r["total_tok_s"]))
 lines.append("")
 lines.append("Tokenizer: " + tok)
 open(out + "/table.md", "w").write("\n".join(lines) + "\n")

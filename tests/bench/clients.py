@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""clients.py - N concurrent streaming clients against a running nginx.
+
+Each client sends a 200-token prompt (token ids, so no tokenizer or template
+cost differs from the llama.cpp server test) to /v1/completions and streams
+200 generated tokens (temperature 0, ignore_eos), as in the published
+Ollama test. Prints one JSON line: mean/max time to first token, mean/max
+end to end, and the total tokens/s over the wall time of all clients.
+
+usage: clients.py PORT CLIENTS [PROMPT_TOKENS] [GEN_TOKENS]
+"""
+import json
+import socket
+import sys
+import threading
+import time
+
+
+def client(port, ids, n_gen, out, i):
+    body = json.dumps({"model": "qwen3", "prompt": ids, "max_tokens": n_gen,
+                       "temperature": 0, "stream": True, "ignore_eos": True}).encode()
+    req = (b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n"
+           b"Content-Type: application/json\r\nContent-Length: %d\r\n"
+           b"Connection: close\r\n\r\n" % len(body)) + body
+    t0 = time.monotonic()
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(req)
+    first, buf = None, b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        buf += d
+        if first is None and b'"text"' in buf:
+            first = time.monotonic()
+        if b"data: [DONE]" in buf:
+            break
+    s.close()
+    end = time.monotonic()
+    head = buf.split(b"\r\n", 1)[0]
+    if b" 200 " not in head + b" ":
+        raise SystemExit("client %d: %s" % (i, head.decode(errors="replace")))
+    # one SSE event per generated token (stream, no stop strings)
+    out[i] = (first - t0, end - t0, buf.count(b'"text"'))
+
+
+def main():
+    port, n = int(sys.argv[1]), int(sys.argv[2])
+    n_prompt = int(sys.argv[3]) if len(sys.argv) > 3 else 200
+    n_gen = int(sys.argv[4]) if len(sys.argv) > 4 else 200
+    out = [None] * n
+    # distinct prompts per client: no client can reuse another's work
+    threads = [threading.Thread(target=client, args=(
+        port, [(1000 + 7919 * k + 13 * j) % 150000 for k in range(n_prompt)], n_gen, out, j))
+        for j in range(n)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.monotonic() - t0
+    if any(r is None for r in out):
+        raise SystemExit("a client failed")
+    tokens = sum(r[2] for r in out)
+    print(json.dumps({"clients": n, "prompt": n_prompt, "gen": n_gen,
+                      "ttft_s": sum(r[0] for r in out) / n, "ttft_max_s": max(r[0] for r in out),
+                      "e2e_s": sum(r[1] for r in out) / n, "e2e_max_s": max(r[1] for r in out),
+                      "tokens": tokens, "wall_s": wall, "total_tok_s": tokens / wall}))
+
+
+if __name__ == "__main__":
+    main()
