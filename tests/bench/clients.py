@@ -18,7 +18,8 @@ import time
 
 def client(port, ids, n_gen, out, i):
     body = json.dumps({"model": "qwen3", "prompt": ids, "max_tokens": n_gen,
-                       "temperature": 0, "stream": True, "ignore_eos": True}).encode()
+                       "temperature": 0, "stream": True, "ignore_eos": True,
+                       "stream_options": {"include_usage": True}}).encode()
     req = (b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n"
            b"Content-Type: application/json\r\nContent-Length: %d\r\n"
            b"Connection: close\r\n\r\n" % len(body)) + body
@@ -40,8 +41,10 @@ def client(port, ids, n_gen, out, i):
     head = buf.split(b"\r\n", 1)[0]
     if b" 200 " not in head + b" ":
         raise SystemExit("client %d: %s" % (i, head.decode(errors="replace")))
-    # one SSE event per generated token (stream, no stop strings)
-    out[i] = (first - t0, end - t0, buf.count(b'"text"'))
+    # the server's own count, from the closing usage chunk
+    usage = [json.loads(line[6:]) for line in buf.split(b"\n")
+             if line.startswith(b"data: {") and b'"completion_tokens"' in line]
+    out[i] = (first - t0, end - t0, usage[-1]["usage"]["completion_tokens"])
 
 
 def main():
