@@ -108,6 +108,14 @@ static ngx_http_qwen_float_bounds_t  ngx_http_qwen_repetition_bounds = {
     0.01, 10.0
 };
 
+/* qwen_kv_cache values, in the engine's spelling (qwen_ctx_params) */
+static ngx_conf_enum_t  ngx_http_qwen_kv_caches[] = {
+    { ngx_string("auto"), 0 },
+    { ngx_string("f16"), 1 },
+    { ngx_string("bf16"), 2 },
+    { ngx_null_string, 0 }
+};
+
 static ngx_conf_enum_t  ngx_http_qwen_reasoning_fields[] = {
     { ngx_string("reasoning_content"), 0 },
     { ngx_string("reasoning"), 1 },
@@ -200,6 +208,13 @@ static ngx_command_t  ngx_http_qwen_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_qwen_loc_conf_t, engine.queue),
       &ngx_http_qwen_queue_bounds },
+
+    { ngx_string("qwen_kv_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_qwen_loc_conf_t, engine.kv_cache),
+      &ngx_http_qwen_kv_caches },
 
     { ngx_string("qwen_queue_full_status"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -385,6 +400,7 @@ ngx_http_qwen_create_loc_conf(ngx_conf_t *cf)
     conf->engine.ctx = NGX_CONF_UNSET;
     conf->engine.batch = NGX_CONF_UNSET;
     conf->engine.queue = NGX_CONF_UNSET;
+    conf->engine.kv_cache = NGX_CONF_UNSET_UINT;
 
     conf->queue_full_status = NGX_CONF_UNSET_UINT;
     conf->timeout = NGX_CONF_UNSET_MSEC;
@@ -424,6 +440,7 @@ ngx_http_qwen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->engine.ctx, prev->engine.ctx, 0);
     ngx_conf_merge_value(conf->engine.batch, prev->engine.batch, 256);
     ngx_conf_merge_value(conf->engine.queue, prev->engine.queue, 16);
+    ngx_conf_merge_uint_value(conf->engine.kv_cache, prev->engine.kv_cache, 0);
 
     ngx_conf_merge_uint_value(conf->queue_full_status,
                               prev->queue_full_status,
@@ -527,6 +544,18 @@ ngx_http_qwen_merge_engine(ngx_conf_t *cf, ngx_http_qwen_loc_conf_t *conf)
         }
     }
 
+    if (!qwen_kv_format_available(
+             (char *) ngx_http_qwen_kv_caches[e->kv_cache].name.data))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"qwen_kv_cache %V\" in location \"%V\" needs "
+                           "kernels this CPU lacks (the %s kernels keep an "
+                           "f16 cache): use \"auto\" or \"f16\"",
+                           &ngx_http_qwen_kv_caches[e->kv_cache].name,
+                           &conf->location, qwen_kernels_default());
+        return NGX_CONF_ERROR;
+    }
+
     if (!m->used) {
         m->used = 1;
         m->engine_conf = *e;
@@ -536,6 +565,17 @@ ngx_http_qwen_merge_engine(ngx_conf_t *cf, ngx_http_qwen_loc_conf_t *conf)
     }
 
     s = &m->engine_conf;
+
+    if (s->kv_cache != e->kv_cache) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "locations \"%V\" and \"%V\" serve model \"%V\" "
+                           "with different \"qwen_kv_cache\" (%V/%V): a model "
+                           "has one engine per worker",
+                           &m->engine_conf_location, &conf->location, &m->path,
+                           &ngx_http_qwen_kv_caches[s->kv_cache].name,
+                           &ngx_http_qwen_kv_caches[e->kv_cache].name);
+        return NGX_CONF_ERROR;
+    }
 
     if (s->threads != e->threads || s->slots != e->slots
         || s->ctx != e->ctx || s->batch != e->batch || s->queue != e->queue)
@@ -1107,6 +1147,7 @@ ngx_http_qwen_engine_start(ngx_cycle_t *cycle, ngx_http_qwen_model_t *m,
     params.n_batch = (int) e->batch;
     params.max_queue = (int) e->queue;
     params.kernels = NULL;
+    params.kv_format = (char *) ngx_http_qwen_kv_caches[e->kv_cache].name.data;
 
     err[0] = '\0';
 
@@ -1152,11 +1193,12 @@ ngx_http_qwen_engine_start(ngx_cycle_t *cycle, ngx_http_qwen_model_t *m,
 
     ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
                   "qwen: engine for model \"%V\": threads %d, slots %d, "
-                  "ctx %d, batch %d, queue %d, KV cache %uz MiB",
+                  "ctx %d, batch %d, queue %d, KV cache %uz MiB %s",
                   &m->path, params.n_threads, params.n_slots, params.n_ctx,
                   params.n_batch, params.max_queue,
                   qwen_kv_cache_bytes(m->config, params.n_slots,
-                                      params.n_ctx) >> 20);
+                                      params.n_ctx) >> 20,
+                  qwen_engine_kv_format(m->engine));
 
     return NGX_OK;
 

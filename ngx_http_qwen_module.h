@@ -34,6 +34,7 @@ typedef struct {
     ngx_int_t                    ctx;
     ngx_int_t                    batch;
     ngx_int_t                    queue;
+    ngx_uint_t                   kv_cache;   /* index into ngx_http_qwen_kv_caches */
 } ngx_http_qwen_engine_conf_t;
 
 

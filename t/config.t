@@ -97,7 +97,7 @@ isnt($rc, 0, 'an unknown reasoning field fails');
     . " qwen_presence_penalty 0.5; qwen_frequency_penalty 0.1; qwen_repetition_penalty 1.1;"
     . " qwen_enable_thinking off; qwen_reasoning_field reasoning; qwen_model_name mine;"
     . " qwen_threads 1; qwen_slots 2; qwen_ctx 256; qwen_batch 32; qwen_queue 4;"
-    . " qwen_queue_full_status 503; qwen_retry_after 5s;"));
+    . " qwen_queue_full_status 503; qwen_retry_after 5s; qwen_kv_cache f16;"));
 is($rc, 0, 'every directive with a valid value passes') or diag $out;
 
 # two locations, one model, different engine settings
@@ -125,5 +125,51 @@ server {
 EOF2
 is($rc, 0, 'two locations share a model') or diag $out;
 is(() = $out =~ /qwen: model ".*" loaded/g, 1, '... loaded once');
+
+# qwen_kv_cache: auto picks BF16 where the kernels have a BF16 attention
+# (AVX-512 BF16 here) and the weights are not F32/F16; f16 always works
+($rc, $out) = conf_test(server("qwen_model $good; qwen_kv_cache int4;"));
+isnt($rc, 0, 'an unknown qwen_kv_cache value fails');
+like($out, qr/invalid value "int4" in \S+nginx.conf:\d+/, "... naming the value and line");
+
+my $cpu_bf16 = (`uname -m` =~ /x86_64/ && `grep -c avx512_bf16 /proc/cpuinfo` > 0) ? 1 : 0;
+($rc, $out) = conf_test(server("qwen_model $good; qwen_kv_cache bf16;"));
+if ($cpu_bf16) {
+    is($rc, 0, 'qwen_kv_cache bf16 passes on a CPU with AVX-512 BF16') or diag $out;
+} else {
+    isnt($rc, 0, 'qwen_kv_cache bf16 fails on a CPU without a BF16 attention');
+    like($out, qr/"qwen_kv_cache bf16" in location "\/v1\/" needs kernels this CPU lacks/,
+         '... saying why');
+}
+
+($rc, $out) = conf_test(<<"EOF2");
+qwen_model $good;
+server {
+    listen 127.0.0.1:%%PORT%%;
+    location /a/ { qwen_kv_cache f16; qwen_api openai; }
+    location /b/ { qwen_api openai; }
+}
+EOF2
+isnt($rc, 0, 'one model with two KV cache formats fails');
+like($out, qr/locations "\/a\/" and "\/b\/" serve model ".*" with different "qwen_kv_cache" \(f16\/auto\)/,
+     '... naming both');
+
+# what the engine picked, in the error log at worker start
+for my $case (['tiny-f32.gguf', 'auto', 'f16'], ['tiny-bf16.gguf', 'auto', $cpu_bf16 ? 'bf16' : 'f16'],
+              ['tiny-bf16.gguf', 'f16', 'f16'])
+{
+    my ($file, $set, $want) = @$case;
+    my $m = QwenNginx::model($file);
+    $n = QwenNginx->new(http => server("qwen_model $m; qwen_kv_cache $set; qwen_slots 1;"))->start;
+    my $log = '';
+    for (1 .. 100) {
+        $log = $n->error_log;
+        last if $log =~ /engine for model/;
+        select undef, undef, undef, 0.05;
+    }
+    like($log, qr/engine for model ".*\Q$file\E": .* KV cache \d+ MiB \Q$want\E/,
+         "$file with qwen_kv_cache $set: a $want cache");
+    $n->stop;
+}
 
 done_testing;

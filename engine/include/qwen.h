@@ -77,6 +77,9 @@ qwen_ctx *qwen_ctx_new(const qwen_model *model, const qwen_ctx_params *params,
 void      qwen_ctx_free(qwen_ctx *ctx);
 /* The KV cache format the context picked: "f16" or "bf16". */
 const char *qwen_ctx_kv_format(const qwen_ctx *ctx);
+/* Whether kv_format (NULL, "auto", "f16", "bf16") works with the default
+ * kernels on this CPU. */
+int         qwen_kv_format_available(const char *kv_format);
 /* Kernel sets: "scalar" everywhere; x86: "avx2", "avx512" (AVX2 dots plus
  * the BF16 prefill GEMM); arm64: "neon"... */
 int         qwen_kernels_available(const char *name);
@@ -275,6 +278,8 @@ typedef struct {
     size_t n_generated;
 } qwen_request_timing;
 
+/* The KV cache format the engine's context picked ("f16" or "bf16"). */
+const char  *qwen_engine_kv_format(const qwen_engine *engine);
 qwen_engine *qwen_engine_new(const qwen_model *model, const qwen_engine_params *params,
                              char *err, size_t err_len);
 /* Cancels everything, joins the threads, frees the engine. Requests still

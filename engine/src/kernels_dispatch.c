@@ -141,6 +141,16 @@ qwen_kernels_available(const char *name)
     return qwen_kernels_by_name(name) != NULL;
 }
 
+int
+qwen_kv_format_available(const char *kv_format)
+{
+    const qwen_kernels *k = qwen_kernels_best();
+
+    return kv_format == NULL || strcmp(kv_format, "auto") == 0
+           || strcmp(kv_format, "f16") == 0
+           || (k->kv_store != NULL && strcmp(kv_format, k->kv_format) == 0);
+}
+
 const char *
 qwen_kernels_default(void)
 {

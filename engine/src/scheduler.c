@@ -864,3 +864,9 @@ qwen_request_get_timing(qwen_request *r, qwen_request_timing *out)
         pthread_mutex_unlock(&e->mu);
     }
 }
+
+const char *
+qwen_engine_kv_format(const qwen_engine *e)
+{
+    return qwen_ctx_kv_format(e->ctx);
+}

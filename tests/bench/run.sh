@@ -5,7 +5,9 @@
 #   - memory read bandwidth (1 and 2 threads) and the decode roofline
 #     (bandwidth / bytes of weights read per token)
 #   - prefill and decode tok/s with 1 and 2 threads (best of 2 runs each)
-#   - total decode throughput with 1, 4 and 8 sequences batched (2 threads)
+#   - total decode throughput with 1, 4 and 8 sequences batched (2 threads),
+#     and 4 sequences at longer context with each KV cache format
+#   - 1 and 4 streaming clients through nginx (conf/nginx.conf)
 #   - tokenizer encode throughput
 # Writes $BUILD/bench/: results.jsonl, table.md (also printed), throughput.png.
 set -euo pipefail
@@ -37,6 +39,19 @@ for fmt in $FORMATS; do
             | sed "s/^{/{\"kind\":\"batch\",\"format\":\"$fmt\",/" >> "$res"
     done
 done
+
+# 4 sequences at positions 200-400 (where the KV cache is read as much as
+# the weights) with each KV cache format the kernels have
+q4=$BUILD/models/full-q4_k_m.gguf
+if [ -f "$q4" ]; then
+    for kv in f16 bf16; do
+        if "$qwen" bench -m "$q4" -p 16 -n 1 -t 1 --kv "$kv" --json >/dev/null 2>&1; then
+            echo "== q4_k_m: 4 sequences, positions 200-400, $kv KV cache" >&2
+            "$qwen" bench -m "$q4" -p 200 -n 200 -t 2 -s 4 --kv "$kv" --repeat 2 --json \
+                | sed "s/^{/{\"kind\":\"kv\",\"format\":\"q4_k_m\",/" >> "$res"
+        fi
+    done
+fi
 
 # through nginx: conf/nginx.conf (one worker, 4 slots) serving the Q4_K_M
 # model, 1 and 4 streaming clients of 200 prompt + 200 generated tokens,
@@ -116,6 +131,13 @@ for r in rows:
     lines.append("| %s | %d | %.1f | %.1f |"
                  % (r["format"], r["seqs"], r["decode_total_tok_s"], r["decode_tok_s"]))
     plot.setdefault(r["format"], []).append((r["seqs"], r["decode_total_tok_s"]))
+kv = [r for r in rows if r["kind"] == "kv"]
+if kv:
+    lines.append("")
+    lines.append("| format | KV cache | 4 sequences, positions 200-400: total decode tok/s |")
+    lines.append("|---|---|---|")
+    for r in kv:
+        lines.append("| %s | %s | %.1f |" % (r["format"], r["kv"], r["decode_total_tok_s"]))
 ng = {}
 for r in rows:
     if r["kind"] == "nginx":
