@@ -48,6 +48,7 @@ ARCH_OBJS = $(patsubst engine/src/%.c,$(BUILD)/engine/%.o,$(wildcard engine/src/
 $(BUILD)/engine/arch_arm_neon.o: CFLAGS += -march=armv8-a
 $(BUILD)/engine/arch_arm_dotprod.o: CFLAGS += -march=armv8.2-a+dotprod
 $(BUILD)/engine/arch_arm_bf16.o: CFLAGS += -march=armv8.2-a+dotprod+bf16
+$(BUILD)/engine/arch_arm_i8mm.o: CFLAGS += -march=armv8.2-a+dotprod+i8mm
 endif
 
 $(LIB): $(ENGINE_OBJS) $(ARCH_OBJS)

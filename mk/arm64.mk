@@ -17,7 +17,7 @@ ARM64_BUILD  = $(BUILD)/arm64
 ARM64_TESTS  = test_kernels test_quant
 # qemu CPU model = the table qwen_kernels_best() must pick on it
 ARM64_CPUS   = cortex-a53=neon cortex-a72=neon neoverse-n1=neon_dotprod \
-               max=neon_dotprod max,sve256=on=neon_dotprod
+               max=neon_i8mm max,sve256=on=neon_i8mm
 
 .PHONY: deps-arm64 test-arm64 test-arm64-build
 

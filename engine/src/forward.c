@@ -266,7 +266,8 @@ mm_task(void *arg, int ith, int nth)
     const qwen_tensor  *w;
     qwen_vec_dot_fn     dot;
     qwen_vec_dot4_fn    dot4;
-    float               res[4], *out;
+    qwen_vec_dot2x4_fn  dot2x4;
+    float               res[8], *out;
     const char         *row, *act;
 
     for (t = 0; t < job->n_targets; t++, base += w->n_rows) {
@@ -287,7 +288,29 @@ mm_task(void *arg, int ith, int nth)
         }
         dot = k->vec_dot[w->type];
         dot4 = k->vec_dot4[w->type];
-        for (r = lo; r < hi; r++) {
+        dot2x4 = k->vec_dot2x4[w->type];
+        r = lo;
+        if (dot2x4 != NULL && job->n_gen >= 4) {
+            /* row pairs x token quads; leftover tokens of each pair below */
+            for (; r + 2 <= hi; r += 2) {
+                row = (const char *) w->data + (size_t) r * w->row_bytes;
+                for (g = 0; g + 4 <= job->n_gen; g += 4) {
+                    act = (const char *) job->act + (size_t) g * job->act_stride;
+                    dot2x4(w->n_cols, row, w->row_bytes, act, job->act_stride, res);
+                    for (i = 0; i < 8; i++) {
+                        out[(size_t) job->idx_gen[g + i % 4] * w->n_rows + r + i / 4] = res[i];
+                    }
+                }
+                for (; g < job->n_gen; g++) {
+                    act = (const char *) job->act + (size_t) g * job->act_stride;
+                    for (i = 0; i < 2; i++) {
+                        out[(size_t) job->idx_gen[g] * w->n_rows + r + i] =
+                            dot(w->n_cols, row + (size_t) i * w->row_bytes, act);
+                    }
+                }
+            }
+        }
+        for (; r < hi; r++) {
             row = (const char *) w->data + (size_t) r * w->row_bytes;
             g = 0;
             if (dot4 != NULL) {

@@ -21,6 +21,14 @@ typedef float (*qwen_vec_dot_fn)(int64_t n, const void *w, const void *act);
 typedef void (*qwen_vec_dot4_fn)(int64_t n, const void *w, const void *act,
                                  size_t act_stride, float *out4);
 
+/* Two weight rows (w, w + w_stride) against 4 activation rows: out8[r * 4
+ * + t]. For ISAs whose integer matrix multiply takes a 2 x 2 tile of rows
+ * and tokens (arm64 i8mm's SMMLA). Each result must be bit-identical to
+ * vec_dot of the same row and token, so a token's result never depends on
+ * which rows or tokens shared its call (batch invariance). */
+typedef void (*qwen_vec_dot2x4_fn)(int64_t n, const void *w, size_t w_stride,
+                                   const void *act, size_t act_stride, float *out8);
+
 /*
  * Why not OpenBLAS: measured here (Zen 4, one thread, M=200 tokens, K=1024)
  * Debian's OpenBLAS sgemm reaches ~85 GFLOPS (~42 GMAC/s) and its build has
@@ -46,6 +54,7 @@ typedef struct {
     const char      *name;
     qwen_vec_dot_fn  vec_dot[QWEN_TYPE_COUNT];
     qwen_vec_dot4_fn vec_dot4[QWEN_TYPE_COUNT];   /* NULL: 4 x vec_dot */
+    qwen_vec_dot2x4_fn vec_dot2x4[QWEN_TYPE_COUNT];   /* NULL: vec_dot4 per row */
     /* activation conversion (F32 rows to Q8_0 / Q8_K / BF16 ...) */
     void  (*quantize_act)(int act_type, const float *x, void *y, int64_t n);
     /* attention over an f16 KV cache */
@@ -119,7 +128,8 @@ void qwen_attention_bf16_ref(int hd, int n_q, const float *q, const uint16_t *kc
                              const uint16_t *vc, int n_pos, float scale, float *scratch,
                              float *out);
 
-/* The best table for this CPU (x86: AVX-512 > AVX2 > scalar; arm64: NEON). */
+/* The best table for this CPU (x86: AVX-512 > AVX2 > scalar; arm64: i8mm >
+ * dotprod > NEON). */
 const qwen_kernels *qwen_kernels_best(void);
 /* A table by name ("scalar", "avx2", ...), NULL if this CPU can't run it. */
 const qwen_kernels *qwen_kernels_by_name(const char *name);

@@ -19,6 +19,7 @@ const qwen_kernels *qwen_kernels_avx512(void);
 const qwen_kernels *qwen_kernels_neon(void);
 const qwen_kernels *qwen_kernels_neon_dotprod(void);
 const qwen_kernels *qwen_kernels_neon_bf16(void);
+const qwen_kernels *qwen_kernels_neon_i8mm(void);
 #endif
 
 #if defined(__x86_64__)
@@ -50,6 +51,9 @@ x86_has_avx512_bf16(void)
 #ifndef HWCAP_ASIMDDP
 #define HWCAP_ASIMDDP (1UL << 20)
 #endif
+#ifndef HWCAP2_I8MM
+#define HWCAP2_I8MM   (1UL << 13)
+#endif
 #ifndef HWCAP2_BF16
 #define HWCAP2_BF16   (1UL << 14)
 #endif
@@ -65,6 +69,13 @@ static int
 arm_has_dotprod(void)
 {
     return arm_has_neon() && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+}
+
+/* SMMLA (int8 2x8 by 8x2): Neoverse V1/V2 (Graviton3/4) */
+static int
+arm_has_i8mm(void)
+{
+    return arm_has_dotprod() && (getauxval(AT_HWCAP2) & HWCAP2_I8MM) != 0;
 }
 
 /* BFMMLA for the prefill GEMM: Neoverse V1/V2 (Graviton3/4) */
@@ -105,6 +116,9 @@ qwen_kernels_by_name(const char *name)
     if (strcmp(name, "neon_dotprod") == 0 && arm_has_dotprod()) {
         return qwen_kernels_neon_dotprod();
     }
+    if (strcmp(name, "neon_i8mm") == 0 && arm_has_i8mm()) {
+        return qwen_kernels_neon_i8mm();
+    }
     if (strcmp(name, "neon_bf16") == 0 && arm_has_bf16()) {
         return qwen_kernels_neon_bf16();
     }
@@ -123,8 +137,13 @@ qwen_kernels_best(void)
         return qwen_kernels_avx2();
     }
 #elif defined(__aarch64__)
-    /* "neon_bf16" (BFMMLA prefill GEMM) is chosen by name only until it
-     * has been measured against the dotprod vec_dot4 path on Graviton3 */
+    /* i8mm first: SMMLA does twice the multiply-adds of an SDOT (and of a
+     * BFMMLA) per instruction on the quantized weights as they are, where
+     * the BFMMLA GEMM ("neon_bf16", by name) repacks them to BF16 on every
+     * call; the choice awaits a measurement on Graviton3/4 hardware */
+    if (arm_has_i8mm()) {
+        return qwen_kernels_neon_i8mm();
+    }
     if (arm_has_dotprod()) {
         return qwen_kernels_neon_dotprod();
     }

@@ -296,6 +296,26 @@ qwen_attention_bf16_ref(int hd, int n_q, const float *q, const uint16_t *kc,
     }
 }
 
+/* The 2 x 4 tile as eight single dots: what every vec_dot2x4 must equal bit
+ * for bit. The scalar table carries it so the forward pass's row-pair path
+ * runs (and is tested) on every machine, not only on arm64 with i8mm. */
+#define REF_DOT2X4(T)                                                               \
+static void                                                                         \
+dot2x4_##T(int64_t n, const void *w, size_t w_stride, const void *act,              \
+           size_t act_stride, float *out8)                                          \
+{                                                                                   \
+    int r, t;                                                                       \
+    for (r = 0; r < 2; r++) {                                                       \
+        for (t = 0; t < 4; t++) {                                                   \
+            out8[r * 4 + t] = dot_##T(n, (const char *) w + (size_t) r * w_stride,   \
+                                      (const char *) act + (size_t) t * act_stride); \
+        }                                                                           \
+    }                                                                               \
+}
+REF_DOT2X4(q8_0)
+REF_DOT2X4(q4_K)
+REF_DOT2X4(q6_K)
+
 static const qwen_kernels kernels_ref = {
     .name = "scalar",
     .vec_dot = {
@@ -305,6 +325,11 @@ static const qwen_kernels kernels_ref = {
         [QWEN_TYPE_Q8_0] = dot_q8_0,
         [QWEN_TYPE_Q4_K] = dot_q4_K,
         [QWEN_TYPE_Q6_K] = dot_q6_K,
+    },
+    .vec_dot2x4 = {
+        [QWEN_TYPE_Q8_0] = dot2x4_q8_0,
+        [QWEN_TYPE_Q4_K] = dot2x4_q4_K,
+        [QWEN_TYPE_Q6_K] = dot2x4_q6_K,
     },
     .quantize_act = quantize_act_ref,
     .dot_f32_f16 = dot_f32_f16_ref,

@@ -91,23 +91,25 @@ test_random_blocks(const qwen_kernels *k)
     int64_t          i;
     float           *x = malloc(n * sizeof(float)), *wd = malloc(n * sizeof(float));
     float           *xd = malloc(n * sizeof(float));
-    uint8_t         *wq = malloc(qwen_row_bytes(QWEN_TYPE_F32, n));
+    /* two weight rows, for vec_dot2x4 */
+    uint8_t         *wq2 = malloc(2 * qwen_row_bytes(QWEN_TYPE_F32, n)), *wq;
     char            *acts = malloc(4 * qwen_row_bytes(QWEN_TYPE_F32, n));
 
     for (t = 0; t < sizeof(qtypes) / sizeof(qtypes[0]); t++) {
         int    type = qtypes[t], act = qwen_act_type(type);
         size_t rb = qwen_row_bytes(type, n), stride = qwen_act_row_bytes(type, n);
         double worst = 0.0;
-        int    same = 0;
+        int    same = 0, same2x4 = 0;
 
         for (trial = 0; trial < 8; trial++) {
-            float out4[4];
+            float out4[4], out8[8];
 
-            for (j = 0; j < rb; j++) {
-                wq[j] = (uint8_t) (frand() * 128.0f + 128.0f);
+            for (j = 0; j < 2 * rb; j++) {
+                wq2[j] = (uint8_t) (frand() * 128.0f + 128.0f);
             }
+            wq = wq2;
             /* keep the f16 scales finite (random bits may be NaN / inf) */
-            for (i = 0; i < n / qwen_type_block_size(type); i++) {
+            for (i = 0; i < 2 * n / qwen_type_block_size(type); i++) {
                 uint8_t  *blk = wq + i * qwen_type_block_bytes(type);
                 qwen_f16 d = qwen_f32_to_f16(0.01f * (frand() + 1.0f));
                 qwen_f16 dmin = qwen_f32_to_f16(0.01f * (frand() + 1.0f));
@@ -123,7 +125,7 @@ test_random_blocks(const qwen_kernels *k)
             if (type == QWEN_TYPE_Q8_0) {
                 /* Q8_0 quantizers (ours, llama.cpp's) emit -127..127; the
                  * x86 kernels' sign trick relies on it, so -128 is left out */
-                for (j = 0; j < rb; j++) {
+                for (j = 0; j < 2 * rb; j++) {
                     if (j % sizeof(block_q8_0) >= offsetof(block_q8_0, qs) && wq[j] == 0x80) {
                         wq[j] = 0x81;
                     }
@@ -155,13 +157,26 @@ test_random_blocks(const qwen_kernels *k)
                 worst = fmax(worst, fabs(got - ddot(wd, xd, n)) / dabsdot(wd, xd, n));
                 same += memcmp(&got, &out4[r], sizeof(float)) == 0;
             }
+            /* both rows of a 2 x 4 tile equal their single dots */
+            if (k->vec_dot2x4[type] != NULL) {
+                k->vec_dot2x4[type](n, wq2, rb, acts, stride, out8);
+                for (r = 0; r < 8; r++) {
+                    float got = k->vec_dot[type](n, wq2 + (r / 4) * rb,
+                                                 acts + (r % 4) * stride);
+                    same2x4 += memcmp(&got, &out8[r], sizeof(float)) == 0;
+                }
+            }
         }
         CHECK(worst < 1e-5, "%s %s random blocks: error %.3g of sum|w x|", k->name,
               qwen_type_name(type), worst);
         CHECK(same == 8 * 4, "%s %s random blocks: vec_dot4 not bit-identical (%d of 32)",
               k->name, qwen_type_name(type), same);
+        if (k->vec_dot2x4[type] != NULL) {
+            CHECK(same2x4 == 8 * 8, "%s %s random blocks: vec_dot2x4 not bit-identical "
+                  "(%d of 64)", k->name, qwen_type_name(type), same2x4);
+        }
     }
-    free(x); free(wd); free(xd); free(wq); free(acts);
+    free(x); free(wd); free(xd); free(wq2); free(acts);
 }
 
 /*
@@ -362,6 +377,25 @@ test_table(const qwen_kernels *k)
              * whether it went through vec_dot4 or vec_dot */
             CHECK(same == 4, "%s %s: vec_dot4 not bit-identical to vec_dot (%d of 4)",
                   k->name, qwen_type_name(type), same);
+            /* the 2 x 4 tile: this row and another, quantized as a model's */
+            if (k->vec_dot2x4[type] != NULL) {
+                size_t rb = qwen_row_bytes(type, n);
+                char  *w2 = malloc(2 * rb);
+                float  out8[8];
+
+                memcpy(w2, wq, rb);
+                for (i = 0; i < n; i++) w[i] = frand() * 0.5f;
+                qwen_quantize_row(type, w, w2 + rb, n);
+                k->vec_dot2x4[type](n, w2, rb, acts, stride, out8);
+                same = 0;
+                for (r = 0; r < 8; r++) {
+                    single = k->vec_dot[type](n, w2 + (r / 4) * rb, acts + (r % 4) * stride);
+                    same += memcmp(&single, &out8[r], sizeof(float)) == 0;
+                }
+                CHECK(same == 8, "%s %s: vec_dot2x4 not bit-identical to vec_dot (%d of 8)",
+                      k->name, qwen_type_name(type), same);
+                free(w2);
+            }
             free(acts);
         }
         /* float32 accumulation over 1024 terms: 1e-5 of |w||x| is generous;
@@ -616,7 +650,7 @@ int
 main(void)
 {
     static const char *names[] = { "scalar", "avx2", "avx512", "neon", "neon_dotprod",
-                                   "neon_bf16" };
+                                   "neon_i8mm", "neon_bf16" };
     const qwen_kernels *k;
     const char         *expect;
     size_t              i;

@@ -1,0 +1,471 @@
+/*
+ * arch_arm_i8mm.c - arm64 with the int8 matrix multiply (SMMLA: Neoverse
+ * V1/V2, Graviton3/4). One SMMLA multiplies a 2 x 8 tile of int8 by an
+ * 8 x 2 tile into four int32 sums: twice the products of an SDOT, but only
+ * when two weight rows meet two tokens. So the quantized types get a
+ * vec_dot2x4 (2 rows x 4 tokens: prefill and batched decode) on SMMLA,
+ * and vec_dot / vec_dot4 (one sequence's decode) on SDOT.
+ *
+ * All three must agree bit for bit (batch invariance), yet SMMLA leaves the
+ * whole integer sum of a (row, token) pair in one lane while SDOT spreads
+ * it over four. So here every version first finishes each block's integer
+ * sum exactly (an integer sum has one value however it was split), then
+ * applies the same float operations to it: one fused multiply-add per
+ * block by d_w * d_act, in the same order. The SMMLA lanes are
+ * [row 0 token a, row 0 token b, row 1 token a, row 1 token b]; lane-wise
+ * vector FMA is the scalar fmaf.
+ * Compiled with -march=armv8.2-a+dotprod+i8mm; float kernels are the
+ * baseline NEON ones, no GEMM (prompt tokens take vec_dot2x4).
+ */
+#include "arch_arm.h"
+
+#include <math.h>
+
+/* The 8-byte halves of two rows, interleaved as SMMLA's operand:
+ * lo = [a 0..7, b 0..7], hi = [a 8..15, b 8..15] */
+ARM_INLINE int8x16_t
+zip_lo(int8x16_t a, int8x16_t b)
+{
+    return vreinterpretq_s8_s64(vzip1q_s64(vreinterpretq_s64_s8(a), vreinterpretq_s64_s8(b)));
+}
+
+ARM_INLINE int8x16_t
+zip_hi(int8x16_t a, int8x16_t b)
+{
+    return vreinterpretq_s8_s64(vzip2q_s64(vreinterpretq_s64_s8(a), vreinterpretq_s64_s8(b)));
+}
+
+/* acc + the 2 x 2 sums of rows (w0, w1) and tokens (ya, yb) over 16
+ * values: w01 = row pair as [zip_lo, zip_hi] of their 16 bytes. */
+ARM_INLINE int32x4_t
+mm16(int32x4_t acc, int8x16_t wlo, int8x16_t whi, const int8_t *ya, const int8_t *yb)
+{
+    int8x16_t a = vld1q_s8(ya), b = vld1q_s8(yb);
+
+    acc = vmmlaq_s32(acc, wlo, zip_lo(a, b));
+    return vmmlaq_s32(acc, whi, zip_hi(a, b));
+}
+
+/* [p, p, q, q]: a per-row factor in the lanes of an SMMLA tile */
+ARM_INLINE float32x4_t
+rows_f32(float p, float q)
+{
+    return vcombine_f32(vdup_n_f32(p), vdup_n_f32(q));
+}
+
+ARM_INLINE int32x4_t
+rows_s32(int32_t p, int32_t q)
+{
+    return vcombine_s32(vdup_n_s32(p), vdup_n_s32(q));
+}
+
+/* [a, b, a, b]: a per-token factor */
+ARM_INLINE float32x4_t
+toks_f32(float a, float b)
+{
+    float32x2_t v = { a, b };
+
+    return vcombine_f32(v, v);
+}
+
+/* out8[r * 4 + t] from the tiles of token pairs (0, 1) and (2, 3) */
+ARM_INLINE void
+store_tiles(float32x4_t t01, float32x4_t t23, float *out8)
+{
+    out8[0] = vgetq_lane_f32(t01, 0);
+    out8[1] = vgetq_lane_f32(t01, 1);
+    out8[2] = vgetq_lane_f32(t23, 0);
+    out8[3] = vgetq_lane_f32(t23, 1);
+    out8[4] = vgetq_lane_f32(t01, 2);
+    out8[5] = vgetq_lane_f32(t01, 3);
+    out8[6] = vgetq_lane_f32(t23, 2);
+    out8[7] = vgetq_lane_f32(t23, 3);
+}
+
+/* ------------------------------------------------------------------ Q8_0 */
+
+/* Per block: exact integer dot, then acc = fma(sum, d_w * d_act, acc) in
+ * two chains (even and odd blocks) added at the end. */
+ARM_INLINE void
+q8_0_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out, const int NT)
+{
+    const block_q8_0 *x = w;
+    float             acc[4][2] = { { 0.0f } };
+    int64_t           b, nb = n / QK8_0;
+    int               t;
+
+    for (b = 0; b < nb; b++) {
+        int8x16_t x0 = vld1q_s8(x[b].qs), x1 = vld1q_s8(x[b].qs + 16);
+        float     dw = arm_f16(x[b].d);
+
+        for (t = 0; t < NT; t++) {
+            const block_q8_0 *y = ARM_ACT(block_q8_0, act, stride, t) + b;
+            int32_t           s = vaddvq_s32(arm_idot32(x0, x1, y->qs));
+            acc[t][b & 1] = fmaf((float) s, dw * arm_f16(y->d), acc[t][b & 1]);
+        }
+    }
+    for (t = 0; t < NT; t++) {
+        out[t] = acc[t][0] + acc[t][1];
+    }
+}
+
+static float
+dot_q8_0(int64_t n, const void *w, const void *act)
+{
+    float r;
+
+    q8_0_dot_n(n, w, act, 0, &r, 1);
+    return r;
+}
+
+static void
+dot4_q8_0(int64_t n, const void *w, const void *act, size_t stride, float *out)
+{
+    q8_0_dot_n(n, w, act, stride, out, 4);
+}
+
+static void
+dot2x4_q8_0(int64_t n, const void *w, size_t w_stride, const void *act, size_t stride,
+            float *out8)
+{
+    const block_q8_0 *x0 = w;
+    const block_q8_0 *x1 = (const block_q8_0 *) ((const char *) w + w_stride);
+    const block_q8_0 *y[4];
+    float32x4_t       acc[2][2];   /* [token pair][chain] */
+    int64_t           b, nb = n / QK8_0;
+    int               t, p;
+
+    for (t = 0; t < 4; t++) {
+        y[t] = ARM_ACT(block_q8_0, act, stride, t);
+    }
+    for (p = 0; p < 2; p++) {
+        acc[p][0] = acc[p][1] = vdupq_n_f32(0.0f);
+    }
+    for (b = 0; b < nb; b++) {
+        int8x16_t   a0 = vld1q_s8(x0[b].qs), a1 = vld1q_s8(x0[b].qs + 16);
+        int8x16_t   c0 = vld1q_s8(x1[b].qs), c1 = vld1q_s8(x1[b].qs + 16);
+        int8x16_t   w0 = zip_lo(a0, c0), w1 = zip_hi(a0, c0);
+        int8x16_t   w2 = zip_lo(a1, c1), w3 = zip_hi(a1, c1);
+        float32x4_t dw = rows_f32(arm_f16(x0[b].d), arm_f16(x1[b].d));
+
+        for (p = 0; p < 2; p++) {
+            const block_q8_0 *ya = y[2 * p] + b, *yb = y[2 * p + 1] + b;
+            int32x4_t         s = mm16(vdupq_n_s32(0), w0, w1, ya->qs, yb->qs);
+
+            s = mm16(s, w2, w3, ya->qs + 16, yb->qs + 16);
+            acc[p][b & 1] = vfmaq_f32(acc[p][b & 1], vcvtq_f32_s32(s),
+                                      vmulq_f32(dw, toks_f32(arm_f16(ya->d), arm_f16(yb->d))));
+        }
+    }
+    store_tiles(vaddq_f32(acc[0][0], acc[0][1]), vaddq_f32(acc[1][0], acc[1][1]), out8);
+}
+
+/* ------------------------------------------------------------------ Q4_K */
+
+/* Per super-block: exact integer sums of the scaled sub-block dots and of
+ * the mins against the activation's bsums, then one fma each. */
+ARM_INLINE void
+q4k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out, const int NT)
+{
+    const block_q4_K *x = w;
+    const uint8x16_t  m4 = vdupq_n_u8(0xF);
+    float             facc[4] = { 0.0f }, macc[4] = { 0.0f };
+    int64_t           b, nb = n / QK_K;
+    int               j, t;
+
+    for (b = 0; b < nb; b++) {
+        const uint8_t *q4 = x[b].qs;
+        uint8_t        sm[16];
+        int32x4_t      isum[4], isum2[4];
+        int16x8_t      mins;
+        float          dw = arm_f16(x[b].d), dmin = arm_f16(x[b].dmin);
+
+        qwen_q4k_scales_mins(x[b].scales, sm);
+        mins = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(sm + 8)));
+        for (t = 0; t < NT; t++) {
+            isum[t] = isum2[t] = vdupq_n_s32(0);
+        }
+        for (j = 0; j < QK_K / 64; j++) {
+            uint8x16_t r0 = vld1q_u8(q4 + 32 * j), r1 = vld1q_u8(q4 + 32 * j + 16);
+            int8x16_t  lo0 = vreinterpretq_s8_u8(vandq_u8(r0, m4));
+            int8x16_t  lo1 = vreinterpretq_s8_u8(vandq_u8(r1, m4));
+            int8x16_t  hi0 = vreinterpretq_s8_u8(vshrq_n_u8(r0, 4));
+            int8x16_t  hi1 = vreinterpretq_s8_u8(vshrq_n_u8(r1, 4));
+
+            for (t = 0; t < NT; t++) {
+                const int8_t *q8 = ARM_ACT(block_q8_K, act, stride, t)[b].qs + 64 * j;
+                isum[t] = vmlaq_n_s32(isum[t], arm_idot32(lo0, lo1, q8), sm[2 * j]);
+                isum2[t] = vmlaq_n_s32(isum2[t], arm_idot32(hi0, hi1, q8 + 32), sm[2 * j + 1]);
+            }
+        }
+        for (t = 0; t < NT; t++) {
+            const block_q8_K *y = ARM_ACT(block_q8_K, act, stride, t) + b;
+            int16x8_t bs = vpaddq_s16(vld1q_s16(y->bsums), vld1q_s16(y->bsums + 8));
+            int32x4_t ms = vmlal_high_s16(vmull_s16(vget_low_s16(bs), vget_low_s16(mins)),
+                                          bs, mins);
+            int32_t   si = vaddvq_s32(vaddq_s32(isum[t], isum2[t])), mi = vaddvq_s32(ms);
+
+            facc[t] = fmaf((float) si, dw * y->d, facc[t]);
+            macc[t] = fmaf((float) mi, dmin * y->d, macc[t]);
+        }
+    }
+    for (t = 0; t < NT; t++) {
+        out[t] = facc[t] - macc[t];
+    }
+}
+
+static float
+dot_q4_K(int64_t n, const void *w, const void *act)
+{
+    float r;
+
+    q4k_dot_n(n, w, act, 0, &r, 1);
+    return r;
+}
+
+static void
+dot4_q4_K(int64_t n, const void *w, const void *act, size_t stride, float *out)
+{
+    q4k_dot_n(n, w, act, stride, out, 4);
+}
+
+/* sum over the 8 sub-blocks of bsums x mins, tokens a and b against the
+ * mins of rows 0 and 1, as a tile [0a, 0b, 1a, 1b] */
+ARM_INLINE int32x4_t
+q4k_min_tile(const block_q8_K *ya, const block_q8_K *yb, int16x8_t m0, int16x8_t m1)
+{
+    int16x8_t a = vpaddq_s16(vld1q_s16(ya->bsums), vld1q_s16(ya->bsums + 8));
+    int16x8_t b = vpaddq_s16(vld1q_s16(yb->bsums), vld1q_s16(yb->bsums + 8));
+    int32x4_t a0 = vmlal_high_s16(vmull_s16(vget_low_s16(a), vget_low_s16(m0)), a, m0);
+    int32x4_t b0 = vmlal_high_s16(vmull_s16(vget_low_s16(b), vget_low_s16(m0)), b, m0);
+    int32x4_t a1 = vmlal_high_s16(vmull_s16(vget_low_s16(a), vget_low_s16(m1)), a, m1);
+    int32x4_t b1 = vmlal_high_s16(vmull_s16(vget_low_s16(b), vget_low_s16(m1)), b, m1);
+
+    return vpaddq_s32(vpaddq_s32(a0, b0), vpaddq_s32(a1, b1));
+}
+
+static void
+dot2x4_q4_K(int64_t n, const void *w, size_t w_stride, const void *act, size_t stride,
+            float *out8)
+{
+    const block_q4_K *x0 = w;
+    const block_q4_K *x1 = (const block_q4_K *) ((const char *) w + w_stride);
+    const block_q8_K *y[4];
+    const uint8x16_t  m4 = vdupq_n_u8(0xF);
+    float32x4_t       facc[2], macc[2];
+    int64_t           b, nb = n / QK_K;
+    int               j, t, p;
+
+    for (t = 0; t < 4; t++) {
+        y[t] = ARM_ACT(block_q8_K, act, stride, t);
+    }
+    for (p = 0; p < 2; p++) {
+        facc[p] = macc[p] = vdupq_n_f32(0.0f);
+    }
+    for (b = 0; b < nb; b++) {
+        uint8_t     sm0[16], sm1[16];
+        int32x4_t   isum[2] = { vdupq_n_s32(0), vdupq_n_s32(0) };
+        float32x4_t dw = rows_f32(arm_f16(x0[b].d), arm_f16(x1[b].d));
+        float32x4_t dmin = rows_f32(arm_f16(x0[b].dmin), arm_f16(x1[b].dmin));
+        int16x8_t   mins0, mins1;
+
+        qwen_q4k_scales_mins(x0[b].scales, sm0);
+        qwen_q4k_scales_mins(x1[b].scales, sm1);
+        for (j = 0; j < QK_K / 64; j++) {
+            const uint8_t *qa = x0[b].qs + 32 * j, *qb = x1[b].qs + 32 * j;
+            uint8x16_t     a0 = vld1q_u8(qa), a1 = vld1q_u8(qa + 16);
+            uint8x16_t     b0 = vld1q_u8(qb), b1 = vld1q_u8(qb + 16);
+            /* sub-block 2j: low nibbles, 2j + 1: high nibbles; 4 operand
+             * pairs each (values 0-7, 8-15, 16-23, 24-31) */
+            int8x16_t      la0 = vreinterpretq_s8_u8(vandq_u8(a0, m4));
+            int8x16_t      la1 = vreinterpretq_s8_u8(vandq_u8(a1, m4));
+            int8x16_t      lb0 = vreinterpretq_s8_u8(vandq_u8(b0, m4));
+            int8x16_t      lb1 = vreinterpretq_s8_u8(vandq_u8(b1, m4));
+            int8x16_t      ha0 = vreinterpretq_s8_u8(vshrq_n_u8(a0, 4));
+            int8x16_t      ha1 = vreinterpretq_s8_u8(vshrq_n_u8(a1, 4));
+            int8x16_t      hb0 = vreinterpretq_s8_u8(vshrq_n_u8(b0, 4));
+            int8x16_t      hb1 = vreinterpretq_s8_u8(vshrq_n_u8(b1, 4));
+            int8x16_t      L0 = zip_lo(la0, lb0), L1 = zip_hi(la0, lb0);
+            int8x16_t      L2 = zip_lo(la1, lb1), L3 = zip_hi(la1, lb1);
+            int8x16_t      H0 = zip_lo(ha0, hb0), H1 = zip_hi(ha0, hb0);
+            int8x16_t      H2 = zip_lo(ha1, hb1), H3 = zip_hi(ha1, hb1);
+            int32x4_t      sl = rows_s32(sm0[2 * j], sm1[2 * j]);
+            int32x4_t      sh = rows_s32(sm0[2 * j + 1], sm1[2 * j + 1]);
+
+            for (p = 0; p < 2; p++) {
+                const int8_t *ya = y[2 * p][b].qs + 64 * j, *yb = y[2 * p + 1][b].qs + 64 * j;
+                int32x4_t     l = mm16(vdupq_n_s32(0), L0, L1, ya, yb);
+                int32x4_t     h = mm16(vdupq_n_s32(0), H0, H1, ya + 32, yb + 32);
+
+                l = mm16(l, L2, L3, ya + 16, yb + 16);
+                h = mm16(h, H2, H3, ya + 48, yb + 48);
+                isum[p] = vmlaq_s32(vmlaq_s32(isum[p], l, sl), h, sh);
+            }
+        }
+        mins0 = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(sm0 + 8)));
+        mins1 = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(sm1 + 8)));
+        for (p = 0; p < 2; p++) {
+            const block_q8_K *ya = y[2 * p] + b, *yb = y[2 * p + 1] + b;
+            float32x4_t       dy = toks_f32(ya->d, yb->d);
+            int32x4_t         ms = q4k_min_tile(ya, yb, mins0, mins1);
+
+            facc[p] = vfmaq_f32(facc[p], vcvtq_f32_s32(isum[p]), vmulq_f32(dw, dy));
+            macc[p] = vfmaq_f32(macc[p], vcvtq_f32_s32(ms), vmulq_f32(dmin, dy));
+        }
+    }
+    store_tiles(vsubq_f32(facc[0], macc[0]), vsubq_f32(facc[1], macc[1]), out8);
+}
+
+/* ------------------------------------------------------------------ Q6_K */
+
+/* The 16 groups of 16 values of half `half` of a Q6_K block, minus 32:
+ * q[g][i] holds values 32 g + 16 i .. of that half (scale 8 half + 2 g + i) */
+ARM_INLINE void
+q6k_unpack_half(const uint8_t *ql, const uint8_t *qh, int8x16_t q[4][2])
+{
+    const uint8x16_t m4 = vdupq_n_u8(0xF), m3 = vdupq_n_u8(3), m30 = vdupq_n_u8(0x30);
+    const int8x16_t  off = vdupq_n_s8(32);
+    int              i, g;
+
+    for (i = 0; i < 2; i++) {
+        uint8x16_t l0 = vld1q_u8(ql + 16 * i), l1 = vld1q_u8(ql + 32 + 16 * i);
+        uint8x16_t h = vld1q_u8(qh + 16 * i);
+        uint8x16_t u[4];
+
+        u[0] = vorrq_u8(vandq_u8(l0, m4), vshlq_n_u8(vandq_u8(h, m3), 4));
+        u[1] = vorrq_u8(vandq_u8(l1, m4), vshlq_n_u8(vandq_u8(vshrq_n_u8(h, 2), m3), 4));
+        u[2] = vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(h, m30));
+        u[3] = vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(vshrq_n_u8(h, 2), m30));
+        for (g = 0; g < 4; g++) {
+            q[g][i] = vsubq_s8(vreinterpretq_s8_u8(u[g]), off);
+        }
+    }
+}
+
+/* Per super-block: the exact integer sum of the scaled group dots, then
+ * one fma by d_w * d_act. */
+ARM_INLINE void
+q6k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out, const int NT)
+{
+    const block_q6_K *x = w;
+    float             facc[4] = { 0.0f };
+    int64_t           b, nb = n / QK_K;
+    int               half, g, i, t;
+
+    for (b = 0; b < nb; b++) {
+        const int8_t *sc = x[b].scales;
+        int32x4_t     isum[4][2];
+        float         dw = arm_f16(x[b].d);
+
+        for (t = 0; t < NT; t++) {
+            isum[t][0] = isum[t][1] = vdupq_n_s32(0);
+        }
+        for (half = 0; half < 2; half++) {
+            int8x16_t q[4][2];
+
+            q6k_unpack_half(x[b].ql + 64 * half, x[b].qh + 32 * half, q);
+            for (t = 0; t < NT; t++) {
+                const int8_t *q8 = ARM_ACT(block_q8_K, act, stride, t)[b].qs + 128 * half;
+                for (g = 0; g < 4; g++) {
+                    for (i = 0; i < 2; i++) {
+                        int32x4_t d = arm_idot(vdupq_n_s32(0), q[g][i],
+                                               vld1q_s8(q8 + 32 * g + 16 * i));
+                        isum[t][i] = vmlaq_n_s32(isum[t][i], d, sc[8 * half + 2 * g + i]);
+                    }
+                }
+            }
+        }
+        for (t = 0; t < NT; t++) {
+            const block_q8_K *y = ARM_ACT(block_q8_K, act, stride, t) + b;
+            int32_t           si = vaddvq_s32(vaddq_s32(isum[t][0], isum[t][1]));
+
+            facc[t] = fmaf((float) si, dw * y->d, facc[t]);
+        }
+    }
+    for (t = 0; t < NT; t++) {
+        out[t] = facc[t];
+    }
+}
+
+static float
+dot_q6_K(int64_t n, const void *w, const void *act)
+{
+    float r;
+
+    q6k_dot_n(n, w, act, 0, &r, 1);
+    return r;
+}
+
+static void
+dot4_q6_K(int64_t n, const void *w, const void *act, size_t stride, float *out)
+{
+    q6k_dot_n(n, w, act, stride, out, 4);
+}
+
+static void
+dot2x4_q6_K(int64_t n, const void *w, size_t w_stride, const void *act, size_t stride,
+            float *out8)
+{
+    const block_q6_K *x0 = w;
+    const block_q6_K *x1 = (const block_q6_K *) ((const char *) w + w_stride);
+    const block_q8_K *y[4];
+    float32x4_t       facc[2];
+    int64_t           b, nb = n / QK_K;
+    int               half, g, i, t, p;
+
+    for (t = 0; t < 4; t++) {
+        y[t] = ARM_ACT(block_q8_K, act, stride, t);
+    }
+    facc[0] = facc[1] = vdupq_n_f32(0.0f);
+    for (b = 0; b < nb; b++) {
+        int32x4_t   isum[2] = { vdupq_n_s32(0), vdupq_n_s32(0) };
+        float32x4_t dw = rows_f32(arm_f16(x0[b].d), arm_f16(x1[b].d));
+
+        for (half = 0; half < 2; half++) {
+            int8x16_t qa[4][2], qb[4][2];
+
+            q6k_unpack_half(x0[b].ql + 64 * half, x0[b].qh + 32 * half, qa);
+            q6k_unpack_half(x1[b].ql + 64 * half, x1[b].qh + 32 * half, qb);
+            for (g = 0; g < 4; g++) {
+                for (i = 0; i < 2; i++) {
+                    int       s = 8 * half + 2 * g + i, off = 128 * half + 32 * g + 16 * i;
+                    int8x16_t wlo = zip_lo(qa[g][i], qb[g][i]);
+                    int8x16_t whi = zip_hi(qa[g][i], qb[g][i]);
+                    int32x4_t sc = rows_s32(x0[b].scales[s], x1[b].scales[s]);
+
+                    for (p = 0; p < 2; p++) {
+                        int32x4_t d = mm16(vdupq_n_s32(0), wlo, whi, y[2 * p][b].qs + off,
+                                           y[2 * p + 1][b].qs + off);
+                        isum[p] = vmlaq_s32(isum[p], d, sc);
+                    }
+                }
+            }
+        }
+        for (p = 0; p < 2; p++) {
+            float32x4_t dy = toks_f32(y[2 * p][b].d, y[2 * p + 1][b].d);
+
+            facc[p] = vfmaq_f32(facc[p], vcvtq_f32_s32(isum[p]), vmulq_f32(dw, dy));
+        }
+    }
+    store_tiles(facc[0], facc[1], out8);
+}
+
+static const qwen_kernels kernels_neon_i8mm = {
+    .name = "neon_i8mm",
+    QWEN_NEON_FLOAT_ENTRIES,
+    .vec_dot[QWEN_TYPE_Q8_0] = dot_q8_0,
+    .vec_dot[QWEN_TYPE_Q4_K] = dot_q4_K,
+    .vec_dot[QWEN_TYPE_Q6_K] = dot_q6_K,
+    .vec_dot4[QWEN_TYPE_Q8_0] = dot4_q8_0,
+    .vec_dot4[QWEN_TYPE_Q4_K] = dot4_q4_K,
+    .vec_dot4[QWEN_TYPE_Q6_K] = dot4_q6_K,
+    .vec_dot2x4[QWEN_TYPE_Q8_0] = dot2x4_q8_0,
+    .vec_dot2x4[QWEN_TYPE_Q4_K] = dot2x4_q4_K,
+    .vec_dot2x4[QWEN_TYPE_Q6_K] = dot2x4_q6_K,
+};
+
+const qwen_kernels *
+qwen_kernels_neon_i8mm(void)
+{
+    return &kernels_neon_i8mm;
+}
