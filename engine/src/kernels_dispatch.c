@@ -144,6 +144,9 @@ qwen_kernels_best(void)
     if (arm_has_i8mm()) {
         return qwen_kernels_neon_i8mm();
     }
+    /* No SVE table: Neoverse V1 (Graviton3) runs 256-bit SVE on two pipes
+     * and 128-bit NEON on four, V2 (Graviton4) has 128-bit SVE, so SVE's
+     * SDOT/SMMLA give no more products per cycle than the NEON ones here */
     if (arm_has_dotprod()) {
         return qwen_kernels_neon_dotprod();
     }

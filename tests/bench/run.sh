@@ -5,7 +5,8 @@
 #   - memory read bandwidth (1 and 2 threads) and the decode roofline
 #     (bandwidth / bytes of weights read per token)
 #   - prefill and decode tok/s with 1 and 2 threads (best of 2 runs each)
-#   - total decode throughput with 1, 4 and 8 sequences batched (2 threads),
+#   - total decode throughput with 1, 4 and 8 sequences batched (1 and 2
+#     threads),
 #     and 4 sequences at longer context with each KV cache format
 #   - 1 and 4 streaming clients through nginx (conf/nginx.conf)
 #   - tokenizer encode throughput
@@ -33,10 +34,12 @@ for fmt in $FORMATS; do
         "$qwen" bench -m "$model" -p "$P" -n "$N" -t "$t" --repeat 2 --json \
             | sed "s/^{/{\"kind\":\"speed\",\"format\":\"$fmt\",/" >> "$res"
     done
-    for s in 1 4 8; do
-        echo "== $fmt: $s sequences decoded together, 2 threads" >&2
-        "$qwen" bench -m "$model" -p 32 -n 64 -t 2 -s "$s" --repeat 2 --json \
-            | sed "s/^{/{\"kind\":\"batch\",\"format\":\"$fmt\",/" >> "$res"
+    for t in 1 2; do
+        for s in 1 4 8; do
+            echo "== $fmt: $s sequences decoded together, $t thread(s)" >&2
+            "$qwen" bench -m "$model" -p 32 -n 64 -t "$t" -s "$s" --repeat 2 --json \
+                | sed "s/^{/{\"kind\":\"batch\",\"format\":\"$fmt\",/" >> "$res"
+        done
     done
 done
 
@@ -122,15 +125,17 @@ for r in rows:
                  % (r["format"], r["threads"], r["prefill_tok_s"], r["decode_tok_s"], roof,
                     100 * r["decode_tok_s"] / roof if roof else 0))
 lines.append("")
-lines.append("| format | sequences | total decode tok/s (2 threads) | per sequence |")
-lines.append("|---|---|---|---|")
+lines.append("| format | threads | sequences | total decode tok/s | per sequence |")
+lines.append("|---|---|---|---|---|")
 plot = {}
 for r in rows:
     if r["kind"] != "batch":
         continue
-    lines.append("| %s | %d | %.1f | %.1f |"
-                 % (r["format"], r["seqs"], r["decode_total_tok_s"], r["decode_tok_s"]))
-    plot.setdefault(r["format"], []).append((r["seqs"], r["decode_total_tok_s"]))
+    lines.append("| %s | %d | %d | %.1f | %.1f |"
+                 % (r["format"], r["threads"], r["seqs"], r["decode_total_tok_s"],
+                    r["decode_tok_s"]))
+    key = "%s, %d thread%s" % (r["format"], r["threads"], "s" if r["threads"] > 1 else "")
+    plot.setdefault(key, []).append((r["seqs"], r["decode_total_tok_s"]))
 kv = [r for r in rows if r["kind"] == "kv"]
 if kv:
     lines.append("")
@@ -169,7 +174,7 @@ with open(out + "/throughput.dat", "w") as f:
         f.write("\n\n")
 with open(out + "/throughput.gp", "w") as f:
     f.write('set terminal pngcairo size 800,500 noenhanced\nset output "%s/throughput.png"\n' % out)
-    f.write('set title "Total decode throughput vs concurrent sequences (2 threads)"\n')
+    f.write('set title "Total decode throughput vs concurrent sequences"\n')
     f.write('set xlabel "sequences decoded together"\nset ylabel "tokens/s (all sequences)"\n')
     f.write('set key left top\nset grid\nset xtics (1, 4, 8)\n')
     f.write("plot " + ", ".join('"%s/throughput.dat" index %d with linespoints lw 2 title "%s"'
