@@ -129,19 +129,21 @@ qwen_q4k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *
 }
 #endif
 
-/* The AVX2 table's entries; a superset table passes its own K-quant dots. */
-#define QWEN_AVX2_ENTRIES(q4k, q6k, q4k4, q6k4)                            \
+/* The AVX2 table's entries; a superset table passes its own float and
+ * K-quant dots (f32_4: NULL for 4 x vec_dot). */
+#define QWEN_AVX2_ENTRIES(f32, f16, bf16, f32_4, f16_4, bf16_4, q4k, q6k, q4k4, q6k4) \
     .vec_dot = {                                                           \
-        [QWEN_TYPE_F32] = qwen_avx2_dot_f32,                               \
-        [QWEN_TYPE_F16] = qwen_avx2_dot_f16,                               \
-        [QWEN_TYPE_BF16] = qwen_avx2_dot_bf16,                             \
+        [QWEN_TYPE_F32] = f32,                                             \
+        [QWEN_TYPE_F16] = f16,                                             \
+        [QWEN_TYPE_BF16] = bf16,                                           \
         [QWEN_TYPE_Q8_0] = qwen_avx2_dot_q8_0,                             \
         [QWEN_TYPE_Q4_K] = q4k,                                            \
         [QWEN_TYPE_Q6_K] = q6k,                                            \
     },                                                                     \
     .vec_dot4 = {                                                          \
-        [QWEN_TYPE_F16] = qwen_avx2_dot4_f16,                              \
-        [QWEN_TYPE_BF16] = qwen_avx2_dot4_bf16,                            \
+        [QWEN_TYPE_F32] = f32_4,                                           \
+        [QWEN_TYPE_F16] = f16_4,                                           \
+        [QWEN_TYPE_BF16] = bf16_4,                                         \
         [QWEN_TYPE_Q8_0] = qwen_avx2_dot4_q8_0,                            \
         [QWEN_TYPE_Q4_K] = q4k4,                                           \
         [QWEN_TYPE_Q6_K] = q6k4,                                           \
