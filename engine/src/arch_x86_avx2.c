@@ -55,29 +55,13 @@ dot_f32(int64_t n, const void *w, const void *act)
     return sum;
 }
 
-/* signed x signed bytes -> 8 int32 sums of 4 products */
-static inline __m256i
-dot_i8x32(__m256i x, __m256i y)
-{
-    __m256i ax = _mm256_sign_epi8(x, x);
-    __m256i sy = _mm256_sign_epi8(y, x);
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
-}
-
 static float
 dot_q8_0(int64_t n, const void *w, const void *act)
 {
-    const block_q8_0 *x = w, *y = act;
-    __m256            acc = _mm256_setzero_ps();
-    int64_t           b, nb = n / QK8_0;
+    float r;
 
-    for (b = 0; b < nb; b++) {
-        __m256i qx = _mm256_loadu_si256((const __m256i *) x[b].qs);
-        __m256i qy = _mm256_loadu_si256((const __m256i *) y[b].qs);
-        __m256  d = _mm256_set1_ps(f16(x[b].d) * f16(y[b].d));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8x32(qx, qy)), acc);
-    }
-    return hsum256(acc);
+    qwen_q8_0_dot_n(n, w, act, 0, &r, 1);
+    return r;
 }
 
 /* shuffle masks that broadcast 16-bit lane i */
@@ -188,29 +172,7 @@ dot4_q6_K(int64_t n, const void *w, const void *act, size_t stride, float *out)
 static void
 dot4_q8_0(int64_t n, const void *w, const void *act, size_t stride, float *out)
 {
-    const block_q8_0 *x = w;
-    __m256            acc[4];
-    int64_t           b, nb = n / QK8_0;
-    int               t;
-
-    for (t = 0; t < 4; t++) {
-        acc[t] = _mm256_setzero_ps();
-    }
-    for (b = 0; b < nb; b++) {
-        __m256i qx = _mm256_loadu_si256((const __m256i *) x[b].qs);
-        __m256i ax = _mm256_sign_epi8(qx, qx);
-        float   dw = f16(x[b].d);
-
-        for (t = 0; t < 4; t++) {
-            const block_q8_0 *y = (const block_q8_0 *) ((const char *) act + t * stride) + b;
-            __m256i sy = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *) y->qs), qx);
-            __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * f16(y->d)), _mm256_cvtepi32_ps(d), acc[t]);
-        }
-    }
-    for (t = 0; t < 4; t++) {
-        out[t] = hsum256(acc[t]);
-    }
+    qwen_q8_0_dot_n(n, w, act, stride, out, 4);
 }
 
 static inline __m256
@@ -499,8 +461,9 @@ void qwen_avx2_attention(int, int, const float *, const qwen_f16 *, const qwen_f
 static const qwen_kernels kernels_avx2 = {
     .name = "avx2",
     QWEN_AVX2_ENTRIES(qwen_avx2_dot_f32, qwen_avx2_dot_f16, qwen_avx2_dot_bf16, NULL,
-                      qwen_avx2_dot4_f16, qwen_avx2_dot4_bf16, qwen_avx2_dot_q4_K,
-                      qwen_avx2_dot_q6_K, qwen_avx2_dot4_q4_K, qwen_avx2_dot4_q6_K),
+                      qwen_avx2_dot4_f16, qwen_avx2_dot4_bf16, qwen_avx2_dot_q8_0,
+                      qwen_avx2_dot4_q8_0, qwen_avx2_dot_q4_K, qwen_avx2_dot_q6_K,
+                      qwen_avx2_dot4_q4_K, qwen_avx2_dot4_q6_K),
 };
 
 const qwen_kernels *

@@ -394,6 +394,21 @@ dot4_q6_K_vnni(int64_t n, const void *w, const void *act, size_t stride, float *
 }
 
 static float
+dot_q8_0_vnni(int64_t n, const void *w, const void *act)
+{
+    float r;
+
+    qwen_q8_0_dot_n(n, w, act, 0, &r, 1);
+    return r;
+}
+
+static void
+dot4_q8_0_vnni(int64_t n, const void *w, const void *act, size_t stride, float *out)
+{
+    qwen_q8_0_dot_n(n, w, act, stride, out, 4);
+}
+
+static float
 dot_q4_K_vnni(int64_t n, const void *w, const void *act)
 {
     float r;
@@ -718,7 +733,8 @@ static const qwen_kernels kernels_avx512 = {
      * the AVX2 kernel); Q4_K with vpdpwssd on 256-bit registers (the same
      * 512-bit scheme measured equal, 60 GMAC/s) */
     QWEN_AVX2_ENTRIES(dot_f32, dot_f16, dot_bf16, dot4_f32, dot4_f16, dot4_bf16,
-                      dot_q4_K_vnni, dot_q6_K_vnni, dot4_q4_K_vnni, dot4_q6_K_vnni),
+                      dot_q8_0_vnni, dot4_q8_0_vnni, dot_q4_K_vnni, dot_q6_K_vnni,
+                      dot4_q4_K_vnni, dot4_q6_K_vnni),
     .gemm = gemm_bf16,
     .f32_to_bf16 = f32_to_bf16,
     /* BF16 KV cache (the dtype HF runs Qwen3's attention in): vdpbf16ps on
