@@ -79,32 +79,47 @@ arm_idot32(int8x16_t a0, int8x16_t a1, const int8_t *b)
     return arm_idot(arm_idot(vdupq_n_s32(0), a0, vld1q_s8(b)), a1, vld1q_s8(b + 16));
 }
 
-/* Q8_0 x Q8_0: per block an int32 vector, scaled into a float vector; one
+/* Block b of a Q8_0 row into float chain acc[t * 2 + chain] of each token */
+ARM_INLINE void
+arm_q8_0_block(const block_q8_0 *x, const void *act, size_t stride, int64_t b,
+               float32x4_t *acc, int chain, const int NT)
+{
+    int8x16_t x0 = vld1q_s8(x[b].qs), x1 = vld1q_s8(x[b].qs + 16);
+    float     dw = arm_f16(x[b].d);
+    int       t;
+
+    for (t = 0; t < NT; t++) {
+        const block_q8_0 *y = ARM_ACT(block_q8_0, act, stride, t) + b;
+        int32x4_t         s = arm_idot32(x0, x1, y->qs);
+        acc[t * 2 + chain] = vfmaq_n_f32(acc[t * 2 + chain], vcvtq_f32_s32(s),
+                                         dw * arm_f16(y->d));
+    }
+}
+
+/* Q8_0 x Q8_0: per block an int32 vector, scaled into a float vector, even
+ * and odd blocks in two chains (one waits on the FMA latency); one
  * horizontal sum at the end. */
 ARM_INLINE void
 arm_q8_0_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out,
                const int NT)
 {
     const block_q8_0 *x = w;
-    float32x4_t       acc[4];
+    float32x4_t       acc[8];
     int64_t           b, nb = n / QK8_0;
     int               t;
 
-    for (t = 0; t < NT; t++) {
+    for (t = 0; t < 2 * NT; t++) {
         acc[t] = vdupq_n_f32(0.0f);
     }
-    for (b = 0; b < nb; b++) {
-        int8x16_t x0 = vld1q_s8(x[b].qs), x1 = vld1q_s8(x[b].qs + 16);
-        float     dw = arm_f16(x[b].d);
-
-        for (t = 0; t < NT; t++) {
-            const block_q8_0 *y = ARM_ACT(block_q8_0, act, stride, t) + b;
-            int32x4_t         s = arm_idot32(x0, x1, y->qs);
-            acc[t] = vfmaq_n_f32(acc[t], vcvtq_f32_s32(s), dw * arm_f16(y->d));
-        }
+    for (b = 0; b + 2 <= nb; b += 2) {
+        arm_q8_0_block(x, act, stride, b, acc, 0, NT);
+        arm_q8_0_block(x, act, stride, b + 1, acc, 1, NT);
+    }
+    if (b < nb) {
+        arm_q8_0_block(x, act, stride, b, acc, 0, NT);
     }
     for (t = 0; t < NT; t++) {
-        out[t] = vaddvq_f32(acc[t]);
+        out[t] = vaddvq_f32(vaddq_f32(acc[2 * t], acc[2 * t + 1]));
     }
 }
 
