@@ -10,6 +10,7 @@
 #define QWEN_ARCH_ARM_H
 
 #include <arm_neon.h>
+#include <math.h>
 #include <string.h>
 
 #include "kernels.h"
@@ -79,10 +80,17 @@ arm_idot32(int8x16_t a0, int8x16_t a1, const int8_t *b)
     return arm_idot(arm_idot(vdupq_n_s32(0), a0, vld1q_s8(b)), a1, vld1q_s8(b + 16));
 }
 
-/* Block b of a Q8_0 row into float chain acc[t * 2 + chain] of each token */
+/*
+ * EXACT (the i8mm table): each block's integer sum is finished (ADDV) and
+ * scaled as one float, so an SMMLA tile, which holds whole sums per lane,
+ * can reproduce it bit for bit; otherwise (NEON, dotprod) partial sums stay
+ * in vector lanes until one horizontal sum at the end.
+ */
+
+/* Block b of a Q8_0 row into float chain 2 t + chain of each token */
 ARM_INLINE void
 arm_q8_0_block(const block_q8_0 *x, const void *act, size_t stride, int64_t b,
-               float32x4_t *acc, int chain, const int NT)
+               float32x4_t *acc, float *sacc, int chain, const int NT, const int EXACT)
 {
     int8x16_t x0 = vld1q_s8(x[b].qs), x1 = vld1q_s8(x[b].qs + 16);
     float     dw = arm_f16(x[b].d);
@@ -91,35 +99,42 @@ arm_q8_0_block(const block_q8_0 *x, const void *act, size_t stride, int64_t b,
     for (t = 0; t < NT; t++) {
         const block_q8_0 *y = ARM_ACT(block_q8_0, act, stride, t) + b;
         int32x4_t         s = arm_idot32(x0, x1, y->qs);
-        acc[t * 2 + chain] = vfmaq_n_f32(acc[t * 2 + chain], vcvtq_f32_s32(s),
-                                         dw * arm_f16(y->d));
+        if (EXACT) {
+            sacc[t * 2 + chain] = fmaf((float) vaddvq_s32(s), dw * arm_f16(y->d),
+                                       sacc[t * 2 + chain]);
+        } else {
+            acc[t * 2 + chain] = vfmaq_n_f32(acc[t * 2 + chain], vcvtq_f32_s32(s),
+                                             dw * arm_f16(y->d));
+        }
     }
 }
 
 /* Q8_0 x Q8_0: per block an int32 vector, scaled into a float vector, even
- * and odd blocks in two chains (one waits on the FMA latency); one
- * horizontal sum at the end. */
+ * and odd blocks in two chains (one waits on the FMA latency). */
 ARM_INLINE void
 arm_q8_0_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out,
-               const int NT)
+               const int NT, const int EXACT)
 {
     const block_q8_0 *x = w;
     float32x4_t       acc[8];
+    float             sacc[8];
     int64_t           b, nb = n / QK8_0;
     int               t;
 
     for (t = 0; t < 2 * NT; t++) {
         acc[t] = vdupq_n_f32(0.0f);
+        sacc[t] = 0.0f;
     }
     for (b = 0; b + 2 <= nb; b += 2) {
-        arm_q8_0_block(x, act, stride, b, acc, 0, NT);
-        arm_q8_0_block(x, act, stride, b + 1, acc, 1, NT);
+        arm_q8_0_block(x, act, stride, b, acc, sacc, 0, NT, EXACT);
+        arm_q8_0_block(x, act, stride, b + 1, acc, sacc, 1, NT, EXACT);
     }
     if (b < nb) {
-        arm_q8_0_block(x, act, stride, b, acc, 0, NT);
+        arm_q8_0_block(x, act, stride, b, acc, sacc, 0, NT, EXACT);
     }
     for (t = 0; t < NT; t++) {
-        out[t] = vaddvq_f32(vaddq_f32(acc[2 * t], acc[2 * t + 1]));
+        out[t] = EXACT ? sacc[2 * t] + sacc[2 * t + 1]
+                       : vaddvq_f32(vaddq_f32(acc[2 * t], acc[2 * t + 1]));
     }
 }
 
@@ -130,17 +145,19 @@ arm_q8_0_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *
  */
 ARM_INLINE void
 arm_q4k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out,
-              const int NT)
+              const int NT, const int EXACT)
 {
     const block_q4_K *x = w;
     const uint8x16_t  m4 = vdupq_n_u8(0xF);
     float32x4_t       facc[4], macc[4];
+    float             sfacc[4], smacc[4];
     int64_t           b, nb = n / QK_K;
     int               j, t;
 
     for (t = 0; t < NT; t++) {
         facc[t] = vdupq_n_f32(0.0f);
         macc[t] = vdupq_n_f32(0.0f);
+        sfacc[t] = smacc[t] = 0.0f;
     }
     for (b = 0; b < nb; b++) {
         const uint8_t *q4 = x[b].qs;
@@ -174,39 +191,68 @@ arm_q4k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *o
             int16x8_t bs = vpaddq_s16(vld1q_s16(y->bsums), vld1q_s16(y->bsums + 8));
             int32x4_t ms = vmlal_high_s16(vmull_s16(vget_low_s16(bs), vget_low_s16(mins)),
                                           bs, mins);
-            facc[t] = vfmaq_n_f32(facc[t], vcvtq_f32_s32(vaddq_s32(isum[t], isum2[t])),
-                                  dw * y->d);
-            macc[t] = vfmaq_n_f32(macc[t], vcvtq_f32_s32(ms), dmin * y->d);
+            if (EXACT) {
+                sfacc[t] = fmaf((float) vaddvq_s32(vaddq_s32(isum[t], isum2[t])), dw * y->d,
+                                sfacc[t]);
+                smacc[t] = fmaf((float) vaddvq_s32(ms), dmin * y->d, smacc[t]);
+            } else {
+                facc[t] = vfmaq_n_f32(facc[t], vcvtq_f32_s32(vaddq_s32(isum[t], isum2[t])),
+                                      dw * y->d);
+                macc[t] = vfmaq_n_f32(macc[t], vcvtq_f32_s32(ms), dmin * y->d);
+            }
         }
     }
     for (t = 0; t < NT; t++) {
-        out[t] = vaddvq_f32(vsubq_f32(facc[t], macc[t]));
+        out[t] = EXACT ? sfacc[t] - smacc[t] : vaddvq_f32(vsubq_f32(facc[t], macc[t]));
+    }
+}
+
+/* The 128 values of half of a Q6_K block, minus 32 (so signed): q[g][i]
+ * holds values 32 g + 16 i .. of that half (scale 8 half + 2 g + i). */
+ARM_INLINE void
+arm_q6k_unpack_half(const uint8_t *ql, const uint8_t *qh, int8x16_t q[4][2])
+{
+    const uint8x16_t m4 = vdupq_n_u8(0xF), m3 = vdupq_n_u8(3), m30 = vdupq_n_u8(0x30);
+    const int8x16_t  off = vdupq_n_s8(32);
+    int              i, g;
+
+    for (i = 0; i < 2; i++) {
+        uint8x16_t l0 = vld1q_u8(ql + 16 * i), l1 = vld1q_u8(ql + 32 + 16 * i);
+        uint8x16_t h = vld1q_u8(qh + 16 * i);
+        uint8x16_t u[4];
+
+        u[0] = vorrq_u8(vandq_u8(l0, m4), vshlq_n_u8(vandq_u8(h, m3), 4));
+        u[1] = vorrq_u8(vandq_u8(l1, m4), vshlq_n_u8(vandq_u8(vshrq_n_u8(h, 2), m3), 4));
+        u[2] = vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(h, m30));
+        u[3] = vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(vshrq_n_u8(h, 2), m30));
+        for (g = 0; g < 4; g++) {
+            q[g][i] = vsubq_s8(vreinterpretq_s8_u8(u[g]), off);
+        }
     }
 }
 
 /*
- * Q6_K x Q8_K. Each 16-byte vector of 6-bit quants (minus 32, so signed)
- * is one scale group: one dot, one multiply-add by its int8 scale.
+ * Q6_K x Q8_K. Each 16-byte vector of 6-bit quants is one scale group:
+ * one dot, one multiply-add by its int8 scale.
  */
 ARM_INLINE void
 arm_q6k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out,
-              const int NT)
+              const int NT, const int EXACT)
 {
     const block_q6_K *x = w;
-    const uint8x16_t  m4 = vdupq_n_u8(0xF), m3 = vdupq_n_u8(3), m30 = vdupq_n_u8(0x30);
-    const int8x16_t   off = vdupq_n_s8(32);
     float32x4_t       facc[4];
+    float             sfacc[4];
     int64_t           b, nb = n / QK_K;
     int               half, g, i, t;
 
     for (t = 0; t < NT; t++) {
         facc[t] = vdupq_n_f32(0.0f);
+        sfacc[t] = 0.0f;
     }
     for (b = 0; b < nb; b++) {
-        const uint8_t *ql = x[b].ql, *qh = x[b].qh;
-        const int8_t  *sc = x[b].scales;
-        int32x4_t      isum[4][2];   /* two chains: MLA latency */
-        float          dw = arm_f16(x[b].d);
+        const int8_t *sc = x[b].scales;
+        int32x4_t     isum[4][2];   /* two chains: MLA latency */
+        float         dw = arm_f16(x[b].d);
 
         for (t = 0; t < NT; t++) {
             isum[t][0] = isum[t][1] = vdupq_n_s32(0);
@@ -214,20 +260,7 @@ arm_q6k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *o
         for (half = 0; half < 2; half++) {
             int8x16_t q[4][2];
 
-            /* q[g][i]: values 32 g + 16 i .. of this half, scale 8 half + 2 g + i */
-            for (i = 0; i < 2; i++) {
-                uint8x16_t l0 = vld1q_u8(ql + 16 * i), l1 = vld1q_u8(ql + 32 + 16 * i);
-                uint8x16_t h = vld1q_u8(qh + 16 * i);
-                uint8x16_t u[4];
-
-                u[0] = vorrq_u8(vandq_u8(l0, m4), vshlq_n_u8(vandq_u8(h, m3), 4));
-                u[1] = vorrq_u8(vandq_u8(l1, m4), vshlq_n_u8(vandq_u8(vshrq_n_u8(h, 2), m3), 4));
-                u[2] = vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(h, m30));
-                u[3] = vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(vshrq_n_u8(h, 2), m30));
-                for (g = 0; g < 4; g++) {
-                    q[g][i] = vsubq_s8(vreinterpretq_s8_u8(u[g]), off);
-                }
-            }
+            arm_q6k_unpack_half(x[b].ql + 64 * half, x[b].qh + 32 * half, q);
             for (t = 0; t < NT; t++) {
                 const int8_t *q8 = ARM_ACT(block_q8_K, act, stride, t)[b].qs + 128 * half;
                 for (g = 0; g < 4; g++) {
@@ -238,59 +271,43 @@ arm_q6k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *o
                     }
                 }
             }
-            ql += 64;
-            qh += 32;
         }
         for (t = 0; t < NT; t++) {
             const block_q8_K *y = ARM_ACT(block_q8_K, act, stride, t) + b;
-            facc[t] = vfmaq_n_f32(facc[t], vcvtq_f32_s32(vaddq_s32(isum[t][0], isum[t][1])),
-                                  dw * y->d);
+            int32x4_t         s = vaddq_s32(isum[t][0], isum[t][1]);
+            if (EXACT) {
+                sfacc[t] = fmaf((float) vaddvq_s32(s), dw * y->d, sfacc[t]);
+            } else {
+                facc[t] = vfmaq_n_f32(facc[t], vcvtq_f32_s32(s), dw * y->d);
+            }
         }
     }
     for (t = 0; t < NT; t++) {
-        out[t] = vaddvq_f32(facc[t]);
+        out[t] = EXACT ? sfacc[t] : vaddvq_f32(facc[t]);
     }
 }
 
-/* vec_dot / vec_dot4 entry points of the three quantized templates, with
- * names prefixed by PFX (one set per ISA file). */
-#define QWEN_ARM_QUANT_KERNELS(PFX)                                                    \
+/* vec_dot and vec_dot4 entry points of a dot template */
+#define QWEN_ARM_DOT_PAIR(DOT, DOT4, TMPL, EXACT)                                      \
 static float                                                                           \
-PFX##_dot_q8_0(int64_t n, const void *w, const void *act)                              \
+DOT(int64_t n, const void *w, const void *act)                                         \
 {                                                                                      \
     float r;                                                                           \
-    arm_q8_0_dot_n(n, w, act, 0, &r, 1);                                               \
+    TMPL(n, w, act, 0, &r, 1, EXACT);                                                  \
     return r;                                                                          \
 }                                                                                      \
 static void                                                                            \
-PFX##_dot4_q8_0(int64_t n, const void *w, const void *act, size_t stride, float *out)  \
+DOT4(int64_t n, const void *w, const void *act, size_t stride, float *out)             \
 {                                                                                      \
-    arm_q8_0_dot_n(n, w, act, stride, out, 4);                                         \
-}                                                                                      \
-static float                                                                           \
-PFX##_dot_q4_K(int64_t n, const void *w, const void *act)                              \
-{                                                                                      \
-    float r;                                                                           \
-    arm_q4k_dot_n(n, w, act, 0, &r, 1);                                                \
-    return r;                                                                          \
-}                                                                                      \
-static void                                                                            \
-PFX##_dot4_q4_K(int64_t n, const void *w, const void *act, size_t stride, float *out)  \
-{                                                                                      \
-    arm_q4k_dot_n(n, w, act, stride, out, 4);                                          \
-}                                                                                      \
-static float                                                                           \
-PFX##_dot_q6_K(int64_t n, const void *w, const void *act)                              \
-{                                                                                      \
-    float r;                                                                           \
-    arm_q6k_dot_n(n, w, act, 0, &r, 1);                                                \
-    return r;                                                                          \
-}                                                                                      \
-static void                                                                            \
-PFX##_dot4_q6_K(int64_t n, const void *w, const void *act, size_t stride, float *out)  \
-{                                                                                      \
-    arm_q6k_dot_n(n, w, act, stride, out, 4);                                          \
+    TMPL(n, w, act, stride, out, 4, EXACT);                                            \
 }
+
+/* The three quantized types' entry points, names prefixed by PFX (one set
+ * per ISA file). */
+#define QWEN_ARM_QUANT_KERNELS(PFX, EXACT)                                             \
+    QWEN_ARM_DOT_PAIR(PFX##_dot_q8_0, PFX##_dot4_q8_0, arm_q8_0_dot_n, EXACT)          \
+    QWEN_ARM_DOT_PAIR(PFX##_dot_q4_K, PFX##_dot4_q4_K, arm_q4k_dot_n, EXACT)           \
+    QWEN_ARM_DOT_PAIR(PFX##_dot_q6_K, PFX##_dot4_q6_K, arm_q6k_dot_n, EXACT)
 
 #define QWEN_ARM_QUANT_ENTRIES(PFX)                                        \
     .vec_dot[QWEN_TYPE_Q8_0] = PFX##_dot_q8_0,                             \

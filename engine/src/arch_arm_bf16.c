@@ -12,7 +12,7 @@
 #define CHUNK  (PANEL * 4)             /* bf16 values of one k-chunk of 4 */
 #define TPAIRS 4                       /* token pairs per micro-kernel call */
 
-QWEN_ARM_QUANT_KERNELS(bf16)
+QWEN_ARM_QUANT_KERNELS(bf16, 0)
 
 /* f32 to bf16, round to nearest even in integer ops as qwen_f32_to_bf16
  * does: BFCVT would flush subnormals, the reference keeps them. */

@@ -6,7 +6,7 @@
  */
 #include "arch_arm.h"
 
-QWEN_ARM_QUANT_KERNELS(dotprod)
+QWEN_ARM_QUANT_KERNELS(dotprod, 0)
 
 static const qwen_kernels kernels_neon_dotprod = {
     .name = "neon_dotprod",

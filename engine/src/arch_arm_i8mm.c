@@ -19,7 +19,8 @@
  */
 #include "arch_arm.h"
 
-#include <math.h>
+/* vec_dot and vec_dot4 on SDOT, each block's sum finished (EXACT) */
+QWEN_ARM_QUANT_KERNELS(i8mm, 1)
 
 /* The 8-byte halves of two rows, interleaved as SMMLA's operand:
  * lo = [a 0..7, b 0..7], hi = [a 8..15, b 8..15] */
@@ -84,46 +85,6 @@ store_tiles(float32x4_t t01, float32x4_t t23, float *out8)
 
 /* ------------------------------------------------------------------ Q8_0 */
 
-/* Per block: exact integer dot, then acc = fma(sum, d_w * d_act, acc) in
- * two chains (even and odd blocks) added at the end. */
-ARM_INLINE void
-q8_0_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out, const int NT)
-{
-    const block_q8_0 *x = w;
-    float             acc[4][2] = { { 0.0f } };
-    int64_t           b, nb = n / QK8_0;
-    int               t;
-
-    for (b = 0; b < nb; b++) {
-        int8x16_t x0 = vld1q_s8(x[b].qs), x1 = vld1q_s8(x[b].qs + 16);
-        float     dw = arm_f16(x[b].d);
-
-        for (t = 0; t < NT; t++) {
-            const block_q8_0 *y = ARM_ACT(block_q8_0, act, stride, t) + b;
-            int32_t           s = vaddvq_s32(arm_idot32(x0, x1, y->qs));
-            acc[t][b & 1] = fmaf((float) s, dw * arm_f16(y->d), acc[t][b & 1]);
-        }
-    }
-    for (t = 0; t < NT; t++) {
-        out[t] = acc[t][0] + acc[t][1];
-    }
-}
-
-static float
-dot_q8_0(int64_t n, const void *w, const void *act)
-{
-    float r;
-
-    q8_0_dot_n(n, w, act, 0, &r, 1);
-    return r;
-}
-
-static void
-dot4_q8_0(int64_t n, const void *w, const void *act, size_t stride, float *out)
-{
-    q8_0_dot_n(n, w, act, stride, out, 4);
-}
-
 static void
 dot2x4_q8_0(int64_t n, const void *w, size_t w_stride, const void *act, size_t stride,
             float *out8)
@@ -161,73 +122,6 @@ dot2x4_q8_0(int64_t n, const void *w, size_t w_stride, const void *act, size_t s
 }
 
 /* ------------------------------------------------------------------ Q4_K */
-
-/* Per super-block: exact integer sums of the scaled sub-block dots and of
- * the mins against the activation's bsums, then one fma each. */
-ARM_INLINE void
-q4k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out, const int NT)
-{
-    const block_q4_K *x = w;
-    const uint8x16_t  m4 = vdupq_n_u8(0xF);
-    float             facc[4] = { 0.0f }, macc[4] = { 0.0f };
-    int64_t           b, nb = n / QK_K;
-    int               j, t;
-
-    for (b = 0; b < nb; b++) {
-        const uint8_t *q4 = x[b].qs;
-        uint8_t        sm[16];
-        int32x4_t      isum[4], isum2[4];
-        int16x8_t      mins;
-        float          dw = arm_f16(x[b].d), dmin = arm_f16(x[b].dmin);
-
-        qwen_q4k_scales_mins(x[b].scales, sm);
-        mins = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(sm + 8)));
-        for (t = 0; t < NT; t++) {
-            isum[t] = isum2[t] = vdupq_n_s32(0);
-        }
-        for (j = 0; j < QK_K / 64; j++) {
-            uint8x16_t r0 = vld1q_u8(q4 + 32 * j), r1 = vld1q_u8(q4 + 32 * j + 16);
-            int8x16_t  lo0 = vreinterpretq_s8_u8(vandq_u8(r0, m4));
-            int8x16_t  lo1 = vreinterpretq_s8_u8(vandq_u8(r1, m4));
-            int8x16_t  hi0 = vreinterpretq_s8_u8(vshrq_n_u8(r0, 4));
-            int8x16_t  hi1 = vreinterpretq_s8_u8(vshrq_n_u8(r1, 4));
-
-            for (t = 0; t < NT; t++) {
-                const int8_t *q8 = ARM_ACT(block_q8_K, act, stride, t)[b].qs + 64 * j;
-                isum[t] = vmlaq_n_s32(isum[t], arm_idot32(lo0, lo1, q8), sm[2 * j]);
-                isum2[t] = vmlaq_n_s32(isum2[t], arm_idot32(hi0, hi1, q8 + 32), sm[2 * j + 1]);
-            }
-        }
-        for (t = 0; t < NT; t++) {
-            const block_q8_K *y = ARM_ACT(block_q8_K, act, stride, t) + b;
-            int16x8_t bs = vpaddq_s16(vld1q_s16(y->bsums), vld1q_s16(y->bsums + 8));
-            int32x4_t ms = vmlal_high_s16(vmull_s16(vget_low_s16(bs), vget_low_s16(mins)),
-                                          bs, mins);
-            int32_t   si = vaddvq_s32(vaddq_s32(isum[t], isum2[t])), mi = vaddvq_s32(ms);
-
-            facc[t] = fmaf((float) si, dw * y->d, facc[t]);
-            macc[t] = fmaf((float) mi, dmin * y->d, macc[t]);
-        }
-    }
-    for (t = 0; t < NT; t++) {
-        out[t] = facc[t] - macc[t];
-    }
-}
-
-static float
-dot_q4_K(int64_t n, const void *w, const void *act)
-{
-    float r;
-
-    q4k_dot_n(n, w, act, 0, &r, 1);
-    return r;
-}
-
-static void
-dot4_q4_K(int64_t n, const void *w, const void *act, size_t stride, float *out)
-{
-    q4k_dot_n(n, w, act, stride, out, 4);
-}
 
 /* sum over the 8 sub-blocks of bsums x mins, tokens a and b against the
  * mins of rows 0 and 1, as a tile [0a, 0b, 1a, 1b] */
@@ -318,90 +212,6 @@ dot2x4_q4_K(int64_t n, const void *w, size_t w_stride, const void *act, size_t s
 
 /* ------------------------------------------------------------------ Q6_K */
 
-/* The 16 groups of 16 values of half `half` of a Q6_K block, minus 32:
- * q[g][i] holds values 32 g + 16 i .. of that half (scale 8 half + 2 g + i) */
-ARM_INLINE void
-q6k_unpack_half(const uint8_t *ql, const uint8_t *qh, int8x16_t q[4][2])
-{
-    const uint8x16_t m4 = vdupq_n_u8(0xF), m3 = vdupq_n_u8(3), m30 = vdupq_n_u8(0x30);
-    const int8x16_t  off = vdupq_n_s8(32);
-    int              i, g;
-
-    for (i = 0; i < 2; i++) {
-        uint8x16_t l0 = vld1q_u8(ql + 16 * i), l1 = vld1q_u8(ql + 32 + 16 * i);
-        uint8x16_t h = vld1q_u8(qh + 16 * i);
-        uint8x16_t u[4];
-
-        u[0] = vorrq_u8(vandq_u8(l0, m4), vshlq_n_u8(vandq_u8(h, m3), 4));
-        u[1] = vorrq_u8(vandq_u8(l1, m4), vshlq_n_u8(vandq_u8(vshrq_n_u8(h, 2), m3), 4));
-        u[2] = vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(h, m30));
-        u[3] = vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(vshrq_n_u8(h, 2), m30));
-        for (g = 0; g < 4; g++) {
-            q[g][i] = vsubq_s8(vreinterpretq_s8_u8(u[g]), off);
-        }
-    }
-}
-
-/* Per super-block: the exact integer sum of the scaled group dots, then
- * one fma by d_w * d_act. */
-ARM_INLINE void
-q6k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out, const int NT)
-{
-    const block_q6_K *x = w;
-    float             facc[4] = { 0.0f };
-    int64_t           b, nb = n / QK_K;
-    int               half, g, i, t;
-
-    for (b = 0; b < nb; b++) {
-        const int8_t *sc = x[b].scales;
-        int32x4_t     isum[4][2];
-        float         dw = arm_f16(x[b].d);
-
-        for (t = 0; t < NT; t++) {
-            isum[t][0] = isum[t][1] = vdupq_n_s32(0);
-        }
-        for (half = 0; half < 2; half++) {
-            int8x16_t q[4][2];
-
-            q6k_unpack_half(x[b].ql + 64 * half, x[b].qh + 32 * half, q);
-            for (t = 0; t < NT; t++) {
-                const int8_t *q8 = ARM_ACT(block_q8_K, act, stride, t)[b].qs + 128 * half;
-                for (g = 0; g < 4; g++) {
-                    for (i = 0; i < 2; i++) {
-                        int32x4_t d = arm_idot(vdupq_n_s32(0), q[g][i],
-                                               vld1q_s8(q8 + 32 * g + 16 * i));
-                        isum[t][i] = vmlaq_n_s32(isum[t][i], d, sc[8 * half + 2 * g + i]);
-                    }
-                }
-            }
-        }
-        for (t = 0; t < NT; t++) {
-            const block_q8_K *y = ARM_ACT(block_q8_K, act, stride, t) + b;
-            int32_t           si = vaddvq_s32(vaddq_s32(isum[t][0], isum[t][1]));
-
-            facc[t] = fmaf((float) si, dw * y->d, facc[t]);
-        }
-    }
-    for (t = 0; t < NT; t++) {
-        out[t] = facc[t];
-    }
-}
-
-static float
-dot_q6_K(int64_t n, const void *w, const void *act)
-{
-    float r;
-
-    q6k_dot_n(n, w, act, 0, &r, 1);
-    return r;
-}
-
-static void
-dot4_q6_K(int64_t n, const void *w, const void *act, size_t stride, float *out)
-{
-    q6k_dot_n(n, w, act, stride, out, 4);
-}
-
 static void
 dot2x4_q6_K(int64_t n, const void *w, size_t w_stride, const void *act, size_t stride,
             float *out8)
@@ -424,8 +234,8 @@ dot2x4_q6_K(int64_t n, const void *w, size_t w_stride, const void *act, size_t s
         for (half = 0; half < 2; half++) {
             int8x16_t qa[4][2], qb[4][2];
 
-            q6k_unpack_half(x0[b].ql + 64 * half, x0[b].qh + 32 * half, qa);
-            q6k_unpack_half(x1[b].ql + 64 * half, x1[b].qh + 32 * half, qb);
+            arm_q6k_unpack_half(x0[b].ql + 64 * half, x0[b].qh + 32 * half, qa);
+            arm_q6k_unpack_half(x1[b].ql + 64 * half, x1[b].qh + 32 * half, qb);
             for (g = 0; g < 4; g++) {
                 for (i = 0; i < 2; i++) {
                     int       s = 8 * half + 2 * g + i, off = 128 * half + 32 * g + 16 * i;
@@ -453,12 +263,7 @@ dot2x4_q6_K(int64_t n, const void *w, size_t w_stride, const void *act, size_t s
 static const qwen_kernels kernels_neon_i8mm = {
     .name = "neon_i8mm",
     QWEN_NEON_FLOAT_ENTRIES,
-    .vec_dot[QWEN_TYPE_Q8_0] = dot_q8_0,
-    .vec_dot[QWEN_TYPE_Q4_K] = dot_q4_K,
-    .vec_dot[QWEN_TYPE_Q6_K] = dot_q6_K,
-    .vec_dot4[QWEN_TYPE_Q8_0] = dot4_q8_0,
-    .vec_dot4[QWEN_TYPE_Q4_K] = dot4_q4_K,
-    .vec_dot4[QWEN_TYPE_Q6_K] = dot4_q6_K,
+    QWEN_ARM_QUANT_ENTRIES(i8mm),
     .vec_dot2x4[QWEN_TYPE_Q8_0] = dot2x4_q8_0,
     .vec_dot2x4[QWEN_TYPE_Q4_K] = dot2x4_q4_K,
     .vec_dot2x4[QWEN_TYPE_Q6_K] = dot2x4_q6_K,

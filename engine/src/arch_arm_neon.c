@@ -98,7 +98,7 @@ FLOAT_DOTS(f32, 0)
 FLOAT_DOTS(f16, 1)
 FLOAT_DOTS(bf16, 2)
 
-QWEN_ARM_QUANT_KERNELS(neon)
+QWEN_ARM_QUANT_KERNELS(neon, 0)
 
 static float
 dot_f32_f16(int64_t n, const float *x, const qwen_f16 *y)

@@ -209,6 +209,21 @@ qwen_q4k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *
 }
 #endif
 
+/* vec_dot and vec_dot4 entry points of a dot template (NT = 1 and 4) */
+#define QWEN_X86_DOT_PAIR(DOT, DOT4, TMPL)                                         \
+static float                                                                       \
+DOT(int64_t n, const void *w, const void *act)                                     \
+{                                                                                  \
+    float r;                                                                       \
+    TMPL(n, w, act, 0, &r, 1);                                                     \
+    return r;                                                                      \
+}                                                                                  \
+static void                                                                        \
+DOT4(int64_t n, const void *w, const void *act, size_t stride, float *out)         \
+{                                                                                  \
+    TMPL(n, w, act, stride, out, 4);                                               \
+}
+
 /* The AVX2 table's entries; a superset table passes its own float and
  * quantized dots (f32_4: NULL for 4 x vec_dot). */
 #define QWEN_AVX2_ENTRIES(f32, f16, bf16, f32_4, f16_4, bf16_4, q8, q8_4, q4k, q6k, q4k4, \

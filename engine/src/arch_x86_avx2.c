@@ -55,35 +55,11 @@ dot_f32(int64_t n, const void *w, const void *act)
     return sum;
 }
 
-static float
-dot_q8_0(int64_t n, const void *w, const void *act)
-{
-    float r;
-
-    qwen_q8_0_dot_n(n, w, act, 0, &r, 1);
-    return r;
-}
-
 /* shuffle masks that broadcast 16-bit lane i */
 static inline __m256i
 bcast16_mask(int i)
 {
     return _mm256_set1_epi16((short) ((2 * i) | ((2 * i + 1) << 8)));
-}
-
-static float
-dot_q4_K(int64_t n, const void *w, const void *act)
-{
-    float r;
-
-    qwen_q4k_dot_n(n, w, act, 0, &r, 1);
-    return r;
-}
-
-static void
-dot4_q4_K(int64_t n, const void *w, const void *act, size_t stride, float *out)
-{
-    qwen_q4k_dot_n(n, w, act, stride, out, 4);
 }
 
 /*
@@ -152,27 +128,6 @@ q6k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out,
     for (t = 0; t < NT; t++) {
         out[t] = hsum256(facc[t]);
     }
-}
-
-static float
-dot_q6_K(int64_t n, const void *w, const void *act)
-{
-    float r;
-
-    q6k_dot_n(n, w, act, 0, &r, 1);
-    return r;
-}
-
-static void
-dot4_q6_K(int64_t n, const void *w, const void *act, size_t stride, float *out)
-{
-    q6k_dot_n(n, w, act, stride, out, 4);
-}
-
-static void
-dot4_q8_0(int64_t n, const void *w, const void *act, size_t stride, float *out)
-{
-    qwen_q8_0_dot_n(n, w, act, stride, out, 4);
 }
 
 static inline __m256
@@ -457,6 +412,10 @@ void qwen_avx2_axpy_f16(int64_t, float, const qwen_f16 *, float *) ALIAS(axpy_f1
 void qwen_avx2_f32_to_f16(const float *, qwen_f16 *, int64_t) ALIAS(f32_to_f16);
 void qwen_avx2_attention(int, int, const float *, const qwen_f16 *, const qwen_f16 *, size_t,
                          int, float, float *, float *) ALIAS(attention);
+
+QWEN_X86_DOT_PAIR(dot_q8_0, dot4_q8_0, qwen_q8_0_dot_n)
+QWEN_X86_DOT_PAIR(dot_q4_K, dot4_q4_K, qwen_q4k_dot_n)
+QWEN_X86_DOT_PAIR(dot_q6_K, dot4_q6_K, q6k_dot_n)
 
 static const qwen_kernels kernels_avx2 = {
     .name = "avx2",

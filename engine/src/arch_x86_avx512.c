@@ -378,51 +378,6 @@ q6k_dot_vnni(int64_t n, const void *w, const void *act, size_t stride, float *ou
     }
 }
 
-static float
-dot_q6_K_vnni(int64_t n, const void *w, const void *act)
-{
-    float r;
-
-    q6k_dot_vnni(n, w, act, 0, &r, 1);
-    return r;
-}
-
-static void
-dot4_q6_K_vnni(int64_t n, const void *w, const void *act, size_t stride, float *out)
-{
-    q6k_dot_vnni(n, w, act, stride, out, 4);
-}
-
-static float
-dot_q8_0_vnni(int64_t n, const void *w, const void *act)
-{
-    float r;
-
-    qwen_q8_0_dot_n(n, w, act, 0, &r, 1);
-    return r;
-}
-
-static void
-dot4_q8_0_vnni(int64_t n, const void *w, const void *act, size_t stride, float *out)
-{
-    qwen_q8_0_dot_n(n, w, act, stride, out, 4);
-}
-
-static float
-dot_q4_K_vnni(int64_t n, const void *w, const void *act)
-{
-    float r;
-
-    qwen_q4k_dot_n(n, w, act, 0, &r, 1);
-    return r;
-}
-
-static void
-dot4_q4_K_vnni(int64_t n, const void *w, const void *act, size_t stride, float *out)
-{
-    qwen_q4k_dot_n(n, w, act, stride, out, 4);
-}
-
 /* ------------------------------------------- attention over a BF16 KV cache */
 
 /* e^x for x <= 0 (softmax scores minus their max): x = n ln2 + r with
@@ -709,22 +664,22 @@ float_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out
     }
 }
 
-#define FLOAT_DOTS(T, TYPE)                                                        \
-static float                                                                       \
-dot_##T(int64_t n, const void *w, const void *act)                                 \
+#define FLOAT_TEMPLATE(T, TYPE)                                                    \
+static inline __attribute__((always_inline)) void                                  \
+float_dot_n_##T(int64_t n, const void *w, const void *act, size_t stride,          \
+                float *out, const int NT)                                          \
 {                                                                                  \
-    float r;                                                                       \
-    float_dot_n(n, w, act, 0, &r, 1, TYPE);                                        \
-    return r;                                                                      \
-}                                                                                  \
-static void                                                                        \
-dot4_##T(int64_t n, const void *w, const void *act, size_t stride, float *out)     \
-{                                                                                  \
-    float_dot_n(n, w, act, stride, out, 4, TYPE);                                  \
+    float_dot_n(n, w, act, stride, out, NT, TYPE);                                 \
 }
-FLOAT_DOTS(f32, QWEN_TYPE_F32)
-FLOAT_DOTS(f16, QWEN_TYPE_F16)
-FLOAT_DOTS(bf16, QWEN_TYPE_BF16)
+FLOAT_TEMPLATE(f32, QWEN_TYPE_F32)
+FLOAT_TEMPLATE(f16, QWEN_TYPE_F16)
+FLOAT_TEMPLATE(bf16, QWEN_TYPE_BF16)
+QWEN_X86_DOT_PAIR(dot_f32, dot4_f32, float_dot_n_f32)
+QWEN_X86_DOT_PAIR(dot_f16, dot4_f16, float_dot_n_f16)
+QWEN_X86_DOT_PAIR(dot_bf16, dot4_bf16, float_dot_n_bf16)
+QWEN_X86_DOT_PAIR(dot_q8_0_vnni, dot4_q8_0_vnni, qwen_q8_0_dot_n)
+QWEN_X86_DOT_PAIR(dot_q4_K_vnni, dot4_q4_K_vnni, qwen_q4k_dot_n)
+QWEN_X86_DOT_PAIR(dot_q6_K_vnni, dot4_q6_K_vnni, q6k_dot_vnni)
 
 static const qwen_kernels kernels_avx512 = {
     .name = "avx512",
