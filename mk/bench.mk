@@ -9,3 +9,11 @@ bench: deps
 	BUILD=$(BUILD) BENCH_PROMPT=$(BENCH_PROMPT) BENCH_GEN=$(BENCH_GEN) \
 	    BENCH_FORMATS="$(BENCH_FORMATS)" tests/bench/run.sh
 .PHONY: bench
+
+# make bench-ab BASE=REV: this tree's engine against REV's, interleaved in
+# one run (tests/bench/ab.sh), best of BENCH_ROUNDS each, with the ratio
+BENCH_ROUNDS ?= 3
+bench-ab: deps
+	$(MAKE) --no-print-directory all bench-models
+	BUILD=$(BUILD) tests/bench/ab.sh $(or $(BASE),$(error BASE=REV is required)) $(BENCH_ROUNDS)
+.PHONY: bench-ab
