@@ -14,19 +14,20 @@ ARM64_CC    ?= aarch64-linux-gnu-gcc
 endif
 ARM64_QEMU  ?= qemu-aarch64-static
 ARM64_BUILD  = $(BUILD)/arm64
-ARM64_TESTS  = test_kernels test_quant
+ARM64_TESTS  = test_kernels test_quant test_forward_kernels
 # qemu CPU model = the table qwen_kernels_best() must pick on it
 ARM64_CPUS   = cortex-a53=neon cortex-a72=neon neoverse-n1=neon_dotprod \
                max=neon_i8mm max,sve256=on=neon_i8mm
 
 .PHONY: deps-arm64 test-arm64 test-arm64-build
 
-# Tests that need only the kernels and quantizers, linked static. Built for
+# Tests that need only the kernels, quantizers and the forward pass (no
+# files, no tokenizer), linked static. Built for
 # arm64 by the sub-make of test-arm64 (ARCH=aarch64, the cross CC), so the
 # Makefile's per-file -march flags for arch_arm_*.c apply; on the host the
 # same rule gives static host binaries.
-STATIC_TEST_OBJS = $(addprefix $(BUILD)/engine/,quant.o kernels_ref.o kernels_dispatch.o) \
-                   $(ARCH_OBJS)
+STATIC_TEST_OBJS = $(addprefix $(BUILD)/engine/,quant.o kernels_ref.o kernels_dispatch.o \
+                   forward.o threadpool.o errors.o) $(ARCH_OBJS)
 $(BUILD)/static/%: engine/tests/%.c engine/tests/test.h $(STATIC_TEST_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Iengine/tests $< $(STATIC_TEST_OBJS) -static -lm -pthread -o $@
