@@ -8,12 +8,13 @@
  *
  * All three must agree bit for bit (batch invariance), yet SMMLA leaves the
  * whole integer sum of a (row, token) pair in one lane while SDOT spreads
- * it over four. So here every version first finishes each block's integer
- * sum exactly (an integer sum has one value however it was split), then
+ * it over four. So every version first finishes each block's integer sum
+ * exactly (an integer sum has one value however it was split), then
  * applies the same float operations to it: one fused multiply-add per
- * block by d_w * d_act, in the same order. The SMMLA lanes are
- * [row 0 token a, row 0 token b, row 1 token a, row 1 token b]; lane-wise
- * vector FMA is the scalar fmaf.
+ * block by d_w * d_act, in the same order (the SDOT ones are arch_arm.h's
+ * templates with EXACT set). The SMMLA lanes are [row 0 token a, row 0
+ * token b, row 1 token a, row 1 token b]; lane-wise vector FMA is the
+ * scalar fmaf.
  * Compiled with -march=armv8.2-a+dotprod+i8mm; float kernels are the
  * baseline NEON ones, no GEMM (prompt tokens take vec_dot2x4).
  */
