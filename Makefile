@@ -61,7 +61,7 @@ $(BUILD)/qwen: $(CLI_SRCS) $(wildcard tools/*.h) $(LIB)
 $(BUILD)/make_test_model: tools/make_test_model.c $(LIB)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
-$(BUILD)/tests/%: engine/tests/%.c engine/tests/test.h $(LIB)
+$(BUILD)/tests/%: engine/tests/%.c $(wildcard engine/tests/*.h) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Iengine/tests $< $(LIB) $(LDLIBS) -o $@
 

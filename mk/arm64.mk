@@ -28,7 +28,7 @@ ARM64_CPUS   = cortex-a53=neon cortex-a72=neon neoverse-n1=neon_dotprod \
 # same rule gives static host binaries.
 STATIC_TEST_OBJS = $(addprefix $(BUILD)/engine/,quant.o kernels_ref.o kernels_dispatch.o \
                    forward.o threadpool.o errors.o) $(ARCH_OBJS)
-$(BUILD)/static/%: engine/tests/%.c engine/tests/test.h $(STATIC_TEST_OBJS)
+$(BUILD)/static/%: engine/tests/%.c $(wildcard engine/tests/*.h) $(STATIC_TEST_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Iengine/tests $< $(STATIC_TEST_OBJS) -static -lm -pthread -o $@
 

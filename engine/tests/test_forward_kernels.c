@@ -13,6 +13,7 @@
 #include "model.h"
 #include "kernels.h"
 #include "test.h"
+#include "batch_invariance.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -148,40 +149,10 @@ enum { NS = 5, NP = 9 };
 static void
 test_batch_invariance(const qwen_model *m, const char *kern, int32_t prompts[NS][NP])
 {
-    qwen_ctx *together = context(m, kern, NS), *alone = context(m, kern, NS);
-    float    *logits = malloc((size_t) NS * VOCAB * sizeof(float));
-    float    *one = malloc(VOCAB * sizeof(float));
-    int32_t   next[NS];
-    int       s, i, same = 0;
-    char      err[QWEN_ERR_LEN];
+    int bad = decode_batch_mismatches(m, kern, VOCAB, NS, NP, &prompts[0][0]);
 
-    if (together == NULL || alone == NULL) {
-        goto done;
-    }
-    for (s = 0; s < NS; s++) {
-        if (prefill(together, prompts[s], NP, s, logits) || prefill(alone, prompts[s], NP, s, one)) {
-            goto done;
-        }
-        next[s] = qwen_argmax(one, VOCAB);
-    }
-    {
-        qwen_batch_entry e[NS];
-        for (s = 0; s < NS; s++) e[s] = (qwen_batch_entry) { next[s], s, NP, 1, 0 };
-        CHECK(qwen_forward(together, e, NS, logits, err, sizeof(err)) == 0, "%s", err);
-        for (s = 0; s < NS; s++) {
-            CHECK(qwen_forward(alone, &e[s], 1, one, err, sizeof(err)) == 0, "%s", err);
-            for (i = 0; i < VOCAB; i++) {
-                same += memcmp(&one[i], &logits[(size_t) s * VOCAB + i], sizeof(float)) == 0;
-            }
-        }
-    }
-    CHECK(same == NS * VOCAB, "%s, %s kernels: %d of %d logits of a 5-sequence decode batch "
-          "differ from decoding alone", m->describe, kern, NS * VOCAB - same, NS * VOCAB);
-done:
-    free(logits);
-    free(one);
-    qwen_ctx_free(together);
-    qwen_ctx_free(alone);
+    CHECK(bad == 0, "%s, %s kernels: %d of %d logits of a 5-sequence decode batch differ "
+          "from decoding alone", m->describe, kern, bad, NS * VOCAB);
 }
 
 /* the prompt's last logits against the scalar table's: relative RMS */
