@@ -138,6 +138,20 @@ arm_q8_0_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *
     }
 }
 
+/* The 8 sums of 32 activations of a Q8_K block, from its 16-value bsums */
+ARM_INLINE int16x8_t
+arm_q8k_bsums8(const block_q8_K *y)
+{
+    return vpaddq_s16(vld1q_s16(y->bsums), vld1q_s16(y->bsums + 8));
+}
+
+/* a . b over 8 int16 lanes as 4 int32 partial sums (exact) */
+ARM_INLINE int32x4_t
+arm_dot8_s16(int16x8_t a, int16x8_t b)
+{
+    return vmlal_high_s16(vmull_s16(vget_low_s16(a), vget_low_s16(b)), a, b);
+}
+
 /*
  * Q4_K x Q8_K. Nibbles (0..15) are valid signed bytes, so the unsigned
  * weights go straight into the signed dot. Per block the scaled integer
@@ -188,9 +202,7 @@ arm_q4k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *o
         for (t = 0; t < NT; t++) {
             const block_q8_K *y = ARM_ACT(block_q8_K, act, stride, t) + b;
             /* 16-value bsums paired into the 8 sub-block sums (|sum| <= 4096) */
-            int16x8_t bs = vpaddq_s16(vld1q_s16(y->bsums), vld1q_s16(y->bsums + 8));
-            int32x4_t ms = vmlal_high_s16(vmull_s16(vget_low_s16(bs), vget_low_s16(mins)),
-                                          bs, mins);
+            int32x4_t ms = arm_dot8_s16(arm_q8k_bsums8(y), mins);
             if (EXACT) {
                 sfacc[t] = fmaf((float) vaddvq_s32(vaddq_s32(isum[t], isum2[t])), dw * y->d,
                                 sfacc[t]);

@@ -129,14 +129,10 @@ dot2x4_q8_0(int64_t n, const void *w, size_t w_stride, const void *act, size_t s
 ARM_INLINE int32x4_t
 q4k_min_tile(const block_q8_K *ya, const block_q8_K *yb, int16x8_t m0, int16x8_t m1)
 {
-    int16x8_t a = vpaddq_s16(vld1q_s16(ya->bsums), vld1q_s16(ya->bsums + 8));
-    int16x8_t b = vpaddq_s16(vld1q_s16(yb->bsums), vld1q_s16(yb->bsums + 8));
-    int32x4_t a0 = vmlal_high_s16(vmull_s16(vget_low_s16(a), vget_low_s16(m0)), a, m0);
-    int32x4_t b0 = vmlal_high_s16(vmull_s16(vget_low_s16(b), vget_low_s16(m0)), b, m0);
-    int32x4_t a1 = vmlal_high_s16(vmull_s16(vget_low_s16(a), vget_low_s16(m1)), a, m1);
-    int32x4_t b1 = vmlal_high_s16(vmull_s16(vget_low_s16(b), vget_low_s16(m1)), b, m1);
+    int16x8_t a = arm_q8k_bsums8(ya), b = arm_q8k_bsums8(yb);
 
-    return vpaddq_s32(vpaddq_s32(a0, b0), vpaddq_s32(a1, b1));
+    return vpaddq_s32(vpaddq_s32(arm_dot8_s16(a, m0), arm_dot8_s16(b, m0)),
+                      vpaddq_s32(arm_dot8_s16(a, m1), arm_dot8_s16(b, m1)));
 }
 
 static void

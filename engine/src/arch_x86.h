@@ -31,6 +31,19 @@ void  qwen_avx2_attention(int hd, int n_q, const float *q, const qwen_f16 *k, co
 #ifdef __AVX2__
 #include <immintrin.h>
 
+/* the sum of a vector's 8 floats, always in this order (bit-identical
+ * results wherever it is used) */
+static inline float
+qwen_hsum256(__m256 v)
+{
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
 /* The 128 six-bit quants of one half of a Q6_K block (ql: 64 bytes, qh: 32)
  * as 4 x 32 bytes, q[g] holding values 32g .. 32g + 31, each 0..63. */
 static inline void
@@ -108,11 +121,7 @@ qwen_q8_0_dot_n(int64_t n, const void *w, const void *act, size_t stride, float 
         qwen_q8_0_block(x, act, stride, b, acc, 0, NT);
     }
     for (t = 0; t < NT; t++) {
-        __m256 v = _mm256_add_ps(acc[2 * t], acc[2 * t + 1]);
-        __m128 lo4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        lo4 = _mm_add_ps(lo4, _mm_movehl_ps(lo4, lo4));
-        lo4 = _mm_add_ss(lo4, _mm_movehdup_ps(lo4));
-        out[t] = _mm_cvtss_f32(lo4);
+        out[t] = qwen_hsum256(_mm256_add_ps(acc[2 * t], acc[2 * t + 1]));
     }
 }
 
@@ -200,28 +209,25 @@ qwen_q4k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *
         }
     }
     for (t = 0; t < NT; t++) {
-        __m256 v = _mm256_sub_ps(facc[t], macc[t]);
-        __m128 lo4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        lo4 = _mm_add_ps(lo4, _mm_movehl_ps(lo4, lo4));
-        lo4 = _mm_add_ss(lo4, _mm_movehdup_ps(lo4));
-        out[t] = _mm_cvtss_f32(lo4);
+        out[t] = qwen_hsum256(_mm256_sub_ps(facc[t], macc[t]));
     }
 }
 #endif
 
-/* vec_dot and vec_dot4 entry points of a dot template (NT = 1 and 4) */
-#define QWEN_X86_DOT_PAIR(DOT, DOT4, TMPL)                                         \
+/* vec_dot and vec_dot4 entry points of a dot template (NT = 1 and 4; any
+ * further template arguments follow NT) */
+#define QWEN_X86_DOT_PAIR(DOT, DOT4, TMPL, ...)                                    \
 static float                                                                       \
 DOT(int64_t n, const void *w, const void *act)                                     \
 {                                                                                  \
     float r;                                                                       \
-    TMPL(n, w, act, 0, &r, 1);                                                     \
+    TMPL(n, w, act, 0, &r, 1, ##__VA_ARGS__);                                      \
     return r;                                                                      \
 }                                                                                  \
 static void                                                                        \
 DOT4(int64_t n, const void *w, const void *act, size_t stride, float *out)         \
 {                                                                                  \
-    TMPL(n, w, act, stride, out, 4);                                               \
+    TMPL(n, w, act, stride, out, 4, ##__VA_ARGS__);                                \
 }
 
 /* The AVX2 table's entries; a superset table passes its own float and

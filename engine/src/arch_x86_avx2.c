@@ -18,17 +18,6 @@ f16(qwen_f16 h)
     return _cvtsh_ss(h);
 }
 
-static inline float
-hsum256(__m256 v)
-{
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
-
 static inline __m256
 load_bf16x8(const qwen_bf16 *p)
 {
@@ -48,7 +37,7 @@ dot_f32(int64_t n, const void *w, const void *act)
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
     }
-    sum = hsum256(_mm256_add_ps(a0, a1));
+    sum = qwen_hsum256(_mm256_add_ps(a0, a1));
     for (; i < n; i++) {
         sum += x[i] * y[i];
     }
@@ -126,7 +115,7 @@ q6k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out,
         }
     }
     for (t = 0; t < NT; t++) {
-        out[t] = hsum256(facc[t]);
+        out[t] = qwen_hsum256(facc[t]);
     }
 }
 
@@ -139,9 +128,10 @@ load_f16x8(const uint16_t *p)
 /*
  * 16-bit float weights (BF16 or F16) x NT (1 or 2) F32 activation rows, 32
  * values per step in four chains per row: one chain waits on the FMA
- * latency (10 -> 20 GMAC/s for one core's single-row dot in L2). The 4-row kernel is two 2-row passes (16 ymm registers hold
- * 8 accumulators, not 16), with the same per-row operations as the 1-row
- * one, so a token's result is the same bits whichever computed it.
+ * latency (10 -> 20 GMAC/s for one core's single-row dot in L2). The 4-row
+ * kernel is two 2-row passes (16 ymm registers hold 8 accumulators, not
+ * 16), with the same per-row operations as the 1-row one, so a token's
+ * result is the same bits whichever computed it.
  */
 static inline __attribute__((always_inline)) void
 half_dot_n(int64_t n, const uint16_t *x, const void *act, size_t stride, float *out,
@@ -176,7 +166,7 @@ half_dot_n(int64_t n, const uint16_t *x, const void *act, size_t stride, float *
         }
     }
     for (t = 0; t < NT; t++) {
-        sum = hsum256(_mm256_add_ps(_mm256_add_ps(acc[t][0], acc[t][1]),
+        sum = qwen_hsum256(_mm256_add_ps(_mm256_add_ps(acc[t][0], acc[t][1]),
                                     _mm256_add_ps(acc[t][2], acc[t][3])));
         for (k = i; k < n; k++) {
             sum += (is_bf16 ? qwen_bf16_to_f32(x[k]) : f16(x[k])) * y[t][k];
@@ -228,7 +218,7 @@ dot_f32_f16(int64_t n, const float *x, const qwen_f16 *y)
         acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + i),
                               _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (y + i))), acc);
     }
-    sum = hsum256(acc);
+    sum = qwen_hsum256(acc);
     for (; i < n; i++) {
         sum += x[i] * f16(y[i]);
     }
@@ -275,7 +265,7 @@ attention_k(int hd, const int NQ, const float *q, const qwen_f16 *k, size_t stri
         }
 #pragma GCC unroll 4
         for (h = 0; h < NQ; h++) {
-            scores[(size_t) h * n_pos + t] = hsum256(acc[h]) * scale;
+            scores[(size_t) h * n_pos + t] = qwen_hsum256(acc[h]) * scale;
         }
     }
 }

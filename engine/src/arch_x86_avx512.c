@@ -664,19 +664,9 @@ float_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out
     }
 }
 
-#define FLOAT_TEMPLATE(T, TYPE)                                                    \
-static inline __attribute__((always_inline)) void                                  \
-float_dot_n_##T(int64_t n, const void *w, const void *act, size_t stride,          \
-                float *out, const int NT)                                          \
-{                                                                                  \
-    float_dot_n(n, w, act, stride, out, NT, TYPE);                                 \
-}
-FLOAT_TEMPLATE(f32, QWEN_TYPE_F32)
-FLOAT_TEMPLATE(f16, QWEN_TYPE_F16)
-FLOAT_TEMPLATE(bf16, QWEN_TYPE_BF16)
-QWEN_X86_DOT_PAIR(dot_f32, dot4_f32, float_dot_n_f32)
-QWEN_X86_DOT_PAIR(dot_f16, dot4_f16, float_dot_n_f16)
-QWEN_X86_DOT_PAIR(dot_bf16, dot4_bf16, float_dot_n_bf16)
+QWEN_X86_DOT_PAIR(dot_f32, dot4_f32, float_dot_n, QWEN_TYPE_F32)
+QWEN_X86_DOT_PAIR(dot_f16, dot4_f16, float_dot_n, QWEN_TYPE_F16)
+QWEN_X86_DOT_PAIR(dot_bf16, dot4_bf16, float_dot_n, QWEN_TYPE_BF16)
 QWEN_X86_DOT_PAIR(dot_q8_0_vnni, dot4_q8_0_vnni, qwen_q8_0_dot_n)
 QWEN_X86_DOT_PAIR(dot_q4_K_vnni, dot4_q4_K_vnni, qwen_q4k_dot_n)
 QWEN_X86_DOT_PAIR(dot_q6_K_vnni, dot4_q6_K_vnni, q6k_dot_vnni)
