@@ -91,8 +91,8 @@ test_random_blocks(const qwen_kernels *k)
     int64_t          i;
     float           *x = malloc(n * sizeof(float)), *wd = malloc(n * sizeof(float));
     float           *xd = malloc(n * sizeof(float));
-    /* two weight rows, for vec_dot2x4 */
-    uint8_t         *wq2 = malloc(2 * qwen_row_bytes(QWEN_TYPE_F32, n)), *wq;
+    /* two weight rows (the second for vec_dot2x4) */
+    uint8_t         *wq = malloc(2 * qwen_row_bytes(QWEN_TYPE_F32, n));
     char            *acts = malloc(4 * qwen_row_bytes(QWEN_TYPE_F32, n));
 
     for (t = 0; t < sizeof(qtypes) / sizeof(qtypes[0]); t++) {
@@ -105,9 +105,8 @@ test_random_blocks(const qwen_kernels *k)
             float out4[4], out8[8];
 
             for (j = 0; j < 2 * rb; j++) {
-                wq2[j] = (uint8_t) (frand() * 128.0f + 128.0f);
+                wq[j] = (uint8_t) (frand() * 128.0f + 128.0f);
             }
-            wq = wq2;
             /* keep the f16 scales finite (random bits may be NaN / inf) */
             for (i = 0; i < 2 * n / qwen_type_block_size(type); i++) {
                 uint8_t  *blk = wq + i * qwen_type_block_bytes(type);
@@ -159,9 +158,9 @@ test_random_blocks(const qwen_kernels *k)
             }
             /* both rows of a 2 x 4 tile equal their single dots */
             if (k->vec_dot2x4[type] != NULL) {
-                k->vec_dot2x4[type](n, wq2, rb, acts, stride, out8);
+                k->vec_dot2x4[type](n, wq, rb, acts, stride, out8);
                 for (r = 0; r < 8; r++) {
-                    float got = k->vec_dot[type](n, wq2 + (r / 4) * rb,
+                    float got = k->vec_dot[type](n, wq + (r / 4) * rb,
                                                  acts + (r % 4) * stride);
                     same2x4 += memcmp(&got, &out8[r], sizeof(float)) == 0;
                 }
@@ -176,7 +175,7 @@ test_random_blocks(const qwen_kernels *k)
                   "(%d of 64)", k->name, qwen_type_name(type), same2x4);
         }
     }
-    free(x); free(wd); free(xd); free(wq2); free(acts);
+    free(x); free(wd); free(xd); free(wq); free(acts);
 }
 
 /*
