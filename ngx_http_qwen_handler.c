@@ -32,7 +32,7 @@ static ngx_int_t ngx_http_qwen_submit_error(ngx_http_request_t *r,
 
 static void ngx_http_qwen_process(ngx_http_qwen_ctx_t *ctx);
 static void ngx_http_qwen_finish(ngx_http_qwen_ctx_t *ctx,
-    enum qwen_finish finish);
+    qwen_finish finish);
 static void ngx_http_qwen_fail(ngx_http_qwen_ctx_t *ctx, ngx_uint_t status,
     const char *type, const char *message, const char *reason);
 static void ngx_http_qwen_release(ngx_http_qwen_ctx_t *ctx,
@@ -571,7 +571,7 @@ ngx_http_qwen_process(ngx_http_qwen_ctx_t *ctx)
     int                rc;
     size_t             n;
     ngx_int_t          nrc;
-    enum qwen_finish   finish;
+    qwen_finish   finish;
     qwen_token_event   ev[NGX_HTTP_QWEN_EVENTS];
 
     if (ctx->finalized || ctx->req == NULL || ctx->paused) {
@@ -630,7 +630,7 @@ ngx_http_qwen_process(ngx_http_qwen_ctx_t *ctx)
 
 
 static void
-ngx_http_qwen_finish(ngx_http_qwen_ctx_t *ctx, enum qwen_finish finish)
+ngx_http_qwen_finish(ngx_http_qwen_ctx_t *ctx, qwen_finish finish)
 {
     int                   rc;
     ngx_int_t             nrc;

@@ -767,9 +767,8 @@ ngx_http_qwen_model_get(ngx_conf_t *cf, ngx_str_t *path)
 
     err[0] = '\0';
 
-    if (qwen_model_load((const char *) m->path.data, &model, err, sizeof(err))
-        != 0)
-    {
+    model = qwen_model_load((const char *) m->path.data, err, sizeof(err));
+    if (model == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "qwen_model \"%V\" cannot be loaded: %s",
                            &m->path, err);
@@ -1140,13 +1139,12 @@ ngx_http_qwen_engine_start(ngx_cycle_t *cycle, ngx_http_qwen_model_t *m,
 
     e = &m->engine_conf;
 
-    ngx_memzero(&params, sizeof(qwen_engine_params));
+    params = qwen_engine_default_params();
     params.n_threads = (int) (e->threads ? e->threads : threads);
     params.n_slots = (int) e->slots;
     params.n_ctx = (int) e->ctx;
     params.n_batch = (int) e->batch;
     params.max_queue = (int) e->queue;
-    params.kernels = NULL;
     params.kv_format = (char *) ngx_http_qwen_kv_caches[e->kv_cache].name.data;
 
     err[0] = '\0';

@@ -105,7 +105,7 @@ int qp_response_tokens(qp_response *resp, const qwen_token_event *ev, size_t n,
  * usage chunk when asked, and the terminator ([DONE] for SSE); otherwise
  * the whole JSON body. reason CANCELLED after a stop string reports "stop".
  */
-int qp_response_finish(qp_response *resp, enum qwen_finish reason,
+int qp_response_finish(qp_response *resp, qwen_finish reason,
                        const qwen_request_timing *timing, qp_buf *out);
 
 /* An error after the response began: for streams an error event/line,

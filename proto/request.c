@@ -19,7 +19,7 @@ qp_config_defaults(qp_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
     cfg->model_name = "qwen3";
-    qwen_sampling_defaults(&cfg->sampling);
+    cfg->sampling = qwen_sampling_default_params();
     cfg->max_tokens = 0;          /* none: until end of answer or context */
     cfg->n_ctx = 4096;
     cfg->enable_thinking = 1;     /* Qwen3's own default */
@@ -233,6 +233,7 @@ qp_request_alloc(qp_api api)
 
     if (req != NULL) {
         req->api = api;
+        req->params = qwen_request_default_params();
     }
     return req;
 }

@@ -289,7 +289,7 @@ fail:
 }
 
 int
-qp_response_finish(qp_response *r, enum qwen_finish reason,
+qp_response_finish(qp_response *r, qwen_finish reason,
                    const qwen_request_timing *timing, qp_buf *out)
 {
     int natural;

@@ -166,7 +166,7 @@ load_model(const char *path)
     qwen_model *m;
     char        err[QWEN_ERR_LEN];
 
-    if (qwen_model_load(path, &m, err, sizeof(err)) != 0) {
+    if ((m = qwen_model_load(path, err, sizeof(err))) == NULL) {
         fprintf(stderr, "qwen: cannot load model: %s\n", err);
         return NULL;
     }
@@ -176,7 +176,7 @@ load_model(const char *path)
 static qwen_ctx *
 make_ctx(const qwen_model *m, const cli_opts *o, int n_ctx, int n_batch)
 {
-    qwen_ctx_params p;
+    qwen_ctx_params p = qwen_ctx_default_params();
     qwen_ctx       *ctx;
     char            err[QWEN_ERR_LEN];
 
@@ -549,7 +549,7 @@ cmd_run(int argc, char **argv)
     }
     n_ctx = (int) toks.n + o.n_predict + 1;
     ctx = make_ctx(m, &o, n_ctx, toks.n < 512 ? (int) toks.n : 512);
-    qwen_sampling_defaults(&sp);
+    sp = qwen_sampling_default_params();
     sp.temperature = o.temp;
     sp.top_k = o.top_k;
     sp.top_p = o.top_p;

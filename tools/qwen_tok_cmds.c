@@ -46,7 +46,7 @@ open_tokenizer(const char *cmd, const char *path, tok_handle *h)
     char err[QWEN_ERR_LEN] = "", err2[QWEN_ERR_LEN] = "";
 
     memset(h, 0, sizeof *h);
-    if (qwen_model_load(path, &h->model, err, sizeof err) == 0) {
+    if ((h->model = qwen_model_load(path, err, sizeof err)) != NULL) {
         h->tok = qwen_model_tokenizer(h->model);
         if (h->tok == NULL) {
             fprintf(stderr, "%s: %s: the model files hold no tokenizer\n", cmd, path);
@@ -57,7 +57,7 @@ open_tokenizer(const char *cmd, const char *path, tok_handle *h)
         return 0;
     }
     if (is_dir_with(path, "tokenizer.json")) {
-        if (qwen_tokenizer_load_hf(path, &h->own, err2, sizeof err2) != 0) {
+        if ((h->own = qwen_tokenizer_load_hf(path, err2, sizeof err2)) == NULL) {
             fprintf(stderr, "%s: %s\n", cmd, err2);
             return -1;
         }

@@ -2,9 +2,18 @@
  * qwen.h - the whole public API of the Qwen3 inference engine.
  *
  * A C library with no global mutable state: everything hangs off a model,
- * a compute context or a tokenizer object. Functions never print or exit;
- * they return 0 (or a count) on success and -1 on failure, with a message
- * written to the caller's err buffer (QWEN_ERR_LEN bytes is enough).
+ * a compute context, an engine or a tokenizer object. Functions never print
+ * or exit. Conventions, kept by every function below:
+ *   - Objects come from qwen_X_new() / qwen_X_load(), which return the
+ *     object or NULL with the reason in the caller's err buffer
+ *     (QWEN_ERR_LEN bytes is enough); the few that can fail only for want
+ *     of memory take no err. qwen_X_free(NULL) is a no-op.
+ *   - Parameter structs start from qwen_X_default_params() and the caller
+ *     changes the fields it cares about.
+ *   - Other fallible calls return 0 on success and -1 on failure with err
+ *     set; qwen_submit returns a qwen_status. Calls that produce a count
+ *     (bytes, tokens, events) return it, or -1 where they can fail.
+ *   - Predicates (qwen_X_available, qwen_grammar_allows...) return 1 or 0.
  */
 #ifndef QWEN_H
 #define QWEN_H
@@ -45,7 +54,7 @@ typedef struct {
  * validated against the file size before use. The tokenizer is loaded too
  * when the files carry one (tokenizer.json / tokenizer.ggml.* metadata).
  */
-int  qwen_model_load(const char *path, qwen_model **out, char *err, size_t err_len);
+qwen_model *qwen_model_load(const char *path, char *err, size_t err_len);
 void qwen_model_free(qwen_model *model);
 const qwen_config    *qwen_model_config(const qwen_model *model);
 /* NULL when the model files hold no tokenizer. */
@@ -54,9 +63,6 @@ const qwen_tokenizer *qwen_model_tokenizer(const qwen_model *model);
 const char *qwen_model_describe(const qwen_model *model);
 /* Bytes of weights the forward pass reads for one token (for rooflines). */
 size_t qwen_model_weight_bytes(const qwen_model *model);
-
-/* Tensor type names as GGUF spells them ("F32", "BF16", "Q4_K"...). */
-const char *qwen_type_name(int ggml_type);
 
 /* ---------------------------------------------------------- compute ctx */
 
@@ -72,6 +78,9 @@ typedef struct {
     const char *kv_format;
 } qwen_ctx_params;
 
+/* 1 thread, 1 sequence of 4096 tokens, batches of 256, best kernels, auto
+ * KV format. */
+qwen_ctx_params qwen_ctx_default_params(void);
 qwen_ctx *qwen_ctx_new(const qwen_model *model, const qwen_ctx_params *params,
                        char *err, size_t err_len);
 void      qwen_ctx_free(qwen_ctx *ctx);
@@ -130,7 +139,9 @@ typedef struct {
 
 typedef struct qwen_sampler qwen_sampler;
 
-void          qwen_sampling_defaults(qwen_sampling_params *p);
+/* Qwen3's recommended sampling: temperature 0.7, top-k 20, top-p 0.8,
+ * penalties off (over the last 64 tokens when turned on), seed 0. */
+qwen_sampling_params qwen_sampling_default_params(void);
 qwen_sampler *qwen_sampler_new(const qwen_sampling_params *p, int vocab_size);
 /* The same, borrowing owner's vocabulary-sized scratch (1.8 MB for Qwen3)
  * instead of allocating its own: owner must outlive it, and all of them
@@ -213,19 +224,26 @@ typedef struct {
     const char *kv_format;   /* NULL: auto (qwen_ctx_params.kv_format) */
 } qwen_engine_params;
 
-enum qwen_finish {
+/* 1 thread, 4 slots of 4096 tokens, batches of 256, a queue of 16, best
+ * kernels, auto KV format. */
+qwen_engine_params qwen_engine_default_params(void);
+
+typedef enum {
     QWEN_FINISH_NONE = 0,    /* still running */
     QWEN_FINISH_STOP,        /* end-of-generation token */
     QWEN_FINISH_LENGTH,      /* max_tokens or the slot's context reached */
     QWEN_FINISH_CANCELLED,   /* qwen_request_cancel / release */
     QWEN_FINISH_ERROR
-};
+} qwen_finish;
 
-/* qwen_submit() results besides 0 */
-#define QWEN_E_INVALID     (-1)   /* bad parameters: err says which */
-#define QWEN_E_QUEUE_FULL  (-2)   /* every slot busy and the queue full */
-#define QWEN_E_TOO_LONG    (-3)   /* prompt does not fit the slot's context */
-#define QWEN_E_SHUTDOWN    (-4)   /* the engine is stopping */
+/* What qwen_submit returns. */
+typedef enum {
+    QWEN_OK           = 0,
+    QWEN_E_INVALID    = -1,   /* bad parameters: err says which */
+    QWEN_E_QUEUE_FULL = -2,   /* every slot busy and the queue full */
+    QWEN_E_TOO_LONG   = -3,   /* prompt does not fit the slot's context */
+    QWEN_E_SHUTDOWN   = -4    /* the engine is stopping */
+} qwen_status;
 
 #define QWEN_MAX_TOP_LOGPROBS 20
 
@@ -246,6 +264,10 @@ typedef struct {
                                           * this token was generated (</think>: free
                                           * thinking, JSON answer); <= 0: at once */
 } qwen_request_params;
+
+/* No prompt, no limit but the context, default sampling, no stop ids,
+ * no logprobs, no grammar. */
+qwen_request_params qwen_request_default_params(void);
 
 typedef struct {
     int32_t token;
@@ -290,9 +312,9 @@ void         qwen_engine_free(qwen_engine *engine);
 int          qwen_engine_notify_fd(const qwen_engine *engine);
 void         qwen_engine_get_stats(qwen_engine *engine, qwen_engine_stats *out);
 
-/* Returns 0 or a QWEN_E_* code (err set). On success *out holds a
+/* QWEN_OK, or a QWEN_E_* code with err set. On success *out holds a
  * reference the caller must give back with qwen_request_release(). */
-int  qwen_submit(qwen_engine *engine, const qwen_request_params *params,
+qwen_status qwen_submit(qwen_engine *engine, const qwen_request_params *params,
                  void *user_data, qwen_request **out, char *err, size_t err_len);
 /* Requests with news since the last call (up to max); each is returned
  * once per batch of news. */
@@ -301,7 +323,7 @@ void  *qwen_request_user_data(const qwen_request *req);
 /* Move up to max pending token events out; *finish is set once the request
  * has ended and every event was taken. */
 size_t qwen_request_poll(qwen_request *req, qwen_token_event *out, size_t max,
-                         enum qwen_finish *finish);
+                         qwen_finish *finish);
 /* Backpressure: a paused request keeps its slot but is left out of steps. */
 void   qwen_request_pause(qwen_request *req, int paused);
 /* Stop generating; the slot is freed within one engine step. */
@@ -309,7 +331,7 @@ void   qwen_request_cancel(qwen_request *req);
 /* Give back the caller's reference (cancels the request if still running). */
 void   qwen_request_release(qwen_request *req);
 void   qwen_request_get_timing(qwen_request *req, qwen_request_timing *out);
-const char *qwen_finish_name(enum qwen_finish f);   /* "stop", "length"... */
+const char *qwen_finish_name(qwen_finish f);   /* "stop", "length"... */
 
 /* ----------------------------------------------------------- tokenizer */
 
@@ -323,8 +345,7 @@ void qwen_tokens_free(qwen_tokens *t);
 
 /* Load tokenizer.json + tokenizer_config.json (+ generation_config.json)
  * from a Hugging Face directory. */
-int  qwen_tokenizer_load_hf(const char *dir, qwen_tokenizer **out,
-                            char *err, size_t err_len);
+qwen_tokenizer *qwen_tokenizer_load_hf(const char *dir, char *err, size_t err_len);
 void qwen_tokenizer_free(qwen_tokenizer *tok);
 
 /*

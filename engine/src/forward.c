@@ -81,6 +81,19 @@ max_act_row_bytes(const qwen_model *m, int64_t n)
     return best;
 }
 
+qwen_ctx_params
+qwen_ctx_default_params(void)
+{
+    qwen_ctx_params p;
+
+    memset(&p, 0, sizeof(p));
+    p.n_threads = 1;
+    p.n_seqs = 1;
+    p.n_ctx = 4096;
+    p.n_batch = 256;
+    return p;
+}
+
 qwen_ctx *
 qwen_ctx_new(const qwen_model *m, const qwen_ctx_params *p, char *err, size_t err_len)
 {

@@ -735,7 +735,8 @@ load_hf(qwen_model *m, const char *dir, source *src, char *err, size_t err_len)
         goto done;
     }
     if (file_exists(dir, "tokenizer.json")) {
-        if (qwen_tokenizer_load_hf(dir, &m->tokenizer, sub, sizeof(sub)) != 0) {
+        m->tokenizer = qwen_tokenizer_load_hf(dir, sub, sizeof(sub));
+        if (m->tokenizer == NULL) {
             qwen_fail(err, err_len, "%s", sub);
             goto done;
         }
@@ -754,21 +755,22 @@ done:
 
 /* ------------------------------------------------------------- public */
 
-int
-qwen_model_load(const char *path, qwen_model **out, char *err, size_t err_len)
+qwen_model *
+qwen_model_load(const char *path, char *err, size_t err_len)
 {
     qwen_model *m;
     source      src;
     struct stat st;
     int         rc;
 
-    *out = NULL;
     if (stat(path, &st) != 0) {
-        return qwen_fail(err, err_len, "%s: %s", path, strerror(errno));
+        qwen_fail(err, err_len, "%s: %s", path, strerror(errno));
+        return NULL;
     }
     m = calloc(1, sizeof(*m));
     if (m == NULL) {
-        return qwen_fail(err, err_len, "out of memory");
+        qwen_fail(err, err_len, "out of memory");
+        return NULL;
     }
     memset(&src, 0, sizeof(src));
     if (S_ISDIR(st.st_mode)) {
@@ -779,10 +781,9 @@ qwen_model_load(const char *path, qwen_model **out, char *err, size_t err_len)
     }
     if (rc != 0) {
         qwen_model_free(m);
-        return -1;
+        return NULL;
     }
-    *out = m;
-    return 0;
+    return m;
 }
 
 void

@@ -5,7 +5,6 @@
  * llama.cpp load as they are and files we write load in llama.cpp.
  */
 #include "quant.h"
-#include "qwen.h"      /* qwen_type_name is public */
 
 #include <math.h>
 #include <string.h>
@@ -60,7 +59,7 @@ int qwen_type_supported(int type)
     }
 }
 
-/* Tensor type names as GGUF spells them (declared in qwen.h). */
+/* Tensor type names as GGUF spells them. */
 const char *qwen_type_name(int type)
 {
     switch (type) {

@@ -80,6 +80,8 @@ size_t qwen_type_block_bytes(int type);
 /* Bytes of a row of n elements (n a multiple of the block size). */
 size_t qwen_row_bytes(int type, int64_t n);
 int    qwen_type_supported(int type);
+/* The type's name as GGUF spells it ("F32", "BF16", "Q4_K"...). */
+const char *qwen_type_name(int type);
 
 /* Scalar conversions (IEEE half, bfloat16 with round-to-nearest-even). */
 float    qwen_f16_to_f32(qwen_f16 h);

@@ -28,19 +28,22 @@ struct qwen_sampler {
     int                  owns_scratch;
 };
 
-void
-qwen_sampling_defaults(qwen_sampling_params *p)
+qwen_sampling_params
+qwen_sampling_default_params(void)
 {
-    memset(p, 0, sizeof(*p));
-    p->temperature = 0.7f;
-    p->top_k = 20;
-    p->top_p = 0.8f;
-    p->min_p = 0.0f;
-    p->repetition_penalty = 1.0f;
-    p->presence_penalty = 0.0f;
-    p->frequency_penalty = 0.0f;
-    p->penalty_last_n = 64;
-    p->seed = 0;
+    qwen_sampling_params p;
+
+    memset(&p, 0, sizeof(p));
+    p.temperature = 0.7f;
+    p.top_k = 20;
+    p.top_p = 0.8f;
+    p.min_p = 0.0f;
+    p.repetition_penalty = 1.0f;
+    p.presence_penalty = 0.0f;
+    p.frequency_penalty = 0.0f;
+    p.penalty_last_n = 64;
+    p.seed = 0;
+    return p;
 }
 
 static uint64_t

@@ -52,7 +52,7 @@ struct qwen_request {
     int                  paused;
     int                  cancelled;
     int                  owner_gone;
-    enum qwen_finish     finish;
+    qwen_finish     finish;
     size_t               n_generated;
     qwen_token_event    *events;
     size_t               n_events;
@@ -106,7 +106,7 @@ now_ms(void)
 }
 
 const char *
-qwen_finish_name(enum qwen_finish f)
+qwen_finish_name(qwen_finish f)
 {
     switch (f) {
     case QWEN_FINISH_STOP:      return "stop";
@@ -167,7 +167,7 @@ drop_engine_ref(qwen_engine *e, qwen_request *r)
 
 /* The request leaves the engine: free its slot or queue place. */
 static void
-finish_request(qwen_engine *e, qwen_request *r, enum qwen_finish why)
+finish_request(qwen_engine *e, qwen_request *r, qwen_finish why)
 {
     qwen_request **pp;
 
@@ -485,6 +485,31 @@ scheduler_main(void *arg)
 
 /* ---------------------------------------------------------------- API */
 
+qwen_engine_params
+qwen_engine_default_params(void)
+{
+    qwen_engine_params p;
+
+    memset(&p, 0, sizeof(p));
+    p.n_threads = 1;
+    p.n_slots = 4;
+    p.n_ctx = 4096;
+    p.n_batch = 256;
+    p.max_queue = 16;
+    return p;
+}
+
+qwen_request_params
+qwen_request_default_params(void)
+{
+    qwen_request_params p;
+
+    memset(&p, 0, sizeof(p));
+    p.sampling = qwen_sampling_default_params();
+    p.grammar_after_token = -1;
+    return p;
+}
+
 qwen_engine *
 qwen_engine_new(const qwen_model *model, const qwen_engine_params *p, char *err,
                 size_t err_len)
@@ -511,7 +536,7 @@ qwen_engine_new(const qwen_model *model, const qwen_engine_params *p, char *err,
     }
     e->vocab = model->cfg.vocab_size;
     e->efd = -1;
-    memset(&cp, 0, sizeof(cp));
+    cp = qwen_ctx_default_params();
     cp.n_threads = p->n_threads;
     cp.n_seqs = p->n_slots;
     cp.n_ctx = p->n_ctx;
@@ -534,9 +559,8 @@ qwen_engine_new(const qwen_model *model, const qwen_engine_params *p, char *err,
     e->logits = malloc((size_t) p->n_slots * e->vocab * sizeof(float));
     e->raw = malloc((size_t) e->vocab * sizeof(float));
     {
-        qwen_sampling_params sp;
+        qwen_sampling_params sp = qwen_sampling_default_params();
 
-        qwen_sampling_defaults(&sp);
         e->sampler_scratch = qwen_sampler_new(&sp, e->vocab);
     }
     e->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -637,7 +661,7 @@ qwen_engine_get_stats(qwen_engine *e, qwen_engine_stats *out)
     pthread_mutex_unlock(&e->mu);
 }
 
-int
+qwen_status
 qwen_submit(qwen_engine *e, const qwen_request_params *p, void *user,
             qwen_request **out, char *err, size_t err_len)
 {
@@ -768,7 +792,7 @@ qwen_request_user_data(const qwen_request *r)
 
 size_t
 qwen_request_poll(qwen_request *r, qwen_token_event *out, size_t max,
-                  enum qwen_finish *finish)
+                  qwen_finish *finish)
 {
     qwen_engine *e = r->engine;
     size_t       n;

@@ -258,10 +258,11 @@ read_text_file(const char *path, size_t *len)
     return buf;
 }
 
-int
-qwen_tokenizer_load_hf(const char *dir, qwen_tokenizer **out,
-                       char *err, size_t err_len)
+qwen_tokenizer *
+qwen_tokenizer_load_hf(const char *dir, char *err, size_t err_len)
 {
+    qwen_tokenizer *tok = NULL;
+
     char path[4096], cfg_path[4096], gen_path[4096], jinja_path[4096];
     json_t *root = NULL, *cfg = NULL, *gen = NULL;
     json_t *model, *vocab, *merges, *added, *added_dec = NULL;
@@ -278,17 +279,16 @@ qwen_tokenizer_load_hf(const char *dir, qwen_tokenizer **out,
     json_t *val;
     int nfc, rc = -1;
 
-    *out = NULL;
     if (dir == NULL) {
         snprintf(err, err_len, "tokenizer: no directory given");
-        return -1;
+        return NULL;
     }
     if ((size_t) snprintf(path, sizeof path, "%s/tokenizer.json", dir) >= sizeof path ||
         (size_t) snprintf(cfg_path, sizeof cfg_path, "%s/tokenizer_config.json", dir) >= sizeof cfg_path ||
         (size_t) snprintf(gen_path, sizeof gen_path, "%s/generation_config.json", dir) >= sizeof gen_path ||
         (size_t) snprintf(jinja_path, sizeof jinja_path, "%s/chat_template.jinja", dir) >= sizeof jinja_path) {
         snprintf(err, err_len, "tokenizer: directory path too long");
-        return -1;
+        return NULL;
     }
     if (load_json(path, 0, &root, err, err_len) != 0) goto done;
     if (load_json(cfg_path, 1, &cfg, err, err_len) != 0) goto done;
@@ -527,7 +527,7 @@ qwen_tokenizer_load_hf(const char *dir, qwen_tokenizer **out,
     opts.ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
     opts.extra_eog = eog;
     opts.n_extra_eog = n_eog;
-    rc = tokenizer_build_ex(&va, &opts, out, err, err_len);
+    rc = tokenizer_build_ex(&va, &opts, &tok, err, err_len);
     goto done;
 
 oom:
@@ -541,5 +541,5 @@ done:
     json_decref(root);
     json_decref(cfg);
     json_decref(gen);
-    return rc;
+    return rc == 0 ? tok : NULL;
 }

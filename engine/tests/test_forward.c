@@ -242,7 +242,7 @@ load(const char *name)
     qwen_model *m;
 
     snprintf(path, sizeof(path), "%s/%s", models_dir, name);
-    if (qwen_model_load(path, &m, err, sizeof(err)) != 0) {
+    if ((m = qwen_model_load(path, err, sizeof(err))) == NULL) {
         CHECK(0, "cannot load %s: %s", name, err);
         return NULL;
     }
@@ -255,7 +255,13 @@ static const char *test_kv_format;
 static qwen_ctx *
 ctx_for(const qwen_model *m, int threads, int seqs, int n_ctx, int n_batch, const char *kern)
 {
-    qwen_ctx_params p = { threads, seqs, n_ctx, n_batch, kern, test_kv_format };
+    qwen_ctx_params p = qwen_ctx_default_params();
+    p.n_threads = threads;
+    p.n_seqs = seqs;
+    p.n_ctx = n_ctx;
+    p.n_batch = n_batch;
+    p.kernels = kern;
+    p.kv_format = test_kv_format;
     char            err[QWEN_ERR_LEN];
     qwen_ctx       *c = qwen_ctx_new(m, &p, err, sizeof(err));
 
@@ -646,7 +652,11 @@ test_forward_errors(void)
     float           *logits;
     char             err[QWEN_ERR_LEN];
     qwen_batch_entry e;
-    qwen_ctx_params  p = { 1, 1, 1 << 30, 1, NULL, NULL };
+    qwen_ctx_params  p = qwen_ctx_default_params();
+    p.n_threads = 1;
+    p.n_seqs = 1;
+    p.n_ctx = 1 << 30;
+    p.n_batch = 1;
 
     if (m == NULL) {
         return;
@@ -687,7 +697,12 @@ static int
 kv_format_supported(const char *fmt)
 {
     qwen_model     *m = load("tiny-f32.gguf");
-    qwen_ctx_params p = { 1, 1, 16, 4, NULL, fmt };
+    qwen_ctx_params p = qwen_ctx_default_params();
+    p.n_threads = 1;
+    p.n_seqs = 1;
+    p.n_ctx = 16;
+    p.n_batch = 4;
+    p.kv_format = fmt;
     char            err[QWEN_ERR_LEN];
     qwen_ctx       *c = m ? qwen_ctx_new(m, &p, err, sizeof(err)) : NULL;
     int             ok = c != NULL && strcmp(qwen_ctx_kv_format(c), fmt) == 0;

@@ -118,7 +118,12 @@ free_model(qwen_model *m)
 static qwen_ctx *
 context(const qwen_model *m, const char *kern, int seqs)
 {
-    qwen_ctx_params p = { 2, seqs, CTX, 32, kern, NULL };
+    qwen_ctx_params p = qwen_ctx_default_params();
+    p.n_threads = 2;
+    p.n_seqs = seqs;
+    p.n_ctx = CTX;
+    p.n_batch = 32;
+    p.kernels = kern;
     char            err[QWEN_ERR_LEN];
     qwen_ctx       *c = qwen_ctx_new(m, &p, err, sizeof(err));
 

@@ -201,7 +201,7 @@ test_filtered_sampler(void)
         seed = seed * 1664525u + 1013904223u;
         logits[i] = (float) (seed >> 8) / (float) (1u << 24) * 8.0f;
     }
-    qwen_sampling_defaults(&p);
+    p = qwen_sampling_default_params();
     p.temperature = 0.0f;
     p.penalty_last_n = 0;
     a = qwen_sampler_new(&p, V);
@@ -302,7 +302,7 @@ simulate(const qwen_grammar *g, int runs, int steps, int (*schema_ok)(const json
         qwen_sampler       *s;
         int                 ended = 0;
 
-        qwen_sampling_defaults(&p);
+        p = qwen_sampling_default_params();
         p.temperature = run_i == 0 ? 0.0f : 0.9f;
         p.top_k = 40;
         p.top_p = 0.95f;
@@ -372,7 +372,7 @@ typedef struct {
     qwen_request     *req;
     int32_t           tokens[GEN_MAX];
     int               n;
-    enum qwen_finish  finish;
+    qwen_finish       finish;
     int               done;
 } tracked;
 
@@ -384,7 +384,7 @@ pump(qwen_engine *e, int timeout_ms)
     qwen_request     *ready[16];
     qwen_token_event  ev[64];
     size_t            n, i, k, got;
-    enum qwen_finish  f;
+    qwen_finish       f;
     tracked          *t;
 
     if (poll(&pfd, 1, timeout_ms) <= 0 || read(pfd.fd, &v, sizeof(v)) != sizeof(v)) {
@@ -465,13 +465,11 @@ static qwen_request_params
 gen_params(const int32_t *prompt, size_t n, int max_tokens, float temp, uint64_t seed,
            const qwen_grammar *g)
 {
-    qwen_request_params p;
+    qwen_request_params p = qwen_request_default_params();
 
-    memset(&p, 0, sizeof(p));
     p.prompt = prompt;
     p.n_prompt = n;
     p.max_tokens = max_tokens;
-    qwen_sampling_defaults(&p.sampling);
     p.sampling.temperature = temp;
     p.sampling.seed = seed;
     p.grammar = g;
@@ -481,7 +479,12 @@ gen_params(const int32_t *prompt, size_t n, int max_tokens, float temp, uint64_t
 static void
 test_generation(void)
 {
-    qwen_engine_params  ep = { 2, 4, 1024, 64, 16, NULL, NULL };
+    qwen_engine_params  ep = qwen_engine_default_params();
+    ep.n_threads = 2;
+    ep.n_slots = 4;
+    ep.n_ctx = 1024;
+    ep.n_batch = 64;
+    ep.max_queue = 16;
     char                err[QWEN_ERR_LEN];
     qwen_engine        *e = qwen_engine_new(model, &ep, err, sizeof(err));
     qwen_grammar       *g = qwen_grammar_new_json(tok, NULL, err, sizeof(err));
@@ -643,7 +646,12 @@ test_schema(void)
 {
     char                err[QWEN_ERR_LEN];
     qwen_grammar       *g = qwen_grammar_new_json(tok, schema_text, err, sizeof(err)), *b;
-    qwen_engine_params  ep = { 2, 2, 1024, 64, 16, NULL, NULL };
+    qwen_engine_params  ep = qwen_engine_default_params();
+    ep.n_threads = 2;
+    ep.n_slots = 2;
+    ep.n_ctx = 1024;
+    ep.n_batch = 64;
+    ep.max_queue = 16;
     qwen_engine        *e;
     qwen_tokens         prompt = { 0 };
     qwen_request_params p;
@@ -731,7 +739,7 @@ test_cost(void)
         logits[i] = ((float) (seed >> 8) / (float) (1u << 24)) * 20.0f - 10.0f;
     }
     for (mode = 0; mode < 2; mode++) {
-        qwen_sampling_defaults(&p);
+        p = qwen_sampling_default_params();
         p.temperature = mode == 0 ? 0.0f : 0.7f;
         s = qwen_sampler_new(&p, vocab);
         for (k = 0; k < 3 && s != NULL; k++) {
@@ -773,7 +781,7 @@ main(void)
         TEST_MAIN_END();
     }
     snprintf(path, sizeof(path), "%s/tiny-f32.gguf", dir);
-    if (qwen_model_load(path, &model, err, sizeof(err)) != 0) {
+    if ((model = qwen_model_load(path, err, sizeof(err))) == NULL) {
         CHECK(0, "%s", err);
         TEST_MAIN_END();
     }

@@ -30,7 +30,7 @@ make(float temp, int top_k, float top_p, float min_p, uint64_t seed)
 {
     qwen_sampling_params p;
 
-    qwen_sampling_defaults(&p);
+    p = qwen_sampling_default_params();
     p.temperature = temp;
     p.top_k = top_k;
     p.top_p = top_p;
@@ -124,7 +124,7 @@ test_penalties(void)
     qwen_sampler        *s;
     float                l[V];
 
-    qwen_sampling_defaults(&p);
+    p = qwen_sampling_default_params();
     p.temperature = 0.0f;
     p.repetition_penalty = 2.0f;
     p.penalty_last_n = 64;
@@ -135,7 +135,7 @@ test_penalties(void)
     CHECK(fabsf(l[1] - 1.5f) < 1e-6, "positive logit divided: %g", l[1]);
     qwen_sampler_free(s);
 
-    qwen_sampling_defaults(&p);
+    p = qwen_sampling_default_params();
     p.temperature = 0.0f;
     p.presence_penalty = 0.05f;
     p.frequency_penalty = 0.1f;
@@ -152,7 +152,7 @@ test_penalties(void)
     qwen_sampler_free(s);
 
     /* the window: only the last 2 tokens count */
-    qwen_sampling_defaults(&p);
+    p = qwen_sampling_default_params();
     p.temperature = 0.0f;
     p.presence_penalty = 1.0f;
     p.penalty_last_n = 2;
@@ -189,7 +189,7 @@ draw_big(float temp, int top_k, float top_p, float min_p, int n, int *counts)
     static float         l[BIG];
     int                  i;
 
-    qwen_sampling_defaults(&p);
+    p = qwen_sampling_default_params();
     p.temperature = temp;
     p.top_k = top_k;
     p.top_p = top_p;

@@ -23,7 +23,7 @@ typedef struct {
     float             logprobs[512];
     float             gaps[512];
     int               n;
-    enum qwen_finish  finish;
+    qwen_finish       finish;
     int               done;
 } tracked;
 
@@ -41,7 +41,12 @@ make_prompt(int32_t *ids, int n, uint32_t seed)
 static qwen_engine *
 engine_new(int slots, int queue, int batch)
 {
-    qwen_engine_params p = { 2, slots, 1024, batch, queue, NULL, NULL };
+    qwen_engine_params p = qwen_engine_default_params();
+    p.n_threads = 2;
+    p.n_slots = slots;
+    p.n_ctx = 1024;
+    p.n_batch = batch;
+    p.max_queue = queue;
     char               err[QWEN_ERR_LEN];
     qwen_engine       *e = qwen_engine_new(model, &p, err, sizeof(err));
 
@@ -52,13 +57,11 @@ engine_new(int slots, int queue, int batch)
 static qwen_request_params
 greedy_params(const int32_t *ids, int n, int max_tokens)
 {
-    qwen_request_params p;
+    qwen_request_params p = qwen_request_default_params();
 
-    memset(&p, 0, sizeof(p));
     p.prompt = ids;
     p.n_prompt = (size_t) n;
     p.max_tokens = max_tokens;
-    qwen_sampling_defaults(&p.sampling);
     p.sampling.temperature = 0.0f;
     p.sampling.penalty_last_n = 0;
     p.ignore_eos = 1;
@@ -87,7 +90,7 @@ pump(qwen_engine *e, int timeout_ms)
     for (i = 0; i < n; i++) {
         t = qwen_request_user_data(ready[i]);
         for ( ;; ) {
-            enum qwen_finish f;
+            qwen_finish f;
             size_t           got = qwen_request_poll(ready[i], ev, 64, &f);
             for (k = 0; k < got && t->n < 512; k++) {
                 t->logprobs[t->n] = ev[k].logprob;
@@ -333,7 +336,7 @@ main(void)
         TEST_MAIN_END();
     }
     snprintf(path, sizeof(path), "%s/tiny-f32.gguf", dir);
-    if (qwen_model_load(path, &model, err, sizeof(err)) != 0) {
+    if ((model = qwen_model_load(path, err, sizeof(err))) == NULL) {
         CHECK(0, "%s", err);
         TEST_MAIN_END();
     }

@@ -559,12 +559,11 @@ static void
 expect_load_error(const char *label, const char *want)
 {
     char err[QWEN_ERR_LEN] = "";
-    qwen_tokenizer *t = (qwen_tokenizer *) 1;
-    int rc = qwen_tokenizer_load_hf(tmp_root, &t, err, sizeof err);
-    CHECK(rc == -1 && t == NULL && strstr(err, want) != NULL,
-          "%s: rc=%d, error \"%s\" should mention \"%s\"", label, rc, err, want);
-    if (rc == -1 && strstr(err, want)) printf("  %-28s -> %s\n", label, err);
-    if (rc == 0) qwen_tokenizer_free(t);
+    qwen_tokenizer *t = qwen_tokenizer_load_hf(tmp_root, err, sizeof err);
+    CHECK(t == NULL && strstr(err, want) != NULL,
+          "%s: loaded=%d, error \"%s\" should mention \"%s\"", label, t != NULL, err, want);
+    if (t == NULL && strstr(err, want)) printf("  %-28s -> %s\n", label, err);
+    qwen_tokenizer_free(t);
 }
 
 static void
@@ -597,7 +596,7 @@ test_small_and_malformed(void)
         js = small_tokenizer_json(NULL, form);
         put_tokenizer(js);
         free(js);
-        CHECK(qwen_tokenizer_load_hf(tmp_root, &t, err, sizeof err) == 0,
+        CHECK((t = qwen_tokenizer_load_hf(tmp_root, err, sizeof err)) != NULL,
               "small tokenizer (form %d): %s", form, err);
         if (t) {
             /* hellhe: h e l l h e -> he l l he -> he ll he -> hell he */
@@ -734,7 +733,7 @@ test_small_and_malformed(void)
         write_file(tmp_root, "generation_config.json", "{\"eos_token_id\": [261, 99999]}", 30);
         expect_load_error("eos id out of range", "eos_token_id 99999");
         write_file(tmp_root, "generation_config.json", "{\"eos_token_id\": [261]}", 23);
-        CHECK(qwen_tokenizer_load_hf(tmp_root, &t, err, sizeof err) == 0, "%s", err);
+        CHECK((t = qwen_tokenizer_load_hf(tmp_root, err, sizeof err)) != NULL, "%s", err);
         if (t) {
             CHECK(qwen_token_is_eog(t, 261), "eos from config");
             qwen_tokenizer_free(t);
@@ -801,7 +800,7 @@ main(void)
         TEST_MAIN_END();
     }
     t0 = now_s();
-    CHECK(qwen_tokenizer_load_hf(tok_dir, &tok, err, sizeof err) == 0,
+    CHECK((tok = qwen_tokenizer_load_hf(tok_dir, err, sizeof err)) != NULL,
           "loading %s: %s", tok_dir, err);
     if (!tok) TEST_MAIN_END();
     printf("loaded tokenizer in %.2f s\n", now_s() - t0);

@@ -216,7 +216,7 @@ ndjson_lines(const char *s, size_t n)
 static const qwen_request_timing test_timing = { 12.5, 80.25, 1000.125, 0, 0 };
 
 static run_result
-run_t(qp_api api, const char *body, events e, size_t per_call, enum qwen_finish reason,
+run_t(qp_api api, const char *body, events e, size_t per_call, qwen_finish reason,
       const qwen_request_timing *timing)
 {
     run_result   rr;
@@ -261,7 +261,7 @@ run_t(qp_api api, const char *body, events e, size_t per_call, enum qwen_finish 
 }
 
 static run_result
-run(qp_api api, const char *body, events e, enum qwen_finish reason)
+run(qp_api api, const char *body, events e, qwen_finish reason)
 {
     return run_t(api, body, e, 1, reason, &test_timing);
 }
@@ -1295,7 +1295,7 @@ test_listings(void)
             if (i == 3 && stat(path, &st) != 0) {
                 continue;
             }
-            if (qwen_model_load(path, &mm, msg, sizeof(msg)) != 0) {
+            if ((mm = qwen_model_load(path, msg, sizeof(msg))) == NULL) {
                 CHECK(0, "load %s: %s", path, msg);
                 continue;
             }
@@ -2005,7 +2005,7 @@ main(void)
 
     snprintf(model_dir, sizeof(model_dir), "%s", dir ? dir : "build/models");
     snprintf(path, sizeof(path), "%s/tiny-f32.gguf", model_dir);
-    if (qwen_model_load(path, &loaded, msg, sizeof(msg)) != 0) {
+    if ((loaded = qwen_model_load(path, msg, sizeof(msg))) == NULL) {
         fprintf(stderr, "cannot load %s: %s\n", path, msg);
         CHECK(0, "test model loads");
         TEST_MAIN_END();

@@ -268,7 +268,7 @@ run_free(run_result *rr)
 }
 
 static run_result
-run(qp_api api, const char *body, events e, size_t per_call, enum qwen_finish reason)
+run(qp_api api, const char *body, events e, size_t per_call, qwen_finish reason)
 {
     run_result   rr;
     qp_error     err;
@@ -1492,7 +1492,11 @@ static int
 e2e_reference(const int32_t *ids, int n, int32_t *out_ids, float *out_lp,
               int32_t top_ids[][E2E_TOP], float top_lp[][E2E_TOP])
 {
-    qwen_ctx_params   cp = { 1, 1, 64, 64, NULL, NULL };
+    qwen_ctx_params   cp = qwen_ctx_default_params();
+    cp.n_threads = 1;
+    cp.n_seqs = 1;
+    cp.n_ctx = 64;
+    cp.n_batch = 64;
     char              msg[QWEN_ERR_LEN];
     qwen_ctx         *ctx = qwen_ctx_new(model, &cp, msg, sizeof(msg));
     int               vocab = qwen_model_config(model)->vocab_size, i, j, step, rc = -1;
@@ -1559,7 +1563,12 @@ test_engine_logprobs(void)
     static const int32_t ids[] = { 9707, 11, 1879, 0, 576, 3974, 13876, 38835 };
     int32_t              ref_ids[E2E_STEPS], ref_top[E2E_STEPS][E2E_TOP];
     float                ref_lp[E2E_STEPS], ref_top_lp[E2E_STEPS][E2E_TOP];
-    qwen_engine_params   ep = { 1, 1, 64, 64, 4, NULL, NULL };
+    qwen_engine_params   ep = qwen_engine_default_params();
+    ep.n_threads = 1;
+    ep.n_slots = 1;
+    ep.n_ctx = 64;
+    ep.n_batch = 64;
+    ep.max_queue = 4;
     char                 msg[QWEN_ERR_LEN], body[512];
     qwen_engine         *engine;
     qwen_request        *er = NULL;
@@ -1568,7 +1577,7 @@ test_engine_logprobs(void)
     qp_error             err;
     qp_buf               out = { 0 };
     qwen_token_event     ev[16];
-    enum qwen_finish     fin = QWEN_FINISH_NONE;
+    qwen_finish     fin = QWEN_FINISH_NONE;
     json_t              *v, *lp;
     int                  i, j, spins = 0;
     size_t               n, got = 0;
@@ -1661,7 +1670,7 @@ main(void)
     qwen_model *loaded = NULL;
 
     snprintf(path, sizeof(path), "%s/tiny-f32.gguf", dir ? dir : "build/models");
-    if (qwen_model_load(path, &loaded, msg, sizeof(msg)) != 0) {
+    if ((loaded = qwen_model_load(path, msg, sizeof(msg))) == NULL) {
         fprintf(stderr, "cannot load %s: %s\n", path, msg);
         CHECK(0, "test model loads");
         TEST_MAIN_END();
