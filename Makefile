@@ -18,10 +18,30 @@ APT_PACKAGES = build-essential nginx nginx-dev libpcre2-dev \
           libjansson-dev libutf8proc-dev python3-jinja2 libclang-rt-14-dev \
           gnuplot-nox curl
 
-# Engine sources: portable files get CFLAGS; ISA files (arch_*.c) add their own.
-ENGINE_SRCS  = $(filter-out engine/src/arch_%.c,$(wildcard engine/src/*.c))
-ENGINE_OBJS  = $(ENGINE_SRCS:engine/src/%.c=$(BUILD)/engine/%.o)
+# Engine sources: everything in engine/src and engine/src/kernels builds
+# with CFLAGS; the ISA folders (kernels/x86, kernels/arm) build only on
+# their architecture, each file with the flags of its ISA level below.
 ARCH        := $(shell uname -m)
+ENGINE_SRCS  = $(wildcard engine/src/*.c engine/src/kernels/*.c)
+ISA_DIR_x86_64  = x86
+ISA_DIR_aarch64 = arm
+ENGINE_SRCS += $(wildcard engine/src/kernels/$(ISA_DIR_$(ARCH))/*.c)
+ENGINE_OBJS  = $(ENGINE_SRCS:engine/src/%.c=$(BUILD)/engine/%.o)
+ENGINE_HDRS  = engine/include/qwen.h $(wildcard engine/src/*.h engine/src/kernels/*.h \
+               engine/src/kernels/*/*.h)
+
+# The one place ISA flags live: kernels/<dir>/<file>.c gets ISA_FLAGS_<file>.
+# The dispatcher (kernels/dispatch.c) picks a table at run time, so no
+# flag here may leak into portable code (no -march=native).
+ISA_FLAGS_avx2    = -mavx2 -mfma -mf16c
+ISA_FLAGS_avx512  = $(ISA_FLAGS_avx2) -mavx512f -mavx512bw -mavx512vl -mavx512bf16 \
+                    -mavx512vnni
+# arm64: the baseline also serves CPUs without dotprod (Graviton1);
+# mk/arm64.mk cross-builds through these same rules.
+ISA_FLAGS_neon    = -march=armv8-a
+ISA_FLAGS_dotprod = -march=armv8.2-a+dotprod
+ISA_FLAGS_bf16    = -march=armv8.2-a+dotprod+bf16
+ISA_FLAGS_i8mm    = -march=armv8.2-a+dotprod+i8mm
 
 LIB     = $(BUILD)/libqwen.a
 CLI_SRCS = $(wildcard tools/qwen*.c)
@@ -30,28 +50,17 @@ TESTS   = $(patsubst engine/tests/%.c,$(BUILD)/tests/%,$(wildcard engine/tests/t
 .PHONY: all deps test test-build test-engine test-asan test-asan-build bench run clean
 all: $(LIB) $(BUILD)/qwen $(BUILD)/make_test_model
 
-$(BUILD)/engine/%.o: engine/src/%.c engine/include/qwen.h $(wildcard engine/src/*.h)
+$(BUILD)/engine/%.o: engine/src/%.c $(ENGINE_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-# ISA-specific kernels: own flags, selected at run time by kernels_dispatch.c
-ifeq ($(ARCH),x86_64)
-ARCH_OBJS = $(BUILD)/engine/arch_x86_avx2.o $(BUILD)/engine/arch_x86_avx512.o
-$(BUILD)/engine/arch_x86_avx2.o: CFLAGS += -mavx2 -mfma -mf16c
-$(BUILD)/engine/arch_x86_avx512.o: CFLAGS += -mavx2 -mfma -mf16c -mavx512f -mavx512bw \
-                                             -mavx512vl -mavx512bf16 -mavx512vnni
-endif
-ifeq ($(ARCH),aarch64)
-# One file per ISA level; the baseline also serves CPUs without dotprod
-# (Graviton1). mk/arm64.mk cross-builds through these same rules.
-ARCH_OBJS = $(patsubst engine/src/%.c,$(BUILD)/engine/%.o,$(wildcard engine/src/arch_arm_*.c))
-$(BUILD)/engine/arch_arm_neon.o: CFLAGS += -march=armv8-a
-$(BUILD)/engine/arch_arm_dotprod.o: CFLAGS += -march=armv8.2-a+dotprod
-$(BUILD)/engine/arch_arm_bf16.o: CFLAGS += -march=armv8.2-a+dotprod+bf16
-$(BUILD)/engine/arch_arm_i8mm.o: CFLAGS += -march=armv8.2-a+dotprod+i8mm
-endif
+# the more specific pattern wins for the ISA folder's files
+ISA_DIR = $(ISA_DIR_$(ARCH))
+$(BUILD)/engine/kernels/$(ISA_DIR)/%.o: engine/src/kernels/$(ISA_DIR)/%.c $(ENGINE_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ISA_FLAGS_$*) -c $< -o $@
 
-$(LIB): $(ENGINE_OBJS) $(ARCH_OBJS)
+$(LIB): $(ENGINE_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 

@@ -24,10 +24,10 @@ ARM64_CPUS   = cortex-a53=neon cortex-a72=neon neoverse-n1=neon_dotprod \
 # Tests that need only the kernels, quantizers and the forward pass (no
 # files, no tokenizer), linked static. Built for
 # arm64 by the sub-make of test-arm64 (ARCH=aarch64, the cross CC), so the
-# Makefile's per-file -march flags for arch_arm_*.c apply; on the host the
-# same rule gives static host binaries.
-STATIC_TEST_OBJS = $(addprefix $(BUILD)/engine/,quant.o kernels_ref.o kernels_dispatch.o \
-                   forward.o threadpool.o errors.o) $(ARCH_OBJS)
+# Makefile's ISA flags for kernels/arm/*.c apply; on the host the same rule
+# gives static host binaries.
+STATIC_TEST_OBJS = $(addprefix $(BUILD)/engine/,quant.o forward.o threadpool.o errors.o) \
+                   $(filter $(BUILD)/engine/kernels/%,$(ENGINE_OBJS))
 $(BUILD)/static/%: engine/tests/%.c $(wildcard engine/tests/*.h) $(STATIC_TEST_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Iengine/tests $< $(STATIC_TEST_OBJS) -static -lm -pthread -o $@

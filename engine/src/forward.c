@@ -9,7 +9,7 @@
  */
 #include "model.h"
 #include "errors.h"
-#include "kernels.h"
+#include "kernels/kernels.h"
 #include "threadpool.h"
 
 #include <math.h>

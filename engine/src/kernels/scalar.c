@@ -1,10 +1,10 @@
 /*
- * kernels_ref.c - portable scalar kernels: the reference every SIMD kernel
+ * scalar.c - portable scalar kernels: the reference every SIMD kernel
  * is checked against, and the fallback on CPUs without a faster path.
  * Quantized dot products work block by block in integers, as the SIMD
  * versions do, so they agree with them to rounding.
  */
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 #include <math.h>
 #include <string.h>

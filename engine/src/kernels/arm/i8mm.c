@@ -1,5 +1,5 @@
 /*
- * arch_arm_i8mm.c - arm64 with the int8 matrix multiply (SMMLA: Neoverse
+ * i8mm.c - arm64 with the int8 matrix multiply (SMMLA: Neoverse
  * V1/V2, Graviton3/4). One SMMLA multiplies a 2 x 8 tile of int8 by an
  * 8 x 2 tile into four int32 sums: twice the products of an SDOT, but only
  * when two weight rows meet two tokens. So the quantized types get a
@@ -11,14 +11,14 @@
  * it over four. So every version first finishes each block's integer sum
  * exactly (an integer sum has one value however it was split), then
  * applies the same float operations to it: one fused multiply-add per
- * block by d_w * d_act, in the same order (the SDOT ones are arch_arm.h's
+ * block by d_w * d_act, in the same order (the SDOT ones are arm.h's
  * templates with EXACT set). The SMMLA lanes are [row 0 token a, row 0
  * token b, row 1 token a, row 1 token b]; lane-wise vector FMA is the
  * scalar fmaf.
  * Compiled with -march=armv8.2-a+dotprod+i8mm; float kernels are the
  * baseline NEON ones, no GEMM (prompt tokens take vec_dot2x4).
  */
-#include "arch_arm.h"
+#include "kernels/arm/arm.h"
 
 /* vec_dot and vec_dot4 on SDOT, each block's sum finished (EXACT) */
 QWEN_ARM_QUANT_KERNELS(i8mm, 1)

@@ -1,12 +1,12 @@
 /*
- * arch_arm_bf16.c - arm64 with BF16 (Neoverse V1/V2: Graviton3/4): the
+ * bf16.c - arm64 with BF16 (Neoverse V1/V2: Graviton3/4): the
  * batched prefill GEMM on BFMMLA, with the dotprod dots for decode. Each
  * call repacks 32 weight rows at a time into a BF16 panel of 2-row x 4-k
  * tiles (BFMMLA's operand), then streams prompt tokens past it in pairs:
  * one tile load feeds 8 tokens. An output element depends only on its own
  * token's activations. Compiled with -march=armv8.2-a+dotprod+bf16.
  */
-#include "arch_arm.h"
+#include "kernels/arm/arm.h"
 
 #define PANEL  QWEN_GEMM_PANEL_ROWS    /* 32 rows: 16 row pairs */
 #define CHUNK  (PANEL * 4)             /* bf16 values of one k-chunk of 4 */

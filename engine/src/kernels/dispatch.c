@@ -1,10 +1,10 @@
 /*
- * kernels_dispatch.c - picks the kernel table for this CPU at run time:
+ * dispatch.c - picks the kernel table for this CPU at run time:
  * cpuid on x86 (AVX-512 BF16 for prefill, AVX2+FMA+F16C), getauxval on
  * arm64 (NEON dotprod / i8mm / bf16). Built without ISA flags so it runs
  * everywhere; the ISA files it points to are only called when supported.
  */
-#include "kernels.h"
+#include "kernels/kernels.h"
 #include "qwen.h"
 
 #include <string.h>

@@ -1,11 +1,11 @@
 /*
- * arch_arm_neon.c - baseline arm64 kernels (ARMv8.0 Advanced SIMD, e.g.
+ * neon.c - baseline arm64 kernels (ARMv8.0 Advanced SIMD, e.g.
  * Cortex-A72 / Graviton1): F32/F16/BF16 dots with FMLA, quantized dots with
  * SMULL + SADALP, attention helpers with the base FCVT half conversions.
  * Compiled with -march=armv8-a; its float kernels are shared by the other
- * arm64 tables (arch_arm.h).
+ * arm64 tables (arm.h).
  */
-#include "arch_arm.h"
+#include "kernels/arm/arm.h"
 
 /* 4 weights of a float row type as F32 (kind: 0 F32, 1 F16, 2 BF16) */
 ARM_INLINE float32x4_t
@@ -146,7 +146,7 @@ quantize_act(int act_type, const float *x, void *y, int64_t n)
     qwen_quantize_row(act_type, x, y, n);
 }
 
-/* exported names for the other arm64 tables (arch_arm.h) */
+/* exported names for the other arm64 tables (arm.h) */
 #define ALIAS(name) __attribute__((alias(#name)))
 float qwen_neon_dot_f32(int64_t, const void *, const void *) ALIAS(dot_f32);
 float qwen_neon_dot_f16(int64_t, const void *, const void *) ALIAS(dot_f16);

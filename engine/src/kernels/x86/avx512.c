@@ -1,5 +1,5 @@
 /*
- * arch_x86_avx512.c - AVX-512 (F, BW, VL, BF16) kernels: the batched
+ * avx512.c - AVX-512 (F, BW, VL, BF16) kernels: the batched
  * prefill GEMM. Each call repacks 32 weight rows at a time into a BF16
  * panel laid out as [K/2][32 rows][2] (the pair layout vdpbf16ps wants),
  * then streams every prompt token's BF16 activations past it: one panel
@@ -9,7 +9,7 @@
  * over a BF16 KV cache (vdpbf16ps).
  * Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mavx512vnni.
  */
-#include "arch_x86.h"
+#include "kernels/x86/x86.h"
 
 #include <immintrin.h>
 #include <math.h>

@@ -1,10 +1,10 @@
 /*
- * arch_arm_dotprod.c - arm64 kernels for ARMv8.2-A + dotprod (Neoverse N1
- * and later: Graviton2/3/4): the quantized dots of arch_arm.h built with
+ * dotprod.c - arm64 kernels for ARMv8.2-A + dotprod (Neoverse N1
+ * and later: Graviton2/3/4): the quantized dots of arm.h built with
  * SDOT, four int8 products per lane per instruction. Float kernels and the
  * attention helpers are the baseline NEON ones. -march=armv8.2-a+dotprod.
  */
-#include "arch_arm.h"
+#include "kernels/arm/arm.h"
 
 QWEN_ARM_QUANT_KERNELS(dotprod, 0)
 

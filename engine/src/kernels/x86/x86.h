@@ -1,13 +1,13 @@
 /*
- * arch_x86.h - the AVX2 kernels under exported names, so the AVX-512 table
+ * x86.h - the AVX2 kernels under exported names, so the AVX-512 table
  * (a superset) can be a constant initializer that reuses them.
  */
-#ifndef QWEN_ARCH_X86_H
-#define QWEN_ARCH_X86_H
+#ifndef QWEN_KERNELS_X86_H
+#define QWEN_KERNELS_X86_H
 
 #include <string.h>
 
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 const qwen_kernels *qwen_kernels_avx2(void);
 float qwen_avx2_dot_f32(int64_t n, const void *w, const void *act);

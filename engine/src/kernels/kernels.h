@@ -1,8 +1,8 @@
 /*
  * kernels.h - the compute kernels the forward pass calls, as a table of
  * function pointers chosen once per context from the CPU's features.
- * kernels_ref.c is the portable scalar truth every ISA version is tested
- * against; arch_*.c files hold the SIMD versions with their own flags.
+ * scalar.c is the portable scalar truth every ISA version is tested
+ * against; x86/ and arm/ hold the SIMD versions with their own flags.
  */
 #ifndef QWEN_KERNELS_H
 #define QWEN_KERNELS_H

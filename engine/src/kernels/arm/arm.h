@@ -1,19 +1,19 @@
 /*
- * arch_arm.h - shared by the arm64 kernel files: the baseline NEON float
+ * arm.h - shared by the arm64 kernel files: the baseline NEON float
  * kernels under exported names (the dotprod table reuses them), and the
  * quantized dot templates, instantiated once per ISA file so the int8 dot
  * primitive becomes SDOT under +dotprod and SMULL + SADALP without it.
  * Every template runs for NT = 1 (vec_dot) and NT = 4 (vec_dot4) with the
  * same per-token operations, so both give bit-identical results.
  */
-#ifndef QWEN_ARCH_ARM_H
-#define QWEN_ARCH_ARM_H
+#ifndef QWEN_KERNELS_ARM_H
+#define QWEN_KERNELS_ARM_H
 
 #include <arm_neon.h>
 #include <math.h>
 #include <string.h>
 
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 float qwen_neon_dot_f32(int64_t n, const void *w, const void *act);
 float qwen_neon_dot_f16(int64_t n, const void *w, const void *act);

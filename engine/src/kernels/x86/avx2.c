@@ -1,11 +1,11 @@
 /*
- * arch_x86_avx2.c - AVX2 + FMA + F16C kernels (Haswell and later, Zen).
+ * avx2.c - AVX2 + FMA + F16C kernels (Haswell and later, Zen).
  * Compiled with -mavx2 -mfma -mf16c and only called after cpuid says so.
  * Quantized dots follow the scalar reference's integer grouping: maddubs
  * (unsigned x signed bytes) into int16, madd by the sub-block scale into
  * int32, one float multiply per block.
  */
-#include "arch_x86.h"
+#include "kernels/x86/x86.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -383,7 +383,7 @@ quantize_act(int act_type, const float *x, void *y, int64_t n)
     qwen_quantize_row(act_type, x, y, n);
 }
 
-/* exported names for the AVX-512 table (arch_x86.h) */
+/* exported names for the AVX-512 table (x86.h) */
 #define ALIAS(name) __attribute__((alias(#name)))
 float qwen_avx2_dot_f32(int64_t, const void *, const void *) ALIAS(dot_f32);
 float qwen_avx2_dot_f16(int64_t, const void *, const void *) ALIAS(dot_f16);
