@@ -13,18 +13,7 @@
 #include "json_py.h"
 #include "qwen.h"
 #include "test.h"
-
-static json_t *
-load(const char *dir, const char *name)
-{
-    char path[4096];
-    json_error_t je;
-    json_t *j;
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    j = json_load_file(path, JSON_ALLOW_NUL, &je);
-    if (j == NULL) fprintf(stderr, "cannot load %s: %s\n", path, je.text);
-    return j;
-}
+#include "test_json.h"
 
 /* Print where two renderings part, with some context. */
 static void
@@ -174,8 +163,8 @@ main(void)
                  "renders the Jinja references)");
         TEST_MAIN_END();
     }
-    fixtures = load(refs_dir, "conversations.json");
-    refs = load(refs_dir, "chat_ref.json");
+    fixtures = test_load_json(refs_dir, "conversations.json");
+    refs = test_load_json(refs_dir, "chat_ref.json");
     CHECK(fixtures && refs, "reference files missing in %s (make tokenizer-refs)", refs_dir);
     if (fixtures && refs) {
         test_conversations(fixtures, refs);

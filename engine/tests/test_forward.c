@@ -235,20 +235,6 @@ ref_step(ref_model *r, int token, int pos, double *logits)
 
 /* ------------------------------------------------------------- helpers */
 
-static qwen_model *
-load(const char *name)
-{
-    char        path[4096], err[QWEN_ERR_LEN];
-    qwen_model *m;
-
-    snprintf(path, sizeof(path), "%s/%s", models_dir, name);
-    if ((m = qwen_model_load(path, err, sizeof(err))) == NULL) {
-        CHECK(0, "cannot load %s: %s", name, err);
-        return NULL;
-    }
-    return m;
-}
-
 /* the KV cache format contexts get (NULL: the engine's choice) */
 static const char *test_kv_format;
 
@@ -330,7 +316,7 @@ test_against_reference(const char *model_name, const char *hf_name, double bound
 {
     char        dir[2048];
     ref_model   ref;
-    qwen_model *m = load(model_name);
+    qwen_model *m = test_load_model(model_name);
     qwen_ctx   *ctx;
     int32_t     ids[LONG_PROMPT];
     static const int check_pos[] = { 0, 1, 7, 63, 64, 300, 511, 512, 639 };
@@ -399,7 +385,7 @@ test_against_reference(const char *model_name, const char *hf_name, double bound
 static float *
 prompt_logits(const char *name, int threads, const char *kern, int n, int *vocab_out)
 {
-    qwen_model *m = load(name);
+    qwen_model *m = test_load_model(name);
     qwen_ctx   *ctx;
     int32_t     ids[64];
     float      *out;
@@ -542,7 +528,7 @@ greedy_alone(const qwen_model *m, const int32_t *ids, int n, int steps, int32_t 
 static void
 test_interleaved_sequences(const char *model_name)
 {
-    qwen_model *m = load(model_name);
+    qwen_model *m = test_load_model(model_name);
     enum { NA = 13, NB = 29, STEPS = 40 };
     int32_t     a[NA], b[NB], alone_a[STEPS], alone_b[STEPS], got_a[STEPS], got_b[STEPS];
     qwen_ctx   *ctx;
@@ -626,7 +612,7 @@ static void
 test_decode_batch_invariance(const char *model_name, const char *kern)
 {
     enum { NS = 5, NP = 7 };
-    qwen_model *m = load(model_name);
+    qwen_model *m = test_load_model(model_name);
     int32_t     prompts[NS][NP];
     int         vocab, s, bad;
 
@@ -647,7 +633,7 @@ test_decode_batch_invariance(const char *model_name, const char *kern)
 static void
 test_forward_errors(void)
 {
-    qwen_model      *m = load("tiny-f32.gguf");
+    qwen_model      *m = test_load_model("tiny-f32.gguf");
     qwen_ctx        *ctx;
     float           *logits;
     char             err[QWEN_ERR_LEN];
@@ -696,7 +682,7 @@ test_forward_errors(void)
 static int
 kv_format_supported(const char *fmt)
 {
-    qwen_model     *m = load("tiny-f32.gguf");
+    qwen_model     *m = test_load_model("tiny-f32.gguf");
     qwen_ctx_params p = qwen_ctx_default_params();
     p.n_threads = 1;
     p.n_seqs = 1;
@@ -718,10 +704,8 @@ kv_format_supported(const char *fmt)
 int
 main(void)
 {
-    models_dir = getenv("QWEN_TEST_MODELS");
+    models_dir = test_models_dir();
     if (models_dir == NULL) {
-        fprintf(stderr, "QWEN_TEST_MODELS is not set (run through make test)\n");
-        CHECK(0, "QWEN_TEST_MODELS unset");
         TEST_MAIN_END();
     }
     /* F32 weights stay on the dot kernels: an f16 KV cache and float sums

@@ -11,7 +11,7 @@
  * Weights: Q4_K layers with a Q6_K tied embedding (as Q4_K_M), and Q8_0.
  */
 #include "model.h"
-#include "kernels.h"
+#include "kernels/kernels.h"
 #include "test.h"
 #include "batch_invariance.h"
 

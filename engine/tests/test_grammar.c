@@ -773,16 +773,10 @@ done:
 int
 main(void)
 {
-    const char *dir = getenv("QWEN_TEST_MODELS");
-    char        path[2048], err[QWEN_ERR_LEN];
+    char err[QWEN_ERR_LEN];
 
-    if (dir == NULL) {
-        CHECK(0, "QWEN_TEST_MODELS is not set (run through make test)");
-        TEST_MAIN_END();
-    }
-    snprintf(path, sizeof(path), "%s/tiny-f32.gguf", dir);
-    if ((model = qwen_model_load(path, err, sizeof(err))) == NULL) {
-        CHECK(0, "%s", err);
+    model = test_load_model("tiny-f32.gguf");
+    if (model == NULL) {
         TEST_MAIN_END();
     }
     tok = qwen_model_tokenizer(model);

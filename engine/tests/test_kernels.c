@@ -6,7 +6,7 @@
  * against the unquantized activations (bounded by Q8 activation error).
  */
 #include "test.h"
-#include "kernels.h"
+#include "kernels/kernels.h"
 #include "qwen.h"
 
 #include <stddef.h>

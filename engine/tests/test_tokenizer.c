@@ -18,6 +18,7 @@
 
 #include "qwen.h"
 #include "test.h"
+#include "test_json.h"
 #include "tokenizer_priv.h"
 #include "unicode.h"
 
@@ -29,19 +30,6 @@ now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static json_t *
-load_json_file(const char *dir, const char *name)
-{
-    char path[4096];
-    json_error_t je;
-    json_t *j;
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    j = json_load_file(path, JSON_ALLOW_NUL, &je);
-    if (j == NULL)
-        fprintf(stderr, "cannot load %s: %s (line %d)\n", path, je.text, je.line);
-    return j;
 }
 
 static void
@@ -212,7 +200,7 @@ test_threads(const qwen_tokenizer *tok, json_t *corpus, json_t *refs)
 static qwen_tokenizer *
 build_like_gguf(char *err, size_t err_len)
 {
-    json_t *root = load_json_file(tok_dir, "tokenizer.json");
+    json_t *root = test_load_json(tok_dir, "tokenizer.json");
     json_t *vocab, *merges, *added, *val;
     const char *key;
     size_t n = 151936, i;
@@ -804,8 +792,8 @@ main(void)
           "loading %s: %s", tok_dir, err);
     if (!tok) TEST_MAIN_END();
     printf("loaded tokenizer in %.2f s\n", now_s() - t0);
-    corpus = load_json_file(refs_dir, "corpus.json");
-    refs = load_json_file(refs_dir, "encode_ref.json");
+    corpus = test_load_json(refs_dir, "corpus.json");
+    refs = test_load_json(refs_dir, "encode_ref.json");
     CHECK(corpus && refs && json_is_array(corpus) && json_is_array(refs),
           "reference files missing in %s (make tokenizer-refs)", refs_dir);
 
