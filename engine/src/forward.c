@@ -2,8 +2,10 @@
  * forward.c - the Qwen3 forward pass over a batch of tokens that may mix
  * sequences: embedding; per layer RMSNorm, q/k/v projections, per-head
  * RMSNorm on q and k, NEOX RoPE (pairs i, i + head_dim/2), grouped-query
- * attention over an f16 KV cache, output projection and residual, RMSNorm,
- * SwiGLU MLP and residual; final RMSNorm; (tied) output projection.
+ * attention over the KV cache (f16 rows, or the kernel table's layout),
+ * output projection and residual add, RMSNorm, SwiGLU MLP and residual add;
+ * then, for the tokens whose logits are wanted, the final RMSNorm and the
+ * (tied) output projection.
  * Matmuls run as one parallel job over weight rows, each weight row reused
  * for every token of the batch while it is in cache.
  */
@@ -565,11 +567,11 @@ att_task(void *arg, int ith, int nth)
 
 enum tok_stage {
     STAGE_EMBED,        /* x = embedding of the token */
-    STAGE_ATTN_NORM,    /* x += proj (previous MLP, after layer 0); xn = norm(x) */
+    STAGE_ATTN_NORM,    /* xn = attn_norm(x) */
     STAGE_QK,           /* per-head norm and RoPE of q and k; k, v into the cache */
-    STAGE_FFN_NORM,     /* x += proj (attention output); xn = norm(x) */
-    STAGE_SWIGLU,       /* gate = silu(gate) * up */
-    STAGE_FINAL         /* x += proj (last MLP); xn[row] = final norm for logits */
+    STAGE_RESIDUAL,     /* x += proj (the block's output projection) */
+    STAGE_FFN_NORM,     /* xn = ffn_norm(x) */
+    STAGE_SWIGLU        /* gate = silu(gate) * up */
 };
 
 typedef struct {
@@ -601,14 +603,15 @@ tok_stage(const tok_job *job, int i)
                             + (size_t) e->token * m->tok_embd.row_bytes, x, hidden);
         break;
     case STAGE_ATTN_NORM:
+        rmsnorm(xn, x, L->attn_norm, hidden, c->rms_norm_eps);
+        break;
     case STAGE_FFN_NORM:
-        if (job->stage == STAGE_FFN_NORM || job->layer > 0) {
-            for (j = 0; j < hidden; j++) {
-                x[j] += proj[j];
-            }
+        rmsnorm(xn, x, L->ffn_norm, hidden, c->rms_norm_eps);
+        break;
+    case STAGE_RESIDUAL:
+        for (j = 0; j < hidden; j++) {
+            x[j] += proj[j];
         }
-        rmsnorm(xn, x, job->stage == STAGE_FFN_NORM ? L->ffn_norm : L->attn_norm, hidden,
-                c->rms_norm_eps);
         break;
     case STAGE_QK: {
         const float *cs = ctx->rope_cos + (size_t) e->pos * half;
@@ -648,11 +651,6 @@ tok_stage(const tok_job *job, int i)
         }
         break;
     }
-    case STAGE_FINAL:
-        for (j = 0; j < hidden; j++) {
-            x[j] += proj[j];
-        }
-        break;
     }
 }
 
@@ -742,6 +740,7 @@ qwen_forward(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, float *logits,
         w[0] = &L->wo;
         out[0] = ctx->proj;
         matmul(ctx, ctx->att, n, 1, w, out);
+        for_tokens(ctx, batch, n, l, STAGE_RESIDUAL);
 
         /* MLP block */
         for_tokens(ctx, batch, n, l, STAGE_FFN_NORM);
@@ -752,8 +751,8 @@ qwen_forward(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, float *logits,
         w[0] = &L->w_down;
         out[0] = ctx->proj;
         matmul(ctx, ctx->gate, n, 1, w, out);
+        for_tokens(ctx, batch, n, l, STAGE_RESIDUAL);
     }
-    for_tokens(ctx, batch, n, c->n_layers - 1, STAGE_FINAL);
 
     /* final norm and output projection, only for the rows asked for */
     n_out = 0;
