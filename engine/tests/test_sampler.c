@@ -181,8 +181,19 @@ desc_by_logit(const void *a, const void *b)
 }
 
 /* Draws n tokens with these parameters; counts[id] += 1 for each. */
+static int
+allow_all(void *ctx, int32_t token)
+{
+    (void) ctx;
+    (void) token;
+    return 1;
+}
+
+/* filtered: through qwen_sampler_sample_filtered with every token allowed,
+ * which cuts and draws over sorted candidates, where the plain path bins
+ * the whole vocabulary: both must give the distribution defined here. */
 static void
-draw_big(float temp, int top_k, float top_p, float min_p, int n, int *counts)
+draw_big(float temp, int top_k, float top_p, float min_p, int n, int *counts, int filtered)
 {
     qwen_sampling_params p;
     qwen_sampler        *s;
@@ -199,7 +210,8 @@ draw_big(float temp, int top_k, float top_p, float min_p, int n, int *counts)
     memset(counts, 0, BIG * sizeof(int));
     for (i = 0; i < n; i++) {
         memcpy(l, big_logits, sizeof(l));
-        counts[qwen_sampler_sample(s, l)]++;
+        counts[filtered ? qwen_sampler_sample_filtered(s, l, allow_all, NULL)
+                        : qwen_sampler_sample(s, l)]++;
     }
     qwen_sampler_free(s);
 }
@@ -245,7 +257,7 @@ test_large_vocabulary(void)
     qsort(order, BIG, sizeof(int), desc_by_logit);
 
     /* top-k 50 at T=1: only the 50 best, in softmax proportions */
-    draw_big(1.0f, 50, 1.0f, 0.0f, n_draw, counts);
+    draw_big(1.0f, 50, 1.0f, 0.0f, n_draw, counts, 0);
     for (z = 0.0, i = 0; i < 50; i++) z += exp(big_logits[order[i]] - big_logits[order[0]]);
     for (worst = 0.0, i = 0; i < 50; i++) {
         double want = exp(big_logits[order[i]] - big_logits[order[0]]) / z;
@@ -257,42 +269,46 @@ test_large_vocabulary(void)
 
     /* no top-k: top_p 0.9 (a nucleus of a few tokens), none (the whole
      * vocabulary), and T=30 with top_p 0.95 (a flat nucleus of thousands) */
-    for (c = 0; c < 3; c++) {
-        double mx = big_logits[order[0]] / temps[c];
+    for (c = 0; c < 6; c++) {
+        int    path = c / 3;    /* 0: plain, 1: filtered */
+        double mx = big_logits[order[0]] / temps[c % 3];
         for (z = 0.0, i = 0; i < BIG; i++) {
-            prob[i] = exp(big_logits[order[i]] / temps[c] - mx);
+            prob[i] = exp(big_logits[order[i]] / temps[c % 3] - mx);
             z += prob[i];
         }
         k = BIG;
-        if (top_ps[c] < 1.0f) {
+        if (top_ps[c % 3] < 1.0f) {
             for (cum = 0.0, i = 0; i < BIG; i++) {
                 cum += prob[i] / z;
-                if (cum >= top_ps[c]) {
+                if (cum >= top_ps[c % 3]) {
                     k = i + 1;
                     break;
                 }
             }
         }
         for (z = 0.0, i = 0; i < k; i++) z += prob[i];
-        draw_big(temps[c], 0, top_ps[c], 0.0f, draws[c], counts);
+        draw_big(temps[c % 3], 0, top_ps[c % 3], 0.0f, draws[c % 3], counts, path);
         for (outside = 0, i = k; i < BIG; i++) outside += counts[order[i]];
         for (worst = 0.0, i = 0; i < k && i < 200; i++) {
-            worst = fmax(worst, fabs(counts[order[i]] / (double) draws[c] - prob[i] / z));
+            worst = fmax(worst, fabs(counts[order[i]] / (double) draws[c % 3] - prob[i] / z));
         }
-        printf("T %.0f top_p %.2f: nucleus of %d tokens, %d draws outside, worst frequency "
-               "error %.4f\n", temps[c], top_ps[c], k, outside, worst);
-        CHECK(outside == 0, "T %g top_p %g: %d draws outside the nucleus of %d", temps[c],
-              top_ps[c], outside, k);
-        CHECK(worst < 0.012, "T %g top_p %g: frequencies differ by %.4f", temps[c], top_ps[c],
-              worst);
+        printf("%s: T %.0f top_p %.2f: nucleus of %d tokens, %d draws outside, worst frequency "
+               "error %.4f\n", path ? "filtered" : "plain", temps[c % 3], top_ps[c % 3], k, outside, worst);
+        CHECK(outside == 0, "path %d T %g top_p %g: %d draws outside the nucleus of %d", path,
+              temps[c % 3],
+              top_ps[c % 3], outside, k);
+        CHECK(worst < 0.012, "path %d T %g top_p %g: frequencies differ by %.4f", path,
+              temps[c % 3], top_ps[c % 3], worst);
     }
 
     /* min_p 0.2 with top_p 0.99: the tighter cut wins */
-    draw_big(1.0f, 0, 0.99f, 0.2f, 2000, counts);
-    for (outside = 0, i = 0; i < BIG; i++) {
-        if (counts[i] && big_logits[i] - big_logits[order[0]] < log(0.2) - 1e-6) outside++;
+    for (c = 0; c < 2; c++) {
+        draw_big(1.0f, 0, 0.99f, 0.2f, 2000, counts, c);
+        for (outside = 0, i = 0; i < BIG; i++) {
+            if (counts[i] && big_logits[i] - big_logits[order[0]] < log(0.2) - 1e-6) outside++;
+        }
+        CHECK(outside == 0, "path %d min_p 0.2: %d tokens below the cut drawn", c, outside);
     }
-    CHECK(outside == 0, "min_p 0.2: %d tokens below the cut drawn", outside);
 }
 
 int
