@@ -14,7 +14,7 @@
 #include "unicode.h"
 
 void
-jp_buf_append(jp_buf *b, const char *s, size_t n)
+qwen_jp_buf_append(jp_buf *b, const char *s, size_t n)
 {
     if (b->oom) return;
     if (b->len + n + 1 > b->cap) {
@@ -35,13 +35,13 @@ jp_buf_append(jp_buf *b, const char *s, size_t n)
 }
 
 void
-jp_buf_puts(jp_buf *b, const char *s)
+qwen_jp_buf_puts(jp_buf *b, const char *s)
 {
-    jp_buf_append(b, s, strlen(s));
+    qwen_jp_buf_append(b, s, strlen(s));
 }
 
 void
-jp_buf_free(jp_buf *b)
+qwen_jp_buf_free(jp_buf *b)
 {
     free(b->data);
     b->data = NULL;
@@ -50,7 +50,7 @@ jp_buf_free(jp_buf *b)
 }
 
 void
-json_py_float_repr(double d, char *out, size_t cap)
+qwen_json_py_float_repr(double d, char *out, size_t cap)
 {
     char tmp[40], digits[24];
     int prec, exp10, nd = 0, decpt, pos = 0, i;
@@ -109,7 +109,7 @@ dump_string(const char *s, size_t n, jp_buf *out)
     size_t i, run = 0;
     char esc[8];
 
-    jp_buf_append(out, "\"", 1);
+    qwen_jp_buf_append(out, "\"", 1);
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char) s[i];
         const char *rep = NULL;
@@ -126,70 +126,12 @@ dump_string(const char *s, size_t n, jp_buf *out)
             snprintf(esc, sizeof esc, "\\u%04x", c);
             rep = esc;
         }
-        jp_buf_append(out, s + run, i - run);
-        jp_buf_puts(out, rep);
+        qwen_jp_buf_append(out, s + run, i - run);
+        qwen_jp_buf_puts(out, rep);
         run = i + 1;
     }
-    jp_buf_append(out, s + run, n - run);
-    jp_buf_append(out, "\"", 1);
-}
-
-static int
-dump_number(const json_t *v, jp_buf *out)
-{
-    char num[40];
-    if (json_is_integer(v)) {
-        snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    } else {
-        double d = json_real_value(v);
-        if (!isfinite(d)) return -1;
-        json_py_float_repr(d, num, sizeof num);
-    }
-    jp_buf_puts(out, num);
-    return 0;
-}
-
-int
-json_py_dumps(const json_t *v, jp_buf *out)
-{
-    size_t i;
-    const char *key;
-    json_t *val;
-    int first = 1;
-
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        jp_buf_append(out, "{", 1);
-        /* jansson iterates objects in insertion order, as Python dicts do */
-        json_object_foreach((json_t *) v, key, val) {
-            if (!first) jp_buf_append(out, ", ", 2);
-            first = 0;
-            dump_string(key, strlen(key), out);
-            jp_buf_append(out, ": ", 2);
-            if (json_py_dumps(val, out) != 0) return -1;
-        }
-        jp_buf_append(out, "}", 1);
-        break;
-    case JSON_ARRAY:
-        jp_buf_append(out, "[", 1);
-        for (i = 0; i < json_array_size(v); i++) {
-            if (i) jp_buf_append(out, ", ", 2);
-            if (json_py_dumps(json_array_get(v, i), out) != 0) return -1;
-        }
-        jp_buf_append(out, "]", 1);
-        break;
-    case JSON_STRING:
-        dump_string(json_string_value(v), json_string_length(v), out);
-        break;
-    case JSON_INTEGER:
-    case JSON_REAL:
-        if (dump_number(v, out) != 0) return -1;
-        break;
-    case JSON_TRUE:  jp_buf_puts(out, "true"); break;
-    case JSON_FALSE: jp_buf_puts(out, "false"); break;
-    case JSON_NULL:  jp_buf_puts(out, "null"); break;
-    }
-    return out->oom ? -1 : 0;
+    qwen_jp_buf_append(out, s + run, n - run);
+    qwen_jp_buf_append(out, "\"", 1);
 }
 
 /* str.isprintable(): not Other (Cc Cf Cs Co Cn) and not a separator
@@ -216,90 +158,109 @@ repr_string(const char *str, size_t n, jp_buf *out)
     uint32_t cp;
 
     if (memchr(s, '\'', n) && !memchr(s, '"', n)) quote = '"';
-    jp_buf_append(out, &quote, 1);
+    qwen_jp_buf_append(out, &quote, 1);
     for (i = 0; i < n; i += step) {
-        if (utf8_step(s + i, n - i, &step, &cp) != UTF8_VALID) {
+        if (qwen_utf8_step(s + i, n - i, &step, &cp) != UTF8_VALID) {
             /* not reachable for jansson strings (always valid UTF-8) */
             snprintf(esc, sizeof esc, "\\x%02x", s[i]);
-            jp_buf_puts(out, esc);
+            qwen_jp_buf_puts(out, esc);
             step = 1;
             continue;
         }
         if (cp == (uint32_t) quote || cp == '\\') {
             esc[0] = '\\'; esc[1] = (char) cp;
-            jp_buf_append(out, esc, 2);
+            qwen_jp_buf_append(out, esc, 2);
         } else if (cp == '\n') {
-            jp_buf_puts(out, "\\n");
+            qwen_jp_buf_puts(out, "\\n");
         } else if (cp == '\r') {
-            jp_buf_puts(out, "\\r");
+            qwen_jp_buf_puts(out, "\\r");
         } else if (cp == '\t') {
-            jp_buf_puts(out, "\\t");
+            qwen_jp_buf_puts(out, "\\t");
         } else if (cp < 0x80 ? (cp < 0x20 || cp == 0x7F) : !py_printable(cp)) {
             if (cp < 0x100)        snprintf(esc, sizeof esc, "\\x%02x", cp);
             else if (cp < 0x10000) snprintf(esc, sizeof esc, "\\u%04x", cp);
             else                   snprintf(esc, sizeof esc, "\\U%08x", cp);
-            jp_buf_puts(out, esc);
+            qwen_jp_buf_puts(out, esc);
         } else {
-            jp_buf_append(out, (const char *) s + i, step);
+            qwen_jp_buf_append(out, (const char *) s + i, step);
         }
     }
-    jp_buf_append(out, &quote, 1);
+    qwen_jp_buf_append(out, &quote, 1);
 }
 
+/* What tells json.dumps from repr(): how strings and the three constants
+ * are written, and whether NaN and infinity are refused. */
+typedef struct {
+    void        (*string)(const char *s, size_t n, jp_buf *out);
+    const char   *t, *f, *null;
+    int           finite_only;
+} py_style;
+
+static const py_style py_dumps_style = { dump_string, "true", "false", "null", 1 };
+static const py_style py_repr_style = { repr_string, "True", "False", "None", 0 };
+
+/* The one tree walk: objects in insertion order (jansson keeps it, as
+ * Python dicts do), ", " and ": " separators. */
 static int
-py_repr(const json_t *v, jp_buf *out)
+py_write(const json_t *v, const py_style *st, jp_buf *out)
 {
     size_t i;
     const char *key;
     json_t *val;
     int first = 1;
+    char num[40];
 
     switch (json_typeof(v)) {
     case JSON_OBJECT:
-        jp_buf_append(out, "{", 1);
+        qwen_jp_buf_append(out, "{", 1);
         json_object_foreach((json_t *) v, key, val) {
-            if (!first) jp_buf_append(out, ", ", 2);
+            if (!first) qwen_jp_buf_append(out, ", ", 2);
             first = 0;
-            repr_string(key, strlen(key), out);
-            jp_buf_append(out, ": ", 2);
-            if (py_repr(val, out) != 0) return -1;
+            st->string(key, strlen(key), out);
+            qwen_jp_buf_append(out, ": ", 2);
+            if (py_write(val, st, out) != 0) return -1;
         }
-        jp_buf_append(out, "}", 1);
+        qwen_jp_buf_append(out, "}", 1);
         break;
     case JSON_ARRAY:
-        jp_buf_append(out, "[", 1);
+        qwen_jp_buf_append(out, "[", 1);
         for (i = 0; i < json_array_size(v); i++) {
-            if (i) jp_buf_append(out, ", ", 2);
-            if (py_repr(json_array_get(v, i), out) != 0) return -1;
+            if (i) qwen_jp_buf_append(out, ", ", 2);
+            if (py_write(json_array_get(v, i), st, out) != 0) return -1;
         }
-        jp_buf_append(out, "]", 1);
+        qwen_jp_buf_append(out, "]", 1);
         break;
     case JSON_STRING:
-        repr_string(json_string_value(v), json_string_length(v), out);
+        st->string(json_string_value(v), json_string_length(v), out);
         break;
     case JSON_INTEGER:
-    case JSON_REAL: {
-        char num[40];
-        if (json_is_integer(v))
-            snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        else
-            json_py_float_repr(json_real_value(v), num, sizeof num);
-        jp_buf_puts(out, num);
+        snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        qwen_jp_buf_puts(out, num);
         break;
-    }
-    case JSON_TRUE:  jp_buf_puts(out, "True"); break;
-    case JSON_FALSE: jp_buf_puts(out, "False"); break;
-    case JSON_NULL:  jp_buf_puts(out, "None"); break;
+    case JSON_REAL:
+        if (st->finite_only && !isfinite(json_real_value(v))) return -1;
+        qwen_json_py_float_repr(json_real_value(v), num, sizeof num);
+        qwen_jp_buf_puts(out, num);
+        break;
+    case JSON_TRUE:  qwen_jp_buf_puts(out, st->t); break;
+    case JSON_FALSE: qwen_jp_buf_puts(out, st->f); break;
+    case JSON_NULL:  qwen_jp_buf_puts(out, st->null); break;
     }
     return out->oom ? -1 : 0;
 }
 
 int
-json_py_str(const json_t *v, jp_buf *out)
+qwen_json_py_dumps(const json_t *v, jp_buf *out)
+{
+    return py_write(v, &py_dumps_style, out);
+}
+
+int
+qwen_json_py_str(const json_t *v, jp_buf *out)
 {
     if (json_is_string(v)) {
-        jp_buf_append(out, json_string_value(v), json_string_length(v));
+        qwen_jp_buf_append(out, json_string_value(v), json_string_length(v));
         return out->oom ? -1 : 0;
     }
-    return py_repr(v, out);
+    return py_write(v, &py_repr_style, out);
 }
