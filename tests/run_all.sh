@@ -22,6 +22,9 @@ suite unit $unit
 
 suite cli "$here/tokenizer/cli_test.sh"
 
+# the libraries export only their own prefixes (nm)
+suite symbols "$here/check_symbols.sh"
+
 # arm64 kernels under qemu, one suite per emulated CPU model
 if [ -n "${QWEN_ARM64_RUNS:-}" ]; then
     for dir in "$QWEN_ARM64_RUNS"/*; do

@@ -81,13 +81,13 @@ rstrip_nl(span s)
 static void
 put(jp_buf *b, const char *s)
 {
-    jp_buf_puts(b, s);
+    qwen_jp_buf_puts(b, s);
 }
 
 static void
 put_span(jp_buf *b, span s)
 {
-    jp_buf_append(b, s.p, s.n);
+    qwen_jp_buf_append(b, s.p, s.n);
 }
 
 /* Jinja truthiness of a JSON value. */
@@ -156,7 +156,7 @@ render_tool_calls(jp_buf *b, json_t *calls, span content, size_t mi,
         }
         put(b, "<tool_call>\n{\"name\": \"");
         name = json_object_get(tc, "name");
-        if (name && json_py_str(name, b) != 0) goto oom;   /* missing: "" */
+        if (name && qwen_json_py_str(name, b) != 0) goto oom;   /* missing: "" */
         put(b, "\", \"arguments\": ");
         args = json_object_get(tc, "arguments");
         if (args == NULL) {
@@ -165,8 +165,8 @@ render_tool_calls(jp_buf *b, json_t *calls, span content, size_t mi,
             return -1;
         }
         if (json_is_string(args)) {
-            jp_buf_append(b, json_string_value(args), json_string_length(args));
-        } else if (json_py_dumps(args, b) != 0) {
+            qwen_jp_buf_append(b, json_string_value(args), json_string_length(args));
+        } else if (qwen_json_py_dumps(args, b) != 0) {
             snprintf(err, err_len, "chat template: message %zu: tool call %zu: "
                      "arguments cannot be serialised", mi, k);
             return -1;
@@ -234,7 +234,7 @@ qwen_chat_render(const qwen_chat_message *msgs, size_t n_msgs,
                 "<tools></tools> XML tags:\n<tools>");
         for (i = 0; i < json_array_size(tools); i++) {
             put(&b, "\n");
-            if (json_py_dumps(json_array_get(tools, i), &b) != 0) {
+            if (qwen_json_py_dumps(json_array_get(tools, i), &b) != 0) {
                 snprintf(err, err_len, "chat template: tool %zu cannot be serialised", i);
                 goto done;
             }
@@ -348,7 +348,7 @@ qwen_chat_render(const qwen_chat_message *msgs, size_t n_msgs,
         snprintf(err, err_len, "chat template: out of memory");
         goto done;
     }
-    if (b.data == NULL) jp_buf_append(&b, "", 0);
+    if (b.data == NULL) qwen_jp_buf_append(&b, "", 0);
     if (b.oom) {
         snprintf(err, err_len, "chat template: out of memory");
         goto done;
@@ -360,6 +360,6 @@ qwen_chat_render(const qwen_chat_message *msgs, size_t n_msgs,
 done:
     json_decref(calls);
     json_decref(tools);
-    jp_buf_free(&b);
+    qwen_jp_buf_free(&b);
     return rc;
 }

@@ -118,7 +118,7 @@ str_eq(gguf_str s, const char *z)
 }
 
 int
-gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
+qwen_gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
            char *err, size_t err_len)
 {
     cursor    c;
@@ -160,7 +160,7 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
     f->tensors = calloc(f->n_tensors ? f->n_tensors : 1, sizeof(gguf_tensor));
     if (f->kv == NULL || f->tensors == NULL) {
         qwen_fail(err, err_len, "%s: out of memory reading the header", path);
-        gguf_release(f);
+        qwen_gguf_release(f);
         return -1;
     }
 
@@ -169,37 +169,37 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
         if (take_str(&c, &kv->key) != 0 || take(&c, &kv->type, 4) != 0) {
             qwen_fail(err, err_len, "%s: truncated metadata at key %llu", path,
                         (unsigned long long) i);
-            gguf_release(f);
+            qwen_gguf_release(f);
             return -1;
         }
         if (kv->type >= GGUF_VTYPE_COUNT) {
             qwen_fail(err, err_len, "%s: metadata key '%.*s' has unknown type %u", path,
                         (int) kv->key.len, kv->key.ptr, kv->type);
-            gguf_release(f);
+            qwen_gguf_release(f);
             return -1;
         }
         kv->data = c.p;
         if (skip_value(&c, kv->type, kv, 0) != 0) {
             qwen_fail(err, err_len, "%s: metadata key '%.*s' runs past the end of the file or is malformed", path,
                         (int) kv->key.len, kv->key.ptr);
-            gguf_release(f);
+            qwen_gguf_release(f);
             return -1;
         }
     }
 
     f->alignment = GGUF_DEFAULT_ALIGN;
-    akv = gguf_find_kv(f, "general.alignment");
+    akv = qwen_gguf_find_kv(f, "general.alignment");
     if (akv != NULL) {
         if (akv->type != GGUF_UINT32) {
             qwen_fail(err, err_len, "%s: general.alignment is not a uint32", path);
-            gguf_release(f);
+            qwen_gguf_release(f);
             return -1;
         }
         memcpy(&align32, akv->data, 4);
         if (align32 == 0 || (align32 & (align32 - 1)) != 0 || align32 > 65536) {
             qwen_fail(err, err_len, "%s: general.alignment %u is not a power of two", path,
                         align32);
-            gguf_release(f);
+            qwen_gguf_release(f);
             return -1;
         }
         f->alignment = align32;
@@ -210,13 +210,13 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
         if (take_str(&c, &t->name) != 0 || take(&c, &t->n_dims, 4) != 0) {
             qwen_fail(err, err_len, "%s: truncated tensor info %llu", path,
                         (unsigned long long) i);
-            gguf_release(f);
+            qwen_gguf_release(f);
             return -1;
         }
         if (t->n_dims == 0 || t->n_dims > GGUF_MAX_DIMS) {
             qwen_fail(err, err_len, "%s: tensor '%.*s' has %u dimensions (1 to 4 allowed)", path,
                         (int) t->name.len, t->name.ptr, t->n_dims);
-            gguf_release(f);
+            qwen_gguf_release(f);
             return -1;
         }
         nel = 1;
@@ -227,13 +227,13 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
             if (take(&c, &t->ne[j], 8) != 0) {
                 qwen_fail(err, err_len, "%s: truncated tensor info '%.*s'", path,
                             (int) t->name.len, t->name.ptr);
-                gguf_release(f);
+                qwen_gguf_release(f);
                 return -1;
             }
             if (t->ne[j] == 0 || t->ne[j] > ((uint64_t) 1 << 40) / nel) {
                 qwen_fail(err, err_len, "%s: tensor '%.*s' has an absurd dimension %llu", path,
                             (int) t->name.len, t->name.ptr, (unsigned long long) t->ne[j]);
-                gguf_release(f);
+                qwen_gguf_release(f);
                 return -1;
             }
             nel *= t->ne[j];
@@ -241,7 +241,7 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
         if (take(&c, &t->type, 4) != 0 || take(&c, &t->offset, 8) != 0) {
             qwen_fail(err, err_len, "%s: truncated tensor info '%.*s'", path,
                         (int) t->name.len, t->name.ptr);
-            gguf_release(f);
+            qwen_gguf_release(f);
             return -1;
         }
         for (j = 0; j < i; j++) {
@@ -250,7 +250,7 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
             {
                 qwen_fail(err, err_len, "%s: tensor '%.*s' appears twice", path,
                             (int) t->name.len, t->name.ptr);
-                gguf_release(f);
+                qwen_gguf_release(f);
                 return -1;
             }
         }
@@ -259,7 +259,7 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
                         "F32, F16, BF16, Q8_0, Q4_K, Q6_K", path,
                         (int) t->name.len, t->name.ptr, t->type,
                         qwen_type_name((int) t->type));
-            gguf_release(f);
+            qwen_gguf_release(f);
             return -1;
         }
         bs = (uint64_t) qwen_type_block_size((int) t->type);
@@ -267,7 +267,7 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
             qwen_fail(err, err_len, "%s: tensor '%.*s' row of %llu is not a multiple of the %s block (%llu)", path,
                         (int) t->name.len, t->name.ptr, (unsigned long long) t->ne[0],
                         qwen_type_name((int) t->type), (unsigned long long) bs);
-            gguf_release(f);
+            qwen_gguf_release(f);
             return -1;
         }
         nbytes = nel / bs * qwen_type_block_bytes((int) t->type);
@@ -278,7 +278,7 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
     f->data_offset = (hdr_end + f->alignment - 1) / f->alignment * f->alignment;
     if (f->data_offset > size && f->n_tensors > 0) {
         qwen_fail(err, err_len, "%s: file ends before its data section", path);
-        gguf_release(f);
+        qwen_gguf_release(f);
         return -1;
     }
 
@@ -288,7 +288,7 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
             qwen_fail(err, err_len, "%s: tensor '%.*s' offset %llu is not aligned to %zu", path,
                         (int) t->name.len, t->name.ptr, (unsigned long long) t->offset,
                         f->alignment);
-            gguf_release(f);
+            qwen_gguf_release(f);
             return -1;
         }
         if (t->offset > size - f->data_offset
@@ -298,7 +298,7 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
                         "of the file (%zu bytes)", path, (int) t->name.len, t->name.ptr,
                         (unsigned long long) t->n_bytes,
                         (unsigned long long) (f->data_offset + t->offset), size);
-            gguf_release(f);
+            qwen_gguf_release(f);
             return -1;
         }
         t->data = (const uint8_t *) base + f->data_offset + t->offset;
@@ -307,7 +307,7 @@ gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
 }
 
 void
-gguf_release(gguf_file *f)
+qwen_gguf_release(gguf_file *f)
 {
     free(f->kv);
     free(f->tensors);
@@ -316,7 +316,7 @@ gguf_release(gguf_file *f)
 }
 
 const gguf_kv *
-gguf_find_kv(const gguf_file *f, const char *key)
+qwen_gguf_find_kv(const gguf_file *f, const char *key)
 {
     uint64_t i;
 
@@ -329,7 +329,7 @@ gguf_find_kv(const gguf_file *f, const char *key)
 }
 
 const gguf_tensor *
-gguf_find_tensor(const gguf_file *f, const char *name)
+qwen_gguf_find_tensor(const gguf_file *f, const char *name)
 {
     uint64_t i;
 
@@ -342,10 +342,10 @@ gguf_find_tensor(const gguf_file *f, const char *name)
 }
 
 int
-gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out,
+qwen_gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out,
              char *err, size_t err_len)
 {
-    const gguf_kv *kv = gguf_find_kv(f, key);
+    const gguf_kv *kv = qwen_gguf_find_kv(f, key);
     uint64_t       u64;
     int64_t        i64;
     int32_t        i32;
@@ -379,10 +379,10 @@ gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out,
 }
 
 int
-gguf_get_f32(const gguf_file *f, const char *key, float *out,
+qwen_gguf_get_f32(const gguf_file *f, const char *key, float *out,
              char *err, size_t err_len)
 {
-    const gguf_kv *kv = gguf_find_kv(f, key);
+    const gguf_kv *kv = qwen_gguf_find_kv(f, key);
     double         d;
 
     if (kv == NULL) {
@@ -401,7 +401,7 @@ gguf_get_f32(const gguf_file *f, const char *key, float *out,
 }
 
 gguf_str
-gguf_array_next_str(const void **cursor)
+qwen_gguf_array_next_str(const void **cursor)
 {
     gguf_str       s;
     const uint8_t *p = *cursor;

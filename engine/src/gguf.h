@@ -55,19 +55,19 @@ typedef struct {
 } gguf_file;
 
 /* Parse an already mapped file. On error fills err and returns -1. */
-int  gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
+int  qwen_gguf_parse(gguf_file *f, const char *path, const void *base, size_t size,
                 char *err, size_t err_len);
-void gguf_release(gguf_file *f);
+void qwen_gguf_release(gguf_file *f);
 
-const gguf_kv     *gguf_find_kv(const gguf_file *f, const char *key);
-const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name);
+const gguf_kv     *qwen_gguf_find_kv(const gguf_file *f, const char *key);
+const gguf_tensor *qwen_gguf_find_tensor(const gguf_file *f, const char *name);
 
 /* Typed getters: 0 on success, -1 with a message when absent or mistyped. */
-int gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out,
+int qwen_gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out,
                  char *err, size_t err_len);
-int gguf_get_f32(const gguf_file *f, const char *key, float *out,
+int qwen_gguf_get_f32(const gguf_file *f, const char *key, float *out,
                  char *err, size_t err_len);
 /* Iterate the strings of a string array: returns the next string, advances *cursor. */
-gguf_str gguf_array_next_str(const void **cursor);
+gguf_str qwen_gguf_array_next_str(const void **cursor);
 
 #endif

@@ -1116,7 +1116,7 @@ qwen_grammar_accept(qwen_grammar_state *st, int32_t token)
 }
 
 int
-grammar_filter(void *ctx, int32_t token)
+qwen_grammar_filter(void *ctx, int32_t token)
 {
     return qwen_grammar_allows(ctx, token);
 }

@@ -10,6 +10,6 @@
 #include "qwen.h"
 
 /* qwen_token_filter adapter: ctx is a qwen_grammar_state. */
-int grammar_filter(void *ctx, int32_t token);
+int qwen_grammar_filter(void *ctx, int32_t token);
 
 #endif

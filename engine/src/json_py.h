@@ -20,20 +20,20 @@ typedef struct {
     int     oom;
 } jp_buf;
 
-void jp_buf_append(jp_buf *b, const char *s, size_t n);
-void jp_buf_puts(jp_buf *b, const char *s);
-void jp_buf_free(jp_buf *b);
+void qwen_jp_buf_append(jp_buf *b, const char *s, size_t n);
+void qwen_jp_buf_puts(jp_buf *b, const char *s);
+void qwen_jp_buf_free(jp_buf *b);
 
 /* Python json.dumps(v, ensure_ascii=False). -1 on allocation failure or a
  * value JSON cannot hold (NaN, infinity). */
-int json_py_dumps(const json_t *v, jp_buf *out);
+int qwen_json_py_dumps(const json_t *v, jp_buf *out);
 
 /* Python str(v) for a JSON value: strings raw, None/True/False, lists and
  * dicts in repr form. This is what Jinja's {{ v }} prints. */
-int json_py_str(const json_t *v, jp_buf *out);
+int qwen_json_py_str(const json_t *v, jp_buf *out);
 
 /* repr(float) (shortest round-trip digits, Python's fixed/exponent choice).
  * Writes a NUL-terminated string; 32 bytes is always enough. */
-void json_py_float_repr(double d, char *out, size_t cap);
+void qwen_json_py_float_repr(double d, char *out, size_t cap);
 
 #endif

@@ -115,7 +115,7 @@ find_raw(const source *src, const char *gguf_name, const char *hf_name, raw_tens
     int                i, j;
 
     if (src->is_gguf) {
-        g = gguf_find_tensor(&src->gguf, gguf_name);
+        g = qwen_gguf_find_tensor(&src->gguf, gguf_name);
         if (g == NULL) {
             return -1;
         }
@@ -129,7 +129,7 @@ find_raw(const source *src, const char *gguf_name, const char *hf_name, raw_tens
         return 0;
     }
     for (i = 0; i < src->n_st; i++) {
-        s = st_find(&src->st[i], hf_name);
+        s = qwen_st_find(&src->st[i], hf_name);
         if (s == NULL) {
             continue;
         }
@@ -365,11 +365,11 @@ gguf_str_is(const gguf_kv *kv, const char *s)
 static int
 gguf_tokenizer(qwen_model *m, const gguf_file *f, char *err, size_t err_len)
 {
-    const gguf_kv     *tokens = gguf_find_kv(f, "tokenizer.ggml.tokens");
-    const gguf_kv     *types = gguf_find_kv(f, "tokenizer.ggml.token_type");
-    const gguf_kv     *merges = gguf_find_kv(f, "tokenizer.ggml.merges");
-    const gguf_kv     *pre = gguf_find_kv(f, "tokenizer.ggml.pre");
-    const gguf_kv     *tmpl = gguf_find_kv(f, "tokenizer.chat_template");
+    const gguf_kv     *tokens = qwen_gguf_find_kv(f, "tokenizer.ggml.tokens");
+    const gguf_kv     *types = qwen_gguf_find_kv(f, "tokenizer.ggml.token_type");
+    const gguf_kv     *merges = qwen_gguf_find_kv(f, "tokenizer.ggml.merges");
+    const gguf_kv     *pre = qwen_gguf_find_kv(f, "tokenizer.ggml.pre");
+    const gguf_kv     *tmpl = qwen_gguf_find_kv(f, "tokenizer.chat_template");
     qwen_vocab_arrays  v;
     qwen_str          *tok_strs = NULL, *merge_strs = NULL;
     int32_t           *tok_types = NULL;
@@ -396,7 +396,7 @@ gguf_tokenizer(qwen_model *m, const gguf_file *f, char *err, size_t err_len)
         return qwen_fail(err, err_len, "%s: tokenizer.ggml.token_type is not an int32 array "
                     "as long as the token list", f->path);
     }
-    if (!gguf_str_is(gguf_find_kv(f, "tokenizer.ggml.model"), "gpt2")) {
+    if (!gguf_str_is(qwen_gguf_find_kv(f, "tokenizer.ggml.model"), "gpt2")) {
         return qwen_fail(err, err_len, "%s: tokenizer.ggml.model is not \"gpt2\" "
                     "(byte-level BPE); other tokenizers are not supported", f->path);
     }
@@ -408,14 +408,14 @@ gguf_tokenizer(qwen_model *m, const gguf_file *f, char *err, size_t err_len)
     }
     cur = tokens->data;
     for (i = 0; i < tokens->arr_count; i++) {
-        s = gguf_array_next_str(&cur);
+        s = qwen_gguf_array_next_str(&cur);
         tok_strs[i].ptr = s.ptr;
         tok_strs[i].len = s.len;
     }
     if (merges != NULL) {
         cur = merges->data;
         for (i = 0; i < merges->arr_count; i++) {
-            s = gguf_array_next_str(&cur);
+            s = qwen_gguf_array_next_str(&cur);
             merge_strs[i].ptr = s.ptr;
             merge_strs[i].len = s.len;
         }
@@ -443,18 +443,18 @@ gguf_tokenizer(qwen_model *m, const gguf_file *f, char *err, size_t err_len)
         v.chat_template.ptr = (const char *) tmpl->data + 8;
     }
     v.eos_id = v.bos_id = v.pad_id = -1;
-    if (gguf_find_kv(f, "tokenizer.ggml.eos_token_id")
-        && gguf_get_u32(f, "tokenizer.ggml.eos_token_id", &id, sub, sizeof(sub)) == 0)
+    if (qwen_gguf_find_kv(f, "tokenizer.ggml.eos_token_id")
+        && qwen_gguf_get_u32(f, "tokenizer.ggml.eos_token_id", &id, sub, sizeof(sub)) == 0)
     {
         v.eos_id = (int32_t) id;
     }
-    if (gguf_find_kv(f, "tokenizer.ggml.bos_token_id")
-        && gguf_get_u32(f, "tokenizer.ggml.bos_token_id", &id, sub, sizeof(sub)) == 0)
+    if (qwen_gguf_find_kv(f, "tokenizer.ggml.bos_token_id")
+        && qwen_gguf_get_u32(f, "tokenizer.ggml.bos_token_id", &id, sub, sizeof(sub)) == 0)
     {
         v.bos_id = (int32_t) id;
     }
-    if (gguf_find_kv(f, "tokenizer.ggml.padding_token_id")
-        && gguf_get_u32(f, "tokenizer.ggml.padding_token_id", &id, sub, sizeof(sub)) == 0)
+    if (qwen_gguf_find_kv(f, "tokenizer.ggml.padding_token_id")
+        && qwen_gguf_get_u32(f, "tokenizer.ggml.padding_token_id", &id, sub, sizeof(sub)) == 0)
     {
         v.pad_id = (int32_t) id;
     }
@@ -483,15 +483,15 @@ load_gguf(qwen_model *m, const char *path, source *src, char *err, size_t err_le
         return -1;
     }
     src->is_gguf = 1;
-    if (gguf_parse(&src->gguf, path, base, size, err, err_len) != 0) {
+    if (qwen_gguf_parse(&src->gguf, path, base, size, err, err_len) != 0) {
         return -1;
     }
-    arch = gguf_find_kv(&src->gguf, "general.architecture");
+    arch = qwen_gguf_find_kv(&src->gguf, "general.architecture");
     if (!gguf_str_is(arch, "qwen3")) {
         return qwen_fail(err, err_len, "%s: general.architecture is not \"qwen3\"", path);
     }
 #define U32(key, field)                                                      \
-    if (gguf_get_u32(&src->gguf, key, &u, err, err_len) != 0) return -1;     \
+    if (qwen_gguf_get_u32(&src->gguf, key, &u, err, err_len) != 0) return -1;     \
     if (u > (1u << 30)) return qwen_fail(err, err_len, "%s: %s is absurd (%u)", path, key, u); \
     field = (int) u
     U32("qwen3.embedding_length", c->hidden_size);
@@ -500,20 +500,20 @@ load_gguf(qwen_model *m, const char *path, source *src, char *err, size_t err_le
     U32("qwen3.attention.head_count", c->n_heads);
     U32("qwen3.attention.head_count_kv", c->n_kv_heads);
     U32("qwen3.context_length", c->max_position_embeddings);
-    if (gguf_find_kv(&src->gguf, "qwen3.attention.key_length")) {
+    if (qwen_gguf_find_kv(&src->gguf, "qwen3.attention.key_length")) {
         U32("qwen3.attention.key_length", c->head_dim);
     } else {
         c->head_dim = c->n_heads ? c->hidden_size / c->n_heads : 0;
     }
 #undef U32
-    if (gguf_get_f32(&src->gguf, "qwen3.rope.freq_base", &c->rope_theta, err, err_len) != 0
-        || gguf_get_f32(&src->gguf, "qwen3.attention.layer_norm_rms_epsilon",
+    if (qwen_gguf_get_f32(&src->gguf, "qwen3.rope.freq_base", &c->rope_theta, err, err_len) != 0
+        || qwen_gguf_get_f32(&src->gguf, "qwen3.attention.layer_norm_rms_epsilon",
                         &c->rms_norm_eps, err, err_len) != 0)
     {
         return -1;
     }
     {
-        const gguf_tensor *e = gguf_find_tensor(&src->gguf, "token_embd.weight");
+        const gguf_tensor *e = qwen_gguf_find_tensor(&src->gguf, "token_embd.weight");
         if (e == NULL) {
             return qwen_fail(err, err_len, "%s: missing tensor token_embd.weight", path);
         }
@@ -522,7 +522,7 @@ load_gguf(qwen_model *m, const char *path, source *src, char *err, size_t err_le
         }
         c->vocab_size = (int) e->ne[1];
     }
-    c->tie_word_embeddings = gguf_find_tensor(&src->gguf, "output.weight") == NULL;
+    c->tie_word_embeddings = qwen_gguf_find_tensor(&src->gguf, "output.weight") == NULL;
     if (check_config(c, path, err, err_len) != 0) {
         return -1;
     }
@@ -725,7 +725,7 @@ load_hf(qwen_model *m, const char *dir, source *src, char *err, size_t err_len)
         }
         sprintf(paths[i], "%s/%s", dir, names[i]);
         if (map_file(m, paths[i], &base, &size, err, err_len) != 0
-            || st_parse(&src->st[i], paths[i], base, size, err, err_len) != 0)
+            || qwen_st_parse(&src->st[i], paths[i], base, size, err, err_len) != 0)
         {
             goto done;
         }
@@ -744,7 +744,7 @@ load_hf(qwen_model *m, const char *dir, source *src, char *err, size_t err_len)
     rc = 0;
 done:
     for (i = 0; i < src->n_st; i++) {
-        st_release(&src->st[i]);
+        qwen_st_release(&src->st[i]);
     }
     src->n_st = 0;
     for (i = 0; i < n; i++) {
@@ -777,7 +777,7 @@ qwen_model_load(const char *path, char *err, size_t err_len)
         rc = load_hf(m, path, &src, err, err_len);
     } else {
         rc = load_gguf(m, path, &src, err, err_len);
-        gguf_release(&src.gguf);
+        qwen_gguf_release(&src.gguf);
     }
     if (rc != 0) {
         qwen_model_free(m);

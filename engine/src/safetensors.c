@@ -25,7 +25,7 @@ dtype_of(const char *s, int *type, size_t *elem)
 }
 
 int
-st_parse(st_file *f, const char *path, const void *base, size_t size,
+qwen_st_parse(st_file *f, const char *path, const void *base, size_t size,
          char *err, size_t err_len)
 {
     uint64_t     hlen, begin, end, nel;
@@ -136,14 +136,14 @@ st_parse(st_file *f, const char *path, const void *base, size_t size,
 done:
     json_decref(root);
     if (rc != 0) {
-        st_release(f);
+        qwen_st_release(f);
     }
     (void) i;
     return rc;
 }
 
 void
-st_release(st_file *f)
+qwen_st_release(st_file *f)
 {
     size_t i;
 
@@ -156,7 +156,7 @@ st_release(st_file *f)
 }
 
 const st_tensor *
-st_find(const st_file *f, const char *name)
+qwen_st_find(const st_file *f, const char *name)
 {
     size_t i;
 

@@ -25,9 +25,9 @@ typedef struct {
 } st_file;
 
 /* Parse a mapped .safetensors file; err names the file and the field. */
-int  st_parse(st_file *f, const char *path, const void *base, size_t size,
+int  qwen_st_parse(st_file *f, const char *path, const void *base, size_t size,
               char *err, size_t err_len);
-void st_release(st_file *f);
-const st_tensor *st_find(const st_file *f, const char *name);
+void qwen_st_release(st_file *f);
+const st_tensor *qwen_st_find(const st_file *f, const char *name);
 
 #endif

@@ -414,7 +414,7 @@ scheduler_main(void *arg)
                 memcpy(e->raw, lg, (size_t) e->vocab * sizeof(float));
             }
             if (r->grammar_on) {
-                tok = qwen_sampler_sample_filtered(r->sampler, lg, grammar_filter, r->grammar);
+                tok = qwen_sampler_sample_filtered(r->sampler, lg, qwen_grammar_filter, r->grammar);
             } else {
                 tok = qwen_sampler_sample(r->sampler, lg);
             }

@@ -18,7 +18,7 @@
 #include "tokenizer_priv.h"
 #include "unicode.h"
 
-const char QWEN2_PRE_PATTERN[] =
+const char qwen_pre_pattern_qwen2[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}|"
     " ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
@@ -200,9 +200,9 @@ byte_level_decode(const char *s, size_t n, char *out)
     uint32_t cp;
     while (i < n) {
         int b;
-        if (utf8_step((const unsigned char *) s + i, n - i, &step, &cp) != UTF8_VALID)
+        if (qwen_utf8_step((const unsigned char *) s + i, n - i, &step, &cp) != UTF8_VALID)
             return -1;
-        b = byte_level_byte(cp);
+        b = qwen_byte_level_byte(cp);
         if (b < 0) return -1;
         out[o++] = (char) b;
         i += step;
@@ -287,7 +287,7 @@ build_added(qwen_tokenizer *t, char *err, size_t err_len, const char *src)
 }
 
 int
-tokenizer_build_ex(const qwen_vocab_arrays *v, const tok_build_opts *o,
+qwen_tokenizer_build_ex(const qwen_vocab_arrays *v, const tok_build_opts *o,
                    qwen_tokenizer **out, char *err, size_t err_len)
 {
     const char *src = o->source ? o->source : "tokenizer";
@@ -314,7 +314,7 @@ tokenizer_build_ex(const qwen_vocab_arrays *v, const tok_build_opts *o,
     }
     if (pattern == NULL) {
         if (v->pre.len == 5 && memcmp(v->pre.ptr, "qwen2", 5) == 0) {
-            pattern = QWEN2_PRE_PATTERN;
+            pattern = qwen_pre_pattern_qwen2;
         } else {
             snprintf(err, err_len, "%s: unsupported pre-tokenizer \"%.*s\" "
                      "(this engine implements \"qwen2\")", src,
@@ -360,7 +360,7 @@ tokenizer_build_ex(const qwen_vocab_arrays *v, const tok_build_opts *o,
                 snprintf(err, err_len, "%s: added token %zu is empty", src, i);
                 goto fail;
             }
-            if (utf8_validate(s->ptr, s->len, &bad) != 0) {
+            if (qwen_utf8_validate(s->ptr, s->len, &bad) != 0) {
                 snprintf(err, err_len, "%s: added token %zu (\"%s\") is not "
                          "valid UTF-8", src, i,
                          quote_token(s->ptr, s->len, q1, sizeof q1));
@@ -401,7 +401,7 @@ tokenizer_build_ex(const qwen_vocab_arrays *v, const tok_build_opts *o,
     for (i = 0; i < 256; i++) {
         if (t->byte_id[i] < 0) {
             char ch[8];
-            size_t n = utf8_encode(byte_level_cp((unsigned char) i), ch);
+            size_t n = qwen_utf8_encode(qwen_byte_level_cp((unsigned char) i), ch);
             snprintf(err, err_len, "%s: the vocabulary lacks the token for "
                      "byte 0x%02zx (\"%.*s\"); not a byte-level BPE vocabulary",
                      src, i, (int) n, ch);
@@ -546,7 +546,7 @@ qwen_tokenizer_build(const qwen_vocab_arrays *v, qwen_tokenizer **out,
     memset(&o, 0, sizeof o);
     o.source = "GGUF tokenizer.ggml metadata";
     o.nfc = 1;   /* the qwen2 pre-tokenizer comes with an NFC normalizer */
-    return tokenizer_build_ex(v, &o, out, err, err_len);
+    return qwen_tokenizer_build_ex(v, &o, out, err, err_len);
 }
 
 /* ------------------------------------------------------------ encode */
@@ -854,7 +854,7 @@ encode_segment(enc_ctx *x, const char *s, size_t n)
             size_t step;
             uint32_t cp;
             if (ms >= n) break;
-            utf8_step(u + ms, n - ms, &step, &cp);
+            qwen_utf8_step(u + ms, n - ms, &step, &cp);
             off = ms + step;
             continue;
         }
@@ -877,7 +877,7 @@ encode_text(enc_ctx *x, const char *s, size_t n)
     int rc;
 
     if (n == 0) return 0;
-    if (x->t->nfc && unicode_nfc(s, n, &norm, &norm_len) != 0) {
+    if (x->t->nfc && qwen_unicode_nfc(s, n, &norm, &norm_len) != 0) {
         snprintf(x->err, x->err_len, "tokenize: NFC normalization failed "
                  "(out of memory)");
         return -1;
@@ -901,7 +901,7 @@ qwen_tokenize(const qwen_tokenizer *t, const char *text, size_t len,
         snprintf(err, err_len, "tokenize: NULL tokenizer, output or text");
         return -1;
     }
-    if (utf8_validate(text, len, &bad) != 0) {
+    if (qwen_utf8_validate(text, len, &bad) != 0) {
         snprintf(err, err_len, "tokenize: invalid UTF-8 at byte %zu of %zu "
                  "(byte 0x%02x)", bad, len, (unsigned char) text[bad]);
         return -1;
@@ -1023,7 +1023,7 @@ utf8_copy_lossy(const unsigned char *s, size_t n, char *out, int final,
     *held = 0;
     while (i < n) {
         if (s[i] < 0x80) { out[o++] = (char) s[i++]; continue; }
-        switch (utf8_step(s + i, n - i, &step, &cp)) {
+        switch (qwen_utf8_step(s + i, n - i, &step, &cp)) {
         case UTF8_VALID:
             memcpy(out + o, s + i, step);
             o += step;

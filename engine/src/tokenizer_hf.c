@@ -441,7 +441,7 @@ qwen_tokenizer_load_hf(const char *dir, char *err, size_t err_len)
     va.merges = mstr;
     va.n_merges = json_array_size(merges);
     va.eos_id = va.bos_id = va.pad_id = -1;
-    va.pre.ptr = strcmp(pattern, QWEN2_PRE_PATTERN) == 0 ? "qwen2" : "custom";
+    va.pre.ptr = strcmp(pattern, qwen_pre_pattern_qwen2) == 0 ? "qwen2" : "custom";
     va.pre.len = strlen(va.pre.ptr);
 
     if (cfg) {
@@ -527,7 +527,7 @@ qwen_tokenizer_load_hf(const char *dir, char *err, size_t err_len)
     opts.ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
     opts.extra_eog = eog;
     opts.n_extra_eog = n_eog;
-    rc = tokenizer_build_ex(&va, &opts, &tok, err, err_len);
+    rc = qwen_tokenizer_build_ex(&va, &opts, &tok, err, err_len);
     goto done;
 
 oom:

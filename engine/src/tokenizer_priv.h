@@ -20,7 +20,7 @@ enum {
 };
 
 /* The split regex of Qwen2/Qwen3 tokenizer.json (pre-tokenizer "qwen2"). */
-extern const char QWEN2_PRE_PATTERN[];
+extern const char qwen_pre_pattern_qwen2[];
 
 typedef struct {
     const char    *source;        /* names the input in error messages */
@@ -31,7 +31,7 @@ typedef struct {
     size_t         n_extra_eog;
 } tok_build_opts;
 
-int tokenizer_build_ex(const qwen_vocab_arrays *v, const tok_build_opts *o,
+int qwen_tokenizer_build_ex(const qwen_vocab_arrays *v, const tok_build_opts *o,
                        qwen_tokenizer **out, char *err, size_t err_len);
 
 #endif

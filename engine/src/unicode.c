@@ -10,7 +10,7 @@
 #include <utf8proc.h>
 
 utf8_step_result
-utf8_step(const unsigned char *s, size_t n, size_t *n_bytes, uint32_t *cp)
+qwen_utf8_step(const unsigned char *s, size_t n, size_t *n_bytes, uint32_t *cp)
 {
     unsigned char b0 = s[0];
     size_t need, i;
@@ -54,7 +54,7 @@ utf8_step(const unsigned char *s, size_t n, size_t *n_bytes, uint32_t *cp)
 }
 
 int
-utf8_validate(const char *str, size_t n, size_t *bad_offset)
+qwen_utf8_validate(const char *str, size_t n, size_t *bad_offset)
 {
     const unsigned char *s = (const unsigned char *) str;
     size_t i = 0, step;
@@ -70,7 +70,7 @@ utf8_validate(const char *str, size_t n, size_t *bad_offset)
         }
         if (i >= n) break;
         if (s[i] < 0x80) { i++; continue; }
-        if (utf8_step(s + i, n - i, &step, &cp) != UTF8_VALID) {
+        if (qwen_utf8_step(s + i, n - i, &step, &cp) != UTF8_VALID) {
             if (bad_offset) *bad_offset = i;
             return -1;
         }
@@ -80,7 +80,7 @@ utf8_validate(const char *str, size_t n, size_t *bad_offset)
 }
 
 size_t
-utf8_encode(uint32_t cp, char *out)
+qwen_utf8_encode(uint32_t cp, char *out)
 {
     unsigned char *o = (unsigned char *) out;
     if (cp < 0x80) { o[0] = (unsigned char) cp; return 1; }
@@ -107,7 +107,7 @@ utf8_encode(uint32_t cp, char *out)
  * as themselves and moves the other 68 bytes, in order, to 256..323.
  */
 uint32_t
-byte_level_cp(unsigned char b)
+qwen_byte_level_cp(unsigned char b)
 {
     if (b <= 32) return 256 + b;
     if (b >= 127 && b <= 160) return b + 162;   /* 256 + 33 + (b - 127) */
@@ -116,7 +116,7 @@ byte_level_cp(unsigned char b)
 }
 
 int
-byte_level_byte(uint32_t cp)
+qwen_byte_level_byte(uint32_t cp)
 {
     if (cp < 256) {
         if (cp <= 32 || (cp >= 127 && cp <= 160) || cp == 173) return -1;
@@ -149,7 +149,7 @@ nfc_inert(uint32_t cp)
 }
 
 int
-unicode_nfc_inert_cp(uint32_t cp)
+qwen_unicode_nfc_inert_cp(uint32_t cp)
 {
     return nfc_inert(cp);
 }
@@ -162,7 +162,7 @@ unicode_nfc_inert_cp(uint32_t cp)
  * compose with it) up to the next inert code point goes through utf8proc.
  */
 int
-unicode_nfc(const char *str, size_t n, char **out, size_t *out_len)
+qwen_unicode_nfc(const char *str, size_t n, char **out, size_t *out_len)
 {
     const unsigned char *s = (const unsigned char *) str;
     size_t i = 0, step, last_inert = 0, copied = 0, len = 0, cap = 0;
@@ -183,7 +183,7 @@ unicode_nfc(const char *str, size_t n, char **out, size_t *out_len)
             i++;
             continue;
         }
-        if (utf8_step(s + i, n - i, &step, &cp) != UTF8_VALID) goto fail;
+        if (qwen_utf8_step(s + i, n - i, &step, &cp) != UTF8_VALID) goto fail;
         if (nfc_inert(cp)) { last_inert = i; i += step; continue; }
 
         /* a region that needs NFC: [r_start, r_end) */
@@ -191,7 +191,7 @@ unicode_nfc(const char *str, size_t n, char **out, size_t *out_len)
         r_end = i + step;
         while (r_end < n) {
             if (s[r_end] < 0xCC) break;
-            if (utf8_step(s + r_end, n - r_end, &step, &cp) != UTF8_VALID) goto fail;
+            if (qwen_utf8_step(s + r_end, n - r_end, &step, &cp) != UTF8_VALID) goto fail;
             if (nfc_inert(cp)) break;
             r_end += step;
         }

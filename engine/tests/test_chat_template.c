@@ -96,7 +96,7 @@ test_floats(json_t *refs)
         const char *in = json_string_value(json_array_get(json_array_get(floats, i), 0));
         const char *want = json_string_value(json_array_get(json_array_get(floats, i), 1));
         char got[40];
-        json_py_float_repr(strtod(in, NULL), got, sizeof got);
+        qwen_json_py_float_repr(strtod(in, NULL), got, sizeof got);
         CHECK(strcmp(got, want) == 0, "repr(float(%s)): got %s, Python %s", in, got, want);
     }
 }

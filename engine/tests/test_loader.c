@@ -241,21 +241,21 @@ test_gguf_truncation_sweep(void)
         CHECK(0, "cannot read %s", path);
         return;
     }
-    if (gguf_parse(&f, path, orig, len, err, sizeof(err)) != 0) {
+    if (qwen_gguf_parse(&f, path, orig, len, err, sizeof(err)) != 0) {
         CHECK(0, "the intact file must parse: %s", err);
         free(orig);
         return;
     }
     hdr = f.data_offset;
-    gguf_release(&f);
+    qwen_gguf_release(&f);
     step = hdr / 400 + 1;
     for (cut = 0; cut < hdr; cut += (cut < 256 ? 1 : step)) {
         copy = malloc(cut ? cut : 1);
         memcpy(copy, orig, cut);
         tried++;
-        if (gguf_parse(&f, path, copy, cut, err, sizeof(err)) == 0) {
+        if (qwen_gguf_parse(&f, path, copy, cut, err, sizeof(err)) == 0) {
             failures++;
-            gguf_release(&f);
+            qwen_gguf_release(&f);
         }
         free(copy);
     }

@@ -502,7 +502,7 @@ small_tokenizer_json(const char *merges_json, int string_merges)
 
     for (b = 0; b < 256; b++) {
         char ch[8];
-        size_t n = utf8_encode(byte_level_cp((unsigned char) b), ch);
+        size_t n = qwen_utf8_encode(qwen_byte_level_cp((unsigned char) b), ch);
         ch[n] = '\0';
         json_object_set_new(vocab, ch, json_integer(id++));
     }
@@ -527,7 +527,7 @@ small_tokenizer_json(const char *merges_json, int string_merges)
     json_object_set_new(model, "vocab", vocab);
     json_object_set_new(model, "merges", merges);
     split = json_pack("{s:s, s:{s:s}, s:s, s:b}", "type", "Split", "pattern", "Regex",
-                      QWEN2_PRE_PATTERN, "behavior", "Isolated", "invert", 0);
+                      qwen_pre_pattern_qwen2, "behavior", "Isolated", "invert", 0);
     bl = json_pack("{s:s, s:b, s:b}", "type", "ByteLevel", "add_prefix_space", 0,
                    "use_regex", 0);
     seq = json_array();
@@ -752,10 +752,10 @@ test_nfc_fast_path(void)
         /* no code point on the list may appear after the first place of
          * any canonical decomposition: then it never composes as second */
         for (i = 1; i < n && i < 32; i++)
-            if (unicode_nfc_inert_cp((uint32_t) d[i])) bad_second++;
-        if (unicode_nfc_inert_cp((uint32_t) cp)) {
+            if (qwen_unicode_nfc_inert_cp((uint32_t) d[i])) bad_second++;
+        if (qwen_unicode_nfc_inert_cp((uint32_t) cp)) {
             char in[4], *out = NULL;
-            size_t l = utf8_encode((uint32_t) cp, in);
+            size_t l = qwen_utf8_encode((uint32_t) cp, in);
             utf8proc_uint8_t *mapped = NULL;
             utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *) in,
                                               (utf8proc_ssize_t) l, &mapped,
