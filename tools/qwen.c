@@ -30,10 +30,7 @@ typedef struct {
     int         think;
     int         json_only;
     int         repeat;
-    float       temp;
-    float       top_p;
-    int         top_k;
-    uint64_t    seed;
+    qwen_sampling_params sampling;   /* qwen run: Qwen3's defaults, --temp... */
 } cli_opts;
 
 static void
@@ -100,9 +97,7 @@ parse_opts(int argc, char **argv, cli_opts *o)
     o->threads = 2;
     o->n_seqs = 1;
     o->think = 1;
-    o->temp = 0.7f;
-    o->top_p = 0.8f;
-    o->top_k = 20;
+    o->sampling = qwen_sampling_default_params();
     o->repeat = 1;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -140,12 +135,12 @@ parse_opts(int argc, char **argv, cli_opts *o)
             if (parse_int(val, a, 1, 1 << 24, &o->n_ctx)) return -1;
         }
         else if (strcmp(a, "--repeat") == 0) { if (parse_int(val, a, 1, 100, &o->repeat)) return -1; }
-        else if (strcmp(a, "--temp") == 0) { if (parse_float(val, a, &o->temp)) return -1; }
-        else if (strcmp(a, "--top-p") == 0) { if (parse_float(val, a, &o->top_p)) return -1; }
-        else if (strcmp(a, "--top-k") == 0) { if (parse_int(val, a, 0, 1 << 20, &o->top_k)) return -1; }
+        else if (strcmp(a, "--temp") == 0) { if (parse_float(val, a, &o->sampling.temperature)) return -1; }
+        else if (strcmp(a, "--top-p") == 0) { if (parse_float(val, a, &o->sampling.top_p)) return -1; }
+        else if (strcmp(a, "--top-k") == 0) { if (parse_int(val, a, 0, 1 << 20, &o->sampling.top_k)) return -1; }
         else if (strcmp(a, "--seed") == 0) {
             if (parse_int(val, a, 0, 2147483647, &v)) return -1;
-            o->seed = (uint64_t) v;
+            o->sampling.seed = (uint64_t) v;
         }
         else {
             fprintf(stderr, "qwen %s: unknown option %s\n", argv[0], a);
@@ -506,7 +501,6 @@ cmd_run(int argc, char **argv)
     const qwen_tokenizer *tok;
     qwen_ctx             *ctx = NULL;
     qwen_sampler         *smp = NULL;
-    qwen_sampling_params  sp;
     qwen_chat_message     msg;
     qwen_tokens           toks = {0};
     qwen_detok            dt = {{0}, 0};
@@ -549,12 +543,7 @@ cmd_run(int argc, char **argv)
     }
     n_ctx = (int) toks.n + o.n_predict + 1;
     ctx = make_ctx(m, &o, n_ctx, toks.n < 512 ? (int) toks.n : 512);
-    sp = qwen_sampling_default_params();
-    sp.temperature = o.temp;
-    sp.top_k = o.top_k;
-    sp.top_p = o.top_p;
-    sp.seed = o.seed;
-    smp = qwen_sampler_new(&sp, qwen_model_config(m)->vocab_size);
+    smp = qwen_sampler_new(&o.sampling, qwen_model_config(m)->vocab_size);
     logits = malloc((size_t) qwen_model_config(m)->vocab_size * sizeof(float));
     if (ctx == NULL || smp == NULL || logits == NULL) {
         goto done;
