@@ -32,6 +32,13 @@ if [ -n "${QWEN_ARM64_RUNS:-}" ]; then
     done
 fi
 
+# the avx512 table's kernels on SIMDe (x86 machines without AVX-512 too)
+if [ -n "${QWEN_X86EMU_RUNS:-}" ]; then
+    for dir in "$QWEN_X86EMU_RUNS"/*; do
+        [ -d "$dir" ] && suite "$(basename "$dir")" "$dir"/*
+    done
+fi
+
 if [ -n "$(ls t/*.t 2>/dev/null)" ]; then
     out=$(prove -r t/ 2>&1); rc=$?
     printf '%s\n' "$out"

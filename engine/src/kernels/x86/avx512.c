@@ -11,7 +11,6 @@
  */
 #include "kernels/x86/x86.h"
 
-#include <immintrin.h>
 #include <math.h>
 #include <string.h>
 

@@ -29,7 +29,11 @@ void  qwen_avx2_attention(int hd, int n_q, const float *q, const qwen_f16 *k, co
                           size_t stride, int n_pos, float scale, float *scratch, float *out);
 
 #ifdef __AVX2__
+#ifdef QWEN_X86_EMULATE_AVX512
+#include "kernels/x86/avx512_emulated.h"    /* tests only: mk/x86emu.mk */
+#else
 #include <immintrin.h>
+#endif
 
 /* the sum of a vector's 8 floats, always in this order (bit-identical
  * results wherever it is used) */
