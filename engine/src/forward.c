@@ -11,7 +11,9 @@
  */
 #include "model.h"
 #include "errors.h"
+#include "forward.h"
 #include "kernels/kernels.h"
+#include "kv_cache.h"
 #include "threadpool.h"
 
 #include <math.h>
@@ -26,14 +28,13 @@ struct qwen_ctx {
     int                 n_seqs;
     int                 n_ctx;
     int                 n_batch;
-    int                 kv_rows;   /* positions per cache region: n_ctx rounded up */
     int                 kv_table;  /* 1: the kernel table's layout (kv_store), 0: f16 rows */
 
-    /* [layer][seq][kv head][kv_rows x head_dim]: one head's positions are
-     * contiguous, so attention streams them; f16 rows [pos][head_dim], or
-     * the kernel table's own layout (kern->kv_store) */
-    qwen_f16           *k_cache;
-    qwen_f16           *v_cache;
+    /* blocks of QWEN_KV_BLOCK positions, each sequence's through its table
+     * (kv_cache.h); within a block one (layer, KV head) region holds its
+     * positions as f16 rows [pos][head_dim] or in the kernel table's own
+     * layout (kern->kv_store) */
+    qwen_kv_cache      *kv;
     float              *rope_cos;  /* [n_ctx][head_dim / 2] */
     float              *rope_sin;
 
@@ -61,11 +62,19 @@ struct qwen_ctx {
     int                 n_gen_tok;
 };
 
+static int gemm_suits(const qwen_tensor **w, int n_targets);
+
 size_t
 qwen_kv_cache_bytes(const qwen_config *c, int n_seqs, int n_ctx)
 {
-    return (size_t) 2 * c->n_layers * (size_t) n_seqs * (size_t) qwen_kv_rows(n_ctx)
-           * (size_t) c->n_kv_heads * c->head_dim * sizeof(qwen_f16);
+    return qwen_kv_block_bytes(c) * (size_t) n_seqs * qwen_kv_blocks_for(n_ctx);
+}
+
+size_t
+qwen_kv_block_bytes(const qwen_config *c)
+{
+    return (size_t) 2 * c->n_layers * QWEN_KV_BLOCK * (size_t) c->n_kv_heads * c->head_dim
+           * sizeof(qwen_f16);
 }
 
 static size_t
@@ -99,12 +108,19 @@ qwen_ctx_default_params(void)
 qwen_ctx *
 qwen_ctx_new(const qwen_model *m, const qwen_ctx_params *p, char *err, size_t err_len)
 {
+    return qwen_ctx_new_cached(m, p, 0, 0, err, err_len);
+}
+
+qwen_ctx *
+qwen_ctx_new_cached(const qwen_model *m, const qwen_ctx_params *p, int extra_blocks,
+                    int prefix_index, char *err, size_t err_len)
+{
     const qwen_config *c = &m->cfg;
     qwen_ctx          *ctx;
     int64_t            q_dim = (int64_t) c->n_heads * c->head_dim;
     int64_t            kv_dim = (int64_t) c->n_kv_heads * c->head_dim;
     int64_t            wide, half = c->head_dim / 2;
-    size_t             kv_elems, nb;
+    size_t             nb;
     int                pos, i, n_threads;
 
     if (p->n_seqs < 1 || p->n_ctx < 1 || p->n_batch < 1 || p->n_threads < 1
@@ -135,7 +151,6 @@ qwen_ctx_new(const qwen_model *m, const qwen_ctx_params *p, char *err, size_t er
     ctx->n_seqs = p->n_seqs;
     ctx->n_ctx = p->n_ctx;
     ctx->n_batch = p->n_batch;
-    ctx->kv_rows = qwen_kv_rows(p->n_ctx);
     if (p->kv_format == NULL || strcmp(p->kv_format, "auto") == 0) {
         int wt = m->layers[0].wq.type;
         ctx->kv_table = ctx->kern->kv_store != NULL && wt != QWEN_TYPE_F32
@@ -153,14 +168,16 @@ qwen_ctx_new(const qwen_model *m, const qwen_ctx_params *p, char *err, size_t er
     }
     n_threads = p->n_threads;
 
-    kv_elems = (size_t) c->n_layers * p->n_seqs * (size_t) ctx->kv_rows * kv_dim;
     nb = (size_t) p->n_batch;
     wide = c->intermediate_size > c->hidden_size ? c->intermediate_size : c->hidden_size;
     wide = wide > q_dim ? wide : q_dim;
 
-    /* zeroed: a layout that reads past n_pos (rounded blocks) sees finite values */
-    ctx->k_cache = calloc(kv_elems, sizeof(qwen_f16));
-    ctx->v_cache = calloc(kv_elems, sizeof(qwen_f16));
+    ctx->kv = qwen_kv_cache_new(c->n_layers, c->n_kv_heads, (size_t) c->head_dim * 2,
+                                p->n_seqs, p->n_ctx, extra_blocks, prefix_index, err, err_len);
+    if (ctx->kv == NULL) {
+        free(ctx);
+        return NULL;
+    }
     ctx->rope_cos = malloc((size_t) p->n_ctx * half * sizeof(float));
     ctx->rope_sin = malloc((size_t) p->n_ctx * half * sizeof(float));
     ctx->x = malloc(nb * c->hidden_size * sizeof(float));
@@ -173,8 +190,8 @@ qwen_ctx_new(const qwen_model *m, const qwen_ctx_params *p, char *err, size_t er
     ctx->up = malloc(nb * c->intermediate_size * sizeof(float));
     ctx->proj = malloc(nb * c->hidden_size * sizeof(float));
     ctx->act = malloc(nb * max_act_row_bytes(m, wide));
-    ctx->scores = malloc((size_t) n_threads * (c->n_heads / c->n_kv_heads) * ctx->kv_rows
-                         * sizeof(float));
+    ctx->scores = malloc((size_t) n_threads * (c->n_heads / c->n_kv_heads)
+                         * qwen_kv_rows(p->n_ctx) * sizeof(float));
     ctx->idx_prompt = malloc(nb * sizeof(int32_t));
     ctx->idx_gen = malloc(nb * sizeof(int32_t));
     ctx->idx_all = malloc(nb * sizeof(int32_t));
@@ -184,14 +201,13 @@ qwen_ctx_new(const qwen_model *m, const qwen_ctx_params *p, char *err, size_t er
         ctx->gemm_scratch = aligned_alloc(64, (size_t) n_threads * ctx->gemm_scratch_bytes);
     }
     ctx->pool = qwen_pool_new(n_threads);
-    if (!ctx->k_cache || !ctx->v_cache || !ctx->rope_cos || !ctx->rope_sin || !ctx->x
+    if (!ctx->rope_cos || !ctx->rope_sin || !ctx->x
         || !ctx->xn || !ctx->q || !ctx->k || !ctx->v || !ctx->att || !ctx->gate || !ctx->up
         || !ctx->proj || !ctx->act || !ctx->scores || !ctx->pool || !ctx->idx_prompt
         || !ctx->idx_gen || !ctx->idx_all || (ctx->kern->gemm != NULL && (!ctx->xb || !ctx->gemm_scratch)))
     {
-        qwen_fail(err, err_len, "cannot allocate the context (%zu MiB of KV cache for %d "
-             "sequences x %d tokens)", 2 * kv_elems * sizeof(qwen_f16) >> 20,
-             p->n_seqs, p->n_ctx);
+        qwen_fail(err, err_len, "cannot allocate the context's scratch for batches of %d "
+                  "tokens", p->n_batch);
         qwen_ctx_free(ctx);
         return NULL;
     }
@@ -216,6 +232,34 @@ qwen_ctx_kv_format(const qwen_ctx *ctx)
     return ctx->kv_table ? ctx->kern->kv_format : "f16";
 }
 
+qwen_kv_cache *
+qwen_ctx_kv_cache(qwen_ctx *ctx)
+{
+    return ctx->kv;
+}
+
+/* A prompt token and a generated one compute the same K and V exactly
+ * when every matmul takes the dot kernels for both, i.e. when the table
+ * has no prefill GEMM or the weights do not suit it (gemm_suits). */
+int
+qwen_ctx_prompt_exact(const qwen_ctx *ctx)
+{
+    const qwen_layer *L = &ctx->model->layers[0];
+    const qwen_tensor *w[7] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up,
+                                &L->w_down };
+    int                t;
+
+    if (ctx->kern->gemm == NULL) {
+        return 1;
+    }
+    for (t = 0; t < 7; t++) {
+        if (gemm_suits(&w[t], 1)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 void
 qwen_ctx_free(qwen_ctx *ctx)
 {
@@ -223,8 +267,7 @@ qwen_ctx_free(qwen_ctx *ctx)
         return;
     }
     qwen_pool_free(ctx->pool);
-    free(ctx->k_cache);
-    free(ctx->v_cache);
+    qwen_kv_cache_free(ctx->kv);
     free(ctx->rope_cos);
     free(ctx->rope_sin);
     free(ctx->x);
@@ -509,16 +552,6 @@ rope(float *v, const float *cs, const float *sn, int half)
 
 /* ------------------------------------------------------------ attention */
 
-/* Element offset of (layer, sequence, KV head, position) in the cache. */
-static inline size_t
-kv_offset(const qwen_ctx *ctx, int layer, int seq, int head, int pos)
-{
-    const qwen_config *c = &ctx->model->cfg;
-
-    return ((((size_t) layer * ctx->n_seqs + seq) * c->n_kv_heads + head) * ctx->kv_rows + pos)
-           * c->head_dim;
-}
-
 typedef struct {
     qwen_ctx               *ctx;
     const qwen_batch_entry *batch;
@@ -537,28 +570,27 @@ att_task(void *arg, int ith, int nth)
     int                hd = c->head_dim, nkv = c->n_kv_heads;
     int                group = c->n_heads / c->n_kv_heads;
     int64_t            q_dim = (int64_t) c->n_heads * hd;
-    float             *scratch = ctx->scores + (size_t) ith * group * ctx->kv_rows;
+    float             *scratch = ctx->scores + (size_t) ith * group * qwen_kv_rows(ctx->n_ctx);
     float              scale = 1.0f / sqrtf((float) hd);
-    int                item, n_items = job->n_tok * nkv, tok, g;
-    size_t             base, qoff;
+    int                item, n_items = job->n_tok * nkv, tok, g, n_pos;
+    size_t             qoff;
+    qwen_kv_view       view;
 
     for (item = ith; item < n_items; item += nth) {
         tok = item / nkv;
         g = item % nkv;
-        base = kv_offset(ctx, job->layer, job->batch[tok].seq, g, 0);
+        qwen_kv_view_of(ctx->kv, job->batch[tok].seq, job->layer, g, &view);
         qoff = (size_t) tok * q_dim + (size_t) g * group * hd;
+        n_pos = job->batch[tok].pos + 1;
         if (ctx->kv_table) {
-            ctx->kern->kv_attention(hd, group, ctx->q + qoff, ctx->k_cache + base,
-                                    ctx->v_cache + base, job->batch[tok].pos + 1, scale,
-                                    scratch, ctx->att + qoff);
+            ctx->kern->kv_attention(hd, group, ctx->q + qoff, &view, n_pos, scale, scratch,
+                                    ctx->att + qoff);
         } else if (ctx->kern->attention != NULL) {
-            ctx->kern->attention(hd, group, ctx->q + qoff, ctx->k_cache + base,
-                                 ctx->v_cache + base, (size_t) hd, job->batch[tok].pos + 1,
-                                 scale, scratch, ctx->att + qoff);
+            ctx->kern->attention(hd, group, ctx->q + qoff, &view, n_pos, scale, scratch,
+                                 ctx->att + qoff);
         } else {
-            qwen_attention_generic(ctx->kern, hd, group, ctx->q + qoff, ctx->k_cache + base,
-                                   ctx->v_cache + base, (size_t) hd,
-                                   job->batch[tok].pos + 1, scale, scratch, ctx->att + qoff);
+            qwen_attention_generic(ctx->kern, hd, group, ctx->q + qoff, &view, n_pos, scale,
+                                   scratch, ctx->att + qoff);
         }
     }
 }
@@ -616,8 +648,8 @@ tok_stage(const tok_job *job, int i)
     case STAGE_QK: {
         const float *cs = ctx->rope_cos + (size_t) e->pos * half;
         const float *sn = ctx->rope_sin + (size_t) e->pos * half;
-        size_t       at;
         const float *vh;
+        void        *kc, *vc;
 
         for (h = 0; h < c->n_heads; h++) {
             float *qh = ctx->q + (size_t) i * q_dim + (size_t) h * hd;
@@ -631,13 +663,14 @@ tok_stage(const tok_job *job, int i)
             rmsnorm(kh, kh, L->k_norm, hd, c->rms_norm_eps);
             rope(kh, cs, sn, half);
             vh = ctx->v + (size_t) i * kv_dim + (size_t) h * hd;
+            qwen_kv_region(ctx->kv, e->seq, job->layer, h, e->pos, &kc, &vc);
             if (ctx->kv_table) {
-                at = kv_offset(ctx, job->layer, e->seq, h, 0);
-                ctx->kern->kv_store(hd, kh, vh, ctx->k_cache + at, ctx->v_cache + at, e->pos);
+                ctx->kern->kv_store(hd, kh, vh, kc, vc, e->pos % QWEN_KV_BLOCK);
             } else {
-                at = kv_offset(ctx, job->layer, e->seq, h, e->pos);
-                ctx->kern->f32_to_f16(kh, ctx->k_cache + at, hd);
-                ctx->kern->f32_to_f16(vh, ctx->v_cache + at, hd);
+                ctx->kern->f32_to_f16(kh, (qwen_f16 *) kc + (size_t) (e->pos % QWEN_KV_BLOCK) * hd,
+                                      hd);
+                ctx->kern->f32_to_f16(vh, (qwen_f16 *) vc + (size_t) (e->pos % QWEN_KV_BLOCK) * hd,
+                                      hd);
             }
         }
         break;
@@ -716,6 +749,13 @@ qwen_forward(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, float *logits,
             if (batch[i].want_logits) {
                 return qwen_fail(err, err_len, "logits were requested but no buffer was given");
             }
+        }
+    }
+    /* every position written has a block of its own (a fresh one, where
+     * the sequence has none there yet) */
+    for (i = 0; i < n; i++) {
+        if (qwen_kv_prepare_write(ctx->kv, batch[i].seq, batch[i].pos, err, err_len) != 0) {
+            return -1;
         }
     }
 

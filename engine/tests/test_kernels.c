@@ -523,66 +523,123 @@ test_gemm(const qwen_kernels *k, const int K)
     free(w); free(x); free(out); free(row); free(xb); free(scratch);
 }
 
+/* A paged view over n_blocks blocks of regions holding QWEN_KV_BLOCK
+ * positions of `pos_bytes` each, whose table runs backwards (block 0 of
+ * the sequence is the pool's last): kernels must follow the table. */
+static int
+qwen_kv_blocks_test(int n_pos)
+{
+    return (n_pos + QWEN_KV_BLOCK - 1) / QWEN_KV_BLOCK;
+}
+
+static void
+paged_view(void *kbase, void *vbase, int32_t *table, int n_blocks, size_t pos_bytes,
+           qwen_kv_view *view)
+{
+    int j;
+
+    for (j = 0; j < n_blocks; j++) {
+        table[j] = n_blocks - 1 - j;
+    }
+    view->k = kbase;
+    view->v = vbase;
+    view->blocks = table;
+    view->stride = (size_t) QWEN_KV_BLOCK * pos_bytes;
+}
+
 /* The fused attention kernel against the generic one built from the
- * reference dot/axpy: group sizes 1, 2, 3 and 4, positions from 1 to 700. */
+ * reference dot/axpy, and both against attention in double over the same
+ * f16 values: group sizes 1, 2, 3 and 4, positions from 1 to 700, over a
+ * paged cache. */
 static void
 test_attention(const qwen_kernels *k)
 {
-    static const int n_qs[] = { 1, 2, 3, 4 }, n_poss[] = { 1, 7, 64, 700 };
-    const int        hd = 128, max_pos = 700;
+    static const int n_qs[] = { 1, 2, 3, 4 }, n_poss[] = { 1, 7, 33, 64, 700 };
+    const int        hd = 128, max_pos = 700, n_blk = qwen_kv_blocks_test(max_pos);
     float           *q = malloc(4 * hd * sizeof(float)), *tmp = malloc(hd * sizeof(float));
     float           *o1 = malloc(4 * hd * sizeof(float)), *o2 = malloc(4 * hd * sizeof(float));
-    float           *sc = malloc(4 * max_pos * sizeof(float));
-    qwen_f16        *kc = malloc((size_t) max_pos * hd * sizeof(qwen_f16));
-    qwen_f16        *vc = malloc((size_t) max_pos * hd * sizeof(qwen_f16));
-    double           worst = 0.0;
+    float           *sc = malloc(4 * (size_t) qwen_kv_rows(max_pos) * sizeof(float));
+    qwen_f16        *kc = malloc((size_t) n_blk * QWEN_KV_BLOCK * hd * sizeof(qwen_f16));
+    qwen_f16        *vc = malloc((size_t) n_blk * QWEN_KV_BLOCK * hd * sizeof(qwen_f16));
+    double          *p = malloc((size_t) max_pos * sizeof(double));
+    int32_t          table[64];
+    qwen_kv_view     view;
+    double           worst = 0.0, worst_exact = 0.0, s, mx, sum, o;
     size_t           a, b;
-    int              i, t;
+    int              i, t, h;
 
+    paged_view(kc, vc, table, n_blk, (size_t) hd * sizeof(qwen_f16), &view);
     for (t = 0; t < max_pos; t++) {
         for (i = 0; i < hd; i++) tmp[i] = frand() * 2.0f;
-        qwen_kernels_ref()->f32_to_f16(tmp, kc + (size_t) t * hd, hd);
+        qwen_kernels_ref()->f32_to_f16(tmp, (qwen_f16 *) qwen_kv_row_k(&view, t, hd), hd);
         for (i = 0; i < hd; i++) tmp[i] = frand();
-        qwen_kernels_ref()->f32_to_f16(tmp, vc + (size_t) t * hd, hd);
+        qwen_kernels_ref()->f32_to_f16(tmp, (qwen_f16 *) qwen_kv_row_v(&view, t, hd), hd);
     }
     for (i = 0; i < 4 * hd; i++) q[i] = frand();
     for (a = 0; a < sizeof(n_qs) / sizeof(n_qs[0]); a++) {
         for (b = 0; b < sizeof(n_poss) / sizeof(n_poss[0]); b++) {
-            qwen_attention_generic(qwen_kernels_ref(), hd, n_qs[a], q, kc, vc, hd, n_poss[b],
-                                   0.3f, sc, o1);
+            int n_pos = n_poss[b];
+
+            qwen_attention_generic(qwen_kernels_ref(), hd, n_qs[a], q, &view, n_pos, 0.3f, sc,
+                                   o1);
             if (k->attention != NULL) {
-                k->attention(hd, n_qs[a], q, kc, vc, hd, n_poss[b], 0.3f, sc, o2);
+                k->attention(hd, n_qs[a], q, &view, n_pos, 0.3f, sc, o2);
             } else {
-                qwen_attention_generic(k, hd, n_qs[a], q, kc, vc, hd, n_poss[b], 0.3f, sc, o2);
+                qwen_attention_generic(k, hd, n_qs[a], q, &view, n_pos, 0.3f, sc, o2);
             }
-            for (i = 0; i < n_qs[a] * hd; i++) {
-                worst = fmax(worst, fabs(o1[i] - o2[i]));
+            for (h = 0; h < n_qs[a]; h++) {
+                mx = -INFINITY;
+                for (t = 0; t < n_pos; t++) {
+                    const qwen_f16 *kt = qwen_kv_row_k(&view, t, hd);
+                    for (s = 0.0, i = 0; i < hd; i++) {
+                        s += (double) q[h * hd + i] * qwen_f16_to_f32(kt[i]);
+                    }
+                    p[t] = 0.3 * s;
+                    mx = fmax(mx, p[t]);
+                }
+                for (sum = 0.0, t = 0; t < n_pos; t++) {
+                    p[t] = exp(p[t] - mx);
+                    sum += p[t];
+                }
+                for (i = 0; i < hd; i++) {
+                    for (o = 0.0, t = 0; t < n_pos; t++) {
+                        o += p[t] * qwen_f16_to_f32(qwen_kv_row_v(&view, t, hd)[i]);
+                    }
+                    worst_exact = fmax(worst_exact, fabs(o / sum - o2[h * hd + i]));
+                    worst = fmax(worst, fabs(o1[h * hd + i] - o2[h * hd + i]));
+                }
             }
         }
     }
     /* outputs are averages of values in [-1, 1] */
     CHECK(worst < 1e-5, "%s attention: max error %.3g vs the generic kernel", k->name, worst);
-    free(q); free(tmp); free(o1); free(o2); free(sc); free(kc); free(vc);
+    CHECK(worst_exact < 1e-5, "%s attention: max error %.3g vs exact attention on the paged "
+          "f16 values", k->name, worst_exact);
+    free(q); free(tmp); free(o1); free(o2); free(sc); free(kc); free(vc); free(p);
 }
 
 /* A table's own KV layout (kv_store / kv_attention) against the scalar
  * versions of that layout and against exact attention in double on the
- * same values; the cache is filled with NaN past the positions written, as
- * nothing there may be read (rounded blocks, an odd last pair). */
+ * same values, over a paged cache; the pool is filled with NaN past the
+ * positions written, as nothing there may be read (rounded tiles, an odd
+ * last pair). */
 static void
 test_kv_attention(const qwen_kernels *k)
 {
     static const int n_qs[] = { 1, 2, 3, 4 }, hds[] = { 64, 128, 256 };
     static const int n_poss[] = { 1, 2, 15, 16, 17, 33, 64, 257, 700 };
     const int        max_hd = 256, max_pos = 700, rows = qwen_kv_rows(max_pos);
+    const int        n_blk = qwen_kv_blocks_test(max_pos);
+    const size_t     pool = (size_t) n_blk * QWEN_KV_BLOCK * max_hd * 2;
     float           *kf = malloc((size_t) max_pos * max_hd * sizeof(float));
     float           *vf = malloc((size_t) max_pos * max_hd * sizeof(float));
     float           *q = malloc(4 * max_hd * sizeof(float));
     float           *o1 = malloc(4 * max_hd * sizeof(float)), *o2 = malloc(4 * max_hd * sizeof(float));
     float           *sc = malloc((size_t) 4 * rows * sizeof(float));
     double          *p = malloc((size_t) max_pos * sizeof(double));
-    uint16_t        *kc1 = malloc((size_t) rows * max_hd * 2), *vc1 = malloc((size_t) rows * max_hd * 2);
-    uint16_t        *kc2 = malloc((size_t) rows * max_hd * 2), *vc2 = malloc((size_t) rows * max_hd * 2);
+    char            *kc1 = malloc(pool), *vc1 = malloc(pool), *kc2 = malloc(pool), *vc2 = malloc(pool);
+    int32_t          table[64];
+    qwen_kv_view     v1, v2;
     double           worst_ref = 0.0, worst_exact = 0.0, s, mx, sum, o;
     int              same_bytes = 1, a, b, c, i, t, h, hd, n_pos;
 
@@ -593,19 +650,24 @@ test_kv_attention(const qwen_kernels *k)
     for (i = 0; i < 4 * max_hd; i++) q[i] = frand();
     for (c = 0; c < 3; c++) {
         hd = hds[c];
+        paged_view(kc1, vc1, table, n_blk, (size_t) hd * 2, &v1);
+        paged_view(kc2, vc2, table, n_blk, (size_t) hd * 2, &v2);
         for (b = 0; b < (int) (sizeof(n_poss) / sizeof(n_poss[0])); b++) {
             n_pos = n_poss[b];
-            memset(kc1, 0xff, (size_t) rows * hd * 2); memset(vc1, 0xff, (size_t) rows * hd * 2);
-            memset(kc2, 0xff, (size_t) rows * hd * 2); memset(vc2, 0xff, (size_t) rows * hd * 2);
+            memset(kc1, 0xff, pool); memset(vc1, 0xff, pool);
+            memset(kc2, 0xff, pool); memset(vc2, 0xff, pool);
             for (t = 0; t < n_pos; t++) {
-                qwen_kv_store_bf16_ref(hd, kf + (size_t) t * hd, vf + (size_t) t * hd, kc1, vc1, t);
-                k->kv_store(hd, kf + (size_t) t * hd, vf + (size_t) t * hd, kc2, vc2, t);
+                qwen_kv_store_bf16_ref(hd, kf + (size_t) t * hd, vf + (size_t) t * hd,
+                                       (void *) qwen_kv_block_k(&v1, t),
+                                       (void *) qwen_kv_block_v(&v1, t), t % QWEN_KV_BLOCK);
+                k->kv_store(hd, kf + (size_t) t * hd, vf + (size_t) t * hd,
+                            (void *) qwen_kv_block_k(&v2, t), (void *) qwen_kv_block_v(&v2, t),
+                            t % QWEN_KV_BLOCK);
             }
-            same_bytes &= memcmp(kc1, kc2, (size_t) rows * hd * 2) == 0
-                          && memcmp(vc1, vc2, (size_t) rows * hd * 2) == 0;
+            same_bytes &= memcmp(kc1, kc2, pool) == 0 && memcmp(vc1, vc2, pool) == 0;
             for (a = 0; a < 4; a++) {
-                qwen_attention_bf16_ref(hd, n_qs[a], q, kc1, vc1, n_pos, 0.3f, sc, o1);
-                k->kv_attention(hd, n_qs[a], q, kc2, vc2, n_pos, 0.3f, sc, o2);
+                qwen_attention_bf16_ref(hd, n_qs[a], q, &v1, n_pos, 0.3f, sc, o1);
+                k->kv_attention(hd, n_qs[a], q, &v2, n_pos, 0.3f, sc, o2);
                 for (h = 0; h < n_qs[a]; h++) {
                     mx = -INFINITY;
                     for (t = 0; t < n_pos; t++) {

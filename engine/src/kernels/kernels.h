@@ -50,6 +50,44 @@ typedef void (*qwen_gemm_fn)(int type, const void *w, size_t row_bytes, int64_t 
 #define QWEN_GEMM_PANEL_ROWS 32
 size_t qwen_gemm_scratch_bytes(int64_t K);
 
+/*
+ * The KV cache is a pool of blocks of QWEN_KV_BLOCK positions
+ * (kv_cache.h); a sequence's positions lie in the blocks its table names.
+ * A view is what attention reads for one (layer, KV head): position t is
+ * position t % QWEN_KV_BLOCK of the region at k (or v) + blocks[t /
+ * QWEN_KV_BLOCK] * stride bytes, in the layout of the cache's format.
+ */
+#define QWEN_KV_BLOCK 32
+
+typedef struct {
+    const void    *k, *v;       /* the (layer, KV head) region of block 0 */
+    const int32_t *blocks;      /* the sequence's blocks, in position order */
+    size_t         stride;      /* bytes from one block to the next */
+} qwen_kv_view;
+
+/* The K (or V) region of the block holding position t. */
+static inline const void *
+qwen_kv_block_k(const qwen_kv_view *kv, int t)
+{
+    return (const char *) kv->k + (size_t) kv->blocks[t / QWEN_KV_BLOCK] * kv->stride;
+}
+static inline const void *
+qwen_kv_block_v(const qwen_kv_view *kv, int t)
+{
+    return (const char *) kv->v + (size_t) kv->blocks[t / QWEN_KV_BLOCK] * kv->stride;
+}
+/* Position t's f16 row of hd values (the row formats). */
+static inline const qwen_f16 *
+qwen_kv_row_k(const qwen_kv_view *kv, int t, int hd)
+{
+    return (const qwen_f16 *) qwen_kv_block_k(kv, t) + (size_t) (t % QWEN_KV_BLOCK) * hd;
+}
+static inline const qwen_f16 *
+qwen_kv_row_v(const qwen_kv_view *kv, int t, int hd)
+{
+    return (const qwen_f16 *) qwen_kv_block_v(kv, t) + (size_t) (t % QWEN_KV_BLOCK) * hd;
+}
+
 typedef struct {
     const char      *name;
     qwen_vec_dot_fn  vec_dot[QWEN_TYPE_COUNT];
@@ -63,25 +101,21 @@ typedef struct {
     void  (*f32_to_f16)(const float *x, qwen_f16 *y, int64_t n);
     /*
      * Attention of n_q query heads sharing one KV head, over positions
-     * 0 .. n_pos-1: out[h] = softmax(scale * q[h] . K^T) V. q and out are
-     * n_q x hd, k and v rows of hd f16 values stride elements apart;
-     * scratch holds n_q * n_pos floats. NULL: qwen_attention_generic.
+     * 0 .. n_pos-1 of kv: out[h] = softmax(scale * q[h] . K^T) V. q and out
+     * are n_q x hd; K and V are f16 rows of hd values; scratch holds n_q *
+     * qwen_kv_rows(n_pos) floats. NULL: qwen_attention_generic.
      */
-    void  (*attention)(int hd, int n_q, const float *q, const qwen_f16 *k,
-                       const qwen_f16 *v, size_t stride, int n_pos, float scale,
-                       float *scratch, float *out);
+    void  (*attention)(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos,
+                       float scale, float *scratch, float *out);
     /*
-     * KV cache in the table's own layout (NULL: f16 rows, [pos][hd], read by
-     * attention above). One (layer, sequence, KV head) region holds
-     * qwen_kv_rows(n_ctx) positions x hd 2-byte values: kv_store writes
-     * position pos of k and v, kv_attention is attention over positions
-     * 0 .. n_pos-1 with scratch of n_q x qwen_kv_rows(n_pos) floats.
+     * KV cache in the table's own layout (NULL: f16 rows read by attention
+     * above). kv_store writes position t (0 .. QWEN_KV_BLOCK-1) of one
+     * block's (layer, KV head) region, kv_attention is attention over that
+     * layout with the same scratch.
      */
-    void  (*kv_store)(int hd, const float *k, const float *v, uint16_t *kc, uint16_t *vc,
-                      int pos);
-    void  (*kv_attention)(int hd, int n_q, const float *q, const uint16_t *kc,
-                          const uint16_t *vc, int n_pos, float scale, float *scratch,
-                          float *out);
+    void  (*kv_store)(int hd, const float *k, const float *v, void *kc, void *vc, int t);
+    void  (*kv_attention)(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos,
+                          float scale, float *scratch, float *out);
     const char *kv_format;      /* "f16" when NULL */
     /* prompt tokens: NULL when this table has no GEMM (vec_dot is used) */
     qwen_gemm_fn gemm;
@@ -96,14 +130,16 @@ size_t qwen_act_row_bytes(int weight_type, int64_t n);
 const qwen_kernels *qwen_kernels_ref(void);
 /* Attention from a table's dot_f32_f16 and axpy_f16 (the reference). */
 void qwen_attention_generic(const qwen_kernels *k, int hd, int n_q, const float *q,
-                            const qwen_f16 *kc, const qwen_f16 *vc, size_t stride,
-                            int n_pos, float scale, float *scratch, float *out);
+                            const qwen_kv_view *kv, int n_pos, float scale, float *scratch,
+                            float *out);
 /*
  * The BF16 KV layout for vdpbf16ps / BFDOT: K in blocks of 16 positions as
  * [hd/2][16 positions][2 dims] (one vector holds a dimension pair of 16
  * positions, so q . K needs no horizontal sums), V in pairs of positions as
  * [hd][2 positions] (one vector holds 16 dimensions of two positions).
- * Positions are rounded up to a multiple of 32 (qwen_kv_rows).
+ * A block's region holds QWEN_KV_BLOCK (two K tiles) of these positions;
+ * scores are kept for positions rounded up to a multiple of 32
+ * (qwen_kv_rows).
  */
 static inline int
 qwen_kv_rows(int n_pos)
@@ -122,11 +158,10 @@ qwen_kv_bf16_v_index(int hd, int pos, int i)
 }
 /* Scalar truth for that layout (q and probabilities rounded to BF16 as
  * the SIMD versions round them). */
-void qwen_kv_store_bf16_ref(int hd, const float *k, const float *v, uint16_t *kc,
-                            uint16_t *vc, int pos);
-void qwen_attention_bf16_ref(int hd, int n_q, const float *q, const uint16_t *kc,
-                             const uint16_t *vc, int n_pos, float scale, float *scratch,
-                             float *out);
+void qwen_kv_store_bf16_ref(int hd, const float *k, const float *v, void *kc, void *vc,
+                            int t);
+void qwen_attention_bf16_ref(int hd, int n_q, const float *q, const qwen_kv_view *kv,
+                             int n_pos, float scale, float *scratch, float *out);
 
 /* The best table for this CPU (x86: AVX-512 > AVX2 > scalar; arm64: i8mm >
  * dotprod > NEON). */

@@ -220,8 +220,8 @@ f32_to_f16_ref(const float *x, qwen_f16 *y, int64_t n)
 
 void
 qwen_attention_generic(const qwen_kernels *k, int hd, int n_q, const float *q,
-                       const qwen_f16 *kc, const qwen_f16 *vc, size_t stride, int n_pos,
-                       float scale, float *scratch, float *out)
+                       const qwen_kv_view *kv, int n_pos, float scale, float *scratch,
+                       float *out)
 {
     int    h, t;
     float  mx, sum, *sc;
@@ -230,7 +230,7 @@ qwen_attention_generic(const qwen_kernels *k, int hd, int n_q, const float *q,
         sc = scratch + (size_t) h * n_pos;
         mx = -INFINITY;
         for (t = 0; t < n_pos; t++) {
-            sc[t] = k->dot_f32_f16(hd, q + (size_t) h * hd, kc + (size_t) t * stride) * scale;
+            sc[t] = k->dot_f32_f16(hd, q + (size_t) h * hd, qwen_kv_row_k(kv, t, hd)) * scale;
             mx = sc[t] > mx ? sc[t] : mx;
         }
         sum = 0.0f;
@@ -240,27 +240,25 @@ qwen_attention_generic(const qwen_kernels *k, int hd, int n_q, const float *q,
         }
         memset(out + (size_t) h * hd, 0, (size_t) hd * sizeof(float));
         for (t = 0; t < n_pos; t++) {
-            k->axpy_f16(hd, sc[t] / sum, vc + (size_t) t * stride, out + (size_t) h * hd);
+            k->axpy_f16(hd, sc[t] / sum, qwen_kv_row_v(kv, t, hd), out + (size_t) h * hd);
         }
     }
 }
 
 void
-qwen_kv_store_bf16_ref(int hd, const float *k, const float *v, uint16_t *kc, uint16_t *vc,
-                       int pos)
+qwen_kv_store_bf16_ref(int hd, const float *k, const float *v, void *kc, void *vc, int t)
 {
     int i;
 
     for (i = 0; i < hd; i++) {
-        kc[qwen_kv_bf16_k_index(hd, pos, i)] = qwen_f32_to_bf16(k[i]);
-        vc[qwen_kv_bf16_v_index(hd, pos, i)] = qwen_f32_to_bf16(v[i]);
+        ((uint16_t *) kc)[qwen_kv_bf16_k_index(hd, t, i)] = qwen_f32_to_bf16(k[i]);
+        ((uint16_t *) vc)[qwen_kv_bf16_v_index(hd, t, i)] = qwen_f32_to_bf16(v[i]);
     }
 }
 
 void
-qwen_attention_bf16_ref(int hd, int n_q, const float *q, const uint16_t *kc,
-                        const uint16_t *vc, int n_pos, float scale, float *scratch,
-                        float *out)
+qwen_attention_bf16_ref(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos,
+                        float scale, float *scratch, float *out)
 {
     int    h, t, i;
     float  mx, sum, s, *sc, *o;
@@ -271,9 +269,11 @@ qwen_attention_bf16_ref(int hd, int n_q, const float *q, const uint16_t *kc,
         mx = -INFINITY;
         for (t = 0; t < n_pos; t++) {
             s = 0.0f;
+            const uint16_t *kc = qwen_kv_block_k(kv, t);
+
             for (i = 0; i < hd; i++) {
                 s += qwen_bf16_to_f32(qwen_f32_to_bf16(q[(size_t) h * hd + i]))
-                     * qwen_bf16_to_f32(kc[qwen_kv_bf16_k_index(hd, t, i)]);
+                     * qwen_bf16_to_f32(kc[qwen_kv_bf16_k_index(hd, t % QWEN_KV_BLOCK, i)]);
             }
             sc[t] = s * scale;
             mx = sc[t] > mx ? sc[t] : mx;
@@ -285,9 +285,11 @@ qwen_attention_bf16_ref(int hd, int n_q, const float *q, const uint16_t *kc,
         }
         memset(o, 0, (size_t) hd * sizeof(float));
         for (t = 0; t < n_pos; t++) {
-            float p = qwen_bf16_to_f32(qwen_f32_to_bf16(sc[t]));
+            float           p = qwen_bf16_to_f32(qwen_f32_to_bf16(sc[t]));
+            const uint16_t *vc = qwen_kv_block_v(kv, t);
+
             for (i = 0; i < hd; i++) {
-                o[i] += p * qwen_bf16_to_f32(vc[qwen_kv_bf16_v_index(hd, t, i)]);
+                o[i] += p * qwen_bf16_to_f32(vc[qwen_kv_bf16_v_index(hd, t % QWEN_KV_BLOCK, i)]);
             }
         }
         for (i = 0; i < hd; i++) {

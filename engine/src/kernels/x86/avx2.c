@@ -243,13 +243,13 @@ axpy_f16(int64_t n, float a, const qwen_f16 *x, float *y)
 /* scores[h][t] = scale * q[h] . K[t] for NQ heads: each K row converted
  * once, the NQ accumulators in registers. */
 static inline __attribute__((always_inline)) void
-attention_k(int hd, const int NQ, const float *q, const qwen_f16 *k, size_t stride, int n_pos,
+attention_k(int hd, const int NQ, const float *q, const qwen_kv_view *kv, int n_pos,
             float scale, float *scores)
 {
     int t, i, h;
 
     for (t = 0; t < n_pos; t++) {
-        const qwen_f16 *kt = k + (size_t) t * stride;
+        const qwen_f16 *kt = qwen_kv_row_k(kv, t, hd);
         __m256          acc[4];
 
 #pragma GCC unroll 4
@@ -273,7 +273,7 @@ attention_k(int hd, const int NQ, const float *q, const qwen_f16 *k, size_t stri
 /* out[h] = sum_t p[h][t] V[t] for NH (1 or 2) heads, 32 values at a time:
  * fully unrolled so the 4 x NH accumulators stay in registers. */
 static inline __attribute__((always_inline)) void
-attention_v(int hd, const int NH, const float *p, const qwen_f16 *v, size_t stride, int n_pos,
+attention_v(int hd, const int NH, const float *p, const qwen_kv_view *kv, int n_pos,
             float *out)
 {
     int i, t, h, j;
@@ -289,7 +289,7 @@ attention_v(int hd, const int NH, const float *p, const qwen_f16 *v, size_t stri
             }
         }
         for (t = 0; t < n_pos; t++) {
-            const qwen_f16 *vt = v + (size_t) t * stride + i;
+            const qwen_f16 *vt = qwen_kv_row_v(kv, t, hd) + i;
             __m256          vv[4];
 
 #pragma GCC unroll 4
@@ -322,21 +322,21 @@ attention_v(int hd, const int NH, const float *p, const qwen_f16 *v, size_t stri
  * 2 heads stay in registers. hd must be a multiple of 32 (Qwen3: 128).
  */
 static void
-attention(int hd, int n_q, const float *q, const qwen_f16 *k, const qwen_f16 *v,
-          size_t stride, int n_pos, float scale, float *scratch, float *out)
+attention(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos, float scale,
+          float *scratch, float *out)
 {
     int   h, t, h0;
     float mx, sum;
 
     if (hd % 32 != 0 || (n_q != 1 && n_q != 2 && n_q != 4)) {
-        qwen_attention_generic(qwen_kernels_avx2(), hd, n_q, q, k, v, stride, n_pos, scale,
-                               scratch, out);
+        qwen_attention_generic(qwen_kernels_avx2(), hd, n_q, q, kv, n_pos, scale, scratch,
+                               out);
         return;
     }
     switch (n_q) {
-    case 1: attention_k(hd, 1, q, k, stride, n_pos, scale, scratch); break;
-    case 2: attention_k(hd, 2, q, k, stride, n_pos, scale, scratch); break;
-    default: attention_k(hd, 4, q, k, stride, n_pos, scale, scratch); break;
+    case 1: attention_k(hd, 1, q, kv, n_pos, scale, scratch); break;
+    case 2: attention_k(hd, 2, q, kv, n_pos, scale, scratch); break;
+    default: attention_k(hd, 4, q, kv, n_pos, scale, scratch); break;
     }
     for (h = 0; h < n_q; h++) {
         float *sc = scratch + (size_t) h * n_pos;
@@ -354,12 +354,10 @@ attention(int hd, int n_q, const float *q, const qwen_f16 *k, const qwen_f16 *v,
         }
     }
     for (h0 = 0; h0 + 2 <= n_q; h0 += 2) {
-        attention_v(hd, 2, scratch + (size_t) h0 * n_pos, v, stride, n_pos,
-                    out + (size_t) h0 * hd);
+        attention_v(hd, 2, scratch + (size_t) h0 * n_pos, kv, n_pos, out + (size_t) h0 * hd);
     }
     if (h0 < n_q) {
-        attention_v(hd, 1, scratch + (size_t) h0 * n_pos, v, stride, n_pos,
-                    out + (size_t) h0 * hd);
+        attention_v(hd, 1, scratch + (size_t) h0 * n_pos, kv, n_pos, out + (size_t) h0 * hd);
     }
 }
 
@@ -400,8 +398,8 @@ void qwen_avx2_quantize_act(int, const float *, void *, int64_t) ALIAS(quantize_
 float qwen_avx2_dot_f32_f16(int64_t, const float *, const qwen_f16 *) ALIAS(dot_f32_f16);
 void qwen_avx2_axpy_f16(int64_t, float, const qwen_f16 *, float *) ALIAS(axpy_f16);
 void qwen_avx2_f32_to_f16(const float *, qwen_f16 *, int64_t) ALIAS(f32_to_f16);
-void qwen_avx2_attention(int, int, const float *, const qwen_f16 *, const qwen_f16 *, size_t,
-                         int, float, float *, float *) ALIAS(attention);
+void qwen_avx2_attention(int, int, const float *, const qwen_kv_view *, int, float, float *,
+                         float *) ALIAS(attention);
 
 QWEN_X86_DOT_PAIR(dot_q8_0, dot4_q8_0, qwen_q8_0_dot_n)
 QWEN_X86_DOT_PAIR(dot_q4_K, dot4_q4_K, qwen_q4k_dot_n)

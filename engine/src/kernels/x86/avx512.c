@@ -410,10 +410,10 @@ bf16_pair(float a, float b)
 }
 
 static void
-kv_store_bf16(int hd, const float *k, const float *v, uint16_t *kc, uint16_t *vc, int pos)
+kv_store_bf16(int hd, const float *k, const float *v, void *kc, void *vc, int t)
 {
-    uint32_t *kb = (uint32_t *) (kc + qwen_kv_bf16_k_index(hd, pos, 0));
-    uint16_t *vb = vc + qwen_kv_bf16_v_index(hd, pos, 0);
+    uint32_t *kb = (uint32_t *) ((uint16_t *) kc + qwen_kv_bf16_k_index(hd, t, 0));
+    uint16_t *vb = (uint16_t *) vc + qwen_kv_bf16_v_index(hd, t, 0);
     int       i;
 
     for (i = 0; i < hd / 2; i++) {
@@ -424,17 +424,19 @@ kv_store_bf16(int hd, const float *k, const float *v, uint16_t *kc, uint16_t *vc
     }
 }
 
-/* scores[h][t] = scale * q[h] . K[t] for NH heads, 16 positions per block:
+/* scores[h][t] = scale * q[h] . K[t] for NH heads, 16 positions per tile:
  * each K vector (a dimension pair of 16 positions) meets a broadcast q
- * pair, so no horizontal sums; 4 accumulators per head hide the latency. */
+ * pair, so no horizontal sums; 4 accumulators per head hide the latency.
+ * A cache block holds two tiles. */
 static inline __attribute__((always_inline)) void
-att_scores_bf16(int hd, const int NH, const uint32_t *qp, const uint16_t *kc, int n_pos,
+att_scores_bf16(int hd, const int NH, const uint32_t *qp, const qwen_kv_view *kv, int n_pos,
                 float scale, float *scores, int rows)
 {
     int b, i, h, u;
 
     for (b = 0; b < (n_pos + 15) / 16; b++) {
-        const uint16_t *kb = kc + (size_t) b * 16 * hd;
+        const uint16_t *kb = (const uint16_t *) qwen_kv_block_k(kv, 16 * b)
+                             + (size_t) (b % (QWEN_KV_BLOCK / 16)) * 16 * hd;
         __m512          acc[4][4];
 
 #pragma GCC unroll 4
@@ -468,7 +470,7 @@ att_scores_bf16(int hd, const int NH, const uint32_t *qp, const uint16_t *kc, in
 /* out[h] += sum over position pairs of p[h] pairs . V pairs, 16 dims per
  * vdpbf16ps, for NH heads and 128 dimensions starting at d0. */
 static inline __attribute__((always_inline)) void
-att_values_bf16(int hd, const int NH, const uint32_t *pp, int pp_stride, const uint16_t *vc,
+att_values_bf16(int hd, const int NH, const uint32_t *pp, int pp_stride, const qwen_kv_view *kv,
                 int n_pos, int d0, float *out)
 {
     __m512 o[4][8];
@@ -482,7 +484,8 @@ att_values_bf16(int hd, const int NH, const uint32_t *pp, int pp_stride, const u
         }
     }
     for (t2 = 0; t2 < (n_pos + 1) / 2; t2++) {
-        const uint16_t *vp = vc + (size_t) t2 * 2 * hd + 2 * d0;
+        const uint16_t *vp = (const uint16_t *) qwen_kv_block_v(kv, 2 * t2)
+                             + (size_t) (t2 % (QWEN_KV_BLOCK / 2)) * 2 * hd + 2 * d0;
         /* an odd last position: its pair partner is not written yet */
         __mmask32       keep = t2 < n_pairs ? 0xFFFFFFFFu : 0x55555555u;
 
@@ -513,15 +516,15 @@ att_values_bf16(int hd, const int NH, const uint32_t *pp, int pp_stride, const u
  * anything else takes the scalar version.
  */
 static void
-attention_bf16(int hd, int n_q, const float *q, const uint16_t *kc, const uint16_t *vc,
-               int n_pos, float scale, float *scratch, float *out)
+attention_bf16(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos, float scale,
+               float *scratch, float *out)
 {
     uint32_t qp[4 * 128];
     int      rows = qwen_kv_rows(n_pos), h0, nh, h, t, i, d0;
     float    sums[4];
 
     if (hd % 128 != 0 || hd > 256) {
-        qwen_attention_bf16_ref(hd, n_q, q, kc, vc, n_pos, scale, scratch, out);
+        qwen_attention_bf16_ref(hd, n_q, q, kv, n_pos, scale, scratch, out);
         return;
     }
     for (h0 = 0; h0 < n_q; h0 += nh) {
@@ -535,9 +538,9 @@ attention_bf16(int hd, int n_q, const float *q, const uint16_t *kc, const uint16
             }
         }
         switch (nh) {
-        case 4: att_scores_bf16(hd, 4, qp, kc, n_pos, scale, sc0, rows); break;
-        case 2: att_scores_bf16(hd, 2, qp, kc, n_pos, scale, sc0, rows); break;
-        default: att_scores_bf16(hd, 1, qp, kc, n_pos, scale, sc0, rows); break;
+        case 4: att_scores_bf16(hd, 4, qp, kv, n_pos, scale, sc0, rows); break;
+        case 2: att_scores_bf16(hd, 2, qp, kv, n_pos, scale, sc0, rows); break;
+        default: att_scores_bf16(hd, 1, qp, kv, n_pos, scale, sc0, rows); break;
         }
         for (h = 0; h < nh; h++) {
             float   *sc = sc0 + (size_t) h * rows;
@@ -569,11 +572,11 @@ attention_bf16(int hd, int n_q, const float *q, const uint16_t *kc, const uint16
         }
         for (d0 = 0; d0 < hd; d0 += 128) {
             switch (nh) {
-            case 4: att_values_bf16(hd, 4, (const uint32_t *) sc0, rows, vc, n_pos, d0,
+            case 4: att_values_bf16(hd, 4, (const uint32_t *) sc0, rows, kv, n_pos, d0,
                                     out + (size_t) h0 * hd); break;
-            case 2: att_values_bf16(hd, 2, (const uint32_t *) sc0, rows, vc, n_pos, d0,
+            case 2: att_values_bf16(hd, 2, (const uint32_t *) sc0, rows, kv, n_pos, d0,
                                     out + (size_t) h0 * hd); break;
-            default: att_values_bf16(hd, 1, (const uint32_t *) sc0, rows, vc, n_pos, d0,
+            default: att_values_bf16(hd, 1, (const uint32_t *) sc0, rows, kv, n_pos, d0,
                                      out + (size_t) h0 * hd); break;
             }
         }

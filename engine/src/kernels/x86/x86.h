@@ -25,8 +25,8 @@ void  qwen_avx2_quantize_act(int act_type, const float *x, void *y, int64_t n);
 float qwen_avx2_dot_f32_f16(int64_t n, const float *x, const qwen_f16 *y);
 void  qwen_avx2_axpy_f16(int64_t n, float a, const qwen_f16 *x, float *y);
 void  qwen_avx2_f32_to_f16(const float *x, qwen_f16 *y, int64_t n);
-void  qwen_avx2_attention(int hd, int n_q, const float *q, const qwen_f16 *k, const qwen_f16 *v,
-                          size_t stride, int n_pos, float scale, float *scratch, float *out);
+void  qwen_avx2_attention(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos,
+                          float scale, float *scratch, float *out);
 
 #ifdef __AVX2__
 #ifdef QWEN_X86_EMULATE_AVX512
