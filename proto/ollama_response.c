@@ -6,59 +6,9 @@
  * "stream":false, and {"error":..} lines. The text comes from stream_text.c
  * through response.c like every API's.
  */
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "json_out.h"
 #include "proto_internal.h"
-
-/* ----------------------------------------------------------- timestamps */
-
-void
-qp_rfc3339(const struct timespec *ts, char buf[QP_RFC3339_LEN])
-{
-    struct tm tm;
-    time_t    sec = ts->tv_sec;
-    long      ns = ts->tv_nsec;
-    int       digits = 9, pos;
-
-    if (gmtime_r(&sec, &tm) == NULL) {
-        memset(&tm, 0, sizeof(tm));
-        tm.tm_year = 70;
-        tm.tm_mday = 1;
-    }
-    pos = snprintf(buf, QP_RFC3339_LEN, "%04d-%02d-%02dT%02d:%02d:%02d",
-                   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                   tm.tm_hour, tm.tm_min, tm.tm_sec);
-    if (pos < 0 || pos >= QP_RFC3339_LEN - 12) {
-        snprintf(buf, QP_RFC3339_LEN, "1970-01-01T00:00:00Z");
-        return;
-    }
-    /* Go's RFC3339Nano: the fraction without trailing zeros, none at all
-     * for whole seconds */
-    if (ns > 0 && ns < 1000000000L) {
-        while (ns % 10 == 0) {
-            ns /= 10;
-            digits--;
-        }
-        pos += snprintf(buf + pos, QP_RFC3339_LEN - pos, ".%0*ld", digits, ns);
-    }
-    snprintf(buf + pos, QP_RFC3339_LEN - pos, "Z");
-}
-
-void
-qp_rfc3339_now(char buf[QP_RFC3339_LEN])
-{
-    struct timespec ts;
-
-    if (clock_gettime(CLOCK_REALTIME, &ts) != 0) {
-        ts.tv_sec = time(NULL);
-        ts.tv_nsec = 0;
-    }
-    qp_rfc3339(&ts, buf);
-}
 
 /* ------------------------------------------------------------ pieces */
 

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json_out.h"
 #include "proto_internal.h"
 
 /* ========================================================== SageMaker */

@@ -11,13 +11,11 @@
 
 #include <jansson.h>
 
-#include "qwen_proto.h"
 #include "stream_text.h"
+#include "util.h"
 
 #define QP_MAX_STOP      4     /* OpenAI allows up to 4 stop strings */
 #define QP_MAX_STOP_LEN  256   /* bytes; bounds the hold-back and its search */
-
-int qp_buf_reserve(qp_buf *b, size_t extra);   /* room for extra bytes + NUL */
 
 struct qp_request {
     qp_api               api;
@@ -189,16 +187,5 @@ int qp_openai_render_chat(qp_request *req, const json_t *root, const qp_config *
 
 /* Parse a body that must be a JSON object (400 in api's format if not). */
 json_t *qp_load_object(const char *body, size_t len, qp_api api, qp_error *err);
-
-/* ------------------------------------------------------------- Ollama */
-
-/* Go's time.RFC3339Nano in UTC ("2006-01-02T15:04:05.999999999Z", trailing
- * zeros of the fraction dropped), the form Ollama's created_at has. */
-#define QP_RFC3339_LEN 40
-void qp_rfc3339(const struct timespec *ts, char buf[QP_RFC3339_LEN]);
-void qp_rfc3339_now(char buf[QP_RFC3339_LEN]);
-
-/* SHA-256 (FIPS 180-4) of n bytes: the stable model digest. */
-void qp_sha256(const void *data, size_t n, uint8_t out[32]);
 
 #endif

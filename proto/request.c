@@ -11,7 +11,6 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "json_out.h"
 #include "proto_internal.h"
 
 void

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json_out.h"
 #include "proto_internal.h"
 
 static const qp_format *
@@ -58,7 +57,6 @@ on_tool_call(void *ctx, qp_tool_call *tc)
 {
     qp_response  *r = ctx;
     qp_tool_call *calls;
-    size_t        cap;
 
     if (r->stream) {
         if (flush_delta(r) != 0) {
@@ -66,15 +64,11 @@ on_tool_call(void *ctx, qp_tool_call *tc)
         }
         return r->fmt->tool_call(r, tc, r->n_calls_sent++, r->out);
     }
-    if (r->n_calls == r->cap_calls) {
-        cap = r->cap_calls ? r->cap_calls * 2 : 4;
-        calls = realloc(r->calls, cap * sizeof(*calls));
-        if (calls == NULL) {
-            return -1;
-        }
-        r->calls = calls;
-        r->cap_calls = cap;
+    calls = qp_grow(r->calls, r->n_calls, &r->cap_calls, sizeof(*calls), 4);
+    if (calls == NULL) {
+        return -1;
     }
+    r->calls = calls;
     r->calls[r->n_calls++] = *tc;      /* take the strings */
     tc->name = NULL;
     tc->arguments = NULL;
@@ -84,19 +78,13 @@ on_tool_call(void *ctx, qp_tool_call *tc)
 static int
 push_logprob(qp_response *r, const qwen_token_event *ev, size_t text_offset)
 {
-    qp_logprob *lp;
-    size_t      cap;
+    qp_logprob *lp = qp_grow(r->lp, r->n_lp, &r->cap_lp, sizeof(*lp), 16);
     int         n_top = ev->n_top;
 
-    if (r->n_lp == r->cap_lp) {
-        cap = r->cap_lp ? r->cap_lp * 2 : 16;
-        lp = realloc(r->lp, cap * sizeof(*lp));
-        if (lp == NULL) {
-            return -1;
-        }
-        r->lp = lp;
-        r->cap_lp = cap;
+    if (lp == NULL) {
+        return -1;
     }
+    r->lp = lp;
     if (n_top < 0) {
         n_top = 0;
     }
@@ -117,18 +105,12 @@ push_logprob(qp_response *r, const qwen_token_event *ev, size_t text_offset)
 static int
 push_context(qp_response *r, int32_t id)
 {
-    int32_t *ids;
-    size_t   cap;
+    int32_t *ids = qp_grow(r->ctx_ids, r->n_ctx_ids, &r->cap_ctx_ids, sizeof(*ids), 256);
 
-    if (r->n_ctx_ids == r->cap_ctx_ids) {
-        cap = r->cap_ctx_ids ? r->cap_ctx_ids * 2 : 256;
-        ids = realloc(r->ctx_ids, cap * sizeof(*ids));
-        if (ids == NULL) {
-            return -1;
-        }
-        r->ctx_ids = ids;
-        r->cap_ctx_ids = cap;
+    if (ids == NULL) {
+        return -1;
     }
+    r->ctx_ids = ids;
     r->ctx_ids[r->n_ctx_ids++] = id;
     return 0;
 }

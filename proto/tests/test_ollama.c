@@ -8,7 +8,7 @@
  */
 #include "test.h"
 #include "qwen_proto.h"
-#include "proto_internal.h"   /* private: RFC 3339, SHA-256 */
+#include "util.h"             /* private: RFC 3339, SHA-256 */
 
 #include <ctype.h>
 #include <jansson.h>

@@ -7,7 +7,7 @@
  */
 #include "test.h"
 #include "qwen_proto.h"
-#include "json_out.h"     /* private: the JSON writer is tested too */
+#include "util.h"         /* private: the JSON writer is tested too */
 
 #include <jansson.h>
 #include <poll.h>
