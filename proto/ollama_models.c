@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "proto_internal.h"
+#include "request.h"
 
 /* ========================================================= model facts */
 
@@ -229,9 +229,9 @@ qp_ollama_version(qp_buf *out)
 void
 qp_ollama_unsupported(qp_error *err)
 {
-    qp_error_make(QP_OLLAMA_CHAT, 501, NULL,
-                  "model management is not supported: the model is set in nginx.conf "
-                  "(qwen_model)", 0, err);
+    qp_fail(err, &qp_ollama_errors, 501, NULL, NULL, NULL,
+            "model management is not supported: the model is set in nginx.conf "
+            "(qwen_model)");
 }
 
 /* -------------------------------------------------------------- show */
@@ -330,13 +330,13 @@ qp_ollama_show(const qp_config *cfg, const qp_model_info *info, const char *body
     const json_t *name = NULL;
     int           rc;
 
-    root = qp_load_object(body, len, QP_OLLAMA_CHAT, err);
+    root = qp_load_object(body, len, &qp_ollama_errors, err);
     if (root == NULL) {
         return -1;
     }
-    rc = qp_get_string(root, "model", "model", &name, QP_OLLAMA_CHAT, err);
+    rc = qp_get_string(root, "model", "model", &name, &qp_ollama_errors, err);
     if (rc == 0) {
-        rc = qp_get_string(root, "name", "name", &name, QP_OLLAMA_CHAT, err);
+        rc = qp_get_string(root, "name", "name", &name, &qp_ollama_errors, err);
     }
     if (rc < 0) {
         json_decref(root);
@@ -345,7 +345,7 @@ qp_ollama_show(const qp_config *cfg, const qp_model_info *info, const char *body
     if (rc == 1 && json_string_length(name) > 0
         && !qp_model_matches(cfg, json_string_value(name), json_string_length(name)))
     {
-        qp_fail(err, QP_OLLAMA_CHAT, 404, NULL, "model", NULL, "model '%.200s' not found",
+        qp_fail(err, &qp_ollama_errors, 404, NULL, "model", NULL, "model '%.200s' not found",
                 json_string_value(name));
         json_decref(root);
         return -1;
@@ -360,7 +360,7 @@ qp_ollama_show(const qp_config *cfg, const qp_model_info *info, const char *body
         || time_json(info->modified, out) != 0
         || qp_json_raw(out, "}") != 0)
     {
-        return qp_fail(err, QP_OLLAMA_CHAT, 500, NULL, NULL, NULL, "out of memory");
+        return qp_fail(err, &qp_ollama_errors, 500, NULL, NULL, NULL, "out of memory");
     }
     return 0;
 }

@@ -8,7 +8,7 @@
  */
 #include <string.h>
 
-#include "proto_internal.h"
+#include "ollama.h"
 
 /* ------------------------------------------------------------ pieces */
 
@@ -101,14 +101,6 @@ tool_call_json(const qp_tool_call *tc, size_t index, qp_buf *out)
 /* ------------------------------------------------------------- streams */
 
 static int
-ollama_begin(qp_response *r, qp_buf *out)
-{
-    (void) r;
-    (void) out;
-    return 0;                   /* no role line: every line names the role */
-}
-
-static int
 chat_delta(qp_response *r, qp_channel ch, const char *s, size_t n, qp_buf *out)
 {
     int thinking = ch == QP_CH_REASONING;
@@ -139,13 +131,6 @@ chat_tool_call(qp_response *r, const qp_tool_call *tc, size_t index, qp_buf *out
                           "\"tool_calls\":[") != 0
            || tool_call_json(tc, index, out) != 0
            || qp_json_raw(out, "]},\"done\":false}\n") != 0 ? -1 : 0;
-}
-
-static int
-generate_tool_call(qp_response *r, const qp_tool_call *tc, size_t index, qp_buf *out)
-{
-    (void) r; (void) tc; (void) index; (void) out;
-    return 0;                   /* /api/generate takes no tools */
 }
 
 static int
@@ -232,24 +217,14 @@ generate_body(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
            || final_fields(r, timing, out) != 0 ? -1 : 0;
 }
 
-/* After the header: one {"error":..} line, then the stream ends. */
-static int
-ollama_error(qp_response *r, int status, const char *type, const char *message,
-             qp_buf *out)
-{
-    (void) status;
-    (void) type;
-    return qp_ollama_error_json(out, message, 0) != 0
-           || (r->stream && qp_json_raw(out, "\n") != 0) ? -1 : 0;
-}
-
+/* No role line: every line names the role; /api/generate takes no tools.
+ * An error after the first line is one more {"error":..} line. */
 const qp_format qp_ollama_chat_format = {
-    "application/x-ndjson",
-    ollama_begin, chat_delta, chat_tool_call, chat_end, chat_body, ollama_error
+    "application/x-ndjson", "", "\n",
+    NULL, chat_delta, chat_tool_call, chat_end, chat_body
 };
 
 const qp_format qp_ollama_generate_format = {
-    "application/x-ndjson",
-    ollama_begin, generate_delta, generate_tool_call, generate_end, generate_body,
-    ollama_error
+    "application/x-ndjson", "", "\n",
+    NULL, generate_delta, NULL, generate_end, generate_body
 };

@@ -1,14 +1,12 @@
 /*
  * openai_response.c - OpenAI framing of answers: chat.completion.chunk and
  * text_completion SSE events, whole chat.completion / text_completion
- * bodies with usage and logprobs in each endpoint's shape, error events,
- * and the /v1/models listing.
+ * bodies with usage and logprobs in each endpoint's shape; errors go out
+ * as one more event.
  */
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "proto_internal.h"
+#include "openai.h"
 
 /* ========================================================== formatting */
 
@@ -305,14 +303,6 @@ openai_end(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
 /* ------------------------------------------------------ completions SSE */
 
 static int
-cmpl_begin(qp_response *r, qp_buf *out)
-{
-    (void) r;
-    (void) out;
-    return 0;                       /* text_completion streams have no role chunk */
-}
-
-static int
 cmpl_delta(qp_response *r, qp_channel ch, const char *s, size_t n, qp_buf *out)
 {
     (void) ch;
@@ -328,13 +318,6 @@ cmpl_delta(qp_response *r, qp_channel ch, const char *s, size_t n, qp_buf *out)
     }
     r->n_lp = 0;
     return 0;
-}
-
-static int
-cmpl_tool_call(qp_response *r, const qp_tool_call *tc, size_t index, qp_buf *out)
-{
-    (void) r; (void) tc; (void) index; (void) out;
-    return 0;                       /* completions never parse tool calls */
 }
 
 /* -------------------------------------------------------------- bodies */
@@ -415,62 +398,13 @@ cmpl_body(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
            || body_tail(r, out) != 0 ? -1 : 0;
 }
 
-static int
-openai_error(qp_response *r, int status, const char *type, const char *message,
-             qp_buf *out)
-{
-    if (type == NULL) {
-        type = qp_error_type_for(status);
-    }
-    if (r->stream) {
-        /* after the header: one error event; the caller ends the stream */
-        return qp_json_raw(out, "data: ") != 0
-               || qp_openai_error_json(out, message, type, NULL, NULL, 0) != 0
-               || qp_json_raw(out, "\n\n") != 0 ? -1 : 0;
-    }
-    return qp_openai_error_json(out, message, type, NULL, NULL, 0);
-}
-
+/* Text completions have no role chunk and never parse tool calls. */
 const qp_format qp_openai_chat_format = {
-    "text/event-stream",
-    chat_begin, chat_delta, chat_tool_call, openai_end, chat_body, openai_error
+    "text/event-stream", "data: ", "\n\n",
+    chat_begin, chat_delta, chat_tool_call, openai_end, chat_body
 };
 
 const qp_format qp_openai_completions_format = {
-    "text/event-stream",
-    cmpl_begin, cmpl_delta, cmpl_tool_call, openai_end, cmpl_body, openai_error
+    "text/event-stream", "data: ", "\n\n",
+    NULL, cmpl_delta, NULL, openai_end, cmpl_body
 };
-
-/* ============================================================= models */
-
-static int
-model_object(const qp_config *cfg, time_t created, qp_buf *out)
-{
-    return qp_json_raw(out, "{\"id\":") != 0
-           || qp_json_cstr(out, cfg->model_name ? cfg->model_name : "qwen3") != 0
-           || qp_buf_printf(out, ",\"object\":\"model\",\"created\":%lld,"
-                            "\"owned_by\":\"qwen\"}", (long long) created) != 0 ? -1 : 0;
-}
-
-int
-qp_openai_models(const qp_config *cfg, time_t created, qp_buf *out)
-{
-    return qp_json_raw(out, "{\"object\":\"list\",\"data\":[") != 0
-           || model_object(cfg, created, out) != 0
-           || qp_json_raw(out, "]}") != 0 ? -1 : 0;
-}
-
-int
-qp_openai_model(const qp_config *cfg, const char *id, size_t id_len, time_t created,
-                qp_buf *out, qp_error *err)
-{
-    if (!qp_model_matches(cfg, id, id_len)) {
-        return qp_fail(err, QP_OPENAI_CHAT, 404, "not_found_error", "model",
-                       "model_not_found", "model '%.*s' not found",
-                       (int) (id_len > 200 ? 200 : id_len), id);
-    }
-    if (model_object(cfg, created, out) != 0) {
-        return qp_fail(err, QP_OPENAI_CHAT, 500, NULL, NULL, NULL, "out of memory");
-    }
-    return 0;
-}
