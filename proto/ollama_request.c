@@ -290,19 +290,6 @@ load_answer(qp_request *req, const char *model, int unload, qp_error *err)
 
 /* --------------------------------------------------------------- chat */
 
-static const char *
-own_json(qp_chat_parts *cp, const json_t *v)
-{
-    qp_buf b = { 0 };
-
-    if (qp_json_value(&b, v, 0) != 0) {
-        qp_buf_free(&b);
-        return NULL;
-    }
-    cp->owned[cp->n_owned++] = b.data;
-    return b.data;
-}
-
 /* tool_calls: [{"function":{"name":..,"arguments":{..}}}]; arguments are
  * an object in Ollama (a JSON string is taken too). */
 static int
@@ -343,7 +330,7 @@ message_tool_calls(qp_request *req, qp_chat_parts *cp, const json_t *calls, size
         }
     }
     if (json_array_size(calls) > 0) {
-        cm->tool_calls_json = own_json(cp, calls);
+        cm->tool_calls_json = qp_chat_parts_json(cp, calls);
         if (cm->tool_calls_json == NULL) {
             return qp_oom(req, err);
         }
@@ -357,11 +344,9 @@ parse_messages(qp_request *req, const json_t *messages, qp_chat_parts *cp, qp_er
     char   param[64];
     size_t i;
 
-    cp->n = json_array_size(messages);
-    cp->msgs = calloc(cp->n, sizeof(*cp->msgs));
-    cp->owned = calloc(cp->n, sizeof(*cp->owned));
-    if (cp->msgs == NULL || cp->owned == NULL) {
-        return qp_oom(req, err);
+    /* each message may own its tool calls */
+    if (qp_chat_parts_init(req, cp, json_array_size(messages), 1, err) != 0) {
+        return -1;
     }
     for (i = 0; i < cp->n; i++) {
         const json_t      *m = json_array_get(messages, i), *v = NULL;
@@ -383,12 +368,8 @@ parse_messages(qp_request *req, const json_t *messages, qp_chat_parts *cp, qp_er
             return qp_fail(err, req->errors, 400, NULL, param, NULL, "'%s' is required", param);
         }
         r = json_string_value(v);
-        if (strcmp(r, "system") != 0 && strcmp(r, "user") != 0
-            && strcmp(r, "assistant") != 0 && strcmp(r, "tool") != 0)
-        {
-            return qp_fail(err, req->errors, 400, NULL, param, NULL,
-                           "'%s' must be system, user, assistant or tool, not '%.40s'",
-                           param, r);
+        if (qp_chat_role(req, r, param, err) != 0) {
+            return -1;
         }
         cm->role = r;
         /* content is a plain string in Ollama; absent reads as "" */

@@ -158,6 +158,16 @@ generate_end(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
 
 /* -------------------------------------------------------------- bodies */
 
+/* The whole answer, then "thinking" when there was any. */
+static int
+content_json(qp_response *r, qp_buf *out)
+{
+    return qp_json_str(out, r->content.data ? r->content.data : "", r->content.len) != 0
+           || (r->reasoning.len > 0
+               && (qp_json_raw(out, ",\"thinking\":") != 0
+                   || qp_json_str(out, r->reasoning.data, r->reasoning.len) != 0)) ? -1 : 0;
+}
+
 static int
 chat_body(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
 {
@@ -165,13 +175,7 @@ chat_body(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
 
     if (line_head(r, out) != 0
         || qp_json_raw(out, "\"message\":{\"role\":\"assistant\",\"content\":") != 0
-        || qp_json_str(out, r->content.data ? r->content.data : "", r->content.len) != 0)
-    {
-        return -1;
-    }
-    if (r->reasoning.len > 0
-        && (qp_json_raw(out, ",\"thinking\":") != 0
-            || qp_json_str(out, r->reasoning.data, r->reasoning.len) != 0))
+        || content_json(r, out) != 0)
     {
         return -1;
     }
@@ -199,19 +203,10 @@ chat_body(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
 static int
 generate_body(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
 {
-    if (line_head(r, out) != 0
-        || qp_json_raw(out, "\"response\":") != 0
-        || qp_json_str(out, r->content.data ? r->content.data : "", r->content.len) != 0)
-    {
-        return -1;
-    }
-    if (r->reasoning.len > 0
-        && (qp_json_raw(out, ",\"thinking\":") != 0
-            || qp_json_str(out, r->reasoning.data, r->reasoning.len) != 0))
-    {
-        return -1;
-    }
-    return qp_json_raw(out, ",\"done\":true,\"done_reason\":") != 0
+    return line_head(r, out) != 0
+           || qp_json_raw(out, "\"response\":") != 0
+           || content_json(r, out) != 0
+           || qp_json_raw(out, ",\"done\":true,\"done_reason\":") != 0
            || qp_json_cstr(out, done_reason(r)) != 0
            || context_json(r, out) != 0
            || final_fields(r, timing, out) != 0 ? -1 : 0;

@@ -13,20 +13,6 @@
 
 /* ============================================================ parsing */
 
-/* Keep b's text (taking its memory) as an owned string. */
-static const char *
-own_buf(qp_chat_parts *cp, qp_buf *b)
-{
-    char *s = b->data ? b->data : strdup("");
-
-    b->data = NULL;
-    b->len = b->cap = 0;
-    if (s != NULL) {
-        cp->owned[cp->n_owned++] = s;
-    }
-    return s;
-}
-
 /* content: a string, or an array of {"type":"text","text":..} parts joined
  * with "\n" (as vLLM joins them). Returns 1 set, 0 absent, -1 error. */
 static int
@@ -77,7 +63,7 @@ message_content(qp_request *req, qp_chat_parts *cp, const json_t *v, size_t i,
             return qp_oom(req, err);
         }
     }
-    *out = own_buf(cp, &b);
+    *out = qp_chat_parts_take(cp, &b);
     return *out != NULL ? 1 : qp_oom(req, err);
 }
 
@@ -100,10 +86,9 @@ parse_messages(qp_request *req, const json_t *messages, qp_chat_parts *cp, qp_er
         return qp_fail(err, req->errors, 400, NULL, "messages", NULL,
                        "'messages' must hold at least one message");
     }
-    cp->msgs = calloc(n, sizeof(*cp->msgs));
-    cp->owned = calloc(2 * n, sizeof(*cp->owned));
-    if (cp->msgs == NULL || cp->owned == NULL) {
-        return qp_oom(req, err);
+    /* each message may own its joined content and its tool calls */
+    if (qp_chat_parts_init(req, cp, n, 2, err) != 0) {
+        return -1;
     }
     for (i = 0; i < n; i++) {
         const json_t      *m = json_array_get(messages, i), *role, *reason, *calls;
@@ -126,12 +111,8 @@ parse_messages(qp_request *req, const json_t *messages, qp_chat_parts *cp, qp_er
         if (strcmp(r, "developer") == 0) {
             r = "system";                   /* OpenAI's newer name for it */
         }
-        if (strcmp(r, "system") != 0 && strcmp(r, "user") != 0
-            && strcmp(r, "assistant") != 0 && strcmp(r, "tool") != 0)
-        {
-            return qp_fail(err, req->errors, 400, NULL, param, NULL,
-                           "'%s' must be system, user, assistant or tool, not '%.40s'",
-                           param, r);
+        if (qp_chat_role(req, r, param, err) != 0) {
+            return -1;
         }
         cm->role = r;
         rc = message_content(req, cp, json_object_get(m, "content"), i, &cm->content, err);
@@ -165,7 +146,6 @@ parse_messages(qp_request *req, const json_t *messages, qp_chat_parts *cp, qp_er
         }
         calls = json_object_get(m, "tool_calls");
         if (calls != NULL && !json_is_null(calls)) {
-            qp_buf b = { 0 };
             size_t j;
 
             snprintf(param, sizeof(param), "messages[%zu].tool_calls", i);
@@ -185,11 +165,7 @@ parse_messages(qp_request *req, const json_t *messages, qp_chat_parts *cp, qp_er
                 }
             }
             if (json_array_size(calls) > 0) {
-                if (qp_json_value(&b, calls, 0) != 0) {
-                    qp_buf_free(&b);
-                    return qp_oom(req, err);
-                }
-                cm->tool_calls_json = own_buf(cp, &b);
+                cm->tool_calls_json = qp_chat_parts_json(cp, calls);
                 if (cm->tool_calls_json == NULL) {
                     return qp_oom(req, err);
                 }
@@ -298,9 +274,8 @@ qp_openai_render_chat(qp_request *req, const json_t *root, const qp_config *cfg,
     {
         goto done;
     }
-    if (qwen_chat_render(cp.msgs, json_array_size(json_object_get(root, "messages")),
-                         cp.tools_json, add_generation_prompt, thinking, text, text_len,
-                         msg, sizeof(msg)) != 0)
+    if (qwen_chat_render(cp.msgs, cp.n, cp.tools_json, add_generation_prompt, thinking,
+                         text, text_len, msg, sizeof(msg)) != 0)
     {
         qp_fail(err, req->errors, 400, NULL, "messages", NULL, "messages: %s", msg);
         goto done;

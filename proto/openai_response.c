@@ -69,10 +69,11 @@ chat_lp_item(qp_buf *out, const qwen_tokenizer *tok, int32_t id, float lp, int c
 
 /* Chat shape: {"content":[{token,logprob,bytes,top_logprobs:[..]}..]} */
 static int
-chat_logprobs(qp_response *r, const qp_logprob *lp, size_t n, qp_buf *out)
+chat_logprobs(qp_response *r, qp_buf *out)
 {
-    size_t i;
-    int    j, top;
+    const qp_logprob *lp = r->lp;
+    size_t            i, n = r->n_lp;
+    int               j, top;
 
     if (!r->logprobs) {
         return qp_json_raw(out, "null");
@@ -106,10 +107,11 @@ chat_logprobs(qp_response *r, const qp_logprob *lp, size_t n, qp_buf *out)
  * [{tok:lp}],"text_offset"}; with logprobs 0 each top map holds the chosen
  * token only (as vLLM answers). */
 static int
-legacy_logprobs(qp_response *r, const qp_logprob *lp, size_t n, qp_buf *out)
+legacy_logprobs(qp_response *r, qp_buf *out)
 {
-    size_t i;
-    int    j, top;
+    const qp_logprob *lp = r->lp;
+    size_t            i, n = r->n_lp;
+    int               j, top;
 
     if (!r->logprobs) {
         return qp_json_raw(out, "null");
@@ -169,6 +171,13 @@ legacy_logprobs(qp_response *r, const qp_logprob *lp, size_t n, qp_buf *out)
     return qp_json_raw(out, "]}");
 }
 
+/* The logprobs in r->lp in the endpoint's shape. */
+static int
+logprobs_json(qp_response *r, qp_buf *out)
+{
+    return r->api == QP_OPENAI_CHAT ? chat_logprobs(r, out) : legacy_logprobs(r, out);
+}
+
 static int
 usage_json(qp_response *r, qp_buf *out)
 {
@@ -223,6 +232,21 @@ tool_call_json(qp_response *r, const qp_tool_call *tc, size_t index, int with_in
            || qp_json_raw(out, "}}") != 0 ? -1 : 0;
 }
 
+/* The rest of a delta chunk: the logprobs not yet framed (then taken), a
+ * null finish_reason, the tail. */
+static int
+delta_tail(qp_response *r, qp_buf *out)
+{
+    if (logprobs_json(r, out) != 0
+        || qp_json_raw(out, ",\"finish_reason\":null}") != 0
+        || chunk_tail(r, out) != 0)
+    {
+        return -1;
+    }
+    r->n_lp = 0;
+    return 0;
+}
+
 /* ------------------------------------------------------------ chat SSE */
 
 static int
@@ -237,20 +261,13 @@ chat_begin(qp_response *r, qp_buf *out)
 static int
 chat_delta(qp_response *r, qp_channel ch, const char *s, size_t n, qp_buf *out)
 {
-    if (chunk_head(r, out) != 0
-        || qp_json_raw(out, "{\"index\":0,\"delta\":{\"") != 0
-        || qp_json_raw(out, ch == QP_CH_REASONING ? reasoning_key(r) : "content") != 0
-        || qp_json_raw(out, "\":") != 0
-        || qp_json_str(out, s, n) != 0
-        || qp_json_raw(out, "},\"logprobs\":") != 0
-        || chat_logprobs(r, r->lp, r->n_lp, out) != 0
-        || qp_json_raw(out, ",\"finish_reason\":null}") != 0
-        || chunk_tail(r, out) != 0)
-    {
-        return -1;
-    }
-    r->n_lp = 0;
-    return 0;
+    return chunk_head(r, out) != 0
+           || qp_json_raw(out, "{\"index\":0,\"delta\":{\"") != 0
+           || qp_json_raw(out, ch == QP_CH_REASONING ? reasoning_key(r) : "content") != 0
+           || qp_json_raw(out, "\":") != 0
+           || qp_json_str(out, s, n) != 0
+           || qp_json_raw(out, "},\"logprobs\":") != 0
+           || delta_tail(r, out) != 0 ? -1 : 0;
 }
 
 static int
@@ -263,18 +280,17 @@ chat_tool_call(qp_response *r, const qp_tool_call *tc, size_t index, qp_buf *out
            || chunk_tail(r, out) != 0 ? -1 : 0;
 }
 
-/* The final choice chunk, the usage chunk, [DONE]. */
+/* The final choice chunk, the usage chunk, [DONE] (both endpoints). */
 static int
-stream_end(qp_response *r, qp_buf *out)
+openai_end(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
 {
     int chat = r->api == QP_OPENAI_CHAT;
 
+    (void) timing;
     if (chunk_head(r, out) != 0
         || qp_json_raw(out, chat ? "{\"index\":0,\"delta\":{},\"logprobs\":"
                                  : "{\"text\":\"\",\"index\":0,\"logprobs\":") != 0
-        || (r->n_lp > 0 ? (chat ? chat_logprobs(r, r->lp, r->n_lp, out)
-                                : legacy_logprobs(r, r->lp, r->n_lp, out))
-                        : qp_json_raw(out, "null")) != 0
+        || (r->n_lp > 0 ? logprobs_json(r, out) : qp_json_raw(out, "null")) != 0
         || qp_json_raw(out, ",\"finish_reason\":") != 0
         || qp_json_cstr(out, r->finish_reason) != 0
         || qp_json_raw(out, "}") != 0
@@ -293,31 +309,17 @@ stream_end(qp_response *r, qp_buf *out)
     return qp_json_raw(out, "data: [DONE]\n\n");
 }
 
-static int
-openai_end(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
-{
-    (void) timing;
-    return stream_end(r, out);
-}
-
 /* ------------------------------------------------------ completions SSE */
 
 static int
 cmpl_delta(qp_response *r, qp_channel ch, const char *s, size_t n, qp_buf *out)
 {
     (void) ch;
-    if (chunk_head(r, out) != 0
-        || qp_json_raw(out, "{\"text\":") != 0
-        || qp_json_str(out, s, n) != 0
-        || qp_json_raw(out, ",\"index\":0,\"logprobs\":") != 0
-        || legacy_logprobs(r, r->lp, r->n_lp, out) != 0
-        || qp_json_raw(out, ",\"finish_reason\":null}") != 0
-        || chunk_tail(r, out) != 0)
-    {
-        return -1;
-    }
-    r->n_lp = 0;
-    return 0;
+    return chunk_head(r, out) != 0
+           || qp_json_raw(out, "{\"text\":") != 0
+           || qp_json_str(out, s, n) != 0
+           || qp_json_raw(out, ",\"index\":0,\"logprobs\":") != 0
+           || delta_tail(r, out) != 0 ? -1 : 0;
 }
 
 /* -------------------------------------------------------------- bodies */
@@ -382,7 +384,7 @@ chat_body(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
         }
     }
     return qp_json_raw(out, "},\"logprobs\":") != 0
-           || chat_logprobs(r, r->lp, r->n_lp, out) != 0
+           || chat_logprobs(r, out) != 0
            || body_tail(r, out) != 0 ? -1 : 0;
 }
 
@@ -394,7 +396,7 @@ cmpl_body(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
            || qp_json_raw(out, "{\"text\":") != 0
            || qp_json_str(out, r->content.data ? r->content.data : "", r->content.len) != 0
            || qp_json_raw(out, ",\"index\":0,\"logprobs\":") != 0
-           || legacy_logprobs(r, r->lp, r->n_lp, out) != 0
+           || legacy_logprobs(r, out) != 0
            || body_tail(r, out) != 0 ? -1 : 0;
 }
 

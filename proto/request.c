@@ -275,6 +275,16 @@ qp_request_set_stop(qp_request *req, const json_t *stop, const char *param, qp_e
 
 /* ------------------------------------------------------ chat messages */
 
+int
+qp_chat_parts_init(qp_request *req, qp_chat_parts *cp, size_t n, size_t per_msg,
+                   qp_error *err)
+{
+    cp->n = n;
+    cp->msgs = calloc(n, sizeof(*cp->msgs));
+    cp->owned = calloc(per_msg * n, sizeof(*cp->owned));
+    return cp->msgs != NULL && cp->owned != NULL ? 0 : qp_oom(req, err);
+}
+
 void
 qp_chat_parts_free(qp_chat_parts *cp)
 {
@@ -288,9 +298,45 @@ qp_chat_parts_free(qp_chat_parts *cp)
     free(cp->tools_json);
 }
 
-/* tools: [{"type":"function","function":{"name":..,"parameters":..}}] for
- * the chat template, as JSON text in *tools_json (malloc'ed; NULL when
- * there are none). Both APIs take the same shape. */
+const char *
+qp_chat_parts_take(qp_chat_parts *cp, qp_buf *b)
+{
+    char *s = b->data ? b->data : strdup("");
+
+    b->data = NULL;
+    b->len = b->cap = 0;
+    if (s != NULL) {
+        cp->owned[cp->n_owned++] = s;
+    }
+    return s;
+}
+
+const char *
+qp_chat_parts_json(qp_chat_parts *cp, const json_t *v)
+{
+    qp_buf b = { 0 };
+
+    if (qp_json_value(&b, v, 0) != 0) {
+        qp_buf_free(&b);
+        return NULL;
+    }
+    return qp_chat_parts_take(cp, &b);
+}
+
+int
+qp_chat_role(qp_request *req, const char *role, const char *param, qp_error *err)
+{
+    if (strcmp(role, "system") != 0 && strcmp(role, "user") != 0
+        && strcmp(role, "assistant") != 0 && strcmp(role, "tool") != 0)
+    {
+        return qp_fail(err, req->errors, 400, NULL, param, NULL,
+                       "'%s' must be system, user, assistant or tool, not '%.40s'",
+                       param, role);
+    }
+    return 0;
+}
+
+/* Both APIs take the same tools shape. */
 int
 qp_parse_tools(qp_request *req, const json_t *tools, char **tools_json, qp_error *err)
 {

@@ -75,7 +75,16 @@ typedef struct {
     char              *tools_json;
 } qp_chat_parts;
 
+/* Room for n messages, each owning at most per_msg strings. */
+int  qp_chat_parts_init(qp_request *req, qp_chat_parts *cp, size_t n, size_t per_msg,
+                        qp_error *err);
 void qp_chat_parts_free(qp_chat_parts *cp);
+/* Keep v as compact JSON text owned by cp; NULL out of memory. */
+const char *qp_chat_parts_json(qp_chat_parts *cp, const json_t *v);
+/* Keep b's text (taking its memory) as an owned string; NULL out of memory. */
+const char *qp_chat_parts_take(qp_chat_parts *cp, qp_buf *b);
+/* messages[i].role: system, user, assistant or tool (param names it). */
+int  qp_chat_role(qp_request *req, const char *role, const char *param, qp_error *err);
 /* tools: [{"type":"function","function":{"name":..,"parameters":..}}] for
  * the template as JSON text in *tools_json (NULL when there are none);
  * sets req->tools. */
