@@ -29,22 +29,14 @@
 TEST_STATIC const qwen_tokenizer *tok;
 TEST_STATIC qwen_model           *model;
 TEST_STATIC qp_config             cfg;
-TEST_STATIC char                  model_dir[4096];
 
-/* The tiny test model ($QWEN_TEST_MODELS/tiny-f32.gguf) into model and tok,
- * cfg at its defaults. Returns 0, or -1 (counted as a failure) when it
- * cannot be loaded or has no tokenizer. */
+/* The tiny test model (test.h's test_load_model) into model and tok, cfg
+ * at its defaults. Returns 0, or -1 (counted as a failure) when it cannot
+ * be loaded or has no tokenizer. */
 TEST_STATIC int
 test_model_load(void)
 {
-    const char *dir = getenv("QWEN_TEST_MODELS");
-    char        path[4200], msg[QWEN_ERR_LEN];
-
-    snprintf(model_dir, sizeof(model_dir), "%s", dir ? dir : "build/models");
-    snprintf(path, sizeof(path), "%s/tiny-f32.gguf", model_dir);
-    if ((model = qwen_model_load(path, msg, sizeof(msg))) == NULL) {
-        fprintf(stderr, "cannot load %s: %s\n", path, msg);
-        CHECK(0, "test model loads");
+    if ((model = test_load_model("tiny-f32.gguf")) == NULL) {
         return -1;
     }
     tok = qwen_model_tokenizer(model);

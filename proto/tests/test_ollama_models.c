@@ -23,18 +23,18 @@ check_details(int line, const json_t *d, const qp_model_info *info)
 static void
 test_listings(void)
 {
-    qp_model_info info;
-    qp_buf        out = { 0 };
-    qp_error      err;
-    json_t       *o, *m;
-    char          path[4200];
-    struct stat   st;
-    const char   *digest;
-    size_t        i;
-    uint64_t      want_params;
+    qp_model_info      info;
+    qp_buf             out = { 0 };
+    qp_error           err;
+    json_t            *o, *m;
+    char               path[4200];
+    struct stat        st;
+    const char        *digest, *dir = test_models_dir();
+    size_t             i;
+    uint64_t           want_params;
     const qwen_config *c;
 
-    snprintf(path, sizeof(path), "%s/tiny-f32.gguf", model_dir);
+    snprintf(path, sizeof(path), "%s/tiny-f32.gguf", dir);
     CHECK(qp_model_info_from_model(model, path, &info) == 0, "model info");
     CHECK(stat(path, &st) == 0 && info.size_bytes == (uint64_t) st.st_size
           && info.modified == st.st_mtime, "size and mtime from the file");
@@ -160,15 +160,10 @@ test_listings(void)
             { "full-q4_k_m.gguf", "gguf", "Q4_K_M" },   /* optional: make bench-models */
         };
         for (i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
-            qwen_model *mm = NULL;
-            char        msg[QWEN_ERR_LEN];
+            qwen_model *mm;
 
-            snprintf(path, sizeof(path), "%s/%s", model_dir, other[i].file);
-            if (i == 3 && stat(path, &st) != 0) {
-                continue;
-            }
-            if ((mm = qwen_model_load(path, msg, sizeof(msg))) == NULL) {
-                CHECK(0, "load %s: %s", path, msg);
+            snprintf(path, sizeof(path), "%s/%s", dir, other[i].file);
+            if ((i == 3 && stat(path, &st) != 0) || (mm = test_load_model(other[i].file)) == NULL) {
                 continue;
             }
             CHECK(qp_model_info_from_model(mm, path, &info) == 0, "info %s", other[i].file);
