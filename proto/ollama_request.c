@@ -1,10 +1,8 @@
 /*
- * ollama_request.c - parsing Ollama's POST /api/chat and /api/generate
- * bodies into engine parameters: model names, messages (thinking, tool
- * calls with object arguments), prompt/system/raw/context, think, options.*
- * with Ollama's meanings, format ("json" or a schema: a JSON grammar), and
- * the "load" answer to a body without a prompt. The NDJSON framing is in
- * ollama_response.c.
+ * ollama_request.c - Ollama's POST /api/chat and /api/generate bodies into
+ * engine parameters: model names, messages (thinking, tool calls with object
+ * arguments), prompt/system/raw/context, think, options.* with Ollama's
+ * meanings, format (a JSON grammar), and the "load" answer to no prompt.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,10 +1,8 @@
 /*
- * ollama_response.c - Ollama framing of answers: NDJSON lines for
- * /api/chat ("message") and /api/generate ("response"), thinking in its own
- * field, tool calls with object arguments, the final line with done_reason
- * and nanosecond durations (and "context" for generate), whole bodies for
- * "stream":false, and {"error":..} lines. The text comes from stream_text.c
- * through response.c like every API's.
+ * ollama_response.c - Ollama's NDJSON lines for /api/chat ("message") and
+ * /api/generate ("response"): thinking in its own field, tool calls with
+ * object arguments, a last line with done_reason and nanosecond durations
+ * ("context" for generate), and whole bodies for "stream":false.
  */
 #include <string.h>
 

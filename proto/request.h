@@ -1,10 +1,8 @@
 /*
  * request.h - private: the parsed request (qp_request) and what every API's
- * parser shares: loading the body, typed JSON getters that name the
- * offending field, model names, stop strings, chat messages and tools,
- * tokenizing, structured output, the seed, and the check of prompt +
- * max_tokens against the context. A lower layer: it knows no API, only
- * the error style the caller hands it.
+ * parser shares: loading the body, typed getters that name the offending
+ * field, model names, stop strings, chat messages and tools, tokenizing,
+ * grammars, seeds, the context check. Knows no API, only an error style.
  */
 #ifndef QP_REQUEST_H
 #define QP_REQUEST_H

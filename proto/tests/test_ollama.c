@@ -1,10 +1,8 @@
 /*
- * test_ollama.c - the Ollama API's /api/chat and /api/generate against the
- * real Qwen3 tokenizer (tiny test model): every parameter and error path,
- * the "load" answers, format grammars, prompts equal to template +
- * tokenizer, NDJSON framing and the final line's durations, thinking and
- * tool calls (object arguments), stop strings, stream:false bodies and
- * errors after the stream began.
+ * test_ollama.c - Ollama's /api/chat and /api/generate on the tiny test
+ * model's tokenizer: every parameter and error path, "load" answers, format
+ * grammars, prompt ids, NDJSON framing and durations, thinking, tool calls,
+ * stop strings, stream:false bodies and errors after the stream began.
  */
 #include "proto_test.h"
 

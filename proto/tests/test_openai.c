@@ -1,11 +1,8 @@
 /*
- * test_openai.c - the OpenAI API against the real Qwen3 tokenizer (from the
- * tiny test model): every /v1/chat/completions and /v1/completions
- * parameter and error path, prompt ids equal to template + tokenizer, SSE
- * framing, stop strings split across tokens, thinking and tool-call
- * splitting, logprobs shapes, errors after the stream began, /v1/models,
- * and logprobs end to end through the engine. Token events are synthetic,
- * built from real token ids.
+ * test_openai.c - /v1/chat/completions, /v1/completions and /v1/models on
+ * the tiny test model's tokenizer (synthetic token events of real ids):
+ * every parameter and error path, prompt ids, SSE framing, stop strings,
+ * thinking, tool calls, logprobs (also end to end through the engine).
  */
 #include <math.h>
 #include <poll.h>
