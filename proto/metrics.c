@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto_internal.h"
+#include "qwen_proto.h"
 
 typedef struct {
     const char   *name;

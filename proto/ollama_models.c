@@ -3,7 +3,7 @@
  * GET /api/tags, POST /api/show, GET /api/ps, GET /api/version, and the 501
  * for model management (pull/push/create/copy/delete: the model is fixed
  * by nginx.conf). Model facts come from qp_model_info, filled once from
- * the loaded model; the digest is a SHA-256 of the file's identity.
+ * the loaded model; the digest is a SHA-256 (util.c) of the file's identity.
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -11,77 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "json_out.h"
-#include "proto_internal.h"
-
-/* ============================================================ SHA-256 */
-
-static const uint32_t sha_k[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
-    0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
-    0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
-    0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
-    0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
-    0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-    0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
-    0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-    0xc67178f2
-};
-
-#define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
-
-static void
-sha_block(uint32_t h[8], const uint8_t *p)
-{
-    uint32_t w[64], a, b, c, d, e, f, g, hh, t1, t2;
-    int      i;
-
-    for (i = 0; i < 16; i++) {
-        w[i] = (uint32_t) p[4 * i] << 24 | (uint32_t) p[4 * i + 1] << 16
-               | (uint32_t) p[4 * i + 2] << 8 | p[4 * i + 3];
-    }
-    for (i = 16; i < 64; i++) {
-        w[i] = w[i - 16] + (ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3))
-               + w[i - 7] + (ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10));
-    }
-    a = h[0]; b = h[1]; c = h[2]; d = h[3]; e = h[4]; f = h[5]; g = h[6]; hh = h[7];
-    for (i = 0; i < 64; i++) {
-        t1 = hh + (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25)) + ((e & f) ^ (~e & g)) + sha_k[i] + w[i];
-        t2 = (ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
-        hh = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
-    }
-    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
-}
-
-void
-qp_sha256(const void *data, size_t n, uint8_t out[32])
-{
-    uint32_t       h[8] = { 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                            0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19 };
-    const uint8_t *p = data;
-    uint8_t        last[128];
-    size_t         i, rest = n % 64, tail;
-    uint64_t       bits = (uint64_t) n * 8;
-
-    for (i = 0; i + 64 <= n; i += 64) {
-        sha_block(h, p + i);
-    }
-    memset(last, 0, sizeof(last));
-    memcpy(last, p + n - rest, rest);
-    last[rest] = 0x80;
-    tail = rest + 1 + 8 <= 64 ? 64 : 128;
-    for (i = 0; i < 8; i++) {
-        last[tail - 1 - i] = (uint8_t) (bits >> (8 * i));
-    }
-    sha_block(h, last);
-    if (tail == 128) {
-        sha_block(h, last + 64);
-    }
-    for (i = 0; i < 32; i++) {
-        out[i] = (uint8_t) (h[i / 4] >> (24 - 8 * (i % 4)));
-    }
-}
+#include "request.h"
 
 /* ========================================================= model facts */
 
@@ -299,9 +229,9 @@ qp_ollama_version(qp_buf *out)
 void
 qp_ollama_unsupported(qp_error *err)
 {
-    qp_error_make(QP_OLLAMA_CHAT, 501, NULL,
-                  "model management is not supported: the model is set in nginx.conf "
-                  "(qwen_model)", 0, err);
+    qp_fail(err, &qp_ollama_errors, 501, NULL, NULL, NULL,
+            "model management is not supported: the model is set in nginx.conf "
+            "(qwen_model)");
 }
 
 /* -------------------------------------------------------------- show */
@@ -400,13 +330,13 @@ qp_ollama_show(const qp_config *cfg, const qp_model_info *info, const char *body
     const json_t *name = NULL;
     int           rc;
 
-    root = qp_load_object(body, len, QP_OLLAMA_CHAT, err);
+    root = qp_load_object(body, len, &qp_ollama_errors, err);
     if (root == NULL) {
         return -1;
     }
-    rc = qp_get_string(root, "model", "model", &name, QP_OLLAMA_CHAT, err);
+    rc = qp_get_string(root, "model", "model", &name, &qp_ollama_errors, err);
     if (rc == 0) {
-        rc = qp_get_string(root, "name", "name", &name, QP_OLLAMA_CHAT, err);
+        rc = qp_get_string(root, "name", "name", &name, &qp_ollama_errors, err);
     }
     if (rc < 0) {
         json_decref(root);
@@ -415,7 +345,7 @@ qp_ollama_show(const qp_config *cfg, const qp_model_info *info, const char *body
     if (rc == 1 && json_string_length(name) > 0
         && !qp_model_matches(cfg, json_string_value(name), json_string_length(name)))
     {
-        qp_fail(err, QP_OLLAMA_CHAT, 404, NULL, "model", NULL, "model '%.200s' not found",
+        qp_fail(err, &qp_ollama_errors, 404, NULL, "model", NULL, "model '%.200s' not found",
                 json_string_value(name));
         json_decref(root);
         return -1;
@@ -430,7 +360,7 @@ qp_ollama_show(const qp_config *cfg, const qp_model_info *info, const char *body
         || time_json(info->modified, out) != 0
         || qp_json_raw(out, "}") != 0)
     {
-        return qp_fail(err, QP_OLLAMA_CHAT, 500, NULL, NULL, NULL, "out of memory");
+        return qp_fail(err, &qp_ollama_errors, 500, NULL, NULL, NULL, "out of memory");
     }
     return 0;
 }

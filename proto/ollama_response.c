@@ -1,64 +1,12 @@
 /*
- * ollama_response.c - Ollama framing of answers: NDJSON lines for
- * /api/chat ("message") and /api/generate ("response"), thinking in its own
- * field, tool calls with object arguments, the final line with done_reason
- * and nanosecond durations (and "context" for generate), whole bodies for
- * "stream":false, and {"error":..} lines. The text comes from stream_text.c
- * through response.c like every API's.
+ * ollama_response.c - Ollama's NDJSON lines for /api/chat ("message") and
+ * /api/generate ("response"): thinking in its own field, tool calls with
+ * object arguments, a last line with done_reason and nanosecond durations
+ * ("context" for generate), and whole bodies for "stream":false.
  */
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "json_out.h"
-#include "proto_internal.h"
-
-/* ----------------------------------------------------------- timestamps */
-
-void
-qp_rfc3339(const struct timespec *ts, char buf[QP_RFC3339_LEN])
-{
-    struct tm tm;
-    time_t    sec = ts->tv_sec;
-    long      ns = ts->tv_nsec;
-    int       digits = 9, pos;
-
-    if (gmtime_r(&sec, &tm) == NULL) {
-        memset(&tm, 0, sizeof(tm));
-        tm.tm_year = 70;
-        tm.tm_mday = 1;
-    }
-    pos = snprintf(buf, QP_RFC3339_LEN, "%04d-%02d-%02dT%02d:%02d:%02d",
-                   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                   tm.tm_hour, tm.tm_min, tm.tm_sec);
-    if (pos < 0 || pos >= QP_RFC3339_LEN - 12) {
-        snprintf(buf, QP_RFC3339_LEN, "1970-01-01T00:00:00Z");
-        return;
-    }
-    /* Go's RFC3339Nano: the fraction without trailing zeros, none at all
-     * for whole seconds */
-    if (ns > 0 && ns < 1000000000L) {
-        while (ns % 10 == 0) {
-            ns /= 10;
-            digits--;
-        }
-        pos += snprintf(buf + pos, QP_RFC3339_LEN - pos, ".%0*ld", digits, ns);
-    }
-    snprintf(buf + pos, QP_RFC3339_LEN - pos, "Z");
-}
-
-void
-qp_rfc3339_now(char buf[QP_RFC3339_LEN])
-{
-    struct timespec ts;
-
-    if (clock_gettime(CLOCK_REALTIME, &ts) != 0) {
-        ts.tv_sec = time(NULL);
-        ts.tv_nsec = 0;
-    }
-    qp_rfc3339(&ts, buf);
-}
+#include "ollama.h"
 
 /* ------------------------------------------------------------ pieces */
 
@@ -151,14 +99,6 @@ tool_call_json(const qp_tool_call *tc, size_t index, qp_buf *out)
 /* ------------------------------------------------------------- streams */
 
 static int
-ollama_begin(qp_response *r, qp_buf *out)
-{
-    (void) r;
-    (void) out;
-    return 0;                   /* no role line: every line names the role */
-}
-
-static int
 chat_delta(qp_response *r, qp_channel ch, const char *s, size_t n, qp_buf *out)
 {
     int thinking = ch == QP_CH_REASONING;
@@ -192,13 +132,6 @@ chat_tool_call(qp_response *r, const qp_tool_call *tc, size_t index, qp_buf *out
 }
 
 static int
-generate_tool_call(qp_response *r, const qp_tool_call *tc, size_t index, qp_buf *out)
-{
-    (void) r; (void) tc; (void) index; (void) out;
-    return 0;                   /* /api/generate takes no tools */
-}
-
-static int
 chat_end(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
 {
     return line_head(r, out) != 0
@@ -223,6 +156,16 @@ generate_end(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
 
 /* -------------------------------------------------------------- bodies */
 
+/* The whole answer, then "thinking" when there was any. */
+static int
+content_json(qp_response *r, qp_buf *out)
+{
+    return qp_json_str(out, r->content.data ? r->content.data : "", r->content.len) != 0
+           || (r->reasoning.len > 0
+               && (qp_json_raw(out, ",\"thinking\":") != 0
+                   || qp_json_str(out, r->reasoning.data, r->reasoning.len) != 0)) ? -1 : 0;
+}
+
 static int
 chat_body(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
 {
@@ -230,13 +173,7 @@ chat_body(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
 
     if (line_head(r, out) != 0
         || qp_json_raw(out, "\"message\":{\"role\":\"assistant\",\"content\":") != 0
-        || qp_json_str(out, r->content.data ? r->content.data : "", r->content.len) != 0)
-    {
-        return -1;
-    }
-    if (r->reasoning.len > 0
-        && (qp_json_raw(out, ",\"thinking\":") != 0
-            || qp_json_str(out, r->reasoning.data, r->reasoning.len) != 0))
+        || content_json(r, out) != 0)
     {
         return -1;
     }
@@ -264,42 +201,23 @@ chat_body(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
 static int
 generate_body(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
 {
-    if (line_head(r, out) != 0
-        || qp_json_raw(out, "\"response\":") != 0
-        || qp_json_str(out, r->content.data ? r->content.data : "", r->content.len) != 0)
-    {
-        return -1;
-    }
-    if (r->reasoning.len > 0
-        && (qp_json_raw(out, ",\"thinking\":") != 0
-            || qp_json_str(out, r->reasoning.data, r->reasoning.len) != 0))
-    {
-        return -1;
-    }
-    return qp_json_raw(out, ",\"done\":true,\"done_reason\":") != 0
+    return line_head(r, out) != 0
+           || qp_json_raw(out, "\"response\":") != 0
+           || content_json(r, out) != 0
+           || qp_json_raw(out, ",\"done\":true,\"done_reason\":") != 0
            || qp_json_cstr(out, done_reason(r)) != 0
            || context_json(r, out) != 0
            || final_fields(r, timing, out) != 0 ? -1 : 0;
 }
 
-/* After the header: one {"error":..} line, then the stream ends. */
-static int
-ollama_error(qp_response *r, int status, const char *type, const char *message,
-             qp_buf *out)
-{
-    (void) status;
-    (void) type;
-    return qp_ollama_error_json(out, message, 0) != 0
-           || (r->stream && qp_json_raw(out, "\n") != 0) ? -1 : 0;
-}
-
+/* No role line: every line names the role; /api/generate takes no tools.
+ * An error after the first line is one more {"error":..} line. */
 const qp_format qp_ollama_chat_format = {
-    "application/x-ndjson",
-    ollama_begin, chat_delta, chat_tool_call, chat_end, chat_body, ollama_error
+    "application/x-ndjson", "", "\n",
+    NULL, chat_delta, chat_tool_call, chat_end, chat_body
 };
 
 const qp_format qp_ollama_generate_format = {
-    "application/x-ndjson",
-    ollama_begin, generate_delta, generate_tool_call, generate_end, generate_body,
-    ollama_error
+    "application/x-ndjson", "", "\n",
+    NULL, generate_delta, NULL, generate_end, generate_body
 };

@@ -9,24 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json_out.h"
-#include "proto_internal.h"
+#include "openai.h"
 
 /* ============================================================ parsing */
-
-/* Keep b's text (taking its memory) as an owned string. */
-static const char *
-own_buf(qp_chat_parts *cp, qp_buf *b)
-{
-    char *s = b->data ? b->data : strdup("");
-
-    b->data = NULL;
-    b->len = b->cap = 0;
-    if (s != NULL) {
-        cp->owned[cp->n_owned++] = s;
-    }
-    return s;
-}
 
 /* content: a string, or an array of {"type":"text","text":..} parts joined
  * with "\n" (as vLLM joins them). Returns 1 set, 0 absent, -1 error. */
@@ -47,7 +32,7 @@ message_content(qp_request *req, qp_chat_parts *cp, const json_t *v, size_t i,
         return 1;
     }
     if (!json_is_array(v)) {
-        return qp_fail(err, req->api, 400, NULL, param, NULL,
+        return qp_fail(err, req->errors, 400, NULL, param, NULL,
                        "'%s' must be a string or an array of content parts", param);
     }
     for (j = 0; j < json_array_size(v); j++) {
@@ -57,18 +42,18 @@ message_content(qp_request *req, qp_chat_parts *cp, const json_t *v, size_t i,
         text = json_object_get(part, "text");
         if (!json_is_object(part) || !json_is_string(type)) {
             qp_buf_free(&b);
-            return qp_fail(err, req->api, 400, NULL, param, NULL,
+            return qp_fail(err, req->errors, 400, NULL, param, NULL,
                            "'%s[%zu]' must be an object with a \"type\"", param, j);
         }
         if (strcmp(json_string_value(type), "text") != 0) {
             qp_buf_free(&b);
-            return qp_fail(err, req->api, 400, NULL, param, NULL,
+            return qp_fail(err, req->errors, 400, NULL, param, NULL,
                            "'%s[%zu]': content of type '%.40s' is not supported; "
                            "this model reads text only", param, j, json_string_value(type));
         }
         if (!json_is_string(text)) {
             qp_buf_free(&b);
-            return qp_fail(err, req->api, 400, NULL, param, NULL,
+            return qp_fail(err, req->errors, 400, NULL, param, NULL,
                            "'%s[%zu].text' must be a string", param, j);
         }
         if ((j > 0 && qp_buf_append(&b, "\n", 1) != 0)
@@ -78,7 +63,7 @@ message_content(qp_request *req, qp_chat_parts *cp, const json_t *v, size_t i,
             return qp_oom(req, err);
         }
     }
-    *out = own_buf(cp, &b);
+    *out = qp_chat_parts_take(cp, &b);
     return *out != NULL ? 1 : qp_oom(req, err);
 }
 
@@ -89,21 +74,21 @@ parse_messages(qp_request *req, const json_t *messages, qp_chat_parts *cp, qp_er
     char   param[64];
 
     if (messages == NULL || json_is_null(messages)) {
-        return qp_fail(err, req->api, 400, NULL, "messages", NULL, "'messages' is required");
+        return qp_fail(err, req->errors, 400, NULL, "messages", NULL,
+                       "'messages' is required");
     }
     if (!json_is_array(messages)) {
-        return qp_fail(err, req->api, 400, NULL, "messages", NULL,
+        return qp_fail(err, req->errors, 400, NULL, "messages", NULL,
                        "'messages' must be an array");
     }
     n = json_array_size(messages);
     if (n == 0) {
-        return qp_fail(err, req->api, 400, NULL, "messages", NULL,
+        return qp_fail(err, req->errors, 400, NULL, "messages", NULL,
                        "'messages' must hold at least one message");
     }
-    cp->msgs = calloc(n, sizeof(*cp->msgs));
-    cp->owned = calloc(2 * n, sizeof(*cp->owned));
-    if (cp->msgs == NULL || cp->owned == NULL) {
-        return qp_oom(req, err);
+    /* each message may own its joined content and its tool calls */
+    if (qp_chat_parts_init(req, cp, n, 2, err) != 0) {
+        return -1;
     }
     for (i = 0; i < n; i++) {
         const json_t      *m = json_array_get(messages, i), *role, *reason, *calls;
@@ -113,23 +98,21 @@ parse_messages(qp_request *req, const json_t *messages, qp_chat_parts *cp, qp_er
 
         snprintf(param, sizeof(param), "messages[%zu]", i);
         if (!json_is_object(m)) {
-            return qp_fail(err, req->api, 400, NULL, param, NULL, "'%s' must be an object", param);
+            return qp_fail(err, req->errors, 400, NULL, param, NULL, "'%s' must be an object",
+                           param);
         }
         snprintf(param, sizeof(param), "messages[%zu].role", i);
         role = json_object_get(m, "role");
         if (!json_is_string(role)) {
-            return qp_fail(err, req->api, 400, NULL, param, NULL, "'%s' must be a string", param);
+            return qp_fail(err, req->errors, 400, NULL, param, NULL, "'%s' must be a string",
+                           param);
         }
         r = json_string_value(role);
         if (strcmp(r, "developer") == 0) {
             r = "system";                   /* OpenAI's newer name for it */
         }
-        if (strcmp(r, "system") != 0 && strcmp(r, "user") != 0
-            && strcmp(r, "assistant") != 0 && strcmp(r, "tool") != 0)
-        {
-            return qp_fail(err, req->api, 400, NULL, param, NULL,
-                           "'%s' must be system, user, assistant or tool, not '%.40s'",
-                           param, r);
+        if (qp_chat_role(req, r, param, err) != 0) {
+            return -1;
         }
         cm->role = r;
         rc = message_content(req, cp, json_object_get(m, "content"), i, &cm->content, err);
@@ -139,7 +122,7 @@ parse_messages(qp_request *req, const json_t *messages, qp_chat_parts *cp, qp_er
         if (strcmp(r, "assistant") != 0) {
             if (rc == 0) {
                 snprintf(param, sizeof(param), "messages[%zu].content", i);
-                return qp_fail(err, req->api, 400, NULL, param, NULL,
+                return qp_fail(err, req->errors, 400, NULL, param, NULL,
                                "'%s' is required for role %s", param, r);
             }
             continue;
@@ -156,19 +139,18 @@ parse_messages(qp_request *req, const json_t *messages, qp_chat_parts *cp, qp_er
         if (reason != NULL && !json_is_null(reason)) {
             if (!json_is_string(reason)) {
                 snprintf(param, sizeof(param), "messages[%zu].reasoning_content", i);
-                return qp_fail(err, req->api, 400, NULL, param, NULL,
+                return qp_fail(err, req->errors, 400, NULL, param, NULL,
                                "'%s' must be a string", param);
             }
             cm->reasoning_content = json_string_value(reason);
         }
         calls = json_object_get(m, "tool_calls");
         if (calls != NULL && !json_is_null(calls)) {
-            qp_buf b = { 0 };
             size_t j;
 
             snprintf(param, sizeof(param), "messages[%zu].tool_calls", i);
             if (!json_is_array(calls)) {
-                return qp_fail(err, req->api, 400, NULL, param, NULL,
+                return qp_fail(err, req->errors, 400, NULL, param, NULL,
                                "'%s' must be an array", param);
             }
             for (j = 0; j < json_array_size(calls); j++) {
@@ -177,17 +159,13 @@ parse_messages(qp_request *req, const json_t *messages, qp_chat_parts *cp, qp_er
                 const json_t *fn = json_is_object(f) ? json_object_get(f, "name") : NULL;
 
                 if (!json_is_string(fn)) {
-                    return qp_fail(err, req->api, 400, NULL, param, NULL,
+                    return qp_fail(err, req->errors, 400, NULL, param, NULL,
                                    "'%s[%zu]' must be {\"type\":\"function\",\"function\":"
                                    "{\"name\":..,\"arguments\":..}}", param, j);
                 }
             }
             if (json_array_size(calls) > 0) {
-                if (qp_json_value(&b, calls, 0) != 0) {
-                    qp_buf_free(&b);
-                    return qp_oom(req, err);
-                }
-                cm->tool_calls_json = own_buf(cp, &b);
+                cm->tool_calls_json = qp_chat_parts_json(cp, calls);
                 if (cm->tool_calls_json == NULL) {
                     return qp_oom(req, err);
                 }
@@ -212,11 +190,11 @@ parse_tools(qp_request *req, const json_t *root, qp_chat_parts *cp, qp_error *er
                 return 0;       /* the model is not told about the tools */
             }
             if (strcmp(c, "auto") != 0 && strcmp(c, "required") != 0) {
-                return qp_fail(err, req->api, 400, NULL, "tool_choice", NULL,
+                return qp_fail(err, req->errors, 400, NULL, "tool_choice", NULL,
                                "'tool_choice' must be none, auto, required or an object");
             }
         } else if (!json_is_object(choice)) {
-            return qp_fail(err, req->api, 400, NULL, "tool_choice", NULL,
+            return qp_fail(err, req->errors, 400, NULL, "tool_choice", NULL,
                            "'tool_choice' must be none, auto, required or an object");
         }
         /* "required" and a named function are served as "auto": nothing
@@ -237,7 +215,7 @@ parse_thinking(qp_request *req, const json_t *root, const qp_config *cfg, int *o
     int           v, rc;
 
     *on = cfg->enable_thinking != 0;
-    rc = qp_get_string(root, "reasoning_effort", "reasoning_effort", &effort, req->api, err);
+    rc = qp_get_string(root, "reasoning_effort", "reasoning_effort", &effort, req->errors, err);
     if (rc < 0) {
         return -1;
     }
@@ -251,11 +229,11 @@ parse_thinking(qp_request *req, const json_t *root, const qp_config *cfg, int *o
         {
             *on = 1;
         } else {
-            return qp_fail(err, req->api, 400, NULL, "reasoning_effort", NULL,
+            return qp_fail(err, req->errors, 400, NULL, "reasoning_effort", NULL,
                            "'reasoning_effort' must be none, minimal, low, medium or high");
         }
     }
-    rc = qp_get_bool(root, "enable_thinking", "enable_thinking", &v, req->api, err);
+    rc = qp_get_bool(root, "enable_thinking", "enable_thinking", &v, req->errors, err);
     if (rc < 0) {
         return -1;
     }
@@ -264,11 +242,11 @@ parse_thinking(qp_request *req, const json_t *root, const qp_config *cfg, int *o
     }
     if (kwargs != NULL && !json_is_null(kwargs)) {
         if (!json_is_object(kwargs)) {
-            return qp_fail(err, req->api, 400, NULL, "chat_template_kwargs", NULL,
+            return qp_fail(err, req->errors, 400, NULL, "chat_template_kwargs", NULL,
                            "'chat_template_kwargs' must be an object");
         }
         rc = qp_get_bool(kwargs, "enable_thinking", "chat_template_kwargs.enable_thinking",
-                         &v, req->api, err);
+                         &v, req->errors, err);
         if (rc < 0) {
             return -1;
         }
@@ -296,11 +274,10 @@ qp_openai_render_chat(qp_request *req, const json_t *root, const qp_config *cfg,
     {
         goto done;
     }
-    if (qwen_chat_render(cp.msgs, json_array_size(json_object_get(root, "messages")),
-                         cp.tools_json, add_generation_prompt, thinking, text, text_len,
-                         msg, sizeof(msg)) != 0)
+    if (qwen_chat_render(cp.msgs, cp.n, cp.tools_json, add_generation_prompt, thinking,
+                         text, text_len, msg, sizeof(msg)) != 0)
     {
-        qp_fail(err, req->api, 400, NULL, "messages", NULL, "messages: %s", msg);
+        qp_fail(err, req->errors, 400, NULL, "messages", NULL, "messages: %s", msg);
         goto done;
     }
     req->thinking = thinking;
@@ -322,7 +299,7 @@ parse_chat_prompt(qp_request *req, const json_t *root, const qp_config *cfg,
         free(text);
         return -1;
     }
-    rc = qp_tokenize(tok, text, text_len, &req->prompt, req->api, err);
+    rc = qp_tokenize(tok, text, text_len, &req->prompt, req->errors, err);
     free(text);
     return rc;
 }
@@ -342,13 +319,13 @@ push_ids(qp_request *req, const json_t *arr, int vocab, qp_error *err)
         json_int_t    id;
 
         if (!json_is_integer(v)) {
-            return qp_fail(err, req->api, 400, NULL, "prompt", NULL,
+            return qp_fail(err, req->errors, 400, NULL, "prompt", NULL,
                            "'prompt' must be a string, an array of one string, or an "
                            "array of token ids (integers)");
         }
         id = json_integer_value(v);
         if (id < 0 || id >= vocab) {
-            return qp_fail(err, req->api, 400, NULL, "prompt", NULL,
+            return qp_fail(err, req->errors, 400, NULL, "prompt", NULL,
                            "token id %lld at prompt[%zu] is outside the vocabulary "
                            "(0..%d)", (long long) id, i, vocab - 1);
         }
@@ -368,41 +345,41 @@ parse_completion_prompt(qp_request *req, const json_t *root, const qwen_tokenize
     size_t        n;
 
     if (p == NULL || json_is_null(p)) {
-        return qp_fail(err, req->api, 400, NULL, "prompt", NULL, "'prompt' is required");
+        return qp_fail(err, req->errors, 400, NULL, "prompt", NULL, "'prompt' is required");
     }
     if (json_is_string(p)) {
         return qp_tokenize(tok, json_string_value(p), json_string_length(p),
-                           &req->prompt, req->api, err);
+                           &req->prompt, req->errors, err);
     }
     if (!json_is_array(p)) {
-        return qp_fail(err, req->api, 400, NULL, "prompt", NULL,
+        return qp_fail(err, req->errors, 400, NULL, "prompt", NULL,
                        "'prompt' must be a string, an array of one string, or an array "
                        "of token ids");
     }
     n = json_array_size(p);
     if (n == 0) {
-        return qp_fail(err, req->api, 400, NULL, "prompt", NULL, "'prompt' is empty");
+        return qp_fail(err, req->errors, 400, NULL, "prompt", NULL, "'prompt' is empty");
     }
     first = json_array_get(p, 0);
     if (json_is_integer(first)) {
         return push_ids(req, p, vocab, err);
     }
     if (!json_is_string(first) && !json_is_array(first)) {
-        return qp_fail(err, req->api, 400, NULL, "prompt", NULL,
+        return qp_fail(err, req->errors, 400, NULL, "prompt", NULL,
                        "'prompt' must be a string, an array of one string, or an array "
                        "of token ids");
     }
     if (n > 1) {
-        return qp_fail(err, req->api, 400, NULL, "prompt", NULL,
+        return qp_fail(err, req->errors, 400, NULL, "prompt", NULL,
                        "'prompt' holds %zu prompts; only one prompt per request is "
                        "supported (n must be 1)", n);
     }
     if (json_is_string(first)) {
         return qp_tokenize(tok, json_string_value(first), json_string_length(first),
-                           &req->prompt, req->api, err);
+                           &req->prompt, req->errors, err);
     }
     if (json_array_size(first) == 0) {
-        return qp_fail(err, req->api, 400, NULL, "prompt", NULL, "'prompt' is empty");
+        return qp_fail(err, req->errors, 400, NULL, "prompt", NULL, "'prompt' is empty");
     }
     return push_ids(req, first, vocab, err);
 }
@@ -413,13 +390,13 @@ real_in(qp_request *req, const json_t *root, const char *key, double lo, int lo_
         double hi, int hi_open, float *out, qp_error *err)
 {
     double v;
-    int    rc = qp_get_real(root, key, key, &v, req->api, err);
+    int    rc = qp_get_real(root, key, key, &v, req->errors, err);
 
     if (rc <= 0) {
         return rc;
     }
     if ((lo_open ? v <= lo : v < lo) || (hi_open ? v >= hi : v > hi)) {
-        return qp_fail(err, req->api, 400, NULL, key, NULL,
+        return qp_fail(err, req->errors, 400, NULL, key, NULL,
                        "'%s' must be %s %g and %s %g, not %g", key,
                        lo_open ? "greater than" : "at least", lo,
                        hi_open ? "less than" : "at most", hi, v);
@@ -446,18 +423,18 @@ parse_sampling(qp_request *req, const json_t *root, const qp_config *cfg, qp_err
     {
         return -1;
     }
-    rc = qp_get_int(root, "top_k", "top_k", &k, req->api, err);
+    rc = qp_get_int(root, "top_k", "top_k", &k, req->errors, err);
     if (rc < 0) {
         return -1;
     }
     if (rc == 1) {
         if (k < -1) {
-            return qp_fail(err, req->api, 400, NULL, "top_k", NULL,
+            return qp_fail(err, req->errors, 400, NULL, "top_k", NULL,
                            "'top_k' must be -1 (off), 0 (off) or a positive integer");
         }
         s->top_k = k > 1000000 ? 1000000 : (int) k;     /* beyond the vocabulary: off */
     }
-    rc = qp_get_int(root, "seed", "seed", &seed, req->api, err);
+    rc = qp_get_int(root, "seed", "seed", &seed, req->errors, err);
     if (rc < 0) {
         return -1;
     }
@@ -469,78 +446,77 @@ int
 qp_openai_parse(qp_request *req, const json_t *root, const qp_config *cfg,
                 const qwen_tokenizer *tok, qp_error *err)
 {
-    qp_api        api = req->api;
-    int           chat = api == QP_OPENAI_CHAT, rc, b;
-    const json_t *v = NULL, *opts, *schema = NULL;
-    long long     n, max_tokens = 0, lp;
-    int           json_out = 0;
+    const qp_error_style *es = req->errors;
+    const json_t         *v = NULL, *opts, *schema = NULL;
+    long long             n, max_tokens = 0, lp;
+    int                   chat = req->api == QP_OPENAI_CHAT, rc, b, json_out = 0;
 
     /* model */
-    rc = qp_get_string(root, "model", "model", &v, api, err);
+    rc = qp_get_string(root, "model", "model", &v, es, err);
     if (rc < 0) {
         return -1;
     }
     if (rc == 1 && !qp_model_matches(cfg, json_string_value(v), json_string_length(v))) {
-        return qp_fail(err, api, 404, "not_found_error", "model", "model_not_found",
+        return qp_fail(err, es, 404, "not_found_error", "model", "model_not_found",
                        "model '%.200s' not found", json_string_value(v));
     }
     /* n (and best_of, echo on completions) */
-    rc = qp_get_int(root, "n", "n", &n, api, err);
+    rc = qp_get_int(root, "n", "n", &n, es, err);
     if (rc < 0) {
         return -1;
     }
     if (rc == 1 && n != 1) {
-        return qp_fail(err, api, 400, NULL, "n", NULL,
+        return qp_fail(err, es, 400, NULL, "n", NULL,
                        "'n' must be 1: one choice per request is supported");
     }
     if (!chat) {
-        rc = qp_get_int(root, "best_of", "best_of", &n, api, err);
+        rc = qp_get_int(root, "best_of", "best_of", &n, es, err);
         if (rc < 0) {
             return -1;
         }
         if (rc == 1 && n != 1) {
-            return qp_fail(err, api, 400, NULL, "best_of", NULL, "'best_of' must be 1");
+            return qp_fail(err, es, 400, NULL, "best_of", NULL, "'best_of' must be 1");
         }
-        rc = qp_get_bool(root, "echo", "echo", &b, api, err);
+        rc = qp_get_bool(root, "echo", "echo", &b, es, err);
         if (rc < 0) {
             return -1;
         }
         if (rc == 1 && b) {
-            return qp_fail(err, api, 400, NULL, "echo", NULL, "'echo' is not supported");
+            return qp_fail(err, es, 400, NULL, "echo", NULL, "'echo' is not supported");
         }
     }
     /* stream, stream_options */
-    if (qp_get_bool(root, "stream", "stream", &req->stream, api, err) < 0) {
+    if (qp_get_bool(root, "stream", "stream", &req->stream, es, err) < 0) {
         return -1;
     }
     opts = json_object_get(root, "stream_options");
     if (opts != NULL && !json_is_null(opts)) {
         if (!json_is_object(opts)) {
-            return qp_fail(err, api, 400, NULL, "stream_options", NULL,
+            return qp_fail(err, es, 400, NULL, "stream_options", NULL,
                            "'stream_options' must be an object");
         }
         if (qp_get_bool(opts, "include_usage", "stream_options.include_usage",
-                        &req->include_usage, api, err) < 0)
+                        &req->include_usage, es, err) < 0)
         {
             return -1;
         }
     }
     /* max_completion_tokens (newer name) wins over max_tokens */
-    rc = qp_get_int(root, "max_tokens", "max_tokens", &max_tokens, api, err);
+    rc = qp_get_int(root, "max_tokens", "max_tokens", &max_tokens, es, err);
     if (rc < 0) {
         return -1;
     }
     if (rc == 1 && max_tokens <= 0) {
-        return qp_fail(err, api, 400, NULL, "max_tokens", NULL,
+        return qp_fail(err, es, 400, NULL, "max_tokens", NULL,
                        "'max_tokens' must be a positive integer");
     }
     if (chat) {
-        rc = qp_get_int(root, "max_completion_tokens", "max_completion_tokens", &n, api, err);
+        rc = qp_get_int(root, "max_completion_tokens", "max_completion_tokens", &n, es, err);
         if (rc < 0) {
             return -1;
         }
         if (rc == 1 && n <= 0) {
-            return qp_fail(err, api, 400, NULL, "max_completion_tokens", NULL,
+            return qp_fail(err, es, 400, NULL, "max_completion_tokens", NULL,
                            "'max_completion_tokens' must be a positive integer");
         }
         if (rc == 1) {
@@ -553,39 +529,39 @@ qp_openai_parse(qp_request *req, const json_t *root, const qp_config *cfg,
     if (qp_request_set_stop(req, json_object_get(root, "stop"), "stop", err) != 0) {
         return -1;
     }
-    if (qp_get_bool(root, "ignore_eos", "ignore_eos", &req->params.ignore_eos, api, err) < 0) {
+    if (qp_get_bool(root, "ignore_eos", "ignore_eos", &req->params.ignore_eos, es, err) < 0) {
         return -1;
     }
     /* logprobs */
     if (chat) {
-        rc = qp_get_bool(root, "logprobs", "logprobs", &req->logprobs, api, err);
+        rc = qp_get_bool(root, "logprobs", "logprobs", &req->logprobs, es, err);
         if (rc < 0) {
             return -1;
         }
-        rc = qp_get_int(root, "top_logprobs", "top_logprobs", &lp, api, err);
+        rc = qp_get_int(root, "top_logprobs", "top_logprobs", &lp, es, err);
         if (rc < 0) {
             return -1;
         }
         if (rc == 1) {
             if (lp < 0 || lp > QWEN_MAX_TOP_LOGPROBS) {
-                return qp_fail(err, api, 400, NULL, "top_logprobs", NULL,
+                return qp_fail(err, es, 400, NULL, "top_logprobs", NULL,
                                "'top_logprobs' must be between 0 and %d",
                                QWEN_MAX_TOP_LOGPROBS);
             }
             if (lp > 0 && !req->logprobs) {
-                return qp_fail(err, api, 400, NULL, "top_logprobs", NULL,
+                return qp_fail(err, es, 400, NULL, "top_logprobs", NULL,
                                "'top_logprobs' needs 'logprobs' set to true");
             }
             req->top_logprobs = (int) lp;
         }
     } else {
-        rc = qp_get_int(root, "logprobs", "logprobs", &lp, api, err);
+        rc = qp_get_int(root, "logprobs", "logprobs", &lp, es, err);
         if (rc < 0) {
             return -1;
         }
         if (rc == 1) {
             if (lp < 0 || lp > 5) {
-                return qp_fail(err, api, 400, NULL, "logprobs", NULL,
+                return qp_fail(err, es, 400, NULL, "logprobs", NULL,
                                "'logprobs' must be between 0 and 5");
             }
             req->logprobs = 1;
@@ -601,7 +577,7 @@ qp_openai_parse(qp_request *req, const json_t *root, const qp_config *cfg,
         const json_t *type = json_is_object(opts) ? json_object_get(opts, "type") : NULL;
 
         if (!json_is_string(type)) {
-            return qp_fail(err, api, 400, NULL, "response_format", NULL,
+            return qp_fail(err, es, 400, NULL, "response_format", NULL,
                            "'response_format' must be an object with a \"type\"");
         }
         if (strcmp(json_string_value(type), "json_object") == 0) {
@@ -611,13 +587,13 @@ qp_openai_parse(qp_request *req, const json_t *root, const qp_config *cfg,
 
             schema = json_is_object(js) ? json_object_get(js, "schema") : NULL;
             if (!json_is_object(schema)) {
-                return qp_fail(err, api, 400, NULL, "response_format", NULL,
+                return qp_fail(err, es, 400, NULL, "response_format", NULL,
                                "response_format json_schema needs "
                                "\"json_schema\":{\"schema\":{...}}");
             }
             json_out = 1;
         } else if (strcmp(json_string_value(type), "text") != 0) {
-            return qp_fail(err, api, 400, NULL, "response_format", NULL,
+            return qp_fail(err, es, 400, NULL, "response_format", NULL,
                            "'response_format.type' must be text, json_object or json_schema");
         }
     }
@@ -632,5 +608,5 @@ qp_openai_parse(qp_request *req, const json_t *root, const qp_config *cfg,
     {
         return -1;
     }
-    return qp_request_limits(req, cfg, max_tokens, err);
+    return qp_request_limits(req, cfg, max_tokens, chat ? "messages" : "prompt", err);
 }

@@ -1,15 +1,12 @@
 /*
  * openai_response.c - OpenAI framing of answers: chat.completion.chunk and
  * text_completion SSE events, whole chat.completion / text_completion
- * bodies with usage and logprobs in each endpoint's shape, error events,
- * and the /v1/models listing.
+ * bodies with usage and logprobs in each endpoint's shape; errors go out
+ * as one more event.
  */
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "json_out.h"
-#include "proto_internal.h"
+#include "openai.h"
 
 /* ========================================================== formatting */
 
@@ -72,10 +69,11 @@ chat_lp_item(qp_buf *out, const qwen_tokenizer *tok, int32_t id, float lp, int c
 
 /* Chat shape: {"content":[{token,logprob,bytes,top_logprobs:[..]}..]} */
 static int
-chat_logprobs(qp_response *r, const qp_logprob *lp, size_t n, qp_buf *out)
+chat_logprobs(qp_response *r, qp_buf *out)
 {
-    size_t i;
-    int    j, top;
+    const qp_logprob *lp = r->lp;
+    size_t            i, n = r->n_lp;
+    int               j, top;
 
     if (!r->logprobs) {
         return qp_json_raw(out, "null");
@@ -109,10 +107,11 @@ chat_logprobs(qp_response *r, const qp_logprob *lp, size_t n, qp_buf *out)
  * [{tok:lp}],"text_offset"}; with logprobs 0 each top map holds the chosen
  * token only (as vLLM answers). */
 static int
-legacy_logprobs(qp_response *r, const qp_logprob *lp, size_t n, qp_buf *out)
+legacy_logprobs(qp_response *r, qp_buf *out)
 {
-    size_t i;
-    int    j, top;
+    const qp_logprob *lp = r->lp;
+    size_t            i, n = r->n_lp;
+    int               j, top;
 
     if (!r->logprobs) {
         return qp_json_raw(out, "null");
@@ -172,6 +171,13 @@ legacy_logprobs(qp_response *r, const qp_logprob *lp, size_t n, qp_buf *out)
     return qp_json_raw(out, "]}");
 }
 
+/* The logprobs in r->lp in the endpoint's shape. */
+static int
+logprobs_json(qp_response *r, qp_buf *out)
+{
+    return r->api == QP_OPENAI_CHAT ? chat_logprobs(r, out) : legacy_logprobs(r, out);
+}
+
 static int
 usage_json(qp_response *r, qp_buf *out)
 {
@@ -226,6 +232,21 @@ tool_call_json(qp_response *r, const qp_tool_call *tc, size_t index, int with_in
            || qp_json_raw(out, "}}") != 0 ? -1 : 0;
 }
 
+/* The rest of a delta chunk: the logprobs not yet framed (then taken), a
+ * null finish_reason, the tail. */
+static int
+delta_tail(qp_response *r, qp_buf *out)
+{
+    if (logprobs_json(r, out) != 0
+        || qp_json_raw(out, ",\"finish_reason\":null}") != 0
+        || chunk_tail(r, out) != 0)
+    {
+        return -1;
+    }
+    r->n_lp = 0;
+    return 0;
+}
+
 /* ------------------------------------------------------------ chat SSE */
 
 static int
@@ -240,20 +261,13 @@ chat_begin(qp_response *r, qp_buf *out)
 static int
 chat_delta(qp_response *r, qp_channel ch, const char *s, size_t n, qp_buf *out)
 {
-    if (chunk_head(r, out) != 0
-        || qp_json_raw(out, "{\"index\":0,\"delta\":{\"") != 0
-        || qp_json_raw(out, ch == QP_CH_REASONING ? reasoning_key(r) : "content") != 0
-        || qp_json_raw(out, "\":") != 0
-        || qp_json_str(out, s, n) != 0
-        || qp_json_raw(out, "},\"logprobs\":") != 0
-        || chat_logprobs(r, r->lp, r->n_lp, out) != 0
-        || qp_json_raw(out, ",\"finish_reason\":null}") != 0
-        || chunk_tail(r, out) != 0)
-    {
-        return -1;
-    }
-    r->n_lp = 0;
-    return 0;
+    return chunk_head(r, out) != 0
+           || qp_json_raw(out, "{\"index\":0,\"delta\":{\"") != 0
+           || qp_json_raw(out, ch == QP_CH_REASONING ? reasoning_key(r) : "content") != 0
+           || qp_json_raw(out, "\":") != 0
+           || qp_json_str(out, s, n) != 0
+           || qp_json_raw(out, "},\"logprobs\":") != 0
+           || delta_tail(r, out) != 0 ? -1 : 0;
 }
 
 static int
@@ -266,18 +280,17 @@ chat_tool_call(qp_response *r, const qp_tool_call *tc, size_t index, qp_buf *out
            || chunk_tail(r, out) != 0 ? -1 : 0;
 }
 
-/* The final choice chunk, the usage chunk, [DONE]. */
+/* The final choice chunk, the usage chunk, [DONE] (both endpoints). */
 static int
-stream_end(qp_response *r, qp_buf *out)
+openai_end(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
 {
     int chat = r->api == QP_OPENAI_CHAT;
 
+    (void) timing;
     if (chunk_head(r, out) != 0
         || qp_json_raw(out, chat ? "{\"index\":0,\"delta\":{},\"logprobs\":"
                                  : "{\"text\":\"\",\"index\":0,\"logprobs\":") != 0
-        || (r->n_lp > 0 ? (chat ? chat_logprobs(r, r->lp, r->n_lp, out)
-                                : legacy_logprobs(r, r->lp, r->n_lp, out))
-                        : qp_json_raw(out, "null")) != 0
+        || (r->n_lp > 0 ? logprobs_json(r, out) : qp_json_raw(out, "null")) != 0
         || qp_json_raw(out, ",\"finish_reason\":") != 0
         || qp_json_cstr(out, r->finish_reason) != 0
         || qp_json_raw(out, "}") != 0
@@ -296,46 +309,17 @@ stream_end(qp_response *r, qp_buf *out)
     return qp_json_raw(out, "data: [DONE]\n\n");
 }
 
-static int
-openai_end(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
-{
-    (void) timing;
-    return stream_end(r, out);
-}
-
 /* ------------------------------------------------------ completions SSE */
-
-static int
-cmpl_begin(qp_response *r, qp_buf *out)
-{
-    (void) r;
-    (void) out;
-    return 0;                       /* text_completion streams have no role chunk */
-}
 
 static int
 cmpl_delta(qp_response *r, qp_channel ch, const char *s, size_t n, qp_buf *out)
 {
     (void) ch;
-    if (chunk_head(r, out) != 0
-        || qp_json_raw(out, "{\"text\":") != 0
-        || qp_json_str(out, s, n) != 0
-        || qp_json_raw(out, ",\"index\":0,\"logprobs\":") != 0
-        || legacy_logprobs(r, r->lp, r->n_lp, out) != 0
-        || qp_json_raw(out, ",\"finish_reason\":null}") != 0
-        || chunk_tail(r, out) != 0)
-    {
-        return -1;
-    }
-    r->n_lp = 0;
-    return 0;
-}
-
-static int
-cmpl_tool_call(qp_response *r, const qp_tool_call *tc, size_t index, qp_buf *out)
-{
-    (void) r; (void) tc; (void) index; (void) out;
-    return 0;                       /* completions never parse tool calls */
+    return chunk_head(r, out) != 0
+           || qp_json_raw(out, "{\"text\":") != 0
+           || qp_json_str(out, s, n) != 0
+           || qp_json_raw(out, ",\"index\":0,\"logprobs\":") != 0
+           || delta_tail(r, out) != 0 ? -1 : 0;
 }
 
 /* -------------------------------------------------------------- bodies */
@@ -400,7 +384,7 @@ chat_body(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
         }
     }
     return qp_json_raw(out, "},\"logprobs\":") != 0
-           || chat_logprobs(r, r->lp, r->n_lp, out) != 0
+           || chat_logprobs(r, out) != 0
            || body_tail(r, out) != 0 ? -1 : 0;
 }
 
@@ -412,66 +396,17 @@ cmpl_body(qp_response *r, const qwen_request_timing *timing, qp_buf *out)
            || qp_json_raw(out, "{\"text\":") != 0
            || qp_json_str(out, r->content.data ? r->content.data : "", r->content.len) != 0
            || qp_json_raw(out, ",\"index\":0,\"logprobs\":") != 0
-           || legacy_logprobs(r, r->lp, r->n_lp, out) != 0
+           || legacy_logprobs(r, out) != 0
            || body_tail(r, out) != 0 ? -1 : 0;
 }
 
-static int
-openai_error(qp_response *r, int status, const char *type, const char *message,
-             qp_buf *out)
-{
-    if (type == NULL) {
-        type = qp_error_type_for(status);
-    }
-    if (r->stream) {
-        /* after the header: one error event; the caller ends the stream */
-        return qp_json_raw(out, "data: ") != 0
-               || qp_openai_error_json(out, message, type, NULL, NULL, 0) != 0
-               || qp_json_raw(out, "\n\n") != 0 ? -1 : 0;
-    }
-    return qp_openai_error_json(out, message, type, NULL, NULL, 0);
-}
-
+/* Text completions have no role chunk and never parse tool calls. */
 const qp_format qp_openai_chat_format = {
-    "text/event-stream",
-    chat_begin, chat_delta, chat_tool_call, openai_end, chat_body, openai_error
+    "text/event-stream", "data: ", "\n\n",
+    chat_begin, chat_delta, chat_tool_call, openai_end, chat_body
 };
 
 const qp_format qp_openai_completions_format = {
-    "text/event-stream",
-    cmpl_begin, cmpl_delta, cmpl_tool_call, openai_end, cmpl_body, openai_error
+    "text/event-stream", "data: ", "\n\n",
+    NULL, cmpl_delta, NULL, openai_end, cmpl_body
 };
-
-/* ============================================================= models */
-
-static int
-model_object(const qp_config *cfg, time_t created, qp_buf *out)
-{
-    return qp_json_raw(out, "{\"id\":") != 0
-           || qp_json_cstr(out, cfg->model_name ? cfg->model_name : "qwen3") != 0
-           || qp_buf_printf(out, ",\"object\":\"model\",\"created\":%lld,"
-                            "\"owned_by\":\"qwen\"}", (long long) created) != 0 ? -1 : 0;
-}
-
-int
-qp_openai_models(const qp_config *cfg, time_t created, qp_buf *out)
-{
-    return qp_json_raw(out, "{\"object\":\"list\",\"data\":[") != 0
-           || model_object(cfg, created, out) != 0
-           || qp_json_raw(out, "]}") != 0 ? -1 : 0;
-}
-
-int
-qp_openai_model(const qp_config *cfg, const char *id, size_t id_len, time_t created,
-                qp_buf *out, qp_error *err)
-{
-    if (!qp_model_matches(cfg, id, id_len)) {
-        return qp_fail(err, QP_OPENAI_CHAT, 404, "not_found_error", "model",
-                       "model_not_found", "model '%.*s' not found",
-                       (int) (id_len > 200 ? 200 : id_len), id);
-    }
-    if (model_object(cfg, created, out) != 0) {
-        return qp_fail(err, QP_OPENAI_CHAT, 500, NULL, NULL, NULL, "out of memory");
-    }
-    return 0;
-}

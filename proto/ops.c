@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json_out.h"
-#include "proto_internal.h"
+#include "openai.h"
+
+/* vLLM answers in OpenAI's error format */
+static const qp_error_style *const es = &qp_openai_errors;
 
 /* ========================================================== SageMaker */
 
@@ -18,7 +20,7 @@
 qp_api
 qp_sagemaker_api(const char *body, size_t len, qp_error *err)
 {
-    json_t       *root = qp_load_object(body, len, QP_OPENAI_CHAT, err);
+    json_t       *root = qp_load_object(body, len, es, err);
     const json_t *v;
     qp_api        api = QP_API_COUNT;
 
@@ -33,7 +35,7 @@ qp_sagemaker_api(const char *body, size_t len, qp_error *err)
         if (v != NULL && !json_is_null(v)) {
             api = QP_OPENAI_COMPLETIONS;
         } else {
-            qp_fail(err, QP_OPENAI_CHAT, 400, NULL, NULL, NULL,
+            qp_fail(err, es, 400, NULL, NULL, NULL,
                     "the body must hold \"messages\" (a chat request) or \"prompt\" "
                     "(a completion request)");
         }
@@ -48,11 +50,11 @@ static int
 check_model(const json_t *root, const qp_config *cfg, qp_error *err)
 {
     const json_t *v = NULL;
-    int           rc = qp_get_string(root, "model", "model", &v, QP_OPENAI_CHAT, err);
+    int           rc = qp_get_string(root, "model", "model", &v, es, err);
 
     if (rc == 1 && !qp_model_matches(cfg, json_string_value(v), json_string_length(v))) {
-        return qp_fail(err, QP_OPENAI_CHAT, 404, "not_found_error", "model",
-                       "model_not_found", "model '%.200s' not found", json_string_value(v));
+        return qp_fail(err, es, 404, "not_found_error", "model", "model_not_found",
+                       "model '%.200s' not found", json_string_value(v));
     }
     return rc < 0 ? -1 : 0;
 }
@@ -104,54 +106,48 @@ qp_tokenize_body(const char *body, size_t len, const qp_config *cfg,
     int           strs = 0, agp = 1, special = 1, rc = -1;
 
     if (tok == NULL) {
-        return qp_fail(err, QP_OPENAI_CHAT, 500, NULL, NULL, NULL, "the model has no tokenizer");
+        return qp_fail(err, es, 500, NULL, NULL, NULL, "the model has no tokenizer");
     }
-    root = qp_load_object(body, len, QP_OPENAI_CHAT, err);
-    if (root == NULL) {
+    req = qp_request_load(QP_OPENAI_CHAT, es, body, len, &root, err);
+    if (req == NULL) {
         return -1;
     }
-    req = qp_request_alloc(QP_OPENAI_CHAT);
-    if (req == NULL) {
-        json_decref(root);
-        return qp_fail(err, QP_OPENAI_CHAT, 500, NULL, NULL, NULL, "out of memory");
-    }
     if (check_model(root, cfg, err) != 0
-        || qp_get_bool(root, "return_token_strs", "return_token_strs", &strs,
-                       QP_OPENAI_CHAT, err) < 0
-        || qp_get_bool(root, "add_special_tokens", "add_special_tokens", &special,
-                       QP_OPENAI_CHAT, err) < 0
-        || qp_get_bool(root, "add_generation_prompt", "add_generation_prompt", &agp,
-                       QP_OPENAI_CHAT, err) < 0)
+        || qp_get_bool(root, "return_token_strs", "return_token_strs", &strs, es, err) < 0
+        || qp_get_bool(root, "add_special_tokens", "add_special_tokens", &special, es,
+                       err) < 0
+        || qp_get_bool(root, "add_generation_prompt", "add_generation_prompt", &agp, es,
+                       err) < 0)
     {
         goto done;
     }
     v = json_object_get(root, "messages");
     if (v != NULL && !json_is_null(v)) {
         if (qp_openai_render_chat(req, root, cfg, agp, &text, &text_len, err) != 0
-            || qp_tokenize(tok, text, text_len, &req->prompt, QP_OPENAI_CHAT, err) != 0)
+            || qp_tokenize(tok, text, text_len, &req->prompt, es, err) != 0)
         {
             goto done;
         }
     } else {
         v = NULL;
-        rc = qp_get_string(root, "prompt", "prompt", &v, QP_OPENAI_CHAT, err);
+        rc = qp_get_string(root, "prompt", "prompt", &v, es, err);
         if (rc <= 0) {
             if (rc == 0) {
-                qp_fail(err, QP_OPENAI_CHAT, 400, NULL, "prompt", NULL,
+                qp_fail(err, es, 400, NULL, "prompt", NULL,
                         "the body must hold \"prompt\" (a string) or \"messages\"");
             }
             rc = -1;
             goto done;
         }
         rc = -1;
-        if (qp_tokenize(tok, json_string_value(v), json_string_length(v), &req->prompt,
-                        QP_OPENAI_CHAT, err) != 0)
+        if (qp_tokenize(tok, json_string_value(v), json_string_length(v), &req->prompt, es,
+                        err) != 0)
         {
             goto done;
         }
     }
     if (tokens_json(tok, &req->prompt, cfg->n_ctx, strs, out) != 0) {
-        qp_fail(err, QP_OPENAI_CHAT, 500, NULL, NULL, NULL, "out of memory");
+        qp_fail(err, es, 500, NULL, NULL, NULL, "out of memory");
         goto done;
     }
     rc = 0;
@@ -176,9 +172,9 @@ qp_detokenize_body(const char *body, size_t len, const qp_config *cfg,
     int           vocab, rc = -1;
 
     if (tok == NULL) {
-        return qp_fail(err, QP_OPENAI_CHAT, 500, NULL, NULL, NULL, "the model has no tokenizer");
+        return qp_fail(err, es, 500, NULL, NULL, NULL, "the model has no tokenizer");
     }
-    root = qp_load_object(body, len, QP_OPENAI_CHAT, err);
+    root = qp_load_object(body, len, es, err);
     if (root == NULL) {
         return -1;
     }
@@ -187,7 +183,7 @@ qp_detokenize_body(const char *body, size_t len, const qp_config *cfg,
     }
     ids = json_object_get(root, "tokens");
     if (!json_is_array(ids)) {
-        qp_fail(err, QP_OPENAI_CHAT, 400, NULL, "tokens", NULL,
+        qp_fail(err, es, 400, NULL, "tokens", NULL,
                 ids == NULL || json_is_null(ids) ? "'tokens' is required"
                                                  : "'tokens' must be an array of token ids");
         goto done;
@@ -196,7 +192,7 @@ qp_detokenize_body(const char *body, size_t len, const qp_config *cfg,
     vocab = qwen_tokenizer_vocab_size(tok);
     buf = malloc((n ? n : 1) * sizeof(*buf));
     if (buf == NULL) {
-        qp_fail(err, QP_OPENAI_CHAT, 500, NULL, NULL, NULL, "out of memory");
+        qp_fail(err, es, 500, NULL, NULL, NULL, "out of memory");
         goto done;
     }
     for (i = 0; i < n; i++) {
@@ -204,13 +200,13 @@ qp_detokenize_body(const char *body, size_t len, const qp_config *cfg,
         json_int_t    id;
 
         if (!json_is_integer(v)) {
-            qp_fail(err, QP_OPENAI_CHAT, 400, NULL, "tokens", NULL,
+            qp_fail(err, es, 400, NULL, "tokens", NULL,
                     "'tokens[%zu]' must be an integer token id", i);
             goto done;
         }
         id = json_integer_value(v);
         if (id < 0 || id >= vocab) {
-            qp_fail(err, QP_OPENAI_CHAT, 400, NULL, "tokens", NULL,
+            qp_fail(err, es, 400, NULL, "tokens", NULL,
                     "token id %lld at tokens[%zu] is outside the vocabulary (0..%d)",
                     (long long) id, i, vocab - 1);
             goto done;
@@ -223,7 +219,7 @@ qp_detokenize_body(const char *body, size_t len, const qp_config *cfg,
         || qp_json_str(out, text, text_len) != 0
         || qp_json_raw(out, "}") != 0)
     {
-        qp_fail(err, QP_OPENAI_CHAT, 500, NULL, NULL, NULL, "out of memory");
+        qp_fail(err, es, 500, NULL, NULL, NULL, "out of memory");
         goto done;
     }
     rc = 0;

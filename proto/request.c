@@ -1,18 +1,16 @@
 /*
  * request.c - what every API's request parsing shares: the configuration
- * defaults, error bodies, loading the body with jansson, typed getters that
- * name the offending field, stop strings, tokenizing, and the check of
- * prompt + max_tokens against the slot's context. API files add the fields.
+ * defaults, loading the body with jansson, typed getters that name the
+ * offending field, stop strings, chat messages and tools, tokenizing, and
+ * the check of prompt + max_tokens against the slot's context. API files
+ * add the fields; errors take the style the caller hands in.
  */
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
-#include "json_out.h"
-#include "proto_internal.h"
+#include "request.h"
 
 void
 qp_config_defaults(qp_config *cfg)
@@ -26,215 +24,58 @@ qp_config_defaults(qp_config *cfg)
     cfg->reasoning_field = 0;
 }
 
-/* ------------------------------------------------------------- errors */
+/* ------------------------------------------------------------ the body */
 
-const char *
-qp_error_type_for(int status)
+json_t *
+qp_load_object(const char *body, size_t len, const qp_error_style *es, qp_error *err)
 {
-    if (status == 404) {
-        return "not_found_error";
-    }
-    if (status == 429 || status == 503) {
-        return "overloaded_error";
-    }
-    return status < 500 ? "invalid_request_error" : "server_error";
-}
+    json_t       *root;
+    json_error_t  jerr;
 
-int
-qp_openai_error_json(qp_buf *b, const char *message, const char *type,
-                     const char *param, const char *code, int retry_after_s)
-{
-    if (qp_json_raw(b, "{\"error\":{\"message\":") != 0
-        || qp_json_cstr(b, message) != 0
-        || qp_json_raw(b, ",\"type\":") != 0 || qp_json_cstr(b, type) != 0
-        || qp_json_raw(b, ",\"param\":") != 0 || qp_json_cstr(b, param) != 0
-        || qp_json_raw(b, ",\"code\":") != 0 || qp_json_cstr(b, code) != 0)
-    {
-        return -1;
+    if (body == NULL || len == 0) {
+        qp_fail(err, es, 400, NULL, NULL, NULL, "the request body is empty");
+        return NULL;
     }
-    if (retry_after_s > 0 && qp_buf_printf(b, ",\"retry_after\":%d", retry_after_s) != 0) {
-        return -1;
-    }
-    return qp_json_raw(b, "}}");
-}
-
-int
-qp_ollama_error_json(qp_buf *b, const char *message, int retry_after_s)
-{
-    if (qp_json_raw(b, "{\"error\":") != 0 || qp_json_cstr(b, message) != 0) {
-        return -1;
-    }
-    if (retry_after_s > 0 && qp_buf_printf(b, ",\"retry_after\":%d", retry_after_s) != 0) {
-        return -1;
-    }
-    return qp_json_raw(b, "}");
-}
-
-static int
-is_ollama(qp_api api)
-{
-    return api == QP_OLLAMA_CHAT || api == QP_OLLAMA_GENERATE;
-}
-
-/* Render into err->body; a message too long for the fixed body (escapes
- * can grow it sixfold) is shortened on a character boundary until it fits. */
-static void
-error_fill(qp_api api, int status, const char *type, const char *param,
-           const char *code, const char *message, int retry_after_s, qp_error *err)
-{
-    qp_buf b = { 0 };
-    size_t msg_len = strlen(message);
-    char   msg[sizeof(err->body)];
-
-    err->status = status;
-    if (type == NULL) {
-        type = qp_error_type_for(status);
-    }
-    if (msg_len > sizeof(msg) - 1) {
-        msg_len = sizeof(msg) - 1;
-    }
-    for (;;) {
-        msg_len = qp_utf8_cut(message, msg_len, msg_len);
-        memcpy(msg, message, msg_len);
-        msg[msg_len] = '\0';
-        qp_buf_reset(&b);
-        if ((is_ollama(api)
-             ? qp_ollama_error_json(&b, msg, retry_after_s)
-             : qp_openai_error_json(&b, msg, type, param, code, retry_after_s)) != 0)
-        {
-            break;
+    root = json_loadb(body, len, 0, &jerr);
+    if (root == NULL) {
+        if (json_error_code(&jerr) == json_error_invalid_utf8) {
+            qp_fail(err, es, 400, NULL, NULL, NULL,
+                    "the request body is not valid UTF-8 (near byte %d)", jerr.position);
+        } else {
+            qp_fail(err, es, 400, NULL, NULL, NULL,
+                    "the request body is not valid JSON: %s (line %d, column %d)",
+                    jerr.text, jerr.line, jerr.column);
         }
-        if (b.len < sizeof(err->body)) {
-            memcpy(err->body, b.data, b.len + 1);
-            qp_buf_free(&b);
-            return;
-        }
-        msg_len /= 2;
+        return NULL;
     }
-    qp_buf_free(&b);
-    /* out of memory: a fixed body is still a valid answer */
-    snprintf(err->body, sizeof(err->body), is_ollama(api)
-             ? "{\"error\":\"out of memory\"}"
-             : "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\","
-               "\"param\":null,\"code\":null}}");
+    if (!json_is_object(root)) {
+        json_decref(root);
+        qp_fail(err, es, 400, NULL, NULL, NULL, "the request body must be a JSON object");
+        return NULL;
+    }
+    return root;
 }
-
-void
-qp_error_make(qp_api api, int status, const char *type, const char *message,
-              int retry_after_s, qp_error *err)
-{
-    error_fill(api, status, type, NULL, NULL, message ? message : "error",
-               retry_after_s, err);
-}
-
-int
-qp_fail(qp_error *err, qp_api api, int status, const char *type,
-        const char *param, const char *code, const char *fmt, ...)
-{
-    char    msg[sizeof(err->body)];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    error_fill(api, status, type, param, code, msg, 0, err);
-    return -1;
-}
-
-/* ----------------------------------------------------- typed JSON getters */
-
-static const json_t *
-field(const json_t *obj, const char *key)
-{
-    const json_t *v = json_object_get(obj, key);
-
-    return json_is_null(v) ? NULL : v;   /* null means "not given" */
-}
-
-int
-qp_get_bool(const json_t *obj, const char *key, const char *param, int *out,
-            qp_api api, qp_error *err)
-{
-    const json_t *v = field(obj, key);
-
-    if (v == NULL) {
-        return 0;
-    }
-    if (!json_is_boolean(v)) {
-        return qp_fail(err, api, 400, NULL, param, NULL, "'%s' must be a boolean", param);
-    }
-    *out = json_is_true(v);
-    return 1;
-}
-
-int
-qp_get_int(const json_t *obj, const char *key, const char *param, long long *out,
-           qp_api api, qp_error *err)
-{
-    const json_t *v = field(obj, key);
-    double        d;
-
-    if (v == NULL) {
-        return 0;
-    }
-    if (json_is_integer(v)) {
-        *out = (long long) json_integer_value(v);
-        return 1;
-    }
-    /* 100.0 is an integer to most clients (JavaScript has no int type) */
-    if (json_is_real(v)) {
-        d = json_real_value(v);
-        if (d == (double) (long long) d && d > -9.2e18 && d < 9.2e18) {
-            *out = (long long) d;
-            return 1;
-        }
-    }
-    return qp_fail(err, api, 400, NULL, param, NULL, "'%s' must be an integer", param);
-}
-
-int
-qp_get_real(const json_t *obj, const char *key, const char *param, double *out,
-            qp_api api, qp_error *err)
-{
-    const json_t *v = field(obj, key);
-
-    if (v == NULL) {
-        return 0;
-    }
-    if (!json_is_number(v)) {
-        return qp_fail(err, api, 400, NULL, param, NULL, "'%s' must be a number", param);
-    }
-    *out = json_number_value(v);
-    return 1;
-}
-
-int
-qp_get_string(const json_t *obj, const char *key, const char *param,
-              const json_t **out, qp_api api, qp_error *err)
-{
-    const json_t *v = field(obj, key);
-
-    if (v == NULL) {
-        return 0;
-    }
-    if (!json_is_string(v)) {
-        return qp_fail(err, api, 400, NULL, param, NULL, "'%s' must be a string", param);
-    }
-    *out = v;
-    return 1;
-}
-
-/* ----------------------------------------------------------- requests */
 
 qp_request *
-qp_request_alloc(qp_api api)
+qp_request_load(qp_api api, const qp_error_style *es, const char *body, size_t len,
+                json_t **root, qp_error *err)
 {
-    qp_request *req = calloc(1, sizeof(*req));
+    qp_request *req;
 
-    if (req != NULL) {
-        req->api = api;
-        req->params = qwen_request_default_params();
+    *root = qp_load_object(body, len, es, err);
+    if (*root == NULL) {
+        return NULL;
     }
+    req = calloc(1, sizeof(*req));
+    if (req == NULL) {
+        json_decref(*root);
+        *root = NULL;
+        qp_fail(err, es, 500, NULL, NULL, NULL, "out of memory");
+        return NULL;
+    }
+    req->api = api;
+    req->errors = es;
+    req->params = qwen_request_default_params();
     return req;
 }
 
@@ -255,32 +96,6 @@ qp_request_free(qp_request *req)
     free(req);
 }
 
-int
-qp_request_set_grammar(qp_request *req, const qwen_tokenizer *tok, const json_t *schema,
-                       const char *param, qp_error *err)
-{
-    char  msg[QWEN_ERR_LEN];
-    char *text = NULL;
-
-    if (schema != NULL) {
-        text = json_dumps(schema, JSON_COMPACT);
-        if (text == NULL) {
-            return qp_oom(req, err);
-        }
-    }
-    msg[0] = '\0';
-    req->grammar = qwen_grammar_new_json(tok, text, msg, sizeof(msg));
-    free(text);
-    if (req->grammar == NULL) {
-        return qp_fail(err, req->api, schema != NULL ? 400 : 500, NULL, param, NULL,
-                       "%s: %s", param, msg);
-    }
-    req->params.grammar = req->grammar;
-    /* thinking stays free text; the answer after </think> is JSON */
-    req->params.grammar_after_token = req->thinking ? qwen_token_id(tok, "</think>", 8) : -1;
-    return 0;
-}
-
 const qwen_request_params *
 qp_request_params(const qp_request *req)
 {
@@ -292,6 +107,97 @@ qp_request_stream(const qp_request *req)
 {
     return req->stream;
 }
+
+int
+qp_oom(qp_request *req, qp_error *err)
+{
+    return qp_fail(err, req->errors, 500, NULL, NULL, NULL, "out of memory");
+}
+
+/* ----------------------------------------------------- typed JSON getters */
+
+static const json_t *
+field(const json_t *obj, const char *key)
+{
+    const json_t *v = json_object_get(obj, key);
+
+    return json_is_null(v) ? NULL : v;   /* null means "not given" */
+}
+
+int
+qp_get_bool(const json_t *obj, const char *key, const char *param, int *out,
+            const qp_error_style *es, qp_error *err)
+{
+    const json_t *v = field(obj, key);
+
+    if (v == NULL) {
+        return 0;
+    }
+    if (!json_is_boolean(v)) {
+        return qp_fail(err, es, 400, NULL, param, NULL, "'%s' must be a boolean", param);
+    }
+    *out = json_is_true(v);
+    return 1;
+}
+
+int
+qp_get_int(const json_t *obj, const char *key, const char *param, long long *out,
+           const qp_error_style *es, qp_error *err)
+{
+    const json_t *v = field(obj, key);
+    double        d;
+
+    if (v == NULL) {
+        return 0;
+    }
+    if (json_is_integer(v)) {
+        *out = (long long) json_integer_value(v);
+        return 1;
+    }
+    /* 100.0 is an integer to most clients (JavaScript has no int type) */
+    if (json_is_real(v)) {
+        d = json_real_value(v);
+        if (d == (double) (long long) d && d > -9.2e18 && d < 9.2e18) {
+            *out = (long long) d;
+            return 1;
+        }
+    }
+    return qp_fail(err, es, 400, NULL, param, NULL, "'%s' must be an integer", param);
+}
+
+int
+qp_get_real(const json_t *obj, const char *key, const char *param, double *out,
+            const qp_error_style *es, qp_error *err)
+{
+    const json_t *v = field(obj, key);
+
+    if (v == NULL) {
+        return 0;
+    }
+    if (!json_is_number(v)) {
+        return qp_fail(err, es, 400, NULL, param, NULL, "'%s' must be a number", param);
+    }
+    *out = json_number_value(v);
+    return 1;
+}
+
+int
+qp_get_string(const json_t *obj, const char *key, const char *param,
+              const json_t **out, const qp_error_style *es, qp_error *err)
+{
+    const json_t *v = field(obj, key);
+
+    if (v == NULL) {
+        return 0;
+    }
+    if (!json_is_string(v)) {
+        return qp_fail(err, es, 400, NULL, param, NULL, "'%s' must be a string", param);
+    }
+    *out = v;
+    return 1;
+}
+
+/* ------------------------------------------------------------- fields */
 
 int
 qp_model_matches(const qp_config *cfg, const char *name, size_t len)
@@ -324,7 +230,7 @@ add_stop(qp_request *req, const json_t *s, const char *param, qp_error *err)
         return 0;                   /* an empty stop string would stop at once */
     }
     if (len > QP_MAX_STOP_LEN) {
-        return qp_fail(err, req->api, 400, NULL, param, NULL,
+        return qp_fail(err, req->errors, 400, NULL, param, NULL,
                        "stop strings must be at most %d bytes", QP_MAX_STOP_LEN);
     }
     req->stop[req->n_stop] = malloc(len + 1);
@@ -334,6 +240,49 @@ add_stop(qp_request *req, const json_t *s, const char *param, qp_error *err)
     memcpy(req->stop[req->n_stop], json_string_value(s), len + 1);
     req->stop_len[req->n_stop++] = len;
     return 0;
+}
+
+int
+qp_request_set_stop(qp_request *req, const json_t *stop, const char *param, qp_error *err)
+{
+    size_t i;
+
+    if (stop == NULL || json_is_null(stop)) {
+        return 0;
+    }
+    if (json_is_string(stop)) {
+        return add_stop(req, stop, param, err);
+    }
+    if (!json_is_array(stop)) {
+        return qp_fail(err, req->errors, 400, NULL, param, NULL,
+                       "'%s' must be a string or an array of strings", param);
+    }
+    if (json_array_size(stop) > QP_MAX_STOP) {
+        return qp_fail(err, req->errors, 400, NULL, param, NULL,
+                       "'%s' may hold at most %d strings", param, QP_MAX_STOP);
+    }
+    for (i = 0; i < json_array_size(stop); i++) {
+        if (!json_is_string(json_array_get(stop, i))) {
+            return qp_fail(err, req->errors, 400, NULL, param, NULL,
+                           "'%s' must be a string or an array of strings", param);
+        }
+        if (add_stop(req, json_array_get(stop, i), param, err) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------ chat messages */
+
+int
+qp_chat_parts_init(qp_request *req, qp_chat_parts *cp, size_t n, size_t per_msg,
+                   qp_error *err)
+{
+    cp->n = n;
+    cp->msgs = calloc(n, sizeof(*cp->msgs));
+    cp->owned = calloc(per_msg * n, sizeof(*cp->owned));
+    return cp->msgs != NULL && cp->owned != NULL ? 0 : qp_oom(req, err);
 }
 
 void
@@ -349,15 +298,45 @@ qp_chat_parts_free(qp_chat_parts *cp)
     free(cp->tools_json);
 }
 
-int
-qp_oom(qp_request *req, qp_error *err)
+const char *
+qp_chat_parts_take(qp_chat_parts *cp, qp_buf *b)
 {
-    return qp_fail(err, req->api, 500, NULL, NULL, NULL, "out of memory");
+    char *s = b->data ? b->data : strdup("");
+
+    b->data = NULL;
+    b->len = b->cap = 0;
+    if (s != NULL) {
+        cp->owned[cp->n_owned++] = s;
+    }
+    return s;
 }
 
-/* tools: [{"type":"function","function":{"name":..,"parameters":..}}] for
- * the chat template, as JSON text in *tools_json (malloc'ed; NULL when
- * there are none). Both APIs take the same shape. */
+const char *
+qp_chat_parts_json(qp_chat_parts *cp, const json_t *v)
+{
+    qp_buf b = { 0 };
+
+    if (qp_json_value(&b, v, 0) != 0) {
+        qp_buf_free(&b);
+        return NULL;
+    }
+    return qp_chat_parts_take(cp, &b);
+}
+
+int
+qp_chat_role(qp_request *req, const char *role, const char *param, qp_error *err)
+{
+    if (strcmp(role, "system") != 0 && strcmp(role, "user") != 0
+        && strcmp(role, "assistant") != 0 && strcmp(role, "tool") != 0)
+    {
+        return qp_fail(err, req->errors, 400, NULL, param, NULL,
+                       "'%s' must be system, user, assistant or tool, not '%.40s'",
+                       param, role);
+    }
+    return 0;
+}
+
+/* Both APIs take the same tools shape. */
 int
 qp_parse_tools(qp_request *req, const json_t *tools, char **tools_json, qp_error *err)
 {
@@ -369,14 +348,14 @@ qp_parse_tools(qp_request *req, const json_t *tools, char **tools_json, qp_error
         return 0;
     }
     if (!json_is_array(tools)) {
-        return qp_fail(err, req->api, 400, NULL, "tools", NULL, "'tools' must be an array");
+        return qp_fail(err, req->errors, 400, NULL, "tools", NULL, "'tools' must be an array");
     }
     for (i = 0; i < json_array_size(tools); i++) {
         const json_t *t = json_array_get(tools, i);
         const json_t *f = json_is_object(t) ? json_object_get(t, "function") : NULL;
 
         if (!json_is_object(f) || !json_is_string(json_object_get(f, "name"))) {
-            return qp_fail(err, req->api, 400, NULL, "tools", NULL,
+            return qp_fail(err, req->errors, 400, NULL, "tools", NULL,
                            "'tools[%zu]' must be {\"type\":\"function\",\"function\":"
                            "{\"name\":..,\"parameters\":..}}", i);
         }
@@ -393,72 +372,41 @@ qp_parse_tools(qp_request *req, const json_t *tools, char **tools_json, qp_error
     return 0;
 }
 
-int
-qp_request_set_stop(qp_request *req, const json_t *stop, const char *param, qp_error *err)
-{
-    size_t i;
-
-    if (stop == NULL || json_is_null(stop)) {
-        return 0;
-    }
-    if (json_is_string(stop)) {
-        return add_stop(req, stop, param, err);
-    }
-    if (!json_is_array(stop)) {
-        return qp_fail(err, req->api, 400, NULL, param, NULL,
-                       "'%s' must be a string or an array of strings", param);
-    }
-    if (json_array_size(stop) > QP_MAX_STOP) {
-        return qp_fail(err, req->api, 400, NULL, param, NULL,
-                       "'%s' may hold at most %d strings", param, QP_MAX_STOP);
-    }
-    for (i = 0; i < json_array_size(stop); i++) {
-        if (!json_is_string(json_array_get(stop, i))) {
-            return qp_fail(err, req->api, 400, NULL, param, NULL,
-                           "'%s' must be a string or an array of strings", param);
-        }
-        if (add_stop(req, json_array_get(stop, i), param, err) != 0) {
-            return -1;
-        }
-    }
-    return 0;
-}
+/* ------------------------------------------------- prompt and limits */
 
 int
 qp_tokenize(const qwen_tokenizer *tok, const char *text, size_t len,
-            qwen_tokens *out, qp_api api, qp_error *err)
+            qwen_tokens *out, const qp_error_style *es, qp_error *err)
 {
     char msg[QWEN_ERR_LEN];
 
     if (qwen_tokenize(tok, text, len, out, msg, sizeof(msg)) != 0) {
         /* the body is valid UTF-8 by now, so this is not the client's fault */
-        return qp_fail(err, api, 500, NULL, NULL, NULL, "tokenizer: %s", msg);
+        return qp_fail(err, es, 500, NULL, NULL, NULL, "tokenizer: %s", msg);
     }
     return 0;
 }
 
 int
 qp_request_limits(qp_request *req, const qp_config *cfg, long long max_tokens,
-                  qp_error *err)
+                  const char *param, qp_error *err)
 {
-    long long   n_prompt = (long long) req->prompt.n, room;
-    const char *param = req->api == QP_OPENAI_COMPLETIONS || req->api == QP_OLLAMA_GENERATE
-                        ? "prompt" : "messages";
+    long long n_prompt = (long long) req->prompt.n, room;
 
     if (n_prompt == 0) {
-        return qp_fail(err, req->api, 400, NULL, param, NULL, "the prompt is empty");
+        return qp_fail(err, req->errors, 400, NULL, param, NULL, "the prompt is empty");
     }
     if ((max_tokens > 0 ? max_tokens : 1) > cfg->n_ctx - n_prompt) {
         if (max_tokens > 0) {
             max_tokens = max_tokens > (1LL << 40) ? (1LL << 40) : max_tokens;  /* no overflow */
-            return qp_fail(err, req->api, 400, NULL, param, "context_length_exceeded",
+            return qp_fail(err, req->errors, 400, NULL, param, "context_length_exceeded",
                            "This model's maximum context length is %d tokens. However, "
                            "you requested %lld tokens (%lld in the prompt, %lld for the "
                            "completion). Please reduce the length of the prompt or "
                            "max_tokens.", cfg->n_ctx, n_prompt + max_tokens,
                            n_prompt, max_tokens);
         }
-        return qp_fail(err, req->api, 400, NULL, param, "context_length_exceeded",
+        return qp_fail(err, req->errors, 400, NULL, param, "context_length_exceeded",
                        "This model's maximum context length is %d tokens. However, "
                        "your prompt is %lld tokens, which leaves no room for the "
                        "completion. Please reduce the length of the prompt.",
@@ -471,6 +419,32 @@ qp_request_limits(qp_request *req, const qp_config *cfg, long long max_tokens,
     req->params.prompt = req->prompt.ids;
     req->params.n_prompt = req->prompt.n;
     req->params.max_tokens = (int) max_tokens;
+    return 0;
+}
+
+int
+qp_request_set_grammar(qp_request *req, const qwen_tokenizer *tok, const json_t *schema,
+                       const char *param, qp_error *err)
+{
+    char  msg[QWEN_ERR_LEN];
+    char *text = NULL;
+
+    if (schema != NULL) {
+        text = json_dumps(schema, JSON_COMPACT);
+        if (text == NULL) {
+            return qp_oom(req, err);
+        }
+    }
+    msg[0] = '\0';
+    req->grammar = qwen_grammar_new_json(tok, text, msg, sizeof(msg));
+    free(text);
+    if (req->grammar == NULL) {
+        return qp_fail(err, req->errors, schema != NULL ? 400 : 500, NULL, param, NULL,
+                       "%s: %s", param, msg);
+    }
+    req->params.grammar = req->grammar;
+    /* thinking stays free text; the answer after </think> is JSON */
+    req->params.grammar_after_token = req->thinking ? qwen_token_id(tok, "</think>", 8) : -1;
     return 0;
 }
 
@@ -490,71 +464,4 @@ qp_default_seed(const qp_config *cfg)
         seed = ((uint64_t) ts.tv_sec << 32) ^ (uint64_t) ts.tv_nsec ^ (uintptr_t) &ts;
     }
     return seed;
-}
-
-/* ------------------------------------------------------------- parsing */
-
-json_t *
-qp_load_object(const char *body, size_t len, qp_api api, qp_error *err)
-{
-    json_t       *root;
-    json_error_t  jerr;
-
-    if (body == NULL || len == 0) {
-        qp_fail(err, api, 400, NULL, NULL, NULL, "the request body is empty");
-        return NULL;
-    }
-    root = json_loadb(body, len, 0, &jerr);
-    if (root == NULL) {
-        if (json_error_code(&jerr) == json_error_invalid_utf8) {
-            qp_fail(err, api, 400, NULL, NULL, NULL,
-                    "the request body is not valid UTF-8 (near byte %d)", jerr.position);
-        } else {
-            qp_fail(err, api, 400, NULL, NULL, NULL,
-                    "the request body is not valid JSON: %s (line %d, column %d)",
-                    jerr.text, jerr.line, jerr.column);
-        }
-        return NULL;
-    }
-    if (!json_is_object(root)) {
-        json_decref(root);
-        qp_fail(err, api, 400, NULL, NULL, NULL, "the request body must be a JSON object");
-        return NULL;
-    }
-    return root;
-}
-
-int
-qp_parse(qp_api api, const char *body, size_t len, const qp_config *cfg,
-         const qwen_tokenizer *tok, qp_request **out, qp_error *err)
-{
-    json_t       *root;
-    qp_request   *req;
-    int           rc;
-
-    *out = NULL;
-    if ((int) api < 0 || api >= QP_API_COUNT) {
-        return qp_fail(err, QP_OPENAI_CHAT, 500, NULL, NULL, NULL, "unknown API %d", (int) api);
-    }
-    if (tok == NULL) {
-        return qp_fail(err, api, 500, NULL, NULL, NULL, "the model has no tokenizer");
-    }
-    root = qp_load_object(body, len, api, err);
-    if (root == NULL) {
-        return -1;
-    }
-    req = qp_request_alloc(api);
-    if (req == NULL) {
-        json_decref(root);
-        return qp_fail(err, api, 500, NULL, NULL, NULL, "out of memory");
-    }
-    rc = is_ollama(api) ? qp_ollama_parse(req, root, cfg, tok, err)
-                        : qp_openai_parse(req, root, cfg, tok, err);
-    json_decref(root);
-    if (rc != 0) {
-        qp_request_free(req);
-        return -1;
-    }
-    *out = req;
-    return 0;
 }

@@ -1,26 +1,14 @@
 /*
- * response.c - one response's life: token events go through the text
- * pipeline (stream_text.c); its text and tool calls become frames through
- * the API's qp_format (streams) or collect until qp_response_finish writes
- * the whole body. Also keeps the logprobs, token counts and finish reason.
+ * response.c - the response half of the spine: token events go through the
+ * text pipeline (stream_text.c); its text and tool calls become frames
+ * through the qp_format of the request's API table row (streams) or
+ * collect until qp_response_finish writes the whole body. Also keeps the
+ * logprobs, token counts and finish reason.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "json_out.h"
-#include "proto_internal.h"
-
-static const qp_format *
-format_for(qp_api api)
-{
-    switch (api) {
-    case QP_OPENAI_CHAT:        return &qp_openai_chat_format;
-    case QP_OPENAI_COMPLETIONS: return &qp_openai_completions_format;
-    case QP_OLLAMA_CHAT:        return &qp_ollama_chat_format;
-    case QP_OLLAMA_GENERATE:    return &qp_ollama_generate_format;
-    default:                    return NULL;
-    }
-}
+#include "api.h"
 
 /* ------------------------------------------------------------ the sink */
 
@@ -58,23 +46,19 @@ on_tool_call(void *ctx, qp_tool_call *tc)
 {
     qp_response  *r = ctx;
     qp_tool_call *calls;
-    size_t        cap;
 
     if (r->stream) {
         if (flush_delta(r) != 0) {
             return -1;
         }
-        return r->fmt->tool_call(r, tc, r->n_calls_sent++, r->out);
+        /* an API without tool calls never asks the pipeline for them */
+        return r->fmt->tool_call ? r->fmt->tool_call(r, tc, r->n_calls_sent++, r->out) : 0;
     }
-    if (r->n_calls == r->cap_calls) {
-        cap = r->cap_calls ? r->cap_calls * 2 : 4;
-        calls = realloc(r->calls, cap * sizeof(*calls));
-        if (calls == NULL) {
-            return -1;
-        }
-        r->calls = calls;
-        r->cap_calls = cap;
+    calls = qp_grow(r->calls, r->n_calls, &r->cap_calls, sizeof(*calls), 4);
+    if (calls == NULL) {
+        return -1;
     }
+    r->calls = calls;
     r->calls[r->n_calls++] = *tc;      /* take the strings */
     tc->name = NULL;
     tc->arguments = NULL;
@@ -84,19 +68,13 @@ on_tool_call(void *ctx, qp_tool_call *tc)
 static int
 push_logprob(qp_response *r, const qwen_token_event *ev, size_t text_offset)
 {
-    qp_logprob *lp;
-    size_t      cap;
+    qp_logprob *lp = qp_grow(r->lp, r->n_lp, &r->cap_lp, sizeof(*lp), 16);
     int         n_top = ev->n_top;
 
-    if (r->n_lp == r->cap_lp) {
-        cap = r->cap_lp ? r->cap_lp * 2 : 16;
-        lp = realloc(r->lp, cap * sizeof(*lp));
-        if (lp == NULL) {
-            return -1;
-        }
-        r->lp = lp;
-        r->cap_lp = cap;
+    if (lp == NULL) {
+        return -1;
     }
+    r->lp = lp;
     if (n_top < 0) {
         n_top = 0;
     }
@@ -117,18 +95,12 @@ push_logprob(qp_response *r, const qwen_token_event *ev, size_t text_offset)
 static int
 push_context(qp_response *r, int32_t id)
 {
-    int32_t *ids;
-    size_t   cap;
+    int32_t *ids = qp_grow(r->ctx_ids, r->n_ctx_ids, &r->cap_ctx_ids, sizeof(*ids), 256);
 
-    if (r->n_ctx_ids == r->cap_ctx_ids) {
-        cap = r->cap_ctx_ids ? r->cap_ctx_ids * 2 : 256;
-        ids = realloc(r->ctx_ids, cap * sizeof(*ids));
-        if (ids == NULL) {
-            return -1;
-        }
-        r->ctx_ids = ids;
-        r->cap_ctx_ids = cap;
+    if (ids == NULL) {
+        return -1;
     }
+    r->ctx_ids = ids;
     r->ctx_ids[r->n_ctx_ids++] = id;
     return 0;
 }
@@ -139,19 +111,20 @@ qp_response *
 qp_response_new(const qp_request *req, const qwen_tokenizer *tok,
                 const qp_config *cfg, const char *id, time_t created)
 {
-    qp_response     *r;
-    qp_text_options  opt;
-    size_t           i;
-    const qp_format *fmt = format_for(req->api);
+    qp_response       *r;
+    qp_text_options    opt;
+    size_t             i;
+    const qp_api_desc *d = qp_api_get(req->api);
 
-    if (fmt == NULL || tok == NULL) {
+    if (d == NULL || tok == NULL) {
         return NULL;
     }
     r = calloc(1, sizeof(*r));
     if (r == NULL) {
         return NULL;
     }
-    r->fmt = fmt;
+    r->fmt = d->format;
+    r->errors = d->errors;
     r->api = req->api;
     r->stream = req->stream;
     r->include_usage = req->stream && req->include_usage;
@@ -186,8 +159,8 @@ qp_response_new(const qp_request *req, const qwen_tokenizer *tok,
     }
     /* only the chat parsers (and Ollama's generate) set these */
     memset(&opt, 0, sizeof(opt));
-    opt.thinking = req->api != QP_OPENAI_COMPLETIONS && req->thinking;
-    opt.tools = req->api != QP_OPENAI_COMPLETIONS && req->tools;
+    opt.thinking = req->thinking;
+    opt.tools = req->tools;
     opt.ignore_eos = req->params.ignore_eos;
     opt.stop = (const char *const *) r->stop;
     opt.stop_len = r->stop_len;
@@ -223,7 +196,6 @@ qp_response_free(qp_response *r)
     qp_buf_free(&r->delta);
     qp_buf_free(&r->content);
     qp_buf_free(&r->reasoning);
-    qp_buf_free(&r->scratch);
     free(r->id);
     free(r->model);
     free(r);
@@ -242,7 +214,7 @@ begin(qp_response *r, qp_buf *out)
         return 0;
     }
     r->began = 1;
-    return r->fmt->begin(r, out);
+    return r->fmt->begin ? r->fmt->begin(r, out) : 0;
 }
 
 int
@@ -327,9 +299,17 @@ int
 qp_response_error(qp_response *r, int status, const char *type,
                   const char *message, qp_buf *out)
 {
+    qp_error_info e = { status, type, NULL, NULL, message ? message : "error", 0 };
+
     r->finished = 1;
     r->finish_reason = "error";
-    return r->fmt->error(r, status, type, message ? message : "error", out);
+    /* after the header: one more frame, then the caller ends the stream */
+    if (r->stream) {
+        return qp_json_raw(out, r->fmt->error_prefix) != 0
+               || r->errors->body(out, &e) != 0
+               || qp_json_raw(out, r->fmt->error_suffix) != 0 ? -1 : 0;
+    }
+    return r->errors->body(out, &e);
 }
 
 size_t

@@ -25,8 +25,6 @@
 
 #include <jansson.h>
 
-#include "json_out.h"
-#include "proto_internal.h"
 #include "stream_text.h"
 
 enum {

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "qwen_proto.h"
+#include "util.h"
 
 typedef enum {
     QP_CH_CONTENT = 0,

@@ -1,425 +1,42 @@
 /*
- * test_proto.c - the protocol layer against the real Qwen3 tokenizer (from
- * the tiny test model): every request parameter and error path, prompt ids
- * equal to template + tokenizer, SSE framing, stop strings split across
- * tokens, thinking and tool-call splitting, logprobs shapes, error bodies.
- * Token events are synthetic, built from real token ids.
+ * test_openai.c - /v1/chat/completions, /v1/completions and /v1/models on
+ * the tiny test model's tokenizer (synthetic token events of real ids):
+ * every parameter and error path, prompt ids, SSE framing, stop strings,
+ * thinking, tool calls, logprobs (also end to end through the engine).
  */
-#include "test.h"
-#include "qwen_proto.h"
-#include "json_out.h"     /* private: the JSON writer is tested too */
-
-#include <jansson.h>
+#include <math.h>
 #include <poll.h>
-#include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
-#define EOG_IM_END 151645
-
-static const qwen_tokenizer *tok;
-static const qwen_model     *model;
-static qp_config             cfg;
-
-/* ------------------------------------------------------------ helpers */
-
-static qp_request *
-parse(qp_api api, const char *body, qp_error *err)
-{
-    qp_request *req = NULL;
-
-    memset(err, 0, sizeof(*err));
-    if (qp_parse(api, body, strlen(body), &cfg, tok, &req, err) != 0) {
-        return NULL;
-    }
-    return req;
-}
-
-/* The request must fail with status, error.param == param (NULL: null),
- * and message containing sub (if given); returns the error code string
- * check via code (NULL: do not check). */
-static void
-expect_err(int line, qp_api api, const char *body, int status, const char *param,
-           const char *code, const char *sub)
-{
-    qp_error      err;
-    qp_request   *req = parse(api, body, &err);
-    json_t       *root, *e;
-    json_error_t  jerr;
-    const char   *type;
-
-    CHECK(req == NULL, "line %d: %s must fail", line, body);
-    qp_request_free(req);
-    if (req != NULL) {
-        return;
-    }
-    CHECK(err.status == status, "line %d: status %d, want %d (%s)", line, err.status,
-          status, err.body);
-    root = json_loads(err.body, 0, &jerr);
-    CHECK(root != NULL, "line %d: error body is not JSON: %s", line, err.body);
-    if (root == NULL) {
-        return;
-    }
-    e = json_object_get(root, "error");
-    if (api == QP_OLLAMA_CHAT || api == QP_OLLAMA_GENERATE) {
-        CHECK(json_is_string(e), "line %d: Ollama error is a string: %s", line, err.body);
-        json_decref(root);
-        return;
-    }
-    CHECK(json_is_object(e), "line %d: error object: %s", line, err.body);
-    type = json_string_value(json_object_get(e, "type"));
-    CHECK(type != NULL && strcmp(type, status == 404 ? "not_found_error"
-                                 : status >= 500 ? "server_error"
-                                 : "invalid_request_error") == 0,
-          "line %d: type %s", line, type ? type : "(none)");
-    CHECK(json_is_string(json_object_get(e, "message")), "line %d: message", line);
-    if (param == NULL) {
-        CHECK(json_is_null(json_object_get(e, "param")), "line %d: param null: %s", line,
-              err.body);
-    } else {
-        const char *p = json_string_value(json_object_get(e, "param"));
-
-        CHECK(p != NULL && strcmp(p, param) == 0, "line %d: param %s, want %s (%s)", line,
-              p ? p : "null", param, err.body);
-    }
-    if (code != NULL) {
-        const char *c = json_string_value(json_object_get(e, "code"));
-
-        CHECK(c != NULL && strcmp(c, code) == 0, "line %d: code %s, want %s", line,
-              c ? c : "null", code);
-    } else {
-        CHECK(json_object_get(e, "code") != NULL, "line %d: code key present", line);
-    }
-    if (sub != NULL) {
-        const char *m = json_string_value(json_object_get(e, "message"));
-
-        CHECK(m != NULL && strstr(m, sub) != NULL, "line %d: message '%s' lacks '%s'", line,
-              m ? m : "", sub);
-    }
-    json_decref(root);
-}
+#include "proto_test.h"
 
 #define EXPECT_ERR(api, body, status, param, code, sub) \
     expect_err(__LINE__, api, body, status, param, code, sub)
-#define CHAT QP_OPENAI_CHAT
-#define CMPL QP_OPENAI_COMPLETIONS
 
-static qwen_tokens
-toks(const char *text)
-{
-    qwen_tokens t = { 0 };
-    char        msg[QWEN_ERR_LEN];
+/* ------------------------------------------------------------ helpers */
 
-    if (qwen_tokenize(tok, text, strlen(text), &t, msg, sizeof(msg)) != 0) {
-        fprintf(stderr, "tokenize failed: %s\n", msg);
-    }
-    return t;
-}
-
-typedef struct {
-    qwen_token_event *ev;
-    size_t            n;
-} events;
-
-/* Events for the tokens of text (+ <|im_end|> if eog); logprobs made up:
- * token i has logprob -(i+1)/10 and top ids (token, token+1, ...). */
-static events
-events_of(const char *text, int eog)
-{
-    qwen_tokens t = toks(text);
-    events      e;
-    size_t      i;
-    int         j;
-
-    e.n = t.n + (eog ? 1 : 0);
-    e.ev = calloc(e.n ? e.n : 1, sizeof(*e.ev));
-    for (i = 0; i < e.n; i++) {
-        qwen_token_event *ev = &e.ev[i];
-
-        ev->token = i < t.n ? t.ids[i] : EOG_IM_END;
-        ev->logprob = -(float) (i + 1) / 10.0f;
-        ev->n_top = 5;
-        for (j = 0; j < 5; j++) {
-            ev->top_ids[j] = j == 0 ? ev->token : (ev->token + j) % 151000;
-            ev->top_logprobs[j] = ev->logprob - (float) j;
-        }
-    }
-    qwen_tokens_free(&t);
-    return e;
-}
-
-/* Feed per_call events at a time until the end is reported. Returns the
- * index of the event that ended it + 1, or 0 if none did. */
-static size_t
-feed(qp_response *r, events e, size_t per_call, qp_buf *out)
-{
-    size_t i, k;
-    int    rc;
-
-    for (i = 0; i < e.n; i += per_call) {
-        k = e.n - i < per_call ? e.n - i : per_call;
-        rc = qp_response_tokens(r, e.ev + i, k, out);
-        CHECK(rc >= 0, "qp_response_tokens failed");
-        if (rc == 1) {
-            return i + k;
-        }
-    }
-    return 0;
-}
-
-/* Split SSE text into its JSON events; checks each is "data: ...\n\n" and
- * the last is [DONE]. Returns a JSON array of the parsed chunk objects. */
-static json_t *
-sse_events(const char *s, size_t n, int *done)
-{
-    json_t     *arr = json_array();
-    const char *p = s, *end = s + n, *sep;
-
-    *done = 0;
-    while (p < end) {
-        json_error_t jerr;
-        json_t      *v;
-
-        CHECK(strncmp(p, "data: ", 6) == 0, "event starts with 'data: ': %.40s", p);
-        sep = strstr(p, "\n\n");
-        CHECK(sep != NULL, "event ends with a blank line");
-        if (sep == NULL || strncmp(p, "data: ", 6) != 0) {
-            break;
-        }
-        CHECK(!*done, "nothing after [DONE]");
-        if (sep - p == 12 && strncmp(p + 6, "[DONE]", 6) == 0) {
-            *done = 1;
-        } else {
-            v = json_loadb(p + 6, (size_t) (sep - p - 6), 0, &jerr);
-            CHECK(v != NULL, "event is JSON: %.*s", (int) (sep - p), p);
-            if (v != NULL) {
-                json_array_append_new(arr, v);
-            }
-        }
-        p = sep + 2;
-    }
-    return arr;
-}
-
-static json_t *
-body_json(const qp_buf *b)
-{
-    json_error_t jerr;
-    json_t      *v = json_loadb(b->data ? b->data : "", b->len, 0, &jerr);
-
-    CHECK(v != NULL, "body is JSON: %.*s (%s)", (int) b->len, b->data, jerr.text);
-    return v;
-}
-
-static const char *
-jstr(const json_t *v, const char *path)
-{
-    /* path: dot-separated keys, digits index arrays */
-    char  buf[256], *tok_, *save = NULL;
-
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (tok_ = strtok_r(buf, ".", &save); tok_ && v; tok_ = strtok_r(NULL, ".", &save)) {
-        if (tok_[0] >= '0' && tok_[0] <= '9') {
-            v = json_array_get(v, (size_t) atoi(tok_));
-        } else {
-            v = json_object_get(v, tok_);
-        }
-    }
-    return json_string_value(v);
-}
-
-static json_t *
-jget(json_t *v, const char *path)
-{
-    char  buf[256], *tok_, *save = NULL;
-
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (tok_ = strtok_r(buf, ".", &save); tok_ && v; tok_ = strtok_r(NULL, ".", &save)) {
-        if (tok_[0] >= '0' && tok_[0] <= '9') {
-            v = json_array_get(v, (size_t) atoi(tok_));
-        } else {
-            v = json_object_get(v, tok_);
-        }
-    }
-    return v;
-}
-
-static int
-streq(const char *a, const char *b)
-{
-    return a != NULL && b != NULL && strcmp(a, b) == 0;
-}
-
-/* Run a whole response: parse body, feed the events of text, finish. */
-typedef struct {
-    qp_buf       out;
-    json_t      *json;     /* body, or the array of SSE chunks */
-    int          done;     /* [DONE] seen */
-    size_t       ended_at; /* see feed() */
-    const char  *finish;
-    size_t       completion_tokens;
-} run_result;
-
-static void
-run_free(run_result *rr)
-{
-    qp_buf_free(&rr->out);
-    json_decref(rr->json);
-}
-
+/* OpenAI bodies carry no timing. */
 static run_result
 run(qp_api api, const char *body, events e, size_t per_call, qwen_finish reason)
 {
-    run_result   rr;
-    qp_error     err;
-    qp_request  *req = parse(api, body, &err);
-    qp_response *r;
-
-    memset(&rr, 0, sizeof(rr));
-    CHECK(req != NULL, "parse %s: %s", body, err.body);
-    if (req == NULL) {
-        return rr;
-    }
-    r = qp_response_new(req, tok, &cfg, api == CHAT ? "chatcmpl-test1" : "cmpl-test1", 1700000000);
-    CHECK(r != NULL, "qp_response_new");
-    rr.ended_at = feed(r, e, per_call, &rr.out);
-    CHECK(qp_response_finish(r, rr.ended_at ? QWEN_FINISH_CANCELLED : reason, NULL,
-                             &rr.out) == 0, "finish");
-    rr.finish = qp_response_finish_reason(r);
-    rr.completion_tokens = qp_response_completion_tokens(r);
-    if (qp_request_stream(req)) {
-        CHECK(streq(qp_response_content_type(r), "text/event-stream"), "SSE content type");
-        rr.json = sse_events(rr.out.data ? rr.out.data : "", rr.out.len, &rr.done);
-    } else {
-        CHECK(streq(qp_response_content_type(r), "application/json"), "JSON content type");
-        rr.json = body_json(&rr.out);
-    }
-    /* the finish reason stays readable after the response is gone? no:
-     * copy it to a static string before freeing */
-    if (rr.finish != NULL) {
-        rr.finish = streq(rr.finish, "stop") ? "stop" : streq(rr.finish, "length") ? "length"
-                    : streq(rr.finish, "tool_calls") ? "tool_calls" : "other";
-    }
-    qp_response_free(r);
-    qp_request_free(req);
-    return rr;
+    return run_t(api, body, e, per_call, reason, NULL);
 }
 
-/* Concatenate a field of every chunk's delta (chat) or text (completions). */
+/* A field of every chat chunk's delta joined, or for completion chunks
+ * (no delta) their text when field is "content". */
 static char *
 concat_deltas(json_t *chunks, const char *field)
 {
-    qp_buf b = { 0 };
-    size_t i;
-    char  *s;
+    char path[64];
 
-    for (i = 0; i < json_array_size(chunks); i++) {
-        json_t     *c = json_array_get(chunks, i);
-        json_t     *ch0 = json_array_get(json_object_get(c, "choices"), 0);
-        const char *t = NULL;
-
-        if (ch0 == NULL) {
-            continue;
-        }
-        if (json_object_get(ch0, "delta") != NULL) {
-            t = json_string_value(json_object_get(json_object_get(ch0, "delta"), field));
-        } else if (strcmp(field, "content") == 0) {
-            t = json_string_value(json_object_get(ch0, "text"));
-        }
-        if (t != NULL) {
-            qp_buf_append(&b, t, strlen(t));
-        }
+    if (jget(chunks, "0.choices.0.delta") == NULL && strcmp(field, "content") == 0) {
+        return concat(chunks, "choices.0.text");
     }
-    s = strdup(b.data ? b.data : "");
-    qp_buf_free(&b);
-    return s;
+    snprintf(path, sizeof(path), "choices.0.delta.%s", field);
+    return concat(chunks, path);
 }
 
 /* ------------------------------------------------------------- tests */
-
-static void
-test_buf_and_json(void)
-{
-    qp_buf   b = { 0 };
-    qp_error err;
-    json_t  *v;
-    int      i;
-
-    for (i = 0; i < 1000; i++) {
-        CHECK(qp_buf_printf(&b, "%d,", i) == 0, "printf");
-    }
-    CHECK(b.len == 3890 && strncmp(b.data, "0,1,2,", 6) == 0, "buf grows: %zu", b.len);
-    qp_buf_reset(&b);
-    CHECK(b.len == 0 && b.cap > 0, "reset keeps memory");
-    CHECK(qp_buf_printf(&b, "%s", "a longer string than the small stack buffer of "
-                        "one hundred and twenty eight bytes used by qp_buf_printf "
-                        "for short numbers, to take the second path") == 0
-          && b.len > 128, "long printf");
-    qp_buf_free(&b);
-    CHECK(b.data == NULL && b.len == 0, "free");
-
-    qp_error_make(CHAT, 429, NULL, "queue \"full\"\n\x01 \xff end", 3, &err);
-    CHECK(err.status == 429, "status");
-    v = json_loads(err.body, 0, NULL);
-    CHECK(v != NULL, "error body JSON: %s", err.body);
-    CHECK(streq(jstr(v, "error.type"), "overloaded_error"), "429 type");
-    CHECK(streq(jstr(v, "error.message"), "queue \"full\"\n\x01 \xef\xbf\xbd end"),
-          "escaped message: %s", err.body);
-    CHECK(json_integer_value(jget(v, "error.retry_after")) == 3, "retry_after in body");
-    CHECK(json_is_null(jget(v, "error.param")) && json_is_null(jget(v, "error.code")),
-          "param/code null");
-    CHECK(strstr(err.body, "\\u0001") != NULL, "control chars as \\u00XX: %s", err.body);
-    json_decref(v);
-
-    qp_error_make(CHAT, 503, "overloaded_error", "shutting down", 0, &err);
-    CHECK(strstr(err.body, "retry_after") == NULL, "no hint without retry_after");
-    qp_error_make(CHAT, 413, NULL, "too large", 0, &err);
-    v = json_loads(err.body, 0, NULL);
-    CHECK(streq(jstr(v, "error.type"), "invalid_request_error"), "413 type");
-    json_decref(v);
-    qp_error_make(QP_OLLAMA_CHAT, 503, NULL, "busy", 5, &err);
-    v = json_loads(err.body, 0, NULL);
-    CHECK(streq(jstr(v, "error"), "busy") && json_integer_value(jget(v, "retry_after")) == 5,
-          "Ollama error body: %s", err.body);
-    json_decref(v);
-
-    /* numbers: shortest round trip; no inf in JSON */
-    qp_buf_reset(&b);
-    qp_json_float(&b, 0.1f); qp_json_raw(&b, " ");
-    qp_json_float(&b, -2.0f); qp_json_raw(&b, " ");
-    qp_json_float(&b, -1.0f / 3.0f); qp_json_raw(&b, " ");
-    qp_json_float(&b, -INFINITY); qp_json_raw(&b, " ");
-    qp_json_double(&b, 0.1); qp_json_raw(&b, " ");
-    qp_json_double(&b, 1e300); qp_json_raw(&b, " ");
-    qp_json_double(&b, NAN);
-    CHECK(streq(b.data, "0.1 -2.0 -0.33333334 -9999.0 0.1 1e+300 null"), "numbers: %s", b.data);
-    qp_buf_reset(&b);
-    v = json_loads("{\"b\":[1,2.5,\"\u00e9\\n\"],\"a\":{\"x\":null,\"y\":true}}", 0, NULL);
-    qp_json_value(&b, v, 1);
-    CHECK(streq(b.data, "{\"b\": [1, 2.5, \"\xc3\xa9\\n\"], \"a\": {\"x\": null, \"y\": true}}"),
-          "spaced value, key order kept: %s", b.data);
-    qp_buf_reset(&b);
-    qp_json_value(&b, v, 0);
-    CHECK(streq(b.data, "{\"b\":[1,2.5,\"\xc3\xa9\\n\"],\"a\":{\"x\":null,\"y\":true}}"),
-          "compact value: %s", b.data);
-    json_decref(v);
-    qp_buf_reset(&b);
-    qp_json_str(&b, "a\"\\\x1f\x7f\xc3", 6);
-    CHECK(streq(b.data, "\"a\\\"\\\\\\u001f\x7f\\ufffd\""), "escapes: %s", b.data);
-    qp_buf_free(&b);
-
-    /* a message far longer than the body still gives valid JSON */
-    {
-        char big[4000];
-
-        memset(big, '\n', sizeof(big) - 1);
-        big[sizeof(big) - 1] = '\0';
-        qp_error_make(CHAT, 500, NULL, big, 0, &err);
-        v = json_loads(err.body, 0, NULL);
-        CHECK(v != NULL && strlen(err.body) < sizeof(err.body), "long message truncated");
-        json_decref(v);
-    }
-}
 
 static void
 test_config_and_models(void)
@@ -575,10 +192,6 @@ test_parse_errors(void)
     EXPECT_ERR(CMPL, "{\"prompt\":[1,-3]}", 400, "prompt", NULL, "vocabulary");
     EXPECT_ERR(CMPL, "{\"prompt\":[1,99999999]}", 400, "prompt", NULL, "vocabulary");
     EXPECT_ERR(CMPL, "{\"prompt\":[true]}", 400, "prompt", NULL, NULL);
-    /* Ollama errors are {"error":".."} (the API itself: test_ollama.c) */
-    EXPECT_ERR(QP_OLLAMA_CHAT, "{\"model\":\"llama3\",\"messages\":[]}", 404, NULL, NULL, NULL);
-    EXPECT_ERR(QP_OLLAMA_GENERATE, "{\"model\":\"qwen3\",\"prompt\":\"hi\",\"format\":\"xml\"}",
-               400, NULL, NULL, NULL);
 }
 
 /* response_format: a grammar in the engine parameters; with thinking on it
@@ -600,35 +213,13 @@ test_response_format(void)
                 "\"reasoning_effort\":\"none\"}", 0 },
         { CMPL, "{\"prompt\":\"hi\",\"response_format\":{\"type\":\"json_object\"}}", 0 },
     };
-    qp_error                   err;
-    qp_request                *req;
-    const qwen_request_params *p;
-    qwen_grammar_state        *st;
-    size_t                     i;
-    int32_t                    think_end = qwen_token_id(tok, "</think>", 8);
+    size_t i;
 
     for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-        req = parse(ok[i].api, ok[i].body, &err);
-        CHECK(req != NULL, "response_format %zu: %s", i, err.body);
-        if (req == NULL) {
-            continue;
-        }
-        p = qp_request_params(req);
-        CHECK(p->grammar != NULL, "response_format %zu: a grammar", i);
-        CHECK(p->grammar_after_token == (ok[i].after_think ? think_end : -1),
-              "response_format %zu: after token %d", i, p->grammar_after_token);
-        if (p->grammar != NULL) {
-            st = qwen_grammar_state_new(p->grammar);
-            CHECK(st != NULL && qwen_grammar_accept_bytes(st, "{\"a\": 1}", 8) == 0
-                  && qwen_grammar_complete(st), "response_format %zu: takes an object", i);
-            qwen_grammar_state_free(st);
-        }
-        qp_request_free(req);
+        check_grammar("response_format", i, ok[i].api, ok[i].body, ok[i].after_think,
+                      "{\"a\": 1}");
     }
-    /* type text, or none: no grammar */
-    req = parse(CHAT, "{" M ",\"response_format\":{\"type\":\"text\"}}", &err);
-    CHECK(req != NULL && qp_request_params(req)->grammar == NULL, "text: no grammar");
-    qp_request_free(req);
+    check_no_grammar("type text", CHAT, "{" M ",\"response_format\":{\"type\":\"text\"}}");
 }
 
 static void
@@ -789,25 +380,13 @@ static void
 check_chat_prompt(const char *body, const qwen_chat_message *msgs, size_t n,
                   const char *tools, int thinking, int line)
 {
-    qp_error    err;
-    qp_request *req = parse(CHAT, body, &err);
-    char       *text = NULL, msg[QWEN_ERR_LEN];
-    size_t      len = 0;
-    qwen_tokens t = { 0 };
+    char   *text = NULL, msg[QWEN_ERR_LEN];
+    size_t  len = 0;
 
-    CHECK(req != NULL, "line %d: parse: %s", line, err.body);
     CHECK(qwen_chat_render(msgs, n, tools, 1, thinking, &text, &len, msg, sizeof(msg)) == 0,
           "line %d: render: %s", line, msg);
-    if (req != NULL && text != NULL) {
-        const qwen_request_params *p = qp_request_params(req);
-
-        qwen_tokenize(tok, text, len, &t, msg, sizeof(msg));
-        CHECK(p->n_prompt == t.n && memcmp(p->prompt, t.ids, t.n * sizeof(int32_t)) == 0,
-              "line %d: prompt ids (%zu) = tokenize(render) (%zu)", line, p->n_prompt, t.n);
-    }
-    qwen_tokens_free(&t);
+    check_prompt(line, CHAT, body, text ? text : "");
     free(text);
-    qp_request_free(req);
 }
 
 static void
@@ -1665,42 +1244,23 @@ test_engine_logprobs(void)
 int
 main(void)
 {
-    const char *dir = getenv("QWEN_TEST_MODELS");
-    char        path[4096], msg[QWEN_ERR_LEN];
-    qwen_model *loaded = NULL;
-
-    snprintf(path, sizeof(path), "%s/tiny-f32.gguf", dir ? dir : "build/models");
-    if ((loaded = qwen_model_load(path, msg, sizeof(msg))) == NULL) {
-        fprintf(stderr, "cannot load %s: %s\n", path, msg);
-        CHECK(0, "test model loads");
-        TEST_MAIN_END();
+    if (test_model_load() == 0) {
+        test_config_and_models();
+        test_parse_errors();
+        test_parse_params();
+        test_response_format();
+        test_chat_prompt();
+        test_stream_framing();
+        test_nonstream_bodies();
+        test_stop_strings();
+        test_utf8();
+        test_ignore_eos();
+        test_thinking();
+        test_tool_calls();
+        test_logprobs();
+        test_response_errors();
+        test_engine_logprobs();
+        test_model_free();
     }
-    tok = qwen_model_tokenizer(loaded);
-    model = loaded;
-    CHECK(tok != NULL, "the test model has a tokenizer");
-    if (tok == NULL) {
-        qwen_model_free(loaded);
-        TEST_MAIN_END();
-    }
-    qp_config_defaults(&cfg);
-
-    test_buf_and_json();
-    test_config_and_models();
-    test_parse_errors();
-    test_parse_params();
-    test_response_format();
-    test_chat_prompt();
-    test_stream_framing();
-    test_nonstream_bodies();
-    test_stop_strings();
-    test_utf8();
-    test_ignore_eos();
-    test_thinking();
-    test_tool_calls();
-    test_logprobs();
-    test_response_errors();
-    test_engine_logprobs();
-
-    qwen_model_free(loaded);
     TEST_MAIN_END();
 }

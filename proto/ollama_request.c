@@ -1,18 +1,14 @@
 /*
- * ollama.c - parsing Ollama's POST /api/chat and /api/generate bodies into
- * engine parameters: model names, messages (thinking, tool calls with
- * object arguments), prompt/system/raw/context, think, options.* with
- * Ollama's meanings, format ("json" or a schema: a JSON grammar), and the
- * "load" answer to a body without a prompt.
- * The NDJSON framing is in ollama_response.c.
+ * ollama_request.c - Ollama's POST /api/chat and /api/generate bodies into
+ * engine parameters: model names, messages (thinking, tool calls with object
+ * arguments), prompt/system/raw/context, think, options.* with Ollama's
+ * meanings, format (a JSON grammar), and the "load" answer to no prompt.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "json_out.h"
-#include "proto_internal.h"
+#include "ollama.h"
 
 /* ------------------------------------------------------------ options */
 
@@ -26,12 +22,12 @@ opt_real(qp_request *req, const json_t *opts, const char *key, double lo, double
     int    rc;
 
     snprintf(param, sizeof(param), "options.%s", key);
-    rc = qp_get_real(opts, key, param, &v, req->api, err);
+    rc = qp_get_real(opts, key, param, &v, req->errors, err);
     if (rc <= 0) {
         return rc;
     }
     if (!(v >= lo && v <= hi)) {
-        return qp_fail(err, req->api, 400, NULL, param, NULL,
+        return qp_fail(err, req->errors, 400, NULL, param, NULL,
                        "'%s' must be between %g and %g, not %g", param, lo, hi, v);
     }
     *out = v;
@@ -44,7 +40,7 @@ opt_int(qp_request *req, const json_t *opts, const char *key, long long *out, qp
     char param[64];
 
     snprintf(param, sizeof(param), "options.%s", key);
-    return qp_get_int(opts, key, param, out, req->api, err);
+    return qp_get_int(opts, key, param, out, req->errors, err);
 }
 
 typedef struct {
@@ -79,7 +75,7 @@ parse_options(qp_request *req, const json_t *root, const qp_config *cfg,
         return 0;
     }
     if (!json_is_object(opts)) {
-        return qp_fail(err, req->api, 400, NULL, "options", NULL,
+        return qp_fail(err, req->errors, 400, NULL, "options", NULL,
                        "'options' must be an object");
     }
 #define REAL(key, lo, hi, dst) \
@@ -107,7 +103,7 @@ parse_options(qp_request *req, const json_t *root, const qp_config *cfg,
     }
     if (rc == 1) {
         if (n < -1) {
-            return qp_fail(err, req->api, 400, NULL, "options.repeat_last_n", NULL,
+            return qp_fail(err, req->errors, 400, NULL, "options.repeat_last_n", NULL,
                            "'options.repeat_last_n' must be -1 (the whole context), "
                            "0 (off) or a positive integer");
         }
@@ -125,7 +121,7 @@ parse_options(qp_request *req, const json_t *root, const qp_config *cfg,
         return -1;
     }
     if (rc == 1 && lim->num_ctx <= 0) {
-        return qp_fail(err, req->api, 400, NULL, "options.num_ctx", NULL,
+        return qp_fail(err, req->errors, 400, NULL, "options.num_ctx", NULL,
                        "'options.num_ctx' must be a positive integer");
     }
     return qp_request_set_stop(req, json_object_get(opts, "stop"), "options.stop", err);
@@ -152,7 +148,8 @@ apply_limits(qp_request *req, const qp_config *cfg, const ollama_limits *lim,
     if (lim->has_num_predict && room > 0) {
         max = lim->num_predict > 0 && lim->num_predict < room ? lim->num_predict : room;
     }
-    return qp_request_limits(req, &c, max, err);
+    return qp_request_limits(req, &c, max,
+                             req->api == QP_OLLAMA_CHAT ? "messages" : "prompt", err);
 }
 
 /* ------------------------------------------------------------- common */
@@ -181,7 +178,7 @@ parse_think(qp_request *req, const json_t *root, const qp_config *cfg, int *on,
             return 0;
         }
     }
-    return qp_fail(err, req->api, 400, NULL, "think", NULL,
+    return qp_fail(err, req->errors, 400, NULL, "think", NULL,
                    "'think' must be true, false, \"low\", \"medium\" or \"high\"");
 }
 
@@ -201,11 +198,11 @@ parse_format(qp_request *req, const json_t *root, int *on, const json_t **schema
         return 0;
     }
     if (!json_is_string(v) && !json_is_object(v)) {
-        return qp_fail(err, req->api, 400, NULL, "format", NULL,
+        return qp_fail(err, req->errors, 400, NULL, "format", NULL,
                        "'format' must be \"json\" or a JSON schema object");
     }
     if (json_is_string(v) && strcmp(json_string_value(v), "json") != 0) {
-        return qp_fail(err, req->api, 400, NULL, "format", NULL,
+        return qp_fail(err, req->errors, 400, NULL, "format", NULL,
                        "'format' must be \"json\" or a JSON schema object, not \"%.40s\"",
                        json_string_value(v));
     }
@@ -224,10 +221,10 @@ no_images(qp_request *req, const json_t *obj, const char *param, qp_error *err)
         return 0;
     }
     if (!json_is_array(v)) {
-        return qp_fail(err, req->api, 400, NULL, param, NULL,
+        return qp_fail(err, req->errors, 400, NULL, param, NULL,
                        "'%s' must be an array", param);
     }
-    return qp_fail(err, req->api, 400, NULL, param, NULL,
+    return qp_fail(err, req->errors, 400, NULL, param, NULL,
                    "images are not supported: this model reads text only");
 }
 
@@ -252,7 +249,7 @@ parse_keep_alive(qp_request *req, const json_t *root, int *zero, qp_error *err)
         *zero = s[0] == '0' && (s[1] == '\0' || strchr("smh", s[1]) != NULL);
         return 0;
     }
-    return qp_fail(err, req->api, 400, NULL, "keep_alive", NULL,
+    return qp_fail(err, req->errors, 400, NULL, "keep_alive", NULL,
                    "'keep_alive' must be a duration string (\"5m\") or a number of seconds");
 }
 
@@ -291,19 +288,6 @@ load_answer(qp_request *req, const char *model, int unload, qp_error *err)
 
 /* --------------------------------------------------------------- chat */
 
-static const char *
-own_json(qp_chat_parts *cp, const json_t *v)
-{
-    qp_buf b = { 0 };
-
-    if (qp_json_value(&b, v, 0) != 0) {
-        qp_buf_free(&b);
-        return NULL;
-    }
-    cp->owned[cp->n_owned++] = b.data;
-    return b.data;
-}
-
 /* tool_calls: [{"function":{"name":..,"arguments":{..}}}]; arguments are
  * an object in Ollama (a JSON string is taken too). */
 static int
@@ -318,7 +302,7 @@ message_tool_calls(qp_request *req, qp_chat_parts *cp, const json_t *calls, size
         return 0;
     }
     if (!json_is_array(calls)) {
-        return qp_fail(err, req->api, 400, NULL, param, NULL, "'%s' must be an array", param);
+        return qp_fail(err, req->errors, 400, NULL, param, NULL, "'%s' must be an array", param);
     }
     for (j = 0; j < json_array_size(calls); j++) {
         const json_t *c = json_array_get(calls, j);
@@ -327,12 +311,12 @@ message_tool_calls(qp_request *req, qp_chat_parts *cp, const json_t *calls, size
         const json_t *args = json_is_object(f) ? json_object_get(f, "arguments") : NULL;
 
         if (!json_is_string(name)) {
-            return qp_fail(err, req->api, 400, NULL, param, NULL,
+            return qp_fail(err, req->errors, 400, NULL, param, NULL,
                            "'%s[%zu]' must be {\"function\":{\"name\":..,\"arguments\":{..}}}",
                            param, j);
         }
         if (args != NULL && !json_is_object(args) && !json_is_string(args)) {
-            return qp_fail(err, req->api, 400, NULL, param, NULL,
+            return qp_fail(err, req->errors, 400, NULL, param, NULL,
                            "'%s[%zu].function.arguments' must be an object", param, j);
         }
         if (args == NULL) {
@@ -344,7 +328,7 @@ message_tool_calls(qp_request *req, qp_chat_parts *cp, const json_t *calls, size
         }
     }
     if (json_array_size(calls) > 0) {
-        cm->tool_calls_json = own_json(cp, calls);
+        cm->tool_calls_json = qp_chat_parts_json(cp, calls);
         if (cm->tool_calls_json == NULL) {
             return qp_oom(req, err);
         }
@@ -358,11 +342,9 @@ parse_messages(qp_request *req, const json_t *messages, qp_chat_parts *cp, qp_er
     char   param[64];
     size_t i;
 
-    cp->n = json_array_size(messages);
-    cp->msgs = calloc(cp->n, sizeof(*cp->msgs));
-    cp->owned = calloc(cp->n, sizeof(*cp->owned));
-    if (cp->msgs == NULL || cp->owned == NULL) {
-        return qp_oom(req, err);
+    /* each message may own its tool calls */
+    if (qp_chat_parts_init(req, cp, json_array_size(messages), 1, err) != 0) {
+        return -1;
     }
     for (i = 0; i < cp->n; i++) {
         const json_t      *m = json_array_get(messages, i), *v = NULL;
@@ -372,28 +354,25 @@ parse_messages(qp_request *req, const json_t *messages, qp_chat_parts *cp, qp_er
 
         snprintf(param, sizeof(param), "messages[%zu]", i);
         if (!json_is_object(m)) {
-            return qp_fail(err, req->api, 400, NULL, param, NULL, "'%s' must be an object", param);
+            return qp_fail(err, req->errors, 400, NULL, param, NULL, "'%s' must be an object",
+                           param);
         }
         snprintf(param, sizeof(param), "messages[%zu].role", i);
-        rc = qp_get_string(m, "role", param, &v, req->api, err);
+        rc = qp_get_string(m, "role", param, &v, req->errors, err);
         if (rc < 0) {
             return -1;
         }
         if (rc == 0) {
-            return qp_fail(err, req->api, 400, NULL, param, NULL, "'%s' is required", param);
+            return qp_fail(err, req->errors, 400, NULL, param, NULL, "'%s' is required", param);
         }
         r = json_string_value(v);
-        if (strcmp(r, "system") != 0 && strcmp(r, "user") != 0
-            && strcmp(r, "assistant") != 0 && strcmp(r, "tool") != 0)
-        {
-            return qp_fail(err, req->api, 400, NULL, param, NULL,
-                           "'%s' must be system, user, assistant or tool, not '%.40s'",
-                           param, r);
+        if (qp_chat_role(req, r, param, err) != 0) {
+            return -1;
         }
         cm->role = r;
         /* content is a plain string in Ollama; absent reads as "" */
         snprintf(param, sizeof(param), "messages[%zu].content", i);
-        rc = qp_get_string(m, "content", param, &v, req->api, err);
+        rc = qp_get_string(m, "content", param, &v, req->errors, err);
         if (rc < 0) {
             return -1;
         }
@@ -406,7 +385,7 @@ parse_messages(qp_request *req, const json_t *messages, qp_chat_parts *cp, qp_er
             continue;       /* tool_name (role tool) is not in Qwen3's template */
         }
         snprintf(param, sizeof(param), "messages[%zu].thinking", i);
-        rc = qp_get_string(m, "thinking", param, &v, req->api, err);
+        rc = qp_get_string(m, "thinking", param, &v, req->errors, err);
         if (rc < 0) {
             return -1;
         }
@@ -438,10 +417,10 @@ chat_prompt(qp_request *req, const json_t *root, int thinking, const qwen_tokeni
     if (qwen_chat_render(cp.msgs, cp.n, cp.tools_json, 1, thinking, &text, &text_len,
                          msg, sizeof(msg)) != 0)
     {
-        qp_fail(err, req->api, 400, NULL, "messages", NULL, "messages: %s", msg);
+        qp_fail(err, req->errors, 400, NULL, "messages", NULL, "messages: %s", msg);
         goto done;
     }
-    rc = qp_tokenize(tok, text, text_len, &req->prompt, req->api, err);
+    rc = qp_tokenize(tok, text, text_len, &req->prompt, req->errors, err);
     req->thinking = thinking;
 done:
     free(text);
@@ -464,7 +443,7 @@ context_ids(qp_request *req, const json_t *root, const qwen_tokenizer *tok, qp_e
         return 0;
     }
     if (!json_is_array(ctx)) {
-        return qp_fail(err, req->api, 400, NULL, "context", NULL,
+        return qp_fail(err, req->errors, 400, NULL, "context", NULL,
                        "'context' must be an array of token ids");
     }
     n = json_array_size(ctx);
@@ -481,7 +460,7 @@ context_ids(qp_request *req, const json_t *root, const qwen_tokenizer *tok, qp_e
         json_int_t    id = json_is_integer(v) ? json_integer_value(v) : -1;
 
         if (id < 0 || id >= vocab) {
-            return qp_fail(err, req->api, 400, NULL, "context", NULL,
+            return qp_fail(err, req->errors, 400, NULL, "context", NULL,
                            "'context[%zu]' must be a token id between 0 and %d", i, vocab - 1);
         }
         req->prompt.ids[req->prompt.n++] = (int32_t) id;
@@ -508,35 +487,35 @@ generate_prompt(qp_request *req, const json_t *root, const json_t *prompt, int t
     size_t             text_len = 0;
     int                raw = 0, rc;
 
-    if (qp_get_string(root, "suffix", "suffix", &v, req->api, err) < 0) {
+    if (qp_get_string(root, "suffix", "suffix", &v, req->errors, err) < 0) {
         return -1;
     }
     if (v != NULL && json_string_length(v) > 0) {
-        return qp_fail(err, req->api, 400, NULL, "suffix", NULL,
+        return qp_fail(err, req->errors, 400, NULL, "suffix", NULL,
                        "'suffix' is not supported: Qwen3 has no fill-in-the-middle template");
     }
     v = NULL;
-    if (qp_get_string(root, "template", "template", &v, req->api, err) < 0) {
+    if (qp_get_string(root, "template", "template", &v, req->errors, err) < 0) {
         return -1;
     }
     if (v != NULL && json_string_length(v) > 0) {
-        return qp_fail(err, req->api, 400, NULL, "template", NULL,
+        return qp_fail(err, req->errors, 400, NULL, "template", NULL,
                        "'template' is not supported: the prompt is built with Qwen3's own "
                        "chat template (use \"raw\":true to send a prompt verbatim)");
     }
     if (no_images(req, root, "images", err) != 0
-        || qp_get_bool(root, "raw", "raw", &raw, req->api, err) < 0
+        || qp_get_bool(root, "raw", "raw", &raw, req->errors, err) < 0
         || context_ids(req, root, tok, err) != 0)
     {
         return -1;
     }
     if (raw) {
         return qp_tokenize(tok, json_string_value(prompt), json_string_length(prompt),
-                           &req->prompt, req->api, err);
+                           &req->prompt, req->errors, err);
     }
     memset(msgs, 0, sizeof(msgs));
     v = NULL;
-    if (qp_get_string(root, "system", "system", &v, req->api, err) < 0) {
+    if (qp_get_string(root, "system", "system", &v, req->errors, err) < 0) {
         return -1;
     }
     if (v != NULL) {
@@ -546,9 +525,9 @@ generate_prompt(qp_request *req, const json_t *root, const json_t *prompt, int t
     msgs[n].role = "user";
     msgs[n++].content = json_string_value(prompt);
     if (qwen_chat_render(msgs, n, NULL, 1, thinking, &text, &text_len, msg, sizeof(msg)) != 0) {
-        return qp_fail(err, req->api, 400, NULL, "prompt", NULL, "prompt: %s", msg);
+        return qp_fail(err, req->errors, 400, NULL, "prompt", NULL, "prompt: %s", msg);
     }
-    rc = qp_tokenize(tok, text, text_len, &req->prompt, req->api, err);
+    rc = qp_tokenize(tok, text, text_len, &req->prompt, req->errors, err);
     free(text);
     req->thinking = thinking;
     req->want_context = 1;
@@ -561,21 +540,20 @@ int
 qp_ollama_parse(qp_request *req, const json_t *root, const qp_config *cfg,
                 const qwen_tokenizer *tok, qp_error *err)
 {
-    qp_api        api = req->api;
-    const json_t *v = NULL, *body;
-    qp_buf        name = { 0 };
-    ollama_limits lim;
-    int           chat = api == QP_OLLAMA_CHAT, thinking, unload, rc, format;
-    const json_t *schema;
+    const qp_error_style *es = req->errors;
+    const json_t         *v = NULL, *body, *schema;
+    qp_buf                name = { 0 };
+    ollama_limits         lim;
+    int                   chat = req->api == QP_OLLAMA_CHAT, thinking, unload, rc, format;
 
     /* model: absent means the served model, echoed under its listed name */
-    rc = qp_get_string(root, "model", "model", &v, api, err);
+    rc = qp_get_string(root, "model", "model", &v, es, err);
     if (rc < 0) {
         return -1;
     }
     if (rc == 1 && json_string_length(v) > 0) {
         if (!qp_model_matches(cfg, json_string_value(v), json_string_length(v))) {
-            return qp_fail(err, api, 404, NULL, "model", NULL, "model '%.200s' not found",
+            return qp_fail(err, es, 404, NULL, "model", NULL, "model '%.200s' not found",
                            json_string_value(v));
         }
         req->model = strdup(json_string_value(v));
@@ -590,7 +568,7 @@ qp_ollama_parse(qp_request *req, const json_t *root, const qp_config *cfg,
         return qp_oom(req, err);
     }
     req->stream = 1;                        /* Ollama streams unless told not to */
-    if (qp_get_bool(root, "stream", "stream", &req->stream, api, err) < 0
+    if (qp_get_bool(root, "stream", "stream", &req->stream, es, err) < 0
         || parse_keep_alive(req, root, &unload, err) != 0)
     {
         return -1;
@@ -599,7 +577,7 @@ qp_ollama_parse(qp_request *req, const json_t *root, const qp_config *cfg,
     body = json_object_get(root, chat ? "messages" : "prompt");
     if (chat) {
         if (body != NULL && !json_is_null(body) && !json_is_array(body)) {
-            return qp_fail(err, api, 400, NULL, "messages", NULL,
+            return qp_fail(err, es, 400, NULL, "messages", NULL,
                            "'messages' must be an array");
         }
         if (json_array_size(body) == 0) {
@@ -607,7 +585,7 @@ qp_ollama_parse(qp_request *req, const json_t *root, const qp_config *cfg,
         }
     } else {
         if (body != NULL && !json_is_null(body) && !json_is_string(body)) {
-            return qp_fail(err, api, 400, NULL, "prompt", NULL, "'prompt' must be a string");
+            return qp_fail(err, es, 400, NULL, "prompt", NULL, "'prompt' must be a string");
         }
         if (json_string_length(body) == 0) {
             const json_t *images = json_object_get(root, "images");

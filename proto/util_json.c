@@ -1,15 +1,15 @@
 /*
- * json_out.c - JSON text output for every formatter. Written by hand rather
- * than through json_dumps so strings from the model (which may hold broken
- * UTF-8 at a token boundary) are escaped safely and reals print in their
- * shortest round-trip form instead of jansson's 17 digits.
+ * util_json.c - UTF-8 scanning and JSON text output for every formatter.
+ * Written by hand rather than through json_dumps so strings from the model
+ * (which may hold broken UTF-8 at a token boundary) are escaped safely and
+ * reals print in their shortest round-trip form instead of 17 digits.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "json_out.h"
+#include "util.h"
 
 size_t
 qp_utf8_seq(const unsigned char *s, size_t n)
