@@ -42,7 +42,8 @@ typedef struct {
  * A model, loaded once at configuration time in the master (file pages
  * mapped read-only, repacked layouts in shared anonymous memory), so every
  * worker forked afterwards shares one physical copy. The engine and its
- * eventfd connection are per worker, made in init_process.
+ * eventfd connection are per worker, made in init_process
+ * (ngx_http_qwen_engine.c).
  */
 typedef struct {
     ngx_str_t                    path;       /* full path, NUL-terminated */
@@ -206,7 +207,13 @@ extern ngx_http_qwen_api_t  ngx_http_qwen_health_api;
 extern ngx_http_qwen_api_t  ngx_http_qwen_metrics_api;
 extern ngx_http_qwen_api_t  ngx_http_qwen_tokenize_api;
 extern ngx_http_qwen_api_t  ngx_http_qwen_detokenize_api;
+extern ngx_conf_enum_t  ngx_http_qwen_kv_caches[];
 
+
+/* ngx_http_qwen_engine.c */
+ngx_int_t ngx_http_qwen_init_process(ngx_cycle_t *cycle);
+void ngx_http_qwen_exit_process(ngx_cycle_t *cycle);
+void ngx_http_qwen_engine_stop(ngx_http_qwen_model_t *m);
 
 /* ngx_http_qwen_handler.c */
 ngx_int_t ngx_http_qwen_handler(ngx_http_request_t *r);
