@@ -31,21 +31,19 @@ static ngx_int_t ngx_http_qwen_submit_error(ngx_http_request_t *r,
     ngx_http_qwen_ctx_t *ctx, int rc, char *err);
 
 static void ngx_http_qwen_process(ngx_http_qwen_ctx_t *ctx);
-static void ngx_http_qwen_finish(ngx_http_qwen_ctx_t *ctx,
-    qwen_finish finish);
-static void ngx_http_qwen_fail(ngx_http_qwen_ctx_t *ctx, ngx_uint_t status,
-    const char *type, const char *message, const char *reason);
-static void ngx_http_qwen_release(ngx_http_qwen_ctx_t *ctx,
-    const char *reason);
-static void ngx_http_qwen_done(ngx_http_qwen_ctx_t *ctx,
-    const char *reason);
-static void ngx_http_qwen_finalize(ngx_http_qwen_ctx_t *ctx, ngx_int_t rc);
 static void ngx_http_qwen_check_blocked(ngx_http_qwen_ctx_t *ctx,
     ngx_int_t rc);
 static void ngx_http_qwen_write_handler(ngx_http_request_t *r);
 static void ngx_http_qwen_timeout_handler(ngx_event_t *ev);
-static void ngx_http_qwen_cleanup(void *data);
-static void ngx_http_qwen_request_cleanup(void *data);
+
+static void ngx_http_qwen_complete(ngx_http_qwen_ctx_t *ctx,
+    qwen_finish finish);
+static void ngx_http_qwen_abort(ngx_http_qwen_ctx_t *ctx, ngx_uint_t status,
+    const char *type, const char *message, const char *reason);
+static void ngx_http_qwen_finalize(ngx_http_qwen_ctx_t *ctx, ngx_int_t rc);
+static void ngx_http_qwen_stop(ngx_http_qwen_ctx_t *ctx, const char *reason);
+static void ngx_http_qwen_cancel(void *data);
+static void ngx_http_qwen_free_qp(void *data);
 
 static ngx_int_t ngx_http_qwen_send_stream_header(ngx_http_request_t *r,
     ngx_http_qwen_ctx_t *ctx);
@@ -83,7 +81,7 @@ ngx_http_qwen_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    cln->handler = ngx_http_qwen_cleanup;
+    cln->handler = ngx_http_qwen_free_qp;
     cln->data = ctx;
 
     /* runs before the access log is written, so a client that went away
@@ -93,7 +91,7 @@ ngx_http_qwen_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    hcln->handler = ngx_http_qwen_request_cleanup;
+    hcln->handler = ngx_http_qwen_cancel;
     hcln->data = ctx;
 
     ctx->request = r;
@@ -571,7 +569,7 @@ ngx_http_qwen_process(ngx_http_qwen_ctx_t *ctx)
     int                rc;
     size_t             n;
     ngx_int_t          nrc;
-    qwen_finish   finish;
+    qwen_finish        finish;
     qwen_token_event   ev[NGX_HTTP_QWEN_EVENTS];
 
     if (ctx->finalized || ctx->req == NULL || ctx->paused) {
@@ -592,8 +590,8 @@ ngx_http_qwen_process(ngx_http_qwen_ctx_t *ctx)
             if (rc < 0) {
                 ngx_log_error(NGX_LOG_ALERT, ctx->request->connection->log,
                               0, "qwen: cannot format tokens (out of memory)");
-                ngx_http_qwen_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                   "server_error", "out of memory", "error");
+                ngx_http_qwen_abort(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                    "server_error", "out of memory", "error");
                 return;
             }
 
@@ -610,7 +608,7 @@ ngx_http_qwen_process(ngx_http_qwen_ctx_t *ctx)
     }
 
     if (finish != QWEN_FINISH_NONE) {
-        ngx_http_qwen_finish(ctx, finish);
+        ngx_http_qwen_complete(ctx, finish);
         return;
     }
 
@@ -626,173 +624,6 @@ ngx_http_qwen_process(ngx_http_qwen_ctx_t *ctx)
     }
 
     ngx_http_qwen_check_blocked(ctx, nrc);
-}
-
-
-static void
-ngx_http_qwen_finish(ngx_http_qwen_ctx_t *ctx, qwen_finish finish)
-{
-    int                   rc;
-    ngx_int_t             nrc;
-    ngx_uint_t            status;
-    const char           *reason;
-    ngx_http_request_t   *r;
-
-    r = ctx->request;
-
-    ngx_memzero(&ctx->timing, sizeof(qwen_request_timing));
-    qwen_request_get_timing(ctx->req, &ctx->timing);
-
-    qwen_request_release(ctx->req);
-    ctx->req = NULL;
-
-    if (ctx->timer.timer_set) {
-        ngx_del_timer(&ctx->timer);
-    }
-
-    if (finish == QWEN_FINISH_ERROR) {
-        status = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        rc = qp_response_error(ctx->resp, (int) status, "server_error",
-                               "the engine failed while generating",
-                               &ctx->out);
-
-    } else {
-        status = NGX_HTTP_OK;
-        rc = qp_response_finish(ctx->resp, finish, &ctx->timing, &ctx->out);
-    }
-
-    reason = NULL;
-
-    if (finish != QWEN_FINISH_ERROR && rc == 0) {
-        reason = qp_response_finish_reason(ctx->resp);
-    }
-
-    ngx_http_qwen_done(ctx, reason ? reason : "error");
-
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "qwen: done: %uz prompt tokens, %uz generated, "
-                  "queued %.1f ms, first token %.1f ms, total %.1f ms, %s",
-                  ctx->timing.n_prompt, ctx->timing.n_generated,
-                  ctx->timing.queued_ms, ctx->timing.first_token_ms,
-                  ctx->timing.total_ms, ctx->finish_reason);
-
-    if (rc != 0) {
-        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                      "qwen: cannot format the end of the response");
-        ngx_http_qwen_finalize(ctx, ctx->header_sent
-                                    ? NGX_ERROR
-                                    : NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    if (ctx->stream && ctx->header_sent) {
-        nrc = ngx_http_qwen_output(ctx, ctx->out.data, ctx->out.len, 1);
-
-    } else {
-        nrc = ngx_http_qwen_send_body(r, ctx, status,
-                                      qp_response_content_type(ctx->resp),
-                                      ctx->out.data, ctx->out.len);
-    }
-
-    ngx_http_qwen_finalize(ctx, nrc);
-}
-
-
-/* An error after submit: an error event for a stream that began, else an
- * error response; the engine request is cancelled either way. */
-static void
-ngx_http_qwen_fail(ngx_http_qwen_ctx_t *ctx, ngx_uint_t status,
-    const char *type, const char *message, const char *reason)
-{
-    ngx_int_t            rc;
-    ngx_http_request_t  *r;
-
-    r = ctx->request;
-
-    ngx_http_qwen_release(ctx, reason);
-
-    if (!ctx->header_sent) {
-        rc = ngx_http_qwen_send_error(r, ctx, status, type, message, 0);
-        ngx_http_qwen_finalize(ctx, rc);
-        return;
-    }
-
-    if (!ctx->stream || ctx->resp == NULL) {
-        ngx_http_qwen_finalize(ctx, NGX_ERROR);
-        return;
-    }
-
-    qp_buf_reset(&ctx->out);
-
-    if (qp_response_error(ctx->resp, (int) status, type, message, &ctx->out)
-        != 0)
-    {
-        ngx_http_qwen_finalize(ctx, NGX_ERROR);
-        return;
-    }
-
-    rc = ngx_http_qwen_output(ctx, ctx->out.data, ctx->out.len, 1);
-    ngx_http_qwen_finalize(ctx, rc);
-}
-
-
-/* Give the engine request back before it has finished (error, timeout,
- * client gone): it is cancelled, and counted with that reason. */
-static void
-ngx_http_qwen_release(ngx_http_qwen_ctx_t *ctx, const char *reason)
-{
-    if (ctx->req == NULL) {
-        return;
-    }
-
-    ngx_memzero(&ctx->timing, sizeof(qwen_request_timing));
-    qwen_request_get_timing(ctx->req, &ctx->timing);
-
-    qwen_request_release(ctx->req);
-    ctx->req = NULL;
-
-    ngx_http_qwen_done(ctx, reason);
-}
-
-
-/* A generation has ended: its numbers go to the metrics zone and to the
- * $qwen_ variables, once. */
-static void
-ngx_http_qwen_done(ngx_http_qwen_ctx_t *ctx, const char *reason)
-{
-    if (ctx->done) {
-        return;
-    }
-
-    ctx->done = 1;
-    ctx->finish_reason = reason;
-    ctx->completion_tokens = ctx->timing.n_generated;
-
-    if (ctx->resp != NULL) {
-        ctx->completion_tokens = qp_response_completion_tokens(ctx->resp);
-    }
-
-    ngx_http_qwen_metrics_request(ctx);
-}
-
-
-static void
-ngx_http_qwen_finalize(ngx_http_qwen_ctx_t *ctx, ngx_int_t rc)
-{
-    if (ctx->finalized) {
-        return;
-    }
-
-    ctx->finalized = 1;
-
-    if (ctx->timer.timer_set) {
-        ngx_del_timer(&ctx->timer);
-    }
-
-    /* still generating: the client is gone or the output failed */
-    ngx_http_qwen_release(ctx, "cancelled");
-
-    ngx_http_finalize_request(ctx->request, rc);
 }
 
 
@@ -918,40 +749,199 @@ ngx_http_qwen_timeout_handler(ngx_event_t *ev)
                   "qwen: request timed out after %M ms (qwen_timeout)",
                   ctx->conf->timeout);
 
-    ngx_http_qwen_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE, "server_error",
-                       "the request timed out (qwen_timeout)", "timeout");
+    ngx_http_qwen_abort(ctx, NGX_HTTP_SERVICE_UNAVAILABLE, "server_error",
+                        "the request timed out (qwen_timeout)", "timeout");
 
     ngx_http_run_posted_requests(c);
 }
 
 
-/* Runs when the request ends, before it is logged. */
-static void
-ngx_http_qwen_request_cleanup(void *data)
-{
-    ngx_http_qwen_ctx_t  *ctx = data;
+/* ---------------------------------------------------- the end of a request */
 
-    if (ctx->timer.timer_set) {
-        ngx_del_timer(&ctx->timer);
+/*
+ * The engine has ended the generation (finish says how): stop it, then
+ * send the end of the answer (the last chunk of a stream, or the whole
+ * body) and finalize.
+ */
+static void
+ngx_http_qwen_complete(ngx_http_qwen_ctx_t *ctx, qwen_finish finish)
+{
+    int                   rc;
+    ngx_int_t             nrc;
+    ngx_uint_t            status;
+    const char           *reason;
+    ngx_http_request_t   *r;
+
+    r = ctx->request;
+
+    /* for the usage in the last chunk; the engine has ended the request,
+     * so these numbers are final and ngx_http_qwen_stop reads the same */
+    ngx_memzero(&ctx->timing, sizeof(qwen_request_timing));
+    qwen_request_get_timing(ctx->req, &ctx->timing);
+
+    if (finish == QWEN_FINISH_ERROR) {
+        status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        rc = qp_response_error(ctx->resp, (int) status, "server_error",
+                               "the engine failed while generating",
+                               &ctx->out);
+
+    } else {
+        status = NGX_HTTP_OK;
+        rc = qp_response_finish(ctx->resp, finish, &ctx->timing, &ctx->out);
     }
 
-    /* cancels the sequence; its slot is free within one step */
-    ngx_http_qwen_release(ctx, "cancelled");
+    reason = NULL;
+
+    if (finish != QWEN_FINISH_ERROR && rc == 0) {
+        reason = qp_response_finish_reason(ctx->resp);
+    }
+
+    ngx_http_qwen_stop(ctx, reason ? reason : "error");
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "qwen: done: %uz prompt tokens, %uz generated, "
+                  "queued %.1f ms, first token %.1f ms, total %.1f ms, %s",
+                  ctx->timing.n_prompt, ctx->timing.n_generated,
+                  ctx->timing.queued_ms, ctx->timing.first_token_ms,
+                  ctx->timing.total_ms, ctx->finish_reason);
+
+    if (rc != 0) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "qwen: cannot format the end of the response");
+        nrc = ctx->header_sent ? NGX_ERROR : NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    } else if (ctx->stream && ctx->header_sent) {
+        nrc = ngx_http_qwen_output(ctx, ctx->out.data, ctx->out.len, 1);
+
+    } else {
+        nrc = ngx_http_qwen_send_body(r, ctx, status,
+                                      qp_response_content_type(ctx->resp),
+                                      ctx->out.data, ctx->out.len);
+    }
+
+    ngx_http_qwen_finalize(ctx, nrc);
 }
 
 
-/* Runs when the request's pool goes, however the request ended. */
+/*
+ * An error after submit (qwen_timeout, out of memory): stop the generation,
+ * counted with this reason, then answer with an error (an error event for
+ * a stream that began) and finalize.
+ */
 static void
-ngx_http_qwen_cleanup(void *data)
+ngx_http_qwen_abort(ngx_http_qwen_ctx_t *ctx, ngx_uint_t status,
+    const char *type, const char *message, const char *reason)
 {
-    ngx_http_qwen_ctx_t  *ctx = data;
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
 
+    r = ctx->request;
+
+    ngx_http_qwen_stop(ctx, reason);
+
+    if (!ctx->header_sent) {
+        rc = ngx_http_qwen_send_error(r, ctx, status, type, message, 0);
+
+    } else if (!ctx->stream || ctx->resp == NULL) {
+        rc = NGX_ERROR;
+
+    } else {
+        qp_buf_reset(&ctx->out);
+
+        rc = NGX_ERROR;
+
+        if (qp_response_error(ctx->resp, (int) status, type, message,
+                              &ctx->out)
+            == 0)
+        {
+            rc = ngx_http_qwen_output(ctx, ctx->out.data, ctx->out.len, 1);
+        }
+    }
+
+    ngx_http_qwen_finalize(ctx, rc);
+}
+
+
+/* Finalize once; a generation still running is cancelled first (the
+ * client is gone or the output failed). */
+static void
+ngx_http_qwen_finalize(ngx_http_qwen_ctx_t *ctx, ngx_int_t rc)
+{
+    if (ctx->finalized) {
+        return;
+    }
+
+    ctx->finalized = 1;
+
+    ngx_http_qwen_cancel(ctx);
+
+    ngx_http_finalize_request(ctx->request, rc);
+}
+
+
+/*
+ * The generation ends here, however it ended: the qwen_timeout timer goes,
+ * the engine request is given back (a running one is cancelled: its slot
+ * is free within one step), and the request is counted with this reason
+ * in the metrics zone and the $qwen_ variables. Later calls find no
+ * engine request and do nothing.
+ */
+static void
+ngx_http_qwen_stop(ngx_http_qwen_ctx_t *ctx, const char *reason)
+{
     if (ctx->timer.timer_set) {
         ngx_del_timer(&ctx->timer);
     }
 
-    /* cancels the sequence; its slot is free within one step */
-    ngx_http_qwen_release(ctx, "cancelled");
+    if (ctx->req == NULL) {
+        return;
+    }
+
+    ngx_memzero(&ctx->timing, sizeof(qwen_request_timing));
+    qwen_request_get_timing(ctx->req, &ctx->timing);
+
+    qwen_request_release(ctx->req);
+    ctx->req = NULL;
+
+    ctx->done = 1;
+    ctx->finish_reason = reason;
+    ctx->completion_tokens = ctx->timing.n_generated;
+
+    if (ctx->resp != NULL) {
+        ctx->completion_tokens = qp_response_completion_tokens(ctx->resp);
+    }
+
+    ngx_http_qwen_metrics_request(ctx);
+}
+
+
+/*
+ * Stop a generation still running, counted as "cancelled". This is the
+ * request's cleanup: nginx runs it when the request ends, before the
+ * access log line, also when the client went away (a closed connection,
+ * an HTTP/2 RST_STREAM) and nginx finalized the request itself.
+ */
+static void
+ngx_http_qwen_cancel(void *data)
+{
+    ngx_http_qwen_ctx_t  *ctx = data;
+
+    ngx_http_qwen_stop(ctx, "cancelled");
+}
+
+
+/*
+ * The pool's cleanup, after the access log line (which reads the finish
+ * reason from the response): free what the protocol layer allocated.
+ */
+static void
+ngx_http_qwen_free_qp(void *data)
+{
+    ngx_http_qwen_ctx_t  *ctx = data;
+
+    /* nothing left to stop once the request's cleanup has run; never
+     * leave the engine a request whose ctx is freed */
+    ngx_http_qwen_cancel(ctx);
 
     if (ctx->resp != NULL) {
         qp_response_free(ctx->resp);
