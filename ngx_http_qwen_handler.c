@@ -47,6 +47,9 @@ static void ngx_http_qwen_free_qp(void *data);
 
 static ngx_int_t ngx_http_qwen_send_stream_header(ngx_http_request_t *r,
     ngx_http_qwen_ctx_t *ctx);
+static ngx_int_t ngx_http_qwen_send_header(ngx_http_request_t *r,
+    ngx_http_qwen_ctx_t *ctx, ngx_uint_t status, const char *content_type,
+    off_t content_length);
 static ngx_int_t ngx_http_qwen_output(ngx_http_qwen_ctx_t *ctx,
     const char *data, size_t len, ngx_uint_t last);
 static ngx_int_t ngx_http_qwen_add_header(ngx_http_request_t *r,
@@ -964,23 +967,10 @@ ngx_http_qwen_send_stream_header(ngx_http_request_t *r,
     ngx_http_qwen_ctx_t *ctx)
 {
     ngx_int_t         rc;
-    const char       *type;
     static ngx_str_t  cache_control = ngx_string("Cache-Control");
     static ngx_str_t  no_cache = ngx_string("no-cache");
     static ngx_str_t  accel_buffering = ngx_string("X-Accel-Buffering");
     static ngx_str_t  no = ngx_string("no");
-
-    type = qp_response_content_type(ctx->resp);
-
-    ctx->own_response = 1;
-    ctx->header_sent = 1;
-
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_type.len = ngx_strlen(type);
-    r->headers_out.content_type.data = (u_char *) type;
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-    r->headers_out.content_length_n = -1;
 
     if (ngx_http_qwen_add_header(r, &cache_control, &no_cache) != NGX_OK
         || ngx_http_qwen_add_header(r, &accel_buffering, &no) != NGX_OK)
@@ -988,7 +978,8 @@ ngx_http_qwen_send_stream_header(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    rc = ngx_http_send_header(r);
+    rc = ngx_http_qwen_send_header(r, ctx, NGX_HTTP_OK,
+                                   qp_response_content_type(ctx->resp), -1);
 
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
         return rc;
@@ -1006,6 +997,22 @@ ngx_http_qwen_send_body(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
 {
     ngx_int_t  rc;
 
+    rc = ngx_http_qwen_send_header(r, ctx, status, content_type, len);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    return ngx_http_qwen_output(ctx, data, len, 1);
+}
+
+
+/* Our own header: ngx_http_qwen_filter.c lets it through as it is, and
+ * from now on an error can only go into the body (ngx_http_qwen_abort). */
+static ngx_int_t
+ngx_http_qwen_send_header(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
+    ngx_uint_t status, const char *content_type, off_t content_length)
+{
     ctx->own_response = 1;
     ctx->header_sent = 1;
 
@@ -1014,15 +1021,9 @@ ngx_http_qwen_send_body(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
     r->headers_out.content_type.data = (u_char *) content_type;
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;
-    r->headers_out.content_length_n = len;
+    r->headers_out.content_length_n = content_length;
 
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    return ngx_http_qwen_output(ctx, data, len, 1);
+    return ngx_http_send_header(r);
 }
 
 
