@@ -18,12 +18,6 @@
 
 
 typedef struct {
-    ngx_int_t                    low;
-    ngx_int_t                    high;
-} ngx_http_qwen_num_bounds_t;
-
-
-typedef struct {
     double                       low;
     double                       high;
 } ngx_http_qwen_float_bounds_t;
@@ -55,34 +49,34 @@ static char *ngx_http_qwen_threads(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_qwen_queue_full_status(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
-static char *ngx_http_qwen_set_num(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
+static char *ngx_http_qwen_check_num_bounds(ngx_conf_t *cf, void *post,
+    void *data);
 static char *ngx_http_qwen_set_float(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 
-static ngx_http_qwen_num_bounds_t  ngx_http_qwen_slots_bounds = {
-    1, 1024
+static ngx_conf_num_bounds_t  ngx_http_qwen_slots_bounds = {
+    ngx_http_qwen_check_num_bounds, 1, 1024
 };
 
-static ngx_http_qwen_num_bounds_t  ngx_http_qwen_ctx_bounds = {
-    16, 1 << 24
+static ngx_conf_num_bounds_t  ngx_http_qwen_ctx_bounds = {
+    ngx_http_qwen_check_num_bounds, 16, 1 << 24
 };
 
-static ngx_http_qwen_num_bounds_t  ngx_http_qwen_batch_bounds = {
-    1, 65536
+static ngx_conf_num_bounds_t  ngx_http_qwen_batch_bounds = {
+    ngx_http_qwen_check_num_bounds, 1, 65536
 };
 
-static ngx_http_qwen_num_bounds_t  ngx_http_qwen_queue_bounds = {
-    0, 1 << 20
+static ngx_conf_num_bounds_t  ngx_http_qwen_queue_bounds = {
+    ngx_http_qwen_check_num_bounds, 0, 1 << 20
 };
 
-static ngx_http_qwen_num_bounds_t  ngx_http_qwen_top_k_bounds = {
-    0, 1 << 20
+static ngx_conf_num_bounds_t  ngx_http_qwen_top_k_bounds = {
+    ngx_http_qwen_check_num_bounds, 0, 1 << 20
 };
 
-static ngx_http_qwen_num_bounds_t  ngx_http_qwen_max_tokens_bounds = {
-    1, 1 << 24
+static ngx_conf_num_bounds_t  ngx_http_qwen_max_tokens_bounds = {
+    ngx_http_qwen_check_num_bounds, 1, 1 << 24
 };
 
 static ngx_http_qwen_float_bounds_t  ngx_http_qwen_temperature_bounds = {
@@ -176,28 +170,28 @@ static ngx_command_t  ngx_http_qwen_commands[] = {
 
     { ngx_string("qwen_slots"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_qwen_set_num,
+      ngx_conf_set_num_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_qwen_loc_conf_t, engine.slots),
       &ngx_http_qwen_slots_bounds },
 
     { ngx_string("qwen_ctx"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_qwen_set_num,
+      ngx_conf_set_num_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_qwen_loc_conf_t, engine.ctx),
       &ngx_http_qwen_ctx_bounds },
 
     { ngx_string("qwen_batch"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_qwen_set_num,
+      ngx_conf_set_num_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_qwen_loc_conf_t, engine.batch),
       &ngx_http_qwen_batch_bounds },
 
     { ngx_string("qwen_queue"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_qwen_set_num,
+      ngx_conf_set_num_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_qwen_loc_conf_t, engine.queue),
       &ngx_http_qwen_queue_bounds },
@@ -253,7 +247,7 @@ static ngx_command_t  ngx_http_qwen_commands[] = {
 
     { ngx_string("qwen_top_k"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_qwen_set_num,
+      ngx_conf_set_num_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_qwen_loc_conf_t, top_k),
       &ngx_http_qwen_top_k_bounds },
@@ -281,7 +275,7 @@ static ngx_command_t  ngx_http_qwen_commands[] = {
 
     { ngx_string("qwen_max_tokens"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_qwen_set_num,
+      ngx_conf_set_num_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_qwen_loc_conf_t, max_tokens),
       &ngx_http_qwen_max_tokens_bounds },
@@ -992,38 +986,31 @@ ngx_http_qwen_queue_full_status(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
-/* An integer within the bounds given in cmd->post. */
+/*
+ * The post handler of the integer directives (ngx_conf_set_num_slot):
+ * ngx_conf_check_num_bounds with a message that names the directive and
+ * the value, not only the bounds.
+ */
 static char *
-ngx_http_qwen_set_num(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_qwen_check_num_bounds(ngx_conf_t *cf, void *post, void *data)
 {
-    char  *p = conf;
+    ngx_conf_num_bounds_t  *bounds = post;
+    ngx_int_t  *np = data;
 
-    ngx_int_t                   *np, n;
-    ngx_str_t                   *value;
-    ngx_http_qwen_num_bounds_t  *bounds;
+    ngx_str_t  *value;
 
-    np = (ngx_int_t *) (p + cmd->offset);
-
-    if (*np != NGX_CONF_UNSET) {
-        return "is duplicate";
+    if (*np >= bounds->low && *np <= bounds->high) {
+        return NGX_CONF_OK;
     }
 
     value = cf->args->elts;
-    bounds = cmd->post;
 
-    n = ngx_atoi(value[1].data, value[1].len);
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" in \"%V\": expected a "
+                       "number from %i to %i",
+                       &value[1], &value[0], bounds->low, bounds->high);
 
-    if (n == NGX_ERROR || n < bounds->low || n > bounds->high) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid value \"%V\" in \"%V\": expected a "
-                           "number from %i to %i",
-                           &value[1], &cmd->name, bounds->low, bounds->high);
-        return NGX_CONF_ERROR;
-    }
-
-    *np = n;
-
-    return NGX_CONF_OK;
+    return NGX_CONF_ERROR;
 }
 
 
