@@ -172,7 +172,7 @@ ngx_http_qwen_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    return route->handler(r, qlcf, route);
+    return route->handler(r, ctx);
 }
 
 
@@ -288,7 +288,7 @@ ngx_http_qwen_body_handler(ngx_http_request_t *r)
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
 
     } else {
-        rc = ctx->route->handler(r, ctx->conf, ctx->route);
+        rc = ctx->route->handler(r, ctx);
     }
 
     if (rc != NGX_DONE) {
@@ -305,19 +305,20 @@ ngx_http_qwen_body_handler(ngx_http_request_t *r)
  * else the code to finalize the request with.
  */
 ngx_int_t
-ngx_http_qwen_generate(ngx_http_request_t *r, ngx_http_qwen_loc_conf_t *qlcf,
-    ngx_http_qwen_route_t *route)
+ngx_http_qwen_generate(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
 {
-    int                     rc;
-    char                    err[QWEN_ERR_LEN];
-    u_char                 *id;
-    qp_error                perr;
-    ngx_int_t               nrc;
-    const char             *prefix;
-    ngx_http_qwen_ctx_t    *ctx;
-    ngx_http_qwen_model_t  *m;
+    int                        rc;
+    char                       err[QWEN_ERR_LEN];
+    u_char                    *id;
+    qp_error                   perr;
+    ngx_int_t                  nrc;
+    const char                *prefix;
+    ngx_http_qwen_model_t     *m;
+    ngx_http_qwen_route_t     *route;
+    ngx_http_qwen_loc_conf_t  *qlcf;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_qwen_module);
+    qlcf = ctx->conf;
+    route = ctx->route;
     m = qlcf->model;
 
     ngx_memzero(&perr, sizeof(qp_error));

@@ -98,9 +98,11 @@ typedef struct {
 
 typedef struct ngx_http_qwen_route_s  ngx_http_qwen_route_t;
 typedef struct ngx_http_qwen_loc_conf_s  ngx_http_qwen_loc_conf_t;
+typedef struct ngx_http_qwen_ctx_s  ngx_http_qwen_ctx_t;
 
+/* An endpoint: ctx holds the location's configuration and the route. */
 typedef ngx_int_t (*ngx_http_qwen_route_pt)(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route);
+    ngx_http_qwen_ctx_t *ctx);
 
 
 /* route flags */
@@ -163,7 +165,7 @@ struct ngx_http_qwen_loc_conf_s {
 };
 
 
-typedef struct {
+struct ngx_http_qwen_ctx_s {
     ngx_http_request_t          *request;
     ngx_http_qwen_loc_conf_t    *conf;
     ngx_http_qwen_route_t       *route;
@@ -198,7 +200,7 @@ typedef struct {
     unsigned                     stopped:1;
     unsigned                     finalized:1;
     unsigned                     done:1;     /* timing and reason are set */
-} ngx_http_qwen_ctx_t;
+};
 
 
 extern ngx_module_t  ngx_http_qwen_module;
@@ -218,7 +220,7 @@ void ngx_http_qwen_engine_stop(ngx_http_qwen_model_t *m);
 /* ngx_http_qwen_handler.c */
 ngx_int_t ngx_http_qwen_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_qwen_generate(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route);
+    ngx_http_qwen_ctx_t *ctx);
 void ngx_http_qwen_engine_events(ngx_http_qwen_model_t *m);
 ngx_int_t ngx_http_qwen_send_body(ngx_http_request_t *r,
     ngx_http_qwen_ctx_t *ctx, ngx_uint_t status, const char *content_type,
