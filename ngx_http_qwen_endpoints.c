@@ -1,11 +1,9 @@
 
 /*
- * ngx_http_qwen_endpoints.c - the routing tables of the APIs a location can
- * serve (`qwen_api openai | ollama | sagemaker;` and the operations
- * directives `qwen_health;`, `qwen_metrics;`, `qwen_tokenize;`,
- * `qwen_detokenize;`) and the endpoints that do not generate: model
- * listings, Ollama's small endpoints, SageMaker's /ping, health, metrics
- * and token counting. Every body comes from the protocol layer.
+ * ngx_http_qwen_endpoints.c - the routing tables of `qwen_api openai |
+ * ollama | sagemaker;` and of qwen_health, qwen_metrics, qwen_tokenize and
+ * qwen_detokenize, and the endpoints that do not generate (model listings,
+ * /ping, health, metrics, tokens). Every body comes from the protocol layer.
  */
 
 

@@ -1,12 +1,9 @@
 
 /*
  * ngx_http_qwen_handler.c - the request side: route a URI to an endpoint
- * of the location's API, read the body, hand it to the protocol layer
- * (qp_parse), submit the prompt to this worker's engine, and stream the
- * engine's token events back as the protocol layer formats them. The event
- * loop never waits on inference: the engine wakes it through an eventfd.
- * A slow client pauses its sequence; a gone client cancels it. The other
- * endpoints (listings, operations) are in ngx_http_qwen_endpoints.c.
+ * (ngx_http_qwen_endpoints.c) and read its body, submit a generation to
+ * this worker's engine, send its tokens back as the protocol layer formats
+ * them and end the request; and the helpers every answer is sent with.
  */
 
 
@@ -526,8 +523,12 @@ ngx_http_qwen_read_body(ngx_http_request_t *r, size_t *len)
 
 /* ------------------------------------------------------ engine to client */
 
-/* Called by the eventfd handler: drain the requests the engine has news
- * for. One at a time, as finalizing one request may end others (HTTP/2). */
+/*
+ * The event loop never waits on inference: the engine wakes it through its
+ * eventfd, whose handler calls this to drain the requests with news. One
+ * at a time, as finalizing one request may end others (HTTP/2). A slow
+ * client pauses its sequence; a gone client cancels it.
+ */
 void
 ngx_http_qwen_engine_events(ngx_http_qwen_model_t *m)
 {

@@ -1,11 +1,9 @@
 
 /*
- * ngx_http_qwen_module.h - types shared by the files of the nginx glue:
- * the per-model record (weights loaded in the master, one engine per
- * worker), the location configuration, the API routing tables, the
- * metrics zone shared by the workers and the per-request context. No model
- * math and no JSON formats live here: the engine (qwen.h) and the protocol
- * layer (qwen_proto.h) do that.
+ * ngx_http_qwen_module.h - what the glue's files share: the model record,
+ * the configurations, the API routing tables, the metrics zone, the
+ * per-request context, and their functions. Model math is the engine's
+ * (qwen.h), JSON formats are the protocol layer's (qwen_proto.h).
  */
 
 #ifndef _NGX_HTTP_QWEN_MODULE_H_INCLUDED_
@@ -34,7 +32,7 @@ typedef struct {
     ngx_int_t                    ctx;
     ngx_int_t                    batch;
     ngx_int_t                    queue;
-    ngx_uint_t                   kv_cache;   /* index into ngx_http_qwen_kv_caches */
+    ngx_uint_t                   kv_cache;   /* ngx_http_qwen_kv_caches[] */
 } ngx_http_qwen_engine_conf_t;
 
 
@@ -109,8 +107,8 @@ typedef ngx_int_t (*ngx_http_qwen_route_pt)(ngx_http_request_t *r,
 #define NGX_HTTP_QWEN_ID       0x01   /* suffix then "{id}" */
 #define NGX_HTTP_QWEN_ROOT     0x02   /* the location's own URI, or "/" */
 #define NGX_HTTP_QWEN_ANY      0x04   /* any URI (a handler per location) */
-#define NGX_HTTP_QWEN_BODY     0x08   /* the handler runs once the body is in */
-#define NGX_HTTP_QWEN_ENGINE   0x10   /* 503 at once without a running engine */
+#define NGX_HTTP_QWEN_BODY     0x08   /* the handler runs with the body in */
+#define NGX_HTTP_QWEN_ENGINE   0x10   /* 503 at once if no engine runs */
 #define NGX_HTTP_QWEN_PICK     0x20   /* SageMaker: the body picks the API */
 
 
