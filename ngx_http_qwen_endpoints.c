@@ -1,11 +1,9 @@
 
 /*
- * ngx_http_qwen_endpoints.c - the routing tables of the APIs a location can
- * serve (`qwen_api openai | ollama | sagemaker;` and the operations
- * directives `qwen_health;`, `qwen_metrics;`, `qwen_tokenize;`,
- * `qwen_detokenize;`) and the endpoints that do not generate: model
- * listings, Ollama's small endpoints, SageMaker's /ping, health, metrics
- * and token counting. Every body comes from the protocol layer.
+ * ngx_http_qwen_endpoints.c - the routing tables of `qwen_api openai |
+ * ollama | sagemaker;` and of qwen_health, qwen_metrics, qwen_tokenize and
+ * qwen_detokenize, and the endpoints that do not generate (model listings,
+ * /ping, health, metrics, tokens). Every body comes from the protocol layer.
  */
 
 
@@ -22,36 +20,37 @@
 
 
 static ngx_int_t ngx_http_qwen_openai_models(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route);
+    ngx_http_qwen_ctx_t *ctx);
 static ngx_int_t ngx_http_qwen_openai_model(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route);
+    ngx_http_qwen_ctx_t *ctx);
 static ngx_int_t ngx_http_qwen_ollama_tags(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route);
+    ngx_http_qwen_ctx_t *ctx);
 static ngx_int_t ngx_http_qwen_ollama_ps(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route);
+    ngx_http_qwen_ctx_t *ctx);
 static ngx_int_t ngx_http_qwen_ollama_show(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route);
+    ngx_http_qwen_ctx_t *ctx);
 static ngx_int_t ngx_http_qwen_ollama_version(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route);
+    ngx_http_qwen_ctx_t *ctx);
 static ngx_int_t ngx_http_qwen_ollama_unsupported(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route);
+    ngx_http_qwen_ctx_t *ctx);
 static ngx_int_t ngx_http_qwen_ollama_embed(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route);
+    ngx_http_qwen_ctx_t *ctx);
 static ngx_int_t ngx_http_qwen_ollama_root(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route);
+    ngx_http_qwen_ctx_t *ctx);
 static ngx_int_t ngx_http_qwen_ping(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route);
+    ngx_http_qwen_ctx_t *ctx);
 static ngx_int_t ngx_http_qwen_health(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route);
+    ngx_http_qwen_ctx_t *ctx);
 static ngx_int_t ngx_http_qwen_metrics(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route);
+    ngx_http_qwen_ctx_t *ctx);
 static ngx_int_t ngx_http_qwen_tokenize(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route);
+    ngx_http_qwen_ctx_t *ctx);
 static ngx_int_t ngx_http_qwen_detokenize(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route);
+    ngx_http_qwen_ctx_t *ctx);
 
-static ngx_int_t ngx_http_qwen_send_out(ngx_http_request_t *r, int rc,
-    const char *what, const char *content_type);
+static ngx_int_t ngx_http_qwen_send_out(ngx_http_request_t *r,
+    ngx_http_qwen_ctx_t *ctx, int rc, const char *what,
+    const char *content_type);
 
 
 /* ------------------------------------------------------------- the APIs */
@@ -244,29 +243,23 @@ static const char  ngx_http_qwen_json[] = "application/json";
 /* --------------------------------------------------------------- OpenAI */
 
 static ngx_int_t
-ngx_http_qwen_openai_models(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route)
+ngx_http_qwen_openai_models(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
 {
-    ngx_http_qwen_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_qwen_module);
-
-    return ngx_http_qwen_send_out(r,
-                                  qp_openai_models(&qlcf->qp,
-                                                   qlcf->model->created,
+    return ngx_http_qwen_send_out(r, ctx,
+                                  qp_openai_models(&ctx->conf->qp,
+                                                   ctx->conf->model->created,
                                                    &ctx->out),
                                   "the model list", ngx_http_qwen_json);
 }
 
 
 static ngx_int_t
-ngx_http_qwen_openai_model(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route)
+ngx_http_qwen_openai_model(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
 {
-    qp_error              err;
-    ngx_http_qwen_ctx_t  *ctx;
+    qp_error                   err;
+    ngx_http_qwen_loc_conf_t  *qlcf;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_qwen_module);
+    qlcf = ctx->conf;
 
     ngx_memzero(&err, sizeof(qp_error));
 
@@ -277,22 +270,18 @@ ngx_http_qwen_openai_model(ngx_http_request_t *r,
         return ngx_http_qwen_send_qp_error(r, ctx, &err);
     }
 
-    return ngx_http_qwen_send_out(r, 0, "the model", ngx_http_qwen_json);
+    return ngx_http_qwen_send_out(r, ctx, 0, "the model", ngx_http_qwen_json);
 }
 
 
 /* --------------------------------------------------------------- Ollama */
 
 static ngx_int_t
-ngx_http_qwen_ollama_tags(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route)
+ngx_http_qwen_ollama_tags(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
 {
-    ngx_http_qwen_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_qwen_module);
-
-    return ngx_http_qwen_send_out(r,
-                                  qp_ollama_tags(&qlcf->qp, qlcf->model->info,
+    return ngx_http_qwen_send_out(r, ctx,
+                                  qp_ollama_tags(&ctx->conf->qp,
+                                                 ctx->conf->model->info,
                                                  &ctx->out),
                                   "/api/tags", ngx_http_qwen_json);
 }
@@ -300,28 +289,23 @@ ngx_http_qwen_ollama_tags(ngx_http_request_t *r,
 
 /* The model is always resident: /api/ps lists it with its KV cache. */
 static ngx_int_t
-ngx_http_qwen_ollama_ps(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route)
+ngx_http_qwen_ollama_ps(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
 {
-    ngx_http_qwen_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_qwen_module);
-
-    return ngx_http_qwen_send_out(r,
-                                  qp_ollama_ps(&qlcf->qp, qlcf->model->info,
+    return ngx_http_qwen_send_out(r, ctx,
+                                  qp_ollama_ps(&ctx->conf->qp,
+                                               ctx->conf->model->info,
                                                &ctx->out),
                                   "/api/ps", ngx_http_qwen_json);
 }
 
 
 static ngx_int_t
-ngx_http_qwen_ollama_show(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route)
+ngx_http_qwen_ollama_show(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
 {
-    qp_error              err;
-    ngx_http_qwen_ctx_t  *ctx;
+    qp_error                   err;
+    ngx_http_qwen_loc_conf_t  *qlcf;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_qwen_module);
+    qlcf = ctx->conf;
 
     ngx_memzero(&err, sizeof(qp_error));
 
@@ -333,31 +317,23 @@ ngx_http_qwen_ollama_show(ngx_http_request_t *r,
         return ngx_http_qwen_send_qp_error(r, ctx, &err);
     }
 
-    return ngx_http_qwen_send_out(r, 0, "/api/show", ngx_http_qwen_json);
+    return ngx_http_qwen_send_out(r, ctx, 0, "/api/show", ngx_http_qwen_json);
 }
 
 
 static ngx_int_t
-ngx_http_qwen_ollama_version(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route)
+ngx_http_qwen_ollama_version(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
 {
-    ngx_http_qwen_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_qwen_module);
-
-    return ngx_http_qwen_send_out(r, qp_ollama_version(&ctx->out),
+    return ngx_http_qwen_send_out(r, ctx, qp_ollama_version(&ctx->out),
                                   "/api/version", ngx_http_qwen_json);
 }
 
 
 static ngx_int_t
 ngx_http_qwen_ollama_unsupported(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route)
+    ngx_http_qwen_ctx_t *ctx)
 {
-    qp_error              err;
-    ngx_http_qwen_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_qwen_module);
+    qp_error  err;
 
     ngx_memzero(&err, sizeof(qp_error));
     qp_ollama_unsupported(&err);
@@ -367,13 +343,8 @@ ngx_http_qwen_ollama_unsupported(ngx_http_request_t *r,
 
 
 static ngx_int_t
-ngx_http_qwen_ollama_embed(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route)
+ngx_http_qwen_ollama_embed(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
 {
-    ngx_http_qwen_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_qwen_module);
-
     return ngx_http_qwen_send_error(r, ctx, NGX_HTTP_NOT_IMPLEMENTED,
                                     "invalid_request_error",
                                     "embeddings are not supported: this "
@@ -382,13 +353,8 @@ ngx_http_qwen_ollama_embed(ngx_http_request_t *r,
 
 
 static ngx_int_t
-ngx_http_qwen_ollama_root(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route)
+ngx_http_qwen_ollama_root(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
 {
-    ngx_http_qwen_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_qwen_module);
-
     return ngx_http_qwen_send_body(r, ctx, NGX_HTTP_OK,
                                    "text/plain; charset=utf-8",
                                    QP_OLLAMA_ROOT_TEXT,
@@ -405,13 +371,8 @@ ngx_http_qwen_ollama_root(ngx_http_request_t *r,
  * answers at once however busy the slots are.
  */
 static ngx_int_t
-ngx_http_qwen_ping(ngx_http_request_t *r, ngx_http_qwen_loc_conf_t *qlcf,
-    ngx_http_qwen_route_t *route)
+ngx_http_qwen_ping(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
 {
-    ngx_http_qwen_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_qwen_module);
-
     return ngx_http_qwen_send_body(r, ctx, NGX_HTTP_OK, "text/plain", "", 0);
 }
 
@@ -424,14 +385,13 @@ ngx_http_qwen_ping(ngx_http_request_t *r, ngx_http_qwen_loc_conf_t *qlcf,
  * answer of a worker whose engine failed to start (see the error log).
  */
 static ngx_int_t
-ngx_http_qwen_health(ngx_http_request_t *r, ngx_http_qwen_loc_conf_t *qlcf,
-    ngx_http_qwen_route_t *route)
+ngx_http_qwen_health(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
 {
-    int                   status;
-    qwen_engine_stats     stats;
-    ngx_http_qwen_ctx_t  *ctx;
+    int                        status;
+    qwen_engine_stats          stats;
+    ngx_http_qwen_loc_conf_t  *qlcf;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_qwen_module);
+    qlcf = ctx->conf;
 
     if (qlcf->model->engine == NULL) {
         status = qp_health_body(NULL, 0, &ctx->out);
@@ -457,13 +417,9 @@ ngx_http_qwen_health(ngx_http_request_t *r, ngx_http_qwen_loc_conf_t *qlcf,
 
 /* GET /metrics: every worker's counters and engine gauges, summed. */
 static ngx_int_t
-ngx_http_qwen_metrics(ngx_http_request_t *r, ngx_http_qwen_loc_conf_t *qlcf,
-    ngx_http_qwen_route_t *route)
+ngx_http_qwen_metrics(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
 {
-    qp_metrics            m;
-    ngx_http_qwen_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_qwen_module);
+    qp_metrics  m;
 
     if (ngx_http_qwen_metrics_collect((ngx_cycle_t *) ngx_cycle, &m)
         != NGX_OK)
@@ -474,19 +430,18 @@ ngx_http_qwen_metrics(ngx_http_request_t *r, ngx_http_qwen_loc_conf_t *qlcf,
                                         "configuration", 0);
     }
 
-    return ngx_http_qwen_send_out(r, qp_metrics_text(&m, &ctx->out),
+    return ngx_http_qwen_send_out(r, ctx, qp_metrics_text(&m, &ctx->out),
                                   "the metrics", QP_METRICS_CONTENT_TYPE);
 }
 
 
 static ngx_int_t
-ngx_http_qwen_tokenize(ngx_http_request_t *r, ngx_http_qwen_loc_conf_t *qlcf,
-    ngx_http_qwen_route_t *route)
+ngx_http_qwen_tokenize(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
 {
-    qp_error              err;
-    ngx_http_qwen_ctx_t  *ctx;
+    qp_error                   err;
+    ngx_http_qwen_loc_conf_t  *qlcf;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_qwen_module);
+    qlcf = ctx->conf;
 
     ngx_memzero(&err, sizeof(qp_error));
 
@@ -497,18 +452,18 @@ ngx_http_qwen_tokenize(ngx_http_request_t *r, ngx_http_qwen_loc_conf_t *qlcf,
         return ngx_http_qwen_send_qp_error(r, ctx, &err);
     }
 
-    return ngx_http_qwen_send_out(r, 0, "the token ids", ngx_http_qwen_json);
+    return ngx_http_qwen_send_out(r, ctx, 0, "the token ids",
+                                  ngx_http_qwen_json);
 }
 
 
 static ngx_int_t
-ngx_http_qwen_detokenize(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route)
+ngx_http_qwen_detokenize(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
 {
-    qp_error              err;
-    ngx_http_qwen_ctx_t  *ctx;
+    qp_error                   err;
+    ngx_http_qwen_loc_conf_t  *qlcf;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_qwen_module);
+    qlcf = ctx->conf;
 
     ngx_memzero(&err, sizeof(qp_error));
 
@@ -520,20 +475,16 @@ ngx_http_qwen_detokenize(ngx_http_request_t *r,
         return ngx_http_qwen_send_qp_error(r, ctx, &err);
     }
 
-    return ngx_http_qwen_send_out(r, 0, "the text", ngx_http_qwen_json);
+    return ngx_http_qwen_send_out(r, ctx, 0, "the text", ngx_http_qwen_json);
 }
 
 
 /* Send ctx->out as a 200 answer, or log that formatting it failed (rc is
  * the protocol layer's return code: 0 or -1 out of memory). */
 static ngx_int_t
-ngx_http_qwen_send_out(ngx_http_request_t *r, int rc, const char *what,
-    const char *content_type)
+ngx_http_qwen_send_out(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
+    int rc, const char *what, const char *content_type)
 {
-    ngx_http_qwen_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_qwen_module);
-
     if (rc != 0) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                       "qwen: cannot format %s for \"%V\" (out of memory)",

@@ -1,12 +1,9 @@
 
 /*
  * ngx_http_qwen_handler.c - the request side: route a URI to an endpoint
- * of the location's API, read the body, hand it to the protocol layer
- * (qp_parse), submit the prompt to this worker's engine, and stream the
- * engine's token events back as the protocol layer formats them. The event
- * loop never waits on inference: the engine wakes it through an eventfd.
- * A slow client pauses its sequence; a gone client cancels it. The other
- * endpoints (listings, operations) are in ngx_http_qwen_endpoints.c.
+ * (ngx_http_qwen_endpoints.c) and read its body, submit a generation to
+ * this worker's engine, send its tokens back as the protocol layer formats
+ * them and end the request; and the helpers every answer is sent with.
  */
 
 
@@ -31,24 +28,25 @@ static ngx_int_t ngx_http_qwen_submit_error(ngx_http_request_t *r,
     ngx_http_qwen_ctx_t *ctx, int rc, char *err);
 
 static void ngx_http_qwen_process(ngx_http_qwen_ctx_t *ctx);
-static void ngx_http_qwen_finish(ngx_http_qwen_ctx_t *ctx,
-    qwen_finish finish);
-static void ngx_http_qwen_fail(ngx_http_qwen_ctx_t *ctx, ngx_uint_t status,
-    const char *type, const char *message, const char *reason);
-static void ngx_http_qwen_release(ngx_http_qwen_ctx_t *ctx,
-    const char *reason);
-static void ngx_http_qwen_done(ngx_http_qwen_ctx_t *ctx,
-    const char *reason);
-static void ngx_http_qwen_finalize(ngx_http_qwen_ctx_t *ctx, ngx_int_t rc);
 static void ngx_http_qwen_check_blocked(ngx_http_qwen_ctx_t *ctx,
     ngx_int_t rc);
 static void ngx_http_qwen_write_handler(ngx_http_request_t *r);
 static void ngx_http_qwen_timeout_handler(ngx_event_t *ev);
-static void ngx_http_qwen_cleanup(void *data);
-static void ngx_http_qwen_request_cleanup(void *data);
+
+static void ngx_http_qwen_complete(ngx_http_qwen_ctx_t *ctx,
+    qwen_finish finish);
+static void ngx_http_qwen_abort(ngx_http_qwen_ctx_t *ctx, ngx_uint_t status,
+    const char *type, const char *message, const char *reason);
+static void ngx_http_qwen_finalize(ngx_http_qwen_ctx_t *ctx, ngx_int_t rc);
+static void ngx_http_qwen_stop(ngx_http_qwen_ctx_t *ctx, const char *reason);
+static void ngx_http_qwen_cancel(void *data);
+static void ngx_http_qwen_free_qp(void *data);
 
 static ngx_int_t ngx_http_qwen_send_stream_header(ngx_http_request_t *r,
     ngx_http_qwen_ctx_t *ctx);
+static ngx_int_t ngx_http_qwen_send_header(ngx_http_request_t *r,
+    ngx_http_qwen_ctx_t *ctx, ngx_uint_t status, const char *content_type,
+    off_t content_length);
 static ngx_int_t ngx_http_qwen_output(ngx_http_qwen_ctx_t *ctx,
     const char *data, size_t len, ngx_uint_t last);
 static ngx_int_t ngx_http_qwen_add_header(ngx_http_request_t *r,
@@ -83,7 +81,7 @@ ngx_http_qwen_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    cln->handler = ngx_http_qwen_cleanup;
+    cln->handler = ngx_http_qwen_free_qp;
     cln->data = ctx;
 
     /* runs before the access log is written, so a client that went away
@@ -93,7 +91,7 @@ ngx_http_qwen_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    hcln->handler = ngx_http_qwen_request_cleanup;
+    hcln->handler = ngx_http_qwen_cancel;
     hcln->data = ctx;
 
     ctx->request = r;
@@ -171,7 +169,7 @@ ngx_http_qwen_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    return route->handler(r, qlcf, route);
+    return route->handler(r, ctx);
 }
 
 
@@ -287,7 +285,7 @@ ngx_http_qwen_body_handler(ngx_http_request_t *r)
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
 
     } else {
-        rc = ctx->route->handler(r, ctx->conf, ctx->route);
+        rc = ctx->route->handler(r, ctx);
     }
 
     if (rc != NGX_DONE) {
@@ -304,19 +302,20 @@ ngx_http_qwen_body_handler(ngx_http_request_t *r)
  * else the code to finalize the request with.
  */
 ngx_int_t
-ngx_http_qwen_generate(ngx_http_request_t *r, ngx_http_qwen_loc_conf_t *qlcf,
-    ngx_http_qwen_route_t *route)
+ngx_http_qwen_generate(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
 {
-    int                     rc;
-    char                    err[QWEN_ERR_LEN];
-    u_char                 *id;
-    qp_error                perr;
-    ngx_int_t               nrc;
-    const char             *prefix;
-    ngx_http_qwen_ctx_t    *ctx;
-    ngx_http_qwen_model_t  *m;
+    int                        rc;
+    char                       err[QWEN_ERR_LEN];
+    u_char                    *id;
+    qp_error                   perr;
+    ngx_int_t                  nrc;
+    const char                *prefix;
+    ngx_http_qwen_model_t     *m;
+    ngx_http_qwen_route_t     *route;
+    ngx_http_qwen_loc_conf_t  *qlcf;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_qwen_module);
+    qlcf = ctx->conf;
+    route = ctx->route;
     m = qlcf->model;
 
     ngx_memzero(&perr, sizeof(qp_error));
@@ -524,8 +523,12 @@ ngx_http_qwen_read_body(ngx_http_request_t *r, size_t *len)
 
 /* ------------------------------------------------------ engine to client */
 
-/* Called by the eventfd handler: drain the requests the engine has news
- * for. One at a time, as finalizing one request may end others (HTTP/2). */
+/*
+ * The event loop never waits on inference: the engine wakes it through its
+ * eventfd, whose handler calls this to drain the requests with news. One
+ * at a time, as finalizing one request may end others (HTTP/2). A slow
+ * client pauses its sequence; a gone client cancels it.
+ */
 void
 ngx_http_qwen_engine_events(ngx_http_qwen_model_t *m)
 {
@@ -571,7 +574,7 @@ ngx_http_qwen_process(ngx_http_qwen_ctx_t *ctx)
     int                rc;
     size_t             n;
     ngx_int_t          nrc;
-    qwen_finish   finish;
+    qwen_finish        finish;
     qwen_token_event   ev[NGX_HTTP_QWEN_EVENTS];
 
     if (ctx->finalized || ctx->req == NULL || ctx->paused) {
@@ -592,8 +595,8 @@ ngx_http_qwen_process(ngx_http_qwen_ctx_t *ctx)
             if (rc < 0) {
                 ngx_log_error(NGX_LOG_ALERT, ctx->request->connection->log,
                               0, "qwen: cannot format tokens (out of memory)");
-                ngx_http_qwen_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                   "server_error", "out of memory", "error");
+                ngx_http_qwen_abort(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                    "server_error", "out of memory", "error");
                 return;
             }
 
@@ -610,7 +613,7 @@ ngx_http_qwen_process(ngx_http_qwen_ctx_t *ctx)
     }
 
     if (finish != QWEN_FINISH_NONE) {
-        ngx_http_qwen_finish(ctx, finish);
+        ngx_http_qwen_complete(ctx, finish);
         return;
     }
 
@@ -626,173 +629,6 @@ ngx_http_qwen_process(ngx_http_qwen_ctx_t *ctx)
     }
 
     ngx_http_qwen_check_blocked(ctx, nrc);
-}
-
-
-static void
-ngx_http_qwen_finish(ngx_http_qwen_ctx_t *ctx, qwen_finish finish)
-{
-    int                   rc;
-    ngx_int_t             nrc;
-    ngx_uint_t            status;
-    const char           *reason;
-    ngx_http_request_t   *r;
-
-    r = ctx->request;
-
-    ngx_memzero(&ctx->timing, sizeof(qwen_request_timing));
-    qwen_request_get_timing(ctx->req, &ctx->timing);
-
-    qwen_request_release(ctx->req);
-    ctx->req = NULL;
-
-    if (ctx->timer.timer_set) {
-        ngx_del_timer(&ctx->timer);
-    }
-
-    if (finish == QWEN_FINISH_ERROR) {
-        status = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        rc = qp_response_error(ctx->resp, (int) status, "server_error",
-                               "the engine failed while generating",
-                               &ctx->out);
-
-    } else {
-        status = NGX_HTTP_OK;
-        rc = qp_response_finish(ctx->resp, finish, &ctx->timing, &ctx->out);
-    }
-
-    reason = NULL;
-
-    if (finish != QWEN_FINISH_ERROR && rc == 0) {
-        reason = qp_response_finish_reason(ctx->resp);
-    }
-
-    ngx_http_qwen_done(ctx, reason ? reason : "error");
-
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "qwen: done: %uz prompt tokens, %uz generated, "
-                  "queued %.1f ms, first token %.1f ms, total %.1f ms, %s",
-                  ctx->timing.n_prompt, ctx->timing.n_generated,
-                  ctx->timing.queued_ms, ctx->timing.first_token_ms,
-                  ctx->timing.total_ms, ctx->finish_reason);
-
-    if (rc != 0) {
-        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                      "qwen: cannot format the end of the response");
-        ngx_http_qwen_finalize(ctx, ctx->header_sent
-                                    ? NGX_ERROR
-                                    : NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    if (ctx->stream && ctx->header_sent) {
-        nrc = ngx_http_qwen_output(ctx, ctx->out.data, ctx->out.len, 1);
-
-    } else {
-        nrc = ngx_http_qwen_send_body(r, ctx, status,
-                                      qp_response_content_type(ctx->resp),
-                                      ctx->out.data, ctx->out.len);
-    }
-
-    ngx_http_qwen_finalize(ctx, nrc);
-}
-
-
-/* An error after submit: an error event for a stream that began, else an
- * error response; the engine request is cancelled either way. */
-static void
-ngx_http_qwen_fail(ngx_http_qwen_ctx_t *ctx, ngx_uint_t status,
-    const char *type, const char *message, const char *reason)
-{
-    ngx_int_t            rc;
-    ngx_http_request_t  *r;
-
-    r = ctx->request;
-
-    ngx_http_qwen_release(ctx, reason);
-
-    if (!ctx->header_sent) {
-        rc = ngx_http_qwen_send_error(r, ctx, status, type, message, 0);
-        ngx_http_qwen_finalize(ctx, rc);
-        return;
-    }
-
-    if (!ctx->stream || ctx->resp == NULL) {
-        ngx_http_qwen_finalize(ctx, NGX_ERROR);
-        return;
-    }
-
-    qp_buf_reset(&ctx->out);
-
-    if (qp_response_error(ctx->resp, (int) status, type, message, &ctx->out)
-        != 0)
-    {
-        ngx_http_qwen_finalize(ctx, NGX_ERROR);
-        return;
-    }
-
-    rc = ngx_http_qwen_output(ctx, ctx->out.data, ctx->out.len, 1);
-    ngx_http_qwen_finalize(ctx, rc);
-}
-
-
-/* Give the engine request back before it has finished (error, timeout,
- * client gone): it is cancelled, and counted with that reason. */
-static void
-ngx_http_qwen_release(ngx_http_qwen_ctx_t *ctx, const char *reason)
-{
-    if (ctx->req == NULL) {
-        return;
-    }
-
-    ngx_memzero(&ctx->timing, sizeof(qwen_request_timing));
-    qwen_request_get_timing(ctx->req, &ctx->timing);
-
-    qwen_request_release(ctx->req);
-    ctx->req = NULL;
-
-    ngx_http_qwen_done(ctx, reason);
-}
-
-
-/* A generation has ended: its numbers go to the metrics zone and to the
- * $qwen_ variables, once. */
-static void
-ngx_http_qwen_done(ngx_http_qwen_ctx_t *ctx, const char *reason)
-{
-    if (ctx->done) {
-        return;
-    }
-
-    ctx->done = 1;
-    ctx->finish_reason = reason;
-    ctx->completion_tokens = ctx->timing.n_generated;
-
-    if (ctx->resp != NULL) {
-        ctx->completion_tokens = qp_response_completion_tokens(ctx->resp);
-    }
-
-    ngx_http_qwen_metrics_request(ctx);
-}
-
-
-static void
-ngx_http_qwen_finalize(ngx_http_qwen_ctx_t *ctx, ngx_int_t rc)
-{
-    if (ctx->finalized) {
-        return;
-    }
-
-    ctx->finalized = 1;
-
-    if (ctx->timer.timer_set) {
-        ngx_del_timer(&ctx->timer);
-    }
-
-    /* still generating: the client is gone or the output failed */
-    ngx_http_qwen_release(ctx, "cancelled");
-
-    ngx_http_finalize_request(ctx->request, rc);
 }
 
 
@@ -918,40 +754,199 @@ ngx_http_qwen_timeout_handler(ngx_event_t *ev)
                   "qwen: request timed out after %M ms (qwen_timeout)",
                   ctx->conf->timeout);
 
-    ngx_http_qwen_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE, "server_error",
-                       "the request timed out (qwen_timeout)", "timeout");
+    ngx_http_qwen_abort(ctx, NGX_HTTP_SERVICE_UNAVAILABLE, "server_error",
+                        "the request timed out (qwen_timeout)", "timeout");
 
     ngx_http_run_posted_requests(c);
 }
 
 
-/* Runs when the request ends, before it is logged. */
-static void
-ngx_http_qwen_request_cleanup(void *data)
-{
-    ngx_http_qwen_ctx_t  *ctx = data;
+/* ---------------------------------------------------- the end of a request */
 
-    if (ctx->timer.timer_set) {
-        ngx_del_timer(&ctx->timer);
+/*
+ * The engine has ended the generation (finish says how): stop it, then
+ * send the end of the answer (the last chunk of a stream, or the whole
+ * body) and finalize.
+ */
+static void
+ngx_http_qwen_complete(ngx_http_qwen_ctx_t *ctx, qwen_finish finish)
+{
+    int                   rc;
+    ngx_int_t             nrc;
+    ngx_uint_t            status;
+    const char           *reason;
+    ngx_http_request_t   *r;
+
+    r = ctx->request;
+
+    /* for the usage in the last chunk; the engine has ended the request,
+     * so these numbers are final and ngx_http_qwen_stop reads the same */
+    ngx_memzero(&ctx->timing, sizeof(qwen_request_timing));
+    qwen_request_get_timing(ctx->req, &ctx->timing);
+
+    if (finish == QWEN_FINISH_ERROR) {
+        status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        rc = qp_response_error(ctx->resp, (int) status, "server_error",
+                               "the engine failed while generating",
+                               &ctx->out);
+
+    } else {
+        status = NGX_HTTP_OK;
+        rc = qp_response_finish(ctx->resp, finish, &ctx->timing, &ctx->out);
     }
 
-    /* cancels the sequence; its slot is free within one step */
-    ngx_http_qwen_release(ctx, "cancelled");
+    reason = NULL;
+
+    if (finish != QWEN_FINISH_ERROR && rc == 0) {
+        reason = qp_response_finish_reason(ctx->resp);
+    }
+
+    ngx_http_qwen_stop(ctx, reason ? reason : "error");
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "qwen: done: %uz prompt tokens, %uz generated, "
+                  "queued %.1f ms, first token %.1f ms, total %.1f ms, %s",
+                  ctx->timing.n_prompt, ctx->timing.n_generated,
+                  ctx->timing.queued_ms, ctx->timing.first_token_ms,
+                  ctx->timing.total_ms, ctx->finish_reason);
+
+    if (rc != 0) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "qwen: cannot format the end of the response");
+        nrc = ctx->header_sent ? NGX_ERROR : NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    } else if (ctx->stream && ctx->header_sent) {
+        nrc = ngx_http_qwen_output(ctx, ctx->out.data, ctx->out.len, 1);
+
+    } else {
+        nrc = ngx_http_qwen_send_body(r, ctx, status,
+                                      qp_response_content_type(ctx->resp),
+                                      ctx->out.data, ctx->out.len);
+    }
+
+    ngx_http_qwen_finalize(ctx, nrc);
 }
 
 
-/* Runs when the request's pool goes, however the request ended. */
+/*
+ * An error after submit (qwen_timeout, out of memory): stop the generation,
+ * counted with this reason, then answer with an error (an error event for
+ * a stream that began) and finalize.
+ */
 static void
-ngx_http_qwen_cleanup(void *data)
+ngx_http_qwen_abort(ngx_http_qwen_ctx_t *ctx, ngx_uint_t status,
+    const char *type, const char *message, const char *reason)
 {
-    ngx_http_qwen_ctx_t  *ctx = data;
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
 
+    r = ctx->request;
+
+    ngx_http_qwen_stop(ctx, reason);
+
+    if (!ctx->header_sent) {
+        rc = ngx_http_qwen_send_error(r, ctx, status, type, message, 0);
+
+    } else if (!ctx->stream || ctx->resp == NULL) {
+        rc = NGX_ERROR;
+
+    } else {
+        qp_buf_reset(&ctx->out);
+
+        rc = NGX_ERROR;
+
+        if (qp_response_error(ctx->resp, (int) status, type, message,
+                              &ctx->out)
+            == 0)
+        {
+            rc = ngx_http_qwen_output(ctx, ctx->out.data, ctx->out.len, 1);
+        }
+    }
+
+    ngx_http_qwen_finalize(ctx, rc);
+}
+
+
+/* Finalize once; a generation still running is cancelled first (the
+ * client is gone or the output failed). */
+static void
+ngx_http_qwen_finalize(ngx_http_qwen_ctx_t *ctx, ngx_int_t rc)
+{
+    if (ctx->finalized) {
+        return;
+    }
+
+    ctx->finalized = 1;
+
+    ngx_http_qwen_cancel(ctx);
+
+    ngx_http_finalize_request(ctx->request, rc);
+}
+
+
+/*
+ * The generation ends here, however it ended: the qwen_timeout timer goes,
+ * the engine request is given back (a running one is cancelled: its slot
+ * is free within one step), and the request is counted with this reason
+ * in the metrics zone and the $qwen_ variables. Later calls find no
+ * engine request and do nothing.
+ */
+static void
+ngx_http_qwen_stop(ngx_http_qwen_ctx_t *ctx, const char *reason)
+{
     if (ctx->timer.timer_set) {
         ngx_del_timer(&ctx->timer);
     }
 
-    /* cancels the sequence; its slot is free within one step */
-    ngx_http_qwen_release(ctx, "cancelled");
+    if (ctx->req == NULL) {
+        return;
+    }
+
+    ngx_memzero(&ctx->timing, sizeof(qwen_request_timing));
+    qwen_request_get_timing(ctx->req, &ctx->timing);
+
+    qwen_request_release(ctx->req);
+    ctx->req = NULL;
+
+    ctx->done = 1;
+    ctx->finish_reason = reason;
+    ctx->completion_tokens = ctx->timing.n_generated;
+
+    if (ctx->resp != NULL) {
+        ctx->completion_tokens = qp_response_completion_tokens(ctx->resp);
+    }
+
+    ngx_http_qwen_metrics_request(ctx);
+}
+
+
+/*
+ * Stop a generation still running, counted as "cancelled". This is the
+ * request's cleanup: nginx runs it when the request ends, before the
+ * access log line, also when the client went away (a closed connection,
+ * an HTTP/2 RST_STREAM) and nginx finalized the request itself.
+ */
+static void
+ngx_http_qwen_cancel(void *data)
+{
+    ngx_http_qwen_ctx_t  *ctx = data;
+
+    ngx_http_qwen_stop(ctx, "cancelled");
+}
+
+
+/*
+ * The pool's cleanup, after the access log line (which reads the finish
+ * reason from the response): free what the protocol layer allocated.
+ */
+static void
+ngx_http_qwen_free_qp(void *data)
+{
+    ngx_http_qwen_ctx_t  *ctx = data;
+
+    /* nothing left to stop once the request's cleanup has run; never
+     * leave the engine a request whose ctx is freed */
+    ngx_http_qwen_cancel(ctx);
 
     if (ctx->resp != NULL) {
         qp_response_free(ctx->resp);
@@ -974,23 +969,10 @@ ngx_http_qwen_send_stream_header(ngx_http_request_t *r,
     ngx_http_qwen_ctx_t *ctx)
 {
     ngx_int_t         rc;
-    const char       *type;
     static ngx_str_t  cache_control = ngx_string("Cache-Control");
     static ngx_str_t  no_cache = ngx_string("no-cache");
     static ngx_str_t  accel_buffering = ngx_string("X-Accel-Buffering");
     static ngx_str_t  no = ngx_string("no");
-
-    type = qp_response_content_type(ctx->resp);
-
-    ctx->own_response = 1;
-    ctx->header_sent = 1;
-
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_type.len = ngx_strlen(type);
-    r->headers_out.content_type.data = (u_char *) type;
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-    r->headers_out.content_length_n = -1;
 
     if (ngx_http_qwen_add_header(r, &cache_control, &no_cache) != NGX_OK
         || ngx_http_qwen_add_header(r, &accel_buffering, &no) != NGX_OK)
@@ -998,7 +980,8 @@ ngx_http_qwen_send_stream_header(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    rc = ngx_http_send_header(r);
+    rc = ngx_http_qwen_send_header(r, ctx, NGX_HTTP_OK,
+                                   qp_response_content_type(ctx->resp), -1);
 
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
         return rc;
@@ -1016,6 +999,22 @@ ngx_http_qwen_send_body(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
 {
     ngx_int_t  rc;
 
+    rc = ngx_http_qwen_send_header(r, ctx, status, content_type, len);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    return ngx_http_qwen_output(ctx, data, len, 1);
+}
+
+
+/* Our own header: ngx_http_qwen_filter.c lets it through as it is, and
+ * from now on an error can only go into the body (ngx_http_qwen_abort). */
+static ngx_int_t
+ngx_http_qwen_send_header(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
+    ngx_uint_t status, const char *content_type, off_t content_length)
+{
     ctx->own_response = 1;
     ctx->header_sent = 1;
 
@@ -1024,15 +1023,9 @@ ngx_http_qwen_send_body(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
     r->headers_out.content_type.data = (u_char *) content_type;
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;
-    r->headers_out.content_length_n = len;
+    r->headers_out.content_length_n = content_length;
 
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    return ngx_http_qwen_output(ctx, data, len, 1);
+    return ngx_http_send_header(r);
 }
 
 

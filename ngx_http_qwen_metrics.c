@@ -1,15 +1,9 @@
 
 /*
- * ngx_http_qwen_metrics.c - what the module reports about its requests:
- * the "qwen_metrics" shared memory zone that every worker adds its
- * finished requests to and keeps its engines' gauges in (so /metrics on any
- * worker shows the whole server, and counters survive a reload), and the
- * $qwen_ variables for log_format and other modules.
- *
- * Gauges (running, waiting, KV cache use) are refreshed by each worker in
- * its own slot: when a request ends, when the worker answers /metrics, and
- * every second on a cancelable timer, so a scrape sees every worker's
- * engine as of at most one second ago.
+ * ngx_http_qwen_metrics.c - what the module reports about its requests: the
+ * "qwen_metrics" shared memory zone where every worker adds its finished
+ * requests and keeps its engines' gauges (/metrics on any worker shows the
+ * whole server; counters survive a reload), and the $qwen_ variables.
  */
 
 
@@ -303,7 +297,12 @@ ngx_http_qwen_metrics_timer(ngx_event_t *ev)
 }
 
 
-/* This worker's engine gauges, summed over its models, into its slot. */
+/*
+ * This worker's engine gauges (running, waiting, KV cache use), summed over
+ * its models, into its slot: when a request ends, when the worker answers
+ * /metrics, and every second on a cancelable timer, so a scrape sees every
+ * worker's engine as of at most one second ago.
+ */
 void
 ngx_http_qwen_metrics_refresh(ngx_cycle_t *cycle)
 {

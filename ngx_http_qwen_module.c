@@ -1,10 +1,10 @@
 
 /*
- * ngx_http_qwen_module.c - the module's configuration side: directives and
- * their validation at `nginx -t`, models loaded once in the master while
- * the configuration is read (so workers share one copy of the weights),
- * and the per-worker engines with their eventfd registered in the event
- * loop. Request handling is in ngx_http_qwen_handler.c.
+ * ngx_http_qwen_module.c - the module's configuration: directives, their
+ * validation at `nginx -t`, and models loaded once in the master while the
+ * configuration is read (so workers share one copy of the weights). The
+ * workers' engines are in ngx_http_qwen_engine.c, request handling in
+ * ngx_http_qwen_handler.c.
  */
 
 
@@ -15,12 +15,6 @@
 #include <unistd.h>
 
 #include "ngx_http_qwen_module.h"
-
-
-typedef struct {
-    ngx_int_t                    low;
-    ngx_int_t                    high;
-} ngx_http_qwen_num_bounds_t;
 
 
 typedef struct {
@@ -55,41 +49,34 @@ static char *ngx_http_qwen_threads(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_qwen_queue_full_status(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
-static char *ngx_http_qwen_set_num(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
+static char *ngx_http_qwen_check_num_bounds(ngx_conf_t *cf, void *post,
+    void *data);
 static char *ngx_http_qwen_set_float(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
-static ngx_int_t ngx_http_qwen_init_process(ngx_cycle_t *cycle);
-static void ngx_http_qwen_exit_process(ngx_cycle_t *cycle);
-static ngx_int_t ngx_http_qwen_engine_start(ngx_cycle_t *cycle,
-    ngx_http_qwen_model_t *m, ngx_int_t threads);
-static void ngx_http_qwen_engine_stop(ngx_http_qwen_model_t *m);
-static void ngx_http_qwen_notify_handler(ngx_event_t *ev);
 
-
-static ngx_http_qwen_num_bounds_t  ngx_http_qwen_slots_bounds = {
-    1, 1024
+static ngx_conf_num_bounds_t  ngx_http_qwen_slots_bounds = {
+    ngx_http_qwen_check_num_bounds, 1, 1024
 };
 
-static ngx_http_qwen_num_bounds_t  ngx_http_qwen_ctx_bounds = {
-    16, 1 << 24
+static ngx_conf_num_bounds_t  ngx_http_qwen_ctx_bounds = {
+    ngx_http_qwen_check_num_bounds, 16, 1 << 24
 };
 
-static ngx_http_qwen_num_bounds_t  ngx_http_qwen_batch_bounds = {
-    1, 65536
+static ngx_conf_num_bounds_t  ngx_http_qwen_batch_bounds = {
+    ngx_http_qwen_check_num_bounds, 1, 65536
 };
 
-static ngx_http_qwen_num_bounds_t  ngx_http_qwen_queue_bounds = {
-    0, 1 << 20
+static ngx_conf_num_bounds_t  ngx_http_qwen_queue_bounds = {
+    ngx_http_qwen_check_num_bounds, 0, 1 << 20
 };
 
-static ngx_http_qwen_num_bounds_t  ngx_http_qwen_top_k_bounds = {
-    0, 1 << 20
+static ngx_conf_num_bounds_t  ngx_http_qwen_top_k_bounds = {
+    ngx_http_qwen_check_num_bounds, 0, 1 << 20
 };
 
-static ngx_http_qwen_num_bounds_t  ngx_http_qwen_max_tokens_bounds = {
-    1, 1 << 24
+static ngx_conf_num_bounds_t  ngx_http_qwen_max_tokens_bounds = {
+    ngx_http_qwen_check_num_bounds, 1, 1 << 24
 };
 
 static ngx_http_qwen_float_bounds_t  ngx_http_qwen_temperature_bounds = {
@@ -109,7 +96,7 @@ static ngx_http_qwen_float_bounds_t  ngx_http_qwen_repetition_bounds = {
 };
 
 /* qwen_kv_cache values, in the engine's spelling (qwen_ctx_params) */
-static ngx_conf_enum_t  ngx_http_qwen_kv_caches[] = {
+ngx_conf_enum_t  ngx_http_qwen_kv_caches[] = {
     { ngx_string("auto"), 0 },
     { ngx_string("f16"), 1 },
     { ngx_string("bf16"), 2 },
@@ -183,28 +170,28 @@ static ngx_command_t  ngx_http_qwen_commands[] = {
 
     { ngx_string("qwen_slots"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_qwen_set_num,
+      ngx_conf_set_num_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_qwen_loc_conf_t, engine.slots),
       &ngx_http_qwen_slots_bounds },
 
     { ngx_string("qwen_ctx"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_qwen_set_num,
+      ngx_conf_set_num_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_qwen_loc_conf_t, engine.ctx),
       &ngx_http_qwen_ctx_bounds },
 
     { ngx_string("qwen_batch"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_qwen_set_num,
+      ngx_conf_set_num_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_qwen_loc_conf_t, engine.batch),
       &ngx_http_qwen_batch_bounds },
 
     { ngx_string("qwen_queue"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_qwen_set_num,
+      ngx_conf_set_num_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_qwen_loc_conf_t, engine.queue),
       &ngx_http_qwen_queue_bounds },
@@ -260,7 +247,7 @@ static ngx_command_t  ngx_http_qwen_commands[] = {
 
     { ngx_string("qwen_top_k"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_qwen_set_num,
+      ngx_conf_set_num_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_qwen_loc_conf_t, top_k),
       &ngx_http_qwen_top_k_bounds },
@@ -288,7 +275,7 @@ static ngx_command_t  ngx_http_qwen_commands[] = {
 
     { ngx_string("qwen_max_tokens"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_qwen_set_num,
+      ngx_conf_set_num_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_qwen_loc_conf_t, max_tokens),
       &ngx_http_qwen_max_tokens_bounds },
@@ -999,38 +986,31 @@ ngx_http_qwen_queue_full_status(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
-/* An integer within the bounds given in cmd->post. */
+/*
+ * The post handler of the integer directives (ngx_conf_set_num_slot):
+ * ngx_conf_check_num_bounds with a message that names the directive and
+ * the value, not only the bounds.
+ */
 static char *
-ngx_http_qwen_set_num(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_qwen_check_num_bounds(ngx_conf_t *cf, void *post, void *data)
 {
-    char  *p = conf;
+    ngx_conf_num_bounds_t  *bounds = post;
+    ngx_int_t  *np = data;
 
-    ngx_int_t                   *np, n;
-    ngx_str_t                   *value;
-    ngx_http_qwen_num_bounds_t  *bounds;
+    ngx_str_t  *value;
 
-    np = (ngx_int_t *) (p + cmd->offset);
-
-    if (*np != NGX_CONF_UNSET) {
-        return "is duplicate";
+    if (*np >= bounds->low && *np <= bounds->high) {
+        return NGX_CONF_OK;
     }
 
     value = cf->args->elts;
-    bounds = cmd->post;
 
-    n = ngx_atoi(value[1].data, value[1].len);
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" in \"%V\": expected a "
+                       "number from %i to %i",
+                       &value[1], &value[0], bounds->low, bounds->high);
 
-    if (n == NGX_ERROR || n < bounds->low || n > bounds->high) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid value \"%V\" in \"%V\": expected a "
-                           "number from %i to %i",
-                           &value[1], &cmd->name, bounds->low, bounds->high);
-        return NGX_CONF_ERROR;
-    }
-
-    *np = n;
-
-    return NGX_CONF_OK;
+    return NGX_CONF_ERROR;
 }
 
 
@@ -1073,211 +1053,4 @@ ngx_http_qwen_set_float(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     *fp = v;
 
     return NGX_CONF_OK;
-}
-
-
-/* ------------------------------------------------------ worker engines */
-
-static ngx_int_t
-ngx_http_qwen_init_process(ngx_cycle_t *cycle)
-{
-    ngx_int_t                   threads;
-    ngx_uint_t                  i;
-    ngx_core_conf_t            *ccf;
-    ngx_http_qwen_model_t     **mp;
-    ngx_http_qwen_main_conf_t  *qmcf;
-
-    /* compute threads only in workers: never in the master (fork) nor in
-     * cache manager/loader processes */
-
-    if (ngx_process != NGX_PROCESS_WORKER
-        && ngx_process != NGX_PROCESS_SINGLE)
-    {
-        return NGX_OK;
-    }
-
-    qmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_qwen_module);
-    if (qmcf == NULL) {
-        return NGX_OK;
-    }
-
-    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
-
-    threads = ngx_ncpu;
-    if (ccf != NULL && ccf->worker_processes > 1) {
-        threads = ngx_ncpu / ccf->worker_processes;
-    }
-
-    if (threads < 1) {
-        threads = 1;
-    }
-
-    mp = qmcf->models.elts;
-    for (i = 0; i < qmcf->models.nelts; i++) {
-        if (!mp[i]->used) {
-            continue;
-        }
-
-        /* a failed engine is logged; its locations answer 503 */
-        (void) ngx_http_qwen_engine_start(cycle, mp[i], threads);
-    }
-
-    return ngx_http_qwen_metrics_init_process(cycle);
-}
-
-
-static ngx_int_t
-ngx_http_qwen_engine_start(ngx_cycle_t *cycle, ngx_http_qwen_model_t *m,
-    ngx_int_t threads)
-{
-    int                           fd;
-    char                          err[QWEN_ERR_LEN];
-    ngx_event_t                  *rev;
-    ngx_connection_t             *c;
-    qwen_engine_params            params;
-    ngx_http_qwen_engine_conf_t  *e;
-
-    e = &m->engine_conf;
-
-    params = qwen_engine_default_params();
-    params.n_threads = (int) (e->threads ? e->threads : threads);
-    params.n_slots = (int) e->slots;
-    params.n_ctx = (int) e->ctx;
-    params.n_batch = (int) e->batch;
-    params.max_queue = (int) e->queue;
-    params.kv_format = (char *) ngx_http_qwen_kv_caches[e->kv_cache].name.data;
-
-    err[0] = '\0';
-
-    m->engine = qwen_engine_new(m->model, &params, err, sizeof(err));
-    if (m->engine == NULL) {
-        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
-                      "qwen: cannot start the engine for model \"%V\" "
-                      "(threads %d, slots %d, ctx %d): %s",
-                      &m->path, params.n_threads, params.n_slots,
-                      params.n_ctx, err);
-        return NGX_ERROR;
-    }
-
-    fd = qwen_engine_notify_fd(m->engine);
-
-    if (ngx_nonblocking(fd) == -1) {
-        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_socket_errno,
-                      "qwen: " ngx_nonblocking_n " on the engine eventfd "
-                      "failed");
-        goto failed;
-    }
-
-    c = ngx_get_connection(fd, cycle->log);
-    if (c == NULL) {
-        goto failed;
-    }
-
-    c->data = m;
-    m->notify = c;
-    m->log = cycle->log;
-
-    rev = c->read;
-    rev->handler = ngx_http_qwen_notify_handler;
-    rev->log = cycle->log;
-    c->write->log = cycle->log;
-
-    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
-                      "qwen: cannot add the engine eventfd to the event "
-                      "loop");
-        goto failed;
-    }
-
-    ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
-                  "qwen: engine for model \"%V\": threads %d, slots %d, "
-                  "ctx %d, batch %d, queue %d, KV cache %uz MiB %s",
-                  &m->path, params.n_threads, params.n_slots, params.n_ctx,
-                  params.n_batch, params.max_queue,
-                  qwen_kv_cache_bytes(m->config, params.n_slots,
-                                      params.n_ctx) >> 20,
-                  qwen_engine_kv_format(m->engine));
-
-    return NGX_OK;
-
-failed:
-
-    ngx_http_qwen_engine_stop(m);
-
-    return NGX_ERROR;
-}
-
-
-static void
-ngx_http_qwen_exit_process(ngx_cycle_t *cycle)
-{
-    ngx_uint_t                  i;
-    ngx_http_qwen_model_t     **mp;
-    ngx_http_qwen_main_conf_t  *qmcf;
-
-    qmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_qwen_module);
-    if (qmcf == NULL) {
-        return;
-    }
-
-    ngx_http_qwen_metrics_exit_process(cycle);
-
-    mp = qmcf->models.elts;
-    for (i = 0; i < qmcf->models.nelts; i++) {
-        ngx_http_qwen_engine_stop(mp[i]);
-    }
-}
-
-
-/* The engine owns its eventfd: take the connection out of the event loop
- * without closing the descriptor, then free the engine (which does). */
-static void
-ngx_http_qwen_engine_stop(ngx_http_qwen_model_t *m)
-{
-    ngx_connection_t  *c;
-
-    c = m->notify;
-
-    if (c != NULL) {
-        if (c->read->posted) {
-            ngx_delete_posted_event(c->read);
-        }
-
-        if (c->read->active) {
-            (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
-        }
-
-        ngx_free_connection(c);
-        c->fd = (ngx_socket_t) -1;
-        m->notify = NULL;
-    }
-
-    if (m->engine != NULL) {
-        qwen_engine_free(m->engine);
-        m->engine = NULL;
-    }
-}
-
-
-static void
-ngx_http_qwen_notify_handler(ngx_event_t *ev)
-{
-    ssize_t                 n;
-    uint64_t                count;
-    ngx_connection_t       *c;
-    ngx_http_qwen_model_t  *m;
-
-    c = ev->data;
-    m = c->data;
-
-    n = read(c->fd, &count, sizeof(uint64_t));
-
-    if (n == -1 && ngx_errno != NGX_EAGAIN) {
-        ngx_log_error(NGX_LOG_ALERT, ev->log, ngx_errno,
-                      "qwen: read() from the engine eventfd failed");
-    }
-
-    if (m->engine != NULL) {
-        ngx_http_qwen_engine_events(m);
-    }
 }

@@ -1,11 +1,9 @@
 
 /*
- * ngx_http_qwen_module.h - types shared by the files of the nginx glue:
- * the per-model record (weights loaded in the master, one engine per
- * worker), the location configuration, the API routing tables, the
- * metrics zone shared by the workers and the per-request context. No model
- * math and no JSON formats live here: the engine (qwen.h) and the protocol
- * layer (qwen_proto.h) do that.
+ * ngx_http_qwen_module.h - what the glue's files share: the model record,
+ * the configurations, the API routing tables, the metrics zone, the
+ * per-request context, and their functions. Model math is the engine's
+ * (qwen.h), JSON formats are the protocol layer's (qwen_proto.h).
  */
 
 #ifndef _NGX_HTTP_QWEN_MODULE_H_INCLUDED_
@@ -34,7 +32,7 @@ typedef struct {
     ngx_int_t                    ctx;
     ngx_int_t                    batch;
     ngx_int_t                    queue;
-    ngx_uint_t                   kv_cache;   /* index into ngx_http_qwen_kv_caches */
+    ngx_uint_t                   kv_cache;   /* ngx_http_qwen_kv_caches[] */
 } ngx_http_qwen_engine_conf_t;
 
 
@@ -42,7 +40,8 @@ typedef struct {
  * A model, loaded once at configuration time in the master (file pages
  * mapped read-only, repacked layouts in shared anonymous memory), so every
  * worker forked afterwards shares one physical copy. The engine and its
- * eventfd connection are per worker, made in init_process.
+ * eventfd connection are per worker, made in init_process
+ * (ngx_http_qwen_engine.c).
  */
 typedef struct {
     ngx_str_t                    path;       /* full path, NUL-terminated */
@@ -97,17 +96,19 @@ typedef struct {
 
 typedef struct ngx_http_qwen_route_s  ngx_http_qwen_route_t;
 typedef struct ngx_http_qwen_loc_conf_s  ngx_http_qwen_loc_conf_t;
+typedef struct ngx_http_qwen_ctx_s  ngx_http_qwen_ctx_t;
 
+/* An endpoint: ctx holds the location's configuration and the route. */
 typedef ngx_int_t (*ngx_http_qwen_route_pt)(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route);
+    ngx_http_qwen_ctx_t *ctx);
 
 
 /* route flags */
 #define NGX_HTTP_QWEN_ID       0x01   /* suffix then "{id}" */
 #define NGX_HTTP_QWEN_ROOT     0x02   /* the location's own URI, or "/" */
 #define NGX_HTTP_QWEN_ANY      0x04   /* any URI (a handler per location) */
-#define NGX_HTTP_QWEN_BODY     0x08   /* the handler runs once the body is in */
-#define NGX_HTTP_QWEN_ENGINE   0x10   /* 503 at once without a running engine */
+#define NGX_HTTP_QWEN_BODY     0x08   /* the handler runs with the body in */
+#define NGX_HTTP_QWEN_ENGINE   0x10   /* 503 at once if no engine runs */
 #define NGX_HTTP_QWEN_PICK     0x20   /* SageMaker: the body picks the API */
 
 
@@ -162,7 +163,7 @@ struct ngx_http_qwen_loc_conf_s {
 };
 
 
-typedef struct {
+struct ngx_http_qwen_ctx_s {
     ngx_http_request_t          *request;
     ngx_http_qwen_loc_conf_t    *conf;
     ngx_http_qwen_route_t       *route;
@@ -197,7 +198,7 @@ typedef struct {
     unsigned                     stopped:1;
     unsigned                     finalized:1;
     unsigned                     done:1;     /* timing and reason are set */
-} ngx_http_qwen_ctx_t;
+};
 
 
 extern ngx_module_t  ngx_http_qwen_module;
@@ -206,12 +207,18 @@ extern ngx_http_qwen_api_t  ngx_http_qwen_health_api;
 extern ngx_http_qwen_api_t  ngx_http_qwen_metrics_api;
 extern ngx_http_qwen_api_t  ngx_http_qwen_tokenize_api;
 extern ngx_http_qwen_api_t  ngx_http_qwen_detokenize_api;
+extern ngx_conf_enum_t  ngx_http_qwen_kv_caches[];
 
+
+/* ngx_http_qwen_engine.c */
+ngx_int_t ngx_http_qwen_init_process(ngx_cycle_t *cycle);
+void ngx_http_qwen_exit_process(ngx_cycle_t *cycle);
+void ngx_http_qwen_engine_stop(ngx_http_qwen_model_t *m);
 
 /* ngx_http_qwen_handler.c */
 ngx_int_t ngx_http_qwen_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_qwen_generate(ngx_http_request_t *r,
-    ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_route_t *route);
+    ngx_http_qwen_ctx_t *ctx);
 void ngx_http_qwen_engine_events(ngx_http_qwen_model_t *m);
 ngx_int_t ngx_http_qwen_send_body(ngx_http_request_t *r,
     ngx_http_qwen_ctx_t *ctx, ngx_uint_t status, const char *content_type,

@@ -73,6 +73,15 @@ like($out, qr/need \d+ MiB of KV cache per worker/, '... with the size it would 
 isnt($rc, 0, 'qwen_slots 0 fails');
 like($out, qr/qwen_slots/, '... naming the directive');
 
+($rc, $out) = conf_test(server("qwen_model $good; qwen_batch 0;"));
+isnt($rc, 0, 'qwen_batch 0 fails');
+like($out, qr/invalid value "0" in "qwen_batch": expected a number from 1 to 65536/,
+     '... with the value and the range');
+
+($rc, $out) = conf_test(server("qwen_model $good; qwen_max_tokens many;"));
+isnt($rc, 0, 'qwen_max_tokens with a word fails');
+like($out, qr/"qwen_max_tokens" directive invalid number/, '... naming the directive');
+
 ($rc, $out) = conf_test(server("qwen_model $good; qwen_threads lots;"));
 isnt($rc, 0, 'qwen_threads with a word fails');
 like($out, qr/expected "auto" or a number/, '... saying what is expected');
