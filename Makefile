@@ -104,6 +104,7 @@ test-engine: $(ENGINE_TESTS) test-models
 # files must fail cleanly, not read out of bounds.
 ASAN_OPT = -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 ASAN_TESTS = test_loader test_kernels test_quant test_scheduler test_tokenizer test_grammar \
+             test_prefix_cache \
              test_forward_kernels
 test-asan-build:
 	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan OPT="$(ASAN_OPT)" \

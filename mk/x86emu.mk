@@ -10,6 +10,8 @@
 ifeq ($(ARCH),x86_64)
 X86EMU_BUILD = $(BUILD)/x86emu
 X86EMU_TESTS = test_kernels test_forward_kernels
+# tests that read the generated model files (linked dynamically, as usual)
+X86EMU_MODEL_TESTS = test_forward test_prefix_cache
 
 .PHONY: test-x86emu test-x86emu-build
 
@@ -17,16 +19,17 @@ test-x86emu-build:
 	$(MAKE) --no-print-directory BUILD=$(X86EMU_BUILD) \
 	    ISA_FLAGS_avx512="$(ISA_FLAGS_avx2) -Wno-psabi -DQWEN_X86_EMULATE_AVX512" \
 	    DISPATCH_DEFS=-DQWEN_X86_EMULATE_AVX512 \
-	    $(addprefix $(X86EMU_BUILD)/static/,$(X86EMU_TESTS))
+	    $(addprefix $(X86EMU_BUILD)/static/,$(X86EMU_TESTS)) \
+	    $(addprefix $(X86EMU_BUILD)/tests/,$(X86EMU_MODEL_TESTS))
 	@rm -rf $(X86EMU_BUILD)/run && mkdir -p $(X86EMU_BUILD)/run/avx512-simde
-	@for t in $(X86EMU_TESTS); do \
+	@for t in $(addprefix static/,$(X86EMU_TESTS)) $(addprefix tests/,$(X86EMU_MODEL_TESTS)); do \
 	    printf '#!/bin/sh\nQWEN_EXPECT_KERNELS=avx512 exec %s "$$@"\n' \
-	        $(abspath $(X86EMU_BUILD))/static/$$t > $(X86EMU_BUILD)/run/avx512-simde/$$t; \
-	    chmod +x $(X86EMU_BUILD)/run/avx512-simde/$$t; \
+	        $(abspath $(X86EMU_BUILD))/$$t > $(X86EMU_BUILD)/run/avx512-simde/$$(basename $$t); \
+	    chmod +x $(X86EMU_BUILD)/run/avx512-simde/$$(basename $$t); \
 	done
 
-test-x86emu: test-x86emu-build
-	tests/run_c_tests.sh avx512-simde $(X86EMU_BUILD)/run/avx512-simde/*
+test-x86emu: test-x86emu-build test-models
+	$(TEST_ENV) tests/run_c_tests.sh avx512-simde $(X86EMU_BUILD)/run/avx512-simde/*
 
 APT_PACKAGES += libsimde-dev
 TEST_DEPS    += test-x86emu-build

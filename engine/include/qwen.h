@@ -222,10 +222,21 @@ typedef struct {
     int         max_queue;   /* requests waiting for a slot before submit refuses */
     const char *kernels;     /* NULL: best for this CPU */
     const char *kv_format;   /* NULL: auto (qwen_ctx_params.kv_format) */
+    /* Prefix cache: KV blocks of 32 positions that earlier requests
+     * computed (prompts, and answers where prompt and generated tokens
+     * compute alike) are kept, and a request whose tokens start the same
+     * way maps them instead of prefilling them again, in any slot, shared
+     * by every request using them. The results are the same bits as a
+     * fresh prefill. Unused blocks are dropped least recently used first
+     * when a request needs room. prefix_cache_bytes: memory kept for them
+     * beyond the slots' own (which idle slots lend too); 0 with
+     * prefix_cache on still caches in idle slots' room. */
+    int         prefix_cache;       /* 1: on (the default) */
+    size_t      prefix_cache_bytes;
 } qwen_engine_params;
 
 /* 1 thread, 4 slots of 4096 tokens, batches of 256, a queue of 16, best
- * kernels, auto KV format. */
+ * kernels, auto KV format, prefix cache on with no extra memory. */
 qwen_engine_params qwen_engine_default_params(void);
 
 typedef enum {
@@ -290,6 +301,9 @@ typedef struct {
     uint64_t steps;
     size_t   kv_tokens_used;     /* positions held by running requests */
     size_t   kv_tokens_total;    /* n_slots * n_ctx */
+    uint64_t prefix_cache_queries;   /* prompt tokens looked up in the prefix cache */
+    uint64_t prefix_cache_hits;      /* of them found there (not prefilled) */
+    size_t   prefix_cache_blocks;    /* blocks cached for later requests */
 } qwen_engine_stats;
 
 typedef struct {
@@ -298,6 +312,7 @@ typedef struct {
     double total_ms;             /* submit to finish (or now) */
     size_t n_prompt;
     size_t n_generated;
+    size_t n_cached;             /* prompt tokens taken from the prefix cache */
 } qwen_request_timing;
 
 /* The KV cache format the engine's context picked ("f16" or "bf16"). */

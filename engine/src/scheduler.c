@@ -6,11 +6,16 @@
  * the forward pass, samples outside the lock, and publishes token events.
  * The submitting thread (nginx's event loop) is woken through an eventfd
  * and never waits for inference: every call it makes holds the mutex only
- * for list and counter updates.
+ * for list and counter updates. A request admitted into a slot first maps
+ * the KV blocks of its longest cached prefix (kv_cache.h) and prefills
+ * only the rest; every block its slot fills is offered to the prefix index
+ * for the requests after it.
  */
 #include "model.h"
 #include "errors.h"
+#include "forward.h"
 #include "grammar.h"
+#include "kv_cache.h"
 
 #include <errno.h>
 #include <math.h>
@@ -30,7 +35,8 @@ struct qwen_request {
     void                *user;
 
     /* immutable after submit */
-    int32_t             *prompt;
+    int32_t             *tokens;    /* the prompt, then each generated token as it
+                                     * is fed back (room for prompt + max_tokens) */
     size_t               n_prompt;
     int                  max_tokens;
     int32_t             *stop_ids;
@@ -45,6 +51,9 @@ struct qwen_request {
     int                  grammar_on;    /* the grammar filters the next token */
     size_t               n_past;        /* positions filled in the slot */
     int32_t              next_token;    /* sampled, to be fed next step */
+    size_t               n_cached;      /* prompt positions mapped from the cache */
+    size_t               n_published;   /* blocks offered to the prefix index */
+    uint64_t             chain;         /* identity of the prefix published so far */
 
     /* under engine->mu */
     enum rq_state        state;
@@ -85,6 +94,13 @@ struct qwen_engine {
 
     uint64_t             prompt_tokens, generated_tokens, steps;
     uint64_t             finished[QWEN_FINISH_ERROR + 1];
+    uint64_t             cache_queries, cache_hits;
+    size_t               cache_blocks;
+
+    /* the context's KV cache; touched only by the scheduler thread (and
+     * by qwen_engine_free after joining it) */
+    qwen_kv_cache       *kv;
+    int                  publish_generated;  /* answers' blocks are exact too */
 
     /* scheduler thread scratch */
     qwen_batch_entry    *batch;
@@ -122,7 +138,7 @@ request_free(qwen_request *r)
 {
     qwen_sampler_free(r->sampler);
     qwen_grammar_state_free(r->grammar);
-    free(r->prompt);
+    free(r->tokens);
     free(r->stop_ids);
     free(r->events);
     free(r);
@@ -187,6 +203,7 @@ finish_request(qwen_engine *e, qwen_request *r, qwen_finish why)
         }
         e->n_waiting--;
     } else {
+        qwen_kv_release(e->kv, r->slot);
         e->slots[r->slot] = NULL;
         e->n_running--;
     }
@@ -295,6 +312,7 @@ build_batch(qwen_engine *e, int *n_rows)
         if (r == NULL || r->state != RQ_DECODE || r->paused || r->cancelled) {
             continue;
         }
+        r->tokens[r->n_past] = r->next_token;
         e->batch[n] = (qwen_batch_entry) { r->next_token, s, (int32_t) r->n_past, 1, 0 };
         e->batch_req[rows] = r;
         e->batch_kind[rows] = 0;
@@ -313,7 +331,7 @@ build_batch(qwen_engine *e, int *n_rows)
         for (i = 0; i < k; i++) {
             size_t pos = r->n_past + (size_t) i;
             int    last = pos == r->n_prompt - 1;
-            e->batch[n++] = (qwen_batch_entry) { r->prompt[pos], s, (int32_t) pos, last, 1 };
+            e->batch[n++] = (qwen_batch_entry) { r->tokens[pos], s, (int32_t) pos, last, 1 };
             if (last) {
                 e->batch_req[rows] = r;
                 e->batch_kind[rows] = 1;
@@ -345,11 +363,36 @@ admit(qwen_engine *e)
         r->next_wait = NULL;
         r->state = RQ_PREFILL;
         r->slot = s;
-        r->n_past = 0;
+        /* the longest cached prefix in whole blocks, leaving at least the
+         * last prompt token to compute: its logits start the answer */
+        r->n_cached = (size_t) qwen_kv_match(e->kv, s, r->tokens, (int) r->n_prompt,
+                                             (int) r->n_prompt - 1, &r->chain);
+        r->n_past = r->n_cached;
+        r->n_published = r->n_cached / QWEN_KV_BLOCK;
+        e->cache_queries += r->n_prompt;
+        e->cache_hits += r->n_cached;
         r->t_admit = now_ms();
         e->slots[s] = r;
         e->n_running++;
     }
+}
+
+/* Offer the blocks r's slot filled up to position written - 1 to the
+ * prefix index. Blocks holding generated positions only where those compute as a
+ * prefill would (qwen_ctx_prompt_exact): the index promises a later request
+ * the bits its own prefill would write. */
+static void
+publish_blocks(qwen_engine *e, qwen_request *r, size_t written)
+{
+    size_t j;
+
+    for (j = r->n_published; (j + 1) * QWEN_KV_BLOCK <= written; j++) {
+        if ((j + 1) * QWEN_KV_BLOCK > r->n_prompt && !e->publish_generated) {
+            break;
+        }
+        qwen_kv_publish(e->kv, r->slot, (int) j, r->tokens + j * QWEN_KV_BLOCK, &r->chain);
+    }
+    r->n_published = j;
 }
 
 static void *
@@ -362,6 +405,8 @@ scheduler_main(void *arg)
     qwen_token_event  ev;
     int32_t           tok;
     double            t_now;
+    qwen_kv_stats     ks;
+
     pthread_mutex_lock(&e->mu);
     while (!e->stop) {
         any = 0;
@@ -398,6 +443,15 @@ scheduler_main(void *arg)
             r = e->slots[e->batch[i].seq];
             if (r != NULL && r->state == RQ_PREFILL) {
                 r->n_past = (size_t) e->batch[i].pos + 1;
+            }
+        }
+        /* the index sees every block this step filled before any request
+         * of the step can end (and free its blocks): a sequence's entries
+         * are contiguous in the batch, its last one is its last position */
+        for (i = 0; i < n; i++) {
+            r = e->slots[e->batch[i].seq];
+            if (r != NULL && (i + 1 == n || e->batch[i + 1].seq != e->batch[i].seq)) {
+                publish_blocks(e, r, (size_t) e->batch[i].pos + 1);
             }
         }
         /* sample outside the lock: samplers belong to this thread */
@@ -473,8 +527,10 @@ scheduler_main(void *arg)
             }
             pthread_mutex_unlock(&e->mu);
         }
+        qwen_kv_get_stats(e->kv, &ks);
         pthread_mutex_lock(&e->mu);
         e->steps++;
+        e->cache_blocks = (size_t) ks.n_indexed;
         if (e->n_ready > 0) {
             notify(e);
         }
@@ -496,6 +552,7 @@ qwen_engine_default_params(void)
     p.n_ctx = 4096;
     p.n_batch = 256;
     p.max_queue = 16;
+    p.prefix_cache = 1;
     return p;
 }
 
@@ -518,9 +575,12 @@ qwen_engine_new(const qwen_model *model, const qwen_engine_params *p, char *err,
     qwen_ctx_params cp;
     size_t          max_live;
 
-    if (p->n_slots < 1 || p->n_slots > 1024 || p->max_queue < 0 || p->n_batch < 1) {
-        qwen_fail(err, err_len, "engine parameters out of range (slots %d, queue %d, batch %d)",
-             p->n_slots, p->max_queue, p->n_batch);
+    if (p->n_slots < 1 || p->n_slots > 1024 || p->max_queue < 0 || p->n_batch < 1
+        || p->prefix_cache_bytes / qwen_kv_block_bytes(&model->cfg) > (size_t) (1 << 30))
+    {
+        qwen_fail(err, err_len, "engine parameters out of range (slots %d, queue %d, batch %d, "
+                  "prefix cache %zu bytes)", p->n_slots, p->max_queue, p->n_batch,
+                  p->prefix_cache_bytes);
         return NULL;
     }
     e = calloc(1, sizeof(*e));
@@ -543,11 +603,17 @@ qwen_engine_new(const qwen_model *model, const qwen_engine_params *p, char *err,
     cp.n_batch = e->params.n_batch;
     cp.kernels = p->kernels;
     cp.kv_format = p->kv_format;
-    e->ctx = qwen_ctx_new(model, &cp, err, err_len);
+    e->ctx = qwen_ctx_new_cached(model, &cp,
+                                 p->prefix_cache ? (int) (p->prefix_cache_bytes
+                                                          / qwen_kv_block_bytes(&model->cfg))
+                                                 : 0,
+                                 p->prefix_cache, err, err_len);
     if (e->ctx == NULL) {
         free(e);
         return NULL;
     }
+    e->kv = qwen_ctx_kv_cache(e->ctx);
+    e->publish_generated = qwen_ctx_prompt_exact(e->ctx);
     max_live = (size_t) p->n_slots + (size_t) p->max_queue + 1;
     e->slots = calloc((size_t) p->n_slots, sizeof(*e->slots));
     /* ready holds each live request at most once; finished requests whose
@@ -658,6 +724,9 @@ qwen_engine_get_stats(qwen_engine *e, qwen_engine_stats *out)
         }
     }
     out->kv_tokens_total = (size_t) e->params.n_slots * e->params.n_ctx;
+    out->prefix_cache_queries = e->cache_queries;
+    out->prefix_cache_hits = e->cache_hits;
+    out->prefix_cache_blocks = e->cache_blocks;
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -712,7 +781,10 @@ qwen_submit(qwen_engine *e, const qwen_request_params *p, void *user,
     r->max_tokens = p->max_tokens;
     r->ignore_eos = p->ignore_eos;
     r->n_logprobs = p->n_logprobs;
-    r->prompt = malloc(p->n_prompt * sizeof(int32_t));
+    /* room for every position the slot can fill: the prompt, then the
+     * generated tokens fed back (max_tokens or up to the context) */
+    r->tokens = malloc((p->max_tokens > 0 ? p->n_prompt + (size_t) p->max_tokens
+                                          : (size_t) e->params.n_ctx) * sizeof(int32_t));
     r->stop_ids = malloc((p->n_stop_ids + 1) * sizeof(int32_t));
     r->sampler = qwen_sampler_new_sharing(&p->sampling, e->sampler_scratch);
     if (p->grammar != NULL) {
@@ -720,14 +792,14 @@ qwen_submit(qwen_engine *e, const qwen_request_params *p, void *user,
         r->grammar_after = p->grammar_after_token;
         r->grammar_on = p->grammar_after_token <= 0;
     }
-    if (r->prompt == NULL || r->stop_ids == NULL || r->sampler == NULL
+    if (r->tokens == NULL || r->stop_ids == NULL || r->sampler == NULL
         || (p->grammar != NULL && r->grammar == NULL))
     {
         request_free(r);
         qwen_fail(err, err_len, "out of memory");
         return QWEN_E_INVALID;
     }
-    memcpy(r->prompt, p->prompt, p->n_prompt * sizeof(int32_t));
+    memcpy(r->tokens, p->prompt, p->n_prompt * sizeof(int32_t));
     if (p->n_stop_ids > 0) {
         memcpy(r->stop_ids, p->stop_ids, p->n_stop_ids * sizeof(int32_t));
     }
@@ -884,6 +956,7 @@ qwen_request_get_timing(qwen_request *r, qwen_request_timing *out)
     out->total_ms = end - r->t_submit;
     out->n_prompt = r->n_prompt;
     out->n_generated = r->n_generated;
+    out->n_cached = r->n_cached;
     if (e != NULL) {
         pthread_mutex_unlock(&e->mu);
     }

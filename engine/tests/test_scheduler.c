@@ -3,7 +3,9 @@
  * thread, wait on the eventfd, drain ready requests. Checks that batched
  * requests give the same greedy tokens as each run alone, the queue limit,
  * cancellation during prefill and decode (the slot is reused), pause,
- * max_tokens, stop ids, logprobs, and parameter errors.
+ * max_tokens, stop ids, logprobs, and parameter errors; and the prefix
+ * cache: requests that start like earlier ones (prompts and answers) skip
+ * the cached part and still answer as they would without the cache.
  */
 #include "test.h"
 #include "qwen.h"
@@ -39,19 +41,27 @@ make_prompt(int32_t *ids, int n, uint32_t seed)
 }
 
 static qwen_engine *
-engine_new(int slots, int queue, int batch)
+engine_new_cache(int slots, int queue, int batch, int prefix_cache)
 {
     qwen_engine_params p = qwen_engine_default_params();
+    char               err[QWEN_ERR_LEN];
+    qwen_engine       *e;
+
     p.n_threads = 2;
     p.n_slots = slots;
     p.n_ctx = 1024;
     p.n_batch = batch;
     p.max_queue = queue;
-    char               err[QWEN_ERR_LEN];
-    qwen_engine       *e = qwen_engine_new(model, &p, err, sizeof(err));
-
+    p.prefix_cache = prefix_cache;
+    e = qwen_engine_new(model, &p, err, sizeof(err));
     CHECK(e != NULL, "engine: %s", err);
     return e;
+}
+
+static qwen_engine *
+engine_new(int slots, int queue, int batch)
+{
+    return engine_new_cache(slots, queue, batch, 1);
 }
 
 static qwen_request_params
@@ -325,6 +335,156 @@ test_stop_logprobs_errors(void)
     qwen_engine_free(e);
 }
 
+/* One greedy request to its end (with the chosen tokens' logprobs);
+ * *cached: the prompt tokens it took from the prefix cache. */
+static int
+run_one(qwen_engine *e, const int32_t *ids, int n, int gen, tracked *t, size_t *cached)
+{
+    qwen_request_params p = greedy_params(ids, n, gen);
+    qwen_request_timing tm;
+    char                err[QWEN_ERR_LEN];
+    int                 ok;
+
+    memset(t, 0, sizeof(*t));
+    p.n_logprobs = 1;
+    if (qwen_submit(e, &p, t, &t->req, err, sizeof(err)) != 0) {
+        CHECK(0, "submit: %s", err);
+        return 0;
+    }
+    ok = wait_all(e, t, 1, 60);
+    qwen_request_get_timing(t->req, &tm);
+    *cached = tm.n_cached;
+    qwen_request_release(t->req);
+    CHECK(ok && t->n == gen, "request of %d tokens: %d generated", n, t->n);
+    return ok;
+}
+
+static int
+same_answer(const tracked *a, const tracked *b)
+{
+    return a->n == b->n && memcmp(a->tokens, b->tokens, (size_t) a->n * sizeof(int32_t)) == 0
+           && memcmp(a->logprobs, b->logprobs, (size_t) a->n * sizeof(float)) == 0;
+}
+
+static void
+test_prefix_cache(void)
+{
+    enum { GEN = 12, SHARED = 150, LEN = 190 };
+    int32_t           a[LEN], b[LEN], c[LEN], q[LEN + GEN + 20], many[12][200];
+    tracked           got[2], want, want_c;
+    qwen_engine      *e = engine_new_cache(2, 4, 64, 1), *ref = engine_new_cache(1, 4, 64, 0);
+    qwen_engine      *one;
+    qwen_engine_stats st;
+    char              err[QWEN_ERR_LEN];
+    size_t            n_cached, hits = 0, queries = 0, n2[2];
+    int               i;
+
+    if (e == NULL || ref == NULL) {
+        qwen_engine_free(e);
+        qwen_engine_free(ref);
+        return;
+    }
+    make_prompt(a, LEN, 21);
+    memcpy(b, a, SHARED * sizeof(int32_t));
+    make_prompt(b + SHARED, LEN - SHARED, 22);
+    memcpy(c, a, SHARED * sizeof(int32_t));
+    make_prompt(c + SHARED, LEN - SHARED, 23);
+
+    /* the first request computes everything */
+    run_one(e, a, LEN, GEN, &got[0], &n_cached);
+    CHECK(n_cached == 0, "first request: %zu tokens cached", n_cached);
+    hits += n_cached; queries += LEN;
+    /* the second shares 150 tokens: 4 whole blocks (128) come from the
+     * cache, and the answer is the one computed without a cache */
+    run_one(e, b, LEN, GEN, &got[0], &n_cached);
+    run_one(ref, b, LEN, GEN, &want, &n2[0]);
+    CHECK(n_cached == 128 && n2[0] == 0, "shared prefix: %zu tokens cached (128), %zu "
+          "without the cache", n_cached, n2[0]);
+    CHECK(same_answer(&got[0], &want), "an answer over a cached prefix differs");
+    hits += n_cached; queries += LEN;
+
+    /* two at once, sharing the cached blocks */
+    {
+        qwen_request_params p1 = greedy_params(b, LEN, GEN), p2 = greedy_params(c, LEN, GEN);
+        qwen_request_timing tm;
+
+        p1.n_logprobs = p2.n_logprobs = 1;
+        memset(got, 0, sizeof(got));
+        CHECK(qwen_submit(e, &p1, &got[0], &got[0].req, err, sizeof(err)) == 0, "%s", err);
+        CHECK(qwen_submit(e, &p2, &got[1], &got[1].req, err, sizeof(err)) == 0, "%s", err);
+        CHECK(wait_all(e, got, 2, 60), "two requests over one cached prefix");
+        for (i = 0; i < 2; i++) {
+            qwen_request_get_timing(got[i].req, &tm);
+            n2[i] = tm.n_cached;
+            hits += tm.n_cached; queries += LEN;
+            qwen_request_release(got[i].req);
+        }
+        /* b itself is cached whole now: 5 blocks of it */
+        CHECK(n2[0] == 160 && n2[1] == 128, "cached tokens %zu (160) and %zu (128)", n2[0],
+              n2[1]);
+        run_one(ref, c, LEN, GEN, &want_c, &n_cached);
+        CHECK(same_answer(&got[1], &want_c), "a request sharing blocks with another differs");
+    }
+
+    /* a later turn: the earlier prompt, its answer and more. With F32
+     * weights a generated token's K and V are a prompt token's bits, so
+     * the answer's blocks were cached too: 6 blocks (192 positions, the
+     * last holding the first two answer tokens) */
+    run_one(e, a, LEN, GEN, &got[0], &n_cached);
+    hits += n_cached; queries += LEN;
+    memcpy(q, a, LEN * sizeof(int32_t));
+    memcpy(q + LEN, got[0].tokens, GEN * sizeof(int32_t));
+    make_prompt(q + LEN + GEN, 20, 24);
+    run_one(e, q, LEN + GEN + 20, GEN, &got[0], &n_cached);
+    run_one(ref, q, LEN + GEN + 20, GEN, &want, &n2[0]);
+    CHECK(n_cached == 192, "a later turn: %zu tokens cached (192)", n_cached);
+    CHECK(same_answer(&got[0], &want), "a later turn over the cached answer differs");
+    hits += n_cached; queries += LEN + GEN + 20;
+
+    qwen_engine_get_stats(e, &st);
+    CHECK(st.prefix_cache_hits == hits && st.prefix_cache_queries == queries
+          && st.prefix_cache_blocks > 0, "stats: hits %llu (%zu), queries %llu (%zu), %zu blocks",
+          (unsigned long long) st.prefix_cache_hits, hits,
+          (unsigned long long) st.prefix_cache_queries, queries, st.prefix_cache_blocks);
+
+    /* cancelled while it runs on cached blocks; the blocks stay good */
+    {
+        qwen_request_params p = greedy_params(c, LEN, 500);
+
+        memset(&got[0], 0, sizeof(got[0]));
+        CHECK(qwen_submit(e, &p, &got[0], &got[0].req, err, sizeof(err)) == 0, "%s", err);
+        while (got[0].n < 1 && !got[0].done) pump(e, 50);
+        qwen_request_cancel(got[0].req);
+        CHECK(wait_all(e, &got[0], 1, 30) && got[0].finish == QWEN_FINISH_CANCELLED,
+              "cancel during a cache hit: %s", qwen_finish_name(got[0].finish));
+        qwen_request_release(got[0].req);
+        run_one(e, c, LEN, GEN, &got[0], &n_cached);
+        CHECK(n_cached == 160 && same_answer(&got[0], &want_c), "after a cancel: %zu cached, "
+              "answer %s", n_cached, same_answer(&got[0], &want_c) ? "same" : "differs");
+    }
+    qwen_engine_free(e);
+
+    /* eviction: one slot of 1024 positions is the whole pool (32 blocks);
+     * twelve prompts of 6 blocks each push the oldest out */
+    one = engine_new_cache(1, 4, 64, 1);
+    for (i = 0; one && i < 12; i++) {
+        make_prompt(many[i], 200, 300 + (uint32_t) i);
+        run_one(one, many[i], 200, 4, &got[0], &n_cached);
+    }
+    if (one != NULL) {
+        run_one(one, many[11], 200, 4, &got[0], &n_cached);
+        run_one(ref, many[11], 200, 4, &want, &n2[0]);
+        CHECK(n_cached == 192 && same_answer(&got[0], &want), "the newest prompt: %zu cached "
+              "(192)", n_cached);
+        run_one(one, many[0], 200, 4, &got[0], &n_cached);
+        run_one(ref, many[0], 200, 4, &want, &n2[0]);
+        CHECK(n_cached == 0 && same_answer(&got[0], &want), "the oldest prompt was evicted: "
+              "%zu cached", n_cached);
+    }
+    qwen_engine_free(one);
+    qwen_engine_free(ref);
+}
+
 int
 main(void)
 {
@@ -337,6 +497,7 @@ main(void)
     test_queue_and_cancel();
     test_pause();
     test_stop_logprobs_errors();
+    test_prefix_cache();
     qwen_model_free(model);
     TEST_MAIN_END();
 }
