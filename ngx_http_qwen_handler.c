@@ -804,9 +804,11 @@ ngx_http_qwen_complete(ngx_http_qwen_ctx_t *ctx, qwen_finish finish)
     ngx_http_qwen_stop(ctx, reason ? reason : "error");
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "qwen: done: %uz prompt tokens, %uz generated, "
-                  "queued %.1f ms, first token %.1f ms, total %.1f ms, %s",
-                  ctx->timing.n_prompt, ctx->timing.n_generated,
+                  "qwen: done: %uz prompt tokens (%uz cached), %uz "
+                  "generated, queued %.1f ms, first token %.1f ms, total "
+                  "%.1f ms, %s",
+                  ctx->timing.n_prompt, ctx->timing.n_cached,
+                  ctx->timing.n_generated,
                   ctx->timing.queued_ms, ctx->timing.first_token_ms,
                   ctx->timing.total_ms, ctx->finish_reason);
 

@@ -25,7 +25,8 @@ enum {
     NGX_HTTP_QWEN_VAR_TTFT,
     NGX_HTTP_QWEN_VAR_TOKENS_PER_SECOND,
     NGX_HTTP_QWEN_VAR_FINISH_REASON,
-    NGX_HTTP_QWEN_VAR_QUEUE_TIME
+    NGX_HTTP_QWEN_VAR_QUEUE_TIME,
+    NGX_HTTP_QWEN_VAR_CACHED_TOKENS
 };
 
 
@@ -58,6 +59,9 @@ static ngx_http_variable_t  ngx_http_qwen_vars[] = {
 
     { ngx_string("qwen_queue_time"), NULL, ngx_http_qwen_variable,
       NGX_HTTP_QWEN_VAR_QUEUE_TIME, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("qwen_cached_tokens"), NULL, ngx_http_qwen_variable,
+      NGX_HTTP_QWEN_VAR_CACHED_TOKENS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -420,7 +424,8 @@ ngx_http_qwen_add_variables(ngx_conf_t *cf)
 
 
 /*
- * $qwen_prompt_tokens, $qwen_completion_tokens: counts; $qwen_ttft and
+ * $qwen_prompt_tokens, $qwen_completion_tokens, $qwen_cached_tokens (the
+ * prompt tokens the prefix cache gave): counts; $qwen_ttft and
  * $qwen_queue_time: seconds with millisecond resolution, as $request_time;
  * $qwen_tokens_per_second: the decode rate after the first token;
  * $qwen_finish_reason: stop, length, tool_calls, cancelled, timeout or
@@ -464,6 +469,10 @@ ngx_http_qwen_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 
     case NGX_HTTP_QWEN_VAR_PROMPT_TOKENS:
         v->len = ngx_sprintf(p, "%uz", timing.n_prompt) - p;
+        break;
+
+    case NGX_HTTP_QWEN_VAR_CACHED_TOKENS:
+        v->len = ngx_sprintf(p, "%uz", timing.n_cached) - p;
         break;
 
     case NGX_HTTP_QWEN_VAR_COMPLETION_TOKENS:

@@ -47,6 +47,8 @@ static char *ngx_http_qwen_set_handler(ngx_conf_t *cf,
     ngx_http_qwen_loc_conf_t *qlcf, ngx_http_qwen_api_t *api);
 static char *ngx_http_qwen_threads(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_qwen_prefix_cache(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_qwen_queue_full_status(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_qwen_check_num_bounds(ngx_conf_t *cf, void *post,
@@ -202,6 +204,13 @@ static ngx_command_t  ngx_http_qwen_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_qwen_loc_conf_t, engine.kv_cache),
       &ngx_http_qwen_kv_caches },
+
+    { ngx_string("qwen_prefix_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_qwen_prefix_cache,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
 
     { ngx_string("qwen_queue_full_status"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -388,6 +397,8 @@ ngx_http_qwen_create_loc_conf(ngx_conf_t *cf)
     conf->engine.batch = NGX_CONF_UNSET;
     conf->engine.queue = NGX_CONF_UNSET;
     conf->engine.kv_cache = NGX_CONF_UNSET_UINT;
+    conf->engine.prefix_cache = NGX_CONF_UNSET;
+    conf->engine.prefix_cache_size = NGX_CONF_UNSET_SIZE;
 
     conf->queue_full_status = NGX_CONF_UNSET_UINT;
     conf->timeout = NGX_CONF_UNSET_MSEC;
@@ -428,6 +439,9 @@ ngx_http_qwen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->engine.batch, prev->engine.batch, 256);
     ngx_conf_merge_value(conf->engine.queue, prev->engine.queue, 16);
     ngx_conf_merge_uint_value(conf->engine.kv_cache, prev->engine.kv_cache, 0);
+    ngx_conf_merge_value(conf->engine.prefix_cache, prev->engine.prefix_cache, 1);
+    ngx_conf_merge_size_value(conf->engine.prefix_cache_size,
+                              prev->engine.prefix_cache_size, 256 * 1024 * 1024);
 
     ngx_conf_merge_uint_value(conf->queue_full_status,
                               prev->queue_full_status,
@@ -510,7 +524,9 @@ ngx_http_qwen_merge_engine(ngx_conf_t *cf, ngx_http_qwen_loc_conf_t *conf)
         e->batch = e->ctx;
     }
 
-    kv_bytes = qwen_kv_cache_bytes(m->config, (int) e->slots, (int) e->ctx);
+    /* the slots' own KV cache, and what the prefix cache keeps beyond it */
+    kv_bytes = qwen_kv_cache_bytes(m->config, (int) e->slots, (int) e->ctx)
+               + (e->prefix_cache ? e->prefix_cache_size : 0);
 
     pages = sysconf(_SC_PHYS_PAGES);
     page_size = sysconf(_SC_PAGESIZE);
@@ -520,11 +536,12 @@ ngx_http_qwen_merge_engine(ngx_conf_t *cf, ngx_http_qwen_loc_conf_t *conf)
 
         if (kv_bytes > phys_bytes / 2) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"qwen_slots %i\" x \"qwen_ctx %i\" in "
-                               "location \"%V\" need %uz MiB of KV cache "
-                               "per worker, more than half of this "
-                               "machine's %uz MiB of memory: lower "
-                               "qwen_slots or qwen_ctx",
+                               "\"qwen_slots %i\" x \"qwen_ctx %i\" and "
+                               "\"qwen_prefix_cache\" in location \"%V\" "
+                               "need %uz MiB of KV cache per worker, more "
+                               "than half of this machine's %uz MiB of "
+                               "memory: lower qwen_slots, qwen_ctx or "
+                               "qwen_prefix_cache",
                                e->slots, e->ctx, &conf->location,
                                kv_bytes >> 20, phys_bytes >> 20);
             return NGX_CONF_ERROR;
@@ -565,19 +582,24 @@ ngx_http_qwen_merge_engine(ngx_conf_t *cf, ngx_http_qwen_loc_conf_t *conf)
     }
 
     if (s->threads != e->threads || s->slots != e->slots
-        || s->ctx != e->ctx || s->batch != e->batch || s->queue != e->queue)
+        || s->ctx != e->ctx || s->batch != e->batch || s->queue != e->queue
+        || s->prefix_cache != e->prefix_cache
+        || (e->prefix_cache && s->prefix_cache_size != e->prefix_cache_size))
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "locations \"%V\" and \"%V\" serve model \"%V\" "
                            "with different engine settings (threads %i/%i, "
                            "slots %i/%i, ctx %i/%i, batch %i/%i, "
-                           "queue %i/%i): a model has one engine per "
-                           "worker, so set qwen_threads, qwen_slots, "
-                           "qwen_ctx, qwen_batch and qwen_queue alike",
+                           "queue %i/%i, prefix cache %z/%z bytes): a "
+                           "model has one engine per worker, so set "
+                           "qwen_threads, qwen_slots, qwen_ctx, qwen_batch, "
+                           "qwen_queue and qwen_prefix_cache alike",
                            &m->engine_conf_location, &conf->location,
                            &m->path, s->threads, e->threads,
                            s->slots, e->slots, s->ctx, e->ctx,
-                           s->batch, e->batch, s->queue, e->queue);
+                           s->batch, e->batch, s->queue, e->queue,
+                           s->prefix_cache ? (ssize_t) s->prefix_cache_size : -1,
+                           e->prefix_cache ? (ssize_t) e->prefix_cache_size : -1);
         return NGX_CONF_ERROR;
     }
 
@@ -949,6 +971,43 @@ ngx_http_qwen_threads(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     *np = n;
+
+    return NGX_CONF_OK;
+}
+
+
+/* qwen_prefix_cache SIZE | off: memory for cached prefixes beyond the
+ * slots' own KV cache (which idle slots lend too), or no prefix cache. */
+static char *
+ngx_http_qwen_prefix_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_qwen_loc_conf_t  *qlcf = conf;
+
+    ssize_t     size;
+    ngx_str_t  *value;
+
+    if (qlcf->engine.prefix_cache != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        qlcf->engine.prefix_cache = 0;
+        return NGX_CONF_OK;
+    }
+
+    size = ngx_parse_size(&value[1]);
+    if (size == NGX_ERROR || (size_t) size > (size_t) 1 << 40) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"qwen_prefix_cache\": "
+                           "expected \"off\" or a size up to 1024g "
+                           "(e.g. 256m)", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    qlcf->engine.prefix_cache = 1;
+    qlcf->engine.prefix_cache_size = (size_t) size;
 
     return NGX_CONF_OK;
 }

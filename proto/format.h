@@ -48,6 +48,7 @@ struct qp_response {
     const char           *finish_reason;
     size_t                n_tokens;
     size_t                n_reasoning_tokens;
+    size_t                n_cached;     /* prompt tokens the prefix cache gave (at the end) */
 
     qp_buf                delta;        /* stream: text not yet framed */
     qp_channel            delta_ch;

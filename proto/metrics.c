@@ -73,6 +73,8 @@ qp_metrics_add(qp_metrics *dst, const qp_metrics *src)
     dst->kv_tokens_used += src->kv_tokens_used;
     dst->kv_tokens_total += src->kv_tokens_total;
     dst->prompt_tokens_total += src->prompt_tokens_total;
+    dst->prefix_cache_queries_total += src->prefix_cache_queries_total;
+    dst->prefix_cache_hits_total += src->prefix_cache_hits_total;
     dst->generation_tokens_total += src->generation_tokens_total;
     for (i = 0; i < QP_REASON_COUNT; i++) {
         dst->finished[i] += src->finished[i];
@@ -175,6 +177,8 @@ qp_metrics_request_done(qp_metrics *m, const qwen_request_timing *t, const char 
         return;
     }
     m->prompt_tokens_total += t->n_prompt;
+    m->prefix_cache_queries_total += t->n_prompt;
+    m->prefix_cache_hits_total += t->n_cached;
     m->generation_tokens_total += t->n_generated;
     if (t->queued_ms >= 0) {
         qp_metrics_observe(m, QP_HIST_QUEUE, t->queued_ms / 1000.0);
@@ -272,6 +276,12 @@ qp_metrics_text(const qp_metrics *m, qp_buf *out)
         || scalar(out, "qwen_prompt_tokens_total", "counter",
                   "Prompt tokens of finished requests.",
                   m->prompt_tokens_total) != 0
+        || scalar(out, "qwen_prefix_cache_queries_total", "counter",
+                  "Prompt tokens of finished requests looked up in the prefix cache.",
+                  m->prefix_cache_queries_total) != 0
+        || scalar(out, "qwen_prefix_cache_hits_total", "counter",
+                  "Prompt tokens of finished requests found in the prefix cache "
+                  "(not prefilled).", m->prefix_cache_hits_total) != 0
         || scalar(out, "qwen_generation_tokens_total", "counter",
                   "Tokens generated for finished requests.",
                   m->generation_tokens_total) != 0

@@ -35,7 +35,9 @@ done_reason(const qp_response *r)
  * load_duration includes waiting for the model's runner, so the queue time
  * goes there (the model itself is resident); prompt evaluation runs from
  * admission to the first token, evaluation from there to the end. The
- * three add up to total_duration exactly.
+ * three add up to total_duration exactly. prompt_eval_count counts the
+ * prompt tokens evaluated, not those the prefix cache gave, as Ollama's
+ * own cache reports them.
  */
 static int
 final_fields(qp_response *r, const qwen_request_timing *t, qp_buf *out)
@@ -52,7 +54,7 @@ final_fields(qp_response *r, const qwen_request_timing *t, qp_buf *out)
     return qp_buf_printf(out, ",\"total_duration\":%lld,\"load_duration\":%lld,"
                          "\"prompt_eval_count\":%zu,\"prompt_eval_duration\":%lld,"
                          "\"eval_count\":%zu,\"eval_duration\":%lld}",
-                         total, load, r->n_prompt, first - load, r->n_tokens,
+                         total, load, r->n_prompt - r->n_cached, first - load, r->n_tokens,
                          total - first);
 }
 

@@ -182,8 +182,8 @@ static int
 usage_json(qp_response *r, qp_buf *out)
 {
     if (qp_buf_printf(out, "{\"prompt_tokens\":%zu,\"completion_tokens\":%zu,"
-                      "\"total_tokens\":%zu", r->n_prompt, r->n_tokens,
-                      r->n_prompt + r->n_tokens) != 0)
+                      "\"total_tokens\":%zu,\"prompt_tokens_details\":{\"cached_tokens\":%zu}",
+                      r->n_prompt, r->n_tokens, r->n_prompt + r->n_tokens, r->n_cached) != 0)
     {
         return -1;
     }

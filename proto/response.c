@@ -272,6 +272,7 @@ qp_response_finish(qp_response *r, qwen_finish reason,
     if (reason == QWEN_FINISH_ERROR) {
         return qp_response_error(r, 500, "server_error", "generation failed", out);
     }
+    r->n_cached = timing != NULL && timing->n_cached <= r->n_prompt ? timing->n_cached : 0;
     r->out = out;
     if (begin(r, out) != 0 || qp_text_flush(&r->text, &r->sink) != 0
         || (r->stream && flush_delta(r) != 0))

@@ -19,9 +19,14 @@ for my $pkg (qw(openai ollama)) {
         unless -e "$npm/node_modules/$pkg/package.json";
 }
 
+# No prefix cache: the Ollama script compares prompt_eval_count with and
+# without a tool definition, and the OpenAI script sends the same tool
+# first, so with the cache on the tools prompt would be partly cached
+# (prompt_eval_count counts evaluated tokens, as Ollama's does).
 my $n = QwenNginx->new(http => <<'EOF2');
     qwen_model %%MODELS%%/tiny-f32.gguf;
     qwen_ctx 512;
+    qwen_prefix_cache off;
     server {
         listen 127.0.0.1:%%PORT%%;
         location / { qwen_api ollama; }

@@ -49,7 +49,8 @@ is($r->{status}, 200, 'POST /v1/completions with token ids');
 is($r->{json}{object}, 'text_completion', '... a text_completion');
 like($r->{json}{id}, qr/^cmpl-/, '... with a cmpl- id');
 is($r->{json}{choices}[0]{finish_reason}, 'length', '... ends by length');
-is_deeply($r->{json}{usage}, { prompt_tokens => 5, completion_tokens => 6, total_tokens => 11 },
+is_deeply($r->{json}{usage}, { prompt_tokens => 5, completion_tokens => 6, total_tokens => 11,
+                                 prompt_tokens_details => { cached_tokens => 0 } },
           '... usage counts prompt and completion tokens');
 my $greedy = $r->{json}{choices}[0]{text};
 ok(length $greedy, '... and has text');

@@ -63,7 +63,8 @@ ok(@choice >= $N / 2, 'one chunk per token or group of tokens (' . scalar(@choic
 is($choice[-1]{choices}[0]{finish_reason}, 'length', 'the last choice chunk says length');
 is(scalar(grep { defined $_->{choices}[0]{finish_reason} } @choice), 1, '... only it has a finish_reason');
 is(scalar @usage, 1, 'one usage chunk');
-is_deeply($usage[0]{usage}, { prompt_tokens => 5, completion_tokens => $N, total_tokens => $N + 5 },
+is_deeply($usage[0]{usage}, { prompt_tokens => 5, completion_tokens => $N, total_tokens => $N + 5,
+                                prompt_tokens_details => { cached_tokens => 0 } },
           '... with the right numbers');
 is($json[-1], $usage[0], '... after the last choice chunk');
 

@@ -368,13 +368,13 @@ test_metrics(void)
     qp_buf              out = { 0 };
     prom_state          st;
     qwen_engine_stats   es;
-    qwen_request_timing t = { 20, 150, 1150, 7, 11 };
+    qwen_request_timing t = { 20, 150, 1150, 7, 11, 4 };
     const char         *bad;
 
     qp_metrics_init(&m);
     CHECK(qp_metrics_text(&m, &out) == 0, "empty metrics");
     CHECK(prom_validate(out.data, out.len, &st) == 0, "empty exposition valid:\n%s", out.data);
-    CHECK(st.n == 10, "10 families (%d)", st.n);
+    CHECK(st.n == 12, "12 families (%d)", st.n);
     qp_buf_reset(&out);
 
     memset(&es, 0, sizeof(es));
@@ -421,6 +421,9 @@ test_metrics(void)
           && prom_sample(out.data, "qwen_kv_cache_usage_ratio") == 0.25, "gauges");
     CHECK(prom_sample(out.data, "qwen_prompt_tokens_total") == 21
           && prom_sample(out.data, "qwen_generation_tokens_total") == 33, "token counters");
+    CHECK(prom_sample(out.data, "qwen_prefix_cache_queries_total") == 21
+          && prom_sample(out.data, "qwen_prefix_cache_hits_total") == 12,
+          "prefix cache counters: 3 x 4 of 3 x 7 prompt tokens");
     CHECK(prom_sample(out.data, "qwen_request_success_total{finished_reason=\"stop\"}") == 2
           && prom_sample(out.data, "qwen_request_success_total{finished_reason=\"error\"}") == 1,
           "finished counter");

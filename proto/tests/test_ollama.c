@@ -12,7 +12,7 @@
 
 /* ------------------------------------------------------------ helpers */
 
-static const qwen_request_timing test_timing = { 12.5, 80.25, 1000.125, 0, 0 };
+static const qwen_request_timing test_timing = { 12.5, 80.25, 1000.125, 0, 0, 0 };
 
 /* One event per call, with test_timing. */
 static run_result
@@ -483,7 +483,7 @@ test_chat_stream(void)
 
     /* before the first token: prompt evaluation takes it all */
     {
-        qwen_request_timing t = { 5, -1, 30, 0, 0 };
+        qwen_request_timing t = { 5, -1, 30, 0, 0, 0 };
         events              eog = events_of("", 1);
 
         rr = run_t(OCHAT, "{" MSG "}", eog, 1, QWEN_FINISH_STOP, &t);
@@ -760,6 +760,26 @@ test_errors_midstream(void)
 
 /* ------------------------------------------------------------------ main */
 
+/* prompt_eval_count counts only the prompt tokens evaluated: those the
+ * prefix cache gave are not (as Ollama's own cache reports them). */
+static void
+test_cached_prompt(void)
+{
+    events              e = events_of("Hello world.", 1);
+    qwen_request_timing t = test_timing;
+    run_result          rr;
+    json_t             *last;
+
+    t.n_cached = 2;
+    rr = run_t(GEN, "{\"model\":\"qwen3\",\"prompt\":\"Why is the sky blue?\"}", e, 1,
+               QWEN_FINISH_STOP, &t);
+    last = json_array_get(rr.json, json_array_size(rr.json) - 1);
+    CHECK(rr.n_prompt > 2 && jint(last, "prompt_eval_count") == (long long) rr.n_prompt - 2,
+          "prompt_eval_count %lld of %zu prompt tokens, 2 cached",
+          jint(last, "prompt_eval_count"), rr.n_prompt);
+    run_free(&rr);
+}
+
 int
 main(void)
 {
@@ -774,6 +794,7 @@ main(void)
         test_thinking();
         test_tool_calls();
         test_stop_strings();
+        test_cached_prompt();
         test_errors_midstream();
         test_model_free();
     }

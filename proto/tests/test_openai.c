@@ -569,6 +569,36 @@ test_nonstream_bodies(void)
 }
 
 /* A stop string whose bytes arrive over several tokens never leaks. */
+/* usage.prompt_tokens_details.cached_tokens: the prompt tokens the
+ * engine's prefix cache gave, in the body and in the streamed usage
+ * chunk; 0 without a timing. */
+static void
+test_cached_usage(void)
+{
+    events              e = events_of("Hello world.", 1);
+    qwen_request_timing t = { 1.0, 20.0, 40.0, 0, 0, 2 };
+    run_result          rr;
+    json_t             *last;
+
+    rr = run_t(CHAT, "{" M "}", e, 1, QWEN_FINISH_STOP, &t);
+    CHECK(rr.n_prompt > 2 && json_integer_value(jget(rr.json, "usage.prompt_tokens"))
+                                 == (json_int_t) rr.n_prompt
+          && json_integer_value(jget(rr.json, "usage.prompt_tokens_details.cached_tokens"))
+             == 2, "body: cached_tokens 2 of %zu prompt tokens", rr.n_prompt);
+    run_free(&rr);
+    rr = run_t(CHAT, "{" M ",\"stream\":true,\"stream_options\":{\"include_usage\":true}}", e,
+               1, QWEN_FINISH_STOP, &t);
+    last = json_array_get(rr.json, json_array_size(rr.json) - 1);
+    CHECK(json_integer_value(jget(last, "usage.prompt_tokens_details.cached_tokens")) == 2,
+          "stream: cached_tokens in the usage chunk");
+    run_free(&rr);
+    rr = run_t(CMPL, "{\"prompt\":\"hi\"}", e, 1, QWEN_FINISH_STOP, NULL);
+    CHECK(jget(rr.json, "usage.prompt_tokens_details.cached_tokens") != NULL
+          && json_integer_value(jget(rr.json, "usage.prompt_tokens_details.cached_tokens")) == 0,
+          "completions: cached_tokens 0 without a timing");
+    run_free(&rr);
+}
+
 static void
 test_stop_strings(void)
 {
@@ -1252,6 +1282,7 @@ main(void)
         test_chat_prompt();
         test_stream_framing();
         test_nonstream_bodies();
+        test_cached_usage();
         test_stop_strings();
         test_utf8();
         test_ignore_eos();
