@@ -93,6 +93,7 @@ qp_request_free(qp_request *req)
     }
     free(req->model);
     qwen_grammar_free(req->grammar);
+    free(req->bias);
     free(req);
 }
 

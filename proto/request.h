@@ -31,6 +31,7 @@ struct qp_request {
     char                 *model;        /* Ollama: the name to echo (NULL: served name) */
     int                   want_context; /* Ollama generate: report "context" ids */
     qwen_grammar         *grammar;      /* structured output (params.grammar) */
+    qwen_logit_bias      *bias;         /* params.logit_bias */
 };
 
 /* A body that must be a JSON object (400 if not), and a fresh request for

@@ -258,6 +258,13 @@ typedef enum {
 
 #define QWEN_MAX_TOP_LOGPROBS 20
 
+/* A fixed amount added to one token's logit before sampling (OpenAI's
+ * logit_bias); -INFINITY bans the token. */
+typedef struct {
+    int32_t token;
+    float   bias;
+} qwen_logit_bias;
+
 typedef struct {
     const int32_t       *prompt;         /* copied by submit */
     size_t               n_prompt;
@@ -274,10 +281,13 @@ typedef struct {
     int32_t              grammar_after_token; /* > 0: the grammar applies only after
                                           * this token was generated (</think>: free
                                           * thinking, JSON answer); <= 0: at once */
+    const qwen_logit_bias *logit_bias;   /* copied; applied before sampling and
+                                          * logprobs */
+    size_t               n_logit_bias;
 } qwen_request_params;
 
 /* No prompt, no limit but the context, default sampling, no stop ids,
- * no logprobs, no grammar. */
+ * no logprobs, no grammar, no logit bias. */
 qwen_request_params qwen_request_default_params(void);
 
 typedef struct {

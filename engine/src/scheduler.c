@@ -41,6 +41,8 @@ struct qwen_request {
     int                  max_tokens;
     int32_t             *stop_ids;
     size_t               n_stop_ids;
+    qwen_logit_bias     *bias;
+    size_t               n_bias;
     int                  ignore_eos;
     int                  n_logprobs;
     int32_t              grammar_after; /* > 0: the grammar waits for this token */
@@ -140,6 +142,7 @@ request_free(qwen_request *r)
     qwen_grammar_state_free(r->grammar);
     free(r->tokens);
     free(r->stop_ids);
+    free(r->bias);
     free(r->events);
     free(r);
 }
@@ -400,6 +403,7 @@ scheduler_main(void *arg)
 {
     qwen_engine      *e = arg;
     int               n, rows, i, s, any;
+    size_t            k;
     char              err[QWEN_ERR_LEN];
     qwen_request     *r;
     qwen_token_event  ev;
@@ -464,6 +468,9 @@ scheduler_main(void *arg)
                 r->n_past++;
             }
             memset(&ev, 0, sizeof(ev));
+            for (k = 0; k < r->n_bias; k++) {
+                lg[r->bias[k].token] += r->bias[k].bias;
+            }
             if (r->n_logprobs > 0) {
                 memcpy(e->raw, lg, (size_t) e->vocab * sizeof(float));
             }
@@ -750,6 +757,15 @@ qwen_submit(qwen_engine *e, const qwen_request_params *p, void *user,
             return QWEN_E_INVALID;
         }
     }
+    for (i = 0; i < p->n_logit_bias; i++) {
+        if (p->logit_bias[i].token < 0 || p->logit_bias[i].token >= e->vocab
+            || isnan(p->logit_bias[i].bias))
+        {
+            qwen_fail(err, err_len, "logit bias %zu: token %d outside the vocabulary (0 to %d) "
+                      "or bias not a number", i, p->logit_bias[i].token, e->vocab - 1);
+            return QWEN_E_INVALID;
+        }
+    }
     if (p->n_logprobs < 0 || p->n_logprobs > QWEN_MAX_TOP_LOGPROBS) {
         qwen_fail(err, err_len, "logprobs must be 0 to %d", QWEN_MAX_TOP_LOGPROBS);
         return QWEN_E_INVALID;
@@ -786,13 +802,14 @@ qwen_submit(qwen_engine *e, const qwen_request_params *p, void *user,
     r->tokens = malloc((p->max_tokens > 0 ? p->n_prompt + (size_t) p->max_tokens
                                           : (size_t) e->params.n_ctx) * sizeof(int32_t));
     r->stop_ids = malloc((p->n_stop_ids + 1) * sizeof(int32_t));
+    r->bias = malloc((p->n_logit_bias + 1) * sizeof(qwen_logit_bias));
     r->sampler = qwen_sampler_new_sharing(&p->sampling, e->sampler_scratch);
     if (p->grammar != NULL) {
         r->grammar = qwen_grammar_state_new(p->grammar);
         r->grammar_after = p->grammar_after_token;
         r->grammar_on = p->grammar_after_token <= 0;
     }
-    if (r->tokens == NULL || r->stop_ids == NULL || r->sampler == NULL
+    if (r->tokens == NULL || r->stop_ids == NULL || r->bias == NULL || r->sampler == NULL
         || (p->grammar != NULL && r->grammar == NULL))
     {
         request_free(r);
@@ -804,6 +821,10 @@ qwen_submit(qwen_engine *e, const qwen_request_params *p, void *user,
         memcpy(r->stop_ids, p->stop_ids, p->n_stop_ids * sizeof(int32_t));
     }
     r->n_stop_ids = p->n_stop_ids;
+    if (p->n_logit_bias > 0) {
+        memcpy(r->bias, p->logit_bias, p->n_logit_bias * sizeof(qwen_logit_bias));
+    }
+    r->n_bias = p->n_logit_bias;
     /* penalties see the prompt too, as llama.cpp and vLLM do */
     for (i = 0; i < p->n_prompt; i++) {
         qwen_sampler_accept(r->sampler, p->prompt[i]);

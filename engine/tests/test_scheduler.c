@@ -10,6 +10,7 @@
 #include "test.h"
 #include "qwen.h"
 
+#include <math.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -485,6 +486,47 @@ test_prefix_cache(void)
     qwen_engine_free(ref);
 }
 
+/* logit_bias: a banned token never comes; +100 makes one win */
+static void
+test_logit_bias(void)
+{
+    int32_t             ids[20];
+    tracked             plain, banned, forced;
+    qwen_engine        *e = engine_new(1, 2, 16);
+    qwen_logit_bias     ban[1], force[1];
+    qwen_request_params p;
+    size_t              n;
+    int                 i, seen = 0;
+    char                err[QWEN_ERR_LEN];
+
+    if (e == NULL) return;
+    make_prompt(ids, 20, 31);
+    run_one(e, ids, 20, 8, &plain, &n);
+    ban[0] = (qwen_logit_bias) { plain.tokens[0], -INFINITY };
+    memset(&banned, 0, sizeof(banned));
+    p = greedy_params(ids, 20, 8);
+    p.logit_bias = ban;
+    p.n_logit_bias = 1;
+    CHECK(qwen_submit(e, &p, &banned, &banned.req, err, sizeof(err)) == 0, "%s", err);
+    CHECK(wait_all(e, &banned, 1, 30) && banned.n == 8, "banned request");
+    for (i = 0; i < banned.n; i++) {
+        seen |= banned.tokens[i] == plain.tokens[0];
+    }
+    CHECK(!seen && banned.tokens[0] != plain.tokens[0], "a banned token never comes");
+    qwen_request_release(banned.req);
+    force[0] = (qwen_logit_bias) { 4242, 100.0f };
+    memset(&forced, 0, sizeof(forced));
+    p.logit_bias = force;
+    CHECK(qwen_submit(e, &p, &forced, &forced.req, err, sizeof(err)) == 0, "%s", err);
+    CHECK(wait_all(e, &forced, 1, 30) && forced.tokens[0] == 4242, "+100 wins: %d",
+          forced.tokens[0]);
+    qwen_request_release(forced.req);
+    force[0].token = vocab;
+    CHECK(qwen_submit(e, &p, NULL, &forced.req, err, sizeof(err)) == QWEN_E_INVALID
+          && strstr(err, "logit bias") != NULL, "a bias outside the vocabulary: %s", err);
+    qwen_engine_free(e);
+}
+
 int
 main(void)
 {
@@ -498,6 +540,7 @@ main(void)
     test_pause();
     test_stop_logprobs_errors();
     test_prefix_cache();
+    test_logit_bias();
     qwen_model_free(model);
     TEST_MAIN_END();
 }

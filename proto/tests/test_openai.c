@@ -222,6 +222,48 @@ test_response_format(void)
     check_no_grammar("type text", CHAT, "{" M ",\"response_format\":{\"type\":\"text\"}}");
 }
 
+/* logit_bias in OpenAI's object form and llama.cpp's array form; -100
+ * and false ban the token. */
+static void
+test_logit_bias(void)
+{
+    qp_error                   err;
+    qp_request                *req;
+    const qwen_request_params *p;
+
+    req = parse(CMPL, "{\"prompt\":\"hi\",\"logit_bias\":{\"42\":-100,\"7\":2.5}}", &err);
+    CHECK(req != NULL, "object logit_bias: %s", err.body);
+    if (req != NULL) {
+        p = qp_request_params(req);
+        CHECK(p->n_logit_bias == 2 && p->logit_bias[0].token == 42
+              && isinf(p->logit_bias[0].bias) && p->logit_bias[0].bias < 0
+              && p->logit_bias[1].token == 7 && p->logit_bias[1].bias == 2.5f,
+              "object: 42 banned, 7 +2.5");
+        qp_request_free(req);
+    }
+    req = parse(CMPL, "{\"prompt\":\"hi\",\"logit_bias\":[[5,false],[6,-1]]}", &err);
+    CHECK(req != NULL, "array logit_bias: %s", err.body);
+    if (req != NULL) {
+        p = qp_request_params(req);
+        CHECK(p->n_logit_bias == 2 && p->logit_bias[0].token == 5
+              && isinf(p->logit_bias[0].bias) && p->logit_bias[1].bias == -1.0f,
+              "array: 5 banned, 6 -1");
+        qp_request_free(req);
+    }
+    EXPECT_ERR(CMPL, "{\"prompt\":\"hi\",\"logit_bias\":{\"x\":1}}", 400, "logit_bias",
+               NULL, "not a token id");
+    EXPECT_ERR(CMPL, "{\"prompt\":\"hi\",\"logit_bias\":{\"99999999\":1}}", 400, "logit_bias",
+               NULL, "not a token id");
+    EXPECT_ERR(CMPL, "{\"prompt\":\"hi\",\"logit_bias\":{\"3\":101}}", 400, "logit_bias",
+               NULL, "-100 to 100");
+    EXPECT_ERR(CMPL, "{\"prompt\":\"hi\",\"logit_bias\":{\"3\":\"a\"}}", 400, "logit_bias",
+               NULL, "must be a number");
+    EXPECT_ERR(CMPL, "{\"prompt\":\"hi\",\"logit_bias\":[[1]]}", 400, "logit_bias",
+               NULL, "[token id, bias or false]");
+    EXPECT_ERR(CMPL, "{\"prompt\":\"hi\",\"logit_bias\":3}", 400, "logit_bias",
+               NULL, "must be an object");
+}
+
 static void
 test_parse_params(void)
 {
@@ -1278,6 +1320,7 @@ main(void)
         test_config_and_models();
         test_parse_errors();
         test_parse_params();
+        test_logit_bias();
         test_response_format();
         test_chat_prompt();
         test_stream_framing();
