@@ -333,18 +333,19 @@ qwen_kv_release(qwen_kv_cache *kv, int seq)
 
 int
 qwen_kv_match(qwen_kv_cache *kv, int seq, const int32_t *tokens, int n, int max_tokens,
-              uint64_t *chain)
+              int from, uint64_t *chain)
 {
     int32_t *t = kv->table + (size_t) seq * kv->max_blocks;
-    uint64_t parent = 0;
+    uint64_t parent = *chain;
     int32_t  b;
     int      j;
 
-    *chain = 0;
-    if (!kv->index) {
-        return 0;
+    if (!kv->index || from % B != 0) {
+        return from;
     }
-    for (j = 0; (j + 1) * B <= n && (j + 1) * B <= max_tokens && j < kv->max_blocks; j++) {
+    for (j = from / B; (j + 1) * B <= n && (j + 1) * B <= max_tokens && j < kv->max_blocks
+                       && t[j] < 0; j++)
+    {
         b = index_find(kv, parent, tokens + (size_t) j * B,
                        block_hash(parent, tokens + (size_t) j * B));
         if (b < 0) {

@@ -56,13 +56,15 @@ void qwen_kv_region(const qwen_kv_cache *kv, int seq, int layer, int head, int p
 void qwen_kv_release(qwen_kv_cache *kv, int seq);
 
 /*
- * The prefix index. qwen_kv_match maps onto (empty) seq the longest run of
- * indexed blocks whose tokens equal tokens[0 .. n), whole blocks only and
- * at most max_tokens positions; returns the positions mapped (a multiple
- * of QWEN_KV_BLOCK) and sets *chain to the last block's identity (0: none).
+ * The prefix index. qwen_kv_match maps onto seq, after the `from` positions
+ * it maps already (a multiple of QWEN_KV_BLOCK; 0 for an empty sequence),
+ * the longest run of indexed blocks whose tokens equal tokens[from .. n)
+ * after that prefix, whole blocks only and up to max_tokens positions in
+ * all. *chain is the identity of the first `from` positions (0 for none)
+ * and becomes that of the positions mapped; returns their count.
  */
 int  qwen_kv_match(qwen_kv_cache *kv, int seq, const int32_t *tokens, int n, int max_tokens,
-                   uint64_t *chain);
+                   int from, uint64_t *chain);
 /*
  * Block j of seq holds the positions of tokens[0 .. QWEN_KV_BLOCK) (now
  * written) after the prefix whose identity is *chain: add it to the index,

@@ -103,6 +103,10 @@ struct qwen_engine {
      * by qwen_engine_free after joining it) */
     qwen_kv_cache       *kv;
     int                  publish_generated;  /* answers' blocks are exact too */
+    /* this step's prompt chunks that start on a block (shared_prefill) */
+    qwen_request       **chunk_req;
+    size_t              *chunk_start;
+    uint64_t            *chunk_chain;
 
     /* scheduler thread scratch */
     qwen_batch_entry    *batch;
@@ -303,10 +307,50 @@ fill_logprobs(const float *raw, int vocab, int n_top, int32_t chosen, qwen_token
 
 /* Build the next batch under the lock. Returns the number of entries and
  * the number of logits rows. */
+/*
+ * Requests that share a prefix and arrive together (a shared instruction)
+ * should compute it once. Before its next chunk, a request whose blocks so
+ * far are all indexed maps any further blocks of its prompt that others
+ * indexed meanwhile; and it sits this step out (returns 1) when a request
+ * already in this step computes its next block from the same prefix: the
+ * block will be in the index for it next step.
+ */
+static int
+shared_prefill(qwen_engine *e, qwen_request *r, int n_chunks)
+{
+    size_t before = r->n_past, start;
+    int    c;
+
+    if (r->n_past % QWEN_KV_BLOCK != 0 || r->n_published * QWEN_KV_BLOCK != r->n_past) {
+        return 0;
+    }
+    r->n_past = (size_t) qwen_kv_match(e->kv, r->slot, r->tokens, (int) r->n_prompt,
+                                       (int) r->n_prompt - 1, (int) r->n_past, &r->chain);
+    r->n_published = r->n_past / QWEN_KV_BLOCK;
+    r->n_cached += r->n_past - before;
+    e->cache_hits += r->n_past - before;
+    start = r->n_past;
+    if (start + QWEN_KV_BLOCK > r->n_prompt - 1) {
+        return 0;       /* no whole block left to share */
+    }
+    for (c = 0; c < n_chunks; c++) {
+        qwen_request *o = e->chunk_req[c];
+
+        if (e->chunk_start[c] == start && e->chunk_chain[c] == r->chain
+            && o->n_prompt >= start + QWEN_KV_BLOCK
+            && memcmp(o->tokens + start, r->tokens + start,
+                      QWEN_KV_BLOCK * sizeof(int32_t)) == 0)
+        {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int
 build_batch(qwen_engine *e, int *n_rows)
 {
-    int           n = 0, rows = 0, s, k, i, budget;
+    int           n = 0, rows = 0, s, k, i, budget, n_chunks;
     qwen_request *r;
 
     /* decode steps first: one token per running, unpaused sequence */
@@ -322,12 +366,21 @@ build_batch(qwen_engine *e, int *n_rows)
         n++;
         rows++;
     }
-    /* then prompt chunks, oldest admission first, in the remaining budget */
+    /* then prompt chunks, in slot order, in the remaining budget */
     budget = e->params.n_batch - n;
+    n_chunks = 0;
     for (s = 0; s < e->params.n_slots && budget > 0; s++) {
         r = e->slots[s];
         if (r == NULL || r->state != RQ_PREFILL || r->cancelled) {
             continue;
+        }
+        if (shared_prefill(e, r, n_chunks)) {
+            continue;
+        }
+        if (r->n_past % QWEN_KV_BLOCK == 0) {
+            e->chunk_req[n_chunks] = r;
+            e->chunk_start[n_chunks] = r->n_past;
+            e->chunk_chain[n_chunks++] = r->chain;
         }
         k = (int) (r->n_prompt - r->n_past);
         k = k < budget ? k : budget;
@@ -368,8 +421,9 @@ admit(qwen_engine *e)
         r->slot = s;
         /* the longest cached prefix in whole blocks, leaving at least the
          * last prompt token to compute: its logits start the answer */
+        r->chain = 0;
         r->n_cached = (size_t) qwen_kv_match(e->kv, s, r->tokens, (int) r->n_prompt,
-                                             (int) r->n_prompt - 1, &r->chain);
+                                             (int) r->n_prompt - 1, 0, &r->chain);
         r->n_past = r->n_cached;
         r->n_published = r->n_cached / QWEN_KV_BLOCK;
         e->cache_queries += r->n_prompt;
@@ -629,6 +683,9 @@ qwen_engine_new(const qwen_model *model, const qwen_engine_params *p, char *err,
     e->batch = calloc((size_t) e->params.n_batch, sizeof(*e->batch));
     e->batch_req = calloc((size_t) p->n_slots, sizeof(*e->batch_req));
     e->batch_kind = calloc((size_t) p->n_slots, sizeof(*e->batch_kind));
+    e->chunk_req = calloc((size_t) p->n_slots, sizeof(*e->chunk_req));
+    e->chunk_start = calloc((size_t) p->n_slots, sizeof(*e->chunk_start));
+    e->chunk_chain = calloc((size_t) p->n_slots, sizeof(*e->chunk_chain));
     e->logits = malloc((size_t) p->n_slots * e->vocab * sizeof(float));
     e->raw = malloc((size_t) e->vocab * sizeof(float));
     {
@@ -637,7 +694,8 @@ qwen_engine_new(const qwen_model *model, const qwen_engine_params *p, char *err,
         e->sampler_scratch = qwen_sampler_new(&sp, e->vocab);
     }
     e->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (!e->slots || !e->ready || !e->batch || !e->batch_req || !e->batch_kind || !e->logits
+    if (!e->slots || !e->ready || !e->batch || !e->batch_req || !e->batch_kind
+        || !e->chunk_req || !e->chunk_start || !e->chunk_chain || !e->logits
         || !e->raw || !e->sampler_scratch || e->efd < 0)
     {
         qwen_fail(err, err_len, "cannot set up the engine: %s",
@@ -698,6 +756,9 @@ qwen_engine_free(qwen_engine *e)
     free(e->batch);
     free(e->batch_req);
     free(e->batch_kind);
+    free(e->chunk_req);
+    free(e->chunk_start);
+    free(e->chunk_chain);
     free(e->logits);
     free(e->raw);
     qwen_sampler_free(e->sampler_scratch);

@@ -67,6 +67,16 @@ publish(qwen_kv_cache *kv, int seq, const int32_t *ids, int n)
     }
 }
 
+/* The cached prefix of ids[0 .. n) onto an empty seq, leaving the last
+ * token to compute: the positions mapped. */
+static int
+match(qwen_kv_cache *kv, int seq, const int32_t *ids, int n)
+{
+    uint64_t chain = 0;
+
+    return qwen_kv_match(kv, seq, ids, n, n - 1, 0, &chain);
+}
+
 static int
 same_logits(const float *a, const float *b)
 {
@@ -85,7 +95,6 @@ test_table(const char *kernels, const char *kv_format_arg)
     int32_t         prompt[3][200], other[8][120];
     float          *fresh = malloc((size_t) vocab * sizeof(float));
     float          *got = malloc((size_t) vocab * sizeof(float));
-    uint64_t        chain;
     int             i, m, lens[3] = { 200, 170, 131 }, all_same = 1, hits = 0;
 
     p.n_threads = 2;
@@ -116,7 +125,7 @@ test_table(const char *kernels, const char *kv_format_arg)
 
     /* prompt 1 on sequence 1: 3 blocks (96 positions) of prompt 0 are its
      * own prefix; the logits equal a fresh prefill's on sequence 2 */
-    m = qwen_kv_match(kv, 1, prompt[1], lens[1], lens[1] - 1, &chain);
+    m = match(kv, 1, prompt[1], lens[1]);
     CHECK(m == 96, "%s/%s: prompt 1 maps %d cached positions, not 96", kernels, kv_format, m);
     hits += m;
     if (prefill(ctx, 1, prompt[1], m, lens[1], got) != 0) goto done;
@@ -128,7 +137,7 @@ test_table(const char *kernels, const char *kv_format_arg)
 
     /* prompt 2 on sequence 2 while sequences 0 and 1 still map the blocks
      * it shares: 4 blocks (128 positions, the last one from prompt 1) */
-    m = qwen_kv_match(kv, 2, prompt[2], lens[2], lens[2] - 1, &chain);
+    m = match(kv, 2, prompt[2], lens[2]);
     CHECK(m == 128, "%s/%s: prompt 2 maps %d cached positions, not 128", kernels, kv_format, m);
     hits += m;
     if (prefill(ctx, 2, prompt[2], m, lens[2], got) != 0) goto done;
@@ -171,7 +180,7 @@ test_table(const char *kernels, const char *kv_format_arg)
     CHECK(st.evictions > 0 && st.n_indexed <= st.n_blocks, "%s/%s: %d blocks indexed, %llu "
           "evicted", kernels, kv_format, st.n_indexed, (unsigned long long) st.evictions);
     for (i = 7; i >= 0; i--) {
-        m = qwen_kv_match(kv, 1, other[i], 120, 119, &chain);
+        m = match(kv, 1, other[i], 120);
         hits += m;
         if (prefill(ctx, 1, other[i], m, 120, got) != 0
             || prefill(ctx, 2, other[i], 0, 120, fresh) != 0)
@@ -202,7 +211,6 @@ test_bookkeeping(void)
     char            err[QWEN_ERR_LEN];
     int32_t         ids[64];
     float          *lg = malloc((size_t) vocab * sizeof(float));
-    uint64_t        chain;
 
     p.n_seqs = 2;
     p.n_ctx = 64;
@@ -218,14 +226,14 @@ test_bookkeeping(void)
     make_tokens(ids, 64, 3);
     CHECK(prefill(ctx, 0, ids, 0, 40, lg) == 0, "prefill");
     publish(kv, 0, ids, 40);
-    CHECK(qwen_kv_match(kv, 1, ids, 64, 63, &chain) == 32, "one full block matches");
+    CHECK(match(kv, 1, ids, 64) == 32, "one full block matches");
     CHECK(qwen_kv_prepare_write(kv, 1, 5, err, sizeof(err)) != 0
           && strstr(err, "shared") != NULL, "writing into a shared block is refused: %s", err);
     CHECK(qwen_kv_prepare_write(kv, 1, 32, err, sizeof(err)) == 0, "the next block is its own");
     qwen_kv_release(kv, 0);
     qwen_kv_release(kv, 1);
-    CHECK(qwen_kv_match(kv, 0, ids, 64, 63, &chain) == 32, "released, still cached");
-    CHECK(qwen_kv_match(kv, 1, ids, 31, 30, &chain) == 0, "no partial blocks");
+    CHECK(match(kv, 0, ids, 64) == 32, "released, still cached");
+    CHECK(match(kv, 1, ids, 31) == 0, "no partial blocks");
     CHECK(qwen_kv_prepare_write(kv, 0, 64, err, sizeof(err)) != 0, "past the context: %s", err);
     qwen_kv_release(kv, 0);
     free(lg);

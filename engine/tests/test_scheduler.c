@@ -465,6 +465,40 @@ test_prefix_cache(void)
     }
     qwen_engine_free(e);
 
+    /* arriving together on a cold cache: the shared prefix is computed
+     * once; the others wait a step for its blocks and map them */
+    {
+        qwen_engine        *three = engine_new_cache(3, 4, 64, 1);
+        tracked             tt[3];
+        qwen_request_params pp[3];
+        qwen_request_timing tm;
+        int32_t             d[LEN];
+        size_t              n_c[3] = { 0, 0, 0 };
+
+        memcpy(d, a, SHARED * sizeof(int32_t));
+        make_prompt(d + SHARED, LEN - SHARED, 25);
+        memset(tt, 0, sizeof(tt));
+        pp[0] = greedy_params(a, LEN, GEN);
+        pp[1] = greedy_params(b, LEN, GEN);
+        pp[2] = greedy_params(d, LEN, GEN);
+        for (i = 0; three && i < 3; i++) {
+            pp[i].n_logprobs = 1;
+            CHECK(qwen_submit(three, &pp[i], &tt[i], &tt[i].req, err, sizeof(err)) == 0, "%s",
+                  err);
+        }
+        CHECK(three && wait_all(three, tt, 3, 60), "three requests on a cold cache");
+        for (i = 0; three && i < 3; i++) {
+            qwen_request_get_timing(tt[i].req, &tm);
+            n_c[i] = tm.n_cached;
+            qwen_request_release(tt[i].req);
+        }
+        CHECK(n_c[0] == 0 && n_c[1] == 128 && n_c[2] == 128, "cold start: %zu, %zu and %zu "
+              "tokens cached (0, 128, 128)", n_c[0], n_c[1], n_c[2]);
+        run_one(ref, b, LEN, GEN, &want, &n2[0]);
+        CHECK(same_answer(&tt[1], &want), "a request that waited for a shared prefix differs");
+        qwen_engine_free(three);
+    }
+
     /* eviction: one slot of 1024 positions is the whole pool (32 blocks);
      * twelve prompts of 6 blocks each push the oldest out */
     one = engine_new_cache(1, 4, 64, 1);
