@@ -232,7 +232,11 @@ test_large_vocabulary(void)
     int        i, k, outside, n_draw = 40000;
     float      temps[] = { 1.0f, 1.0f, 30.0f };
     float      top_ps[] = { 0.9f, 1.0f, 0.95f };
+    /* the filtered path sorts every allowed token per draw (top-k off):
+     * a twentieth of the draws, and a tolerance of about four standard
+     * deviations of a frequency near 0.3 over 1000 draws */
     int        c, draws[] = { 20000, 20000, 1000 };
+    double     tolerance;
 
     for (i = 0; i < BIG; i++) {
         double u1, u2;
@@ -271,6 +275,7 @@ test_large_vocabulary(void)
      * vocabulary), and T=30 with top_p 0.95 (a flat nucleus of thousands) */
     for (c = 0; c < 6; c++) {
         int    path = c / 3;    /* 0: plain, 1: filtered */
+        int    n_draws = path ? draws[c % 3] / 20 : draws[c % 3];
         double mx = big_logits[order[0]] / temps[c % 3];
         for (z = 0.0, i = 0; i < BIG; i++) {
             prob[i] = exp(big_logits[order[i]] / temps[c % 3] - mx);
@@ -287,23 +292,24 @@ test_large_vocabulary(void)
             }
         }
         for (z = 0.0, i = 0; i < k; i++) z += prob[i];
-        draw_big(temps[c % 3], 0, top_ps[c % 3], 0.0f, draws[c % 3], counts, path);
+        draw_big(temps[c % 3], 0, top_ps[c % 3], 0.0f, n_draws, counts, path);
+        tolerance = path ? 0.06 : 0.012;
         for (outside = 0, i = k; i < BIG; i++) outside += counts[order[i]];
         for (worst = 0.0, i = 0; i < k && i < 200; i++) {
-            worst = fmax(worst, fabs(counts[order[i]] / (double) draws[c % 3] - prob[i] / z));
+            worst = fmax(worst, fabs(counts[order[i]] / (double) n_draws - prob[i] / z));
         }
         printf("%s: T %.0f top_p %.2f: nucleus of %d tokens, %d draws outside, worst frequency "
                "error %.4f\n", path ? "filtered" : "plain", temps[c % 3], top_ps[c % 3], k, outside, worst);
         CHECK(outside == 0, "path %d T %g top_p %g: %d draws outside the nucleus of %d", path,
               temps[c % 3],
               top_ps[c % 3], outside, k);
-        CHECK(worst < 0.012, "path %d T %g top_p %g: frequencies differ by %.4f", path,
+        CHECK(worst < tolerance, "path %d T %g top_p %g: frequencies differ by %.4f", path,
               temps[c % 3], top_ps[c % 3], worst);
     }
 
     /* min_p 0.2 with top_p 0.99: the tighter cut wins */
     for (c = 0; c < 2; c++) {
-        draw_big(1.0f, 0, 0.99f, 0.2f, 2000, counts, c);
+        draw_big(1.0f, 0, 0.99f, 0.2f, c ? 300 : 2000, counts, c);
         for (outside = 0, i = 0; i < BIG; i++) {
             if (counts[i] && big_logits[i] - big_logits[order[0]] < log(0.2) - 1e-6) outside++;
         }
