@@ -348,7 +348,7 @@ mm_task(void *arg, int ith, int nth)
         dot4 = k->vec_dot4[w->type];
         dot2x4 = k->vec_dot2x4[w->type];
         r = lo;
-        if (dot2x4 != NULL && job->n_gen >= 4) {
+        if (dot2x4 != NULL && job->n_gen >= 4 && job->n_gen >= k->dot2x4_min_tokens) {
             /* row pairs x token quads; leftover tokens of each pair below */
             for (; r + 2 <= hi; r += 2) {
                 row = (const char *) w->data + (size_t) r * w->row_bytes;

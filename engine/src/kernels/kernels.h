@@ -93,6 +93,10 @@ typedef struct {
     qwen_vec_dot_fn  vec_dot[QWEN_TYPE_COUNT];
     qwen_vec_dot4_fn vec_dot4[QWEN_TYPE_COUNT];   /* NULL: 4 x vec_dot */
     qwen_vec_dot2x4_fn vec_dot2x4[QWEN_TYPE_COUNT];   /* NULL: vec_dot4 per row */
+    /* tokens in a matmul from which vec_dot2x4 pays: SMMLA's tile always
+     * (4); on x86 it saves activation loads, which only count once they
+     * stream from L2 (0 is taken as 4) */
+    int              dot2x4_min_tokens;
     /* activation conversion (F32 rows to Q8_0 / Q8_K / BF16 ...) */
     void  (*quantize_act)(int act_type, const float *x, void *y, int64_t n);
     /* attention over an f16 KV cache */

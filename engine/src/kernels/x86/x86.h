@@ -67,6 +67,23 @@ qwen_q6k_unpack_half(const uint8_t *ql, const uint8_t *qh, __m256i q[4])
     q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m3), 4));
 }
+/* Group g (values 32g .. 32g + 31) of that half alone: the same bytes as
+ * qwen_q6k_unpack_half's q[g], for kernels that keep one group of several
+ * rows in registers at a time. */
+static inline __m256i
+qwen_q6k_unpack_group(const uint8_t *ql, const uint8_t *qh, const int g)
+{
+    const __m256i m4 = _mm256_set1_epi8(0xF), m3 = _mm256_set1_epi8(3);
+    __m256i       l = _mm256_loadu_si256((const __m256i *) (ql + 32 * (g & 1)));
+    __m256i       h = _mm256_loadu_si256((const __m256i *) qh);
+
+    if (g >= 2) {
+        l = _mm256_srli_epi16(l, 4);
+    }
+    return _mm256_or_si256(_mm256_and_si256(l, m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * g), m3),
+                                             4));
+}
 /* acc + one Q8_0 block's products, as 8 exact int32 lanes of 4 each: one
  * vpdpbusd where VNNI is compiled in, maddubs + madd otherwise (the same
  * lanes: |x| <= 127 keeps maddubs' 16-bit pairs from saturating) */
@@ -130,91 +147,131 @@ qwen_q8_0_dot_n(int64_t n, const void *w, const void *act, size_t stride, float 
 }
 
 /*
- * Q4_K x Q8_K for NT activation rows (1 and 4), one template for both so a
- * token's result is the same bits either way. The weight block is unpacked
- * once; integer sums per sub-block are scaled in 16 bits (maddubs, then a
- * multiply-add by the scale: one vpdpwssd where VNNI is compiled in, madd
- * and add otherwise - exact integers, so both give the same bits); the mins
- * come off through the activation's bsums.
+ * Q4_K x Q8_K for NR weight rows (1 or 2, w_stride bytes apart) x NT
+ * activation rows (1 or 4), one template for every shape so a (row, token)
+ * result is the same bits whichever shape computed it. A weight block is
+ * unpacked once for the NT tokens and each token's activations are loaded
+ * once for the NR rows (2 x 4 halves the activation traffic of 1 x 4,
+ * which streams every prompt token's activations past each row). Integer
+ * sums per sub-block are scaled in 16 bits (maddubs, then a multiply-add
+ * by the scale: one vpdpwssd where VNNI is compiled in, madd and add
+ * otherwise - exact integers, so both give the same bits); the mins come
+ * off through the activation's bsums. out[r * NT + t].
  */
 static inline __attribute__((always_inline)) void
-qwen_q4k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out,
-             const int NT)
+qwen_q4k_dot_rows(int64_t n, const void *w, size_t w_stride, const void *act, size_t stride,
+                  float *out, const int NR, const int NT)
 {
-    const block_q4_K *x = w;
     const __m256i     mask = _mm256_set1_epi8(0xF);
-    __m256            facc[4], macc[4];
+    __m256            facc[2][4], macc[2][4];
     int64_t           b, nb = n / QK_K;
-    int               j, t, c;
+    int               j, t, c, r;
     uint8_t           sm[16];
     /* integer chains per token: one token alone needs four to hide the
      * multiply-add latency; four tokens are four chains already (two each
      * measured slower: 63 -> 53 GMAC/s) */
-    const int         NC = NT == 1 ? 4 : 1;
+    const int         NC = NT == 1 && NR == 1 ? 4 : 1;
 
-    for (t = 0; t < NT; t++) {
-        facc[t] = _mm256_setzero_ps();
-        macc[t] = _mm256_setzero_ps();
+    for (r = 0; r < NR; r++) {
+        for (t = 0; t < NT; t++) {
+            facc[r][t] = _mm256_setzero_ps();
+            macc[r][t] = _mm256_setzero_ps();
+        }
     }
     for (b = 0; b < nb; b++) {
-        __m256i isum[4][4];   /* [token][chain] */
-        float   dw = _cvtsh_ss(x[b].d), dmin = _cvtsh_ss(x[b].dmin);
-        __m128i m16, sc16;
-        __m256i mins, scales;
+        __m256i           isum[2][4][4];   /* [row][token][chain] */
+        __m256i           mins[2], scales[2];
+        const block_q4_K *x[2];
 
-        qwen_q4k_scales_mins(x[b].scales, sm);
-        sc16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *) sm));
-        m16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *) (sm + 8)));
-        mins = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
-        scales = _mm256_set_m128i(sc16, sc16);
-        for (t = 0; t < NT; t++) {
-            for (c = 0; c < NC; c++) {
-                isum[t][c] = _mm256_setzero_si256();
+        for (r = 0; r < NR; r++) {
+            __m128i m16, sc16;
+
+            x[r] = (const block_q4_K *) ((const char *) w + r * w_stride) + b;
+            qwen_q4k_scales_mins(x[r]->scales, sm);
+            sc16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *) sm));
+            m16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *) (sm + 8)));
+            mins[r] = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16),
+                                       _mm_unpacklo_epi16(m16, m16));
+            scales[r] = _mm256_set_m128i(sc16, sc16);
+            for (t = 0; t < NT; t++) {
+                for (c = 0; c < NC; c++) {
+                    isum[r][t][c] = _mm256_setzero_si256();
+                }
             }
         }
 #pragma GCC unroll 4
         for (j = 0; j < QK_K / 64; j++) {
-            __m256i raw = _mm256_loadu_si256((const __m256i *) (x[b].qs + 32 * j));
-            __m256i lo = _mm256_and_si256(raw, mask);
-            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
-            __m256i s0 = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short) ((4 * j) | ((4 * j + 1) << 8))));
-            __m256i s1 = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short) ((4 * j + 2) | ((4 * j + 3) << 8))));
+            int h;
 
+            /* the low nibbles (sub-block 2j) of every row, then the high
+             * ones (2j + 1): two rows' weights and scales stay in registers */
+#pragma GCC unroll 2
+            for (h = 0; h < 2; h++) {
+                __m256i q[2], sc[2];
+                int     ch = (2 * j + h) % NC;
+
+#pragma GCC unroll 2
+                for (r = 0; r < NR; r++) {
+                    __m256i raw = _mm256_loadu_si256((const __m256i *) (x[r]->qs + 32 * j));
+
+                    q[r] = h ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask)
+                             : _mm256_and_si256(raw, mask);
+                    sc[r] = _mm256_shuffle_epi8(scales[r], _mm256_set1_epi16(
+                        (short) ((4 * j + 2 * h) | ((4 * j + 2 * h + 1) << 8))));
+                }
 #pragma GCC unroll 4
-            for (t = 0; t < NT; t++) {
-                const int8_t *q8 = ((const block_q8_K *) ((const char *) act + t * stride))[b].qs
-                                   + 64 * j;
-                __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *) q8));
-                __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *) (q8 + 32)));
-                int c0 = (2 * j) % NC, c1 = (2 * j + 1) % NC;
+                for (t = 0; t < NT; t++) {
+                    const int8_t *q8 = ((const block_q8_K *) ((const char *) act + t * stride))[b].qs
+                                       + 64 * j + 32 * h;
+                    __m256i       y8 = _mm256_loadu_si256((const __m256i *) q8);
+
+#pragma GCC unroll 2
+                    for (r = 0; r < NR; r++) {
+                        __m256i p = _mm256_maddubs_epi16(q[r], y8);
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-                isum[t][c0] = _mm256_dpwssd_epi32(isum[t][c0], p0, s0);
-                isum[t][c1] = _mm256_dpwssd_epi32(isum[t][c1], p1, s1);
+                        isum[r][t][ch] = _mm256_dpwssd_epi32(isum[r][t][ch], p, sc[r]);
 #else
-                isum[t][c0] = _mm256_add_epi32(isum[t][c0], _mm256_madd_epi16(p0, s0));
-                isum[t][c1] = _mm256_add_epi32(isum[t][c1], _mm256_madd_epi16(p1, s1));
+                        isum[r][t][ch] = _mm256_add_epi32(isum[r][t][ch],
+                                                          _mm256_madd_epi16(p, sc[r]));
 #endif
+                    }
+                }
             }
         }
         /* integer sums: the same lane values however many chains made them */
-        for (t = 0; t < NT; t++) {
-            for (c = 1; c < NC; c++) {
-                isum[t][0] = _mm256_add_epi32(isum[t][0], isum[t][c]);
+#pragma GCC unroll 2
+        for (r = 0; r < NR; r++) {
+            float dw = _cvtsh_ss(x[r]->d), dmin = _cvtsh_ss(x[r]->dmin);
+
+#pragma GCC unroll 4
+            for (t = 0; t < NT; t++) {
+                const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * stride) + b;
+                __m256i           bs = _mm256_loadu_si256((const __m256i *) y->bsums);
+
+                for (c = 1; c < NC; c++) {
+                    isum[r][t][0] = _mm256_add_epi32(isum[r][t][0], isum[r][t][c]);
+                }
+                facc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * y->d),
+                                             _mm256_cvtepi32_ps(isum[r][t][0]), facc[r][t]);
+                macc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dmin * y->d),
+                                             _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins[r])),
+                                             macc[r][t]);
             }
         }
-#pragma GCC unroll 4
+    }
+    for (r = 0; r < NR; r++) {
         for (t = 0; t < NT; t++) {
-            const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * stride) + b;
-            __m256i bs = _mm256_loadu_si256((const __m256i *) y->bsums);
-            facc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * y->d), _mm256_cvtepi32_ps(isum[t][0]),
-                                      facc[t]);
-            macc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dmin * y->d),
-                                      _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins)), macc[t]);
+            out[r * NT + t] = qwen_hsum256(_mm256_sub_ps(facc[r][t], macc[r][t]));
         }
     }
-    for (t = 0; t < NT; t++) {
-        out[t] = qwen_hsum256(_mm256_sub_ps(facc[t], macc[t]));
-    }
+}
+
+/* the vec_dot / vec_dot4 shape (one row) */
+static inline __attribute__((always_inline)) void
+qwen_q4k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out,
+               const int NT)
+{
+    qwen_q4k_dot_rows(n, w, 0, act, stride, out, 1, NT);
 }
 #endif
 
@@ -232,6 +289,15 @@ static void                                                                     
 DOT4(int64_t n, const void *w, const void *act, size_t stride, float *out)         \
 {                                                                                  \
     TMPL(n, w, act, stride, out, 4, ##__VA_ARGS__);                                \
+}
+
+/* the vec_dot2x4 entry point of a rows template (NR = 2, NT = 4) */
+#define QWEN_X86_DOT_2X4(DOT2X4, TMPL)                                             \
+static void                                                                        \
+DOT2X4(int64_t n, const void *w, size_t w_stride, const void *act, size_t stride,  \
+       float *out8)                                                                \
+{                                                                                  \
+    TMPL(n, w, w_stride, act, stride, out8, 2, 4);                                 \
 }
 
 /* The AVX2 table's entries; a superset table passes its own float and
