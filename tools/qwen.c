@@ -229,15 +229,6 @@ parse_ids(const char *s, int32_t **ids, int *n)
     return 0;
 }
 
-static double
-now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Feed n tokens of sequence seq starting at pos, in batches; logits of the
  * last one into logits. is_prompt: prompt tokens (batched prefill kernels)
  * or one generated token fed back. */
@@ -426,11 +417,11 @@ cmd_bench(int argc, char **argv)
     t_prefill = t_decode = 1e30;
     for (rep = 0; rep < o.repeat; rep++) {
         /* prefill: every sequence gets the prompt; time the first one */
-        t0 = now_s();
+        t0 = qwen_cli_now_s();
         if (feed(ctx, n_batch, 0, 0, ids, o.n_prompt, 1, logits) != 0) {
             goto done;
         }
-        t = now_s() - t0;
+        t = qwen_cli_now_s() - t0;
         t_prefill = t < t_prefill ? t : t_prefill;
         next[0] = qwen_argmax(logits, vocab);
         for (s = 1; s < o.n_seqs; s++) {
@@ -441,7 +432,7 @@ cmd_bench(int argc, char **argv)
         }
 
         /* decode: all sequences step together, one batch per step */
-        t0 = now_s();
+        t0 = qwen_cli_now_s();
         for (step = 0; step < o.n_predict; step++) {
             for (s = 0; s < o.n_seqs; s++) {
                 b[s].token = next[s];
@@ -458,7 +449,7 @@ cmd_bench(int argc, char **argv)
                 next[s] = qwen_argmax(logits + (size_t) s * vocab, vocab);
             }
         }
-        t = now_s() - t0;
+        t = qwen_cli_now_s() - t0;
         t_decode = t < t_decode ? t : t_decode;
     }
 
@@ -648,7 +639,7 @@ cmd_membw(int argc, char **argv)
     }
     per = n / (size_t) threads;
     for (rep = 0; rep < 5; rep++) {
-        t0 = now_s();
+        t0 = qwen_cli_now_s();
         for (t = 0; t < threads; t++) {
             parts[t].data = buf + (size_t) t * per;
             parts[t].n = per;
@@ -662,7 +653,7 @@ cmd_membw(int argc, char **argv)
             pthread_join(th[t], NULL);
             sink += parts[t].sum;
         }
-        gbs = (double) (per * threads * sizeof(uint64_t)) / (now_s() - t0) / 1e9;
+        gbs = (double) (per * threads * sizeof(uint64_t)) / (qwen_cli_now_s() - t0) / 1e9;
         best = gbs > best ? gbs : best;
     }
     free(buf);

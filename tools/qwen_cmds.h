@@ -6,6 +6,18 @@
 #ifndef QWEN_CMDS_H
 #define QWEN_CMDS_H
 
+#include <time.h>
+
+/* Seconds on the monotonic clock, for the commands' timings. */
+static inline double
+qwen_cli_now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 /* qwen tokenize -m MODEL (--text-file F | --text S) [--bench] */
 int qwen_cmd_tokenize(int argc, char **argv);
 /* qwen detokenize -m MODEL --ids 1,2,3 */

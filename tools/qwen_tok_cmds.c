@@ -22,14 +22,6 @@ typedef struct {
     const qwen_tokenizer *tok;
 } tok_handle;
 
-static double
-now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static int
 is_dir_with(const char *dir, const char *file)
 {
@@ -153,12 +145,12 @@ qwen_cmd_tokenize(int argc, char **argv)
         len = strlen(text);
     }
     {
-        double t0 = now_s();
+        double t0 = qwen_cli_now_s();
         if (open_tokenizer(argv[0], model, &h) != 0) {
             free(data);
             return 1;
         }
-        if (bench) printf("tokenizer loaded in %.2f s\n", now_s() - t0);
+        if (bench) printf("tokenizer loaded in %.2f s\n", qwen_cli_now_s() - t0);
     }
     if (!bench) {
         if (qwen_tokenize(h.tok, data ? data : text, len, &t, err, sizeof err) != 0) {
@@ -171,20 +163,20 @@ qwen_cmd_tokenize(int argc, char **argv)
         rc = 0;
     } else {
         /* repeat for at least a second; report the mean and the best run */
-        double start = now_s(), best = 0, total = 0;
+        double start = qwen_cli_now_s(), best = 0, total = 0;
         int runs = 0;
         do {
-            double t0 = now_s(), dt;
+            double t0 = qwen_cli_now_s(), dt;
             t.n = 0;
             if (qwen_tokenize(h.tok, data ? data : text, len, &t, err, sizeof err) != 0) {
                 fprintf(stderr, "%s: %s\n", argv[0], err);
                 goto done;
             }
-            dt = now_s() - t0;
+            dt = qwen_cli_now_s() - t0;
             total += dt;
             if (runs == 0 || dt < best) best = dt;
             runs++;
-        } while (now_s() - start < 1.0 && runs < 10000);
+        } while (qwen_cli_now_s() - start < 1.0 && runs < 10000);
         printf("encode: %.1f MB/s mean, %.1f MB/s best (%zu bytes -> %zu tokens, %d runs)\n",
                len / (total / runs) / 1e6, best > 0 ? len / best / 1e6 : 0.0, len, t.n, runs);
         rc = 0;

@@ -10,41 +10,19 @@ end to end, and the total tokens/s over the wall time of all clients.
 usage: clients.py PORT CLIENTS [PROMPT_TOKENS] [GEN_TOKENS]
 """
 import json
-import socket
 import sys
 import threading
 import time
 
+import sse
+
 
 def client(port, ids, n_gen, out, i):
-    body = json.dumps({"model": "qwen3", "prompt": ids, "max_tokens": n_gen,
-                       "temperature": 0, "stream": True, "ignore_eos": True,
-                       "stream_options": {"include_usage": True}}).encode()
-    req = (b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n"
-           b"Content-Type: application/json\r\nContent-Length: %d\r\n"
-           b"Connection: close\r\n\r\n" % len(body)) + body
-    t0 = time.monotonic()
-    s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(req)
-    first, buf = None, b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        buf += d
-        if first is None and b'"text"' in buf:
-            first = time.monotonic()
-        if b"data: [DONE]" in buf:
-            break
-    s.close()
-    end = time.monotonic()
-    head = buf.split(b"\r\n", 1)[0]
-    if b" 200 " not in head + b" ":
-        raise SystemExit("client %d: %s" % (i, head.decode(errors="replace")))
+    ttft, e2e, usage = sse.stream(port, {
+        "model": "qwen3", "prompt": ids, "max_tokens": n_gen, "temperature": 0,
+        "stream": True, "ignore_eos": True, "stream_options": {"include_usage": True}})
     # the server's own count, from the closing usage chunk
-    usage = [json.loads(line[6:]) for line in buf.split(b"\n")
-             if line.startswith(b"data: {") and b'"completion_tokens"' in line]
-    out[i] = (first - t0, end - t0, usage[-1]["usage"]["completion_tokens"])
+    out[i] = (ttft, e2e, usage["completion_tokens"])
 
 
 def main():

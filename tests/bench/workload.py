@@ -20,9 +20,10 @@ usage: workload.py PORT classify [--requests N] [--clients N] [--shared N]
 import argparse
 import json
 import random
-import socket
 import threading
 import time
+
+import sse
 
 
 def byte_fragment_ids(path):
@@ -48,33 +49,8 @@ def byte_fragment_ids(path):
 
 
 def post(port, body):
-    data = json.dumps(body).encode()
-    req = (b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n"
-           b"Content-Type: application/json\r\nContent-Length: %d\r\n"
-           b"Connection: close\r\n\r\n" % len(data)) + data
-    t0 = time.monotonic()
-    s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(req)
-    first, buf = None, b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        buf += d
-        if first is None and b'"text"' in buf:
-            first = time.monotonic()
-        if b"data: [DONE]" in buf:
-            break
-    s.close()
-    end = time.monotonic()
-    head = buf.split(b"\r\n", 1)[0]
-    if b" 200 " not in head + b" ":
-        raise SystemExit("request failed: %s" % head.decode(errors="replace"))
-    usage = [json.loads(line[6:]) for line in buf.split(b"\n")
-             if line.startswith(b"data: {") and b'"completion_tokens"' in line]
-    u = usage[-1]["usage"] if usage else {}
-    cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
-    return (first or end) - t0, end - t0, cached
+    ttft, e2e, usage = sse.stream(port, body)
+    return ttft, e2e, (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
 
 
 def classify(args, bias):

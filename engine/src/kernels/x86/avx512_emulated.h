@@ -20,75 +20,34 @@
 
 #define QWEN_EMU static inline __attribute__((unused))
 
-QWEN_EMU simde__m512
-qwen_emu_cvtepi32_ps(simde__m512i a)
-{
-    int32_t i[16];
-    float   f[16];
-    int     k;
-
-    simde_mm512_storeu_si512(i, a);
-    for (k = 0; k < 16; k++) {
-        f[k] = (float) i[k];
-    }
-    return simde_mm512_loadu_ps(f);
+/* 16 lanes of IN_T from a vector of IN_BITS bits, converted one by one to
+ * the 16 lanes of a 512-bit vector: the widening conversions */
+#define QWEN_EMU_WIDEN(NAME, RET_T, IN_VEC_T, IN_T, OUT_T, LOAD_OUT, CONVERT) \
+QWEN_EMU RET_T                                                                \
+NAME(IN_VEC_T a)                                                              \
+{                                                                             \
+    IN_T  in[sizeof(IN_VEC_T) / sizeof(IN_T)];                                \
+    OUT_T out[16];                                                            \
+    int   k;                                                                  \
+                                                                              \
+    memcpy(in, &a, sizeof(in));                                               \
+    for (k = 0; k < 16; k++) {                                                \
+        out[k] = CONVERT(in[k]);                                              \
+    }                                                                         \
+    return LOAD_OUT(out);                                                     \
 }
 
-QWEN_EMU simde__m512i
-qwen_emu_cvtepi8_epi32(simde__m128i a)
-{
-    int8_t  b[16];
-    int32_t r[16];
-    int     k;
-
-    simde_mm_storeu_si128((simde__m128i *) b, a);
-    for (k = 0; k < 16; k++) {
-        r[k] = b[k];
-    }
-    return simde_mm512_loadu_si512(r);
-}
-
-QWEN_EMU simde__m512i
-qwen_emu_cvtepu8_epi32(simde__m128i a)
-{
-    uint8_t b[16];
-    int32_t r[16];
-    int     k;
-
-    simde_mm_storeu_si128((simde__m128i *) b, a);
-    for (k = 0; k < 16; k++) {
-        r[k] = b[k];
-    }
-    return simde_mm512_loadu_si512(r);
-}
-
-QWEN_EMU simde__m512i
-qwen_emu_cvtepu16_epi32(simde__m256i a)
-{
-    uint16_t b[16];
-    int32_t  r[16];
-    int      k;
-
-    simde_mm256_storeu_si256((simde__m256i *) b, a);
-    for (k = 0; k < 16; k++) {
-        r[k] = b[k];
-    }
-    return simde_mm512_loadu_si512(r);
-}
-
-QWEN_EMU simde__m512
-qwen_emu_cvtph_ps(simde__m256i a)
-{
-    uint16_t h[16];
-    float    f[16];
-    int      k;
-
-    simde_mm256_storeu_si256((simde__m256i *) h, a);
-    for (k = 0; k < 16; k++) {
-        f[k] = qwen_f16_to_f32(h[k]);
-    }
-    return simde_mm512_loadu_ps(f);
-}
+#define QWEN_EMU_AS_IS(x) (x)
+QWEN_EMU_WIDEN(qwen_emu_cvtepi32_ps, simde__m512, simde__m512i, int32_t, float,
+               simde_mm512_loadu_ps, (float) QWEN_EMU_AS_IS)
+QWEN_EMU_WIDEN(qwen_emu_cvtepi8_epi32, simde__m512i, simde__m128i, int8_t, int32_t,
+               simde_mm512_loadu_si512, QWEN_EMU_AS_IS)
+QWEN_EMU_WIDEN(qwen_emu_cvtepu8_epi32, simde__m512i, simde__m128i, uint8_t, int32_t,
+               simde_mm512_loadu_si512, QWEN_EMU_AS_IS)
+QWEN_EMU_WIDEN(qwen_emu_cvtepu16_epi32, simde__m512i, simde__m256i, uint16_t, int32_t,
+               simde_mm512_loadu_si512, QWEN_EMU_AS_IS)
+QWEN_EMU_WIDEN(qwen_emu_cvtph_ps, simde__m512, simde__m256i, uint16_t, float,
+               simde_mm512_loadu_ps, qwen_f16_to_f32)
 
 /* BF16 lanes 0-15 from b, 16-31 from a, rounded to nearest even */
 QWEN_EMU simde__m512bh
