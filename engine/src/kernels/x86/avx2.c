@@ -430,6 +430,7 @@ void qwen_avx2_attention(int, int, const float *, const qwen_kv_view *, int, flo
 
 QWEN_X86_DOT_PAIR(dot_q8_0, dot4_q8_0, qwen_q8_0_dot_n)
 QWEN_X86_DOT_PAIR(dot_q4_K, dot4_q4_K, qwen_q4k_dot_n)
+QWEN_X86_DOT_2X4(dot2x4_q8_0, qwen_q8_0_dot_rows)
 QWEN_X86_DOT_2X4(dot2x4_q4_K, qwen_q4k_dot_rows)
 QWEN_X86_DOT_2X4(dot2x4_q6_K, q6k_dot_rows)
 QWEN_X86_DOT_PAIR(dot_q6_K, dot4_q6_K, q6k_dot_n)
@@ -446,6 +447,7 @@ static const qwen_kernels kernels_avx2 = {
      * vs 50 tok/s; prefill of 256 tokens: 103 -> 120 tok/s, 2 threads) */
     .dot2x4_min_tokens = 8,
     .vec_dot2x4 = {
+        [QWEN_TYPE_Q8_0] = dot2x4_q8_0,
         [QWEN_TYPE_Q4_K] = dot2x4_q4_K,
         [QWEN_TYPE_Q6_K] = dot2x4_q6_K,
     },

@@ -672,6 +672,7 @@ QWEN_X86_DOT_PAIR(dot_bf16, dot4_bf16, float_dot_n, QWEN_TYPE_BF16)
 QWEN_X86_DOT_PAIR(dot_q8_0_vnni, dot4_q8_0_vnni, qwen_q8_0_dot_n)
 QWEN_X86_DOT_PAIR(dot_q4_K_vnni, dot4_q4_K_vnni, qwen_q4k_dot_n)
 QWEN_X86_DOT_2X4(dot2x4_q4_K_vnni, qwen_q4k_dot_rows)
+QWEN_X86_DOT_2X4(dot2x4_q8_0_vnni, qwen_q8_0_dot_rows)
 QWEN_X86_DOT_PAIR(dot_q6_K_vnni, dot4_q6_K_vnni, q6k_dot_vnni)
 
 static const qwen_kernels kernels_avx512 = {
@@ -687,6 +688,7 @@ static const qwen_kernels kernels_avx512 = {
      * tokens take the GEMM); as in the AVX2 table */
     .dot2x4_min_tokens = 8,
     .vec_dot2x4 = {
+        [QWEN_TYPE_Q8_0] = dot2x4_q8_0_vnni,
         [QWEN_TYPE_Q4_K] = dot2x4_q4_K_vnni,
     },
     .gemm = gemm_bf16,

@@ -97,53 +97,80 @@ qwen_q8_0_lanes(__m256i ax, __m256i sy)
 #endif
 }
 
-/* Block b of a Q8_0 row into chain acc[t * 2 + chain] of each token */
+/* Block b of NR Q8_0 rows (w_stride bytes apart) into chain
+ * acc[r][t * 2 + chain] of each row and token: each token's block is
+ * loaded once for the rows */
 static inline __attribute__((always_inline)) void
-qwen_q8_0_block(const block_q8_0 *x, const void *act, size_t stride, int64_t b, __m256 *acc,
-                int chain, const int NT)
+qwen_q8_0_block(const void *w, size_t w_stride, const void *act, size_t stride, int64_t b,
+                __m256 acc[2][8], int chain, const int NR, const int NT)
 {
-    __m256i qx = _mm256_loadu_si256((const __m256i *) x[b].qs);
-    __m256i ax = _mm256_sign_epi8(qx, qx);
-    float   dw = _cvtsh_ss(x[b].d);
-    int     t;
+    __m256i qx[2], ax[2];
+    float   dw[2];
+    int     t, r;
 
+#pragma GCC unroll 2
+    for (r = 0; r < NR; r++) {
+        const block_q8_0 *x = (const block_q8_0 *) ((const char *) w + r * w_stride) + b;
+
+        qx[r] = _mm256_loadu_si256((const __m256i *) x->qs);
+        ax[r] = _mm256_sign_epi8(qx[r], qx[r]);
+        dw[r] = _cvtsh_ss(x->d);
+    }
 #pragma GCC unroll 4
     for (t = 0; t < NT; t++) {
         const block_q8_0 *y = (const block_q8_0 *) ((const char *) act + t * stride) + b;
-        __m256i sy = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *) y->qs), qx);
-        acc[t * 2 + chain] = _mm256_fmadd_ps(_mm256_set1_ps(dw * _cvtsh_ss(y->d)),
-                                             _mm256_cvtepi32_ps(qwen_q8_0_lanes(ax, sy)),
-                                             acc[t * 2 + chain]);
+        __m256i           qy = _mm256_loadu_si256((const __m256i *) y->qs);
+        float             dy = _cvtsh_ss(y->d);
+
+#pragma GCC unroll 2
+        for (r = 0; r < NR; r++) {
+            __m256i sy = _mm256_sign_epi8(qy, qx[r]);
+
+            acc[r][t * 2 + chain] = _mm256_fmadd_ps(_mm256_set1_ps(dw[r] * dy),
+                                                    _mm256_cvtepi32_ps(qwen_q8_0_lanes(ax[r], sy)),
+                                                    acc[r][t * 2 + chain]);
+        }
     }
 }
 
 /*
- * Q8_0 x Q8_0 for NT activation rows (1 and 4), one template so a token's
- * result is the same bits either way: even and odd blocks in two float
- * chains (one chain waits on the FMA latency), added at the end.
+ * Q8_0 x Q8_0 for NR weight rows (1 or 2) x NT activation rows (1 or 4),
+ * one template so a (row, token) result is the same bits whatever the
+ * shape: even and odd blocks in two float chains (one chain waits on the
+ * FMA latency), added at the end. out[r * NT + t].
  */
+static inline __attribute__((always_inline)) void
+qwen_q8_0_dot_rows(int64_t n, const void *w, size_t w_stride, const void *act, size_t stride,
+                   float *out, const int NR, const int NT)
+{
+    __m256  acc[2][8];
+    int64_t b, nb = n / QK8_0;
+    int     t, r;
+
+    for (r = 0; r < NR; r++) {
+        for (t = 0; t < 2 * NT; t++) {
+            acc[r][t] = _mm256_setzero_ps();
+        }
+    }
+    for (b = 0; b + 2 <= nb; b += 2) {
+        qwen_q8_0_block(w, w_stride, act, stride, b, acc, 0, NR, NT);
+        qwen_q8_0_block(w, w_stride, act, stride, b + 1, acc, 1, NR, NT);
+    }
+    if (b < nb) {
+        qwen_q8_0_block(w, w_stride, act, stride, b, acc, 0, NR, NT);
+    }
+    for (r = 0; r < NR; r++) {
+        for (t = 0; t < NT; t++) {
+            out[r * NT + t] = qwen_hsum256(_mm256_add_ps(acc[r][2 * t], acc[r][2 * t + 1]));
+        }
+    }
+}
+
 static inline __attribute__((always_inline)) void
 qwen_q8_0_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out,
                 const int NT)
 {
-    const block_q8_0 *x = w;
-    __m256            acc[8];
-    int64_t           b, nb = n / QK8_0;
-    int               t;
-
-    for (t = 0; t < 2 * NT; t++) {
-        acc[t] = _mm256_setzero_ps();
-    }
-    for (b = 0; b + 2 <= nb; b += 2) {
-        qwen_q8_0_block(x, act, stride, b, acc, 0, NT);
-        qwen_q8_0_block(x, act, stride, b + 1, acc, 1, NT);
-    }
-    if (b < nb) {
-        qwen_q8_0_block(x, act, stride, b, acc, 0, NT);
-    }
-    for (t = 0; t < NT; t++) {
-        out[t] = qwen_hsum256(_mm256_add_ps(acc[2 * t], acc[2 * t + 1]));
-    }
+    qwen_q8_0_dot_rows(n, w, 0, act, stride, out, 1, NT);
 }
 
 /*
