@@ -470,6 +470,8 @@ qp_request_set_thinking_budget(qp_request *req, const qwen_tokenizer *tok, int b
     req->params.think_close_token = close;
     req->params.think_close_ids = req->think_close.ids;
     req->params.n_think_close_ids = req->think_close.n;
+    /* Qwen3's template ends the generation prompt before <think>: the
+     * block opens when the model writes it (params.thinking_open stays 0) */
     return 0;
 }
 

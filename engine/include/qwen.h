@@ -291,11 +291,13 @@ typedef struct {
     size_t               n_logit_bias;
     /*
      * Thinking budget. A thinking block opens when think_open_token is
-     * generated, or at once when the prompt ends inside one (its last
-     * think_open_token comes after its last think_close_token), and ends
-     * at think_close_token. Once thinking_budget tokens were generated
-     * inside it, the engine stops sampling and generates think_close_ids
-     * instead, one per step: each is fed back like a sampled token (its KV
+     * generated (Qwen3's chat template leaves that to the model), or at
+     * once with thinking_open (a template whose generation prompt ends
+     * inside the block; the prompt itself is not searched, a user's text
+     * may hold the markers), and ends at think_close_token. Once
+     * thinking_budget tokens were generated inside it, the engine stops
+     * sampling and generates think_close_ids instead, one per step: each
+     * is fed back like a sampled token (its KV
      * is computed), published as a token event (with its logprob under
      * the model, if asked), counts against max_tokens and never stops the
      * request; then sampling goes on with the answer. Only the first block
@@ -308,6 +310,7 @@ typedef struct {
     int32_t              think_close_token;  /* </think> */
     const int32_t       *think_close_ids;    /* copied; 1 to QWEN_MAX_FORCED */
     size_t               n_think_close_ids;
+    int                  thinking_open;      /* the prompt ends inside the block */
     /* Repetition guard, > 1: end the request with QWEN_FINISH_REPETITION
      * once its generated tokens end with one span of 1 to
      * QWEN_REPEAT_MAX_SPAN tokens written repeat_guard times in a row,

@@ -969,24 +969,6 @@ check_thinking(const qwen_engine *e, const qwen_request_params *p, char *err, si
     return 0;
 }
 
-/* Where the prompt leaves the thinking: inside a block when its last
- * think_open_token comes after its last think_close_token. */
-static enum think_state
-prompt_thinking(const qwen_request_params *p)
-{
-    size_t i;
-
-    for (i = p->n_prompt; i-- > 0; ) {
-        if (p->prompt[i] == p->think_close_token) {
-            break;
-        }
-        if (p->prompt[i] == p->think_open_token) {
-            return THINK_OPEN;
-        }
-    }
-    return THINK_BEFORE;
-}
-
 qwen_status
 qwen_submit(qwen_engine *e, const qwen_request_params *p, void *user,
             qwen_request **out, char *err, size_t err_len)
@@ -1073,7 +1055,7 @@ qwen_submit(qwen_engine *e, const qwen_request_params *p, void *user,
         r->think_budget = p->thinking_budget;
         r->think_open = p->think_open_token;
         r->think_close = p->think_close_token;
-        r->think = prompt_thinking(p);
+        r->think = p->thinking_open ? THINK_OPEN : THINK_BEFORE;
     }
     r->repeat_guard = p->repeat_guard;
     if (r->tokens == NULL || r->stop_ids == NULL || r->bias == NULL || r->sampler == NULL

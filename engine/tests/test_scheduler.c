@@ -604,6 +604,7 @@ budget_params(const int32_t *ids, int n, int max_tokens, int budget)
     p.think_close_token = think_close;
     p.think_close_ids = close_ids.ids;
     p.n_think_close_ids = close_ids.n;
+    p.thinking_open = 1;
     return p;
 }
 
@@ -665,8 +666,8 @@ test_thinking_budget(void)
         return;
     }
     nc = (int) close_ids.n;
-    /* a prompt that ends inside a thinking block, as Qwen3's chat template
-     * with "<think>\n" in the generation prompt leaves it */
+    /* a prompt that ends inside a thinking block, as a chat template with
+     * "<think>\n" in its generation prompt leaves it (thinking_open) */
     make_prompt(ids, LEN - 2, 41);
     ids[LEN - 2] = think_open;
     ids[LEN - 1] = 198;     /* "\n" */
@@ -726,6 +727,7 @@ test_thinking_budget(void)
     make_prompt(ids, LEN, 42);
     bias[0] = (qwen_logit_bias) { think_open, 100.0f };
     p = budget_params(ids, LEN, 1 + 3 + nc + 4, 3);
+    p.thinking_open = 0;
     p.logit_bias = bias;
     p.n_logit_bias = 1;
     run_params(e, &p, &t, &tm);
@@ -733,13 +735,15 @@ test_thinking_budget(void)
           && tokens_at(&t, 4, close_ids.ids, close_ids.n),
           "opened by a generated <think>: %d tokens, closing at 4: %s", t.n,
           tokens_at(&t, 4, close_ids.ids, close_ids.n) ? "yes" : "no");
-    /* thinking closed in the prompt: the budget waits for a new block */
+    /* markers in the prompt (a user's text) open no block: the budget
+     * waits for a generated <think> */
     ids[LEN - 2] = think_open;
-    ids[LEN - 1] = think_close;
+    ids[LEN - 1] = think_open;
     p = budget_params(ids, LEN, 6, 0);
+    p.thinking_open = 0;
     run_params(e, &p, &t, &tm);
-    CHECK(t.n == 6 && tm.n_forced == 0 && count_of(&t, think_close) == 0,
-          "a prompt past its thinking: %zu forced", tm.n_forced);
+    CHECK(t.n == 6 && tm.n_forced == 0 && count_of(&t, think_close) == 0
+          && count_of(&t, think_open) == 0, "<think> in the prompt: %zu forced", tm.n_forced);
 
     /* budgets in a batch: two requests with different budgets at once get
      * what each gets alone */
@@ -945,6 +949,7 @@ test_repetition_guard(void)
         p.think_close_token = think_close;
         p.think_close_ids = cycle;
         p.n_think_close_ids = 121;
+        p.thinking_open = 1;
         p.repeat_guard = 8;
         run_params(e, &p, &t, &tm);
         CHECK(t.n == 64 && t.finish == QWEN_FINISH_REPETITION && tm.repeat_span == 3,

@@ -320,6 +320,7 @@ check_budget(int line, qp_api api, const char *body, int budget, int guard)
               p->thinking_budget, budget);
         CHECK(p->repeat_guard == guard, "line %d: repeat guard %d, want %d", line,
               p->repeat_guard, guard);
+        CHECK(!p->thinking_open, "line %d: the model opens the block", line);
         if (budget >= 0) {
             CHECK(p->think_open_token == qwen_token_id(tok, "<think>", 7)
                   && p->think_close_token == qwen_token_id(tok, "</think>", 8),
