@@ -843,6 +843,7 @@ test_cached_prompt(void)
           "prompt_eval_count %lld of %zu prompt tokens, 2 cached",
           jint(last, "prompt_eval_count"), rr.n_prompt);
     run_free(&rr);
+    free(e.ev);
 }
 
 int

@@ -640,6 +640,7 @@ test_cached_usage(void)
           && json_integer_value(jget(rr.json, "usage.prompt_tokens_details.cached_tokens")) == 0,
           "completions: cached_tokens 0 without a timing");
     run_free(&rr);
+    free(e.ev);
 }
 
 static void
