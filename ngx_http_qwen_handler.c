@@ -803,6 +803,17 @@ ngx_http_qwen_complete(ngx_http_qwen_ctx_t *ctx, qwen_finish finish)
 
     ngx_http_qwen_stop(ctx, reason ? reason : "error");
 
+    if (finish == QWEN_FINISH_REPETITION) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "qwen: generation stopped for repetition after %uz "
+                      "tokens: its last tokens repeat a span of %d "
+                      "token%s (qwen_repetition_guard %i); the answer ends "
+                      "with finish_reason \"length\"",
+                      ctx->timing.n_generated, ctx->timing.repeat_span,
+                      ctx->timing.repeat_span == 1 ? "" : "s",
+                      ctx->conf->repetition_guard);
+    }
+
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "qwen: done: %uz prompt tokens (%uz cached), %uz "
                   "generated, queued %.1f ms, first token %.1f ms, total "

@@ -23,6 +23,14 @@ typedef struct {
 } ngx_http_qwen_float_bounds_t;
 
 
+/* A number within bounds, or "off" for the value off. */
+typedef struct {
+    ngx_int_t                    low;
+    ngx_int_t                    high;
+    ngx_int_t                    off;
+} ngx_http_qwen_num_off_t;
+
+
 static void *ngx_http_qwen_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_qwen_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_qwen_merge_loc_conf(ngx_conf_t *cf, void *parent,
@@ -55,6 +63,8 @@ static char *ngx_http_qwen_check_num_bounds(ngx_conf_t *cf, void *post,
     void *data);
 static char *ngx_http_qwen_set_float(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_qwen_set_num_off(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 static ngx_conf_num_bounds_t  ngx_http_qwen_slots_bounds = {
@@ -79,6 +89,14 @@ static ngx_conf_num_bounds_t  ngx_http_qwen_top_k_bounds = {
 
 static ngx_conf_num_bounds_t  ngx_http_qwen_max_tokens_bounds = {
     ngx_http_qwen_check_num_bounds, 1, 1 << 24
+};
+
+static ngx_http_qwen_num_off_t  ngx_http_qwen_thinking_budget_bounds = {
+    0, QP_THINKING_BUDGET_MAX, -1
+};
+
+static ngx_http_qwen_num_off_t  ngx_http_qwen_repetition_guard_bounds = {
+    2, 1 << 20, 0
 };
 
 static ngx_http_qwen_float_bounds_t  ngx_http_qwen_temperature_bounds = {
@@ -303,6 +321,20 @@ static ngx_command_t  ngx_http_qwen_commands[] = {
       offsetof(ngx_http_qwen_loc_conf_t, reasoning_field),
       &ngx_http_qwen_reasoning_fields },
 
+    { ngx_string("qwen_thinking_budget"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_qwen_set_num_off,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_qwen_loc_conf_t, thinking_budget),
+      &ngx_http_qwen_thinking_budget_bounds },
+
+    { ngx_string("qwen_repetition_guard"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_qwen_set_num_off,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_qwen_loc_conf_t, repetition_guard),
+      &ngx_http_qwen_repetition_guard_bounds },
+
       ngx_null_command
 };
 
@@ -414,6 +446,8 @@ ngx_http_qwen_create_loc_conf(ngx_conf_t *cf)
     conf->max_tokens = NGX_CONF_UNSET;
     conf->enable_thinking = NGX_CONF_UNSET;
     conf->reasoning_field = NGX_CONF_UNSET_UINT;
+    conf->thinking_budget = NGX_CONF_UNSET;
+    conf->repetition_guard = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -464,6 +498,9 @@ ngx_http_qwen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                          NGX_CONF_UNSET);
     ngx_conf_merge_uint_value(conf->reasoning_field, prev->reasoning_field,
                               NGX_CONF_UNSET_UINT);
+    ngx_conf_merge_value(conf->thinking_budget, prev->thinking_budget, -1);
+    ngx_conf_merge_value(conf->repetition_guard, prev->repetition_guard,
+                         QP_REPETITION_GUARD_DEFAULT);
     ngx_conf_merge_str_value(conf->model_name, prev->model_name, "qwen3");
 
     /* qwen_api is not inherited, as proxy_pass is not */
@@ -666,6 +703,9 @@ ngx_http_qwen_build_qp(ngx_conf_t *cf, ngx_http_qwen_loc_conf_t *conf)
     if (conf->reasoning_field != NGX_CONF_UNSET_UINT) {
         qp->reasoning_field = (int) conf->reasoning_field;
     }
+
+    qp->thinking_budget = (int) conf->thinking_budget;
+    qp->repetition_guard = (int) conf->repetition_guard;
 
     return NGX_CONF_OK;
 }
@@ -1110,6 +1150,47 @@ ngx_http_qwen_set_float(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     *fp = v;
+
+    return NGX_CONF_OK;
+}
+
+
+/* qwen_thinking_budget N | off; qwen_repetition_guard N | off: a number
+ * within the bounds in cmd->post, or "off". */
+static char *
+ngx_http_qwen_set_num_off(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    ngx_int_t                *np, n;
+    ngx_str_t                *value;
+    ngx_http_qwen_num_off_t  *bounds;
+
+    np = (ngx_int_t *) (p + cmd->offset);
+
+    if (*np != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    bounds = cmd->post;
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        *np = bounds->off;
+        return NGX_CONF_OK;
+    }
+
+    n = ngx_atoi(value[1].data, value[1].len);
+
+    if (n == NGX_ERROR || n < bounds->low || n > bounds->high) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\": expected \"off\" "
+                           "or a number from %i to %i",
+                           &value[1], &cmd->name, bounds->low, bounds->high);
+        return NGX_CONF_ERROR;
+    }
+
+    *np = n;
 
     return NGX_CONF_OK;
 }

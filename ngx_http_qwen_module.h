@@ -159,6 +159,8 @@ struct ngx_http_qwen_loc_conf_s {
     ngx_int_t                    max_tokens;
     ngx_flag_t                   enable_thinking;
     ngx_uint_t                   reasoning_field;
+    ngx_int_t                    thinking_budget;   /* -1: off */
+    ngx_int_t                    repetition_guard;  /* 0: off */
     ngx_str_t                    model_name;
 
     qp_config                    qp;         /* built at merge */

@@ -47,6 +47,7 @@ typedef struct {
     long long num_predict;      /* 0: not given */
     long long num_ctx;          /* 0: not given */
     int       has_num_predict;
+    int       thinking_budget;  /* tokens; -1: none */
 } ollama_limits;
 
 /*
@@ -54,7 +55,8 @@ typedef struct {
  * applied: the sampler has no locally-typical step), repeat_penalty ->
  * repetition_penalty, repeat_last_n -> penalty_last_n (0 off, -1 all),
  * presence/frequency_penalty, seed (negative: random), num_predict, num_ctx,
- * stop. Ollama's runner-only options (num_gpu, num_thread, mirostat...) and
+ * stop, and ours: thinking_budget (also taken at the top level; options
+ * win). Ollama's runner-only options (num_gpu, num_thread, mirostat...) and
  * unknown keys are ignored, as Ollama ignores them.
  */
 static int
@@ -70,6 +72,13 @@ parse_options(qp_request *req, const json_t *root, const qp_config *cfg,
     *s = cfg->sampling;
     s->seed = 0;
     memset(lim, 0, sizeof(*lim));
+    /* options.thinking_budget, else a top-level one, else the default */
+    lim->thinking_budget = cfg->thinking_budget;
+    if (qp_get_thinking_budget(root, "thinking_budget", "thinking_budget",
+                               &lim->thinking_budget, req->errors, err) < 0)
+    {
+        return -1;
+    }
     if (opts == NULL || json_is_null(opts)) {
         s->seed = qp_default_seed(cfg);
         return 0;
@@ -117,6 +126,11 @@ parse_options(qp_request *req, const json_t *root, const qp_config *cfg,
         return -1;
     }
     lim->has_num_predict = rc == 1 && lim->num_predict != 0;
+    if (qp_get_thinking_budget(opts, "thinking_budget", "options.thinking_budget",
+                               &lim->thinking_budget, req->errors, err) < 0)
+    {
+        return -1;
+    }
     if ((rc = opt_int(req, opts, "num_ctx", &lim->num_ctx, err)) < 0) {
         return -1;
     }
@@ -607,6 +621,9 @@ qp_ollama_parse(qp_request *req, const json_t *root, const qp_config *cfg,
         return -1;
     }
     if (format && qp_request_set_grammar(req, tok, schema, "format", err) != 0) {
+        return -1;
+    }
+    if (qp_request_set_thinking_budget(req, tok, lim.thinking_budget, err) != 0) {
         return -1;
     }
     return apply_limits(req, cfg, &lim, err);

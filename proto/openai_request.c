@@ -258,6 +258,32 @@ parse_thinking(qp_request *req, const json_t *root, const qp_config *cfg, int *o
     return 0;
 }
 
+/* thinking_budget: chat_template_kwargs.thinking_budget (chat), else a
+ * top-level thinking_budget, else the configured default; it applies once
+ * the prompt is built, with thinking on (chat) only. */
+static int
+parse_thinking_budget(qp_request *req, const json_t *root, const qp_config *cfg, int chat,
+                      int *budget, qp_error *err)
+{
+    const json_t *kwargs = json_object_get(root, "chat_template_kwargs");
+
+    *budget = cfg->thinking_budget;
+    if (qp_get_thinking_budget(root, "thinking_budget", "thinking_budget", budget,
+                               req->errors, err) < 0)
+    {
+        return -1;
+    }
+    /* a chat_template_kwargs that is no object is refused with the prompt */
+    if (chat && json_is_object(kwargs)
+        && qp_get_thinking_budget(kwargs, "thinking_budget",
+                                  "chat_template_kwargs.thinking_budget", budget,
+                                  req->errors, err) < 0)
+    {
+        return -1;
+    }
+    return 0;
+}
+
 int
 qp_openai_render_chat(qp_request *req, const json_t *root, const qp_config *cfg,
                       int add_generation_prompt, char **text, size_t *text_len,
@@ -527,7 +553,7 @@ qp_openai_parse(qp_request *req, const json_t *root, const qp_config *cfg,
     const qp_error_style *es = req->errors;
     const json_t         *v = NULL, *opts, *schema = NULL;
     long long             n, max_tokens = 0, lp;
-    int                   chat = req->api == QP_OPENAI_CHAT, rc, b, json_out = 0;
+    int                   chat = req->api == QP_OPENAI_CHAT, rc, b, json_out = 0, budget;
 
     /* model */
     rc = qp_get_string(root, "model", "model", &v, es, err);
@@ -608,7 +634,8 @@ qp_openai_parse(qp_request *req, const json_t *root, const qp_config *cfg,
         return -1;
     }
     if (qp_get_bool(root, "ignore_eos", "ignore_eos", &req->params.ignore_eos, es, err) < 0
-        || parse_logit_bias(req, root, qwen_tokenizer_vocab_size(tok), err) != 0)
+        || parse_logit_bias(req, root, qwen_tokenizer_vocab_size(tok), err) != 0
+        || parse_thinking_budget(req, root, cfg, chat, &budget, err) != 0)
     {
         return -1;
     }
@@ -679,7 +706,8 @@ qp_openai_parse(qp_request *req, const json_t *root, const qp_config *cfg,
     }
     /* the prompt, then its fit in the context */
     if ((chat ? parse_chat_prompt(req, root, cfg, tok, err)
-              : parse_completion_prompt(req, root, tok, err)) != 0)
+              : parse_completion_prompt(req, root, tok, err)) != 0
+        || qp_request_set_thinking_budget(req, tok, budget, err) != 0)
     {
         return -1;
     }

@@ -43,7 +43,16 @@ typedef struct {
     int                  n_ctx;             /* per-slot context: prompt + output */
     int                  enable_thinking;   /* default for chat requests */
     int                  reasoning_field;   /* 0: "reasoning_content", 1: "reasoning" */
+    int                  thinking_budget;   /* default; -1: none (see QP_THINK_CLOSE_TEXT) */
+    int                  repetition_guard;  /* qwen_request_params.repeat_guard; 0: off */
 } qp_config;
+
+/* What a request whose thinking reaches its thinking budget (tokens) is
+ * made to write, Qwen's own wording, before its answer follows. */
+#define QP_THINK_CLOSE_TEXT "\n\nConsidering the limited time by the user, I have to " \
+    "give the solution based on the thinking directly now.\n</think>\n\n"
+#define QP_THINKING_BUDGET_MAX  (1 << 30)   /* larger budgets are taken as this */
+#define QP_REPETITION_GUARD_DEFAULT 8
 
 void qp_config_defaults(qp_config *cfg);
 
@@ -103,7 +112,8 @@ int qp_response_tokens(qp_response *resp, const qwen_token_event *ev, size_t n,
 /*
  * The end of the response: for streams the last chunk (finish_reason), the
  * usage chunk when asked, and the terminator ([DONE] for SSE); otherwise
- * the whole JSON body. reason CANCELLED after a stop string reports "stop".
+ * the whole JSON body. reason CANCELLED after a stop string reports "stop";
+ * REPETITION (the repetition guard) reports "length".
  */
 int qp_response_finish(qp_response *resp, qwen_finish reason,
                        const qwen_request_timing *timing, qp_buf *out);

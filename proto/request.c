@@ -22,6 +22,8 @@ qp_config_defaults(qp_config *cfg)
     cfg->n_ctx = 4096;
     cfg->enable_thinking = 1;     /* Qwen3's own default */
     cfg->reasoning_field = 0;
+    cfg->thinking_budget = -1;    /* none: think until done */
+    cfg->repetition_guard = QP_REPETITION_GUARD_DEFAULT;
 }
 
 /* ------------------------------------------------------------ the body */
@@ -88,6 +90,7 @@ qp_request_free(qp_request *req)
         return;
     }
     qwen_tokens_free(&req->prompt);
+    qwen_tokens_free(&req->think_close);
     for (i = 0; i < req->n_stop; i++) {
         free(req->stop[i]);
     }
@@ -420,6 +423,55 @@ qp_request_limits(qp_request *req, const qp_config *cfg, long long max_tokens,
     req->params.prompt = req->prompt.ids;
     req->params.n_prompt = req->prompt.n;
     req->params.max_tokens = (int) max_tokens;
+    req->params.repeat_guard = cfg->repetition_guard;
+    return 0;
+}
+
+int
+qp_get_thinking_budget(const json_t *obj, const char *key, const char *param, int *out,
+                       const qp_error_style *es, qp_error *err)
+{
+    long long v;
+    int       rc = qp_get_int(obj, key, param, &v, es, err);
+
+    if (rc <= 0) {
+        return rc;
+    }
+    if (v < -1) {
+        return qp_fail(err, es, 400, NULL, param, NULL,
+                       "'%s' must be a number of tokens (0 or more) or -1 for no budget, "
+                       "not %lld", param, v);
+    }
+    *out = v > QP_THINKING_BUDGET_MAX ? QP_THINKING_BUDGET_MAX : (int) v;
+    return 1;
+}
+
+int
+qp_request_set_thinking_budget(qp_request *req, const qwen_tokenizer *tok, int budget,
+                               qp_error *err)
+{
+    static const char text[] = QP_THINK_CLOSE_TEXT;
+    int32_t           open = qwen_token_id(tok, "<think>", 7);
+    int32_t           close = qwen_token_id(tok, "</think>", 8);
+
+    if (!req->thinking || budget < 0) {
+        return 0;               /* thinking off: nothing to budget */
+    }
+    if (open < 0 || close < 0) {
+        return qp_fail(err, req->errors, 500, NULL, NULL, NULL,
+                       "the tokenizer has no <think> and </think> tokens for the thinking "
+                       "budget");
+    }
+    if (qp_tokenize(tok, text, sizeof(text) - 1, &req->think_close, req->errors, err) != 0) {
+        return -1;
+    }
+    req->params.thinking_budget = budget;
+    req->params.think_open_token = open;
+    req->params.think_close_token = close;
+    req->params.think_close_ids = req->think_close.ids;
+    req->params.n_think_close_ids = req->think_close.n;
+    /* Qwen3's template ends the generation prompt before <think>: the
+     * block opens when the model writes it (params.thinking_open stays 0) */
     return 0;
 }
 

@@ -32,6 +32,7 @@ struct qp_request {
     int                   want_context; /* Ollama generate: report "context" ids */
     qwen_grammar         *grammar;      /* structured output (params.grammar) */
     qwen_logit_bias      *bias;         /* params.logit_bias */
+    qwen_tokens           think_close;  /* params.think_close_ids */
 };
 
 /* A body that must be a JSON object (400 if not), and a fresh request for
@@ -93,9 +94,10 @@ int  qp_parse_tools(qp_request *req, const json_t *tools, char **tools_json, qp_
 
 int  qp_tokenize(const qwen_tokenizer *tok, const char *text, size_t len,
                  qwen_tokens *out, const qp_error_style *es, qp_error *err);
-/* Check prompt + max_tokens against n_ctx and fill params; param names the
- * prompt's field in errors. max_tokens <= 0: the configured default,
- * clamped to what the context leaves. */
+/* Check prompt + max_tokens against n_ctx and fill params (and the
+ * configured repetition guard); param names the prompt's field in errors.
+ * max_tokens <= 0: the configured default, clamped to what the context
+ * leaves. */
 int  qp_request_limits(qp_request *req, const qp_config *cfg, long long max_tokens,
                        const char *param, qp_error *err);
 /* Structured output: constrain the answer to JSON (schema NULL: any
@@ -104,6 +106,16 @@ int  qp_request_limits(qp_request *req, const qp_config *cfg, long long max_toke
  * outside the supported subset is 400 naming param. */
 int  qp_request_set_grammar(qp_request *req, const qwen_tokenizer *tok,
                             const json_t *schema, const char *param, qp_error *err);
+/* thinking_budget in obj (param names it in errors): a number of tokens,
+ * or -1 for none; larger than QP_THINKING_BUDGET_MAX is taken as that.
+ * 1 set, 0 absent or null, -1 (400 naming param) not such a number. */
+int  qp_get_thinking_budget(const json_t *obj, const char *key, const char *param, int *out,
+                            const qp_error_style *es, qp_error *err);
+/* With thinking on (req->thinking, so once the prompt is built) and a
+ * budget >= 0: the engine closes the thinking after budget tokens with
+ * QP_THINK_CLOSE_TEXT's tokens. Otherwise nothing. */
+int  qp_request_set_thinking_budget(qp_request *req, const qwen_tokenizer *tok, int budget,
+                                    qp_error *err);
 /* A seed for requests that set none: random unless configured. */
 uint64_t qp_default_seed(const qp_config *cfg);
 

@@ -287,8 +287,8 @@ qp_response_finish(qp_response *r, qwen_finish reason,
               || reason == QWEN_FINISH_NONE;
     if (natural) {
         r->finish_reason = r->text.n_tool_calls > 0 ? "tool_calls" : "stop";
-    } else if (reason == QWEN_FINISH_LENGTH) {
-        r->finish_reason = "length";
+    } else if (reason == QWEN_FINISH_LENGTH || reason == QWEN_FINISH_REPETITION) {
+        r->finish_reason = "length";    /* the APIs have no word for a loop cut short */
     } else {
         r->finish_reason = "cancelled";     /* client gone or shutdown */
     }

@@ -243,6 +243,8 @@ typedef enum {
     QWEN_FINISH_NONE = 0,    /* still running */
     QWEN_FINISH_STOP,        /* end-of-generation token */
     QWEN_FINISH_LENGTH,      /* max_tokens or the slot's context reached */
+    QWEN_FINISH_REPETITION,  /* the repetition guard stopped a loop (APIs say
+                              * "length"; qwen_request_timing.repeat_span) */
     QWEN_FINISH_CANCELLED,   /* qwen_request_cancel / release */
     QWEN_FINISH_ERROR
 } qwen_finish;
@@ -257,6 +259,9 @@ typedef enum {
 } qwen_status;
 
 #define QWEN_MAX_TOP_LOGPROBS 20
+#define QWEN_MAX_FORCED       256  /* most think_close_ids */
+#define QWEN_REPEAT_MAX_SPAN  64   /* longest span the repetition guard sees */
+#define QWEN_REPEAT_MIN_TOKENS 64  /* fewest tokens a repetition it stops covers */
 
 /* A fixed amount added to one token's logit before sampling (OpenAI's
  * logit_bias); -INFINITY bans the token. */
@@ -284,10 +289,41 @@ typedef struct {
     const qwen_logit_bias *logit_bias;   /* copied; applied before sampling and
                                           * logprobs */
     size_t               n_logit_bias;
+    /*
+     * Thinking budget. A thinking block opens when think_open_token is
+     * generated (Qwen3's chat template leaves that to the model), or at
+     * once with thinking_open (a template whose generation prompt ends
+     * inside the block; the prompt itself is not searched, a user's text
+     * may hold the markers), and ends at think_close_token. Once
+     * thinking_budget tokens were generated inside it, the engine stops
+     * sampling and generates think_close_ids instead, one per step: each
+     * is fed back like a sampled token (its KV
+     * is computed), published as a token event (with its logprob under
+     * the model, if asked), counts against max_tokens and never stops the
+     * request; then sampling goes on with the answer. Only the first block
+     * is budgeted. think_close_token must be among think_close_ids; with a
+     * grammar, grammar_after_token must be think_close_token and the ids
+     * after it must be text the grammar takes (e.g. "\n\n").
+     */
+    int                  thinking_budget;    /* < 0: none; 0: close at once */
+    int32_t              think_open_token;   /* <think> */
+    int32_t              think_close_token;  /* </think> */
+    const int32_t       *think_close_ids;    /* copied; 1 to QWEN_MAX_FORCED */
+    size_t               n_think_close_ids;
+    int                  thinking_open;      /* the prompt ends inside the block */
+    /* Repetition guard, > 1: end the request with QWEN_FINISH_REPETITION
+     * once its generated tokens end with one span of 1 to
+     * QWEN_REPEAT_MAX_SPAN tokens written repeat_guard times in a row,
+     * covering QWEN_REPEAT_MIN_TOKENS tokens at least (with 8: a single
+     * token is stopped after 64 in a row, a span of 8 tokens or more after
+     * 8 times). The last token of the loop is published, then the request
+     * ends. Costs 64 compares per token. 0: off. */
+    int                  repeat_guard;
 } qwen_request_params;
 
 /* No prompt, no limit but the context, default sampling, no stop ids,
- * no logprobs, no grammar, no logit bias. */
+ * no logprobs, no grammar, no logit bias, no thinking budget, no
+ * repetition guard. */
 qwen_request_params qwen_request_default_params(void);
 
 typedef struct {
@@ -323,6 +359,9 @@ typedef struct {
     size_t n_prompt;
     size_t n_generated;
     size_t n_cached;             /* prompt tokens taken from the prefix cache */
+    size_t n_forced;             /* tokens the thinking budget generated */
+    int    repeat_span;          /* QWEN_FINISH_REPETITION: tokens in the span
+                                  * repeated (0 otherwise) */
 } qwen_request_timing;
 
 /* The KV cache format the engine's context picked ("f16" or "bf16"). */

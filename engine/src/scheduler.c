@@ -9,7 +9,9 @@
  * for list and counter updates. A request admitted into a slot first maps
  * the KV blocks of its longest cached prefix (kv_cache.h) and prefills
  * only the rest; every block its slot fills is offered to the prefix index
- * for the requests after it.
+ * for the requests after it. Per request, the sampling step also keeps a
+ * thinking budget (past it, the closing tokens are generated instead of
+ * sampled) and a repetition guard (a span repeated too often ends it).
  */
 #include "model.h"
 #include "errors.h"
@@ -29,6 +31,14 @@
 
 enum rq_state { RQ_WAITING, RQ_PREFILL, RQ_DECODE, RQ_DONE };
 
+/* where a request with a thinking budget stands */
+enum think_state {
+    THINK_OFF = 0,   /* no budget, or the budgeted block is over */
+    THINK_BEFORE,    /* waiting for think_open_token */
+    THINK_OPEN,      /* inside the block: counting */
+    THINK_FORCING    /* generating think_close_ids */
+};
+
 struct qwen_request {
     qwen_engine         *engine;    /* NULL once the engine is gone */
     int                  refs;      /* the engine's and the owner's */
@@ -46,6 +56,11 @@ struct qwen_request {
     int                  ignore_eos;
     int                  n_logprobs;
     int32_t              grammar_after; /* > 0: the grammar waits for this token */
+    int                  think_budget;  /* tokens of thinking before closing it */
+    int32_t              think_open, think_close;
+    int32_t             *close_ids;     /* forced to close the thinking */
+    size_t               n_close;
+    int                  repeat_guard;  /* 0: off */
 
     /* scheduler thread only */
     qwen_sampler        *sampler;
@@ -56,6 +71,12 @@ struct qwen_request {
     size_t               n_cached;      /* prompt positions mapped from the cache */
     size_t               n_published;   /* blocks offered to the prefix index */
     uint64_t             chain;         /* identity of the prefix published so far */
+    enum think_state     think;
+    size_t               n_think;       /* tokens generated inside the block */
+    size_t               n_forced;      /* of close_ids, generated */
+    /* repeat_run[k]: how many generated tokens in a row, up to the last,
+     * equal the token k before them */
+    uint32_t             repeat_run[QWEN_REPEAT_MAX_SPAN + 1];
 
     /* under engine->mu */
     enum rq_state        state;
@@ -65,6 +86,8 @@ struct qwen_request {
     int                  owner_gone;
     qwen_finish     finish;
     size_t               n_generated;
+    int                  repeat_span;   /* FINISH_REPETITION: the span's length */
+    size_t               n_forced_out;  /* forced tokens published */
     qwen_token_event    *events;
     size_t               n_events;
     size_t               cap_events;
@@ -133,6 +156,7 @@ qwen_finish_name(qwen_finish f)
     switch (f) {
     case QWEN_FINISH_STOP:      return "stop";
     case QWEN_FINISH_LENGTH:    return "length";
+    case QWEN_FINISH_REPETITION: return "repetition";
     case QWEN_FINISH_CANCELLED: return "cancelled";
     case QWEN_FINISH_ERROR:     return "error";
     default:                    return "none";
@@ -147,6 +171,7 @@ request_free(qwen_request *r)
     free(r->tokens);
     free(r->stop_ids);
     free(r->bias);
+    free(r->close_ids);
     free(r->events);
     free(r);
 }
@@ -267,6 +292,70 @@ is_stop_token(const qwen_engine *e, const qwen_request *r, int32_t tok)
     for (i = 0; i < r->n_stop_ids; i++) {
         if (r->stop_ids[i] == tok) {
             return 1;
+        }
+    }
+    return 0;
+}
+
+/* The thinking budget: the token the next step must generate instead of
+ * sampling (the next of close_ids once the block has used its budget), or
+ * -1 to sample. */
+static int32_t
+forced_token(qwen_request *r)
+{
+    int32_t tok;
+
+    if (r->think == THINK_OPEN && r->n_think >= (size_t) r->think_budget) {
+        r->think = THINK_FORCING;
+    }
+    if (r->think != THINK_FORCING) {
+        return -1;
+    }
+    tok = r->close_ids[r->n_forced++];
+    if (r->n_forced == r->n_close) {
+        r->think = THINK_OFF;       /* the block is closed: the answer follows */
+    }
+    return tok;
+}
+
+/* Follow the thinking block through a sampled token. */
+static void
+track_thinking(qwen_request *r, int32_t tok)
+{
+    if (r->think == THINK_OPEN) {
+        if (tok == r->think_close) {
+            r->think = THINK_OFF;   /* closed within its budget */
+        } else {
+            r->n_think++;
+        }
+    } else if (r->think == THINK_BEFORE && tok == r->think_open) {
+        r->think = THINK_OPEN;
+    }
+}
+
+/*
+ * The repetition guard, as tok is generated after the n generated tokens
+ * in gen: for each span length k, repeat_run[k] counts the tokens in a row
+ * (ending with tok) equal to the token k before them, so the last
+ * repeat_run[k] + k tokens are one span of k repeated. Returns the shortest
+ * span written repeat_guard times in a row over QWEN_REPEAT_MIN_TOKENS
+ * tokens at least, or 0. At most QWEN_REPEAT_MAX_SPAN compares.
+ */
+static int
+repeat_check(qwen_request *r, const int32_t *gen, size_t n, int32_t tok)
+{
+    size_t k, kmax = n < QWEN_REPEAT_MAX_SPAN ? n : QWEN_REPEAT_MAX_SPAN, need;
+
+    for (k = 1; k <= kmax; k++) {
+        if (gen[n - k] != tok) {
+            r->repeat_run[k] = 0;
+            continue;
+        }
+        r->repeat_run[k]++;
+        need = k * (size_t) r->repeat_guard;
+        need = need > QWEN_REPEAT_MIN_TOKENS ? need : QWEN_REPEAT_MIN_TOKENS;
+        if (r->repeat_run[k] + k >= need) {
+            return (int) k;         /* the request ends: the rest need not be kept */
         }
     }
     return 0;
@@ -514,8 +603,9 @@ scheduler_main(void *arg)
         }
         /* sample outside the lock: samplers belong to this thread */
         for (i = 0; i < rows; i++) {
-            float *lg = e->logits + (size_t) i * e->vocab;
-            int    stop;
+            float  *lg = e->logits + (size_t) i * e->vocab;
+            int     stop, span = 0;
+            int32_t forced;
 
             r = e->batch_req[i];
             if (e->batch_kind[i] == 0) {
@@ -528,7 +618,10 @@ scheduler_main(void *arg)
             if (r->n_logprobs > 0) {
                 memcpy(e->raw, lg, (size_t) e->vocab * sizeof(float));
             }
-            if (r->grammar_on) {
+            forced = r->think != THINK_OFF ? forced_token(r) : -1;
+            if (forced >= 0) {
+                tok = forced;       /* the logits only give its logprob */
+            } else if (r->grammar_on) {
                 tok = qwen_sampler_sample_filtered(r->sampler, lg, qwen_grammar_filter, r->grammar);
             } else {
                 tok = qwen_sampler_sample(r->sampler, lg);
@@ -544,12 +637,18 @@ scheduler_main(void *arg)
             if (r->grammar != NULL && !r->grammar_on && tok == r->grammar_after) {
                 r->grammar_on = 1;   /* from the next token on */
             }
+            if (forced < 0 && r->think != THINK_OFF) {
+                track_thinking(r, tok);
+            }
+            if (r->repeat_guard > 0) {
+                span = repeat_check(r, r->tokens + r->n_prompt, r->n_past - r->n_prompt, tok);
+            }
             if (r->n_logprobs > 0) {
                 fill_logprobs(e->raw, e->vocab, r->n_logprobs, tok, &ev);
             }
             ev.token = tok;
             r->next_token = tok;
-            stop = is_stop_token(e, r, tok);
+            stop = forced < 0 && is_stop_token(e, r, tok);
             if (!stop) {
                 qwen_sampler_accept(r->sampler, tok);
             }
@@ -576,12 +675,16 @@ scheduler_main(void *arg)
                 } else {
                     r->t_last = t_now;
                     r->n_generated++;
+                    r->n_forced_out += forced >= 0;
                     e->generated_tokens++;
                     mark_ready(e, r);
-                    /* the next step would write position n_past */
-                    if ((r->max_tokens > 0 && r->n_generated >= (size_t) r->max_tokens)
-                        || r->n_past >= (size_t) e->params.n_ctx)
+                    if (span > 0) {
+                        r->repeat_span = span;
+                        finish_request(e, r, QWEN_FINISH_REPETITION);
+                    } else if ((r->max_tokens > 0 && r->n_generated >= (size_t) r->max_tokens)
+                               || r->n_past >= (size_t) e->params.n_ctx)
                     {
+                        /* the next step would write position n_past */
                         finish_request(e, r, QWEN_FINISH_LENGTH);
                     }
                 }
@@ -625,6 +728,9 @@ qwen_request_default_params(void)
     memset(&p, 0, sizeof(p));
     p.sampling = qwen_sampling_default_params();
     p.grammar_after_token = -1;
+    p.thinking_budget = -1;
+    p.think_open_token = -1;
+    p.think_close_token = -1;
     return p;
 }
 
@@ -798,6 +904,71 @@ qwen_engine_get_stats(qwen_engine *e, qwen_engine_stats *out)
     pthread_mutex_unlock(&e->mu);
 }
 
+/* The thinking budget's parameters (thinking_budget >= 0): 0, or -1 with
+ * err set. */
+static int
+check_thinking(const qwen_engine *e, const qwen_request_params *p, char *err, size_t err_len)
+{
+    const int32_t      *ids = p->think_close_ids;
+    size_t              i, n = p->n_think_close_ids;
+    int                 seen = 0, on = 0;
+    qwen_grammar_state *st;
+
+    if (p->think_open_token < 0 || p->think_open_token >= e->vocab
+        || p->think_close_token < 0 || p->think_close_token >= e->vocab)
+    {
+        qwen_fail(err, err_len, "thinking budget: think_open_token %d and think_close_token %d "
+                  "must be in the vocabulary (0 to %d)", p->think_open_token,
+                  p->think_close_token, e->vocab - 1);
+        return -1;
+    }
+    if (ids == NULL || n == 0 || n > QWEN_MAX_FORCED) {
+        qwen_fail(err, err_len, "thinking budget: think_close_ids must hold 1 to %d tokens, "
+                  "not %zu", QWEN_MAX_FORCED, ids == NULL ? (size_t) 0 : n);
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= e->vocab) {
+            qwen_fail(err, err_len, "thinking budget: think_close_ids[%zu] (id %d) is outside "
+                      "the vocabulary (0 to %d)", i, ids[i], e->vocab - 1);
+            return -1;
+        }
+        seen |= ids[i] == p->think_close_token;
+    }
+    if (!seen) {
+        qwen_fail(err, err_len, "thinking budget: think_close_ids must contain "
+                  "think_close_token (%d)", p->think_close_token);
+        return -1;
+    }
+    if (p->grammar == NULL) {
+        return 0;
+    }
+    /* the grammar turns on with the forced think_close_token: the tokens
+     * forced after it are the first it reads */
+    if (p->grammar_after_token != p->think_close_token) {
+        qwen_fail(err, err_len, "thinking budget with a grammar: grammar_after_token (%d) "
+                  "must be think_close_token (%d)", p->grammar_after_token,
+                  p->think_close_token);
+        return -1;
+    }
+    st = qwen_grammar_state_new(p->grammar);
+    if (st == NULL) {
+        qwen_fail(err, err_len, "out of memory");
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        if (on && qwen_grammar_accept(st, ids[i]) != 0) {
+            qwen_grammar_state_free(st);
+            qwen_fail(err, err_len, "thinking budget: the grammar does not take "
+                      "think_close_ids[%zu] (id %d) after think_close_token", i, ids[i]);
+            return -1;
+        }
+        on |= ids[i] == p->think_close_token;
+    }
+    qwen_grammar_state_free(st);
+    return 0;
+}
+
 qwen_status
 qwen_submit(qwen_engine *e, const qwen_request_params *p, void *user,
             qwen_request **out, char *err, size_t err_len)
@@ -826,6 +997,14 @@ qwen_submit(qwen_engine *e, const qwen_request_params *p, void *user,
                       "or bias not a number", i, p->logit_bias[i].token, e->vocab - 1);
             return QWEN_E_INVALID;
         }
+    }
+    if (p->thinking_budget >= 0 && check_thinking(e, p, err, err_len) != 0) {
+        return QWEN_E_INVALID;
+    }
+    if (p->repeat_guard < 0 || p->repeat_guard == 1) {
+        qwen_fail(err, err_len, "repeat_guard must be 0 (off) or at least 2, not %d",
+                  p->repeat_guard);
+        return QWEN_E_INVALID;
     }
     if (p->n_logprobs < 0 || p->n_logprobs > QWEN_MAX_TOP_LOGPROBS) {
         qwen_fail(err, err_len, "logprobs must be 0 to %d", QWEN_MAX_TOP_LOGPROBS);
@@ -870,8 +1049,18 @@ qwen_submit(qwen_engine *e, const qwen_request_params *p, void *user,
         r->grammar_after = p->grammar_after_token;
         r->grammar_on = p->grammar_after_token <= 0;
     }
+    if (p->thinking_budget >= 0) {
+        r->close_ids = malloc(p->n_think_close_ids * sizeof(int32_t));
+        r->n_close = p->n_think_close_ids;
+        r->think_budget = p->thinking_budget;
+        r->think_open = p->think_open_token;
+        r->think_close = p->think_close_token;
+        r->think = p->thinking_open ? THINK_OPEN : THINK_BEFORE;
+    }
+    r->repeat_guard = p->repeat_guard;
     if (r->tokens == NULL || r->stop_ids == NULL || r->bias == NULL || r->sampler == NULL
-        || (p->grammar != NULL && r->grammar == NULL))
+        || (p->grammar != NULL && r->grammar == NULL)
+        || (p->thinking_budget >= 0 && r->close_ids == NULL))
     {
         request_free(r);
         qwen_fail(err, err_len, "out of memory");
@@ -886,6 +1075,9 @@ qwen_submit(qwen_engine *e, const qwen_request_params *p, void *user,
         memcpy(r->bias, p->logit_bias, p->n_logit_bias * sizeof(qwen_logit_bias));
     }
     r->n_bias = p->n_logit_bias;
+    if (r->close_ids != NULL) {
+        memcpy(r->close_ids, p->think_close_ids, r->n_close * sizeof(int32_t));
+    }
     /* penalties see the prompt too, as llama.cpp and vLLM do */
     for (i = 0; i < p->n_prompt; i++) {
         qwen_sampler_accept(r->sampler, p->prompt[i]);
@@ -1039,6 +1231,8 @@ qwen_request_get_timing(qwen_request *r, qwen_request_timing *out)
     out->n_prompt = r->n_prompt;
     out->n_generated = r->n_generated;
     out->n_cached = r->n_cached;
+    out->n_forced = r->n_forced_out;
+    out->repeat_span = r->repeat_span;
     if (e != NULL) {
         pthread_mutex_unlock(&e->mu);
     }

@@ -3,9 +3,12 @@
  * thread, wait on the eventfd, drain ready requests. Checks that batched
  * requests give the same greedy tokens as each run alone, the queue limit,
  * cancellation during prefill and decode (the slot is reused), pause,
- * max_tokens, stop ids, logprobs, and parameter errors; and the prefix
+ * max_tokens, stop ids, logprobs, and parameter errors; the prefix
  * cache: requests that start like earlier ones (prompts and answers) skip
- * the cached part and still answer as they would without the cache.
+ * the cached part and still answer as they would without the cache; the
+ * thinking budget (the closing tokens forced in order after the budget,
+ * within max_tokens, the grammar on after the forced </think>) and the
+ * repetition guard (one token and a span of 3 repeated, a broken cycle).
  */
 #include "test.h"
 #include "qwen.h"
@@ -561,6 +564,427 @@ test_logit_bias(void)
     qwen_engine_free(e);
 }
 
+/* ------------------------------------------------------ thinking budget */
+
+#define THINK_CLOSE_TEXT "\n\nConsidering the limited time by the user, I have to give the " \
+    "solution based on the thinking directly now.\n</think>\n\n"
+
+static int32_t     think_open, think_close;
+static qwen_tokens close_ids;
+
+/* The ids of THINK_CLOSE_TEXT and the markers; 0 when they cannot be had. */
+static int
+thinking_setup(void)
+{
+    const qwen_tokenizer *tok = qwen_model_tokenizer(model);
+    char                  err[QWEN_ERR_LEN];
+
+    if (close_ids.n > 0) {
+        return 1;
+    }
+    CHECK(tok != NULL, "the test model has a tokenizer");
+    if (tok == NULL) {
+        return 0;
+    }
+    think_open = qwen_token_id(tok, "<think>", 7);
+    think_close = qwen_token_id(tok, "</think>", 8);
+    CHECK(think_open > 0 && think_close > 0, "<think> %d, </think> %d", think_open, think_close);
+    CHECK(qwen_tokenize(tok, THINK_CLOSE_TEXT, strlen(THINK_CLOSE_TEXT), &close_ids, err,
+                        sizeof(err)) == 0 && close_ids.n > 4, "closing text: %s", err);
+    return think_open > 0 && think_close > 0 && close_ids.n > 4;
+}
+
+static qwen_request_params
+budget_params(const int32_t *ids, int n, int max_tokens, int budget)
+{
+    qwen_request_params p = greedy_params(ids, n, max_tokens);
+
+    p.thinking_budget = budget;
+    p.think_open_token = think_open;
+    p.think_close_token = think_close;
+    p.think_close_ids = close_ids.ids;
+    p.n_think_close_ids = close_ids.n;
+    p.thinking_open = 1;
+    return p;
+}
+
+/* Submit p and wait for its end; the timing in *tm if given. */
+static int
+run_params(qwen_engine *e, const qwen_request_params *p, tracked *t, qwen_request_timing *tm)
+{
+    char err[QWEN_ERR_LEN];
+    int  ok;
+
+    memset(t, 0, sizeof(*t));
+    if (qwen_submit(e, p, t, &t->req, err, sizeof(err)) != 0) {
+        CHECK(0, "submit: %s", err);
+        return 0;
+    }
+    ok = wait_all(e, t, 1, 60);
+    CHECK(ok, "the request did not finish");
+    if (tm != NULL) {
+        qwen_request_get_timing(t->req, tm);
+    }
+    qwen_request_release(t->req);
+    return ok;
+}
+
+/* Do the n ids at t->tokens + at equal want? */
+static int
+tokens_at(const tracked *t, int at, const int32_t *want, size_t n)
+{
+    return at >= 0 && (size_t) at + n <= (size_t) t->n
+           && memcmp(t->tokens + at, want, n * sizeof(int32_t)) == 0;
+}
+
+static int
+count_of(const tracked *t, int32_t id)
+{
+    int i, c = 0;
+
+    for (i = 0; i < t->n; i++) {
+        c += t->tokens[i] == id;
+    }
+    return c;
+}
+
+static void
+test_thinking_budget(void)
+{
+    enum { LEN = 24, BUDGET = 5 };
+    int32_t              ids[LEN];
+    int                  nc, i, ok;
+    tracked              ref, t;
+    qwen_request_timing  tm;
+    qwen_request_params  p;
+    qwen_logit_bias      bias[1];
+    qwen_engine         *e = engine_new(2, 4, 64);
+
+    if (e == NULL) return;
+    if (!thinking_setup()) {
+        qwen_engine_free(e);
+        return;
+    }
+    nc = (int) close_ids.n;
+    /* a prompt that ends inside a thinking block, as a chat template with
+     * "<think>\n" in its generation prompt leaves it (thinking_open) */
+    make_prompt(ids, LEN - 2, 41);
+    ids[LEN - 2] = think_open;
+    ids[LEN - 1] = 198;     /* "\n" */
+
+    /* no budget: nothing is forced */
+    p = greedy_params(ids, LEN, BUDGET + nc + 6);
+    run_params(e, &p, &ref, &tm);
+    CHECK(ref.n == BUDGET + nc + 6 && tm.n_forced == 0, "no budget: %d tokens, %zu forced",
+          ref.n, tm.n_forced);
+    ok = count_of(&ref, think_close) == 0;
+    CHECK(ok, "the greedy reference closes its thinking itself; the test needs another prompt");
+
+    /* budget 5: five tokens of thinking (the ones it writes without a
+     * budget), then the closing text token by token, then the answer */
+    p = budget_params(ids, LEN, BUDGET + nc + 6, BUDGET);
+    p.n_logprobs = 1;
+    run_params(e, &p, &t, &tm);
+    CHECK(t.n == BUDGET + nc + 6 && t.finish == QWEN_FINISH_LENGTH, "budget %d: %d tokens, %s",
+          BUDGET, t.n, qwen_finish_name(t.finish));
+    CHECK(tokens_at(&t, 0, ref.tokens, BUDGET), "the thinking before the budget is the "
+          "model's own");
+    CHECK(tokens_at(&t, BUDGET, close_ids.ids, close_ids.n), "the closing tokens follow "
+          "the budget, in order");
+    CHECK(tm.n_forced == (size_t) nc && tm.n_generated == (size_t) t.n,
+          "forced %zu of %zu generated", tm.n_forced, tm.n_generated);
+    CHECK(count_of(&t, think_close) == 1, "one </think>");
+    for (i = BUDGET; i < BUDGET + nc; i++) {
+        CHECK(t.logprobs[i] <= 0.0f && t.logprobs[i] > -1000.0f, "forced token %d logprob %g",
+              i, t.logprobs[i]);
+    }
+
+    /* budget 0: closed at once */
+    p = budget_params(ids, LEN, nc + 3, 0);
+    run_params(e, &p, &t, &tm);
+    CHECK(t.n == nc + 3 && tokens_at(&t, 0, close_ids.ids, close_ids.n),
+          "budget 0 closes at once: %d tokens", t.n);
+
+    /* max_tokens bounds the whole answer, forced tokens included */
+    p = budget_params(ids, LEN, BUDGET + 3, BUDGET);
+    run_params(e, &p, &t, &tm);
+    CHECK(t.n == BUDGET + 3 && t.finish == QWEN_FINISH_LENGTH
+          && tokens_at(&t, BUDGET, close_ids.ids, 3) && tm.n_forced == 3,
+          "max_tokens in the closing text: %d tokens (%zu forced), %s", t.n, tm.n_forced,
+          qwen_finish_name(t.finish));
+
+    /* the thinking the model closes itself within its budget: nothing forced */
+    bias[0] = (qwen_logit_bias) { think_close, 100.0f };
+    p = budget_params(ids, LEN, 12, BUDGET);
+    p.logit_bias = bias;
+    p.n_logit_bias = 1;
+    run_params(e, &p, &t, &tm);
+    CHECK(t.n == 12 && count_of(&t, think_close) == 12 && tm.n_forced == 0,
+          "closed within the budget: %d tokens, %zu forced", t.n, tm.n_forced);
+
+    /* a prompt outside thinking: the block opens with a generated <think>
+     * (+100 makes every token one; those after the first are thinking) */
+    make_prompt(ids, LEN, 42);
+    bias[0] = (qwen_logit_bias) { think_open, 100.0f };
+    p = budget_params(ids, LEN, 1 + 3 + nc + 4, 3);
+    p.thinking_open = 0;
+    p.logit_bias = bias;
+    p.n_logit_bias = 1;
+    run_params(e, &p, &t, &tm);
+    CHECK(t.n == 1 + 3 + nc + 4 && count_of(&t, think_open) == 1 + 3 + 4
+          && tokens_at(&t, 4, close_ids.ids, close_ids.n),
+          "opened by a generated <think>: %d tokens, closing at 4: %s", t.n,
+          tokens_at(&t, 4, close_ids.ids, close_ids.n) ? "yes" : "no");
+    /* markers in the prompt (a user's text) open no block: the budget
+     * waits for a generated <think> */
+    ids[LEN - 2] = think_open;
+    ids[LEN - 1] = think_open;
+    p = budget_params(ids, LEN, 6, 0);
+    p.thinking_open = 0;
+    run_params(e, &p, &t, &tm);
+    CHECK(t.n == 6 && tm.n_forced == 0 && count_of(&t, think_close) == 0
+          && count_of(&t, think_open) == 0, "<think> in the prompt: %zu forced", tm.n_forced);
+
+    /* budgets in a batch: two requests with different budgets at once get
+     * what each gets alone */
+    {
+        tracked             two[2];
+        qwen_request_params p2[2];
+        char                err[QWEN_ERR_LEN];
+
+        ids[LEN - 1] = 198;
+        memset(two, 0, sizeof(two));
+        p2[0] = budget_params(ids, LEN, BUDGET + nc + 6, BUDGET);
+        p2[1] = budget_params(ids, LEN, nc + 3, 0);
+        for (i = 0; i < 2; i++) {
+            CHECK(qwen_submit(e, &p2[i], &two[i], &two[i].req, err, sizeof(err)) == 0,
+                  "%s", err);
+        }
+        CHECK(wait_all(e, two, 2, 60), "two budgets at once");
+        CHECK(two[0].n == BUDGET + nc + 6 && tokens_at(&two[0], BUDGET, close_ids.ids,
+                                                        close_ids.n)
+              && two[1].n == nc + 3 && tokens_at(&two[1], 0, close_ids.ids, close_ids.n),
+              "batched budgets: %d and %d tokens", two[0].n, two[1].n);
+        for (i = 0; i < 2; i++) {
+            qwen_request_release(two[i].req);
+        }
+    }
+    qwen_engine_free(e);
+}
+
+/* Structured output after a forced </think>: thinking free, then only what
+ * the grammar takes. */
+static void
+test_thinking_grammar(void)
+{
+    enum { LEN = 20, BUDGET = 4, GEN = 30 };
+    const qwen_tokenizer *tok = qwen_model_tokenizer(model);
+    int32_t               ids[LEN];
+    int                   nc = (int) close_ids.n, i, accepted = 1;
+    tracked               ref, t;
+    qwen_request_params   p;
+    qwen_grammar         *g;
+    qwen_grammar_state   *st;
+    char                  err[QWEN_ERR_LEN];
+    qwen_engine          *e;
+
+    if (tok == NULL || close_ids.n == 0) return;
+    g = qwen_grammar_new_json(tok, NULL, err, sizeof(err));
+    CHECK(g != NULL, "JSON grammar: %s", err);
+    e = engine_new(1, 2, 64);
+    if (g == NULL || e == NULL) {
+        qwen_grammar_free(g);
+        qwen_engine_free(e);
+        return;
+    }
+    make_prompt(ids, LEN - 1, 43);
+    ids[LEN - 1] = think_open;
+    p = greedy_params(ids, LEN, BUDGET);
+    run_params(e, &p, &ref, NULL);
+
+    p = budget_params(ids, LEN, BUDGET + nc + GEN, BUDGET);
+    p.grammar = g;
+    p.grammar_after_token = think_close;
+    run_params(e, &p, &t, NULL);
+    CHECK(tokens_at(&t, 0, ref.tokens, BUDGET), "the thinking is free");
+    CHECK(tokens_at(&t, BUDGET, close_ids.ids, close_ids.n), "then the closing tokens");
+    /* from the token after </think> on, everything is the grammar's */
+    st = qwen_grammar_state_new(g);
+    for (i = BUDGET + nc - 1; st != NULL && i < t.n; i++) {
+        accepted &= qwen_grammar_accept(st, t.tokens[i]) == 0;
+    }
+    CHECK(st != NULL && accepted && t.n > BUDGET + nc, "the answer after the forced </think> "
+          "is JSON: %d tokens", t.n - (BUDGET + nc - 1));
+    CHECK(t.finish == QWEN_FINISH_LENGTH || (t.finish == QWEN_FINISH_STOP
+                                             && st != NULL && qwen_grammar_complete(st)),
+          "finish %s", qwen_finish_name(t.finish));
+    qwen_grammar_state_free(st);
+    qwen_engine_free(e);
+    qwen_grammar_free(g);
+}
+
+static void
+test_thinking_errors(void)
+{
+    const qwen_tokenizer *tok = qwen_model_tokenizer(model);
+    int32_t               ids[8], bad[QWEN_MAX_FORCED + 1];
+    qwen_request_params   p;
+    qwen_request         *r = NULL;
+    qwen_grammar         *g;
+    qwen_engine          *e = engine_new(1, 2, 16);
+    char                  err[QWEN_ERR_LEN];
+    int32_t               two[2];
+    size_t                i;
+
+    if (e == NULL || tok == NULL || close_ids.n == 0) {
+        qwen_engine_free(e);
+        return;
+    }
+    make_prompt(ids, 8, 44);
+#define REFUSED(what, sub) \
+    CHECK(qwen_submit(e, &p, NULL, &r, err, sizeof(err)) == QWEN_E_INVALID && r == NULL \
+          && strstr(err, sub) != NULL, "%s: %s", what, err)
+    p = budget_params(ids, 8, 4, 2);
+    p.think_close_ids = close_ids.ids;
+    p.n_think_close_ids = close_ids.n - 3;   /* "\n\n" and </think> are the last */
+    REFUSED("closing tokens without </think>", "must contain think_close_token");
+    p = budget_params(ids, 8, 4, 2);
+    p.n_think_close_ids = 0;
+    REFUSED("no closing tokens", "1 to 256");
+    for (i = 0; i <= QWEN_MAX_FORCED; i++) {
+        bad[i] = think_close;
+    }
+    p.think_close_ids = bad;
+    p.n_think_close_ids = QWEN_MAX_FORCED + 1;
+    REFUSED("too many closing tokens", "1 to 256");
+    bad[0] = vocab;
+    p.n_think_close_ids = 2;
+    REFUSED("a closing token outside the vocabulary", "vocabulary");
+    p = budget_params(ids, 8, 4, 2);
+    p.think_open_token = -1;
+    REFUSED("no <think> id", "think_open_token");
+    p = budget_params(ids, 8, 4, 2);
+    p.think_close_token = vocab;
+    REFUSED("a </think> id outside the vocabulary", "vocabulary");
+    g = qwen_grammar_new_json(tok, NULL, err, sizeof(err));
+    CHECK(g != NULL, "grammar: %s", err);
+    p = budget_params(ids, 8, 4, 2);
+    p.grammar = g;
+    p.grammar_after_token = -1;
+    REFUSED("a grammar on from the start", "grammar_after_token");
+    p.grammar_after_token = think_close;
+    two[0] = think_close;
+    two[1] = qwen_token_id(tok, "x", 1);    /* not JSON */
+    p.think_close_ids = two;
+    p.n_think_close_ids = 2;
+    REFUSED("closing text the grammar refuses", "does not take");
+    two[1] = 271;                            /* "\n\n": whitespace before the value */
+    CHECK(qwen_submit(e, &p, NULL, &r, err, sizeof(err)) == 0 && r != NULL,
+          "closing text the grammar takes: %s", err);
+    if (r != NULL) {
+        qwen_request_release(r);
+        r = NULL;
+    }
+    p = greedy_params(ids, 8, 4);
+    p.repeat_guard = 1;
+    REFUSED("repeat_guard 1", "repeat_guard");
+    p.repeat_guard = -3;
+    REFUSED("repeat_guard -3", "repeat_guard");
+#undef REFUSED
+    qwen_grammar_free(g);
+    qwen_engine_free(e);
+}
+
+/* ---------------------------------------------------- repetition guard */
+
+static void
+test_repetition_guard(void)
+{
+    enum { LEN = 16 };
+    int32_t              ids[LEN], cycle[200];
+    tracked              t;
+    qwen_request_timing  tm;
+    qwen_request_params  p;
+    qwen_logit_bias      force[1] = { { 4242, 100.0f } };
+    qwen_engine         *e = engine_new(1, 2, 64);
+    qwen_engine_stats    st;
+    int                  i, n;
+
+    if (e == NULL) return;
+    make_prompt(ids, LEN, 51);
+    CHECK(strcmp(qwen_finish_name(QWEN_FINISH_REPETITION), "repetition") == 0, "name");
+
+    /* one token forever: stopped after 64 of it */
+    p = greedy_params(ids, LEN, 300);
+    p.logit_bias = force;
+    p.n_logit_bias = 1;
+    p.repeat_guard = 8;
+    run_params(e, &p, &t, &tm);
+    CHECK(t.n == QWEN_REPEAT_MIN_TOKENS && t.finish == QWEN_FINISH_REPETITION
+          && tm.repeat_span == 1 && count_of(&t, 4242) == t.n,
+          "one token repeated: %d tokens, %s, span %d", t.n, qwen_finish_name(t.finish),
+          tm.repeat_span);
+    /* more repetitions than the floor */
+    p.repeat_guard = 100;
+    run_params(e, &p, &t, &tm);
+    CHECK(t.n == 100 && t.finish == QWEN_FINISH_REPETITION && tm.repeat_span == 1,
+          "repeat_guard 100: %d tokens, %s", t.n, qwen_finish_name(t.finish));
+    /* off: max_tokens ends it */
+    p.repeat_guard = 0;
+    run_params(e, &p, &t, &tm);
+    CHECK(t.n == 300 && t.finish == QWEN_FINISH_LENGTH && tm.repeat_span == 0,
+          "guard off: %d tokens, %s", t.n, qwen_finish_name(t.finish));
+
+    /* a span of 3 tokens, generated as the thinking budget's closing
+     * tokens (the guard sees every generated token) */
+    if (thinking_setup()) {
+        for (i = 0; i < 120; i++) {
+            cycle[i] = 1000 + i % 3;
+        }
+        cycle[120] = think_close;
+        ids[LEN - 1] = think_open;
+        p = greedy_params(ids, LEN, 200);
+        p.thinking_budget = 0;
+        p.think_open_token = think_open;
+        p.think_close_token = think_close;
+        p.think_close_ids = cycle;
+        p.n_think_close_ids = 121;
+        p.thinking_open = 1;
+        p.repeat_guard = 8;
+        run_params(e, &p, &t, &tm);
+        CHECK(t.n == 64 && t.finish == QWEN_FINISH_REPETITION && tm.repeat_span == 3,
+              "a span of 3, 64 tokens: %d tokens, %s, span %d", t.n,
+              qwen_finish_name(t.finish), tm.repeat_span);
+        p.repeat_guard = 30;
+        run_params(e, &p, &t, &tm);
+        CHECK(t.n == 90 && t.finish == QWEN_FINISH_REPETITION && tm.repeat_span == 3,
+              "a span of 3 written 30 times: %d tokens, %s, span %d", t.n,
+              qwen_finish_name(t.finish), tm.repeat_span);
+        /* broken in the middle: two runs of 45 tokens are not a loop */
+        n = 0;
+        for (i = 0; i < 45; i++) {
+            cycle[n++] = 1000 + i % 3;
+        }
+        cycle[n++] = 2000;
+        for (i = 0; i < 45; i++) {
+            cycle[n++] = 1000 + i % 3;
+        }
+        cycle[n++] = think_close;
+        p.think_close_ids = cycle;
+        p.n_think_close_ids = (size_t) n;
+        p.repeat_guard = 8;
+        p.max_tokens = n + 4;
+        run_params(e, &p, &t, &tm);
+        CHECK(t.n == n + 4 && t.finish == QWEN_FINISH_LENGTH && tm.repeat_span == 0,
+              "a broken cycle: %d tokens, %s", t.n, qwen_finish_name(t.finish));
+    }
+    qwen_engine_get_stats(e, &st);
+    CHECK(st.finished[QWEN_FINISH_REPETITION] == (close_ids.n > 0 ? 4u : 2u),
+          "stats: %llu stopped for repetition",
+          (unsigned long long) st.finished[QWEN_FINISH_REPETITION]);
+    qwen_engine_free(e);
+}
+
 int
 main(void)
 {
@@ -575,6 +999,11 @@ main(void)
     test_stop_logprobs_errors();
     test_prefix_cache();
     test_logit_bias();
+    test_thinking_budget();
+    test_thinking_grammar();
+    test_thinking_errors();
+    test_repetition_guard();
+    qwen_tokens_free(&close_ids);
     qwen_model_free(model);
     TEST_MAIN_END();
 }

@@ -302,6 +302,41 @@ check_grammar(const char *what, size_t i, qp_api api, const char *body, int afte
     qp_request_free(req);
 }
 
+/* body parses with thinking budget `budget` in its engine parameters (-1:
+ * none, no closing tokens; else <think>, </think> and QP_THINK_CLOSE_TEXT's
+ * tokens) and the repetition guard `guard`. */
+TEST_STATIC void
+check_budget(int line, qp_api api, const char *body, int budget, int guard)
+{
+    qp_error                   err;
+    qp_request                *req = parse(api, body, &err);
+    qwen_tokens                want = toks(QP_THINK_CLOSE_TEXT);
+    const qwen_request_params *p;
+
+    CHECK(req != NULL, "line %d: %s: %s", line, body, err.body);
+    if (req != NULL) {
+        p = qp_request_params(req);
+        CHECK(p->thinking_budget == budget, "line %d: thinking budget %d, want %d", line,
+              p->thinking_budget, budget);
+        CHECK(p->repeat_guard == guard, "line %d: repeat guard %d, want %d", line,
+              p->repeat_guard, guard);
+        CHECK(!p->thinking_open, "line %d: the model opens the block", line);
+        if (budget >= 0) {
+            CHECK(p->think_open_token == qwen_token_id(tok, "<think>", 7)
+                  && p->think_close_token == qwen_token_id(tok, "</think>", 8),
+                  "line %d: the markers", line);
+            CHECK(p->n_think_close_ids == want.n && want.n > 0
+                  && memcmp(p->think_close_ids, want.ids, want.n * sizeof(int32_t)) == 0,
+                  "line %d: the closing text's %zu tokens", line, p->n_think_close_ids);
+        } else {
+            CHECK(p->n_think_close_ids == 0 && p->think_close_ids == NULL,
+                  "line %d: no closing tokens", line);
+        }
+    }
+    qp_request_free(req);
+    qwen_tokens_free(&want);
+}
+
 /* body parses, and carries no grammar. */
 TEST_STATIC void
 check_no_grammar(const char *what, qp_api api, const char *body)

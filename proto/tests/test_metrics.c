@@ -368,7 +368,7 @@ test_metrics(void)
     qp_buf              out = { 0 };
     prom_state          st;
     qwen_engine_stats   es;
-    qwen_request_timing t = { 20, 150, 1150, 7, 11, 4 };
+    qwen_request_timing t = { 20, 150, 1150, 7, 11, 4, 0, 0 };
     const char         *bad;
 
     qp_metrics_init(&m);

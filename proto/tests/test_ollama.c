@@ -1,8 +1,9 @@
 /*
  * test_ollama.c - Ollama's /api/chat and /api/generate on the tiny test
  * model's tokenizer: every parameter and error path, "load" answers, format
- * grammars, prompt ids, NDJSON framing and durations, thinking, tool calls,
- * stop strings, stream:false bodies and errors after the stream began.
+ * grammars, prompt ids, NDJSON framing and durations, thinking and its
+ * budget, tool calls, stop strings, stream:false bodies and errors after
+ * the stream began.
  */
 #include "proto_test.h"
 
@@ -12,7 +13,7 @@
 
 /* ------------------------------------------------------------ helpers */
 
-static const qwen_request_timing test_timing = { 12.5, 80.25, 1000.125, 0, 0, 0 };
+static const qwen_request_timing test_timing = { 12.5, 80.25, 1000.125, 0, 0, 0, 0, 0 };
 
 /* One event per call, with test_timing. */
 static run_result
@@ -483,7 +484,7 @@ test_chat_stream(void)
 
     /* before the first token: prompt evaluation takes it all */
     {
-        qwen_request_timing t = { 5, -1, 30, 0, 0, 0 };
+        qwen_request_timing t = { 5, -1, 30, 0, 0, 0, 0, 0 };
         events              eog = events_of("", 1);
 
         rr = run_t(OCHAT, "{" MSG "}", eog, 1, QWEN_FINISH_STOP, &t);
@@ -609,6 +610,70 @@ test_thinking(void)
     CHECK(jget(rr.json, "thinking") == NULL
           && strstr(jstr(rr.json, "response") ? jstr(rr.json, "response") : "", "<think>") != NULL,
           "raw keeps the tags: %s", jstr(rr.json, "response"));
+    run_free(&rr);
+    free(e.ev);
+}
+
+/* options.thinking_budget (or top-level thinking_budget) into the engine's
+ * parameters, only with thinking on; 400s naming the field; the forced
+ * closing text read as thinking; the repetition guard as done_reason
+ * "length". */
+static void
+test_thinking_budget(void)
+{
+    qp_config   saved = cfg;
+    events      e;
+    run_result  rr;
+    char       *s;
+
+#define BUDGET(api, body, budget, guard) check_budget(__LINE__, api, body, budget, guard)
+    BUDGET(OCHAT, "{" MSG "}", -1, 8);
+    BUDGET(OCHAT, "{" MSG ",\"options\":{\"thinking_budget\":7}}", 7, 8);
+    BUDGET(OCHAT, "{" MSG ",\"think\":true,\"options\":{\"thinking_budget\":0}}", 0, 8);
+    BUDGET(OCHAT, "{" MSG ",\"thinking_budget\":9}", 9, 8);
+    BUDGET(OCHAT, "{" MSG ",\"thinking_budget\":9,\"options\":{\"thinking_budget\":4}}", 4, 8);
+    BUDGET(OCHAT, "{" MSG ",\"options\":{\"thinking_budget\":null,\"temperature\":0}}", -1, 8);
+    BUDGET(GEN, "{\"prompt\":\"Hi\",\"options\":{\"thinking_budget\":3}}", 3, 8);
+    BUDGET(GEN, "{\"prompt\":\"Hi\",\"options\":{\"thinking_budget\":3000000000}}",
+           QP_THINKING_BUDGET_MAX, 8);
+    /* thinking off, or a raw prompt: nothing to budget */
+    BUDGET(OCHAT, "{" MSG ",\"think\":false,\"options\":{\"thinking_budget\":7}}", -1, 8);
+    BUDGET(GEN, "{\"prompt\":\"Hi\",\"raw\":true,\"options\":{\"thinking_budget\":3}}", -1, 8);
+    cfg.thinking_budget = 11;
+    cfg.repetition_guard = 0;
+    BUDGET(OCHAT, "{" MSG "}", 11, 0);
+    BUDGET(GEN, "{\"prompt\":\"Hi\",\"options\":{\"thinking_budget\":-1}}", -1, 0);
+    cfg = saved;
+#undef BUDGET
+    EXPECT_ERR(OCHAT, "{" MSG ",\"options\":{\"thinking_budget\":\"5\"}}", 400,
+               "'options.thinking_budget' must be an integer");
+    EXPECT_ERR(OCHAT, "{" MSG ",\"options\":{\"thinking_budget\":-3}}", 400,
+               "'options.thinking_budget' must be a number of tokens");
+    EXPECT_ERR(GEN, "{\"prompt\":\"Hi\",\"options\":{\"thinking_budget\":2.5}}", 400,
+               "options.thinking_budget");
+    EXPECT_ERR(GEN, "{\"prompt\":\"Hi\",\"thinking_budget\":false}", 400,
+               "'thinking_budget' must be an integer");
+    EXPECT_ERR(OCHAT, "{" MSG ",\"thinking_budget\":-2}", 400, "-1 for no budget");
+
+    e = events_of("<think>\nHmm" QP_THINK_CLOSE_TEXT "It is 4.", 1);
+    rr = run(OCHAT, "{" MSG ",\"options\":{\"thinking_budget\":1}}", e, QWEN_FINISH_STOP);
+    s = concat(rr.json, "message.thinking");
+    CHECK(streq(s, "Hmm\n\nConsidering the limited time by the user, I have to give the "
+                "solution based on the thinking directly now."), "thinking '%s'", s);
+    free(s);
+    s = concat(rr.json, "message.content");
+    CHECK(streq(s, "It is 4."), "content '%s'", s);
+    free(s);
+    run_free(&rr);
+    free(e.ev);
+
+    e = events_of("again again", 0);
+    rr = run(OCHAT, "{" MSG ",\"stream\":false}", e, QWEN_FINISH_REPETITION);
+    check_final(__LINE__, rr.json, &rr, "length", (long long) e.n);
+    run_free(&rr);
+    rr = run(GEN, "{\"prompt\":\"Hi\"}", e, QWEN_FINISH_REPETITION);
+    check_final(__LINE__, json_array_get(rr.json, json_array_size(rr.json) - 1), &rr,
+                "length", (long long) e.n);
     run_free(&rr);
     free(e.ev);
 }
@@ -793,6 +858,7 @@ main(void)
         test_chat_stream();
         test_generate_stream();
         test_thinking();
+        test_thinking_budget();
         test_tool_calls();
         test_stop_strings();
         test_cached_prompt();

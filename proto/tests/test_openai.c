@@ -2,7 +2,8 @@
  * test_openai.c - /v1/chat/completions, /v1/completions and /v1/models on
  * the tiny test model's tokenizer (synthetic token events of real ids):
  * every parameter and error path, prompt ids, SSE framing, stop strings,
- * thinking, tool calls, logprobs (also end to end through the engine).
+ * thinking and its budget, tool calls, logprobs (also end to end through
+ * the engine).
  */
 #include <math.h>
 #include <poll.h>
@@ -618,7 +619,7 @@ static void
 test_cached_usage(void)
 {
     events              e = events_of("Hello world.", 1);
-    qwen_request_timing t = { 1.0, 20.0, 40.0, 0, 0, 2 };
+    qwen_request_timing t = { 1.0, 20.0, 40.0, 0, 0, 2, 0, 0 };
     run_result          rr;
     json_t             *last;
 
@@ -852,6 +853,102 @@ test_thinking(void)
     rr = run(CMPL, "{\"prompt\":\"p\"}", e, 1, QWEN_FINISH_STOP);
     CHECK(streq(jstr(rr.json, "choices.0.text"), "<think>\nx\n</think>\n\ny"),
           "completions text raw: '%s'", jstr(rr.json, "choices.0.text"));
+    run_free(&rr);
+    free(e.ev);
+}
+
+
+/* thinking_budget (top level, chat_template_kwargs) into the engine's
+ * parameters with the closing text; no effect without thinking; 400s that
+ * name the field; the forced text read as reasoning; the repetition guard
+ * reported as "length". */
+static void
+test_thinking_budget(void)
+{
+    qp_config   saved = cfg;
+    events      e;
+    run_result  rr;
+    char       *reasoning, *content;
+
+#define BUDGET(api, body, budget, guard) check_budget(__LINE__, api, body, budget, guard)
+    BUDGET(CHAT, "{" M "}", -1, 8);
+    BUDGET(CHAT, "{" M ",\"thinking_budget\":7}", 7, 8);
+    BUDGET(CHAT, "{" M ",\"thinking_budget\":0}", 0, 8);
+    BUDGET(CHAT, "{" M ",\"thinking_budget\":64.0}", 64, 8);
+    BUDGET(CHAT, "{" M ",\"thinking_budget\":null}", -1, 8);
+    BUDGET(CHAT, "{" M ",\"thinking_budget\":100000000000}", QP_THINKING_BUDGET_MAX, 8);
+    BUDGET(CHAT, "{" M ",\"chat_template_kwargs\":{\"thinking_budget\":3}}", 3, 8);
+    BUDGET(CHAT, "{" M ",\"thinking_budget\":9,\"chat_template_kwargs\":"
+                 "{\"thinking_budget\":3}}", 3, 8);
+    BUDGET(CHAT, "{" M ",\"thinking_budget\":9,\"chat_template_kwargs\":"
+                 "{\"enable_thinking\":true}}", 9, 8);
+    /* thinking off: nothing to budget */
+    BUDGET(CHAT, "{" M ",\"thinking_budget\":5,\"chat_template_kwargs\":"
+                 "{\"enable_thinking\":false}}", -1, 8);
+    BUDGET(CHAT, "{" M ",\"thinking_budget\":5,\"reasoning_effort\":\"none\"}", -1, 8);
+    BUDGET(CMPL, "{\"prompt\":\"hi\",\"thinking_budget\":5}", -1, 8);
+    /* with structured output the grammar starts after the forced </think> */
+    check_grammar("budget and response_format", 0, CHAT,
+                  "{" M ",\"thinking_budget\":2,\"response_format\":{\"type\":\"json_object\"}}",
+                  1, "{\"a\": 1}");
+    BUDGET(CHAT, "{" M ",\"thinking_budget\":2,\"response_format\":{\"type\":\"json_object\"}}",
+           2, 8);
+    /* the configured defaults, and a request's -1 */
+    cfg.thinking_budget = 5;
+    cfg.repetition_guard = 0;
+    BUDGET(CHAT, "{" M "}", 5, 0);
+    BUDGET(CHAT, "{" M ",\"thinking_budget\":-1}", -1, 0);
+    BUDGET(CHAT, "{" M ",\"chat_template_kwargs\":{\"thinking_budget\":-1}}", -1, 0);
+    BUDGET(CHAT, "{" M ",\"enable_thinking\":false}", -1, 0);
+    cfg.repetition_guard = 12;
+    BUDGET(CMPL, "{\"prompt\":\"hi\"}", -1, 12);
+    cfg = saved;
+#undef BUDGET
+    EXPECT_ERR(CHAT, "{" M ",\"thinking_budget\":\"5\"}", 400, "thinking_budget", NULL,
+               "integer");
+    EXPECT_ERR(CHAT, "{" M ",\"thinking_budget\":1.5}", 400, "thinking_budget", NULL, NULL);
+    EXPECT_ERR(CHAT, "{" M ",\"thinking_budget\":true}", 400, "thinking_budget", NULL, NULL);
+    EXPECT_ERR(CHAT, "{" M ",\"thinking_budget\":-2}", 400, "thinking_budget", NULL,
+               "-1 for no budget");
+    EXPECT_ERR(CHAT, "{" M ",\"chat_template_kwargs\":{\"thinking_budget\":\"x\"}}", 400,
+               "chat_template_kwargs.thinking_budget", NULL, NULL);
+    EXPECT_ERR(CHAT, "{" M ",\"chat_template_kwargs\":{\"thinking_budget\":-7}}", 400,
+               "chat_template_kwargs.thinking_budget", NULL, "not -7");
+    EXPECT_ERR(CMPL, "{\"prompt\":\"hi\",\"thinking_budget\":[]}", 400, "thinking_budget",
+               NULL, NULL);
+
+    /* what the engine generates past the budget: the sentence ends the
+     * reasoning, the answer follows as content */
+    e = events_of("<think>\nHmm, five tokens" QP_THINK_CLOSE_TEXT "The answer.", 1);
+    rr = run(CHAT, "{" M ",\"thinking_budget\":5}", e, 1, QWEN_FINISH_STOP);
+    CHECK(streq(jstr(rr.json, "choices.0.message.reasoning_content"),
+                "Hmm, five tokens\n\nConsidering the limited time by the user, I have to give "
+                "the solution based on the thinking directly now."),
+          "reasoning: '%s'", jstr(rr.json, "choices.0.message.reasoning_content"));
+    CHECK(streq(jstr(rr.json, "choices.0.message.content"), "The answer."), "content: '%s'",
+          jstr(rr.json, "choices.0.message.content"));
+    run_free(&rr);
+    rr = run(CHAT, "{" M ",\"thinking_budget\":5,\"stream\":true}", e, 1, QWEN_FINISH_STOP);
+    reasoning = concat_deltas(rr.json, "reasoning_content");
+    content = concat_deltas(rr.json, "content");
+    CHECK(strstr(reasoning, "directly now.") != NULL && streq(content, "The answer."),
+          "streamed: '%s' / '%s'", reasoning, content);
+    free(reasoning);
+    free(content);
+    run_free(&rr);
+    free(e.ev);
+
+    /* the repetition guard's end reads "length" */
+    e = events_of("again again again", 0);
+    rr = run(CHAT, "{" M "}", e, 1, QWEN_FINISH_REPETITION);
+    CHECK(streq(jstr(rr.json, "choices.0.finish_reason"), "length")
+          && streq(rr.finish, "length"), "repetition: finish_reason %s",
+          jstr(rr.json, "choices.0.finish_reason"));
+    run_free(&rr);
+    rr = run(CMPL, "{\"prompt\":\"x\",\"stream\":true}", e, 1, QWEN_FINISH_REPETITION);
+    CHECK(streq(rr.finish, "length") && rr.out.data != NULL
+          && strstr(rr.out.data, "\"finish_reason\":\"length\"") != NULL,
+          "streamed repetition: length");
     run_free(&rr);
     free(e.ev);
 }
@@ -1331,6 +1428,7 @@ main(void)
         test_utf8();
         test_ignore_eos();
         test_thinking();
+        test_thinking_budget();
         test_tool_calls();
         test_logprobs();
         test_response_errors();
