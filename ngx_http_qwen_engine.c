@@ -90,6 +90,7 @@ ngx_http_qwen_engine_start(ngx_cycle_t *cycle, ngx_http_qwen_model_t *m,
     params.max_queue = (int) e->queue;
     params.kv_format = (char *) ngx_http_qwen_kv_caches[e->kv_cache].name.data;
     params.prefix_cache = (int) e->prefix_cache;
+    params.draft = (int) e->draft;
     params.prefix_cache_bytes = e->prefix_cache ? e->prefix_cache_size : 0;
 
     err[0] = '\0';
@@ -137,14 +138,15 @@ ngx_http_qwen_engine_start(ngx_cycle_t *cycle, ngx_http_qwen_model_t *m,
     ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
                   "qwen: engine for model \"%V\": threads %d, slots %d, "
                   "ctx %d, batch %d, queue %d, KV cache %uz MiB %s, "
-                  "prefix cache %s%uz MiB more",
+                  "prefix cache %s%uz MiB more, drafts %s",
                   &m->path, params.n_threads, params.n_slots, params.n_ctx,
                   params.n_batch, params.max_queue,
                   qwen_kv_cache_bytes(m->config, params.n_slots,
                                       params.n_ctx) >> 20,
                   qwen_engine_kv_format(m->engine),
                   params.prefix_cache ? "on, " : "off, ",
-                  params.prefix_cache_bytes >> 20);
+                  params.prefix_cache_bytes >> 20,
+                  params.draft ? "ngram" : "off");
 
     return NGX_OK;
 

@@ -123,6 +123,13 @@ ngx_conf_enum_t  ngx_http_qwen_kv_caches[] = {
     { ngx_null_string, 0 }
 };
 
+/* qwen_draft: n-gram drafts or none (qwen_engine_params.draft) */
+static ngx_conf_enum_t  ngx_http_qwen_drafts[] = {
+    { ngx_string("off"), 0 },
+    { ngx_string("ngram"), 1 },
+    { ngx_null_string, 0 }
+};
+
 static ngx_conf_enum_t  ngx_http_qwen_reasoning_fields[] = {
     { ngx_string("reasoning_content"), 0 },
     { ngx_string("reasoning"), 1 },
@@ -215,6 +222,13 @@ static ngx_command_t  ngx_http_qwen_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_qwen_loc_conf_t, engine.queue),
       &ngx_http_qwen_queue_bounds },
+
+    { ngx_string("qwen_draft"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_qwen_loc_conf_t, engine.draft),
+      &ngx_http_qwen_drafts },
 
     { ngx_string("qwen_kv_cache"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -429,6 +443,7 @@ ngx_http_qwen_create_loc_conf(ngx_conf_t *cf)
     conf->engine.batch = NGX_CONF_UNSET;
     conf->engine.queue = NGX_CONF_UNSET;
     conf->engine.kv_cache = NGX_CONF_UNSET_UINT;
+    conf->engine.draft = NGX_CONF_UNSET_UINT;
     conf->engine.prefix_cache = NGX_CONF_UNSET;
     conf->engine.prefix_cache_size = NGX_CONF_UNSET_SIZE;
 
@@ -473,6 +488,7 @@ ngx_http_qwen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->engine.batch, prev->engine.batch, 256);
     ngx_conf_merge_value(conf->engine.queue, prev->engine.queue, 16);
     ngx_conf_merge_uint_value(conf->engine.kv_cache, prev->engine.kv_cache, 0);
+    ngx_conf_merge_uint_value(conf->engine.draft, prev->engine.draft, 1);
     ngx_conf_merge_value(conf->engine.prefix_cache, prev->engine.prefix_cache, 1);
     ngx_conf_merge_size_value(conf->engine.prefix_cache_size,
                               prev->engine.prefix_cache_size, 256 * 1024 * 1024);
@@ -621,22 +637,26 @@ ngx_http_qwen_merge_engine(ngx_conf_t *cf, ngx_http_qwen_loc_conf_t *conf)
     if (s->threads != e->threads || s->slots != e->slots
         || s->ctx != e->ctx || s->batch != e->batch || s->queue != e->queue
         || s->prefix_cache != e->prefix_cache
-        || (e->prefix_cache && s->prefix_cache_size != e->prefix_cache_size))
+        || (e->prefix_cache && s->prefix_cache_size != e->prefix_cache_size)
+        || s->draft != e->draft)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "locations \"%V\" and \"%V\" serve model \"%V\" "
                            "with different engine settings (threads %i/%i, "
                            "slots %i/%i, ctx %i/%i, batch %i/%i, "
-                           "queue %i/%i, prefix cache %z/%z bytes): a "
-                           "model has one engine per worker, so set "
-                           "qwen_threads, qwen_slots, qwen_ctx, qwen_batch, "
-                           "qwen_queue and qwen_prefix_cache alike",
+                           "queue %i/%i, prefix cache %z/%z bytes, draft "
+                           "%V/%V): a model has one engine per worker, so "
+                           "set qwen_threads, qwen_slots, qwen_ctx, "
+                           "qwen_batch, qwen_queue, qwen_prefix_cache and "
+                           "qwen_draft alike",
                            &m->engine_conf_location, &conf->location,
                            &m->path, s->threads, e->threads,
                            s->slots, e->slots, s->ctx, e->ctx,
                            s->batch, e->batch, s->queue, e->queue,
                            s->prefix_cache ? (ssize_t) s->prefix_cache_size : -1,
-                           e->prefix_cache ? (ssize_t) e->prefix_cache_size : -1);
+                           e->prefix_cache ? (ssize_t) e->prefix_cache_size : -1,
+                           &ngx_http_qwen_drafts[s->draft].name,
+                           &ngx_http_qwen_drafts[e->draft].name);
         return NGX_CONF_ERROR;
     }
 

@@ -33,6 +33,7 @@ typedef struct {
     ngx_int_t                    batch;
     ngx_int_t                    queue;
     ngx_uint_t                   kv_cache;   /* ngx_http_qwen_kv_caches[] */
+    ngx_uint_t                   draft;      /* ngx_http_qwen_drafts[]: 1 ngram, 0 off */
     ngx_flag_t                   prefix_cache;        /* on / off */
     size_t                       prefix_cache_size;   /* bytes beyond the slots' */
 } ngx_http_qwen_engine_conf_t;

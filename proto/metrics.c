@@ -75,6 +75,8 @@ qp_metrics_add(qp_metrics *dst, const qp_metrics *src)
     dst->prompt_tokens_total += src->prompt_tokens_total;
     dst->prefix_cache_queries_total += src->prefix_cache_queries_total;
     dst->prefix_cache_hits_total += src->prefix_cache_hits_total;
+    dst->draft_tokens_total += src->draft_tokens_total;
+    dst->draft_accepted_tokens_total += src->draft_accepted_tokens_total;
     dst->generation_tokens_total += src->generation_tokens_total;
     for (i = 0; i < QP_REASON_COUNT; i++) {
         dst->finished[i] += src->finished[i];
@@ -179,6 +181,8 @@ qp_metrics_request_done(qp_metrics *m, const qwen_request_timing *t, const char 
     m->prompt_tokens_total += t->n_prompt;
     m->prefix_cache_queries_total += t->n_prompt;
     m->prefix_cache_hits_total += t->n_cached;
+    m->draft_tokens_total += t->n_drafted;
+    m->draft_accepted_tokens_total += t->n_draft_accepted;
     m->generation_tokens_total += t->n_generated;
     if (t->queued_ms >= 0) {
         qp_metrics_observe(m, QP_HIST_QUEUE, t->queued_ms / 1000.0);
@@ -282,6 +286,12 @@ qp_metrics_text(const qp_metrics *m, qp_buf *out)
         || scalar(out, "qwen_prefix_cache_hits_total", "counter",
                   "Prompt tokens of finished requests found in the prefix cache "
                   "(not prefilled).", m->prefix_cache_hits_total) != 0
+        || scalar(out, "qwen_draft_tokens_total", "counter",
+                  "N-gram draft tokens proposed for finished requests.",
+                  m->draft_tokens_total) != 0
+        || scalar(out, "qwen_draft_accepted_tokens_total", "counter",
+                  "Of them, tokens the model agreed with (generated without a step of "
+                  "their own).", m->draft_accepted_tokens_total) != 0
         || scalar(out, "qwen_generation_tokens_total", "counter",
                   "Tokens generated for finished requests.",
                   m->generation_tokens_total) != 0

@@ -55,8 +55,8 @@ typedef struct {
  * applied: the sampler has no locally-typical step), repeat_penalty ->
  * repetition_penalty, repeat_last_n -> penalty_last_n (0 off, -1 all),
  * presence/frequency_penalty, seed (negative: random), num_predict, num_ctx,
- * stop, and ours: thinking_budget (also taken at the top level; options
- * win). Ollama's runner-only options (num_gpu, num_thread, mirostat...) and
+ * stop, and ours: thinking_budget and draft (also taken at the top level;
+ * options win). Ollama's runner-only options (num_gpu, num_thread, mirostat...) and
  * unknown keys are ignored, as Ollama ignores them.
  */
 static int
@@ -75,7 +75,8 @@ parse_options(qp_request *req, const json_t *root, const qp_config *cfg,
     /* options.thinking_budget, else a top-level one, else the default */
     lim->thinking_budget = cfg->thinking_budget;
     if (qp_get_thinking_budget(root, "thinking_budget", "thinking_budget",
-                               &lim->thinking_budget, req->errors, err) < 0)
+                               &lim->thinking_budget, req->errors, err) < 0
+        || qp_get_draft(root, "draft", "draft", &req->params.draft, req->errors, err) < 0)
     {
         return -1;
     }
@@ -127,7 +128,9 @@ parse_options(qp_request *req, const json_t *root, const qp_config *cfg,
     }
     lim->has_num_predict = rc == 1 && lim->num_predict != 0;
     if (qp_get_thinking_budget(opts, "thinking_budget", "options.thinking_budget",
-                               &lim->thinking_budget, req->errors, err) < 0)
+                               &lim->thinking_budget, req->errors, err) < 0
+        || qp_get_draft(opts, "draft", "options.draft", &req->params.draft, req->errors,
+                        err) < 0)
     {
         return -1;
     }

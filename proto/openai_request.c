@@ -635,6 +635,7 @@ qp_openai_parse(qp_request *req, const json_t *root, const qp_config *cfg,
     }
     if (qp_get_bool(root, "ignore_eos", "ignore_eos", &req->params.ignore_eos, es, err) < 0
         || parse_logit_bias(req, root, qwen_tokenizer_vocab_size(tok), err) != 0
+        || qp_get_draft(root, "draft", "draft", &req->params.draft, es, err) < 0
         || parse_thinking_budget(req, root, cfg, chat, &budget, err) != 0)
     {
         return -1;

@@ -257,6 +257,8 @@ typedef struct {
     uint64_t     prompt_tokens_total;
     uint64_t     prefix_cache_queries_total;   /* prompt tokens looked up */
     uint64_t     prefix_cache_hits_total;      /* of them found in the prefix cache */
+    uint64_t     draft_tokens_total;           /* n-gram draft tokens proposed */
+    uint64_t     draft_accepted_tokens_total;  /* of them taken */
     uint64_t     generation_tokens_total;
     uint64_t     finished[QP_REASON_COUNT];
     qp_histogram hist[QP_HIST_COUNT];

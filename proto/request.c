@@ -447,6 +447,31 @@ qp_get_thinking_budget(const json_t *obj, const char *key, const char *param, in
 }
 
 int
+qp_get_draft(const json_t *obj, const char *key, const char *param, int *out,
+             const qp_error_style *es, qp_error *err)
+{
+    const json_t *v = obj != NULL ? json_object_get(obj, key) : NULL;
+
+    if (v == NULL || json_is_null(v)) {
+        return 0;
+    }
+    if (json_is_boolean(v)) {
+        *out = json_is_true(v);
+        return 1;
+    }
+    if (json_is_string(v) && strcmp(json_string_value(v), "ngram") == 0) {
+        *out = 1;
+        return 1;
+    }
+    if (json_is_string(v) && strcmp(json_string_value(v), "off") == 0) {
+        *out = 0;
+        return 1;
+    }
+    return qp_fail(err, es, 400, NULL, param, NULL,
+                   "'%s' must be \"ngram\" or \"off\" (or true / false)", param);
+}
+
+int
 qp_request_set_thinking_budget(qp_request *req, const qwen_tokenizer *tok, int budget,
                                qp_error *err)
 {

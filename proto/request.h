@@ -111,6 +111,11 @@ int  qp_request_set_grammar(qp_request *req, const qwen_tokenizer *tok,
  * 1 set, 0 absent or null, -1 (400 naming param) not such a number. */
 int  qp_get_thinking_budget(const json_t *obj, const char *key, const char *param, int *out,
                             const qp_error_style *es, qp_error *err);
+/* draft in obj: "ngram" (or true) proposes n-gram drafts for this request,
+ * "off" (or false) does not; absent: the server's qwen_draft. 1 set, 0
+ * absent or null, -1 (400 naming param) anything else. */
+int  qp_get_draft(const json_t *obj, const char *key, const char *param, int *out,
+                  const qp_error_style *es, qp_error *err);
 /* With thinking on (req->thinking, so once the prompt is built) and a
  * budget >= 0: the engine closes the thinking after budget tokens with
  * QP_THINK_CLOSE_TEXT's tokens. Otherwise nothing. */

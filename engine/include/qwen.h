@@ -164,6 +164,15 @@ typedef int (*qwen_token_filter)(void *ctx, int32_t token);
  */
 int32_t       qwen_sampler_sample_filtered(qwen_sampler *s, float *logits,
                                            qwen_token_filter allowed, void *ctx);
+/*
+ * Speculative decoding's acceptance of a proposed token (a deterministic
+ * draft, e.g. copied from the prompt): the same distribution as sampling
+ * (filtered when allowed is not NULL), drawn so that draft comes with its
+ * own probability and anything else from the rest. Greedy: the argmax,
+ * whatever the draft. The caller compares the result with draft.
+ */
+int32_t       qwen_sampler_sample_draft(qwen_sampler *s, float *logits, int32_t draft,
+                                        qwen_token_filter allowed, void *ctx);
 
 /* ------------------------------------------------------------- grammar */
 
@@ -233,10 +242,22 @@ typedef struct {
      * prefix_cache on still caches in idle slots' room. */
     int         prefix_cache;       /* 1: on (the default) */
     size_t      prefix_cache_bytes;
+    /* N-gram (prompt lookup) drafts: when the last tokens of a sequence
+     * occurred earlier in it (an answer copying its prompt), the tokens that
+     * followed there are proposed and checked in one step with the next
+     * token; the longest run the model agrees with is taken (speculative
+     * sampling: the output's distribution, and greedy output itself, are
+     * those without drafts). Fewer drafts as more slots are busy, none
+     * when all are. Requests may override it (qwen_request_params.draft). */
+    int         draft;              /* 1: on (the default), 0: off */
 } qwen_engine_params;
 
+/* Most tokens proposed for one sequence in one step. */
+#define QWEN_DRAFT_MAX 8
+
 /* 1 thread, 4 slots of 4096 tokens, batches of 256, a queue of 16, best
- * kernels, auto KV format, prefix cache on with no extra memory. */
+ * kernels, auto KV format, prefix cache on with no extra memory, drafts
+ * on. */
 qwen_engine_params qwen_engine_default_params(void);
 
 typedef enum {
@@ -319,6 +340,8 @@ typedef struct {
      * 8 times). The last token of the loop is published, then the request
      * ends. Costs 64 compares per token. 0: off. */
     int                  repeat_guard;
+    int                  draft;          /* n-gram drafts: -1 the engine's
+                                          * setting (the default), 0 off, 1 on */
 } qwen_request_params;
 
 /* No prompt, no limit but the context, default sampling, no stop ids,
@@ -350,6 +373,8 @@ typedef struct {
     uint64_t prefix_cache_queries;   /* prompt tokens looked up in the prefix cache */
     uint64_t prefix_cache_hits;      /* of them found there (not prefilled) */
     size_t   prefix_cache_blocks;    /* blocks cached for later requests */
+    uint64_t drafted;                /* draft tokens proposed, totals since start */
+    uint64_t draft_accepted;         /* of them taken */
 } qwen_engine_stats;
 
 typedef struct {
@@ -362,6 +387,8 @@ typedef struct {
     size_t n_forced;             /* tokens the thinking budget generated */
     int    repeat_span;          /* QWEN_FINISH_REPETITION: tokens in the span
                                   * repeated (0 otherwise) */
+    size_t n_drafted;            /* draft tokens proposed */
+    size_t n_draft_accepted;     /* of them taken */
 } qwen_request_timing;
 
 /* The KV cache format the engine's context picked ("f16" or "bf16"). */

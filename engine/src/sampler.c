@@ -301,10 +301,10 @@ top_k_scan(const float *logits, int n, int k, candidate *c)
  * by a token (T=30, top-p 0.95: 142,022 vs 142,023 tokens).
  */
 static int32_t
-cut_and_draw(qwen_sampler *s, const candidate *c, int k, double z)
+cut_and_draw(qwen_sampler *s, const candidate *c, int k, double z, int32_t draft)
 {
     const qwen_sampling_params *p = &s->params;
-    double                      cum;
+    double                      cum, w_draft = 0.0;
     float                       r;
     int                         i;
 
@@ -329,22 +329,40 @@ cut_and_draw(qwen_sampler *s, const candidate *c, int k, double z)
     cum = 0.0;
     for (i = 0; i < k; i++) {
         cum += c[i].p;
+        w_draft += c[i].id == draft ? c[i].p : 0.0;
+    }
+    if (draft >= 0) {
+        /* a proposed token (speculative decoding with a deterministic
+         * proposal): taken with its probability, else the draw is from
+         * the others, so the result follows the distribution above */
+        if (rand_unit(s->rng) * cum < w_draft) {
+            return draft;
+        }
+        cum -= w_draft;
+        if (!(cum > 0.0)) {
+            return draft;
+        }
     }
     r = rand_unit(s->rng) * (float) cum;
     cum = 0.0;
     for (i = 0; i < k; i++) {
+        if (c[i].id == draft) {
+            continue;
+        }
         cum += c[i].p;
         if (r < cum) {
             return c[i].id;
         }
     }
-    return c[k - 1].id;
+    for (i = k - 1; i > 0 && c[i].id == draft; i--) {
+    }
+    return c[i].id;
 }
 
 /* Softmax weights over c[0..k) (sorted, descending, scaled logits), then
  * the cut and draw. */
 static int32_t
-draw_sorted(qwen_sampler *s, candidate *c, int k)
+draw_sorted(qwen_sampler *s, candidate *c, int k, int32_t draft)
 {
     float  mx = c[0].p;
     double z = 0.0;
@@ -354,7 +372,7 @@ draw_sorted(qwen_sampler *s, candidate *c, int k)
         c[i].p = expf(c[i].p - mx);
         z += c[i].p;
     }
-    return cut_and_draw(s, c, k, z);
+    return cut_and_draw(s, c, k, z, draft);
 }
 
 /*
@@ -369,7 +387,7 @@ draw_sorted(qwen_sampler *s, candidate *c, int k)
 #define DRAW_BINS 64
 
 static int32_t
-draw_full(qwen_sampler *s, const float *logits, int n, float inv_t)
+draw_full(qwen_sampler *s, const float *logits, int n, float inv_t, int32_t draft)
 {
     const qwen_sampling_params *p = &s->params;
     candidate                  *c = s->cand;
@@ -402,6 +420,9 @@ draw_full(qwen_sampler *s, const float *logits, int n, float inv_t)
     if (p->min_p > 0.0f && p->min_p * 0.999f > floor) {
         floor = p->min_p * 0.999f;
     }
+    if (floor == 0.0f && draft >= 0) {
+        return cut_and_draw(s, c, n, z, draft);     /* no cuts: any order does */
+    }
     if (floor == 0.0f) {
         r = rand_unit(s->rng) * (float) z;
         cum = 0.0;
@@ -420,11 +441,11 @@ draw_full(qwen_sampler *s, const float *logits, int n, float inv_t)
         }
     }
     qsort(c, (size_t) k, sizeof(candidate), cand_desc);
-    return cut_and_draw(s, c, k, z);
+    return cut_and_draw(s, c, k, z, draft);
 }
 
-int32_t
-qwen_sampler_sample(qwen_sampler *s, float *logits)
+static int32_t
+sample_plain(qwen_sampler *s, float *logits, int32_t draft)
 {
     const qwen_sampling_params *p = &s->params;
     candidate                  *c = s->cand;
@@ -439,7 +460,7 @@ qwen_sampler_sample(qwen_sampler *s, float *logits)
     }
     inv_t = 1.0f / p->temperature;
     if (!(p->top_k > 0 && p->top_k < n)) {
-        return draw_full(s, logits, n, inv_t);
+        return draw_full(s, logits, n, inv_t, draft);
     }
     k = p->top_k;
     top_k_scan(logits, n, k, c);
@@ -448,7 +469,13 @@ qwen_sampler_sample(qwen_sampler *s, float *logits)
     }
     /* softmax over the survivors, sorted by probability */
     qsort(c, (size_t) k, sizeof(candidate), cand_desc);
-    return draw_sorted(s, c, k);
+    return draw_sorted(s, c, k, draft);
+}
+
+int32_t
+qwen_sampler_sample(qwen_sampler *s, float *logits)
+{
+    return sample_plain(s, logits, -1);
 }
 
 /* ------------------------------------------------------ filtered sampling */
@@ -493,9 +520,9 @@ best_allowed(candidate *c, int n, int want, qwen_token_filter allowed, void *ctx
     return k;
 }
 
-int32_t
-qwen_sampler_sample_filtered(qwen_sampler *s, float *logits, qwen_token_filter allowed,
-                             void *ctx)
+static int32_t
+sample_filtered(qwen_sampler *s, float *logits, qwen_token_filter allowed, void *ctx,
+                int32_t draft)
 {
     const qwen_sampling_params *p = &s->params;
     candidate                  *c = s->cand;
@@ -523,5 +550,23 @@ qwen_sampler_sample_filtered(qwen_sampler *s, float *logits, qwen_token_filter a
     if (k == 0) {
         return -1;
     }
-    return greedy ? c[0].id : draw_sorted(s, c, k);
+    return greedy ? c[0].id : draw_sorted(s, c, k, draft);
+}
+
+int32_t
+qwen_sampler_sample_filtered(qwen_sampler *s, float *logits, qwen_token_filter allowed,
+                             void *ctx)
+{
+    return sample_filtered(s, logits, allowed, ctx, -1);
+}
+
+int32_t
+qwen_sampler_sample_draft(qwen_sampler *s, float *logits, int32_t draft,
+                          qwen_token_filter allowed, void *ctx)
+{
+    if (draft < 0 || draft >= s->vocab_size) {
+        draft = -1;
+    }
+    return allowed != NULL ? sample_filtered(s, logits, allowed, ctx, draft)
+                           : sample_plain(s, logits, draft);
 }

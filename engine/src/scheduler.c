@@ -61,6 +61,7 @@ struct qwen_request {
     int32_t             *close_ids;     /* forced to close the thinking */
     size_t               n_close;
     int                  repeat_guard;  /* 0: off */
+    int                  draft_on;      /* n-gram drafts */
 
     /* scheduler thread only */
     qwen_sampler        *sampler;
@@ -74,6 +75,10 @@ struct qwen_request {
     enum think_state     think;
     size_t               n_think;       /* tokens generated inside the block */
     size_t               n_forced;      /* of close_ids, generated */
+    int32_t              drafts[QWEN_DRAFT_MAX];   /* proposed this step */
+    int                  n_drafts;
+    int                  draft_len;     /* most to propose next: follows acceptance */
+    size_t               n_drafted, n_draft_accepted;
     /* repeat_run[k]: how many generated tokens in a row, up to the last,
      * equal the token k before them */
     uint32_t             repeat_run[QWEN_REPEAT_MAX_SPAN + 1];
@@ -121,6 +126,7 @@ struct qwen_engine {
     uint64_t             finished[QWEN_FINISH_ERROR + 1];
     uint64_t             cache_queries, cache_hits;
     size_t               cache_blocks;
+    uint64_t             drafted, draft_accepted;
 
     /* the context's KV cache; touched only by the scheduler thread (and
      * by qwen_engine_free after joining it) */
@@ -134,8 +140,9 @@ struct qwen_engine {
     /* scheduler thread scratch */
     qwen_batch_entry    *batch;
     qwen_request       **batch_req;     /* request of each logits row */
-    int                 *batch_kind;    /* 0 decode, 1 prompt end */
-    float               *logits;        /* [n_slots][vocab] */
+    int                 *batch_kind;    /* 0 decode, 1 prompt end, 2 a draft's */
+    float               *logits;        /* [n_rows][vocab] */
+    int                  max_rows;      /* n_slots + QWEN_DRAFT_STEP_MAX */
     float               *raw;           /* [vocab] for logprobs */
     qwen_sampler        *sampler_scratch;  /* lends its scratch to every request's
                                             * sampler: they all run on this thread */
@@ -436,13 +443,83 @@ shared_prefill(qwen_engine *e, qwen_request *r, int n_chunks)
     return 0;
 }
 
+/* Draft tokens of all sequences in one step, at most; their logits rows
+ * come on top of one per slot. */
+#define QWEN_DRAFT_STEP_MAX 16
+
+/*
+ * Prompt lookup: the last n tokens of r (n from 4 down to 2, the next
+ * token included) where they last occurred before, and up to max of the
+ * tokens that followed there, into r->drafts. An answer that copies its
+ * prompt (extraction, quoting, code) proposes the rest of the copy.
+ */
+static void
+propose_drafts(qwen_request *r, int max)
+{
+    const int32_t *t = r->tokens;
+    size_t         len = r->n_past + 1, q, i;      /* the next token is t[n_past] */
+    int            n, k;
+
+    r->n_drafts = 0;
+    for (n = 4; n >= 2 && r->n_drafts == 0; n--) {
+        if (len < (size_t) n + 1) {
+            continue;
+        }
+        for (q = len - (size_t) n; q-- > 0; ) {
+            for (i = 0; i < (size_t) n && t[q + i] == t[len - (size_t) n + i]; i++) {
+            }
+            if (i < (size_t) n) {
+                continue;
+            }
+            for (k = 0; k < max && q + (size_t) n + (size_t) k < len; k++) {
+                r->drafts[k] = t[q + (size_t) n + (size_t) k];
+            }
+            r->n_drafts = k;
+            break;
+        }
+    }
+}
+
+/* How many tokens r may have proposed this step: drafts cost compute, so
+ * fewer as more sequences decode together (none with every slot busy) and
+ * as few as its recent drafts were taken (draft_len), never past
+ * max_tokens or the context, and none while a thinking budget is counting
+ * or forcing its close. */
+static int
+draft_room(const qwen_engine *e, const qwen_request *r, int n_decoding, int step_left)
+{
+    int k = n_decoding <= 1 ? QWEN_DRAFT_MAX
+            : 2 * n_decoding <= e->params.n_slots ? QWEN_DRAFT_MAX / 2
+            : n_decoding < e->params.n_slots ? 2 : 0;
+    long left_ctx = (long) e->params.n_ctx - 1 - (long) r->n_past;
+    long left_gen = r->max_tokens > 0 ? (long) r->max_tokens - (long) r->n_generated - 1
+                                      : left_ctx;
+
+    if (!r->draft_on || r->think != THINK_OFF) {
+        return 0;
+    }
+    k = k < r->draft_len ? k : r->draft_len;
+    k = k < step_left ? k : step_left;
+    k = (long) k < left_ctx ? k : (int) (left_ctx > 0 ? left_ctx : 0);
+    k = (long) k < left_gen ? k : (int) (left_gen > 0 ? left_gen : 0);
+    return k;
+}
+
 static int
 build_batch(qwen_engine *e, int *n_rows)
 {
-    int           n = 0, rows = 0, s, k, i, budget, n_chunks;
+    int           n = 0, rows = 0, s, k, i, budget, n_chunks, n_decoding = 0, step_left;
     qwen_request *r;
 
-    /* decode steps first: one token per running, unpaused sequence */
+    for (s = 0; s < e->params.n_slots; s++) {
+        r = e->slots[s];
+        n_decoding += r != NULL && r->state == RQ_DECODE && !r->paused && !r->cancelled;
+    }
+    /* half the batch stays for prompt chunks */
+    step_left = QWEN_DRAFT_STEP_MAX < e->params.n_batch / 2 - e->params.n_slots
+                ? QWEN_DRAFT_STEP_MAX : e->params.n_batch / 2 - e->params.n_slots;
+    /* decode steps first: one token per running, unpaused sequence, and
+     * the drafts that follow it */
     for (s = 0; s < e->params.n_slots; s++) {
         r = e->slots[s];
         if (r == NULL || r->state != RQ_DECODE || r->paused || r->cancelled) {
@@ -454,6 +531,21 @@ build_batch(qwen_engine *e, int *n_rows)
         e->batch_kind[rows] = 0;
         n++;
         rows++;
+        r->n_drafts = 0;
+        k = draft_room(e, r, n_decoding, step_left);
+        if (k > 0) {
+            propose_drafts(r, k);
+        }
+        for (i = 0; i < r->n_drafts; i++) {
+            size_t pos = r->n_past + 1 + (size_t) i;
+
+            /* tentative: a draft the model turns down is overwritten */
+            r->tokens[pos] = r->drafts[i];
+            e->batch[n++] = (qwen_batch_entry) { r->drafts[i], s, (int32_t) pos, 1, 0 };
+            e->batch_req[rows] = r;
+            e->batch_kind[rows++] = 2;
+        }
+        step_left -= r->n_drafts;
     }
     /* then prompt chunks, in slot order, in the remaining budget */
     budget = e->params.n_batch - n;
@@ -541,17 +633,120 @@ publish_blocks(qwen_engine *e, qwen_request *r, size_t written)
     r->n_published = j;
 }
 
+/*
+ * The token r generates from logits lg (its row of this step): forced by
+ * a thinking budget, or sampled (through the grammar when it is on; with
+ * draft >= 0, accepting or correcting that proposal), then published as
+ * an event and accounted for. prompt_end: the row of the prompt's last
+ * token. Runs without the lock but for the accounting; *ended when r
+ * finished with this token (or before it: an error or a cancel).
+ */
+static int32_t
+take_token(qwen_engine *e, qwen_request *r, float *lg, int prompt_end, int32_t draft,
+           int *ended)
+{
+    qwen_token_event ev;
+    int              stop, span = 0;
+    int32_t          forced, tok;
+    size_t           k;
+    double           t_now;
+
+    memset(&ev, 0, sizeof(ev));
+    for (k = 0; k < r->n_bias; k++) {
+        lg[r->bias[k].token] += r->bias[k].bias;
+    }
+    if (r->n_logprobs > 0) {
+        memcpy(e->raw, lg, (size_t) e->vocab * sizeof(float));
+    }
+    forced = r->think != THINK_OFF ? forced_token(r) : -1;
+    if (forced >= 0) {
+        tok = forced;       /* the logits only give its logprob */
+    } else if (draft >= 0) {
+        tok = qwen_sampler_sample_draft(r->sampler, lg, draft,
+                                        r->grammar_on ? qwen_grammar_filter : NULL,
+                                        r->grammar);
+    } else if (r->grammar_on) {
+        tok = qwen_sampler_sample_filtered(r->sampler, lg, qwen_grammar_filter, r->grammar);
+    } else {
+        tok = qwen_sampler_sample(r->sampler, lg);
+    }
+    if (tok < 0 || (r->grammar_on && qwen_grammar_accept(r->grammar, tok) != 0)) {
+        /* the grammar allows no token at all: cannot happen with a
+         * well-formed grammar, but never emit text that breaks it */
+        pthread_mutex_lock(&e->mu);
+        finish_request(e, r, QWEN_FINISH_ERROR);
+        pthread_mutex_unlock(&e->mu);
+        *ended = 1;
+        return -1;
+    }
+    if (r->grammar != NULL && !r->grammar_on && tok == r->grammar_after) {
+        r->grammar_on = 1;   /* from the next token on */
+    }
+    if (forced < 0 && r->think != THINK_OFF) {
+        track_thinking(r, tok);
+    }
+    if (r->repeat_guard > 0) {
+        span = repeat_check(r, r->tokens + r->n_prompt, r->n_past - r->n_prompt, tok);
+    }
+    if (r->n_logprobs > 0) {
+        fill_logprobs(e->raw, e->vocab, r->n_logprobs, tok, &ev);
+    }
+    ev.token = tok;
+    r->next_token = tok;
+    stop = forced < 0 && is_stop_token(e, r, tok);
+    if (!stop) {
+        qwen_sampler_accept(r->sampler, tok);
+    }
+
+    pthread_mutex_lock(&e->mu);
+    if (prompt_end) {
+        e->prompt_tokens += r->n_prompt;
+    }
+    if (r->state != RQ_DONE) {
+        t_now = now_ms();
+        if (r->t_first == 0.0) {
+            r->t_first = t_now;
+        }
+        /* the gap since this request's previous token, for the
+         * inter-token latency metrics */
+        ev.gap_ms = r->t_last > 0.0 ? (float) (t_now - r->t_last) : -1.0f;
+        r->state = RQ_DECODE;
+        if (r->cancelled) {
+            finish_request(e, r, QWEN_FINISH_CANCELLED);
+        } else if (stop) {
+            finish_request(e, r, QWEN_FINISH_STOP);
+        } else if (push_event(r, &ev) != 0) {
+            finish_request(e, r, QWEN_FINISH_ERROR);
+        } else {
+            r->t_last = t_now;
+            r->n_generated++;
+            r->n_forced_out += forced >= 0;
+            e->generated_tokens++;
+            mark_ready(e, r);
+            if (span > 0) {
+                r->repeat_span = span;
+                finish_request(e, r, QWEN_FINISH_REPETITION);
+            } else if ((r->max_tokens > 0 && r->n_generated >= (size_t) r->max_tokens)
+                       || r->n_past >= (size_t) e->params.n_ctx)
+            {
+                /* the next step would write position n_past */
+                finish_request(e, r, QWEN_FINISH_LENGTH);
+            }
+        }
+    }
+    *ended = r->state == RQ_DONE;
+    pthread_mutex_unlock(&e->mu);
+    return tok;
+}
+
 static void *
 scheduler_main(void *arg)
 {
     qwen_engine      *e = arg;
-    int               n, rows, i, s, any;
-    size_t            k;
+    int               n, rows, i, s, any, nd;
     char              err[QWEN_ERR_LEN];
     qwen_request     *r;
-    qwen_token_event  ev;
     int32_t           tok;
-    double            t_now;
     qwen_kv_stats     ks;
 
     pthread_mutex_lock(&e->mu);
@@ -598,98 +793,45 @@ scheduler_main(void *arg)
         for (i = 0; i < n; i++) {
             r = e->slots[e->batch[i].seq];
             if (r != NULL && (i + 1 == n || e->batch[i + 1].seq != e->batch[i].seq)) {
-                publish_blocks(e, r, (size_t) e->batch[i].pos + 1);
+                /* a decoding sequence's drafts are not its tokens yet */
+                publish_blocks(e, r, r->state == RQ_DECODE ? r->n_past + 1
+                                                          : (size_t) e->batch[i].pos + 1);
             }
         }
-        /* sample outside the lock: samplers belong to this thread */
-        for (i = 0; i < rows; i++) {
-            float  *lg = e->logits + (size_t) i * e->vocab;
-            int     stop, span = 0;
-            int32_t forced;
+        /* sample outside the lock: samplers belong to this thread. A
+         * decode row may be followed by its drafts' rows: each draft the
+         * sampled token agrees with was fed at its position, so its row
+         * gives the next token; the first disagreement ends the run */
+        for (i = 0; i < rows; i += 1 + nd) {
+            int ended = 0, j;
 
             r = e->batch_req[i];
-            if (e->batch_kind[i] == 0) {
-                r->n_past++;
-            }
-            memset(&ev, 0, sizeof(ev));
-            for (k = 0; k < r->n_bias; k++) {
-                lg[r->bias[k].token] += r->bias[k].bias;
-            }
-            if (r->n_logprobs > 0) {
-                memcpy(e->raw, lg, (size_t) e->vocab * sizeof(float));
-            }
-            forced = r->think != THINK_OFF ? forced_token(r) : -1;
-            if (forced >= 0) {
-                tok = forced;       /* the logits only give its logprob */
-            } else if (r->grammar_on) {
-                tok = qwen_sampler_sample_filtered(r->sampler, lg, qwen_grammar_filter, r->grammar);
-            } else {
-                tok = qwen_sampler_sample(r->sampler, lg);
-            }
-            if (tok < 0 || (r->grammar_on && qwen_grammar_accept(r->grammar, tok) != 0)) {
-                /* the grammar allows no token at all: cannot happen with a
-                 * well-formed grammar, but never emit text that breaks it */
-                pthread_mutex_lock(&e->mu);
-                finish_request(e, r, QWEN_FINISH_ERROR);
-                pthread_mutex_unlock(&e->mu);
-                continue;
-            }
-            if (r->grammar != NULL && !r->grammar_on && tok == r->grammar_after) {
-                r->grammar_on = 1;   /* from the next token on */
-            }
-            if (forced < 0 && r->think != THINK_OFF) {
-                track_thinking(r, tok);
-            }
-            if (r->repeat_guard > 0) {
-                span = repeat_check(r, r->tokens + r->n_prompt, r->n_past - r->n_prompt, tok);
-            }
-            if (r->n_logprobs > 0) {
-                fill_logprobs(e->raw, e->vocab, r->n_logprobs, tok, &ev);
-            }
-            ev.token = tok;
-            r->next_token = tok;
-            stop = forced < 0 && is_stop_token(e, r, tok);
-            if (!stop) {
-                qwen_sampler_accept(r->sampler, tok);
-            }
+            nd = e->batch_kind[i] == 0 ? r->n_drafts : 0;
+            for (j = 0; ; j++) {
+                int32_t draft = j < nd ? r->drafts[j] : -1;
 
-            pthread_mutex_lock(&e->mu);
-            if (e->batch_kind[i] == 1) {
-                e->prompt_tokens += r->n_prompt;
-            }
-            if (r->state != RQ_DONE) {
-                t_now = now_ms();
-                if (r->t_first == 0.0) {
-                    r->t_first = t_now;
+                if (e->batch_kind[i] != 1) {
+                    r->n_past++;     /* the token fed at this row's position counts */
                 }
-                /* the gap since this request's previous token, for the
-                 * inter-token latency metrics */
-                ev.gap_ms = r->t_last > 0.0 ? (float) (t_now - r->t_last) : -1.0f;
-                r->state = RQ_DECODE;
-                if (r->cancelled) {
-                    finish_request(e, r, QWEN_FINISH_CANCELLED);
-                } else if (stop) {
-                    finish_request(e, r, QWEN_FINISH_STOP);
-                } else if (push_event(r, &ev) != 0) {
-                    finish_request(e, r, QWEN_FINISH_ERROR);
-                } else {
-                    r->t_last = t_now;
-                    r->n_generated++;
-                    r->n_forced_out += forced >= 0;
-                    e->generated_tokens++;
-                    mark_ready(e, r);
-                    if (span > 0) {
-                        r->repeat_span = span;
-                        finish_request(e, r, QWEN_FINISH_REPETITION);
-                    } else if ((r->max_tokens > 0 && r->n_generated >= (size_t) r->max_tokens)
-                               || r->n_past >= (size_t) e->params.n_ctx)
-                    {
-                        /* the next step would write position n_past */
-                        finish_request(e, r, QWEN_FINISH_LENGTH);
-                    }
+                tok = take_token(e, r, e->logits + (size_t) (i + j) * e->vocab,
+                                 e->batch_kind[i] == 1, draft, &ended);
+                if (ended || j == nd || tok != draft) {
+                    break;
                 }
             }
-            pthread_mutex_unlock(&e->mu);
+            r->n_drafted += (size_t) nd;
+            r->n_draft_accepted += (size_t) j;
+            if (nd > 0) {
+                /* all taken: propose twice as many; none: half as many */
+                r->draft_len = j == nd ? 2 * nd : j == 0 ? nd / 2 : j + 1;
+                r->draft_len = r->draft_len < 1 ? 1 : r->draft_len > QWEN_DRAFT_MAX
+                               ? QWEN_DRAFT_MAX : r->draft_len;
+            }
+            e->drafted += (uint64_t) nd;
+            e->draft_accepted += (uint64_t) j;
+            if (!ended && j > 0) {
+                publish_blocks(e, r, r->n_past);   /* the accepted drafts' blocks */
+            }
         }
         qwen_kv_get_stats(e->kv, &ks);
         pthread_mutex_lock(&e->mu);
@@ -717,6 +859,7 @@ qwen_engine_default_params(void)
     p.n_batch = 256;
     p.max_queue = 16;
     p.prefix_cache = 1;
+    p.draft = 1;
     return p;
 }
 
@@ -728,6 +871,7 @@ qwen_request_default_params(void)
     memset(&p, 0, sizeof(p));
     p.sampling = qwen_sampling_default_params();
     p.grammar_after_token = -1;
+    p.draft = -1;
     p.thinking_budget = -1;
     p.think_open_token = -1;
     p.think_close_token = -1;
@@ -787,12 +931,13 @@ qwen_engine_new(const qwen_model *model, const qwen_engine_params *p, char *err,
      * owner has not polled yet are live too, so allow for them generously */
     e->ready = calloc(4 * max_live + 64, sizeof(*e->ready));
     e->batch = calloc((size_t) e->params.n_batch, sizeof(*e->batch));
-    e->batch_req = calloc((size_t) p->n_slots, sizeof(*e->batch_req));
-    e->batch_kind = calloc((size_t) p->n_slots, sizeof(*e->batch_kind));
+    e->max_rows = p->n_slots + QWEN_DRAFT_STEP_MAX;
+    e->batch_req = calloc((size_t) e->max_rows, sizeof(*e->batch_req));
+    e->batch_kind = calloc((size_t) e->max_rows, sizeof(*e->batch_kind));
     e->chunk_req = calloc((size_t) p->n_slots, sizeof(*e->chunk_req));
     e->chunk_start = calloc((size_t) p->n_slots, sizeof(*e->chunk_start));
     e->chunk_chain = calloc((size_t) p->n_slots, sizeof(*e->chunk_chain));
-    e->logits = malloc((size_t) p->n_slots * e->vocab * sizeof(float));
+    e->logits = malloc((size_t) e->max_rows * e->vocab * sizeof(float));
     e->raw = malloc((size_t) e->vocab * sizeof(float));
     {
         qwen_sampling_params sp = qwen_sampling_default_params();
@@ -901,6 +1046,8 @@ qwen_engine_get_stats(qwen_engine *e, qwen_engine_stats *out)
     out->prefix_cache_queries = e->cache_queries;
     out->prefix_cache_hits = e->cache_hits;
     out->prefix_cache_blocks = e->cache_blocks;
+    out->drafted = e->drafted;
+    out->draft_accepted = e->draft_accepted;
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -1058,6 +1205,8 @@ qwen_submit(qwen_engine *e, const qwen_request_params *p, void *user,
         r->think = p->thinking_open ? THINK_OPEN : THINK_BEFORE;
     }
     r->repeat_guard = p->repeat_guard;
+    r->draft_on = p->draft < 0 ? e->params.draft != 0 : p->draft != 0;
+    r->draft_len = QWEN_DRAFT_MAX / 2;
     if (r->tokens == NULL || r->stop_ids == NULL || r->bias == NULL || r->sampler == NULL
         || (p->grammar != NULL && r->grammar == NULL)
         || (p->thinking_budget >= 0 && r->close_ids == NULL))
@@ -1231,6 +1380,8 @@ qwen_request_get_timing(qwen_request *r, qwen_request_timing *out)
     out->n_prompt = r->n_prompt;
     out->n_generated = r->n_generated;
     out->n_cached = r->n_cached;
+    out->n_drafted = r->n_drafted;
+    out->n_draft_accepted = r->n_draft_accepted;
     out->n_forced = r->n_forced_out;
     out->repeat_span = r->repeat_span;
     if (e != NULL) {

@@ -88,6 +88,70 @@ test_distribution(void)
     qwen_sampler_free(s);
 }
 
+static int
+not_id5(void *ctx, int32_t token)
+{
+    (void) ctx;
+    return token != 5;
+}
+
+/*
+ * Speculative acceptance keeps the distribution: whatever token is
+ * proposed (the likeliest, a middling one, one outside the top-k, one the
+ * filter refuses), qwen_sampler_sample_draft's results follow the same
+ * distribution as plain sampling, with top-k on and off and filtered;
+ * greedy gives the argmax whatever the draft.
+ */
+static void
+test_draft_distribution(void)
+{
+    static const int32_t drafts[] = { 1, 2, 6, 5 };
+    static const int     top_ks[] = { 0, 3 };
+    int                  counts[V], ref[V], i, a, b, f, n = 30000;
+    double               worst = 0.0;
+    float                l[V];
+
+    for (f = 0; f < 2; f++) {
+        for (b = 0; b < 2; b++) {
+            qwen_sampler *plain = make(1.0f, top_ks[b], 1.0f, 0.0f, 11);
+
+            memset(ref, 0, sizeof(ref));
+            for (i = 0; i < n; i++) {
+                memcpy(l, base_logits, sizeof(l));
+                ref[f ? qwen_sampler_sample_filtered(plain, l, not_id5, NULL)
+                      : qwen_sampler_sample(plain, l)]++;
+            }
+            qwen_sampler_free(plain);
+            for (a = 0; a < 4; a++) {
+                qwen_sampler *s = make(1.0f, top_ks[b], 1.0f, 0.0f, 12 + (uint64_t) a);
+
+                memset(counts, 0, sizeof(counts));
+                for (i = 0; i < n; i++) {
+                    memcpy(l, base_logits, sizeof(l));
+                    counts[qwen_sampler_sample_draft(s, l, drafts[a], f ? not_id5 : NULL,
+                                                     NULL)]++;
+                }
+                for (i = 0; i < V; i++) {
+                    worst = fmax(worst, fabs((counts[i] - ref[i]) / (double) n));
+                }
+                CHECK(!f || counts[5] == 0, "filtered draft: a refused token came");
+                CHECK(top_ks[b] == 0 || counts[6] == 0, "top-k 3: a token outside came");
+                qwen_sampler_free(s);
+            }
+        }
+    }
+    /* two samples of 30000: the difference of two frequencies has a
+     * standard error below 0.0041 */
+    CHECK(worst < 0.02, "drafted sampling differs from plain sampling by %.4f", worst);
+    {
+        qwen_sampler *g = make(0.0f, 0, 1.0f, 0.0f, 1);
+
+        memcpy(l, base_logits, sizeof(l));
+        CHECK(qwen_sampler_sample_draft(g, l, 6, NULL, NULL) == 1, "greedy ignores the draft");
+        qwen_sampler_free(g);
+    }
+}
+
 static void
 test_filters(void)
 {
@@ -322,6 +386,7 @@ main(void)
 {
     test_greedy_and_seed();
     test_distribution();
+    test_draft_distribution();
     test_filters();
     test_penalties();
     test_large_vocabulary();

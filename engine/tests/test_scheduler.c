@@ -523,6 +523,87 @@ test_prefix_cache(void)
     qwen_engine_free(ref);
 }
 
+/*
+ * N-gram drafts: greedy output is the same tokens (and logprobs) with
+ * drafts on and off, alone and with other requests in the batch; with a
+ * prompt the answer copies, drafts are proposed and taken.
+ */
+static void
+test_drafts(void)
+{
+    enum { GEN = 160 };
+    int32_t             ids[120];
+    tracked             off, on, batch[3];
+    qwen_engine        *e = engine_new(3, 4, 64);
+    qwen_request_params p;
+    qwen_request_timing tm;
+    qwen_logit_bias     few[20];
+    size_t              drafted = 0, taken = 0;
+    char                err[QWEN_ERR_LEN];
+    int                 i, k;
+
+    if (e == NULL) return;
+    /* a random model's greedy answer rarely repeats itself; held to the
+     * 20 tokens of the prompt's phrase (a +30 bias), it soon does */
+    for (k = 0; k < 3; k++) {
+        make_prompt(ids, 120, 40 + (uint32_t) k);
+        /* the prompt repeats a 20-token phrase: a greedy random model
+         * that ends up copying gives the drafts something to find */
+        for (i = 60; i < 120; i++) ids[i] = ids[i % 20];
+        memset(&off, 0, sizeof(off));
+        memset(&on, 0, sizeof(on));
+        for (i = 0; i < 20; i++) few[i] = (qwen_logit_bias) { ids[i], 30.0f };
+        p = greedy_params(ids, 120, GEN);
+        p.n_logprobs = 1;
+        p.logit_bias = few;
+        p.n_logit_bias = 20;
+        p.draft = 0;
+        CHECK(qwen_submit(e, &p, &off, &off.req, err, sizeof(err)) == 0, "%s", err);
+        CHECK(wait_all(e, &off, 1, 60), "drafts off");
+        p.draft = 1;
+        CHECK(qwen_submit(e, &p, &on, &on.req, err, sizeof(err)) == 0, "%s", err);
+        CHECK(wait_all(e, &on, 1, 60), "drafts on");
+        qwen_request_get_timing(on.req, &tm);
+        drafted += tm.n_drafted;
+        taken += tm.n_draft_accepted;
+        CHECK(same_answer(&off, &on), "prompt %d: greedy tokens with drafts differ from "
+              "without", k);
+        qwen_request_release(off.req);
+        qwen_request_release(on.req);
+    }
+    printf("drafts: %zu proposed, %zu taken over 3 x %d greedy tokens\n", drafted, taken, GEN);
+    CHECK(drafted > 0 && taken > 0, "drafts proposed (%zu) and taken (%zu)", drafted, taken);
+
+    /* three at once (fewer drafts each), against each alone without */
+    memset(batch, 0, sizeof(batch));
+    for (k = 0; k < 3; k++) {
+        make_prompt(ids, 120, 40 + (uint32_t) k);
+        for (i = 60; i < 120; i++) ids[i] = ids[i % 20];
+        p = greedy_params(ids, 120, GEN);
+        p.n_logprobs = 1;
+        p.logit_bias = few;     /* the third prompt's phrase, for all three */
+        p.n_logit_bias = 20;
+        CHECK(qwen_submit(e, &p, &batch[k], &batch[k].req, err, sizeof(err)) == 0, "%s", err);
+    }
+    CHECK(wait_all(e, batch, 3, 90), "three drafting requests");
+    for (k = 0; k < 3; k++) {
+        make_prompt(ids, 120, 40 + (uint32_t) k);
+        for (i = 60; i < 120; i++) ids[i] = ids[i % 20];
+        p = greedy_params(ids, 120, GEN);
+        p.n_logprobs = 1;
+        p.logit_bias = few;
+        p.n_logit_bias = 20;
+        p.draft = 0;
+        memset(&off, 0, sizeof(off));
+        CHECK(qwen_submit(e, &p, &off, &off.req, err, sizeof(err)) == 0, "%s", err);
+        CHECK(wait_all(e, &off, 1, 60), "alone");
+        CHECK(same_answer(&off, &batch[k]), "request %d drafting in a batch differs", k);
+        qwen_request_release(off.req);
+        qwen_request_release(batch[k].req);
+    }
+    qwen_engine_free(e);
+}
+
 /* logit_bias: a banned token never comes; +100 makes one win */
 static void
 test_logit_bias(void)
@@ -999,6 +1080,7 @@ main(void)
     test_stop_logprobs_errors();
     test_prefix_cache();
     test_logit_bias();
+    test_drafts();
     test_thinking_budget();
     test_thinking_grammar();
     test_thinking_errors();

@@ -368,13 +368,15 @@ test_metrics(void)
     qp_buf              out = { 0 };
     prom_state          st;
     qwen_engine_stats   es;
-    qwen_request_timing t = { 20, 150, 1150, 7, 11, 4, 0, 0 };
+    qwen_request_timing t = { .queued_ms = 20, .first_token_ms = 150, .total_ms = 1150,
+                              .n_prompt = 7, .n_generated = 11, .n_cached = 4,
+                              .n_drafted = 6, .n_draft_accepted = 2 };
     const char         *bad;
 
     qp_metrics_init(&m);
     CHECK(qp_metrics_text(&m, &out) == 0, "empty metrics");
     CHECK(prom_validate(out.data, out.len, &st) == 0, "empty exposition valid:\n%s", out.data);
-    CHECK(st.n == 12, "12 families (%d)", st.n);
+    CHECK(st.n == 14, "14 families (%d)", st.n);
     qp_buf_reset(&out);
 
     memset(&es, 0, sizeof(es));
@@ -424,6 +426,9 @@ test_metrics(void)
     CHECK(prom_sample(out.data, "qwen_prefix_cache_queries_total") == 21
           && prom_sample(out.data, "qwen_prefix_cache_hits_total") == 12,
           "prefix cache counters: 3 x 4 of 3 x 7 prompt tokens");
+    CHECK(prom_sample(out.data, "qwen_draft_tokens_total") == 18
+          && prom_sample(out.data, "qwen_draft_accepted_tokens_total") == 6,
+          "draft counters: 3 x 2 of 3 x 6 draft tokens");
     CHECK(prom_sample(out.data, "qwen_request_success_total{finished_reason=\"stop\"}") == 2
           && prom_sample(out.data, "qwen_request_success_total{finished_reason=\"error\"}") == 1,
           "finished counter");

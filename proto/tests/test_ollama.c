@@ -13,7 +13,8 @@
 
 /* ------------------------------------------------------------ helpers */
 
-static const qwen_request_timing test_timing = { 12.5, 80.25, 1000.125, 0, 0, 0, 0, 0 };
+static const qwen_request_timing test_timing = { .queued_ms = 12.5, .first_token_ms = 80.25,
+                                                .total_ms = 1000.125 };
 
 /* One event per call, with test_timing. */
 static run_result
@@ -484,7 +485,7 @@ test_chat_stream(void)
 
     /* before the first token: prompt evaluation takes it all */
     {
-        qwen_request_timing t = { 5, -1, 30, 0, 0, 0, 0, 0 };
+        qwen_request_timing t = { .queued_ms = 5, .first_token_ms = -1, .total_ms = 30 };
         events              eog = events_of("", 1);
 
         rr = run_t(OCHAT, "{" MSG "}", eog, 1, QWEN_FINISH_STOP, &t);
@@ -846,6 +847,28 @@ test_cached_prompt(void)
     free(e.ev);
 }
 
+/* options.draft (or a top-level draft) overrides the server's qwen_draft */
+static void
+test_draft_option(void)
+{
+    qp_error    err;
+    qp_request *req;
+
+    req = parse(GEN, "{\"model\":\"qwen3\",\"prompt\":\"hi\",\"options\":{\"draft\":\"off\"}}",
+                &err);
+    CHECK(req != NULL && qp_request_params(req)->draft == 0, "options.draft off: %s", err.body);
+    qp_request_free(req);
+    req = parse(GEN, "{\"model\":\"qwen3\",\"prompt\":\"hi\",\"draft\":\"off\","
+                "\"options\":{\"draft\":\"ngram\"}}", &err);
+    CHECK(req != NULL && qp_request_params(req)->draft == 1, "options win: %s", err.body);
+    qp_request_free(req);
+    req = parse(GEN, "{\"model\":\"qwen3\",\"prompt\":\"hi\"}", &err);
+    CHECK(req != NULL && qp_request_params(req)->draft == -1, "absent: the server's");
+    qp_request_free(req);
+    EXPECT_ERR(GEN, "{\"model\":\"qwen3\",\"prompt\":\"hi\",\"options\":{\"draft\":1}}", 400,
+               "'options.draft' must be \"ngram\" or \"off\"");
+}
+
 int
 main(void)
 {
@@ -862,6 +885,7 @@ main(void)
         test_tool_calls();
         test_stop_strings();
         test_cached_prompt();
+        test_draft_option();
         test_errors_midstream();
         test_model_free();
     }

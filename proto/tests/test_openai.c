@@ -265,6 +265,31 @@ test_logit_bias(void)
                NULL, "must be an object");
 }
 
+/* draft: the server's setting unless the request says */
+static void
+test_draft_param(void)
+{
+    static const struct { const char *v; int want; } ok[] = {
+        { "", -1 }, { ",\"draft\":\"ngram\"", 1 }, { ",\"draft\":\"off\"", 0 },
+        { ",\"draft\":true", 1 }, { ",\"draft\":false", 0 }, { ",\"draft\":null", -1 },
+    };
+    qp_error    err;
+    qp_request *req;
+    char        body[128];
+    size_t      i;
+
+    for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        snprintf(body, sizeof(body), "{\"prompt\":\"hi\"%s}", ok[i].v);
+        req = parse(CMPL, body, &err);
+        CHECK(req != NULL && qp_request_params(req)->draft == ok[i].want, "%s: draft %d", body,
+              req ? qp_request_params(req)->draft : -9);
+        qp_request_free(req);
+    }
+    EXPECT_ERR(CMPL, "{\"prompt\":\"hi\",\"draft\":\"eagle\"}", 400, "draft", NULL,
+               "\"ngram\" or \"off\"");
+    EXPECT_ERR(CHAT, "{" M ",\"draft\":3}", 400, "draft", NULL, "\"ngram\" or \"off\"");
+}
+
 static void
 test_parse_params(void)
 {
@@ -619,7 +644,8 @@ static void
 test_cached_usage(void)
 {
     events              e = events_of("Hello world.", 1);
-    qwen_request_timing t = { 1.0, 20.0, 40.0, 0, 0, 2, 0, 0 };
+    qwen_request_timing t = { .queued_ms = 1.0, .first_token_ms = 20.0, .total_ms = 40.0,
+                              .n_cached = 2 };
     run_result          rr;
     json_t             *last;
 
@@ -1419,6 +1445,7 @@ main(void)
         test_parse_errors();
         test_parse_params();
         test_logit_bias();
+        test_draft_param();
         test_response_format();
         test_chat_prompt();
         test_stream_framing();
