@@ -10,7 +10,8 @@
 #     and 4 sequences at longer context with each KV cache format
 #   - 1 and 4 streaming clients through nginx (conf/nginx.conf)
 #   - the classification workload through nginx with the prefix cache on
-#     and off, and through llama-server when ../shared/peer has it
+#     and off, and through llama-server when ../shared/peer has it; the
+#     extraction workload with n-gram drafts on and off
 #   - tokenizer encode throughput
 # Writes $BUILD/bench/: results.jsonl, table.md (also printed), throughput.png.
 set -euo pipefail
@@ -107,6 +108,12 @@ if [ -x "$NGX_BIN" ] && [ -f "$BUILD/ngx_http_qwen_module.so" ] \
         /usr/bin/python3 tests/bench/workload.py "$port" classify --requests "$n_req" \
                 --tokenizer "$tok_json" \
             | sed "s/^{/{\"kind\":\"workload\",\"server\":\"qwen, prefix cache $cache\",/" >> "$res"
+        if [ "$cache" = on ]; then
+            echo "== workload extract: drafts on and off, ${WORKLOAD_EXTRACT:-6} documents" >&2
+            /usr/bin/python3 tests/bench/workload.py "$port" extract \
+                    --requests "${WORKLOAD_EXTRACT:-6}" --tokenizer "$tok_json" \
+                | sed "s/^{/{\"kind\":\"extract\",/" >> "$res"
+        fi
         "$NGX_BIN" -p "$run/" -c "$run/nginx.conf" -s stop
         trap - EXIT
         sleep 0.5
@@ -221,6 +228,16 @@ if wl:
         lines.append("| %s | %d | %.2f | %.2f s | %.2f s | %d |"
                      % (r["server"], r["requests"], r["req_s"], r["ttft_p50_s"], r["ttft_p95_s"],
                         r["cached_tokens"]))
+ex = [r for r in rows if r["kind"] == "extract"]
+if ex:
+    r = ex[-1]
+    lines.append("")
+    lines.append("Extraction workload (tests/bench/workload.py extract, %d documents, greedy, the "
+                 "answer a copy of the prompt's): decode %.1f tok/s with n-gram drafts, %.1f "
+                 "without (%.2fx), answers %s."
+                 % (r["requests"], r["decode_tok_s_drafts_on"], r["decode_tok_s_drafts_off"],
+                    r["decode_tok_s_drafts_on"] / max(r["decode_tok_s_drafts_off"], 1e-9),
+                    "the same" if r["same_text"] else "DIFFERENT"))
 lines.append("")
 lines.append("Tokenizer: " + tok)
 open(out + "/table.md", "w").write("\n".join(lines) + "\n")

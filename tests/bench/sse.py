@@ -5,11 +5,13 @@ import socket
 import time
 
 
-def stream(port, body):
+def stream(port, body, path="/v1/completions"):
     """POST body (a dict) with stream on; returns (time to the first text
-    in s, end to end in s, the usage object of the closing chunk or {})."""
+    in s, end to end in s, the usage object of the closing chunk or {}).
+    The streamed text is in stream.text afterwards (completions' "text" or
+    chat's "content" deltas)."""
     data = json.dumps(body).encode()
-    req = (b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n"
+    req = (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: localhost\r\n"
            b"Content-Type: application/json\r\nContent-Length: %d\r\n"
            b"Connection: close\r\n\r\n" % len(data)) + data
     t0 = time.monotonic()
@@ -21,7 +23,7 @@ def stream(port, body):
         if not d:
             break
         buf += d
-        if first is None and b'"text"' in buf:
+        if first is None and (b'"text"' in buf or b'"content"' in buf):
             first = time.monotonic()
         if b"data: [DONE]" in buf:
             break
@@ -30,6 +32,8 @@ def stream(port, body):
     head = buf.split(b"\r\n", 1)[0]
     if b" 200 " not in head + b" ":
         raise SystemExit("request failed: %s" % head.decode(errors="replace"))
-    usage = [json.loads(line[6:]) for line in buf.split(b"\n")
-             if line.startswith(b"data: {") and b'"completion_tokens"' in line]
-    return (first or end) - t0, end - t0, usage[-1]["usage"] if usage else {}
+    chunks = [json.loads(line[6:]) for line in buf.split(b"\n") if line.startswith(b"data: {")]
+    usage = [c["usage"] for c in chunks if c.get("usage")]
+    stream.text = "".join(ch.get("text") or (ch.get("delta") or {}).get("content") or ""
+                          for c in chunks for ch in c.get("choices") or [])
+    return (first or end) - t0, end - t0, usage[-1] if usage else {}

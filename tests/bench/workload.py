@@ -1,6 +1,18 @@
 #!/usr/bin/env python3
 """workload.py - our users' typical requests against a running server.
 
+extract: a ~300-token document of customer records and a JSON schema whose
+answer copies one record's fields from it (names, account numbers, cities
+as enums of the document's values), greedy, one request at a time, with
+the server's n-gram drafts (the default) and with "draft": "off": decode
+tokens/s of each and whether the answers are the same. A random-weight
+model does not copy by itself: the schema makes the answer a copy, and a
+logit bias of +30 on the tokens of the prompt's example answer (from the
+server's /tokenize) with whitespace-only tokens banned makes it the same
+tokens the prompt spells it with, as a trained model's copy would be. So
+this measures what drafts give an answer that copies its prompt, not how
+often a real model copies.
+
 classify: a shared instruction of SHARED tokens plus a different ticket of
 30-60 tokens per request, answers of at most 8 tokens, REQUESTS requests
 from CLIENTS concurrent clients (each sends its next request when the last
@@ -16,18 +28,20 @@ weights reach that quickly), and the same bias goes to both servers.
 
 usage: workload.py PORT classify [--requests N] [--clients N] [--shared N]
                    [--max-tokens N] [--tokenizer tokenizer.json] [--seed N]
+       workload.py PORT extract [--requests N] [--tokenizer tokenizer.json] [--seed N]
 """
 import argparse
 import json
 import random
 import threading
 import time
+import urllib.request
 
 import sse
 
 
-def byte_fragment_ids(path):
-    """Ids whose byte-level token is not valid UTF-8 on its own."""
+def token_bytes(path):
+    """Each token id's bytes (byte-level BPE decoded), from tokenizer.json."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1)) \
         + list(range(ord("\xae"), ord("\xff") + 1))
     cs = bs[:]
@@ -39,13 +53,29 @@ def byte_fragment_ids(path):
             n += 1
     to_byte = {chr(c): b for b, c in zip(bs, cs)}
     vocab = json.load(open(path, encoding="utf-8"))["model"]["vocab"]
-    bad = []
+    out = {}
     for tok, i in vocab.items():
         try:
-            bytes(to_byte[ch] for ch in tok).decode("utf-8")
-        except (KeyError, UnicodeDecodeError):
+            out[i] = bytes(to_byte[ch] for ch in tok)
+        except KeyError:
+            pass
+    return out
+
+
+def byte_fragment_ids(path):
+    """Ids whose byte-level token is not valid UTF-8 on its own."""
+    bad = []
+    for i, b in token_bytes(path).items():
+        try:
+            b.decode("utf-8")
+        except UnicodeDecodeError:
             bad.append(i)
     return bad
+
+
+def whitespace_ids(path):
+    """Ids whose token is only whitespace."""
+    return [i for i, b in token_bytes(path).items() if b and not b.strip()]
 
 
 def post(port, body):
@@ -73,8 +103,7 @@ def classify(args, bias):
                     "max_tokens": args.max_tokens, "temperature": 0, "stream": True,
                     "ignore_eos": True, "cache_prompt": True,
                     "stream_options": {"include_usage": True}}
-            if bias:
-                body["logit_bias"] = bias
+            body["logit_bias"] = (bias or []) + [[t, 30] for t in set(copy_ids)]
             results[i] = post(args.port, body)
 
     threads = [threading.Thread(target=client) for _ in range(args.clients)]
@@ -96,10 +125,69 @@ def classify(args, bias):
                       "cached_tokens": sum(r[2] for r in results)}))
 
 
+FIRST = ["Alexander", "Beatrice", "Chandra", "Dmitri", "Eleonora", "Farouk", "Giulia",
+         "Hiroshi", "Ingrid", "Jaroslav", "Katarzyna", "Leopold"]
+LAST = ["Hamilton", "Okonkwo", "Vasquez", "Lindqvist", "Papadopoulos", "Nakamura",
+        "Fitzgerald", "Castellano", "Brennan", "Oyelaran", "Whitmore", "Kowalczyk"]
+CITIES = ["Rotterdam", "Valparaiso", "Thessaloniki", "Winnipeg", "Marrakesh", "Ljubljana",
+          "Brisbane", "Guadalajara", "Tallinn", "Hyderabad", "Cartagena", "Trondheim"]
+
+
+def extract(args):
+    rng = random.Random(args.seed)
+    # a random model fills the whitespace JSON allows between tokens;
+    # banned, the answer is the compact copy a trained model would write
+    bias = [[i, False] for i in whitespace_ids(args.tokenizer)] if args.tokenizer else None
+    results = {"on": [], "off": []}
+    same = True
+    for i in range(args.requests):
+        people = [("%s %s" % (rng.choice(FIRST), rng.choice(LAST)),
+                   "%d-%04d-%04d" % (rng.randrange(100, 999), rng.randrange(10000),
+                                     rng.randrange(10000)),
+                   rng.choice(CITIES)) for _ in range(8)]
+        doc = "\n".join("Record %d. Customer: %s. Account number: %s. City: %s. Status: "
+                        "active since %d." % (k + 1, n, a, c, 2000 + rng.randrange(24))
+                        for k, (n, a, c) in enumerate(people))
+        pick = rng.randrange(len(people))
+        schema = {"type": "object", "additionalProperties": False,
+                  "required": ["customer", "account_number", "city"],
+                  "properties": {
+                      "customer": {"type": "string", "enum": [people[pick][0]]},
+                      "account_number": {"type": "string", "enum": [people[pick][1]]},
+                      "city": {"type": "string", "enum": [people[pick][2]]}}}
+        example = '{"customer":"%s","account_number":"%s","city":"%s"}' % people[pick]
+        msg = ("%s\n\nExtract record %d as JSON, for example %s" % (doc, pick + 1, example))
+        req = urllib.request.Request("http://127.0.0.1:%d/tokenize" % args.port,
+                                     data=json.dumps({"prompt": example}).encode())
+        copy_ids = json.load(urllib.request.urlopen(req))["tokens"]
+        texts = {}
+        for mode in ("on", "off"):
+            body = {"model": "qwen3", "messages": [{"role": "user", "content": msg}],
+                    "temperature": 0, "max_tokens": 160, "stream": True,
+                    "stream_options": {"include_usage": True}, "reasoning_effort": "none",
+                    "response_format": {"type": "json_schema",
+                                        "json_schema": {"name": "record", "schema": schema}}}
+            if mode == "off":
+                body["draft"] = "off"
+            body["logit_bias"] = (bias or []) + [[t, 30] for t in set(copy_ids)]
+            ttft, e2e, usage = sse.stream(args.port, body, "/v1/chat/completions")
+            texts[mode] = sse.stream.text
+            n = usage.get("completion_tokens", 0)
+            results[mode].append((n, e2e - ttft))
+        same = same and texts["on"] == texts["off"]
+    out = {"workload": "extract", "requests": args.requests, "same_text": same}
+    for mode in ("on", "off"):
+        toks = sum(r[0] - 1 for r in results[mode])
+        secs = sum(r[1] for r in results[mode])
+        out["decode_tok_s_drafts_" + mode] = toks / secs if secs > 0 else 0.0
+        out["tokens_drafts_" + mode] = sum(r[0] for r in results[mode])
+    print(json.dumps(out))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("port", type=int)
-    ap.add_argument("workload", choices=["classify"])
+    ap.add_argument("workload", choices=["classify", "extract"])
     ap.add_argument("--requests", type=int, default=60)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--shared", type=int, default=600)
@@ -107,6 +195,9 @@ def main():
     ap.add_argument("--tokenizer")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
+    if args.workload == "extract":
+        extract(args)
+        return
     bias = [[i, False] for i in byte_fragment_ids(args.tokenizer)] if args.tokenizer else None
     classify(args, bias)
 
