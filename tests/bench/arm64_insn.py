@@ -13,12 +13,14 @@ one running guest thread), on the same model files.
   qwen bench -m M -t 1 --json -p 16 -n 12 | -p 16 -n 4 | -p 64 -n 0 | -p 32 -n 0
     (one untimed warm-up prompt token first, the same in every run; the
     prompt is fed as one batch; each decode step takes an argmax of the
-    logits, which llama-bench does not: ~0.15M instructions a token)
+    logits, which llama-bench does not: 0.2-0.9M instructions a token, the
+    second pass stopping at the winner)
   llama-bench -m M -t 1 -r 1 --no-warmup -p 0 -n 0 -pg 16,12 | -pg 16,4
                                         | -p 64 -n 0 | -p 32 -n 0
 
-Writes OUT/arm64.jsonl (one line per run: the raw counts) and OUT/arm64.md
-(the tables, also printed). 16 runs of qemu per CPU model and format pair
+Writes OUT/arm64.jsonl (a line of what was measured, then one line per run:
+the raw counts), OUT/arm64.log (the programs' output) and OUT/arm64.md (the
+tables, also printed; --render JSONL prints them again without running). 16 runs of qemu per CPU model and format pair
 at most, one at a time.
 """
 import argparse
@@ -82,27 +84,101 @@ def fmt_m(x):
 
 
 def fmt_ratio(a, b):
-    if b is None or a is None:
+    # a class both programs barely use (prints as 0.0) or a difference
+    # below zero (setup that shrinks with the prompt) has no meaningful ratio
+    if a is None or b is None or a < 0.05e6 or b < 0.05e6:
         return "-"
-    if b == 0:
-        return "-" if a == 0 else "inf"
     return "%.2f" % (a / b)
+
+
+def git(*args):
+    return subprocess.run(["git"] + list(args), stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True).stdout.strip()
+
+
+def render(meta, runs):
+    """The tables, from the meta line and the runs' raw counts."""
+    cpus = meta["cpus"]
+    formats = meta["formats"]
+    got = {(r["cpu"], r["format"], r["prog"], r["prompt"], r["gen"]): r for r in runs}
+
+    def per(cpu, f, phase, prog):
+        hi, lo, ntok = PHASES[phase]
+        a, b = got.get((cpu, f, prog) + hi), got.get((cpu, f, prog) + lo)
+        if a is None or b is None:
+            return None
+        return {k: (a[k] - b[k]) / ntok for k in ["total"] + CLASSES}
+
+    minutes = sum(r["seconds"] for r in runs) / 60
+    out = []
+    out.append("arm64 instructions per token (M = 10^6), 1 thread, qemu-aarch64 + insn_count "
+               "plugin; commit %s (engine/, tools/, Makefile as of %s%s), %s, %s; %.0f min "
+               "of qemu runs" % (meta["commit"], meta["code"], ", modified" if meta["dirty"] else "",
+                                 meta["date"], meta["qemu"], minutes))
+    out.append("")
+    out.append("| CPU model (qemu -cpu) | format | per token | ours | llama.cpp | ours / llama.cpp |")
+    out.append("|---|---|---|---:|---:|---:|")
+    for cpu, build in cpus:
+        for f in formats:
+            for phase in PHASES:
+                o, l = per(cpu, f, phase, "qwen"), per(cpu, f, phase, "llama.cpp")
+                out.append("| %s | %s | %s | %sM | %s | %s |" % (
+                    cpu, f.upper(), phase, fmt_m(o["total"]),
+                    fmt_m(l["total"]) + "M" if l else "-",
+                    fmt_ratio(o["total"], l["total"] if l else None)))
+    out.append("")
+    out.append("Per instruction class (M per token; dot = SDOT/UDOT/USDOT/SUDOT, mmla = SMMLA/UMMLA/"
+               "USMMLA, bf16 = BFDOT/BFMMLA/BFMLAL, sve = any SVE, simd = other FP/Advanced SIMD, "
+               "vldst = FP/SIMD loads and stores, ldst = general-register loads and stores, "
+               "branch = branches and system, int = integer data processing):")
+    out.append("")
+    out.append("| CPU model | format | per token | program | total | " + " | ".join(CLASSES) + " |")
+    out.append("|---|---|---|---|" + "---:|" * (1 + len(CLASSES)))
+    keys = ["total"] + CLASSES
+    for cpu, build in cpus:
+        for f in formats:
+            for phase in PHASES:
+                o, l = per(cpu, f, phase, "qwen"), per(cpu, f, phase, "llama.cpp")
+                out.append("| %s | %s | %s | ours | %s |" % (
+                    cpu, f.upper(), phase, " | ".join(fmt_m(o[k]) for k in keys)))
+                if l:
+                    out.append("| | | | llama-bench-%s | %s |" % (
+                        build, " | ".join(fmt_m(l[k]) for k in keys)))
+                    out.append("| | | | ratio | %s |" % " | ".join(fmt_ratio(o[k], l[k]) for k in keys))
+    return "\n".join(out) + "\n"
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--qwen", required=True)
+    ap.add_argument("--qwen")
     ap.add_argument("--qemu", default="qemu-aarch64")
-    ap.add_argument("--plugin", required=True)
+    ap.add_argument("--plugin")
     ap.add_argument("--peer", default="../shared/peer/arm64")
-    ap.add_argument("--models", required=True)
+    ap.add_argument("--models")
     ap.add_argument("--formats", default="q4_k_m q8_0")
     ap.add_argument("--cpus", default="neoverse-n1=dotprod max,sve256=on=i8mm",
                     help="CPU=PEERBUILD ...: qemu -cpu model and llama-bench-PEERBUILD to run on it")
     ap.add_argument("--out", default="build/bench")
+    ap.add_argument("--render", metavar="JSONL",
+                    help="no runs: the tables again from an earlier run's arm64.jsonl")
     a = ap.parse_args()
-
     os.makedirs(a.out, exist_ok=True)
+
+    if a.render:
+        lines = [json.loads(x) for x in open(a.render) if x.strip()]
+        meta = [x for x in lines if x.get("kind") == "meta"][0]
+        runs = [x for x in lines if x.get("kind") == "run"]
+    else:
+        if not (a.qwen and a.plugin and a.models):
+            ap.error("--qwen, --plugin and --models are required (or --render)")
+        meta, runs = measure(a)
+    text = render(meta, runs)
+    with open(os.path.join(a.out, "arm64.md"), "w") as fh:
+        fh.write(text)
+    print(text)
+
+
+def measure(a):
     cpus = [s.rsplit("=", 1) for s in a.cpus.split()]
     formats = a.formats.split()
     for f in formats:
@@ -117,9 +193,17 @@ def main():
         else:
             print("== arm64: llama.cpp on %s skipped (no %s)" % (cpu, p), file=sys.stderr)
 
-    started = time.time()
-    rows = []   # dicts: cpu, format, phase, prog, runs, per-token counts
+    meta = {"kind": "meta", "commit": git("rev-parse", "--short", "HEAD") or "?",
+            "code": git("log", "-1", "--format=%h", "--", "engine", "tools", "Makefile") or "?",
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--",
+                              "engine", "tools", "Makefile")),
+            "date": datetime.date.today().isoformat(),
+            "qemu": subprocess.run([a.qemu, "--version"], stdout=subprocess.PIPE,
+                                   text=True).stdout.split("\n")[0],
+            "cpus": cpus, "formats": formats}
+    runs = []
     raw = open(os.path.join(a.out, "arm64.jsonl"), "w")
+    raw.write(json.dumps(meta) + "\n")
     log = open(os.path.join(a.out, "arm64.log"), "w")
     for cpu, build in cpus:
         for f in formats:
@@ -129,74 +213,20 @@ def main():
                 progs.append(("llama.cpp", lambda p, n, x=peers[cpu]: peer_args(x, model, p, n)))
             for phase, (hi, lo, ntok) in PHASES.items():
                 for prog, mk in progs:
-                    got = {}
                     for p, n in (hi, lo):
                         print("== arm64 %s %s %s: %s -p %d -n %d" % (cpu, f, phase, prog, p, n),
                               file=sys.stderr, flush=True)
                         c = count(a.qemu, a.plugin, cpu, mk(p, n), log)
-                        print("   %s instructions, %.0f s" % (fmt_m(c["total"]) + "M", c["seconds"]),
+                        print("   %sM instructions, %.0f s" % (fmt_m(c["total"]), c["seconds"]),
                               file=sys.stderr, flush=True)
-                        raw.write(json.dumps({"cpu": cpu, "format": f, "prog": prog,
-                                              "prompt": p, "gen": n, **c}) + "\n")
+                        r = {"kind": "run", "cpu": cpu, "format": f, "prog": prog,
+                             "prompt": p, "gen": n, **c}
+                        raw.write(json.dumps(r) + "\n")
                         raw.flush()
-                        got[(p, n)] = c
-                    per = {k: (got[hi][k] - got[lo][k]) / ntok for k in ["total"] + CLASSES}
-                    rows.append({"cpu": cpu, "format": f, "phase": phase, "prog": prog,
-                                 "per": per})
+                        runs.append(r)
     raw.close()
     log.close()
-    minutes = (time.time() - started) / 60
-
-    def find(cpu, f, phase, prog):
-        for r in rows:
-            if (r["cpu"], r["format"], r["phase"], r["prog"]) == (cpu, f, phase, prog):
-                return r["per"]
-        return None
-
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True).stdout.strip() or "?"
-    code = subprocess.run(["git", "log", "-1", "--format=%h", "--", "engine", "tools"],
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "engine", "tools"],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.strip()
-    qv = subprocess.run([a.qemu, "--version"], stdout=subprocess.PIPE, text=True).stdout.split("\n")[0]
-    out = []
-    out.append("arm64 instructions per token (M = 10^6), 1 thread, qemu-aarch64 + insn_count "
-               "plugin; commit %s (engine/ and tools/ as of %s%s), %s, %s; %.0f min" %
-               (commit, code or "?", ", modified" if dirty else "", datetime.date.today().isoformat(), qv, minutes))
-    out.append("")
-    out.append("| CPU model (qemu -cpu) | format | per token | ours | llama.cpp | ours / llama.cpp |")
-    out.append("|---|---|---|---:|---:|---:|")
-    for cpu, build in cpus:
-        for f in formats:
-            for phase in PHASES:
-                o, l = find(cpu, f, phase, "qwen"), find(cpu, f, phase, "llama.cpp")
-                out.append("| %s | %s | %s | %sM | %s | %s |" % (
-                    cpu, f.upper(), phase, fmt_m(o["total"]),
-                    fmt_m(l["total"]) + "M" if l else "-",
-                    fmt_ratio(o["total"], l["total"] if l else None)))
-    out.append("")
-    out.append("Per instruction class (M per token; dot = SDOT/UDOT/USDOT, mmla = SMMLA/UMMLA, "
-               "bf16 = BFDOT/BFMMLA, sve = any SVE, simd = other FP/Advanced SIMD, "
-               "vldst = FP/SIMD loads and stores, ldst = general-register loads and stores):")
-    out.append("")
-    out.append("| CPU model | format | per token | program | total | " + " | ".join(CLASSES) + " |")
-    out.append("|---|---|---|---|" + "---:|" * (1 + len(CLASSES)))
-    for cpu, build in cpus:
-        for f in formats:
-            for phase in PHASES:
-                o, l = find(cpu, f, phase, "qwen"), find(cpu, f, phase, "llama.cpp")
-                keys = ["total"] + CLASSES
-                out.append("| %s | %s | %s | ours | %s |" % (
-                    cpu, f.upper(), phase, " | ".join(fmt_m(o[k]) for k in keys)))
-                if l:
-                    peer = os.path.basename(peers[cpu])
-                    out.append("| | | | %s | %s |" % (peer, " | ".join(fmt_m(l[k]) for k in keys)))
-                    out.append("| | | | ratio | %s |" % " | ".join(fmt_ratio(o[k], l[k]) for k in keys))
-    text = "\n".join(out) + "\n"
-    with open(os.path.join(a.out, "arm64.md"), "w") as fh:
-        fh.write(text)
-    print(text)
+    return meta, runs
 
 
 if __name__ == "__main__":
