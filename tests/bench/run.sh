@@ -70,7 +70,8 @@ if [ -x "$NGX_BIN" ] && [ -f "$BUILD/ngx_http_qwen_module.so" ] \
     mkdir -p "$run/logs" "$run/temp"
     sed -e "s|@MODULE@|$(realpath "$BUILD/ngx_http_qwen_module.so")|g" \
         -e "s|@MODEL@|\"$(realpath "$BUILD/models/full-q4_k_m.gguf")\"|g" \
-        -e "s|@PORT@|$port|g" -e "s|^error_log .*|error_log logs/error.log notice;|" \
+        -e "s|@PORT@|$port|g" -e "s|@HTML@|$(realpath html)|g" \
+        -e "s|^error_log .*|error_log logs/error.log notice;|" \
         conf/nginx.conf > "$run/nginx.conf"
     "$NGX_BIN" -p "$run/" -c "$run/nginx.conf"
     trap '"$NGX_BIN" -p "$run/" -c "$run/nginx.conf" -s stop 2>/dev/null || true' EXIT
