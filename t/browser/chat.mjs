@@ -33,7 +33,6 @@ setTimeout(() => { out({ ok: false, name: 'the browser run ends within 120 s' })
 const { chromium } = require('playwright-core');
 
 fs.mkdirSync(shots, { recursive: true });
-for (const f of fs.readdirSync(shots)) if (/^\d\d-[\w-]+\.png$/.test(f)) fs.rmSync(path.join(shots, f));
 const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'qwen-chromium-'));
 let ctx;
 try {
@@ -52,6 +51,8 @@ try {
   process.exit(0);
 }
 
+// this run's screenshots only
+for (const f of fs.readdirSync(shots)) if (/^\d\d-[\w-]+\.png$/.test(f)) fs.rmSync(path.join(shots, f));
 const page = ctx.pages()[0] || await ctx.newPage();
 const consoleErrors = [];
 const pageErrors = [];
