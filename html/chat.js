@@ -20,6 +20,7 @@
   // answer (a failed turn stays on screen but is not sent again).
   const history = [];
   let running = null;          // { controller, turn } while a request runs
+  let conversation = 0;        // bumped by New chat: late answers of the old one are not kept
 
   // ------------------------------------------------------------ elements
 
@@ -392,6 +393,7 @@
 
   async function submit(text) {
     const json = ui.jsonMode.checked;
+    const conv = conversation;
     const turn = addTurn(text, json);
     const user = { role: 'user', content: text };
     const st = { t0: performance.now(), tFirst: null, tAnswer: null, tEnd: null, chunks: 0,
@@ -476,6 +478,7 @@
     }
     // Keep the exchange for the next request when there is an answer to
     // keep (a stopped answer is kept as far as it got).
+    if (conv !== conversation) return;
     if (turn.answer) {
       history.push(user, { role: 'assistant', content: turn.answer });
     } else {
@@ -508,8 +511,12 @@
   ui.stop.addEventListener('click', () => {
     if (running) running.controller.abort();
   });
+  document.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape' && running) running.controller.abort();
+  });
   ui.clear.addEventListener('click', () => {
     if (running) running.controller.abort();
+    conversation++;
     history.length = 0;
     for (const t of ui.log.querySelectorAll('.turn')) t.remove();
     ui.empty.hidden = false;

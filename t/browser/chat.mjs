@@ -282,6 +282,20 @@ try {
         '... the answer stops growing and says "stopped after"', `${lenAtStop} -> ${lenLater}`);
   await shot('04-stopped.png');
 
+  // Escape stops too; New chat during an answer keeps nothing of it
+  await newChat();
+  await send('Another long story.');
+  await waitState(['answering', 'done', 'error'], 10000);
+  await page.keyboard.press('Escape');
+  check(await waitState(['stopped', 'done', 'error'], 5000) === 'stopped', 'Escape stops an answer too');
+  await send('And one more.');
+  await waitState(['answering', 'done', 'error'], 10000);
+  await newChat();
+  await sleep(300);
+  check(await page.locator('.turn').count() === 0
+        && (await page.evaluate(() => window.qwenChat.history())).length === 0,
+        'New chat during an answer: the page keeps nothing of the old conversation');
+
   // ------------------------------- thinking and Markdown (scripted SSE)
   // A scripted stream from a small local server, one delta every 12 ms, so
   // the thinking is seen open while it streams and folded after.
