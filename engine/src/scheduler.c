@@ -702,6 +702,9 @@ take_token(qwen_engine *e, qwen_request *r, float *lg, int prompt_end, int32_t d
     if (prompt_end) {
         e->prompt_tokens += r->n_prompt;
     }
+    /* finish_request may free r (its owner has let it go): nothing reads
+     * r once it ended */
+    *ended = 1;
     if (r->state != RQ_DONE) {
         t_now = now_ms();
         if (r->t_first == 0.0) {
@@ -731,10 +734,11 @@ take_token(qwen_engine *e, qwen_request *r, float *lg, int prompt_end, int32_t d
             {
                 /* the next step would write position n_past */
                 finish_request(e, r, QWEN_FINISH_LENGTH);
+            } else {
+                *ended = 0;
             }
         }
     }
-    *ended = r->state == RQ_DONE;
     pthread_mutex_unlock(&e->mu);
     return tok;
 }
@@ -807,11 +811,24 @@ scheduler_main(void *arg)
 
             r = e->batch_req[i];
             nd = e->batch_kind[i] == 0 ? r->n_drafts : 0;
+            if (nd > 0) {
+                pthread_mutex_lock(&e->mu);
+                r->n_drafted += (size_t) nd;
+                e->drafted += (uint64_t) nd;
+                pthread_mutex_unlock(&e->mu);
+            }
             for (j = 0; ; j++) {
                 int32_t draft = j < nd ? r->drafts[j] : -1;
 
                 if (e->batch_kind[i] != 1) {
                     r->n_past++;     /* the token fed at this row's position counts */
+                }
+                if (j > 0) {
+                    /* draft j - 1 was taken: this row's logits follow it */
+                    pthread_mutex_lock(&e->mu);
+                    r->n_draft_accepted++;
+                    e->draft_accepted++;
+                    pthread_mutex_unlock(&e->mu);
                 }
                 tok = take_token(e, r, e->logits + (size_t) (i + j) * e->vocab,
                                  e->batch_kind[i] == 1, draft, &ended);
@@ -819,16 +836,13 @@ scheduler_main(void *arg)
                     break;
                 }
             }
-            r->n_drafted += (size_t) nd;
-            r->n_draft_accepted += (size_t) j;
-            if (nd > 0) {
+            /* an ended request may be freed already: r is not read again */
+            if (!ended && nd > 0) {
                 /* all taken: propose twice as many; none: half as many */
                 r->draft_len = j == nd ? 2 * nd : j == 0 ? nd / 2 : j + 1;
                 r->draft_len = r->draft_len < 1 ? 1 : r->draft_len > QWEN_DRAFT_MAX
                                ? QWEN_DRAFT_MAX : r->draft_len;
             }
-            e->drafted += (uint64_t) nd;
-            e->draft_accepted += (uint64_t) j;
             if (!ended && j > 0) {
                 publish_blocks(e, r, r->n_past);   /* the accepted drafts' blocks */
             }

@@ -11,8 +11,6 @@ usage: clients.py PORT CLIENTS [PROMPT_TOKENS] [GEN_TOKENS]
 """
 import json
 import sys
-import threading
-import time
 
 import sse
 
@@ -31,15 +29,10 @@ def main():
     n_gen = int(sys.argv[4]) if len(sys.argv) > 4 else 200
     out = [None] * n
     # distinct prompts per client: no client can reuse another's work
-    threads = [threading.Thread(target=client, args=(
-        port, [(1000 + 7919 * k + 13 * j) % 150000 for k in range(n_prompt)], n_gen, out, j))
-        for j in range(n)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.monotonic() - t0
+    wall = sse.run_all([
+        (lambda j=j: client(port, [(1000 + 7919 * k + 13 * j) % 150000
+                                   for k in range(n_prompt)], n_gen, out, j))
+        for j in range(n)])
     if any(r is None for r in out):
         raise SystemExit("a client failed")
     tokens = sum(r[2] for r in out)

@@ -2,6 +2,7 @@
 shared by the bench clients (clients.py, workload.py)."""
 import json
 import socket
+import threading
 import time
 
 
@@ -37,3 +38,15 @@ def stream(port, body, path="/v1/completions"):
     stream.text = "".join(ch.get("text") or (ch.get("delta") or {}).get("content") or ""
                           for c in chunks for ch in c.get("choices") or [])
     return (first or end) - t0, end - t0, usage[-1] if usage else {}
+
+
+def run_all(targets):
+    """Run the callables in threads at once; the wall time until the last
+    ends."""
+    threads = [threading.Thread(target=t) for t in targets]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.monotonic() - t0

@@ -34,7 +34,6 @@ import argparse
 import json
 import random
 import threading
-import time
 import urllib.request
 
 import sse
@@ -103,16 +102,11 @@ def classify(args, bias):
                     "max_tokens": args.max_tokens, "temperature": 0, "stream": True,
                     "ignore_eos": True, "cache_prompt": True,
                     "stream_options": {"include_usage": True}}
-            body["logit_bias"] = (bias or []) + [[t, 30] for t in set(copy_ids)]
+            if bias:
+                body["logit_bias"] = bias
             results[i] = post(args.port, body)
 
-    threads = [threading.Thread(target=client) for _ in range(args.clients)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.monotonic() - t0
+    wall = sse.run_all([client] * args.clients)
     if any(r is None for r in results):
         raise SystemExit("a request failed")
     ttft = sorted(r[0] for r in results)
