@@ -69,12 +69,14 @@ NGX_MODULE=$(realpath "$NGX_MODULE")
 RUN=$(realpath -m "$BUILD/run")
 
 mkdir -p "$RUN/logs" "$RUN/temp"
+HTML=$(realpath html)
 sed -e "s|@MODULE@|$NGX_MODULE|g" -e "s|@MODEL@|\"$MODEL\"|g" -e "s|@PORT@|$PORT|g" \
-    conf/nginx.conf > "$RUN/nginx.conf"
+    -e "s|@HTML@|$HTML|g" conf/nginx.conf > "$RUN/nginx.conf"
 
 # check first: a bad model or directive is reported before anything starts
 "$NGX_BIN" -p "$RUN/" -c "$RUN/nginx.conf" -t -q || die "the configuration $RUN/nginx.conf is not valid"
 
 echo "run: serving $MODEL"
 echo "run: http://127.0.0.1:$PORT/v1/chat/completions  (config $RUN/nginx.conf, Ctrl-C stops)"
+echo "run: the chat page: http://127.0.0.1:$PORT/chat/"
 exec "$NGX_BIN" -p "$RUN/" -c "$RUN/nginx.conf" -g 'daemon off;'

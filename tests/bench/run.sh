@@ -9,11 +9,14 @@
 #     threads),
 #     and 4 sequences at longer context with each KV cache format
 #   - 1 and 4 streaming clients through nginx (conf/nginx.conf)
+#   - time to first token through nginx for prompts of 100, 400 and 1600
+#     tokens, each sent twice, with the prefix cache on and off
 #   - the classification workload through nginx with the prefix cache on
 #     and off, and through llama-server when ../shared/peer has it; the
 #     extraction workload with n-gram drafts on and off
 #   - tokenizer encode throughput
-# Writes $BUILD/bench/: results.jsonl, table.md (also printed), throughput.png.
+# Writes $BUILD/bench/: results.jsonl, table.md (also printed), and the
+# charts of tests/bench/plots.gp: throughput.png, ttft.png.
 set -euo pipefail
 BUILD=${BUILD:-build}
 FORMATS=${BENCH_FORMATS:-bf16 q8_0 q4_k_m}
@@ -70,7 +73,8 @@ if [ -x "$NGX_BIN" ] && [ -f "$BUILD/ngx_http_qwen_module.so" ] \
     mkdir -p "$run/logs" "$run/temp"
     sed -e "s|@MODULE@|$(realpath "$BUILD/ngx_http_qwen_module.so")|g" \
         -e "s|@MODEL@|\"$(realpath "$BUILD/models/full-q4_k_m.gguf")\"|g" \
-        -e "s|@PORT@|$port|g" -e "s|^error_log .*|error_log logs/error.log notice;|" \
+        -e "s|@PORT@|$port|g" -e "s|@HTML@|$(realpath html)|g" \
+        -e "s|^error_log .*|error_log logs/error.log notice;|" \
         conf/nginx.conf > "$run/nginx.conf"
     "$NGX_BIN" -p "$run/" -c "$run/nginx.conf"
     trap '"$NGX_BIN" -p "$run/" -c "$run/nginx.conf" -s stop 2>/dev/null || true' EXIT
@@ -104,6 +108,11 @@ if [ -x "$NGX_BIN" ] && [ -f "$BUILD/ngx_http_qwen_module.so" ] \
             curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
             sleep 0.1
         done
+        # a fresh nginx: each prompt's first send prefills it whole, the
+        # second finds it in the prefix cache when the cache is on
+        echo "== time to first token: prompts of ${TTFT_LENGTHS:-100 400 1600} tokens sent twice, prefix cache $cache" >&2
+        /usr/bin/python3 tests/bench/ttft.py "$port" ${TTFT_LENGTHS:-100 400 1600} \
+            | sed "s/^{/{\"kind\":\"ttft\",\"prefix_cache\":\"$cache\",/" >> "$res"
         echo "== workload classify: prefix cache $cache, $n_req requests, 4 clients" >&2
         /usr/bin/python3 tests/bench/workload.py "$port" classify --requests "$n_req" \
                 --tokenizer "$tok_json" \
@@ -215,6 +224,25 @@ if ng:
         lines.append("| %d | %.2f s, %.2f s | %.2f s, %.2f s | %.1f |"
                      % (c, r["ttft_s"], r["ttft_max_s"], r["e2e_s"], r["e2e_max_s"],
                         r["total_tok_s"]))
+tt = [r for r in rows if r["kind"] == "ttft"]
+ttft = {}
+if tt:
+    for r in tt:
+        ttft.setdefault(r["prompt"], {})[r["prefix_cache"]] = r
+    lines.append("")
+    lines.append("Time to first token through nginx (tests/bench/ttft.py: /v1/completions, each "
+                 "prompt sent twice, the second may find it in the prefix cache):")
+    lines.append("")
+    lines.append("| prompt tokens | first send | second send, cache on | cached tokens | "
+                 "second send, cache off |")
+    lines.append("|---|---|---|---|---|")
+    ms = lambda r, k: "%.0f ms" % (r[k] * 1000) if r else "-"
+    for n in sorted(ttft):
+        on, off = ttft[n].get("on"), ttft[n].get("off")
+        first = off or on
+        lines.append("| %d | %s | %s | %s | %s |"
+                     % (n, ms(first, "ttft_first_s"), ms(on, "ttft_second_s"),
+                        on["cached_tokens"] if on else "-", ms(off, "ttft_second_s")))
 wl = [r for r in rows if r["kind"] == "workload"]
 if wl:
     lines.append("")
@@ -242,22 +270,30 @@ lines.append("")
 lines.append("Tokenizer: " + tok)
 open(out + "/table.md", "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
-with open(out + "/throughput.dat", "w") as f:
-    for fmt, pts in plot.items():
-        f.write("# %s\n" % fmt)
-        for s, v in pts:
-            f.write("%d %.2f\n" % (s, v))
-        f.write("\n\n")
-with open(out + "/throughput.gp", "w") as f:
-    f.write('set terminal pngcairo size 800,500 noenhanced\nset output "%s/throughput.png"\n' % out)
-    f.write('set title "Total decode throughput vs concurrent sequences"\n')
-    f.write('set xlabel "sequences decoded together"\nset ylabel "tokens/s (all sequences)"\n')
-    f.write('set key left top\nset grid\nset xtics (1, 4, 8)\n')
-    f.write("plot " + ", ".join('"%s/throughput.dat" index %d with linespoints lw 2 title "%s"'
-                                % (out, i, fmt) for i, fmt in enumerate(plot)) + "\n")
+# data files for tests/bench/plots.gp (none where nothing was measured): a
+# data set per line of the chart, its title on its first line
+import os
+for name in ("throughput.dat", "ttft.dat"):
+    if os.path.exists(out + "/" + name):
+        os.remove(out + "/" + name)
+if plot:
+    with open(out + "/throughput.dat", "w") as f:
+        for fmt, pts in plot.items():
+            f.write('sequences "%s"\n' % fmt)
+            for s, v in pts:
+                f.write("%d %.2f\n" % (s, v))
+            f.write("\n\n")
+if ttft:
+    with open(out + "/ttft.dat", "w") as f:
+        f.write("# prompt first_on second_on first_off second_off (seconds; ? = not measured)\n")
+        g = lambda r, k: "%.4f" % r[k] if r else "?"
+        for n in sorted(ttft):
+            on, off = ttft[n].get("on"), ttft[n].get("off")
+            f.write("%d %s %s %s %s\n" % (n, g(on, "ttft_first_s"), g(on, "ttft_second_s"),
+                                           g(off, "ttft_first_s"), g(off, "ttft_second_s")))
 PY
 if command -v gnuplot >/dev/null 2>&1; then
-    gnuplot "$out/throughput.gp" && echo "plot: $out/throughput.png"
+    gnuplot -e "dir='$out'" tests/bench/plots.gp || echo "gnuplot failed: no plots"
 else
-    echo "gnuplot not installed (make deps): no plot"
+    echo "gnuplot not installed (make deps): no plots"
 fi
