@@ -814,15 +814,6 @@ ngx_http_qwen_complete(ngx_http_qwen_ctx_t *ctx, qwen_finish finish)
                       ctx->conf->repetition_guard);
     }
 
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "qwen: done: %uz prompt tokens (%uz cached), %uz "
-                  "generated, queued %.1f ms, first token %.1f ms, total "
-                  "%.1f ms, %s",
-                  ctx->timing.n_prompt, ctx->timing.n_cached,
-                  ctx->timing.n_generated,
-                  ctx->timing.queued_ms, ctx->timing.first_token_ms,
-                  ctx->timing.total_ms, ctx->finish_reason);
-
     if (rc != 0) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                       "qwen: cannot format the end of the response");
@@ -930,6 +921,16 @@ ngx_http_qwen_stop(ngx_http_qwen_ctx_t *ctx, const char *reason)
     }
 
     ngx_http_qwen_metrics_request(ctx);
+
+    /* one line per generation, however it ended (a client gone too) */
+    ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
+                  "qwen: done: %uz prompt tokens (%uz cached), %uz "
+                  "generated, queued %.1f ms, first token %.1f ms, total "
+                  "%.1f ms, %s",
+                  ctx->timing.n_prompt, ctx->timing.n_cached,
+                  ctx->timing.n_generated,
+                  ctx->timing.queued_ms, ctx->timing.first_token_ms,
+                  ctx->timing.total_ms, reason);
 }
 
 

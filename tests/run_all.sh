@@ -55,6 +55,8 @@ fi
 # test must pass and no worker may write an ASan report
 if [ -n "${QWEN_NGINX_ASAN_MODULE:-}" ] && [ -n "$(ls t/*.t 2>/dev/null)" ]; then
     logs=$(mktemp -d)
+    # the workers run as nobody: they must be able to write their reports
+    chmod 1777 "$logs"
     out=$(QWEN_NGINX_MODULE=$QWEN_NGINX_ASAN_MODULE QWEN_NGINX_BIN="$here/nginx_asan.sh" \
           QWEN_ASAN_LOG_DIR=$logs QWEN_TEST_TMP=${QWEN_TEST_TMP:-build/t}-asan \
           prove -r t/ 2>&1); rc=$?
