@@ -25,8 +25,11 @@ void  qwen_avx2_quantize_act(int act_type, const float *x, void *y, int64_t n);
 float qwen_avx2_dot_f32_f16(int64_t n, const float *x, const qwen_f16 *y);
 void  qwen_avx2_axpy_f16(int64_t n, float a, const qwen_f16 *x, float *y);
 void  qwen_avx2_f32_to_f16(const float *x, qwen_f16 *y, int64_t n);
-void  qwen_avx2_attention(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos,
-                          float scale, float *scratch, float *out);
+void  qwen_avx2_kv_store_f16(int hd, const float *k, const float *v, void *kc, void *vc, int t);
+void  qwen_avx2_attention_f16(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos,
+                              float scale, float *scratch, float *out);
+void  qwen_avx2_attention_f32(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos,
+                              float scale, float *scratch, float *out);
 
 #ifdef __AVX2__
 #ifdef QWEN_X86_EMULATE_AVX512
@@ -234,8 +237,9 @@ DOT4(int64_t n, const void *w, const void *act, size_t stride, float *out)      
     TMPL(n, w, act, stride, out, 4, ##__VA_ARGS__);                                \
 }
 
-/* The AVX2 table's entries; a superset table passes its own float and
- * quantized dots (f32_4: NULL for 4 x vec_dot). */
+/* The AVX2 table's entries (with the f32 and f16 KV formats); a superset
+ * table passes its own float and quantized dots (f32_4: NULL for 4 x
+ * vec_dot) and adds its other KV formats. */
 #define QWEN_AVX2_ENTRIES(f32, f16, bf16, f32_4, f16_4, bf16_4, q8, q8_4, q4k, q6k, q4k4, \
                           q6k4)                                            \
     .vec_dot = {                                                           \
@@ -258,6 +262,9 @@ DOT4(int64_t n, const void *w, const void *act, size_t stride, float *out)      
     .dot_f32_f16 = qwen_avx2_dot_f32_f16,                                  \
     .axpy_f16 = qwen_avx2_axpy_f16,                                        \
     .f32_to_f16 = qwen_avx2_f32_to_f16,                                    \
-    .attention = qwen_avx2_attention
+    .kv_store[QWEN_KV_F32] = qwen_kv_store_f32,                            \
+    .kv_store[QWEN_KV_F16] = qwen_avx2_kv_store_f16,                       \
+    .kv_attention[QWEN_KV_F32] = qwen_avx2_attention_f32,                  \
+    .kv_attention[QWEN_KV_F16] = qwen_avx2_attention_f16
 
 #endif
