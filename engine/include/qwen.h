@@ -96,6 +96,10 @@ int         qwen_kv_format_available(const char *kv_format);
  * the BF16 prefill GEMM); arm64: "neon"... */
 int         qwen_kernels_available(const char *name);
 const char *qwen_kernels_default(void);   /* the one a NULL name selects */
+/* The KV cache format a context of model with these parameters gets
+ * (kernels and kv_format; "auto" resolved for the model's weights), or
+ * NULL when the kernels lack it or cannot hold the model's heads in it. */
+const char *qwen_kv_format_pick(const qwen_model *model, const qwen_ctx_params *params);
 /* Bytes of KV cache a context of model with these parameters holds
  * (n_seqs x n_ctx positions in the format its kernels and kv_format give);
  * 0 for an unknown kv_format. */

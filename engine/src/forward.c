@@ -86,6 +86,20 @@ kv_format_pick(const qwen_model *m, const qwen_kernels *k, const char *name)
     return QWEN_KV_F16;
 }
 
+const char *
+qwen_kv_format_pick(const qwen_model *m, const qwen_ctx_params *p)
+{
+    const qwen_kernels *k = p->kernels ? qwen_kernels_by_name(p->kernels) : qwen_kernels_best();
+    qwen_kv_format      f;
+
+    if (k == NULL
+        || qwen_kv_format_of(k, kv_format_pick(m, k, p->kv_format), m->cfg.head_dim, &f) != 0)
+    {
+        return NULL;
+    }
+    return f.name;
+}
+
 size_t
 qwen_kv_block_bytes(const qwen_model *m, const qwen_ctx_params *p)
 {
