@@ -603,7 +603,8 @@ test_kv_format(const qwen_kernels *k, int id, double b_ref, double b_stored, dou
     float           *ks = malloc((size_t) max_pos * max_hd * sizeof(float));
     float           *vs = malloc((size_t) max_pos * max_hd * sizeof(float));
     float           *q = malloc(5 * max_hd * sizeof(float));
-    float           *o1 = malloc(5 * max_hd * sizeof(float)), *o2 = malloc(5 * max_hd * sizeof(float));
+    float           *o1 = malloc(5 * max_hd * sizeof(float));
+    float           *o2 = malloc(5 * max_hd * sizeof(float));
     float           *sc = malloc((size_t) 5 * rows * sizeof(float));
     double          *p = malloc((size_t) max_pos * sizeof(double));
     char            *kc1 = malloc(pool), *vc1 = malloc(pool), *kc2 = malloc(pool), *vc2 = malloc(pool);
@@ -736,7 +737,8 @@ test_kv_format_names(void)
           && qwen_kv_format_available("f32") && qwen_kv_format_available("f16")
           && qwen_kv_format_available("q8_0") && !qwen_kv_format_available("int3")
           && !qwen_kv_format_available("")
-          && qwen_kv_format_available("bf16") == (qwen_kernels_best()->kv_store[QWEN_KV_BF16] != NULL),
+          && qwen_kv_format_available("bf16")
+             == (qwen_kernels_best()->kv_store[QWEN_KV_BF16] != NULL),
           "qwen_kv_format_available");
 }
 

@@ -178,7 +178,8 @@ rows_scores(int hd, const int NQ, const float *q, const qwen_kv_view *kv, int n_
             }
             for (h = 0; h < NQ; h++) {
                 for (a = 0; a < 4; a++) {
-                    acc[h][a] = vfmaq_f32(acc[h][a], kv4[a], vld1q_f32(q + (size_t) h * hd + i + 4 * a));
+                    acc[h][a] = vfmaq_f32(acc[h][a], kv4[a],
+                                          vld1q_f32(q + (size_t) h * hd + i + 4 * a));
                 }
             }
         }

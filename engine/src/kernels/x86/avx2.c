@@ -311,13 +311,15 @@ load_row8(const void *row, int i, const int F32)
 static inline __attribute__((always_inline)) const void *
 row_k(const qwen_kv_view *kv, int t, int hd, const int F32)
 {
-    return F32 ? (const void *) qwen_kv_row_k_f32(kv, t, hd) : (const void *) qwen_kv_row_k(kv, t, hd);
+    return F32 ? (const void *) qwen_kv_row_k_f32(kv, t, hd)
+               : (const void *) qwen_kv_row_k(kv, t, hd);
 }
 
 static inline __attribute__((always_inline)) const void *
 row_v(const qwen_kv_view *kv, int t, int hd, const int F32)
 {
-    return F32 ? (const void *) qwen_kv_row_v_f32(kv, t, hd) : (const void *) qwen_kv_row_v(kv, t, hd);
+    return F32 ? (const void *) qwen_kv_row_v_f32(kv, t, hd)
+               : (const void *) qwen_kv_row_v(kv, t, hd);
 }
 
 /* scores[h][t] = scale * q[h] . K[t] for NQ heads: each K row converted
@@ -331,6 +333,9 @@ attention_k(int hd, const int NQ, const float *q, const qwen_kv_view *kv, int n_
     for (t = 0; t < n_pos; t++) {
         const void *kt = row_k(kv, t, hd, F32);
         __m256      acc[4];
+
+        qwen_kv_prefetch_ahead(kv, kv->k, t, n_pos,
+                               (size_t) QWEN_KV_BLOCK * hd * (F32 ? 4 : 2));
 
 #pragma GCC unroll 4
         for (h = 0; h < NQ; h++) {
@@ -372,6 +377,11 @@ attention_v(int hd, const int NH, const float *p, const qwen_kv_view *kv, int n_
             const void *vt = row_v(kv, t, hd, F32);
             __m256      vv[4];
 
+            if (i == 0) {
+                qwen_kv_prefetch_ahead(kv, kv->v, t, n_pos,
+                                       (size_t) QWEN_KV_BLOCK * hd * (F32 ? 4 : 2));
+            }
+
 #pragma GCC unroll 4
             for (j = 0; j < 4; j++) {
                 vv[j] = load_row8(vt, i + 8 * j, F32);
@@ -406,14 +416,17 @@ static inline __attribute__((always_inline)) void
 attention_rows(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos,
                float scale, float *scratch, float *out, const int F32)
 {
-    int   h, t, h0;
-    float sum;
+    size_t region = (size_t) QWEN_KV_BLOCK * hd * (F32 ? 4 : 2);
+    int    h, t, h0;
+    float  sum;
 
+    qwen_kv_prefetch_start(kv, kv->k, n_pos, region);
     switch (n_q) {
     case 1: attention_k(hd, 1, q, kv, n_pos, scale, scratch, F32); break;
     case 2: attention_k(hd, 2, q, kv, n_pos, scale, scratch, F32); break;
     default: attention_k(hd, 4, q, kv, n_pos, scale, scratch, F32); break;
     }
+    qwen_kv_prefetch_start(kv, kv->v, n_pos, region);
     for (h = 0; h < n_q; h++) {
         float *sc = scratch + (size_t) h * n_pos;
         sum = softmax_exp(sc, n_pos);
@@ -517,6 +530,8 @@ q8_scores(int hd, const int NQ, const int8_t *qs, const float *dq, const qwen_kv
     for (t = 0; t < n_pos; t += 8) {
         __m256 acc[4];
 
+        qwen_kv_prefetch_ahead(kv, kv->k, t, n_pos,
+                               qwen_kv_pos_bytes(QWEN_KV_Q8_0, hd) * QWEN_KV_BLOCK);
         q8_scores8(hd, NQ, qs, dq, qwen_kv_block_k(kv, t), t % QWEN_KV_BLOCK, acc);
 #pragma GCC unroll 4
         for (h = 0; h < NQ; h++) {
@@ -588,6 +603,8 @@ q8_values(int hd, int nh, const float *p, int rows, const qwen_kv_view *kv, int 
         const qwen_f16 *vs = qwen_kv_q8_0_scales(vq, hd);
 
         np = n_pos - r < QWEN_KV_BLOCK ? n_pos - r : QWEN_KV_BLOCK;
+        qwen_kv_prefetch_ahead(kv, kv->v, r, n_pos,
+                               qwen_kv_pos_bytes(QWEN_KV_Q8_0, hd) * QWEN_KV_BLOCK);
         for (b = 0; b < hd / 32; b++) {
             /* the weights of block b: whole chunks, only the first np read */
             for (h = 0; h < nh; h++) {
@@ -624,6 +641,7 @@ attention_q8_0(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
     int8_t qs[4 * QWEN_KV_MAX_HD];
     float  dq[4 * QWEN_KV_MAX_HD / 32], sums[4];
     int    rows = qwen_kv_rows(n_pos), h0, nh, h, i, nb = hd / 32;
+    size_t region = qwen_kv_pos_bytes(QWEN_KV_Q8_0, hd) * QWEN_KV_BLOCK;
 
     for (h0 = 0; h0 < n_q; h0 += nh) {
         float *sc0 = scratch + (size_t) h0 * rows, *o0 = out + (size_t) h0 * hd;
@@ -633,12 +651,14 @@ attention_q8_0(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
             qwen_kv_quantize_q(hd, q + (size_t) (h0 + h) * hd, qs + (size_t) h * hd,
                                dq + h * nb);
         }
+        qwen_kv_prefetch_start(kv, kv->k, n_pos, region);
         switch (nh) {
         case 1: q8_scores(hd, 1, qs, dq, kv, n_pos, scale, sc0, rows); break;
         case 2: q8_scores(hd, 2, qs, dq, kv, n_pos, scale, sc0, rows); break;
         case 3: q8_scores(hd, 3, qs, dq, kv, n_pos, scale, sc0, rows); break;
         default: q8_scores(hd, 4, qs, dq, kv, n_pos, scale, sc0, rows); break;
         }
+        qwen_kv_prefetch_start(kv, kv->v, n_pos, region);
         for (h = 0; h < nh; h++) {
             sums[h] = softmax_exp(sc0 + (size_t) h * rows, n_pos);
         }

@@ -673,6 +673,8 @@ q8_scores(int hd, const int NQ, const int8_t *qs, const float *dq, const int32_t
     __m512 acc[4][2];
 
     for (r = 0; r < n_pos; r += QWEN_KV_BLOCK) {
+        qwen_kv_prefetch_ahead(kv, kv->k, r, n_pos,
+                               qwen_kv_pos_bytes(QWEN_KV_Q8_0, hd) * QWEN_KV_BLOCK);
         q8_scores_region(hd, NQ, qs, dq, qsum, qwen_kv_block_k(kv, r), acc);
 #pragma GCC unroll 4
         for (h = 0; h < NQ; h++) {
@@ -735,6 +737,8 @@ q8_values(int hd, int nh, const float *p, int rows, const qwen_kv_view *kv, int 
         const qwen_f16 *vs = qwen_kv_q8_0_scales(vq, hd);
 
         np = n_pos - r < QWEN_KV_BLOCK ? n_pos - r : QWEN_KV_BLOCK;
+        qwen_kv_prefetch_ahead(kv, kv->v, r, n_pos,
+                               qwen_kv_pos_bytes(QWEN_KV_Q8_0, hd) * QWEN_KV_BLOCK);
         for (b = 0; b < hd / 32; b++) {
             const qwen_f16 *sb = vs + b * QWEN_KV_BLOCK;
             __m512          d0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) sb));
@@ -776,6 +780,7 @@ attention_q8_0(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
     float   dq[4 * QWEN_KV_MAX_HD / 32], sums[4];
     int32_t qsum[4 * QWEN_KV_MAX_HD / 32];
     int     rows = qwen_kv_rows(n_pos), h0, nh, h, i, b, nb = hd / 32;
+    size_t  region = qwen_kv_pos_bytes(QWEN_KV_Q8_0, hd) * QWEN_KV_BLOCK;
 
     for (h0 = 0; h0 < n_q; h0 += nh) {
         float *sc0 = scratch + (size_t) h0 * rows, *o0 = out + (size_t) h0 * hd;
@@ -791,12 +796,14 @@ attention_q8_0(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
                 }
             }
         }
+        qwen_kv_prefetch_start(kv, kv->k, n_pos, region);
         switch (nh) {
         case 1: q8_scores(hd, 1, qs, dq, qsum, kv, n_pos, scale, sc0, rows); break;
         case 2: q8_scores(hd, 2, qs, dq, qsum, kv, n_pos, scale, sc0, rows); break;
         case 3: q8_scores(hd, 3, qs, dq, qsum, kv, n_pos, scale, sc0, rows); break;
         default: q8_scores(hd, 4, qs, dq, qsum, kv, n_pos, scale, sc0, rows); break;
         }
+        qwen_kv_prefetch_start(kv, kv->v, n_pos, region);
         for (h = 0; h < nh; h++) {
             sums[h] = softmax_exp512(sc0 + (size_t) h * rows, n_pos, rows);
         }
