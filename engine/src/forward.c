@@ -205,9 +205,14 @@ qwen_ctx_new_cached(const qwen_model *m, const qwen_ctx_params *p, int extra_blo
                          have[0] ? ", " : "", qwen_kv_format_name(f));
             }
         }
-        qwen_fail(err, err_len, "KV cache format \"%s\" is not supported by the %s kernels "
-                  "for heads of %d dimensions (%s)", p->kv_format ? p->kv_format : "auto",
-                  ctx->kern->name, c->head_dim, have);
+        if (id < 0) {
+            qwen_fail(err, err_len, "unknown KV cache format \"%s\" (auto, %s)", p->kv_format,
+                      have);
+        } else {
+            qwen_fail(err, err_len, "KV cache format \"%s\" is not supported by the %s "
+                      "kernels for heads of %d dimensions (%s)", qwen_kv_format_name(id),
+                      ctx->kern->name, c->head_dim, have);
+        }
         free(ctx);
         return NULL;
     }
