@@ -55,15 +55,20 @@ struct qwen_kv_cache {
 };
 
 /*
- * A zeroed pool on pages of its own, on 2 MiB pages where the kernel gives
- * them (transparent huge pages, "madvise" mode as Debian ships it):
- * attention reads every sequence's blocks in turn, each a few KiB at its
- * own place in a pool of up to gigabytes, and with 4 KiB pages nearly
- * every region began with a TLB miss. Zeroed: a layout that reads a whole
- * tile past the last position sees finite values.
+ * A zeroed pool on pages of its own (zeroed: a layout that reads a whole
+ * tile past the last position sees finite values), on 2 MiB pages where
+ * the kernel gives them (transparent huge pages, "madvise" mode as Debian
+ * ships it) when blocks are large: attention reads every sequence's
+ * blocks in turn, each region a few KiB at its own place in a pool of up
+ * to gigabytes, and with 4 KiB pages nearly every region began with a TLB
+ * miss. Only for blocks of a quarter of a huge page or more (Qwen3-0.6B:
+ * 1.8 MiB in f16): a huge page is taken whole at its first touch, so small
+ * blocks would make every worker hold megabytes it barely uses.
  */
+#define HUGE_PAGE_BYTES ((size_t) 2 << 20)
+
 static char *
-pool_map(size_t bytes)
+pool_map(size_t bytes, size_t block_bytes)
 {
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
@@ -71,7 +76,9 @@ pool_map(size_t bytes)
         return NULL;
     }
 #ifdef MADV_HUGEPAGE
-    (void) madvise(p, bytes, MADV_HUGEPAGE);    /* a hint: 4 KiB pages work too */
+    if (block_bytes >= HUGE_PAGE_BYTES / 4) {
+        (void) madvise(p, bytes, MADV_HUGEPAGE);    /* a hint: 4 KiB pages work too */
+    }
 #endif
     return p;
 }
@@ -124,8 +131,8 @@ qwen_kv_cache_new(int n_layers, int n_kv_heads, size_t pos_bytes, int n_seqs, in
     kv->index = index;
     nb = (size_t) kv->n_blocks;
     kv->pool_bytes = nb * kv->block_bytes;
-    kv->k = pool_map(kv->pool_bytes);
-    kv->v = pool_map(kv->pool_bytes);
+    kv->k = pool_map(kv->pool_bytes, kv->block_bytes);
+    kv->v = pool_map(kv->pool_bytes, kv->block_bytes);
     kv->table = malloc((size_t) n_seqs * kv->max_blocks * sizeof(int32_t));
     kv->refs = calloc(nb, sizeof(int32_t));
     kv->free_list = malloc(nb * sizeof(int32_t));
