@@ -55,14 +55,17 @@ qwen_hsum256(__m256 v)
  * Each region of a sequence's KV cache is a few KiB at a place of its own,
  * where the hardware prefetchers stop, so reading regions in turn starts
  * each with DRAM latency. The passes over K and over V request the cache
- * lines of the region two ahead (qwen_kv_prefetch_ahead at each region's first
- * position) and of the first ones before they start (qwen_kv_prefetch_start):
- * two regions ahead measured best for f16 and q8_0 (one decode step's
- * attention at 1000 positions, cold: f16 123 -> 97 ms, q8_0 125 -> 55 ms;
- * one ahead 122 and 68, four 96 and 65), into L2 a little better than
- * into L1 (2200 positions, CPU time: f16 154 -> 149 ms, q8_0 128 -> 111).
+ * lines of the region four ahead (qwen_kv_prefetch_ahead at each region's
+ * first position) and of the first ones before they start
+ * (qwen_kv_prefetch_start), into L2. Measured on one decode step's
+ * attention at 2200 positions (4 sequences x 28 layers x 8 KV heads), two
+ * processes at once as the forward pass's two threads, CPU time per
+ * process, mean of 4: q8_0 146 ms two regions ahead, 128 three, 125 four,
+ * 132 six; f16 195 two, 171 four (none: f16 ~300, q8_0 ~350 alone). L2
+ * was a little better than L1 (one process: f16 154 -> 149, q8_0 128 ->
+ * 111).
  */
-#define QWEN_KV_PREFETCH_REGIONS 2
+#define QWEN_KV_PREFETCH_REGIONS 4
 
 /* region j of base (kv->k or kv->v), bytes long */
 static inline void
