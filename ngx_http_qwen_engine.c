@@ -78,6 +78,7 @@ ngx_http_qwen_engine_start(ngx_cycle_t *cycle, ngx_http_qwen_model_t *m,
     ngx_event_t                  *rev;
     ngx_connection_t             *c;
     qwen_engine_params            params;
+    qwen_ctx_params               cp;
     ngx_http_qwen_engine_conf_t  *e;
 
     e = &m->engine_conf;
@@ -135,14 +136,20 @@ ngx_http_qwen_engine_start(ngx_cycle_t *cycle, ngx_http_qwen_model_t *m,
         goto failed;
     }
 
+    /* the slots' KV cache, in the format the engine took */
+    cp = qwen_ctx_default_params();
+    cp.n_seqs = params.n_slots;
+    cp.n_ctx = params.n_ctx;
+    cp.kernels = params.kernels;
+    cp.kv_format = qwen_engine_kv_format(m->engine);
+
     ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
                   "qwen: engine for model \"%V\": threads %d, slots %d, "
                   "ctx %d, batch %d, queue %d, KV cache %uz MiB %s, "
                   "prefix cache %s%uz MiB more, drafts %s",
                   &m->path, params.n_threads, params.n_slots, params.n_ctx,
                   params.n_batch, params.max_queue,
-                  qwen_kv_cache_bytes(m->config, params.n_slots,
-                                      params.n_ctx) >> 20,
+                  qwen_kv_cache_bytes(m->model, &cp) >> 20,
                   qwen_engine_kv_format(m->engine),
                   params.prefix_cache ? "on, " : "off, ",
                   params.prefix_cache_bytes >> 20,

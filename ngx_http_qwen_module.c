@@ -120,6 +120,8 @@ ngx_conf_enum_t  ngx_http_qwen_kv_caches[] = {
     { ngx_string("auto"), 0 },
     { ngx_string("f16"), 1 },
     { ngx_string("bf16"), 2 },
+    { ngx_string("f32"), 3 },
+    { ngx_string("q8_0"), 4 },
     { ngx_null_string, 0 }
 };
 
@@ -554,6 +556,8 @@ ngx_http_qwen_merge_engine(ngx_conf_t *cf, ngx_http_qwen_loc_conf_t *conf)
     size_t                        kv_bytes, phys_bytes;
     long                          pages, page_size;
     ngx_int_t                     max_ctx;
+    const char                   *kv_format;
+    qwen_ctx_params               cp;
     ngx_http_qwen_model_t        *m;
     ngx_http_qwen_engine_conf_t  *e, *s;
 
@@ -577,8 +581,38 @@ ngx_http_qwen_merge_engine(ngx_conf_t *cf, ngx_http_qwen_loc_conf_t *conf)
         e->batch = e->ctx;
     }
 
-    /* the slots' own KV cache, and what the prefix cache keeps beyond it */
-    kv_bytes = qwen_kv_cache_bytes(m->config, (int) e->slots, (int) e->ctx)
+    if (!qwen_kv_format_available(
+             (char *) ngx_http_qwen_kv_caches[e->kv_cache].name.data))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"qwen_kv_cache %V\" in location \"%V\" needs "
+                           "kernels this CPU lacks (the %s kernels have no "
+                           "%V attention): use \"auto\", \"f32\", \"f16\" "
+                           "or \"q8_0\"",
+                           &ngx_http_qwen_kv_caches[e->kv_cache].name,
+                           &conf->location, qwen_kernels_default(),
+                           &ngx_http_qwen_kv_caches[e->kv_cache].name);
+        return NGX_CONF_ERROR;
+    }
+
+    cp = qwen_ctx_default_params();
+    cp.n_seqs = (int) e->slots;
+    cp.n_ctx = (int) e->ctx;
+    cp.kv_format = (char *) ngx_http_qwen_kv_caches[e->kv_cache].name.data;
+    kv_format = qwen_kv_format_pick(m->model, &cp);
+
+    if (kv_format == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"qwen_kv_cache %V\" in location \"%V\" cannot "
+                           "hold the heads of model \"%V\" (%d dimensions)",
+                           &ngx_http_qwen_kv_caches[e->kv_cache].name,
+                           &conf->location, &m->path, m->config->head_dim);
+        return NGX_CONF_ERROR;
+    }
+
+    /* the slots' own KV cache in its format, and what the prefix cache
+     * keeps beyond it */
+    kv_bytes = qwen_kv_cache_bytes(m->model, &cp)
                + (e->prefix_cache ? e->prefix_cache_size : 0);
 
     pages = sysconf(_SC_PHYS_PAGES);
@@ -591,26 +625,15 @@ ngx_http_qwen_merge_engine(ngx_conf_t *cf, ngx_http_qwen_loc_conf_t *conf)
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "\"qwen_slots %i\" x \"qwen_ctx %i\" and "
                                "\"qwen_prefix_cache\" in location \"%V\" "
-                               "need %uz MiB of KV cache per worker, more "
-                               "than half of this machine's %uz MiB of "
+                               "need %uz MiB of KV cache per worker (%s), "
+                               "more than half of this machine's %uz MiB of "
                                "memory: lower qwen_slots, qwen_ctx or "
-                               "qwen_prefix_cache",
+                               "qwen_prefix_cache, or take a smaller "
+                               "qwen_kv_cache format",
                                e->slots, e->ctx, &conf->location,
-                               kv_bytes >> 20, phys_bytes >> 20);
+                               kv_bytes >> 20, kv_format, phys_bytes >> 20);
             return NGX_CONF_ERROR;
         }
-    }
-
-    if (!qwen_kv_format_available(
-             (char *) ngx_http_qwen_kv_caches[e->kv_cache].name.data))
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"qwen_kv_cache %V\" in location \"%V\" needs "
-                           "kernels this CPU lacks (the %s kernels keep an "
-                           "f16 cache): use \"auto\" or \"f16\"",
-                           &ngx_http_qwen_kv_caches[e->kv_cache].name,
-                           &conf->location, qwen_kernels_default());
-        return NGX_CONF_ERROR;
     }
 
     if (!m->used) {

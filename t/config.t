@@ -135,11 +135,17 @@ EOF2
 is($rc, 0, 'two locations share a model') or diag $out;
 is(() = $out =~ /qwen: model ".*" loaded/g, 1, '... loaded once');
 
-# qwen_kv_cache: auto picks BF16 where the kernels have a BF16 attention
-# (AVX-512 BF16 here) and the weights are not F32/F16; f16 always works
+# qwen_kv_cache: auto picks f32 for F32 weights, BF16 where the kernels have a
+# BF16 attention (AVX-512 BF16 here) and the weights are BF16 or quantized,
+# f16 otherwise; f32, f16 and q8_0 work on every CPU
 ($rc, $out) = conf_test(server("qwen_model $good; qwen_kv_cache int4;"));
 isnt($rc, 0, 'an unknown qwen_kv_cache value fails');
 like($out, qr/invalid value "int4" in \S+nginx.conf:\d+/, "... naming the value and line");
+
+for my $fmt (qw(auto f32 f16 q8_0)) {
+    ($rc, $out) = conf_test(server("qwen_model $good; qwen_kv_cache $fmt;"));
+    is($rc, 0, "qwen_kv_cache $fmt passes") or diag $out;
+}
 
 my $cpu_bf16 = (`uname -m` =~ /x86_64/ && `grep -c avx512_bf16 /proc/cpuinfo` > 0) ? 1 : 0;
 ($rc, $out) = conf_test(server("qwen_model $good; qwen_kv_cache bf16;"));
@@ -149,6 +155,23 @@ if ($cpu_bf16) {
     isnt($rc, 0, 'qwen_kv_cache bf16 fails on a CPU without a BF16 attention');
     like($out, qr/"qwen_kv_cache bf16" in location "\/v1\/" needs kernels this CPU lacks/,
          '... saying why');
+}
+
+# the memory check counts the chosen format's bytes: tiny-f32 (2 layers, 2 KV
+# heads of 32) takes 1024 bytes a position in f32, 272 in q8_0, so enough
+# slots of 40000 positions fail in f32 and pass in q8_0
+my ($mem_kb) = `grep MemTotal /proc/meminfo` =~ /(\d+)/;
+my $slots = int($mem_kb * 1024 / 2 / (40000 * 1024)) + 1;
+SKIP: {
+    skip "$slots slots would exceed qwen_slots' 1024", 4 if $slots > 1024;
+    my $conf = "qwen_model $good; qwen_slots $slots; qwen_ctx 40000; qwen_prefix_cache off;";
+    ($rc, $out) = conf_test(server("$conf qwen_kv_cache f32;"));
+    isnt($rc, 0, "$slots slots x 40000 positions in f32 are more than half the memory");
+    like($out, qr/need \d+ MiB of KV cache per worker \(f32\)/, '... naming the format');
+    ($rc, $out) = conf_test(server("$conf qwen_kv_cache auto;"));
+    isnt($rc, 0, '... and so is auto, which is f32 for F32 weights');
+    ($rc, $out) = conf_test(server("$conf qwen_kv_cache q8_0;"));
+    is($rc, 0, '... in q8_0 (27% of the bytes) they fit') or diag $out;
 }
 
 ($rc, $out) = conf_test(<<"EOF2");
@@ -163,11 +186,14 @@ isnt($rc, 0, 'one model with two KV cache formats fails');
 like($out, qr/locations "\/a\/" and "\/b\/" serve model ".*" with different "qwen_kv_cache" \(f16\/auto\)/,
      '... naming both');
 
-# what the engine picked, in the error log at worker start
-for my $case (['tiny-f32.gguf', 'auto', 'f16'], ['tiny-bf16.gguf', 'auto', $cpu_bf16 ? 'bf16' : 'f16'],
-              ['tiny-bf16.gguf', 'f16', 'f16'])
+# what the engine picked, in the error log at worker start, with its size:
+# tiny models, 1 slot of 4096 positions, 2 layers x 2 KV heads x 32
+# dimensions: 4 MiB in f32, 2 in f16 and bf16, 1 in q8_0 (1088 KiB)
+for my $case (['tiny-f32.gguf', 'auto', 'f32', 4], ['tiny-bf16.gguf', 'auto', $cpu_bf16 ? 'bf16' : 'f16', 2],
+              ['tiny-bf16.gguf', 'f16', 'f16', 2], ['tiny-q8_0.gguf', 'q8_0', 'q8_0', 1],
+              ['tiny-q8_0.gguf', 'f32', 'f32', 4])
 {
-    my ($file, $set, $want) = @$case;
+    my ($file, $set, $want, $mib) = @$case;
     my $m = QwenNginx::model($file);
     $n = QwenNginx->new(http => server("qwen_model $m; qwen_kv_cache $set; qwen_slots 1;"))->start;
     my $log = '';
@@ -176,8 +202,8 @@ for my $case (['tiny-f32.gguf', 'auto', 'f16'], ['tiny-bf16.gguf', 'auto', $cpu_
         last if $log =~ /engine for model/;
         select undef, undef, undef, 0.05;
     }
-    like($log, qr/engine for model ".*\Q$file\E": .* KV cache \d+ MiB \Q$want\E/,
-         "$file with qwen_kv_cache $set: a $want cache");
+    like($log, qr/engine for model ".*\Q$file\E": .* KV cache $mib MiB \Q$want\E/,
+         "$file with qwen_kv_cache $set: a $want cache of $mib MiB");
     $n->stop;
 }
 

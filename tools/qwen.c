@@ -51,8 +51,9 @@ usage(FILE *f)
         "  detokenize -m MODEL --ids 1,2,3\n"
         "  template   -m MODEL --messages F.json [--no-think] [--tools T.json]\n"
         "MODEL is a .gguf file or a Hugging Face directory.\n"
-        "Common: --kernels scalar|avx2 to force a kernel set; --kv f16|bf16|auto the\n"
-        "KV cache format.\n");
+        "Common: --kernels scalar|avx2 to force a kernel set; --kv auto|f32|f16|bf16|q8_0\n"
+        "the KV cache format (auto: f32 for F32 weights, bf16 where the kernels have it,\n"
+        "else f16; q8_0 takes half of f16's bytes).\n");
 }
 
 static int
@@ -454,10 +455,16 @@ cmd_bench(int argc, char **argv)
     }
 
     if (!o.json_only) {
+        qwen_ctx_params kp = qwen_ctx_default_params();
+
         printf("model:    %s (%s, %d layers, hidden %d)\n", o.model, qwen_model_describe(m),
                c->n_layers, c->hidden_size);
-        printf("threads:  %d   sequences: %d   KV cache: %s\n", o.threads, o.n_seqs,
-               qwen_ctx_kv_format(ctx));
+        kp.n_seqs = o.n_seqs;
+        kp.n_ctx = o.n_prompt + o.n_predict + 1;
+        kp.kernels = o.kernels;
+        kp.kv_format = qwen_ctx_kv_format(ctx);
+        printf("threads:  %d   sequences: %d   KV cache: %s, %.1f MiB\n", o.threads, o.n_seqs,
+               qwen_ctx_kv_format(ctx), qwen_kv_cache_bytes(m, &kp) / 1048576.0);
         printf("prefill:  %d tokens in %.3f s = %.1f tok/s\n", o.n_prompt, t_prefill,
                o.n_prompt / t_prefill);
         printf("decode:   %d steps x %d seqs in %.3f s = %.1f tok/s per sequence, "

@@ -72,9 +72,12 @@ typedef struct {
     int n_ctx;      /* tokens per sequence */
     int n_batch;    /* most tokens one qwen_forward call may carry */
     const char *kernels; /* NULL: the best for this CPU; or "scalar", "avx2"... */
-    /* KV cache format: NULL or "auto" picks "bf16" where the kernels have a
-     * BF16 attention (AVX-512 BF16) and the weights are BF16 or quantized
-     * (the precision HF runs Qwen3 in), "f16" otherwise; or force either */
+    /* KV cache format: "f32" (the exact reference), "f16", "bf16" (where the
+     * kernels have a BF16 attention: AVX-512 BF16) or "q8_0" (8-bit values
+     * with one scale per 32, half of f16's bytes; heads of a multiple of 32
+     * dimensions). NULL or "auto": f32 for F32 weights, f16 for F16 ones,
+     * bf16 for BF16 and quantized weights where the kernels have it (the
+     * precision HF runs Qwen3 in), f16 otherwise. */
     const char *kv_format;
 } qwen_ctx_params;
 
@@ -84,17 +87,23 @@ qwen_ctx_params qwen_ctx_default_params(void);
 qwen_ctx *qwen_ctx_new(const qwen_model *model, const qwen_ctx_params *params,
                        char *err, size_t err_len);
 void      qwen_ctx_free(qwen_ctx *ctx);
-/* The KV cache format the context picked: "f16" or "bf16". */
+/* The KV cache format the context picked: "f32", "f16", "bf16" or "q8_0". */
 const char *qwen_ctx_kv_format(const qwen_ctx *ctx);
-/* Whether kv_format (NULL, "auto", "f16", "bf16") works with the default
- * kernels on this CPU. */
+/* Whether kv_format (NULL, "auto", "f32", "f16", "bf16", "q8_0") works
+ * with the default kernels on this CPU. */
 int         qwen_kv_format_available(const char *kv_format);
 /* Kernel sets: "scalar" everywhere; x86: "avx2", "avx512" (AVX2 dots plus
  * the BF16 prefill GEMM); arm64: "neon"... */
 int         qwen_kernels_available(const char *name);
 const char *qwen_kernels_default(void);   /* the one a NULL name selects */
-/* Bytes of KV cache a context with these parameters holds. */
-size_t    qwen_kv_cache_bytes(const qwen_config *cfg, int n_seqs, int n_ctx);
+/* The KV cache format a context of model with these parameters gets
+ * (kernels and kv_format; "auto" resolved for the model's weights), or
+ * NULL when the kernels lack it or cannot hold the model's heads in it. */
+const char *qwen_kv_format_pick(const qwen_model *model, const qwen_ctx_params *params);
+/* Bytes of KV cache a context of model with these parameters holds
+ * (n_seqs x n_ctx positions in the format its kernels and kv_format give);
+ * 0 for an unknown kv_format. */
+size_t    qwen_kv_cache_bytes(const qwen_model *model, const qwen_ctx_params *params);
 
 /*
  * One token of a forward batch. A batch may mix sequences (batched decode)

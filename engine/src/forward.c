@@ -2,7 +2,7 @@
  * forward.c - the Qwen3 forward pass over a batch of tokens that may mix
  * sequences: embedding; per layer RMSNorm, q/k/v projections, per-head
  * RMSNorm on q and k, NEOX RoPE (pairs i, i + head_dim/2), grouped-query
- * attention over the KV cache (f16 rows, or the kernel table's layout),
+ * attention over the KV cache (in the context's format: qwen_kv_format),
  * output projection and residual add, RMSNorm, SwiGLU MLP and residual add;
  * then, for the tokens whose logits are wanted, the final RMSNorm and the
  * (tied) output projection.
@@ -28,12 +28,11 @@ struct qwen_ctx {
     int                 n_seqs;
     int                 n_ctx;
     int                 n_batch;
-    int                 kv_table;  /* 1: the kernel table's layout (kv_store), 0: f16 rows */
+    qwen_kv_format      kvf;       /* the KV cache's format, from kern */
 
     /* blocks of QWEN_KV_BLOCK positions, each sequence's through its table
      * (kv_cache.h); within a block one (layer, KV head) region holds its
-     * positions as f16 rows [pos][head_dim] or in the kernel table's own
-     * layout (kern->kv_store) */
+     * positions in the layout of kvf */
     qwen_kv_cache      *kv;
     float              *rope_cos;  /* [n_ctx][head_dim / 2] */
     float              *rope_sin;
@@ -64,17 +63,61 @@ struct qwen_ctx {
 
 static int gemm_suits(const qwen_tensor **w, int n_targets);
 
-size_t
-qwen_kv_cache_bytes(const qwen_config *c, int n_seqs, int n_ctx)
+/*
+ * The KV format (QWEN_KV_*) a context of m with kernels k gets for name:
+ * auto is f32 for F32 weights (the exact reference), f16 for F16 ones,
+ * and for BF16 and quantized weights bf16 where the table has it (the
+ * precision HF runs Qwen3's attention in), else f16. -1: unknown name.
+ */
+static int
+kv_format_pick(const qwen_model *m, const qwen_kernels *k, const char *name)
 {
-    return qwen_kv_block_bytes(c) * (size_t) n_seqs * qwen_kv_blocks_for(n_ctx);
+    int wt = m->layers[0].wq.type;
+
+    if (name != NULL && strcmp(name, "auto") != 0) {
+        return qwen_kv_format_id(name);
+    }
+    if (wt == QWEN_TYPE_F32) {
+        return QWEN_KV_F32;
+    }
+    if (wt != QWEN_TYPE_F16 && k->kv_store[QWEN_KV_BF16] != NULL) {
+        return QWEN_KV_BF16;
+    }
+    return QWEN_KV_F16;
+}
+
+const char *
+qwen_kv_format_pick(const qwen_model *m, const qwen_ctx_params *p)
+{
+    const qwen_kernels *k = p->kernels ? qwen_kernels_by_name(p->kernels) : qwen_kernels_best();
+    qwen_kv_format      f;
+
+    if (k == NULL
+        || qwen_kv_format_of(k, kv_format_pick(m, k, p->kv_format), m->cfg.head_dim, &f) != 0)
+    {
+        return NULL;
+    }
+    return f.name;
 }
 
 size_t
-qwen_kv_block_bytes(const qwen_config *c)
+qwen_kv_block_bytes(const qwen_model *m, const qwen_ctx_params *p)
 {
-    return (size_t) 2 * c->n_layers * QWEN_KV_BLOCK * (size_t) c->n_kv_heads * c->head_dim
-           * sizeof(qwen_f16);
+    const qwen_config  *c = &m->cfg;
+    const qwen_kernels *k = p->kernels ? qwen_kernels_by_name(p->kernels) : qwen_kernels_best();
+    int                 id = kv_format_pick(m, k ? k : qwen_kernels_ref(), p->kv_format);
+
+    return (size_t) 2 * c->n_layers * QWEN_KV_BLOCK * (size_t) c->n_kv_heads
+           * qwen_kv_pos_bytes(id, c->head_dim);
+}
+
+size_t
+qwen_kv_cache_bytes(const qwen_model *m, const qwen_ctx_params *p)
+{
+    if (p->n_seqs < 1 || p->n_ctx < 1) {
+        return 0;
+    }
+    return qwen_kv_block_bytes(m, p) * (size_t) p->n_seqs * qwen_kv_blocks_for(p->n_ctx);
 }
 
 static size_t
@@ -121,7 +164,7 @@ qwen_ctx_new_cached(const qwen_model *m, const qwen_ctx_params *p, int extra_blo
     int64_t            kv_dim = (int64_t) c->n_kv_heads * c->head_dim;
     int64_t            wide, half = c->head_dim / 2;
     size_t             nb;
-    int                pos, i, n_threads;
+    int                pos, i, n_threads, id;
 
     if (p->n_seqs < 1 || p->n_ctx < 1 || p->n_batch < 1 || p->n_threads < 1
         || p->n_threads > 256)
@@ -151,18 +194,25 @@ qwen_ctx_new_cached(const qwen_model *m, const qwen_ctx_params *p, int extra_blo
     ctx->n_seqs = p->n_seqs;
     ctx->n_ctx = p->n_ctx;
     ctx->n_batch = p->n_batch;
-    if (p->kv_format == NULL || strcmp(p->kv_format, "auto") == 0) {
-        int wt = m->layers[0].wq.type;
-        ctx->kv_table = ctx->kern->kv_store != NULL && wt != QWEN_TYPE_F32
-                        && wt != QWEN_TYPE_F16;
-    } else if (strcmp(p->kv_format, "f16") == 0) {
-        ctx->kv_table = 0;
-    } else if (ctx->kern->kv_store != NULL && strcmp(p->kv_format, ctx->kern->kv_format) == 0) {
-        ctx->kv_table = 1;
-    } else {
-        qwen_fail(err, err_len, "KV cache format \"%s\" is not supported by the %s kernels "
-             "(f16%s%s)", p->kv_format, ctx->kern->name, ctx->kern->kv_store ? ", " : "",
-             ctx->kern->kv_store ? ctx->kern->kv_format : "");
+    id = kv_format_pick(m, ctx->kern, p->kv_format);
+    if (qwen_kv_format_of(ctx->kern, id, c->head_dim, &ctx->kvf) != 0) {
+        char have[64] = "";
+        int  f;
+
+        for (f = 0; f < QWEN_KV_FORMAT_COUNT; f++) {
+            if (ctx->kern->kv_store[f] != NULL) {
+                snprintf(have + strlen(have), sizeof(have) - strlen(have), "%s%s",
+                         have[0] ? ", " : "", qwen_kv_format_name(f));
+            }
+        }
+        if (id < 0) {
+            qwen_fail(err, err_len, "unknown KV cache format \"%s\" (auto, %s)", p->kv_format,
+                      have);
+        } else {
+            qwen_fail(err, err_len, "KV cache format \"%s\" is not supported by the %s "
+                      "kernels for heads of %d dimensions (%s)", qwen_kv_format_name(id),
+                      ctx->kern->name, c->head_dim, have);
+        }
         free(ctx);
         return NULL;
     }
@@ -172,7 +222,7 @@ qwen_ctx_new_cached(const qwen_model *m, const qwen_ctx_params *p, int extra_blo
     wide = c->intermediate_size > c->hidden_size ? c->intermediate_size : c->hidden_size;
     wide = wide > q_dim ? wide : q_dim;
 
-    ctx->kv = qwen_kv_cache_new(c->n_layers, c->n_kv_heads, (size_t) c->head_dim * 2,
+    ctx->kv = qwen_kv_cache_new(c->n_layers, c->n_kv_heads, ctx->kvf.pos_bytes,
                                 p->n_seqs, p->n_ctx, extra_blocks, prefix_index, err, err_len);
     if (ctx->kv == NULL) {
         free(ctx);
@@ -229,7 +279,7 @@ qwen_ctx_new_cached(const qwen_model *m, const qwen_ctx_params *p, int extra_blo
 const char *
 qwen_ctx_kv_format(const qwen_ctx *ctx)
 {
-    return ctx->kv_table ? ctx->kern->kv_format : "f16";
+    return ctx->kvf.name;
 }
 
 qwen_kv_cache *
@@ -582,16 +632,8 @@ att_task(void *arg, int ith, int nth)
         qwen_kv_view_of(ctx->kv, job->batch[tok].seq, job->layer, g, &view);
         qoff = (size_t) tok * q_dim + (size_t) g * group * hd;
         n_pos = job->batch[tok].pos + 1;
-        if (ctx->kv_table) {
-            ctx->kern->kv_attention(hd, group, ctx->q + qoff, &view, n_pos, scale, scratch,
-                                    ctx->att + qoff);
-        } else if (ctx->kern->attention != NULL) {
-            ctx->kern->attention(hd, group, ctx->q + qoff, &view, n_pos, scale, scratch,
-                                 ctx->att + qoff);
-        } else {
-            qwen_attention_generic(ctx->kern, hd, group, ctx->q + qoff, &view, n_pos, scale,
-                                   scratch, ctx->att + qoff);
-        }
+        ctx->kvf.attention(hd, group, ctx->q + qoff, &view, n_pos, scale, scratch,
+                           ctx->att + qoff);
     }
 }
 
@@ -664,14 +706,7 @@ tok_stage(const tok_job *job, int i)
             rope(kh, cs, sn, half);
             vh = ctx->v + (size_t) i * kv_dim + (size_t) h * hd;
             qwen_kv_region(ctx->kv, e->seq, job->layer, h, e->pos, &kc, &vc);
-            if (ctx->kv_table) {
-                ctx->kern->kv_store(hd, kh, vh, kc, vc, e->pos % QWEN_KV_BLOCK);
-            } else {
-                ctx->kern->f32_to_f16(kh, (qwen_f16 *) kc + (size_t) (e->pos % QWEN_KV_BLOCK) * hd,
-                                      hd);
-                ctx->kern->f32_to_f16(vh, (qwen_f16 *) vc + (size_t) (e->pos % QWEN_KV_BLOCK) * hd,
-                                      hd);
-            }
+            ctx->kvf.store(hd, kh, vh, kc, vc, e->pos % QWEN_KV_BLOCK);
         }
         break;
     }

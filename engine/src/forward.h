@@ -15,8 +15,10 @@ qwen_ctx      *qwen_ctx_new_cached(const qwen_model *model, const qwen_ctx_param
                                    int extra_blocks, int prefix_index, char *err,
                                    size_t err_len);
 qwen_kv_cache *qwen_ctx_kv_cache(qwen_ctx *ctx);
-/* Bytes of one KV cache block (K and V, every layer and KV head). */
-size_t         qwen_kv_block_bytes(const qwen_config *cfg);
+/* Bytes of one KV cache block (K and V, every layer and KV head) of a
+ * context of model with params (its kernels and kv_format, resolved as
+ * qwen_ctx_new resolves them); 0 for an unknown kv_format. */
+size_t         qwen_kv_block_bytes(const qwen_model *model, const qwen_ctx_params *params);
 /* 1 when a prompt token's K and V are bit for bit what the same token
  * generated would write (no separate prefill kernels for these weights):
  * then blocks holding generated positions may enter the prefix index. */

@@ -18,6 +18,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define B QWEN_KV_BLOCK
 
@@ -37,6 +38,7 @@ struct qwen_kv_cache {
     size_t      block_bytes;    /* every layer and head: one block */
     int         n_seqs, max_blocks, n_blocks;
     char       *k, *v;          /* [n_blocks][n_layers][n_kv_heads][B positions] */
+    size_t      pool_bytes;     /* of k, as of v (mapped) */
     int32_t    *table;          /* [n_seqs][max_blocks], -1: unmapped */
     int32_t    *refs;           /* sequences mapping each block */
     int32_t    *free_list;      /* stack of free block ids */
@@ -51,6 +53,43 @@ struct qwen_kv_cache {
     uint64_t    next_serial;
     uint64_t    evictions;
 };
+
+/*
+ * A zeroed pool on pages of its own (zeroed: a layout that reads a whole
+ * tile past the last position sees finite values), on 2 MiB pages where
+ * the kernel gives them (transparent huge pages, "madvise" mode as Debian
+ * ships it) when blocks are large: attention reads every sequence's
+ * blocks in turn, each region a few KiB at its own place in a pool of up
+ * to gigabytes, and with 4 KiB pages nearly every region began with a TLB
+ * miss. Only for blocks of a quarter of a huge page or more (Qwen3-0.6B:
+ * 1.8 MiB in f16): a huge page is taken whole at its first touch, so small
+ * blocks would make every worker hold megabytes it barely uses.
+ */
+#define HUGE_PAGE_BYTES ((size_t) 2 << 20)
+
+static char *
+pool_map(size_t bytes, size_t block_bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    if (p == MAP_FAILED) {
+        return NULL;
+    }
+#ifdef MADV_HUGEPAGE
+    if (block_bytes >= HUGE_PAGE_BYTES / 4) {
+        (void) madvise(p, bytes, MADV_HUGEPAGE);    /* a hint: 4 KiB pages work too */
+    }
+#endif
+    return p;
+}
+
+static void
+pool_unmap(char *p, size_t bytes)
+{
+    if (p != NULL) {
+        munmap(p, bytes);
+    }
+}
 
 int
 qwen_kv_blocks_for(int n_ctx)
@@ -91,10 +130,9 @@ qwen_kv_cache_new(int n_layers, int n_kv_heads, size_t pos_bytes, int n_seqs, in
     kv->n_blocks = n_seqs * kv->max_blocks + extra_blocks;
     kv->index = index;
     nb = (size_t) kv->n_blocks;
-    /* zeroed: a layout that reads a whole 16-position tile past the last
-     * position sees finite values */
-    kv->k = calloc(nb, kv->block_bytes);
-    kv->v = calloc(nb, kv->block_bytes);
+    kv->pool_bytes = nb * kv->block_bytes;
+    kv->k = pool_map(kv->pool_bytes, kv->block_bytes);
+    kv->v = pool_map(kv->pool_bytes, kv->block_bytes);
     kv->table = malloc((size_t) n_seqs * kv->max_blocks * sizeof(int32_t));
     kv->refs = calloc(nb, sizeof(int32_t));
     kv->free_list = malloc(nb * sizeof(int32_t));
@@ -138,8 +176,8 @@ qwen_kv_cache_free(qwen_kv_cache *kv)
     if (kv == NULL) {
         return;
     }
-    free(kv->k);
-    free(kv->v);
+    pool_unmap(kv->k, kv->pool_bytes);
+    pool_unmap(kv->v, kv->pool_bytes);
     free(kv->table);
     free(kv->refs);
     free(kv->free_list);

@@ -898,10 +898,16 @@ qwen_engine_new(const qwen_model *model, const qwen_engine_params *p, char *err,
 {
     qwen_engine    *e;
     qwen_ctx_params cp;
-    size_t          max_live;
+    size_t          max_live, block_bytes;
 
+    /* the context's KV blocks in its format (0: unknown, which
+     * qwen_ctx_new_cached refuses below) */
+    cp = qwen_ctx_default_params();
+    cp.kernels = p->kernels;
+    cp.kv_format = p->kv_format;
+    block_bytes = qwen_kv_block_bytes(model, &cp);
     if (p->n_slots < 1 || p->n_slots > 1024 || p->max_queue < 0 || p->n_batch < 1
-        || p->prefix_cache_bytes / qwen_kv_block_bytes(&model->cfg) > (size_t) (1 << 30))
+        || (block_bytes > 0 && p->prefix_cache_bytes / block_bytes > (size_t) (1 << 30)))
     {
         qwen_fail(err, err_len, "engine parameters out of range (slots %d, queue %d, batch %d, "
                   "prefix cache %zu bytes)", p->n_slots, p->max_queue, p->n_batch,
@@ -921,17 +927,13 @@ qwen_engine_new(const qwen_model *model, const qwen_engine_params *p, char *err,
     }
     e->vocab = model->cfg.vocab_size;
     e->efd = -1;
-    cp = qwen_ctx_default_params();
     cp.n_threads = p->n_threads;
     cp.n_seqs = p->n_slots;
     cp.n_ctx = p->n_ctx;
     cp.n_batch = e->params.n_batch;
-    cp.kernels = p->kernels;
-    cp.kv_format = p->kv_format;
     e->ctx = qwen_ctx_new_cached(model, &cp,
-                                 p->prefix_cache ? (int) (p->prefix_cache_bytes
-                                                          / qwen_kv_block_bytes(&model->cfg))
-                                                 : 0,
+                                 p->prefix_cache && block_bytes > 0
+                                 ? (int) (p->prefix_cache_bytes / block_bytes) : 0,
                                  p->prefix_cache, err, err_len);
     if (e->ctx == NULL) {
         free(e);

@@ -311,8 +311,33 @@ make_prompt(int32_t *ids, int n, uint32_t seed, int vocab)
 
 #define LONG_PROMPT 640
 
+/* The largest difference between the softmax of float logits and of the
+ * reference's double ones. */
+static double
+prob_diff(const float *logits, const double *ref, int vocab)
+{
+    double mx = -INFINITY, rmx = -INFINITY, sum = 0.0, rsum = 0.0, worst = 0.0;
+    int    i;
+
+    for (i = 0; i < vocab; i++) {
+        mx = fmax(mx, logits[i]);
+        rmx = fmax(rmx, ref[i]);
+    }
+    for (i = 0; i < vocab; i++) {
+        sum += exp(logits[i] - mx);
+        rsum += exp(ref[i] - rmx);
+    }
+    for (i = 0; i < vocab; i++) {
+        worst = fmax(worst, fabs(exp(logits[i] - mx) / sum - exp(ref[i] - rmx) / rsum));
+    }
+    return worst;
+}
+
+/* Logits within bound x the largest of the naive reference's, and (where
+ * prob_bound > 0) softmax probabilities within prob_bound of its. */
 static void
-test_against_reference(const char *model_name, const char *hf_name, double bound)
+test_against_reference(const char *model_name, const char *hf_name, double bound,
+                       double prob_bound)
 {
     char        dir[2048];
     ref_model   ref;
@@ -321,7 +346,7 @@ test_against_reference(const char *model_name, const char *hf_name, double bound
     int32_t     ids[LONG_PROMPT];
     static const int check_pos[] = { 0, 1, 7, 63, 64, 300, 511, 512, 639 };
     float      *logits;
-    double     *rl, worst = 0.0, scale;
+    double     *rl, worst = 0.0, worst_prob = 0.0, scale;
     int         vocab, p, ci, i, prompts;
 
     if (m == NULL) {
@@ -361,6 +386,7 @@ test_against_reference(const char *model_name, const char *hf_name, double bound
             for (i = 0; i < vocab; i++) {
                 worst = fmax(worst, fabs(logits[(size_t) p * vocab + i] - rl[i]) / scale);
             }
+            worst_prob = fmax(worst_prob, prob_diff(logits + (size_t) p * vocab, rl, vocab));
             {
                 int ea = qwen_argmax(logits + (size_t) p * vocab, vocab), ra = 0;
                 for (i = 1; i < vocab; i++) if (rl[i] > rl[ra]) ra = i;
@@ -371,10 +397,13 @@ test_against_reference(const char *model_name, const char *hf_name, double bound
         qwen_ctx_free(ctx);
     }
     printf("%s vs naive reference, %s KV cache: worst error %.3g of the largest logit "
-           "(bound %.3g)\n", model_name, test_kv_format ? test_kv_format : "default", worst,
-           bound);
+           "(bound %.3g), probabilities within %.3g\n", model_name,
+           test_kv_format ? test_kv_format : "auto", worst, bound, worst_prob);
     CHECK(worst < bound, "%s: logits differ from the reference by %.3g of max", model_name,
           worst);
+    CHECK(prob_bound <= 0 || worst_prob < prob_bound, "%s, %s KV cache: probabilities differ "
+          "from the reference's by %.3g (bound %g)", model_name,
+          test_kv_format ? test_kv_format : "auto", worst_prob, prob_bound);
     free(logits);
     free(rl);
     ref_free(&ref);
@@ -630,6 +659,144 @@ test_decode_batch_invariance(const char *model_name, const char *kern)
     qwen_model_free(m);
 }
 
+/* The largest difference between the softmax probabilities of two rows
+ * of logits. */
+static double
+softmax_diff(const float *a, const float *b, int vocab)
+{
+    double ma = -INFINITY, mb = -INFINITY, sa = 0.0, sb = 0.0, worst = 0.0;
+    int    i;
+
+    for (i = 0; i < vocab; i++) {
+        ma = fmax(ma, a[i]);
+        mb = fmax(mb, b[i]);
+    }
+    for (i = 0; i < vocab; i++) {
+        sa += exp(a[i] - ma);
+        sb += exp(b[i] - mb);
+    }
+    for (i = 0; i < vocab; i++) {
+        worst = fmax(worst, fabs(exp(a[i] - ma) / sa - exp(b[i] - mb) / sb));
+    }
+    return worst;
+}
+
+/* A prompt then `steps` given tokens (forced: NULL for greedy decoding)
+ * in a fresh context with KV format fmt: the logits of the prompt's last
+ * token and of each step into logits ([steps + 1][vocab]), the argmax of
+ * each into out[steps + 1]. */
+static int
+decode_logits(const qwen_model *m, const char *fmt, const int32_t *ids, int n,
+              const int32_t *forced, int steps, int32_t *out, float *logits)
+{
+    const char *saved = test_kv_format;
+    qwen_ctx   *ctx;
+    int         vocab = qwen_model_config(m)->vocab_size, s, rc = -1;
+    float      *all = malloc((size_t) n * vocab * sizeof(float));
+    char        err[QWEN_ERR_LEN];
+
+    test_kv_format = fmt;
+    ctx = ctx_for(m, 2, 1, n + steps, 32, NULL);
+    test_kv_format = saved;
+    if (ctx == NULL || all == NULL || run_all_logits(ctx, ids, n, 32, 0, all, vocab) != 0) {
+        goto done;
+    }
+    CHECK(strcmp(qwen_ctx_kv_format(ctx), fmt) == 0, "a %s KV cache", fmt);
+    memcpy(logits, all + (size_t) (n - 1) * vocab, (size_t) vocab * sizeof(float));
+    out[0] = qwen_argmax(logits, vocab);
+    for (s = 1; s <= steps; s++) {
+        qwen_batch_entry b = { forced ? forced[s - 1] : out[s - 1], 0, n + s - 1, 1, 0 };
+
+        if (qwen_forward(ctx, &b, 1, logits + (size_t) s * vocab, err, sizeof(err)) != 0) {
+            CHECK(0, "forward: %s", err);
+            goto done;
+        }
+        out[s] = qwen_argmax(logits + (size_t) s * vocab, vocab);
+    }
+    rc = 0;
+done:
+    free(all);
+    qwen_ctx_free(ctx);
+    return rc;
+}
+
+/*
+ * A KV format against f16 on a model's greedy decoding, for a short and a
+ * longer prompt. f16's greedy tokens are fed to both (teacher forcing), so
+ * every step compares the same inputs: the largest difference of any
+ * token's probability (the drift, within drift_bound) and of any logit
+ * (relative to the largest), and the argmax, which must be f16's wherever
+ * f16's top two logits are more than a tenth of the largest apart (no
+ * near tie). Free-running greedy decoding with fmt is reported: how many
+ * steps its tokens follow f16's.
+ */
+static void
+test_kv_drift(const char *model_name, const char *fmt, double drift_bound, double *drift_out)
+{
+    enum { STEPS = 32, MAX_PROMPT = 160 };
+    static const int lens[] = { 12, MAX_PROMPT };
+    qwen_model *m = test_load_model(model_name);
+    int32_t     ids[MAX_PROMPT], ta[STEPS + 1], tb[STEPS + 1], tc[STEPS + 1];
+    float      *la, *lb;
+    double      drift = 0.0, lerr = 0.0;
+    int         vocab, pi, s, i, decided = 0, agree = 0, follow[2] = { 0, 0 };
+
+    if (m == NULL) {
+        return;
+    }
+    vocab = qwen_model_config(m)->vocab_size;
+    la = malloc((size_t) (STEPS + 1) * vocab * sizeof(float));
+    lb = malloc((size_t) (STEPS + 1) * vocab * sizeof(float));
+    for (pi = 0; pi < 2 && la != NULL && lb != NULL; pi++) {
+        make_prompt(ids, lens[pi], 41 + pi, vocab);
+        if (decode_logits(m, "f16", ids, lens[pi], NULL, STEPS, ta, la) != 0
+            || decode_logits(m, fmt, ids, lens[pi], ta, STEPS, tb, lb) != 0)
+        {
+            break;
+        }
+        for (s = 0; s <= STEPS; s++) {
+            const float *a = la + (size_t) s * vocab, *b = lb + (size_t) s * vocab;
+            double       top1 = -INFINITY, top2 = -INFINITY, big = 0.0, e = 0.0;
+
+            for (i = 0; i < vocab; i++) {
+                big = fmax(big, fabs(a[i]));
+                e = fmax(e, fabs((double) a[i] - b[i]));
+                if (a[i] > top1) {
+                    top2 = top1;
+                    top1 = a[i];
+                } else if (a[i] > top2) {
+                    top2 = a[i];
+                }
+            }
+            lerr = fmax(lerr, e / big);
+            drift = fmax(drift, softmax_diff(a, b, vocab));
+            if (top1 - top2 > 0.1 * big) {
+                decided++;
+                agree += ta[s] == tb[s];
+                CHECK(ta[s] == tb[s], "%s, prompt of %d, step %d: the %s KV cache's argmax %d "
+                      "differs from f16's %d (margin %.3g of the largest logit)", model_name,
+                      lens[pi], s, fmt, tb[s], ta[s], (top1 - top2) / big);
+            }
+        }
+        if (decode_logits(m, fmt, ids, lens[pi], NULL, STEPS, tc, lb) == 0) {
+            while (follow[pi] <= STEPS && tc[follow[pi]] == ta[follow[pi]]) {
+                follow[pi]++;
+            }
+        }
+    }
+    printf("%s: %s vs f16 KV cache, prompts of %d and %d tokens + %d steps of f16's greedy "
+           "tokens: probabilities within %.3g, logits within %.3g of the largest, argmax the "
+           "same at %d of %d clear steps; greedy alone follows f16's tokens for %d and %d of "
+           "%d\n", model_name, fmt, lens[0], lens[1], STEPS, drift, lerr, agree, decided,
+           follow[0], follow[1], STEPS + 1);
+    CHECK(drift < drift_bound, "%s: %s vs f16 KV cache: probabilities differ by %.3g (bound %g)",
+          model_name, fmt, drift, drift_bound);
+    *drift_out = fmax(*drift_out, drift);
+    free(la);
+    free(lb);
+    qwen_model_free(m);
+}
+
 static void
 test_forward_errors(void)
 {
@@ -679,8 +846,9 @@ test_forward_errors(void)
     qwen_model_free(m);
 }
 
+/* Whether a context of tiny-f32 with kv_format fmt gets format want. */
 static int
-kv_format_supported(const char *fmt)
+kv_format_supported(const char *fmt, const char *want)
 {
     qwen_model     *m = test_load_model("tiny-f32.gguf");
     qwen_ctx_params p = qwen_ctx_default_params();
@@ -691,11 +859,12 @@ kv_format_supported(const char *fmt)
     p.kv_format = fmt;
     char            err[QWEN_ERR_LEN];
     qwen_ctx       *c = m ? qwen_ctx_new(m, &p, err, sizeof(err)) : NULL;
-    int             ok = c != NULL && strcmp(qwen_ctx_kv_format(c), fmt) == 0;
+    int             ok = c != NULL && strcmp(qwen_ctx_kv_format(c), want) == 0;
 
     if (c == NULL && m != NULL) {
         CHECK(strstr(err, "KV cache format") != NULL, "kv format refusal names it: %s", err);
     }
+    CHECK(c == NULL || qwen_kv_format_available(fmt), "%s works, so it is available", fmt);
     qwen_ctx_free(c);
     qwen_model_free(m);
     return ok;
@@ -708,12 +877,13 @@ main(void)
     if (models_dir == NULL) {
         TEST_MAIN_END();
     }
-    /* F32 weights stay on the dot kernels: an f16 KV cache and float sums
-     * keep every logit within 1% of the largest */
-    test_against_reference("tiny-f32.gguf", "tiny-f32-hf", 1e-2);
+    /* F32 weights stay on the dot kernels and auto gives them the f32 KV
+     * cache: nothing rounds what the reference keeps but float sums */
+    CHECK(kv_format_supported("auto", "f32"), "auto: an f32 KV cache for F32 weights");
+    test_against_reference("tiny-f32.gguf", "tiny-f32-hf", 1e-3, 1e-3);
     /* BF16 weights: prompts take the BF16 GEMM where the CPU has one, so
      * activations are rounded to BF16 too (as a BF16 framework does) */
-    test_against_reference("tiny-bf16.gguf", "tiny-bf16-hf", 4e-2);
+    test_against_reference("tiny-bf16.gguf", "tiny-bf16-hf", 4e-2, 0);
     test_formats_agree();
     /* results must not depend on what shares a batch: F32 (dot kernels
      * only) and BF16 (prompts through the prefill GEMM) */
@@ -725,15 +895,49 @@ main(void)
     test_decode_batch_invariance("small-q4_k_m.gguf", "scalar");
     test_decode_batch_invariance("tiny-q8_0.gguf", NULL);
     test_decode_batch_invariance("tiny-q8_0.gguf", "scalar");
+    /* the other KV formats forced on F32 weights: their rounding alone.
+     * f16 keeps every logit within 1% of the largest */
+    CHECK(kv_format_supported("f16", "f16"), "an f16 KV cache everywhere");
+    test_kv_format = "f16";
+    test_against_reference("tiny-f32.gguf", "tiny-f32-hf", 1e-2, 0);
+    test_kv_format = NULL;
     /* the BF16 KV cache (picked for BF16 and quantized weights where the
-     * kernels have it) forced on F32 weights: its rounding alone */
-    if (kv_format_supported("bf16")) {
+     * kernels have it) */
+    if (kv_format_supported("bf16", "bf16")) {
         test_kv_format = "bf16";
-        test_against_reference("tiny-f32.gguf", "tiny-f32-hf", 3e-2);
+        test_against_reference("tiny-f32.gguf", "tiny-f32-hf", 3e-2, 0);
         test_interleaved_sequences("tiny-f32.gguf");
         test_kv_format = NULL;
     } else {
         printf("bf16 KV cache: not supported by the %s kernels\n", qwen_kernels_default());
+    }
+    /* q8_0: 8-bit K and V (and query): logits within ~3% of the largest
+     * (bf16 ~1.4%, f16 0.16%); also batch invariant */
+    CHECK(kv_format_supported("q8_0", "q8_0"), "a q8_0 KV cache everywhere");
+    test_kv_format = "q8_0";
+    test_against_reference("tiny-f32.gguf", "tiny-f32-hf", 4e-2, 0);
+    test_interleaved_sequences("tiny-f32.gguf");
+    test_interleaved_sequences("tiny-q8_0.gguf");
+    test_kv_format = NULL;
+    /* q8_0 against f16 on every test model's decoding: the probability
+     * drift and the argmax where it is clear. These random models sit
+     * near ties at most steps, where any rounding changes greedy tokens:
+     * f32 against f16 is measured alongside as the yardstick (f16's own
+     * drift), and each of q8_0's roundings alone (K, V or the query)
+     * changes them too */
+    {
+        static const char *models[] = { "tiny-f32.gguf", "tiny-bf16.gguf", "tiny-q8_0.gguf",
+                                        "tiny-q4_k_m.gguf", "small-f32.gguf",
+                                        "small-q4_k_m.gguf" };
+        double             drift = 0.0, base = 0.0;
+        size_t             i;
+
+        for (i = 0; i < sizeof(models) / sizeof(models[0]); i++) {
+            test_kv_drift(models[i], "f32", 0.5, &base);
+            test_kv_drift(models[i], "q8_0", 0.5, &drift);
+        }
+        printf("KV cache vs f16 over the test models: q8_0's probabilities within %.3g, "
+               "f32's within %.3g\n", drift, base);
     }
     test_forward_errors();
     TEST_MAIN_END();

@@ -547,164 +547,199 @@ paged_view(void *kbase, void *vbase, int32_t *table, int n_blocks, size_t pos_by
     view->stride = (size_t) QWEN_KV_BLOCK * pos_bytes;
 }
 
-/* The fused attention kernel against the generic one built from the
- * reference dot/axpy, and both against attention in double over the same
- * f16 values: group sizes 1, 2, 3 and 4, positions from 1 to 700, over a
- * paged cache. */
-static void
-test_attention(const qwen_kernels *k)
+/* Attention in double over the given K and V rows ([n_pos][hd]) for n_q
+ * heads; the largest difference from out. */
+static double
+exact_attention_error(int hd, int n_q, const float *q, const float *kf, const float *vf,
+                      int n_pos, double scale, const float *out, double *p)
 {
-    static const int n_qs[] = { 1, 2, 3, 4 }, n_poss[] = { 1, 7, 33, 64, 700 };
-    const int        hd = 128, max_pos = 700, n_blk = qwen_kv_blocks_test(max_pos);
-    float           *q = malloc(4 * hd * sizeof(float)), *tmp = malloc(hd * sizeof(float));
-    float           *o1 = malloc(4 * hd * sizeof(float)), *o2 = malloc(4 * hd * sizeof(float));
-    float           *sc = malloc(4 * (size_t) qwen_kv_rows(max_pos) * sizeof(float));
-    qwen_f16        *kc = malloc((size_t) n_blk * QWEN_KV_BLOCK * hd * sizeof(qwen_f16));
-    qwen_f16        *vc = malloc((size_t) n_blk * QWEN_KV_BLOCK * hd * sizeof(qwen_f16));
-    double          *p = malloc((size_t) max_pos * sizeof(double));
-    int32_t          table[64];
-    qwen_kv_view     view;
-    double           worst = 0.0, worst_exact = 0.0, s, mx, sum, o;
-    size_t           a, b;
-    int              i, t, h;
+    double worst = 0.0, s, mx, sum, o;
+    int    h, t, i;
 
-    paged_view(kc, vc, table, n_blk, (size_t) hd * sizeof(qwen_f16), &view);
-    for (t = 0; t < max_pos; t++) {
-        for (i = 0; i < hd; i++) tmp[i] = frand() * 2.0f;
-        qwen_kernels_ref()->f32_to_f16(tmp, (qwen_f16 *) qwen_kv_row_k(&view, t, hd), hd);
-        for (i = 0; i < hd; i++) tmp[i] = frand();
-        qwen_kernels_ref()->f32_to_f16(tmp, (qwen_f16 *) qwen_kv_row_v(&view, t, hd), hd);
-    }
-    for (i = 0; i < 4 * hd; i++) q[i] = frand();
-    for (a = 0; a < sizeof(n_qs) / sizeof(n_qs[0]); a++) {
-        for (b = 0; b < sizeof(n_poss) / sizeof(n_poss[0]); b++) {
-            int n_pos = n_poss[b];
-
-            qwen_attention_generic(qwen_kernels_ref(), hd, n_qs[a], q, &view, n_pos, 0.3f, sc,
-                                   o1);
-            if (k->attention != NULL) {
-                k->attention(hd, n_qs[a], q, &view, n_pos, 0.3f, sc, o2);
-            } else {
-                qwen_attention_generic(k, hd, n_qs[a], q, &view, n_pos, 0.3f, sc, o2);
+    for (h = 0; h < n_q; h++) {
+        mx = -INFINITY;
+        for (t = 0; t < n_pos; t++) {
+            for (s = 0.0, i = 0; i < hd; i++) {
+                s += (double) q[h * hd + i] * kf[(size_t) t * hd + i];
             }
-            for (h = 0; h < n_qs[a]; h++) {
-                mx = -INFINITY;
-                for (t = 0; t < n_pos; t++) {
-                    const qwen_f16 *kt = qwen_kv_row_k(&view, t, hd);
-                    for (s = 0.0, i = 0; i < hd; i++) {
-                        s += (double) q[h * hd + i] * qwen_f16_to_f32(kt[i]);
-                    }
-                    p[t] = 0.3 * s;
-                    mx = fmax(mx, p[t]);
-                }
-                for (sum = 0.0, t = 0; t < n_pos; t++) {
-                    p[t] = exp(p[t] - mx);
-                    sum += p[t];
-                }
-                for (i = 0; i < hd; i++) {
-                    for (o = 0.0, t = 0; t < n_pos; t++) {
-                        o += p[t] * qwen_f16_to_f32(qwen_kv_row_v(&view, t, hd)[i]);
-                    }
-                    worst_exact = fmax(worst_exact, fabs(o / sum - o2[h * hd + i]));
-                    worst = fmax(worst, fabs(o1[h * hd + i] - o2[h * hd + i]));
-                }
+            p[t] = scale * s;
+            mx = fmax(mx, p[t]);
+        }
+        for (sum = 0.0, t = 0; t < n_pos; t++) {
+            p[t] = exp(p[t] - mx);
+            sum += p[t];
+        }
+        for (i = 0; i < hd; i++) {
+            for (o = 0.0, t = 0; t < n_pos; t++) {
+                o += p[t] * vf[(size_t) t * hd + i];
             }
+            worst = fmax(worst, fabs(o / sum - out[h * hd + i]));
         }
     }
-    /* outputs are averages of values in [-1, 1] */
-    CHECK(worst < 1e-5, "%s attention: max error %.3g vs the generic kernel", k->name, worst);
-    CHECK(worst_exact < 1e-5, "%s attention: max error %.3g vs exact attention on the paged "
-          "f16 values", k->name, worst_exact);
-    free(q); free(tmp); free(o1); free(o2); free(sc); free(kc); free(vc); free(p);
+    return worst;
 }
 
-/* A table's own KV layout (kv_store / kv_attention) against the scalar
- * versions of that layout and against exact attention in double on the
- * same values, over a paged cache; the pool is filled with NaN past the
- * positions written, as nothing there may be read (rounded tiles, an odd
- * last pair). */
+/*
+ * One KV format of a table (kv_store / kv_attention) against the format's
+ * scalar truth (qwen_kv_format_ref: the same bytes stored, attention
+ * within `ref`), against exact attention in double over the values the
+ * cache holds (within `stored`: what the kernel rounds besides the cache,
+ * q and probabilities) and over the unrounded ones (within `exact`), on a
+ * paged cache whose table runs backwards, the pool filled with NaN bytes
+ * past the positions written (nothing there may be read: rounded tiles,
+ * whole 8- or 16-position chunks, an odd last pair). Group sizes 1 to 5,
+ * 1 to 700 positions, heads of 32 to 256 dimensions (as the format allows).
+ */
 static void
-test_kv_attention(const qwen_kernels *k)
+test_kv_format(const qwen_kernels *k, int id, double b_ref, double b_stored, double b_exact)
 {
-    static const int n_qs[] = { 1, 2, 3, 4 }, hds[] = { 64, 128, 256 };
-    static const int n_poss[] = { 1, 2, 15, 16, 17, 33, 64, 257, 700 };
+    static const int n_qs[] = { 1, 2, 3, 4, 5 }, hds[] = { 32, 64, 128, 256 };
+    static const int n_poss[] = { 1, 2, 7, 15, 16, 17, 33, 64, 257, 700 };
     const int        max_hd = 256, max_pos = 700, rows = qwen_kv_rows(max_pos);
     const int        n_blk = qwen_kv_blocks_test(max_pos);
-    const size_t     pool = (size_t) n_blk * QWEN_KV_BLOCK * max_hd * 2;
+    const size_t     pool = (size_t) n_blk * QWEN_KV_BLOCK * qwen_kv_pos_bytes(id, max_hd);
     float           *kf = malloc((size_t) max_pos * max_hd * sizeof(float));
     float           *vf = malloc((size_t) max_pos * max_hd * sizeof(float));
-    float           *q = malloc(4 * max_hd * sizeof(float));
-    float           *o1 = malloc(4 * max_hd * sizeof(float)), *o2 = malloc(4 * max_hd * sizeof(float));
-    float           *sc = malloc((size_t) 4 * rows * sizeof(float));
+    float           *ks = malloc((size_t) max_pos * max_hd * sizeof(float));
+    float           *vs = malloc((size_t) max_pos * max_hd * sizeof(float));
+    float           *q = malloc(5 * max_hd * sizeof(float));
+    float           *o1 = malloc(5 * max_hd * sizeof(float));
+    float           *o2 = malloc(5 * max_hd * sizeof(float));
+    float           *sc = malloc((size_t) 5 * rows * sizeof(float));
     double          *p = malloc((size_t) max_pos * sizeof(double));
     char            *kc1 = malloc(pool), *vc1 = malloc(pool), *kc2 = malloc(pool), *vc2 = malloc(pool);
     int32_t          table[64];
     qwen_kv_view     v1, v2;
-    double           worst_ref = 0.0, worst_exact = 0.0, s, mx, sum, o;
-    int              same_bytes = 1, a, b, c, i, t, h, hd, n_pos;
+    qwen_kv_format   f, ref;
+    double           worst_ref = 0.0, worst_stored = 0.0, worst_exact = 0.0;
+    int              same_bytes = 1, n_hd = 0, a, b, c, i, t, hd, n_pos;
+    const char      *name = qwen_kv_format_name(id);
 
     for (i = 0; i < max_pos * max_hd; i++) {
         kf[i] = frand() * 2.0f;
         vf[i] = frand();
     }
-    for (i = 0; i < 4 * max_hd; i++) q[i] = frand();
-    for (c = 0; c < 3; c++) {
+    for (i = 0; i < 5 * max_hd; i++) q[i] = frand();
+    for (c = 0; c < 4; c++) {
         hd = hds[c];
-        paged_view(kc1, vc1, table, n_blk, (size_t) hd * 2, &v1);
-        paged_view(kc2, vc2, table, n_blk, (size_t) hd * 2, &v2);
+        if (qwen_kv_format_of(k, id, hd, &f) != 0) {
+            continue;
+        }
+        n_hd++;
+        CHECK(qwen_kv_format_ref(id, hd, &ref) == 0 && strcmp(f.name, name) == 0
+              && f.pos_bytes == ref.pos_bytes && f.pos_bytes == qwen_kv_pos_bytes(id, hd),
+              "%s %s: descriptor", k->name, name);
+        paged_view(kc1, vc1, table, n_blk, f.pos_bytes, &v1);
+        paged_view(kc2, vc2, table, n_blk, f.pos_bytes, &v2);
         for (b = 0; b < (int) (sizeof(n_poss) / sizeof(n_poss[0])); b++) {
             n_pos = n_poss[b];
             memset(kc1, 0xff, pool); memset(vc1, 0xff, pool);
             memset(kc2, 0xff, pool); memset(vc2, 0xff, pool);
             for (t = 0; t < n_pos; t++) {
-                qwen_kv_store_bf16_ref(hd, kf + (size_t) t * hd, vf + (size_t) t * hd,
-                                       (void *) qwen_kv_block_k(&v1, t),
-                                       (void *) qwen_kv_block_v(&v1, t), t % QWEN_KV_BLOCK);
-                k->kv_store(hd, kf + (size_t) t * hd, vf + (size_t) t * hd,
-                            (void *) qwen_kv_block_k(&v2, t), (void *) qwen_kv_block_v(&v2, t),
-                            t % QWEN_KV_BLOCK);
+                ref.store(hd, kf + (size_t) t * hd, vf + (size_t) t * hd,
+                          (void *) qwen_kv_block_k(&v1, t), (void *) qwen_kv_block_v(&v1, t),
+                          t % QWEN_KV_BLOCK);
+                f.store(hd, kf + (size_t) t * hd, vf + (size_t) t * hd,
+                        (void *) qwen_kv_block_k(&v2, t), (void *) qwen_kv_block_v(&v2, t),
+                        t % QWEN_KV_BLOCK);
+                qwen_kv_read(id, hd, qwen_kv_block_k(&v2, t), qwen_kv_block_v(&v2, t),
+                             t % QWEN_KV_BLOCK, ks + (size_t) t * hd, vs + (size_t) t * hd);
             }
             same_bytes &= memcmp(kc1, kc2, pool) == 0 && memcmp(vc1, vc2, pool) == 0;
-            for (a = 0; a < 4; a++) {
-                qwen_attention_bf16_ref(hd, n_qs[a], q, &v1, n_pos, 0.3f, sc, o1);
-                k->kv_attention(hd, n_qs[a], q, &v2, n_pos, 0.3f, sc, o2);
-                for (h = 0; h < n_qs[a]; h++) {
-                    mx = -INFINITY;
-                    for (t = 0; t < n_pos; t++) {
-                        for (s = 0.0, i = 0; i < hd; i++) {
-                            s += (double) q[h * hd + i] * kf[(size_t) t * hd + i];
-                        }
-                        p[t] = 0.3 * s;
-                        mx = fmax(mx, p[t]);
-                    }
-                    for (sum = 0.0, t = 0; t < n_pos; t++) {
-                        p[t] = exp(p[t] - mx);
-                        sum += p[t];
-                    }
-                    for (i = 0; i < hd; i++) {
-                        for (o = 0.0, t = 0; t < n_pos; t++) {
-                            o += p[t] * vf[(size_t) t * hd + i];
-                        }
-                        o /= sum;
-                        worst_exact = fmax(worst_exact, fabs(o - o2[h * hd + i]));
-                        worst_ref = fmax(worst_ref, fabs(o1[h * hd + i] - o2[h * hd + i]));
+            for (a = 0; a < (int) (sizeof(n_qs) / sizeof(n_qs[0])); a++) {
+                ref.attention(hd, n_qs[a], q, &v1, n_pos, 0.3f, sc, o1);
+                f.attention(hd, n_qs[a], q, &v2, n_pos, 0.3f, sc, o2);
+                for (i = 0; i < n_qs[a] * hd; i++) {
+                    worst_ref = fmax(worst_ref, fabs(o1[i] - o2[i]));
+                    if (o2[i] != o2[i]) {
+                        worst_ref = INFINITY;   /* NaN: something past n_pos was read */
                     }
                 }
+                worst_stored = fmax(worst_stored, exact_attention_error(hd, n_qs[a], q, ks, vs,
+                                                                        n_pos, 0.3, o2, p));
+                worst_exact = fmax(worst_exact, exact_attention_error(hd, n_qs[a], q, kf, vf,
+                                                                      n_pos, 0.3, o2, p));
             }
         }
     }
-    printf("kernels %s: %s KV attention, max error %.3g vs the scalar layout, %.3g vs exact\n",
-           k->name, k->kv_format, worst_ref, worst_exact);
-    CHECK(same_bytes, "%s kv_store: the same bytes as the scalar layout", k->name);
-    /* both round q and the probabilities to BF16; they differ only where
-     * an exp rounds to the other side of a BF16 step */
-    CHECK(worst_ref < 2e-3, "%s %s attention: max error %.3g vs the scalar layout", k->name,
-          k->kv_format, worst_ref);
-    /* outputs are averages of values in [-1, 1]: BF16 keeps 8 bits */
-    CHECK(worst_exact < 2e-2, "%s %s attention: max error %.3g vs exact attention", k->name,
-          k->kv_format, worst_exact);
-    free(kf); free(vf); free(q); free(o1); free(o2); free(sc); free(p);
+    printf("kernels %s: %s KV attention, max error %.3g vs the scalar format, %.3g vs exact on "
+           "the stored values, %.3g vs exact\n", k->name, name, worst_ref, worst_stored,
+           worst_exact);
+    CHECK(n_hd > 0, "%s %s: no head size tested", k->name, name);
+    CHECK(same_bytes, "%s %s kv_store: the same bytes as the scalar format", k->name, name);
+    /* outputs are averages of values in [-1, 1] */
+    CHECK(worst_ref < b_ref, "%s %s attention: max error %.3g vs the scalar format (bound %g)",
+          k->name, name, worst_ref, b_ref);
+    CHECK(worst_stored < b_stored, "%s %s attention: max error %.3g vs exact attention on the "
+          "paged %s values (bound %g)", k->name, name, worst_stored, name, b_stored);
+    CHECK(worst_exact < b_exact, "%s %s attention: max error %.3g vs exact attention (bound %g)",
+          k->name, name, worst_exact, b_exact);
+    free(kf); free(vf); free(ks); free(vs); free(q); free(o1); free(o2); free(sc); free(p);
     free(kc1); free(vc1); free(kc2); free(vc2);
+}
+
+/* Every KV format the table has: f32, f16 and q8_0 must be there. */
+static void
+test_kv_formats(const qwen_kernels *k)
+{
+    qwen_kv_format f;
+
+    CHECK(k->kv_store[QWEN_KV_F32] && k->kv_store[QWEN_KV_F16] && k->kv_store[QWEN_KV_Q8_0]
+          && k->kv_attention[QWEN_KV_F32] && k->kv_attention[QWEN_KV_F16]
+          && k->kv_attention[QWEN_KV_Q8_0], "%s: f32, f16 and q8_0 KV formats", k->name);
+    CHECK((k->kv_store[QWEN_KV_BF16] == NULL) == (k->kv_attention[QWEN_KV_BF16] == NULL),
+          "%s: bf16 store and attention come together", k->name);
+    /* f32 stores the values; nothing else rounds */
+    test_kv_format(k, QWEN_KV_F32, 1e-5, 1e-5, 1e-5);
+    /* f16 only rounds the cache: within 1e-5 of exact attention on its
+     * values (the values themselves move the output by ~1e-3) */
+    test_kv_format(k, QWEN_KV_F16, 1e-5, 1e-5, 2e-3);
+    if (k->kv_store[QWEN_KV_BF16] != NULL) {
+        /* both round q and the probabilities to BF16; they differ only
+         * where an exp rounds to the other side of a BF16 step. BF16 keeps
+         * 8 bits. */
+        test_kv_format(k, QWEN_KV_BF16, 2e-3, 2e-2, 2e-2);
+    }
+    /* the same integer scores as the scalar version; a vector exp and
+     * another order of the V sums. Besides the cache the query is
+     * quantized to 8 bits (rounding it moves the scores as much as
+     * rounding K does): 1.0-2.3% of the largest value on these peaked
+     * random scores (std ~3.5), measured over the tables' data */
+    test_kv_format(k, QWEN_KV_Q8_0, 1e-5, 3e-2, 3e-2);
+    /* q8_0's layout needs whole 32-dimension blocks */
+    CHECK(qwen_kv_format_of(k, QWEN_KV_Q8_0, 48, &f) != 0
+          && qwen_kv_format_of(k, QWEN_KV_Q8_0, 2 * QWEN_KV_MAX_HD, &f) != 0
+          && qwen_kv_format_of(k, QWEN_KV_F16, 48, &f) == 0
+          && qwen_kv_format_of(k, QWEN_KV_FORMAT_COUNT, 128, &f) != 0
+          && qwen_kv_format_of(k, -1, 128, &f) != 0, "%s: head sizes per format", k->name);
+}
+
+/* Names, sizes and availability of the formats. */
+static void
+test_kv_format_names(void)
+{
+    static const char *names[] = { "f32", "f16", "bf16", "q8_0" };
+    int                id;
+
+    for (id = 0; id < QWEN_KV_FORMAT_COUNT; id++) {
+        CHECK(strcmp(qwen_kv_format_name(id), names[id]) == 0
+              && qwen_kv_format_id(names[id]) == id, "KV format %d is %s", id, names[id]);
+    }
+    CHECK(qwen_kv_format_id("int3") == -1 && qwen_kv_format_id(NULL) == -1
+          && qwen_kv_format_id("auto") == -1 && qwen_kv_format_name(QWEN_KV_FORMAT_COUNT) == NULL,
+          "unknown KV format names");
+    /* Qwen3's heads: 512, 256, 256 and 136 bytes a position (q8_0: 128
+     * values and 4 f16 scales, 53% of f16) */
+    CHECK(qwen_kv_pos_bytes(QWEN_KV_F32, 128) == 512 && qwen_kv_pos_bytes(QWEN_KV_F16, 128) == 256
+          && qwen_kv_pos_bytes(QWEN_KV_BF16, 128) == 256
+          && qwen_kv_pos_bytes(QWEN_KV_Q8_0, 128) == 136, "bytes per position");
+    CHECK(qwen_kv_format_available(NULL) && qwen_kv_format_available("auto")
+          && qwen_kv_format_available("f32") && qwen_kv_format_available("f16")
+          && qwen_kv_format_available("q8_0") && !qwen_kv_format_available("int3")
+          && !qwen_kv_format_available("")
+          && qwen_kv_format_available("bf16")
+             == (qwen_kernels_best()->kv_store[QWEN_KV_BF16] != NULL),
+          "qwen_kv_format_available");
 }
 
 int
@@ -728,10 +763,7 @@ main(void)
         if (k->gemm != NULL) {
             test_gemm(k, 512);
         }
-        test_attention(k);
-        if (k->kv_store != NULL) {
-            test_kv_attention(k);
-        }
+        test_kv_formats(k);
         tested++;
     }
     /* edge cases, after the tests above so their random data stays as it was */
@@ -746,6 +778,7 @@ main(void)
             }
         }
     }
+    test_kv_format_names();
     CHECK(tested >= 1, "no kernel table ran");
     CHECK(strcmp(qwen_kernels_best()->name, "scalar") == 0 || tested >= 2,
           "the best table must be one of the tested ones");

@@ -254,10 +254,12 @@ main(void)
     vocab = qwen_model_config(model)->vocab_size;
     test_bookkeeping();
     for (i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
-        if (qwen_kernels_available(tables[i])) {
-            test_table(tables[i], "f16");
-            if (qwen_kv_format_available("bf16") && strcmp(tables[i], "avx512") == 0) {
-                test_table(tables[i], "bf16");
+        const qwen_kernels *k = qwen_kernels_by_name(tables[i]);
+        int                 f;
+
+        for (f = 0; k != NULL && f < QWEN_KV_FORMAT_COUNT; f++) {
+            if (k->kv_store[f] != NULL) {
+                test_table(tables[i], qwen_kv_format_name(f));
             }
         }
     }

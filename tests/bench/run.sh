@@ -7,7 +7,7 @@
 #   - prefill and decode tok/s with 1 and 2 threads (best of 2 runs each)
 #   - total decode throughput with 1, 4 and 8 sequences batched (1 and 2
 #     threads),
-#     and 4 sequences at longer context with each KV cache format
+#     and 4 sequences at longer contexts with each KV cache format
 #   - 1 and 4 streaming clients through nginx (conf/nginx.conf)
 #   - time to first token through nginx for prompts of 100, 400 and 1600
 #     tokens, each sent twice, with the prefix cache on and off
@@ -50,15 +50,21 @@ for fmt in $FORMATS; do
 done
 
 # 4 sequences at positions 200-400 (where the KV cache is read as much as
-# the weights) with each KV cache format the kernels have
+# the weights) with each KV cache format the kernels have, and at 2000-2400
+# (where it is read several times as much) in f16 and q8_0, which halves it
 q4=$BUILD/models/full-q4_k_m.gguf
 if [ -f "$q4" ]; then
-    for kv in f16 bf16; do
+    for kv in f32 f16 bf16 q8_0; do
         if "$qwen" bench -m "$q4" -p 16 -n 1 -t 1 --kv "$kv" --json >/dev/null 2>&1; then
             echo "== q4_k_m: 4 sequences, positions 200-400, $kv KV cache" >&2
             "$qwen" bench -m "$q4" -p 200 -n 200 -t 2 -s 4 --kv "$kv" --repeat 2 --json \
                 | sed "s/^{/{\"kind\":\"kv\",\"format\":\"q4_k_m\",/" >> "$res"
         fi
+    done
+    for kv in f16 q8_0; do
+        echo "== q4_k_m: 4 sequences, positions 2000-2400, $kv KV cache" >&2
+        "$qwen" bench -m "$q4" -p 2000 -n 400 -t 2 -s 4 --kv "$kv" --repeat 2 --json \
+            | sed "s/^{/{\"kind\":\"kv\",\"format\":\"q4_k_m\",/" >> "$res"
     done
 fi
 
@@ -201,10 +207,12 @@ for r in rows:
 kv = [r for r in rows if r["kind"] == "kv"]
 if kv:
     lines.append("")
-    lines.append("| format | KV cache | 4 sequences, positions 200-400: total decode tok/s |")
-    lines.append("|---|---|---|")
+    lines.append("| format | KV cache | 4 sequences, positions | total decode tok/s |")
+    lines.append("|---|---|---|---|")
     for r in kv:
-        lines.append("| %s | %s | %.1f |" % (r["format"], r["kv"], r["decode_total_tok_s"]))
+        lines.append("| %s | %s | %d-%d | %.1f |"
+                     % (r["format"], r["kv"], r["n_prompt"], r["n_prompt"] + r["n_predict"],
+                        r["decode_total_tok_s"]))
 ng = {}
 for r in rows:
     if r["kind"] == "nginx":

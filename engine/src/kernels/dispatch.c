@@ -170,11 +170,13 @@ qwen_kernels_available(const char *name)
 int
 qwen_kv_format_available(const char *kv_format)
 {
-    const qwen_kernels *k = qwen_kernels_best();
+    int id;
 
-    return kv_format == NULL || strcmp(kv_format, "auto") == 0
-           || strcmp(kv_format, "f16") == 0
-           || (k->kv_store != NULL && strcmp(kv_format, k->kv_format) == 0);
+    if (kv_format == NULL || strcmp(kv_format, "auto") == 0) {
+        return 1;
+    }
+    id = qwen_kv_format_id(kv_format);
+    return id >= 0 && qwen_kernels_best()->kv_store[id] != NULL;
 }
 
 const char *

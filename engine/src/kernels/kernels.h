@@ -76,7 +76,7 @@ qwen_kv_block_v(const qwen_kv_view *kv, int t)
 {
     return (const char *) kv->v + (size_t) kv->blocks[t / QWEN_KV_BLOCK] * kv->stride;
 }
-/* Position t's f16 row of hd values (the row formats). */
+/* Position t's row of hd values in the row formats (f16, f32). */
 static inline const qwen_f16 *
 qwen_kv_row_k(const qwen_kv_view *kv, int t, int hd)
 {
@@ -87,6 +87,61 @@ qwen_kv_row_v(const qwen_kv_view *kv, int t, int hd)
 {
     return (const qwen_f16 *) qwen_kv_block_v(kv, t) + (size_t) (t % QWEN_KV_BLOCK) * hd;
 }
+static inline const float *
+qwen_kv_row_k_f32(const qwen_kv_view *kv, int t, int hd)
+{
+    return (const float *) qwen_kv_block_k(kv, t) + (size_t) (t % QWEN_KV_BLOCK) * hd;
+}
+static inline const float *
+qwen_kv_row_v_f32(const qwen_kv_view *kv, int t, int hd)
+{
+    return (const float *) qwen_kv_block_v(kv, t) + (size_t) (t % QWEN_KV_BLOCK) * hd;
+}
+
+/*
+ * KV cache formats. A kernel table stores and attends over each format it
+ * has (kv_store / kv_attention below, NULL where it lacks one); a context
+ * takes one format for its whole cache (qwen_kv_format).
+ *   f32   rows [pos][hd] of float: the exact reference (F32 weights)
+ *   f16   rows [pos][hd] of IEEE half
+ *   bf16  the tiled BF16 layout below (AVX-512 BF16 only)
+ *   q8_0  8-bit values with one f16 scale per 32 (layout below): half of
+ *         f16's bytes
+ */
+enum {
+    QWEN_KV_F32,
+    QWEN_KV_F16,
+    QWEN_KV_BF16,
+    QWEN_KV_Q8_0,
+    QWEN_KV_FORMAT_COUNT
+};
+
+/* Heads up to this many dimensions for q8_0 (its kernels keep a
+ * quantized query per head on the stack). */
+#define QWEN_KV_MAX_HD 512
+
+/* Writes position t (0 .. QWEN_KV_BLOCK-1) of one block's (layer, KV head)
+ * region: k and v are hd floats. */
+typedef void (*qwen_kv_store_fn)(int hd, const float *k, const float *v, void *kc, void *vc,
+                                 int t);
+/*
+ * Attention of n_q query heads sharing one KV head, over positions
+ * 0 .. n_pos-1 of kv: out[h] = softmax(scale * q[h] . K^T) V. q and out
+ * are n_q x hd; scratch holds n_q * qwen_kv_rows(n_pos) floats. Nothing
+ * past position n_pos - 1 of the last block may change the result (it may
+ * hold anything, NaN included).
+ */
+typedef void (*qwen_kv_attention_fn)(int hd, int n_q, const float *q, const qwen_kv_view *kv,
+                                     int n_pos, float scale, float *scratch, float *out);
+
+/* One format of one table, as a context uses it. */
+typedef struct {
+    int                  id;          /* QWEN_KV_F32 ... */
+    const char          *name;        /* "f32", "f16", "bf16", "q8_0" */
+    size_t               pos_bytes;   /* one position of one KV head in K (as in V) */
+    qwen_kv_store_fn     store;
+    qwen_kv_attention_fn attention;
+} qwen_kv_format;
 
 typedef struct {
     const char      *name;
@@ -99,28 +154,14 @@ typedef struct {
     int              dot2x4_min_tokens;
     /* activation conversion (F32 rows to Q8_0 / Q8_K / BF16 ...) */
     void  (*quantize_act)(int act_type, const float *x, void *y, int64_t n);
-    /* attention over an f16 KV cache */
+    /* the f16 helpers qwen_attention_generic is built from */
     float (*dot_f32_f16)(int64_t n, const float *x, const qwen_f16 *y);
     void  (*axpy_f16)(int64_t n, float a, const qwen_f16 *x, float *y);
     void  (*f32_to_f16)(const float *x, qwen_f16 *y, int64_t n);
-    /*
-     * Attention of n_q query heads sharing one KV head, over positions
-     * 0 .. n_pos-1 of kv: out[h] = softmax(scale * q[h] . K^T) V. q and out
-     * are n_q x hd; K and V are f16 rows of hd values; scratch holds n_q *
-     * qwen_kv_rows(n_pos) floats. NULL: qwen_attention_generic.
-     */
-    void  (*attention)(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos,
-                       float scale, float *scratch, float *out);
-    /*
-     * KV cache in the table's own layout (NULL: f16 rows read by attention
-     * above). kv_store writes position t (0 .. QWEN_KV_BLOCK-1) of one
-     * block's (layer, KV head) region, kv_attention is attention over that
-     * layout with the same scratch.
-     */
-    void  (*kv_store)(int hd, const float *k, const float *v, void *kc, void *vc, int t);
-    void  (*kv_attention)(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos,
-                          float scale, float *scratch, float *out);
-    const char *kv_format;      /* "f16" when NULL */
+    /* the KV cache formats this table has, by QWEN_KV_* (NULL: not this
+     * one); f32, f16 and q8_0 on every table */
+    qwen_kv_store_fn     kv_store[QWEN_KV_FORMAT_COUNT];
+    qwen_kv_attention_fn kv_attention[QWEN_KV_FORMAT_COUNT];
     /* prompt tokens: NULL when this table has no GEMM (vec_dot is used) */
     qwen_gemm_fn gemm;
     void  (*f32_to_bf16)(const float *x, qwen_bf16 *y, int64_t n);
@@ -166,6 +207,67 @@ void qwen_kv_store_bf16_ref(int hd, const float *k, const float *v, void *kc, vo
                             int t);
 void qwen_attention_bf16_ref(int hd, int n_q, const float *q, const qwen_kv_view *kv,
                              int n_pos, float scale, float *scratch, float *out);
+
+/*
+ * The Q8_0 KV layout. A block's (layer, KV head) region holds, for K and
+ * for V alike, QWEN_KV_BLOCK * hd int8 values and then QWEN_KV_BLOCK * hd /
+ * 32 f16 scales: value = scale * int8, one scale per 32 consecutive
+ * dimensions of a position (absmax / 127, as the weights' Q8_0 blocks).
+ * K's values are in groups of 4 dimensions, [hd/4][QWEN_KV_BLOCK
+ * positions][4]: a 32-bit lane holds 4 dimensions of one position, so
+ * q . K is integer dot products of a broadcast group of the (quantized)
+ * query against 8 or 16 positions at once, with no horizontal sums. V's
+ * values are rows, [QWEN_KV_BLOCK positions][hd]. The scales of both are
+ * [hd/32][QWEN_KV_BLOCK positions]. hd must be a multiple of 32.
+ */
+static inline size_t
+qwen_kv_q8_0_k_index(int pos, int i)
+{
+    return (size_t) (i / 4) * (QWEN_KV_BLOCK * 4) + (size_t) pos * 4 + (i % 4);
+}
+static inline size_t
+qwen_kv_q8_0_v_index(int hd, int pos, int i)
+{
+    return (size_t) pos * hd + i;
+}
+/* the scales of a region: scale of dimension i at position pos is
+ * [(i / 32) * QWEN_KV_BLOCK + pos] */
+static inline const qwen_f16 *
+qwen_kv_q8_0_scales(const void *region, int hd)
+{
+    return (const qwen_f16 *) ((const int8_t *) region + (size_t) QWEN_KV_BLOCK * hd);
+}
+/* The query as the q8_0 kernels use it: per 32 dimensions int8 values and
+ * a float scale (absmax / 127), quantized by this one function on every
+ * table so q . K is the same integers everywhere. */
+void qwen_kv_quantize_q(int hd, const float *q, int8_t *qs, float *d);
+/* Scalar truth of the q8_0 format: scores as sum over 32-dimension blocks
+ * of fmaf(integer dot, K scale * q scale, acc), in block order (the SIMD
+ * versions give these scores bit for bit), V dequantized to float. */
+void qwen_kv_store_q8_0_ref(int hd, const float *k, const float *v, void *kc, void *vc, int t);
+void qwen_attention_q8_0_ref(int hd, int n_q, const float *q, const qwen_kv_view *kv,
+                             int n_pos, float scale, float *scratch, float *out);
+/* Scalar truth of the row formats. */
+void qwen_kv_store_f32(int hd, const float *k, const float *v, void *kc, void *vc, int t);
+void qwen_attention_f32_ref(int hd, int n_q, const float *q, const qwen_kv_view *kv,
+                            int n_pos, float scale, float *scratch, float *out);
+
+/* "f32", "f16", "bf16", "q8_0" to QWEN_KV_* and back; -1 / NULL when
+ * unknown. */
+int         qwen_kv_format_id(const char *name);
+const char *qwen_kv_format_name(int id);
+/* Bytes of one position of one KV head in K (as in V). */
+size_t      qwen_kv_pos_bytes(int id, int hd);
+/* Format id of table k for heads of hd dimensions into *out: 0, or -1 when
+ * the table lacks it or hd does not suit its layout. */
+int         qwen_kv_format_of(const qwen_kernels *k, int id, int hd, qwen_kv_format *out);
+/* The scalar truth of a format (bf16 included, which the scalar table
+ * does not offer): 0, or -1 as above. */
+int         qwen_kv_format_ref(int id, int hd, qwen_kv_format *out);
+/* Position t (0 .. QWEN_KV_BLOCK-1) of a region as floats, as the format
+ * holds it (for tests). */
+void        qwen_kv_read(int id, int hd, const void *kc, const void *vc, int t, float *k,
+                         float *v);
 
 /* The best table for this CPU (x86: AVX-512 > AVX2 > scalar; arm64: i8mm >
  * dotprod > NEON). */

@@ -298,6 +298,289 @@ qwen_attention_bf16_ref(int hd, int n_q, const float *q, const qwen_kv_view *kv,
     }
 }
 
+static void
+kv_store_f16_ref(int hd, const float *k, const float *v, void *kc, void *vc, int t)
+{
+    f32_to_f16_ref(k, (qwen_f16 *) kc + (size_t) t * hd, hd);
+    f32_to_f16_ref(v, (qwen_f16 *) vc + (size_t) t * hd, hd);
+}
+
+static void
+attention_f16_ref(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos,
+                  float scale, float *scratch, float *out)
+{
+    qwen_attention_generic(qwen_kernels_ref(), hd, n_q, q, kv, n_pos, scale, scratch, out);
+}
+
+void
+qwen_kv_store_f32(int hd, const float *k, const float *v, void *kc, void *vc, int t)
+{
+    memcpy((float *) kc + (size_t) t * hd, k, (size_t) hd * sizeof(float));
+    memcpy((float *) vc + (size_t) t * hd, v, (size_t) hd * sizeof(float));
+}
+
+/* e^(s - max) over the scores, returning their sum */
+static float
+softmax_exp_ref(float *sc, int n_pos)
+{
+    float mx = -INFINITY, sum = 0.0f;
+    int   t;
+
+    for (t = 0; t < n_pos; t++) {
+        mx = sc[t] > mx ? sc[t] : mx;
+    }
+    for (t = 0; t < n_pos; t++) {
+        sc[t] = expf(sc[t] - mx);
+        sum += sc[t];
+    }
+    return sum;
+}
+
+void
+qwen_attention_f32_ref(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos,
+                       float scale, float *scratch, float *out)
+{
+    int          h, t, i;
+    float        s, sum, *sc, *o;
+    const float *qh, *kt, *vt;
+
+    for (h = 0; h < n_q; h++) {
+        sc = scratch + (size_t) h * qwen_kv_rows(n_pos);
+        qh = q + (size_t) h * hd;
+        o = out + (size_t) h * hd;
+        for (t = 0; t < n_pos; t++) {
+            kt = qwen_kv_row_k_f32(kv, t, hd);
+            for (s = 0.0f, i = 0; i < hd; i++) {
+                s += qh[i] * kt[i];
+            }
+            sc[t] = s * scale;
+        }
+        sum = softmax_exp_ref(sc, n_pos);
+        memset(o, 0, (size_t) hd * sizeof(float));
+        for (t = 0; t < n_pos; t++) {
+            vt = qwen_kv_row_v_f32(kv, t, hd);
+            for (i = 0; i < hd; i++) {
+                o[i] += sc[t] * vt[i];
+            }
+        }
+        for (i = 0; i < hd; i++) {
+            o[i] /= sum;
+        }
+    }
+}
+
+/* ------------------------------------------------------- the q8_0 format */
+
+/* 32 values to int8 and a scale, as the weights' Q8_0 (quant.c) */
+static float
+quantize32(const float *x, int8_t *qs)
+{
+    float amax = 0.0f, d, id;
+    int   i;
+
+    for (i = 0; i < 32; i++) {
+        amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+    }
+    d = amax / 127.0f;
+    id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (i = 0; i < 32; i++) {
+        qs[i] = (int8_t) roundf(x[i] * id);
+    }
+    return d;
+}
+
+void
+qwen_kv_quantize_q(int hd, const float *q, int8_t *qs, float *d)
+{
+    int b;
+
+    for (b = 0; b < hd / 32; b++) {
+        d[b] = quantize32(q + 32 * b, qs + 32 * b);
+    }
+}
+
+void
+qwen_kv_store_q8_0_ref(int hd, const float *k, const float *v, void *kc, void *vc, int t)
+{
+    int8_t   *kq = kc, *vq = vc, qs[32];
+    qwen_f16 *ks = (qwen_f16 *) qwen_kv_q8_0_scales(kc, hd);
+    qwen_f16 *vs = (qwen_f16 *) qwen_kv_q8_0_scales(vc, hd);
+    int       b, i;
+
+    for (b = 0; b < hd / 32; b++) {
+        ks[b * QWEN_KV_BLOCK + t] = qwen_f32_to_f16(quantize32(k + 32 * b, qs));
+        for (i = 0; i < 32; i++) {
+            kq[qwen_kv_q8_0_k_index(t, 32 * b + i)] = qs[i];
+        }
+        vs[b * QWEN_KV_BLOCK + t] = qwen_f32_to_f16(quantize32(v + 32 * b, qs));
+        memcpy(vq + qwen_kv_q8_0_v_index(hd, t, 32 * b), qs, 32);
+    }
+}
+
+void
+qwen_attention_q8_0_ref(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos,
+                        float scale, float *scratch, float *out)
+{
+    int8_t          qs[QWEN_KV_MAX_HD];
+    float           dq[QWEN_KV_MAX_HD / 32], sum, acc, w, *sc, *o;
+    int             h, t, b, i, tt, isum, nb = hd / 32;
+    const int8_t   *kq, *vq;
+    const qwen_f16 *ks, *vs;
+
+    for (h = 0; h < n_q; h++) {
+        sc = scratch + (size_t) h * qwen_kv_rows(n_pos);
+        o = out + (size_t) h * hd;
+        qwen_kv_quantize_q(hd, q + (size_t) h * hd, qs, dq);
+        for (t = 0; t < n_pos; t++) {
+            kq = qwen_kv_block_k(kv, t);
+            ks = qwen_kv_q8_0_scales(kq, hd);
+            tt = t % QWEN_KV_BLOCK;
+            acc = 0.0f;
+            for (b = 0; b < nb; b++) {
+                for (isum = 0, i = 32 * b; i < 32 * b + 32; i++) {
+                    isum += qs[i] * kq[qwen_kv_q8_0_k_index(tt, i)];
+                }
+                acc = fmaf((float) isum, qwen_f16_to_f32(ks[b * QWEN_KV_BLOCK + tt]) * dq[b],
+                           acc);
+            }
+            sc[t] = acc * scale;
+        }
+        sum = softmax_exp_ref(sc, n_pos);
+        memset(o, 0, (size_t) hd * sizeof(float));
+        for (t = 0; t < n_pos; t++) {
+            vq = qwen_kv_block_v(kv, t);
+            vs = qwen_kv_q8_0_scales(vq, hd);
+            tt = t % QWEN_KV_BLOCK;
+            for (b = 0; b < nb; b++) {
+                w = sc[t] * qwen_f16_to_f32(vs[b * QWEN_KV_BLOCK + tt]);
+                for (i = 32 * b; i < 32 * b + 32; i++) {
+                    o[i] += w * (float) vq[qwen_kv_q8_0_v_index(hd, tt, i)];
+                }
+            }
+        }
+        for (i = 0; i < hd; i++) {
+            o[i] /= sum;
+        }
+    }
+}
+
+/* ---------------------------------------------------------- the formats */
+
+static const char *const kv_names[QWEN_KV_FORMAT_COUNT] = {
+    [QWEN_KV_F32] = "f32", [QWEN_KV_F16] = "f16", [QWEN_KV_BF16] = "bf16",
+    [QWEN_KV_Q8_0] = "q8_0",
+};
+
+int
+qwen_kv_format_id(const char *name)
+{
+    int id;
+
+    for (id = 0; name != NULL && id < QWEN_KV_FORMAT_COUNT; id++) {
+        if (strcmp(name, kv_names[id]) == 0) {
+            return id;
+        }
+    }
+    return -1;
+}
+
+const char *
+qwen_kv_format_name(int id)
+{
+    return id >= 0 && id < QWEN_KV_FORMAT_COUNT ? kv_names[id] : NULL;
+}
+
+size_t
+qwen_kv_pos_bytes(int id, int hd)
+{
+    switch (id) {
+    case QWEN_KV_F32:  return (size_t) hd * sizeof(float);
+    case QWEN_KV_F16:
+    case QWEN_KV_BF16: return (size_t) hd * 2;
+    case QWEN_KV_Q8_0: return (size_t) hd + (size_t) hd / 32 * sizeof(qwen_f16);
+    default:           return 0;
+    }
+}
+
+/* hd the layout of format id can hold */
+static int
+kv_hd_suits(int id, int hd)
+{
+    if (hd < 1) {
+        return 0;
+    }
+    switch (id) {
+    case QWEN_KV_BF16: return hd % 2 == 0;
+    case QWEN_KV_Q8_0: return hd % 32 == 0 && hd <= QWEN_KV_MAX_HD;
+    default:           return 1;
+    }
+}
+
+static int
+kv_format_fill(int id, int hd, qwen_kv_store_fn store, qwen_kv_attention_fn attention,
+               qwen_kv_format *out)
+{
+    if (id < 0 || id >= QWEN_KV_FORMAT_COUNT || store == NULL || attention == NULL
+        || !kv_hd_suits(id, hd))
+    {
+        return -1;
+    }
+    out->id = id;
+    out->name = kv_names[id];
+    out->pos_bytes = qwen_kv_pos_bytes(id, hd);
+    out->store = store;
+    out->attention = attention;
+    return 0;
+}
+
+int
+qwen_kv_format_of(const qwen_kernels *k, int id, int hd, qwen_kv_format *out)
+{
+    if (id < 0 || id >= QWEN_KV_FORMAT_COUNT) {
+        return -1;
+    }
+    return kv_format_fill(id, hd, k->kv_store[id], k->kv_attention[id], out);
+}
+
+int
+qwen_kv_format_ref(int id, int hd, qwen_kv_format *out)
+{
+    if (id == QWEN_KV_BF16) {
+        return kv_format_fill(id, hd, qwen_kv_store_bf16_ref, qwen_attention_bf16_ref, out);
+    }
+    return qwen_kv_format_of(qwen_kernels_ref(), id, hd, out);
+}
+
+void
+qwen_kv_read(int id, int hd, const void *kc, const void *vc, int t, float *k, float *v)
+{
+    const qwen_f16 *ks = qwen_kv_q8_0_scales(kc, hd), *vs = qwen_kv_q8_0_scales(vc, hd);
+    int             i;
+
+    for (i = 0; i < hd; i++) {
+        switch (id) {
+        case QWEN_KV_F32:
+            k[i] = ((const float *) kc)[(size_t) t * hd + i];
+            v[i] = ((const float *) vc)[(size_t) t * hd + i];
+            break;
+        case QWEN_KV_F16:
+            k[i] = qwen_f16_to_f32(((const qwen_f16 *) kc)[(size_t) t * hd + i]);
+            v[i] = qwen_f16_to_f32(((const qwen_f16 *) vc)[(size_t) t * hd + i]);
+            break;
+        case QWEN_KV_BF16:
+            k[i] = qwen_bf16_to_f32(((const qwen_bf16 *) kc)[qwen_kv_bf16_k_index(hd, t, i)]);
+            v[i] = qwen_bf16_to_f32(((const qwen_bf16 *) vc)[qwen_kv_bf16_v_index(hd, t, i)]);
+            break;
+        case QWEN_KV_Q8_0:
+            k[i] = qwen_f16_to_f32(ks[(i / 32) * QWEN_KV_BLOCK + t])
+                   * ((const int8_t *) kc)[qwen_kv_q8_0_k_index(t, i)];
+            v[i] = qwen_f16_to_f32(vs[(i / 32) * QWEN_KV_BLOCK + t])
+                   * ((const int8_t *) vc)[qwen_kv_q8_0_v_index(hd, t, i)];
+            break;
+        }
+    }
+}
+
 /* The 2 x 4 tile as eight single dots: what every vec_dot2x4 must equal bit
  * for bit. The scalar table carries it so the forward pass's row-pair path
  * runs (and is tested) on every machine, not only on arm64 with i8mm. */
@@ -337,6 +620,16 @@ static const qwen_kernels kernels_ref = {
     .dot_f32_f16 = dot_f32_f16_ref,
     .axpy_f16 = axpy_f16_ref,
     .f32_to_f16 = f32_to_f16_ref,
+    .kv_store = {
+        [QWEN_KV_F32] = qwen_kv_store_f32,
+        [QWEN_KV_F16] = kv_store_f16_ref,
+        [QWEN_KV_Q8_0] = qwen_kv_store_q8_0_ref,
+    },
+    .kv_attention = {
+        [QWEN_KV_F32] = qwen_attention_f32_ref,
+        [QWEN_KV_F16] = attention_f16_ref,
+        [QWEN_KV_Q8_0] = qwen_attention_q8_0_ref,
+    },
 };
 
 const qwen_kernels *

@@ -15,6 +15,7 @@
 
 #include "kernels/kernels.h"
 
+const qwen_kernels *qwen_kernels_neon(void);
 float qwen_neon_dot_f32(int64_t n, const void *w, const void *act);
 float qwen_neon_dot_f16(int64_t n, const void *w, const void *act);
 float qwen_neon_dot_bf16(int64_t n, const void *w, const void *act);
@@ -25,9 +26,17 @@ void  qwen_neon_quantize_act(int act_type, const float *x, void *y, int64_t n);
 float qwen_neon_dot_f32_f16(int64_t n, const float *x, const qwen_f16 *y);
 void  qwen_neon_axpy_f16(int64_t n, float a, const qwen_f16 *x, float *y);
 void  qwen_neon_f32_to_f16(const float *x, qwen_f16 *y, int64_t n);
+void  qwen_neon_kv_store_f16(int hd, const float *k, const float *v, void *kc, void *vc, int t);
+void  qwen_neon_attention_f32(int hd, int n_q, const float *q, const qwen_kv_view *kv,
+                              int n_pos, float scale, float *scratch, float *out);
+void  qwen_neon_attention_f16(int hd, int n_q, const float *q, const qwen_kv_view *kv,
+                              int n_pos, float scale, float *scratch, float *out);
+void  qwen_dotprod_attention_q8_0(int hd, int n_q, const float *q, const qwen_kv_view *kv,
+                                  int n_pos, float scale, float *scratch, float *out);
 
-/* The float half of a table (designators, so a table adds its own
- * quantized entries next to them). */
+/* The float half of a table, with the f32 and f16 KV formats
+ * (designators, so a table adds its own quantized entries and its q8_0
+ * KV format next to them). */
 #define QWEN_NEON_FLOAT_ENTRIES                                            \
     .vec_dot[QWEN_TYPE_F32] = qwen_neon_dot_f32,                           \
     .vec_dot[QWEN_TYPE_F16] = qwen_neon_dot_f16,                           \
@@ -38,7 +47,11 @@ void  qwen_neon_f32_to_f16(const float *x, qwen_f16 *y, int64_t n);
     .quantize_act = qwen_neon_quantize_act,                                \
     .dot_f32_f16 = qwen_neon_dot_f32_f16,                                  \
     .axpy_f16 = qwen_neon_axpy_f16,                                        \
-    .f32_to_f16 = qwen_neon_f32_to_f16
+    .f32_to_f16 = qwen_neon_f32_to_f16,                                    \
+    .kv_store[QWEN_KV_F32] = qwen_kv_store_f32,                            \
+    .kv_store[QWEN_KV_F16] = qwen_neon_kv_store_f16,                       \
+    .kv_attention[QWEN_KV_F32] = qwen_neon_attention_f32,                  \
+    .kv_attention[QWEN_KV_F16] = qwen_neon_attention_f16
 
 #define ARM_INLINE static inline __attribute__((always_inline))
 
@@ -296,6 +309,280 @@ arm_q6k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *o
     }
     for (t = 0; t < NT; t++) {
         out[t] = EXACT ? sfacc[t] : vaddvq_f32(facc[t]);
+    }
+}
+
+/* ------------------------------------------------------------ attention */
+
+/* e^x for -87.3 <= x <= 0, 4 lanes: x = n ln2 + r with |r| <= ln2/2, e^r
+ * by the Cephes polynomial, 2^n put in the exponent bits (relative error
+ * ~1e-7) */
+ARM_INLINE float32x4_t
+arm_exp_neg(float32x4_t x)
+{
+    float32x4_t n, r, p;
+
+    x = vmaxq_f32(x, vdupq_n_f32(-87.3f));
+    n = vrndnq_f32(vmulq_n_f32(x, 1.44269504f));
+    r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
+    r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
+    p = vdupq_n_f32(1.9875691500e-4f);
+    p = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), p, r);
+    p = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0f)), p, vmulq_f32(r, r));
+    return vmulq_f32(p, vreinterpretq_f32_s32(vshlq_n_s32(
+        vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23)));
+}
+
+/* sc[t] = e^(sc[t] - max) for t < n (4 at a time, the tail scalar: nothing
+ * past n is read); returns their sum */
+ARM_INLINE float
+arm_softmax_exp(float *sc, int n)
+{
+    float32x4_t mx4 = vdupq_n_f32(-INFINITY), sum4 = vdupq_n_f32(0.0f), e;
+    float       mx, sum;
+    int         t;
+
+    for (t = 0; t + 4 <= n; t += 4) {
+        mx4 = vmaxq_f32(mx4, vld1q_f32(sc + t));
+    }
+    mx = vmaxvq_f32(mx4);
+    for (; t < n; t++) {
+        mx = sc[t] > mx ? sc[t] : mx;
+    }
+    for (t = 0; t + 4 <= n; t += 4) {
+        e = arm_exp_neg(vsubq_f32(vld1q_f32(sc + t), vdupq_n_f32(mx)));
+        vst1q_f32(sc + t, e);
+        sum4 = vaddq_f32(sum4, e);
+    }
+    sum = vaddvq_f32(sum4);
+    for (; t < n; t++) {
+        sc[t] = expf(sc[t] - mx);
+        sum += sc[t];
+    }
+    return sum;
+}
+
+/* 4 f16 as floats */
+ARM_INLINE float32x4_t
+arm_f16x4(const qwen_f16 *p)
+{
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
+}
+
+/*
+ * acc + the dot products of 4 positions' 4-dimension groups (k: 16 bytes)
+ * with group LANE of the query's 16 bytes q. SDOT by lane under +dotprod;
+ * otherwise the group is broadcast and SMULL products are summed pairwise
+ * into each position's lane (|product| <= 127 x 127: the int16 pair sums
+ * cannot overflow). Exact either way.
+ */
+#if defined(__ARM_FEATURE_DOTPROD)
+#define ARM_DOT4_LANE(acc, k, q, LANE) vdotq_laneq_s32(acc, k, q, LANE)
+#else
+ARM_INLINE int32x4_t
+arm_dot4_bcast(int32x4_t acc, int8x16_t k, int8x16_t qb)
+{
+    int16x8_t lo = vmull_s8(vget_low_s8(k), vget_low_s8(qb));
+    int16x8_t hi = vmull_high_s8(k, qb);
+
+    return vpadalq_s16(acc, vpaddq_s16(lo, hi));
+}
+#define ARM_DOT4_LANE(acc, k, q, LANE)                                                  \
+    arm_dot4_bcast(acc, k, vreinterpretq_s8_s32(vdupq_laneq_s32(vreinterpretq_s32_s8(q), LANE)))
+#endif
+
+/*
+ * q8_0 scores of NQ heads for the 8 positions at c of a region's K (the
+ * layout in kernels.h): per 32-dimension block the integer sums of 8
+ * groups, then acc = fma(isum, dK * dq, acc) in block order, as the scalar
+ * reference (the same scores bit for bit).
+ */
+ARM_INLINE void
+arm_q8_scores8(int hd, const int NQ, const int8_t *qs, const float *dq, const int8_t *kq,
+               int c, float32x4_t acc[][2])
+{
+    const qwen_f16 *ks = qwen_kv_q8_0_scales(kq, hd);
+    int             b, g4, h, nb = hd / 32;
+
+    for (h = 0; h < NQ; h++) {
+        acc[h][0] = acc[h][1] = vdupq_n_f32(0.0f);
+    }
+    for (b = 0; b < nb; b++) {
+        int32x4_t   isum[4][2];
+        float32x4_t dk0 = arm_f16x4(ks + b * QWEN_KV_BLOCK + c);
+        float32x4_t dk1 = arm_f16x4(ks + b * QWEN_KV_BLOCK + c + 4);
+
+        for (h = 0; h < NQ; h++) {
+            isum[h][0] = isum[h][1] = vdupq_n_s32(0);
+        }
+        for (g4 = 0; g4 < 2; g4++) {
+            int8x16_t qv[4];
+
+            for (h = 0; h < NQ; h++) {
+                qv[h] = vld1q_s8(qs + (size_t) h * hd + 32 * b + 16 * g4);
+            }
+#define ARM_Q8_GROUP(L)                                                                 \
+            {                                                                           \
+                const int8_t *kg = kq + (size_t) (8 * b + 4 * g4 + (L)) * (QWEN_KV_BLOCK * 4) \
+                                   + 4 * c;                                             \
+                int8x16_t     k0 = vld1q_s8(kg), k1 = vld1q_s8(kg + 16);                \
+                for (h = 0; h < NQ; h++) {                                              \
+                    isum[h][0] = ARM_DOT4_LANE(isum[h][0], k0, qv[h], L);               \
+                    isum[h][1] = ARM_DOT4_LANE(isum[h][1], k1, qv[h], L);               \
+                }                                                                       \
+            }
+            ARM_Q8_GROUP(0)
+            ARM_Q8_GROUP(1)
+            ARM_Q8_GROUP(2)
+            ARM_Q8_GROUP(3)
+#undef ARM_Q8_GROUP
+        }
+        for (h = 0; h < NQ; h++) {
+            float d = dq[h * nb + b];
+
+            acc[h][0] = vfmaq_f32(acc[h][0], vcvtq_f32_s32(isum[h][0]), vmulq_n_f32(dk0, d));
+            acc[h][1] = vfmaq_f32(acc[h][1], vcvtq_f32_s32(isum[h][1]), vmulq_n_f32(dk1, d));
+        }
+    }
+}
+
+/* scores[h][t] for NQ heads (h at h * rows), whole 8-position chunks: past
+ * n_pos they hold anything, the softmax reads only n_pos */
+ARM_INLINE void
+arm_q8_scores(int hd, const int NQ, const int8_t *qs, const float *dq, const qwen_kv_view *kv,
+              int n_pos, float scale, float *scores, int rows)
+{
+    float32x4_t acc[4][2];
+    int         t, h;
+
+    for (t = 0; t < n_pos; t += 8) {
+        arm_q8_scores8(hd, NQ, qs, dq, qwen_kv_block_k(kv, t), t % QWEN_KV_BLOCK, acc);
+        for (h = 0; h < NQ; h++) {
+            vst1q_f32(scores + (size_t) h * rows + t, vmulq_n_f32(acc[h][0], scale));
+            vst1q_f32(scores + (size_t) h * rows + t + 4, vmulq_n_f32(acc[h][1], scale));
+        }
+    }
+}
+
+/* out[h] += w . V over the np positions of a region for NH (1 or 2) heads
+ * and the 32 dimensions of block b, w = p x V's scale (wv): each row's 32
+ * int8 widened and converted once for the heads */
+ARM_INLINE void
+arm_q8_values_block(int hd, const int NH, const float (*wv)[QWEN_KV_BLOCK], const int8_t *vq,
+                    int np, int b, float *out)
+{
+    float32x4_t o[2][8];
+    int         t, h, j;
+
+    for (h = 0; h < NH; h++) {
+        for (j = 0; j < 8; j++) {
+            o[h][j] = vld1q_f32(out + (size_t) h * hd + 32 * b + 4 * j);
+        }
+    }
+    for (t = 0; t < np; t++) {
+        const int8_t *row = vq + qwen_kv_q8_0_v_index(hd, t, 32 * b);
+        int8x16_t     r0 = vld1q_s8(row), r1 = vld1q_s8(row + 16);
+        int16x8_t     s[4] = { vmovl_s8(vget_low_s8(r0)), vmovl_high_s8(r0),
+                               vmovl_s8(vget_low_s8(r1)), vmovl_high_s8(r1) };
+        float32x4_t   v[8];
+
+        for (j = 0; j < 4; j++) {
+            v[2 * j] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(s[j])));
+            v[2 * j + 1] = vcvtq_f32_s32(vmovl_high_s16(s[j]));
+        }
+        for (h = 0; h < NH; h++) {
+            float w = wv[h][t];
+
+            for (j = 0; j < 8; j++) {
+                o[h][j] = vfmaq_n_f32(o[h][j], v[j], w);
+            }
+        }
+    }
+    for (h = 0; h < NH; h++) {
+        for (j = 0; j < 8; j++) {
+            vst1q_f32(out + (size_t) h * hd + 32 * b + 4 * j, o[h][j]);
+        }
+    }
+}
+
+/* out[h] = sum_t p[h][t] V[t] for nh heads (p at h * rows, unnormalized),
+ * one region at a time so V is read once, in order */
+ARM_INLINE void
+arm_q8_values(int hd, int nh, const float *p, int rows, const qwen_kv_view *kv, int n_pos,
+              float *out)
+{
+    float wv[4][QWEN_KV_BLOCK];
+    int   r, b, h, c, np;
+
+    memset(out, 0, (size_t) nh * hd * sizeof(float));
+    for (r = 0; r < n_pos; r += QWEN_KV_BLOCK) {
+        const int8_t   *vq = qwen_kv_block_v(kv, r);
+        const qwen_f16 *vs = qwen_kv_q8_0_scales(vq, hd);
+
+        np = n_pos - r < QWEN_KV_BLOCK ? n_pos - r : QWEN_KV_BLOCK;
+        for (b = 0; b < hd / 32; b++) {
+            /* whole chunks of 4; only the first np weights are read */
+            for (h = 0; h < nh; h++) {
+                for (c = 0; c < np; c += 4) {
+                    vst1q_f32(&wv[h][c], vmulq_f32(vld1q_f32(p + (size_t) h * rows + r + c),
+                                                   arm_f16x4(vs + b * QWEN_KV_BLOCK + c)));
+                }
+            }
+            for (h = 0; h + 2 <= nh; h += 2) {
+                arm_q8_values_block(hd, 2, (const float (*)[QWEN_KV_BLOCK]) wv[h], vq, np, b,
+                                    out + (size_t) h * hd);
+            }
+            if (h < nh) {
+                arm_q8_values_block(hd, 1, (const float (*)[QWEN_KV_BLOCK]) wv[h], vq, np, b,
+                                    out + (size_t) h * hd);
+            }
+        }
+    }
+}
+
+/*
+ * Attention over the q8_0 layout, up to 4 query heads at a time: the query
+ * quantized per 32 dimensions (qwen_kv_quantize_q), integer q . K
+ * (arm_q8_scores8), softmax with the vector exp, then V dequantized once
+ * per row for the heads and weighted by probability x scale.
+ */
+ARM_INLINE void
+arm_attention_q8_0(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos,
+                   float scale, float *scratch, float *out)
+{
+    int8_t qs[4 * QWEN_KV_MAX_HD];
+    float  dq[4 * QWEN_KV_MAX_HD / 32], sums[4];
+    int    rows = qwen_kv_rows(n_pos), h0, nh, h, i, nb = hd / 32;
+
+    for (h0 = 0; h0 < n_q; h0 += nh) {
+        float *sc0 = scratch + (size_t) h0 * rows, *o0 = out + (size_t) h0 * hd;
+
+        nh = n_q - h0 < 4 ? n_q - h0 : 4;
+        for (h = 0; h < nh; h++) {
+            qwen_kv_quantize_q(hd, q + (size_t) (h0 + h) * hd, qs + (size_t) h * hd,
+                               dq + h * nb);
+        }
+        switch (nh) {
+        case 1: arm_q8_scores(hd, 1, qs, dq, kv, n_pos, scale, sc0, rows); break;
+        case 2: arm_q8_scores(hd, 2, qs, dq, kv, n_pos, scale, sc0, rows); break;
+        case 3: arm_q8_scores(hd, 3, qs, dq, kv, n_pos, scale, sc0, rows); break;
+        default: arm_q8_scores(hd, 4, qs, dq, kv, n_pos, scale, sc0, rows); break;
+        }
+        for (h = 0; h < nh; h++) {
+            sums[h] = arm_softmax_exp(sc0 + (size_t) h * rows, n_pos);
+        }
+        arm_q8_values(hd, nh, sc0, rows, kv, n_pos, o0);
+        for (h = 0; h < nh; h++) {
+            float *o = o0 + (size_t) h * hd;
+
+            for (i = 0; i < hd; i += 4) {
+                vst1q_f32(o + i, vmulq_n_f32(vld1q_f32(o + i), 1.0f / sums[h]));
+            }
+        }
     }
 }
 

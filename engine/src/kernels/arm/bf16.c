@@ -194,6 +194,8 @@ static const qwen_kernels kernels_neon_bf16 = {
     .name = "neon_bf16",
     QWEN_NEON_FLOAT_ENTRIES,
     QWEN_ARM_QUANT_ENTRIES(bf16),
+    .kv_store[QWEN_KV_Q8_0] = qwen_kv_store_q8_0_ref,
+    .kv_attention[QWEN_KV_Q8_0] = qwen_dotprod_attention_q8_0,
     .gemm = gemm_bf16,
     .f32_to_bf16 = f32_to_bf16,
 };

@@ -261,6 +261,8 @@ static const qwen_kernels kernels_neon_i8mm = {
     .name = "neon_i8mm",
     QWEN_NEON_FLOAT_ENTRIES,
     QWEN_ARM_QUANT_ENTRIES(i8mm),
+    .kv_store[QWEN_KV_Q8_0] = qwen_kv_store_q8_0_ref,
+    .kv_attention[QWEN_KV_Q8_0] = qwen_dotprod_attention_q8_0,
     .vec_dot2x4[QWEN_TYPE_Q8_0] = dot2x4_q8_0,
     .vec_dot2x4[QWEN_TYPE_Q4_K] = dot2x4_q4_K,
     .vec_dot2x4[QWEN_TYPE_Q6_K] = dot2x4_q6_K,

@@ -1,7 +1,8 @@
 /*
  * neon.c - baseline arm64 kernels (ARMv8.0 Advanced SIMD, e.g.
  * Cortex-A72 / Graviton1): F32/F16/BF16 dots with FMLA, quantized dots with
- * SMULL + SADALP, attention helpers with the base FCVT half conversions.
+ * SMULL + SADALP, attention over the f32, f16 (base FCVT conversions) and
+ * q8_0 KV formats.
  * Compiled with -march=armv8-a; its float kernels are shared by the other
  * arm64 tables (arm.h).
  */
@@ -138,6 +139,178 @@ f32_to_f16(const float *x, qwen_f16 *y, int64_t n)
     }
 }
 
+static void
+kv_store_f16(int hd, const float *k, const float *v, void *kc, void *vc, int t)
+{
+    f32_to_f16(k, (qwen_f16 *) kc + (size_t) t * hd, hd);
+    f32_to_f16(v, (qwen_f16 *) vc + (size_t) t * hd, hd);
+}
+
+/* the row of position t of a row format (kind: 0 F32, 1 F16) */
+ARM_INLINE const void *
+row_at(const void *region, int t, int hd, const int kind)
+{
+    return (const char *) region + (size_t) t * hd * (kind == 0 ? 4 : 2);
+}
+
+/* scores[h][t] = scale * q[h] . K[t] for NQ heads, 16 dimensions per step
+ * in four chains per head: each K row converted once for the heads */
+ARM_INLINE void
+rows_scores(int hd, const int NQ, const float *q, const qwen_kv_view *kv, int n_pos,
+            float scale, float *scores, int rows, const int kind)
+{
+    int t, i, h, a;
+
+    for (t = 0; t < n_pos; t++) {
+        const void *kt = row_at(qwen_kv_block_k(kv, t), t % QWEN_KV_BLOCK, hd, kind);
+        float32x4_t acc[4][4];
+
+        for (h = 0; h < NQ; h++) {
+            for (a = 0; a < 4; a++) {
+                acc[h][a] = vdupq_n_f32(0.0f);
+            }
+        }
+        for (i = 0; i < hd; i += 16) {
+            float32x4_t kv4[4];
+
+            for (a = 0; a < 4; a++) {
+                kv4[a] = load4(kt, i + 4 * a, kind);
+            }
+            for (h = 0; h < NQ; h++) {
+                for (a = 0; a < 4; a++) {
+                    acc[h][a] = vfmaq_f32(acc[h][a], kv4[a],
+                                          vld1q_f32(q + (size_t) h * hd + i + 4 * a));
+                }
+            }
+        }
+        for (h = 0; h < NQ; h++) {
+            scores[(size_t) h * rows + t] =
+                vaddvq_f32(vaddq_f32(vaddq_f32(acc[h][0], acc[h][1]),
+                                     vaddq_f32(acc[h][2], acc[h][3]))) * scale;
+        }
+    }
+}
+
+/* out[h] += sum over the np positions of a region of p[h][t] V[t] for NH
+ * (1 or 2) heads and 32 dimensions from d0: each V row's values converted
+ * once for the heads, 8 x NH accumulators in registers */
+ARM_INLINE void
+rows_values(int hd, const int NH, const float *p, int rows, const void *vr, int np, int d0,
+            float *out, const int kind)
+{
+    float32x4_t o[2][8];
+    int         t, h, j;
+
+    for (h = 0; h < NH; h++) {
+        for (j = 0; j < 8; j++) {
+            o[h][j] = vld1q_f32(out + (size_t) h * hd + d0 + 4 * j);
+        }
+    }
+    for (t = 0; t < np; t++) {
+        const void *vt = row_at(vr, t, hd, kind);
+        float32x4_t v[8];
+
+        for (j = 0; j < 8; j++) {
+            v[j] = load4(vt, d0 + 4 * j, kind);
+        }
+        for (h = 0; h < NH; h++) {
+            float w = p[(size_t) h * rows + t];
+
+            for (j = 0; j < 8; j++) {
+                o[h][j] = vfmaq_n_f32(o[h][j], v[j], w);
+            }
+        }
+    }
+    for (h = 0; h < NH; h++) {
+        for (j = 0; j < 8; j++) {
+            vst1q_f32(out + (size_t) h * hd + d0 + 4 * j, o[h][j]);
+        }
+    }
+}
+
+/*
+ * Attention over a row format (f32 or f16) for up to 4 query heads at a
+ * time: scores, softmax with the vector exp, then V one region at a time
+ * (read once, in order), 32 dimensions by 2 heads per pass. hd must be a
+ * multiple of 32 (Qwen3: 128), else the scalar versions run.
+ */
+ARM_INLINE void
+attention_rows(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos, float scale,
+               float *scratch, float *out, const int kind)
+{
+    int   rows = qwen_kv_rows(n_pos), h0, nh, h, i, r, d0, np;
+    float sums[4];
+
+    for (h0 = 0; h0 < n_q; h0 += nh) {
+        float       *sc0 = scratch + (size_t) h0 * rows, *o0 = out + (size_t) h0 * hd;
+        const float *q0 = q + (size_t) h0 * hd;
+
+        nh = n_q - h0 < 4 ? n_q - h0 : 4;
+        switch (nh) {
+        case 1: rows_scores(hd, 1, q0, kv, n_pos, scale, sc0, rows, kind); break;
+        case 2: rows_scores(hd, 2, q0, kv, n_pos, scale, sc0, rows, kind); break;
+        case 3: rows_scores(hd, 3, q0, kv, n_pos, scale, sc0, rows, kind); break;
+        default: rows_scores(hd, 4, q0, kv, n_pos, scale, sc0, rows, kind); break;
+        }
+        for (h = 0; h < nh; h++) {
+            sums[h] = arm_softmax_exp(sc0 + (size_t) h * rows, n_pos);
+        }
+        memset(o0, 0, (size_t) nh * hd * sizeof(float));
+        for (r = 0; r < n_pos; r += QWEN_KV_BLOCK) {
+            const void *vr = qwen_kv_block_v(kv, r);
+
+            np = n_pos - r < QWEN_KV_BLOCK ? n_pos - r : QWEN_KV_BLOCK;
+            for (d0 = 0; d0 < hd; d0 += 32) {
+                for (h = 0; h + 2 <= nh; h += 2) {
+                    rows_values(hd, 2, sc0 + (size_t) h * rows + r, rows, vr, np, d0,
+                                o0 + (size_t) h * hd, kind);
+                }
+                if (h < nh) {
+                    rows_values(hd, 1, sc0 + (size_t) h * rows + r, rows, vr, np, d0,
+                                o0 + (size_t) h * hd, kind);
+                }
+            }
+        }
+        for (h = 0; h < nh; h++) {
+            float *o = o0 + (size_t) h * hd;
+
+            for (i = 0; i < hd; i += 4) {
+                vst1q_f32(o + i, vmulq_n_f32(vld1q_f32(o + i), 1.0f / sums[h]));
+            }
+        }
+    }
+}
+
+static void
+attention_f32(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos, float scale,
+              float *scratch, float *out)
+{
+    if (hd % 32 != 0) {
+        qwen_attention_f32_ref(hd, n_q, q, kv, n_pos, scale, scratch, out);
+        return;
+    }
+    attention_rows(hd, n_q, q, kv, n_pos, scale, scratch, out, 0);
+}
+
+static void
+attention_f16(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos, float scale,
+              float *scratch, float *out)
+{
+    if (hd % 32 != 0) {
+        qwen_attention_generic(qwen_kernels_neon(), hd, n_q, q, kv, n_pos, scale, scratch, out);
+        return;
+    }
+    attention_rows(hd, n_q, q, kv, n_pos, scale, scratch, out, 1);
+}
+
+/* q8_0 with SMULL-based group dots (no SDOT on this ISA level) */
+static void
+attention_q8_0(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos, float scale,
+               float *scratch, float *out)
+{
+    arm_attention_q8_0(hd, n_q, q, kv, n_pos, scale, scratch, out);
+}
+
 /* Activation rows are a small share of the work (once per matmul, not per
  * weight row): the reference quantizers keep the bytes identical. */
 static void
@@ -158,11 +331,19 @@ void qwen_neon_quantize_act(int, const float *, void *, int64_t) ALIAS(quantize_
 float qwen_neon_dot_f32_f16(int64_t, const float *, const qwen_f16 *) ALIAS(dot_f32_f16);
 void qwen_neon_axpy_f16(int64_t, float, const qwen_f16 *, float *) ALIAS(axpy_f16);
 void qwen_neon_f32_to_f16(const float *, qwen_f16 *, int64_t) ALIAS(f32_to_f16);
+void qwen_neon_kv_store_f16(int, const float *, const float *, void *, void *, int)
+    ALIAS(kv_store_f16);
+void qwen_neon_attention_f32(int, int, const float *, const qwen_kv_view *, int, float, float *,
+                             float *) ALIAS(attention_f32);
+void qwen_neon_attention_f16(int, int, const float *, const qwen_kv_view *, int, float, float *,
+                             float *) ALIAS(attention_f16);
 
 static const qwen_kernels kernels_neon = {
     .name = "neon",
     QWEN_NEON_FLOAT_ENTRIES,
     QWEN_ARM_QUANT_ENTRIES(neon),
+    .kv_store[QWEN_KV_Q8_0] = qwen_kv_store_q8_0_ref,
+    .kv_attention[QWEN_KV_Q8_0] = attention_q8_0,
 };
 
 const qwen_kernels *

@@ -267,24 +267,109 @@ axpy_f16(int64_t n, float a, const qwen_f16 *x, float *y)
     }
 }
 
+/* ------------------------------------------------------------ attention */
+
+/* e^x for x <= 0, 8 lanes: x = n ln2 + r with |r| <= ln2/2, e^r by the
+ * Cephes polynomial, 2^n put in the exponent bits. Relative error ~1e-7;
+ * below -87.3 the result is e^-87.3 (~1e-38), not 0. */
+static inline __m256
+exp_neg256(__m256 x)
+{
+    __m256 n, r, p;
+
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
+    n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23)));
+}
+
+/* sc[t] = e^(sc[t] - max) for t < n, 8 at a time; returns their sum */
+static float
+softmax_exp(float *sc, int n)
+{
+    __m256 mx8 = _mm256_set1_ps(-INFINITY), sum8 = _mm256_setzero_ps(), e;
+    float  mx, sum, m4[8];
+    int    t, l;
+
+    for (t = 0; t + 8 <= n; t += 8) {
+        mx8 = _mm256_max_ps(mx8, _mm256_loadu_ps(sc + t));
+    }
+    _mm256_storeu_ps(m4, mx8);
+    mx = -INFINITY;
+    for (l = 0; l < 8; l++) {
+        mx = m4[l] > mx ? m4[l] : mx;
+    }
+    for (; t < n; t++) {
+        mx = sc[t] > mx ? sc[t] : mx;
+    }
+    for (t = 0; t + 8 <= n; t += 8) {
+        e = exp_neg256(_mm256_sub_ps(_mm256_loadu_ps(sc + t), _mm256_set1_ps(mx)));
+        _mm256_storeu_ps(sc + t, e);
+        sum8 = _mm256_add_ps(sum8, e);
+    }
+    sum = qwen_hsum256(sum8);
+    for (; t < n; t++) {
+        sc[t] = expf(sc[t] - mx);
+        sum += sc[t];
+    }
+    return sum;
+}
+
+/* 8 values of a row format as floats (F32: f32 rows, else f16) */
+static inline __attribute__((always_inline)) __m256
+load_row8(const void *row, int i, const int F32)
+{
+    if (F32) {
+        return _mm256_loadu_ps((const float *) row + i);
+    }
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) ((const qwen_f16 *) row + i)));
+}
+
+static inline __attribute__((always_inline)) const void *
+row_k(const qwen_kv_view *kv, int t, int hd, const int F32)
+{
+    return F32 ? (const void *) qwen_kv_row_k_f32(kv, t, hd)
+               : (const void *) qwen_kv_row_k(kv, t, hd);
+}
+
+static inline __attribute__((always_inline)) const void *
+row_v(const qwen_kv_view *kv, int t, int hd, const int F32)
+{
+    return F32 ? (const void *) qwen_kv_row_v_f32(kv, t, hd)
+               : (const void *) qwen_kv_row_v(kv, t, hd);
+}
+
 /* scores[h][t] = scale * q[h] . K[t] for NQ heads: each K row converted
  * once, the NQ accumulators in registers. */
 static inline __attribute__((always_inline)) void
 attention_k(int hd, const int NQ, const float *q, const qwen_kv_view *kv, int n_pos,
-            float scale, float *scores)
+            float scale, float *scores, const int F32)
 {
     int t, i, h;
 
     for (t = 0; t < n_pos; t++) {
-        const qwen_f16 *kt = qwen_kv_row_k(kv, t, hd);
-        __m256          acc[4];
+        const void *kt = row_k(kv, t, hd, F32);
+        __m256      acc[4];
+
+        qwen_kv_prefetch_ahead(kv, kv->k, t, n_pos,
+                               (size_t) QWEN_KV_BLOCK * hd * (F32 ? 4 : 2));
 
 #pragma GCC unroll 4
         for (h = 0; h < NQ; h++) {
             acc[h] = _mm256_setzero_ps();
         }
         for (i = 0; i < hd; i += 8) {
-            __m256 kv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (kt + i)));
+            __m256 kv = load_row8(kt, i, F32);
 #pragma GCC unroll 4
             for (h = 0; h < NQ; h++) {
                 acc[h] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (size_t) h * hd + i), kv, acc[h]);
@@ -301,7 +386,7 @@ attention_k(int hd, const int NQ, const float *q, const qwen_kv_view *kv, int n_
  * fully unrolled so the 4 x NH accumulators stay in registers. */
 static inline __attribute__((always_inline)) void
 attention_v(int hd, const int NH, const float *p, const qwen_kv_view *kv, int n_pos,
-            float *out)
+            float *out, const int F32)
 {
     int i, t, h, j;
 
@@ -316,12 +401,17 @@ attention_v(int hd, const int NH, const float *p, const qwen_kv_view *kv, int n_
             }
         }
         for (t = 0; t < n_pos; t++) {
-            const qwen_f16 *vt = qwen_kv_row_v(kv, t, hd) + i;
-            __m256          vv[4];
+            const void *vt = row_v(kv, t, hd, F32);
+            __m256      vv[4];
+
+            if (i == 0) {
+                qwen_kv_prefetch_ahead(kv, kv->v, t, n_pos,
+                                       (size_t) QWEN_KV_BLOCK * hd * (F32 ? 4 : 2));
+            }
 
 #pragma GCC unroll 4
             for (j = 0; j < 4; j++) {
-                vv[j] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (vt + 8 * j)));
+                vv[j] = load_row8(vt, i + 8 * j, F32);
             }
 #pragma GCC unroll 2
             for (h = 0; h < NH; h++) {
@@ -343,48 +433,271 @@ attention_v(int hd, const int NH, const float *p, const qwen_kv_view *kv, int n_
 }
 
 /*
- * Attention of n_q query heads over one KV head: each K and V row is
- * converted from f16 once for all the heads of the group (GQA). Scores go
- * to scratch; the V pass walks 32-value chunks so the accumulators of up to
- * 2 heads stay in registers. hd must be a multiple of 32 (Qwen3: 128).
+ * Attention of n_q query heads over one KV head of a row format (f16 or
+ * f32): each K and V row is converted once for all the heads of the group
+ * (GQA). Scores go to scratch; the V pass walks 32-value chunks so the
+ * accumulators of up to 2 heads stay in registers. hd must be a multiple
+ * of 32 (Qwen3: 128), else the scalar version runs.
  */
-static void
-attention(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos, float scale,
-          float *scratch, float *out)
+static inline __attribute__((always_inline)) void
+attention_rows(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos,
+               float scale, float *scratch, float *out, const int F32)
 {
-    int   h, t, h0;
-    float mx, sum;
+    size_t region = (size_t) QWEN_KV_BLOCK * hd * (F32 ? 4 : 2);
+    int    h, t, h0;
+    float  sum;
 
-    if (hd % 32 != 0 || (n_q != 1 && n_q != 2 && n_q != 4)) {
-        qwen_attention_generic(qwen_kernels_avx2(), hd, n_q, q, kv, n_pos, scale, scratch,
-                               out);
-        return;
-    }
+    qwen_kv_prefetch_start(kv, kv->k, n_pos, region);
     switch (n_q) {
-    case 1: attention_k(hd, 1, q, kv, n_pos, scale, scratch); break;
-    case 2: attention_k(hd, 2, q, kv, n_pos, scale, scratch); break;
-    default: attention_k(hd, 4, q, kv, n_pos, scale, scratch); break;
+    case 1: attention_k(hd, 1, q, kv, n_pos, scale, scratch, F32); break;
+    case 2: attention_k(hd, 2, q, kv, n_pos, scale, scratch, F32); break;
+    default: attention_k(hd, 4, q, kv, n_pos, scale, scratch, F32); break;
     }
+    qwen_kv_prefetch_start(kv, kv->v, n_pos, region);
     for (h = 0; h < n_q; h++) {
         float *sc = scratch + (size_t) h * n_pos;
-        mx = -INFINITY;
-        for (t = 0; t < n_pos; t++) {
-            mx = sc[t] > mx ? sc[t] : mx;
-        }
-        sum = 0.0f;
-        for (t = 0; t < n_pos; t++) {
-            sc[t] = expf(sc[t] - mx);
-            sum += sc[t];
-        }
+        sum = softmax_exp(sc, n_pos);
         for (t = 0; t < n_pos; t++) {
             sc[t] /= sum;
         }
     }
     for (h0 = 0; h0 + 2 <= n_q; h0 += 2) {
-        attention_v(hd, 2, scratch + (size_t) h0 * n_pos, kv, n_pos, out + (size_t) h0 * hd);
+        attention_v(hd, 2, scratch + (size_t) h0 * n_pos, kv, n_pos, out + (size_t) h0 * hd,
+                    F32);
     }
     if (h0 < n_q) {
-        attention_v(hd, 1, scratch + (size_t) h0 * n_pos, kv, n_pos, out + (size_t) h0 * hd);
+        attention_v(hd, 1, scratch + (size_t) h0 * n_pos, kv, n_pos, out + (size_t) h0 * hd,
+                    F32);
+    }
+}
+
+static void
+attention_f16(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos, float scale,
+              float *scratch, float *out)
+{
+    if (hd % 32 != 0 || (n_q != 1 && n_q != 2 && n_q != 4)) {
+        qwen_attention_generic(qwen_kernels_avx2(), hd, n_q, q, kv, n_pos, scale, scratch,
+                               out);
+        return;
+    }
+    attention_rows(hd, n_q, q, kv, n_pos, scale, scratch, out, 0);
+}
+
+static void
+attention_f32(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos, float scale,
+              float *scratch, float *out)
+{
+    if (hd % 32 != 0 || (n_q != 1 && n_q != 2 && n_q != 4)) {
+        qwen_attention_f32_ref(hd, n_q, q, kv, n_pos, scale, scratch, out);
+        return;
+    }
+    attention_rows(hd, n_q, q, kv, n_pos, scale, scratch, out, 1);
+}
+
+/*
+ * q8_0 scores of NQ heads for the 8 positions at c of a region's K (the
+ * layout in kernels.h): per 4-dimension group one 32-byte load holds the
+ * 8 positions, each head's 4 quantized query values are broadcast against
+ * it (maddubs of |k| and q signed by k, madd into int32: exact), and per
+ * 32-dimension block the integer sums take K's and q's scales:
+ * acc = fma(isum, dK * dq, acc) in block order, as the scalar reference.
+ */
+static inline __attribute__((always_inline)) void
+q8_scores8(int hd, const int NQ, const int8_t *qs, const float *dq, const int8_t *kq, int c,
+           __m256 *acc)
+{
+    const qwen_f16 *ks = qwen_kv_q8_0_scales(kq, hd);
+    const __m256i   ones = _mm256_set1_epi16(1);
+    int             b, g, h, nb = hd / 32;
+
+#pragma GCC unroll 4
+    for (h = 0; h < NQ; h++) {
+        acc[h] = _mm256_setzero_ps();
+    }
+    for (b = 0; b < nb; b++) {
+        __m256i isum[4];
+        __m256  dk;
+
+#pragma GCC unroll 4
+        for (h = 0; h < NQ; h++) {
+            isum[h] = _mm256_setzero_si256();
+        }
+#pragma GCC unroll 8
+        for (g = 0; g < 8; g++) {
+            __m256i k8 = _mm256_loadu_si256((const __m256i *)
+                (kq + (size_t) (8 * b + g) * (QWEN_KV_BLOCK * 4) + 4 * c));
+            __m256i ak = _mm256_abs_epi8(k8);
+
+#pragma GCC unroll 4
+            for (h = 0; h < NQ; h++) {
+                int32_t qg;
+
+                memcpy(&qg, qs + (size_t) h * hd + 32 * b + 4 * g, 4);
+                isum[h] = _mm256_add_epi32(isum[h], _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(ak, _mm256_sign_epi8(_mm256_set1_epi32(qg), k8)), ones));
+            }
+        }
+        dk = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (ks + b * QWEN_KV_BLOCK + c)));
+#pragma GCC unroll 4
+        for (h = 0; h < NQ; h++) {
+            acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[h]),
+                                     _mm256_mul_ps(dk, _mm256_set1_ps(dq[h * nb + b])), acc[h]);
+        }
+    }
+}
+
+/* scores[h][t] for NQ heads (h at h * rows), whole 8-position chunks: past
+ * n_pos they hold anything, softmax reads only n_pos */
+static inline __attribute__((always_inline)) void
+q8_scores(int hd, const int NQ, const int8_t *qs, const float *dq, const qwen_kv_view *kv,
+          int n_pos, float scale, float *scores, int rows)
+{
+    int t, h;
+
+    for (t = 0; t < n_pos; t += 8) {
+        __m256 acc[4];
+
+        qwen_kv_prefetch_ahead(kv, kv->k, t, n_pos,
+                               qwen_kv_pos_bytes(QWEN_KV_Q8_0, hd) * QWEN_KV_BLOCK);
+        q8_scores8(hd, NQ, qs, dq, qwen_kv_block_k(kv, t), t % QWEN_KV_BLOCK, acc);
+#pragma GCC unroll 4
+        for (h = 0; h < NQ; h++) {
+            _mm256_storeu_ps(scores + (size_t) h * rows + t,
+                             _mm256_mul_ps(acc[h], _mm256_set1_ps(scale)));
+        }
+    }
+}
+
+/*
+ * out[h] += sum over the np positions of one region of w . V for NH (1 or
+ * 2) heads and 32-dimension block b, w = p[h][t] * V's scale (from wv):
+ * each V row's 32 int8 converted once for both heads, 4 x NH accumulators
+ * in registers.
+ */
+static inline __attribute__((always_inline)) void
+q8_values_block(int hd, const int NH, const float (*wv)[QWEN_KV_BLOCK], const int8_t *vq,
+                int np, int b, float *out)
+{
+    __m256 o[2][4];
+    int    t, h, j;
+
+#pragma GCC unroll 2
+    for (h = 0; h < NH; h++) {
+#pragma GCC unroll 4
+        for (j = 0; j < 4; j++) {
+            o[h][j] = _mm256_loadu_ps(out + (size_t) h * hd + 32 * b + 8 * j);
+        }
+    }
+    for (t = 0; t < np; t++) {
+        const int8_t *row = vq + qwen_kv_q8_0_v_index(hd, t, 32 * b);
+        __m256        v[4];
+
+#pragma GCC unroll 4
+        for (j = 0; j < 4; j++) {
+            v[j] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+                _mm_loadl_epi64((const __m128i *) (row + 8 * j))));
+        }
+#pragma GCC unroll 2
+        for (h = 0; h < NH; h++) {
+            __m256 w = _mm256_broadcast_ss(&wv[h][t]);
+#pragma GCC unroll 4
+            for (j = 0; j < 4; j++) {
+                o[h][j] = _mm256_fmadd_ps(w, v[j], o[h][j]);
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (h = 0; h < NH; h++) {
+#pragma GCC unroll 4
+        for (j = 0; j < 4; j++) {
+            _mm256_storeu_ps(out + (size_t) h * hd + 32 * b + 8 * j, o[h][j]);
+        }
+    }
+}
+
+/* out[h] = sum_t p[h][t] V[t] for nh heads (p at h * rows, unnormalized),
+ * one region at a time, so V is read once, in order */
+static void
+q8_values(int hd, int nh, const float *p, int rows, const qwen_kv_view *kv, int n_pos,
+          float *out)
+{
+    float wv[4][QWEN_KV_BLOCK];
+    int   r, b, h, c, np;
+
+    memset(out, 0, (size_t) nh * hd * sizeof(float));
+    for (r = 0; r < n_pos; r += QWEN_KV_BLOCK) {
+        const int8_t   *vq = qwen_kv_block_v(kv, r);
+        const qwen_f16 *vs = qwen_kv_q8_0_scales(vq, hd);
+
+        np = n_pos - r < QWEN_KV_BLOCK ? n_pos - r : QWEN_KV_BLOCK;
+        qwen_kv_prefetch_ahead(kv, kv->v, r, n_pos,
+                               qwen_kv_pos_bytes(QWEN_KV_Q8_0, hd) * QWEN_KV_BLOCK);
+        for (b = 0; b < hd / 32; b++) {
+            /* the weights of block b: whole chunks, only the first np read */
+            for (h = 0; h < nh; h++) {
+                for (c = 0; c < np; c += 8) {
+                    _mm256_storeu_ps(&wv[h][c], _mm256_mul_ps(
+                        _mm256_loadu_ps(p + (size_t) h * rows + r + c),
+                        _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)
+                                                        (vs + b * QWEN_KV_BLOCK + c)))));
+                }
+            }
+            for (h = 0; h + 2 <= nh; h += 2) {
+                q8_values_block(hd, 2, (const float (*)[QWEN_KV_BLOCK]) wv[h], vq, np, b,
+                                out + (size_t) h * hd);
+            }
+            if (h < nh) {
+                q8_values_block(hd, 1, (const float (*)[QWEN_KV_BLOCK]) wv[h], vq, np, b,
+                                out + (size_t) h * hd);
+            }
+        }
+    }
+}
+
+/*
+ * Attention over the q8_0 layout, up to 4 query heads at a time: the
+ * query quantized per 32 dimensions (qwen_kv_quantize_q), integer q . K
+ * (q8_scores8: the reference's scores bit for bit), softmax with a vector
+ * exp, then V dequantized once per row for the heads and weighted by the
+ * probability times its scale.
+ */
+static void
+attention_q8_0(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos, float scale,
+               float *scratch, float *out)
+{
+    int8_t qs[4 * QWEN_KV_MAX_HD];
+    float  dq[4 * QWEN_KV_MAX_HD / 32], sums[4];
+    int    rows = qwen_kv_rows(n_pos), h0, nh, h, i, nb = hd / 32;
+    size_t region = qwen_kv_pos_bytes(QWEN_KV_Q8_0, hd) * QWEN_KV_BLOCK;
+
+    for (h0 = 0; h0 < n_q; h0 += nh) {
+        float *sc0 = scratch + (size_t) h0 * rows, *o0 = out + (size_t) h0 * hd;
+
+        nh = n_q - h0 < 4 ? n_q - h0 : 4;
+        for (h = 0; h < nh; h++) {
+            qwen_kv_quantize_q(hd, q + (size_t) (h0 + h) * hd, qs + (size_t) h * hd,
+                               dq + h * nb);
+        }
+        qwen_kv_prefetch_start(kv, kv->k, n_pos, region);
+        switch (nh) {
+        case 1: q8_scores(hd, 1, qs, dq, kv, n_pos, scale, sc0, rows); break;
+        case 2: q8_scores(hd, 2, qs, dq, kv, n_pos, scale, sc0, rows); break;
+        case 3: q8_scores(hd, 3, qs, dq, kv, n_pos, scale, sc0, rows); break;
+        default: q8_scores(hd, 4, qs, dq, kv, n_pos, scale, sc0, rows); break;
+        }
+        qwen_kv_prefetch_start(kv, kv->v, n_pos, region);
+        for (h = 0; h < nh; h++) {
+            sums[h] = softmax_exp(sc0 + (size_t) h * rows, n_pos);
+        }
+        q8_values(hd, nh, sc0, rows, kv, n_pos, o0);
+        for (h = 0; h < nh; h++) {
+            __m256 inv = _mm256_set1_ps(1.0f / sums[h]);
+            float *o = o0 + (size_t) h * hd;
+
+            for (i = 0; i < hd; i += 8) {
+                _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(o + i), inv));
+            }
+        }
     }
 }
 
@@ -400,6 +713,13 @@ f32_to_f16(const float *x, qwen_f16 *y, int64_t n)
     for (; i < n; i++) {
         y[i] = qwen_f32_to_f16(x[i]);
     }
+}
+
+static void
+kv_store_f16(int hd, const float *k, const float *v, void *kc, void *vc, int t)
+{
+    f32_to_f16(k, (qwen_f16 *) kc + (size_t) t * hd, hd);
+    f32_to_f16(v, (qwen_f16 *) vc + (size_t) t * hd, hd);
 }
 
 static void
@@ -425,8 +745,12 @@ void qwen_avx2_quantize_act(int, const float *, void *, int64_t) ALIAS(quantize_
 float qwen_avx2_dot_f32_f16(int64_t, const float *, const qwen_f16 *) ALIAS(dot_f32_f16);
 void qwen_avx2_axpy_f16(int64_t, float, const qwen_f16 *, float *) ALIAS(axpy_f16);
 void qwen_avx2_f32_to_f16(const float *, qwen_f16 *, int64_t) ALIAS(f32_to_f16);
-void qwen_avx2_attention(int, int, const float *, const qwen_kv_view *, int, float, float *,
-                         float *) ALIAS(attention);
+void qwen_avx2_kv_store_f16(int, const float *, const float *, void *, void *, int)
+    ALIAS(kv_store_f16);
+void qwen_avx2_attention_f16(int, int, const float *, const qwen_kv_view *, int, float, float *,
+                             float *) ALIAS(attention_f16);
+void qwen_avx2_attention_f32(int, int, const float *, const qwen_kv_view *, int, float, float *,
+                             float *) ALIAS(attention_f32);
 
 QWEN_X86_DOT_PAIR(dot_q8_0, dot4_q8_0, qwen_q8_0_dot_n)
 QWEN_X86_DOT_PAIR(dot_q4_K, dot4_q4_K, qwen_q4k_dot_n)
@@ -451,6 +775,8 @@ static const qwen_kernels kernels_avx2 = {
         [QWEN_TYPE_Q4_K] = dot2x4_q4_K,
         [QWEN_TYPE_Q6_K] = dot2x4_q6_K,
     },
+    .kv_store[QWEN_KV_Q8_0] = qwen_kv_store_q8_0_ref,
+    .kv_attention[QWEN_KV_Q8_0] = attention_q8_0,
 };
 
 const qwen_kernels *

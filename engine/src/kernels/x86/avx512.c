@@ -5,8 +5,8 @@
  * then streams every prompt token's BF16 activations past it: one panel
  * load feeds up to 8 tokens x 32 rows of multiply-adds, so the weights are
  * read and dequantized once per call instead of once per token.
- * Also the Q6_K dot products with AVX-512 VNNI (vpdpbusd) and attention
- * over a BF16 KV cache (vdpbf16ps).
+ * Also the Q6_K dot products with AVX-512 VNNI (vpdpbusd), attention
+ * over a BF16 KV cache (vdpbf16ps) and over a Q8_0 one (vpdpbusd).
  * Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mavx512vnni.
  */
 #include "kernels/x86/x86.h"
@@ -508,6 +508,31 @@ att_values_bf16(int hd, const int NH, const uint32_t *pp, int pp_stride, const q
     }
 }
 
+/* sc[t] = e^(sc[t] - max) over t < n_pos, 0 from there up to rows (a
+ * multiple of 16); returns the sum */
+static float
+softmax_exp512(float *sc, int n_pos, int rows)
+{
+    __m512    mx = _mm512_set1_ps(-INFINITY), sum = _mm512_setzero_ps();
+    __mmask16 m;
+    float     mxs;
+    int       t;
+
+    for (t = 0; t < n_pos; t += 16) {
+        m = n_pos - t >= 16 ? 0xFFFF : (__mmask16) ((1u << (n_pos - t)) - 1);
+        mx = _mm512_mask_max_ps(mx, m, mx, _mm512_maskz_loadu_ps(m, sc + t));
+    }
+    mxs = _mm512_reduce_max_ps(mx);
+    for (t = 0; t < rows; t += 16) {
+        m = t >= n_pos ? 0 : n_pos - t >= 16 ? 0xFFFF : (__mmask16) ((1u << (n_pos - t)) - 1);
+        __m512 e = _mm512_maskz_mov_ps(m, exp_neg_ps(
+            _mm512_sub_ps(_mm512_loadu_ps(sc + t), _mm512_set1_ps(mxs))));
+        sum = _mm512_add_ps(sum, e);
+        _mm512_storeu_ps(sc + t, e);
+    }
+    return _mm512_reduce_add_ps(sum);
+}
+
 /*
  * Attention of n_q query heads over one KV head in the BF16 layout of
  * kernels.h. Scores, softmax (vector exp) and the BF16 probabilities all
@@ -543,26 +568,9 @@ attention_bf16(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
         default: att_scores_bf16(hd, 1, qp, kv, n_pos, scale, sc0, rows); break;
         }
         for (h = 0; h < nh; h++) {
-            float   *sc = sc0 + (size_t) h * rows;
-            __m512   mx = _mm512_set1_ps(-INFINITY), sum = _mm512_setzero_ps();
-            __mmask16 m;
-            float    mxs;
+            float *sc = sc0 + (size_t) h * rows;
 
-            for (t = 0; t < n_pos; t += 16) {
-                m = n_pos - t >= 16 ? 0xFFFF : (__mmask16) ((1u << (n_pos - t)) - 1);
-                mx = _mm512_mask_max_ps(mx, m, mx, _mm512_maskz_loadu_ps(m, sc + t));
-            }
-            mxs = _mm512_reduce_max_ps(mx);
-            /* e^(s - max), zero past n_pos up to the 32-row boundary */
-            for (t = 0; t < rows; t += 16) {
-                m = t >= n_pos ? 0 : n_pos - t >= 16 ? 0xFFFF
-                    : (__mmask16) ((1u << (n_pos - t)) - 1);
-                __m512 e = _mm512_maskz_mov_ps(m, exp_neg_ps(
-                    _mm512_sub_ps(_mm512_loadu_ps(sc + t), _mm512_set1_ps(mxs))));
-                sum = _mm512_add_ps(sum, e);
-                _mm512_storeu_ps(sc + t, e);
-            }
-            sums[h] = _mm512_reduce_add_ps(sum);
+            sums[h] = softmax_exp512(sc, n_pos, rows);
             /* to BF16 pairs in place: 32 floats become 16 pairs behind the read */
             for (t = 0; t < rows; t += 32) {
                 __m512bh pb = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(sc + t + 16),
@@ -583,6 +591,227 @@ attention_bf16(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
         for (h = 0; h < nh; h++) {
             __m512 inv = _mm512_set1_ps(1.0f / sums[h]);
             float *o = out + (size_t) (h0 + h) * hd;
+            for (i = 0; i < hd; i += 16) {
+                _mm512_storeu_ps(o + i, _mm512_mul_ps(_mm512_loadu_ps(o + i), inv));
+            }
+        }
+    }
+}
+
+/* ------------------------------------------- attention over a Q8_0 KV cache */
+
+/*
+ * q8_0 scores of NQ heads for a whole region (32 positions, the layout in
+ * kernels.h) with VNNI: per 4-dimension group two 64-byte loads hold the
+ * 32 positions; flipping their sign bits makes them k + 128 (unsigned), so
+ * one vpdpbusd per head and 16 positions adds (k + 128) . q, and 128 x the
+ * block's sum of q comes off once per block (exact integers). Per block
+ * acc = fma(isum, dK * dq, acc), as the scalar reference: the same scores
+ * bit for bit.
+ */
+static inline __attribute__((always_inline)) void
+q8_scores_region(int hd, const int NQ, const int8_t *qs, const float *dq, const int32_t *qsum,
+                 const int8_t *kq, __m512 acc[][2])
+{
+    const qwen_f16 *ks = qwen_kv_q8_0_scales(kq, hd);
+    const __m512i   flip = _mm512_set1_epi8((char) 0x80);
+    int             b, g, h, nb = hd / 32;
+
+#pragma GCC unroll 4
+    for (h = 0; h < NQ; h++) {
+        acc[h][0] = acc[h][1] = _mm512_setzero_ps();
+    }
+    for (b = 0; b < nb; b++) {
+        __m512i isum[4][2];
+        __m512  dk0, dk1;
+
+#pragma GCC unroll 4
+        for (h = 0; h < NQ; h++) {
+            isum[h][0] = isum[h][1] = _mm512_setzero_si512();
+        }
+#pragma GCC unroll 8
+        for (g = 0; g < 8; g++) {
+            const int8_t *kg = kq + (size_t) (8 * b + g) * (QWEN_KV_BLOCK * 4);
+            __m512i       u0 = _mm512_xor_si512(_mm512_loadu_si512((const void *) kg), flip);
+            __m512i       u1 = _mm512_xor_si512(_mm512_loadu_si512((const void *) (kg + 64)),
+                                                flip);
+
+#pragma GCC unroll 4
+            for (h = 0; h < NQ; h++) {
+                int32_t qg;
+                __m512i qb;
+
+                memcpy(&qg, qs + (size_t) h * hd + 32 * b + 4 * g, 4);
+                qb = _mm512_set1_epi32(qg);
+                isum[h][0] = _mm512_dpbusd_epi32(isum[h][0], u0, qb);
+                isum[h][1] = _mm512_dpbusd_epi32(isum[h][1], u1, qb);
+            }
+        }
+        dk0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (ks + b * QWEN_KV_BLOCK)));
+        dk1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)
+                                                 (ks + b * QWEN_KV_BLOCK + 16)));
+#pragma GCC unroll 4
+        for (h = 0; h < NQ; h++) {
+            __m512i corr = _mm512_set1_epi32(128 * qsum[h * nb + b]);
+            __m512  d = _mm512_set1_ps(dq[h * nb + b]);
+
+            acc[h][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(isum[h][0], corr)),
+                                        _mm512_mul_ps(dk0, d), acc[h][0]);
+            acc[h][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(isum[h][1], corr)),
+                                        _mm512_mul_ps(dk1, d), acc[h][1]);
+        }
+    }
+}
+
+/* scores[h][t] for NQ heads (h at h * rows), whole regions: past n_pos they
+ * hold anything, softmax_exp512 masks them */
+static inline __attribute__((always_inline)) void
+q8_scores(int hd, const int NQ, const int8_t *qs, const float *dq, const int32_t *qsum,
+          const qwen_kv_view *kv, int n_pos, float scale, float *scores, int rows)
+{
+    int    r, h;
+    __m512 acc[4][2];
+
+    for (r = 0; r < n_pos; r += QWEN_KV_BLOCK) {
+        qwen_kv_prefetch_ahead(kv, kv->k, r, n_pos,
+                               qwen_kv_pos_bytes(QWEN_KV_Q8_0, hd) * QWEN_KV_BLOCK);
+        q8_scores_region(hd, NQ, qs, dq, qsum, qwen_kv_block_k(kv, r), acc);
+#pragma GCC unroll 4
+        for (h = 0; h < NQ; h++) {
+            _mm512_storeu_ps(scores + (size_t) h * rows + r,
+                             _mm512_mul_ps(acc[h][0], _mm512_set1_ps(scale)));
+            _mm512_storeu_ps(scores + (size_t) h * rows + r + 16,
+                             _mm512_mul_ps(acc[h][1], _mm512_set1_ps(scale)));
+        }
+    }
+}
+
+/* out[h] += w . V over the np positions of one region for NH heads and the
+ * 32 dimensions of block b, w = p[h][t] x V's scale (wv): each row's 32
+ * int8 converted once for the heads */
+static inline __attribute__((always_inline)) void
+q8_values_block(int hd, const int NH, const float (*wv)[QWEN_KV_BLOCK], const int8_t *vq,
+                int np, int b, float *out)
+{
+    __m512 o[4][2];
+    int    t, h;
+
+#pragma GCC unroll 4
+    for (h = 0; h < NH; h++) {
+        o[h][0] = _mm512_loadu_ps(out + (size_t) h * hd + 32 * b);
+        o[h][1] = _mm512_loadu_ps(out + (size_t) h * hd + 32 * b + 16);
+    }
+    for (t = 0; t < np; t++) {
+        const int8_t *row = vq + qwen_kv_q8_0_v_index(hd, t, 32 * b);
+        __m512        v0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                               _mm_loadu_si128((const __m128i *) row)));
+        __m512        v1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                               _mm_loadu_si128((const __m128i *) (row + 16))));
+
+#pragma GCC unroll 4
+        for (h = 0; h < NH; h++) {
+            __m512 w = _mm512_set1_ps(wv[h][t]);
+            o[h][0] = _mm512_fmadd_ps(w, v0, o[h][0]);
+            o[h][1] = _mm512_fmadd_ps(w, v1, o[h][1]);
+        }
+    }
+#pragma GCC unroll 4
+    for (h = 0; h < NH; h++) {
+        _mm512_storeu_ps(out + (size_t) h * hd + 32 * b, o[h][0]);
+        _mm512_storeu_ps(out + (size_t) h * hd + 32 * b + 16, o[h][1]);
+    }
+}
+
+/* out[h] = sum_t p[h][t] V[t] for nh heads (p at h * rows, zero past
+ * n_pos), one region at a time so V is read once, in order */
+static void
+q8_values(int hd, int nh, const float *p, int rows, const qwen_kv_view *kv, int n_pos,
+          float *out)
+{
+    float wv[4][QWEN_KV_BLOCK];
+    int   r, b, h, np;
+
+    memset(out, 0, (size_t) nh * hd * sizeof(float));
+    for (r = 0; r < n_pos; r += QWEN_KV_BLOCK) {
+        const int8_t   *vq = qwen_kv_block_v(kv, r);
+        const qwen_f16 *vs = qwen_kv_q8_0_scales(vq, hd);
+
+        np = n_pos - r < QWEN_KV_BLOCK ? n_pos - r : QWEN_KV_BLOCK;
+        qwen_kv_prefetch_ahead(kv, kv->v, r, n_pos,
+                               qwen_kv_pos_bytes(QWEN_KV_Q8_0, hd) * QWEN_KV_BLOCK);
+        for (b = 0; b < hd / 32; b++) {
+            const qwen_f16 *sb = vs + b * QWEN_KV_BLOCK;
+            __m512          d0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) sb));
+            __m512          d1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (sb + 16)));
+
+            /* only the first np weights are read */
+            for (h = 0; h < nh; h++) {
+                _mm512_storeu_ps(&wv[h][0], _mm512_mul_ps(
+                    _mm512_loadu_ps(p + (size_t) h * rows + r), d0));
+                _mm512_storeu_ps(&wv[h][16], _mm512_mul_ps(
+                    _mm512_loadu_ps(p + (size_t) h * rows + r + 16), d1));
+            }
+            switch (nh) {
+            case 1: q8_values_block(hd, 1, (const float (*)[QWEN_KV_BLOCK]) wv, vq, np, b, out);
+                    break;
+            case 2: q8_values_block(hd, 2, (const float (*)[QWEN_KV_BLOCK]) wv, vq, np, b, out);
+                    break;
+            case 3: q8_values_block(hd, 3, (const float (*)[QWEN_KV_BLOCK]) wv, vq, np, b, out);
+                    break;
+            default: q8_values_block(hd, 4, (const float (*)[QWEN_KV_BLOCK]) wv, vq, np, b,
+                                     out);
+                     break;
+            }
+        }
+    }
+}
+
+/*
+ * Attention over the q8_0 layout, up to 4 query heads at a time: query
+ * quantized per 32 dimensions (qwen_kv_quantize_q), integer q . K with
+ * vpdpbusd, softmax with the vector exp, V dequantized once per row for
+ * the heads and weighted by probability x scale.
+ */
+static void
+attention_q8_0(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos, float scale,
+               float *scratch, float *out)
+{
+    int8_t  qs[4 * QWEN_KV_MAX_HD];
+    float   dq[4 * QWEN_KV_MAX_HD / 32], sums[4];
+    int32_t qsum[4 * QWEN_KV_MAX_HD / 32];
+    int     rows = qwen_kv_rows(n_pos), h0, nh, h, i, b, nb = hd / 32;
+    size_t  region = qwen_kv_pos_bytes(QWEN_KV_Q8_0, hd) * QWEN_KV_BLOCK;
+
+    for (h0 = 0; h0 < n_q; h0 += nh) {
+        float *sc0 = scratch + (size_t) h0 * rows, *o0 = out + (size_t) h0 * hd;
+
+        nh = n_q - h0 < 4 ? n_q - h0 : 4;
+        for (h = 0; h < nh; h++) {
+            qwen_kv_quantize_q(hd, q + (size_t) (h0 + h) * hd, qs + (size_t) h * hd,
+                               dq + h * nb);
+            for (b = 0; b < nb; b++) {
+                qsum[h * nb + b] = 0;
+                for (i = 0; i < 32; i++) {
+                    qsum[h * nb + b] += qs[(size_t) h * hd + 32 * b + i];
+                }
+            }
+        }
+        qwen_kv_prefetch_start(kv, kv->k, n_pos, region);
+        switch (nh) {
+        case 1: q8_scores(hd, 1, qs, dq, qsum, kv, n_pos, scale, sc0, rows); break;
+        case 2: q8_scores(hd, 2, qs, dq, qsum, kv, n_pos, scale, sc0, rows); break;
+        case 3: q8_scores(hd, 3, qs, dq, qsum, kv, n_pos, scale, sc0, rows); break;
+        default: q8_scores(hd, 4, qs, dq, qsum, kv, n_pos, scale, sc0, rows); break;
+        }
+        qwen_kv_prefetch_start(kv, kv->v, n_pos, region);
+        for (h = 0; h < nh; h++) {
+            sums[h] = softmax_exp512(sc0 + (size_t) h * rows, n_pos, rows);
+        }
+        q8_values(hd, nh, sc0, rows, kv, n_pos, o0);
+        for (h = 0; h < nh; h++) {
+            __m512 inv = _mm512_set1_ps(1.0f / sums[h]);
+            float *o = o0 + (size_t) h * hd;
+
             for (i = 0; i < hd; i += 16) {
                 _mm512_storeu_ps(o + i, _mm512_mul_ps(_mm512_loadu_ps(o + i), inv));
             }
@@ -696,9 +925,11 @@ static const qwen_kernels kernels_avx512 = {
     /* BF16 KV cache (the dtype HF runs Qwen3's attention in): vdpbf16ps on
      * both passes, no f16 conversions or horizontal sums, half the
      * instructions of the f16 path */
-    .kv_store = kv_store_bf16,
-    .kv_attention = attention_bf16,
-    .kv_format = "bf16",
+    .kv_store[QWEN_KV_BF16] = kv_store_bf16,
+    .kv_attention[QWEN_KV_BF16] = attention_bf16,
+    /* q8_0: half of f16's bytes, q . K in vpdpbusd */
+    .kv_store[QWEN_KV_Q8_0] = qwen_kv_store_q8_0_ref,
+    .kv_attention[QWEN_KV_Q8_0] = attention_q8_0,
 };
 
 const qwen_kernels *
