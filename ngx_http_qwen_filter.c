@@ -49,6 +49,12 @@ ngx_http_qwen_header_filter(ngx_http_request_t *r)
     ngx_http_qwen_ctx_t       *ctx;
     ngx_http_qwen_loc_conf_t  *qlcf;
 
+    /* x-ratelimit-*-tokens on every answer where qwen_limit_tokens
+     * applies, ours and nginx's own */
+    if (r == r->main && ngx_http_qwen_quota_headers(r) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (r != r->main
         || r->headers_out.status < NGX_HTTP_BAD_REQUEST
         || r->headers_out.status == NGX_HTTP_CLIENT_CLOSED_REQUEST)

@@ -313,6 +313,7 @@ ngx_http_qwen_generate(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
     ngx_http_qwen_model_t     *m;
     ngx_http_qwen_route_t     *route;
     ngx_http_qwen_loc_conf_t  *qlcf;
+    const qwen_request_params *params;
 
     qlcf = ctx->conf;
     route = ctx->route;
@@ -366,12 +367,24 @@ ngx_http_qwen_generate(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
                                           (char *) "the engine is stopping");
     }
 
+    /* qwen_limit_tokens: the prompt and max_tokens come out of the key's
+     * budget before the engine sees the request */
+    params = qp_request_params(ctx->preq);
+
+    if (ngx_http_qwen_quota_reserve(r, ctx, params->n_prompt,
+                                    params->max_tokens, &nrc)
+        != NGX_OK)
+    {
+        return nrc;
+    }
+
     err[0] = '\0';
 
-    rc = qwen_submit(m->engine, qp_request_params(ctx->preq), ctx, &ctx->req,
-                     err, sizeof(err));
+    rc = qwen_submit(m->engine, params, ctx, &ctx->req, err, sizeof(err));
     if (rc != 0) {
         ctx->req = NULL;
+        /* nothing was computed: the whole reservation goes back */
+        ngx_http_qwen_quota_settle(ctx, 0);
         return ngx_http_qwen_submit_error(r, ctx, rc, err);
     }
 
@@ -920,6 +933,10 @@ ngx_http_qwen_stop(ngx_http_qwen_ctx_t *ctx, const char *reason)
         ctx->completion_tokens = qp_response_completion_tokens(ctx->resp);
     }
 
+    /* the token quota keeps what was computed, the rest goes back */
+    ngx_http_qwen_quota_settle(ctx, ctx->timing.n_prompt
+                                    + ctx->completion_tokens);
+
     ngx_http_qwen_metrics_request(ctx);
 
     /* one line per generation, however it ended (a client gone too) */
@@ -1067,6 +1084,17 @@ ngx_http_qwen_send_error(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
     ngx_uint_t status, const char *type, const char *message,
     time_t retry_after)
 {
+    return ngx_http_qwen_send_error_code(r, ctx, status, type, NULL, message,
+                                         retry_after);
+}
+
+
+/* The same with OpenAI's "code" field (Ollama's format has none). */
+ngx_int_t
+ngx_http_qwen_send_error_code(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
+    ngx_uint_t status, const char *type, const char *code,
+    const char *message, time_t retry_after)
+{
     u_char            *p;
     qp_error           err;
     ngx_str_t          value;
@@ -1075,8 +1103,8 @@ ngx_http_qwen_send_error(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
 
     ngx_memzero(&err, sizeof(qp_error));
 
-    qp_error_make(ctx->conf->api->error_api, (int) status, type, message,
-                  (int) retry_after, &err);
+    qp_error_make_code(ctx->conf->api->error_api, (int) status, type, code,
+                       message, (int) retry_after, &err);
 
     if (retry_after > 0) {
         p = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);

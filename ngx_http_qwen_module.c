@@ -351,6 +351,13 @@ static ngx_command_t  ngx_http_qwen_commands[] = {
       offsetof(ngx_http_qwen_loc_conf_t, repetition_guard),
       &ngx_http_qwen_repetition_guard_bounds },
 
+    { ngx_string("qwen_limit_tokens"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_qwen_limit_tokens,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -465,6 +472,7 @@ ngx_http_qwen_create_loc_conf(ngx_conf_t *cf)
     conf->reasoning_field = NGX_CONF_UNSET_UINT;
     conf->thinking_budget = NGX_CONF_UNSET;
     conf->repetition_guard = NGX_CONF_UNSET;
+    conf->limit_tokens = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -520,6 +528,7 @@ ngx_http_qwen_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->repetition_guard, prev->repetition_guard,
                          QP_REPETITION_GUARD_DEFAULT);
     ngx_conf_merge_str_value(conf->model_name, prev->model_name, "qwen3");
+    ngx_conf_merge_ptr_value(conf->limit_tokens, prev->limit_tokens, NULL);
 
     /* qwen_api is not inherited, as proxy_pass is not */
 
@@ -757,7 +766,11 @@ ngx_http_qwen_build_qp(ngx_conf_t *cf, ngx_http_qwen_loc_conf_t *conf)
 static ngx_int_t
 ngx_http_qwen_preconfiguration(ngx_conf_t *cf)
 {
-    return ngx_http_qwen_add_variables(cf);
+    if (ngx_http_qwen_add_variables(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_qwen_quota_add_variables(cf);
 }
 
 

@@ -98,6 +98,23 @@ typedef struct {
 
 
 typedef struct ngx_http_qwen_route_s  ngx_http_qwen_route_t;
+typedef struct ngx_http_qwen_quota_zone_s  ngx_http_qwen_quota_zone_t;
+
+#define NGX_HTTP_QWEN_QUOTA_PASSED    1
+#define NGX_HTTP_QWEN_QUOTA_REJECTED  2
+
+/* A request's part of a token quota (ngx_http_qwen_quota.c). */
+typedef struct {
+    ngx_http_qwen_quota_zone_t  *zone;       /* NULL: nothing reserved */
+    ngx_str_t                    key;
+    uint32_t                     hash;
+    int64_t                      reserved;   /* prompt + max_tokens */
+    int64_t                      used;       /* prompt + generated */
+    int64_t                      refunded;
+    ngx_uint_t                   status;     /* NGX_HTTP_QWEN_QUOTA_* */
+    unsigned                     settled:1;
+} ngx_http_qwen_quota_req_t;
+
 typedef struct ngx_http_qwen_loc_conf_s  ngx_http_qwen_loc_conf_t;
 typedef struct ngx_http_qwen_ctx_s  ngx_http_qwen_ctx_t;
 
@@ -163,6 +180,7 @@ struct ngx_http_qwen_loc_conf_s {
     ngx_int_t                    thinking_budget;   /* -1: off */
     ngx_int_t                    repetition_guard;  /* 0: off */
     ngx_str_t                    model_name;
+    ngx_shm_zone_t              *limit_tokens;   /* qwen_limit_tokens */
 
     qp_config                    qp;         /* built at merge */
 };
@@ -187,6 +205,8 @@ struct ngx_http_qwen_ctx_s {
     ngx_chain_t                 *busy;
 
     ngx_str_t                    error_body; /* nginx's own errors as JSON */
+
+    ngx_http_qwen_quota_req_t    quota;
 
     /* for the $qwen_ variables, set once the generation has ended */
     qwen_request_timing          timing;
@@ -231,6 +251,9 @@ ngx_int_t ngx_http_qwen_send_body(ngx_http_request_t *r,
 ngx_int_t ngx_http_qwen_send_error(ngx_http_request_t *r,
     ngx_http_qwen_ctx_t *ctx, ngx_uint_t status, const char *type,
     const char *message, time_t retry_after);
+ngx_int_t ngx_http_qwen_send_error_code(ngx_http_request_t *r,
+    ngx_http_qwen_ctx_t *ctx, ngx_uint_t status, const char *type,
+    const char *code, const char *message, time_t retry_after);
 ngx_int_t ngx_http_qwen_send_qp_error(ngx_http_request_t *r,
     ngx_http_qwen_ctx_t *ctx, qp_error *err);
 
@@ -242,6 +265,16 @@ void ngx_http_qwen_metrics_refresh(ngx_cycle_t *cycle);
 void ngx_http_qwen_metrics_request(ngx_http_qwen_ctx_t *ctx);
 ngx_int_t ngx_http_qwen_metrics_collect(ngx_cycle_t *cycle, qp_metrics *m);
 ngx_int_t ngx_http_qwen_add_variables(ngx_conf_t *cf);
+
+/* ngx_http_qwen_quota.c */
+char *ngx_http_qwen_limit_tokens(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_qwen_quota_reserve(ngx_http_request_t *r,
+    ngx_http_qwen_ctx_t *ctx, size_t n_prompt, ngx_int_t max_tokens,
+    ngx_int_t *rc);
+void ngx_http_qwen_quota_settle(ngx_http_qwen_ctx_t *ctx, size_t used);
+ngx_int_t ngx_http_qwen_quota_headers(ngx_http_request_t *r);
+ngx_int_t ngx_http_qwen_quota_add_variables(ngx_conf_t *cf);
 
 /* ngx_http_qwen_filter.c */
 ngx_int_t ngx_http_qwen_filter_init(ngx_conf_t *cf);

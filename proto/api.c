@@ -60,8 +60,15 @@ void
 qp_error_make(qp_api api, int status, const char *type, const char *message,
               int retry_after_s, qp_error *err)
 {
+    qp_error_make_code(api, status, type, NULL, message, retry_after_s, err);
+}
+
+void
+qp_error_make_code(qp_api api, int status, const char *type, const char *code,
+                   const char *message, int retry_after_s, qp_error *err)
+{
     const qp_api_desc *d = qp_api_get(api);
-    qp_error_info      e = { status, type, NULL, NULL, message ? message : "error",
+    qp_error_info      e = { status, type, NULL, code, message ? message : "error",
                              retry_after_s };
 
     /* outside the table: OpenAI's shape, as for an unknown API in qp_parse */

@@ -68,6 +68,9 @@ typedef struct {
  * body (SageMaker drops headers). */
 void qp_error_make(qp_api api, int status, const char *type, const char *message,
                    int retry_after_s, qp_error *err);
+/* The same with OpenAI's "code" (e.g. "rate_limit_exceeded"; NULL: null). */
+void qp_error_make_code(qp_api api, int status, const char *type, const char *code,
+                        const char *message, int retry_after_s, qp_error *err);
 
 /* ------------------------------------------------------------ requests */
 

@@ -43,6 +43,16 @@ test_buf_and_json(void)
     CHECK(strstr(err.body, "\\u0001") != NULL, "control chars as \\u00XX: %s", err.body);
     json_decref(v);
 
+    qp_error_make_code(CHAT, 429, "tokens", "rate_limit_exceeded", "over quota", 7, &err);
+    v = json_loads(err.body, 0, NULL);
+    CHECK(streq(jstr(v, "error.type"), "tokens")
+          && streq(jstr(v, "error.code"), "rate_limit_exceeded")
+          && json_integer_value(jget(v, "error.retry_after")) == 7,
+          "error with a code: %s", err.body);
+    json_decref(v);
+    qp_error_make_code(QP_OLLAMA_CHAT, 429, "tokens", "rate_limit_exceeded", "over", 0, &err);
+    CHECK(streq(err.body, "{\"error\":\"over\"}"), "Ollama has no code: %s", err.body);
+
     qp_error_make(CHAT, 503, "overloaded_error", "shutting down", 0, &err);
     CHECK(strstr(err.body, "retry_after") == NULL, "no hint without retry_after");
     qp_error_make(CHAT, 413, NULL, "too large", 0, &err);
