@@ -46,7 +46,8 @@ sub require_built {
 sub model { my $name = shift; return "$MODELS/$name"; }
 
 sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+    my $addr = shift // '127.0.0.1';
+    my $s = IO::Socket::INET->new(LocalAddr => $addr, LocalPort => 0,
                                   Proto => 'tcp', Listen => 1, ReuseAddr => 1)
         or die "no free port: $!";
     my $port = $s->sockport;
@@ -54,15 +55,18 @@ sub free_port {
     return $port;
 }
 
-# new(http => '...', workers => N, main => '...', events => '...')
-# The http block text may use %%PORT%%, %%MODELS%%, %%DIR%%.
+# new(http => '...', workers => N, main => '...', events => '...',
+#     addr => '127.0.0.2')
+# The http block text may use %%PORT%%, %%MODELS%%, %%DIR%%; addr is the
+# loopback address the server listens on (127.0.0.1 unless told).
 sub new {
     my ($class, %o) = @_;
 
     make_path($TMP);
     my $self = bless {
         dir     => tempdir('nginx-XXXXXX', DIR => $TMP, CLEANUP => !$ENV{QWEN_KEEP}),
-        port    => free_port(),
+        addr    => $o{addr} // '127.0.0.1',
+        port    => free_port($o{addr}),
         workers => $o{workers} // 1,
         http    => $o{http} // '',
         main    => $o{main} // '',
@@ -78,6 +82,7 @@ sub new {
 
 sub dir  { $_[0]{dir} }
 sub port { $_[0]{port} }
+sub addr { $_[0]{addr} }
 sub conf_file { "$_[0]{dir}/nginx.conf" }
 sub error_log_file { "$_[0]{dir}/logs/error.log" }
 
@@ -165,7 +170,7 @@ sub start {
 
 sub can_connect {
     my $self = shift;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $self->{port},
+    my $s = IO::Socket::INET->new(PeerAddr => $self->{addr}, PeerPort => $self->{port},
                                   Proto => 'tcp', Timeout => 1);
     return 0 unless $s;
     close $s;
@@ -270,9 +275,9 @@ sub crashes {
 
 sub connect_socket {
     my $self = shift;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $self->{port},
+    my $s = IO::Socket::INET->new(PeerAddr => $self->{addr}, PeerPort => $self->{port},
                                   Proto => 'tcp', Timeout => 5)
-        or die "cannot connect to 127.0.0.1:$self->{port}: $!";
+        or die "cannot connect to $self->{addr}:$self->{port}: $!";
     $s->autoflush(1);
     binmode $s;
     return $s;
