@@ -14,25 +14,15 @@ QwenNginx::require_built();
 
 # One model with the cache, the same weights (the HF directory) without:
 # two engines, whose greedy answers must agree.
-my $n = QwenNginx->new(http => <<'EOF2');
-    qwen_model %%MODELS%%/tiny-f32.gguf;
-    qwen_ctx 512;
-    qwen_prefix_cache 8m;
-    log_format qwen '$request_uri p=$qwen_prompt_tokens cached=$qwen_cached_tokens';
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        access_log %%DIR%%/logs/qwen.log qwen;
-        location /v1/ { qwen_api openai; }
-        location / { qwen_api ollama; }
-        location = /metrics { qwen_metrics; }
-        location /nocache/v1/ {
-            qwen_model %%MODELS%%/tiny-f32-hf;
-            qwen_prefix_cache off;
-            qwen_api openai;
-        }
-    }
+my $n = QwenNginx->serve(engine => 'qwen_prefix_cache 8m;',
+    http => q{log_format qwen '$request_uri p=$qwen_prompt_tokens cached=$qwen_cached_tokens';},
+    server => <<'EOF2');
+    access_log %%DIR%%/logs/qwen.log qwen;
+    location /v1/ { qwen_api openai; }
+    location / { qwen_api ollama; }
+    location = /metrics { qwen_metrics; }
+    location /nocache/v1/ { qwen_model %%MODELS%%/tiny-f32-hf; qwen_prefix_cache off; qwen_api openai; }
 EOF2
-$n->start;
 
 my @shared = map { 1000 + 37 * $_ } 0 .. 79;               # 80 tokens
 my @a = (@shared, map { 5000 + $_ } 0 .. 19);               # 100

@@ -76,6 +76,33 @@ sub new {
     return $self;
 }
 
+# serve(model => 'tiny-f32.gguf', ctx => 512, engine => '...', http => '...',
+#       listen => '...', server => '...', workers => N, main => '...'):
+# new + start on the configuration most tests need, one engine on a test
+# model (a name in the test models folder, or a path) and one server on
+# %%PORT%% whose contents default to the OpenAI API at /v1/; a test says
+# only what differs: engine directives, other http lines, listen
+# parameters, its locations.
+sub serve { my $self = configure(@_); $self->start; return $self; }
+
+# configure(...): the same without starting, for `nginx -t` checks.
+sub configure {
+    my ($class, %o) = @_;
+    return $class->new(http => tiny_http(%o),
+                       map { defined $o{$_} ? ($_ => $o{$_}) : () } qw(workers main));
+}
+
+sub tiny_http {
+    my (%o) = @_;
+    my $model = $o{model} // 'tiny-f32.gguf';
+    $model = "%%MODELS%%/$model" unless $model =~ m{^/};
+    my $listen = defined $o{listen} ? " $o{listen}" : '';
+    return join("\n", "qwen_model $model;", 'qwen_ctx ' . ($o{ctx} // 512) . ';',
+                $o{engine} // '', $o{http} // '', 'server {',
+                "listen 127.0.0.1:%%PORT%%$listen;",
+                $o{server} // 'location /v1/ { qwen_api openai; }', '}') . "\n";
+}
+
 sub dir  { $_[0]{dir} }
 sub port { $_[0]{port} }
 sub conf_file { "$_[0]{dir}/nginx.conf" }
