@@ -864,32 +864,20 @@ scheduler_main(void *arg)
 qwen_engine_params
 qwen_engine_default_params(void)
 {
-    qwen_engine_params p;
-
-    memset(&p, 0, sizeof(p));
-    p.n_threads = 1;
-    p.n_slots = 4;
-    p.n_ctx = 4096;
-    p.n_batch = 256;
-    p.max_queue = 16;
-    p.prefix_cache = 1;
-    p.draft = 1;
-    return p;
+    return (qwen_engine_params) {
+        .n_threads = 1, .n_slots = 4, .n_ctx = 4096, .n_batch = 256, .max_queue = 16,
+        .prefix_cache = 1, .draft = 1,
+    };
 }
 
 qwen_request_params
 qwen_request_default_params(void)
 {
-    qwen_request_params p;
-
-    memset(&p, 0, sizeof(p));
-    p.sampling = qwen_sampling_default_params();
-    p.grammar_after_token = -1;
-    p.draft = -1;
-    p.thinking_budget = -1;
-    p.think_open_token = -1;
-    p.think_close_token = -1;
-    return p;
+    /* -1: none, or the engine's setting */
+    return (qwen_request_params) {
+        .sampling = qwen_sampling_default_params(), .grammar_after_token = -1, .draft = -1,
+        .thinking_budget = -1, .think_open_token = -1, .think_close_token = -1,
+    };
 }
 
 qwen_engine *

@@ -201,9 +201,9 @@ sub can_connect {
 
 sub master_pid { $_[0]{pid} }
 
-# Children of the master that are workers (by their process title).
-sub worker_pids {
-    my $self = shift;
+# Children of the master whose process title matches $want and not $skip.
+sub children {
+    my ($self, $want, $skip) = @_;
     return () unless $self->{pid};
     my @pids;
     for my $stat (glob '/proc/[0-9]*/stat') {
@@ -213,28 +213,14 @@ sub worker_pids {
         my ($pid, $ppid) = $line =~ /^(\d+) \(.*\) \S+ (\d+)/ or next;
         next unless $ppid == $self->{pid};
         my $cmd = $self->slurp("/proc/$pid/cmdline") // '';
-        push @pids, $pid if $cmd =~ /worker process/ && $cmd !~ /shutting down/;
+        push @pids, $pid if $cmd =~ $want && !($skip && $cmd =~ $skip);
     }
-    @pids = sort { $a <=> $b } @pids;
-    return @pids;
+    return sort { $a <=> $b } @pids;
 }
 
-# Workers of an old generation that are finishing their requests.
-sub old_worker_pids {
-    my $self = shift;
-    return () unless $self->{pid};
-    my @pids;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        open my $fh, '<', $stat or next;
-        my $line = <$fh> // next;
-        close $fh;
-        my ($pid, $ppid) = $line =~ /^(\d+) \(.*\) \S+ (\d+)/ or next;
-        next unless $ppid == $self->{pid};
-        my $cmd = $self->slurp("/proc/$pid/cmdline") // '';
-        push @pids, $pid if $cmd =~ /shutting down/;
-    }
-    return @pids;
-}
+# The running workers, and those of an old generation finishing their requests.
+sub worker_pids { $_[0]->children(qr/worker process/, qr/shutting down/) }
+sub old_worker_pids { $_[0]->children(qr/shutting down/) }
 
 # HUP, then wait until workers with new pids run.
 sub reload {
