@@ -45,8 +45,8 @@ is($again->{usage}{prompt_tokens}, 100, '... prompt_tokens still counts the whol
 is($again->{choices}[0]{text}, $first->{choices}[0]{text}, '... the same answer');
 
 my $b = complete('/v1/completions', \@b);
-is($b->{usage}{prompt_tokens_details}{cached_tokens}, 64,
-   'a prompt sharing 80 tokens: 2 whole blocks cached');
+is($b->{usage}{prompt_tokens_details}{cached_tokens}, 80,
+   'a prompt sharing 80 tokens: 2 whole blocks cached and 16 positions of the third copied');
 my $b_ref = complete('/nocache/v1/completions', \@b);
 is($b_ref->{usage}{prompt_tokens_details}{cached_tokens}, 0, 'qwen_prefix_cache off: none');
 is($b->{choices}[0]{text}, $b_ref->{choices}[0]{text},
@@ -71,14 +71,15 @@ my $o2 = $n->post_json('/api/generate', { model => 'qwen3', prompt => $text, raw
                                           options => { num_predict => 3, temperature => 0 } });
 ok($o1->{json}{prompt_eval_count} > 64, "ollama: $o1->{json}{prompt_eval_count} prompt tokens evaluated");
 my $cached = $o1->{json}{prompt_eval_count} - $o2->{json}{prompt_eval_count};
-ok($cached >= 64 && $cached % 32 == 0, "... the same prompt again: $cached fewer (whole blocks)");
+ok($cached >= 64 && $o2->{json}{prompt_eval_count} >= 1,
+   "... the same prompt again: $cached fewer, the last token still evaluated");
 is($o2->{json}{response}, $o1->{json}{response}, '... the same answer');
 
 # the counters and the access log
 my $m = $n->request('GET', '/metrics')->{body};
 my ($hits) = $m =~ /^qwen_prefix_cache_hits_total (\d+)$/m;
 my ($queries) = $m =~ /^qwen_prefix_cache_queries_total (\d+)$/m;
-is($hits, 0 + 96 + 64 + 0 + 96 + $cached, "qwen_prefix_cache_hits_total $hits");
+is($hits, 0 + 96 + 80 + 0 + 96 + $cached, "qwen_prefix_cache_hits_total $hits");
 ok($queries >= 500 && $queries > $hits, "qwen_prefix_cache_queries_total $queries");
 
 my $log = $n->slurp($n->dir . '/logs/qwen.log') // '';
