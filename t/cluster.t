@@ -307,25 +307,39 @@ like($r->{headers}{'retry-after'} // '', qr/^\d+$/, '... with Retry-After');
 $_->close for @busy, @busy3;
 
 # ---------------------------------------------------------------- limit_req
-my @codes = do {
-    open my $fh, '-|', @curl, '-o', '/dev/null', '-w', "%{http_code}\n",
-        '-H', "Authorization: Bearer $keys{carol}",
-        map({ ('-o', '/dev/null', "$url/v1/models") } 1 .. 40) or die;
-    map { chomp; $_ } <$fh>;
-};
-my $ok = grep { $_ eq '200' } @codes;
-my $limited = grep { $_ eq '429' } @codes;
-ok($ok >= 20 && $limited >= 1 && $ok + $limited == 40,
-   "40 requests at once from one key: $ok served, $limited refused by limit_req");
-$r = edge('GET', '/v1/models', undef, auth('carol'));
-is($r->{status}, 429, 'limit_req: 429');
-is($r->{json} && $r->{json}{error}{code}, 'rate_limit_exceeded', '... OpenAI\'s JSON, rate_limit_exceeded')
-    or diag $r->{body};
-is($r->{headers}{'retry-after'}, '1', '... Retry-After: 1');
-$r = edge('GET', '/api/tags', undef, auth('carol'));
-is($r->{status}, 429, '... on the Ollama API too');
-ok($r->{json} && !ref $r->{json}{error} && $r->{json}{error} =~ /too many requests/,
-   '... as Ollama\'s {"error": "..."}') or diag $r->{body};
+# $n requests at once from one key on one HTTP/2 connection: ({ status,
+# retry, type, body }, ...)
+my $burst = 0;
+sub burst {
+    my ($path, $n, $who) = @_;
+    my $b = $burst++;
+    open my $fh, '-|', @curl, '-w', "%{http_code} [%header{retry-after}] %{content_type}\n",
+        '-H', "Authorization: Bearer $keys{$who}",
+        map({ ('-o', "$ed/burst$b.$_.body", "$url$path") } 1 .. $n)
+        or die "curl: $!";
+    my @w = map { chomp; $_ } <$fh>;
+    close $fh;
+    return map { my ($st, $ra, $ct) = ($w[$_ - 1] // '') =~ /^(\d+) \[(.*?)\] ?(.*)$/;
+                 { status => $st // 0, retry => $ra, type => $ct,
+                   body => $e->slurp("$ed/burst$b.$_.body") // '' } } 1 .. $n;
+}
+
+my @res = burst('/v1/models', 40, 'carol');
+my $ok = grep { $_->{status} eq '200' } @res;
+my @limited = grep { $_->{status} eq '429' } @res;
+ok($ok >= 20 && @limited >= 1 && $ok + @limited == 40,
+   "40 requests at once from one key: $ok served, " . scalar(@limited) . ' refused by limit_req');
+my $lj = @limited ? QwenNginx::decode_json_or_undef($limited[0]{body}) : undef;
+is($lj && $lj->{error}{code}, 'rate_limit_exceeded', '... with OpenAI\'s JSON, rate_limit_exceeded')
+    or diag(@limited ? $limited[0]{body} : 'no 429');
+is(@limited ? $limited[0]{retry} : '', '1', '... Retry-After: 1');
+like(@limited ? $limited[0]{type} : '', qr{^application/json}, '... as application/json');
+@res = burst('/api/tags', 40, 'carol');
+@limited = grep { $_->{status} eq '429' } @res;
+$lj = @limited ? QwenNginx::decode_json_or_undef($limited[0]{body}) : undef;
+ok(@limited >= 1, 'the same on the Ollama API: ' . scalar(@limited) . ' of 40 refused');
+ok($lj && !ref $lj->{error} && $lj->{error} =~ /too many requests/,
+   '... as Ollama\'s {"error": "..."}') or diag(@limited ? $limited[0]{body} : 'no 429');
 $r = edge('GET', '/v1/models', undef, auth('alice'));
 is($r->{status}, 200, 'another key is not limited');
 

@@ -133,6 +133,18 @@ sub log_lines { my $t = $n->slurp($log) // ''; return split /\n/, $t; }
 
 sub hdr { my ($r, $k) = @_; return $r->{headers}{"x-ratelimit-$k-tokens"}; }
 
+# a cancelled generation frees its slot within an engine step: wait for it
+# (one slot, no queue: the next request would be refused as queue full)
+sub wait_idle {
+    my $deadline = time + 10;
+    while (time < $deadline) {
+        my $h = $n->get_json('/health');
+        return 1 if $h->{json} && !$h->{json}{running} && !$h->{json}{waiting};
+        sleep 0.05;
+    }
+    return 0;
+}
+
 # 1. a stream reserves prompt + max_tokens at once, and uses them all
 my $A = { 'X-Key' => 'key-a' };
 my $s = $n->stream_json('/v1/completions',
@@ -190,6 +202,7 @@ my ($cu, $cr) = $line =~ /reserved=256 used=(\d+) refunded=(\d+)/;
 ok(defined $cu && $cu >= 4 + 2 && $cu < 256 && $cu + $cr == 256,
    "... charged ${\($cu // '?')} (prompt and tokens made), ${\($cr // '?')} refunded") or diag $line;
 $charged += $cu // 0;
+ok(wait_idle(), '... and its slot is free');
 $r = $n->get_json('/v1/models');
 ok(!defined hdr($r, 'remaining'), 'no key: no x-ratelimit headers');
 $r = $n->request('GET', '/v1/models', undef, $A);
@@ -208,8 +221,8 @@ is($r->{json}{error}{code}, 'rate_limit_exceeded', '... code rate_limit_exceeded
 like($r->{json}{error}{message}, qr/this key may use 48 tokens now, the request needs 49 \(2 prompt \+ 47 max_tokens\)/,
      '... the message gives the numbers');
 like($r->{headers}{'retry-after'} // '', qr/^\d+$/, "... Retry-After: ${\($r->{headers}{'retry-after'} // '')}");
-ok(($r->{headers}{'retry-after'} // 0) >= 86 && ($r->{headers}{'retry-after'} // 0) <= 87,
-   '... the time one token takes to come back at 1000 a day (86.4 s)');
+ok(($r->{headers}{'retry-after'} // 0) >= 75 && ($r->{headers}{'retry-after'} // 0) <= 87,
+   '... the time one token takes to come back at 1000 a day (86.4 s, less what came back since)');
 is($r->{json}{error}{retry_after}, $r->{headers}{'retry-after'}, '... and in the body');
 is(hdr($r, 'remaining'), 48, '... nothing reserved');
 $line = log_line(qr/^key-a2 429 /) // '';
@@ -246,24 +259,24 @@ ok(!defined $r->{headers}{'retry-after'}, '... and no Retry-After: waiting would
 $r = $n->post_json('/slow/v1/completions', { prompt => [9707, 11], max_tokens => 78, ignore_eos => $T },
                    { 'X-Key' => 'key-d' });
 is($r->{status}, 200, 'burst=100 at 60/m: 80 tokens pass');
-like(hdr($r, 'reset'), qr/^(1m(19|20)(\.\d+)?s|1m20s)$/, "... reset in ~80 s: ${\(hdr($r, 'reset'))}");
+my ($rm, $rs) = (hdr($r, 'reset') // '') =~ /^1m(\d+(?:\.\d+)?)s$/ ? (1, $1) : (0, 0);
+ok($rm && $rs > 0 && $rs <= 20, "... reset in at most 80 s (the 80 tokens at 1 a second): ${\(hdr($r, 'reset'))}");
 $r = $n->post_json('/slow/v1/completions', { prompt => [9707, 11], max_tokens => 48 },
                    { 'X-Key' => 'key-d' });
 is($r->{status}, 429, '50 more: 429');
-ok($r->{headers}{'retry-after'} >= 28 && $r->{headers}{'retry-after'} <= 30,
-   "... Retry-After: $r->{headers}{'retry-after'} (30 tokens short at 1 a second)");
+ok(($r->{headers}{'retry-after'} // 0) >= 15 && $r->{headers}{'retry-after'} <= 30,
+   "... Retry-After: $r->{headers}{'retry-after'} (30 tokens short at 1 a second, less what came back since)");
 
 # the fast zone gives a token back every 17 ms: Retry-After is honest
-$r = $n->post_json('/fast/v1/completions', { prompt => [9707, 11], max_tokens => 48, ignore_eos => $T },
-                   { 'X-Key' => 'key-e' });
-is($r->{status}, 200, 'burst=50 at 60/s: 50 tokens pass');
-$r = $n->post_json('/fast/v1/completions', { prompt => [9707, 11], max_tokens => 48, ignore_eos => $T },
-                   { 'X-Key' => 'key-e' });
-is($r->{status}, 429, '... 50 more at once: 429');
+# (a 47-token prompt and one token: one engine step, little refills meanwhile)
+my $fast = { prompt => [(9707) x 47], max_tokens => 1, ignore_eos => $T };
+$r = $n->post_json('/fast/v1/completions', $fast, { 'X-Key' => 'key-e' });
+is($r->{status}, 200, 'burst=50 at 60/s: 48 tokens pass');
+$r = $n->post_json('/fast/v1/completions', $fast, { 'X-Key' => 'key-e' });
+is($r->{status}, 429, '... 48 more at once: 429');
 is($r->{headers}{'retry-after'}, '1', '... Retry-After: 1');
 sleep 1.05;
-$r = $n->post_json('/fast/v1/completions', { prompt => [9707, 11], max_tokens => 48, ignore_eos => $T },
-                   { 'X-Key' => 'key-e' });
+$r = $n->post_json('/fast/v1/completions', $fast, { 'X-Key' => 'key-e' });
 is($r->{status}, 200, '... served after that second');
 
 # 9. a request the engine refuses (queue full) gets everything back
@@ -277,6 +290,7 @@ is($r->{json}{error}{type}, 'overloaded_error', '... overloaded_error, not the q
 is(hdr($r, 'remaining'), 1000 - 202, '... and its 102 tokens are back at once');
 $s->close;
 log_line(qr/^key-f 200 PASSED reserved=202 /);
+ok(wait_idle(), '... the slot is free again');
 
 # 10. Ollama: a zone shared with an OpenAI location, Ollama's error format
 my $G = { 'X-Key' => 'key-g' };
