@@ -220,7 +220,9 @@ sub children {
         my $cmd = $self->slurp("/proc/$pid/cmdline") // '';
         push @pids, $pid if $cmd =~ $want && !($skip && $cmd =~ $skip);
     }
-    return sort { $a <=> $b } @pids;
+    # an array, so scalar(...) counts (sort in scalar context is undefined)
+    @pids = sort { $a <=> $b } @pids;
+    return @pids;
 }
 
 # The running workers, and those of an old generation finishing their requests.
