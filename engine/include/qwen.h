@@ -189,11 +189,20 @@ int32_t       qwen_sampler_sample_draft(qwen_sampler *s, float *logits, int32_t 
  * Constrained decoding to JSON. A grammar is immutable and reference
  * counted (thread-safe): requests and states keep their own reference, so
  * the creator may free it at once after qwen_submit. schema_json NULL is
- * JSON mode: any JSON object. Otherwise a JSON Schema subset whose top
- * level is an object: type (one or a list), properties (written in schema
- * order, no others), required, items, enum / const of plain strings;
- * titles, descriptions and other annotations are ignored; $ref, anyOf,
- * oneOf, allOf and the like are refused (err says which). Whitespace
+ * JSON mode: any JSON object. Otherwise a JSON Schema (2020-12) subset
+ * whose top level is an object, every keyword enforced token by token:
+ * type (one or a list), properties (written in schema order, optional
+ * ones may be left out, no others), required, additionalProperties,
+ * items, prefixItems, minItems, maxItems, uniqueItems (enum/const items),
+ * enum / const of any JSON value, anyOf, oneOf (branches that cannot
+ * overlap), $ref to local definitions (recursion included), minLength,
+ * maxLength, pattern (a regular-expression subset), format (date, time,
+ * date-time, email, uuid, ipv4, ipv6, hostname), minimum, maximum,
+ * exclusiveMinimum, exclusiveMaximum (integers digit by digit; other
+ * numbers by sign and integer part), multipleOf (integers). Annotations
+ * (title, description, default, examples, $schema, $id, $comment...) are
+ * ignored; any other keyword is refused, err naming it and its JSON
+ * Pointer ("#/properties/a: 'allOf' is not supported"). Whitespace
  * between tokens is bounded (16 bytes, 2 line breaks) so the model cannot
  * wander off in newlines; numbers are bounded (15 digits, exponent 2).
  */
@@ -216,6 +225,17 @@ int           qwen_grammar_accept(qwen_grammar_state *st, int32_t token);
 int           qwen_grammar_accept_bytes(qwen_grammar_state *st, const char *bytes, size_t n);
 /* Non-zero once a complete top-level value was read. */
 int           qwen_grammar_complete(const qwen_grammar_state *st);
+/* A token budget: the number of tokens that may still follow the next
+ * one (the caller sets it before each choice). A token is then allowed
+ * only if the bytes still needed to close the value validly fit in it,
+ * so a generation cut by max_tokens ends with the shortest valid
+ * completion instead of mid-value. Tokens cover one byte at least, so a
+ * budget of min_close tokens always suffices. */
+void          qwen_grammar_set_budget(qwen_grammar_state *st, int32_t tokens);
+/* The fewest bytes that complete a valid value from here (0: complete). */
+int32_t       qwen_grammar_min_close(const qwen_grammar_state *st);
+/* Non-zero once the budget refused a token the schema alone allowed. */
+int           qwen_grammar_budget_hit(const qwen_grammar_state *st);
 
 /* ------------------------------------------------------------ scheduler */
 

@@ -609,10 +609,10 @@ static const char *const schema_invalid[] = {
 static const char *const bad_schemas[] = {
     "{\"type\":\"array\"}",
     "{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#/x\"}}}",
-    "{\"anyOf\":[{\"type\":\"object\"}]}",
+    "{\"allOf\":[{\"type\":\"object\"}]}",
     "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"strin\"}}}",
     "{\"type\":\"object\",\"properties\":{\"a\":{}},\"required\":[\"b\"]}",
-    "{\"type\":\"object\",\"properties\":{\"a\":{\"enum\":[1,2]}}}",
+    "{\"type\":\"object\",\"properties\":{\"a\":{\"minProperties\":1}}}",
     "{\"type\":\"object\",\"properties\":{\"a\\\"b\":{}}}",
     "not json",
 };
