@@ -100,6 +100,11 @@ int  qp_tokenize(const qwen_tokenizer *tok, const char *text, size_t len,
  * leaves. */
 int  qp_request_limits(qp_request *req, const qp_config *cfg, long long max_tokens,
                        const char *param, qp_error *err);
+/* logit_bias (param names it in errors): OpenAI's object of token ids to
+ * -100..100, or llama.cpp's array of [id, bias or false]; -100 and false
+ * ban the token. NULL or null: none. 400 naming param when malformed. */
+int  qp_request_set_logit_bias(qp_request *req, const json_t *lb, const char *param,
+                               int vocab, qp_error *err);
 /* Structured output: constrain the answer to JSON (schema NULL: any
  * object) and put the grammar in req->params. Call once the prompt is
  * built: with thinking on, the grammar applies after </think>. A schema

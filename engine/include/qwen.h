@@ -182,6 +182,12 @@ int32_t       qwen_sampler_sample_filtered(qwen_sampler *s, float *logits,
  */
 int32_t       qwen_sampler_sample_draft(qwen_sampler *s, float *logits, int32_t draft,
                                         qwen_token_filter allowed, void *ctx);
+/* As sample_draft with a filter (draft -1: none), the candidates limited
+ * to ids[0..n_ids) (every other token counts as refused), e.g. a
+ * grammar's qwen_grammar_candidates: the vocabulary is not scanned. */
+int32_t       qwen_sampler_sample_among(qwen_sampler *s, float *logits, const int32_t *ids,
+                                        int n_ids, int32_t draft, qwen_token_filter allowed,
+                                        void *ctx);
 
 /* ------------------------------------------------------------- grammar */
 
@@ -236,6 +242,11 @@ void          qwen_grammar_set_budget(qwen_grammar_state *st, int32_t tokens);
 int32_t       qwen_grammar_min_close(const qwen_grammar_state *st);
 /* Non-zero once the budget refused a token the schema alone allowed. */
 int           qwen_grammar_budget_hit(const qwen_grammar_state *st);
+/* The tokens that may be allowed here (a superset, from per-byte token
+ * lists made with the grammar), into ids[0..cap): their number, or -1
+ * when there are more than cap (inside a string nearly every token is a
+ * candidate: the sampler's own partial selection is cheaper then). */
+int32_t       qwen_grammar_candidates(const qwen_grammar_state *st, int32_t *ids, int32_t cap);
 
 /* ------------------------------------------------------------ scheduler */
 

@@ -95,6 +95,11 @@ struct qwen_grammar {
     uint16_t             *tok_class; /* [n_tok]: the first check, one load */
     uint8_t              *tok_nows;  /* [n_tok]: first non-whitespace byte (' ' if none) */
     int32_t               n_tok;
+    /* token ids by first byte (by_first_off[b] .. [b+1]; 256: the EOG ids)
+     * and by first non-whitespace byte (' ': whitespace only), for the
+     * candidates of a state without a scan of the vocabulary */
+    int32_t              *by_first, *by_first_off;   /* [n_tok], [258] */
+    int32_t              *by_nows, *by_nows_off;     /* [n_tok], [257] */
     g_node               *nodes;
     int32_t               n_nodes, cap_nodes;
     g_str                *props;
@@ -1573,6 +1578,38 @@ classify_tokens(qwen_grammar *g)
         }
         g->tok_nows[id] = n > 0 ? (uint8_t) *p : ' ';
     }
+    g->by_first = malloc((size_t) (g->n_tok > 0 ? g->n_tok : 1) * sizeof(int32_t));
+    g->by_nows = malloc((size_t) (g->n_tok > 0 ? g->n_tok : 1) * sizeof(int32_t));
+    g->by_first_off = calloc(259, sizeof(int32_t));
+    g->by_nows_off = calloc(258, sizeof(int32_t));
+    if (g->by_first == NULL || g->by_nows == NULL || g->by_first_off == NULL
+        || g->by_nows_off == NULL)
+    {
+        return -1;
+    }
+    /* counting sort: class (0..256; TC_NEVER left out) and nows byte */
+    for (id = 0; id < g->n_tok; id++) {
+        if (g->tok_class[id] != TC_NEVER) {
+            g->by_first_off[g->tok_class[id] + 2]++;
+            if (g->tok_class[id] < 256) {
+                g->by_nows_off[g->tok_nows[id] + 2]++;
+            }
+        }
+    }
+    for (id = 2; id < 259; id++) {
+        g->by_first_off[id] += g->by_first_off[id - 1];
+    }
+    for (id = 2; id < 258; id++) {
+        g->by_nows_off[id] += g->by_nows_off[id - 1];
+    }
+    for (id = 0; id < g->n_tok; id++) {
+        if (g->tok_class[id] != TC_NEVER) {
+            g->by_first[g->by_first_off[g->tok_class[id] + 1]++] = id;
+            if (g->tok_class[id] < 256) {
+                g->by_nows[g->by_nows_off[g->tok_nows[id] + 1]++] = id;
+            }
+        }
+    }
     return 0;
 }
 
@@ -1674,6 +1711,10 @@ qwen_grammar_free(qwen_grammar *g)
     free(g->nodes);
     free(g->tok_class);
     free(g->tok_nows);
+    free(g->by_first);
+    free(g->by_first_off);
+    free(g->by_nows);
+    free(g->by_nows_off);
     free(g);
 }
 
@@ -2705,4 +2746,70 @@ int
 qwen_grammar_budget_hit(const qwen_grammar_state *st)
 {
     return st->budget_hit;
+}
+
+static int
+first_has(const qwen_grammar_state *st, int c)
+{
+    return (st->first[c >> 6] >> (c & 63)) & 1;
+}
+
+int32_t
+qwen_grammar_candidates(const qwen_grammar_state *st, int32_t *ids, int32_t cap)
+{
+    const qwen_grammar *g = st->g;
+    int32_t             n = 0, i, a, b;
+    int                 c;
+
+    /* count first: most states that matter here take few bytes */
+    for (c = 0; c < 256; c++) {
+        if (!first_has(st, c)) {
+            continue;
+        }
+        if (st->structural) {
+            if (!is_ws((unsigned char) c) || c == ' ') {
+                n += g->by_nows_off[c + 1] - g->by_nows_off[c];
+            }
+        } else {
+            n += g->by_first_off[c + 1] - g->by_first_off[c];
+        }
+    }
+    if (qwen_grammar_complete(st)) {
+        n += g->by_first_off[257] - g->by_first_off[256];
+    }
+    if (n > cap) {
+        return -1;
+    }
+    n = 0;
+    for (c = 0; c < 256; c++) {
+        if (!first_has(st, c)) {
+            continue;
+        }
+        if (st->structural) {
+            if (is_ws((unsigned char) c) && c != ' ') {
+                continue;
+            }
+            /* by first non-blank byte: a token opening with blanks the
+             * state does not take is left to the filter */
+            a = g->by_nows_off[c];
+            b = g->by_nows_off[c + 1];
+            for (i = a; i < b; i++) {
+                if (first_has(st, g->tok_class[g->by_nows[i]])) {
+                    ids[n++] = g->by_nows[i];
+                }
+            }
+        } else {
+            a = g->by_first_off[c];
+            b = g->by_first_off[c + 1];
+            memcpy(ids + n, g->by_first + a, (size_t) (b - a) * sizeof(int32_t));
+            n += b - a;
+        }
+    }
+    if (qwen_grammar_complete(st)) {
+        a = g->by_first_off[256];
+        b = g->by_first_off[257];
+        memcpy(ids + n, g->by_first + a, (size_t) (b - a) * sizeof(int32_t));
+        n += b - a;
+    }
+    return n;
 }

@@ -521,8 +521,8 @@ best_allowed(candidate *c, int n, int want, qwen_token_filter allowed, void *ctx
 }
 
 static int32_t
-sample_filtered(qwen_sampler *s, float *logits, qwen_token_filter allowed, void *ctx,
-                int32_t draft)
+sample_filtered(qwen_sampler *s, float *logits, const int32_t *ids, int n_ids,
+                qwen_token_filter allowed, void *ctx, int32_t draft)
 {
     const qwen_sampling_params *p = &s->params;
     candidate                  *c = s->cand;
@@ -534,17 +534,33 @@ sample_filtered(qwen_sampler *s, float *logits, qwen_token_filter allowed, void 
         apply_penalties(s, logits);
     }
     greedy = !(p->temperature > 0.0f);
-    if (greedy) {
+    if (greedy && ids == NULL) {
         best = qwen_argmax(logits, n);
-        if (allowed(ctx, best)) {
+        if (logits[best] != -INFINITY && allowed(ctx, best)) {
             return best;
         }
     }
     inv_t = greedy ? 1.0f : 1.0f / p->temperature;
-    for (i = 0; i < n; i++) {
-        c[i].id = i;
-        c[i].p = logits[i] * inv_t;
+    /* a banned token (logit -inf: logit_bias -100) stays banned even when
+     * the filter allows nothing else: then nothing is drawn (-1) */
+    k = 0;
+    if (ids != NULL) {
+        /* only these can be allowed: the rest is never looked at */
+        for (i = 0; i < n_ids; i++) {
+            if (logits[ids[i]] != -INFINITY) {
+                c[k].id = ids[i];
+                c[k++].p = logits[ids[i]] * inv_t;
+            }
+        }
+    } else {
+        for (i = 0; i < n; i++) {
+            if (logits[i] != -INFINITY) {
+                c[k].id = i;
+                c[k++].p = logits[i] * inv_t;
+            }
+        }
     }
+    n = k;
     want = greedy ? 1 : (p->top_k > 0 && p->top_k < n ? p->top_k : n);
     k = best_allowed(c, n, want, allowed, ctx);
     if (k == 0) {
@@ -557,7 +573,20 @@ int32_t
 qwen_sampler_sample_filtered(qwen_sampler *s, float *logits, qwen_token_filter allowed,
                              void *ctx)
 {
-    return sample_filtered(s, logits, allowed, ctx, -1);
+    return sample_filtered(s, logits, NULL, 0, allowed, ctx, -1);
+}
+
+int32_t
+qwen_sampler_sample_among(qwen_sampler *s, float *logits, const int32_t *ids, int n_ids,
+                          int32_t draft, qwen_token_filter allowed, void *ctx)
+{
+    if (draft < 0 || draft >= s->vocab_size) {
+        draft = -1;
+    }
+    if (n_ids <= 0) {
+        return -1;
+    }
+    return sample_filtered(s, logits, ids, n_ids, allowed, ctx, draft);
 }
 
 int32_t
@@ -567,6 +596,6 @@ qwen_sampler_sample_draft(qwen_sampler *s, float *logits, int32_t draft,
     if (draft < 0 || draft >= s->vocab_size) {
         draft = -1;
     }
-    return allowed != NULL ? sample_filtered(s, logits, allowed, ctx, draft)
+    return allowed != NULL ? sample_filtered(s, logits, NULL, 0, allowed, ctx, draft)
                            : sample_plain(s, logits, draft);
 }
