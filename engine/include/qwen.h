@@ -236,7 +236,9 @@ int           qwen_grammar_complete(const qwen_grammar_state *st);
  * only if the bytes still needed to close the value validly fit in it,
  * so a generation cut by max_tokens ends with the shortest valid
  * completion instead of mid-value. Tokens cover one byte at least, so a
- * budget of min_close tokens always suffices. */
+ * budget of min_close tokens always suffices; a smaller one (a few tokens
+ * of several bytes could still make it) allows only tokens that shorten
+ * the way to the close, so the answer closes as soon as tokens allow. */
 void          qwen_grammar_set_budget(qwen_grammar_state *st, int32_t tokens);
 /* The fewest bytes that complete a valid value from here (0: complete). */
 int32_t       qwen_grammar_min_close(const qwen_grammar_state *st);

@@ -176,6 +176,9 @@ struct qwen_grammar_state {
     int      structural;  /* between values: whitespace changes nothing,
                            * so the first non-blank byte must fit too */
     int32_t  budget;      /* tokens that may follow the next one; G_INF: any */
+    int32_t  limit;       /* the closing bytes a token may leave: the budget,
+                           * or when even the shortest path is longer, one
+                           * byte less than now (progress on it) */
     int      budget_hit;  /* the budget refused a token the schema allowed */
     int      n;           /* threads */
     g_th     th[G_MAX_THREADS];
@@ -2694,7 +2697,7 @@ token_step(const qwen_grammar_state *st, int32_t token, qwen_grammar_state *out)
         }
     }
     /* a token budget: what is left must still close the value */
-    if (st->budget < G_INF && state_close(out) > st->budget) {
+    if (st->budget < G_INF && state_close(out) > st->limit) {
         ((qwen_grammar_state *) st)->budget_hit = 1;
         return -1;
     }
@@ -2731,7 +2734,16 @@ qwen_grammar_filter(void *ctx, int32_t token)
 void
 qwen_grammar_set_budget(qwen_grammar_state *st, int32_t tokens)
 {
+    int32_t now;
+
     st->budget = tokens < 0 ? 0 : tokens >= G_INF ? G_INF : tokens;
+    st->limit = st->budget;
+    if (st->budget < G_INF) {
+        now = state_close(st);
+        if (now < G_INF && now - 1 > st->limit) {
+            st->limit = now - 1;
+        }
+    }
 }
 
 int32_t
