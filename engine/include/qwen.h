@@ -217,6 +217,14 @@ typedef struct qwen_grammar_state qwen_grammar_state;
 
 qwen_grammar *qwen_grammar_new_json(const qwen_tokenizer *tok, const char *schema_json,
                                     char *err, size_t err_len);
+/* Tool calls: the answer's <tool_call> blocks (Qwen's added tokens) hold
+ * JSON valid under call_schema_json (the schema of one call object, e.g.
+ * an anyOf of {"name": const, "arguments": parameters}), each closed by
+ * </tool_call>. required: the answer is calls only, the first at once;
+ * else free text until the model opens a call. parallel: another call
+ * may follow (whitespace between), else the end comes after one. */
+qwen_grammar *qwen_grammar_new_tools(const qwen_tokenizer *tok, const char *call_schema_json,
+                                     int required, int parallel, char *err, size_t err_len);
 void          qwen_grammar_free(qwen_grammar *g);    /* drops one reference */
 
 /* Per-sequence automaton state (holds a reference to g); NULL: no memory. */

@@ -111,6 +111,12 @@ struct qwen_grammar {
     g_regex             **rx;
     int32_t               n_rx;
     int32_t               root;
+    /* tool calls: <tool_call> JSON </tool_call> blocks, the JSON one of
+     * the functions' call objects */
+    int                   tools;      /* 0: the answer is the JSON value */
+    int                   required;   /* no text: a call at once */
+    int                   parallel;   /* another call may follow one */
+    int32_t               id_open, id_close;
     /* while compiling */
     const json_t         *doc;
     g_ref                *refmap;
@@ -180,8 +186,18 @@ struct qwen_grammar_state {
                            * or when even the shortest path is longer, one
                            * byte less than now (progress on it) */
     int      budget_hit;  /* the budget refused a token the schema allowed */
+    int      outer;       /* tool calls: O_TEXT, O_OPEN, O_CALL, O_AFTER */
     int      n;           /* threads */
     g_th     th[G_MAX_THREADS];
+};
+
+/* outer modes with tool calls */
+enum {
+    O_JSON = 0,    /* no tool calls: the answer is the value */
+    O_TEXT,        /* free text until <tool_call> (tool_choice auto) */
+    O_OPEN,        /* only <tool_call> (required, a named function) */
+    O_CALL,        /* the call's JSON, then </tool_call> */
+    O_AFTER        /* after </tool_call>: the end, or another call */
 };
 
 static void update_first(qwen_grammar_state *st);
@@ -1682,6 +1698,35 @@ fail:
     return NULL;
 }
 
+qwen_grammar *
+qwen_grammar_new_tools(const qwen_tokenizer *tok, const char *call_schema_json, int required,
+                       int parallel, char *err, size_t err_len)
+{
+    qwen_grammar *g;
+    int32_t       open, close;
+
+    if (tok == NULL || call_schema_json == NULL) {
+        qwen_fail(err, err_len, "tool calls need the tokenizer and the calls' schema");
+        return NULL;
+    }
+    open = qwen_token_id(tok, "<tool_call>", 11);
+    close = qwen_token_id(tok, "</tool_call>", 12);
+    if (open < 0 || close < 0) {
+        qwen_fail(err, err_len, "the tokenizer has no <tool_call> and </tool_call> tokens");
+        return NULL;
+    }
+    g = qwen_grammar_new_json(tok, call_schema_json, err, err_len);
+    if (g == NULL) {
+        return NULL;
+    }
+    g->tools = 1;
+    g->required = required != 0;
+    g->parallel = parallel != 0;
+    g->id_open = open;
+    g->id_close = close;
+    return g;
+}
+
 /* One more reference (thread-safe); qwen_grammar_free drops one. */
 static void
 grammar_retain(const qwen_grammar *g)
@@ -1755,6 +1800,7 @@ qwen_grammar_state_new(const qwen_grammar *g)
     st->budget = G_INF;
     st->th[0].mode = S_VALUE;
     st->th[0].cur = g->root;
+    st->outer = !g->tools ? O_JSON : g->required ? O_OPEN : O_TEXT;
     update_first(st);
     return st;
 }
@@ -1768,11 +1814,27 @@ qwen_grammar_state_free(qwen_grammar_state *st)
     }
 }
 
+static int
+json_complete(const qwen_grammar_state *st)
+{
+    int i;
+
+    for (i = 0; i < st->n; i++) {
+        if (st->th[i].mode == S_DONE) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int
 qwen_grammar_complete(const qwen_grammar_state *st)
 {
     int i;
 
+    if (st->outer != O_JSON) {
+        return st->outer == O_TEXT || st->outer == O_AFTER;
+    }
     for (i = 0; i < st->n; i++) {
         if (st->th[i].mode == S_DONE) {
             return 1;
@@ -2603,6 +2665,12 @@ state_close(const qwen_grammar_state *st)
     int32_t best = G_INF, c;
     int     i;
 
+    if (st->outer == O_OPEN) {
+        return add_sat(st->g->nodes[st->g->root].minval, 2);
+    }
+    if (st->outer == O_TEXT || st->outer == O_AFTER) {
+        return 0;
+    }
     for (i = 0; i < st->n; i++) {
         c = th_close(st->g, &st->th[i]);
         if (c < best) best = c;
@@ -2614,9 +2682,15 @@ state_close(const qwen_grammar_state *st)
 static void
 update_first(qwen_grammar_state *st)
 {
-    qwen_grammar_state *tmp = malloc(sizeof(*tmp));
+    qwen_grammar_state *tmp;
     int                 c, i;
 
+    if (st->outer != O_JSON && st->outer != O_CALL) {
+        memset(st->first, 0xff, sizeof(st->first));   /* tool_step decides */
+        st->structural = 0;
+        return;
+    }
+    tmp = malloc(sizeof(*tmp));
     st->structural = 1;
     for (i = 0; i < st->n; i++) {
         uint8_t mode = st->th[i].mode;
@@ -2661,6 +2735,47 @@ qwen_grammar_accept_bytes(qwen_grammar_state *st, const char *bytes, size_t n)
     return 0;
 }
 
+/* Outside a call's JSON: text, the opening marker, the end. */
+static int
+tool_step(const qwen_grammar_state *st, int32_t token, qwen_grammar_state *out)
+{
+    const qwen_grammar *g = st->g;
+    const char         *p;
+    size_t              n, i;
+
+    if (token == g->id_open && (st->outer != O_AFTER || g->parallel)) {
+        if (st->budget < G_INF && g->nodes[g->root].minval + 1 > st->limit) {
+            ((qwen_grammar_state *) st)->budget_hit = 1;
+            return -1;   /* no room left for a whole call */
+        }
+        memcpy(out, st, offsetof(qwen_grammar_state, th));
+        memset(&out->th[0], 0, offsetof(g_th, stack));
+        out->n = 1;
+        out->th[0].mode = S_VALUE;
+        out->th[0].cur = g->root;
+        out->outer = O_CALL;
+        return 0;
+    }
+    if (token == g->id_close || st->outer == O_OPEN) {
+        return -1;
+    }
+    if (st->outer == O_AFTER && g->tok_class[token] != TC_EOG) {
+        /* between calls and before the end: whitespace only */
+        p = qwen_token_bytes(g->tok, token, &n);
+        if (p == NULL || n == 0) {
+            return -1;
+        }
+        for (i = 0; i < n; i++) {
+            if (!is_ws((unsigned char) p[i])) {
+                return -1;
+            }
+        }
+    }
+    memcpy(out, st, offsetof(qwen_grammar_state, th));
+    out->n = 0;
+    return 0;
+}
+
 static int
 token_step(const qwen_grammar_state *st, int32_t token, qwen_grammar_state *out)
 {
@@ -2671,7 +2786,18 @@ token_step(const qwen_grammar_state *st, int32_t token, qwen_grammar_state *out)
     if (token < 0 || token >= st->g->n_tok) {
         return -1;
     }
+    if (st->outer != O_JSON && st->outer != O_CALL) {
+        return tool_step(st, token, out);
+    }
     cls = st->g->tok_class[token];
+    if (st->outer == O_CALL && token == st->g->id_close) {
+        if (!json_complete(st)) {
+            return -1;
+        }
+        copy_state(out, st);
+        out->outer = O_AFTER;
+        return 0;
+    }
     if (cls == TC_EOG) {
         if (!qwen_grammar_complete(st)) {
             return -1;
@@ -2697,7 +2823,7 @@ token_step(const qwen_grammar_state *st, int32_t token, qwen_grammar_state *out)
         }
     }
     /* a token budget: what is left must still close the value */
-    if (st->budget < G_INF && state_close(out) > st->limit) {
+    if (st->budget < G_INF && state_close(out) + (st->outer == O_CALL) > st->limit) {
         ((qwen_grammar_state *) st)->budget_hit = 1;
         return -1;
     }
@@ -2773,6 +2899,14 @@ qwen_grammar_candidates(const qwen_grammar_state *st, int32_t *ids, int32_t cap)
     int32_t             n = 0, i, a, b;
     int                 c;
 
+    if (st->outer == O_OPEN) {
+        if (cap < 1) return -1;
+        ids[0] = g->id_open;
+        return 1;
+    }
+    if (st->outer != O_JSON && st->outer != O_CALL) {
+        return -1;   /* text: the sampler's own selection */
+    }
     /* count first: most states that matter here take few bytes */
     for (c = 0; c < 256; c++) {
         if (!first_has(st, c)) {
@@ -2789,6 +2923,7 @@ qwen_grammar_candidates(const qwen_grammar_state *st, int32_t *ids, int32_t cap)
     if (qwen_grammar_complete(st)) {
         n += g->by_first_off[257] - g->by_first_off[256];
     }
+    n += st->outer == O_CALL;
     if (n > cap) {
         return -1;
     }
@@ -2822,6 +2957,9 @@ qwen_grammar_candidates(const qwen_grammar_state *st, int32_t *ids, int32_t cap)
         b = g->by_first_off[257];
         memcpy(ids + n, g->by_first + a, (size_t) (b - a) * sizeof(int32_t));
         n += b - a;
+    }
+    if (st->outer == O_CALL && json_complete(st) && n < cap) {
+        ids[n++] = g->id_close;
     }
     return n;
 }

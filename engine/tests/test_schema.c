@@ -439,6 +439,63 @@ test_walks(void)
     unlink(script);
 }
 
+/* Tool calls: <tool_call> JSON </tool_call>, required or auto, parallel. */
+static void
+test_tools(void)
+{
+    static const char *const call =
+        "{\"anyOf\":[{\"type\":\"object\",\"properties\":{\"name\":{\"const\":\"get\"},"
+        "\"arguments\":{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"integer\"}},"
+        "\"required\":[\"x\"],\"additionalProperties\":false}},\"required\":[\"name\",\"arguments\"],"
+        "\"additionalProperties\":false},{\"type\":\"object\",\"properties\":{\"name\":{\"const\":"
+        "\"put\"},\"arguments\":{\"type\":\"object\"}},\"required\":[\"name\",\"arguments\"],"
+        "\"additionalProperties\":false}]}";
+    char                err[QWEN_ERR_LEN];
+    int32_t             open = qwen_token_id(tok, "<tool_call>", 11);
+    int32_t             close = qwen_token_id(tok, "</tool_call>", 12);
+    int32_t             hello = byte_tok['H'], nl = byte_tok['\n'];
+    int                 mode;
+
+    for (mode = 0; mode < 4; mode++) {
+        int                 required = mode & 1, parallel = mode >> 1;
+        qwen_grammar       *g = qwen_grammar_new_tools(tok, call, required, parallel, err,
+                                                       sizeof(err));
+        qwen_grammar_state *st = g ? qwen_grammar_state_new(g) : NULL;
+        const char         *body = "\n{\"name\": \"get\", \"arguments\": {\"x\": 7}}\n";
+        const char         *bad1 = "\n{\"name\": \"put\", \"arguments\": 1";
+        const char         *bad2 = "\n{\"name\": \"get\", \"arguments\": {}}";
+
+        CHECK(st != NULL, "tools grammar: %s", err);
+        if (st == NULL) {
+            qwen_grammar_free(g);
+            continue;
+        }
+        CHECK(qwen_grammar_allows(st, hello) == !required, "tools %d: text first", mode);
+        CHECK(qwen_grammar_allows(st, eog) == !required, "tools %d: the end first", mode);
+        CHECK(!qwen_grammar_allows(st, close), "tools %d: no close before a call", mode);
+        if (!required) {
+            CHECK(qwen_grammar_accept(st, hello) == 0 && qwen_grammar_accept(st, nl) == 0,
+                  "tools %d: text", mode);
+        }
+        CHECK(qwen_grammar_accept(st, open) == 0, "tools %d: <tool_call>", mode);
+        CHECK(!qwen_grammar_allows(st, eog) && !qwen_grammar_allows(st, close),
+              "tools %d: no end inside a call", mode);
+        CHECK(qwen_grammar_accept_bytes(st, bad1, strlen(bad1)) != 0,
+              "tools %d: arguments must be an object", mode);
+        CHECK(qwen_grammar_accept_bytes(st, bad2, strlen(bad2)) != 0,
+              "tools %d: get's x is required", mode);
+        CHECK(qwen_grammar_accept_bytes(st, body, strlen(body)) == 0, "tools %d: a call", mode);
+        CHECK(!qwen_grammar_allows(st, eog), "tools %d: no end before </tool_call>", mode);
+        CHECK(qwen_grammar_accept(st, close) == 0, "tools %d: </tool_call>", mode);
+        CHECK(!qwen_grammar_allows(st, hello), "tools %d: no text after a call", mode);
+        CHECK(qwen_grammar_allows(st, nl) && qwen_grammar_allows(st, eog),
+              "tools %d: whitespace or the end after a call", mode);
+        CHECK(qwen_grammar_allows(st, open) == parallel, "tools %d: a second call", mode);
+        qwen_grammar_state_free(st);
+        qwen_grammar_free(g);
+    }
+}
+
 int
 main(void)
 {
@@ -464,6 +521,7 @@ main(void)
     test_keywords();
     test_min_close();
     test_walks();
+    test_tools();
     qwen_model_free(model);
     TEST_MAIN_END();
 }
