@@ -198,10 +198,42 @@ parse_tools(qp_request *req, const json_t *root, qp_chat_parts *cp, qp_error *er
             return qp_fail(err, req->errors, 400, NULL, "tool_choice", NULL,
                            "'tool_choice' must be none, auto, required or an object");
         }
-        /* "required" and a named function are served as "auto": nothing
-         * constrains the output yet. */
+        /* auto, required and a named function: set_tool_grammar */
     }
     return qp_parse_tools(req, json_object_get(root, "tools"), &cp->tools_json, err);
+}
+
+/* tool_choice auto (the default with tools): text or calls, each call's
+ * JSON constrained once <tool_call> opens; required: calls only; a named
+ * function: calls of it only. parallel_tool_calls false: one call. */
+static int
+set_tool_grammar(qp_request *req, const json_t *root, const qwen_tokenizer *tok,
+                 qp_error *err)
+{
+    const json_t *choice = json_object_get(root, "tool_choice");
+    const json_t *par = json_object_get(root, "parallel_tool_calls");
+    const char   *only = NULL;
+    int           required = 0;
+
+    if (par != NULL && !json_is_null(par) && !json_is_boolean(par)) {
+        return qp_fail(err, req->errors, 400, NULL, "parallel_tool_calls", NULL,
+                       "'parallel_tool_calls' must be a boolean");
+    }
+    if (json_is_string(choice)) {
+        required = strcmp(json_string_value(choice), "required") == 0;
+    } else if (json_is_object(choice)) {
+        const json_t *f = json_object_get(choice, "function");
+
+        only = json_string_value(json_object_get(f, "name"));
+        if (only == NULL) {
+            return qp_fail(err, req->errors, 400, NULL, "tool_choice", NULL,
+                           "'tool_choice' must be {\"type\":\"function\",\"function\":"
+                           "{\"name\":...}}");
+        }
+        required = 1;
+    }
+    return qp_request_set_tool_grammar(req, tok, json_object_get(root, "tools"), only,
+                                       required, !json_is_false(par), err);
 }
 
 /* enable_thinking: chat_template_kwargs.enable_thinking, else a top-level
@@ -639,6 +671,9 @@ qp_openai_parse(qp_request *req, const json_t *root, const qp_config *cfg,
     if (json_out
         && qp_request_set_grammar(req, tok, schema, "response_format", err) != 0)
     {
+        return -1;
+    }
+    if (!json_out && req->tools && set_tool_grammar(req, root, tok, err) != 0) {
         return -1;
     }
     return qp_request_limits(req, cfg, max_tokens, chat ? "messages" : "prompt", err);

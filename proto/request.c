@@ -622,3 +622,94 @@ qp_default_seed(const qp_config *cfg)
     }
     return seed;
 }
+
+/* The path of a tool's parameters in an error of the calls' schema:
+ * "#/anyOf/2/properties/arguments/x: ..." -> "tools[5].function.parameters/x: ..." */
+static void
+tool_error_path(char *out, size_t len, const char *msg, const size_t *index, size_t n)
+{
+    const char *rest;
+    char       *end;
+    size_t      i;
+    static const char args[] = "/properties/arguments";
+
+    if (strncmp(msg, "#/anyOf/", 8) == 0) {
+        i = strtoul(msg + 8, &end, 10);
+        if (i < n && strncmp(end, args, sizeof(args) - 1) == 0) {
+            rest = end + sizeof(args) - 1;
+            snprintf(out, len, "tools[%zu].function.parameters%s%s", index[i],
+                     *rest == '/' ? "#" : "", rest);
+            return;
+        }
+    }
+    snprintf(out, len, "tools: %s", msg);
+}
+
+int
+qp_request_set_tool_grammar(qp_request *req, const qwen_tokenizer *tok, const json_t *tools,
+                            const char *only, int required, int parallel, qp_error *err)
+{
+    char    msg[QWEN_ERR_LEN], where[QWEN_ERR_LEN + 64];
+    json_t *alts = json_array(), *schema = NULL;
+    char   *text = NULL;
+    size_t  i, *index = calloc(json_array_size(tools) + 1, sizeof(size_t)), n = 0;
+    int     rc = -1;
+
+    if (alts == NULL || index == NULL) {
+        goto oom;
+    }
+    for (i = 0; i < json_array_size(tools); i++) {
+        const json_t *f = json_object_get(json_array_get(tools, i), "function");
+        const char   *name = json_string_value(json_object_get(f, "name"));
+        json_t       *params = json_object_get(f, "parameters"), *alt, *args;
+
+        if (only != NULL && strcmp(name, only) != 0) {
+            continue;
+        }
+        if (params != NULL && !json_is_null(params) && !json_is_object(params)) {
+            rc = qp_fail(err, req->errors, 400, NULL, "tools", NULL,
+                         "'tools[%zu].function.parameters' must be a schema object", i);
+            goto done;
+        }
+        /* no parameters, or {}: any object of arguments */
+        args = json_object_size(params) > 0 ? json_incref(params)
+                                            : json_pack("{s:s}", "type", "object");
+        alt = json_pack("{s:s,s:{s:{s:s},s:o},s:[s,s],s:b}", "type", "object", "properties",
+                        "name", "const", name, "arguments", args,
+                        "required", "name", "arguments", "additionalProperties", 0);
+        if (alt == NULL || json_array_append_new(alts, alt) != 0) {
+            goto oom;
+        }
+        index[n++] = i;
+    }
+    if (n == 0) {
+        rc = qp_fail(err, req->errors, 400, NULL, "tool_choice", NULL,
+                     "'tool_choice' names a function that is not in 'tools'");
+        goto done;
+    }
+    schema = json_pack("{s:O}", "anyOf", alts);
+    text = schema ? json_dumps(schema, JSON_COMPACT) : NULL;
+    if (text == NULL) {
+        goto oom;
+    }
+    msg[0] = '\0';
+    req->grammar = qwen_grammar_new_tools(tok, text, required, parallel, msg, sizeof(msg));
+    if (req->grammar == NULL) {
+        tool_error_path(where, sizeof(where), msg, index, n);
+        rc = qp_fail(err, req->errors, 400, NULL, "tools", NULL, "%s", where);
+        goto done;
+    }
+    req->params.grammar = req->grammar;
+    /* thinking stays free text; the answer after </think> holds the calls */
+    req->params.grammar_after_token = req->thinking ? qwen_token_id(tok, "</think>", 8) : -1;
+    rc = 0;
+    goto done;
+oom:
+    rc = qp_oom(req, err);
+done:
+    free(text);
+    free(index);
+    json_decref(schema);
+    json_decref(alts);
+    return rc;
+}

@@ -105,6 +105,14 @@ int  qp_request_limits(qp_request *req, const qp_config *cfg, long long max_toke
  * ban the token. NULL or null: none. 400 naming param when malformed. */
 int  qp_request_set_logit_bias(qp_request *req, const json_t *lb, const char *param,
                                int vocab, qp_error *err);
+/* Tool calls by grammar (tools already checked by qp_parse_tools): each
+ * <tool_call> block of the answer is {"name": one of the functions (only:
+ * just that one), "arguments": valid under its parameters}; required: the
+ * answer is calls only; parallel: more than one. A parameters schema the
+ * grammar does not support is 400 naming tools[i].function.parameters. */
+int  qp_request_set_tool_grammar(qp_request *req, const qwen_tokenizer *tok,
+                                 const json_t *tools, const char *only, int required,
+                                 int parallel, qp_error *err);
 /* Structured output: constrain the answer to JSON (schema NULL: any
  * object) and put the grammar in req->params. Call once the prompt is
  * built: with thinking on, the grammar applies after </think>. A schema

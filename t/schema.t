@@ -198,5 +198,78 @@ for my $case (@refused) {
     }
 }
 
+# ------------------------------------------------- tool calls by grammar
+my $weather = { type => 'function', function => { name => 'get_weather', parameters => {
+    type => 'object', properties => {
+        city => { type => 'string', enum => ['Paris', 'Oslo', 'Lima'] },
+        days => { type => 'integer', minimum => 1, maximum => 7 },
+        unit => { enum => ['c', 'f'] } },
+    required => ['city', 'days'], additionalProperties => $F } } };
+my $stock = { type => 'function', function => { name => 'get_stock', parameters => {
+    type => 'object', properties => { ticker => { type => 'string', pattern => '^[A-Z]{1,5}$' } },
+    required => ['ticker'], additionalProperties => $F } } };
+my %params_of = (get_weather => $weather->{function}{parameters}, get_stock => $stock->{function}{parameters});
+my @calls;
+for my $seed (1 .. 3) {
+    for my $choice ('required', { type => 'function', function => { name => 'get_stock' } }) {
+        my $r = $n->post_json('/v1/chat/completions', {
+            messages => [{ role => 'user', content => 'Weather in Paris?' }],
+            tools => [$weather, $stock], tool_choice => $choice, temperature => 1, seed => $seed,
+            max_tokens => 120, ($seed == 3 ? (parallel_tool_calls => $F) : ()) });
+        my $what = 'tool_choice ' . (ref $choice ? 'get_stock' : $choice) . " seed $seed";
+        is($r->{status}, 200, $what) or diag $r->{body};
+        my $c = $r->{json}{choices}[0] // {};
+        # parallel calls may go on until max_tokens closes the last one
+        like($c->{finish_reason}, $seed == 3 ? qr/^tool_calls$/ : qr/^(tool_calls|length)$/,
+             "... finish_reason $c->{finish_reason}") or diag $json->encode($c);
+        my $tc = $c->{message}{tool_calls} // [];
+        ok(@$tc >= 1, '... at least one call');
+        ok(@$tc == 1, '... one call without parallel_tool_calls') if $seed == 3;
+        for my $call (@$tc) {
+            my $name = $call->{function}{name} // '';
+            ok(exists $params_of{$name}, "... a known function ($name)");
+            is($name, 'get_stock', '... the named one') if ref $choice;
+            push @calls, ["$what: $name", $params_of{$name} // {}, $call->{function}{arguments} // ''];
+        }
+    }
+    my $r = $n->post_json('/ol/api/chat', {
+        messages => [{ role => 'user', content => 'Weather in Oslo?' }], tools => [$weather],
+        stream => $F, think => $F, options => { temperature => 1, seed => $seed, num_predict => 120 } });
+    is($r->{status}, 200, "ollama tools seed $seed");
+    for my $call (@{ $r->{json}{message}{tool_calls} // [] }) {
+        # Ollama gives the arguments as an object
+        push @calls, ["ollama seed $seed", $params_of{get_weather}, $json->encode($call->{function}{arguments})];
+    }
+}
+($fh, $file) = tempfile(UNLINK => 1);
+print $fh $json->encode({ what => $_->[0], schema => $_->[1], text => $_->[2] }), "\n" for @calls;
+close $fh;
+$out = `$py - $file 2>&1 <<'PY'
+import json, sys
+import jsonschema
+for line in open(sys.argv[1]):
+    rec = json.loads(line)
+    try:
+        errs = [e.message for e in jsonschema.Draft202012Validator(rec["schema"]).iter_errors(json.loads(rec["text"]))]
+    except Exception as e:
+        errs = ["does not parse: %s" % e]
+    print("ok" if not errs else "INVALID " + errs[0][:200], "|", rec["what"], "|", json.dumps(rec["text"][:300]))
+PY`;
+@lines = split /\n/, $out;
+is(scalar(@lines), scalar(@calls), 'the validator judged every call\'s arguments') or diag $out;
+like($_, qr/^ok \|/, "arguments validate: $_") for @lines;
+{
+    my $bad = { type => 'function', function => { name => 'f', parameters => {
+        type => 'object', properties => { x => { type => 'string', format => 'uri' } } } } };
+    my $r = $n->post_json('/v1/chat/completions', { messages => [{ role => 'user', content => 'x' }],
+                                                    tools => [$weather, $bad], max_tokens => 5 });
+    is($r->{status}, 400, 'a tool whose parameters use an unsupported keyword is 400');
+    like($r->{json}{error}{message} // '', qr{tools\[1\]\.function\.parameters#/properties/x: 'format' "uri"},
+         '... naming the tool and the keyword');
+    $r = $n->post_json('/v1/chat/completions', { messages => [{ role => 'user', content => 'x' }],
+        tools => [$weather], tool_choice => { type => 'function', function => { name => 'nope' } } });
+    is($r->{status}, 400, 'a tool_choice naming no tool is 400');
+}
+
 ok(!$n->crashes, 'no worker crashed');
 done_testing();

@@ -187,6 +187,7 @@ struct qwen_grammar_state {
                            * byte less than now (progress on it) */
     int      budget_hit;  /* the budget refused a token the schema allowed */
     int      outer;       /* tool calls: O_TEXT, O_OPEN, O_CALL, O_AFTER */
+    int      after_ws;    /* O_AFTER: whitespace tokens so far */
     int      n;           /* threads */
     g_th     th[G_MAX_THREADS];
 };
@@ -701,7 +702,7 @@ compile_array(qwen_grammar *g, int32_t id, const json_t *s, int depth, const cha
     int64_t       v;
     int32_t       child, first;
     size_t        i;
-    char          sub[512], idx[24];
+    char          sub[512], sub0[512], idx[24];
     int           rc;
 
     g->nodes[id].items = 0;
@@ -722,8 +723,8 @@ compile_array(qwen_grammar *g, int32_t id, const json_t *s, int depth, const cha
         }
         for (i = 0; i < json_array_size(pref); i++) {
             snprintf(idx, sizeof(idx), "%zu", i);
-            sub_path(sub, sizeof(sub), path, "prefixItems");
-            sub_path(sub, sizeof(sub), sub, idx);
+            sub_path(sub0, sizeof(sub0), path, "prefixItems");
+            sub_path(sub, sizeof(sub), sub0, idx);
             child = compile(g, json_array_get(pref, i), depth + 1, sub, err, err_len);
             if (child < 0) {
                 return -1;
@@ -1066,7 +1067,7 @@ compile_anyof(qwen_grammar *g, int32_t id, const json_t *s, const char *kw, int 
     const json_t *alts = json_object_get(s, kw);
     size_t        i, j, n = json_array_size(alts);
     int32_t       first, child;
-    char          sub[512], idx[24];
+    char          sub[512], sub0[512], idx[24];
 
     if (only_annotations(s, kw, path, err, err_len) != 0) {
         return -1;
@@ -1081,8 +1082,8 @@ compile_anyof(qwen_grammar *g, int32_t id, const json_t *s, const char *kw, int 
     }
     for (i = 0; i < n; i++) {
         snprintf(idx, sizeof(idx), "%zu", i);
-        sub_path(sub, sizeof(sub), path, kw);
-        sub_path(sub, sizeof(sub), sub, idx);
+        sub_path(sub0, sizeof(sub0), path, kw);
+        sub_path(sub, sizeof(sub), sub0, idx);
         child = compile(g, json_array_get(alts, i), depth + 1, sub, err, err_len);
         if (child < 0) {
             return -1;
@@ -2754,6 +2755,7 @@ tool_step(const qwen_grammar_state *st, int32_t token, qwen_grammar_state *out)
         out->th[0].mode = S_VALUE;
         out->th[0].cur = g->root;
         out->outer = O_CALL;
+        out->after_ws = 0;
         return 0;
     }
     if (token == g->id_close || st->outer == O_OPEN) {
@@ -2770,9 +2772,15 @@ tool_step(const qwen_grammar_state *st, int32_t token, qwen_grammar_state *out)
                 return -1;
             }
         }
+        if (st->after_ws >= 2) {
+            return -1;   /* the end or the next call, not a run of blanks */
+        }
     }
     memcpy(out, st, offsetof(qwen_grammar_state, th));
     out->n = 0;
+    if (st->outer == O_AFTER && g->tok_class[token] != TC_EOG) {
+        out->after_ws++;
+    }
     return 0;
 }
 

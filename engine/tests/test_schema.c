@@ -168,6 +168,8 @@ typedef struct {
 static const refused_case refused[] = {
     { OBJ1("a", "{\"allOf\":[{}]}"), "'allOf'", "#/properties/a" },
     { OBJ1("a", "{\"not\":{}}"), "'not'", "#/properties/a" },
+    { OBJ1("a", "{\"anyOf\":[{\"type\":\"null\"},{\"type\":\"array\",\"prefixItems\":[{},{\"allOf\":[]}]}]}"),
+      "#/properties/a/anyOf/1/prefixItems/1: 'allOf'", "" },
     { OBJ1("a", "{\"if\":{},\"then\":{}}"), "'if'", "#/properties/a" },
     { "{\"type\":\"object\",\"patternProperties\":{\"x\":{}}}", "'patternProperties'", "#" },
     { "{\"type\":\"object\",\"minProperties\":1}", "'minProperties'", "#" },
