@@ -85,6 +85,9 @@ typedef struct {
     int32_t       node;
 } g_ref;
 
+#define TS_NONASCII 1
+#define TS_SPECIAL  2
+
 /* token classes: the first byte (0..255), or one of these */
 #define TC_EOG   256
 #define TC_NEVER 257    /* no bytes, unused id, or an added token */
@@ -100,6 +103,11 @@ struct qwen_grammar {
      * candidates of a state without a scan of the vocabulary */
     int32_t              *by_first, *by_first_off;   /* [n_tok], [258] */
     int32_t              *by_nows, *by_nows_off;     /* [n_tok], [257] */
+    /* per token, for strings: its ASCII bytes, whether it has non-ASCII
+     * ones (TS_NONASCII) or bytes a string cannot hold raw ('"', '\\',
+     * controls: TS_SPECIAL), and its characters (255: more) */
+    uint64_t             *tok_ascii;                 /* [n_tok][2] */
+    uint8_t              *tok_flags, *tok_chars;
     g_node               *nodes;
     int32_t               n_nodes, cap_nodes;
     g_str                *props;
@@ -1607,6 +1615,31 @@ classify_tokens(qwen_grammar *g)
     {
         return -1;
     }
+    g->tok_ascii = calloc((size_t) (g->n_tok > 0 ? g->n_tok : 1) * 2, sizeof(uint64_t));
+    g->tok_flags = calloc((size_t) (g->n_tok > 0 ? g->n_tok : 1), 1);
+    g->tok_chars = calloc((size_t) (g->n_tok > 0 ? g->n_tok : 1), 1);
+    if (g->tok_ascii == NULL || g->tok_flags == NULL || g->tok_chars == NULL) {
+        return -1;
+    }
+    for (id = 0; id < g->n_tok; id++) {
+        size_t i, chars = 0;
+
+        p = qwen_token_bytes(g->tok, id, &n);
+        for (i = 0; p != NULL && i < n; i++) {
+            unsigned char c = (unsigned char) p[i];
+
+            if (c < 0x80) {
+                g->tok_ascii[2 * id + (c >> 6)] |= (uint64_t) 1 << (c & 63);
+                if (c < 0x20 || c == '"' || c == '\\') {
+                    g->tok_flags[id] |= TS_SPECIAL;
+                }
+            } else {
+                g->tok_flags[id] |= TS_NONASCII;
+            }
+            chars += (c & 0xC0) != 0x80;
+        }
+        g->tok_chars[id] = (uint8_t) (chars > 255 ? 255 : chars);
+    }
     /* counting sort: class (0..256; TC_NEVER left out) and nows byte */
     for (id = 0; id < g->n_tok; id++) {
         if (g->tok_class[id] != TC_NEVER) {
@@ -1764,6 +1797,9 @@ qwen_grammar_free(qwen_grammar *g)
     free(g->by_first_off);
     free(g->by_nows);
     free(g->by_nows_off);
+    free(g->tok_ascii);
+    free(g->tok_flags);
+    free(g->tok_chars);
     free(g);
 }
 
@@ -2900,12 +2936,71 @@ first_has(const qwen_grammar_state *st, int c)
     return (st->first[c >> 6] >> (c & 63)) & 1;
 }
 
+/* Inside strings: a token without '"', '\\' or controls stays inside the
+ * string, so it must use only characters the pattern takes anywhere and
+ * fit the length left: a pass over per-token bits, no automaton. -2: not
+ * every thread is inside a value string. */
+static int32_t
+string_candidates(const qwen_grammar_state *st, int32_t *ids, int32_t cap)
+{
+    const qwen_grammar *g = st->g;
+    uint64_t            u0 = 0, u1 = 0;
+    int                 nonascii = 0, i;
+    int32_t             left = 0, n = 0, id;
+
+    for (i = 0; i < st->n; i++) {
+        const g_th   *t = &st->th[i];
+        const g_node *nd;
+
+        if (t->mode != S_STR || t->is_key || t->esc != 0 || t->u8_need != 0) {
+            return -2;
+        }
+        nd = &g->nodes[t->cur];
+        if (nd->rx >= 0) {
+            u0 |= g->rx[nd->rx]->any[0];
+            u1 |= g->rx[nd->rx]->any[1];
+            nonascii |= (int) (g->rx[nd->rx]->any[2] & 1);
+        } else {
+            u0 = u1 = ~(uint64_t) 0;
+            nonascii = 1;
+        }
+        if (nd->max_len < 0) {
+            left = G_INF;
+        } else if (nd->max_len - t->slen > left) {
+            left = nd->max_len - t->slen;
+        }
+    }
+    if (left >= 255 && u0 == ~(uint64_t) 0 && u1 == ~(uint64_t) 0 && nonascii) {
+        return -1;   /* a free string: nearly everything fits */
+    }
+    for (id = 0; id < g->n_tok; id++) {
+        uint8_t f = g->tok_flags[id];
+
+        if (g->tok_class[id] >= 256) {
+            continue;
+        }
+        if (!(f & TS_SPECIAL)
+            && (g->tok_chars[id] > left || (g->tok_ascii[2 * id] & ~u0) != 0
+                || (g->tok_ascii[2 * id + 1] & ~u1) != 0 || ((f & TS_NONASCII) && !nonascii)))
+        {
+            continue;
+        }
+        if (n == cap) {
+            return -1;
+        }
+        ids[n++] = id;
+    }
+    return n;
+}
+
 int32_t
 qwen_grammar_candidates(const qwen_grammar_state *st, int32_t *ids, int32_t cap)
 {
     const qwen_grammar *g = st->g;
-    int32_t             n = 0, i, a, b;
-    int                 c;
+    qwen_grammar_state *tmp;
+    uint64_t            aw[4];
+    int32_t             n = 0, i, a, b, id;
+    int                 c, have_aw = 0;
 
     if (st->outer == O_OPEN) {
         if (cap < 1) return -1;
@@ -2915,25 +3010,9 @@ qwen_grammar_candidates(const qwen_grammar_state *st, int32_t *ids, int32_t cap)
     if (st->outer != O_JSON && st->outer != O_CALL) {
         return -1;   /* text: the sampler's own selection */
     }
-    /* count first: most states that matter here take few bytes */
-    for (c = 0; c < 256; c++) {
-        if (!first_has(st, c)) {
-            continue;
-        }
-        if (st->structural) {
-            if (!is_ws((unsigned char) c) || c == ' ') {
-                n += g->by_nows_off[c + 1] - g->by_nows_off[c];
-            }
-        } else {
-            n += g->by_first_off[c + 1] - g->by_first_off[c];
-        }
-    }
-    if (qwen_grammar_complete(st)) {
-        n += g->by_first_off[257] - g->by_first_off[256];
-    }
-    n += st->outer == O_CALL;
-    if (n > cap) {
-        return -1;
+    n = string_candidates(st, ids, cap);
+    if (n != -2) {
+        return n;
     }
     n = 0;
     for (c = 0; c < 256; c++) {
@@ -2950,12 +3029,41 @@ qwen_grammar_candidates(const qwen_grammar_state *st, int32_t *ids, int32_t cap)
             b = g->by_nows_off[c + 1];
             for (i = a; i < b; i++) {
                 if (first_has(st, g->tok_class[g->by_nows[i]])) {
+                    if (n == cap) return -1;
                     ids[n++] = g->by_nows[i];
+                }
+            }
+        } else if (is_ws((unsigned char) c)) {
+            /* blanks end a number or a literal: what may follow them */
+            if (!have_aw) {
+                tmp = malloc(sizeof(*tmp));
+                if (tmp == NULL) {
+                    return -1;
+                }
+                copy_state(tmp, st);
+                memset(aw, 0, sizeof(aw));
+                if (feed(tmp, ' ') == 0) {
+                    update_first(tmp);
+                    memcpy(aw, tmp->first, sizeof(aw));
+                }
+                free(tmp);
+                have_aw = 1;
+            }
+            a = g->by_first_off[c];
+            b = g->by_first_off[c + 1];
+            for (i = a; i < b; i++) {
+                id = g->by_first[i];
+                if (g->tok_nows[id] == ' ' || (aw[g->tok_nows[id] >> 6] >> (g->tok_nows[id] & 63) & 1)) {
+                    if (n == cap) return -1;
+                    ids[n++] = id;
                 }
             }
         } else {
             a = g->by_first_off[c];
             b = g->by_first_off[c + 1];
+            if (n + (b - a) > cap) {
+                return -1;
+            }
             memcpy(ids + n, g->by_first + a, (size_t) (b - a) * sizeof(int32_t));
             n += b - a;
         }
@@ -2963,10 +3071,14 @@ qwen_grammar_candidates(const qwen_grammar_state *st, int32_t *ids, int32_t cap)
     if (qwen_grammar_complete(st)) {
         a = g->by_first_off[256];
         b = g->by_first_off[257];
+        if (n + (b - a) > cap) {
+            return -1;
+        }
         memcpy(ids + n, g->by_first + a, (size_t) (b - a) * sizeof(int32_t));
         n += b - a;
     }
-    if (st->outer == O_CALL && json_complete(st) && n < cap) {
+    if (st->outer == O_CALL && json_complete(st)) {
+        if (n == cap) return -1;
         ids[n++] = g->id_close;
     }
     return n;

@@ -35,6 +35,7 @@ typedef struct {
     int32_t cdist[G_RX_MAX];  /* fewest characters from here to a match */
     int32_t bdist[G_RX_MAX];  /* fewest JSON bytes from here to a match */
     uint8_t bcost[G_RX_MAX];  /* bytes of the cheapest character here */
+    uint64_t any[3];          /* the symbols some position takes */
 } g_regex;
 
 /* NULL with err "<path>: '<what>': ... is not supported". */

@@ -708,6 +708,11 @@ g_regex_compile(const char *pattern, size_t len, const char *what, const char *p
             }
         }
     } while (changed);
+    for (i = 0; i < G_RX_SYMS; i++) {
+        if (!g_regex_empty(&rx->sym[i])) {
+            rx->any[i >> 6] |= (uint64_t) 1 << (i & 63);
+        }
+    }
     if (rx->cdist[0] >= G_INF) {
         rx_err(ps, "%s", "a pattern that matches no string a JSON answer can hold");
         goto fail;
