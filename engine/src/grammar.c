@@ -2970,8 +2970,8 @@ string_candidates(const qwen_grammar_state *st, int32_t *ids, int32_t cap)
             left = nd->max_len - t->slen;
         }
     }
-    if (left >= 255 && u0 == ~(uint64_t) 0 && u1 == ~(uint64_t) 0 && nonascii) {
-        return -1;   /* a free string: nearly everything fits */
+    if (left >= 16 && u0 == ~(uint64_t) 0 && u1 == ~(uint64_t) 0 && nonascii) {
+        return -1;   /* a free string with room: nearly every token fits */
     }
     for (id = 0; id < g->n_tok; id++) {
         uint8_t f = g->tok_flags[id];

@@ -486,25 +486,43 @@ qwen_sampler_sample(qwen_sampler *s, float *logits)
 static int
 best_allowed(candidate *c, int n, int want, qwen_token_filter allowed, void *ctx)
 {
-    int pos[ROUND_MAX / 2];
-    int k = 0, i, first;
+    static __thread candidate top[ROUND_MAX];
+    int                       pos[ROUND_MAX / 2];
+    int                       k = 0, i, first;
 
     /* the best 64, 512, 4096 by logit, each sorted and checked in order:
      * the first `want` allowed among the best m are the best allowed of
      * all, so inside a constrained string a few hundred checks find them
      * where a scan would check the whole vocabulary */
     for (first = want * 2 < 64 ? 64 : want * 2; first < n && first <= ROUND_MAX; first *= 8) {
-        select_top_k(c, n, first);
-        qsort(c, (size_t) first, sizeof(candidate), cand_desc);
+        /* a min-heap scan into top: one comparison per candidate, and c
+         * stays whole for the next round */
+        float floor;
+
+        for (i = 0; i < first; i++) {
+            top[i] = c[i];
+        }
+        for (i = first / 2 - 1; i >= 0; i--) {
+            heap_sift_down(top, first, i);
+        }
+        floor = top[0].p;
+        for (i = first; i < n; i++) {
+            if (c[i].p > floor) {
+                top[0] = c[i];
+                heap_sift_down(top, first, 0);
+                floor = top[0].p;
+            }
+        }
+        qsort(top, (size_t) first, sizeof(candidate), cand_desc);
         k = 0;
         for (i = 0; i < first && k < want; i++) {
-            if (allowed(ctx, c[i].id)) {
+            if (allowed(ctx, top[i].id)) {
                 pos[k++] = i;
             }
         }
         if (k == want) {
             for (i = 0; i < k; i++) {
-                c[i] = c[pos[i]];   /* pos ascends: nothing is overwritten early */
+                c[i] = top[pos[i]];
             }
             return k;
         }
