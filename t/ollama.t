@@ -14,7 +14,10 @@ use QwenNginx;
 
 QwenNginx::require_built();
 
-my $n = QwenNginx->serve(server => 'location / { qwen_api ollama; }
+# No prefix cache: prompt_eval_count counts the tokens evaluated, and
+# here it checks what the prompt was (t/prefix_cache.t tests the cache)
+my $n = QwenNginx->serve(engine => 'qwen_prefix_cache off;',
+                         server => 'location / { qwen_api ollama; }
                                     location /named/ { qwen_model_name mine; qwen_api ollama; }');
 
 my $T = JSON::PP::true;
