@@ -71,3 +71,13 @@ test-image: image-binfmt
 	$(MAKE) --no-print-directory ARCH=$(IMAGE_HOST_ARCH) test-models
 	BUILDAH="$(BUILDAH)" IMAGE=$(IMAGE_NAME) IMAGE_ARCH=$(IMAGE_ARCH) \
 	    MODEL_FILE=$(abspath $(BUILD))/models/tiny-f32.gguf tests/image_test.sh
+
+# The Dockerfile through npm's dockerfile-utils linter (hadolint is not
+# packaged for Debian 12).
+DOCKERLINT_DIR = $(BUILD)/dockerlint
+.PHONY: lint-image
+lint-image:
+	@[ -x $(DOCKERLINT_DIR)/node_modules/.bin/dockerfile-utils ] || \
+	    npm install --silent --no-audit --no-fund --prefix $(DOCKERLINT_DIR) dockerfile-utils@0.16
+	$(DOCKERLINT_DIR)/node_modules/.bin/dockerfile-utils lint docker/Dockerfile
+	@echo "lint-image: docker/Dockerfile: no problems"

@@ -58,13 +58,15 @@ ok $? "LMI body: [{\"generated_text\": ...}]"
 serve=""
 for p in $(descendants "$run"); do
     case $(tr '\0' ' ' < /proc/"$p"/cmdline 2>/dev/null) in
-        *"/usr/local/bin/serve"*|"/bin/bash /usr/local/bin/serve"*|*" serve "*) serve=$p; break ;;
+        *"bash /usr/local/bin/serve"*) serve=$p; break ;;
     esac
 done
 if [ -n "$serve" ]; then
     kill -TERM "$serve"
     wait "$run"; rc=$?
-    grep -q "serve: nginx exited with status 0" "$log"; ok $? "SIGTERM to serve: drained, nginx exited 0 (buildah run: $rc)"
+    grep -q "serve: nginx exited with status 0" "$log"; st=$?
+    ok $st "SIGTERM to serve: drained, nginx exited 0 (buildah run: $rc)"
+    [ $st = 0 ] || grep -v '"POST\|"GET' "$log" | tail -n 20
 else
     ok 1 "SIGTERM to serve: serve's process not found"
     kill "$run"; wait "$run"
