@@ -96,6 +96,7 @@ qp_request_free(qp_request *req)
         free(req->stop[i]);
     }
     free(req->model);
+    free(req->input_text);
     qwen_grammar_free(req->grammar);
     free(req->bias);
     free(req);

@@ -33,6 +33,9 @@ struct qp_request {
     qwen_grammar         *grammar;      /* structured output (params.grammar) */
     qwen_logit_bias      *bias;         /* params.logit_bias */
     qwen_tokens           think_close;  /* params.think_close_ids */
+    char                 *input_text;   /* LMI: "inputs" (return_full_text, details) */
+    int                   details;      /* LMI: parameters.details */
+    int                   full_text;    /* LMI: parameters.return_full_text */
 };
 
 /* A body that must be a JSON object (400 if not), and a fresh request for
