@@ -16,7 +16,7 @@ LDLIBS  = -lpcre2-8 -ljansson -lutf8proc -lm -pthread
 
 APT_PACKAGES = build-essential nginx nginx-dev libpcre2-dev \
           libjansson-dev libutf8proc-dev python3-jinja2 libclang-rt-14-dev \
-          gnuplot-nox curl openssl chromium
+          gnuplot-nox curl openssl chromium python3-jsonschema python3-rfc3339-validator
 
 # Engine sources: everything in engine/src and engine/src/kernels builds
 # with CFLAGS; the ISA folders (kernels/x86, kernels/arm) build only on

@@ -25,6 +25,9 @@ suite cli "$here/tokenizer/cli_test.sh"
 # the libraries export only their own prefixes (nm)
 suite symbols "$here/check_symbols.sh"
 
+# where make run finds a model (a temporary HOME, no network)
+suite run "$here/run_discovery.sh"
+
 # arm64 kernels under qemu, one suite per emulated CPU model
 if [ -n "${QWEN_ARM64_RUNS:-}" ]; then
     for dir in "$QWEN_ARM64_RUNS"/*; do
