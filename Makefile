@@ -15,7 +15,7 @@ CFLAGS  += $(CFLAGS_COMMON)
 LDLIBS  = -lpcre2-8 -ljansson -lutf8proc -lm -pthread
 
 APT_PACKAGES = build-essential nginx nginx-dev libpcre2-dev \
-          libjansson-dev libutf8proc-dev python3-jinja2 libclang-rt-14-dev \
+          libjansson-dev libutf8proc-dev python3-jinja2 clang-14 libclang-rt-14-dev \
           gnuplot-nox curl chromium
 
 # Engine sources: everything in engine/src and engine/src/kernels builds
