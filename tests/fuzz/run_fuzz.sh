@@ -7,6 +7,8 @@
 # (libFuzzer's final stats), then "fuzz: N passed, N failed"; adds the
 # totals to $TEST_TOTALS when set (tests/run_all.sh).
 # Usage: run_fuzz.sh SECONDS BUILD/fuzz/fuzz_NAME...
+# FUZZ_TIMEOUT: seconds one input may take (default 20). libFuzzer counts wall
+# time: long runs next to benchmarks that SIGSTOP fuzz_* want it large.
 set -u
 secs=$1; shift
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,7 +23,7 @@ for bin in "$@"; do
     esac
     log=$work/$name.log
     # new inputs go to the build tree; the repository's corpus is only read
-    "$bin" -max_total_time="$secs" -timeout=20 -rss_limit_mb=3072 -max_len=65536 \
+    "$bin" -max_total_time="$secs" -timeout="${FUZZ_TIMEOUT:-20}" -rss_limit_mb=3072 -max_len=65536 \
         -dict="$dict" -print_final_stats=1 -artifact_prefix="$work/artifacts/$name-" \
         "$work/corpus/$short" "$here/corpus/$short" > "$log" 2>&1
     rc=$?
