@@ -30,6 +30,7 @@ ap.add_argument("--warmup", type=float, default=None)
 ap.add_argument("--sample", type=float, default=10)
 ap.add_argument("--fd-slack", type=int, default=8)
 ap.add_argument("--rss-slack-mb", type=float, default=16)
+ap.add_argument("--prefix-cache", default="8m")
 ap.add_argument("--out", default=os.environ.get("SOAK_OUT", "build/soak"))
 args = ap.parse_args()
 if args.warmup is None:
@@ -68,6 +69,9 @@ http {{
     qwen_threads 1;
     qwen_slots 4;
     qwen_queue 16;
+    # the prefix cache takes memory until it holds SIZE (the default 256m
+    # fills for many minutes here): a small one is full within the warm-up
+    qwen_prefix_cache {args.prefix_cache};
     server {{
         listen 127.0.0.1:{port} reuseport;
         listen 127.0.0.1:{h2port} http2;
