@@ -23,17 +23,8 @@ for my $pkg (qw(openai ollama)) {
 # without a tool definition, and the OpenAI script sends the same tool
 # first, so with the cache on the tools prompt would be partly cached
 # (prompt_eval_count counts evaluated tokens, as Ollama's does).
-my $n = QwenNginx->new(http => <<'EOF2');
-    qwen_model %%MODELS%%/tiny-f32.gguf;
-    qwen_ctx 512;
-    qwen_prefix_cache off;
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location / { qwen_api ollama; }
-        location /v1/ { qwen_api openai; }
-    }
-EOF2
-$n->start;
+my $n = QwenNginx->serve(engine => 'qwen_prefix_cache off;',
+                         server => 'location / { qwen_api ollama; } location /v1/ { qwen_api openai; }');
 
 # Run a client script; returns its report (a hash) or undef.
 sub run_client {

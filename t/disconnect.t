@@ -13,20 +13,9 @@ sub ngx_max { $_[0] > $_[1] ? $_[0] : $_[1] }
 
 QwenNginx::require_built();
 
-my $n = QwenNginx->new(http => <<'EOF2');
-    qwen_model %%MODELS%%/tiny-f32.gguf;
-    qwen_ctx 4096;
-    qwen_threads 1;
-    qwen_slots 1;
-    qwen_queue 1;
-    qwen_batch 1;
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location /v1/ { qwen_api openai; }
-        location /slow/v1/ { qwen_timeout 300ms; qwen_api openai; }
-    }
-EOF2
-$n->start;
+my $n = QwenNginx->serve(ctx => 4096, engine => 'qwen_threads 1; qwen_slots 1; qwen_queue 1; qwen_batch 1;',
+                         server => 'location /v1/ { qwen_api openai; }
+                                    location /slow/v1/ { qwen_timeout 300ms; qwen_api openai; }');
 
 my $quick = { prompt => [1, 2, 3], max_tokens => 1 };
 
@@ -92,16 +81,7 @@ like($n->error_log, qr/qwen: request timed out after 300 ms/, 'the timeout is lo
 # ----------------------------------------------------------- backpressure
 # A client that stops reading: its socket fills, its sequence pauses, and
 # the other slot keeps generating.
-my $bp = QwenNginx->new(http => <<'EOF2');
-    qwen_model %%MODELS%%/tiny-f32.gguf;
-    qwen_ctx 4096;
-    qwen_slots 2;
-    server {
-        listen 127.0.0.1:%%PORT%% sndbuf=4k;
-        location /v1/ { qwen_api openai; }
-    }
-EOF2
-$bp->start;
+my $bp = QwenNginx->serve(ctx => 4096, engine => 'qwen_slots 2;', listen => 'sndbuf=4k');
 my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $bp->port,
                                  Proto => 'tcp') or die;
 setsockopt($sock, Socket::SOL_SOCKET(), Socket::SO_RCVBUF(), 4096);

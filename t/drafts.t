@@ -9,18 +9,8 @@ use QwenNginx;
 
 QwenNginx::require_built();
 
-my $n = QwenNginx->new(http => <<'EOF2');
-    qwen_model %%MODELS%%/tiny-f32.gguf;
-    qwen_ctx 512;
-    qwen_draft ngram;
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location /v1/ { qwen_api openai; }
-        location / { qwen_api ollama; }
-        location = /metrics { qwen_metrics; }
-    }
-EOF2
-$n->start;
+my $n = QwenNginx->serve(engine => 'qwen_draft ngram;', server => 'location /v1/ { qwen_api openai; }
+    location / { qwen_api ollama; } location = /metrics { qwen_metrics; }');
 
 like($n->error_log, qr/qwen: engine for model .* drafts ngram/, 'the engine says it drafts');
 

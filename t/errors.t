@@ -10,16 +10,8 @@ use QwenNginx;
 
 QwenNginx::require_built();
 
-my $n = QwenNginx->new(http => <<'EOF2');
-    qwen_model %%MODELS%%/tiny-f32.gguf;
-    qwen_ctx 64;
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        client_max_body_size 2k;
-        location /v1/ { qwen_api openai; }
-    }
-EOF2
-$n->start;
+my $n = QwenNginx->serve(ctx => 64, server => 'client_max_body_size 2k;
+                                               location /v1/ { qwen_api openai; }');
 
 sub check_error {
     my ($r, $status, $type, $name, $message) = @_;

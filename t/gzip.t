@@ -9,19 +9,8 @@ use QwenNginx;
 
 QwenNginx::require_built();
 
-my $n = QwenNginx->new(http => <<'EOF2');
-    qwen_model %%MODELS%%/tiny-f32.gguf;
-    qwen_ctx 512;
-    qwen_threads 1;
-    gzip on;
-    gzip_min_length 0;
-    gzip_types text/event-stream application/json;
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location /v1/ { qwen_api openai; }
-    }
-EOF2
-$n->start;
+my $n = QwenNginx->serve(engine => 'qwen_threads 1;',
+                         http => 'gzip on; gzip_min_length 0; gzip_types text/event-stream application/json;');
 
 my $N = 100;
 my $s = $n->stream_json('/v1/completions',

@@ -13,18 +13,8 @@ use Time::HiRes qw(time sleep);
 QwenNginx::require_built();
 plan skip_all => 'curl is not installed' unless -x '/usr/bin/curl';
 
-my $n = QwenNginx->new(http => <<'EOF2');
-    qwen_model %%MODELS%%/tiny-f32.gguf;
-    qwen_ctx 4096;
-    qwen_threads 1;
-    qwen_slots 1;
-    qwen_queue 1;
-    server {
-        listen 127.0.0.1:%%PORT%% http2;
-        location /v1/ { qwen_api openai; }
-    }
-EOF2
-$n->start;
+my $n = QwenNginx->serve(ctx => 4096, engine => 'qwen_threads 1; qwen_slots 1; qwen_queue 1;',
+                         listen => 'http2');
 my $url = 'http://127.0.0.1:' . $n->port;
 my $J = $QwenNginx::JSON;
 

@@ -14,16 +14,8 @@ use QwenNginx;
 
 QwenNginx::require_built();
 
-my $n = QwenNginx->new(http => <<'EOF2');
-    qwen_model %%MODELS%%/tiny-f32.gguf;
-    qwen_ctx 512;
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location / { qwen_api ollama; }
-        location /named/ { qwen_model_name mine; qwen_api ollama; }
-    }
-EOF2
-$n->start;
+my $n = QwenNginx->serve(server => 'location / { qwen_api ollama; }
+                                    location /named/ { qwen_model_name mine; qwen_api ollama; }');
 
 my $T = JSON::PP::true;
 my $F = JSON::PP::false;

@@ -11,17 +11,11 @@ use QwenNginx;
 QwenNginx::require_built();
 
 my $model = QwenNginx::model('tiny-f32.gguf');
-my $n = QwenNginx->new(http => <<'EOF2');
-    qwen_model %%MODELS%%/tiny-f32.gguf;
-    qwen_ctx 512;
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location /v1/ { qwen_api openai; }
-        location /nothink/v1/ { qwen_enable_thinking off; qwen_api openai; }
-        location /named/v1/ { qwen_model_name mine; qwen_api openai; }
-    }
+my $n = QwenNginx->serve(server => <<'EOF2');
+    location /v1/ { qwen_api openai; }
+    location /nothink/v1/ { qwen_enable_thinking off; qwen_api openai; }
+    location /named/v1/ { qwen_model_name mine; qwen_api openai; }
 EOF2
-$n->start;
 
 # ---------------------------------------------------------------- models
 my $r = $n->get_json('/v1/models');

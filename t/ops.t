@@ -90,26 +90,20 @@ sub prometheus {
 }
 
 # -------------------------------------------------------- two workers
-my $n = QwenNginx->new(workers => 2, http => <<'EOF2');
-    qwen_model %%MODELS%%/tiny-f32.gguf;
-    qwen_ctx 512;
-    qwen_threads 1;
-    log_format qwen '$request_uri $status p=$qwen_prompt_tokens c=$qwen_completion_tokens '
-                    'ttft=$qwen_ttft tps=$qwen_tokens_per_second f=$qwen_finish_reason '
-                    'q=$qwen_queue_time';
-    server {
-        listen 127.0.0.1:%%PORT%% reuseport;
-        access_log %%DIR%%/logs/qwen.log qwen;
-        location /v1/ { qwen_api openai; }
-        location / { qwen_api ollama; }
-        location = /health { qwen_health; }
-        location = /metrics { qwen_metrics; }
-        location = /tokenize { qwen_tokenize; }
-        location = /detokenize { qwen_detokenize; }
-        location = /static { return 200 'static'; }
-    }
+my $n = QwenNginx->serve(workers => 2, engine => 'qwen_threads 1;', listen => 'reuseport',
+    http => q{log_format qwen '$request_uri $status p=$qwen_prompt_tokens c=$qwen_completion_tokens '
+                              'ttft=$qwen_ttft tps=$qwen_tokens_per_second f=$qwen_finish_reason '
+                              'q=$qwen_queue_time';},
+    server => <<'EOF2');
+    access_log %%DIR%%/logs/qwen.log qwen;
+    location /v1/ { qwen_api openai; }
+    location / { qwen_api ollama; }
+    location = /health { qwen_health; }
+    location = /metrics { qwen_metrics; }
+    location = /tokenize { qwen_tokenize; }
+    location = /detokenize { qwen_detokenize; }
+    location = /static { return 200 'static'; }
 EOF2
-$n->start;
 
 sub scrape {
     my $r = $n->request('GET', '/metrics');
@@ -264,21 +258,12 @@ like($log, qr{^/tokenize 200 p=- c=- }m, '... and for /tokenize');
 is_deeply([$n->crashes], [], 'no worker crashed, no alerts');
 
 # -------------------------------------------------- saturated, 503
-$n = QwenNginx->new(http => <<'EOF2');
-    qwen_model %%MODELS%%/tiny-f32.gguf;
-    qwen_ctx 512;
-    qwen_threads 1;
-    qwen_slots 1;
-    qwen_queue 0;
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location /v1/ { qwen_api openai; }
-        location = /health { qwen_health; }
-        location = /health503 { qwen_health saturated=503; }
-        location = /metrics { qwen_metrics; }
-    }
+$n = QwenNginx->serve(engine => 'qwen_threads 1; qwen_slots 1; qwen_queue 0;', server => <<'EOF2');
+    location /v1/ { qwen_api openai; }
+    location = /health { qwen_health; }
+    location = /health503 { qwen_health saturated=503; }
+    location = /metrics { qwen_metrics; }
 EOF2
-$n->start;
 $s = $n->stream_json('/v1/completions', { prompt => [1, 2, 3], max_tokens => 500,
                                          ignore_eos => $T, stream => $T });
 ok(defined $s->next_event(10), 'the only slot is busy, the queue is 0');

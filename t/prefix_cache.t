@@ -14,25 +14,15 @@ QwenNginx::require_built();
 
 # One model with the cache, the same weights (the HF directory) without:
 # two engines, whose greedy answers must agree.
-my $n = QwenNginx->new(http => <<'EOF2');
-    qwen_model %%MODELS%%/tiny-f32.gguf;
-    qwen_ctx 512;
-    qwen_prefix_cache 8m;
-    log_format qwen '$request_uri p=$qwen_prompt_tokens cached=$qwen_cached_tokens';
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        access_log %%DIR%%/logs/qwen.log qwen;
-        location /v1/ { qwen_api openai; }
-        location / { qwen_api ollama; }
-        location = /metrics { qwen_metrics; }
-        location /nocache/v1/ {
-            qwen_model %%MODELS%%/tiny-f32-hf;
-            qwen_prefix_cache off;
-            qwen_api openai;
-        }
-    }
+my $n = QwenNginx->serve(engine => 'qwen_prefix_cache 8m;',
+    http => q{log_format qwen '$request_uri p=$qwen_prompt_tokens cached=$qwen_cached_tokens';},
+    server => <<'EOF2');
+    access_log %%DIR%%/logs/qwen.log qwen;
+    location /v1/ { qwen_api openai; }
+    location / { qwen_api ollama; }
+    location = /metrics { qwen_metrics; }
+    location /nocache/v1/ { qwen_model %%MODELS%%/tiny-f32-hf; qwen_prefix_cache off; qwen_api openai; }
 EOF2
-$n->start;
 
 my @shared = map { 1000 + 37 * $_ } 0 .. 79;               # 80 tokens
 my @a = (@shared, map { 5000 + $_ } 0 .. 19);               # 100
@@ -55,8 +45,8 @@ is($again->{usage}{prompt_tokens}, 100, '... prompt_tokens still counts the whol
 is($again->{choices}[0]{text}, $first->{choices}[0]{text}, '... the same answer');
 
 my $b = complete('/v1/completions', \@b);
-is($b->{usage}{prompt_tokens_details}{cached_tokens}, 64,
-   'a prompt sharing 80 tokens: 2 whole blocks cached');
+is($b->{usage}{prompt_tokens_details}{cached_tokens}, 80,
+   'a prompt sharing 80 tokens: 2 whole blocks cached and 16 positions of the third copied');
 my $b_ref = complete('/nocache/v1/completions', \@b);
 is($b_ref->{usage}{prompt_tokens_details}{cached_tokens}, 0, 'qwen_prefix_cache off: none');
 is($b->{choices}[0]{text}, $b_ref->{choices}[0]{text},
@@ -81,14 +71,15 @@ my $o2 = $n->post_json('/api/generate', { model => 'qwen3', prompt => $text, raw
                                           options => { num_predict => 3, temperature => 0 } });
 ok($o1->{json}{prompt_eval_count} > 64, "ollama: $o1->{json}{prompt_eval_count} prompt tokens evaluated");
 my $cached = $o1->{json}{prompt_eval_count} - $o2->{json}{prompt_eval_count};
-ok($cached >= 64 && $cached % 32 == 0, "... the same prompt again: $cached fewer (whole blocks)");
+ok($cached >= 64 && $o2->{json}{prompt_eval_count} >= 1,
+   "... the same prompt again: $cached fewer, the last token still evaluated");
 is($o2->{json}{response}, $o1->{json}{response}, '... the same answer');
 
 # the counters and the access log
 my $m = $n->request('GET', '/metrics')->{body};
 my ($hits) = $m =~ /^qwen_prefix_cache_hits_total (\d+)$/m;
 my ($queries) = $m =~ /^qwen_prefix_cache_queries_total (\d+)$/m;
-is($hits, 0 + 96 + 64 + 0 + 96 + $cached, "qwen_prefix_cache_hits_total $hits");
+is($hits, 0 + 96 + 80 + 0 + 96 + $cached, "qwen_prefix_cache_hits_total $hits");
 ok($queries >= 500 && $queries > $hits, "qwen_prefix_cache_queries_total $queries");
 
 my $log = $n->slurp($n->dir . '/logs/qwen.log') // '';

@@ -39,17 +39,9 @@ sub rollup_pss {
 # Start nginx with $workers workers and make every worker run the model.
 sub warm {
     my ($model, $workers) = @_;
-    my $n = QwenNginx->new(workers => $workers, http => <<"EOF2");
-    qwen_model $model;
-    qwen_threads 1;
-    qwen_slots 1;
-    qwen_ctx 256;
-    server {
-        listen 127.0.0.1:%%PORT%% reuseport;
-        location /v1/ { add_header X-Worker \$pid always; qwen_api openai; }
-    }
-EOF2
-    $n->start;
+    my $n = QwenNginx->serve(workers => $workers, model => $model, ctx => 256,
+                             engine => 'qwen_threads 1; qwen_slots 1;', listen => 'reuseport',
+                             server => 'location /v1/ { add_header X-Worker $pid always; qwen_api openai; }');
     my %seen;
     for (1 .. 400) {
         my $r = $n->post_json('/v1/completions', { prompt => [1, 2, 3], max_tokens => 2 });

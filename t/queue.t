@@ -17,21 +17,12 @@ my $long = { prompt => [9707, 11, 1879], max_tokens => 300, temperature => 0,
 my $short = { prompt => [1, 2, 3], max_tokens => 3, stream => JSON::PP::true };
 
 # ---------------------------------------------- one slot, queue of one
-my $n = QwenNginx->new(http => <<'EOF2');
-    qwen_model %%MODELS%%/tiny-f32.gguf;
-    qwen_ctx 512;
-    qwen_threads 1;
-    qwen_slots 1;
-    qwen_queue 1;
-    qwen_retry_after 2s;
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location /v1/ { qwen_api openai; }
-        location /busy/v1/ { qwen_queue_full_status 503; qwen_api openai; }
-        location = /health { return 200 '{"status":"ok"}'; }
-    }
+my $n = QwenNginx->serve(engine => 'qwen_threads 1; qwen_slots 1; qwen_queue 1; qwen_retry_after 2s;',
+                         server => <<'EOF2');
+    location /v1/ { qwen_api openai; }
+    location /busy/v1/ { qwen_queue_full_status 503; qwen_api openai; }
+    location = /health { return 200 '{"status":"ok"}'; }
 EOF2
-$n->start;
 
 my $a = $n->stream_json('/v1/completions', $long);
 ok(defined $a->next_event(10), 'A runs in the only slot');
@@ -76,18 +67,7 @@ is_deeply([$n->crashes], [], 'no worker crashed, no alerts');
 $n->stop;
 
 # ---------------------------------------------- two slots decode together
-$n = QwenNginx->new(http => <<'EOF2');
-    qwen_model %%MODELS%%/tiny-f32.gguf;
-    qwen_ctx 512;
-    qwen_threads 1;
-    qwen_slots 2;
-    qwen_queue 0;
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location /v1/ { qwen_api openai; }
-    }
-EOF2
-$n->start;
+$n = QwenNginx->serve(engine => 'qwen_threads 1; qwen_slots 2; qwen_queue 0;');
 
 my $mid = { %$long, max_tokens => 120 };
 my @s = map { $n->stream_json('/v1/completions', $mid) } 1 .. 2;

@@ -11,20 +11,8 @@ use Time::HiRes qw(time sleep);
 
 QwenNginx::require_built();
 
-my $http = <<'EOF2';
-    qwen_model %%MODEL%%;
-    qwen_ctx 1024;
-    qwen_threads 1;
-    qwen_slots 2;
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location /v1/ { qwen_api openai; }
-    }
-EOF2
-my $good = QwenNginx::model('tiny-f32.gguf');
-(my $conf = $http) =~ s/%%MODEL%%/$good/;
-my $n = QwenNginx->new(http => $conf);
-$n->start;
+my %engine = (ctx => 1024, engine => 'qwen_threads 1; qwen_slots 2;');
+my $n = QwenNginx->serve(%engine);
 my @first = $n->worker_pids;
 
 my $N = 400;
@@ -80,8 +68,7 @@ is(scalar($n->old_worker_pids), 0, 'storm: every old worker exited');
 @second = $n->worker_pids;
 
 # a reload with a model that does not load
-(my $bad = $http) =~ s/%%MODEL%%/\/nonexistent\/model.gguf/;
-$n->write_conf(http => $bad);
+$n->write_conf(http => QwenNginx::tiny_http(%engine, model => '/nonexistent/model.gguf'));
 my ($rc, $out) = $n->test_conf;
 isnt($rc, 0, 'nginx -t rejects the bad model');
 ok(!$n->reload(timeout => 1), 'reload with the bad model starts no new workers');
@@ -92,9 +79,8 @@ is($r->{status}, 200, 'and keep serving');
 
 # a truncated model file fails the same way
 my $cut = $n->dir . '/cut.gguf';
-system("head -c 2000000 $good > $cut") == 0 or die;
-(my $cutconf = $http) =~ s/%%MODEL%%/$cut/;
-$n->write_conf(http => $cutconf);
+system("head -c 2000000 " . QwenNginx::model("tiny-f32.gguf") . " > $cut") == 0 or die;
+$n->write_conf(http => QwenNginx::tiny_http(%engine, model => $cut));
 ok(!$n->reload(timeout => 1), 'reload with a truncated model starts no new workers');
 $r = $n->post_json('/v1/completions', { prompt => [1, 2], max_tokens => 2 });
 is($r->{status}, 200, 'the server keeps serving');

@@ -10,15 +10,7 @@ use QwenNginx;
 
 QwenNginx::require_built();
 
-my $n = QwenNginx->new(http => <<'EOF2');
-    qwen_model %%MODELS%%/tiny-f32.gguf;
-    qwen_ctx 512;
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location /v1/ { qwen_api openai; }
-    }
-EOF2
-$n->start;
+my $n = QwenNginx->serve;
 
 my $N = 100;
 my $req = { prompt => [9707, 11, 1879, 374, 264], max_tokens => $N, temperature => 0,

@@ -14,20 +14,14 @@ use QwenNginx;
 
 QwenNginx::require_built();
 
-my $n = QwenNginx->new(http => <<'EOF2');
-    qwen_model %%MODELS%%/tiny-f32.gguf;
-    qwen_ctx 512;
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location /v1/ { qwen_api openai; }
-        location /api/ { qwen_api ollama; }
-        location /budget2/v1/ { qwen_thinking_budget 2; qwen_api openai; }
-        location /noguard/v1/ { qwen_repetition_guard off; qwen_api openai; }
-        location /guard100/v1/ { qwen_repetition_guard 100; qwen_api openai; }
-        location = /tokenize { qwen_tokenize; }
-    }
+my $n = QwenNginx->serve(server => <<'EOF2');
+    location /v1/ { qwen_api openai; }
+    location /api/ { qwen_api ollama; }
+    location /budget2/v1/ { qwen_thinking_budget 2; qwen_api openai; }
+    location /noguard/v1/ { qwen_repetition_guard off; qwen_api openai; }
+    location /guard100/v1/ { qwen_repetition_guard 100; qwen_api openai; }
+    location = /tokenize { qwen_tokenize; }
 EOF2
-$n->start;
 
 my $T = JSON::PP::true;
 my $F = JSON::PP::false;

@@ -138,14 +138,7 @@ max_act_row_bytes(const qwen_model *m, int64_t n)
 qwen_ctx_params
 qwen_ctx_default_params(void)
 {
-    qwen_ctx_params p;
-
-    memset(&p, 0, sizeof(p));
-    p.n_threads = 1;
-    p.n_seqs = 1;
-    p.n_ctx = 4096;
-    p.n_batch = 256;
-    return p;
+    return (qwen_ctx_params) { .n_threads = 1, .n_seqs = 1, .n_ctx = 4096, .n_batch = 256 };
 }
 
 qwen_ctx *

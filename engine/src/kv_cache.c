@@ -28,6 +28,7 @@ typedef struct {
     uint64_t hash;
     int32_t  tokens[B];
     int32_t  hash_next;         /* bucket chain */
+    int32_t  kid_next;          /* chain of the blocks with this parent's bucket */
     int32_t  lru_prev, lru_next;   /* unreferenced indexed blocks, -1 ends */
 } kv_entry;
 
@@ -46,7 +47,8 @@ struct qwen_kv_cache {
 
     int         index;          /* keep blocks for later sequences */
     kv_entry   *ent;            /* [n_blocks] */
-    int32_t    *buckets;        /* [n_buckets], -1 empty */
+    int32_t    *buckets;        /* [n_buckets] by (parent, tokens), -1 empty */
+    int32_t    *kids;           /* [n_buckets] by parent alone, -1 empty */
     uint32_t    bucket_mask;
     int32_t     lru_head, lru_tail;   /* head: least recently used */
     int         n_cached, n_indexed;
@@ -143,9 +145,10 @@ qwen_kv_cache_new(int n_layers, int n_kv_heads, size_t pos_bytes, int n_seqs, in
         kv->bucket_mask = buckets - 1;
         kv->ent = calloc(nb, sizeof(kv_entry));
         kv->buckets = malloc((size_t) buckets * sizeof(int32_t));
+        kv->kids = malloc((size_t) buckets * sizeof(int32_t));
     }
     if (!kv->k || !kv->v || !kv->table || !kv->refs || !kv->free_list
-        || (index && (!kv->ent || !kv->buckets)))
+        || (index && (!kv->ent || !kv->buckets || !kv->kids)))
     {
         qwen_fail(err, err_len, "cannot allocate the KV cache (%zu MiB for %d blocks of %d "
                   "positions)", 2 * nb * kv->block_bytes >> 20, kv->n_blocks, B);
@@ -163,6 +166,7 @@ qwen_kv_cache_new(int n_layers, int n_kv_heads, size_t pos_bytes, int n_seqs, in
     if (index) {
         for (i = 0; i <= (int) kv->bucket_mask; i++) {
             kv->buckets[i] = -1;
+            kv->kids[i] = -1;
         }
         kv->lru_head = kv->lru_tail = -1;
         kv->next_serial = 1;
@@ -183,6 +187,7 @@ qwen_kv_cache_free(qwen_kv_cache *kv)
     free(kv->free_list);
     free(kv->ent);
     free(kv->buckets);
+    free(kv->kids);
     free(kv);
 }
 
@@ -206,6 +211,12 @@ block_hash(uint64_t parent, const int32_t *tokens)
         h ^= h >> 29;
     }
     return h;
+}
+
+static uint32_t
+kid_bucket(const qwen_kv_cache *kv, uint64_t parent)
+{
+    return (uint32_t) ((parent * 0x9E3779B97F4A7C15ull) >> 32) & kv->bucket_mask;
 }
 
 static void
@@ -253,6 +264,9 @@ index_remove(qwen_kv_cache *kv, int32_t b)
         pp = &kv->ent[*pp].hash_next;
     }
     *pp = e->hash_next;
+    for (pp = &kv->kids[kid_bucket(kv, e->parent)]; *pp != b; pp = &kv->ent[*pp].kid_next) {
+    }
+    *pp = e->kid_next;
     e->serial = 0;
     kv->n_indexed--;
 }
@@ -369,6 +383,61 @@ qwen_kv_release(qwen_kv_cache *kv, int seq)
     }
 }
 
+/*
+ * After the whole blocks: the indexed block after `parent` that starts
+ * with the most of tokens[0 .. left) (fewer than a block) lends its first
+ * positions. It is copied whole into a fresh block for seq, which then
+ * writes its own positions after them: a block's positions depend only on
+ * the tokens up to them, so the copy holds what a prefill would write, and
+ * the source stays shared and unwritten. A copy of a block costs far less
+ * than computing even one position of it. Returns the positions lent.
+ */
+static int
+match_part(qwen_kv_cache *kv, int seq, int j, uint64_t parent, const int32_t *tokens,
+           int left)
+{
+    int32_t         b, best = -1, fresh;
+    int             i, most = 0;
+    const kv_entry *e;
+
+    if (left <= 0) {
+        return 0;
+    }
+    left = left < B ? left : B - 1;
+    for (b = kv->kids[kid_bucket(kv, parent)]; b >= 0; b = e->kid_next) {
+        e = &kv->ent[b];
+        if (e->parent != parent) {
+            continue;
+        }
+        for (i = 0; i < left && e->tokens[i] == tokens[i]; i++) {
+        }
+        if (i > most) {
+            most = i;
+            best = b;
+        }
+    }
+    if (best < 0) {
+        return 0;
+    }
+    /* held while a block is taken: the least recently used block could
+     * be this very one */
+    if (kv->refs[best]++ == 0) {
+        lru_unlink(kv, best);
+    }
+    fresh = block_take(kv);
+    if (fresh >= 0) {
+        memcpy(kv->k + (size_t) fresh * kv->block_bytes,
+               kv->k + (size_t) best * kv->block_bytes, kv->block_bytes);
+        memcpy(kv->v + (size_t) fresh * kv->block_bytes,
+               kv->v + (size_t) best * kv->block_bytes, kv->block_bytes);
+        kv->table[(size_t) seq * kv->max_blocks + j] = fresh;
+    }
+    if (--kv->refs[best] == 0) {
+        lru_push(kv, best);
+    }
+    return fresh >= 0 ? most : 0;
+}
+
 int
 qwen_kv_match(qwen_kv_cache *kv, int seq, const int32_t *tokens, int n, int max_tokens,
               int from, uint64_t *chain)
@@ -396,6 +465,10 @@ qwen_kv_match(qwen_kv_cache *kv, int seq, const int32_t *tokens, int n, int max_
         parent = kv->ent[b].serial;
     }
     *chain = parent;
+    if (j < kv->max_blocks && t[j] < 0) {
+        return j * B + match_part(kv, seq, j, parent, tokens + (size_t) j * B,
+                                  (n < max_tokens ? n : max_tokens) - j * B);
+    }
     return j * B;
 }
 
@@ -428,6 +501,8 @@ qwen_kv_publish(qwen_kv_cache *kv, int seq, int j, const int32_t *tokens, uint64
     memcpy(e->tokens, tokens, sizeof(e->tokens));
     e->hash_next = kv->buckets[hash & kv->bucket_mask];
     kv->buckets[hash & kv->bucket_mask] = b;
+    e->kid_next = kv->kids[kid_bucket(kv, *chain)];
+    kv->kids[kid_bucket(kv, *chain)] = b;
     kv->n_indexed++;
     *chain = e->serial;
 }

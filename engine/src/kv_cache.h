@@ -59,9 +59,12 @@ void qwen_kv_release(qwen_kv_cache *kv, int seq);
  * The prefix index. qwen_kv_match maps onto seq, after the `from` positions
  * it maps already (a multiple of QWEN_KV_BLOCK; 0 for an empty sequence),
  * the longest run of indexed blocks whose tokens equal tokens[from .. n)
- * after that prefix, whole blocks only and up to max_tokens positions in
- * all. *chain is the identity of the first `from` positions (0 for none)
- * and becomes that of the positions mapped; returns their count.
+ * after that prefix, up to max_tokens positions in all; then, in a fresh
+ * block of its own, a copy of the indexed block that starts with the most
+ * of the tokens after those (fewer than a block: a prompt that shares a
+ * block's first positions with an earlier one need not compute them).
+ * *chain is the identity of the first `from` positions (0 for none) and
+ * becomes that of the whole blocks mapped; returns the positions mapped.
  */
 int  qwen_kv_match(qwen_kv_cache *kv, int seq, const int32_t *tokens, int n, int max_tokens,
                    int from, uint64_t *chain);

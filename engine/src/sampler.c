@@ -31,19 +31,11 @@ struct qwen_sampler {
 qwen_sampling_params
 qwen_sampling_default_params(void)
 {
-    qwen_sampling_params p;
-
-    memset(&p, 0, sizeof(p));
-    p.temperature = 0.7f;
-    p.top_k = 20;
-    p.top_p = 0.8f;
-    p.min_p = 0.0f;
-    p.repetition_penalty = 1.0f;
-    p.presence_penalty = 0.0f;
-    p.frequency_penalty = 0.0f;
-    p.penalty_last_n = 64;
-    p.seed = 0;
-    return p;
+    /* Qwen3's recommended non-thinking settings; no min-p, no penalties */
+    return (qwen_sampling_params) {
+        .temperature = 0.7f, .top_k = 20, .top_p = 0.8f, .repetition_penalty = 1.0f,
+        .penalty_last_n = 64,
+    };
 }
 
 static uint64_t

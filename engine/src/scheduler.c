@@ -403,18 +403,24 @@ fill_logprobs(const float *raw, int vocab, int n_top, int32_t chosen, qwen_token
 
 /* Build the next batch under the lock. Returns the number of entries and
  * the number of logits rows. */
+/* Fewest shared positions of a block worth a step's wait for another
+ * request to compute them */
+#define QWEN_SHARE_MIN 8
+
 /*
  * Requests that share a prefix and arrive together (a shared instruction)
  * should compute it once. Before its next chunk, a request whose blocks so
  * far are all indexed maps any further blocks of its prompt that others
- * indexed meanwhile; and it sits this step out (returns 1) when a request
- * already in this step computes its next block from the same prefix: the
- * block will be in the index for it next step.
+ * indexed meanwhile (and the first positions of the next one, copied);
+ * and it sits this step out (returns 1) when a request already in this
+ * step computes its next block from the same prefix, the whole block or
+ * at least its first QWEN_SHARE_MIN positions: the block will be in the
+ * index for it next step.
  */
 static int
 shared_prefill(qwen_engine *e, qwen_request *r, int n_chunks)
 {
-    size_t before = r->n_past, start;
+    size_t before = r->n_past, start, i, most;
     int    c;
 
     if (r->n_past % QWEN_KV_BLOCK != 0 || r->n_published * QWEN_KV_BLOCK != r->n_past) {
@@ -426,17 +432,22 @@ shared_prefill(qwen_engine *e, qwen_request *r, int n_chunks)
     r->n_cached += r->n_past - before;
     e->cache_hits += r->n_past - before;
     start = r->n_past;
-    if (start + QWEN_KV_BLOCK > r->n_prompt - 1) {
-        return 0;       /* no whole block left to share */
+    if (start % QWEN_KV_BLOCK != 0 || start + QWEN_SHARE_MIN > r->n_prompt - 1) {
+        return 0;       /* partly copied, or too little left to share */
     }
+    most = r->n_prompt - 1 - start;
+    most = most < QWEN_KV_BLOCK ? most : QWEN_KV_BLOCK;
     for (c = 0; c < n_chunks; c++) {
         qwen_request *o = e->chunk_req[c];
 
-        if (e->chunk_start[c] == start && e->chunk_chain[c] == r->chain
-            && o->n_prompt >= start + QWEN_KV_BLOCK
-            && memcmp(o->tokens + start, r->tokens + start,
-                      QWEN_KV_BLOCK * sizeof(int32_t)) == 0)
+        if (e->chunk_start[c] != start || e->chunk_chain[c] != r->chain
+            || o->n_prompt < start + QWEN_KV_BLOCK)
         {
+            continue;
+        }
+        for (i = 0; i < most && o->tokens[start + i] == r->tokens[start + i]; i++) {
+        }
+        if (i >= QWEN_SHARE_MIN) {
             return 1;
         }
     }
@@ -600,8 +611,8 @@ admit(qwen_engine *e)
         r->next_wait = NULL;
         r->state = RQ_PREFILL;
         r->slot = s;
-        /* the longest cached prefix in whole blocks, leaving at least the
-         * last prompt token to compute: its logits start the answer */
+        /* the longest cached prefix, leaving at least the last prompt
+         * token to compute: its logits start the answer */
         r->chain = 0;
         r->n_cached = (size_t) qwen_kv_match(e->kv, s, r->tokens, (int) r->n_prompt,
                                              (int) r->n_prompt - 1, 0, &r->chain);
@@ -864,32 +875,20 @@ scheduler_main(void *arg)
 qwen_engine_params
 qwen_engine_default_params(void)
 {
-    qwen_engine_params p;
-
-    memset(&p, 0, sizeof(p));
-    p.n_threads = 1;
-    p.n_slots = 4;
-    p.n_ctx = 4096;
-    p.n_batch = 256;
-    p.max_queue = 16;
-    p.prefix_cache = 1;
-    p.draft = 1;
-    return p;
+    return (qwen_engine_params) {
+        .n_threads = 1, .n_slots = 4, .n_ctx = 4096, .n_batch = 256, .max_queue = 16,
+        .prefix_cache = 1, .draft = 1,
+    };
 }
 
 qwen_request_params
 qwen_request_default_params(void)
 {
-    qwen_request_params p;
-
-    memset(&p, 0, sizeof(p));
-    p.sampling = qwen_sampling_default_params();
-    p.grammar_after_token = -1;
-    p.draft = -1;
-    p.thinking_budget = -1;
-    p.think_open_token = -1;
-    p.think_close_token = -1;
-    return p;
+    /* -1: none, or the engine's setting */
+    return (qwen_request_params) {
+        .sampling = qwen_sampling_default_params(), .grammar_after_token = -1, .draft = -1,
+        .thinking_budget = -1, .think_open_token = -1, .think_close_token = -1,
+    };
 }
 
 qwen_engine *

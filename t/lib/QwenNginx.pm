@@ -76,6 +76,33 @@ sub new {
     return $self;
 }
 
+# serve(model => 'tiny-f32.gguf', ctx => 512, engine => '...', http => '...',
+#       listen => '...', server => '...', workers => N, main => '...'):
+# new + start on the configuration most tests need, one engine on a test
+# model (a name in the test models folder, or a path) and one server on
+# %%PORT%% whose contents default to the OpenAI API at /v1/; a test says
+# only what differs: engine directives, other http lines, listen
+# parameters, its locations.
+sub serve { my $self = configure(@_); $self->start; return $self; }
+
+# configure(...): the same without starting, for `nginx -t` checks.
+sub configure {
+    my ($class, %o) = @_;
+    return $class->new(http => tiny_http(%o),
+                       map { defined $o{$_} ? ($_ => $o{$_}) : () } qw(workers main));
+}
+
+sub tiny_http {
+    my (%o) = @_;
+    my $model = $o{model} // 'tiny-f32.gguf';
+    $model = "%%MODELS%%/$model" unless $model =~ m{^/};
+    my $listen = defined $o{listen} ? " $o{listen}" : '';
+    return join("\n", "qwen_model $model;", 'qwen_ctx ' . ($o{ctx} // 512) . ';',
+                $o{engine} // '', $o{http} // '', 'server {',
+                "listen 127.0.0.1:%%PORT%%$listen;",
+                $o{server} // 'location /v1/ { qwen_api openai; }', '}') . "\n";
+}
+
 sub dir  { $_[0]{dir} }
 sub port { $_[0]{port} }
 sub conf_file { "$_[0]{dir}/nginx.conf" }
@@ -174,9 +201,9 @@ sub can_connect {
 
 sub master_pid { $_[0]{pid} }
 
-# Children of the master that are workers (by their process title).
-sub worker_pids {
-    my $self = shift;
+# Children of the master whose process title matches $want and not $skip.
+sub children {
+    my ($self, $want, $skip) = @_;
     return () unless $self->{pid};
     my @pids;
     for my $stat (glob '/proc/[0-9]*/stat') {
@@ -186,28 +213,14 @@ sub worker_pids {
         my ($pid, $ppid) = $line =~ /^(\d+) \(.*\) \S+ (\d+)/ or next;
         next unless $ppid == $self->{pid};
         my $cmd = $self->slurp("/proc/$pid/cmdline") // '';
-        push @pids, $pid if $cmd =~ /worker process/ && $cmd !~ /shutting down/;
+        push @pids, $pid if $cmd =~ $want && !($skip && $cmd =~ $skip);
     }
-    @pids = sort { $a <=> $b } @pids;
-    return @pids;
+    return sort { $a <=> $b } @pids;
 }
 
-# Workers of an old generation that are finishing their requests.
-sub old_worker_pids {
-    my $self = shift;
-    return () unless $self->{pid};
-    my @pids;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        open my $fh, '<', $stat or next;
-        my $line = <$fh> // next;
-        close $fh;
-        my ($pid, $ppid) = $line =~ /^(\d+) \(.*\) \S+ (\d+)/ or next;
-        next unless $ppid == $self->{pid};
-        my $cmd = $self->slurp("/proc/$pid/cmdline") // '';
-        push @pids, $pid if $cmd =~ /shutting down/;
-    }
-    return @pids;
-}
+# The running workers, and those of an old generation finishing their requests.
+sub worker_pids { $_[0]->children(qr/worker process/, qr/shutting down/) }
+sub old_worker_pids { $_[0]->children(qr/shutting down/) }
 
 # HUP, then wait until workers with new pids run.
 sub reload {
