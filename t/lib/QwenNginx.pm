@@ -215,7 +215,9 @@ sub children {
         my $cmd = $self->slurp("/proc/$pid/cmdline") // '';
         push @pids, $pid if $cmd =~ $want && !($skip && $cmd =~ $skip);
     }
-    return sort { $a <=> $b } @pids;
+    # sort in scalar context is undefined: callers count with scalar()
+    @pids = sort { $a <=> $b } @pids;
+    return @pids;
 }
 
 # The running workers, and those of an old generation finishing their requests.
