@@ -268,8 +268,12 @@ for (1 .. 600) {
 my $rss1 = rss_kb($w);
 is($refused, 900, '900 requests past the slot and the queue are refused with 429');
 diag("worker RSS after 300 refusals $rss0 kB, after 600 more $rss1 kB");
-ok($rss1 - $rss0 < 2048, sprintf('... the last 600 grew the worker by %d kB (< 2 MB)',
-                                 $rss1 - $rss0));
+SKIP: {
+    # AddressSanitizer keeps freed memory in quarantine: RSS grows by design
+    skip 'the ASan module quarantines freed memory', 1 if $ENV{QWEN_ASAN_LOG_DIR};
+    ok($rss1 - $rss0 < 2048, sprintf('... the last 600 grew the worker by %d kB (< 2 MB)',
+                                     $rss1 - $rss0));
+}
 $_->close for @hold;
 is_deeply([$n->crashes], [], 'no worker crashed, no alerts');
 $n->stop;
