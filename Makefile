@@ -16,7 +16,8 @@ LDLIBS  = -lpcre2-8 -ljansson -lutf8proc -lm -pthread
 
 APT_PACKAGES = build-essential nginx nginx-dev libpcre2-dev \
           libjansson-dev libutf8proc-dev python3-jinja2 clang-14 libclang-rt-14-dev \
-          gnuplot-nox curl chromium nghttp2-client
+          gnuplot-nox curl chromium python3-jsonschema python3-rfc3339-validator \
+          nghttp2-client
 
 # Engine sources: everything in engine/src and engine/src/kernels builds
 # with CFLAGS; the ISA folders (kernels/x86, kernels/arm) build only on

@@ -39,6 +39,8 @@ static ngx_int_t ngx_http_qwen_ollama_root(ngx_http_request_t *r,
     ngx_http_qwen_ctx_t *ctx);
 static ngx_int_t ngx_http_qwen_ping(ngx_http_request_t *r,
     ngx_http_qwen_ctx_t *ctx);
+static ngx_int_t ngx_http_qwen_execution_parameters(ngx_http_request_t *r,
+    ngx_http_qwen_ctx_t *ctx);
 static ngx_int_t ngx_http_qwen_health(ngx_http_request_t *r,
     ngx_http_qwen_ctx_t *ctx);
 static ngx_int_t ngx_http_qwen_metrics(ngx_http_request_t *r,
@@ -148,8 +150,9 @@ static ngx_http_qwen_route_t  ngx_http_qwen_ollama_routes[] = {
 };
 
 
-/* SageMaker's container contract: /ping and /invocations, OpenAI framing
- * (a chat body or a completion body, SSE with "stream":true). */
+/* SageMaker's container contract: /ping, /invocations (a chat body or a
+ * completion body in OpenAI framing, SSE with "stream":true; or LMI / TGI's
+ * "inputs") and Batch Transform's /execution-parameters. */
 static ngx_http_qwen_route_t  ngx_http_qwen_sagemaker_routes[] = {
 
     { ngx_string("/ping"), NGX_HTTP_QWEN_ENGINE, NGX_HTTP_GET|NGX_HTTP_HEAD,
@@ -159,6 +162,10 @@ static ngx_http_qwen_route_t  ngx_http_qwen_sagemaker_routes[] = {
       NGX_HTTP_QWEN_BODY|NGX_HTTP_QWEN_ENGINE|NGX_HTTP_QWEN_PICK,
       NGX_HTTP_POST, ngx_string("POST"), ngx_http_qwen_generate,
       QP_OPENAI_CHAT, "chatcmpl-" },
+
+    { ngx_string("/execution-parameters"), 0, NGX_HTTP_GET|NGX_HTTP_HEAD,
+      ngx_string("GET, HEAD"), ngx_http_qwen_execution_parameters,
+      QP_OPENAI_CHAT, NULL },
 
     { ngx_null_string, 0, 0, ngx_null_string, NULL, 0, NULL }
 };
@@ -374,6 +381,38 @@ static ngx_int_t
 ngx_http_qwen_ping(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
 {
     return ngx_http_qwen_send_body(r, ctx, NGX_HTTP_OK, "text/plain", "", 0);
+}
+
+
+/*
+ * GET /execution-parameters: Batch Transform sends as many records at once
+ * as the server generates together (slots in every worker), one record a
+ * request, within client_max_body_size.
+ */
+static ngx_int_t
+ngx_http_qwen_execution_parameters(ngx_http_request_t *r,
+    ngx_http_qwen_ctx_t *ctx)
+{
+    ngx_int_t                  workers;
+    ngx_core_conf_t           *ccf;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(ngx_cycle->conf_ctx,
+                                           ngx_core_module);
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    workers = ccf->worker_processes > 0 ? ccf->worker_processes : 1;
+
+    return ngx_http_qwen_send_out(r, ctx,
+                                  qp_sagemaker_execution_parameters(
+                                      (int) (ctx->conf->model->engine_conf.slots
+                                             * workers),
+                                      clcf->client_max_body_size > 0
+                                      ? (int) (clcf->client_max_body_size >> 20)
+                                      : 6,
+                                      &ctx->out),
+                                  "the execution parameters",
+                                  ngx_http_qwen_json);
 }
 
 

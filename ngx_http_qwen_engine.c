@@ -3,7 +3,11 @@
  * ngx_http_qwen_engine.c - each worker's engines: started in init_process
  * for every model a location serves, stopped in exit_process, and woken
  * through the engine's eventfd, registered in the event loop as a
- * connection whose read handler drains the engine's news.
+ * connection whose read handler drains the engine's news. And the worker's
+ * drain (SIGWINCH, sent by the container's `serve` on SIGTERM): new
+ * generations and /ping answer 503, running ones finish or, after
+ * qwen_drain_timeout, end with an error; then the worker says it is
+ * drained (process title, error log) and nginx is quit gracefully.
  */
 
 
@@ -11,7 +15,9 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <signal.h>
 #include <unistd.h>
+#include <sys/eventfd.h>
 
 #include "ngx_http_qwen_module.h"
 
@@ -19,6 +25,33 @@
 static ngx_int_t ngx_http_qwen_engine_start(ngx_cycle_t *cycle,
     ngx_http_qwen_model_t *m, ngx_int_t threads);
 static void ngx_http_qwen_notify_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_qwen_drain_init(ngx_cycle_t *cycle);
+static void ngx_http_qwen_drain_exit(void);
+static void ngx_http_qwen_drain_signal_handler(int signo);
+static void ngx_http_qwen_drain_wake_handler(ngx_event_t *ev);
+static void ngx_http_qwen_drain_start(ngx_cycle_t *cycle);
+static void ngx_http_qwen_drain_deadline(ngx_event_t *ev);
+static void ngx_http_qwen_drain_poll(ngx_event_t *ev);
+static void ngx_http_qwen_drain_check(void);
+
+
+/* NGX_HTTP_QWEN_DRAIN_SIGNAL is a no-op for nginx's master with `daemon
+ * off;` (it only stops accepting in a daemon), so `kill -WINCH` may go to
+ * nginx's whole process group. */
+#define NGX_HTTP_QWEN_DRAIN_SIGNAL  SIGWINCH
+#define NGX_HTTP_QWEN_DRAIN_POLL    200
+
+ngx_uint_t  ngx_http_qwen_draining;
+
+static volatile sig_atomic_t  ngx_http_qwen_drain_signaled;
+static int                    ngx_http_qwen_drain_fd = -1;
+static ngx_connection_t      *ngx_http_qwen_drain_conn;
+static ngx_queue_t            ngx_http_qwen_generations;
+static ngx_event_t            ngx_http_qwen_drain_timer;
+static ngx_event_t            ngx_http_qwen_drain_poll_timer;
+static ngx_msec_t             ngx_http_qwen_drain_timeout;
+static ngx_uint_t             ngx_http_qwen_drained;
+static ngx_uint_t             ngx_http_qwen_drain_quit_sent;
 
 
 ngx_int_t
@@ -63,6 +96,13 @@ ngx_http_qwen_init_process(ngx_cycle_t *cycle)
 
         /* a failed engine is logged; its locations answer 503 */
         (void) ngx_http_qwen_engine_start(cycle, mp[i], threads);
+    }
+
+    ngx_queue_init(&ngx_http_qwen_generations);
+    ngx_http_qwen_drain_timeout = qmcf->drain_timeout;
+
+    if (qmcf->used && ngx_http_qwen_drain_init(cycle) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     return ngx_http_qwen_metrics_init_process(cycle);
@@ -178,6 +218,7 @@ ngx_http_qwen_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_qwen_metrics_exit_process(cycle);
+    ngx_http_qwen_drain_exit();
 
     mp = qmcf->models.elts;
     for (i = 0; i < qmcf->models.nelts; i++) {
@@ -237,4 +278,308 @@ ngx_http_qwen_notify_handler(ngx_event_t *ev)
     if (m->engine != NULL) {
         ngx_http_qwen_engine_events(m);
     }
+}
+
+
+/* ------------------------------------------------------------ the drain */
+
+/*
+ * The drain signal's handler only sets a flag and writes to an eventfd of
+ * our own (both async-signal-safe): its read event starts the drain from
+ * the event loop.
+ */
+static ngx_int_t
+ngx_http_qwen_drain_init(ngx_cycle_t *cycle)
+{
+    ngx_connection_t  *c;
+    struct sigaction   sa;
+
+    ngx_http_qwen_drain_fd = eventfd(0, EFD_NONBLOCK|EFD_CLOEXEC);
+    if (ngx_http_qwen_drain_fd == -1) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
+                      "qwen: eventfd() for the drain signal failed");
+        return NGX_ERROR;
+    }
+
+    c = ngx_get_connection(ngx_http_qwen_drain_fd, cycle->log);
+    if (c == NULL) {
+        (void) close(ngx_http_qwen_drain_fd);
+        ngx_http_qwen_drain_fd = -1;
+        return NGX_ERROR;
+    }
+
+    ngx_http_qwen_drain_conn = c;
+    c->data = cycle;
+    c->read->handler = ngx_http_qwen_drain_wake_handler;
+    c->read->log = cycle->log;
+    c->write->log = cycle->log;
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "qwen: cannot add the drain eventfd to the event loop");
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&sa, sizeof(struct sigaction));
+    sa.sa_handler = ngx_http_qwen_drain_signal_handler;
+    sigemptyset(&sa.sa_mask);
+
+    if (sigaction(NGX_HTTP_QWEN_DRAIN_SIGNAL, &sa, NULL) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
+                      "qwen: sigaction(SIGWINCH) for the drain failed");
+        return NGX_ERROR;
+    }
+
+    ngx_http_qwen_drain_timer.handler = ngx_http_qwen_drain_deadline;
+    ngx_http_qwen_drain_timer.log = cycle->log;
+    ngx_http_qwen_drain_timer.data = cycle;
+    ngx_http_qwen_drain_timer.cancelable = 1;
+
+    ngx_http_qwen_drain_poll_timer.handler = ngx_http_qwen_drain_poll;
+    ngx_http_qwen_drain_poll_timer.log = cycle->log;
+    ngx_http_qwen_drain_poll_timer.data = cycle;
+    ngx_http_qwen_drain_poll_timer.cancelable = 1;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_qwen_drain_exit(void)
+{
+    if (ngx_http_qwen_drain_timer.timer_set) {
+        ngx_del_timer(&ngx_http_qwen_drain_timer);
+    }
+
+    if (ngx_http_qwen_drain_poll_timer.timer_set) {
+        ngx_del_timer(&ngx_http_qwen_drain_poll_timer);
+    }
+
+    if (ngx_http_qwen_drain_conn != NULL) {
+        ngx_close_connection(ngx_http_qwen_drain_conn);
+        ngx_http_qwen_drain_conn = NULL;
+        ngx_http_qwen_drain_fd = -1;
+    }
+}
+
+
+static void
+ngx_http_qwen_drain_signal_handler(int signo)
+{
+    int       err;
+    ssize_t   n;
+    uint64_t  one = 1;
+
+    err = errno;
+
+    ngx_http_qwen_drain_signaled = 1;
+
+    /* a full counter (never) would only mean the wake-up is pending */
+    if (ngx_http_qwen_drain_fd != -1) {
+        n = write(ngx_http_qwen_drain_fd, &one, sizeof(uint64_t));
+        (void) n;
+    }
+
+    errno = err;
+}
+
+
+static void
+ngx_http_qwen_drain_wake_handler(ngx_event_t *ev)
+{
+    ssize_t            n;
+    uint64_t           count;
+    ngx_connection_t  *c;
+
+    c = ev->data;
+
+    n = read(c->fd, &count, sizeof(uint64_t));
+
+    if (n == -1 && ngx_errno != NGX_EAGAIN) {
+        ngx_log_error(NGX_LOG_ALERT, ev->log, ngx_errno,
+                      "qwen: read() from the drain eventfd failed");
+    }
+
+    if (ngx_http_qwen_drain_signaled && !ngx_http_qwen_draining) {
+        ngx_http_qwen_drain_start(c->data);
+    }
+}
+
+
+static void
+ngx_http_qwen_drain_start(ngx_cycle_t *cycle)
+{
+    ngx_uint_t   n;
+    ngx_queue_t  *q;
+
+    n = 0;
+
+    for (q = ngx_queue_head(&ngx_http_qwen_generations);
+         q != ngx_queue_sentinel(&ngx_http_qwen_generations);
+         q = ngx_queue_next(q))
+    {
+        n++;
+    }
+
+    ngx_http_qwen_draining = 1;
+
+    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                  "qwen: draining: new generations and /ping are answered "
+                  "503; %ui running generation%s get%s up to %M ms "
+                  "(qwen_drain_timeout)", n, n == 1 ? "" : "s",
+                  n == 1 ? "s" : "", ngx_http_qwen_drain_timeout);
+
+    ngx_add_timer(&ngx_http_qwen_drain_timer, ngx_http_qwen_drain_timeout);
+    ngx_add_timer(&ngx_http_qwen_drain_poll_timer, NGX_HTTP_QWEN_DRAIN_POLL);
+
+    ngx_http_qwen_drain_check();
+}
+
+
+/* qwen_drain_timeout has passed: what still generates ends with an error
+ * (an error event on a stream, a 503 otherwise). */
+static void
+ngx_http_qwen_drain_deadline(ngx_event_t *ev)
+{
+    ngx_queue_t          *q;
+    ngx_http_qwen_ctx_t  *ctx;
+
+    if (!ev->timedout) {
+        return;         /* cancelled at exit */
+    }
+
+    ev->timedout = 0;
+
+    while (!ngx_queue_empty(&ngx_http_qwen_generations)) {
+        q = ngx_queue_head(&ngx_http_qwen_generations);
+        ctx = ngx_queue_data(q, ngx_http_qwen_ctx_t, queue);
+
+        /* out first: the request (and ctx) may be freed by its end */
+        ngx_queue_remove(q);
+        ctx->queued = 0;
+
+        ngx_http_qwen_shutdown(ctx);
+    }
+
+    ngx_http_qwen_drain_check();
+}
+
+
+/* Engines free a cancelled slot within a step and other workers drain on
+ * their own: look again until every worker's gauges are zero. */
+static void
+ngx_http_qwen_drain_poll(ngx_event_t *ev)
+{
+    if (!ev->timedout) {
+        return;
+    }
+
+    ev->timedout = 0;
+
+    ngx_http_qwen_drain_check();
+
+    if (!ngx_http_qwen_drain_quit_sent && !ngx_exiting && !ngx_terminate) {
+        ngx_add_timer(ev, NGX_HTTP_QWEN_DRAIN_POLL);
+    }
+}
+
+
+/*
+ * Nothing generates here any more (the engines free a cancelled slot
+ * within a step): the worker says so in its process title, which `serve`
+ * watches to quit nginx once every worker is drained. When no worker's
+ * gauges (the metrics zone) show a generation, it asks the master itself;
+ * a master of another user (root, with workers as nobody) cannot be
+ * signalled, and serve's quit follows.
+ */
+static void
+ngx_http_qwen_drain_check(void)
+{
+    ngx_err_t                   err;
+    ngx_uint_t                  i, level;
+    qp_metrics                  m;
+    qwen_engine_stats           stats;
+    ngx_http_qwen_model_t     **mp;
+    ngx_http_qwen_main_conf_t  *qmcf;
+
+    if (!ngx_http_qwen_draining || ngx_http_qwen_drain_quit_sent
+        || !ngx_queue_empty(&ngx_http_qwen_generations))
+    {
+        return;
+    }
+
+    if (!ngx_http_qwen_drained) {
+        qmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                                   ngx_http_qwen_module);
+        mp = qmcf->models.elts;
+
+        for (i = 0; i < qmcf->models.nelts; i++) {
+            if (mp[i]->engine == NULL) {
+                continue;
+            }
+
+            qwen_engine_get_stats(mp[i]->engine, &stats);
+
+            if (stats.running + stats.waiting > 0) {
+                return;
+            }
+        }
+
+        ngx_http_qwen_drained = 1;
+
+        ngx_setproctitle("worker process is drained");
+
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "qwen: drained: no generation left in this worker");
+    }
+
+    if (ngx_http_qwen_metrics_collect((ngx_cycle_t *) ngx_cycle, &m) == NGX_OK
+        && m.requests_running + m.requests_waiting > 0)
+    {
+        return;     /* another worker still generates */
+    }
+
+    ngx_http_qwen_drain_quit_sent = 1;
+
+    if (ngx_process != NGX_PROCESS_WORKER) {
+        ngx_quit = 1;
+        return;
+    }
+
+    if (kill(getppid(), SIGQUIT) == -1) {
+        err = ngx_errno;
+        level = (err == NGX_EPERM) ? NGX_LOG_INFO : NGX_LOG_ALERT;
+
+        ngx_log_error(level, ngx_cycle->log, err,
+                      "qwen: drained, but kill(%P, SIGQUIT) failed: the "
+                      "master quits on its next SIGQUIT (docker/serve "
+                      "sends it once every worker is drained)", getppid());
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                  "qwen: every worker is drained: asked the master process "
+                  "(%P) to quit", getppid());
+}
+
+
+void
+ngx_http_qwen_drain_add(ngx_http_qwen_ctx_t *ctx)
+{
+    ngx_queue_insert_tail(&ngx_http_qwen_generations, &ctx->queue);
+    ctx->queued = 1;
+}
+
+
+void
+ngx_http_qwen_drain_remove(ngx_http_qwen_ctx_t *ctx)
+{
+    if (!ctx->queued) {
+        return;
+    }
+
+    ngx_queue_remove(&ctx->queue);
+    ctx->queued = 0;
+
+    ngx_http_qwen_drain_check();
 }

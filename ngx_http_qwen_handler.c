@@ -139,6 +139,18 @@ ngx_http_qwen_handler(ngx_http_request_t *r)
     ctx->route = route;
     ctx->api = route->api;
 
+    if ((route->flags & NGX_HTTP_QWEN_ENGINE) && ngx_http_qwen_draining) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_qwen_send_error(r, ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                        "server_error",
+                                        "the server is shutting down",
+                                        qlcf->retry_after);
+    }
+
     if ((route->flags & NGX_HTTP_QWEN_ENGINE)
         && qlcf->model->engine == NULL)
     {
@@ -377,6 +389,9 @@ ngx_http_qwen_generate(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
 
     /* other workers' /metrics see it queued or running at once */
     ngx_http_qwen_metrics_refresh((ngx_cycle_t *) ngx_cycle);
+
+    /* a drain waits for it, or ends it at qwen_drain_timeout */
+    ngx_http_qwen_drain_add(ctx);
 
     /*
      * The timer is not cancelable: a worker told to quit gracefully (reload,
@@ -871,6 +886,29 @@ ngx_http_qwen_abort(ngx_http_qwen_ctx_t *ctx, ngx_uint_t status,
 }
 
 
+/* A drain's deadline (qwen_drain_timeout): end the generation with an
+ * error, an error event for a stream that began. */
+void
+ngx_http_qwen_shutdown(ngx_http_qwen_ctx_t *ctx)
+{
+    ngx_connection_t  *c;
+
+    c = ctx->request->connection;
+
+    ngx_http_set_log_request(c->log, ctx->request);
+
+    ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                  "qwen: generation stopped: the server is shutting down "
+                  "and qwen_drain_timeout has passed");
+
+    ngx_http_qwen_abort(ctx, NGX_HTTP_SERVICE_UNAVAILABLE, "server_error",
+                        "the server is shutting down: the generation was "
+                        "stopped at qwen_drain_timeout", "shutdown");
+
+    ngx_http_run_posted_requests(c);
+}
+
+
 /* Finalize once; a generation still running is cancelled first (the
  * client is gone or the output failed). */
 static void
@@ -921,6 +959,8 @@ ngx_http_qwen_stop(ngx_http_qwen_ctx_t *ctx, const char *reason)
     }
 
     ngx_http_qwen_metrics_request(ctx);
+
+    ngx_http_qwen_drain_remove(ctx);
 
     /* one line per generation, however it ended (a client gone too) */
     ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,

@@ -32,6 +32,7 @@ typedef struct {
 
 
 static void *ngx_http_qwen_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_qwen_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_qwen_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_qwen_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -153,6 +154,13 @@ static ngx_command_t  ngx_http_qwen_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_qwen_loc_conf_t, model_name),
+      NULL },
+
+    { ngx_string("qwen_drain_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_qwen_main_conf_t, drain_timeout),
       NULL },
 
     { ngx_string("qwen_api"),
@@ -360,7 +368,7 @@ static ngx_http_module_t  ngx_http_qwen_module_ctx = {
     ngx_http_qwen_postconfiguration,       /* postconfiguration */
 
     ngx_http_qwen_create_main_conf,        /* create main configuration */
-    NULL,                                  /* init main configuration */
+    ngx_http_qwen_init_main_conf,          /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -414,8 +422,21 @@ ngx_http_qwen_create_main_conf(ngx_conf_t *cf)
      */
 
     qmcf->metrics_slot = -1;
+    qmcf->drain_timeout = NGX_CONF_UNSET_MSEC;
 
     return qmcf;
+}
+
+
+/* 25 s: a drain ends before SageMaker's SIGKILL, 30 s after its SIGTERM */
+static char *
+ngx_http_qwen_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_qwen_main_conf_t  *qmcf = conf;
+
+    ngx_conf_init_msec_value(qmcf->drain_timeout, 25000);
+
+    return NGX_CONF_OK;
 }
 
 

@@ -94,6 +94,7 @@ typedef struct {
     ngx_shm_zone_t              *metrics_zone;
     ngx_int_t                    metrics_slot;   /* this worker's, or -1 */
     ngx_event_t                  metrics_timer;
+    ngx_msec_t                   drain_timeout;  /* qwen_drain_timeout */
 } ngx_http_qwen_main_conf_t;
 
 
@@ -183,6 +184,7 @@ struct ngx_http_qwen_ctx_s {
     qp_buf                       out;
 
     ngx_event_t                  timer;      /* qwen_timeout */
+    ngx_queue_t                  queue;      /* this worker's generations */
     ngx_chain_t                 *free;
     ngx_chain_t                 *busy;
 
@@ -203,6 +205,7 @@ struct ngx_http_qwen_ctx_s {
     unsigned                     stopped:1;
     unsigned                     finalized:1;
     unsigned                     done:1;     /* timing and reason are set */
+    unsigned                     queued:1;   /* in the generations queue */
 };
 
 
@@ -219,12 +222,16 @@ extern ngx_conf_enum_t  ngx_http_qwen_kv_caches[];
 ngx_int_t ngx_http_qwen_init_process(ngx_cycle_t *cycle);
 void ngx_http_qwen_exit_process(ngx_cycle_t *cycle);
 void ngx_http_qwen_engine_stop(ngx_http_qwen_model_t *m);
+extern ngx_uint_t  ngx_http_qwen_draining;
+void ngx_http_qwen_drain_add(ngx_http_qwen_ctx_t *ctx);
+void ngx_http_qwen_drain_remove(ngx_http_qwen_ctx_t *ctx);
 
 /* ngx_http_qwen_handler.c */
 ngx_int_t ngx_http_qwen_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_qwen_generate(ngx_http_request_t *r,
     ngx_http_qwen_ctx_t *ctx);
 void ngx_http_qwen_engine_events(ngx_http_qwen_model_t *m);
+void ngx_http_qwen_shutdown(ngx_http_qwen_ctx_t *ctx);
 ngx_int_t ngx_http_qwen_send_body(ngx_http_request_t *r,
     ngx_http_qwen_ctx_t *ctx, ngx_uint_t status, const char *content_type,
     const char *data, size_t len);

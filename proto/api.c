@@ -5,6 +5,7 @@
  * the same table.
  */
 #include "api.h"
+#include "lmi.h"
 #include "ollama.h"
 #include "openai.h"
 
@@ -17,6 +18,8 @@ static const qp_api_desc apis[QP_API_COUNT] = {
         qp_ollama_parse, &qp_ollama_chat_format, &qp_ollama_errors },
     [QP_OLLAMA_GENERATE] = {
         qp_ollama_parse, &qp_ollama_generate_format, &qp_ollama_errors },
+    [QP_SAGEMAKER_LMI] = {
+        qp_lmi_parse, &qp_lmi_format, &qp_lmi_errors },
 };
 
 const qp_api_desc *

@@ -64,6 +64,19 @@ struct qp_response {
     int                   want_context; /* Ollama generate: prompt + answer ids */
     int32_t              *ctx_ids;
     size_t                n_ctx_ids, cap_ctx_ids;
+
+    int32_t               last_token;   /* the last token seen (-1: none) */
+    int32_t               eog_token;    /* the end-of-generation token, or -1 */
+
+    /* LMI (lmi.c): the request's text and options, the code points framed
+     * so far, where the last token line sits in its output, and a count */
+    char                 *input_text;
+    int                   details;
+    int                   full_text;
+    size_t                n_chars_framed;
+    const qp_buf         *line_out;
+    size_t                line_start, line_end;
+    size_t                n_body_tokens;
 };
 
 /*

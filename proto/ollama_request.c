@@ -626,6 +626,22 @@ qp_ollama_parse(qp_request *req, const json_t *root, const qp_config *cfg,
     if (format && qp_request_set_grammar(req, tok, schema, "format", err) != 0) {
         return -1;
     }
+    /* tools: the model chooses text or calls; a call's JSON is constrained */
+    if (!format && req->tools
+        && qp_request_set_tool_grammar(req, tok, json_object_get(root, "tools"), NULL, 0, 1,
+                                       err) != 0)
+    {
+        return -1;
+    }
+    /* Ollama has no logit_bias; OpenAI's (or llama.cpp's) form in options */
+    if (json_is_object(json_object_get(root, "options"))
+        && qp_request_set_logit_bias(req, json_object_get(json_object_get(root, "options"),
+                                                          "logit_bias"),
+                                     "options.logit_bias", qwen_tokenizer_vocab_size(tok),
+                                     err) != 0)
+    {
+        return -1;
+    }
     if (qp_request_set_thinking_budget(req, tok, lim.thinking_budget, err) != 0) {
         return -1;
     }

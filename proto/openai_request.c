@@ -198,10 +198,42 @@ parse_tools(qp_request *req, const json_t *root, qp_chat_parts *cp, qp_error *er
             return qp_fail(err, req->errors, 400, NULL, "tool_choice", NULL,
                            "'tool_choice' must be none, auto, required or an object");
         }
-        /* "required" and a named function are served as "auto": nothing
-         * constrains the output yet. */
+        /* auto, required and a named function: set_tool_grammar */
     }
     return qp_parse_tools(req, json_object_get(root, "tools"), &cp->tools_json, err);
+}
+
+/* tool_choice auto (the default with tools): text or calls, each call's
+ * JSON constrained once <tool_call> opens; required: calls only; a named
+ * function: calls of it only. parallel_tool_calls false: one call. */
+static int
+set_tool_grammar(qp_request *req, const json_t *root, const qwen_tokenizer *tok,
+                 qp_error *err)
+{
+    const json_t *choice = json_object_get(root, "tool_choice");
+    const json_t *par = json_object_get(root, "parallel_tool_calls");
+    const char   *only = NULL;
+    int           required = 0;
+
+    if (par != NULL && !json_is_null(par) && !json_is_boolean(par)) {
+        return qp_fail(err, req->errors, 400, NULL, "parallel_tool_calls", NULL,
+                       "'parallel_tool_calls' must be a boolean");
+    }
+    if (json_is_string(choice)) {
+        required = strcmp(json_string_value(choice), "required") == 0;
+    } else if (json_is_object(choice)) {
+        const json_t *f = json_object_get(choice, "function");
+
+        only = json_string_value(json_object_get(f, "name"));
+        if (only == NULL) {
+            return qp_fail(err, req->errors, 400, NULL, "tool_choice", NULL,
+                           "'tool_choice' must be {\"type\":\"function\",\"function\":"
+                           "{\"name\":...}}");
+        }
+        required = 1;
+    }
+    return qp_request_set_tool_grammar(req, tok, json_object_get(root, "tools"), only,
+                                       required, !json_is_false(par), err);
 }
 
 /* enable_thinking: chat_template_kwargs.enable_thinking, else a top-level
@@ -469,83 +501,6 @@ parse_sampling(qp_request *req, const json_t *root, const qp_config *cfg, qp_err
     return 0;
 }
 
-/*
- * logit_bias: OpenAI's object of token ids (as strings) to a bias from -100
- * to 100, or llama.cpp's array of [id, bias] pairs where false bans the
- * token. -100 bans as OpenAI documents it ("should result in a ban").
- */
-static int
-parse_logit_bias(qp_request *req, const json_t *root, int vocab, qp_error *err)
-{
-    const qp_error_style *es = req->errors;
-    const json_t         *lb = json_object_get(root, "logit_bias"), *v, *pair;
-    const char           *key;
-    char                 *end;
-    size_t                n, i = 0;
-    long long             id;
-    double                bias;
-
-    if (lb == NULL || json_is_null(lb)) {
-        return 0;
-    }
-    if (!json_is_object(lb) && !json_is_array(lb)) {
-        return qp_fail(err, es, 400, NULL, "logit_bias", NULL,
-                       "'logit_bias' must be an object of token ids to biases");
-    }
-    n = json_is_object(lb) ? json_object_size(lb) : json_array_size(lb);
-    if (n == 0) {
-        return 0;
-    }
-    req->bias = malloc(n * sizeof(*req->bias));
-    if (req->bias == NULL) {
-        return qp_oom(req, err);
-    }
-    if (json_is_object(lb)) {
-        json_object_foreach((json_t *) lb, key, v) {
-            id = strtoll(key, &end, 10);
-            if (*key == '\0' || *end != '\0' || id < 0 || id >= vocab) {
-                return qp_fail(err, es, 400, NULL, "logit_bias", NULL,
-                               "logit_bias key \"%.64s\" is not a token id (0..%d)", key,
-                               vocab - 1);
-            }
-            if (!json_is_number(v)) {
-                return qp_fail(err, es, 400, NULL, "logit_bias", NULL,
-                               "logit_bias[\"%.64s\"] must be a number", key);
-            }
-            req->bias[i].token = (int32_t) id;
-            bias = json_number_value(v);
-            if (!(bias >= -100.0 && bias <= 100.0)) {
-                return qp_fail(err, es, 400, NULL, "logit_bias", NULL,
-                               "logit_bias[\"%.64s\"] must be from -100 to 100", key);
-            }
-            req->bias[i++].bias = bias <= -100.0 ? -INFINITY : (float) bias;
-        }
-    } else {
-        json_array_foreach(lb, i, pair) {
-            v = json_array_get(pair, 1);
-            if (!json_is_array(pair) || json_array_size(pair) != 2
-                || !json_is_integer(json_array_get(pair, 0))
-                || !(json_is_number(v) || json_is_false(v)))
-            {
-                return qp_fail(err, es, 400, NULL, "logit_bias", NULL,
-                               "logit_bias[%zu] must be [token id, bias or false]", i);
-            }
-            id = json_integer_value(json_array_get(pair, 0));
-            bias = json_is_false(v) ? -100.0 : json_number_value(v);
-            if (id < 0 || id >= vocab || !(bias >= -100.0 && bias <= 100.0)) {
-                return qp_fail(err, es, 400, NULL, "logit_bias", NULL,
-                               "logit_bias[%zu]: token id 0..%d and bias -100 to 100", i,
-                               vocab - 1);
-            }
-            req->bias[i].token = (int32_t) id;
-            req->bias[i].bias = bias <= -100.0 ? -INFINITY : (float) bias;
-        }
-    }
-    req->params.logit_bias = req->bias;
-    req->params.n_logit_bias = n;
-    return 0;
-}
-
 int
 qp_openai_parse(qp_request *req, const json_t *root, const qp_config *cfg,
                 const qwen_tokenizer *tok, qp_error *err)
@@ -634,7 +589,8 @@ qp_openai_parse(qp_request *req, const json_t *root, const qp_config *cfg,
         return -1;
     }
     if (qp_get_bool(root, "ignore_eos", "ignore_eos", &req->params.ignore_eos, es, err) < 0
-        || parse_logit_bias(req, root, qwen_tokenizer_vocab_size(tok), err) != 0
+        || qp_request_set_logit_bias(req, json_object_get(root, "logit_bias"), "logit_bias",
+                                     qwen_tokenizer_vocab_size(tok), err) != 0
         || qp_get_draft(root, "draft", "draft", &req->params.draft, es, err) < 0
         || parse_thinking_budget(req, root, cfg, chat, &budget, err) != 0)
     {
@@ -715,6 +671,9 @@ qp_openai_parse(qp_request *req, const json_t *root, const qp_config *cfg,
     if (json_out
         && qp_request_set_grammar(req, tok, schema, "response_format", err) != 0)
     {
+        return -1;
+    }
+    if (!json_out && req->tools && set_tool_grammar(req, root, tok, err) != 0) {
         return -1;
     }
     return qp_request_limits(req, cfg, max_tokens, chat ? "messages" : "prompt", err);

@@ -34,14 +34,27 @@ qp_sagemaker_api(const char *body, size_t len, qp_error *err)
         v = json_object_get(root, "prompt");
         if (v != NULL && !json_is_null(v)) {
             api = QP_OPENAI_COMPLETIONS;
+        } else if ((v = json_object_get(root, "inputs")) != NULL && !json_is_null(v)) {
+            api = QP_SAGEMAKER_LMI;
         } else {
             qp_fail(err, es, 400, NULL, NULL, NULL,
-                    "the body must hold \"messages\" (a chat request) or \"prompt\" "
-                    "(a completion request)");
+                    "the body must hold \"messages\" (a chat request), \"prompt\" "
+                    "(a completion request) or \"inputs\" (LMI / TGI)");
         }
     }
     json_decref(root);
     return api;
+}
+
+/* Each record is one generation request; as many go at once as the
+ * server generates together. */
+int
+qp_sagemaker_execution_parameters(int concurrent, int max_payload_mb, qp_buf *out)
+{
+    return qp_buf_printf(out, "{\"MaxConcurrentTransforms\":%d,\"BatchStrategy\":"
+                         "\"SINGLE_RECORD\",\"MaxPayloadInMB\":%d}",
+                         concurrent > 0 ? concurrent : 1,
+                         max_payload_mb > 0 ? max_payload_mb : 1);
 }
 
 /* ================================================== tokenize/detokenize */

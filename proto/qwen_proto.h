@@ -19,6 +19,7 @@ typedef enum {
     QP_OPENAI_COMPLETIONS,   /* POST /v1/completions */
     QP_OLLAMA_CHAT,          /* POST /api/chat */
     QP_OLLAMA_GENERATE,      /* POST /api/generate */
+    QP_SAGEMAKER_LMI,        /* POST /invocations with "inputs" (LMI / TGI) */
     QP_API_COUNT
 } qp_api;
 
@@ -189,10 +190,17 @@ void qp_ollama_unsupported(qp_error *err);
 /* =========================================================== SageMaker
  * POST /invocations: the API a body is served with. "messages" present:
  * QP_OPENAI_CHAT; else "prompt" present: QP_OPENAI_COMPLETIONS (OpenAI
- * framing, SSE with "stream":true, as the seed stack answered). Neither,
+ * framing, SSE with "stream":true, as the seed stack answered); else
+ * "inputs" present: QP_SAGEMAKER_LMI (the LMI / TGI schema: answers
+ * [{"generated_text":..}], or LMI's JSON lines with "stream":true). None,
  * or a body that is not a JSON object: QP_API_COUNT with a 400 in err (in
  * OpenAI's error format). */
 qp_api qp_sagemaker_api(const char *body, size_t len, qp_error *err);
+
+/* GET /execution-parameters (Batch Transform asks it before sending
+ * records): {"MaxConcurrentTransforms": concurrent, "BatchStrategy":
+ * "SINGLE_RECORD", "MaxPayloadInMB": max_payload_mb}. Returns 0 or -1. */
+int qp_sagemaker_execution_parameters(int concurrent, int max_payload_mb, qp_buf *out);
 
 /* ================================================== tokenize/detokenize
  * vLLM-compatible. POST /tokenize: {"model"?, "prompt": "text"} or

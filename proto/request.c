@@ -5,6 +5,7 @@
  * the check of prompt + max_tokens against the slot's context. API files
  * add the fields; errors take the style the caller hands in.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -95,6 +96,7 @@ qp_request_free(qp_request *req)
         free(req->stop[i]);
     }
     free(req->model);
+    free(req->input_text);
     qwen_grammar_free(req->grammar);
     free(req->bias);
     free(req);
@@ -501,6 +503,84 @@ qp_request_set_thinking_budget(qp_request *req, const qwen_tokenizer *tok, int b
     return 0;
 }
 
+/*
+ * logit_bias: OpenAI's object of token ids (as strings) to a bias from -100
+ * to 100, or llama.cpp's array of [id, bias] pairs where false bans the
+ * token. -100 bans as OpenAI documents it ("should result in a ban").
+ */
+int
+qp_request_set_logit_bias(qp_request *req, const json_t *lb, const char *param, int vocab,
+                          qp_error *err)
+{
+    const qp_error_style *es = req->errors;
+    const json_t         *v, *pair;
+    const char           *key;
+    char                 *end;
+    size_t                n, i = 0;
+    long long             id;
+    double                bias;
+
+    if (lb == NULL || json_is_null(lb)) {
+        return 0;
+    }
+    if (!json_is_object(lb) && !json_is_array(lb)) {
+        return qp_fail(err, es, 400, NULL, param, NULL,
+                       "'%s' must be an object of token ids to biases", param);
+    }
+    n = json_is_object(lb) ? json_object_size(lb) : json_array_size(lb);
+    if (n == 0) {
+        return 0;
+    }
+    req->bias = malloc(n * sizeof(*req->bias));
+    if (req->bias == NULL) {
+        return qp_oom(req, err);
+    }
+    if (json_is_object(lb)) {
+        json_object_foreach((json_t *) lb, key, v) {
+            id = strtoll(key, &end, 10);
+            if (*key == '\0' || *end != '\0' || id < 0 || id >= vocab) {
+                return qp_fail(err, es, 400, NULL, param, NULL,
+                               "%s key \"%.64s\" is not a token id (0..%d)", param, key,
+                               vocab - 1);
+            }
+            if (!json_is_number(v)) {
+                return qp_fail(err, es, 400, NULL, param, NULL,
+                               "%s[\"%.64s\"] must be a number", param, key);
+            }
+            req->bias[i].token = (int32_t) id;
+            bias = json_number_value(v);
+            if (!(bias >= -100.0 && bias <= 100.0)) {
+                return qp_fail(err, es, 400, NULL, param, NULL,
+                               "%s[\"%.64s\"] must be from -100 to 100", param, key);
+            }
+            req->bias[i++].bias = bias <= -100.0 ? -INFINITY : (float) bias;
+        }
+    } else {
+        json_array_foreach(lb, i, pair) {
+            v = json_array_get(pair, 1);
+            if (!json_is_array(pair) || json_array_size(pair) != 2
+                || !json_is_integer(json_array_get(pair, 0))
+                || !(json_is_number(v) || json_is_false(v)))
+            {
+                return qp_fail(err, es, 400, NULL, param, NULL,
+                               "%s[%zu] must be [token id, bias or false]", param, i);
+            }
+            id = json_integer_value(json_array_get(pair, 0));
+            bias = json_is_false(v) ? -100.0 : json_number_value(v);
+            if (id < 0 || id >= vocab || !(bias >= -100.0 && bias <= 100.0)) {
+                return qp_fail(err, es, 400, NULL, param, NULL,
+                               "%s[%zu]: token id 0..%d and bias -100 to 100", param, i,
+                               vocab - 1);
+            }
+            req->bias[i].token = (int32_t) id;
+            req->bias[i].bias = bias <= -100.0 ? -INFINITY : (float) bias;
+        }
+    }
+    req->params.logit_bias = req->bias;
+    req->params.n_logit_bias = n;
+    return 0;
+}
+
 int
 qp_request_set_grammar(qp_request *req, const qwen_tokenizer *tok, const json_t *schema,
                        const char *param, qp_error *err)
@@ -543,4 +623,95 @@ qp_default_seed(const qp_config *cfg)
         seed = ((uint64_t) ts.tv_sec << 32) ^ (uint64_t) ts.tv_nsec ^ (uintptr_t) &ts;
     }
     return seed;
+}
+
+/* The path of a tool's parameters in an error of the calls' schema:
+ * "#/anyOf/2/properties/arguments/x: ..." -> "tools[5].function.parameters/x: ..." */
+static void
+tool_error_path(char *out, size_t len, const char *msg, const size_t *index, size_t n)
+{
+    const char *rest;
+    char       *end;
+    size_t      i;
+    static const char args[] = "/properties/arguments";
+
+    if (strncmp(msg, "#/anyOf/", 8) == 0) {
+        i = strtoul(msg + 8, &end, 10);
+        if (i < n && strncmp(end, args, sizeof(args) - 1) == 0) {
+            rest = end + sizeof(args) - 1;
+            snprintf(out, len, "tools[%zu].function.parameters%s%s", index[i],
+                     *rest == '/' ? "#" : "", rest);
+            return;
+        }
+    }
+    snprintf(out, len, "tools: %s", msg);
+}
+
+int
+qp_request_set_tool_grammar(qp_request *req, const qwen_tokenizer *tok, const json_t *tools,
+                            const char *only, int required, int parallel, qp_error *err)
+{
+    char    msg[QWEN_ERR_LEN], where[QWEN_ERR_LEN + 64];
+    json_t *alts = json_array(), *schema = NULL;
+    char   *text = NULL;
+    size_t  i, *index = calloc(json_array_size(tools) + 1, sizeof(size_t)), n = 0;
+    int     rc = -1;
+
+    if (alts == NULL || index == NULL) {
+        goto oom;
+    }
+    for (i = 0; i < json_array_size(tools); i++) {
+        const json_t *f = json_object_get(json_array_get(tools, i), "function");
+        const char   *name = json_string_value(json_object_get(f, "name"));
+        json_t       *params = json_object_get(f, "parameters"), *alt, *args;
+
+        if (only != NULL && strcmp(name, only) != 0) {
+            continue;
+        }
+        if (params != NULL && !json_is_null(params) && !json_is_object(params)) {
+            rc = qp_fail(err, req->errors, 400, NULL, "tools", NULL,
+                         "'tools[%zu].function.parameters' must be a schema object", i);
+            goto done;
+        }
+        /* no parameters, or {}: any object of arguments */
+        args = json_object_size(params) > 0 ? json_incref(params)
+                                            : json_pack("{s:s}", "type", "object");
+        alt = json_pack("{s:s,s:{s:{s:s},s:o},s:[s,s],s:b}", "type", "object", "properties",
+                        "name", "const", name, "arguments", args,
+                        "required", "name", "arguments", "additionalProperties", 0);
+        if (alt == NULL || json_array_append_new(alts, alt) != 0) {
+            goto oom;
+        }
+        index[n++] = i;
+    }
+    if (n == 0) {
+        rc = qp_fail(err, req->errors, 400, NULL, "tool_choice", NULL,
+                     "'tool_choice' names a function that is not in 'tools'");
+        goto done;
+    }
+    schema = json_pack("{s:O}", "anyOf", alts);
+    text = schema ? json_dumps(schema, JSON_COMPACT) : NULL;
+    if (text == NULL) {
+        goto oom;
+    }
+    msg[0] = '\0';
+    req->grammar = qwen_grammar_new_tools(tok, text, required, parallel, msg, sizeof(msg));
+    if (req->grammar == NULL) {
+        tool_error_path(where, sizeof(where), msg, index, n);
+        rc = qp_fail(err, req->errors, 400, NULL, "tools", NULL, "%s", where);
+        goto done;
+    }
+    req->params.grammar = req->grammar;
+    /* thinking stays free text; the answer after </think> holds the calls */
+    req->params.grammar_after_token = req->thinking ? qwen_token_id(tok, "</think>", 8) : -1;
+    rc = 0;
+    goto done;
+oom:
+    rc = qp_oom(req, err);
+done:
+    free(text);
+    free(index);
+    json_decref(schema);
+    json_decref(alts);
+    return rc;
 }

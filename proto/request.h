@@ -33,6 +33,9 @@ struct qp_request {
     qwen_grammar         *grammar;      /* structured output (params.grammar) */
     qwen_logit_bias      *bias;         /* params.logit_bias */
     qwen_tokens           think_close;  /* params.think_close_ids */
+    char                 *input_text;   /* LMI: "inputs" (return_full_text, details) */
+    int                   details;      /* LMI: parameters.details */
+    int                   full_text;    /* LMI: parameters.return_full_text */
 };
 
 /* A body that must be a JSON object (400 if not), and a fresh request for
@@ -100,6 +103,19 @@ int  qp_tokenize(const qwen_tokenizer *tok, const char *text, size_t len,
  * leaves. */
 int  qp_request_limits(qp_request *req, const qp_config *cfg, long long max_tokens,
                        const char *param, qp_error *err);
+/* logit_bias (param names it in errors): OpenAI's object of token ids to
+ * -100..100, or llama.cpp's array of [id, bias or false]; -100 and false
+ * ban the token. NULL or null: none. 400 naming param when malformed. */
+int  qp_request_set_logit_bias(qp_request *req, const json_t *lb, const char *param,
+                               int vocab, qp_error *err);
+/* Tool calls by grammar (tools already checked by qp_parse_tools): each
+ * <tool_call> block of the answer is {"name": one of the functions (only:
+ * just that one), "arguments": valid under its parameters}; required: the
+ * answer is calls only; parallel: more than one. A parameters schema the
+ * grammar does not support is 400 naming tools[i].function.parameters. */
+int  qp_request_set_tool_grammar(qp_request *req, const qwen_tokenizer *tok,
+                                 const json_t *tools, const char *only, int required,
+                                 int parallel, qp_error *err);
 /* Structured output: constrain the answer to JSON (schema NULL: any
  * object) and put the grammar in req->params. Call once the prompt is
  * built: with thinking on, the grammar applies after </think>. A schema

@@ -150,6 +150,17 @@ qp_response_new(const qp_request *req, const qwen_tokenizer *tok,
         memcpy(r->stop[i], req->stop[i], req->stop_len[i] + 1);
         r->stop_len[i] = req->stop_len[i];
     }
+    r->last_token = -1;
+    r->eog_token = -1;
+    r->details = req->details;
+    r->full_text = req->full_text;
+    if (req->input_text != NULL) {
+        r->input_text = strdup(req->input_text);
+        if (r->input_text == NULL) {
+            qp_response_free(r);
+            return NULL;
+        }
+    }
     r->want_context = req->want_context;
     for (i = 0; r->want_context && i < req->prompt.n; i++) {
         if (push_context(r, req->prompt.ids[i]) != 0) {
@@ -196,6 +207,7 @@ qp_response_free(qp_response *r)
     qp_buf_free(&r->delta);
     qp_buf_free(&r->content);
     qp_buf_free(&r->reasoning);
+    free(r->input_text);
     free(r->id);
     free(r->model);
     free(r);
@@ -238,6 +250,9 @@ qp_response_tokens(qp_response *r, const qwen_token_event *ev, size_t n, qp_buf 
             goto fail;
         }
         r->n_tokens++;
+        if (r->text.eog && r->eog_token < 0) {
+            r->eog_token = ev[i].token;
+        }
         if (was_reasoning || qp_text_in_reasoning(&r->text)) {
             r->n_reasoning_tokens++;
         }

@@ -2,7 +2,7 @@
 # HEAD /, /api/tags, /api/ps, /api/show, /api/version, chat and generate as
 # NDJSON streams (the default) and as one body, options that can be seen
 # (num_predict, seed, temperature 0), the "load the model" request, and
-# format "json" and a schema (the answer parses, or is a JSON prefix when
+# format "json" and a schema (the answer parses, also when
 # num_predict cut it), and every error: unknown model 404, images, a bad
 # format and suffix 400, bad JSON 400,
 # model management and embeddings 501, unknown paths 404, wrong methods 405.
@@ -14,7 +14,10 @@ use QwenNginx;
 
 QwenNginx::require_built();
 
-my $n = QwenNginx->serve(server => 'location / { qwen_api ollama; }
+# No prefix cache: prompt_eval_count counts the tokens evaluated, and
+# here it checks what the prompt was (t/prefix_cache.t tests the cache)
+my $n = QwenNginx->serve(engine => 'qwen_prefix_cache off;',
+                         server => 'location / { qwen_api ollama; }
                                     location /named/ { qwen_model_name mine; qwen_api ollama; }');
 
 my $T = JSON::PP::true;
@@ -206,13 +209,9 @@ sub json_prefix_ok {
 # prefix when cut.
 sub check_json_answer {
     my ($text, $reason, $what) = @_;
-    if (($reason // '') eq 'stop') {
-        ok(ref decode_chars($text) eq 'HASH', "$what: the answer parses")
-            or diag $text;
-    } else {
-        is($reason, 'length', "$what: cut by num_predict");
-        ok(json_prefix_ok($text), "$what: a valid JSON prefix") or diag $text;
-    }
+    # num_predict leaves room for "{}": a length stop closed the JSON in time
+    like($reason // '', qr/^(stop|length)$/, "$what: done_reason $reason");
+    ok(ref decode_chars($text) eq 'HASH', "$what: the answer parses") or diag $text;
 }
 
 ok(json_prefix_ok('{"a": [1, tr'), 'the prefix checker takes a prefix');

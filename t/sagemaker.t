@@ -106,6 +106,41 @@ $r = $n->post_json('/invocations', { prompt => 'Hi', max_tokens => 5, stream => 
 like($r->{body}, qr/"object":"text_completion".*data: \[DONE\]\n\n\z/s,
      'a streamed prompt body: text_completion events');
 
+# the LMI / TGI schema: [{"generated_text"}], streamed as JSON lines
+$r = $n->post_json('/invocations', { inputs => 'What is Deep Learning?',
+                                     parameters => { max_new_tokens => 5, details => $T } });
+is($r->{status}, 200, 'LMI body ("inputs"): 200');
+is(ref $r->{json}, 'ARRAY', '... a list, as TGI answers');
+ok(defined $r->{json}[0]{generated_text}, '... with generated_text');
+is($r->{json}[0]{details}{generated_tokens}, 5, '... details: 5 generated tokens');
+is($r->{json}[0]{details}{finish_reason}, 'length', '... finish_reason length');
+my $greedy = $r->{json}[0]{generated_text};
+$r = $n->post_json('/invocations', { inputs => 'What is Deep Learning?',
+                                     parameters => { max_new_tokens => 5 } });
+is($r->{json}[0]{generated_text}, $greedy, '... greedy by default: the same text again');
+my $ls = $n->stream_json('/invocations', { inputs => 'What is Deep Learning?', stream => $T,
+                                           parameters => { max_new_tokens => 12,
+                                                           ignore_eos => $T } });
+my $lmi_body = $ls->body(30);
+is($ls->status, 200, 'LMI stream: 200');
+is($ls->headers->{'content-type'}, 'application/jsonlines', '... application/jsonlines');
+my @lines = map { QwenNginx::decode_json_or_undef($_) } split /\n/, $lmi_body;
+is(scalar(grep { ref $_ && ref $_->{token} && defined $_->{token}{id} } @lines), scalar(@lines),
+   '... every line a JSON object with a token');
+ok(@lines >= 12, '... one line per token (' . scalar(@lines) . ' lines)');
+is(join('', map { $_->{token}{text} } @lines), $lines[-1]{generated_text},
+   '... the tokens\' texts join to the last line\'s generated_text');
+$r = $n->post_json('/invocations', { inputs => 'x', parameters => { top_p => 2 } });
+is($r->{status}, 400, 'LMI: a bad parameter is 400');
+like($r->{json}{error} // '', qr/parameters\.top_p/, '... naming it, in TGI\'s error shape');
+is($r->{json}{error_type}, 'validation', '... error_type validation');
+
+# Batch Transform
+$r = $n->get_json('/execution-parameters');
+is($r->{status}, 200, 'GET /execution-parameters: 200');
+is_deeply($r->{json}, { MaxConcurrentTransforms => 4, BatchStrategy => 'SINGLE_RECORD',
+                        MaxPayloadInMB => 6 }, '... slots x workers, one record, 6 MB');
+
 # errors
 $r = $n->post_json('/invocations', { input => 'x' },
                    { 'X-Amzn-SageMaker-Custom-Attributes' => 'y=2' });

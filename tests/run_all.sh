@@ -25,6 +25,9 @@ suite cli "$here/tokenizer/cli_test.sh"
 # the libraries export only their own prefixes (nm)
 suite symbols "$here/check_symbols.sh"
 
+# where make run finds a model (a temporary HOME, no network)
+suite run "$here/run_discovery.sh"
+
 # the libFuzzer targets (mk/fuzz.mk): their corpus (seeds and every input
 # that once crashed) and then FUZZ_TEST_SECONDS of new inputs each
 if [ -n "${FUZZ_BINS:-}" ]; then

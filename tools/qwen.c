@@ -713,6 +713,9 @@ main(int argc, char **argv)
     if (strcmp(argv[1], "tokenize") == 0) return qwen_cmd_tokenize(argc - 1, argv + 1);
     if (strcmp(argv[1], "detokenize") == 0) return qwen_cmd_detokenize(argc - 1, argv + 1);
     if (strcmp(argv[1], "template") == 0) return qwen_cmd_template(argc - 1, argv + 1);
+    if (strcmp(argv[1], "grammar-bench") == 0) {
+        return qwen_cmd_grammar_bench(argc - 1, argv + 1);
+    }
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
         usage(stdout);
         return 0;

@@ -25,5 +25,8 @@ int qwen_cmd_detokenize(int argc, char **argv);
 /* qwen template [-m MODEL] --messages F.json [--tools T.json] [--no-think]
  *               [--no-generation-prompt] */
 int qwen_cmd_template(int argc, char **argv);
+/* qwen grammar-bench -m MODEL [--steps N] [--json]: the per-token cost of
+ * constrained sampling over a few real-world schemas */
+int qwen_cmd_grammar_bench(int argc, char **argv);
 
 #endif

@@ -182,6 +182,12 @@ int32_t       qwen_sampler_sample_filtered(qwen_sampler *s, float *logits,
  */
 int32_t       qwen_sampler_sample_draft(qwen_sampler *s, float *logits, int32_t draft,
                                         qwen_token_filter allowed, void *ctx);
+/* As sample_draft with a filter (draft -1: none), the candidates limited
+ * to ids[0..n_ids) (every other token counts as refused), e.g. a
+ * grammar's qwen_grammar_candidates: the vocabulary is not scanned. */
+int32_t       qwen_sampler_sample_among(qwen_sampler *s, float *logits, const int32_t *ids,
+                                        int n_ids, int32_t draft, qwen_token_filter allowed,
+                                        void *ctx);
 
 /* ------------------------------------------------------------- grammar */
 
@@ -189,11 +195,20 @@ int32_t       qwen_sampler_sample_draft(qwen_sampler *s, float *logits, int32_t 
  * Constrained decoding to JSON. A grammar is immutable and reference
  * counted (thread-safe): requests and states keep their own reference, so
  * the creator may free it at once after qwen_submit. schema_json NULL is
- * JSON mode: any JSON object. Otherwise a JSON Schema subset whose top
- * level is an object: type (one or a list), properties (written in schema
- * order, no others), required, items, enum / const of plain strings;
- * titles, descriptions and other annotations are ignored; $ref, anyOf,
- * oneOf, allOf and the like are refused (err says which). Whitespace
+ * JSON mode: any JSON object. Otherwise a JSON Schema (2020-12) subset
+ * whose top level is an object, every keyword enforced token by token:
+ * type (one or a list), properties (written in schema order, optional
+ * ones may be left out, no others), required, additionalProperties,
+ * items, prefixItems, minItems, maxItems, uniqueItems (enum/const items),
+ * enum / const of any JSON value, anyOf, oneOf (branches that cannot
+ * overlap), $ref to local definitions (recursion included), minLength,
+ * maxLength, pattern (a regular-expression subset), format (date, time,
+ * date-time, email, uuid, ipv4, ipv6, hostname), minimum, maximum,
+ * exclusiveMinimum, exclusiveMaximum (integers digit by digit; other
+ * numbers by sign and integer part), multipleOf (integers). Annotations
+ * (title, description, default, examples, $schema, $id, $comment...) are
+ * ignored; any other keyword is refused, err naming it and its JSON
+ * Pointer ("#/properties/a: 'allOf' is not supported"). Whitespace
  * between tokens is bounded (16 bytes, 2 line breaks) so the model cannot
  * wander off in newlines; numbers are bounded (15 digits, exponent 2).
  */
@@ -202,6 +217,14 @@ typedef struct qwen_grammar_state qwen_grammar_state;
 
 qwen_grammar *qwen_grammar_new_json(const qwen_tokenizer *tok, const char *schema_json,
                                     char *err, size_t err_len);
+/* Tool calls: the answer's <tool_call> blocks (Qwen's added tokens) hold
+ * JSON valid under call_schema_json (the schema of one call object, e.g.
+ * an anyOf of {"name": const, "arguments": parameters}), each closed by
+ * </tool_call>. required: the answer is calls only, the first at once;
+ * else free text until the model opens a call. parallel: another call
+ * may follow (whitespace between), else the end comes after one. */
+qwen_grammar *qwen_grammar_new_tools(const qwen_tokenizer *tok, const char *call_schema_json,
+                                     int required, int parallel, char *err, size_t err_len);
 void          qwen_grammar_free(qwen_grammar *g);    /* drops one reference */
 
 /* Per-sequence automaton state (holds a reference to g); NULL: no memory. */
@@ -216,6 +239,24 @@ int           qwen_grammar_accept(qwen_grammar_state *st, int32_t token);
 int           qwen_grammar_accept_bytes(qwen_grammar_state *st, const char *bytes, size_t n);
 /* Non-zero once a complete top-level value was read. */
 int           qwen_grammar_complete(const qwen_grammar_state *st);
+/* A token budget: the number of tokens that may still follow the next
+ * one (the caller sets it before each choice). A token is then allowed
+ * only if the bytes still needed to close the value validly fit in it,
+ * so a generation cut by max_tokens ends with the shortest valid
+ * completion instead of mid-value. Tokens cover one byte at least, so a
+ * budget of min_close tokens always suffices; a smaller one (a few tokens
+ * of several bytes could still make it) allows only tokens that shorten
+ * the way to the close, so the answer closes as soon as tokens allow. */
+void          qwen_grammar_set_budget(qwen_grammar_state *st, int32_t tokens);
+/* The fewest bytes that complete a valid value from here (0: complete). */
+int32_t       qwen_grammar_min_close(const qwen_grammar_state *st);
+/* Non-zero once the budget refused a token the schema alone allowed. */
+int           qwen_grammar_budget_hit(const qwen_grammar_state *st);
+/* The tokens that may be allowed here (a superset, from per-byte token
+ * lists made with the grammar), into ids[0..cap): their number, or -1
+ * when there are more than cap (inside a string nearly every token is a
+ * candidate: the sampler's own partial selection is cheaper then). */
+int32_t       qwen_grammar_candidates(const qwen_grammar_state *st, int32_t *ids, int32_t cap);
 
 /* ------------------------------------------------------------ scheduler */
 

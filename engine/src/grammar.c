@@ -1,14 +1,22 @@
 /*
- * grammar.c - JSON-constrained decoding: a byte-level pushdown automaton
- * (a stack of object/array frames plus string, escape, UTF-8, number and
- * literal states) checks each candidate token's bytes against a copy of
- * the sequence's state. A compiled schema subset (types, enums, fixed
- * properties in schema order, required keys, items) narrows what it takes.
+ * grammar.c - constrained decoding to JSON and a JSON Schema subset: a
+ * byte-level pushdown automaton (a stack of object/array frames plus
+ * string, escape, UTF-8, number, literal and exact-value states) checks
+ * each candidate token's bytes against a copy of the sequence's state.
+ * The schema compiles into nodes: typed values with their constraints
+ * (properties in schema order, lengths, patterns as position automata,
+ * digit-level integer bounds, item counts), exact values (enum, const),
+ * and alternatives (anyOf, $ref cycles included): a state is a small set
+ * of threads, one per alternative still alive, so an anyOf costs a
+ * thread only while its branches look alike. Every state also knows the
+ * fewest bytes that close it validly, so a token budget can force the
+ * shortest valid completion.
  */
 #include "grammar.h"
 #include "errors.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,24 +28,50 @@
 #define G_MAX_INT     15    /* integer digits: stays exact in a double */
 #define G_MAX_FRAC    15
 #define G_MAX_EXP     2
-#define G_MAX_NODES   1024
+#define G_MAX_NODES   4096
 #define G_MAX_PROPS   64    /* per object: candidates live in a 64-bit mask */
+#define G_MAX_THREADS 16    /* alternatives alive at once */
+#define G_MAX_MIN_ITEMS 1000
+#define G_MAX_LEN     10000 /* minLength; a larger maxLength is no bound */
+#define G_INT_LIM     999999999999999LL   /* 15 digits */
 
 enum {
     T_STRING = 1, T_NUMBER = 2, T_INTEGER = 4, T_BOOL = 8, T_NULL = 16,
     T_OBJECT = 32, T_ARRAY = 64, T_ANY = 127
 };
 
-/* A schema node. Node 0 is "any JSON value"; node 1 the top level. */
+enum { K_TYPES = 0, K_EXACT, K_ANYOF };
+
+/* A schema node. Node 0 is "any JSON value". */
 typedef struct {
-    uint32_t types;
-    int32_t  items;       /* array item node */
-    int      free_obj;    /* object: any keys, any values */
-    int32_t  prop0;       /* fixed properties: g->props[prop0 .. +n_props) */
+    uint8_t  kind;
+    uint8_t  building;    /* compiling: kind and types not known yet */
+    uint32_t types;       /* K_TYPES: allowed; K_EXACT: of its values */
+    /* object */
+    int      free_obj;    /* any keys, any values */
+    int32_t  prop0;       /* properties: g->props[prop0 .. +n_props) */
     int32_t  n_props;
     uint64_t required;    /* bit i: property prop0 + i is required */
-    int32_t  enum0;       /* string enum: g->strs[enum0 .. +n_enum); 0: any */
-    int32_t  n_enum;
+    int32_t  reqsum0;     /* g->ints: n_props + 1 costs of the required rest */
+    /* array */
+    int32_t  items;       /* item node past prefixItems; -1: none */
+    int32_t  pref0, n_pref;   /* prefixItems: g->ints */
+    int32_t  min_items, max_items;   /* max -1: no bound */
+    int      unique;      /* items are exact values, each once */
+    /* string */
+    int32_t  min_len, max_len;       /* in characters; max -1: no bound */
+    int32_t  rx;          /* g->rx index; -1: no pattern */
+    /* number */
+    int      bounded;     /* bounds or multipleOf: no exponent */
+    int      int_only;
+    int64_t  ilo, ihi;    /* the integers in range */
+    int64_t  mult;        /* 0: none */
+    double   flo, fhi;    /* the real bounds (a fraction's far end) */
+    /* exact values (K_EXACT): g->strs[ex0 .. +n_ex), their JSON text */
+    int32_t  ex0, n_ex;
+    /* alternatives (K_ANYOF): g->ints[alt0 .. +n_alt) */
+    int32_t  alt0, n_alt;
+    int32_t  minval;      /* fewest bytes of a valid value */
 } g_node;
 
 typedef struct {
@@ -45,6 +79,14 @@ typedef struct {
     size_t  len;
     int32_t node;         /* properties: the value's node */
 } g_str;
+
+typedef struct {
+    const json_t *target;
+    int32_t       node;
+} g_ref;
+
+#define TS_NONASCII 1
+#define TS_SPECIAL  2
 
 /* token classes: the first byte (0..255), or one of these */
 #define TC_EOG   256
@@ -56,24 +98,50 @@ struct qwen_grammar {
     uint16_t             *tok_class; /* [n_tok]: the first check, one load */
     uint8_t              *tok_nows;  /* [n_tok]: first non-whitespace byte (' ' if none) */
     int32_t               n_tok;
+    /* token ids by first byte (by_first_off[b] .. [b+1]; 256: the EOG ids)
+     * and by first non-whitespace byte (' ': whitespace only), for the
+     * candidates of a state without a scan of the vocabulary */
+    int32_t              *by_first, *by_first_off;   /* [n_tok], [258] */
+    int32_t              *by_nows, *by_nows_off;     /* [n_tok], [257] */
+    /* per token, for strings: its ASCII bytes, whether it has non-ASCII
+     * ones (TS_NONASCII) or bytes a string cannot hold raw ('"', '\\',
+     * controls: TS_SPECIAL), and its characters (255: more) */
+    uint64_t             *tok_ascii;                 /* [n_tok][2] */
+    uint8_t              *tok_flags, *tok_chars;
     g_node               *nodes;
     int32_t               n_nodes, cap_nodes;
     g_str                *props;
     int32_t               n_props, cap_props;
     g_str                *strs;
     int32_t               n_strs, cap_strs;
+    int32_t              *ints;
+    int32_t               n_ints, cap_ints;
+    g_regex             **rx;
+    int32_t               n_rx;
+    int32_t               root;
+    /* tool calls: <tool_call> JSON </tool_call> blocks, the JSON one of
+     * the functions' call objects */
+    int                   tools;      /* 0: the answer is the JSON value */
+    int                   required;   /* no text: a call at once */
+    int                   parallel;   /* another call may follow one */
+    int32_t               id_open, id_close;
+    /* while compiling */
+    const json_t         *doc;
+    g_ref                *refmap;
+    int32_t               n_refmap;
 };
 
 /* automaton modes */
 enum {
     S_VALUE = 0,   /* a value of node cur */
-    S_ARR_FIRST,   /* after '[': a value or ']' */
+    S_ARR_FIRST,   /* after '[': a value of node cur or ']' */
     S_OBJ_FIRST,   /* after '{': a key or '}' */
     S_OBJ_KEY,     /* after ',' in an object: a key */
     S_COLON,       /* after a key */
     S_STR,         /* inside a string (key or value) */
     S_NUM,
     S_LIT,         /* true, false, null */
+    S_EXACT,       /* an enum / const value, byte by byte */
     S_AFTER,       /* after a value inside a container */
     S_DONE         /* the top-level value is complete */
 };
@@ -82,10 +150,38 @@ enum {
 enum { N_MINUS, N_ZERO, N_INT, N_DOT, N_FRAC, N_E, N_ESIGN, N_EXP };
 
 typedef struct {
+    int32_t  node;
+    uint16_t n_items;     /* array: values begun */
     uint8_t  is_array;
     uint8_t  next_prop;   /* fixed object: first property that may come */
-    int16_t  node;
+    uint64_t used;        /* unique items: exact values written */
 } g_frame;
+
+/* One alternative's whole state. Fields of a finished value are zeroed
+ * (value_end) so equal threads compare equal byte for byte. */
+typedef struct {
+    int64_t  nval;        /* number: digits so far (integer part) */
+    uint64_t mask;        /* S_STR keys / S_EXACT: candidates alive */
+    g_bits   rx;          /* S_STR with a pattern: its match state */
+    int32_t  cur;         /* node of the value being read or expected */
+    uint16_t pos;         /* literal / key / exact match position */
+    uint16_t uval;        /* \u accumulator */
+    uint16_t slen;        /* string: characters so far */
+    uint16_t pad;
+    uint8_t  mode;
+    uint8_t  sub;         /* number sub-state, literal index */
+    uint8_t  is_key;      /* S_STR: a key */
+    uint8_t  esc;         /* 0, 1 after '\', 2..5 inside \uXXXX */
+    uint8_t  u8_need;     /* UTF-8 continuation bytes still due */
+    uint8_t  u8_lo, u8_hi;/* range of the next continuation byte */
+    uint8_t  u8_e2;       /* 1 after E2, 2 after E2 80 (U+2028/9 watch) */
+    uint8_t  ws_run, nl_run;
+    uint8_t  ndig;
+    uint8_t  neg;
+    uint8_t  depth;
+    uint8_t  pad2[3];
+    g_frame  stack[G_MAX_DEPTH];
+} g_th;
 
 struct qwen_grammar_state {
     const qwen_grammar *g;
@@ -93,21 +189,24 @@ struct qwen_grammar_state {
                            * reject for most of the vocabulary) */
     int      structural;  /* between values: whitespace changes nothing,
                            * so the first non-blank byte must fit too */
-    uint8_t  mode;
-    uint8_t  sub;         /* number sub-state, literal index */
-    uint8_t  is_key;      /* S_STR: a key */
-    uint8_t  esc;         /* 0, 1 after '\', 2..5 inside \uXXXX */
-    uint8_t  u8_need;     /* UTF-8 continuation bytes still due */
-    uint8_t  u8_lo, u8_hi;/* range of the next continuation byte */
-    uint8_t  ws_run, nl_run;
-    uint8_t  ndig;
-    uint8_t  int_only;
-    uint8_t  depth;
-    uint16_t pos;         /* literal / key / enum match position */
-    uint16_t uval;        /* \u accumulator */
-    int16_t  cur;         /* node of the value being read or expected */
-    uint64_t mask;        /* S_STR matching keys or enum values */
-    g_frame  stack[G_MAX_DEPTH];
+    int32_t  budget;      /* tokens that may follow the next one; G_INF: any */
+    int32_t  limit;       /* the closing bytes a token may leave: the budget,
+                           * or when even the shortest path is longer, one
+                           * byte less than now (progress on it) */
+    int      budget_hit;  /* the budget refused a token the schema allowed */
+    int      outer;       /* tool calls: O_TEXT, O_OPEN, O_CALL, O_AFTER */
+    int      after_ws;    /* O_AFTER: whitespace tokens so far */
+    int      n;           /* threads */
+    g_th     th[G_MAX_THREADS];
+};
+
+/* outer modes with tool calls */
+enum {
+    O_JSON = 0,    /* no tool calls: the answer is the value */
+    O_TEXT,        /* free text until <tool_call> (tool_choice auto) */
+    O_OPEN,        /* only <tool_call> (required, a named function) */
+    O_CALL,        /* the call's JSON, then </tool_call> */
+    O_AFTER        /* after </tool_call>: the end, or another call */
 };
 
 static void update_first(qwen_grammar_state *st);
@@ -121,12 +220,26 @@ is_ws(unsigned char c)
 static const char *const LITERALS[3] = { "true", "false", "null" };
 static const uint8_t     LITERAL_LEN[3] = { 4, 5, 4 };
 
+static const int64_t POW10[16] = {
+    1LL, 10LL, 100LL, 1000LL, 10000LL, 100000LL, 1000000LL, 10000000LL, 100000000LL,
+    1000000000LL, 10000000000LL, 100000000000LL, 1000000000000LL, 10000000000000LL,
+    100000000000000LL, 1000000000000000LL
+};
+
+static int32_t
+add_sat(int32_t a, int32_t b)
+{
+    int64_t s = (int64_t) a + b;
+
+    return s >= G_INF ? G_INF : (int32_t) s;
+}
+
 /* ------------------------------------------------------------ building */
 
 static int32_t
 add_node(qwen_grammar *g, uint32_t types)
 {
-    g_node *grown;
+    g_node *grown, *n;
     int     cap;
 
     if (g->n_nodes == G_MAX_NODES) {
@@ -141,9 +254,18 @@ add_node(qwen_grammar *g, uint32_t types)
         g->nodes = grown;
         g->cap_nodes = cap;
     }
-    memset(&g->nodes[g->n_nodes], 0, sizeof(g_node));
-    g->nodes[g->n_nodes].types = types;
-    g->nodes[g->n_nodes].items = 0;
+    n = &g->nodes[g->n_nodes];
+    memset(n, 0, sizeof(g_node));
+    n->types = types;
+    n->free_obj = 1;
+    n->max_items = -1;
+    n->max_len = -1;
+    n->rx = -1;
+    n->ilo = -G_INT_LIM;
+    n->ihi = G_INT_LIM;
+    n->flo = -1e300;
+    n->fhi = 1e300;
+    n->minval = G_INF;
     return g->n_nodes++;
 }
 
@@ -172,8 +294,30 @@ add_strs(g_str **arr, int32_t *n, int32_t *cap, int32_t count)
     return *n - count;
 }
 
-/* Keys and enum values are matched byte for byte as the model writes
- * them, so they must need no escaping. */
+static int32_t
+add_ints(qwen_grammar *g, int32_t count)
+{
+    int32_t *grown;
+    int32_t  c = g->cap_ints;
+
+    if (g->n_ints + count > c) {
+        while (g->n_ints + count > c) {
+            c = c ? 2 * c : 64;
+        }
+        grown = realloc(g->ints, (size_t) c * sizeof(*grown));
+        if (grown == NULL) {
+            return -1;
+        }
+        g->ints = grown;
+        g->cap_ints = c;
+    }
+    memset(g->ints + g->n_ints, 0, (size_t) count * sizeof(int32_t));
+    g->n_ints += count;
+    return g->n_ints - count;
+}
+
+/* Keys are matched byte for byte as the model writes them, so they must
+ * need no escaping. */
 static int
 plain_string(const char *s, size_t len)
 {
@@ -220,39 +364,232 @@ type_bit(const char *name, uint32_t *out)
     return -1;
 }
 
+/* A JSON value's type bits (an integral number is an integer too). */
+static uint32_t
+value_types(const json_t *v)
+{
+    double d;
+
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:  return T_OBJECT;
+    case JSON_ARRAY:   return T_ARRAY;
+    case JSON_STRING:  return T_STRING;
+    case JSON_INTEGER: return T_INTEGER | T_NUMBER;
+    case JSON_REAL:
+        d = json_real_value(v);
+        return d == floor(d) ? T_INTEGER | T_NUMBER : T_NUMBER;
+    case JSON_TRUE:
+    case JSON_FALSE:   return T_BOOL;
+    default:           return T_NULL;
+    }
+}
+
+/* ------------------------------------------------------- exact values */
+
+typedef struct {
+    char   *p;
+    size_t  len, cap;
+    int     oom;
+} g_buf;
+
+static void
+buf_put(g_buf *b, const char *s, size_t n)
+{
+    char *grown;
+
+    if (b->oom) {
+        return;
+    }
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+
+        while (b->len + n + 1 > cap) {
+            cap *= 2;
+        }
+        grown = realloc(b->p, cap);
+        if (grown == NULL) {
+            b->oom = 1;
+            return;
+        }
+        b->p = grown;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void
+buf_json_string(g_buf *b, const char *s, size_t n)
+{
+    json_t *str = json_stringn(s, n);
+    char   *text = str ? json_dumps(str, JSON_ENCODE_ANY) : NULL;
+
+    if (text == NULL) {
+        b->oom = 1;
+    } else {
+        buf_put(b, text, strlen(text));
+    }
+    free(text);
+    json_decref(str);
+}
+
+/* The compact JSON text the model must write for an exact value (the
+ * shortest number text that reads back as the same double). */
+static void
+dump_value(g_buf *b, const json_t *v)
+{
+    char        num[40];
+    const char *key;
+    json_t     *x;
+    size_t      i;
+    int         prec, first = 1;
+
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        buf_put(b, "{", 1);
+        json_object_foreach((json_t *) v, key, x) {
+            if (!first) buf_put(b, ",", 1);
+            first = 0;
+            buf_json_string(b, key, strlen(key));
+            buf_put(b, ":", 1);
+            dump_value(b, x);
+        }
+        buf_put(b, "}", 1);
+        break;
+    case JSON_ARRAY:
+        buf_put(b, "[", 1);
+        for (i = 0; i < json_array_size(v); i++) {
+            if (i > 0) buf_put(b, ",", 1);
+            dump_value(b, json_array_get(v, i));
+        }
+        buf_put(b, "]", 1);
+        break;
+    case JSON_STRING:
+        buf_json_string(b, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER:
+        snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        buf_put(b, num, strlen(num));
+        break;
+    case JSON_REAL:
+        for (prec = 1; prec <= 17; prec++) {
+            snprintf(num, sizeof(num), "%.*g", prec, json_real_value(v));
+            if (strtod(num, NULL) == json_real_value(v)) {
+                break;
+            }
+        }
+        buf_put(b, num, strlen(num));
+        break;
+    case JSON_TRUE:  buf_put(b, "true", 4); break;
+    case JSON_FALSE: buf_put(b, "false", 5); break;
+    default:         buf_put(b, "null", 4); break;
+    }
+}
+
+/* ------------------------------------------------------------ compiling */
+
+static const char *const ANNOTATIONS[] = {
+    "title", "description", "default", "examples", "$schema", "$id", "$comment",
+    "deprecated", "readOnly", "writeOnly", "$defs", "definitions", NULL
+};
+
+static const char *const KEYWORDS[] = {
+    "type", "enum", "const", "anyOf", "oneOf", "$ref",
+    "properties", "required", "additionalProperties",
+    "items", "prefixItems", "minItems", "maxItems", "uniqueItems",
+    "minLength", "maxLength", "pattern", "format",
+    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", NULL
+};
+
+static int
+in_list(const char *const *list, const char *key)
+{
+    for (; *list != NULL; list++) {
+        if (strcmp(*list, key) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int32_t compile(qwen_grammar *g, const json_t *s, int depth, const char *path,
                        char *err, size_t err_len);
 
-static int
-compile_enum(qwen_grammar *g, int32_t id, const json_t *values, const char *path,
-             char *err, size_t err_len)
+/* A child's path: path + "/" + a key (JSON Pointer escaping) */
+static void
+sub_path(char *dst, size_t len, const char *path, const char *key)
 {
-    size_t  i, n = json_array_size(values);
-    int32_t first;
+    size_t n = (size_t) snprintf(dst, len, "%s/", path);
 
-    if (n == 0 || n > G_MAX_PROPS) {
-        return qwen_fail(err, err_len, "%s: enum must list 1 to %d strings", path, G_MAX_PROPS);
+    for (; *key != '\0' && n + 3 < len; key++) {
+        if (*key == '~' || *key == '/') {
+            dst[n++] = '~';
+            dst[n++] = *key == '~' ? '0' : '1';
+        } else {
+            dst[n++] = *key;
+        }
+    }
+    dst[n < len ? n : len - 1] = '\0';
+}
+
+static int
+compile_exact(qwen_grammar *g, int32_t id, const json_t *values, uint32_t types,
+              const char *path, const char *kw, char *err, size_t err_len)
+{
+    size_t   i, n = json_array_size(values);
+    int32_t  first, k, j;
+    uint32_t vt, all = 0;
+    g_buf    b;
+
+    if (n == 0) {
+        return qwen_fail(err, err_len, "%s: '%s' must list at least one value", path, kw);
+    }
+    if (n > G_MAX_PROPS) {
+        return qwen_fail(err, err_len, "%s: '%s' with more than %d values is not supported",
+                         path, kw, G_MAX_PROPS);
     }
     first = add_strs(&g->strs, &g->n_strs, &g->cap_strs, (int32_t) n);
     if (first < 0) {
         return qwen_fail(err, err_len, "out of memory");
     }
+    k = 0;
     for (i = 0; i < n; i++) {
         const json_t *v = json_array_get(values, i);
 
-        if (!json_is_string(v) || !plain_string(json_string_value(v), json_string_length(v))) {
-            return qwen_fail(err, err_len, "%s: only enums of plain strings (no quotes, "
-                             "backslashes or control characters) are supported", path);
+        vt = value_types(v);
+        if (types != 0 && !(vt & types)) {
+            continue;   /* 'type' rules it out */
         }
-        if (set_str(&g->strs[first + (int32_t) i], json_string_value(v),
-                    json_string_length(v)) != 0)
-        {
-            return qwen_fail(err, err_len, "out of memory");
+        memset(&b, 0, sizeof(b));
+        dump_value(&b, v);
+        if (b.oom || b.len >= 65535) {
+            free(b.p);
+            return qwen_fail(err, err_len, b.oom ? "out of memory"
+                             : "%s: a '%s' value too long", path, kw);
         }
+        for (j = 0; j < k; j++) {
+            if (g->strs[first + j].len == b.len && memcmp(g->strs[first + j].s, b.p, b.len) == 0) {
+                break;
+            }
+        }
+        if (j < k) {
+            free(b.p);
+            continue;
+        }
+        g->strs[first + k].s = b.p;
+        g->strs[first + k].len = b.len;
+        k++;
+        all |= vt;
     }
-    g->nodes[id].types = T_STRING;
-    g->nodes[id].enum0 = first;
-    g->nodes[id].n_enum = (int32_t) n;
+    if (k == 0) {
+        return qwen_fail(err, err_len, "%s: no '%s' value is of the schema's 'type'", path, kw);
+    }
+    g->n_strs = first + k;
+    g->nodes[id].kind = K_EXACT;
+    g->nodes[id].types = all;
+    g->nodes[id].ex0 = first;
+    g->nodes[id].n_ex = k;
     return 0;
 }
 
@@ -265,10 +602,21 @@ compile_object(qwen_grammar *g, int32_t id, const json_t *s, int depth, const ch
     const char   *key;
     size_t        n, i, j;
     int32_t       first, child;
-    char          sub[256];
+    char          sub[512], sub2[512];
 
+    if (addl != NULL && !json_is_boolean(addl) && !json_is_object(addl)) {
+        return qwen_fail(err, err_len, "%s: 'additionalProperties' must be a boolean or "
+                         "a schema", path);
+    }
+    if (req != NULL && !json_is_array(req)) {
+        return qwen_fail(err, err_len, "%s: 'required' must be an array of names", path);
+    }
     if (props == NULL) {
         /* no properties: any object, or {} when nothing else is allowed */
+        if (json_is_object(addl) && json_object_size(addl) > 0) {
+            return qwen_fail(err, err_len, "%s: 'additionalProperties' as a schema without "
+                             "'properties' is not supported", path);
+        }
         g->nodes[id].free_obj = !json_is_false(addl);
         if (json_array_size(req) > 0) {
             return qwen_fail(err, err_len, "%s: 'required' needs 'properties'", path);
@@ -278,38 +626,39 @@ compile_object(qwen_grammar *g, int32_t id, const json_t *s, int depth, const ch
     if (!json_is_object(props)) {
         return qwen_fail(err, err_len, "%s: 'properties' must be an object", path);
     }
+    /* only the listed properties are written, so additionalProperties of
+     * any value holds */
     n = json_object_size(props);
     if (n > G_MAX_PROPS) {
-        return qwen_fail(err, err_len, "%s: at most %d properties per object", path,
-                         G_MAX_PROPS);
+        return qwen_fail(err, err_len, "%s: more than %d properties in one object is not "
+                         "supported", path, G_MAX_PROPS);
     }
     first = add_strs(&g->props, &g->n_props, &g->cap_props, (int32_t) n);
     if (first < 0) {
         return qwen_fail(err, err_len, "out of memory");
     }
-    g->nodes[id].free_obj = 0;   /* the listed properties only */
+    g->nodes[id].free_obj = 0;
     g->nodes[id].prop0 = first;
     g->nodes[id].n_props = (int32_t) n;
     i = 0;
+    sub_path(sub, sizeof(sub), path, "properties");
     json_object_foreach((json_t *) props, key, v) {
         size_t klen = strlen(key);
 
         if (!plain_string(key, klen)) {
-            return qwen_fail(err, err_len, "%s: property names must need no escaping", path);
+            return qwen_fail(err, err_len, "%s: property names that need escaping are not "
+                             "supported", path);
         }
         if (set_str(&g->props[first + (int32_t) i], key, klen) != 0) {
             return qwen_fail(err, err_len, "out of memory");
         }
-        snprintf(sub, sizeof(sub), "%s.%s", path, key);
-        child = compile(g, v, depth + 1, sub, err, err_len);
+        sub_path(sub2, sizeof(sub2), sub, key);
+        child = compile(g, v, depth + 1, sub2, err, err_len);
         if (child < 0) {
             return -1;
         }
         g->props[first + (int32_t) i].node = child;
         i++;
-    }
-    if (req != NULL && !json_is_array(req)) {
-        return qwen_fail(err, err_len, "%s: 'required' must be an array of names", path);
     }
     for (j = 0; j < json_array_size(req); j++) {
         const json_t *name = json_array_get(req, j);
@@ -330,111 +679,885 @@ compile_object(qwen_grammar *g, int32_t id, const json_t *s, int depth, const ch
     return 0;
 }
 
-/* Compile schema s into a new node; returns its index or -1 (err set). */
+static int
+get_count(const json_t *s, const char *kw, int64_t limit, int64_t *out, const char *path,
+          char *err, size_t err_len)
+{
+    const json_t *v = json_object_get(s, kw);
+    double        d;
+
+    if (v == NULL) {
+        return 0;
+    }
+    d = json_number_value(v);
+    if (!json_is_number(v) || d < 0 || d != floor(d)) {
+        return qwen_fail(err, err_len, "%s: '%s' must be a non-negative integer", path, kw);
+    }
+    if (limit > 0 && d > (double) limit) {
+        return qwen_fail(err, err_len, "%s: '%s' above %lld is not supported", path, kw,
+                         (long long) limit);
+    }
+    *out = d > 1e15 ? (int64_t) 1e15 : (int64_t) d;
+    return 1;
+}
+
+static int32_t exact_items(const qwen_grammar *g, int32_t node);
+
+static int
+compile_array(qwen_grammar *g, int32_t id, const json_t *s, int depth, const char *path,
+              char *err, size_t err_len)
+{
+    const json_t *items = json_object_get(s, "items"), *pref = json_object_get(s, "prefixItems");
+    const json_t *uniq = json_object_get(s, "uniqueItems");
+    int64_t       v;
+    int32_t       child, first;
+    size_t        i;
+    char          sub[512], sub0[512], idx[24];
+    int           rc;
+
+    g->nodes[id].items = 0;
+    if (json_is_array(items)) {
+        return qwen_fail(err, err_len, "%s: 'items' as an array (draft 4-7 tuples) is not "
+                         "supported: use 'prefixItems'", path);
+    }
+    if (pref != NULL) {
+        if (!json_is_array(pref) || json_array_size(pref) == 0
+            || json_array_size(pref) > G_MAX_PROPS)
+        {
+            return qwen_fail(err, err_len, "%s: 'prefixItems' must be an array of 1 to %d "
+                             "schemas", path, G_MAX_PROPS);
+        }
+        first = add_ints(g, (int32_t) json_array_size(pref));
+        if (first < 0) {
+            return qwen_fail(err, err_len, "out of memory");
+        }
+        for (i = 0; i < json_array_size(pref); i++) {
+            snprintf(idx, sizeof(idx), "%zu", i);
+            sub_path(sub0, sizeof(sub0), path, "prefixItems");
+            sub_path(sub, sizeof(sub), sub0, idx);
+            child = compile(g, json_array_get(pref, i), depth + 1, sub, err, err_len);
+            if (child < 0) {
+                return -1;
+            }
+            g->ints[first + (int32_t) i] = child;
+        }
+        g->nodes[id].pref0 = first;
+        g->nodes[id].n_pref = (int32_t) json_array_size(pref);
+    }
+    if (json_is_false(items)) {
+        g->nodes[id].items = -1;
+        g->nodes[id].max_items = g->nodes[id].n_pref;
+    } else if (items != NULL) {
+        sub_path(sub, sizeof(sub), path, "items");
+        child = compile(g, items, depth + 1, sub, err, err_len);
+        if (child < 0) {
+            return -1;
+        }
+        g->nodes[id].items = child;
+    }
+    if ((rc = get_count(s, "minItems", G_MAX_MIN_ITEMS, &v, path, err, err_len)) < 0) {
+        return -1;
+    }
+    if (rc) {
+        g->nodes[id].min_items = (int32_t) v;
+    }
+    if ((rc = get_count(s, "maxItems", 0, &v, path, err, err_len)) < 0) {
+        return -1;
+    }
+    if (rc && v < 65535 && (g->nodes[id].max_items < 0 || v < g->nodes[id].max_items)) {
+        g->nodes[id].max_items = (int32_t) v;
+    }
+    if (uniq != NULL && !json_is_boolean(uniq)) {
+        return qwen_fail(err, err_len, "%s: 'uniqueItems' must be a boolean", path);
+    }
+    if (json_is_true(uniq)) {
+        int32_t n_ex = exact_items(g, id);
+
+        if (n_ex <= 0) {
+            return qwen_fail(err, err_len, "%s: 'uniqueItems' is supported only for items "
+                             "that are an 'enum' or 'const' (no 'prefixItems')", path);
+        }
+        g->nodes[id].unique = 1;
+        if (g->nodes[id].max_items < 0 || g->nodes[id].max_items > n_ex) {
+            g->nodes[id].max_items = n_ex;
+        }
+    }
+    if (g->nodes[id].max_items >= 0 && g->nodes[id].min_items > g->nodes[id].max_items) {
+        return qwen_fail(err, err_len, "%s: 'minItems' above the items the array may hold: "
+                         "no array is valid", path);
+    }
+    return 0;
+}
+
+/* The number of exact values of an array's items, or 0 */
+static int32_t
+exact_items(const qwen_grammar *g, int32_t node)
+{
+    const g_node *n = &g->nodes[node];
+
+    if (n->n_pref > 0 || n->items <= 0 || g->nodes[n->items].building
+        || g->nodes[n->items].kind != K_EXACT)
+    {
+        return 0;
+    }
+    return g->nodes[n->items].n_ex;
+}
+
+static const struct {
+    const char *name;
+    const char *pattern;
+} FORMATS[] = {
+    { "date", "^\\d{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\\d|3[01])|(?:0[469]|11)-"
+              "(?:0[1-9]|[12]\\d|30)|02-(?:0[1-9]|1\\d|2[0-8]))$" },
+    { "time", "^(?:[01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d(?:\\.\\d{1,6})?"
+              "(?:Z|[+-](?:[01]\\d|2[0-3]):[0-5]\\d)$" },
+    { "date-time", "^\\d{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\\d|3[01])|(?:0[469]|11)-"
+                   "(?:0[1-9]|[12]\\d|30)|02-(?:0[1-9]|1\\d|2[0-8]))"
+                   "T(?:[01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d(?:\\.\\d{1,6})?"
+                   "(?:Z|[+-](?:[01]\\d|2[0-3]):[0-5]\\d)$" },
+    { "email", "^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+               "(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\\.[A-Za-z]{2,}$" },
+    { "uuid", "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$" },
+    { "ipv4", "^(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)(?:\\.(?:25[0-5]|2[0-4]\\d|1\\d\\d|"
+              "[1-9]?\\d)){3}$" },
+    { "ipv6", "^[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{1,4}){7}$" },
+    { "hostname", "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)*"
+                  "[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$" },
+};
+
+static int
+add_regex(qwen_grammar *g, int32_t id, const char *pat, size_t len, const char *what,
+          const char *path, char *err, size_t err_len)
+{
+    g_regex **grown;
+    g_regex  *rx = g_regex_compile(pat, len, what, path, err, err_len);
+
+    if (rx == NULL) {
+        return -1;
+    }
+    grown = realloc(g->rx, (size_t) (g->n_rx + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        free(rx);
+        return qwen_fail(err, err_len, "out of memory");
+    }
+    g->rx = grown;
+    g->rx[g->n_rx] = rx;
+    g->nodes[id].rx = g->n_rx++;
+    return 0;
+}
+
+static int
+compile_string(qwen_grammar *g, int32_t id, const json_t *s, const char *path, char *err,
+               size_t err_len)
+{
+    const json_t *pat = json_object_get(s, "pattern"), *fmt = json_object_get(s, "format");
+    int64_t       v;
+    int           rc;
+    size_t        i;
+    char          what[64];
+
+    if ((rc = get_count(s, "minLength", G_MAX_LEN, &v, path, err, err_len)) < 0) {
+        return -1;
+    }
+    if (rc) {
+        g->nodes[id].min_len = (int32_t) v;
+    }
+    if ((rc = get_count(s, "maxLength", 0, &v, path, err, err_len)) < 0) {
+        return -1;
+    }
+    if (rc && v < 65535) {
+        g->nodes[id].max_len = (int32_t) v;
+    }
+    if (pat != NULL && fmt != NULL) {
+        return qwen_fail(err, err_len, "%s: 'format' together with 'pattern' is not "
+                         "supported", path);
+    }
+    if (pat != NULL) {
+        if (!json_is_string(pat)) {
+            return qwen_fail(err, err_len, "%s: 'pattern' must be a string", path);
+        }
+        if (add_regex(g, id, json_string_value(pat), json_string_length(pat), "pattern", path,
+                      err, err_len) != 0)
+        {
+            return -1;
+        }
+    }
+    if (fmt != NULL) {
+        if (!json_is_string(fmt)) {
+            return qwen_fail(err, err_len, "%s: 'format' must be a string", path);
+        }
+        for (i = 0; i < sizeof(FORMATS) / sizeof(FORMATS[0]); i++) {
+            if (strcmp(json_string_value(fmt), FORMATS[i].name) == 0) {
+                break;
+            }
+        }
+        if (i == sizeof(FORMATS) / sizeof(FORMATS[0])) {
+            return qwen_fail(err, err_len, "%s: 'format' \"%.40s\" is not supported (supported: "
+                             "date, time, date-time, email, uuid, ipv4, ipv6, hostname)", path,
+                             json_string_value(fmt));
+        }
+        snprintf(what, sizeof(what), "format %s", FORMATS[i].name);
+        if (add_regex(g, id, FORMATS[i].pattern, strlen(FORMATS[i].pattern), what, path, err,
+                      err_len) != 0)
+        {
+            return -1;
+        }
+        if (strcmp(FORMATS[i].name, "hostname") == 0
+            && (g->nodes[id].max_len < 0 || g->nodes[id].max_len > 253))
+        {
+            g->nodes[id].max_len = 253;
+        }
+    }
+    if (g->nodes[id].max_len >= 0
+        && (g->nodes[id].min_len > g->nodes[id].max_len
+            || (g->nodes[id].rx >= 0 && g->rx[g->nodes[id].rx]->cdist[0] > g->nodes[id].max_len)))
+    {
+        return qwen_fail(err, err_len, "%s: 'maxLength' leaves no valid string", path);
+    }
+    return 0;
+}
+
+static int
+get_bound(const json_t *s, const char *kw, double *out, const char *path, char *err,
+          size_t err_len)
+{
+    const json_t *v = json_object_get(s, kw);
+
+    if (v == NULL) {
+        return 0;
+    }
+    if (!json_is_number(v)) {
+        return qwen_fail(err, err_len, "%s: '%s' must be a number", path, kw);
+    }
+    *out = json_number_value(v);
+    return 1;
+}
+
+static int
+compile_number(qwen_grammar *g, int32_t id, const json_t *s, const char *path, char *err,
+               size_t err_len)
+{
+    g_node *n;
+    double  d = 0, lo = -1e300, hi = 1e300, m = 0;
+    int     rc, any = 0;
+
+    double  flo = -1e300, fhi = 1e300;
+
+    if ((rc = get_bound(s, "minimum", &d, path, err, err_len)) < 0) return -1;
+    if (rc) { lo = fmax(lo, ceil(d)); flo = fmax(flo, d); any = 1; }
+    if ((rc = get_bound(s, "exclusiveMinimum", &d, path, err, err_len)) < 0) return -1;
+    if (rc) { lo = fmax(lo, floor(d) + 1); flo = fmax(flo, d); any = 1; }
+    if ((rc = get_bound(s, "maximum", &d, path, err, err_len)) < 0) return -1;
+    if (rc) { hi = fmin(hi, floor(d)); fhi = fmin(fhi, d); any = 1; }
+    if ((rc = get_bound(s, "exclusiveMaximum", &d, path, err, err_len)) < 0) return -1;
+    if (rc) { hi = fmin(hi, ceil(d) - 1); fhi = fmin(fhi, d); any = 1; }
+    if ((rc = get_bound(s, "multipleOf", &m, path, err, err_len)) < 0) return -1;
+    if (rc && (m <= 0 || m != floor(m) || m > 1e15)) {
+        return qwen_fail(err, err_len, "%s: 'multipleOf' other than a positive integer is "
+                         "not supported", path);
+    }
+    n = &g->nodes[id];
+    n->bounded = any || m > 0;
+    n->ilo = lo < (double) -G_INT_LIM ? -G_INT_LIM : (int64_t) lo;
+    n->ihi = hi > (double) G_INT_LIM ? G_INT_LIM : (int64_t) hi;
+    n->mult = (int64_t) m;
+    n->flo = flo;
+    n->fhi = fhi;
+    /* a multiple of an integer is written as an integer */
+    n->int_only = !(n->types & T_NUMBER) || n->mult > 0;
+    if (n->ilo > n->ihi) {
+        return qwen_fail(err, err_len, "%s: the bounds leave no integer (bounds are enforced "
+                         "on the integer part, so a range without integers is not supported)",
+                         path);
+    }
+    return 0;
+}
+
+/* Resolve a local reference ("#", "#/$defs/x", any "#/..." pointer). */
+static const json_t *
+resolve_ref(const qwen_grammar *g, const char *ref)
+{
+    const json_t *cur = g->doc;
+    char          tok[256];
+    size_t        n;
+    const char   *p;
+
+    if (ref[0] != '#') {
+        return NULL;
+    }
+    p = ref + 1;
+    while (*p == '/' && cur != NULL) {
+        p++;
+        n = 0;
+        while (*p != '\0' && *p != '/' && n + 1 < sizeof(tok)) {
+            if (p[0] == '~' && (p[1] == '0' || p[1] == '1')) {
+                tok[n++] = p[1] == '0' ? '~' : '/';
+                p += 2;
+            } else {
+                tok[n++] = *p++;
+            }
+        }
+        tok[n] = '\0';
+        if (json_is_array(cur)) {
+            char *end;
+            long  i = strtol(tok, &end, 10);
+
+            cur = *end == '\0' && n > 0 ? json_array_get(cur, (size_t) i) : NULL;
+        } else {
+            cur = json_object_get(cur, tok);
+        }
+    }
+    return *p == '\0' ? cur : NULL;
+}
+
+static int
+only_annotations(const json_t *s, const char *kw, const char *path, char *err, size_t err_len)
+{
+    const char *key;
+    json_t     *v;
+
+    json_object_foreach((json_t *) s, key, v) {
+        if (strcmp(key, kw) != 0 && !in_list(ANNOTATIONS, key)) {
+            return qwen_fail(err, err_len, "%s: '%s' alongside '%s' is not supported", path, key,
+                             kw);
+        }
+    }
+    return 0;
+}
+
+static uint32_t
+node_types(const qwen_grammar *g, int32_t id, int depth)
+{
+    const g_node *n = &g->nodes[id];
+    uint32_t      t = 0;
+    int32_t       i;
+
+    if (n->building || depth > 64) {
+        return T_ANY;
+    }
+    if (n->kind != K_ANYOF) {
+        return n->types;
+    }
+    for (i = 0; i < n->n_alt; i++) {
+        t |= node_types(g, g->ints[n->alt0 + i], depth + 1);
+    }
+    return t;
+}
+
+/* oneOf is anyOf when no value can match two branches: here, when they
+ * take different JSON types, or are exact values with no value in common. */
+static int
+disjoint(const qwen_grammar *g, int32_t a, int32_t b)
+{
+    const g_node *x = &g->nodes[a], *y = &g->nodes[b];
+    int32_t       i, j;
+
+    if (!(node_types(g, a, 0) & node_types(g, b, 0))) {
+        return 1;
+    }
+    if (x->building || y->building || x->kind != K_EXACT || y->kind != K_EXACT) {
+        return 0;
+    }
+    for (i = 0; i < x->n_ex; i++) {
+        for (j = 0; j < y->n_ex; j++) {
+            const g_str *p = &g->strs[x->ex0 + i], *q = &g->strs[y->ex0 + j];
+
+            if (p->len == q->len && memcmp(p->s, q->s, p->len) == 0) {
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
+static int
+compile_anyof(qwen_grammar *g, int32_t id, const json_t *s, const char *kw, int depth,
+              const char *path, char *err, size_t err_len)
+{
+    const json_t *alts = json_object_get(s, kw);
+    size_t        i, j, n = json_array_size(alts);
+    int32_t       first, child;
+    char          sub[512], sub0[512], idx[24];
+
+    if (only_annotations(s, kw, path, err, err_len) != 0) {
+        return -1;
+    }
+    if (!json_is_array(alts) || n == 0 || n > G_MAX_PROPS) {
+        return qwen_fail(err, err_len, "%s: '%s' must be an array of 1 to %d schemas", path, kw,
+                         G_MAX_PROPS);
+    }
+    first = add_ints(g, (int32_t) n);
+    if (first < 0) {
+        return qwen_fail(err, err_len, "out of memory");
+    }
+    for (i = 0; i < n; i++) {
+        snprintf(idx, sizeof(idx), "%zu", i);
+        sub_path(sub0, sizeof(sub0), path, kw);
+        sub_path(sub, sizeof(sub), sub0, idx);
+        child = compile(g, json_array_get(alts, i), depth + 1, sub, err, err_len);
+        if (child < 0) {
+            return -1;
+        }
+        g->ints[first + (int32_t) i] = child;
+    }
+    if (strcmp(kw, "oneOf") == 0) {
+        for (i = 0; i < n; i++) {
+            for (j = i + 1; j < n; j++) {
+                if (!disjoint(g, g->ints[first + (int32_t) i], g->ints[first + (int32_t) j])) {
+                    return qwen_fail(err, err_len, "%s: 'oneOf' whose branches %zu and %zu may "
+                                     "both match is not supported (use anyOf, or branches of "
+                                     "different types or enum values)", path, i, j);
+                }
+            }
+        }
+    }
+    g->nodes[id].kind = K_ANYOF;
+    g->nodes[id].alt0 = first;
+    g->nodes[id].n_alt = (int32_t) n;
+    return 0;
+}
+
+/* Compile schema s into node id. */
+static int
+compile_into(qwen_grammar *g, const json_t *s, int32_t id, int depth, const char *path,
+             char *err, size_t err_len)
+{
+    const json_t *type, *v, *ev;
+    const char   *key;
+    uint32_t      types = 0;
+    int32_t       child;
+    size_t        i;
+
+    if (depth >= 64) {
+        return qwen_fail(err, err_len, "%s: the schema nests deeper than 64 levels", path);
+    }
+    g->nodes[id].building = 1;
+    if (json_is_true(s) || (json_is_object(s) && json_object_size(s) == 0)) {
+        g->nodes[id].types = T_ANY;
+        g->nodes[id].items = 0;
+        g->nodes[id].building = 0;
+        return 0;
+    }
+    if (json_is_false(s)) {
+        return qwen_fail(err, err_len, "%s: the schema false (no value) is not supported", path);
+    }
+    if (!json_is_object(s)) {
+        return qwen_fail(err, err_len, "%s: a schema must be an object", path);
+    }
+    json_object_foreach((json_t *) s, key, v) {
+        if (!in_list(KEYWORDS, key) && !in_list(ANNOTATIONS, key)) {
+            return qwen_fail(err, err_len, "%s: '%.64s' is not supported", path, key);
+        }
+    }
+    if (json_object_get(s, "$ref") != NULL) {
+        /* a reference to a reference: one alternative */
+        if (only_annotations(s, "$ref", path, err, err_len) != 0
+            || (child = compile(g, s, depth + 1, path, err, err_len)) < 0
+            || (i = (size_t) add_ints(g, 1), (int32_t) i < 0))
+        {
+            return -1;
+        }
+        g->ints[i] = child;
+        g->nodes[id].kind = K_ANYOF;
+        g->nodes[id].alt0 = (int32_t) i;
+        g->nodes[id].n_alt = 1;
+        g->nodes[id].building = 0;
+        return 0;
+    }
+    if (json_object_get(s, "anyOf") != NULL || json_object_get(s, "oneOf") != NULL) {
+        if (json_object_get(s, "anyOf") != NULL && json_object_get(s, "oneOf") != NULL) {
+            return qwen_fail(err, err_len, "%s: 'oneOf' alongside 'anyOf' is not supported",
+                             path);
+        }
+        if (compile_anyof(g, id, s, json_object_get(s, "anyOf") != NULL ? "anyOf" : "oneOf",
+                          depth, path, err, err_len) != 0)
+        {
+            return -1;
+        }
+        g->nodes[id].building = 0;
+        return 0;
+    }
+    type = json_object_get(s, "type");
+    if (json_is_string(type)) {
+        if (type_bit(json_string_value(type), &types) != 0) {
+            return qwen_fail(err, err_len, "%s: unknown type '%.40s'", path,
+                             json_string_value(type));
+        }
+    } else if (json_is_array(type) && json_array_size(type) > 0) {
+        for (i = 0; i < json_array_size(type); i++) {
+            v = json_array_get(type, i);
+            if (!json_is_string(v) || type_bit(json_string_value(v), &types) != 0) {
+                return qwen_fail(err, err_len, "%s: 'type' must name JSON types", path);
+            }
+        }
+    } else if (type != NULL) {
+        return qwen_fail(err, err_len, "%s: 'type' must be a string or an array of strings",
+                         path);
+    }
+    ev = json_object_get(s, "enum");
+    if (ev != NULL || json_object_get(s, "const") != NULL) {
+        json_t *one = NULL;
+        int     rc;
+
+        json_object_foreach((json_t *) s, key, v) {
+            if (strcmp(key, "enum") != 0 && strcmp(key, "const") != 0
+                && strcmp(key, "type") != 0 && !in_list(ANNOTATIONS, key))
+            {
+                return qwen_fail(err, err_len, "%s: '%s' alongside '%s' is not supported", path,
+                                 key, ev != NULL ? "enum" : "const");
+            }
+        }
+        if (ev != NULL && json_object_get(s, "const") != NULL) {
+            return qwen_fail(err, err_len, "%s: 'enum' alongside 'const' is not supported",
+                             path);
+        }
+        if (ev != NULL && !json_is_array(ev)) {
+            return qwen_fail(err, err_len, "%s: 'enum' must be an array", path);
+        }
+        if (ev == NULL) {
+            one = json_array();
+            if (one == NULL || json_array_append(one, json_object_get(s, "const")) != 0) {
+                json_decref(one);
+                return qwen_fail(err, err_len, "out of memory");
+            }
+        }
+        rc = compile_exact(g, id, one != NULL ? one : ev, types, path,
+                           ev != NULL ? "enum" : "const", err, err_len);
+        json_decref(one);
+        g->nodes[id].building = 0;
+        return rc;
+    }
+    if (type == NULL) {
+        types = T_ANY;
+        if (json_object_get(s, "properties") != NULL) {
+            types = T_OBJECT;
+        } else if (json_object_get(s, "items") != NULL
+                   || json_object_get(s, "prefixItems") != NULL)
+        {
+            types = T_ARRAY;
+        }
+    }
+    g->nodes[id].kind = K_TYPES;
+    g->nodes[id].types = types;
+    if ((types & T_OBJECT) && compile_object(g, id, s, depth, path, err, err_len) != 0) {
+        return -1;
+    }
+    if ((types & T_ARRAY) && compile_array(g, id, s, depth, path, err, err_len) != 0) {
+        return -1;
+    }
+    if ((types & T_STRING) && compile_string(g, id, s, path, err, err_len) != 0) {
+        return -1;
+    }
+    if ((types & (T_NUMBER | T_INTEGER))
+        && compile_number(g, id, s, path, err, err_len) != 0)
+    {
+        return -1;
+    }
+    /* a keyword for a type the schema does not allow constrains nothing
+     * the model can write: accepted as JSON Schema says */
+    g->nodes[id].building = 0;
+    return 0;
+}
+
+/* Compile schema s into a node; returns its index or -1 (err set). */
 static int32_t
 compile(qwen_grammar *g, const json_t *s, int depth, const char *path, char *err,
         size_t err_len)
 {
-    static const char *const unsupported[] = {
-        "$ref", "anyOf", "oneOf", "allOf", "not", "patternProperties", "if",
-        "prefixItems", "$defs", "definitions"
-    };
-    const json_t *type, *v;
-    uint32_t      types = 0;
-    int32_t       id;
-    size_t        i;
+    const json_t *ref = json_is_object(s) ? json_object_get(s, "$ref") : NULL, *target;
+    g_ref        *grown;
+    int32_t       id, i;
+    char          sub[512];
 
-    if (depth >= G_MAX_DEPTH - 1) {
-        qwen_fail(err, err_len, "%s: the schema nests deeper than %d levels", path,
-                  G_MAX_DEPTH - 2);
-        return -1;
-    }
-    if (json_is_true(s) || (json_is_object(s) && json_object_size(s) == 0)) {
-        return 0;   /* anything */
-    }
-    if (!json_is_object(s)) {
-        qwen_fail(err, err_len, "%s: a schema must be an object", path);
-        return -1;
-    }
-    for (i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++) {
-        if (json_object_get(s, unsupported[i]) != NULL) {
-            qwen_fail(err, err_len, "%s: '%s' is not supported (supported: type, properties, "
-                      "required, items, enum, const)", path, unsupported[i]);
+    if (ref != NULL) {
+        if (!json_is_string(ref)) {
+            qwen_fail(err, err_len, "%s: '$ref' must be a string", path);
             return -1;
         }
+        if (only_annotations(s, "$ref", path, err, err_len) != 0) {
+            return -1;
+        }
+        target = resolve_ref(g, json_string_value(ref));
+        if (target == NULL) {
+            qwen_fail(err, err_len, "%s: '$ref' \"%.100s\" is not supported (only local "
+                      "references such as #/$defs/name that resolve)", path,
+                      json_string_value(ref));
+            return -1;
+        }
+        for (i = 0; i < g->n_refmap; i++) {
+            if (g->refmap[i].target == target) {
+                return g->refmap[i].node;
+            }
+        }
+        id = add_node(g, 0);
+        grown = realloc(g->refmap, (size_t) (g->n_refmap + 1) * sizeof(*grown));
+        if (id < 0 || grown == NULL) {
+            if (grown != NULL) g->refmap = grown;
+            qwen_fail(err, err_len, "the schema is too large (%d nodes at most)", G_MAX_NODES);
+            return -1;
+        }
+        g->refmap = grown;
+        g->refmap[g->n_refmap].target = target;
+        g->refmap[g->n_refmap].node = id;
+        g->n_refmap++;
+        snprintf(sub, sizeof(sub), "%s", json_string_value(ref));
+        return compile_into(g, target, id, depth + 1, sub, err, err_len) == 0 ? id : -1;
     }
     id = add_node(g, 0);
     if (id < 0) {
         qwen_fail(err, err_len, "the schema is too large (%d nodes at most)", G_MAX_NODES);
         return -1;
     }
-    if ((v = json_object_get(s, "enum")) != NULL || (v = json_object_get(s, "const")) != NULL) {
-        json_t *one = NULL;
-        int     rc;
+    return compile_into(g, s, id, depth, path, err, err_len) == 0 ? id : -1;
+}
 
-        if (v == json_object_get(s, "enum") && !json_is_array(v)) {
-            qwen_fail(err, err_len, "%s: 'enum' must be an array", path);
-            return -1;
-        }
+/* ------------------------------------------------------ integer bounds */
 
-        if (!json_is_array(v)) {
-            one = json_array();
-            if (one == NULL || json_array_append((json_t *) one, (json_t *) v) != 0) {
-                json_decref(one);
-                qwen_fail(err, err_len, "out of memory");
-                return -1;
-            }
+static int64_t
+ceil_mult(int64_t a, int64_t m)
+{
+    int64_t q = a / m;
+
+    if (q * m < a) q++;
+    return q * m;
+}
+
+/* Fewest more digits that make a valid integer of the digits so far
+ * (sign neg, value v, ndig of them; v 0 with ndig 1 is a final "0"), or
+ * -1 when none does. */
+static int
+int_more(const g_node *n, int neg, int64_t v, int ndig)
+{
+    int64_t p, lo, hi, a, b;
+    int     k;
+
+    for (k = 0; ndig + k <= G_MAX_INT; k++) {
+        if (v == 0 && k > 0) {
+            break;   /* no leading zeros */
         }
-        rc = compile_enum(g, id, one != NULL ? one : v, path, err, err_len);
-        json_decref(one);
-        return rc == 0 ? id : -1;
+        p = POW10[k];
+        lo = v * p;
+        hi = lo + p - 1;
+        a = neg ? -hi : lo;
+        b = neg ? -lo : hi;
+        if (a < n->ilo) a = n->ilo;
+        if (b > n->ihi) b = n->ihi;
+        if (a > b) {
+            continue;
+        }
+        if (n->mult == 0 || ceil_mult(a, n->mult) <= b) {
+            return k;
+        }
     }
-    type = json_object_get(s, "type");
-    if (json_is_string(type)) {
-        if (type_bit(json_string_value(type), &types) != 0) {
-            qwen_fail(err, err_len, "%s: unknown type '%.40s'", path, json_string_value(type));
-            return -1;
+    return -1;
+}
+
+/* Fewest digits after a '-', or -1 */
+static int
+minus_more(const g_node *n)
+{
+    int d, k, best = -1;
+
+    for (d = 0; d <= 9; d++) {
+        k = int_more(n, 1, d, 1);
+        if (k >= 0 && (best < 0 || k + 1 < best)) {
+            best = k + 1;
         }
-    } else if (json_is_array(type) && json_array_size(type) > 0) {
-        for (i = 0; i < json_array_size(type); i++) {
-            v = json_array_get(type, i);
-            if (!json_is_string(v) || type_bit(json_string_value(v), &types) != 0) {
-                qwen_fail(err, err_len, "%s: 'type' must name JSON types", path);
-                return -1;
-            }
-        }
-    } else if (type != NULL) {
-        qwen_fail(err, err_len, "%s: 'type' must be a string or an array of strings", path);
+    }
+    return best;
+}
+
+/* May a fraction follow the integer part? Only when every value it can
+ * give is in range: numbers are bounded by sign and integer part. With
+ * 15 significant digits at most a fraction never reads back as the next
+ * integer, so the interval is open at its far end. */
+static int
+frac_ok(const g_node *n, int neg, int64_t v)
+{
+    if (!n->bounded) {
+        return 1;
+    }
+    if (neg) {
+        return -v <= n->ihi && (double) (-v - 1) >= n->flo;
+    }
+    return v >= n->ilo && (double) (v + 1) <= n->fhi;
+}
+
+static int32_t
+number_minval(const g_node *n)
+{
+    int64_t v;
+    int     d;
+
+    if (!n->bounded) {
+        return 1;
+    }
+    if (n->ilo <= 0 && n->ihi >= 0) {
+        return 1;   /* "0" */
+    }
+    if (n->ilo > 0) {
+        v = n->mult ? ceil_mult(n->ilo, n->mult) : n->ilo;
+        if (v > n->ihi) return G_INF;
+        for (d = 1; d < 16 && v >= POW10[d]; d++) {}
+        return d;
+    }
+    v = n->mult ? -ceil_mult(-n->ihi, n->mult) : n->ihi;
+    if (v < n->ilo) return G_INF;
+    for (d = 1; d < 16 && -v >= POW10[d]; d++) {}
+    return d + 1;
+}
+
+/* ----------------------------------------------------- closing costs */
+
+static int32_t
+item_node(const qwen_grammar *g, int32_t node, int idx)
+{
+    const g_node *n = &g->nodes[node];
+
+    if (n->max_items >= 0 && idx >= n->max_items) {
         return -1;
-    } else if (json_object_get(s, "properties") != NULL) {
-        types = T_OBJECT;
-    } else if (json_object_get(s, "items") != NULL) {
-        types = T_ARRAY;
-    } else {
-        types = T_ANY;
     }
-    g->nodes[id].types = types;
-    g->nodes[id].free_obj = 1;
-    if (types & T_OBJECT) {
-        if (compile_object(g, id, s, depth, path, err, err_len) != 0) {
-            return -1;
+    if (idx < n->n_pref) {
+        return g->ints[n->pref0 + idx];
+    }
+    return n->items;
+}
+
+/* The items from idx on that minItems still needs, each with its comma
+ * (but the first when first is set). */
+static int32_t
+arr_rest(const qwen_grammar *g, int32_t node, int idx, int first)
+{
+    const g_node *n = &g->nodes[node];
+    int32_t       total = 0, item;
+    int           i;
+
+    for (i = idx; i < n->min_items; i++) {
+        item = item_node(g, node, i);
+        if (item < 0) {
+            return G_INF;
+        }
+        if (i >= n->n_pref && i > idx) {
+            /* the rest are all the same */
+            int64_t rest = (int64_t) (n->min_items - i) * (1 + g->nodes[item].minval);
+
+            return add_sat(total, rest > G_INF ? G_INF : (int32_t) rest);
+        }
+        total = add_sat(total, (i == idx && first ? 0 : 1) + g->nodes[item].minval);
+    }
+    return total;
+}
+
+/* ,"key":value for every required property from j on */
+static int32_t
+req_rest(const qwen_grammar *g, const g_node *n, int j)
+{
+    int32_t total = 0;
+    int     i;
+
+    for (i = j; i < n->n_props; i++) {
+        if (n->required & ((uint64_t) 1 << i)) {
+            const g_str *p = &g->props[n->prop0 + i];
+
+            total = add_sat(total, add_sat((int32_t) p->len + 4, g->nodes[p->node].minval));
         }
     }
-    if (types & T_ARRAY) {
-        int32_t items = 0;
-        char    sub[256];
+    return total;
+}
 
-        v = json_object_get(s, "items");
-        if (v != NULL) {
-            snprintf(sub, sizeof(sub), "%s[]", path);
-            items = compile(g, v, depth + 1, sub, err, err_len);
-            if (items < 0) {
-                return -1;
+static int32_t
+node_minval(const qwen_grammar *g, const g_node *n)
+{
+    int32_t best = G_INF, v;
+    int32_t i;
+
+    if (n->kind == K_EXACT) {
+        for (i = 0; i < n->n_ex; i++) {
+            if ((int32_t) g->strs[n->ex0 + i].len < best) best = (int32_t) g->strs[n->ex0 + i].len;
+        }
+        return best;
+    }
+    if (n->kind == K_ANYOF) {
+        for (i = 0; i < n->n_alt; i++) {
+            v = g->nodes[g->ints[n->alt0 + i]].minval;
+            if (v < best) best = v;
+        }
+        return best;
+    }
+    if (n->types & (T_NULL | T_BOOL)) best = 4;
+    if ((n->types & (T_NUMBER | T_INTEGER)) && number_minval(n) < best) best = number_minval(n);
+    if (n->types & T_STRING) {
+        v = n->min_len;
+        if (n->rx >= 0 && g->rx[n->rx]->bdist[0] > v) v = g->rx[n->rx]->bdist[0];
+        if (v + 2 < best) best = v + 2;
+    }
+    if (n->types & T_OBJECT) {
+        v = n->free_obj ? 2 : add_sat(2, req_rest(g, n, 0) - (n->required ? 1 : 0));
+        if (v < best) best = v;
+    }
+    if (n->types & T_ARRAY) {
+        v = n->min_items == 0 ? 2 : add_sat(2, arr_rest(g, (int32_t) (n - g->nodes), 0, 1));
+        if (v < best) best = v;
+    }
+    return best;
+}
+
+/* fixpoint: recursion through $ref settles from below */
+static int
+compute_minvals(qwen_grammar *g)
+{
+    int32_t i, v, j;
+    int     changed = 1, pass;
+
+    for (pass = 0; changed && pass < g->n_nodes + 2; pass++) {
+        changed = 0;
+        for (i = 0; i < g->n_nodes; i++) {
+            v = node_minval(g, &g->nodes[i]);
+            if (v < g->nodes[i].minval) {
+                g->nodes[i].minval = v;
+                changed = 1;
             }
         }
-        g->nodes[id].items = items;
     }
-    return id;
+    for (i = 0; i < g->n_nodes; i++) {
+        g_node *n = &g->nodes[i];
+        int32_t first;
+
+        if (n->kind != K_TYPES || n->free_obj || !(n->types & T_OBJECT)) {
+            continue;
+        }
+        first = add_ints(g, n->n_props + 1);
+        if (first < 0) {
+            return -1;
+        }
+        n = &g->nodes[i];
+        for (j = 0; j <= n->n_props; j++) {
+            g->ints[first + j] = req_rest(g, n, j);
+        }
+        n->reqsum0 = first;
+    }
+    return 0;
+}
+
+/* the top-level value must be an object: a number there could not end */
+static int
+object_only(const qwen_grammar *g, int32_t id, int depth)
+{
+    const g_node *n = &g->nodes[id];
+    int32_t       i;
+
+    if (depth > 64) {
+        return 0;
+    }
+    if (n->kind == K_ANYOF) {
+        for (i = 0; i < n->n_alt; i++) {
+            if (!object_only(g, g->ints[n->alt0 + i], depth + 1)) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    return n->types == T_OBJECT;
 }
 
 /* Added tokens (<|im_start|>, <think>, <tool_call>...) are never JSON text.
@@ -485,6 +1608,63 @@ classify_tokens(qwen_grammar *g)
         }
         g->tok_nows[id] = n > 0 ? (uint8_t) *p : ' ';
     }
+    g->by_first = malloc((size_t) (g->n_tok > 0 ? g->n_tok : 1) * sizeof(int32_t));
+    g->by_nows = malloc((size_t) (g->n_tok > 0 ? g->n_tok : 1) * sizeof(int32_t));
+    g->by_first_off = calloc(259, sizeof(int32_t));
+    g->by_nows_off = calloc(258, sizeof(int32_t));
+    if (g->by_first == NULL || g->by_nows == NULL || g->by_first_off == NULL
+        || g->by_nows_off == NULL)
+    {
+        return -1;
+    }
+    g->tok_ascii = calloc((size_t) (g->n_tok > 0 ? g->n_tok : 1) * 2, sizeof(uint64_t));
+    g->tok_flags = calloc((size_t) (g->n_tok > 0 ? g->n_tok : 1), 1);
+    g->tok_chars = calloc((size_t) (g->n_tok > 0 ? g->n_tok : 1), 1);
+    if (g->tok_ascii == NULL || g->tok_flags == NULL || g->tok_chars == NULL) {
+        return -1;
+    }
+    for (id = 0; id < g->n_tok; id++) {
+        size_t i, chars = 0;
+
+        p = qwen_token_bytes(g->tok, id, &n);
+        for (i = 0; p != NULL && i < n; i++) {
+            unsigned char c = (unsigned char) p[i];
+
+            if (c < 0x80) {
+                g->tok_ascii[2 * id + (c >> 6)] |= (uint64_t) 1 << (c & 63);
+                if (c < 0x20 || c == '"' || c == '\\') {
+                    g->tok_flags[id] |= TS_SPECIAL;
+                }
+            } else {
+                g->tok_flags[id] |= TS_NONASCII;
+            }
+            chars += (c & 0xC0) != 0x80;
+        }
+        g->tok_chars[id] = (uint8_t) (chars > 255 ? 255 : chars);
+    }
+    /* counting sort: class (0..256; TC_NEVER left out) and nows byte */
+    for (id = 0; id < g->n_tok; id++) {
+        if (g->tok_class[id] != TC_NEVER) {
+            g->by_first_off[g->tok_class[id] + 2]++;
+            if (g->tok_class[id] < 256) {
+                g->by_nows_off[g->tok_nows[id] + 2]++;
+            }
+        }
+    }
+    for (id = 2; id < 259; id++) {
+        g->by_first_off[id] += g->by_first_off[id - 1];
+    }
+    for (id = 2; id < 258; id++) {
+        g->by_nows_off[id] += g->by_nows_off[id - 1];
+    }
+    for (id = 0; id < g->n_tok; id++) {
+        if (g->tok_class[id] != TC_NEVER) {
+            g->by_first[g->by_first_off[g->tok_class[id] + 1]++] = id;
+            if (g->tok_class[id] < 256) {
+                g->by_nows[g->by_nows_off[g->tok_nows[id] + 1]++] = id;
+            }
+        }
+    }
     return 0;
 }
 
@@ -512,38 +1692,75 @@ qwen_grammar_new_json(const qwen_tokenizer *tok, const char *schema_json, char *
         qwen_fail(err, err_len, "out of memory");
         goto fail;
     }
-    g->nodes[0].free_obj = 1;
     if (schema_json == NULL) {
         root = add_node(g, T_OBJECT);       /* JSON mode: any object */
         if (root < 0) {
             qwen_fail(err, err_len, "out of memory");
             goto fail;
         }
-        g->nodes[root].free_obj = 1;
-        return g;
+    } else {
+        schema = json_loads(schema_json, JSON_DECODE_ANY, &jerr);
+        if (schema == NULL) {
+            qwen_fail(err, err_len, "the schema is not valid JSON: %s", jerr.text);
+            goto fail;
+        }
+        g->doc = schema;
+        root = compile(g, schema, 0, "#", err, err_len);
+        g->doc = NULL;
+        free(g->refmap);
+        g->refmap = NULL;
+        json_decref(schema);
+        if (root < 0) {
+            goto fail;
+        }
+        if (!object_only(g, root, 0)) {
+            qwen_fail(err, err_len, "the schema's top level must be of type object");
+            goto fail;
+        }
     }
-    schema = json_loads(schema_json, JSON_DECODE_ANY, &jerr);
-    if (schema == NULL) {
-        qwen_fail(err, err_len, "the schema is not valid JSON: %s", jerr.text);
+    g->root = root;
+    if (compute_minvals(g) != 0) {
+        qwen_fail(err, err_len, "out of memory");
         goto fail;
     }
-    root = compile(g, schema, 0, "schema", err, err_len);
-    json_decref(schema);
-    if (root < 0) {
-        goto fail;
-    }
-    if (root == 0 || g->nodes[root].types != T_OBJECT) {
-        qwen_fail(err, err_len, "the schema's top level must be of type object");
-        goto fail;
-    }
-    if (root != 1) {   /* the top level is node 1 by construction */
-        qwen_fail(err, err_len, "internal error compiling the schema");
+    if (g->nodes[root].minval >= G_INF) {
+        qwen_fail(err, err_len, "the schema admits no finite value (a required property or "
+                  "item that recurses without end?)");
         goto fail;
     }
     return g;
 fail:
     qwen_grammar_free(g);
     return NULL;
+}
+
+qwen_grammar *
+qwen_grammar_new_tools(const qwen_tokenizer *tok, const char *call_schema_json, int required,
+                       int parallel, char *err, size_t err_len)
+{
+    qwen_grammar *g;
+    int32_t       open, close;
+
+    if (tok == NULL || call_schema_json == NULL) {
+        qwen_fail(err, err_len, "tool calls need the tokenizer and the calls' schema");
+        return NULL;
+    }
+    open = qwen_token_id(tok, "<tool_call>", 11);
+    close = qwen_token_id(tok, "</tool_call>", 12);
+    if (open < 0 || close < 0) {
+        qwen_fail(err, err_len, "the tokenizer has no <tool_call> and </tool_call> tokens");
+        return NULL;
+    }
+    g = qwen_grammar_new_json(tok, call_schema_json, err, err_len);
+    if (g == NULL) {
+        return NULL;
+    }
+    g->tools = 1;
+    g->required = required != 0;
+    g->parallel = parallel != 0;
+    g->id_open = open;
+    g->id_close = close;
+    return g;
 }
 
 /* One more reference (thread-safe); qwen_grammar_free drops one. */
@@ -567,15 +1784,46 @@ qwen_grammar_free(qwen_grammar *g)
     for (i = 0; i < g->n_strs; i++) {
         free(g->strs[i].s);
     }
+    for (i = 0; i < g->n_rx; i++) {
+        free(g->rx[i]);
+    }
+    free(g->rx);
+    free(g->ints);
+    free(g->refmap);
     free(g->props);
     free(g->strs);
     free(g->nodes);
     free(g->tok_class);
     free(g->tok_nows);
+    free(g->by_first);
+    free(g->by_first_off);
+    free(g->by_nows);
+    free(g->by_nows_off);
+    free(g->tok_ascii);
+    free(g->tok_flags);
+    free(g->tok_chars);
     free(g);
 }
 
 /* ------------------------------------------------------------ automaton */
+
+static size_t
+th_size(const g_th *t)
+{
+    return offsetof(g_th, stack) + t->depth * sizeof(g_frame);
+}
+
+/* Only the live part of each thread is copied. */
+static void
+copy_state(qwen_grammar_state *dst, const qwen_grammar_state *src)
+{
+    int i;
+
+    memcpy(dst, src, offsetof(qwen_grammar_state, th));
+    for (i = 0; i < src->n; i++) {
+        memcpy(&dst->th[i], &src->th[i], th_size(&src->th[i]));
+    }
+}
 
 qwen_grammar_state *
 qwen_grammar_state_new(const qwen_grammar *g)
@@ -587,8 +1835,11 @@ qwen_grammar_state_new(const qwen_grammar *g)
     }
     grammar_retain(g);
     st->g = g;
-    st->mode = S_VALUE;
-    st->cur = 1;
+    st->n = 1;
+    st->budget = G_INF;
+    st->th[0].mode = S_VALUE;
+    st->th[0].cur = g->root;
+    st->outer = !g->tools ? O_JSON : g->required ? O_OPEN : O_TEXT;
     update_first(st);
     return st;
 }
@@ -602,176 +1853,333 @@ qwen_grammar_state_free(qwen_grammar_state *st)
     }
 }
 
+static int
+json_complete(const qwen_grammar_state *st)
+{
+    int i;
+
+    for (i = 0; i < st->n; i++) {
+        if (st->th[i].mode == S_DONE) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int
 qwen_grammar_complete(const qwen_grammar_state *st)
 {
-    return st->mode == S_DONE;
+    int i;
+
+    if (st->outer != O_JSON) {
+        return st->outer == O_TEXT || st->outer == O_AFTER;
+    }
+    for (i = 0; i < st->n; i++) {
+        if (st->th[i].mode == S_DONE) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
+/* A value ended: its fields are cleared so equal threads are equal. */
+static void
+value_end(const qwen_grammar *g, g_th *t, int exact)
+{
+    g_frame *f;
+
+    if (exact >= 0 && t->depth > 0) {
+        f = &t->stack[t->depth - 1];
+        if (f->is_array && g->nodes[f->node].unique) {
+            f->used |= (uint64_t) 1 << exact;
+        }
+    }
+    t->nval = 0;
+    t->mask = 0;
+    memset(&t->rx, 0, sizeof(t->rx));
+    t->cur = 0;
+    t->pos = t->uval = t->slen = 0;
+    t->sub = t->is_key = t->esc = t->u8_need = t->u8_lo = t->u8_hi = t->u8_e2 = 0;
+    t->ndig = t->neg = 0;
+    t->mode = t->depth == 0 ? S_DONE : S_AFTER;
+}
 
 static int
-push(qwen_grammar_state *st, int is_array)
+push(const qwen_grammar *g, g_th *t, int is_array)
 {
-    if (st->depth == G_MAX_DEPTH) {
+    g_frame *f;
+
+    if (t->depth == G_MAX_DEPTH) {
         return -1;
     }
-    st->stack[st->depth].is_array = (uint8_t) is_array;
-    st->stack[st->depth].next_prop = 0;
-    st->stack[st->depth].node = st->cur;
-    st->depth++;
-    st->mode = is_array ? S_ARR_FIRST : S_OBJ_FIRST;
+    f = &t->stack[t->depth++];
+    memset(f, 0, sizeof(*f));
+    f->is_array = (uint8_t) is_array;
+    f->node = t->cur;
+    t->mode = is_array ? S_ARR_FIRST : S_OBJ_FIRST;
+    t->cur = is_array ? item_node(g, f->node, 0) : 0;
     return 0;
 }
 
 static void
-pop(qwen_grammar_state *st)
+pop(const qwen_grammar *g, g_th *t)
 {
-    st->depth--;
-    st->mode = st->depth == 0 ? S_DONE : S_AFTER;
+    t->depth--;
+    value_end(g, t, -1);
+}
+
+static int feed_structural(const qwen_grammar *g, g_th *t, unsigned char c);
+
+/* S_EXACT: the candidates that go on with c; a complete one ends the
+ * value when c goes on none (numbers: 1 against 12). */
+static int
+feed_exact(const qwen_grammar *g, g_th *t, unsigned char c)
+{
+    const g_node *n = &g->nodes[t->cur];
+    const g_str  *s = g->strs + n->ex0;
+    uint64_t      m, keep = 0;
+    int           i, done = -1, longer = 0;
+
+    for (m = t->mask; m != 0; m &= m - 1) {
+        i = __builtin_ctzll(m);
+        if (t->pos < s[i].len && (unsigned char) s[i].s[t->pos] == c) {
+            keep |= (uint64_t) 1 << i;
+        } else if (t->pos == s[i].len) {
+            done = i;
+        }
+    }
+    if (keep == 0) {
+        if (done < 0) {
+            return -1;
+        }
+        value_end(g, t, done);
+        return feed_structural(g, t, c);
+    }
+    t->mask = keep;
+    t->pos++;
+    /* self-delimiting ends ("...", {...}, [...], literals) end at once */
+    for (m = keep; m != 0; m &= m - 1) {
+        i = __builtin_ctzll(m);
+        if (s[i].len == t->pos) {
+            done = i;
+        } else {
+            longer = 1;
+        }
+    }
+    if (done >= 0 && !longer) {
+        value_end(g, t, done);
+    }
+    return 0;
 }
 
 static int
-begin_value(qwen_grammar_state *st, unsigned char c)
+begin_value(const qwen_grammar *g, g_th *t, unsigned char c)
 {
-    const g_node *n = &st->g->nodes[st->cur];
+    const g_node *n;
+    const g_frame *f;
+    int           k;
 
+    if (t->cur < 0) {
+        return -1;
+    }
+    n = &g->nodes[t->cur];
+    if (n->kind == K_EXACT) {
+        t->mode = S_EXACT;
+        t->pos = 0;
+        t->mask = n->n_ex == 64 ? ~(uint64_t) 0 : ((uint64_t) 1 << n->n_ex) - 1;
+        if (t->depth > 0) {
+            f = &t->stack[t->depth - 1];
+            if (f->is_array && g->nodes[f->node].unique) {
+                t->mask &= ~f->used;
+            }
+        }
+        return feed_exact(g, t, c);
+    }
+    if (n->kind != K_TYPES) {
+        return -1;   /* alternatives are split before */
+    }
     if (c == '{' && (n->types & T_OBJECT)) {
-        return push(st, 0);
+        return push(g, t, 0);
     }
     if (c == '[' && (n->types & T_ARRAY)) {
-        return push(st, 1);
+        return push(g, t, 1);
     }
     if (c == '"' && (n->types & T_STRING)) {
-        st->mode = S_STR;
-        st->is_key = 0;
-        st->esc = 0;
-        st->u8_need = 0;
-        st->pos = 0;
-        st->mask = n->n_enum > 0 ? (n->n_enum == 64 ? ~(uint64_t) 0
-                                                    : ((uint64_t) 1 << n->n_enum) - 1) : 0;
+        t->mode = S_STR;
+        t->is_key = 0;
+        t->slen = 0;
+        memset(&t->rx, 0, sizeof(t->rx));
+        t->rx.w[0] = 1;
         return 0;
     }
     if ((c == '-' || (c >= '0' && c <= '9')) && (n->types & (T_NUMBER | T_INTEGER))) {
-        st->mode = S_NUM;
-        st->int_only = !(n->types & T_NUMBER);
-        st->sub = c == '-' ? N_MINUS : c == '0' ? N_ZERO : N_INT;
-        st->ndig = c == '-' ? 0 : 1;
+        t->mode = S_NUM;
+        if (c == '-') {
+            if (n->bounded && minus_more(n) < 0) {
+                return -1;
+            }
+            t->sub = N_MINUS;
+            t->neg = 1;
+            t->ndig = 0;
+            t->nval = 0;
+            return 0;
+        }
+        k = c - '0';
+        if (n->bounded && int_more(n, 0, k, 1) < 0) {
+            return -1;
+        }
+        t->sub = k == 0 ? N_ZERO : N_INT;
+        t->neg = 0;
+        t->ndig = 1;
+        t->nval = k;
         return 0;
     }
     if (((c == 't' || c == 'f') && (n->types & T_BOOL)) || (c == 'n' && (n->types & T_NULL))) {
-        st->mode = S_LIT;
-        st->sub = c == 't' ? 0 : c == 'f' ? 1 : 2;
-        st->pos = 1;
+        t->mode = S_LIT;
+        t->sub = c == 't' ? 0 : c == 'f' ? 1 : 2;
+        t->pos = 1;
         return 0;
     }
     return -1;
 }
 
-/* A key begins: in a fixed object, the candidates are the properties from
- * next_prop up to the first required one (schema order). */
-static int
-begin_key(qwen_grammar_state *st)
+/* The properties a key may name now: from next_prop up to the first
+ * required one (schema order). */
+static uint64_t
+key_candidates(const qwen_grammar *g, const g_frame *f)
 {
-    const g_frame *f = &st->stack[st->depth - 1];
-    const g_node  *n = &st->g->nodes[f->node];
-    int            i;
+    const g_node *n = &g->nodes[f->node];
+    uint64_t      mask = 0;
+    int           i;
 
-    st->mode = S_STR;
-    st->is_key = 1;
-    st->esc = 0;
-    st->u8_need = 0;
-    st->pos = 0;
-    st->mask = 0;
-    if (n->free_obj && n->n_props == 0) {
-        return 0;
-    }
     for (i = f->next_prop; i < n->n_props; i++) {
-        st->mask |= (uint64_t) 1 << i;
+        mask |= (uint64_t) 1 << i;
         if (n->required & ((uint64_t) 1 << i)) {
             break;
         }
     }
-    return st->mask != 0 ? 0 : -1;
+    return mask;
 }
 
 static int
-matching(const qwen_grammar_state *st)
+begin_key(const qwen_grammar *g, g_th *t)
 {
-    const g_node *n;
+    const g_frame *f = &t->stack[t->depth - 1];
+    const g_node  *n = &g->nodes[f->node];
 
-    if (st->is_key) {
-        n = &st->g->nodes[st->stack[st->depth - 1].node];
-        return !(n->free_obj && n->n_props == 0);
+    t->mode = S_STR;
+    t->is_key = 1;
+    t->esc = 0;
+    t->u8_need = 0;
+    t->pos = 0;
+    t->mask = 0;
+    if (n->free_obj) {
+        return 0;
     }
-    return st->g->nodes[st->cur].n_enum > 0;
-}
-
-/* The candidate strings of the current key or enum match. */
-static const g_str *
-match_strs(const qwen_grammar_state *st)
-{
-    const g_node *n;
-
-    if (st->is_key) {
-        n = &st->g->nodes[st->stack[st->depth - 1].node];
-        return st->g->props + n->prop0;
-    }
-    n = &st->g->nodes[st->cur];
-    return st->g->strs + n->enum0;
+    t->mask = key_candidates(g, f);
+    return t->mask != 0 ? 0 : -1;
 }
 
 static int
-match_byte(qwen_grammar_state *st, unsigned char c)
+key_matching(const qwen_grammar *g, const g_th *t)
 {
-    const g_str *s;
+    return t->is_key && !g->nodes[t->stack[t->depth - 1].node].free_obj;
+}
+
+static int
+match_key_byte(const qwen_grammar *g, g_th *t, unsigned char c)
+{
+    const g_str *s = g->props + g->nodes[t->stack[t->depth - 1].node].prop0;
     uint64_t     m, keep = 0;
     int          i;
 
-    if (!matching(st)) {
-        return 0;
-    }
-    s = match_strs(st);
-    for (m = st->mask; m != 0; m &= m - 1) {
+    for (m = t->mask; m != 0; m &= m - 1) {
         i = __builtin_ctzll(m);
-        if (st->pos < s[i].len && (unsigned char) s[i].s[st->pos] == c) {
+        if (t->pos < s[i].len && (unsigned char) s[i].s[t->pos] == c) {
             keep |= (uint64_t) 1 << i;
         }
     }
-    st->mask = keep;
-    st->pos++;
+    t->mask = keep;
+    t->pos++;
     return keep != 0 ? 0 : -1;
 }
 
+/* One character of a value string (sym: ASCII, G_RX_NONASCII, or -1 for
+ * a \u escape, which patterns do not take). */
 static int
-end_string(qwen_grammar_state *st)
+string_char(const qwen_grammar *g, g_th *t, int sym)
 {
-    const g_str *s;
-    uint64_t     m;
-    int          i = -1;
+    const g_node *n = &g->nodes[t->cur];
+    g_bits        next;
 
-    if (matching(st)) {
-        s = match_strs(st);
-        for (m = st->mask; m != 0; m &= m - 1) {
-            if (s[__builtin_ctzll(m)].len == st->pos) {
-                i = __builtin_ctzll(m);
-                break;
-            }
-        }
-        if (i < 0) {
+    if (n->max_len >= 0 && t->slen + 1 > n->max_len) {
+        return -1;
+    }
+    if (n->rx >= 0) {
+        if (sym < 0) {
             return -1;
         }
+        g_regex_step(g->rx[n->rx], &t->rx, sym, &next);
+        if (g_regex_empty(&next)) {
+            return -1;
+        }
+        if (n->max_len >= 0
+            && t->slen + 1 + g_regex_dist(g->rx[n->rx], &next, 0) > n->max_len)
+        {
+            return -1;
+        }
+        t->rx = next;
     }
-    if (!st->is_key) {
-        st->mode = S_AFTER;
+    if (t->slen < 65535) {
+        t->slen++;
+    }
+    return 0;
+}
+
+static int
+end_string(const qwen_grammar *g, g_th *t)
+{
+    const g_frame *f;
+    const g_str   *s;
+    const g_node  *n;
+    uint64_t       m;
+    int            i = -1;
+
+    if (!t->is_key) {
+        n = &g->nodes[t->cur];
+        if (t->slen < n->min_len
+            || (n->rx >= 0 && !g_regex_accepting(g->rx[n->rx], &t->rx)))
+        {
+            return -1;
+        }
+        value_end(g, t, -1);
         return 0;
     }
-    st->mode = S_COLON;
-    if (i < 0) {
-        st->cur = 0;   /* free object: any value */
-    } else {
-        st->stack[st->depth - 1].next_prop = (uint8_t) (i + 1);
-        st->cur = (int16_t) s[i].node;
+    f = &t->stack[t->depth - 1];
+    n = &g->nodes[f->node];
+    if (n->free_obj) {
+        t->mode = S_COLON;
+        t->cur = 0;   /* free object: any value */
+        t->is_key = 0;
+        t->pos = 0;
+        return 0;
     }
+    s = g->props + n->prop0;
+    for (m = t->mask; m != 0; m &= m - 1) {
+        if (s[__builtin_ctzll(m)].len == t->pos) {
+            i = __builtin_ctzll(m);
+            break;
+        }
+    }
+    if (i < 0) {
+        return -1;
+    }
+    t->stack[t->depth - 1].next_prop = (uint8_t) (i + 1);
+    t->mode = S_COLON;
+    t->cur = s[i].node;
+    t->is_key = 0;
+    t->pos = 0;
+    t->mask = 0;
     return 0;
 }
 
@@ -784,55 +2192,92 @@ hex_value(unsigned char c)
     return -1;
 }
 
+/* May a '\' come: does some escaped character fit the constraints? */
 static int
-feed_string(qwen_grammar_state *st, unsigned char c)
+escape_viable(const qwen_grammar *g, const g_th *t)
 {
-    int h;
+    static const char chars[] = "\"\\/\b\f\n\r\t";
+    const g_node     *n = &g->nodes[t->cur];
+    g_th              tmp;
+    size_t            i;
 
-    if (st->esc == 1) {
-        if (c == 'u') {
-            st->esc = 2;
-            st->uval = 0;
-            return 0;
-        }
-        st->esc = 0;
-        return strchr("\"\\/bfnrt", c) != NULL && c != '\0' ? 0 : -1;
+    if (n->rx < 0) {
+        return n->max_len < 0 || t->slen + 1 <= n->max_len;
     }
-    if (st->esc >= 2) {
+    for (i = 0; i < sizeof(chars) - 1; i++) {
+        memcpy(&tmp, t, offsetof(g_th, stack));
+        if (string_char(g, &tmp, (unsigned char) chars[i]) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int
+feed_string(const qwen_grammar *g, g_th *t, unsigned char c)
+{
+    static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+    const char       *e;
+    int               h;
+
+    if (t->esc == 1) {
+        t->esc = 0;
+        if (c == 'u') {
+            t->esc = 2;
+            t->uval = 0;
+            return t->is_key ? 0 : string_char(g, t, -1);
+        }
+        e = c != '\0' ? strchr(from, c) : NULL;
+        if (e == NULL) {
+            return -1;
+        }
+        return t->is_key ? 0 : string_char(g, t, (unsigned char) to[e - from]);
+    }
+    if (t->esc >= 2) {
         h = hex_value(c);
         if (h < 0) {
             return -1;
         }
-        st->uval = (uint16_t) (st->uval * 16 + h);
+        t->uval = (uint16_t) (t->uval * 16 + h);
         /* no surrogates (pairs are hard to keep valid token by token),
          * refused at the second digit so no prefix is a dead end; no NUL
          * (jansson refuses it): \u000 still has 15 ways to go on */
-        if (++st->esc == 4 && st->uval >= 0xD8 && st->uval <= 0xDF) {
+        if (++t->esc == 4 && t->uval >= 0xD8 && t->uval <= 0xDF) {
             return -1;
         }
-        if (st->esc < 6) {
+        if (t->esc < 6) {
             return 0;
         }
-        st->esc = 0;
-        return st->uval != 0 ? 0 : -1;
+        t->esc = 0;
+        h = t->uval != 0;
+        t->uval = 0;
+        return h ? 0 : -1;
     }
-    if (st->u8_need > 0) {
-        if (c < st->u8_lo || c > st->u8_hi) {
+    if (t->u8_need > 0) {
+        if (c < t->u8_lo || c > t->u8_hi) {
             return -1;
         }
-        st->u8_need--;
-        st->u8_lo = 0x80;
-        st->u8_hi = 0xBF;
-        return match_byte(st, c);
+        /* U+2028 and U+2029 end a line for ECMA's '.': patterns refuse them */
+        if (t->u8_e2 == 2 && (c == 0xA8 || c == 0xA9)) {
+            return -1;
+        }
+        t->u8_e2 = t->u8_e2 == 1 && c == 0x80 ? 2 : 0;
+        t->u8_need--;
+        t->u8_lo = 0x80;
+        t->u8_hi = 0xBF;
+        return key_matching(g, t) ? match_key_byte(g, t, c) : 0;
     }
     if (c == '"') {
-        return end_string(st);
+        return end_string(g, t);
     }
     if (c == '\\') {
-        if (matching(st)) {
-            return -1;   /* keys and enum values are written plainly */
+        if (key_matching(g, t)) {
+            return -1;   /* keys are written plainly */
         }
-        st->esc = 1;
+        if (!t->is_key && !escape_viable(g, t)) {
+            return -1;   /* no escaped character would fit: no dead end */
+        }
+        t->esc = 1;
         return 0;
     }
     if (c < 0x20) {
@@ -840,149 +2285,176 @@ feed_string(qwen_grammar_state *st, unsigned char c)
     }
     if (c >= 0x80) {
         /* well-formed UTF-8 (Unicode table 3-7) */
-        st->u8_lo = 0x80;
-        st->u8_hi = 0xBF;
+        t->u8_lo = 0x80;
+        t->u8_hi = 0xBF;
         if (c >= 0xC2 && c <= 0xDF) {
-            st->u8_need = 1;
+            t->u8_need = 1;
         } else if (c >= 0xE0 && c <= 0xEF) {
-            st->u8_need = 2;
-            if (c == 0xE0) st->u8_lo = 0xA0;
-            if (c == 0xED) st->u8_hi = 0x9F;
+            t->u8_need = 2;
+            if (c == 0xE0) t->u8_lo = 0xA0;
+            if (c == 0xED) t->u8_hi = 0x9F;
+            if (c == 0xE2 && !t->is_key && g->nodes[t->cur].rx >= 0) t->u8_e2 = 1;
         } else if (c >= 0xF0 && c <= 0xF4) {
-            st->u8_need = 3;
-            if (c == 0xF0) st->u8_lo = 0x90;
-            if (c == 0xF4) st->u8_hi = 0x8F;
+            t->u8_need = 3;
+            if (c == 0xF0) t->u8_lo = 0x90;
+            if (c == 0xF4) t->u8_hi = 0x8F;
         } else {
             return -1;
         }
+        if (t->is_key) {
+            return key_matching(g, t) ? match_key_byte(g, t, c) : 0;
+        }
+        return string_char(g, t, G_RX_NONASCII);
     }
-    return match_byte(st, c);
+    if (t->is_key) {
+        return key_matching(g, t) ? match_key_byte(g, t, c) : 0;
+    }
+    return string_char(g, t, c);
 }
 
 /* 0: taken, 1: the number ended before c (c not taken), -1: rejected */
 static int
-feed_number(qwen_grammar_state *st, unsigned char c)
+feed_number(const qwen_grammar *g, g_th *t, unsigned char c)
 {
-    int digit = c >= '0' && c <= '9';
+    const g_node *n = &g->nodes[t->cur];
+    int           digit = c >= '0' && c <= '9', d = c - '0';
 
-    switch (st->sub) {
+    switch (t->sub) {
     case N_MINUS:
-        if (!digit) return -1;
-        st->sub = c == '0' ? N_ZERO : N_INT;
-        st->ndig = 1;
+        if (!digit || (n->bounded && int_more(n, 1, d, 1) < 0)) return -1;
+        t->sub = d == 0 ? N_ZERO : N_INT;
+        t->ndig = 1;
+        t->nval = d;
         return 0;
     case N_ZERO:
     case N_INT:
         if (digit) {
-            if (st->sub == N_ZERO || ++st->ndig > G_MAX_INT) return -1;
+            if (t->sub == N_ZERO || ++t->ndig > G_MAX_INT) return -1;
+            t->nval = t->nval * 10 + d;
+            if (n->bounded && int_more(n, t->neg, t->nval, t->ndig) < 0) return -1;
             return 0;
         }
         break;
     case N_DOT:
         if (!digit) return -1;
-        st->sub = N_FRAC;
-        st->ndig = 1;
+        t->sub = N_FRAC;
+        t->ndig = 1;
         return 0;
     case N_FRAC:
         if (digit) {
-            return ++st->ndig > G_MAX_FRAC ? -1 : 0;
+            ++t->ndig;
+            return t->ndig > G_MAX_FRAC || (n->bounded && t->pos + t->ndig > G_MAX_INT) ? -1
+                                                                                      : 0;
         }
         break;
     case N_E:
         if (c == '+' || c == '-') {
-            st->sub = N_ESIGN;
+            t->sub = N_ESIGN;
             return 0;
         }
         /* fall through */
     case N_ESIGN:
         if (!digit) return -1;
-        st->sub = N_EXP;
-        st->ndig = 1;
+        t->sub = N_EXP;
+        t->ndig = 1;
         return 0;
     case N_EXP:
         if (digit) {
-            return ++st->ndig > G_MAX_EXP ? -1 : 0;
+            return ++t->ndig > G_MAX_EXP ? -1 : 0;
         }
         return 1;
     default:
         return -1;
     }
     /* after the integer part or the fraction */
-    if (c == '.' && st->sub != N_FRAC && !st->int_only) {
-        st->sub = N_DOT;
+    if (c == '.' && t->sub != N_FRAC && !n->int_only) {
+        if (!frac_ok(n, t->neg, t->nval) || (n->bounded && t->ndig >= G_MAX_INT)) return -1;
+        t->sub = N_DOT;
+        t->pos = t->ndig;   /* integer digits, for the bound on all digits */
         return 0;
     }
-    if ((c == 'e' || c == 'E') && !st->int_only) {
-        st->sub = N_E;
+    if ((c == 'e' || c == 'E') && !n->int_only && !n->bounded) {
+        t->sub = N_E;
         return 0;
+    }
+    if (t->sub != N_FRAC && n->bounded && int_more(n, t->neg, t->nval, t->ndig) != 0) {
+        return -1;   /* the integer is out of range as it stands */
     }
     return 1;
 }
 
 static int
-feed_structural(qwen_grammar_state *st, unsigned char c)
+feed_structural(const qwen_grammar *g, g_th *t, unsigned char c)
 {
     g_frame      *f;
     const g_node *n;
 
     if (is_ws(c)) {
-        if (++st->ws_run > G_MAX_WS) {
+        if (++t->ws_run > G_MAX_WS) {
             return -1;
         }
-        if ((c == '\n' || c == '\r') && ++st->nl_run > G_MAX_NL) {
+        if ((c == '\n' || c == '\r') && ++t->nl_run > G_MAX_NL) {
             return -1;
         }
         return 0;
     }
-    st->ws_run = 0;
-    st->nl_run = 0;
-    switch (st->mode) {
+    t->ws_run = 0;
+    t->nl_run = 0;
+    switch (t->mode) {
     case S_VALUE:
-        return begin_value(st, c);
+        return begin_value(g, t, c);
     case S_ARR_FIRST:
+        f = &t->stack[t->depth - 1];
         if (c == ']') {
-            pop(st);
-            return 0;
-        }
-        st->cur = (int16_t) st->g->nodes[st->stack[st->depth - 1].node].items;
-        return begin_value(st, c);
-    case S_OBJ_FIRST:
-    case S_AFTER:
-        f = &st->stack[st->depth - 1];
-        n = &st->g->nodes[f->node];
-        if (st->mode == S_OBJ_FIRST && c == '"') {
-            return begin_key(st);
-        }
-        if (c == (f->is_array ? ']' : '}')) {
-            /* every required property must have come */
-            if (!f->is_array && f->next_prop < 64
-                && (n->required >> f->next_prop) != 0)
-            {
+            if (g->nodes[f->node].min_items > 0) {
                 return -1;
             }
-            pop(st);
+            pop(g, t);
             return 0;
         }
-        if (c != ',' || st->mode == S_OBJ_FIRST) {
+        f->n_items = 1;
+        return begin_value(g, t, c);
+    case S_OBJ_FIRST:
+    case S_AFTER:
+        f = &t->stack[t->depth - 1];
+        n = &g->nodes[f->node];
+        if (t->mode == S_OBJ_FIRST && c == '"') {
+            return begin_key(g, t);
+        }
+        if (c == (f->is_array ? ']' : '}')) {
+            if (f->is_array ? f->n_items < n->min_items
+                            : (!n->free_obj && f->next_prop < 64
+                               && (n->required >> f->next_prop) != 0))
+            {
+                return -1;   /* items or required properties missing */
+            }
+            pop(g, t);
+            return 0;
+        }
+        if (c != ',' || t->mode == S_OBJ_FIRST) {
             return -1;
         }
         if (f->is_array) {
-            st->cur = (int16_t) n->items;
-            st->mode = S_VALUE;
+            t->cur = item_node(g, f->node, f->n_items);
+            if (t->cur < 0) {   /* maxItems (unique items: their number) */
+                return -1;
+            }
+            f->n_items++;
+            t->mode = S_VALUE;
             return 0;
         }
-        if (!(n->free_obj && n->n_props == 0) && f->next_prop >= n->n_props) {
+        if (!n->free_obj && key_candidates(g, f) == 0) {
             return -1;   /* no property left to write */
         }
-        st->mode = S_OBJ_KEY;
+        t->mode = S_OBJ_KEY;
         return 0;
     case S_OBJ_KEY:
-        return c == '"' ? begin_key(st) : -1;
+        return c == '"' ? begin_key(g, t) : -1;
     case S_COLON:
         if (c != ':') {
             return -1;
         }
-        st->mode = S_VALUE;
+        t->mode = S_VALUE;
         return 0;
     default:
         return -1;   /* S_DONE: only whitespace */
@@ -990,71 +2462,363 @@ feed_structural(qwen_grammar_state *st, unsigned char c)
 }
 
 static int
-feed(qwen_grammar_state *st, unsigned char c)
+feed_th(const qwen_grammar *g, g_th *t, unsigned char c)
 {
     int rc;
 
-    switch (st->mode) {
+    switch (t->mode) {
     case S_STR:
-        return feed_string(st, c);
+        return feed_string(g, t, c);
     case S_LIT:
-        if (c != (unsigned char) LITERALS[st->sub][st->pos]) {
+        if (c != (unsigned char) LITERALS[t->sub][t->pos]) {
             return -1;
         }
-        if (++st->pos == LITERAL_LEN[st->sub]) {
-            st->mode = S_AFTER;
+        if (++t->pos == LITERAL_LEN[t->sub]) {
+            value_end(g, t, -1);
         }
         return 0;
     case S_NUM:
-        rc = feed_number(st, c);
+        rc = feed_number(g, t, c);
         if (rc != 1) {
             return rc;
         }
-        st->mode = S_AFTER;   /* the number ended: c belongs to what follows */
-        return feed_structural(st, c);
+        value_end(g, t, -1);   /* the number ended: c belongs to what follows */
+        return feed_structural(g, t, c);
+    case S_EXACT:
+        return feed_exact(g, t, c);
     default:
-        return feed_structural(st, c);
+        return feed_structural(g, t, c);
     }
 }
 
-/* Only the live part of the stack is copied. */
-static void
-copy_state(qwen_grammar_state *dst, const qwen_grammar_state *src)
+static int
+th_equal(const g_th *a, const g_th *b)
 {
-    memcpy(dst, src, offsetof(qwen_grammar_state, stack) + src->depth * sizeof(g_frame));
+    return a->depth == b->depth && memcmp(a, b, th_size(a)) == 0;
+}
+
+/* A thread about to read a value of an anyOf becomes one per branch. */
+static void
+split(const qwen_grammar *g, qwen_grammar_state *st)
+{
+    const g_node *n;
+    int           i = 0, j;
+
+    while (i < st->n) {
+        g_th *t = &st->th[i];
+
+        if ((t->mode != S_VALUE && t->mode != S_ARR_FIRST) || t->cur < 0
+            || g->nodes[t->cur].kind != K_ANYOF)
+        {
+            i++;
+            continue;
+        }
+        n = &g->nodes[t->cur];
+        for (j = 1; j < n->n_alt && st->n < G_MAX_THREADS; j++) {
+            memcpy(&st->th[st->n], t, th_size(t));
+            st->th[st->n].cur = g->ints[n->alt0 + j];
+            st->n++;
+        }
+        t->cur = g->ints[n->alt0];   /* looked at again: it may split too */
+    }
+}
+
+/* Feed c to every thread; the survivors, without duplicates, stay. */
+static int
+feed(qwen_grammar_state *st, unsigned char c)
+{
+    const qwen_grammar *g = st->g;
+    int                 i, j, k = 0;
+
+    split(g, st);
+    for (i = 0; i < st->n; i++) {
+        if (feed_th(g, &st->th[i], c) != 0) {
+            continue;
+        }
+        for (j = 0; j < k; j++) {
+            if (th_equal(&st->th[j], &st->th[i])) {
+                break;
+            }
+        }
+        if (j < k) {
+            continue;
+        }
+        if (k != i) {
+            memcpy(&st->th[k], &st->th[i], th_size(&st->th[i]));
+        }
+        k++;
+    }
+    st->n = k;
+    return k > 0 ? 0 : -1;
+}
+
+/* ------------------------------------------------------ closing costs */
+
+/* What a container still needs once its current value is complete. */
+static int32_t
+after_cost(const qwen_grammar *g, const g_frame *f)
+{
+    const g_node *n = &g->nodes[f->node];
+
+    if (f->is_array) {
+        return add_sat(arr_rest(g, f->node, f->n_items, 0), 1);
+    }
+    if (n->free_obj) {
+        return 1;
+    }
+    return add_sat(g->ints[n->reqsum0 + f->next_prop], 1);
+}
+
+/* From a key's position pos (-1: before its opening quote): the rest of
+ * the key, ':', the value, the required properties after it and '}'. */
+static int32_t
+key_cost(const qwen_grammar *g, const g_th *t, int pos)
+{
+    const g_frame *f = &t->stack[t->depth - 1];
+    const g_node  *n = &g->nodes[f->node];
+    const g_str   *s;
+    uint64_t       m;
+    int32_t        best = G_INF, c;
+    int            i, pend = t->esc == 1 ? 1 : t->esc >= 2 ? 6 - t->esc : t->u8_need;
+
+    if (n->free_obj) {
+        return (pos < 0 ? 5 : 4) + pend;   /* "":0} */
+    }
+    m = pos < 0 ? key_candidates(g, f) : t->mask;
+    s = g->props + n->prop0;
+    for (; m != 0; m &= m - 1) {
+        i = __builtin_ctzll(m);
+        c = (int32_t) s[i].len - (pos < 0 ? -1 : pos) + 2;
+        c = add_sat(c, g->nodes[s[i].node].minval);
+        c = add_sat(c, g->ints[n->reqsum0 + i + 1]);
+        if (c < best) best = c;
+    }
+    return add_sat(best, 1);
+}
+
+static int32_t
+string_rest(const qwen_grammar *g, const g_th *t)
+{
+    const g_node *n = &g->nodes[t->cur];
+    int32_t       need = n->min_len > t->slen ? n->min_len - t->slen : 0, rx;
+    int           pend = t->esc == 1 ? 1 : t->esc >= 2 ? 6 - t->esc : t->u8_need;
+
+    if (n->rx >= 0) {
+        rx = g_regex_dist(g->rx[n->rx], &t->rx, 1);
+        if (rx > need) need = rx;
+    }
+    return add_sat(need, pend + 1);
+}
+
+static int32_t
+number_rest(const qwen_grammar *g, const g_th *t)
+{
+    const g_node *n = &g->nodes[t->cur];
+    int           k;
+
+    switch (t->sub) {
+    case N_MINUS:
+        k = n->bounded ? minus_more(n) : 1;
+        return k < 0 ? G_INF : k;
+    case N_ZERO:
+    case N_INT:
+        k = n->bounded ? int_more(n, t->neg, t->nval, t->ndig) : 0;
+        return k < 0 ? G_INF : k;
+    case N_DOT:
+    case N_E:
+    case N_ESIGN:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* The fewest bytes that complete the top-level value from t. */
+static int32_t
+th_close(const qwen_grammar *g, const g_th *t)
+{
+    const g_node *n;
+    const g_str  *s;
+    uint64_t      m;
+    int32_t       head = 0, sum;
+    int           own = 0, i;   /* own: head covers the top frame */
+
+    switch (t->mode) {
+    case S_DONE:
+        return 0;
+    case S_VALUE:
+        head = t->cur >= 0 ? g->nodes[t->cur].minval : G_INF;
+        break;
+    case S_ARR_FIRST:
+        n = &g->nodes[t->stack[t->depth - 1].node];
+        head = n->min_items == 0 ? 1 : add_sat(arr_rest(g, t->stack[t->depth - 1].node, 0, 1), 1);
+        own = 1;
+        break;
+    case S_OBJ_FIRST:
+        n = &g->nodes[t->stack[t->depth - 1].node];
+        head = n->free_obj ? 1 : add_sat(g->ints[n->reqsum0] - (n->required ? 1 : 0), 1);
+        own = 1;
+        break;
+    case S_OBJ_KEY:
+        head = key_cost(g, t, -1);
+        own = 1;
+        break;
+    case S_STR:
+        if (t->is_key) {
+            head = key_cost(g, t, t->pos);
+            own = 1;
+        } else {
+            head = string_rest(g, t);
+        }
+        break;
+    case S_COLON:
+        head = add_sat(1, g->nodes[t->cur].minval);
+        break;
+    case S_NUM:
+        head = number_rest(g, t);
+        break;
+    case S_LIT:
+        head = LITERAL_LEN[t->sub] - t->pos;
+        break;
+    case S_EXACT:
+        head = G_INF;
+        s = g->strs + g->nodes[t->cur].ex0;
+        for (m = t->mask; m != 0; m &= m - 1) {
+            i = __builtin_ctzll(m);
+            if ((int32_t) s[i].len - t->pos < head) head = (int32_t) s[i].len - t->pos;
+        }
+        break;
+    default:   /* S_AFTER */
+        break;
+    }
+    sum = head;
+    for (i = t->depth - 1 - own; i >= 0 && sum < G_INF; i--) {
+        sum = add_sat(sum, after_cost(g, &t->stack[i]));
+    }
+    return sum;
+}
+
+static int32_t
+state_close(const qwen_grammar_state *st)
+{
+    int32_t best = G_INF, c;
+    int     i;
+
+    if (st->outer == O_OPEN) {
+        return add_sat(st->g->nodes[st->g->root].minval, 2);
+    }
+    if (st->outer == O_TEXT || st->outer == O_AFTER) {
+        return 0;
+    }
+    for (i = 0; i < st->n; i++) {
+        c = th_close(st->g, &st->th[i]);
+        if (c < best) best = c;
+    }
+    return best;
 }
 
 /* After every change: which first bytes can be taken at all. */
 static void
 update_first(qwen_grammar_state *st)
 {
-    qwen_grammar_state tmp;
-    int                c;
+    qwen_grammar_state *tmp;
+    int                 c, i;
 
+    if (st->outer != O_JSON && st->outer != O_CALL) {
+        memset(st->first, 0xff, sizeof(st->first));   /* tool_step decides */
+        st->structural = 0;
+        return;
+    }
+    tmp = malloc(sizeof(*tmp));
+    st->structural = 1;
+    for (i = 0; i < st->n; i++) {
+        uint8_t mode = st->th[i].mode;
+
+        if (mode == S_STR || mode == S_NUM || mode == S_LIT || mode == S_EXACT) {
+            st->structural = 0;
+        }
+    }
+    if (tmp == NULL) {
+        memset(st->first, 0xff, sizeof(st->first));   /* no fast reject */
+        return;
+    }
     memset(st->first, 0, sizeof(st->first));
-    st->structural = st->mode != S_STR && st->mode != S_NUM && st->mode != S_LIT;
     for (c = 0; c < 256; c++) {
-        copy_state(&tmp, st);
-        if (feed(&tmp, (unsigned char) c) == 0) {
+        copy_state(tmp, st);
+        if (feed(tmp, (unsigned char) c) == 0) {
             st->first[c >> 6] |= (uint64_t) 1 << (c & 63);
         }
     }
+    free(tmp);
 }
 
 int
 qwen_grammar_accept_bytes(qwen_grammar_state *st, const char *bytes, size_t n)
 {
-    qwen_grammar_state tmp;
-    size_t             i;
+    qwen_grammar_state *tmp = malloc(sizeof(*tmp));
+    size_t              i;
 
-    copy_state(&tmp, st);
+    if (tmp == NULL) {
+        return -1;
+    }
+    copy_state(tmp, st);
     for (i = 0; i < n; i++) {
-        if (feed(&tmp, (unsigned char) bytes[i]) != 0) {
+        if (feed(tmp, (unsigned char) bytes[i]) != 0) {
+            free(tmp);
             return -1;
         }
     }
-    copy_state(st, &tmp);
+    copy_state(st, tmp);
+    free(tmp);
     update_first(st);
+    return 0;
+}
+
+/* Outside a call's JSON: text, the opening marker, the end. */
+static int
+tool_step(const qwen_grammar_state *st, int32_t token, qwen_grammar_state *out)
+{
+    const qwen_grammar *g = st->g;
+    const char         *p;
+    size_t              n, i;
+
+    if (token == g->id_open && (st->outer != O_AFTER || g->parallel)) {
+        if (st->budget < G_INF && g->nodes[g->root].minval + 1 > st->limit) {
+            ((qwen_grammar_state *) st)->budget_hit = 1;
+            return -1;   /* no room left for a whole call */
+        }
+        memcpy(out, st, offsetof(qwen_grammar_state, th));
+        memset(&out->th[0], 0, offsetof(g_th, stack));
+        out->n = 1;
+        out->th[0].mode = S_VALUE;
+        out->th[0].cur = g->root;
+        out->outer = O_CALL;
+        out->after_ws = 0;
+        return 0;
+    }
+    if (token == g->id_close || st->outer == O_OPEN) {
+        return -1;
+    }
+    if (st->outer == O_AFTER && g->tok_class[token] != TC_EOG) {
+        /* between calls and before the end: whitespace only */
+        p = qwen_token_bytes(g->tok, token, &n);
+        if (p == NULL || n == 0) {
+            return -1;
+        }
+        for (i = 0; i < n; i++) {
+            if (!is_ws((unsigned char) p[i])) {
+                return -1;
+            }
+        }
+        if (st->after_ws >= 2) {
+            return -1;   /* the end or the next call, not a run of blanks */
+        }
+    }
+    memcpy(out, st, offsetof(qwen_grammar_state, th));
+    out->n = 0;
+    if (st->outer == O_AFTER && g->tok_class[token] != TC_EOG) {
+        out->after_ws++;
+    }
     return 0;
 }
 
@@ -1068,9 +2832,20 @@ token_step(const qwen_grammar_state *st, int32_t token, qwen_grammar_state *out)
     if (token < 0 || token >= st->g->n_tok) {
         return -1;
     }
+    if (st->outer != O_JSON && st->outer != O_CALL) {
+        return tool_step(st, token, out);
+    }
     cls = st->g->tok_class[token];
+    if (st->outer == O_CALL && token == st->g->id_close) {
+        if (!json_complete(st)) {
+            return -1;
+        }
+        copy_state(out, st);
+        out->outer = O_AFTER;
+        return 0;
+    }
     if (cls == TC_EOG) {
-        if (st->mode != S_DONE) {
+        if (!qwen_grammar_complete(st)) {
             return -1;
         }
         copy_state(out, st);
@@ -1092,6 +2867,11 @@ token_step(const qwen_grammar_state *st, int32_t token, qwen_grammar_state *out)
         if (feed(out, (unsigned char) p[i]) != 0) {
             return -1;
         }
+    }
+    /* a token budget: what is left must still close the value */
+    if (st->budget < G_INF && state_close(out) + (st->outer == O_CALL) > st->limit) {
+        ((qwen_grammar_state *) st)->budget_hit = 1;
+        return -1;
     }
     return 0;
 }
@@ -1121,4 +2901,187 @@ int
 qwen_grammar_filter(void *ctx, int32_t token)
 {
     return qwen_grammar_allows(ctx, token);
+}
+
+void
+qwen_grammar_set_budget(qwen_grammar_state *st, int32_t tokens)
+{
+    int32_t now;
+
+    st->budget = tokens < 0 ? 0 : tokens >= G_INF ? G_INF : tokens;
+    st->limit = st->budget;
+    if (st->budget < G_INF) {
+        now = state_close(st);
+        if (now < G_INF && now - 1 > st->limit) {
+            st->limit = now - 1;
+        }
+    }
+}
+
+int32_t
+qwen_grammar_min_close(const qwen_grammar_state *st)
+{
+    int32_t c = state_close(st);
+
+    return c >= G_INF ? -1 : c;
+}
+
+int
+qwen_grammar_budget_hit(const qwen_grammar_state *st)
+{
+    return st->budget_hit;
+}
+
+static int
+first_has(const qwen_grammar_state *st, int c)
+{
+    return (st->first[c >> 6] >> (c & 63)) & 1;
+}
+
+/* Inside strings: a token without '"', '\\' or controls stays inside the
+ * string, so it must use only characters the pattern takes anywhere and
+ * fit the length left: a pass over per-token bits, no automaton. -2: not
+ * every thread is inside a value string. */
+static int32_t
+string_candidates(const qwen_grammar_state *st, int32_t *ids, int32_t cap)
+{
+    const qwen_grammar *g = st->g;
+    uint64_t            u0 = 0, u1 = 0;
+    int                 nonascii = 0, i;
+    int32_t             left = 0, n = 0, id;
+
+    for (i = 0; i < st->n; i++) {
+        const g_th   *t = &st->th[i];
+        const g_node *nd;
+
+        if (t->mode != S_STR || t->is_key || t->esc != 0 || t->u8_need != 0) {
+            return -2;
+        }
+        nd = &g->nodes[t->cur];
+        if (nd->rx >= 0) {
+            u0 |= g->rx[nd->rx]->any[0];
+            u1 |= g->rx[nd->rx]->any[1];
+            nonascii |= (int) (g->rx[nd->rx]->any[2] & 1);
+        } else {
+            u0 = u1 = ~(uint64_t) 0;
+            nonascii = 1;
+        }
+        if (nd->max_len < 0) {
+            left = G_INF;
+        } else if (nd->max_len - t->slen > left) {
+            left = nd->max_len - t->slen;
+        }
+    }
+    if (left >= 16 && u0 == ~(uint64_t) 0 && u1 == ~(uint64_t) 0 && nonascii) {
+        return -1;   /* a free string with room: nearly every token fits */
+    }
+    for (id = 0; id < g->n_tok; id++) {
+        uint8_t f = g->tok_flags[id];
+
+        if (g->tok_class[id] >= 256) {
+            continue;
+        }
+        if (!(f & TS_SPECIAL)
+            && (g->tok_chars[id] > left || (g->tok_ascii[2 * id] & ~u0) != 0
+                || (g->tok_ascii[2 * id + 1] & ~u1) != 0 || ((f & TS_NONASCII) && !nonascii)))
+        {
+            continue;
+        }
+        if (n == cap) {
+            return -1;
+        }
+        ids[n++] = id;
+    }
+    return n;
+}
+
+int32_t
+qwen_grammar_candidates(const qwen_grammar_state *st, int32_t *ids, int32_t cap)
+{
+    const qwen_grammar *g = st->g;
+    qwen_grammar_state *tmp;
+    uint64_t            aw[4];
+    int32_t             n = 0, i, a, b, id;
+    int                 c, have_aw = 0;
+
+    if (st->outer == O_OPEN) {
+        if (cap < 1) return -1;
+        ids[0] = g->id_open;
+        return 1;
+    }
+    if (st->outer != O_JSON && st->outer != O_CALL) {
+        return -1;   /* text: the sampler's own selection */
+    }
+    n = string_candidates(st, ids, cap);
+    if (n != -2) {
+        return n;
+    }
+    n = 0;
+    for (c = 0; c < 256; c++) {
+        if (!first_has(st, c)) {
+            continue;
+        }
+        if (st->structural) {
+            if (is_ws((unsigned char) c) && c != ' ') {
+                continue;
+            }
+            /* by first non-blank byte: a token opening with blanks the
+             * state does not take is left to the filter */
+            a = g->by_nows_off[c];
+            b = g->by_nows_off[c + 1];
+            for (i = a; i < b; i++) {
+                if (first_has(st, g->tok_class[g->by_nows[i]])) {
+                    if (n == cap) return -1;
+                    ids[n++] = g->by_nows[i];
+                }
+            }
+        } else if (is_ws((unsigned char) c)) {
+            /* blanks end a number or a literal: what may follow them */
+            if (!have_aw) {
+                tmp = malloc(sizeof(*tmp));
+                if (tmp == NULL) {
+                    return -1;
+                }
+                copy_state(tmp, st);
+                memset(aw, 0, sizeof(aw));
+                if (feed(tmp, ' ') == 0) {
+                    update_first(tmp);
+                    memcpy(aw, tmp->first, sizeof(aw));
+                }
+                free(tmp);
+                have_aw = 1;
+            }
+            a = g->by_first_off[c];
+            b = g->by_first_off[c + 1];
+            for (i = a; i < b; i++) {
+                id = g->by_first[i];
+                if (g->tok_nows[id] == ' ' || (aw[g->tok_nows[id] >> 6] >> (g->tok_nows[id] & 63) & 1)) {
+                    if (n == cap) return -1;
+                    ids[n++] = id;
+                }
+            }
+        } else {
+            a = g->by_first_off[c];
+            b = g->by_first_off[c + 1];
+            if (n + (b - a) > cap) {
+                return -1;
+            }
+            memcpy(ids + n, g->by_first + a, (size_t) (b - a) * sizeof(int32_t));
+            n += b - a;
+        }
+    }
+    if (qwen_grammar_complete(st)) {
+        a = g->by_first_off[256];
+        b = g->by_first_off[257];
+        if (n + (b - a) > cap) {
+            return -1;
+        }
+        memcpy(ids + n, g->by_first + a, (size_t) (b - a) * sizeof(int32_t));
+        n += b - a;
+    }
+    if (st->outer == O_CALL && json_complete(st)) {
+        if (n == cap) return -1;
+        ids[n++] = g->id_close;
+    }
+    return n;
 }

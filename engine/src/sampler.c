@@ -474,31 +474,60 @@ qwen_sampler_sample(qwen_sampler *s, float *logits)
 
 /*
  * The want best allowed candidates of c[0..n), descending, into c[0..k);
- * returns k. The best few are tried first from a partial selection: most
- * steps end there (inside a JSON string nearly every token is allowed).
- * Otherwise, or with want >= n (top-k off), every token is checked once
+ * returns k. The best few are tried first from a partial selection (64,
+ * then 512, then 4096): most steps end there (inside a JSON string nearly
+ * every token is allowed, inside a pattern a few hundred checks find the
+ * ones that fit). Otherwise, or with want >= n (top-k off), every token is checked once
  * and the best allowed ones selected: the fallback, about a millisecond
  * over Qwen3's vocabulary since most tokens fail on their first byte.
  */
+#define ROUND_MAX 4096
+
 static int
 best_allowed(candidate *c, int n, int want, qwen_token_filter allowed, void *ctx)
 {
-    int k = 0, i, first;
+    static __thread candidate top[ROUND_MAX];
+    int                       pos[ROUND_MAX / 2];
+    int                       k = 0, i, first;
 
-    first = want * 2 < 64 ? 64 : want * 2;
-    if (first < n) {
-        select_top_k(c, n, first);
-        qsort(c, (size_t) first, sizeof(candidate), cand_desc);
+    /* the best 64, 512, 4096 by logit, each sorted and checked in order:
+     * the first `want` allowed among the best m are the best allowed of
+     * all, so inside a constrained string a few hundred checks find them
+     * where a scan would check the whole vocabulary */
+    for (first = want * 2 < 64 ? 64 : want * 2; first < n && first <= ROUND_MAX; first *= 8) {
+        /* a min-heap scan into top: one comparison per candidate, and c
+         * stays whole for the next round */
+        float floor;
+
+        for (i = 0; i < first; i++) {
+            top[i] = c[i];
+        }
+        for (i = first / 2 - 1; i >= 0; i--) {
+            heap_sift_down(top, first, i);
+        }
+        floor = top[0].p;
+        for (i = first; i < n; i++) {
+            if (c[i].p > floor) {
+                top[0] = c[i];
+                heap_sift_down(top, first, 0);
+                floor = top[0].p;
+            }
+        }
+        qsort(top, (size_t) first, sizeof(candidate), cand_desc);
+        k = 0;
         for (i = 0; i < first && k < want; i++) {
-            if (allowed(ctx, c[i].id)) {
-                c[k++] = c[i];
+            if (allowed(ctx, top[i].id)) {
+                pos[k++] = i;
             }
         }
         if (k == want) {
+            for (i = 0; i < k; i++) {
+                c[i] = top[pos[i]];
+            }
             return k;
         }
-        k = 0;   /* c is a permutation still: scan all of it */
     }
+    k = 0;
     for (i = 0; i < n; i++) {
         if (allowed(ctx, c[i].id)) {
             c[k++] = c[i];
@@ -513,8 +542,8 @@ best_allowed(candidate *c, int n, int want, qwen_token_filter allowed, void *ctx
 }
 
 static int32_t
-sample_filtered(qwen_sampler *s, float *logits, qwen_token_filter allowed, void *ctx,
-                int32_t draft)
+sample_filtered(qwen_sampler *s, float *logits, const int32_t *ids, int n_ids,
+                qwen_token_filter allowed, void *ctx, int32_t draft)
 {
     const qwen_sampling_params *p = &s->params;
     candidate                  *c = s->cand;
@@ -526,17 +555,33 @@ sample_filtered(qwen_sampler *s, float *logits, qwen_token_filter allowed, void 
         apply_penalties(s, logits);
     }
     greedy = !(p->temperature > 0.0f);
-    if (greedy) {
+    if (greedy && ids == NULL) {
         best = qwen_argmax(logits, n);
-        if (allowed(ctx, best)) {
+        if (logits[best] != -INFINITY && allowed(ctx, best)) {
             return best;
         }
     }
     inv_t = greedy ? 1.0f : 1.0f / p->temperature;
-    for (i = 0; i < n; i++) {
-        c[i].id = i;
-        c[i].p = logits[i] * inv_t;
+    /* a banned token (logit -inf: logit_bias -100) stays banned even when
+     * the filter allows nothing else: then nothing is drawn (-1) */
+    k = 0;
+    if (ids != NULL) {
+        /* only these can be allowed: the rest is never looked at */
+        for (i = 0; i < n_ids; i++) {
+            if (logits[ids[i]] != -INFINITY) {
+                c[k].id = ids[i];
+                c[k++].p = logits[ids[i]] * inv_t;
+            }
+        }
+    } else {
+        for (i = 0; i < n; i++) {
+            if (logits[i] != -INFINITY) {
+                c[k].id = i;
+                c[k++].p = logits[i] * inv_t;
+            }
+        }
     }
+    n = k;
     want = greedy ? 1 : (p->top_k > 0 && p->top_k < n ? p->top_k : n);
     k = best_allowed(c, n, want, allowed, ctx);
     if (k == 0) {
@@ -549,7 +594,20 @@ int32_t
 qwen_sampler_sample_filtered(qwen_sampler *s, float *logits, qwen_token_filter allowed,
                              void *ctx)
 {
-    return sample_filtered(s, logits, allowed, ctx, -1);
+    return sample_filtered(s, logits, NULL, 0, allowed, ctx, -1);
+}
+
+int32_t
+qwen_sampler_sample_among(qwen_sampler *s, float *logits, const int32_t *ids, int n_ids,
+                          int32_t draft, qwen_token_filter allowed, void *ctx)
+{
+    if (draft < 0 || draft >= s->vocab_size) {
+        draft = -1;
+    }
+    if (n_ids <= 0) {
+        return -1;
+    }
+    return sample_filtered(s, logits, ids, n_ids, allowed, ctx, draft);
 }
 
 int32_t
@@ -559,6 +617,6 @@ qwen_sampler_sample_draft(qwen_sampler *s, float *logits, int32_t draft,
     if (draft < 0 || draft >= s->vocab_size) {
         draft = -1;
     }
-    return allowed != NULL ? sample_filtered(s, logits, allowed, ctx, draft)
+    return allowed != NULL ? sample_filtered(s, logits, NULL, 0, allowed, ctx, draft)
                            : sample_plain(s, logits, draft);
 }

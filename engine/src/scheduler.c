@@ -144,6 +144,7 @@ struct qwen_engine {
     float               *logits;        /* [n_rows][vocab] */
     int                  max_rows;      /* n_slots + QWEN_DRAFT_STEP_MAX */
     float               *raw;           /* [vocab] for logprobs */
+    int32_t             *gram_ids;      /* [vocab / 4] a grammar's candidates */
     qwen_sampler        *sampler_scratch;  /* lends its scratch to every request's
                                             * sampler: they all run on this thread */
 };
@@ -658,7 +659,7 @@ take_token(qwen_engine *e, qwen_request *r, float *lg, int prompt_end, int32_t d
 {
     qwen_token_event ev;
     int              stop, span = 0;
-    int32_t          forced, tok;
+    int32_t          forced, tok, n_ids;
     size_t           k;
     double           t_now;
 
@@ -670,8 +671,22 @@ take_token(qwen_engine *e, qwen_request *r, float *lg, int prompt_end, int32_t d
         memcpy(e->raw, lg, (size_t) e->vocab * sizeof(float));
     }
     forced = r->think != THINK_OFF ? forced_token(r) : -1;
+    if (r->grammar_on) {
+        /* the tokens left after this one must be able to close the value */
+        long left = r->max_tokens > 0 ? (long) r->max_tokens - (long) r->n_generated - 1
+                                      : 0x3fffffffL;
+        long room = (long) e->params.n_ctx - (long) r->n_past - 1;
+
+        qwen_grammar_set_budget(r->grammar, (int32_t) (room < left ? room : left));
+    }
     if (forced >= 0) {
         tok = forced;       /* the logits only give its logprob */
+    } else if (r->grammar_on
+               && (n_ids = qwen_grammar_candidates(r->grammar, e->gram_ids, e->vocab / 4)) >= 0)
+    {
+        /* between values few tokens can fit: only those are looked at */
+        tok = qwen_sampler_sample_among(r->sampler, lg, e->gram_ids, n_ids, draft,
+                                        qwen_grammar_filter, r->grammar);
     } else if (draft >= 0) {
         tok = qwen_sampler_sample_draft(r->sampler, lg, draft,
                                         r->grammar_on ? qwen_grammar_filter : NULL,
@@ -728,7 +743,9 @@ take_token(qwen_engine *e, qwen_request *r, float *lg, int prompt_end, int32_t d
         if (r->cancelled) {
             finish_request(e, r, QWEN_FINISH_CANCELLED);
         } else if (stop) {
-            finish_request(e, r, QWEN_FINISH_STOP);
+            /* a value the token budget closed early ended for its length */
+            finish_request(e, r, r->grammar_on && qwen_grammar_budget_hit(r->grammar)
+                                 ? QWEN_FINISH_LENGTH : QWEN_FINISH_STOP);
         } else if (push_event(r, &ev) != 0) {
             finish_request(e, r, QWEN_FINISH_ERROR);
         } else {
@@ -954,6 +971,7 @@ qwen_engine_new(const qwen_model *model, const qwen_engine_params *p, char *err,
     e->chunk_chain = calloc((size_t) p->n_slots, sizeof(*e->chunk_chain));
     e->logits = malloc((size_t) e->max_rows * e->vocab * sizeof(float));
     e->raw = malloc((size_t) e->vocab * sizeof(float));
+    e->gram_ids = malloc((size_t) (e->vocab / 4 + 1) * sizeof(int32_t));
     {
         qwen_sampling_params sp = qwen_sampling_default_params();
 
@@ -962,7 +980,7 @@ qwen_engine_new(const qwen_model *model, const qwen_engine_params *p, char *err,
     e->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (!e->slots || !e->ready || !e->batch || !e->batch_req || !e->batch_kind
         || !e->chunk_req || !e->chunk_start || !e->chunk_chain || !e->logits
-        || !e->raw || !e->sampler_scratch || e->efd < 0)
+        || !e->raw || !e->gram_ids || !e->sampler_scratch || e->efd < 0)
     {
         qwen_fail(err, err_len, "cannot set up the engine: %s",
              e->efd < 0 ? strerror(errno) : "out of memory");
@@ -1027,6 +1045,7 @@ qwen_engine_free(qwen_engine *e)
     free(e->chunk_chain);
     free(e->logits);
     free(e->raw);
+    free(e->gram_ids);
     qwen_sampler_free(e->sampler_scratch);
     free(e);
 }

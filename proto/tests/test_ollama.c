@@ -98,7 +98,14 @@ test_parse_errors(void)
     EXPECT_ERR(GEN, "{\"prompt\":\"Hi\",\"format\":{\"type\":\"array\"}}", 400,
                "top level must be of type object");
     EXPECT_ERR(OCHAT, "{" MSG ",\"format\":{\"type\":\"object\",\"properties\":"
-               "{\"a\":{\"$ref\":\"#/x\"}}}}", 400, "'$ref' is not supported");
+               "{\"a\":{\"$ref\":\"#/x\"}}}}", 400, "'$ref' \"#/x\" is not supported");
+    /* logit_bias in options: OpenAI's form, checked as OpenAI's */
+    EXPECT_ERR(OCHAT, "{" MSG ",\"options\":{\"logit_bias\":{\"x\":1}}}", 400,
+               "options.logit_bias key \"x\" is not a token id");
+    EXPECT_ERR(OCHAT, "{" MSG ",\"options\":{\"logit_bias\":{\"5\":101}}}", 400,
+               "options.logit_bias[\"5\"] must be from -100 to 100");
+    EXPECT_ERR(OCHAT, "{" MSG ",\"options\":{\"logit_bias\":[[5]]}}", 400,
+               "options.logit_bias[0] must be [token id, bias or false]");
     EXPECT_ERR(GEN, "{\"prompt\":\"Hi\",\"format\":\"xml\"}", 400, "'format' must be");
     EXPECT_ERR(GEN, "{\"prompt\":\"Hi\",\"format\":5}", 400, "'format' must be");
     /* think */

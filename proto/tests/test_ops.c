@@ -26,6 +26,17 @@ test_sagemaker(void)
           && strstr(err.body, "invalid_request_error") != NULL, "neither: %s", err.body);
     CHECK(qp_sagemaker_api("nope", 4, &err) == QP_API_COUNT && err.status == 400, "bad JSON");
     CHECK(qp_sagemaker_api("", 0, &err) == QP_API_COUNT && err.status == 400, "empty body");
+    {
+        qp_buf  out = { 0 };
+        json_t *o;
+
+        CHECK(qp_sagemaker_execution_parameters(8, 6, &out) == 0, "execution-parameters");
+        o = load(out.data, out.len);
+        CHECK(jint(o, "MaxConcurrentTransforms") == 8 && jint(o, "MaxPayloadInMB") == 6
+              && streq(jstr(o, "BatchStrategy"), "SINGLE_RECORD"), "... %s", out.data);
+        json_decref(o);
+        qp_buf_free(&out);
+    }
 }
 
 static void
