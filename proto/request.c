@@ -163,7 +163,8 @@ qp_get_int(const json_t *obj, const char *key, const char *param, long long *out
     /* 100.0 is an integer to most clients (JavaScript has no int type) */
     if (json_is_real(v)) {
         d = json_real_value(v);
-        if (d == (double) (long long) d && d > -9.2e18 && d < 9.2e18) {
+        /* the range first: casting a double outside long long's is undefined */
+        if (d > -9.2e18 && d < 9.2e18 && d == (double) (long long) d) {
             *out = (long long) d;
             return 1;
         }

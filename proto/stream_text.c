@@ -133,7 +133,8 @@ shaped(qp_text *t, const qp_text_sink *sink, const char *s, size_t n)
             return -1;
         }
     }
-    return qp_buf_append(&t->tail, s + body, n - body);
+    /* s may be NULL with n 0 (a flush): no arithmetic on it then */
+    return body < n ? qp_buf_append(&t->tail, s + body, n - body) : 0;
 }
 
 /* --------------------------------------------------- stage 2: stop strings */

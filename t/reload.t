@@ -1,6 +1,7 @@
 # t/reload.t - `nginx -s reload` while a stream runs: the old worker finishes
 # the stream to its end and then exits, new requests go to the new worker; a
-# reload with a bad model fails and the running server keeps serving.
+# storm of reloads cuts no stream; a reload with a bad model fails and the
+# running server keeps serving.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -38,6 +39,33 @@ like($usage // '', qr/"completion_tokens":$N\b/, "... with all its $N tokens");
 my $deadline = time + 10;
 sleep 0.05 while $n->old_worker_pids && time < $deadline;
 is(scalar($n->old_worker_pids), 0, 'then the old worker exits');
+
+# a storm of reloads while streams run: none is cut, every one ends with
+# all its tokens, and the workers of every generation exit when done
+my @storm = map {
+    $n->stream_json('/v1/completions',
+        { prompt => [9707, 11 + $_], max_tokens => 200, ignore_eos => JSON::PP::true,
+          stream => JSON::PP::true, stream_options => { include_usage => JSON::PP::true } })
+} 1 .. 3;
+ok(defined $_->next_event(10), 'storm: a stream runs') for @storm;
+my $reloads = 0;
+for (1 .. 8) {
+    $reloads++ if $n->reload;
+    my $q = $n->post_json('/v1/completions', { prompt => [1, 2], max_tokens => 1 });
+    last unless $q->{status} == 200;
+    sleep 0.1;
+}
+is($reloads, 8, 'storm: 8 reloads, each answered by new workers');
+for my $i (0 .. $#storm) {
+    my @e = $storm[$i]->all_events(120);
+    my ($u) = grep { /"usage":\{/ } @e;
+    ok(($e[-1] // '') eq '[DONE]' && ($u // '') =~ /"completion_tokens":200\b/,
+       "storm: stream $i ends with [DONE] and all 200 tokens");
+}
+$deadline = time + 20;
+sleep 0.05 while $n->old_worker_pids && time < $deadline;
+is(scalar($n->old_worker_pids), 0, 'storm: every old worker exited');
+@second = $n->worker_pids;
 
 # a reload with a model that does not load
 $n->write_conf(http => QwenNginx::tiny_http(%engine, model => '/nonexistent/model.gguf'));

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # run_all.sh - the driver behind `make test`: the C unit tests (engine,
 # tokenizer, chat template, protocol layer), the same under ASan/UBSan, the
-# CLI tests, and the nginx tests through prove; then one closing line
-# "N passed, N failed" summing every suite. Exits non-zero on any failure.
+# CLI tests, the fuzz targets briefly, and the nginx tests through prove;
+# then one closing line "N passed, N failed" summing every suite. Exits non-zero on any failure.
 # Expects the environment make sets up (BUILD, QWEN_TEST_MODELS,
 # QWEN_TOKENIZER_DIR, QWEN_TOKENIZER_REFS, TOK_PKG).
 set -u
@@ -27,6 +27,12 @@ suite symbols "$here/check_symbols.sh"
 
 # where make run finds a model (a temporary HOME, no network)
 suite run "$here/run_discovery.sh"
+
+# the libFuzzer targets (mk/fuzz.mk): their corpus (seeds and every input
+# that once crashed) and then FUZZ_TEST_SECONDS of new inputs each
+if [ -n "${FUZZ_BINS:-}" ]; then
+    "$here/fuzz/run_fuzz.sh" "${FUZZ_TEST_SECONDS:-15}" $FUZZ_BINS || status=1; echo
+fi
 
 # arm64 kernels under qemu, one suite per emulated CPU model
 if [ -n "${QWEN_ARM64_RUNS:-}" ]; then

@@ -112,6 +112,8 @@ static const shape SHAPES[] = {
     /* Smallest shape whose rows are whole 256-value K-quant blocks, so a
      * q4_k_m file really holds Q4_K and Q6_K tensors. */
     { "small", 2,  256,  768,  4, 2, 128, 151936, 40960, 1e6, 1e-6 },
+    /* A few KB without a tokenizer: seeds for the loader fuzzers (tests/fuzz). */
+    { "micro", 1,   32,   32,  2, 1,  16,    288,    64, 1e6, 1e-6 },
     /* Qwen3-0.6B. */
     { "full", 28, 1024, 3072, 16, 8, 128, 151936, 40960, 1e6, 1e-6 },
 };
@@ -1060,7 +1062,7 @@ static int hf_write_index(const char *dir, const hf_out *h, const plan *p)
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: " PROG " [--shape tiny|small|full] [--seed S] [--tokenizer DIR]\n"
+        "usage: " PROG " [--shape micro|tiny|small|full] [--seed S] [--tokenizer DIR]\n"
         "                [--gguf OUT.gguf --type f32|f16|bf16|q8_0|q4_k_m]\n"
         "                [--hf OUTDIR --dtype f32|f16|bf16 [--shards N]]\n"
         "                [--dequantized]\n"

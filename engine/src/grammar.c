@@ -287,7 +287,9 @@ add_strs(g_str **arr, int32_t *n, int32_t *cap, int32_t count)
         *arr = grown;
         *cap = c;
     }
-    memset(*arr + *n, 0, (size_t) count * sizeof(g_str));
+    if (count > 0) {    /* *arr is still NULL for "properties": {} */
+        memset(*arr + *n, 0, (size_t) count * sizeof(g_str));
+    }
     *n += count;
     return *n - count;
 }

@@ -8,6 +8,9 @@
 #include "qwen.h"
 
 #include <string.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #if defined(__aarch64__)
 #include <sys/auxv.h>
 #endif
@@ -26,9 +29,15 @@ const qwen_kernels *qwen_kernels_neon_i8mm(void);
 static int
 x86_has_avx2(void)
 {
+    unsigned a, b, c, d;
+
+    /* F16C from cpuid leaf 1 (ECX bit 29): clang 14's
+     * __builtin_cpu_supports does not know "f16c" (the fuzz build) */
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_F16C)) {
+        return 0;
+    }
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
-           && __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
 
