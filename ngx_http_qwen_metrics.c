@@ -40,7 +40,7 @@ static ngx_int_t ngx_http_qwen_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 
-static ngx_http_variable_t  ngx_http_qwen_vars[] = {
+ngx_http_variable_t  ngx_http_qwen_vars[] = {
 
     { ngx_string("qwen_prompt_tokens"), NULL, ngx_http_qwen_variable,
       NGX_HTTP_QWEN_VAR_PROMPT_TOKENS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
@@ -404,12 +404,14 @@ ngx_http_qwen_metrics_collect(ngx_cycle_t *cycle, qp_metrics *m)
 
 /* ------------------------------------------------------------ variables */
 
+/* the variables of a table ending in an empty name (this file's, the
+ * quotas') */
 ngx_int_t
-ngx_http_qwen_add_variables(ngx_conf_t *cf)
+ngx_http_qwen_add_variables(ngx_conf_t *cf, ngx_http_variable_t *vars)
 {
     ngx_http_variable_t  *var, *v;
 
-    for (v = ngx_http_qwen_vars; v->name.len; v++) {
+    for (v = vars; v->name.len; v++) {
         var = ngx_http_add_variable(cf, &v->name, v->flags);
         if (var == NULL) {
             return NGX_ERROR;

@@ -787,11 +787,11 @@ ngx_http_qwen_build_qp(ngx_conf_t *cf, ngx_http_qwen_loc_conf_t *conf)
 static ngx_int_t
 ngx_http_qwen_preconfiguration(ngx_conf_t *cf)
 {
-    if (ngx_http_qwen_add_variables(cf) != NGX_OK) {
+    if (ngx_http_qwen_add_variables(cf, ngx_http_qwen_vars) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    return ngx_http_qwen_quota_add_variables(cf);
+    return ngx_http_qwen_add_variables(cf, ngx_http_qwen_quota_vars);
 }
 
 

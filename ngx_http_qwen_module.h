@@ -271,7 +271,9 @@ void ngx_http_qwen_metrics_exit_process(ngx_cycle_t *cycle);
 void ngx_http_qwen_metrics_refresh(ngx_cycle_t *cycle);
 void ngx_http_qwen_metrics_request(ngx_http_qwen_ctx_t *ctx);
 ngx_int_t ngx_http_qwen_metrics_collect(ngx_cycle_t *cycle, qp_metrics *m);
-ngx_int_t ngx_http_qwen_add_variables(ngx_conf_t *cf);
+ngx_int_t ngx_http_qwen_add_variables(ngx_conf_t *cf,
+    ngx_http_variable_t *vars);
+extern ngx_http_variable_t  ngx_http_qwen_vars[];
 
 /* ngx_http_qwen_quota.c */
 char *ngx_http_qwen_limit_tokens(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -281,7 +283,7 @@ ngx_int_t ngx_http_qwen_quota_reserve(ngx_http_request_t *r,
     ngx_int_t *rc);
 void ngx_http_qwen_quota_settle(ngx_http_qwen_ctx_t *ctx, size_t used);
 ngx_int_t ngx_http_qwen_quota_headers(ngx_http_request_t *r);
-ngx_int_t ngx_http_qwen_quota_add_variables(ngx_conf_t *cf);
+extern ngx_http_variable_t  ngx_http_qwen_quota_vars[];
 
 /* ngx_http_qwen_filter.c */
 ngx_int_t ngx_http_qwen_filter_init(ngx_conf_t *cf);

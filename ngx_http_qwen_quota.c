@@ -108,7 +108,7 @@ static ngx_int_t ngx_http_qwen_quota_variable(ngx_http_request_t *r,
 static ngx_uint_t  ngx_http_qwen_quota_tag;
 
 
-static ngx_http_variable_t  ngx_http_qwen_quota_vars[] = {
+ngx_http_variable_t  ngx_http_qwen_quota_vars[] = {
 
     { ngx_string("qwen_limit_tokens_limit"), NULL,
       ngx_http_qwen_quota_variable, NGX_HTTP_QWEN_QUOTA_VAR_LIMIT,
@@ -1075,25 +1075,6 @@ ngx_http_qwen_quota_header(ngx_http_request_t *r, const char *name,
 
 
 /* ------------------------------------------------------------ variables */
-
-ngx_int_t
-ngx_http_qwen_quota_add_variables(ngx_conf_t *cf)
-{
-    ngx_http_variable_t  *var, *v;
-
-    for (v = ngx_http_qwen_quota_vars; v->name.len; v++) {
-        var = ngx_http_add_variable(cf, &v->name, v->flags);
-        if (var == NULL) {
-            return NGX_ERROR;
-        }
-
-        var->get_handler = v->get_handler;
-        var->data = v->data;
-    }
-
-    return NGX_OK;
-}
-
 
 /*
  * $qwen_limit_tokens_limit, $qwen_limit_tokens_remaining: the key's
