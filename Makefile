@@ -16,7 +16,7 @@ LDLIBS  = -lpcre2-8 -ljansson -lutf8proc -lm -pthread
 
 APT_PACKAGES = build-essential nginx nginx-dev libpcre2-dev \
           libjansson-dev libutf8proc-dev python3-jinja2 clang-14 libclang-rt-14-dev \
-          gnuplot-nox curl openssl chromium python3-jsonschema python3-rfc3339-validator \
+          gnuplot-nox curl openssl chromium python3-jsonschema \
           nghttp2-client
 
 # Engine sources: everything in engine/src and engine/src/kernels builds

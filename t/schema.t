@@ -133,8 +133,28 @@ my ($fh, $file) = tempfile(UNLINK => 1);
 print $fh $json->encode({ what => $_->[0], schema => $_->[1], text => $_->[2] }), "\n" for @records;
 close $fh;
 my $out = `$py - $file 2>&1 <<'PY'
-import json, sys
+import json, sys, re, datetime
 import jsonschema
+fc = jsonschema.Draft202012Validator.FORMAT_CHECKER
+try:
+    import rfc3339_validator
+except ImportError:
+    # Debian 12 has no rfc3339_validator, without which jsonschema checks
+    # no date-time or time: RFC 3339's grammar and ranges here
+    def rfc3339(s, date):
+        if not isinstance(s, str):
+            return True
+        # (doubled backslashes: this script is inside Perl's backticks)
+        m = re.fullmatch((r"(\\d{4}-\\d{2}-\\d{2})[Tt]" if date else "()")
+                         + r"(\\d{2}):(\\d{2}):(\\d{2})(\\.\\d+)?([Zz]|[+-](\\d{2}):(\\d{2}))", s)
+        if (not m or int(m[2]) > 23 or int(m[3]) > 59 or int(m[4]) > 60
+                or (m[7] and (int(m[7]) > 23 or int(m[8]) > 59))):
+            raise ValueError("not RFC 3339")
+        if date:
+            datetime.date.fromisoformat(m[1])
+        return True
+    fc.checks("date-time", raises=ValueError)(lambda s: rfc3339(s, True))
+    fc.checks("time", raises=ValueError)(lambda s: rfc3339(s, False))
 for line in open(sys.argv[1]):
     rec = json.loads(line)
     try:
