@@ -830,7 +830,7 @@ add_regex(qwen_grammar *g, int32_t id, const char *pat, size_t len, const char *
           const char *path, char *err, size_t err_len)
 {
     g_regex **grown;
-    g_regex  *rx = g_regex_compile(pat, len, what, path, err, err_len);
+    g_regex  *rx = qwen_regex_compile(pat, len, what, path, err, err_len);
 
     if (rx == NULL) {
         return -1;
@@ -2119,12 +2119,12 @@ string_char(const qwen_grammar *g, g_th *t, int sym)
         if (sym < 0) {
             return -1;
         }
-        g_regex_step(g->rx[n->rx], &t->rx, sym, &next);
-        if (g_regex_empty(&next)) {
+        qwen_regex_step(g->rx[n->rx], &t->rx, sym, &next);
+        if (qwen_regex_empty(&next)) {
             return -1;
         }
         if (n->max_len >= 0
-            && t->slen + 1 + g_regex_dist(g->rx[n->rx], &next, 0) > n->max_len)
+            && t->slen + 1 + qwen_regex_dist(g->rx[n->rx], &next, 0) > n->max_len)
         {
             return -1;
         }
@@ -2148,7 +2148,7 @@ end_string(const qwen_grammar *g, g_th *t)
     if (!t->is_key) {
         n = &g->nodes[t->cur];
         if (t->slen < n->min_len
-            || (n->rx >= 0 && !g_regex_accepting(g->rx[n->rx], &t->rx)))
+            || (n->rx >= 0 && !qwen_regex_accepting(g->rx[n->rx], &t->rx)))
         {
             return -1;
         }
@@ -2604,7 +2604,7 @@ string_rest(const qwen_grammar *g, const g_th *t)
     int           pend = t->esc == 1 ? 1 : t->esc >= 2 ? 6 - t->esc : t->u8_need;
 
     if (n->rx >= 0) {
-        rx = g_regex_dist(g->rx[n->rx], &t->rx, 1);
+        rx = qwen_regex_dist(g->rx[n->rx], &t->rx, 1);
         if (rx > need) need = rx;
     }
     return add_sat(need, pend + 1);

@@ -39,11 +39,11 @@ typedef struct {
 } g_regex;
 
 /* NULL with err "<path>: '<what>': ... is not supported". */
-g_regex *g_regex_compile(const char *pattern, size_t len, const char *what, const char *path,
+g_regex *qwen_regex_compile(const char *pattern, size_t len, const char *what, const char *path,
                          char *err, size_t err_len);
-void     g_regex_step(const g_regex *rx, const g_bits *s, int sym, g_bits *out);
-int      g_regex_accepting(const g_regex *rx, const g_bits *s);
-int32_t  g_regex_dist(const g_regex *rx, const g_bits *s, int bytes);
-int      g_regex_empty(const g_bits *s);
+void     qwen_regex_step(const g_regex *rx, const g_bits *s, int sym, g_bits *out);
+int      qwen_regex_accepting(const g_regex *rx, const g_bits *s);
+int32_t  qwen_regex_dist(const g_regex *rx, const g_bits *s, int bytes);
+int      qwen_regex_empty(const g_bits *s);
 
 #endif

@@ -639,7 +639,7 @@ pos_cost(const g_regex *rx, int p)
 }
 
 g_regex *
-g_regex_compile(const char *pattern, size_t len, const char *what, const char *path,
+qwen_regex_compile(const char *pattern, size_t len, const char *what, const char *path,
                 char *err, size_t err_len)
 {
     rx_parser *ps = calloc(1, sizeof(*ps));
@@ -709,7 +709,7 @@ g_regex_compile(const char *pattern, size_t len, const char *what, const char *p
         }
     } while (changed);
     for (i = 0; i < G_RX_SYMS; i++) {
-        if (!g_regex_empty(&rx->sym[i])) {
+        if (!qwen_regex_empty(&rx->sym[i])) {
             rx->any[i >> 6] |= (uint64_t) 1 << (i & 63);
         }
     }
@@ -727,7 +727,7 @@ fail:
 
 /* The set after one more character (symbol 0..128); empty: refused. */
 void
-g_regex_step(const g_regex *rx, const g_bits *s, int sym, g_bits *out)
+qwen_regex_step(const g_regex *rx, const g_bits *s, int sym, g_bits *out)
 {
     g_bits n = { { 0, 0, 0, 0 } };
     int    i;
@@ -745,7 +745,7 @@ g_regex_step(const g_regex *rx, const g_bits *s, int sym, g_bits *out)
 }
 
 int
-g_regex_accepting(const g_regex *rx, const g_bits *s)
+qwen_regex_accepting(const g_regex *rx, const g_bits *s)
 {
     return ((s->w[0] & rx->last.w[0]) | (s->w[1] & rx->last.w[1]) | (s->w[2] & rx->last.w[2])
             | (s->w[3] & rx->last.w[3])) != 0;
@@ -753,7 +753,7 @@ g_regex_accepting(const g_regex *rx, const g_bits *s)
 
 /* Fewest more characters (bytes: 0) or JSON bytes (1) to a match. */
 int32_t
-g_regex_dist(const g_regex *rx, const g_bits *s, int bytes)
+qwen_regex_dist(const g_regex *rx, const g_bits *s, int bytes)
 {
     int32_t best = G_INF;
     int     i, p;
@@ -772,7 +772,7 @@ g_regex_dist(const g_regex *rx, const g_bits *s, int bytes)
 }
 
 int
-g_regex_empty(const g_bits *s)
+qwen_regex_empty(const g_bits *s)
 {
     return (s->w[0] | s->w[1] | s->w[2] | s->w[3]) == 0;
 }
