@@ -49,6 +49,10 @@ static const char *const reason_names[QP_REASON_COUNT] = {
     "stop", "length", "cancelled", "error"
 };
 
+static const char *const refusal_names[QP_REFUSED_COUNT] = {
+    "busy", "quota", "shutdown"
+};
+
 /* Every table fits the fixed-size struct. */
 typedef char qp_assert_buckets[(N(ttft_bounds) <= QP_HIST_MAX_BUCKETS
                                 && N(itl_bounds) <= QP_HIST_MAX_BUCKETS
@@ -80,6 +84,9 @@ qp_metrics_add(qp_metrics *dst, const qp_metrics *src)
     dst->generation_tokens_total += src->generation_tokens_total;
     for (i = 0; i < QP_REASON_COUNT; i++) {
         dst->finished[i] += src->finished[i];
+    }
+    for (i = 0; i < QP_REFUSED_COUNT; i++) {
+        dst->refused[i] += src->refused[i];
     }
     for (i = 0; i < QP_HIST_COUNT; i++) {
         for (j = 0; j <= QP_HIST_MAX_BUCKETS; j++) {
@@ -159,6 +166,14 @@ qp_reason_from_name(const char *name)
         return QP_REASON_CANCELLED;
     }
     return QP_REASON_ERROR;
+}
+
+void
+qp_metrics_refused(qp_metrics *m, qp_refusal why)
+{
+    if ((unsigned) why < QP_REFUSED_COUNT) {
+        m->refused[why]++;
+    }
 }
 
 void
@@ -303,6 +318,19 @@ qp_metrics_text(const qp_metrics *m, qp_buf *out)
     for (i = 0; i < QP_REASON_COUNT; i++) {
         if (qp_buf_printf(out, "qwen_request_success_total{finished_reason=\"%s\"} %llu\n",
                           reason_names[i], (unsigned long long) m->finished[i]) != 0)
+        {
+            return -1;
+        }
+    }
+    if (family(out, "qwen_request_refused_total", "counter",
+               "Requests refused before generation: busy (every slot and queue of the "
+               "server full), quota (qwen_limit_tokens), shutdown (draining).") != 0)
+    {
+        return -1;
+    }
+    for (i = 0; i < QP_REFUSED_COUNT; i++) {
+        if (qp_buf_printf(out, "qwen_request_refused_total{reason=\"%s\"} %llu\n",
+                          refusal_names[i], (unsigned long long) m->refused[i]) != 0)
         {
             return -1;
         }

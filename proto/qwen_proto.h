@@ -250,6 +250,14 @@ typedef enum {
     QP_REASON_COUNT
 } qp_reason;
 
+/* Why a request was refused before it reached the engine. */
+typedef enum {
+    QP_REFUSED_BUSY = 0,    /* every slot and queue of the server full (429/503) */
+    QP_REFUSED_QUOTA,       /* qwen_limit_tokens: the key's budget spent (429) */
+    QP_REFUSED_SHUTDOWN,    /* draining or stopping (503) */
+    QP_REFUSED_COUNT
+} qp_refusal;
+
 /* Fixed buckets per qp_hist_id; counts per bucket (not cumulative), the
  * last one for values above every bound (+Inf). */
 typedef struct {
@@ -272,6 +280,7 @@ typedef struct {
     uint64_t     draft_accepted_tokens_total;  /* of them taken */
     uint64_t     generation_tokens_total;
     uint64_t     finished[QP_REASON_COUNT];
+    uint64_t     refused[QP_REFUSED_COUNT];
     qp_histogram hist[QP_HIST_COUNT];
 } qp_metrics;
 
@@ -292,6 +301,9 @@ void qp_metrics_request_done(qp_metrics *m, const qwen_request_timing *t,
  * (qwen_token_event.gap_ms) and handed to qp_metrics_request_done. */
 void qp_itl_observe(qp_histogram *itl, const qwen_token_event *ev, size_t n);
 qp_reason qp_reason_from_name(const char *finish_reason);
+/* A request refused before the engine saw it (counted apart from the
+ * finished ones: finished + refused = answered). */
+void qp_metrics_refused(qp_metrics *m, qp_refusal why);
 /* Append the exposition text. Returns 0 or -1 (out of memory). */
 int  qp_metrics_text(const qp_metrics *m, qp_buf *out);
 

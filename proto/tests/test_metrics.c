@@ -376,7 +376,7 @@ test_metrics(void)
     qp_metrics_init(&m);
     CHECK(qp_metrics_text(&m, &out) == 0, "empty metrics");
     CHECK(prom_validate(out.data, out.len, &st) == 0, "empty exposition valid:\n%s", out.data);
-    CHECK(st.n == 14, "14 families (%d)", st.n);
+    CHECK(st.n == 15, "15 families (%d)", st.n);
     qp_buf_reset(&out);
 
     memset(&es, 0, sizeof(es));
@@ -404,6 +404,10 @@ test_metrics(void)
     qp_metrics_request_done(&m, &t, "length", &itl);
     qp_metrics_request_done(&m, NULL, "cancelled", NULL);
     qp_metrics_request_done(&m, NULL, NULL, NULL);
+    qp_metrics_refused(&m, QP_REFUSED_BUSY);
+    qp_metrics_refused(&m, QP_REFUSED_BUSY);
+    qp_metrics_refused(&m, QP_REFUSED_QUOTA);
+    qp_metrics_refused(&m, (qp_refusal) 99);       /* out of range: ignored */
     qp_metrics_observe(&m, QP_HIST_TTFT, 0.01);     /* on a bound: le is inclusive */
     qp_metrics_observe(&m, QP_HIST_TTFT, 1e9);      /* above every bound */
     qp_metrics_observe(&m, QP_HIST_TTFT, -1);       /* clamped to 0 */
@@ -432,6 +436,10 @@ test_metrics(void)
     CHECK(prom_sample(out.data, "qwen_request_success_total{finished_reason=\"stop\"}") == 2
           && prom_sample(out.data, "qwen_request_success_total{finished_reason=\"error\"}") == 1,
           "finished counter");
+    CHECK(prom_sample(out.data, "qwen_request_refused_total{reason=\"busy\"}") == 2
+          && prom_sample(out.data, "qwen_request_refused_total{reason=\"quota\"}") == 1
+          && prom_sample(out.data, "qwen_request_refused_total{reason=\"shutdown\"}") == 0,
+          "refused counter by reason, apart from the finished ones");
     CHECK(prom_sample(out.data, "qwen_time_to_first_token_seconds_bucket{le=\"0.01\"}") == 2,
           "le inclusive, negative clamped to 0 -> first bucket");
     CHECK(prom_sample(out.data, "qwen_time_to_first_token_seconds_bucket{le=\"0.1\"}") == 2
