@@ -23,7 +23,7 @@
 
 
 static ngx_int_t ngx_http_qwen_engine_start(ngx_cycle_t *cycle,
-    ngx_http_qwen_model_t *m, ngx_int_t threads);
+    ngx_http_qwen_model_t *m, ngx_int_t threads, ngx_int_t workers);
 static void ngx_http_qwen_notify_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_qwen_drain_init(ngx_cycle_t *cycle);
 static void ngx_http_qwen_drain_exit(void);
@@ -57,7 +57,7 @@ static ngx_uint_t             ngx_http_qwen_drain_quit_sent;
 ngx_int_t
 ngx_http_qwen_init_process(ngx_cycle_t *cycle)
 {
-    ngx_int_t                   threads;
+    ngx_int_t                   threads, workers;
     ngx_uint_t                  i;
     ngx_core_conf_t            *ccf;
     ngx_http_qwen_model_t     **mp;
@@ -79,8 +79,10 @@ ngx_http_qwen_init_process(ngx_cycle_t *cycle)
 
     ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
 
+    workers = 1;
     threads = ngx_ncpu;
     if (ccf != NULL && ccf->worker_processes > 1) {
+        workers = ccf->worker_processes;
         threads = ngx_ncpu / ccf->worker_processes;
     }
 
@@ -95,7 +97,7 @@ ngx_http_qwen_init_process(ngx_cycle_t *cycle)
         }
 
         /* a failed engine is logged; its locations answer 503 */
-        (void) ngx_http_qwen_engine_start(cycle, mp[i], threads);
+        (void) ngx_http_qwen_engine_start(cycle, mp[i], threads, workers);
     }
 
     ngx_queue_init(&ngx_http_qwen_generations);
@@ -111,7 +113,7 @@ ngx_http_qwen_init_process(ngx_cycle_t *cycle)
 
 static ngx_int_t
 ngx_http_qwen_engine_start(ngx_cycle_t *cycle, ngx_http_qwen_model_t *m,
-    ngx_int_t threads)
+    ngx_int_t threads, ngx_int_t workers)
 {
     int                           fd;
     char                          err[QWEN_ERR_LEN];
@@ -128,7 +130,9 @@ ngx_http_qwen_engine_start(ngx_cycle_t *cycle, ngx_http_qwen_model_t *m,
     params.n_slots = (int) e->slots;
     params.n_ctx = (int) e->ctx;
     params.n_batch = (int) e->batch;
-    params.max_queue = (int) e->queue;
+    /* the server's admission (ngx_http_qwen_admit) may queue here what
+     * the other workers' slots and queues would have taken */
+    params.max_queue = (int) (e->queue + (workers - 1) * (e->slots + e->queue));
     params.kv_format = (char *) ngx_http_qwen_kv_caches[e->kv_cache].name.data;
     params.prefix_cache = (int) e->prefix_cache;
     params.draft = (int) e->draft;

@@ -26,6 +26,8 @@ static void ngx_http_qwen_body_handler(ngx_http_request_t *r);
 static u_char *ngx_http_qwen_read_body(ngx_http_request_t *r, size_t *len);
 static ngx_int_t ngx_http_qwen_submit_error(ngx_http_request_t *r,
     ngx_http_qwen_ctx_t *ctx, int rc, char *err);
+static ngx_int_t ngx_http_qwen_server_full(ngx_http_request_t *r,
+    ngx_http_qwen_ctx_t *ctx, ngx_uint_t held, ngx_uint_t capacity);
 
 static void ngx_http_qwen_process(ngx_http_qwen_ctx_t *ctx);
 static void ngx_http_qwen_check_blocked(ngx_http_qwen_ctx_t *ctx,
@@ -144,6 +146,8 @@ ngx_http_qwen_handler(ngx_http_request_t *r)
         if (rc != NGX_OK) {
             return rc;
         }
+
+        ngx_http_qwen_metrics_refused(QP_REFUSED_SHUTDOWN);
 
         return ngx_http_qwen_send_error(r, ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
                                         "server_error",
@@ -321,6 +325,7 @@ ngx_http_qwen_generate(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
     u_char                    *id;
     qp_error                   perr;
     ngx_int_t                  nrc;
+    ngx_uint_t                 held, capacity;
     const char                *prefix;
     ngx_http_qwen_model_t     *m;
     ngx_http_qwen_route_t     *route;
@@ -390,11 +395,18 @@ ngx_http_qwen_generate(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
         return nrc;
     }
 
+    /* refused only when every worker's slots and queue are full */
+    if (ngx_http_qwen_admit(ctx, &held, &capacity) == NGX_BUSY) {
+        ngx_http_qwen_quota_settle(ctx, 0);
+        return ngx_http_qwen_server_full(r, ctx, held, capacity);
+    }
+
     err[0] = '\0';
 
     rc = qwen_submit(m->engine, params, ctx, &ctx->req, err, sizeof(err));
     if (rc != 0) {
         ctx->req = NULL;
+        ngx_http_qwen_admit_release(ctx);
         /* nothing was computed: the whole reservation goes back */
         ngx_http_qwen_quota_settle(ctx, 0);
         return ngx_http_qwen_submit_error(r, ctx, rc, err);
@@ -448,6 +460,8 @@ ngx_http_qwen_submit_error(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
     switch (rc) {
 
     case QWEN_E_QUEUE_FULL:
+        ngx_http_qwen_metrics_refused(QP_REFUSED_BUSY);
+
         p = ngx_pnalloc(r->pool, 256);
         if (p == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -475,6 +489,8 @@ ngx_http_qwen_submit_error(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
                                         "invalid_request_error", err, 0);
 
     case QWEN_E_SHUTDOWN:
+        ngx_http_qwen_metrics_refused(QP_REFUSED_SHUTDOWN);
+
         return ngx_http_qwen_send_error(r, ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
                                         "server_error",
                                         "the server is shutting down",
@@ -485,6 +501,37 @@ ngx_http_qwen_submit_error(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
                       "qwen: qwen_submit() failed (%d): %s", rc, err);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+}
+
+
+/* Every worker's slots and queue are full (ngx_http_qwen_admit). */
+static ngx_int_t
+ngx_http_qwen_server_full(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
+    ngx_uint_t held, ngx_uint_t capacity)
+{
+    u_char                    *p;
+    ngx_http_qwen_loc_conf_t  *qlcf;
+
+    qlcf = ctx->conf;
+
+    ngx_http_qwen_metrics_refused(QP_REFUSED_BUSY);
+
+    p = ngx_pnalloc(r->pool, 256);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    (void) ngx_snprintf(p, 256, "the server is busy: its workers hold %ui "
+                        "requests, as many as their slots and queues take; "
+                        "retry after %T s%Z", held, qlcf->retry_after);
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "qwen: server full (%ui of %ui requests across workers), "
+                  "answering %ui", held, capacity, qlcf->queue_full_status);
+
+    return ngx_http_qwen_send_error(r, ctx, qlcf->queue_full_status,
+                                    "overloaded_error", (const char *) p,
+                                    qlcf->retry_after);
 }
 
 
@@ -962,6 +1009,8 @@ ngx_http_qwen_stop(ngx_http_qwen_ctx_t *ctx, const char *reason)
 
     qwen_request_release(ctx->req);
     ctx->req = NULL;
+
+    ngx_http_qwen_admit_release(ctx);
 
     ctx->done = 1;
     ctx->finish_reason = reason;

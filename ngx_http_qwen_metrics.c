@@ -36,6 +36,8 @@ static ngx_http_qwen_metrics_t *ngx_http_qwen_metrics_get(
     ngx_cycle_t *cycle, ngx_http_qwen_main_conf_t **qmcfp);
 static ngx_uint_t ngx_http_qwen_pid_alive(ngx_pid_t pid);
 static void ngx_http_qwen_metrics_timer(ngx_event_t *ev);
+static void ngx_http_qwen_admit_init(ngx_http_qwen_metrics_slot_t *slot,
+    ngx_http_qwen_main_conf_t *qmcf);
 static ngx_int_t ngx_http_qwen_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
@@ -229,6 +231,7 @@ ngx_http_qwen_metrics_init_process(ngx_cycle_t *cycle)
     if (slot != -1) {
         ctx->sh->slots[slot].pid = ngx_pid;
         qp_metrics_init(&ctx->sh->slots[slot].gauges);
+        ngx_http_qwen_admit_init(&ctx->sh->slots[slot], qmcf);
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
@@ -281,6 +284,8 @@ ngx_http_qwen_metrics_exit_process(ngx_cycle_t *cycle)
     if (ctx->sh->slots[qmcf->metrics_slot].pid == ngx_pid) {
         ctx->sh->slots[qmcf->metrics_slot].pid = 0;
         qp_metrics_init(&ctx->sh->slots[qmcf->metrics_slot].gauges);
+        ngx_memzero(ctx->sh->slots[qmcf->metrics_slot].admit,
+                    sizeof(ctx->sh->slots[0].admit));
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
@@ -399,6 +404,165 @@ ngx_http_qwen_metrics_collect(ngx_cycle_t *cycle, qp_metrics *m)
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     return NGX_OK;
+}
+
+
+/* A request refused before the engine saw it (429/503). */
+void
+ngx_http_qwen_metrics_refused(qp_refusal why)
+{
+    ngx_http_qwen_metrics_t  *mctx;
+
+    mctx = ngx_http_qwen_metrics_get((ngx_cycle_t *) ngx_cycle, NULL);
+    if (mctx == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&mctx->shpool->mutex);
+    qp_metrics_refused(&mctx->sh->counters, why);
+    ngx_shmtx_unlock(&mctx->shpool->mutex);
+}
+
+
+/* ------------------------------------------------------------ admission */
+
+/*
+ * Connections do not spread evenly over nginx workers, so one worker's
+ * slots and queue can be full while another's idle. A request is refused
+ * only when the whole server is full: the requests every live worker holds
+ * for the model (running and queued) against the sum of their qwen_slots
+ * and qwen_queue. A worker's engine therefore queues past its own
+ * qwen_queue, up to what the other workers would have taken (a bound set
+ * at start, ngx_http_qwen_engine.c). A crashed worker's slot is skipped:
+ * what it held died with it.
+ */
+
+static void
+ngx_http_qwen_admit_init(ngx_http_qwen_metrics_slot_t *slot,
+    ngx_http_qwen_main_conf_t *qmcf)
+{
+    ngx_uint_t              i, n;
+    ngx_http_qwen_model_t  *m, **mp;
+
+    ngx_memzero(slot->admit, sizeof(slot->admit));
+
+    n = 0;
+    mp = qmcf->models.elts;
+
+    for (i = 0; i < qmcf->models.nelts; i++) {
+        m = mp[i];
+        m->admit = -1;
+
+        if (m->engine == NULL || n == NGX_HTTP_QWEN_ADMIT_MODELS) {
+            continue;
+        }
+
+        slot->admit[n].key = ngx_crc32_short(m->path.data, m->path.len) | 1;
+        slot->admit[n].held = 0;
+        slot->admit[n].capacity = m->engine_conf.slots + m->engine_conf.queue;
+        m->admit = n++;
+    }
+}
+
+
+/*
+ * NGX_OK: admitted and counted (ngx_http_qwen_admit_release gives it back);
+ * NGX_BUSY: the server is full; NGX_DECLINED: not counted here (no zone
+ * slot), the engine's own queue decides. held and capacity are the
+ * server's, for the refusal's message.
+ */
+ngx_int_t
+ngx_http_qwen_admit(ngx_http_qwen_ctx_t *ctx, ngx_uint_t *held,
+    ngx_uint_t *capacity)
+{
+    uint32_t                       key;
+    ngx_uint_t                     i, j, sum, cap;
+    ngx_http_qwen_admit_t         *mine, *a;
+    ngx_http_qwen_model_t         *m;
+    ngx_http_qwen_metrics_t       *mctx;
+    ngx_http_qwen_metrics_slot_t  *slot;
+    ngx_http_qwen_main_conf_t     *qmcf;
+
+    m = ctx->conf->model;
+
+    mctx = ngx_http_qwen_metrics_get((ngx_cycle_t *) ngx_cycle, &qmcf);
+    if (mctx == NULL || qmcf->metrics_slot < 0 || m->admit < 0) {
+        return NGX_DECLINED;
+    }
+
+    sum = 0;
+    cap = 0;
+
+    ngx_shmtx_lock(&mctx->shpool->mutex);
+
+    mine = &mctx->sh->slots[qmcf->metrics_slot].admit[m->admit];
+    key = mine->key;
+
+    for (i = 0; i < NGX_HTTP_QWEN_METRICS_SLOTS; i++) {
+        slot = &mctx->sh->slots[i];
+
+        if (slot->pid == 0 || !ngx_http_qwen_pid_alive(slot->pid)) {
+            continue;
+        }
+
+        for (j = 0; j < NGX_HTTP_QWEN_ADMIT_MODELS; j++) {
+            a = &slot->admit[j];
+
+            if (a->key == key) {
+                sum += a->held;
+                cap += a->capacity;
+                break;
+            }
+        }
+    }
+
+    *held = sum;
+    *capacity = cap;
+
+    if (sum >= cap) {
+        ngx_shmtx_unlock(&mctx->shpool->mutex);
+        return NGX_BUSY;
+    }
+
+    mine->held++;
+
+    ngx_shmtx_unlock(&mctx->shpool->mutex);
+
+    ctx->admitted = 1;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_qwen_admit_release(ngx_http_qwen_ctx_t *ctx)
+{
+    ngx_http_qwen_admit_t      *mine;
+    ngx_http_qwen_model_t      *m;
+    ngx_http_qwen_metrics_t    *mctx;
+    ngx_http_qwen_main_conf_t  *qmcf;
+
+    if (!ctx->admitted) {
+        return;
+    }
+
+    ctx->admitted = 0;
+    m = ctx->conf->model;
+
+    mctx = ngx_http_qwen_metrics_get((ngx_cycle_t *) ngx_cycle, &qmcf);
+    if (mctx == NULL || qmcf->metrics_slot < 0 || m->admit < 0) {
+        return;
+    }
+
+    ngx_shmtx_lock(&mctx->shpool->mutex);
+
+    mine = &mctx->sh->slots[qmcf->metrics_slot].admit[m->admit];
+
+    if (mine->held > 0) {
+        mine->held--;
+    }
+
+    ngx_shmtx_unlock(&mctx->shpool->mutex);
 }
 
 

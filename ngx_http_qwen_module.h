@@ -59,6 +59,8 @@ typedef struct {
     ngx_uint_t                   used;       /* a location serves it */
 
     qwen_engine                 *engine;     /* per worker */
+    ngx_int_t                    admit;      /* index in this worker's metrics
+                                                slot admit[], or -1 */
     ngx_connection_t            *notify;     /* the engine's eventfd */
     ngx_log_t                   *log;
 } ngx_http_qwen_model_t;
@@ -70,9 +72,21 @@ typedef struct {
  * waiting, KV cache), claimed by pid at start and freed at exit, so a
  * scrape on any worker adds up the whole server.
  */
+/* Models whose admission is counted across workers; more are admitted by
+ * each worker's own queue alone. */
+#define NGX_HTTP_QWEN_ADMIT_MODELS   8
+
+/* What one worker holds of one model's server-wide capacity. */
+typedef struct {
+    uint32_t                     key;        /* ngx_crc32 of the model path, 0: none */
+    ngx_uint_t                   held;       /* admitted, not yet ended */
+    ngx_uint_t                   capacity;   /* qwen_slots + qwen_queue */
+} ngx_http_qwen_admit_t;
+
 typedef struct {
     ngx_pid_t                    pid;        /* 0: free */
     qp_metrics                   gauges;
+    ngx_http_qwen_admit_t        admit[NGX_HTTP_QWEN_ADMIT_MODELS];
 } ngx_http_qwen_metrics_slot_t;
 
 
@@ -226,6 +240,7 @@ struct ngx_http_qwen_ctx_s {
     unsigned                     finalized:1;
     unsigned                     done:1;     /* timing and reason are set */
     unsigned                     queued:1;   /* in the generations queue */
+    unsigned                     admitted:1; /* counted in the metrics zone */
 };
 
 
@@ -271,6 +286,10 @@ void ngx_http_qwen_metrics_exit_process(ngx_cycle_t *cycle);
 void ngx_http_qwen_metrics_refresh(ngx_cycle_t *cycle);
 void ngx_http_qwen_metrics_request(ngx_http_qwen_ctx_t *ctx);
 ngx_int_t ngx_http_qwen_metrics_collect(ngx_cycle_t *cycle, qp_metrics *m);
+void ngx_http_qwen_metrics_refused(qp_refusal why);
+ngx_int_t ngx_http_qwen_admit(ngx_http_qwen_ctx_t *ctx, ngx_uint_t *held,
+    ngx_uint_t *capacity);
+void ngx_http_qwen_admit_release(ngx_http_qwen_ctx_t *ctx);
 ngx_int_t ngx_http_qwen_add_variables(ngx_conf_t *cf,
     ngx_http_variable_t *vars);
 extern ngx_http_variable_t  ngx_http_qwen_vars[];

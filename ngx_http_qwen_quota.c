@@ -602,6 +602,8 @@ ngx_http_qwen_quota_reserve(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
                       "burst of %L of zone \"%V\"", cost, zone->burst,
                       &ctx->conf->limit_tokens->shm.name);
 
+        ngx_http_qwen_metrics_refused(QP_REFUSED_QUOTA);
+
         *rc = ngx_http_qwen_send_error_code(r, ctx, NGX_HTTP_TOO_MANY_REQUESTS,
                                             "tokens", "rate_limit_exceeded",
                                             (const char *) msg, 0);
@@ -624,6 +626,8 @@ ngx_http_qwen_quota_reserve(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
                           "qwen_limit_tokens zone \"%V\" is full: no room "
                           "for another key (make the zone larger)",
                           &ctx->conf->limit_tokens->shm.name);
+
+            ngx_http_qwen_metrics_refused(QP_REFUSED_QUOTA);
 
             *rc = ngx_http_qwen_send_error(r, ctx,
                                            NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -668,6 +672,8 @@ ngx_http_qwen_quota_reserve(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
                       "qwen: token quota: %L tokens asked, %L left in "
                       "zone \"%V\", retry after %L s", cost, room / 1000,
                       &ctx->conf->limit_tokens->shm.name, wait);
+
+        ngx_http_qwen_metrics_refused(QP_REFUSED_QUOTA);
 
         *rc = ngx_http_qwen_send_error_code(r, ctx, NGX_HTTP_TOO_MANY_REQUESTS,
                                             "tokens", "rate_limit_exceeded",

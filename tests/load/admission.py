@@ -8,6 +8,9 @@ next attempt. Run once with the listen socket shared by the workers (one
 accept queue the kernel hands out) and once with `listen ... reuseport` (a
 socket per worker, connections spread by the kernel's hash), each with a
 new connection per request and with keepalive connections.
+Admission is server-wide (a request is refused only when every worker's
+slots and queue are full), so the 429s should come only from load past
+the whole server's capacity.
 Prints per run the attempts, 429s, their share and the answers per worker
 (X-Worker: $pid). Needs QWEN_NGINX_MODULE, QWEN_TEST_MODELS (make sets
 them: make load-admission).

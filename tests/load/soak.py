@@ -18,7 +18,8 @@ Checks at the end (exit status 1 if one fails):
     stays within FD_SLACK of its warm value plus the open connections it
     can hold, and its RSS within RSS_SLACK_MB
   - /metrics adds up: its finished requests (every reason) grew by the
-    requests the engines admitted: sent - refused (429/503)
+    requests the engines admitted, sent - refused (429/503), and its
+    refused requests by the 429/503 the clients saw
 """
 import argparse, http.client, json, os, random, re, shutil, signal, socket, struct
 import subprocess, sys, tempfile, threading, time
@@ -139,18 +140,22 @@ def metrics_finished(port):
     text = c.getresponse().read().decode()
     c.close()
     total = 0
+    refused = 0
     running = waiting = 0
     for line in text.splitlines():
         m = re.match(r'qwen_request_success_total\{finished_reason="(\w+)"\} (\d+)', line)
         if m:
             total += int(m.group(2))
+        m = re.match(r'qwen_request_refused_total\{reason="(\w+)"\} (\d+)', line)
+        if m:
+            refused += int(m.group(2))
         m = re.match(r"qwen_num_requests_(running|waiting) (\d+)", line)
         if m:
             if m.group(1) == "running":
                 running = int(m.group(2))
             else:
                 waiting = int(m.group(2))
-    return total, running, waiting
+    return total, running, waiting, refused
 
 
 KINDS = ["openai_chat", "openai_cmpl", "ollama_chat", "ollama_gen", "sagemaker"]
@@ -289,7 +294,8 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     p, port, h2port, d = start()
     pids0 = workers(p.pid)
-    fin0 = metrics_finished(port)[0]
+    m0 = metrics_finished(port)
+    fin0, ref0 = m0[0], m0[3]
     totals = Totals()
     t0 = time.time()
     stop_at = t0 + args.seconds
@@ -326,12 +332,13 @@ def main():
     # let the engines finish what was admitted (abandoned streams are cancelled)
     deadline = time.time() + 60
     while time.time() < deadline:
-        fin, running, waiting = metrics_finished(port)
+        fin, running, waiting, _ = metrics_finished(port)
         if running == 0 and waiting == 0:
             break
         time.sleep(0.5)
     time.sleep(1.5)     # the gauges and counters are refreshed per request end
-    fin = metrics_finished(port)[0] - fin0
+    m1 = metrics_finished(port)
+    fin, mref = m1[0] - fin0, m1[3] - ref0
     pids1 = workers(p.pid)
     errlog = open(d + "/logs/error.log").read()
     p.send_signal(signal.SIGQUIT)
@@ -356,6 +363,10 @@ def main():
           f"(= {sent - refused}){'' if fin == sent - refused else '  MISMATCH'}")
     if fin != sent - refused:
         failures.append(f"/metrics finished {fin} != sent - refused {sent - refused}")
+    print(f"soak: /metrics refused {mref}, the clients saw {refused} 429/503"
+          f"{'' if mref == refused else '  MISMATCH'}")
+    if mref != refused:
+        failures.append(f"/metrics refused {mref} != the {refused} 429/503 the clients saw")
     conns = args.clients + 4 + 4  # our keepalive connections, h2load's, slack
     for w in pids0:
         warm = [s for s in samples if s[1] == w and s[0] >= args.warmup]
