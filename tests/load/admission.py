@@ -16,8 +16,11 @@ Prints per run the attempts, 429s, their share and the answers per worker
 them: make load-admission).
 Usage: admission.py [--seconds 30] [--load 0.8] [--slots 4] [--queue 16]
 """
-import argparse, http.client, json, os, shutil, signal, socket, subprocess, sys, tempfile
+import argparse, http.client, json, shutil, signal
 import threading, time
+
+import nginx_run
+from nginx_run import MODELS, free_port
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--seconds", type=float, default=30)
@@ -28,35 +31,10 @@ ap.add_argument("--max-tokens", type=int, default=48)
 ap.add_argument("--modes", default="shared,reuseport")
 args = ap.parse_args()
 
-NGINX = os.environ.get("QWEN_NGINX_BIN", "/usr/sbin/nginx")
-MODULE = os.environ["QWEN_NGINX_MODULE"]
-MODELS = os.environ["QWEN_TEST_MODELS"]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def start(mode):
-    d = tempfile.mkdtemp(prefix="qwen-admission-")
-    os.chmod(d, 0o755)
-    os.makedirs(d + "/logs")
     port = free_port()
     listen = "127.0.0.1:%d%s" % (port, " reuseport" if mode == "reuseport" else "")
-    conf = f"""load_module {MODULE};
-worker_processes 2;
-daemon off;
-error_log {d}/logs/error.log notice;
-pid {d}/logs/nginx.pid;
-events {{ worker_connections 512; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    qwen_model {MODELS}/tiny-q8_0.gguf;
+    p, d = nginx_run.start("qwen-admission-", f"""    qwen_model {MODELS}/tiny-q8_0.gguf;
     qwen_ctx 256;
     qwen_threads 1;
     qwen_slots {args.slots};
@@ -66,23 +44,8 @@ http {{
         listen {listen};
         add_header X-Worker $pid always;
         location /v1/ {{ qwen_api openai; }}
-    }}
-}}
-"""
-    open(d + "/nginx.conf", "w").write(conf)
-    p = subprocess.Popen([NGINX, "-p", d + "/", "-c", d + "/nginx.conf"],
-                         stdout=subprocess.DEVNULL, stderr=open(d + "/logs/stderr.log", "w"))
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            time.sleep(0.5)
-            return p, port, d
-        except OSError:
-            if p.poll() is not None:
-                sys.exit("nginx exited: " + open(d + "/logs/error.log").read())
-            time.sleep(0.1)
-    sys.exit("nginx did not start")
+    }}""", port, connections=512)
+    return p, port, d
 
 
 BODY = json.dumps({"prompt": [9707, 11, 1879], "max_tokens": args.max_tokens,

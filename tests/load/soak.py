@@ -22,7 +22,10 @@ Checks at the end (exit status 1 if one fails):
     refused requests by the 429/503 the clients saw
 """
 import argparse, http.client, json, os, random, re, shutil, signal, socket, struct
-import subprocess, sys, tempfile, threading, time
+import subprocess, sys, threading, time
+
+import nginx_run
+from nginx_run import MODELS, free_port
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--seconds", type=float, default=float(os.environ.get("SOAK_SECONDS", 600)))
@@ -37,35 +40,12 @@ args = ap.parse_args()
 if args.warmup is None:
     args.warmup = min(60.0, args.seconds * 0.2)
 
-NGINX = os.environ.get("QWEN_NGINX_BIN", "/usr/sbin/nginx")
-MODULE = os.environ["QWEN_NGINX_MODULE"]
-MODELS = os.environ["QWEN_TEST_MODELS"]
 H2LOAD = shutil.which("h2load")
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def start():
-    d = tempfile.mkdtemp(prefix="qwen-soak-")
-    os.chmod(d, 0o755)
-    os.makedirs(d + "/logs")
     port, h2port = free_port(), free_port()
-    conf = f"""load_module {MODULE};
-worker_processes 2;
-daemon off;
-error_log {d}/logs/error.log notice;
-pid {d}/logs/nginx.pid;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    qwen_model {MODELS}/tiny-q8_0.gguf;
+    p, d = nginx_run.start("qwen-soak-", f"""    qwen_model {MODELS}/tiny-q8_0.gguf;
     qwen_ctx 1024;
     qwen_threads 1;
     qwen_slots 4;
@@ -82,23 +62,8 @@ http {{
         location = /invocations {{ qwen_api sagemaker; }}
         location = /metrics {{ qwen_metrics; }}
         location = /health {{ qwen_health; }}
-    }}
-}}
-"""
-    open(d + "/nginx.conf", "w").write(conf)
-    p = subprocess.Popen([NGINX, "-p", d + "/", "-c", d + "/nginx.conf"],
-                         stdout=subprocess.DEVNULL, stderr=open(d + "/logs/stderr.log", "w"))
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            time.sleep(0.5)
-            return p, port, h2port, d
-        except OSError:
-            if p.poll() is not None:
-                sys.exit("nginx exited: " + open(d + "/logs/error.log").read())
-            time.sleep(0.1)
-    sys.exit("nginx did not start")
+    }}""", port)
+    return p, port, h2port, d
 
 
 def workers(master):
