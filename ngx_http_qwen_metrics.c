@@ -108,44 +108,65 @@ ngx_http_qwen_metrics_add_zone(ngx_conf_t *cf)
 }
 
 
+/*
+ * A zone's record in its slab pool, as nginx's own zones keep theirs: a
+ * reload hands over the old cycle's (old_sh), a zone that already existed
+ * keeps it in the pool's data, else it is allocated here. NGX_OK: an
+ * existing record, NGX_DONE: a new one (zeroed) for the caller to set up.
+ */
+ngx_int_t
+ngx_http_qwen_zone_record(ngx_shm_zone_t *shm_zone, ngx_slab_pool_t *old_pool,
+    void *old_sh, size_t size, ngx_slab_pool_t **pool, void **sh)
+{
+    if (old_sh != NULL) {
+        *pool = old_pool;
+        *sh = old_sh;
+        return NGX_OK;
+    }
+
+    *pool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        *sh = (*pool)->data;
+        return NGX_OK;
+    }
+
+    *sh = ngx_slab_calloc(*pool, size);
+    if (*sh == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "qwen: cannot allocate %uz bytes in the \"%V\" zone",
+                      size, &shm_zone->shm.name);
+        return NGX_ERROR;
+    }
+
+    (*pool)->data = *sh;
+
+    return NGX_DONE;
+}
+
+
 /* A reload keeps the zone (same name and size): counters go on. */
 static ngx_int_t
 ngx_http_qwen_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_qwen_metrics_t  *octx = data;
 
+    ngx_int_t                 rc;
     ngx_http_qwen_metrics_t  *ctx;
 
     ctx = shm_zone->data;
 
-    if (octx != NULL) {
-        ctx->sh = octx->sh;
-        ctx->shpool = octx->shpool;
-        return NGX_OK;
+    rc = ngx_http_qwen_zone_record(shm_zone, octx ? octx->shpool : NULL,
+                                   octx ? octx->sh : NULL,
+                                   sizeof(ngx_http_qwen_metrics_sh_t),
+                                   &ctx->shpool, (void **) &ctx->sh);
+
+    if (rc == NGX_DONE) {
+        qp_metrics_init(&ctx->sh->counters);
+        rc = NGX_OK;
     }
 
-    ctx->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    if (shm_zone->shm.exists) {
-        ctx->sh = ctx->shpool->data;
-        return NGX_OK;
-    }
-
-    ctx->sh = ngx_slab_alloc(ctx->shpool, sizeof(ngx_http_qwen_metrics_sh_t));
-    if (ctx->sh == NULL) {
-        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
-                      "qwen: cannot allocate %uz bytes in the "
-                      "\"qwen_metrics\" zone",
-                      sizeof(ngx_http_qwen_metrics_sh_t));
-        return NGX_ERROR;
-    }
-
-    ngx_memzero(ctx->sh, sizeof(ngx_http_qwen_metrics_sh_t));
-    qp_metrics_init(&ctx->sh->counters);
-
-    ctx->shpool->data = ctx->sh;
-
-    return NGX_OK;
+    return rc;
 }
 
 

@@ -287,6 +287,9 @@ void ngx_http_qwen_metrics_refresh(ngx_cycle_t *cycle);
 void ngx_http_qwen_metrics_request(ngx_http_qwen_ctx_t *ctx);
 ngx_int_t ngx_http_qwen_metrics_collect(ngx_cycle_t *cycle, qp_metrics *m);
 void ngx_http_qwen_metrics_refused(qp_refusal why);
+ngx_int_t ngx_http_qwen_zone_record(ngx_shm_zone_t *shm_zone,
+    ngx_slab_pool_t *old_pool, void *old_sh, size_t size,
+    ngx_slab_pool_t **pool, void **sh);
 ngx_int_t ngx_http_qwen_admit(ngx_http_qwen_ctx_t *ctx, ngx_uint_t *held,
     ngx_uint_t *capacity);
 void ngx_http_qwen_admit_release(ngx_http_qwen_ctx_t *ctx);

@@ -374,6 +374,7 @@ ngx_http_qwen_quota_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_qwen_quota_zone_t  *ozone = data;
 
     size_t                       len;
+    ngx_int_t                    rc;
     ngx_http_qwen_quota_zone_t  *zone;
 
     zone = shm_zone->data;
@@ -391,27 +392,15 @@ ngx_http_qwen_quota_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                           &ozone->key.value);
             return NGX_ERROR;
         }
-
-        zone->sh = ozone->sh;
-        zone->shpool = ozone->shpool;
-
-        return NGX_OK;
     }
 
-    zone->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    if (shm_zone->shm.exists) {
-        zone->sh = zone->shpool->data;
-        return NGX_OK;
+    rc = ngx_http_qwen_zone_record(shm_zone, ozone ? ozone->shpool : NULL,
+                                   ozone ? ozone->sh : NULL,
+                                   sizeof(ngx_http_qwen_quota_shctx_t),
+                                   &zone->shpool, (void **) &zone->sh);
+    if (rc != NGX_DONE) {
+        return rc;
     }
-
-    zone->sh = ngx_slab_alloc(zone->shpool,
-                              sizeof(ngx_http_qwen_quota_shctx_t));
-    if (zone->sh == NULL) {
-        return NGX_ERROR;
-    }
-
-    zone->shpool->data = zone->sh;
 
     ngx_rbtree_init(&zone->sh->rbtree, &zone->sh->sentinel,
                     ngx_http_qwen_quota_rbtree_insert);
