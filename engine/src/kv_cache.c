@@ -409,8 +409,7 @@ match_part(qwen_kv_cache *kv, int seq, int j, uint64_t parent, const int32_t *to
         if (e->parent != parent) {
             continue;
         }
-        for (i = 0; i < left && e->tokens[i] == tokens[i]; i++) {
-        }
+        i = qwen_tokens_common(e->tokens, tokens, left);
         if (i > most) {
             most = i;
             best = b;

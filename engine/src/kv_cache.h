@@ -87,4 +87,17 @@ typedef struct {
 
 void qwen_kv_get_stats(const qwen_kv_cache *kv, qwen_kv_stats *out);
 
+/* How many of the first n tokens of a and b agree: what a block shares
+ * with the start of another (partial matches in the cache and in a step). */
+static inline int
+qwen_tokens_common(const int32_t *a, const int32_t *b, int n)
+{
+    int i = 0;
+
+    while (i < n && a[i] == b[i]) {
+        i++;
+    }
+    return i;
+}
+
 #endif

@@ -421,7 +421,7 @@ fill_logprobs(const float *raw, int vocab, int n_top, int32_t chosen, qwen_token
 static int
 shared_prefill(qwen_engine *e, qwen_request *r, int n_chunks)
 {
-    size_t before = r->n_past, start, i, most;
+    size_t before = r->n_past, start, most;
     int    c;
 
     if (r->n_past % QWEN_KV_BLOCK != 0 || r->n_published * QWEN_KV_BLOCK != r->n_past) {
@@ -446,9 +446,9 @@ shared_prefill(qwen_engine *e, qwen_request *r, int n_chunks)
         {
             continue;
         }
-        for (i = 0; i < most && o->tokens[start + i] == r->tokens[start + i]; i++) {
-        }
-        if (i >= QWEN_SHARE_MIN) {
+        if (qwen_tokens_common(o->tokens + start, r->tokens + start, (int) most)
+            >= QWEN_SHARE_MIN)
+        {
             return 1;
         }
     }
