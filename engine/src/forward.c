@@ -57,6 +57,7 @@ struct qwen_ctx {
     int32_t            *idx_prompt;
     int32_t            *idx_gen;
     int32_t            *idx_all;       /* 0, 1, 2 ... */
+    qwen_batch_entry   *kept;          /* the tokens whose logits are wanted */
     int                 n_prompt_tok;
     int                 n_gen_tok;
 };
@@ -238,6 +239,7 @@ qwen_ctx_new_cached(const qwen_model *m, const qwen_ctx_params *p, int extra_blo
     ctx->idx_prompt = malloc(nb * sizeof(int32_t));
     ctx->idx_gen = malloc(nb * sizeof(int32_t));
     ctx->idx_all = malloc(nb * sizeof(int32_t));
+    ctx->kept = malloc(nb * sizeof(qwen_batch_entry));
     if (ctx->kern->gemm != NULL) {
         ctx->xb = malloc(nb * wide * sizeof(qwen_bf16));
         ctx->gemm_scratch_bytes = qwen_gemm_scratch_bytes(wide);
@@ -247,7 +249,7 @@ qwen_ctx_new_cached(const qwen_model *m, const qwen_ctx_params *p, int extra_blo
     if (!ctx->rope_cos || !ctx->rope_sin || !ctx->x
         || !ctx->xn || !ctx->q || !ctx->k || !ctx->v || !ctx->att || !ctx->gate || !ctx->up
         || !ctx->proj || !ctx->act || !ctx->scores || !ctx->pool || !ctx->idx_prompt
-        || !ctx->idx_gen || !ctx->idx_all || (ctx->kern->gemm != NULL && (!ctx->xb || !ctx->gemm_scratch)))
+        || !ctx->idx_gen || !ctx->idx_all || !ctx->kept || (ctx->kern->gemm != NULL && (!ctx->xb || !ctx->gemm_scratch)))
     {
         qwen_fail(err, err_len, "cannot allocate the context's scratch for batches of %d "
                   "tokens", p->n_batch);
@@ -328,6 +330,7 @@ qwen_ctx_free(qwen_ctx *ctx)
     free(ctx->idx_prompt);
     free(ctx->idx_gen);
     free(ctx->idx_all);
+    free(ctx->kept);
     free(ctx->scores);
     free(ctx);
 }
@@ -742,6 +745,31 @@ for_tokens(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, int layer, enum 
 
 /* --------------------------------------------------------------- forward */
 
+/* The tokens whose logits are wanted, moved to the first rows of x and att
+ * (in batch order) and their entries into ctx->kept; returns how many. */
+static int
+keep_logit_rows(qwen_ctx *ctx, const qwen_batch_entry *batch, int n)
+{
+    const qwen_config *c = &ctx->model->cfg;
+    size_t             hidden = (size_t) c->hidden_size;
+    size_t             q_dim = (size_t) c->n_heads * (size_t) c->head_dim;
+    int                i, k = 0;
+
+    for (i = 0; i < n; i++) {
+        if (!batch[i].want_logits) {
+            continue;
+        }
+        if (k != i) {
+            memcpy(ctx->x + (size_t) k * hidden, ctx->x + (size_t) i * hidden,
+                   hidden * sizeof(float));
+            memcpy(ctx->att + (size_t) k * q_dim, ctx->att + (size_t) i * q_dim,
+                   q_dim * sizeof(float));
+        }
+        ctx->kept[k++] = batch[i];
+    }
+    return k;
+}
+
 int
 qwen_forward(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, float *logits,
              char *err, size_t err_len)
@@ -804,6 +832,18 @@ qwen_forward(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, float *logits,
         aj.n_tok = n;
         aj.layer = l;
         qwen_pool_run(ctx->pool, att_task, &aj);
+
+        /* the last layer's K and V are stored: what follows attention
+         * matters only for the tokens whose logits are wanted (usually the
+         * last prompt token, or none in a chunk mid-prompt) */
+        if (l == c->n_layers - 1) {
+            n = keep_logit_rows(ctx, batch, n);
+            if (n == 0) {
+                return 0;
+            }
+            batch = ctx->kept;
+            plan_tokens(ctx, batch, n, 1);
+        }
 
         w[0] = &L->wo;
         out[0] = ctx->proj;

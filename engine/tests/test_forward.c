@@ -635,6 +635,69 @@ test_interleaved_sequences(const char *model_name)
     qwen_model_free(m);
 }
 
+/* The last layer runs past attention only for the tokens whose logits are
+ * wanted: the logits of rows 3 and 7 of a two-sequence prompt batch (and
+ * of the next decode step) are bit-identical to those of the same batch
+ * with every row's logits computed, and a batch wanting none still writes
+ * the K and V the next step reads. */
+static void
+test_logit_rows_only(const char *model_name)
+{
+    enum { N = 8 };
+    qwen_model      *m = test_load_model(model_name);
+    qwen_ctx        *full, *part;
+    qwen_batch_entry e[N];
+    int32_t          ids[N];
+    float           *all, *some, *dec_all, *dec_some;
+    int              vocab, i, r;
+    char             err[QWEN_ERR_LEN];
+
+    if (m == NULL) {
+        return;
+    }
+    vocab = qwen_model_config(m)->vocab_size;
+    make_prompt(ids, N, 21, vocab);
+    full = ctx_for(m, 2, 2, 64, N, NULL);
+    part = ctx_for(m, 2, 2, 64, N, NULL);
+    all = malloc((size_t) N * vocab * sizeof(float));
+    some = malloc((size_t) N * vocab * sizeof(float));
+    dec_all = malloc((size_t) 2 * vocab * sizeof(float));
+    dec_some = malloc((size_t) 2 * vocab * sizeof(float));
+    if (full && part && all && some && dec_all && dec_some) {
+        /* rows 0-4 are sequence 0, rows 5-7 sequence 1 */
+        for (i = 0; i < N; i++) {
+            e[i] = (qwen_batch_entry) { ids[i], i < 5 ? 0 : 1, i < 5 ? i : i - 5, 1, 1 };
+        }
+        CHECK(qwen_forward(full, e, N, all, err, sizeof(err)) == 0, "%s", err);
+        for (i = 0; i < N; i++) {
+            e[i].want_logits = i == 3 || i == 7;
+        }
+        CHECK(qwen_forward(part, e, N, some, err, sizeof(err)) == 0, "%s", err);
+        CHECK(memcmp(some, all + (size_t) 3 * vocab, vocab * sizeof(float)) == 0
+              && memcmp(some + vocab, all + (size_t) 7 * vocab, vocab * sizeof(float)) == 0,
+              "%s: the logits of rows 3 and 7 alone equal theirs with every row's computed",
+              model_name);
+        /* a batch wanting no logits (a chunk mid-prompt), then both decode */
+        e[0] = (qwen_batch_entry) { ids[1], 0, 5, 0, 1 };
+        e[1] = (qwen_batch_entry) { ids[2], 1, 3, 0, 1 };
+        CHECK(qwen_forward(full, e, 2, NULL, err, sizeof(err)) == 0, "%s", err);
+        CHECK(qwen_forward(part, e, 2, NULL, err, sizeof(err)) == 0, "%s", err);
+        e[0] = (qwen_batch_entry) { ids[4], 0, 6, 1, 0 };
+        e[1] = (qwen_batch_entry) { ids[5], 1, 4, 1, 0 };
+        r = qwen_forward(full, e, 2, dec_all, err, sizeof(err));
+        r |= qwen_forward(part, e, 2, dec_some, err, sizeof(err));
+        CHECK(r == 0 && memcmp(dec_all, dec_some, (size_t) 2 * vocab * sizeof(float)) == 0,
+              "%s: decoding after a batch without logits matches", model_name);
+    }
+    free(all);
+    free(some);
+    free(dec_all);
+    free(dec_some);
+    qwen_ctx_free(full);
+    qwen_ctx_free(part);
+    qwen_model_free(m);
+}
+
 /* Batch invariance at the logits on the generated files (real vocabulary):
  * five sequences, so 4-token and 2 x 4 kernels and single dots all run. */
 static void
@@ -889,6 +952,10 @@ main(void)
      * only) and BF16 (prompts through the prefill GEMM) */
     test_interleaved_sequences("tiny-f32.gguf");
     test_interleaved_sequences("tiny-bf16.gguf");
+    /* past the last layer's attention only the rows whose logits are wanted */
+    test_logit_rows_only("tiny-bf16.gguf");
+    test_logit_rows_only("small-q4_k_m.gguf");
+    test_logit_rows_only("tiny-q8_0.gguf");
     /* the same at the logits for every quantized dot path (4-token, 2 x 4
      * tiles, single), with the scalar table's 2 x 4 too */
     test_decode_batch_invariance("small-q4_k_m.gguf", NULL);
