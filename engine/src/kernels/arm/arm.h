@@ -151,6 +151,50 @@ arm_q8_0_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *
     }
 }
 
+/*
+ * Two Q8_0 weight rows (w, w + w_stride) against 4 tokens, out8[r * 4 + t]:
+ * each (row, token) accumulates exactly as arm_q8_0_dot_n does for that row
+ * alone (the same integer dots, the same two float chains in the same
+ * order: bit-identical), while each token's block is loaded and its scale
+ * converted once for both rows. For the lane-sum tables (NEON, dotprod,
+ * bf16); i8mm has its SMMLA tile.
+ */
+ARM_INLINE void
+arm_q8_0_dot_2x4(int64_t n, const void *w, size_t w_stride, const void *act, size_t stride,
+                 float *out8)
+{
+    const block_q8_0 *x0 = w;
+    const block_q8_0 *x1 = (const block_q8_0 *) ((const char *) w + w_stride);
+    float32x4_t       acc0[8], acc1[8];
+    int64_t           b, nb = n / QK8_0;
+    int               t, ch;
+
+    for (t = 0; t < 8; t++) {
+        acc0[t] = acc1[t] = vdupq_n_f32(0.0f);
+    }
+    for (b = 0; b < nb; b++) {
+        int8x16_t a0 = vld1q_s8(x0[b].qs), a1 = vld1q_s8(x0[b].qs + 16);
+        int8x16_t c0 = vld1q_s8(x1[b].qs), c1 = vld1q_s8(x1[b].qs + 16);
+        float     d0 = arm_f16(x0[b].d), d1 = arm_f16(x1[b].d);
+
+        ch = (int) (b & 1);
+        for (t = 0; t < 4; t++) {
+            const block_q8_0 *y = ARM_ACT(block_q8_0, act, stride, t) + b;
+            int8x16_t         y0 = vld1q_s8(y->qs), y1 = vld1q_s8(y->qs + 16);
+            float             dy = arm_f16(y->d);
+            int32x4_t         s0 = arm_idot(arm_idot(vdupq_n_s32(0), a0, y0), a1, y1);
+            int32x4_t         s1 = arm_idot(arm_idot(vdupq_n_s32(0), c0, y0), c1, y1);
+
+            acc0[2 * t + ch] = vfmaq_n_f32(acc0[2 * t + ch], vcvtq_f32_s32(s0), d0 * dy);
+            acc1[2 * t + ch] = vfmaq_n_f32(acc1[2 * t + ch], vcvtq_f32_s32(s1), d1 * dy);
+        }
+    }
+    for (t = 0; t < 4; t++) {
+        out8[t] = vaddvq_f32(vaddq_f32(acc0[2 * t], acc0[2 * t + 1]));
+        out8[4 + t] = vaddvq_f32(vaddq_f32(acc1[2 * t], acc1[2 * t + 1]));
+    }
+}
+
 /* The 8 sums of 32 activations of a Q8_K block, from its 16-value bsums */
 ARM_INLINE int16x8_t
 arm_q8k_bsums8(const block_q8_K *y)
@@ -607,6 +651,15 @@ DOT4(int64_t n, const void *w, const void *act, size_t stride, float *out)      
     QWEN_ARM_DOT_PAIR(PFX##_dot_q8_0, PFX##_dot4_q8_0, arm_q8_0_dot_n, EXACT)          \
     QWEN_ARM_DOT_PAIR(PFX##_dot_q4_K, PFX##_dot4_q4_K, arm_q4k_dot_n, EXACT)           \
     QWEN_ARM_DOT_PAIR(PFX##_dot_q6_K, PFX##_dot4_q6_K, arm_q6k_dot_n, EXACT)
+
+/* The Q8_0 2 x 4 tile of the lane-sum tables (EXACT 0). */
+#define QWEN_ARM_Q8_0_2X4(PFX)                                                         \
+static void                                                                            \
+PFX##_dot2x4_q8_0(int64_t n, const void *w, size_t w_stride, const void *act,          \
+                  size_t stride, float *out8)                                          \
+{                                                                                      \
+    arm_q8_0_dot_2x4(n, w, w_stride, act, stride, out8);                               \
+}
 
 #define QWEN_ARM_QUANT_ENTRIES(PFX)                                        \
     .vec_dot[QWEN_TYPE_Q8_0] = PFX##_dot_q8_0,                             \

@@ -13,6 +13,7 @@
 #define TPAIRS 4                       /* token pairs per micro-kernel call */
 
 QWEN_ARM_QUANT_KERNELS(bf16, 0)
+QWEN_ARM_Q8_0_2X4(bf16)
 
 /* f32 to bf16, round to nearest even in integer ops as qwen_f32_to_bf16
  * does: BFCVT would flush subnormals, the reference keeps them. */
@@ -194,6 +195,7 @@ static const qwen_kernels kernels_neon_bf16 = {
     .name = "neon_bf16",
     QWEN_NEON_FLOAT_ENTRIES,
     QWEN_ARM_QUANT_ENTRIES(bf16),
+    .vec_dot2x4[QWEN_TYPE_Q8_0] = bf16_dot2x4_q8_0,
     .kv_store[QWEN_KV_Q8_0] = qwen_kv_store_q8_0_ref,
     .kv_attention[QWEN_KV_Q8_0] = qwen_dotprod_attention_q8_0,
     .gemm = gemm_bf16,

@@ -8,6 +8,7 @@
 #include "kernels/arm/arm.h"
 
 QWEN_ARM_QUANT_KERNELS(dotprod, 0)
+QWEN_ARM_Q8_0_2X4(dotprod)
 
 /* q8_0 KV attention with SDOT by lane for q . K (one instruction per 4
  * positions and 4 dimensions); also the i8mm and bf16 tables' */
@@ -22,6 +23,7 @@ static const qwen_kernels kernels_neon_dotprod = {
     .name = "neon_dotprod",
     QWEN_NEON_FLOAT_ENTRIES,
     QWEN_ARM_QUANT_ENTRIES(dotprod),
+    .vec_dot2x4[QWEN_TYPE_Q8_0] = dotprod_dot2x4_q8_0,
     .kv_store[QWEN_KV_Q8_0] = qwen_kv_store_q8_0_ref,
     .kv_attention[QWEN_KV_Q8_0] = qwen_dotprod_attention_q8_0,
 };

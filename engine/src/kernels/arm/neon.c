@@ -100,6 +100,7 @@ FLOAT_DOTS(f16, 1)
 FLOAT_DOTS(bf16, 2)
 
 QWEN_ARM_QUANT_KERNELS(neon, 0)
+QWEN_ARM_Q8_0_2X4(neon)
 
 static float
 dot_f32_f16(int64_t n, const float *x, const qwen_f16 *y)
@@ -342,6 +343,7 @@ static const qwen_kernels kernels_neon = {
     .name = "neon",
     QWEN_NEON_FLOAT_ENTRIES,
     QWEN_ARM_QUANT_ENTRIES(neon),
+    .vec_dot2x4[QWEN_TYPE_Q8_0] = neon_dot2x4_q8_0,
     .kv_store[QWEN_KV_Q8_0] = qwen_kv_store_q8_0_ref,
     .kv_attention[QWEN_KV_Q8_0] = attention_q8_0,
 };
