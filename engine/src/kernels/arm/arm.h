@@ -213,103 +213,67 @@ arm_dot8_s16(int16x8_t a, int16x8_t b)
  * Q4_K x Q8_K. Nibbles (0..15) are valid signed bytes, so the unsigned
  * weights go straight into the signed dot. Per block the scaled integer
  * sums and the mins (through the activation's bsums) stay in vectors.
- * NR weight rows (w, w + w_stride) at once, out[r * NT + t]: each (row,
- * token) takes exactly the operations it takes alone (NR 1), so results
- * are bit-identical, while each token's quants are loaded once for all
- * rows (the 2 x 4 tile of the lane-sum tables).
  */
 ARM_INLINE void
-arm_q4k_dot_rn(int64_t n, const void *w, size_t w_stride, const void *act, size_t stride,
-               float *out, const int NR, const int NT, const int EXACT)
+arm_q4k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out,
+              const int NT, const int EXACT)
 {
+    const block_q4_K *x = w;
     const uint8x16_t  m4 = vdupq_n_u8(0xF);
-    float32x4_t       facc[2][4], macc[2][4];
-    float             sfacc[2][4], smacc[2][4];
+    float32x4_t       facc[4], macc[4];
+    float             sfacc[4], smacc[4];
     int64_t           b, nb = n / QK_K;
-    int               j, t, r;
+    int               j, t;
 
-    for (r = 0; r < NR; r++) {
-        for (t = 0; t < NT; t++) {
-            facc[r][t] = vdupq_n_f32(0.0f);
-            macc[r][t] = vdupq_n_f32(0.0f);
-            sfacc[r][t] = smacc[r][t] = 0.0f;
-        }
+    for (t = 0; t < NT; t++) {
+        facc[t] = vdupq_n_f32(0.0f);
+        macc[t] = vdupq_n_f32(0.0f);
+        sfacc[t] = smacc[t] = 0.0f;
     }
     for (b = 0; b < nb; b++) {
-        const block_q4_K *x[2];
-        uint8_t           sm[2][16];
-        int32x4_t         isum[2][4], isum2[2][4];   /* two chains: MLA latency */
-        int16x8_t         mins[2];
-        float             dw[2], dmin[2];
+        const uint8_t *q4 = x[b].qs;
+        uint8_t        sm[16];
+        int32x4_t      isum[4], isum2[4];   /* two chains: MLA latency */
+        int16x8_t      mins;
+        float          dw = arm_f16(x[b].d), dmin = arm_f16(x[b].dmin);
 
-        for (r = 0; r < NR; r++) {
-            x[r] = (const block_q4_K *) ((const char *) w + (size_t) r * w_stride) + b;
-            dw[r] = arm_f16(x[r]->d);
-            dmin[r] = arm_f16(x[r]->dmin);
-            qwen_q4k_scales_mins(x[r]->scales, sm[r]);
-            mins[r] = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(sm[r] + 8)));
-            for (t = 0; t < NT; t++) {
-                isum[r][t] = isum2[r][t] = vdupq_n_s32(0);
-            }
+        qwen_q4k_scales_mins(x[b].scales, sm);
+        mins = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(sm + 8)));
+        for (t = 0; t < NT; t++) {
+            isum[t] = isum2[t] = vdupq_n_s32(0);
         }
         for (j = 0; j < QK_K / 64; j++) {
-            int8x16_t lo0[2], lo1[2], hi0[2], hi1[2];
+            uint8x16_t r0 = vld1q_u8(q4 + 32 * j), r1 = vld1q_u8(q4 + 32 * j + 16);
+            int8x16_t  lo0 = vreinterpretq_s8_u8(vandq_u8(r0, m4));
+            int8x16_t  lo1 = vreinterpretq_s8_u8(vandq_u8(r1, m4));
+            int8x16_t  hi0 = vreinterpretq_s8_u8(vshrq_n_u8(r0, 4));
+            int8x16_t  hi1 = vreinterpretq_s8_u8(vshrq_n_u8(r1, 4));
+            int32_t    s0 = sm[2 * j], s1 = sm[2 * j + 1];
 
-            for (r = 0; r < NR; r++) {
-                uint8x16_t r0 = vld1q_u8(x[r]->qs + 32 * j), r1 = vld1q_u8(x[r]->qs + 32 * j + 16);
-                lo0[r] = vreinterpretq_s8_u8(vandq_u8(r0, m4));
-                lo1[r] = vreinterpretq_s8_u8(vandq_u8(r1, m4));
-                hi0[r] = vreinterpretq_s8_u8(vshrq_n_u8(r0, 4));
-                hi1[r] = vreinterpretq_s8_u8(vshrq_n_u8(r1, 4));
-            }
             for (t = 0; t < NT; t++) {
                 const int8_t *q8 = ARM_ACT(block_q8_K, act, stride, t)[b].qs + 64 * j;
-                int8x16_t     y0 = vld1q_s8(q8), y1 = vld1q_s8(q8 + 16);
-                int8x16_t     y2 = vld1q_s8(q8 + 32), y3 = vld1q_s8(q8 + 48);
-
-                for (r = 0; r < NR; r++) {
-                    isum[r][t] = vmlaq_n_s32(isum[r][t],
-                                             arm_idot(arm_idot(vdupq_n_s32(0), lo0[r], y0),
-                                                      lo1[r], y1), sm[r][2 * j]);
-                    isum2[r][t] = vmlaq_n_s32(isum2[r][t],
-                                              arm_idot(arm_idot(vdupq_n_s32(0), hi0[r], y2),
-                                                       hi1[r], y3), sm[r][2 * j + 1]);
-                }
+                isum[t] = vmlaq_n_s32(isum[t], arm_idot32(lo0, lo1, q8), s0);
+                isum2[t] = vmlaq_n_s32(isum2[t], arm_idot32(hi0, hi1, q8 + 32), s1);
             }
         }
         for (t = 0; t < NT; t++) {
             const block_q8_K *y = ARM_ACT(block_q8_K, act, stride, t) + b;
             /* 16-value bsums paired into the 8 sub-block sums (|sum| <= 4096) */
-            int16x8_t         bs = arm_q8k_bsums8(y);
-
-            for (r = 0; r < NR; r++) {
-                int32x4_t ms = arm_dot8_s16(bs, mins[r]);
-                if (EXACT) {
-                    sfacc[r][t] = fmaf((float) vaddvq_s32(vaddq_s32(isum[r][t], isum2[r][t])),
-                                       dw[r] * y->d, sfacc[r][t]);
-                    smacc[r][t] = fmaf((float) vaddvq_s32(ms), dmin[r] * y->d, smacc[r][t]);
-                } else {
-                    facc[r][t] = vfmaq_n_f32(facc[r][t],
-                                             vcvtq_f32_s32(vaddq_s32(isum[r][t], isum2[r][t])),
-                                             dw[r] * y->d);
-                    macc[r][t] = vfmaq_n_f32(macc[r][t], vcvtq_f32_s32(ms), dmin[r] * y->d);
-                }
+            int32x4_t ms = arm_dot8_s16(arm_q8k_bsums8(y), mins);
+            if (EXACT) {
+                sfacc[t] = fmaf((float) vaddvq_s32(vaddq_s32(isum[t], isum2[t])), dw * y->d,
+                                sfacc[t]);
+                smacc[t] = fmaf((float) vaddvq_s32(ms), dmin * y->d, smacc[t]);
+            } else {
+                facc[t] = vfmaq_n_f32(facc[t], vcvtq_f32_s32(vaddq_s32(isum[t], isum2[t])),
+                                      dw * y->d);
+                macc[t] = vfmaq_n_f32(macc[t], vcvtq_f32_s32(ms), dmin * y->d);
             }
         }
     }
-    for (r = 0; r < NR; r++) {
-        for (t = 0; t < NT; t++) {
-            out[r * NT + t] = EXACT ? sfacc[r][t] - smacc[r][t]
-                                    : vaddvq_f32(vsubq_f32(facc[r][t], macc[r][t]));
-        }
+    for (t = 0; t < NT; t++) {
+        out[t] = EXACT ? sfacc[t] - smacc[t] : vaddvq_f32(vsubq_f32(facc[t], macc[t]));
     }
-}
-
-ARM_INLINE void
-arm_q4k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out,
-              const int NT, const int EXACT)
-{
-    arm_q4k_dot_rn(n, w, 0, act, stride, out, 1, NT, EXACT);
 }
 
 /* The 128 values of half of a Q6_K block, minus 32 (so signed): q[g][i]
@@ -688,19 +652,13 @@ DOT4(int64_t n, const void *w, const void *act, size_t stride, float *out)      
     QWEN_ARM_DOT_PAIR(PFX##_dot_q4_K, PFX##_dot4_q4_K, arm_q4k_dot_n, EXACT)           \
     QWEN_ARM_DOT_PAIR(PFX##_dot_q6_K, PFX##_dot4_q6_K, arm_q6k_dot_n, EXACT)
 
-/* The Q8_0 and Q4_K 2 x 4 tiles of the lane-sum tables (EXACT 0). */
+/* The Q8_0 2 x 4 tile of the lane-sum tables (EXACT 0). */
 #define QWEN_ARM_Q8_0_2X4(PFX)                                                         \
 static void                                                                            \
 PFX##_dot2x4_q8_0(int64_t n, const void *w, size_t w_stride, const void *act,          \
                   size_t stride, float *out8)                                          \
 {                                                                                      \
     arm_q8_0_dot_2x4(n, w, w_stride, act, stride, out8);                               \
-}                                                                                      \
-static void                                                                            \
-PFX##_dot2x4_q4_K(int64_t n, const void *w, size_t w_stride, const void *act,          \
-                  size_t stride, float *out8)                                          \
-{                                                                                      \
-    arm_q4k_dot_rn(n, w, w_stride, act, stride, out8, 2, 4, 0);                        \
 }
 
 #define QWEN_ARM_QUANT_ENTRIES(PFX)                                        \

@@ -196,7 +196,6 @@ static const qwen_kernels kernels_neon_bf16 = {
     QWEN_NEON_FLOAT_ENTRIES,
     QWEN_ARM_QUANT_ENTRIES(bf16),
     .vec_dot2x4[QWEN_TYPE_Q8_0] = bf16_dot2x4_q8_0,
-    .vec_dot2x4[QWEN_TYPE_Q4_K] = bf16_dot2x4_q4_K,
     .kv_store[QWEN_KV_Q8_0] = qwen_kv_store_q8_0_ref,
     .kv_attention[QWEN_KV_Q8_0] = qwen_dotprod_attention_q8_0,
     .gemm = gemm_bf16,

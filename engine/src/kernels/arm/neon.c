@@ -344,7 +344,6 @@ static const qwen_kernels kernels_neon = {
     QWEN_NEON_FLOAT_ENTRIES,
     QWEN_ARM_QUANT_ENTRIES(neon),
     .vec_dot2x4[QWEN_TYPE_Q8_0] = neon_dot2x4_q8_0,
-    .vec_dot2x4[QWEN_TYPE_Q4_K] = neon_dot2x4_q4_K,
     .kv_store[QWEN_KV_Q8_0] = qwen_kv_store_q8_0_ref,
     .kv_attention[QWEN_KV_Q8_0] = attention_q8_0,
 };
