@@ -72,12 +72,13 @@ image-base: image-binfmt $(IMAGE_BASES:%=$(IMAGE_DIR)/base-%.tar)
 	    || exit 1; \
 	done
 
-# buildah 1.28 sets BUILDPLATFORM inside stages but not for `FROM
-# --platform=$$BUILDPLATFORM` (it would look for the build base as the
-# target's platform and try a registry): given here as docker buildx does.
+# buildah 1.28 sets BUILDPLATFORM and TARGETPLATFORM inside stages but not
+# for `FROM --platform=$$...` (it would look for a base as the wrong platform
+# and try a registry): given here, as docker buildx sets them.
 image: image-base
 	$(PODMAN) build --isolation=chroot --platform linux/$(IMAGE_ARCH) --format docker \
 	    --build-arg BUILDPLATFORM=linux/$(IMAGE_BUILD_ARCH) \
+	    --build-arg TARGETPLATFORM=linux/$(IMAGE_ARCH) \
 	    --ignorefile docker/Dockerfile.dockerignore --build-arg BASE=$(IMAGE_BASE) \
 	    --build-arg BUILD_BASE=$(IMAGE_BUILD_BASE) \
 	    $(MODEL_ARG) -f docker/Dockerfile -t $(IMAGE_NAME) .
