@@ -30,6 +30,8 @@ BUILDAH      = buildah --root $(IMAGE_DIR)/storage --runroot $(IMAGE_DIR)/run \
                --storage-driver $(IMAGE_STORAGE_DRIVER)
 IMAGE_APT_PACKAGES = podman buildah mmdebstrap uidmap qemu-user-static curl
 MODEL_ARG    = $(if $(MODEL),--build-arg MODEL=$(MODEL))
+# more `podman build` options, e.g. IMAGE_BUILD_FLAGS=--no-cache
+IMAGE_BUILD_FLAGS ?=
 
 .PHONY: image test-image deps-image image-binfmt image-base
 
@@ -81,7 +83,7 @@ image: image-base
 	    --build-arg TARGETPLATFORM=linux/$(IMAGE_ARCH) \
 	    --ignorefile docker/Dockerfile.dockerignore --build-arg BASE=$(IMAGE_BASE) \
 	    --build-arg BUILD_BASE=$(IMAGE_BUILD_BASE) \
-	    $(MODEL_ARG) -f docker/Dockerfile -t $(IMAGE_NAME) .
+	    $(MODEL_ARG) $(IMAGE_BUILD_FLAGS) -f docker/Dockerfile -t $(IMAGE_NAME) .
 	@$(PODMAN) image inspect --format '{{.Size}}' $(IMAGE_NAME) | \
 	    awk '{printf "image: $(IMAGE_NAME) %.1f MB\n", $$1 / 1e6}'
 
