@@ -1,18 +1,27 @@
 # mk/image.mk - the container image (docker/Dockerfile) built here with
 # podman from a Debian bookworm base made locally from Debian's packages
 # (mmdebstrap: no registry is reachable), and its test.
-#   make image ARCH=amd64|arm64     build localhost/qwen-nginx:ARCH (arm64 under qemu)
+#   make image ARCH=amd64|arm64     build localhost/qwen-nginx:ARCH (the module
+#                                   cross-compiled on this host, the final stage
+#                                   arm64 under qemu)
 #   make test-image ARCH=...        run the image's nginx with the tiny test model:
 #                                   /ping, a plain and a streamed /invocations, the drain
 # MODEL=path (in the repository) bakes a model in. The images live in
 # $(BUILD)/image/storage (podman --root), apart from any system store.
 # `ARCH` here names the image's architecture; the engine's own builds keep
 # the host's (sub-makes get ARCH=$(IMAGE_HOST_ARCH)).
+# The Dockerfile's build stage runs on the host's platform and cross-compiles
+# for another ARCH (gcc-aarch64-linux-gnu, multiarch -dev packages): it needs
+# the host's base too, and binfmt qemu for nginx's configure tests and the
+# final stage's apt.
 IMAGE_HOST_ARCH := $(shell uname -m)
 IMAGE_ARCH   = $(if $(filter arm64 aarch64,$(ARCH)),arm64,amd64)
+IMAGE_BUILD_ARCH = $(if $(filter aarch64,$(IMAGE_HOST_ARCH)),arm64,amd64)
+IMAGE_BASES  = $(sort $(IMAGE_ARCH) $(IMAGE_BUILD_ARCH))
 IMAGE_DIR    = $(abspath $(BUILD))/image
 IMAGE_NAME   = localhost/qwen-nginx:$(IMAGE_ARCH)
 IMAGE_BASE   = localhost/qwen-base:bookworm-$(IMAGE_ARCH)
+IMAGE_BUILD_BASE = localhost/qwen-base:bookworm-$(IMAGE_BUILD_ARCH)
 IMAGE_MIRROR ?= http://deb.debian.org/debian
 IMAGE_STORAGE_DRIVER ?= vfs
 PODMAN       = podman --root $(IMAGE_DIR)/storage --runroot $(IMAGE_DIR)/run \
@@ -21,6 +30,8 @@ BUILDAH      = buildah --root $(IMAGE_DIR)/storage --runroot $(IMAGE_DIR)/run \
                --storage-driver $(IMAGE_STORAGE_DRIVER)
 IMAGE_APT_PACKAGES = podman buildah mmdebstrap uidmap qemu-user-static curl
 MODEL_ARG    = $(if $(MODEL),--build-arg MODEL=$(MODEL))
+# more `podman build` options, e.g. IMAGE_BUILD_FLAGS=--no-cache
+IMAGE_BUILD_FLAGS ?=
 
 .PHONY: image test-image deps-image image-binfmt image-base
 
@@ -55,14 +66,24 @@ $(IMAGE_DIR)/base-%.tar:
 	    "deb http://deb.debian.org/debian-security bookworm-security main"
 	mv $@.part $@
 
-image-base: image-binfmt $(IMAGE_DIR)/base-$(IMAGE_ARCH).tar
-	@$(PODMAN) image exists $(IMAGE_BASE) || \
-	    $(PODMAN) import --arch $(IMAGE_ARCH) $(IMAGE_DIR)/base-$(IMAGE_ARCH).tar $(IMAGE_BASE)
+# the target's base and the build host's (one when they are the same)
+image-base: image-binfmt $(IMAGE_BASES:%=$(IMAGE_DIR)/base-%.tar)
+	@for a in $(IMAGE_BASES); do \
+	    $(PODMAN) image exists localhost/qwen-base:bookworm-$$a || \
+	    $(PODMAN) import --arch $$a $(IMAGE_DIR)/base-$$a.tar localhost/qwen-base:bookworm-$$a \
+	    || exit 1; \
+	done
 
+# buildah 1.28 sets BUILDPLATFORM and TARGETPLATFORM inside stages but not
+# for `FROM --platform=$$...` (it would look for a base as the wrong platform
+# and try a registry): given here, as docker buildx sets them.
 image: image-base
 	$(PODMAN) build --isolation=chroot --platform linux/$(IMAGE_ARCH) --format docker \
+	    --build-arg BUILDPLATFORM=linux/$(IMAGE_BUILD_ARCH) \
+	    --build-arg TARGETPLATFORM=linux/$(IMAGE_ARCH) \
 	    --ignorefile docker/Dockerfile.dockerignore --build-arg BASE=$(IMAGE_BASE) \
-	    $(MODEL_ARG) -f docker/Dockerfile -t $(IMAGE_NAME) .
+	    --build-arg BUILD_BASE=$(IMAGE_BUILD_BASE) \
+	    $(MODEL_ARG) $(IMAGE_BUILD_FLAGS) -f docker/Dockerfile -t $(IMAGE_NAME) .
 	@$(PODMAN) image inspect --format '{{.Size}}' $(IMAGE_NAME) | \
 	    awk '{printf "image: $(IMAGE_NAME) %.1f MB\n", $$1 / 1e6}'
 

@@ -24,12 +24,15 @@ MODEL       ?=
 module: $(NGX_MODULE)
 
 # configure once per change of `config`; it writes only into $(NGX_BUILD).
+# With CC, so `make module ARCH=aarch64 CC=aarch64-linux-gnu-gcc` (the
+# image's cross build) configures for the target; configure runs its test
+# programs, which then need binfmt_misc qemu for the target.
 $(NGX_OBJS)/Makefile: config mk/nginx.mk
 	rm -rf $(NGX_BUILD)
 	mkdir -p $(NGX_BUILD)
 	cp -r $(NGX_SRC) $(NGX_BUILD)/src
 	cd $(NGX_BUILD)/src && QWEN_BUILD_DIR=$(abspath $(BUILD)) bash -c \
-	    '. ./conf_flags && ./configure \
+	    '. ./conf_flags && ./configure --with-cc="$(CC)" \
 	        --with-cc-opt="$(NGX_CC_OPT)" --with-ld-opt="$(NGX_LD_OPT)" \
 	        "$${NGX_CONF_FLAGS[@]}" \
 	        --add-dynamic-module=$(CURDIR) --builddir=$(abspath $(NGX_OBJS))' \

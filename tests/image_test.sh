@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # tests/image_test.sh - `make test-image`: the built image's own nginx, run
 # with `buildah run --isolation chroot` (podman run cannot start containers
-# in this sandbox), arm64 under qemu: the tiny test model copied into
-# /opt/ml/model, `serve` as SageMaker starts it, then GET /ping, a plain and
-# a streamed /invocations, an LMI body, and SIGTERM: serve drains and exits
-# 0. Ends with "N passed, N failed".
+# in this sandbox), arm64 under qemu: its architecture (uname -m in it),
+# the tiny test model copied into /opt/ml/model, `serve` as SageMaker starts
+# it, then GET /ping, a plain and a streamed /invocations, an LMI body, and
+# SIGTERM: serve drains and exits 0. Ends with "N passed, N failed".
 set -u
 : "${BUILDAH:?}" "${IMAGE:?}" "${MODEL_FILE:?}"
 pass=0 fail=0
@@ -16,6 +16,17 @@ ctr=$($BUILDAH from --pull-never "$IMAGE") || { echo "test-image: cannot make a 
 cleanup() { $BUILDAH rm "$ctr" >/dev/null 2>&1; rm -f "$log"; }
 trap cleanup EXIT
 $BUILDAH copy --chown 10001 "$ctr" "$MODEL_FILE" /opt/ml/model/ >/dev/null
+
+# the image's userland is the architecture asked for (arm64: its binaries
+# run under qemu here), so the module that serve's nginx loads below is too
+case ${IMAGE_ARCH:-} in
+    arm64) want=aarch64 ;;
+    amd64) want=x86_64 ;;
+    *) want=unknown ;;
+esac
+machine=$($BUILDAH run --isolation chroot "$ctr" -- uname -m 2>&1)
+[ "$machine" = "$want" ]
+ok $? "the image runs as ${IMAGE_ARCH:-?}: uname -m in it says $machine (host: $(uname -m))"
 
 t0=$(date +%s)
 $BUILDAH run --isolation chroot --network host --env SAGEMAKER_BIND_TO_PORT="$port" \
