@@ -433,11 +433,13 @@ ngx_http_qwen_health(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
     qlcf = ctx->conf;
 
     if (qlcf->model->engine == NULL) {
-        status = qp_health_body(NULL, 0, &ctx->out);
+        status = qp_health_body(NULL, -1, 0, &ctx->out);
 
     } else {
         qwen_engine_get_stats(qlcf->model->engine, &stats);
-        status = qp_health_body(&stats, (int) qlcf->health_saturated_503,
+        status = qp_health_body(&stats,
+                                (int) ngx_http_qwen_admit_full(qlcf->model),
+                                (int) qlcf->health_saturated_503,
                                 &ctx->out);
     }
 

@@ -486,38 +486,18 @@ ngx_http_qwen_admit_init(ngx_http_qwen_metrics_slot_t *slot,
 }
 
 
-/*
- * NGX_OK: admitted and counted (ngx_http_qwen_admit_release gives it back);
- * NGX_BUSY: the server is full; NGX_DECLINED: not counted here (no zone
- * slot), the engine's own queue decides. held and capacity are the
- * server's, for the refusal's message.
- */
-ngx_int_t
-ngx_http_qwen_admit(ngx_http_qwen_ctx_t *ctx, ngx_uint_t *held,
-    ngx_uint_t *capacity)
+/* The server's requests held for the model of key and their capacity, summed
+ * over live workers (the zone's mutex held). */
+static void
+ngx_http_qwen_admit_sum(ngx_http_qwen_metrics_t *mctx, uint32_t key,
+    ngx_uint_t *held, ngx_uint_t *capacity)
 {
-    uint32_t                       key;
-    ngx_uint_t                     i, j, sum, cap;
-    ngx_http_qwen_admit_t         *mine, *a;
-    ngx_http_qwen_model_t         *m;
-    ngx_http_qwen_metrics_t       *mctx;
+    ngx_uint_t                     i, j;
+    ngx_http_qwen_admit_t         *a;
     ngx_http_qwen_metrics_slot_t  *slot;
-    ngx_http_qwen_main_conf_t     *qmcf;
 
-    m = ctx->conf->model;
-
-    mctx = ngx_http_qwen_metrics_get((ngx_cycle_t *) ngx_cycle, &qmcf);
-    if (mctx == NULL || qmcf->metrics_slot < 0 || m->admit < 0) {
-        return NGX_DECLINED;
-    }
-
-    sum = 0;
-    cap = 0;
-
-    ngx_shmtx_lock(&mctx->shpool->mutex);
-
-    mine = &mctx->sh->slots[qmcf->metrics_slot].admit[m->admit];
-    key = mine->key;
+    *held = 0;
+    *capacity = 0;
 
     for (i = 0; i < NGX_HTTP_QWEN_METRICS_SLOTS; i++) {
         slot = &mctx->sh->slots[i];
@@ -530,12 +510,65 @@ ngx_http_qwen_admit(ngx_http_qwen_ctx_t *ctx, ngx_uint_t *held,
             a = &slot->admit[j];
 
             if (a->key == key) {
-                sum += a->held;
-                cap += a->capacity;
+                *held += a->held;
+                *capacity += a->capacity;
                 break;
             }
         }
     }
+}
+
+
+/* /health's view: 1 when the whole server is full for the model, 0 when
+ * it has room, -1 when admission is not counted here. */
+ngx_int_t
+ngx_http_qwen_admit_full(ngx_http_qwen_model_t *m)
+{
+    ngx_uint_t                  held, capacity;
+    ngx_http_qwen_metrics_t    *mctx;
+    ngx_http_qwen_main_conf_t  *qmcf;
+
+    mctx = ngx_http_qwen_metrics_get((ngx_cycle_t *) ngx_cycle, &qmcf);
+    if (mctx == NULL || qmcf->metrics_slot < 0 || m->admit < 0) {
+        return -1;
+    }
+
+    ngx_shmtx_lock(&mctx->shpool->mutex);
+    ngx_http_qwen_admit_sum(mctx, mctx->sh->slots[qmcf->metrics_slot].admit[m->admit].key,
+                            &held, &capacity);
+    ngx_shmtx_unlock(&mctx->shpool->mutex);
+
+    return held >= capacity;
+}
+
+
+/*
+ * NGX_OK: admitted and counted (ngx_http_qwen_admit_release gives it back);
+ * NGX_BUSY: the server is full; NGX_DECLINED: not counted here (no zone
+ * slot), the engine's own queue decides. held and capacity are the
+ * server's, for the refusal's message.
+ */
+ngx_int_t
+ngx_http_qwen_admit(ngx_http_qwen_ctx_t *ctx, ngx_uint_t *held,
+    ngx_uint_t *capacity)
+{
+    ngx_uint_t                     sum, cap;
+    ngx_http_qwen_admit_t         *mine;
+    ngx_http_qwen_model_t         *m;
+    ngx_http_qwen_metrics_t       *mctx;
+    ngx_http_qwen_main_conf_t     *qmcf;
+
+    m = ctx->conf->model;
+
+    mctx = ngx_http_qwen_metrics_get((ngx_cycle_t *) ngx_cycle, &qmcf);
+    if (mctx == NULL || qmcf->metrics_slot < 0 || m->admit < 0) {
+        return NGX_DECLINED;
+    }
+
+    ngx_shmtx_lock(&mctx->shpool->mutex);
+
+    mine = &mctx->sh->slots[qmcf->metrics_slot].admit[m->admit];
+    ngx_http_qwen_admit_sum(mctx, mine->key, &sum, &cap);
 
     *held = sum;
     *capacity = cap;

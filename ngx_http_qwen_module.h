@@ -293,6 +293,7 @@ ngx_int_t ngx_http_qwen_zone_record(ngx_shm_zone_t *shm_zone,
 ngx_int_t ngx_http_qwen_admit(ngx_http_qwen_ctx_t *ctx, ngx_uint_t *held,
     ngx_uint_t *capacity);
 void ngx_http_qwen_admit_release(ngx_http_qwen_ctx_t *ctx);
+ngx_int_t ngx_http_qwen_admit_full(ngx_http_qwen_model_t *m);
 ngx_int_t ngx_http_qwen_add_variables(ngx_conf_t *cf,
     ngx_http_variable_t *vars);
 extern ngx_http_variable_t  ngx_http_qwen_vars[];

@@ -246,15 +246,17 @@ done:
 /* ============================================================= health */
 
 int
-qp_health_body(const qwen_engine_stats *s, int saturated_503, qp_buf *out)
+qp_health_body(const qwen_engine_stats *s, int server_full, int saturated_503, qp_buf *out)
 {
     int saturated;
 
     if (s == NULL) {
         return qp_json_raw(out, "{\"status\":\"loading\"}") != 0 ? -1 : 503;
     }
-    /* the next request would be refused: every slot busy, the queue full */
-    saturated = s->n_slots > 0 && s->running >= s->n_slots && s->waiting >= s->max_queue;
+    /* the next request would be refused: every slot busy and the queue
+     * full, or the whole server (every worker's slots and queues) full */
+    saturated = (s->n_slots > 0 && s->running >= s->n_slots && s->waiting >= s->max_queue)
+                || server_full > 0;
     if (qp_buf_printf(out, "{\"status\":\"%s\",\"running\":%d,\"waiting\":%d,"
                       "\"slots\":%d,\"max_queue\":%d}", saturated ? "saturated" : "ok",
                       s->running, s->waiting, s->n_slots, s->max_queue) != 0)

@@ -220,11 +220,14 @@ int qp_detokenize_body(const char *body, size_t len, const qp_config *cfg,
 
 /* ============================================================== health
  * GET /health. stats NULL: the model is still loading (503 "loading").
- * Saturated (every slot busy and the queue full, so a new request would be
- * refused): "saturated", with 503 when saturated_503 else 200. Otherwise
+ * Saturated (every slot busy and the queue full, or server_full > 0: every
+ * worker's slots and queues full; so a new request would be refused):
+ * "saturated", with 503 when saturated_503 else 200 (server_full -1:
+ * unknown, this engine's view alone). Otherwise
  * 200 {"status":"ok"}. The body also carries running/waiting/slots.
  * Returns the HTTP status, or -1 out of memory. */
-int qp_health_body(const qwen_engine_stats *stats, int saturated_503, qp_buf *out);
+int qp_health_body(const qwen_engine_stats *stats, int server_full, int saturated_503,
+                   qp_buf *out);
 
 /* ============================================================= metrics
  * Prometheus text exposition (version 0.0.4) of one qp_metrics. The struct

@@ -21,6 +21,7 @@ my $n = QwenNginx->serve(workers => 2, ctx => 1024, listen => 'http2',
                          server => <<'EOF2');
     location /v1/ { qwen_api openai; }
     location = /metrics { qwen_metrics; }
+    location = /health { qwen_health saturated=503; }
 EOF2
 
 my $body = $n->dir . '/body.json';
@@ -65,6 +66,28 @@ is($finished + metric('qwen_request_refused_total{reason="busy"}'), 10,
    '... finished + refused = the 10 sent');
 is(metric('qwen_num_requests_running') + metric('qwen_num_requests_waiting'), 0,
    '... and nothing is held once they are done');
+
+# /health: saturated while the whole server is full, though this worker's
+# engine queue (sized for the server) has room
+my $long = $n->dir . '/long.json';
+open $fh, '>', $long or die "$long: $!";
+print $fh $QwenNginx::JSON->encode({ prompt => [9707, 11, 1879], max_tokens => 400,
+                                     temperature => 0, ignore_eos => JSON::PP::true });
+close $fh;
+my $url = 'http://127.0.0.1:' . $n->port;
+my $bg = open(my $load, '-|', "$h2load -n 4 -c 1 -m 4 -d $long -H 'Content-Type: application/json' $url/v1/completions 2>&1");
+my ($health, $tries) = ('', 0);
+while ($tries++ < 50) {
+    select(undef, undef, undef, 0.1);
+    $health = `curl -sS --http2-prior-knowledge -w ' %{http_code}' $url/health`;
+    last if $health =~ /saturated/;
+}
+like($health, qr/"status":"saturated".* 503$/, '/health answers saturated (503) while the server is full');
+my $out = join('', <$load>);
+close $load;
+like($out, qr/status codes: 4 2xx/, '... and those 4 are served');
+$health = `curl -sS --http2-prior-knowledge -w ' %{http_code}' $url/health`;
+like($health, qr/"status":"ok".* 200$/, '... ok again once they are done');
 
 # the held counts went back: the server takes 4 again
 ($ok, $refused) = h2(4);

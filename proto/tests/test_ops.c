@@ -188,14 +188,14 @@ test_health(void)
     qwen_engine_stats s;
     json_t           *o;
 
-    CHECK(qp_health_body(NULL, 0, &out) == 503 && streq(out.data, "{\"status\":\"loading\"}"),
+    CHECK(qp_health_body(NULL, -1, 0, &out) == 503 && streq(out.data, "{\"status\":\"loading\"}"),
           "loading");
     qp_buf_reset(&out);
     memset(&s, 0, sizeof(s));
     s.n_slots = 2;
     s.max_queue = 4;
     s.running = 1;
-    CHECK(qp_health_body(&s, 1, &out) == 200, "ok");
+    CHECK(qp_health_body(&s, -1, 1, &out) == 200, "ok");
     o = load(out.data, out.len);
     CHECK(streq(jstr(o, "status"), "ok") && jint(o, "running") == 1 && jint(o, "slots") == 2,
           "ok body %s", out.data);
@@ -203,19 +203,25 @@ test_health(void)
     qp_buf_reset(&out);
     s.running = 2;
     s.waiting = 3;
-    CHECK(qp_health_body(&s, 1, &out) == 200 && strstr(out.data, "\"ok\"") != NULL,
+    CHECK(qp_health_body(&s, -1, 1, &out) == 200 && strstr(out.data, "\"ok\"") != NULL,
           "busy but queue not full");
     qp_buf_reset(&out);
+    CHECK(qp_health_body(&s, 0, 1, &out) == 200 && strstr(out.data, "\"ok\"") != NULL,
+          "the server has room: ok");
+    qp_buf_reset(&out);
+    CHECK(qp_health_body(&s, 1, 1, &out) == 503 && strstr(out.data, "\"saturated\"") != NULL,
+          "this worker's queue has room but the whole server is full: saturated");
+    qp_buf_reset(&out);
     s.waiting = 4;
-    CHECK(qp_health_body(&s, 0, &out) == 200 && strstr(out.data, "\"saturated\"") != NULL,
+    CHECK(qp_health_body(&s, -1, 0, &out) == 200 && strstr(out.data, "\"saturated\"") != NULL,
           "saturated, 200 when not configured");
     qp_buf_reset(&out);
-    CHECK(qp_health_body(&s, 1, &out) == 503 && strstr(out.data, "\"saturated\"") != NULL,
+    CHECK(qp_health_body(&s, -1, 1, &out) == 503 && strstr(out.data, "\"saturated\"") != NULL,
           "saturated, 503 when configured");
     qp_buf_reset(&out);
     s.max_queue = 0;
     s.waiting = 0;
-    CHECK(qp_health_body(&s, 1, &out) == 503, "no queue, slots full: saturated");
+    CHECK(qp_health_body(&s, -1, 1, &out) == 503, "no queue, slots full: saturated");
     qp_buf_free(&out);
 }
 
