@@ -33,7 +33,7 @@ ENGINE_HDRS  = engine/include/qwen.h $(wildcard engine/src/*.h engine/src/kernel
 
 # The one place ISA flags live: kernels/<dir>/<file>.c gets ISA_FLAGS_<file>.
 # The dispatcher (kernels/dispatch.c) picks a table at run time, so no
-# flag here may leak into portable code (no -march=native).
+# flag here may leak into portable code (no flags that tune for the build host's CPU).
 ISA_FLAGS_avx2    = -mavx2 -mfma -mf16c
 ISA_FLAGS_avx512  = $(ISA_FLAGS_avx2) -mavx512f -mavx512bw -mavx512vl -mavx512bf16 \
                     -mavx512vnni
