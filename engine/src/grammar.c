@@ -2911,7 +2911,8 @@ qwen_grammar_set_budget(qwen_grammar_state *st, int32_t tokens)
     st->budget = tokens < 0 ? 0 : tokens >= G_INF ? G_INF : tokens;
     st->limit = st->budget;
     if (st->budget < G_INF) {
-        now = state_close(st);
+        /* as token_step counts it: a call's JSON also needs </tool_call> */
+        now = add_sat(state_close(st), st->outer == O_CALL);
         if (now < G_INF && now - 1 > st->limit) {
             st->limit = now - 1;
         }
