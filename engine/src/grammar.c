@@ -85,8 +85,34 @@ typedef struct {
     int32_t       node;
 } g_ref;
 
-#define TS_NONASCII 1
-#define TS_SPECIAL  2
+/* a token read from inside a string, no escape or UTF-8 sequence open */
+#define SK_NO    0      /* refused: a control byte, or broken UTF-8 */
+#define SK_PLAIN 1      /* stays inside: no '"', '\\' or control */
+#define SK_QUOTE 2      /* plain bytes, then '"' ends the string */
+#define SK_ESC   3      /* plain bytes, then an escape */
+#define SK_LS    0x10   /* its plain part holds U+2028 or U+2029 (patterns refuse them) */
+
+#define B2(b, c)  ((b) * 257 + (c))
+#define B2_KEYS   (256 * 257 + 1)   /* the last: the EOG ids */
+
+/* The plain tokens of a string, grouped by what a pattern sees of them:
+ * the class of each character (symbols a pattern cannot tell apart share
+ * one), the UTF-8 bytes left due and whether U+2028/9 is among them.
+ * Groups are sorted by their class sequence, so a walk over them steps
+ * the pattern once per distinct prefix: a few hundred steps decide
+ * ~147,000 tokens. */
+typedef struct {
+    uint8_t  cls[G_RX_SYMS];  /* symbol -> class */
+    uint8_t  rep[G_RX_SYMS];  /* class -> one of its symbols */
+    int32_t  n_grp;
+    int32_t *grp_off;         /* [n_grp + 1]: the group's tokens in ids */
+    int32_t *ids;
+    int32_t *seq_off;         /* [n_grp]: its class sequence in seq */
+    uint8_t *seq;
+    uint8_t *len;             /* characters */
+    uint8_t *pend;            /* UTF-8 bytes due, | 0x80 with U+2028/9 */
+    uint8_t *lcp;             /* classes in common with the group before */
+} g_plan;
 
 /* token classes: the first byte (0..255), or one of these */
 #define TC_EOG   256
@@ -98,16 +124,23 @@ struct qwen_grammar {
     uint16_t             *tok_class; /* [n_tok]: the first check, one load */
     uint8_t              *tok_nows;  /* [n_tok]: first non-whitespace byte (' ' if none) */
     int32_t               n_tok;
-    /* token ids by first byte (by_first_off[b] .. [b+1]; 256: the EOG ids)
-     * and by first non-whitespace byte (' ': whitespace only), for the
-     * candidates of a state without a scan of the vocabulary */
-    int32_t              *by_first, *by_first_off;   /* [n_tok], [258] */
-    int32_t              *by_nows, *by_nows_off;     /* [n_tok], [257] */
-    /* per token, for strings: its ASCII bytes, whether it has non-ASCII
-     * ones (TS_NONASCII) or bytes a string cannot hold raw ('"', '\\',
-     * controls: TS_SPECIAL), and its characters (255: more) */
-    uint64_t             *tok_ascii;                 /* [n_tok][2] */
-    uint8_t              *tok_flags, *tok_chars;
+    /* token ids by first byte (by_first_off[b] .. [b+1]; 256: the EOG ids),
+     * each first byte's ids ordered by second byte: by2_off[B2(b, 0)] ..
+     * the one-byte tokens, [B2(b, 1 + c)] .. those going on with c; the
+     * candidate walk feeds each two-byte prefix once */
+    int32_t              *by_first, *by_first_off;   /* [n_tok], [259] */
+    int32_t              *by2_off;                   /* [B2_KEYS + 1] */
+    /* per token, inside a string opened before it (SK_*), its characters
+     * (255: more), the UTF-8 bytes it leaves due (SK_PLAIN) or the bytes
+     * before its first '"' or '\\' (SK_QUOTE, SK_ESC) */
+    uint8_t              *tok_skind, *tok_chars, *tok_pend, *tok_pre;
+    int32_t              *quote_ids, n_quote;        /* SK_QUOTE */
+    int32_t              *slow_ids, n_slow;          /* SK_ESC, plain of 255+ chars */
+    /* the plain tokens grouped as strings see them: plan 0 for strings
+     * without a pattern, rx_plan[r] for pattern r */
+    g_plan              **plans;
+    int32_t               n_plans;
+    int32_t              *rx_plan;                   /* [n_rx] */
     g_node               *nodes;
     int32_t               n_nodes, cap_nodes;
     g_str                *props;
@@ -1580,17 +1613,101 @@ special_token(const char *p, size_t n)
     return 0;
 }
 
+/* What a token does inside a string opened before it (no escape or UTF-8
+ * sequence open): feed_string's checks, byte by byte, once per token. */
+static void
+string_kind(qwen_grammar *g, int32_t id, const char *p, size_t n)
+{
+    size_t  i, chars = 0;
+    int     need = 0, e2 = 0, ls = 0;
+    uint8_t lo = 0x80, hi = 0xBF, kind = SK_PLAIN;
+
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char) p[i];
+
+        if (need > 0) {
+            if (c < lo || c > hi) {
+                kind = SK_NO;
+                break;
+            }
+            if (e2 == 2 && (c == 0xA8 || c == 0xA9)) {
+                ls = 1;
+            }
+            e2 = e2 == 1 && c == 0x80 ? 2 : 0;
+            need--;
+            lo = 0x80;
+            hi = 0xBF;
+            continue;
+        }
+        if (c == '"' || c == '\\') {
+            /* a plain part too long for the byte that holds its length:
+             * the automaton decides (SK_ESC's way) */
+            kind = c == '"' && i < 255 ? SK_QUOTE : SK_ESC;
+            g->tok_pre[id] = (uint8_t) (i < 255 ? i : 255);
+            break;
+        }
+        if (c < 0x20) {
+            kind = SK_NO;
+            break;
+        }
+        chars++;
+        e2 = 0;
+        if (c >= 0x80) {
+            lo = 0x80;
+            hi = 0xBF;
+            if (c >= 0xC2 && c <= 0xDF) {
+                need = 1;
+            } else if (c >= 0xE0 && c <= 0xEF) {
+                need = 2;
+                if (c == 0xE0) lo = 0xA0;
+                if (c == 0xED) hi = 0x9F;
+                if (c == 0xE2) e2 = 1;
+            } else if (c >= 0xF0 && c <= 0xF4) {
+                need = 3;
+                if (c == 0xF0) lo = 0x90;
+                if (c == 0xF4) hi = 0x8F;
+            } else {
+                kind = SK_NO;
+                break;
+            }
+        }
+    }
+    if (kind == SK_PLAIN) {
+        g->tok_pend[id] = (uint8_t) need;
+    }
+    g->tok_skind[id] = (uint8_t) (kind | (ls ? SK_LS : 0));
+    g->tok_chars[id] = (uint8_t) (chars > 255 ? 255 : chars);
+}
+
 static int
 classify_tokens(qwen_grammar *g)
 {
     const char *p;
     size_t      n;
-    int32_t     id;
+    int32_t     id, k, *pos;
+    size_t      cnt = (size_t) (g->n_tok = qwen_tokenizer_vocab_size(g->tok));
 
-    g->n_tok = qwen_tokenizer_vocab_size(g->tok);
-    g->tok_class = malloc((size_t) (g->n_tok > 0 ? g->n_tok : 1) * sizeof(uint16_t));
-    g->tok_nows = malloc((size_t) (g->n_tok > 0 ? g->n_tok : 1));
-    if (g->tok_class == NULL || g->tok_nows == NULL) {
+    if (cnt == 0) {
+        cnt = 1;
+    }
+    g->tok_class = malloc(cnt * sizeof(uint16_t));
+    g->tok_nows = malloc(cnt);
+    g->by_first = malloc(cnt * sizeof(int32_t));
+    g->by_first_off = calloc(259, sizeof(int32_t));
+    g->by2_off = calloc(B2_KEYS + 1, sizeof(int32_t));
+    g->tok_skind = calloc(cnt, 1);
+    g->tok_chars = calloc(cnt, 1);
+    g->tok_pend = calloc(cnt, 1);
+    g->tok_pre = calloc(cnt, 1);
+    g->quote_ids = malloc(cnt * sizeof(int32_t));
+    g->slow_ids = malloc(cnt * sizeof(int32_t));
+    pos = malloc((B2_KEYS + 1) * sizeof(int32_t));
+    if (g->tok_class == NULL || g->tok_nows == NULL || g->by_first == NULL
+        || g->by_first_off == NULL || g->by2_off == NULL || g->tok_skind == NULL
+        || g->tok_chars == NULL || g->tok_pend == NULL || g->tok_pre == NULL
+        || g->quote_ids == NULL || g->slow_ids == NULL || pos == NULL)
+    {
+        free(pos);
         return -1;
     }
     for (id = 0; id < g->n_tok; id++) {
@@ -1601,69 +1718,305 @@ classify_tokens(qwen_grammar *g)
             g->tok_class[id] = TC_NEVER;
         } else {
             g->tok_class[id] = (unsigned char) p[0];
+            string_kind(g, id, p, n);
+            if ((g->tok_skind[id] & ~SK_LS) == SK_QUOTE && g->tok_chars[id] < 255) {
+                g->quote_ids[g->n_quote++] = id;
+            } else if ((g->tok_skind[id] & ~SK_LS) == SK_ESC
+                       || ((g->tok_skind[id] & ~SK_LS) != SK_NO && g->tok_chars[id] == 255))
+            {
+                /* escapes, and tokens of 255+ characters: the automaton */
+                g->slow_ids[g->n_slow++] = id;
+            }
+            /* the sort key: first byte, then second byte (0: none) */
+            k = B2(g->tok_class[id], n >= 2 ? (unsigned char) p[1] + 1 : 0);
+            g->by2_off[k + 1]++;
         }
-        while (n > 0 && is_ws((unsigned char) *p)) {
+        if (g->tok_class[id] == TC_EOG) {
+            g->by2_off[B2_KEYS - 1 + 1]++;
+        }
+        while (p != NULL && n > 0 && is_ws((unsigned char) *p)) {
             p++;
             n--;
         }
-        g->tok_nows[id] = n > 0 ? (uint8_t) *p : ' ';
+        g->tok_nows[id] = p != NULL && n > 0 ? (uint8_t) *p : ' ';
     }
-    g->by_first = malloc((size_t) (g->n_tok > 0 ? g->n_tok : 1) * sizeof(int32_t));
-    g->by_nows = malloc((size_t) (g->n_tok > 0 ? g->n_tok : 1) * sizeof(int32_t));
-    g->by_first_off = calloc(259, sizeof(int32_t));
-    g->by_nows_off = calloc(258, sizeof(int32_t));
-    if (g->by_first == NULL || g->by_nows == NULL || g->by_first_off == NULL
-        || g->by_nows_off == NULL)
+    /* counting sort by (first byte, second byte), EOG last */
+    for (k = 1; k <= B2_KEYS; k++) {
+        g->by2_off[k] += g->by2_off[k - 1];
+    }
+    memcpy(pos, g->by2_off, (B2_KEYS + 1) * sizeof(int32_t));
+    for (id = 0; id < g->n_tok; id++) {
+        if (g->tok_class[id] == TC_EOG) {
+            g->by_first[pos[B2_KEYS - 1]++] = id;
+        } else if (g->tok_class[id] != TC_NEVER) {
+            p = qwen_token_bytes(g->tok, id, &n);
+            k = B2(g->tok_class[id], n >= 2 ? (unsigned char) p[1] + 1 : 0);
+            g->by_first[pos[k]++] = id;
+        }
+    }
+    free(pos);
+    for (k = 0; k <= 256; k++) {
+        g->by_first_off[k] = g->by2_off[B2(k, 0)];
+    }
+    g->by_first_off[257] = g->by_first_off[258] = g->by2_off[B2_KEYS];
+    return 0;
+}
+
+static void
+plan_free(g_plan *pl)
+{
+    if (pl != NULL) {
+        free(pl->grp_off);
+        free(pl->ids);
+        free(pl->seq_off);
+        free(pl->seq);
+        free(pl->len);
+        free(pl->pend);
+        free(pl->lcp);
+        free(pl);
+    }
+}
+
+static int
+grow(void **p, size_t size)
+{
+    void *q = realloc(*p, size);
+
+    if (q == NULL) {
+        return -1;
+    }
+    *p = q;
+    return 0;
+}
+
+static __thread const g_plan *sort_plan;   /* plan_order's qsort */
+
+static int
+plan_order(const void *a, const void *b)
+{
+    const g_plan *pl = sort_plan;
+    int32_t       x = *(const int32_t *) a, y = *(const int32_t *) b;
+    int           lx = pl->len[x], ly = pl->len[y];
+    int           c = memcmp(pl->seq + pl->seq_off[x], pl->seq + pl->seq_off[y],
+                             (size_t) (lx < ly ? lx : ly));
+
+    if (c != 0) return c;
+    if (lx != ly) return lx - ly;
+    return (int) pl->pend[x] - (int) pl->pend[y];
+}
+
+/* The plain tokens grouped by class sequence (and UTF-8 bytes due) under
+ * the classes of rx (NULL: one class, strings without a pattern). */
+static g_plan *
+plan_build(const qwen_grammar *g, const g_regex *rx)
+{
+    g_plan   *pl = calloc(1, sizeof(*pl));
+    int32_t  *grp = NULL, *slot = NULL, *order = NULL, *rank = NULL, *fill = NULL;
+    uint8_t   buf[256], *grown;
+    int32_t   id, i, j, n_cls = 0, cap_grp = 1024, n_plain = 0;
+    size_t    n, used = 0, cap_seq = 16384, mask, h, k;
+    const char *p;
+
+    if (pl == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < G_RX_SYMS; i++) {
+        for (j = 0; rx != NULL && j < i; j++) {
+            if (memcmp(&rx->sym[i], &rx->sym[j], sizeof(g_bits)) == 0) {
+                break;
+            }
+        }
+        if (rx != NULL && j == i) {
+            pl->rep[n_cls] = (uint8_t) i;
+            pl->cls[i] = (uint8_t) n_cls++;
+        } else {
+            pl->cls[i] = rx != NULL ? pl->cls[j] : 0;
+        }
+    }
+    for (id = 0; id < g->n_tok; id++) {
+        n_plain += (g->tok_skind[id] & ~SK_LS) == SK_PLAIN && g->tok_chars[id] < 255;
+    }
+    for (mask = 1024; mask < (size_t) n_plain * 2; mask <<= 1) { }
+    slot = malloc(mask * sizeof(int32_t));
+    grp = malloc((size_t) (g->n_tok > 0 ? g->n_tok : 1) * sizeof(int32_t));
+    pl->seq = malloc(cap_seq);
+    pl->seq_off = malloc((size_t) cap_grp * sizeof(int32_t));
+    pl->len = malloc((size_t) cap_grp);
+    pl->pend = malloc((size_t) cap_grp);
+    if (slot == NULL || grp == NULL || pl->seq == NULL || pl->seq_off == NULL
+        || pl->len == NULL || pl->pend == NULL)
     {
-        return -1;
+        goto fail;
     }
-    g->tok_ascii = calloc((size_t) (g->n_tok > 0 ? g->n_tok : 1) * 2, sizeof(uint64_t));
-    g->tok_flags = calloc((size_t) (g->n_tok > 0 ? g->n_tok : 1), 1);
-    g->tok_chars = calloc((size_t) (g->n_tok > 0 ? g->n_tok : 1), 1);
-    if (g->tok_ascii == NULL || g->tok_flags == NULL || g->tok_chars == NULL) {
-        return -1;
-    }
+    memset(slot, 0xff, mask * sizeof(int32_t));
+    mask--;
     for (id = 0; id < g->n_tok; id++) {
-        size_t i, chars = 0;
+        uint8_t pend = (uint8_t) (g->tok_pend[id] | (g->tok_skind[id] & SK_LS ? 0x80 : 0));
+        size_t  len = 0;
 
+        grp[id] = -1;
+        if ((g->tok_skind[id] & ~SK_LS) != SK_PLAIN || g->tok_chars[id] == 255) {
+            continue;
+        }
         p = qwen_token_bytes(g->tok, id, &n);
-        for (i = 0; p != NULL && i < n; i++) {
-            unsigned char c = (unsigned char) p[i];
+        for (k = 0; k < n; k++) {
+            unsigned char c = (unsigned char) p[k];
 
-            if (c < 0x80) {
-                g->tok_ascii[2 * id + (c >> 6)] |= (uint64_t) 1 << (c & 63);
-                if (c < 0x20 || c == '"' || c == '\\') {
-                    g->tok_flags[id] |= TS_SPECIAL;
+            if ((c & 0xC0) != 0x80) {
+                buf[len++] = pl->cls[c < 0x80 ? c : G_RX_NONASCII];
+            }
+        }
+        h = 2166136261u ^ pend;
+        for (k = 0; k < len; k++) {
+            h = (h ^ buf[k]) * 16777619u;
+        }
+        h = (h ^ len) * 16777619u;
+        for (h &= mask; slot[h] >= 0; h = (h + 1) & mask) {
+            j = slot[h];
+            if (pl->len[j] == len && pl->pend[j] == pend
+                && memcmp(pl->seq + pl->seq_off[j], buf, len) == 0)
+            {
+                break;
+            }
+        }
+        if (slot[h] < 0) {
+            if (pl->n_grp == cap_grp) {
+                cap_grp *= 2;
+                if (grow((void **) &pl->seq_off, (size_t) cap_grp * sizeof(int32_t)) != 0
+                    || grow((void **) &pl->len, (size_t) cap_grp) != 0
+                    || grow((void **) &pl->pend, (size_t) cap_grp) != 0)
+                {
+                    goto fail;
                 }
-            } else {
-                g->tok_flags[id] |= TS_NONASCII;
             }
-            chars += (c & 0xC0) != 0x80;
+            if (used + len > cap_seq) {
+                cap_seq = cap_seq * 2 + len;
+                grown = realloc(pl->seq, cap_seq);
+                if (grown == NULL) {
+                    goto fail;
+                }
+                pl->seq = grown;
+            }
+            memcpy(pl->seq + used, buf, len);
+            pl->seq_off[pl->n_grp] = (int32_t) used;
+            pl->len[pl->n_grp] = (uint8_t) len;
+            pl->pend[pl->n_grp] = pend;
+            used += len;
+            slot[h] = pl->n_grp++;
         }
-        g->tok_chars[id] = (uint8_t) (chars > 255 ? 255 : chars);
+        grp[id] = slot[h];
     }
-    /* counting sort: class (0..256; TC_NEVER left out) and nows byte */
+    /* groups in class-sequence order; tokens by group */
+    order = malloc((size_t) (pl->n_grp + 1) * sizeof(int32_t));
+    rank = malloc((size_t) (pl->n_grp + 1) * sizeof(int32_t));
+    fill = calloc((size_t) pl->n_grp + 2, sizeof(int32_t));
+    pl->grp_off = calloc((size_t) pl->n_grp + 1, sizeof(int32_t));
+    pl->ids = malloc((size_t) (n_plain > 0 ? n_plain : 1) * sizeof(int32_t));
+    pl->lcp = malloc((size_t) (pl->n_grp + 1));
+    if (order == NULL || rank == NULL || fill == NULL || pl->grp_off == NULL || pl->ids == NULL
+        || pl->lcp == NULL)
+    {
+        goto fail;
+    }
+    for (i = 0; i < pl->n_grp; i++) {
+        order[i] = i;
+    }
+    sort_plan = pl;
+    qsort(order, (size_t) pl->n_grp, sizeof(int32_t), plan_order);
+    for (i = 0; i < pl->n_grp; i++) {
+        rank[order[i]] = i;
+    }
     for (id = 0; id < g->n_tok; id++) {
-        if (g->tok_class[id] != TC_NEVER) {
-            g->by_first_off[g->tok_class[id] + 2]++;
-            if (g->tok_class[id] < 256) {
-                g->by_nows_off[g->tok_nows[id] + 2]++;
-            }
+        if (grp[id] >= 0) {
+            fill[rank[grp[id]] + 1]++;
         }
     }
-    for (id = 2; id < 259; id++) {
-        g->by_first_off[id] += g->by_first_off[id - 1];
-    }
-    for (id = 2; id < 258; id++) {
-        g->by_nows_off[id] += g->by_nows_off[id - 1];
+    for (i = 0; i < pl->n_grp; i++) {
+        fill[i + 1] += fill[i];
+        pl->grp_off[i + 1] = fill[i + 1];
     }
     for (id = 0; id < g->n_tok; id++) {
-        if (g->tok_class[id] != TC_NEVER) {
-            g->by_first[g->by_first_off[g->tok_class[id] + 1]++] = id;
-            if (g->tok_class[id] < 256) {
-                g->by_nows[g->by_nows_off[g->tok_nows[id] + 1]++] = id;
+        if (grp[id] >= 0) {
+            pl->ids[fill[rank[grp[id]]]++] = id;
+        }
+    }
+    {
+        /* the per-group fields in the new order */
+        int32_t *so = malloc((size_t) (pl->n_grp + 1) * sizeof(int32_t));
+        uint8_t *ln = malloc((size_t) pl->n_grp + 1), *pd = malloc((size_t) pl->n_grp + 1);
+
+        if (so == NULL || ln == NULL || pd == NULL) {
+            free(so);
+            free(ln);
+            free(pd);
+            goto fail;
+        }
+        for (i = 0; i < pl->n_grp; i++) {
+            so[i] = pl->seq_off[order[i]];
+            ln[i] = pl->len[order[i]];
+            pd[i] = pl->pend[order[i]];
+        }
+        free(pl->seq_off);
+        free(pl->len);
+        free(pl->pend);
+        pl->seq_off = so;
+        pl->len = ln;
+        pl->pend = pd;
+    }
+    for (i = 0; i < pl->n_grp; i++) {
+        int m = 0, lim = i == 0 ? 0 : pl->len[i] < pl->len[i - 1] ? pl->len[i] : pl->len[i - 1];
+
+        while (m < lim && pl->seq[pl->seq_off[i] + m] == pl->seq[pl->seq_off[i - 1] + m]) {
+            m++;
+        }
+        pl->lcp[i] = (uint8_t) m;
+    }
+    free(slot);
+    free(grp);
+    free(order);
+    free(rank);
+    free(fill);
+    return pl;
+fail:
+    free(slot);
+    free(grp);
+    free(order);
+    free(rank);
+    free(fill);
+    plan_free(pl);
+    return NULL;
+}
+
+/* Plan 0 for strings without a pattern; patterns whose classes match an
+ * earlier plan's share it. */
+static int
+build_plans(qwen_grammar *g)
+{
+    int32_t r, j;
+
+    g->plans = calloc((size_t) g->n_rx + 1, sizeof(g_plan *));
+    g->rx_plan = calloc((size_t) g->n_rx + 1, sizeof(int32_t));
+    if (g->plans == NULL || g->rx_plan == NULL || (g->plans[0] = plan_build(g, NULL)) == NULL) {
+        return -1;
+    }
+    g->n_plans = 1;
+    for (r = 0; r < g->n_rx; r++) {
+        g_plan *pl = plan_build(g, g->rx[r]);
+
+        if (pl == NULL) {
+            return -1;
+        }
+        for (j = 1; j < g->n_plans; j++) {
+            if (memcmp(g->plans[j]->cls, pl->cls, sizeof(pl->cls)) == 0) {
+                break;
             }
         }
+        if (j < g->n_plans) {
+            plan_free(pl);   /* the same classes: the same groups */
+        } else {
+            g->plans[g->n_plans++] = pl;
+        }
+        g->rx_plan[r] = j;
     }
     return 0;
 }
@@ -1719,7 +2072,7 @@ qwen_grammar_new_json(const qwen_tokenizer *tok, const char *schema_json, char *
         }
     }
     g->root = root;
-    if (compute_minvals(g) != 0) {
+    if (compute_minvals(g) != 0 || build_plans(g) != 0) {
         qwen_fail(err, err_len, "out of memory");
         goto fail;
     }
@@ -1797,11 +2150,18 @@ qwen_grammar_free(qwen_grammar *g)
     free(g->tok_nows);
     free(g->by_first);
     free(g->by_first_off);
-    free(g->by_nows);
-    free(g->by_nows_off);
-    free(g->tok_ascii);
-    free(g->tok_flags);
+    free(g->by2_off);
+    free(g->tok_skind);
     free(g->tok_chars);
+    free(g->tok_pend);
+    free(g->tok_pre);
+    free(g->quote_ids);
+    free(g->slow_ids);
+    for (i = 0; g->plans != NULL && i < g->n_plans; i++) {
+        plan_free(g->plans[i]);
+    }
+    free(g->plans);
+    free(g->rx_plan);
     free(g);
 }
 
@@ -2939,61 +3299,371 @@ first_has(const qwen_grammar_state *st, int c)
     return (st->first[c >> 6] >> (c & 63)) & 1;
 }
 
-/* Inside strings: a token without '"', '\\' or controls stays inside the
- * string, so it must use only characters the pattern takes anywhere and
- * fit the length left: a pass over per-token bits, no automaton. -2: not
- * every thread is inside a value string. */
-static int32_t
-string_candidates(const qwen_grammar_state *st, int32_t *ids, int32_t cap)
+/* ------------------------------------------------------ candidate lists */
+
+/*
+ * qwen_grammar_candidates lists exactly the tokens token_step allows, so
+ * the sampler never checks one that fails. Inside a string (the wide
+ * states: ~147,000 tokens may fit) the plain tokens are decided by
+ * groups (g_plan: a pattern step per distinct class prefix, then length
+ * and budget per group), the tokens with '"' by their plain part and
+ * what follows the string (one state for all of them), the few with '\\'
+ * by the automaton. Elsewhere a walk over the tokens by first and second
+ * byte feeds each two-byte prefix once and the rest of a token only when
+ * its prefix lives. Past W_MAX fed bytes the walk gives up (-1: the
+ * sampler checks its best tokens itself).
+ */
+#define W_MAX 60000
+
+typedef struct {
+    const qwen_grammar_state *st;
+    int32_t                  *ids;
+    int32_t                   n, cap;
+    int                       refused;    /* the budget refused one */
+} g_list;
+
+static int
+list_add(g_list *l, const int32_t *ids, int32_t n)
+{
+    if (l->n + n > l->cap) {
+        return -1;
+    }
+    memcpy(l->ids + l->n, ids, (size_t) n * sizeof(int32_t));
+    l->n += n;
+    return 0;
+}
+
+/* token_step's last check: what the token leaves must close in the budget */
+static int
+within_budget(g_list *l, const qwen_grammar_state *out)
+{
+    const qwen_grammar_state *st = l->st;
+
+    if (st->budget < G_INF && add_sat(state_close(out), st->outer == O_CALL) > st->limit) {
+        l->refused = 1;
+        return 0;
+    }
+    return 1;
+}
+
+/* One thread inside a string whose tokens the plans decide: a value
+ * string, or a key of an object that takes any key. */
+static int
+in_plain_string(const qwen_grammar_state *st)
+{
+    const g_th *t = &st->th[0];
+
+    return st->n == 1 && (st->outer == O_JSON || st->outer == O_CALL) && t->mode == S_STR
+           && t->esc == 0 && t->u8_need == 0
+           && (!t->is_key || st->g->nodes[t->stack[t->depth - 1].node].free_obj);
+}
+
+/* A string state's constraints, for checks without the automaton. */
+typedef struct {
+    const g_th    *t;
+    const g_node  *nd;       /* NULL: a key */
+    const g_regex *rx;
+    const g_plan  *pl;
+    int32_t        outer;    /* what closes the containers around it */
+} g_strctx;
+
+static int
+str_ctx(const qwen_grammar_state *st, g_strctx *x)
 {
     const qwen_grammar *g = st->g;
-    uint64_t            u0 = 0, u1 = 0;
-    int                 nonascii = 0, i;
-    int32_t             left = 0, n = 0, id;
+    int32_t             head, all;
 
-    for (i = 0; i < st->n; i++) {
-        const g_th   *t = &st->th[i];
-        const g_node *nd;
-
-        if (t->mode != S_STR || t->is_key || t->esc != 0 || t->u8_need != 0) {
-            return -2;
-        }
-        nd = &g->nodes[t->cur];
-        if (nd->rx >= 0) {
-            u0 |= g->rx[nd->rx]->any[0];
-            u1 |= g->rx[nd->rx]->any[1];
-            nonascii |= (int) (g->rx[nd->rx]->any[2] & 1);
-        } else {
-            u0 = u1 = ~(uint64_t) 0;
-            nonascii = 1;
-        }
-        if (nd->max_len < 0) {
-            left = G_INF;
-        } else if (nd->max_len - t->slen > left) {
-            left = nd->max_len - t->slen;
-        }
+    x->t = &st->th[0];
+    x->nd = x->t->is_key ? NULL : &g->nodes[x->t->cur];
+    x->rx = x->nd != NULL && x->nd->rx >= 0 ? g->rx[x->nd->rx] : NULL;
+    x->pl = g->plans[x->rx != NULL ? g->rx_plan[x->nd->rx] : 0];
+    /* the same after any token that stays inside the string */
+    head = x->t->is_key ? key_cost(g, x->t, x->t->pos) : string_rest(g, x->t);
+    all = th_close(g, x->t);
+    if (st->budget < G_INF && (head >= G_INF || all >= G_INF)) {
+        return -1;
     }
-    if (left >= 16 && u0 == ~(uint64_t) 0 && u1 == ~(uint64_t) 0 && nonascii) {
-        return -1;   /* a free string with room: nearly every token fits */
-    }
-    for (id = 0; id < g->n_tok; id++) {
-        uint8_t f = g->tok_flags[id];
+    x->outer = all - head + (st->outer == O_CALL);
+    return 0;
+}
 
-        if (g->tok_class[id] >= 256) {
+/* After len more characters that leave pend UTF-8 bytes due and the
+ * pattern cd characters (bd bytes) from a match: within maxLength, and
+ * closable in the budget? */
+static int
+str_fits(g_list *l, const g_strctx *x, int32_t len, int pend, int32_t cd, int32_t bd)
+{
+    const qwen_grammar_state *st = l->st;
+    int32_t                   rest, slen = x->t->slen, s2;
+
+    if (x->nd != NULL) {
+        if (x->nd->max_len >= 0 && slen + len + cd > x->nd->max_len) {
+            return 0;
+        }
+        s2 = slen + len > 65535 ? 65535 : slen + len;
+        rest = x->nd->min_len > s2 ? x->nd->min_len - s2 : 0;
+        rest = (bd > rest ? bd : rest) + pend + 1;
+    } else {
+        rest = 4 + pend;   /* a key: its '"', ':', a value and '}' */
+    }
+    if (st->budget < G_INF && rest + x->outer > st->limit) {
+        l->refused = 1;
+        return 0;
+    }
+    return 1;
+}
+
+/* Plain bytes p[0..n) (complete characters first; chars of them) read in
+ * string state x: the pattern's steps, then str_fits. */
+static int
+str_bytes_fit(g_list *l, const g_strctx *x, const char *p, size_t n, int32_t chars, int pend,
+              int ls)
+{
+    g_bits a, b;
+    size_t j;
+
+    if (x->rx == NULL) {
+        return str_fits(l, x, chars, pend, 0, 0);
+    }
+    if (ls) {
+        return 0;
+    }
+    a = x->t->rx;
+    chars = 0;
+    for (j = 0; j < n; j++) {
+        unsigned char c = (unsigned char) p[j];
+
+        if ((c & 0xC0) == 0x80) {
             continue;
         }
-        if (!(f & TS_SPECIAL)
-            && (g->tok_chars[id] > left || (g->tok_ascii[2 * id] & ~u0) != 0
-                || (g->tok_ascii[2 * id + 1] & ~u1) != 0 || ((f & TS_NONASCII) && !nonascii)))
+        chars++;
+        qwen_regex_step(x->rx, &a, c < 0x80 ? c : G_RX_NONASCII, &b);
+        if (qwen_regex_empty(&b)) {
+            return 0;
+        }
+        a = b;
+    }
+    return str_fits(l, x, chars, pend, qwen_regex_dist(x->rx, &a, 0), qwen_regex_dist(x->rx, &a, 1));
+}
+
+static int32_t
+string_list(g_list *l, qwen_grammar_state *sp, qwen_grammar_state *out)
+{
+    const qwen_grammar_state *st = l->st;
+    const qwen_grammar       *g = st->g;
+    g_strctx                  x;
+    const g_plan             *pl;
+    int32_t                   i, k, slen;
+    int                       dead = 1 << 30, d;
+    static __thread g_bits    stk[256];
+
+    if (str_ctx(st, &x) != 0) {
+        return -1;
+    }
+    pl = x.pl;
+    slen = x.t->slen;
+    if (x.rx != NULL) {
+        stk[0] = x.t->rx;
+    }
+    for (i = 0; i < pl->n_grp; i++) {
+        int            len = pl->len[i];
+        const uint8_t *sq = pl->seq + pl->seq_off[i];
+        int32_t        cd = 0, bd = 0;
+
+        if (x.rx != NULL) {
+            if (dead <= pl->lcp[i]) {
+                continue;   /* its prefix is the one that died */
+            }
+            dead = 1 << 30;
+            for (d = pl->lcp[i]; d < len; d++) {
+                qwen_regex_step(x.rx, &stk[d], pl->rep[sq[d]], &stk[d + 1]);
+                if (qwen_regex_empty(&stk[d + 1])) {
+                    dead = d + 1;
+                    break;
+                }
+            }
+            if (d < len || (pl->pend[i] & 0x80)) {
+                continue;
+            }
+            cd = qwen_regex_dist(x.rx, &stk[len], 0);
+            bd = qwen_regex_dist(x.rx, &stk[len], 1);
+        }
+        if (str_fits(l, &x, len, pl->pend[i] & 0x7f, cd, bd)
+            && list_add(l, pl->ids + pl->grp_off[i], pl->grp_off[i + 1] - pl->grp_off[i]) != 0)
         {
-            continue;
-        }
-        if (n == cap) {
             return -1;
         }
-        ids[n++] = id;
     }
-    return n;
+    if (l->n > g->n_tok / 2) {
+        return -1;   /* most tokens fit: the sampler's own check of its best
+                      * few (token_step, budget included) finds them sooner
+                      * than a list of them all */
+    }
+    /* tokens with '"': their plain part must end the string validly, the
+     * rest goes on from the string's end (one state for all of them) */
+    copy_state(sp, st);
+    if (x.t->is_key) {
+        sp->th[0].mode = S_COLON;
+        sp->th[0].cur = 0;
+        sp->th[0].is_key = 0;
+        sp->th[0].pos = 0;
+    } else {
+        value_end(g, &sp->th[0], -1);
+    }
+    for (k = 0; k < g->n_quote; k++) {
+        int32_t     id = g->quote_ids[k];
+        size_t      n, j;
+        const char *p = qwen_token_bytes(g->tok, id, &n);
+        int         pre = g->tok_pre[id], ok = 1;
+
+        if (x.nd != NULL) {
+            int32_t chars = g->tok_chars[id];
+
+            if (slen + chars < x.nd->min_len || (x.nd->max_len >= 0 && slen + chars > x.nd->max_len)
+                || (x.rx != NULL && (g->tok_skind[id] & SK_LS)))
+            {
+                continue;
+            }
+            if (x.rx != NULL) {
+                g_bits a = x.t->rx, b;
+
+                for (j = 0; j < (size_t) pre && ok; j++) {
+                    unsigned char c = (unsigned char) p[j];
+
+                    if ((c & 0xC0) == 0x80) {
+                        continue;
+                    }
+                    qwen_regex_step(x.rx, &a, c < 0x80 ? c : G_RX_NONASCII, &b);
+                    a = b;
+                    ok = !qwen_regex_empty(&a);
+                }
+                if (!ok || !qwen_regex_accepting(x.rx, &a)) {
+                    continue;
+                }
+            }
+        }
+        copy_state(out, sp);
+        for (j = (size_t) pre + 1; j < n && ok; j++) {
+            ok = feed(out, (unsigned char) p[j]) == 0;
+        }
+        if (ok && within_budget(l, out) && list_add(l, &id, 1) != 0) {
+            return -1;
+        }
+    }
+    /* escapes, and plain tokens too long for a group: the automaton */
+    for (k = 0; k < g->n_slow; k++) {
+        int32_t id = g->slow_ids[k];
+
+        if (token_step(st, id, out) == 0 && list_add(l, &id, 1) != 0) {
+            return -1;
+        }
+    }
+    return l->n;
+}
+
+static int32_t
+walk_list(g_list *l, qwen_grammar_state *s1, qwen_grammar_state *s2,
+          qwen_grammar_state *s3)
+{
+    const qwen_grammar_state *st = l->st;
+    const qwen_grammar       *g = st->g;
+    int32_t                   i, a, b, id, work = 0;
+    int                       c, d, ok, in_str, lead2, plain;
+    g_strctx                  x;
+
+    for (c = 0; c < 256; c++) {
+        if (!first_has(st, c)) {
+            continue;
+        }
+        copy_state(s1, st);
+        if (feed(s1, (unsigned char) c) != 0) {
+            continue;
+        }
+        for (d = 0; d < 257; d++) {
+            a = g->by2_off[B2(c, d)];
+            b = g->by2_off[B2(c, d) + 1];
+            if (a == b) {
+                continue;
+            }
+            if (d == 0) {
+                if (within_budget(l, s1) && list_add(l, g->by_first + a, b - a) != 0) {
+                    return -1;
+                }
+                continue;
+            }
+            copy_state(s2, s1);
+            if (++work > W_MAX || feed(s2, (unsigned char) (d - 1)) != 0) {
+                if (work > W_MAX) return -1;
+                continue;
+            }
+            /* inside a string again (after an escape or a character's
+             * last bytes): a plain rest is checked without the automaton */
+            in_str = in_plain_string(s2) && str_ctx(s2, &x) == 0;
+            lead2 = ((c & 0xC0) != 0x80) + (((d - 1) & 0xC0) != 0x80);   /* characters begun */
+            for (i = a; i < b; i++) {
+                size_t      n, j;
+                const char *p;
+
+                id = g->by_first[i];
+                plain = in_str && (g->tok_skind[id] & ~SK_LS) == SK_PLAIN
+                        && g->tok_chars[id] < 255;
+                if (plain && x.rx == NULL) {
+                    /* only its length counts: no need to read its bytes */
+                    ok = str_fits(l, &x, g->tok_chars[id] - lead2, g->tok_pend[id], 0, 0);
+                    if (ok && list_add(l, &id, 1) != 0) {
+                        return -1;
+                    }
+                    continue;
+                }
+                p = qwen_token_bytes(g->tok, id, &n);
+                if (n == 2) {
+                    ok = within_budget(l, s2);
+                } else if (plain) {
+                    ok = str_bytes_fit(l, &x, p + 2, n - 2, g->tok_chars[id] - lead2,
+                                       g->tok_pend[id], g->tok_skind[id] & SK_LS);
+                } else {
+                    copy_state(s3, s2);
+                    for (j = 2, ok = 1; j < n && ok; j++) {
+                        ok = feed(s3, (unsigned char) p[j]) == 0;
+                    }
+                    work += (int32_t) (j - 2);
+                    if (work > W_MAX) return -1;
+                    ok = ok && within_budget(l, s3);
+                }
+                if (ok && list_add(l, &id, 1) != 0) {
+                    return -1;
+                }
+            }
+        }
+    }
+    return l->n;
+}
+
+/* After a call: blanks (tokens of them only), another call, the end. */
+static int32_t
+after_list(g_list *l, qwen_grammar_state *out)
+{
+    static const unsigned char ws[] = { ' ', '\t', '\n', '\r' };
+    const qwen_grammar        *g = l->st->g;
+    int32_t                    i, id;
+    int                        c, k;
+
+    for (c = 0; c < 4; c++) {
+        for (k = -1; k < 4; k++) {
+            int32_t key = B2(ws[c], k < 0 ? 0 : ws[k] + 1);
+
+            for (i = g->by2_off[key]; i < g->by2_off[key + 1]; i++) {
+                id = g->by_first[i];
+                if (tool_step(l->st, id, out) == 0 && list_add(l, &id, 1) != 0) {
+                    return -1;
+                }
+            }
+        }
+    }
+    if (tool_step(l->st, g->id_open, out) == 0 && list_add(l, &g->id_open, 1) != 0) {
+        return -1;
+    }
+    return l->n;
 }
 
 int32_t
@@ -3001,88 +3671,39 @@ qwen_grammar_candidates(const qwen_grammar_state *st, int32_t *ids, int32_t cap)
 {
     const qwen_grammar *g = st->g;
     qwen_grammar_state *tmp;
-    uint64_t            aw[4];
-    int32_t             n = 0, i, a, b, id;
-    int                 c, have_aw = 0;
+    g_list              l = { st, ids, 0, cap, 0 };
+    int32_t             n;
 
     if (st->outer == O_OPEN) {
         if (cap < 1) return -1;
         ids[0] = g->id_open;
         return 1;
     }
-    if (st->outer != O_JSON && st->outer != O_CALL) {
+    if (st->outer == O_TEXT) {
         return -1;   /* text: the sampler's own selection */
     }
-    n = string_candidates(st, ids, cap);
-    if (n != -2) {
-        return n;
+    tmp = malloc(3 * sizeof(*tmp));
+    if (tmp == NULL) {
+        return -1;
     }
-    n = 0;
-    for (c = 0; c < 256; c++) {
-        if (!first_has(st, c)) {
-            continue;
-        }
-        if (st->structural) {
-            if (is_ws((unsigned char) c) && c != ' ') {
-                continue;
-            }
-            /* by first non-blank byte: a token opening with blanks the
-             * state does not take is left to the filter */
-            a = g->by_nows_off[c];
-            b = g->by_nows_off[c + 1];
-            for (i = a; i < b; i++) {
-                if (first_has(st, g->tok_class[g->by_nows[i]])) {
-                    if (n == cap) return -1;
-                    ids[n++] = g->by_nows[i];
-                }
-            }
-        } else if (is_ws((unsigned char) c)) {
-            /* blanks end a number or a literal: what may follow them */
-            if (!have_aw) {
-                tmp = malloc(sizeof(*tmp));
-                if (tmp == NULL) {
-                    return -1;
-                }
-                copy_state(tmp, st);
-                memset(aw, 0, sizeof(aw));
-                if (feed(tmp, ' ') == 0) {
-                    update_first(tmp);
-                    memcpy(aw, tmp->first, sizeof(aw));
-                }
-                free(tmp);
-                have_aw = 1;
-            }
-            a = g->by_first_off[c];
-            b = g->by_first_off[c + 1];
-            for (i = a; i < b; i++) {
-                id = g->by_first[i];
-                if (g->tok_nows[id] == ' ' || (aw[g->tok_nows[id] >> 6] >> (g->tok_nows[id] & 63) & 1)) {
-                    if (n == cap) return -1;
-                    ids[n++] = id;
-                }
-            }
-        } else {
-            a = g->by_first_off[c];
-            b = g->by_first_off[c + 1];
-            if (n + (b - a) > cap) {
-                return -1;
-            }
-            memcpy(ids + n, g->by_first + a, (size_t) (b - a) * sizeof(int32_t));
-            n += b - a;
-        }
+    n = st->outer == O_AFTER ? after_list(&l, tmp)
+        : in_plain_string(st) ? string_list(&l, tmp, tmp + 1)
+        : walk_list(&l, tmp, tmp + 1, tmp + 2);
+    free(tmp);
+    if (n < 0) {
+        return -1;
     }
-    if (qwen_grammar_complete(st)) {
-        a = g->by_first_off[256];
-        b = g->by_first_off[257];
-        if (n + (b - a) > cap) {
-            return -1;
-        }
-        memcpy(ids + n, g->by_first + a, (size_t) (b - a) * sizeof(int32_t));
-        n += b - a;
+    if (qwen_grammar_complete(st)
+        && list_add(&l, g->by_first + g->by_first_off[256],
+                    g->by_first_off[257] - g->by_first_off[256]) != 0)
+    {
+        return -1;
     }
-    if (st->outer == O_CALL && json_complete(st)) {
-        if (n == cap) return -1;
-        ids[n++] = g->id_close;
+    if (st->outer == O_CALL && json_complete(st) && list_add(&l, &g->id_close, 1) != 0) {
+        return -1;
     }
-    return n;
+    if (l.refused) {
+        ((qwen_grammar_state *) st)->budget_hit = 1;
+    }
+    return l.n;
 }

@@ -144,7 +144,7 @@ struct qwen_engine {
     float               *logits;        /* [n_rows][vocab] */
     int                  max_rows;      /* n_slots + QWEN_DRAFT_STEP_MAX */
     float               *raw;           /* [vocab] for logprobs */
-    int32_t             *gram_ids;      /* [vocab / 4] a grammar's candidates */
+    int32_t             *gram_ids;      /* [vocab] a grammar's candidates */
     qwen_sampler        *sampler_scratch;  /* lends its scratch to every request's
                                             * sampler: they all run on this thread */
 };
@@ -682,7 +682,7 @@ take_token(qwen_engine *e, qwen_request *r, float *lg, int prompt_end, int32_t d
     if (forced >= 0) {
         tok = forced;       /* the logits only give its logprob */
     } else if (r->grammar_on
-               && (n_ids = qwen_grammar_candidates(r->grammar, e->gram_ids, e->vocab / 4)) >= 0)
+               && (n_ids = qwen_grammar_candidates(r->grammar, e->gram_ids, e->vocab)) >= 0)
     {
         /* between values few tokens can fit: only those are looked at */
         tok = qwen_sampler_sample_among(r->sampler, lg, e->gram_ids, n_ids, draft,
@@ -971,7 +971,7 @@ qwen_engine_new(const qwen_model *model, const qwen_engine_params *p, char *err,
     e->chunk_chain = calloc((size_t) p->n_slots, sizeof(*e->chunk_chain));
     e->logits = malloc((size_t) e->max_rows * e->vocab * sizeof(float));
     e->raw = malloc((size_t) e->vocab * sizeof(float));
-    e->gram_ids = malloc((size_t) (e->vocab / 4 + 1) * sizeof(int32_t));
+    e->gram_ids = malloc((size_t) (e->vocab + 1) * sizeof(int32_t));
     {
         qwen_sampling_params sp = qwen_sampling_default_params();
 

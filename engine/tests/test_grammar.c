@@ -706,6 +706,170 @@ test_schema(void)
     qwen_grammar_free(g);
 }
 
+/* ------------------------------------------------------- exact lists */
+
+/* Schemas that mix the keywords: patterns and formats (wide character
+ * sets, lengths), enums, nested and recursive objects, free objects. */
+static const char *const list_schemas[] = {
+    NULL,   /* JSON mode: any object */
+    "{\"type\":\"object\",\"properties\":{"
+    "\"name\":{\"type\":\"string\",\"minLength\":2,\"maxLength\":12},"
+    "\"email\":{\"type\":\"string\",\"format\":\"email\"},"
+    "\"age\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":120},"
+    "\"phone\":{\"type\":[\"string\",\"null\"],\"pattern\":\"^\\\\+?[0-9 ()-]{7,20}$\"},"
+    "\"tags\":{\"type\":\"array\",\"items\":{\"enum\":[\"customer\",\"lead\",\"vip\"]},"
+    "\"uniqueItems\":true},"
+    "\"note\":{\"type\":\"string\",\"pattern\":\"^[a-z]{0,3}.{0,5}$\"},"
+    "\"meta\":{\"type\":\"object\"}},"
+    "\"required\":[\"name\",\"age\",\"email\"],\"additionalProperties\":false}",
+    "{\"$defs\":{\"f\":{\"anyOf\":[{\"type\":\"object\",\"properties\":{"
+    "\"field\":{\"type\":\"string\"},\"equals\":{\"type\":[\"string\",\"number\",\"null\"]}},"
+    "\"required\":[\"field\",\"equals\"],\"additionalProperties\":false},"
+    "{\"type\":\"object\",\"properties\":{\"all\":{\"type\":\"array\",\"maxItems\":2,"
+    "\"items\":{\"$ref\":\"#/$defs/f\"}}},\"required\":[\"all\"],"
+    "\"additionalProperties\":false}]}},"
+    "\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\",\"format\":\"uuid\"},"
+    "\"when\":{\"type\":\"string\",\"format\":\"date-time\"},\"filter\":{\"$ref\":\"#/$defs/f\"},"
+    "\"n\":{\"type\":\"number\",\"minimum\":-5,\"maximum\":5}},"
+    "\"required\":[\"id\",\"filter\"],\"additionalProperties\":false}",
+    /* tool calls (the last: a tools grammar, calls required) */
+    "{\"type\":\"object\",\"properties\":{\"name\":{\"const\":\"lookup\"},"
+    "\"arguments\":{\"type\":\"object\",\"properties\":{\"q\":{\"type\":\"string\","
+    "\"maxLength\":20}},\"required\":[\"q\"],\"additionalProperties\":false}},"
+    "\"required\":[\"name\",\"arguments\"],\"additionalProperties\":false}",
+};
+
+/*
+ * qwen_grammar_candidates must list exactly the tokens qwen_grammar_allows
+ * takes (the sampler trusts the list): in every state a random walk meets,
+ * under token budgets that often bind, the list is compared with a scan
+ * of the whole vocabulary. A walk picks uniformly among the allowed
+ * tokens, so long strings, escapes, partial UTF-8 and budget closes occur.
+ */
+static void
+test_exact_lists(void)
+{
+    char      err[QWEN_ERR_LEN];
+    int32_t  *ids = malloc((size_t) vocab * sizeof(int32_t));
+    uint8_t  *in_list = calloc((size_t) vocab, 1);
+    int32_t  *allowed = malloc((size_t) vocab * sizeof(int32_t));
+    uint32_t  rng = 7;
+    size_t    si;
+    int       states = 0, listed = 0, mismatches = 0, narrow_unlisted = 0;
+    int32_t   hist[128];
+
+    if (ids == NULL || in_list == NULL || allowed == NULL) {
+        CHECK(0, "exact lists: out of memory");
+        goto done;
+    }
+    for (si = 0; si < sizeof(list_schemas) / sizeof(list_schemas[0]); si++) {
+        qwen_grammar       *g = si == 3 ? qwen_grammar_new_tools(tok, list_schemas[si], 1, 1, err,
+                                                                 sizeof(err))
+                                      : qwen_grammar_new_json(tok, list_schemas[si], err,
+                                                              sizeof(err));
+        qwen_grammar_state *st;
+        int                 step, used = 0, max_tokens = 40;
+
+        CHECK(g != NULL, "exact lists: schema %zu: %s", si, err);
+        if (g == NULL) {
+            continue;
+        }
+        st = qwen_grammar_state_new(g);
+        for (step = 0; step < 90 && st != NULL; step++) {
+            int32_t n, n_allowed = 0, i, id;
+            int     same = 1;
+
+            qwen_grammar_set_budget(st, max_tokens - used - 1);
+            n = qwen_grammar_candidates(st, ids, vocab);
+            for (id = 0; id < vocab; id++) {
+                if (qwen_grammar_allows(st, id)) {
+                    allowed[n_allowed++] = id;
+                }
+            }
+            states++;
+            if (n >= 0) {
+                listed++;
+                for (i = 0; i < n; i++) {
+                    same &= ids[i] >= 0 && ids[i] < vocab && !in_list[ids[i]];
+                    if (ids[i] >= 0 && ids[i] < vocab) in_list[ids[i]] = 1;
+                }
+                same &= n == n_allowed;
+                for (i = 0; i < n_allowed; i++) {
+                    same &= in_list[allowed[i]];
+                }
+                for (i = 0; i < n; i++) {
+                    if (ids[i] >= 0 && ids[i] < vocab) in_list[ids[i]] = 0;
+                }
+                if (!same) {
+                    mismatches++;
+                    CHECK(0, "exact lists: schema %zu step %d: %d listed, %d allowed", si, step,
+                          n, n_allowed);
+                }
+            }
+            if (n < 0 && n_allowed * 2 <= vocab) {
+                narrow_unlisted++;
+            }
+            if (n_allowed == 0) {
+                CHECK(0, "exact lists: schema %zu step %d: nothing allowed (budget %d) after:",
+                      si, step, max_tokens - used - 1);
+                for (i = 0; i < used; i++) {
+                    size_t      nb;
+                    const char *pb = qwen_token_bytes(tok, hist[i], &nb);
+
+                    fprintf(stderr, "[%.*s]", (int) nb, pb != NULL ? pb : "");
+                }
+                fprintf(stderr, "\n");
+                break;
+            }
+            rng = rng * 1664525u + 1013904223u;
+            id = allowed[(rng >> 8) % (uint32_t) n_allowed];
+            CHECK(qwen_grammar_accept(st, id) == 0, "exact lists: accept");
+            hist[used] = id;
+            used++;
+            if (qwen_token_is_eog(tok, id) || used == max_tokens) {
+                qwen_grammar_state_free(st);
+                st = qwen_grammar_state_new(g);
+                used = 0;
+                rng = rng * 1664525u + 1013904223u;
+                max_tokens = 12 + (int) ((rng >> 8) % 60);
+            }
+        }
+        qwen_grammar_state_free(st);
+        qwen_grammar_free(g);
+    }
+    /* no list only where most of the vocabulary fits (the sampler's own
+     * checks of its best tokens are then quicker) */
+    CHECK(narrow_unlisted == 0, "exact lists: %d states with few tokens allowed had no list",
+          narrow_unlisted);
+    CHECK(listed * 2 >= states, "exact lists: only %d of %d states listed", listed, states);
+    {
+        /* a call's JSON under a budget shorter than its close: each token
+         * must shorten the way, and "e" (no token holds e":) must count as
+         * progress although </tool_call> is still due */
+        qwen_grammar       *g = qwen_grammar_new_tools(tok, list_schemas[3], 1, 1, err,
+                                                       sizeof(err));
+        qwen_grammar_state *st = g != NULL ? qwen_grammar_state_new(g) : NULL;
+        int32_t             open = qwen_token_id(tok, "<tool_call>", 11), n;
+
+        CHECK(st != NULL && open >= 0 && qwen_grammar_accept(st, open) == 0
+              && qwen_grammar_accept_bytes(st, " {\"nam", 6) == 0, "tool call under a budget");
+        if (st != NULL) {
+            qwen_grammar_set_budget(st, 13);
+            n = qwen_grammar_candidates(st, ids, vocab);
+            CHECK(n > 0 && qwen_grammar_allows(st, qwen_token_id(tok, "e", 1)),
+                  "tool call under a budget: %d tokens may follow", n);
+        }
+        qwen_grammar_state_free(st);
+        qwen_grammar_free(g);
+    }
+    printf("exact lists: %d states, %d listed, %d mismatches, %d narrow without a list\n", states,
+           listed, mismatches, narrow_unlisted);
+done:
+    free(ids);
+    free(in_list);
+    free(allowed);
+}
+
 /* ------------------------------------------------------------------ cost */
 
 
@@ -728,7 +892,7 @@ test_cost(void)
     uint32_t             seed = 1;
     int                  i, k, mode, reps = 20;
     double               t0, plain, filt, listed;
-    int32_t             *ids = malloc((size_t) (vocab / 4 + 1) * sizeof(int32_t));
+    int32_t             *ids = malloc((size_t) (vocab + 1) * sizeof(int32_t));
     int32_t              x;
 
     if (g == NULL || logits == NULL || l == NULL || ids == NULL) {
@@ -762,7 +926,7 @@ test_cost(void)
             /* as the scheduler does: the grammar's candidate list first */
             t0 = now_ms();
             for (i = 0; i < reps; i++) {
-                int32_t n_ids = qwen_grammar_candidates(st, ids, vocab / 4);
+                int32_t n_ids = qwen_grammar_candidates(st, ids, vocab);
 
                 memcpy(l, logits, (size_t) vocab * sizeof(float));
                 x = n_ids >= 0 ? qwen_sampler_sample_among(s, l, ids, n_ids, -1, allows_cb, st)
@@ -825,6 +989,9 @@ main(void)
         t0 = now_ms();
         test_generation();
         printf("generation: %.0f ms\n", now_ms() - t0);
+        t0 = now_ms();
+        test_exact_lists();
+        printf("exact lists: %.0f ms\n", now_ms() - t0);
         test_cost();
     }
     qwen_model_free(model);
