@@ -14,9 +14,11 @@
  */
 #include "grammar.h"
 #include "errors.h"
+#include "tokenizer_internal.h"
 
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,7 +114,28 @@ typedef struct {
     uint8_t *len;             /* characters */
     uint8_t *pend;            /* UTF-8 bytes due, | 0x80 with U+2028/9 */
     uint8_t *lcp;             /* classes in common with the group before */
+    int      refs;            /* atomic: grammars using it, and the cache */
 } g_plan;
+
+#define PLAN_CACHE 16   /* patterns' plans kept per tokenizer: a schema used
+                         * again compiles without building them (~10 ms each) */
+
+/* The per-token tables every grammar over one tokenizer shares (built
+ * once per tokenizer: qwen_tokenizer_attachment); the fields of
+ * qwen_grammar of the same names point into it. */
+typedef struct {
+    int32_t   n_tok;
+    uint16_t *tok_class;
+    uint8_t  *tok_nows;
+    int32_t  *by_first, *by_first_off, *by2_off;
+    uint8_t  *tok_skind, *tok_chars, *tok_pend, *tok_pre;
+    int32_t  *quote_ids, n_quote;
+    int32_t  *slow_ids, n_slow;
+    g_plan   *plain;                 /* plan 0: strings without a pattern */
+    pthread_mutex_t lock;            /* the cache of patterns' plans */
+    g_plan   *cache[PLAN_CACHE];
+    uint64_t  cache_used[PLAN_CACHE], clock;
+} g_vocab;
 
 /* token classes: the first byte (0..255), or one of these */
 #define TC_EOG   256
@@ -121,6 +144,8 @@ typedef struct {
 struct qwen_grammar {
     int                   refs;      /* atomic */
     const qwen_tokenizer *tok;
+    /* from here to plans: the tokenizer's tables (g_vocab), read only
+     * once classify_tokens has built them */
     uint16_t             *tok_class; /* [n_tok]: the first check, one load */
     uint8_t              *tok_nows;  /* [n_tok]: first non-whitespace byte (' ' if none) */
     int32_t               n_tok;
@@ -140,6 +165,7 @@ struct qwen_grammar {
      * without a pattern, rx_plan[r] for pattern r */
     g_plan              **plans;
     int32_t               n_plans;
+    const g_vocab        *vocab;                     /* owns the tables above */
     int32_t              *rx_plan;                   /* [n_rx] */
     g_node               *nodes;
     int32_t               n_nodes, cap_nodes;
@@ -1805,21 +1831,14 @@ plan_order(const void *a, const void *b)
     return (int) pl->pend[x] - (int) pl->pend[y];
 }
 
-/* The plain tokens grouped by class sequence (and UTF-8 bytes due) under
- * the classes of rx (NULL: one class, strings without a pattern). */
-static g_plan *
-plan_build(const qwen_grammar *g, const g_regex *rx)
+/* The classes of rx's symbols (NULL: one class, strings without a
+ * pattern): symbols no position of it tells apart share one. */
+static void
+plan_classes(const g_regex *rx, uint8_t *cls, uint8_t *rep)
 {
-    g_plan   *pl = calloc(1, sizeof(*pl));
-    int32_t  *grp = NULL, *slot = NULL, *order = NULL, *rank = NULL, *fill = NULL;
-    uint8_t   buf[256], *grown;
-    int32_t   id, i, j, n_cls = 0, cap_grp = 1024, n_plain = 0;
-    size_t    n, used = 0, cap_seq = 16384, mask, h, k;
-    const char *p;
+    int i, j, n_cls = 0;
 
-    if (pl == NULL) {
-        return NULL;
-    }
+    memset(rep, 0, G_RX_SYMS);
     for (i = 0; i < G_RX_SYMS; i++) {
         for (j = 0; rx != NULL && j < i; j++) {
             if (memcmp(&rx->sym[i], &rx->sym[j], sizeof(g_bits)) == 0) {
@@ -1827,12 +1846,40 @@ plan_build(const qwen_grammar *g, const g_regex *rx)
             }
         }
         if (rx != NULL && j == i) {
-            pl->rep[n_cls] = (uint8_t) i;
-            pl->cls[i] = (uint8_t) n_cls++;
+            rep[n_cls] = (uint8_t) i;
+            cls[i] = (uint8_t) n_cls++;
         } else {
-            pl->cls[i] = rx != NULL ? pl->cls[j] : 0;
+            cls[i] = rx != NULL ? cls[j] : 0;
         }
     }
+}
+
+static void
+plan_release(g_plan *pl)
+{
+    if (pl != NULL && __atomic_sub_fetch(&pl->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        plan_free(pl);
+    }
+}
+
+/* The plain tokens grouped by class sequence (and UTF-8 bytes due) under
+ * the classes cls (rep: a symbol of each). One reference. */
+static g_plan *
+plan_build(const qwen_grammar *g, const uint8_t *cls, const uint8_t *rep)
+{
+    g_plan   *pl = calloc(1, sizeof(*pl));
+    int32_t  *grp = NULL, *slot = NULL, *order = NULL, *rank = NULL, *fill = NULL;
+    uint8_t   buf[256], *grown;
+    int32_t   id, i, j, cap_grp = 1024, n_plain = 0;
+    size_t    n, used = 0, cap_seq = 16384, mask, h, k;
+    const char *p;
+
+    if (pl == NULL) {
+        return NULL;
+    }
+    pl->refs = 1;
+    memcpy(pl->cls, cls, G_RX_SYMS);
+    memcpy(pl->rep, rep, G_RX_SYMS);
     for (id = 0; id < g->n_tok; id++) {
         n_plain += (g->tok_skind[id] & ~SK_LS) == SK_PLAIN && g->tok_chars[id] < 255;
     }
@@ -1987,8 +2034,46 @@ fail:
     return NULL;
 }
 
-/* Plan 0 for strings without a pattern; patterns whose classes match an
- * earlier plan's share it. */
+/* rx's plan: from the tokenizer's cache when a pattern with the same
+ * classes was compiled lately, else built and cached. One reference. */
+static g_plan *
+plan_get(const qwen_grammar *g, const g_regex *rx)
+{
+    g_vocab *v = (g_vocab *) g->vocab;   /* the cache is the mutable part */
+    uint8_t  cls[G_RX_SYMS], rep[G_RX_SYMS];
+    g_plan  *pl = NULL, *old = NULL;
+    int      i, slot = 0;
+
+    plan_classes(rx, cls, rep);
+    pthread_mutex_lock(&v->lock);
+    for (i = 0; i < PLAN_CACHE; i++) {
+        if (v->cache[i] != NULL && memcmp(v->cache[i]->cls, cls, G_RX_SYMS) == 0) {
+            pl = v->cache[i];
+            __atomic_add_fetch(&pl->refs, 1, __ATOMIC_RELAXED);
+            v->cache_used[i] = ++v->clock;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&v->lock);
+    if (pl != NULL || (pl = plan_build(g, cls, rep)) == NULL) {
+        return pl;
+    }
+    pthread_mutex_lock(&v->lock);
+    for (i = 1; i < PLAN_CACHE; i++) {   /* an empty slot, else the oldest */
+        if (v->cache[slot] == NULL) break;
+        if (v->cache[i] == NULL || v->cache_used[i] < v->cache_used[slot]) slot = i;
+    }
+    old = v->cache[slot];
+    v->cache[slot] = pl;
+    v->cache_used[slot] = ++v->clock;
+    __atomic_add_fetch(&pl->refs, 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&v->lock);
+    plan_release(old);
+    return pl;
+}
+
+/* Plan 0 (the tokenizer's) for strings without a pattern; patterns whose
+ * classes match an earlier plan's share it. */
 static int
 build_plans(qwen_grammar *g)
 {
@@ -1996,28 +2081,123 @@ build_plans(qwen_grammar *g)
 
     g->plans = calloc((size_t) g->n_rx + 1, sizeof(g_plan *));
     g->rx_plan = calloc((size_t) g->n_rx + 1, sizeof(int32_t));
-    if (g->plans == NULL || g->rx_plan == NULL || (g->plans[0] = plan_build(g, NULL)) == NULL) {
+    if (g->plans == NULL || g->rx_plan == NULL) {
         return -1;
     }
+    g->plans[0] = g->vocab->plain;
     g->n_plans = 1;
     for (r = 0; r < g->n_rx; r++) {
-        g_plan *pl = plan_build(g, g->rx[r]);
+        g_plan *pl = plan_get(g, g->rx[r]);
 
         if (pl == NULL) {
             return -1;
         }
         for (j = 1; j < g->n_plans; j++) {
-            if (memcmp(g->plans[j]->cls, pl->cls, sizeof(pl->cls)) == 0) {
+            if (g->plans[j] == pl || memcmp(g->plans[j]->cls, pl->cls, G_RX_SYMS) == 0) {
                 break;
             }
         }
         if (j < g->n_plans) {
-            plan_free(pl);   /* the same classes: the same groups */
+            plan_release(pl);   /* the same classes: the same groups */
         } else {
             g->plans[g->n_plans++] = pl;
         }
         g->rx_plan[r] = j;
     }
+    return 0;
+}
+
+static void
+vocab_free(void *p)
+{
+    g_vocab *v = p;
+    int      i;
+
+    if (v != NULL) {
+        free(v->tok_class);
+        free(v->tok_nows);
+        free(v->by_first);
+        free(v->by_first_off);
+        free(v->by2_off);
+        free(v->tok_skind);
+        free(v->tok_chars);
+        free(v->tok_pend);
+        free(v->tok_pre);
+        free(v->quote_ids);
+        free(v->slow_ids);
+        plan_free(v->plain);
+        for (i = 0; i < PLAN_CACHE; i++) {
+            plan_release(v->cache[i]);
+        }
+        pthread_mutex_destroy(&v->lock);
+        free(v);
+    }
+}
+
+/* The tables of every grammar over tok: classify_tokens and plan 0 on a
+ * scratch grammar, whose arrays the g_vocab then owns. */
+static void *
+vocab_build(const qwen_tokenizer *tok)
+{
+    qwen_grammar *s = calloc(1, sizeof(*s));
+    g_vocab      *v = calloc(1, sizeof(*v));
+    uint8_t       cls[G_RX_SYMS], rep[G_RX_SYMS];
+    int           ok;
+
+    if (s == NULL || v == NULL) {
+        free(s);
+        free(v);
+        return NULL;
+    }
+    s->tok = tok;
+    pthread_mutex_init(&v->lock, NULL);
+    plan_classes(NULL, cls, rep);
+    ok = classify_tokens(s) == 0 && (v->plain = plan_build(s, cls, rep)) != NULL;
+    v->n_tok = s->n_tok;
+    v->tok_class = s->tok_class;
+    v->tok_nows = s->tok_nows;
+    v->by_first = s->by_first;
+    v->by_first_off = s->by_first_off;
+    v->by2_off = s->by2_off;
+    v->tok_skind = s->tok_skind;
+    v->tok_chars = s->tok_chars;
+    v->tok_pend = s->tok_pend;
+    v->tok_pre = s->tok_pre;
+    v->quote_ids = s->quote_ids;
+    v->n_quote = s->n_quote;
+    v->slow_ids = s->slow_ids;
+    v->n_slow = s->n_slow;
+    free(s);
+    if (!ok) {
+        vocab_free(v);
+        return NULL;
+    }
+    return v;
+}
+
+static int
+use_vocab(qwen_grammar *g)
+{
+    const g_vocab *v = qwen_tokenizer_attachment(g->tok, vocab_build, vocab_free);
+
+    if (v == NULL) {
+        return -1;
+    }
+    g->vocab = v;
+    g->n_tok = v->n_tok;
+    g->tok_class = v->tok_class;
+    g->tok_nows = v->tok_nows;
+    g->by_first = v->by_first;
+    g->by_first_off = v->by_first_off;
+    g->by2_off = v->by2_off;
+    g->tok_skind = v->tok_skind;
+    g->tok_chars = v->tok_chars;
+    g->tok_pend = v->tok_pend;
+    g->tok_pre = v->tok_pre;
+    g->quote_ids = v->quote_ids;
+    g->n_quote = v->n_quote;
+    g->slow_ids = v->slow_ids;
+    g->n_slow = v->n_slow;
     return 0;
 }
 
@@ -2041,7 +2221,7 @@ qwen_grammar_new_json(const qwen_tokenizer *tok, const char *schema_json, char *
     }
     g->refs = 1;
     g->tok = tok;
-    if (classify_tokens(g) != 0 || add_node(g, T_ANY) != 0) {   /* node 0: any value */
+    if (use_vocab(g) != 0 || add_node(g, T_ANY) != 0) {   /* node 0: any value */
         qwen_fail(err, err_len, "out of memory");
         goto fail;
     }
@@ -2146,19 +2326,8 @@ qwen_grammar_free(qwen_grammar *g)
     free(g->props);
     free(g->strs);
     free(g->nodes);
-    free(g->tok_class);
-    free(g->tok_nows);
-    free(g->by_first);
-    free(g->by_first_off);
-    free(g->by2_off);
-    free(g->tok_skind);
-    free(g->tok_chars);
-    free(g->tok_pend);
-    free(g->tok_pre);
-    free(g->quote_ids);
-    free(g->slow_ids);
-    for (i = 0; g->plans != NULL && i < g->n_plans; i++) {
-        plan_free(g->plans[i]);
+    for (i = 1; g->plans != NULL && i < g->n_plans; i++) {
+        plan_release(g->plans[i]);   /* plan 0 is the tokenizer's (g_vocab) */
     }
     free(g->plans);
     free(g->rx_plan);

@@ -9,6 +9,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 
 #include <pcre2.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,7 +66,12 @@ struct qwen_tokenizer {
     char       *pattern;
     char       *pre;
     char       *chat_template;
+
+    void       *attached;     /* qwen_tokenizer_attachment's table */
+    void      (*attached_free)(void *);
 };
+
+static pthread_mutex_t attach_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* ------------------------------------------------------------ hashing */
 
@@ -214,6 +220,7 @@ void
 qwen_tokenizer_free(qwen_tokenizer *t)
 {
     if (t == NULL) return;
+    if (t->attached != NULL) t->attached_free(t->attached);
     free(t->off);
     free(t->blob);
     free(t->flags);
@@ -225,6 +232,22 @@ qwen_tokenizer_free(qwen_tokenizer *t)
     free(t->pre);
     free(t->chat_template);
     free(t);
+}
+
+void *
+qwen_tokenizer_attachment(const qwen_tokenizer *t, void *(*build)(const qwen_tokenizer *),
+                          void (*destroy)(void *))
+{
+    qwen_tokenizer *m = (qwen_tokenizer *) t;   /* a cache: not the tokenizer's meaning */
+    void           *a;
+
+    pthread_mutex_lock(&attach_lock);
+    if (m->attached == NULL && (m->attached = build(t)) != NULL) {
+        m->attached_free = destroy;
+    }
+    a = m->attached;
+    pthread_mutex_unlock(&attach_lock);
+    return a;
 }
 
 static char *

@@ -31,4 +31,11 @@ typedef struct {
 int qwen_tokenizer_build(const qwen_vocab_arrays *v, qwen_tokenizer **out,
                          char *err, size_t err_len);
 
+/* A table derived once from the tokenizer and shared by its users (the
+ * grammar's per-token tables): build(t) runs on the first call, under a
+ * lock, and its result lives until the tokenizer is freed (destroy).
+ * NULL when build failed (the next call tries again). */
+void *qwen_tokenizer_attachment(const qwen_tokenizer *t, void *(*build)(const qwen_tokenizer *),
+                                void (*destroy)(void *));
+
 #endif

@@ -843,6 +843,38 @@ test_exact_lists(void)
           narrow_unlisted);
     CHECK(listed * 2 >= states, "exact lists: only %d of %d states listed", listed, states);
     {
+        /* more patterns than the tokenizer's plan cache holds (16), all
+         * alive at once: evicted plans stay with their grammars, and the
+         * first grammar's list inside its string is still exact */
+        qwen_grammar       *gs[20];
+        qwen_grammar_state *st;
+        char                schema[160];
+        int32_t             n, n_allowed = 0, id;
+        int                 k;
+
+        for (k = 0; k < 20; k++) {
+            snprintf(schema, sizeof(schema), "{\"type\":\"object\",\"properties\":{\"s\":"
+                     "{\"type\":\"string\",\"pattern\":\"^[a-%c]{1,5}$\"}},\"required\":[\"s\"]}",
+                     'b' + k);
+            gs[k] = qwen_grammar_new_json(tok, schema, err, sizeof(err));
+            CHECK(gs[k] != NULL, "plan cache: %s", err);
+        }
+        st = gs[0] != NULL ? qwen_grammar_state_new(gs[0]) : NULL;
+        CHECK(st != NULL && qwen_grammar_accept_bytes(st, "{\"s\":\"a", 7) == 0, "plan cache: state");
+        if (st != NULL) {
+            n = qwen_grammar_candidates(st, ids, vocab);
+            for (id = 0; id < vocab; id++) {
+                n_allowed += qwen_grammar_allows(st, id);
+            }
+            /* [a-b]{1,5} after "a": a, b, ab, ba, ... and the closing quote */
+            CHECK(n > 0 && n == n_allowed, "plan cache: %d listed, %d allowed", n, n_allowed);
+        }
+        qwen_grammar_state_free(st);
+        for (k = 0; k < 20; k++) {
+            qwen_grammar_free(gs[k]);
+        }
+    }
+    {
         /* a call's JSON under a budget shorter than its close: each token
          * must shorten the way, and "e" (no token holds e":) must count as
          * progress although </tool_call> is still due */
