@@ -927,6 +927,15 @@ ngx_http_qwen_model_get(ngx_conf_t *cf, ngx_str_t *path)
                            "qwen_model \"%V\" has no tokenizer: only "
                            "prompts given as token ids can be served",
                            &m->path);
+
+    } else {
+        /* structured output's per-token tables (~2.5 MB, ~20 ms) are
+         * built with the first grammar: here, so the workers share them
+         * and their first constrained request does not pay for them */
+        qwen_grammar  *g = qwen_grammar_new_json(m->tokenizer, NULL, err,
+                                                 sizeof(err));
+
+        qwen_grammar_free(g);
     }
 
     ngx_log_error(NGX_LOG_NOTICE, cf->log, 0,
