@@ -1,8 +1,8 @@
 /*
  * qwen_grammar_cmds.c - qwen grammar-bench: what constrained sampling
  * costs per token over the model's vocabulary, for a few real-world
- * schemas (extraction, an invoice, classification, a tool call with a
- * recursive filter). Each step is what the scheduler does for a request
+ * schemas (any JSON object, extraction, an invoice, classification, a tool
+ * call with a recursive filter). Each step is what the scheduler does for a request
  * with a grammar: set the token budget, take the grammar's candidate list
  * (or scan), sample through the filter (greedy, and temperature 1 with
  * top-k 20), advance the automaton. Logits are random (seeded), fresh each
@@ -23,6 +23,7 @@ static const struct {
     const char *name;
     const char *schema;
 } SCHEMAS[] = {
+    { "json-object", NULL },   /* response_format json_object: any object */
     { "extract-person",
       "{\"type\":\"object\",\"properties\":{"
       "\"name\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":40},"

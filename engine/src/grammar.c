@@ -1710,7 +1710,7 @@ classify_tokens(qwen_grammar *g)
 {
     const char *p;
     size_t      n;
-    int32_t     id, k, *pos;
+    int32_t     id, i, k, *pos, *by3;
     size_t      cnt = (size_t) (g->n_tok = qwen_tokenizer_vocab_size(g->tok));
 
     if (cnt == 0) {
@@ -1770,8 +1770,29 @@ classify_tokens(qwen_grammar *g)
     for (k = 1; k <= B2_KEYS; k++) {
         g->by2_off[k] += g->by2_off[k - 1];
     }
-    memcpy(pos, g->by2_off, (B2_KEYS + 1) * sizeof(int32_t));
+    /* the ids in third-byte order first (a stable pass): then each (first,
+     * second) group is ordered by it, and the walk feeds each three-byte
+     * prefix once */
+    by3 = malloc(cnt * sizeof(int32_t));
+    if (by3 == NULL) {
+        free(pos);
+        return -1;
+    }
+    memset(pos, 0, 258 * sizeof(int32_t));
     for (id = 0; id < g->n_tok; id++) {
+        p = qwen_token_bytes(g->tok, id, &n);
+        pos[(p != NULL && n >= 3 ? (unsigned char) p[2] + 1 : 0) + 1]++;
+    }
+    for (k = 1; k < 258; k++) {
+        pos[k] += pos[k - 1];
+    }
+    for (id = 0; id < g->n_tok; id++) {
+        p = qwen_token_bytes(g->tok, id, &n);
+        by3[pos[p != NULL && n >= 3 ? (unsigned char) p[2] + 1 : 0]++] = id;
+    }
+    memcpy(pos, g->by2_off, (B2_KEYS + 1) * sizeof(int32_t));
+    for (i = 0; i < g->n_tok; i++) {
+        id = by3[i];
         if (g->tok_class[id] == TC_EOG) {
             g->by_first[pos[B2_KEYS - 1]++] = id;
         } else if (g->tok_class[id] != TC_NEVER) {
@@ -1780,6 +1801,7 @@ classify_tokens(qwen_grammar *g)
             g->by_first[pos[k]++] = id;
         }
     }
+    free(by3);
     free(pos);
     for (k = 0; k <= 256; k++) {
         g->by_first_off[k] = g->by2_off[B2(k, 0)];
@@ -3477,10 +3499,12 @@ first_has(const qwen_grammar_state *st, int c)
  * groups (g_plan: a pattern step per distinct class prefix, then length
  * and budget per group), the tokens with '"' by their plain part and
  * what follows the string (one state for all of them), the few with '\\'
- * by the automaton. Elsewhere a walk over the tokens by first and second
- * byte feeds each two-byte prefix once and the rest of a token only when
- * its prefix lives. Past W_MAX fed bytes the walk gives up (-1: the
- * sampler checks its best tokens itself).
+ * by the automaton. Elsewhere a walk over the tokens by first, second
+ * and third byte feeds each prefix of up to three bytes once and the rest
+ * of a token only when its prefix lives; back inside a string, a token's
+ * plain rest is checked as above. Where most of the vocabulary fits (a
+ * free string with room), or past W_MAX fed bytes, there is no list (-1):
+ * the sampler checks its best tokens itself (token_step).
  */
 #define W_MAX 60000
 
@@ -3631,6 +3655,9 @@ string_list(g_list *l, qwen_grammar_state *sp, qwen_grammar_state *out)
     }
     pl = x.pl;
     slen = x.t->slen;
+    if (x.rx == NULL && str_fits(l, &x, 254, 3, 0, 0)) {
+        return -1;   /* a free string with room: every plain token fits */
+    }
     if (x.rx != NULL) {
         stk[0] = x.t->rx;
     }
@@ -3732,12 +3759,12 @@ string_list(g_list *l, qwen_grammar_state *sp, qwen_grammar_state *out)
 
 static int32_t
 walk_list(g_list *l, qwen_grammar_state *s1, qwen_grammar_state *s2,
-          qwen_grammar_state *s3)
+          qwen_grammar_state *s3, qwen_grammar_state *s4)
 {
     const qwen_grammar_state *st = l->st;
     const qwen_grammar       *g = st->g;
     int32_t                   i, a, b, id, work = 0;
-    int                       c, d, ok, in_str, lead2, plain;
+    int                       c, d, ok, in_str, lead2, plain, third, ok3;
     g_strctx                  x;
 
     for (c = 0; c < 256; c++) {
@@ -3768,6 +3795,8 @@ walk_list(g_list *l, qwen_grammar_state *s1, qwen_grammar_state *s2,
             /* inside a string again (after an escape or a character's
              * last bytes): a plain rest is checked without the automaton */
             in_str = in_plain_string(s2) && str_ctx(s2, &x) == 0;
+            third = -1;
+            ok3 = 0;
             lead2 = ((c & 0xC0) != 0x80) + (((d - 1) & 0xC0) != 0x80);   /* characters begun */
             for (i = a; i < b; i++) {
                 size_t      n, j;
@@ -3791,13 +3820,27 @@ walk_list(g_list *l, qwen_grammar_state *s1, qwen_grammar_state *s2,
                     ok = str_bytes_fit(l, &x, p + 2, n - 2, g->tok_chars[id] - lead2,
                                        g->tok_pend[id], g->tok_skind[id] & SK_LS);
                 } else {
-                    copy_state(s3, s2);
-                    for (j = 2, ok = 1; j < n && ok; j++) {
-                        ok = feed(s3, (unsigned char) p[j]) == 0;
+                    /* the group is in third-byte order: one state per byte */
+                    if ((unsigned char) p[2] != third) {
+                        third = (unsigned char) p[2];
+                        copy_state(s3, s2);
+                        ok3 = feed(s3, (unsigned char) third) == 0;
+                        if (++work > W_MAX) return -1;
                     }
-                    work += (int32_t) (j - 2);
-                    if (work > W_MAX) return -1;
-                    ok = ok && within_budget(l, s3);
+                    if (!ok3) {
+                        continue;
+                    }
+                    if (n == 3) {
+                        ok = within_budget(l, s3);
+                    } else {
+                        copy_state(s4, s3);
+                        for (j = 3, ok = 1; j < n && ok; j++) {
+                            ok = feed(s4, (unsigned char) p[j]) == 0;
+                        }
+                        work += (int32_t) (j - 3);
+                        if (work > W_MAX) return -1;
+                        ok = ok && within_budget(l, s4);
+                    }
                 }
                 if (ok && list_add(l, &id, 1) != 0) {
                     return -1;
@@ -3851,13 +3894,13 @@ qwen_grammar_candidates(const qwen_grammar_state *st, int32_t *ids, int32_t cap)
     if (st->outer == O_TEXT) {
         return -1;   /* text: the sampler's own selection */
     }
-    tmp = malloc(3 * sizeof(*tmp));
+    tmp = malloc(4 * sizeof(*tmp));
     if (tmp == NULL) {
         return -1;
     }
     n = st->outer == O_AFTER ? after_list(&l, tmp)
         : in_plain_string(st) ? string_list(&l, tmp, tmp + 1)
-        : walk_list(&l, tmp, tmp + 1, tmp + 2);
+        : walk_list(&l, tmp, tmp + 1, tmp + 2, tmp + 3);
     free(tmp);
     if (n < 0) {
         return -1;
