@@ -1803,6 +1803,14 @@ classify_tokens(qwen_grammar *g)
     }
     free(by3);
     free(pos);
+    /* the id lists hold a few thousand: give the rest back (a shrink
+     * that fails keeps the larger block) */
+    if ((by3 = realloc(g->quote_ids, (size_t) (g->n_quote + 1) * sizeof(int32_t))) != NULL) {
+        g->quote_ids = by3;
+    }
+    if ((by3 = realloc(g->slow_ids, (size_t) (g->n_slow + 1) * sizeof(int32_t))) != NULL) {
+        g->slow_ids = by3;
+    }
     for (k = 0; k <= 256; k++) {
         g->by_first_off[k] = g->by2_off[B2(k, 0)];
     }
