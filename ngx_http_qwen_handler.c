@@ -26,8 +26,8 @@ static void ngx_http_qwen_body_handler(ngx_http_request_t *r);
 static u_char *ngx_http_qwen_read_body(ngx_http_request_t *r, size_t *len);
 static ngx_int_t ngx_http_qwen_submit_error(ngx_http_request_t *r,
     ngx_http_qwen_ctx_t *ctx, int rc, char *err);
-static ngx_int_t ngx_http_qwen_server_full(ngx_http_request_t *r,
-    ngx_http_qwen_ctx_t *ctx, ngx_uint_t held, ngx_uint_t capacity);
+static ngx_int_t ngx_http_qwen_busy(ngx_http_request_t *r,
+    ngx_http_qwen_ctx_t *ctx, const char *fmt, ...);
 
 static void ngx_http_qwen_process(ngx_http_qwen_ctx_t *ctx);
 static void ngx_http_qwen_check_blocked(ngx_http_qwen_ctx_t *ctx,
@@ -398,7 +398,15 @@ ngx_http_qwen_generate(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx)
     /* refused only when every worker's slots and queue are full */
     if (ngx_http_qwen_admit(ctx, &held, &capacity) == NGX_BUSY) {
         ngx_http_qwen_quota_settle(ctx, 0);
-        return ngx_http_qwen_server_full(r, ctx, held, capacity);
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "qwen: server full (%ui of %ui requests across "
+                      "workers), answering %ui", held, capacity,
+                      ctx->conf->queue_full_status);
+
+        return ngx_http_qwen_busy(r, ctx, "the server is busy: its workers "
+                                  "hold %ui requests, as many as their "
+                                  "slots and queues take", held);
     }
 
     err[0] = '\0';
@@ -451,7 +459,6 @@ static ngx_int_t
 ngx_http_qwen_submit_error(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
     int rc, char *err)
 {
-    u_char                    *p;
     qwen_engine_stats          stats;
     ngx_http_qwen_loc_conf_t  *qlcf;
 
@@ -460,28 +467,18 @@ ngx_http_qwen_submit_error(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
     switch (rc) {
 
     case QWEN_E_QUEUE_FULL:
-        ngx_http_qwen_metrics_refused(QP_REFUSED_BUSY);
-
-        p = ngx_pnalloc(r->pool, 256);
-        if (p == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
+        /* this worker's engine (a worker without a zone slot, or past the
+         * models the zone counts) */
         qwen_engine_get_stats(qlcf->model->engine, &stats);
-
-        (void) ngx_snprintf(p, 256, "the server is busy: all %d slots are "
-                            "generating and %d requests are waiting; "
-                            "retry after %T s%Z", stats.n_slots,
-                            stats.waiting, qlcf->retry_after);
 
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "qwen: queue full (%d running, %d waiting), "
                       "answering %ui", stats.running, stats.waiting,
                       qlcf->queue_full_status);
 
-        return ngx_http_qwen_send_error(r, ctx, qlcf->queue_full_status,
-                                        "overloaded_error", (const char *) p,
-                                        qlcf->retry_after);
+        return ngx_http_qwen_busy(r, ctx, "the server is busy: all %d slots "
+                                  "are generating and %d requests are "
+                                  "waiting", stats.n_slots, stats.waiting);
 
     case QWEN_E_TOO_LONG:
     case QWEN_E_INVALID:
@@ -504,12 +501,15 @@ ngx_http_qwen_submit_error(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
 }
 
 
-/* Every worker's slots and queue are full (ngx_http_qwen_admit). */
+/* The refusal of a full server (this worker's engine, or every worker's
+ * slots and queues: ngx_http_qwen_admit): qwen_queue_full_status with
+ * Retry-After, the message saying which, and the busy refusal counted. */
 static ngx_int_t
-ngx_http_qwen_server_full(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
-    ngx_uint_t held, ngx_uint_t capacity)
+ngx_http_qwen_busy(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
+    const char *fmt, ...)
 {
-    u_char                    *p;
+    u_char                    *p, *last;
+    va_list                    args;
     ngx_http_qwen_loc_conf_t  *qlcf;
 
     qlcf = ctx->conf;
@@ -521,13 +521,13 @@ ngx_http_qwen_server_full(ngx_http_request_t *r, ngx_http_qwen_ctx_t *ctx,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    (void) ngx_snprintf(p, 256, "the server is busy: its workers hold %ui "
-                        "requests, as many as their slots and queues take; "
-                        "retry after %T s%Z", held, qlcf->retry_after);
+    va_start(args, fmt);
+    last = ngx_vslprintf(p, p + 255, fmt, args);
+    va_end(args);
 
-    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "qwen: server full (%ui of %ui requests across workers), "
-                  "answering %ui", held, capacity, qlcf->queue_full_status);
+    last = ngx_slprintf(last, p + 255, "; retry after %T s",
+                        qlcf->retry_after);
+    *last = '\0';
 
     return ngx_http_qwen_send_error(r, ctx, qlcf->queue_full_status,
                                     "overloaded_error", (const char *) p,

@@ -9,6 +9,9 @@
  *   op 2  the first allowed token from an id (3 bytes) on: it must be
  *         accepted; drives the state deep into valid JSON
  *   op 3  an end-of-generation token: allowed exactly when complete()
+ *   op 4  the candidate list: when there is one, exactly the tokens
+ *         allows() takes, each once
+ *   op 5  a token budget (1 byte: 0..254, 255 none), as the scheduler sets
  * The tokenizer is the micro seed GGUF's 288 tokens (every byte has one):
  * compiling classifies every token, ~40 ms for the real 151,936 under ASan,
  * which would leave the fuzzer ~25 inputs a second. QWEN_FUZZ_MODEL=PATH
@@ -16,7 +19,8 @@
  */
 #include "fuzz_common.h"
 
-static int32_t vocab, eog = -1;
+static int32_t vocab, eog = -1, *ids;
+static uint8_t *seen;
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -26,6 +30,9 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 
     (void) argc; (void) argv;
     vocab = qwen_tokenizer_vocab_size(tok);
+    ids = malloc((size_t) (vocab + 1) * sizeof(int32_t));
+    seen = calloc((size_t) vocab + 1, 1);
+    FUZZ_CHECK(ids != NULL && seen != NULL, "out of memory");
     for (i = 0; i < vocab && eog < 0; i++) {
         if (qwen_token_is_eog(tok, i)) {
             eog = i;
@@ -70,7 +77,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(st != NULL, "qwen_grammar_state_new");
     i = nul ? slen + 1 : size;
     while (i < size && ops++ < 256) {
-        uint8_t op = data[i++] & 3;
+        uint8_t op = data[i++] % 6;
 
         switch (op) {
         case 0:
@@ -106,6 +113,35 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     FUZZ_CHECK(qwen_grammar_accept(st, t) == 0, "allowed %d refused", (int) t);
                     break;
                 }
+            }
+            break;
+        case 4: {
+            int32_t n = qwen_grammar_candidates(st, ids, vocab), a = 0;
+
+            if (n < 0) {
+                break;
+            }
+            for (k = 0; k < n; k++) {
+                FUZZ_CHECK(ids[k] >= 0 && ids[k] < vocab && !seen[ids[k]],
+                           "candidate %d out of range or listed twice", (int) ids[k]);
+                seen[ids[k]] = 1;
+            }
+            for (t = 0; t < vocab; t++) {
+                allowed = qwen_grammar_allows(st, t);
+                a += allowed;
+                FUZZ_CHECK(allowed == seen[t], "token %d: allowed %d, listed %d", (int) t,
+                           allowed, seen[t]);
+            }
+            for (k = 0; k < n; k++) {
+                seen[ids[k]] = 0;
+            }
+            FUZZ_CHECK(a == n, "%d listed, %d allowed", (int) n, (int) a);
+            break;
+        }
+        case 5:
+            if (i < size) {
+                qwen_grammar_set_budget(st, data[i] == 255 ? 0x7fffffff : data[i]);
+                i++;
             }
             break;
         default:
