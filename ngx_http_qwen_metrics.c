@@ -251,6 +251,7 @@ ngx_http_qwen_metrics_init_process(ngx_cycle_t *cycle)
 
     if (slot != -1) {
         ctx->sh->slots[slot].pid = ngx_pid;
+        ctx->sh->slots[slot].alive_at = ngx_current_msec;
         qp_metrics_init(&ctx->sh->slots[slot].gauges);
         ngx_http_qwen_admit_init(&ctx->sh->slots[slot], qmcf);
     }
@@ -454,8 +455,9 @@ ngx_http_qwen_metrics_refused(qp_refusal why)
  * for the model (running and queued) against the sum of their qwen_slots
  * and qwen_queue. A worker's engine therefore queues past its own
  * qwen_queue, up to what the other workers would have taken (a bound set
- * at start, ngx_http_qwen_engine.c). A crashed worker's slot is skipped:
- * what it held died with it.
+ * at start, ngx_http_qwen_engine.c). A crashed worker's slot is skipped
+ * and freed: what it held died with it (each other worker's pid is checked
+ * at most once a second, so a count may outlive its worker that long).
  */
 
 static void
@@ -502,8 +504,21 @@ ngx_http_qwen_admit_sum(ngx_http_qwen_metrics_t *mctx, uint32_t key,
     for (i = 0; i < NGX_HTTP_QWEN_METRICS_SLOTS; i++) {
         slot = &mctx->sh->slots[i];
 
-        if (slot->pid == 0 || !ngx_http_qwen_pid_alive(slot->pid)) {
+        if (slot->pid == 0) {
             continue;
+        }
+
+        /* kill(pid, 0) at most once a second per worker, not per request:
+         * a crashed worker's counts linger that long at most */
+        if (slot->pid != ngx_pid
+            && (ngx_msec_int_t) (ngx_current_msec - slot->alive_at) >= 1000)
+        {
+            if (!ngx_http_qwen_pid_alive(slot->pid)) {
+                slot->pid = 0;   /* free for the worker that replaces it */
+                continue;
+            }
+
+            slot->alive_at = ngx_current_msec;
         }
 
         for (j = 0; j < NGX_HTTP_QWEN_ADMIT_MODELS; j++) {

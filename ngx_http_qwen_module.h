@@ -85,6 +85,7 @@ typedef struct {
 
 typedef struct {
     ngx_pid_t                    pid;        /* 0: free */
+    ngx_msec_t                   alive_at;   /* last seen alive by admission */
     qp_metrics                   gauges;
     ngx_http_qwen_admit_t        admit[NGX_HTTP_QWEN_ADMIT_MODELS];
 } ngx_http_qwen_metrics_slot_t;
