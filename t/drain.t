@@ -51,7 +51,7 @@ like($out, qr/qwen_model "\Q$hf\E";/, '... serves the directory');
 like($out, qr/qwen_threads $nproc;/, "... no cgroup quota: qwen_threads $nproc (nproc)");
 like($out, qr/listen 127\.0\.0\.1:$port;/, '... listen address set');
 like($out, qr{pid \Q$dir\E/run/nginx\.pid;}, '... pid and temp paths in QWEN_RUN_DIR');
-unlike($out, qr{/tmp/}, '... nothing left in /tmp');
+unlike($out, qr{ /tmp/nginx}, '... nothing left in /tmp');
 
 my $md = "$dir/model";
 make_path($md);
