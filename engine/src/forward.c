@@ -14,6 +14,7 @@
 #include "forward.h"
 #include "kernels/kernels.h"
 #include "kv_cache.h"
+#include "repack.h"
 #include "threadpool.h"
 
 #include <math.h>
@@ -354,7 +355,34 @@ typedef struct {
     const qwen_tensor  *w[MM_MAX_TARGETS];
     float              *out[MM_MAX_TARGETS];   /* [token][rows] */
     int64_t             total_rows;
+    int64_t             rows_unit;     /* threads split rows in these */
 } mm_job;
+
+/* Rows [lo, hi) of a packed weight (whole groups) for the dot tokens: each
+ * group against the tokens four at a time, while it is in cache. */
+static void
+mm_packed(const mm_job *job, qwen_packed_dot_fn pdot, const qwen_tensor *w, float *out,
+          int64_t lo, int64_t hi)
+{
+    size_t      gb = qwen_packed_group_bytes(w->type, w->n_cols);
+    float       res[4 * QWEN_PACK_ROWS];
+    const char *grp;
+    int64_t     r;
+    int         g, i, nt;
+
+    for (r = lo; r < hi; r += QWEN_PACK_ROWS) {
+        grp = (const char *) w->packed + (size_t) (r / QWEN_PACK_ROWS) * gb;
+        for (g = 0; g < job->n_gen; g += 4) {
+            nt = job->n_gen - g < 4 ? job->n_gen - g : 4;
+            pdot(w->n_cols, grp, (const char *) job->act + (size_t) g * job->act_stride,
+                 job->act_stride, nt, res);
+            for (i = 0; i < nt; i++) {
+                memcpy(out + (size_t) job->idx_gen[g + i] * w->n_rows + r,
+                       res + i * QWEN_PACK_ROWS, sizeof(float) * QWEN_PACK_ROWS);
+            }
+        }
+    }
+}
 
 /* Rows are split evenly over threads across all targets, so fused q/k/v or
  * gate/up projections cost one barrier and keep every thread busy. */
@@ -363,8 +391,10 @@ mm_task(void *arg, int ith, int nth)
 {
     mm_job             *job = arg;
     const qwen_kernels *k = job->ctx->kern;
-    int64_t             r0 = job->total_rows * ith / nth;
-    int64_t             r1 = job->total_rows * (ith + 1) / nth;
+    /* in whole packed groups when every target's rows come in them */
+    int64_t             unit = job->rows_unit;
+    int64_t             r0 = job->total_rows / unit * ith / nth * unit;
+    int64_t             r1 = job->total_rows / unit * (ith + 1) / nth * unit;
     int64_t             base = 0, r, lo, hi;
     int                 t, g, i;
     const qwen_tensor  *w;
@@ -388,6 +418,10 @@ mm_task(void *arg, int ith, int nth)
                     job->ctx->gemm_scratch + (size_t) ith * job->ctx->gemm_scratch_bytes);
         }
         if (job->n_gen == 0) {
+            continue;
+        }
+        if (w->packed != NULL && k->packed_dot[w->type] != NULL) {
+            mm_packed(job, k->packed_dot[w->type], w, out, lo, hi);
             continue;
         }
         dot = k->vec_dot[w->type];
@@ -538,10 +572,14 @@ matmul(qwen_ctx *ctx, const float *x, int n_tok, int n_targets, const qwen_tenso
         }
     }
     job.n_targets = n_targets;
+    job.rows_unit = QWEN_PACK_ROWS;
     for (t = 0; t < n_targets; t++) {
         job.w[t] = w[t];
         job.out[t] = out[t];
         job.total_rows += w[t]->n_rows;
+        if (w[t]->n_rows % QWEN_PACK_ROWS != 0) {
+            job.rows_unit = 1;
+        }
     }
     qwen_pool_run(ctx->pool, mm_task, &job);
 }

@@ -8,6 +8,8 @@
 #include "model.h"
 #include "errors.h"
 #include "gguf.h"
+#include "kernels/kernels.h"
+#include "repack.h"
 #include "safetensors.h"
 #include "tokenizer_internal.h"
 
@@ -755,6 +757,82 @@ done:
 
 /* ------------------------------------------------------------- public */
 
+/*
+ * Repack the weights the best kernel table reads packed (repack.h), once,
+ * into shared anonymous memory: every worker forked after the load, and
+ * every reload's, reads this one copy. The file pages of a packed tensor
+ * are then dropped from this process's mapping (they stay in the page
+ * cache), so a worker does not have the weights resident twice; they come
+ * back only where something still reads the file's rows (the embedding
+ * lookup, a table without packed kernels). QWEN_REPACK=0 keeps the file's
+ * layout (for comparisons).
+ */
+static int
+repack_weights(qwen_model *m, char *err, size_t err_len)
+{
+    const qwen_kernels *k = qwen_kernels_best();
+    const char         *env = getenv("QWEN_REPACK");
+    qwen_tensor        *ts[8 * 1024];
+    size_t              total = 0, gb, off = 0, page = (size_t) sysconf(_SC_PAGESIZE);
+    int                 n = 0, i;
+    char               *dst;
+    qwen_layer         *L;
+
+    if (env != NULL && strcmp(env, "0") == 0) {
+        return 0;
+    }
+    for (i = 0; i < m->cfg.n_layers && n + 8 <= (int) (sizeof(ts) / sizeof(ts[0])); i++) {
+        L = &m->layers[i];
+        ts[n++] = &L->wq;
+        ts[n++] = &L->wk;
+        ts[n++] = &L->wv;
+        ts[n++] = &L->wo;
+        ts[n++] = &L->w_gate;
+        ts[n++] = &L->w_up;
+        ts[n++] = &L->w_down;
+    }
+    ts[n++] = &m->output;
+    for (i = 0; i < n; i++) {
+        if (k->packed_dot[ts[i]->type] != NULL
+            && qwen_packable(ts[i]->type, ts[i]->n_rows, ts[i]->n_cols))
+        {
+            total += qwen_packed_group_bytes(ts[i]->type, ts[i]->n_cols)
+                     * (size_t) (ts[i]->n_rows / QWEN_PACK_ROWS);
+        }
+    }
+    if (total == 0) {
+        return 0;
+    }
+    dst = shared_alloc(m, total, err, err_len);
+    if (dst == NULL) {
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        qwen_tensor *t = ts[i];
+        int64_t      g;
+        uintptr_t    lo, hi;
+
+        if (k->packed_dot[t->type] == NULL || !qwen_packable(t->type, t->n_rows, t->n_cols)) {
+            continue;
+        }
+        gb = qwen_packed_group_bytes(t->type, t->n_cols);
+        for (g = 0; g < t->n_rows / QWEN_PACK_ROWS; g++) {
+            qwen_pack_group(t->type, (const char *) t->data
+                            + (size_t) g * QWEN_PACK_ROWS * t->row_bytes, t->row_bytes,
+                            t->n_cols, dst + off + (size_t) g * gb);
+        }
+        t->packed = dst + off;
+        off += gb * (size_t) (t->n_rows / QWEN_PACK_ROWS);
+        /* the whole pages of the file's copy leave this process's mapping */
+        lo = ((uintptr_t) t->data + page - 1) & ~(uintptr_t) (page - 1);
+        hi = ((uintptr_t) t->data + t->row_bytes * (size_t) t->n_rows) & ~(uintptr_t) (page - 1);
+        if (hi > lo) {
+            (void) madvise((void *) lo, hi - lo, MADV_DONTNEED);
+        }
+    }
+    return 0;
+}
+
 qwen_model *
 qwen_model_load(const char *path, char *err, size_t err_len)
 {
@@ -778,6 +856,9 @@ qwen_model_load(const char *path, char *err, size_t err_len)
     } else {
         rc = load_gguf(m, path, &src, err, err_len);
         qwen_gguf_release(&src.gguf);
+    }
+    if (rc == 0) {
+        rc = repack_weights(m, err, err_len);
     }
     if (rc != 0) {
         qwen_model_free(m);

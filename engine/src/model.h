@@ -16,6 +16,9 @@ typedef struct {
     int64_t     n_rows;     /* output features */
     size_t      row_bytes;
     const void *data;
+    /* the rows repacked at load (repack.h: groups of QWEN_PACK_ROWS rows)
+     * for the tables that read them; NULL when not packed */
+    const void *packed;
 } qwen_tensor;
 
 typedef struct {

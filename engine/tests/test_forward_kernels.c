@@ -9,10 +9,12 @@
  *    bit, the logits each gets decoded alone;
  *  - every table's prompt logits agree with the scalar reference table's,
  *    in each KV cache format the table has.
- * Weights: Q4_K layers with a Q6_K tied embedding (as Q4_K_M), and Q8_0.
+ * Weights: Q4_K layers with a Q6_K tied embedding (as Q4_K_M), the same
+ * repacked as the loader repacks them (repack.h), and Q8_0.
  */
 #include "model.h"
 #include "kernels/kernels.h"
+#include "repack.h"
 #include "test.h"
 #include "batch_invariance.h"
 
@@ -38,7 +40,7 @@ frand(void)   /* uniform in [-1, 1) */
 static qwen_tensor
 tensor(int type, int64_t n_rows, int64_t n_cols, float scale)
 {
-    qwen_tensor t = { type, n_cols, n_rows, qwen_row_bytes(type, n_cols), NULL };
+    qwen_tensor t = { type, n_cols, n_rows, qwen_row_bytes(type, n_cols), NULL, NULL };
     char       *data = malloc(t.row_bytes * n_rows);
     float      *row = malloc(n_cols * sizeof(float));
     int64_t     r, i;
@@ -97,6 +99,46 @@ make_model(int layer_type, int embd_type)
     return m;
 }
 
+/* The packed layouts (repack.h) of every weight that has one, as the
+ * loader makes them: each table that reads a layout takes it. */
+static void
+pack_tensor(qwen_tensor *t)
+{
+    size_t  gb = qwen_packed_group_bytes(t->type, t->n_cols);
+    char   *dst;
+    int64_t g;
+
+    if (!qwen_packable(t->type, t->n_rows, t->n_cols)) {
+        return;
+    }
+    dst = malloc(gb * (size_t) (t->n_rows / QWEN_PACK_ROWS));
+    for (g = 0; g < t->n_rows / QWEN_PACK_ROWS; g++) {
+        qwen_pack_group(t->type, (const char *) t->data + (size_t) g * QWEN_PACK_ROWS
+                        * t->row_bytes, t->row_bytes, t->n_cols, dst + (size_t) g * gb);
+    }
+    t->packed = dst;
+}
+
+static void
+pack_model(qwen_model *m)
+{
+    int l;
+
+    for (l = 0; l < LAYERS; l++) {
+        qwen_layer *L = &m->layers[l];
+        qwen_tensor *ts[7] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up,
+                               &L->w_down };
+        int          i;
+
+        for (i = 0; i < 7; i++) {
+            pack_tensor(ts[i]);
+        }
+    }
+    pack_tensor(&m->output);
+    snprintf(m->describe + strlen(m->describe), sizeof(m->describe) - strlen(m->describe),
+             ", packed");
+}
+
 static void
 free_model(qwen_model *m)
 {
@@ -104,6 +146,9 @@ free_model(qwen_model *m)
 
     for (l = 0; l < LAYERS; l++) {
         qwen_layer *L = &m->layers[l];
+        free((void *) L->wq.packed); free((void *) L->wk.packed); free((void *) L->wv.packed);
+        free((void *) L->wo.packed); free((void *) L->w_gate.packed);
+        free((void *) L->w_up.packed); free((void *) L->w_down.packed);
         free((void *) L->attn_norm); free((void *) L->ffn_norm);
         free((void *) L->q_norm); free((void *) L->k_norm);
         free((void *) L->wq.data); free((void *) L->wk.data); free((void *) L->wv.data);
@@ -112,6 +157,7 @@ free_model(qwen_model *m)
     }
     free(m->layers);
     free((void *) m->tok_embd.data);
+    free((void *) m->output.packed);
     free((void *) m->output_norm);
     free(m);
 }
@@ -203,8 +249,10 @@ main(void)
 {
     static const char *names[] = { "scalar", "avx2", "avx512", "neon", "neon_dotprod",
                                    "neon_i8mm", "neon_bf16" };
-    static const int   kinds[][2] = { { QWEN_TYPE_Q4_K, QWEN_TYPE_Q6_K },
-                                      { QWEN_TYPE_Q8_0, QWEN_TYPE_Q8_0 } };
+    /* [2]: the weights repacked at load (repack.h) */
+    static const int   kinds[][3] = { { QWEN_TYPE_Q4_K, QWEN_TYPE_Q6_K, 0 },
+                                      { QWEN_TYPE_Q8_0, QWEN_TYPE_Q8_0, 0 },
+                                      { QWEN_TYPE_Q4_K, QWEN_TYPE_Q6_K, 1 } };
     int32_t            prompts[NS][NP];
     size_t             n, k;
     int                s, i;
@@ -216,6 +264,10 @@ main(void)
     }
     for (k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
         qwen_model *m = make_model(kinds[k][0], kinds[k][1]);
+
+        if (kinds[k][2]) {
+            pack_model(m);
+        }
 
         for (n = 0; n < sizeof(names) / sizeof(names[0]); n++) {
             if (!qwen_kernels_available(names[n])) {

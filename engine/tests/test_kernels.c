@@ -7,6 +7,7 @@
  */
 #include "test.h"
 #include "kernels/kernels.h"
+#include "repack.h"
 #include "qwen.h"
 
 #include <stddef.h>
@@ -176,6 +177,121 @@ test_random_blocks(const qwen_kernels *k)
         }
     }
     free(x); free(wd); free(xd); free(wq); free(acts);
+}
+
+/*
+ * Packed weights (repack.h): 8 rows of random blocks (every bit pattern,
+ * finite scales) and, in the last trials, the extremes the 16-bit sums
+ * must hold (every quant at its top, activations all -128 or all 127).
+ * The scalar truth over the packed layout agrees with the file layout's
+ * scalar dot to float rounding; a table's packed kernel gives the truth's
+ * bits, for every number of tokens in the call.
+ */
+static void
+test_packed(const qwen_kernels *k)
+{
+    static const int qtypes[] = { QWEN_TYPE_Q4_K, QWEN_TYPE_Q6_K };
+    const qwen_kernels *ref = qwen_kernels_ref();
+    const int64_t    n = 768;
+    size_t           t, j;
+    int              trial, r, tok, nt;
+    int64_t          i;
+    float           *x = malloc(n * sizeof(float));
+    uint8_t         *wq = malloc(QWEN_PACK_ROWS * qwen_row_bytes(QWEN_TYPE_F32, n));
+    uint8_t         *packed = malloc(QWEN_PACK_ROWS * qwen_row_bytes(QWEN_TYPE_F32, n));
+    char            *acts = malloc(4 * qwen_row_bytes(QWEN_TYPE_F32, n));
+
+    for (t = 0; t < sizeof(qtypes) / sizeof(qtypes[0]); t++) {
+        int    type = qtypes[t], act = qwen_act_type(type);
+        size_t rb = qwen_row_bytes(type, n), stride = qwen_act_row_bytes(type, n);
+        double worst = 0.0;
+        int    same = 0, tried = 0;
+
+        if (k->packed_dot[type] == NULL && k != ref) {
+            continue;
+        }
+        CHECK(qwen_packable(type, 16, n) && !qwen_packable(type, 12, n)
+              && !qwen_packable(type, 16, 300), "%s packable shapes", qwen_type_name(type));
+        for (trial = 0; trial < 10; trial++) {
+            float want[4 * QWEN_PACK_ROWS], got[4 * QWEN_PACK_ROWS];
+            int   extreme = trial >= 8;
+
+            for (j = 0; j < QWEN_PACK_ROWS * rb; j++) {
+                wq[j] = extreme ? 0xFF : (uint8_t) (frand() * 128.0f + 128.0f);
+            }
+            for (i = 0; i < QWEN_PACK_ROWS * n / QK_K; i++) {
+                uint8_t  *blk = wq + i * qwen_type_block_bytes(type);
+                qwen_f16 d = qwen_f32_to_f16(0.01f * (frand() + 1.0f));
+                qwen_f16 dmin = qwen_f32_to_f16(0.01f * (frand() + 1.0f));
+
+                if (type == QWEN_TYPE_Q4_K) {
+                    memcpy(blk + offsetof(block_q4_K, d), &d, sizeof(d));
+                    memcpy(blk + offsetof(block_q4_K, dmin), &dmin, sizeof(dmin));
+                } else {
+                    memcpy(blk + offsetof(block_q6_K, d), &d, sizeof(d));
+                    if (extreme) {   /* the top scale: 127 */
+                        memset(blk + offsetof(block_q6_K, scales), 0x7F, QK_K / 16);
+                    }
+                }
+            }
+            qwen_pack_group(type, wq, rb, n, packed);
+            for (r = 0; r < 4; r++) {
+                for (i = 0; i < n; i++) x[i] = frand() * 2.0f;
+                ref->quantize_act(act, x, acts + r * stride, n);
+                if (extreme) {
+                    block_q8_K *qa = (block_q8_K *) (acts + r * stride);
+
+                    for (i = 0; i < n; i++) {
+                        qa[i / QK_K].qs[i % QK_K] = (int8_t) (trial == 8 ? -128 : 127);
+                    }
+                    for (i = 0; i < n / 16; i++) {
+                        qa[i / 16].bsums[i % 16] = (int16_t) (16 * (trial == 8 ? -128 : 127));
+                    }
+                }
+            }
+            qwen_packed_dot_ref(type, n, packed, acts, stride, 4, want);
+            for (tok = 0; tok < 4; tok++) {
+                for (r = 0; r < QWEN_PACK_ROWS; r++) {
+                    double plain = ref->vec_dot[type](n, wq + r * rb, acts + tok * stride);
+                    double mag = 0.0;
+
+                    for (i = 0; i < n; i++) x[i] = 0.0f;
+                    /* |sum| bound: the plain dot over absolute values */
+                    {
+                        float *wd = malloc(n * sizeof(float)), *xd = malloc(n * sizeof(float));
+
+                        qwen_dequantize_row(type, wq + r * rb, wd, n);
+                        dequant_act(act, acts + tok * stride, x, xd, n);
+                        mag = dabsdot(wd, xd, n);
+                        free(wd);
+                        free(xd);
+                    }
+                    worst = fmax(worst, fabs(want[tok * QWEN_PACK_ROWS + r] - plain)
+                                        / (mag > 0 ? mag : 1.0));
+                }
+            }
+            if (k->packed_dot[type] == NULL) {
+                continue;
+            }
+            for (nt = 1; nt <= 4; nt++) {
+                for (tok = 0; tok + nt <= 4; tok++) {
+                    k->packed_dot[type](n, packed, acts + tok * stride, stride, nt, got);
+                    for (r = 0; r < nt * QWEN_PACK_ROWS; r++) {
+                        same += memcmp(&got[r], &want[tok * QWEN_PACK_ROWS + r],
+                                       sizeof(float)) == 0;
+                        tried++;
+                    }
+                }
+            }
+        }
+        CHECK(worst < 1e-5, "%s packed %s: the scalar truth is %.3g of sum|w x| from the "
+              "file layout's dot", k->name, qwen_type_name(type), worst);
+        if (k->packed_dot[type] != NULL) {
+            CHECK(same == tried && tried > 0, "%s packed %s: %d of %d results differ from the "
+                  "scalar truth's bits", k->name, qwen_type_name(type), tried - same, tried);
+        }
+    }
+    free(x); free(wq); free(packed); free(acts);
 }
 
 /*
@@ -771,6 +887,7 @@ main(void)
         k = qwen_kernels_by_name(names[i]);
         if (k != NULL) {
             test_random_blocks(k);
+            test_packed(k);
             test_float_tails(k);
             test_f16_conversion(k);
             if (k->gemm != NULL) {

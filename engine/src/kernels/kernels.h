@@ -48,6 +48,19 @@ typedef void (*qwen_gemm_fn)(int type, const void *w, size_t row_bytes, int64_t 
                              void *scratch);
 
 #define QWEN_GEMM_PANEL_ROWS 32
+
+/*
+ * Packed weights (repack.h): one group of QWEN_PACK_ROWS rows of n columns
+ * against nt (1 .. 4) activation rows (act, act + act_stride, ...):
+ * out[t * QWEN_PACK_ROWS + r]. Prompt tokens and generated ones alike, so
+ * a (row, token) result must be the same bits for every nt: it depends on
+ * nothing else sharing the call (batch invariance).
+ */
+typedef void (*qwen_packed_dot_fn)(int64_t n, const void *w, const void *act,
+                                   size_t act_stride, int nt, float *out);
+/* The scalar truth of each packed layout (the SIMD versions give its bits). */
+void qwen_packed_dot_ref(int type, int64_t n, const void *w, const void *act,
+                         size_t act_stride, int nt, float *out);
 size_t qwen_gemm_scratch_bytes(int64_t K);
 
 /*
@@ -164,6 +177,10 @@ typedef struct {
     qwen_kv_attention_fn kv_attention[QWEN_KV_FORMAT_COUNT];
     /* prompt tokens: NULL when this table has no GEMM (vec_dot is used) */
     qwen_gemm_fn gemm;
+    /* packed weights (repack.h) this table reads, by weight type (NULL:
+     * it reads the file's rows); the model is packed at load for the
+     * best table's types */
+    qwen_packed_dot_fn packed_dot[QWEN_TYPE_COUNT];
     void  (*f32_to_bf16)(const float *x, qwen_bf16 *y, int64_t n);
 } qwen_kernels;
 

@@ -5,6 +5,7 @@
  * versions do, so they agree with them to rounding.
  */
 #include "kernels/kernels.h"
+#include "repack.h"
 
 #include <math.h>
 #include <string.h>
@@ -600,6 +601,112 @@ dot2x4_##T(int64_t n, const void *w, size_t w_stride, const void *act,          
 REF_DOT2X4(q8_0)
 REF_DOT2X4(q4_K)
 REF_DOT2X4(q6_K)
+
+/*
+ * Packed Q4_K (repack.h) x Q8_K: per row and token, a super-block's sums
+ * are exact integers (scales applied per sub-block, mins through the
+ * activation's bsums), added into two float accumulators in super-block
+ * order as fmaf(d * dy, isum, acc) and fmaf(dmin * dy, msum, macc), and
+ * out = acc - macc: the operations the SIMD versions do in each lane.
+ */
+static void
+packed_dot_q4_K(int64_t n, const void *w, const void *act, size_t act_stride, int nt,
+                float *out)
+{
+    const block_q4_Kx8 *x = w;
+    int64_t             b, nb = n / QK_K;
+    int                 r, t, j, k, i, h;
+
+    for (t = 0; t < nt; t++) {
+        const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * act_stride);
+
+        for (r = 0; r < QWEN_PACK_ROWS; r++) {
+            float acc = 0.0f, macc = 0.0f;
+
+            for (b = 0; b < nb; b++) {
+                int32_t isum = 0, msum = 0;
+
+                for (j = 0; j < QK_K / 64; j++) {
+                    for (h = 0; h < 2; h++) {
+                        int32_t s = 0;
+
+                        for (k = 0; k < 8; k++) {
+                            for (i = 0; i < 4; i++) {
+                                uint8_t q = x[b].qs[j][k][r][i];
+
+                                s += (h ? q >> 4 : q & 0xF) * y[b].qs[64 * j + 32 * h + 4 * k + i];
+                            }
+                        }
+                        isum += s * x[b].scales[2 * j + h][r];
+                        msum += x[b].mins[j][r][h]
+                                * (y[b].bsums[4 * j + 2 * h] + y[b].bsums[4 * j + 2 * h + 1]);
+                    }
+                }
+                acc = fmaf(qwen_f16_to_f32(x[b].d[r]) * y[b].d, (float) isum, acc);
+                macc = fmaf(qwen_f16_to_f32(x[b].dmin[r]) * y[b].d, (float) msum, macc);
+            }
+            out[t * QWEN_PACK_ROWS + r] = acc - macc;
+        }
+    }
+}
+
+/*
+ * Packed Q6_K x Q8_K: per row and token, the exact integer sum over a
+ * super-block of scale * q * y minus 32 * scale * (the sub-block's
+ * activation sum), then fmaf(d * dy, sum, acc) in super-block order.
+ */
+static void
+packed_dot_q6_K(int64_t n, const void *w, const void *act, size_t act_stride, int nt,
+                float *out)
+{
+    const block_q6_Kx8 *x = w;
+    int64_t             b, nb = n / QK_K;
+    int                 r, t, j, k, i, h;
+
+    for (t = 0; t < nt; t++) {
+        const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * act_stride);
+
+        for (r = 0; r < QWEN_PACK_ROWS; r++) {
+            float acc = 0.0f;
+
+            for (b = 0; b < nb; b++) {
+                int32_t isum = 0, msum = 0;
+
+                for (j = 0; j < QK_K / 64; j++) {
+                    for (h = 0; h < 2; h++) {
+                        for (k = 0; k < 8; k++) {
+                            int sb = 4 * j + 2 * h + k / 4;
+                            int sc = x[b].scales[sb / 2][r][sb % 2];
+
+                            for (i = 0; i < 4; i++) {
+                                int q = h ? x[b].ql[j][k][r][i] >> 4 : x[b].ql[j][k][r][i] & 0xF;
+
+                                q |= ((x[b].qh[j][k / 2][r][i] >> (4 * (k % 2) + 2 * h)) & 3) << 4;
+                                isum += sc * q * y[b].qs[64 * j + 32 * h + 4 * k + i];
+                            }
+                        }
+                    }
+                }
+                for (i = 0; i < QK_K / 16; i++) {
+                    msum += x[b].scales[i / 2][r][i % 2] * y[b].bsums[i];
+                }
+                acc = fmaf(qwen_f16_to_f32(x[b].d[r]) * y[b].d, (float) (isum - 32 * msum), acc);
+            }
+            out[t * QWEN_PACK_ROWS + r] = acc;
+        }
+    }
+}
+
+void
+qwen_packed_dot_ref(int type, int64_t n, const void *w, const void *act, size_t act_stride,
+                    int nt, float *out)
+{
+    if (type == QWEN_TYPE_Q4_K) {
+        packed_dot_q4_K(n, w, act, act_stride, nt, out);
+    } else if (type == QWEN_TYPE_Q6_K) {
+        packed_dot_q6_K(n, w, act, act_stride, nt, out);
+    }
+}
 
 static const qwen_kernels kernels_ref = {
     .name = "scalar",

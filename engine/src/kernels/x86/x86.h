@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "repack.h"
 
 const qwen_kernels *qwen_kernels_avx2(void);
 float qwen_avx2_dot_f32(int64_t n, const void *w, const void *act);
@@ -347,6 +348,216 @@ qwen_q4k_dot_rows(int64_t n, const void *w, size_t w_stride, const void *act, si
     }
 }
 
+/*
+ * Packed Q4_K (repack.h) x Q8_K, QWEN_PACK_ROWS rows in the lanes of one
+ * vector, NT tokens (1 .. 4). A 32-byte load is 4 columns of the 8 rows;
+ * the token's 4 activation bytes of those columns are one broadcast, so
+ * one maddubs is 32 products with no per-row work: the products of a
+ * sub-block add up in 16 bits (8 steps of at most 2 x 15 x 128) and are
+ * scaled once per sub-block (madd by the row's scale in both halves of its
+ * lane), the mins come off through the activation's bsums. Each lane does
+ * the scalar truth's operations (qwen_packed_dot_ref) in its order, and
+ * tokens never mix: the same bits for every NT. out[t * 8 + r].
+ */
+#ifndef QWEN_PACK_PREFETCH
+#define QWEN_PACK_PREFETCH 4
+#endif
+static inline __attribute__((always_inline)) void
+qwen_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *out,
+               const int NT)
+{
+    const __m256i       mask = _mm256_set1_epi8(0xF);
+    const block_q4_Kx8 *x = w;
+    __m256              facc[4], macc[4];
+    int64_t             b, nb = n / QK_K;
+    int                 t, j, h, k, i;
+
+    for (t = 0; t < NT; t++) {
+        facc[t] = _mm256_setzero_ps();
+        macc[t] = _mm256_setzero_ps();
+    }
+    for (b = 0; b < nb; b++) {
+        __m256i isum[4], msum[4];
+        __m256  d, dmin;
+
+        for (t = 0; t < NT; t++) {
+            isum[t] = _mm256_setzero_si256();
+        }
+#if QWEN_PACK_PREFETCH
+        for (i = 0; i < (int) sizeof(block_q4_Kx8); i += 64) {
+            _mm_prefetch((const char *) (x + b + QWEN_PACK_PREFETCH) + i, _MM_HINT_T0);
+        }
+#endif
+        for (j = 0; j < QK_K / 64; j++) {
+#pragma GCC unroll 2
+            for (h = 0; h < 2; h++) {
+                __m256i acc16[4];
+                __m256i sc = _mm256_cvtepu8_epi32(
+                    _mm_loadl_epi64((const __m128i *) x[b].scales[2 * j + h]));
+
+                sc = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
+                for (t = 0; t < NT; t++) {
+                    acc16[t] = _mm256_setzero_si256();
+                }
+#pragma GCC unroll 8
+                for (k = 0; k < 8; k++) {
+                    __m256i v = _mm256_loadu_si256((const __m256i *) x[b].qs[j][k]);
+                    __m256i q = h ? _mm256_and_si256(_mm256_srli_epi16(v, 4), mask)
+                                  : _mm256_and_si256(v, mask);
+
+#pragma GCC unroll 4
+                    for (t = 0; t < NT; t++) {
+                        const int8_t *q8 = ((const block_q8_K *) ((const char *) act
+                                                                  + t * stride))[b].qs
+                                           + 64 * j + 32 * h + 4 * k;
+                        int32_t       y4;
+
+                        memcpy(&y4, q8, 4);
+                        acc16[t] = _mm256_add_epi16(
+                            acc16[t], _mm256_maddubs_epi16(q, _mm256_set1_epi32(y4)));
+                    }
+                }
+                for (t = 0; t < NT; t++) {
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(acc16[t], sc));
+                }
+            }
+        }
+        d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x[b].d));
+        dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x[b].dmin));
+        for (t = 0; t < NT; t++) {
+            const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * stride) + b;
+            /* the 8 sub-blocks' activation sums, pairs (2p, 2p + 1) per int32 */
+            __m128i           bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *) y->bsums),
+                                                  _mm_loadu_si128((const __m128i *) (y->bsums + 8)));
+            int32_t           pairs[4];
+            __m256            dy = _mm256_set1_ps(y->d);
+
+            _mm_storeu_si128((__m128i *) pairs, bs);
+            msum[t] = _mm256_setzero_si256();
+            for (i = 0; i < QK_K / 64; i++) {
+                __m256i mv = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *) x[b].mins[i]));
+
+                msum[t] = _mm256_add_epi32(msum[t],
+                                           _mm256_madd_epi16(mv, _mm256_set1_epi32(pairs[i])));
+            }
+            facc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, dy), _mm256_cvtepi32_ps(isum[t]), facc[t]);
+            macc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dmin, dy), _mm256_cvtepi32_ps(msum[t]),
+                                      macc[t]);
+        }
+    }
+    for (t = 0; t < NT; t++) {
+        _mm256_storeu_ps(out + 8 * t, _mm256_sub_ps(facc[t], macc[t]));
+    }
+}
+
+/* (s, s) in each 32-bit lane of the row's scale pair (even or odd one) */
+static inline __m256i
+qwen_pair_dup(__m256i v, const int odd)
+{
+    return odd ? _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(v, 0xF5), 0xF5)
+               : _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(v, 0xA0), 0xA0);
+}
+
+/*
+ * Packed Q6_K (repack.h) x Q8_K, 8 rows in the lanes, NT tokens (1 .. 4):
+ * as qwen_q4kx8_dot, but a step's 6-bit values take their top bits from
+ * the shared qh bytes, and products of 0..63 by a byte add only two at a
+ * time in 16 bits before the sub-block's scale multiplies them. The - 32
+ * comes off once per super-block through the activation's bsums. The
+ * scalar truth's operations in each lane: the same bits for every NT.
+ */
+static inline __attribute__((always_inline)) void
+qwen_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *out,
+               const int NT)
+{
+    const __m256i       m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
+    const block_q6_Kx8 *x = w;
+    __m256              facc[4];
+    int64_t             b, nb = n / QK_K;
+    int                 t, j, kp, i;
+
+    for (t = 0; t < NT; t++) {
+        facc[t] = _mm256_setzero_ps();
+    }
+    for (b = 0; b < nb; b++) {
+        __m256i isum[4], msum[4];
+        __m256  d;
+
+#if QWEN_PACK_PREFETCH
+        for (i = 0; i < (int) sizeof(block_q6_Kx8); i += 64) {
+            _mm_prefetch((const char *) (x + b + QWEN_PACK_PREFETCH) + i, _MM_HINT_T0);
+        }
+#endif
+        for (t = 0; t < NT; t++) {
+            isum[t] = _mm256_setzero_si256();
+        }
+        for (j = 0; j < QK_K / 64; j++) {
+            /* lanes (sc[4j], sc[4j + 1]) and (sc[4j + 2], sc[4j + 3]) */
+            __m256i p0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) x[b].scales[2 * j]));
+            __m256i p1 = _mm256_cvtepi8_epi16(
+                _mm_loadu_si128((const __m128i *) x[b].scales[2 * j + 1]));
+
+#pragma GCC unroll 4
+            for (kp = 0; kp < 4; kp++) {
+                __m256i qh = _mm256_loadu_si256((const __m256i *) x[b].qh[j][kp]);
+                __m256i l0 = _mm256_loadu_si256((const __m256i *) x[b].ql[j][2 * kp]);
+                __m256i l1 = _mm256_loadu_si256((const __m256i *) x[b].ql[j][2 * kp + 1]);
+                __m256i lo0 = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                              _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+                __m256i hi0 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                              _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+                __m256i lo1 = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                              _mm256_and_si256(qh, m30));
+                __m256i hi1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                              _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+                /* steps 2kp, 2kp + 1 lie in one sub-block of each half */
+                __m256i sl = qwen_pair_dup(p0, kp >= 2), sh = qwen_pair_dup(p1, kp >= 2);
+
+#pragma GCC unroll 4
+                for (t = 0; t < NT; t++) {
+                    const int8_t *q8 = ((const block_q8_K *) ((const char *) act
+                                                              + t * stride))[b].qs
+                                       + 64 * j + 8 * kp;
+                    int32_t       y[4];
+                    __m256i       pl, ph;
+
+                    memcpy(&y[0], q8, 4);
+                    memcpy(&y[1], q8 + 4, 4);
+                    memcpy(&y[2], q8 + 32, 4);
+                    memcpy(&y[3], q8 + 36, 4);
+                    pl = _mm256_add_epi16(_mm256_maddubs_epi16(lo0, _mm256_set1_epi32(y[0])),
+                                          _mm256_maddubs_epi16(lo1, _mm256_set1_epi32(y[1])));
+                    ph = _mm256_add_epi16(_mm256_maddubs_epi16(hi0, _mm256_set1_epi32(y[2])),
+                                          _mm256_maddubs_epi16(hi1, _mm256_set1_epi32(y[3])));
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(pl, sl));
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(ph, sh));
+                }
+            }
+        }
+        d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x[b].d));
+        for (t = 0; t < NT; t++) {
+            const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * stride) + b;
+            int32_t           pairs[8];
+
+            memcpy(pairs, y->bsums, sizeof(pairs));
+            msum[t] = _mm256_setzero_si256();
+            for (i = 0; i < QK_K / 32; i++) {
+                __m256i sp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) x[b].scales[i]));
+
+                msum[t] = _mm256_add_epi32(msum[t],
+                                           _mm256_madd_epi16(sp, _mm256_set1_epi32(pairs[i])));
+            }
+            facc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(y->d)),
+                                      _mm256_cvtepi32_ps(_mm256_sub_epi32(
+                                          isum[t], _mm256_slli_epi32(msum[t], 5))),
+                                      facc[t]);
+        }
+    }
+    for (t = 0; t < NT; t++) {
+        _mm256_storeu_ps(out + 8 * t, facc[t]);
+    }
+}
+
 /* the vec_dot / vec_dot4 shape (one row) */
 static inline __attribute__((always_inline)) void
 qwen_q4k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out,
@@ -370,6 +581,19 @@ static void                                                                     
 DOT4(int64_t n, const void *w, const void *act, size_t stride, float *out)         \
 {                                                                                  \
     TMPL(n, w, act, stride, out, 4, ##__VA_ARGS__);                                \
+}
+
+/* the packed_dot entry point of a packed template (NT = 1 .. 4) */
+#define QWEN_X86_PACKED_DOT(NAME, TMPL)                                            \
+static void                                                                        \
+NAME(int64_t n, const void *w, const void *act, size_t stride, int nt, float *out)  \
+{                                                                                  \
+    switch (nt) {                                                                  \
+    case 1: TMPL(n, w, act, stride, out, 1); break;                                \
+    case 2: TMPL(n, w, act, stride, out, 2); break;                                \
+    case 3: TMPL(n, w, act, stride, out, 3); break;                                \
+    default: TMPL(n, w, act, stride, out, 4); break;                               \
+    }                                                                              \
 }
 
 /* the vec_dot2x4 entry point of a rows template (NR = 2, NT = 4) */

@@ -1,0 +1,112 @@
+/*
+ * repack.c - the packed weight layouts of repack.h, made from the file's
+ * blocks (values unchanged: only where they sit).
+ */
+#include "repack.h"
+
+#include <string.h>
+
+size_t
+qwen_packed_group_bytes(int type, int64_t n)
+{
+    if (n <= 0 || n % QK_K != 0) {
+        return 0;
+    }
+    if (type == QWEN_TYPE_Q4_K) {
+        return (size_t) (n / QK_K) * sizeof(block_q4_Kx8);
+    }
+    if (type == QWEN_TYPE_Q6_K) {
+        return (size_t) (n / QK_K) * sizeof(block_q6_Kx8);
+    }
+    return 0;
+}
+
+int
+qwen_packable(int type, int64_t rows, int64_t cols)
+{
+    return rows > 0 && rows % QWEN_PACK_ROWS == 0 && qwen_packed_group_bytes(type, cols) > 0;
+}
+
+static void
+pack_q4_K(const void *rows, size_t row_bytes, int64_t n, block_q4_Kx8 *dst)
+{
+    int64_t b, nb = n / QK_K;
+    int     r, j, k;
+    uint8_t sm[16];
+
+    for (b = 0; b < nb; b++) {
+        block_q4_Kx8 *o = dst + b;
+
+        for (r = 0; r < QWEN_PACK_ROWS; r++) {
+            const block_q4_K *x = (const block_q4_K *) ((const char *) rows
+                                                        + (size_t) r * row_bytes) + b;
+
+            o->d[r] = x->d;
+            o->dmin[r] = x->dmin;
+            qwen_q4k_scales_mins(x->scales, sm);
+            for (j = 0; j < QK_K / 32; j++) {
+                o->scales[j][r] = sm[j];
+                o->mins[j / 2][r][j % 2] = sm[8 + j];
+            }
+            for (j = 0; j < QK_K / 64; j++) {
+                for (k = 0; k < 8; k++) {
+                    memcpy(o->qs[j][k][r], x->qs + 32 * j + 4 * k, 4);
+                }
+            }
+        }
+    }
+}
+
+/* Value c (0 .. 255, 6 bits) of a Q6_K block, as block_q6_K stores it. */
+static int
+q6k_value(const block_q6_K *x, int c)
+{
+    int half = c / 128, l = c % 32, quarter = (c % 128) / 32;
+    int lo = x->ql[64 * half + l + 32 * (quarter & 1)];
+
+    lo = quarter < 2 ? lo & 0xF : lo >> 4;
+    return lo | (((x->qh[32 * half + l] >> (2 * quarter)) & 3) << 4);
+}
+
+static void
+pack_q6_K(const void *rows, size_t row_bytes, int64_t n, block_q6_Kx8 *dst)
+{
+    int64_t b, nb = n / QK_K;
+    int     r, j, k, i, s, lo, hi;
+
+    for (b = 0; b < nb; b++) {
+        block_q6_Kx8 *o = dst + b;
+
+        memset(o, 0, sizeof(*o));
+        for (r = 0; r < QWEN_PACK_ROWS; r++) {
+            const block_q6_K *x = (const block_q6_K *) ((const char *) rows
+                                                        + (size_t) r * row_bytes) + b;
+
+            o->d[r] = x->d;
+            for (s = 0; s < QK_K / 16; s++) {
+                o->scales[s / 2][r][s % 2] = x->scales[s];
+            }
+            for (j = 0; j < QK_K / 64; j++) {
+                for (k = 0; k < 8; k++) {
+                    for (i = 0; i < 4; i++) {
+                        lo = q6k_value(x, 64 * j + 4 * k + i);
+                        hi = q6k_value(x, 64 * j + 32 + 4 * k + i);
+                        o->ql[j][k][r][i] = (uint8_t) ((lo & 0xF) | ((hi & 0xF) << 4));
+                        o->qh[j][k / 2][r][i] |= (uint8_t) (((lo >> 4) | ((hi >> 4) << 2))
+                                                            << (4 * (k % 2)));
+                    }
+                }
+            }
+        }
+    }
+}
+
+void
+qwen_pack_group(int type, const void *rows, size_t row_bytes, int64_t n, void *dst)
+{
+    if (type == QWEN_TYPE_Q4_K) {
+        pack_q4_K(rows, row_bytes, n, dst);
+    } else if (type == QWEN_TYPE_Q6_K) {
+        pack_q6_K(rows, row_bytes, n, dst);
+    }
+}
