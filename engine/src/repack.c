@@ -57,15 +57,25 @@ pack_q4_K(const void *rows, size_t row_bytes, int64_t n, block_q4_Kx8 *dst)
     }
 }
 
-/* Value c (0 .. 255, 6 bits) of a Q6_K block, as block_q6_K stores it. */
-static int
-q6k_value(const block_q6_K *x, int c)
+/* The 256 6-bit values of a Q6_K block in column order (block_q6_K's
+ * packing: per half of 128, ql low nibbles, ql + 32 low, ql high, ql + 32
+ * high, with qh's bit pairs 0-1, 2-3, 4-5, 6-7). */
+static void
+q6k_values(const block_q6_K *x, uint8_t v[QK_K])
 {
-    int half = c / 128, l = c % 32, quarter = (c % 128) / 32;
-    int lo = x->ql[64 * half + l + 32 * (quarter & 1)];
+    int half, l;
 
-    lo = quarter < 2 ? lo & 0xF : lo >> 4;
-    return lo | (((x->qh[32 * half + l] >> (2 * quarter)) & 3) << 4);
+    for (half = 0; half < 2; half++) {
+        const uint8_t *ql = x->ql + 64 * half, *qh = x->qh + 32 * half;
+        uint8_t       *o = v + 128 * half;
+
+        for (l = 0; l < 32; l++) {
+            o[l] = (uint8_t) ((ql[l] & 0xF) | ((qh[l] & 3) << 4));
+            o[l + 32] = (uint8_t) ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4));
+            o[l + 64] = (uint8_t) ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
+            o[l + 96] = (uint8_t) ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
+        }
+    }
 }
 
 static void
@@ -73,6 +83,7 @@ pack_q6_K(const void *rows, size_t row_bytes, int64_t n, block_q6_Kx8 *dst)
 {
     int64_t b, nb = n / QK_K;
     int     r, j, k, i, s, lo, hi;
+    uint8_t v[QK_K];
 
     for (b = 0; b < nb; b++) {
         block_q6_Kx8 *o = dst + b;
@@ -83,14 +94,15 @@ pack_q6_K(const void *rows, size_t row_bytes, int64_t n, block_q6_Kx8 *dst)
                                                         + (size_t) r * row_bytes) + b;
 
             o->d[r] = x->d;
+            q6k_values(x, v);
             for (s = 0; s < QK_K / 16; s++) {
                 o->scales[s / 2][r][s % 2] = x->scales[s];
             }
             for (j = 0; j < QK_K / 64; j++) {
                 for (k = 0; k < 8; k++) {
                     for (i = 0; i < 4; i++) {
-                        lo = q6k_value(x, 64 * j + 4 * k + i);
-                        hi = q6k_value(x, 64 * j + 32 + 4 * k + i);
+                        lo = v[64 * j + 4 * k + i];
+                        hi = v[64 * j + 32 + 4 * k + i];
                         o->ql[j][k][r][i] = (uint8_t) ((lo & 0xF) | ((hi & 0xF) << 4));
                         o->qh[j][k / 2][r][i] |= (uint8_t) (((lo >> 4) | ((hi >> 4) << 2))
                                                             << (4 * (k % 2)));
