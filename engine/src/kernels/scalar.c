@@ -605,9 +605,9 @@ REF_DOT2X4(q6_K)
 /*
  * Packed Q4_K (repack.h) x Q8_K: per row and token, a super-block's sums
  * are exact integers (scales applied per sub-block, mins through the
- * activation's bsums), added into two float accumulators in super-block
- * order as fmaf(d * dy, isum, acc) and fmaf(dmin * dy, msum, macc), and
- * out = acc - macc: the operations the SIMD versions do in each lane.
+ * activation's bsums), added into one float accumulator in super-block
+ * order as fmaf(d * dy, isum, acc), then fmaf(-(dmin * dy), msum, acc): the
+ * operations the SIMD versions do in each lane.
  */
 static void
 packed_dot_q4_K(int64_t n, const void *w, const void *act, size_t act_stride, int nt,
@@ -621,7 +621,7 @@ packed_dot_q4_K(int64_t n, const void *w, const void *act, size_t act_stride, in
         const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * act_stride);
 
         for (r = 0; r < QWEN_PACK_ROWS; r++) {
-            float acc = 0.0f, macc = 0.0f;
+            float acc = 0.0f;
 
             for (b = 0; b < nb; b++) {
                 int32_t isum = 0, msum = 0;
@@ -643,9 +643,9 @@ packed_dot_q4_K(int64_t n, const void *w, const void *act, size_t act_stride, in
                     }
                 }
                 acc = fmaf(qwen_f16_to_f32(x[b].d[r]) * y[b].d, (float) isum, acc);
-                macc = fmaf(qwen_f16_to_f32(x[b].dmin[r]) * y[b].d, (float) msum, macc);
+                acc = fmaf(-(qwen_f16_to_f32(x[b].dmin[r]) * y[b].d), (float) msum, acc);
             }
-            out[t * QWEN_PACK_ROWS + r] = acc - macc;
+            out[t * QWEN_PACK_ROWS + r] = acc;
         }
     }
 }
