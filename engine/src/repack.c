@@ -9,6 +9,9 @@
 size_t
 qwen_packed_group_bytes(int type, int64_t n)
 {
+    if (type == QWEN_TYPE_Q8_0 && n > 0 && n % QK8_0 == 0) {
+        return (size_t) (n / QK8_0) * sizeof(block_q8_0x8);
+    }
     if (n <= 0 || n % QK_K != 0) {
         return 0;
     }
@@ -113,6 +116,25 @@ pack_q6_K(const void *rows, size_t row_bytes, int64_t n, block_q6_Kx8 *dst)
     }
 }
 
+static void
+pack_q8_0(const void *rows, size_t row_bytes, int64_t n, block_q8_0x8 *dst)
+{
+    int64_t b, nb = n / QK8_0;
+    int     r, k;
+
+    for (b = 0; b < nb; b++) {
+        for (r = 0; r < QWEN_PACK_ROWS; r++) {
+            const block_q8_0 *x = (const block_q8_0 *) ((const char *) rows
+                                                        + (size_t) r * row_bytes) + b;
+
+            dst[b].d[r] = x->d;
+            for (k = 0; k < QK8_0 / 4; k++) {
+                memcpy(dst[b].qs[k][r], x->qs + 4 * k, 4);
+            }
+        }
+    }
+}
+
 void
 qwen_pack_group(int type, const void *rows, size_t row_bytes, int64_t n, void *dst)
 {
@@ -120,5 +142,7 @@ qwen_pack_group(int type, const void *rows, size_t row_bytes, int64_t n, void *d
         pack_q4_K(rows, row_bytes, n, dst);
     } else if (type == QWEN_TYPE_Q6_K) {
         pack_q6_K(rows, row_bytes, n, dst);
+    } else if (type == QWEN_TYPE_Q8_0) {
+        pack_q8_0(rows, row_bytes, n, dst);
     }
 }

@@ -53,6 +53,16 @@ typedef struct {
     uint8_t  qh[QK_K / 64][4][QWEN_PACK_ROWS][4];
 } block_q6_Kx8;
 
+/*
+ * Q8_0, 8 rows x 32 columns (one block of each row), the file's bytes:
+ *   d    each row's block scale
+ *   qs   [k][row][4]: the row's values of columns 4k .. 4k + 3
+ */
+typedef struct {
+    qwen_f16 d[QWEN_PACK_ROWS];
+    int8_t   qs[QK8_0 / 4][QWEN_PACK_ROWS][4];
+} block_q8_0x8;
+
 /* Bytes of one packed group of QWEN_PACK_ROWS rows of n columns of type
  * (0 when the type has no packed layout or n does not suit it). */
 size_t qwen_packed_group_bytes(int type, int64_t n);

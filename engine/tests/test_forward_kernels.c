@@ -252,7 +252,8 @@ main(void)
     /* [2]: the weights repacked at load (repack.h) */
     static const int   kinds[][3] = { { QWEN_TYPE_Q4_K, QWEN_TYPE_Q6_K, 0 },
                                       { QWEN_TYPE_Q8_0, QWEN_TYPE_Q8_0, 0 },
-                                      { QWEN_TYPE_Q4_K, QWEN_TYPE_Q6_K, 1 } };
+                                      { QWEN_TYPE_Q4_K, QWEN_TYPE_Q6_K, 1 },
+                                      { QWEN_TYPE_Q8_0, QWEN_TYPE_Q8_0, 1 } };
     int32_t            prompts[NS][NP];
     size_t             n, k;
     int                s, i;

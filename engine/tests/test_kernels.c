@@ -190,7 +190,7 @@ test_random_blocks(const qwen_kernels *k)
 static void
 test_packed(const qwen_kernels *k)
 {
-    static const int qtypes[] = { QWEN_TYPE_Q4_K, QWEN_TYPE_Q6_K };
+    static const int qtypes[] = { QWEN_TYPE_Q4_K, QWEN_TYPE_Q6_K, QWEN_TYPE_Q8_0 };
     const qwen_kernels *ref = qwen_kernels_ref();
     const int64_t    n = 768;
     size_t           t, j;
@@ -212,6 +212,8 @@ test_packed(const qwen_kernels *k)
         }
         CHECK(qwen_packable(type, 16, n) && !qwen_packable(type, 12, n)
               && !qwen_packable(type, 16, 300), "%s packable shapes", qwen_type_name(type));
+        CHECK(qwen_packed_group_bytes(type, n) == QWEN_PACK_ROWS * rb
+              || type != QWEN_TYPE_Q8_0, "Q8_0 packs into the file's bytes");
         for (trial = 0; trial < 10; trial++) {
             float want[4 * QWEN_PACK_ROWS], got[4 * QWEN_PACK_ROWS];
             int   extreme = trial >= 8;
@@ -219,12 +221,18 @@ test_packed(const qwen_kernels *k)
             for (j = 0; j < QWEN_PACK_ROWS * rb; j++) {
                 wq[j] = extreme ? 0xFF : (uint8_t) (frand() * 128.0f + 128.0f);
             }
-            for (i = 0; i < QWEN_PACK_ROWS * n / QK_K; i++) {
+            for (i = 0; i < QWEN_PACK_ROWS * n / qwen_type_block_size(type); i++) {
                 uint8_t  *blk = wq + i * qwen_type_block_bytes(type);
                 qwen_f16 d = qwen_f32_to_f16(0.01f * (frand() + 1.0f));
                 qwen_f16 dmin = qwen_f32_to_f16(0.01f * (frand() + 1.0f));
 
-                if (type == QWEN_TYPE_Q4_K) {
+                if (type == QWEN_TYPE_Q8_0) {
+                    /* -128 included: |w| is 128 unsigned, the sign trick holds */
+                    memcpy(blk + offsetof(block_q8_0, d), &d, sizeof(d));
+                    if (extreme) {
+                        memset(blk + offsetof(block_q8_0, qs), trial == 8 ? 0x80 : 0x7F, QK8_0);
+                    }
+                } else if (type == QWEN_TYPE_Q4_K) {
                     memcpy(blk + offsetof(block_q4_K, d), &d, sizeof(d));
                     memcpy(blk + offsetof(block_q4_K, dmin), &dmin, sizeof(dmin));
                 } else {
@@ -238,7 +246,14 @@ test_packed(const qwen_kernels *k)
             for (r = 0; r < 4; r++) {
                 for (i = 0; i < n; i++) x[i] = frand() * 2.0f;
                 ref->quantize_act(act, x, acts + r * stride, n);
-                if (extreme) {
+                if (extreme && act == QWEN_TYPE_Q8_0) {
+                    /* Q8_0 activations are -127 .. 127 (qwen_quantize_row_q8_0) */
+                    block_q8_0 *qa = (block_q8_0 *) (acts + r * stride);
+
+                    for (i = 0; i < n; i++) {
+                        qa[i / QK8_0].qs[i % QK8_0] = (int8_t) (trial == 8 ? 127 : -127);
+                    }
+                } else if (extreme) {
                     block_q8_K *qa = (block_q8_K *) (acts + r * stride);
 
                     for (i = 0; i < n; i++) {

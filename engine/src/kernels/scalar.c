@@ -697,6 +697,38 @@ packed_dot_q6_K(int64_t n, const void *w, const void *act, size_t act_stride, in
     }
 }
 
+/* Packed Q8_0 x Q8_0: per row and token, a block's exact integer sum, then
+ * fmaf(dw * dy, sum, acc) in block order. */
+static void
+packed_dot_q8_0(int64_t n, const void *w, const void *act, size_t act_stride, int nt,
+                float *out)
+{
+    const block_q8_0x8 *x = w;
+    int64_t             b, nb = n / QK8_0;
+    int                 r, t, k, i;
+
+    for (t = 0; t < nt; t++) {
+        const block_q8_0 *y = (const block_q8_0 *) ((const char *) act + t * act_stride);
+
+        for (r = 0; r < QWEN_PACK_ROWS; r++) {
+            float acc = 0.0f;
+
+            for (b = 0; b < nb; b++) {
+                int32_t isum = 0;
+
+                for (k = 0; k < QK8_0 / 4; k++) {
+                    for (i = 0; i < 4; i++) {
+                        isum += x[b].qs[k][r][i] * y[b].qs[4 * k + i];
+                    }
+                }
+                acc = fmaf(qwen_f16_to_f32(x[b].d[r]) * qwen_f16_to_f32(y[b].d), (float) isum,
+                           acc);
+            }
+            out[t * QWEN_PACK_ROWS + r] = acc;
+        }
+    }
+}
+
 void
 qwen_packed_dot_ref(int type, int64_t n, const void *w, const void *act, size_t act_stride,
                     int nt, float *out)
@@ -705,6 +737,8 @@ qwen_packed_dot_ref(int type, int64_t n, const void *w, const void *act, size_t 
         packed_dot_q4_K(n, w, act, act_stride, nt, out);
     } else if (type == QWEN_TYPE_Q6_K) {
         packed_dot_q6_K(n, w, act, act_stride, nt, out);
+    } else if (type == QWEN_TYPE_Q8_0) {
+        packed_dot_q8_0(n, w, act, act_stride, nt, out);
     }
 }
 

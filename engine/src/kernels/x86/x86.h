@@ -460,6 +460,71 @@ qwen_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
     }
 }
 
+/*
+ * Packed Q8_0 (repack.h) x Q8_0, 8 rows in the lanes, NT tokens (1 .. 4):
+ * per 4 columns |w| (once) times the token's broadcast bytes signed by w,
+ * pairs to 32 bits (2 x 127 x 127 fits 16 bits, four do not), a block's
+ * exact integer sum scaled once. The scalar truth's operations per lane.
+ */
+static inline __attribute__((always_inline)) void
+qwen_q8_0x8_dot(int64_t n, const void *w, const void *act, size_t stride, float *out,
+                const int NT)
+{
+    const __m256i       ones = _mm256_set1_epi16(1);
+    const block_q8_0x8 *x = w;
+    __m256              acc[4];
+    int64_t             b, nb = n / QK8_0;
+    int                 t, k, i;
+
+#pragma GCC unroll 4
+    for (t = 0; t < NT; t++) {
+        acc[t] = _mm256_setzero_ps();
+    }
+    for (b = 0; b < nb; b++) {
+        __m256i isum[4];
+        __m256  d;
+
+#if QWEN_PACK_PREFETCH
+        for (i = 0; i < (int) sizeof(block_q8_0x8); i += 64) {
+            _mm_prefetch((const char *) (x + b + 4 * QWEN_PACK_PREFETCH) + i, _MM_HINT_T0);
+        }
+#endif
+#pragma GCC unroll 4
+        for (t = 0; t < NT; t++) {
+            isum[t] = _mm256_setzero_si256();
+        }
+#pragma GCC unroll 8
+        for (k = 0; k < QK8_0 / 4; k++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *) x[b].qs[k]);
+            __m256i av = _mm256_sign_epi8(v, v);
+
+#pragma GCC unroll 4
+            for (t = 0; t < NT; t++) {
+                const int8_t *q8 = ((const block_q8_0 *) ((const char *) act + t * stride))[b].qs
+                                   + 4 * k;
+                int32_t       y4;
+
+                memcpy(&y4, q8, 4);
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(
+                    av, _mm256_sign_epi8(_mm256_set1_epi32(y4), v)), ones));
+                QWEN_CHAIN(isum[t]);
+            }
+        }
+        d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x[b].d));
+#pragma GCC unroll 4
+        for (t = 0; t < NT; t++) {
+            const block_q8_0 *y = (const block_q8_0 *) ((const char *) act + t * stride) + b;
+
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(_cvtsh_ss(y->d))),
+                                     _mm256_cvtepi32_ps(isum[t]), acc[t]);
+        }
+    }
+#pragma GCC unroll 4
+    for (t = 0; t < NT; t++) {
+        _mm256_storeu_ps(out + 8 * t, acc[t]);
+    }
+}
+
 /* (s, s) in each 32-bit lane of the row's scale pair (even or odd one) */
 static inline __m256i
 qwen_pair_dup(__m256i v, const int odd)
