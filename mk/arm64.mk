@@ -26,7 +26,7 @@ ARM64_CPUS   = cortex-a53=neon cortex-a72=neon neoverse-n1=neon_dotprod \
 # arm64 by the sub-make of test-arm64 (ARCH=aarch64, the cross CC), so the
 # Makefile's ISA flags for kernels/arm/*.c apply; on the host the same rule
 # gives static host binaries.
-STATIC_TEST_OBJS = $(addprefix $(BUILD)/engine/,quant.o forward.o kv_cache.o threadpool.o errors.o) \
+STATIC_TEST_OBJS = $(addprefix $(BUILD)/engine/,quant.o repack.o forward.o kv_cache.o threadpool.o errors.o) \
                    $(filter $(BUILD)/engine/kernels/%,$(ENGINE_OBJS))
 $(BUILD)/static/%: engine/tests/%.c $(wildcard engine/tests/*.h) $(STATIC_TEST_OBJS)
 	@mkdir -p $(dir $@)

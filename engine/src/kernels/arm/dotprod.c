@@ -6,6 +6,7 @@
  * baseline NEON ones. -march=armv8.2-a+dotprod.
  */
 #include "kernels/arm/arm.h"
+#include "kernels/arm/packed.h"
 
 QWEN_ARM_QUANT_KERNELS(dotprod, 0)
 QWEN_ARM_Q8_0_2X4(dotprod)
@@ -19,10 +20,13 @@ qwen_dotprod_attention_q8_0(int hd, int n_q, const float *q, const qwen_kv_view 
     arm_attention_q8_0(hd, n_q, q, kv, n_pos, scale, scratch, out);
 }
 
+QWEN_ARM_PACKED_KERNELS(dotprod)
+
 static const qwen_kernels kernels_neon_dotprod = {
     .name = "neon_dotprod",
     QWEN_NEON_FLOAT_ENTRIES,
     QWEN_ARM_QUANT_ENTRIES(dotprod),
+    QWEN_ARM_PACKED_ENTRIES(dotprod),
     .vec_dot2x4[QWEN_TYPE_Q8_0] = dotprod_dot2x4_q8_0,
     .kv_store[QWEN_KV_Q8_0] = qwen_kv_store_q8_0_ref,
     .kv_attention[QWEN_KV_Q8_0] = qwen_dotprod_attention_q8_0,

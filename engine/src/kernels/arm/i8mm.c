@@ -19,6 +19,7 @@
  * baseline NEON ones, no GEMM (prompt tokens take vec_dot2x4).
  */
 #include "kernels/arm/arm.h"
+#include "kernels/arm/packed.h"
 
 /* vec_dot and vec_dot4 on SDOT, each block's sum finished (EXACT) */
 QWEN_ARM_QUANT_KERNELS(i8mm, 1)
@@ -257,10 +258,13 @@ dot2x4_q6_K(int64_t n, const void *w, size_t w_stride, const void *act, size_t s
     store_tiles(facc[0], facc[1], out8);
 }
 
+QWEN_ARM_PACKED_KERNELS(i8mm)
+
 static const qwen_kernels kernels_neon_i8mm = {
     .name = "neon_i8mm",
     QWEN_NEON_FLOAT_ENTRIES,
     QWEN_ARM_QUANT_ENTRIES(i8mm),
+    QWEN_ARM_PACKED_ENTRIES(i8mm),
     .kv_store[QWEN_KV_Q8_0] = qwen_kv_store_q8_0_ref,
     .kv_attention[QWEN_KV_Q8_0] = qwen_dotprod_attention_q8_0,
     .vec_dot2x4[QWEN_TYPE_Q8_0] = dot2x4_q8_0,

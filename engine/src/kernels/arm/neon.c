@@ -7,6 +7,7 @@
  * arm64 tables (arm.h).
  */
 #include "kernels/arm/arm.h"
+#include "kernels/arm/packed.h"
 
 /* 4 weights of a float row type as F32 (kind: 0 F32, 1 F16, 2 BF16) */
 ARM_INLINE float32x4_t
@@ -339,10 +340,13 @@ void qwen_neon_attention_f32(int, int, const float *, const qwen_kv_view *, int,
 void qwen_neon_attention_f16(int, int, const float *, const qwen_kv_view *, int, float, float *,
                              float *) ALIAS(attention_f16);
 
+QWEN_ARM_PACKED_KERNELS(neon)
+
 static const qwen_kernels kernels_neon = {
     .name = "neon",
     QWEN_NEON_FLOAT_ENTRIES,
     QWEN_ARM_QUANT_ENTRIES(neon),
+    QWEN_ARM_PACKED_ENTRIES(neon),
     .vec_dot2x4[QWEN_TYPE_Q8_0] = neon_dot2x4_q8_0,
     .kv_store[QWEN_KV_Q8_0] = qwen_kv_store_q8_0_ref,
     .kv_attention[QWEN_KV_Q8_0] = attention_q8_0,

@@ -1,0 +1,339 @@
+/*
+ * packed.h - arm64 kernels over the packed weights of repack.h (8 rows
+ * interleaved, 4 bytes per row per step): one 16-byte load is 4 columns
+ * of 4 rows, and SDOT by lane multiplies it by the token's 4 bytes of
+ * those columns, 16 products per instruction with no broadcast and no
+ * horizontal sums (a lane is a row). Instantiated per ISA file: SDOT
+ * under +dotprod, a lane duplicate and SMULL + SADALP without it.
+ * Each lane does the scalar truth's operations (qwen_packed_dot_ref) in
+ * its order and tokens never mix, so a (row, token) result is the same
+ * bits for every NT (1 .. 4).
+ */
+#ifndef QWEN_KERNELS_ARM_PACKED_H
+#define QWEN_KERNELS_ARM_PACKED_H
+
+#include "kernels/arm/arm.h"
+#include "repack.h"
+
+/* acc + 4-byte groups of w . group LANE of y (signed): lane i of the
+ * result is the dot of w's bytes 4i .. 4i + 3 with the group, as SDOT by
+ * lane (arm_idot's fallback sums other byte groups per lane, which is
+ * fine for whole-vector sums but not for a lane per row) */
+#if defined(__ARM_FEATURE_DOTPROD)
+#define arm_idot_lane(acc, w, y, LANE) vdotq_laneq_s32(acc, w, y, LANE)
+#else
+ARM_INLINE int32x4_t
+arm_idot_groups(int32x4_t acc, int8x16_t w, int8x16_t g)
+{
+    int32x4_t lo = vpaddlq_s16(vmull_s8(vget_low_s8(w), vget_low_s8(g)));
+    int32x4_t hi = vpaddlq_s16(vmull_high_s8(w, g));
+
+    return vaddq_s32(acc, vpaddq_s32(lo, hi));
+}
+#define arm_idot_lane(acc, w, y, LANE)                                            \
+    arm_idot_groups(acc, w, vreinterpretq_s8_s32(vdupq_laneq_s32(vreinterpretq_s32_s8(y), LANE)))
+#endif
+
+/* the 8 rows' f16 scales as two float vectors (rows 0-3, 4-7) */
+ARM_INLINE void
+arm_f16x8(const qwen_f16 *h, float32x4_t *lo, float32x4_t *hi)
+{
+    float16x8_t v = vreinterpretq_f16_u16(vld1q_u16(h));
+
+    *lo = vcvt_f32_f16(vget_low_f16(v));
+    *hi = vcvt_high_f32_f16(v);
+}
+
+/* 8 unsigned bytes (one per row) as two int32 vectors */
+ARM_INLINE void
+arm_u8x8_s32(uint8x8_t v, int32x4_t *lo, int32x4_t *hi)
+{
+    uint16x8_t w = vmovl_u8(v);
+
+    *lo = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(w)));
+    *hi = vreinterpretq_s32_u32(vmovl_high_u16(w));
+}
+
+/* out[t * 8 + r] += a * (float) i, then -= b * (float) m when b (fused) */
+ARM_INLINE void
+arm_out_fma(float *out, float32x4_t a0, float32x4_t a1, int32x4_t i0, int32x4_t i1)
+{
+    vst1q_f32(out, vfmaq_f32(vld1q_f32(out), a0, vcvtq_f32_s32(i0)));
+    vst1q_f32(out + 4, vfmaq_f32(vld1q_f32(out + 4), a1, vcvtq_f32_s32(i1)));
+}
+ARM_INLINE void
+arm_out_fms(float *out, float32x4_t a0, float32x4_t a1, int32x4_t i0, int32x4_t i1)
+{
+    vst1q_f32(out, vfmsq_f32(vld1q_f32(out), a0, vcvtq_f32_s32(i0)));
+    vst1q_f32(out + 4, vfmsq_f32(vld1q_f32(out + 4), a1, vcvtq_f32_s32(i1)));
+}
+
+/*
+ * Packed Q4_K x Q8_K: a sub-block's products add in int32 (SDOT), then
+ * the row's scale multiplies them (MLA); the mins come off through the
+ * activation's bsums. Sums accumulate in out.
+ */
+ARM_INLINE void
+arm_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *out,
+              const int NT)
+{
+    const uint8x16_t    m4 = vdupq_n_u8(0xF);
+    const block_q4_Kx8 *x = w;
+    int64_t             b, nb = n / QK_K;
+    int                 t, j, h, k, i;
+
+    for (t = 0; t < 8 * NT; t++) {
+        out[t] = 0.0f;
+    }
+    for (b = 0; b < nb; b++) {
+        int32x4_t   is0[4], is1[4];
+        float32x4_t d0, d1, m0, m1;
+
+        for (t = 0; t < NT; t++) {
+            is0[t] = is1[t] = vdupq_n_s32(0);
+        }
+        for (j = 0; j < QK_K / 64; j++) {
+            for (h = 0; h < 2; h++) {
+                int32x4_t s0[4], s1[4], sc0, sc1;
+
+                for (t = 0; t < NT; t++) {
+                    s0[t] = s1[t] = vdupq_n_s32(0);
+                }
+                for (k = 0; k < 8; k += 4) {
+                    int8x16_t y[4], q[8];
+
+                    for (i = 0; i < 4; i++) {
+                        uint8x16_t v0 = vld1q_u8(x[b].qs[j][k + i][0]);
+                        uint8x16_t v1 = vld1q_u8(x[b].qs[j][k + i][4]);
+
+                        q[2 * i] = vreinterpretq_s8_u8(h ? vshrq_n_u8(v0, 4) : vandq_u8(v0, m4));
+                        q[2 * i + 1] = vreinterpretq_s8_u8(h ? vshrq_n_u8(v1, 4)
+                                                             : vandq_u8(v1, m4));
+                    }
+                    for (t = 0; t < NT; t++) {
+                        y[t] = vld1q_s8(ARM_ACT(block_q8_K, act, stride, t)[b].qs + 64 * j
+                                        + 32 * h + 4 * k);
+                        s0[t] = arm_idot_lane(s0[t], q[0], y[t], 0);
+                        s1[t] = arm_idot_lane(s1[t], q[1], y[t], 0);
+                        s0[t] = arm_idot_lane(s0[t], q[2], y[t], 1);
+                        s1[t] = arm_idot_lane(s1[t], q[3], y[t], 1);
+                        s0[t] = arm_idot_lane(s0[t], q[4], y[t], 2);
+                        s1[t] = arm_idot_lane(s1[t], q[5], y[t], 2);
+                        s0[t] = arm_idot_lane(s0[t], q[6], y[t], 3);
+                        s1[t] = arm_idot_lane(s1[t], q[7], y[t], 3);
+                    }
+                }
+                arm_u8x8_s32(vld1_u8(x[b].scales[2 * j + h]), &sc0, &sc1);
+                for (t = 0; t < NT; t++) {
+                    is0[t] = vmlaq_s32(is0[t], s0[t], sc0);
+                    is1[t] = vmlaq_s32(is1[t], s1[t], sc1);
+                }
+            }
+        }
+        arm_f16x8(x[b].d, &d0, &d1);
+        arm_f16x8(x[b].dmin, &m0, &m1);
+        {
+            int32x4_t ms0[4], ms1[4];
+            int32_t   bs[4][QK_K / 32];
+            int       p;
+
+            for (t = 0; t < NT; t++) {
+                const block_q8_K *y = ARM_ACT(block_q8_K, act, stride, t) + b;
+
+                ms0[t] = ms1[t] = vdupq_n_s32(0);
+                for (i = 0; i < QK_K / 32; i++) {
+                    bs[t][i] = y->bsums[2 * i] + y->bsums[2 * i + 1];
+                }
+            }
+            for (p = 0; p < QK_K / 64; p++) {
+                /* [row][2] bytes: the even sub-block's mins, then the odd one's */
+                uint8x16_t v = vld1q_u8(x[b].mins[p][0]);
+                int32x4_t  e0, e1, o0, o1;
+
+                arm_u8x8_s32(vget_low_u8(vuzp1q_u8(v, v)), &e0, &e1);
+                arm_u8x8_s32(vget_low_u8(vuzp2q_u8(v, v)), &o0, &o1);
+                for (t = 0; t < NT; t++) {
+                    ms0[t] = vmlaq_n_s32(vmlaq_n_s32(ms0[t], e0, bs[t][2 * p]), o0, bs[t][2 * p + 1]);
+                    ms1[t] = vmlaq_n_s32(vmlaq_n_s32(ms1[t], e1, bs[t][2 * p]), o1, bs[t][2 * p + 1]);
+                }
+            }
+            for (t = 0; t < NT; t++) {
+                float dy = ARM_ACT(block_q8_K, act, stride, t)[b].d;
+
+                arm_out_fma(out + 8 * t, vmulq_n_f32(d0, dy), vmulq_n_f32(d1, dy), is0[t],
+                            is1[t]);
+                arm_out_fms(out + 8 * t, vmulq_n_f32(m0, dy), vmulq_n_f32(m1, dy), ms0[t],
+                            ms1[t]);
+            }
+        }
+    }
+}
+
+/*
+ * Packed Q6_K x Q8_K: SDOT is signed by signed, so the 6-bit values take
+ * their - 32 before the products (q - 32 fits a byte) and no activation
+ * sums are needed; a 16-column sub-block's products are scaled by MLA.
+ */
+ARM_INLINE void
+arm_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *out,
+              const int NT)
+{
+    const uint8x16_t    m4 = vdupq_n_u8(0xF), m30 = vdupq_n_u8(0x30);
+    const int8x16_t     k32 = vdupq_n_s8(32);
+    const block_q6_Kx8 *x = w;
+    int64_t             b, nb = n / QK_K;
+    int                 t, j, kp, i, h, r;
+
+    for (t = 0; t < 8 * NT; t++) {
+        out[t] = 0.0f;
+    }
+    for (b = 0; b < nb; b++) {
+        int32x4_t   is0[4], is1[4];
+        float32x4_t d0, d1;
+
+        for (t = 0; t < NT; t++) {
+            is0[t] = is1[t] = vdupq_n_s32(0);
+        }
+        for (j = 0; j < QK_K / 64; j++) {
+            /* sub-blocks 4j + 2h + (k >= 4): scales per half h and k half */
+            int32x4_t sc[2][2][2];   /* [h][k >= 4][rows 0-3, 4-7] */
+
+            for (h = 0; h < 2; h++) {
+                /* [row][2]: evens (i = 0) to the low half, odds to the high */
+                int8x16_t v = vld1q_s8(x[b].scales[2 * j + h][0]);
+
+                for (i = 0; i < 2; i++) {
+                    int16x8_t s16 = vmovl_s8(vget_low_s8(i ? vuzp2q_s8(v, v) : vuzp1q_s8(v, v)));
+
+                    sc[h][i][0] = vmovl_s16(vget_low_s16(s16));
+                    sc[h][i][1] = vmovl_high_s16(s16);
+                }
+            }
+            for (i = 0; i < 2; i++) {    /* steps 4i .. 4i + 3: one sub-block per half */
+                int32x4_t s[4][2][2];    /* [token][h][rows] */
+                int8x16_t y[4][2];
+
+                for (t = 0; t < NT; t++) {
+                    for (h = 0; h < 2; h++) {
+                        s[t][h][0] = s[t][h][1] = vdupq_n_s32(0);
+                        y[t][h] = vld1q_s8(ARM_ACT(block_q8_K, act, stride, t)[b].qs + 64 * j
+                                           + 32 * h + 16 * i);
+                    }
+                }
+                for (kp = 2 * i; kp < 2 * i + 2; kp++) {
+                    for (r = 0; r < 2; r++) {    /* rows 0-3, then 4-7 */
+                        uint8x16_t qh = vld1q_u8(x[b].qh[j][kp][4 * r]);
+                        uint8x16_t l0 = vld1q_u8(x[b].ql[j][2 * kp][4 * r]);
+                        uint8x16_t l1 = vld1q_u8(x[b].ql[j][2 * kp + 1][4 * r]);
+                        int8x16_t  lo0 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(
+                            vandq_u8(l0, m4), vandq_u8(vshlq_n_u8(qh, 4), m30))), k32);
+                        int8x16_t  hi0 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(
+                            vshrq_n_u8(l0, 4), vandq_u8(vshlq_n_u8(qh, 2), m30))), k32);
+                        int8x16_t  lo1 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(
+                            vandq_u8(l1, m4), vandq_u8(qh, m30))), k32);
+                        int8x16_t  hi1 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(
+                            vshrq_n_u8(l1, 4), vandq_u8(vshrq_n_u8(qh, 2), m30))), k32);
+
+                        for (t = 0; t < NT; t++) {
+                            if (kp % 2 == 0) {
+                                s[t][0][r] = arm_idot_lane(s[t][0][r], lo0, y[t][0], 0);
+                                s[t][0][r] = arm_idot_lane(s[t][0][r], lo1, y[t][0], 1);
+                                s[t][1][r] = arm_idot_lane(s[t][1][r], hi0, y[t][1], 0);
+                                s[t][1][r] = arm_idot_lane(s[t][1][r], hi1, y[t][1], 1);
+                            } else {
+                                s[t][0][r] = arm_idot_lane(s[t][0][r], lo0, y[t][0], 2);
+                                s[t][0][r] = arm_idot_lane(s[t][0][r], lo1, y[t][0], 3);
+                                s[t][1][r] = arm_idot_lane(s[t][1][r], hi0, y[t][1], 2);
+                                s[t][1][r] = arm_idot_lane(s[t][1][r], hi1, y[t][1], 3);
+                            }
+                        }
+                    }
+                }
+                for (t = 0; t < NT; t++) {
+                    for (h = 0; h < 2; h++) {
+                        is0[t] = vmlaq_s32(is0[t], s[t][h][0], sc[h][i][0]);
+                        is1[t] = vmlaq_s32(is1[t], s[t][h][1], sc[h][i][1]);
+                    }
+                }
+            }
+        }
+        arm_f16x8(x[b].d, &d0, &d1);
+        for (t = 0; t < NT; t++) {
+            float dy = ARM_ACT(block_q8_K, act, stride, t)[b].d;
+
+            arm_out_fma(out + 8 * t, vmulq_n_f32(d0, dy), vmulq_n_f32(d1, dy), is0[t], is1[t]);
+        }
+    }
+}
+
+/* Packed Q8_0 x Q8_0: a block's products in int32 (SDOT), scaled once. */
+ARM_INLINE void
+arm_q8_0x8_dot(int64_t n, const void *w, const void *act, size_t stride, float *out,
+               const int NT)
+{
+    const block_q8_0x8 *x = w;
+    int64_t             b, nb = n / QK8_0;
+    int                 t, k;
+
+    for (t = 0; t < 8 * NT; t++) {
+        out[t] = 0.0f;
+    }
+    for (b = 0; b < nb; b++) {
+        int32x4_t   s0[4], s1[4];
+        float32x4_t d0, d1;
+
+        for (t = 0; t < NT; t++) {
+            s0[t] = s1[t] = vdupq_n_s32(0);
+        }
+        for (k = 0; k < QK8_0 / 4; k += 4) {
+            int8x16_t q[8];
+            int       i;
+
+            for (i = 0; i < 4; i++) {
+                q[2 * i] = vld1q_s8(x[b].qs[k + i][0]);
+                q[2 * i + 1] = vld1q_s8(x[b].qs[k + i][4]);
+            }
+            for (t = 0; t < NT; t++) {
+                int8x16_t y = vld1q_s8(ARM_ACT(block_q8_0, act, stride, t)[b].qs + 4 * k);
+
+                s0[t] = arm_idot_lane(s0[t], q[0], y, 0);
+                s1[t] = arm_idot_lane(s1[t], q[1], y, 0);
+                s0[t] = arm_idot_lane(s0[t], q[2], y, 1);
+                s1[t] = arm_idot_lane(s1[t], q[3], y, 1);
+                s0[t] = arm_idot_lane(s0[t], q[4], y, 2);
+                s1[t] = arm_idot_lane(s1[t], q[5], y, 2);
+                s0[t] = arm_idot_lane(s0[t], q[6], y, 3);
+                s1[t] = arm_idot_lane(s1[t], q[7], y, 3);
+            }
+        }
+        arm_f16x8(x[b].d, &d0, &d1);
+        for (t = 0; t < NT; t++) {
+            float dy = arm_f16(ARM_ACT(block_q8_0, act, stride, t)[b].d);
+
+            arm_out_fma(out + 8 * t, vmulq_n_f32(d0, dy), vmulq_n_f32(d1, dy), s0[t], s1[t]);
+        }
+    }
+}
+
+/* The packed_dot entries of a table (NT = 1 .. 4). */
+#define QWEN_ARM_PACKED_ONE(NAME, TMPL)                                                \
+static void                                                                            \
+NAME(int64_t n, const void *w, const void *act, size_t stride, int nt, float *out)      \
+{                                                                                      \
+    switch (nt) {                                                                      \
+    case 1: TMPL(n, w, act, stride, out, 1); break;                                    \
+    case 2: TMPL(n, w, act, stride, out, 2); break;                                    \
+    case 3: TMPL(n, w, act, stride, out, 3); break;                                    \
+    default: TMPL(n, w, act, stride, out, 4); break;                                   \
+    }                                                                                  \
+}
+#define QWEN_ARM_PACKED_KERNELS(PFX)                                                   \
+    QWEN_ARM_PACKED_ONE(PFX##_packed_q4_K, arm_q4kx8_dot)                              \
+    QWEN_ARM_PACKED_ONE(PFX##_packed_q6_K, arm_q6kx8_dot)                              \
+    QWEN_ARM_PACKED_ONE(PFX##_packed_q8_0, arm_q8_0x8_dot)
+#define QWEN_ARM_PACKED_ENTRIES(PFX)                                                   \
+    .packed_dot[QWEN_TYPE_Q4_K] = PFX##_packed_q4_K,                                   \
+    .packed_dot[QWEN_TYPE_Q6_K] = PFX##_packed_q6_K,                                   \
+    .packed_dot[QWEN_TYPE_Q8_0] = PFX##_packed_q8_0
+
+#endif
