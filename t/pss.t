@@ -97,4 +97,47 @@ for my $name ('tiny-f32.gguf', 'tiny-bf16-hf') {
     $four->stop;
 }
 
+# A model whose weights this CPU's kernels read repacked (repack.h): the
+# master packs them once into shared memory and drops the file pages of the
+# packed tensors from its mapping, so the workers, forked after, hold the
+# packed copy once between them and not the file's copy as well.
+{
+    my $name = 'small-q4_k_m.gguf';
+    my $model = QwenNginx::model($name);
+    my $size_kb = int((-s $model) / 1024);
+    my $info = `$QwenNginx::QWEN info -m $model 2>/dev/null`;
+    my ($packed) = $info =~ /"packed_bytes":(\d+)/;
+    ok(defined $packed, "$name: qwen info says how much is packed");
+    $packed //= 0;
+    my $packed_kb = int($packed / 1024);
+  SKIP: {
+        skip("$name: this CPU's best kernels read no packed layout", 4) if $packed == 0;
+        my ($one, $seen1) = warm($model, 1);
+        my $p1 = 0;
+        $p1 += rollup_pss($_) for $one->master_pid, $one->worker_pids;
+        $one->stop;
+
+        my ($four, $seen4) = warm($model, 4);
+        is($seen4, 4, "$name: all 4 workers ran the model");
+        my $p4 = 0;
+        $p4 += rollup_pss($_) for $four->master_pid, $four->worker_pids;
+        my $max_rss = 0;
+        for my $pid ($four->worker_pids) {
+            my ($rss, $pss) = smaps_for($pid, $model);
+            $max_rss = $rss if $rss > $max_rss;
+        }
+        diag(sprintf "%s: file %d kB, packed %d kB; file pages resident per worker <= %d kB; "
+             . "sum of PSS 1 worker %d kB, 4 workers %d kB", $name, $size_kb, $packed_kb,
+             $max_rss, $p1, $p4);
+        # what stays: norms, the tensors no kernel reads packed, the
+        # embedding rows the lookup touched
+        ok($max_rss < $size_kb - $packed_kb / 2,
+           "$name: the packed tensors' file pages are not resident in the workers");
+        ok($p4 - $p1 < $packed_kb, "$name: 3 more workers cost less than one more packed copy");
+        my @bad = $four->crashes;
+        is_deeply(\@bad, [], "$name: no worker crashed, no alerts");
+        $four->stop;
+    }
+}
+
 done_testing;

@@ -689,11 +689,13 @@ cmd_info(int argc, char **argv)
     printf("{\"weights\":\"%s\",\"vocab_size\":%d,\"hidden_size\":%d,"
            "\"intermediate_size\":%d,\"n_layers\":%d,\"n_heads\":%d,\"n_kv_heads\":%d,"
            "\"head_dim\":%d,\"max_position_embeddings\":%d,\"rope_theta\":%g,"
-           "\"rms_norm_eps\":%g,\"tied\":%s,\"tokenizer\":%s,\"weight_bytes\":%zu}\n",
+           "\"rms_norm_eps\":%g,\"tied\":%s,\"tokenizer\":%s,\"weight_bytes\":%zu,"
+           "\"packed_bytes\":%zu}\n",
            qwen_model_describe(m), c->vocab_size, c->hidden_size, c->intermediate_size,
            c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->max_position_embeddings,
            c->rope_theta, c->rms_norm_eps, c->tie_word_embeddings ? "true" : "false",
-           qwen_model_tokenizer(m) ? "true" : "false", qwen_model_weight_bytes(m));
+           qwen_model_tokenizer(m) ? "true" : "false", qwen_model_weight_bytes(m),
+           qwen_model_packed_bytes(m));
     qwen_model_free(m);
     return 0;
 }

@@ -63,6 +63,9 @@ const qwen_tokenizer *qwen_model_tokenizer(const qwen_model *model);
 const char *qwen_model_describe(const qwen_model *model);
 /* Bytes of weights the forward pass reads for one token (for rooflines). */
 size_t qwen_model_weight_bytes(const qwen_model *model);
+/* Bytes of weights repacked at load for this CPU's kernels (0: none; the
+ * environment's QWEN_REPACK=0 turns repacking off). */
+size_t qwen_model_packed_bytes(const qwen_model *model);
 
 /* ---------------------------------------------------------- compute ctx */
 

@@ -807,6 +807,7 @@ repack_weights(qwen_model *m, char *err, size_t err_len)
     if (dst == NULL) {
         return -1;
     }
+    m->packed_bytes = total;
     for (i = 0; i < n; i++) {
         qwen_tensor *t = ts[i];
         int64_t      g;
@@ -901,6 +902,12 @@ const char *
 qwen_model_describe(const qwen_model *m)
 {
     return m->describe;
+}
+
+size_t
+qwen_model_packed_bytes(const qwen_model *m)
+{
+    return m->packed_bytes;
 }
 
 size_t

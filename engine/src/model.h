@@ -44,6 +44,7 @@ struct qwen_model {
     void           *shared;       /* MAP_SHARED|MAP_ANONYMOUS: converted norms */
     size_t          shared_len;
     size_t          shared_used;
+    size_t          packed_bytes; /* the weights repacked at load (repack.h) */
 
     qwen_tokenizer *tokenizer;
     char            describe[128];
