@@ -9,6 +9,9 @@
 size_t
 qwen_packed_group_bytes(int type, int64_t n)
 {
+    if (type == QWEN_TYPE_BF16 && n > 0 && n % 2 == 0) {
+        return (size_t) (n / 2) * sizeof(block_bf16x8);
+    }
     if (type == QWEN_TYPE_Q8_0 && n > 0 && n % QK8_0 == 0) {
         return (size_t) (n / QK8_0) * sizeof(block_q8_0x8);
     }
@@ -135,6 +138,22 @@ pack_q8_0(const void *rows, size_t row_bytes, int64_t n, block_q8_0x8 *dst)
     }
 }
 
+static void
+pack_bf16(const void *rows, size_t row_bytes, int64_t n, block_bf16x8 *dst)
+{
+    int64_t p;
+    int     r;
+
+    for (r = 0; r < QWEN_PACK_ROWS; r++) {
+        const qwen_bf16 *x = (const qwen_bf16 *) ((const char *) rows + (size_t) r * row_bytes);
+
+        for (p = 0; p < n / 2; p++) {
+            dst[p].v[r][0] = x[2 * p];
+            dst[p].v[r][1] = x[2 * p + 1];
+        }
+    }
+}
+
 void
 qwen_pack_group(int type, const void *rows, size_t row_bytes, int64_t n, void *dst)
 {
@@ -144,5 +163,7 @@ qwen_pack_group(int type, const void *rows, size_t row_bytes, int64_t n, void *d
         pack_q6_K(rows, row_bytes, n, dst);
     } else if (type == QWEN_TYPE_Q8_0) {
         pack_q8_0(rows, row_bytes, n, dst);
+    } else if (type == QWEN_TYPE_BF16) {
+        pack_bf16(rows, row_bytes, n, dst);
     }
 }

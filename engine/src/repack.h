@@ -63,6 +63,15 @@ typedef struct {
     int8_t   qs[QK8_0 / 4][QWEN_PACK_ROWS][4];
 } block_q8_0x8;
 
+/*
+ * BF16, 8 rows x 2 columns, the file's bytes: [row][2], column 2p in the
+ * low half of the row's 32 bits and 2p + 1 in the high half, so a shift
+ * and a mask make the two columns' 8 rows floats.
+ */
+typedef struct {
+    qwen_bf16 v[QWEN_PACK_ROWS][2];
+} block_bf16x8;
+
 /* Bytes of one packed group of QWEN_PACK_ROWS rows of n columns of type
  * (0 when the type has no packed layout or n does not suit it). */
 size_t qwen_packed_group_bytes(int type, int64_t n);

@@ -253,7 +253,8 @@ main(void)
     static const int   kinds[][3] = { { QWEN_TYPE_Q4_K, QWEN_TYPE_Q6_K, 0 },
                                       { QWEN_TYPE_Q8_0, QWEN_TYPE_Q8_0, 0 },
                                       { QWEN_TYPE_Q4_K, QWEN_TYPE_Q6_K, 1 },
-                                      { QWEN_TYPE_Q8_0, QWEN_TYPE_Q8_0, 1 } };
+                                      { QWEN_TYPE_Q8_0, QWEN_TYPE_Q8_0, 1 },
+                                      { QWEN_TYPE_BF16, QWEN_TYPE_BF16, 1 } };
     int32_t            prompts[NS][NP];
     size_t             n, k;
     int                s, i;

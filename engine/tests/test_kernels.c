@@ -190,7 +190,8 @@ test_random_blocks(const qwen_kernels *k)
 static void
 test_packed(const qwen_kernels *k)
 {
-    static const int qtypes[] = { QWEN_TYPE_Q4_K, QWEN_TYPE_Q6_K, QWEN_TYPE_Q8_0 };
+    static const int qtypes[] = { QWEN_TYPE_Q4_K, QWEN_TYPE_Q6_K, QWEN_TYPE_Q8_0,
+                                  QWEN_TYPE_BF16 };
     const qwen_kernels *ref = qwen_kernels_ref();
     const int64_t    n = 768;
     size_t           t, j;
@@ -211,17 +212,28 @@ test_packed(const qwen_kernels *k)
             continue;
         }
         CHECK(qwen_packable(type, 16, n) && !qwen_packable(type, 12, n)
-              && !qwen_packable(type, 16, 300), "%s packable shapes", qwen_type_name(type));
+              && !qwen_packable(type, 16, type == QWEN_TYPE_BF16 ? 301 : 300),
+              "%s packable shapes", qwen_type_name(type));
         CHECK(qwen_packed_group_bytes(type, n) == QWEN_PACK_ROWS * rb
               || type != QWEN_TYPE_Q8_0, "Q8_0 packs into the file's bytes");
         for (trial = 0; trial < 10; trial++) {
             float want[4 * QWEN_PACK_ROWS], got[4 * QWEN_PACK_ROWS];
             int   extreme = trial >= 8;
 
-            for (j = 0; j < QWEN_PACK_ROWS * rb; j++) {
+            if (type == QWEN_TYPE_BF16) {
+                /* finite values (random bits would be NaN), extremes too */
+                for (r = 0; r < QWEN_PACK_ROWS; r++) {
+                    for (i = 0; i < n; i++) {
+                        x[i] = frand() * (extreme ? 3e4f : 1.0f);
+                    }
+                    qwen_quantize_row(type, x, wq + r * rb, n);
+                }
+            }
+            for (j = 0; j < QWEN_PACK_ROWS * rb && type != QWEN_TYPE_BF16; j++) {
                 wq[j] = extreme ? 0xFF : (uint8_t) (frand() * 128.0f + 128.0f);
             }
-            for (i = 0; i < QWEN_PACK_ROWS * n / qwen_type_block_size(type); i++) {
+            for (i = 0; i < QWEN_PACK_ROWS * n / qwen_type_block_size(type)
+                        && type != QWEN_TYPE_BF16; i++) {
                 uint8_t  *blk = wq + i * qwen_type_block_bytes(type);
                 qwen_f16 d = qwen_f32_to_f16(0.01f * (frand() + 1.0f));
                 qwen_f16 dmin = qwen_f32_to_f16(0.01f * (frand() + 1.0f));
@@ -253,7 +265,7 @@ test_packed(const qwen_kernels *k)
                     for (i = 0; i < n; i++) {
                         qa[i / QK8_0].qs[i % QK8_0] = (int8_t) (trial == 8 ? 127 : -127);
                     }
-                } else if (extreme) {
+                } else if (extreme && act == QWEN_TYPE_Q8_K) {
                     block_q8_K *qa = (block_q8_K *) (acts + r * stride);
 
                     for (i = 0; i < n; i++) {
@@ -270,13 +282,13 @@ test_packed(const qwen_kernels *k)
                     double plain = ref->vec_dot[type](n, wq + r * rb, acts + tok * stride);
                     double mag = 0.0;
 
-                    for (i = 0; i < n; i++) x[i] = 0.0f;
                     /* |sum| bound: the plain dot over absolute values */
                     {
                         float *wd = malloc(n * sizeof(float)), *xd = malloc(n * sizeof(float));
 
                         qwen_dequantize_row(type, wq + r * rb, wd, n);
-                        dequant_act(act, acts + tok * stride, x, xd, n);
+                        dequant_act(act, acts + tok * stride,
+                                    (const float *) (acts + tok * stride), xd, n);
                         mag = dabsdot(wd, xd, n);
                         free(wd);
                         free(xd);

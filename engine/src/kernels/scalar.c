@@ -729,6 +729,31 @@ packed_dot_q8_0(int64_t n, const void *w, const void *act, size_t act_stride, in
     }
 }
 
+/* Packed BF16 x F32: even and odd columns in two fmaf chains, added at
+ * the end. */
+static void
+packed_dot_bf16(int64_t n, const void *w, const void *act, size_t act_stride, int nt,
+                float *out)
+{
+    const block_bf16x8 *x = w;
+    int64_t             p;
+    int                 r, t;
+
+    for (t = 0; t < nt; t++) {
+        const float *y = (const float *) ((const char *) act + t * act_stride);
+
+        for (r = 0; r < QWEN_PACK_ROWS; r++) {
+            float a0 = 0.0f, a1 = 0.0f;
+
+            for (p = 0; p < n / 2; p++) {
+                a0 = fmaf(qwen_bf16_to_f32(x[p].v[r][0]), y[2 * p], a0);
+                a1 = fmaf(qwen_bf16_to_f32(x[p].v[r][1]), y[2 * p + 1], a1);
+            }
+            out[t * QWEN_PACK_ROWS + r] = a0 + a1;
+        }
+    }
+}
+
 void
 qwen_packed_dot_ref(int type, int64_t n, const void *w, const void *act, size_t act_stride,
                     int nt, float *out)
@@ -739,6 +764,8 @@ qwen_packed_dot_ref(int type, int64_t n, const void *w, const void *act, size_t 
         packed_dot_q6_K(n, w, act, act_stride, nt, out);
     } else if (type == QWEN_TYPE_Q8_0) {
         packed_dot_q8_0(n, w, act, act_stride, nt, out);
+    } else if (type == QWEN_TYPE_BF16) {
+        packed_dot_bf16(n, w, act, act_stride, nt, out);
     }
 }
 

@@ -761,6 +761,7 @@ QWEN_X86_DOT_PAIR(dot_q6_K, dot4_q6_K, q6k_dot_n)
 QWEN_X86_PACKED_DOT(packed_dot_q4_K, qwen_q4kx8_dot)
 QWEN_X86_PACKED_DOT(packed_dot_q6_K, qwen_q6kx8_dot)
 QWEN_X86_PACKED_DOT(packed_dot_q8_0, qwen_q8_0x8_dot)
+QWEN_X86_PACKED_DOT(packed_dot_bf16, qwen_bf16x8_dot)
 
 static const qwen_kernels kernels_avx2 = {
     .name = "avx2",
@@ -781,6 +782,7 @@ static const qwen_kernels kernels_avx2 = {
     .packed_dot[QWEN_TYPE_Q4_K] = packed_dot_q4_K,
     .packed_dot[QWEN_TYPE_Q6_K] = packed_dot_q6_K,
     .packed_dot[QWEN_TYPE_Q8_0] = packed_dot_q8_0,
+    .packed_dot[QWEN_TYPE_BF16] = packed_dot_bf16,
     .kv_store[QWEN_KV_Q8_0] = qwen_kv_store_q8_0_ref,
     .kv_attention[QWEN_KV_Q8_0] = attention_q8_0,
 };

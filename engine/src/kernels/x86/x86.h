@@ -525,6 +525,53 @@ qwen_q8_0x8_dot(int64_t n, const void *w, const void *act, size_t stride, float 
     }
 }
 
+/*
+ * Packed BF16 (repack.h) x F32, 8 rows in the lanes, NT tokens (1 .. 4):
+ * a 32-byte load is 2 columns of the 8 rows, widened by a shift and a
+ * mask; each token's column value is one broadcast, even and odd columns
+ * in two FMA chains (eight in flight for four tokens), added at the end:
+ * the scalar truth's operations per lane.
+ */
+static inline __attribute__((always_inline)) void
+qwen_bf16x8_dot(int64_t n, const void *w, const void *act, size_t stride, float *out,
+                const int NT)
+{
+    const __m256i       hi = _mm256_set1_epi32((int) 0xFFFF0000u);
+    const block_bf16x8 *x = w;
+    __m256              a0[4], a1[4];
+    int64_t             p, np = n / 2;
+    int                 t;
+
+#pragma GCC unroll 4
+    for (t = 0; t < NT; t++) {
+        a0[t] = _mm256_setzero_ps();
+        a1[t] = _mm256_setzero_ps();
+    }
+#pragma GCC unroll 2
+    for (p = 0; p < np; p++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *) x[p].v);
+        __m256  we = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+        __m256  wo = _mm256_castsi256_ps(_mm256_and_si256(v, hi));
+
+#if QWEN_PACK_PREFETCH
+        if ((p & 1) == 0) {
+            _mm_prefetch((const char *) (x + p + 64 * QWEN_PACK_PREFETCH), _MM_HINT_T0);
+        }
+#endif
+#pragma GCC unroll 4
+        for (t = 0; t < NT; t++) {
+            const float *y = (const float *) ((const char *) act + t * stride) + 2 * p;
+
+            a0[t] = _mm256_fmadd_ps(we, _mm256_broadcast_ss(y), a0[t]);
+            a1[t] = _mm256_fmadd_ps(wo, _mm256_broadcast_ss(y + 1), a1[t]);
+        }
+    }
+#pragma GCC unroll 4
+    for (t = 0; t < NT; t++) {
+        _mm256_storeu_ps(out + 8 * t, _mm256_add_ps(a0[t], a1[t]));
+    }
+}
+
 /* (s, s) in each 32-bit lane of the row's scale pair (even or odd one) */
 static inline __m256i
 qwen_pair_dup(__m256i v, const int odd)
