@@ -71,7 +71,9 @@ arm_out_fms(float *out, float32x4_t a0, float32x4_t a1, int32x4_t i0, int32x4_t 
 /*
  * Packed Q4_K x Q8_K: a sub-block's products add in int32 (SDOT), then
  * the row's scale multiplies them (MLA); the mins come off through the
- * activation's bsums. Sums accumulate in out.
+ * activation's bsums. Rows 0-3 and 4-7 take separate passes over the
+ * block, so a pass keeps its 4 tokens' sums in registers (both at once
+ * spilled them). Sums accumulate in out.
  */
 ARM_INLINE void
 arm_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *out,
@@ -80,188 +82,218 @@ arm_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *o
     const uint8x16_t    m4 = vdupq_n_u8(0xF);
     const block_q4_Kx8 *x = w;
     int64_t             b, nb = n / QK_K;
-    int                 t, j, h, k, i;
+    int                 t, j, h, k, i, r;
 
+#pragma GCC unroll 32
     for (t = 0; t < 8 * NT; t++) {
         out[t] = 0.0f;
     }
     for (b = 0; b < nb; b++) {
-        int32x4_t   is0[4], is1[4];
-        float32x4_t d0, d1, m0, m1;
+        float32x4_t d[2], m[2];
+        int32_t     bs[4][QK_K / 32];
 
+        arm_f16x8(x[b].d, &d[0], &d[1]);
+        arm_f16x8(x[b].dmin, &m[0], &m[1]);
+#pragma GCC unroll 4
         for (t = 0; t < NT; t++) {
-            is0[t] = is1[t] = vdupq_n_s32(0);
+            const block_q8_K *y = ARM_ACT(block_q8_K, act, stride, t) + b;
+
+#pragma GCC unroll 8
+            for (i = 0; i < QK_K / 32; i++) {
+                bs[t][i] = y->bsums[2 * i] + y->bsums[2 * i + 1];
+            }
         }
-        for (j = 0; j < QK_K / 64; j++) {
-            for (h = 0; h < 2; h++) {
-                int32x4_t s0[4], s1[4], sc0, sc1;
+#pragma GCC unroll 2
+        for (r = 0; r < 2; r++) {
+            int32x4_t is[4], ms[4];
 
-                for (t = 0; t < NT; t++) {
-                    s0[t] = s1[t] = vdupq_n_s32(0);
-                }
-                for (k = 0; k < 8; k += 4) {
-                    int8x16_t y[4], q[8];
+#pragma GCC unroll 4
+            for (t = 0; t < NT; t++) {
+                is[t] = ms[t] = vdupq_n_s32(0);
+            }
+            for (j = 0; j < QK_K / 64; j++) {
+#pragma GCC unroll 2
+                for (h = 0; h < 2; h++) {
+                    int32x4_t s[4], sc;
 
-                    for (i = 0; i < 4; i++) {
-                        uint8x16_t v0 = vld1q_u8(x[b].qs[j][k + i][0]);
-                        uint8x16_t v1 = vld1q_u8(x[b].qs[j][k + i][4]);
-
-                        q[2 * i] = vreinterpretq_s8_u8(h ? vshrq_n_u8(v0, 4) : vandq_u8(v0, m4));
-                        q[2 * i + 1] = vreinterpretq_s8_u8(h ? vshrq_n_u8(v1, 4)
-                                                             : vandq_u8(v1, m4));
-                    }
+#pragma GCC unroll 4
                     for (t = 0; t < NT; t++) {
-                        y[t] = vld1q_s8(ARM_ACT(block_q8_K, act, stride, t)[b].qs + 64 * j
-                                        + 32 * h + 4 * k);
-                        s0[t] = arm_idot_lane(s0[t], q[0], y[t], 0);
-                        s1[t] = arm_idot_lane(s1[t], q[1], y[t], 0);
-                        s0[t] = arm_idot_lane(s0[t], q[2], y[t], 1);
-                        s1[t] = arm_idot_lane(s1[t], q[3], y[t], 1);
-                        s0[t] = arm_idot_lane(s0[t], q[4], y[t], 2);
-                        s1[t] = arm_idot_lane(s1[t], q[5], y[t], 2);
-                        s0[t] = arm_idot_lane(s0[t], q[6], y[t], 3);
-                        s1[t] = arm_idot_lane(s1[t], q[7], y[t], 3);
+                        s[t] = vdupq_n_s32(0);
+                    }
+#pragma GCC unroll 2
+                    for (k = 0; k < 8; k += 4) {
+                        int8x16_t q[4];
+
+#pragma GCC unroll 4
+                        for (i = 0; i < 4; i++) {
+                            uint8x16_t v = vld1q_u8(x[b].qs[j][k + i][4 * r]);
+
+                            q[i] = vreinterpretq_s8_u8(h ? vshrq_n_u8(v, 4) : vandq_u8(v, m4));
+                        }
+#pragma GCC unroll 4
+                        for (t = 0; t < NT; t++) {
+                            int8x16_t y = vld1q_s8(ARM_ACT(block_q8_K, act, stride, t)[b].qs
+                                                   + 64 * j + 32 * h + 4 * k);
+
+                            s[t] = arm_idot_lane(s[t], q[0], y, 0);
+                            s[t] = arm_idot_lane(s[t], q[1], y, 1);
+                            s[t] = arm_idot_lane(s[t], q[2], y, 2);
+                            s[t] = arm_idot_lane(s[t], q[3], y, 3);
+                        }
+                    }
+                    sc = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(vmovl_u8(
+                        vld1_u8(x[b].scales[2 * j + h] + 4 * r)))));
+#pragma GCC unroll 4
+                    for (t = 0; t < NT; t++) {
+                        is[t] = vmlaq_s32(is[t], s[t], sc);
                     }
                 }
-                arm_u8x8_s32(vld1_u8(x[b].scales[2 * j + h]), &sc0, &sc1);
+            }
+            /* mins [pair][row][2]: this half's 4 rows are 8 bytes of each pair */
+#pragma GCC unroll 4
+            for (i = 0; i < QK_K / 64; i++) {
+                uint8x8_t  v = vld1_u8(x[b].mins[i][4 * r]);
+                int32x4_t  e = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(vmovl_u8(
+                    vuzp1_u8(v, v)))));
+                int32x4_t  o = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(vmovl_u8(
+                    vuzp2_u8(v, v)))));
+
+#pragma GCC unroll 4
                 for (t = 0; t < NT; t++) {
-                    is0[t] = vmlaq_s32(is0[t], s0[t], sc0);
-                    is1[t] = vmlaq_s32(is1[t], s1[t], sc1);
+                    ms[t] = vmlaq_n_s32(vmlaq_n_s32(ms[t], e, bs[t][2 * i]), o, bs[t][2 * i + 1]);
                 }
             }
-        }
-        arm_f16x8(x[b].d, &d0, &d1);
-        arm_f16x8(x[b].dmin, &m0, &m1);
-        {
-            int32x4_t ms0[4], ms1[4];
-            int32_t   bs[4][QK_K / 32];
-            int       p;
-
+#pragma GCC unroll 4
             for (t = 0; t < NT; t++) {
-                const block_q8_K *y = ARM_ACT(block_q8_K, act, stride, t) + b;
+                float  dy = ARM_ACT(block_q8_K, act, stride, t)[b].d;
+                float *o = out + 8 * t + 4 * r;
 
-                ms0[t] = ms1[t] = vdupq_n_s32(0);
-                for (i = 0; i < QK_K / 32; i++) {
-                    bs[t][i] = y->bsums[2 * i] + y->bsums[2 * i + 1];
-                }
-            }
-            for (p = 0; p < QK_K / 64; p++) {
-                /* [row][2] bytes: the even sub-block's mins, then the odd one's */
-                uint8x16_t v = vld1q_u8(x[b].mins[p][0]);
-                int32x4_t  e0, e1, o0, o1;
-
-                arm_u8x8_s32(vget_low_u8(vuzp1q_u8(v, v)), &e0, &e1);
-                arm_u8x8_s32(vget_low_u8(vuzp2q_u8(v, v)), &o0, &o1);
-                for (t = 0; t < NT; t++) {
-                    ms0[t] = vmlaq_n_s32(vmlaq_n_s32(ms0[t], e0, bs[t][2 * p]), o0, bs[t][2 * p + 1]);
-                    ms1[t] = vmlaq_n_s32(vmlaq_n_s32(ms1[t], e1, bs[t][2 * p]), o1, bs[t][2 * p + 1]);
-                }
-            }
-            for (t = 0; t < NT; t++) {
-                float dy = ARM_ACT(block_q8_K, act, stride, t)[b].d;
-
-                arm_out_fma(out + 8 * t, vmulq_n_f32(d0, dy), vmulq_n_f32(d1, dy), is0[t],
-                            is1[t]);
-                arm_out_fms(out + 8 * t, vmulq_n_f32(m0, dy), vmulq_n_f32(m1, dy), ms0[t],
-                            ms1[t]);
+                vst1q_f32(o, vfmsq_f32(vfmaq_f32(vld1q_f32(o), vmulq_n_f32(d[r], dy),
+                                                 vcvtq_f32_s32(is[t])),
+                                       vmulq_n_f32(m[r], dy), vcvtq_f32_s32(ms[t])));
             }
         }
     }
 }
 
 /*
- * Packed Q6_K x Q8_K: SDOT is signed by signed, so the 6-bit values take
- * their - 32 before the products (q - 32 fits a byte) and no activation
- * sums are needed; a 16-column sub-block's products are scaled by MLA.
+ * Packed Q6_K x Q8_K: the 6-bit values (0 .. 63, a positive byte) are
+ * put together with two inserts (SLI / SRI: each step's low nibble with
+ * its two top bits) and a mask or two; a 16-column sub-block's products
+ * are scaled by MLA. The - 32: one token alone takes it off once per
+ * super-block through the activation's bsums; several tokens subtract it
+ * from the values (a subtraction per vector, shared, where the bsums
+ * would cost per token). Both give the same integers, so the same bits.
+ * Rows 0-3 and 4-7 in separate passes, as for Q4_K.
  */
 ARM_INLINE void
 arm_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *out,
               const int NT)
 {
-    const uint8x16_t    m4 = vdupq_n_u8(0xF), m30 = vdupq_n_u8(0x30);
+    const uint8x16_t    m3 = vdupq_n_u8(0x3), m30 = vdupq_n_u8(0x30), m4 = vdupq_n_u8(0xF);
     const int8x16_t     k32 = vdupq_n_s8(32);
+    const int           SUB = NT > 1;   /* - 32 on the values, not through bsums */
     const block_q6_Kx8 *x = w;
     int64_t             b, nb = n / QK_K;
     int                 t, j, kp, i, h, r;
 
+#pragma GCC unroll 32
     for (t = 0; t < 8 * NT; t++) {
         out[t] = 0.0f;
     }
     for (b = 0; b < nb; b++) {
-        int32x4_t   is0[4], is1[4];
-        float32x4_t d0, d1;
+        float32x4_t d[2];
 
-        for (t = 0; t < NT; t++) {
-            is0[t] = is1[t] = vdupq_n_s32(0);
-        }
-        for (j = 0; j < QK_K / 64; j++) {
-            /* sub-blocks 4j + 2h + (k >= 4): scales per half h and k half */
-            int32x4_t sc[2][2][2];   /* [h][k >= 4][rows 0-3, 4-7] */
+        arm_f16x8(x[b].d, &d[0], &d[1]);
+#pragma GCC unroll 2
+        for (r = 0; r < 2; r++) {
+            int32x4_t is[4], ms[4];
 
-            for (h = 0; h < 2; h++) {
-                /* [row][2]: evens (i = 0) to the low half, odds to the high */
-                int8x16_t v = vld1q_s8(x[b].scales[2 * j + h][0]);
-
-                for (i = 0; i < 2; i++) {
-                    int16x8_t s16 = vmovl_s8(vget_low_s8(i ? vuzp2q_s8(v, v) : vuzp1q_s8(v, v)));
-
-                    sc[h][i][0] = vmovl_s16(vget_low_s16(s16));
-                    sc[h][i][1] = vmovl_high_s16(s16);
-                }
+#pragma GCC unroll 4
+            for (t = 0; t < NT; t++) {
+                is[t] = ms[t] = vdupq_n_s32(0);
             }
-            for (i = 0; i < 2; i++) {    /* steps 4i .. 4i + 3: one sub-block per half */
-                int32x4_t s[4][2][2];    /* [token][h][rows] */
-                int8x16_t y[4][2];
+            for (j = 0; j < QK_K / 64; j++) {
+                /* scales [pair][row][2] of pairs 2j + h: this half's 8 bytes */
+                int32x4_t sc[2][2];   /* [h][i]: sub-block 4j + 2h + i */
 
-                for (t = 0; t < NT; t++) {
-                    for (h = 0; h < 2; h++) {
-                        s[t][h][0] = s[t][h][1] = vdupq_n_s32(0);
-                        y[t][h] = vld1q_s8(ARM_ACT(block_q8_K, act, stride, t)[b].qs + 64 * j
-                                           + 32 * h + 16 * i);
+#pragma GCC unroll 2
+                for (h = 0; h < 2; h++) {
+                    int8x8_t v = vld1_s8(x[b].scales[2 * j + h][4 * r]);
+
+                    sc[h][0] = vmovl_s16(vget_low_s16(vmovl_s8(vuzp1_s8(v, v))));
+                    sc[h][1] = vmovl_s16(vget_low_s16(vmovl_s8(vuzp2_s8(v, v))));
+#pragma GCC unroll 4
+                    for (t = 0; t < NT && !SUB; t++) {
+                        const int16_t *bs = ARM_ACT(block_q8_K, act, stride, t)[b].bsums
+                                            + 4 * j + 2 * h;
+
+                        ms[t] = vmlaq_n_s32(vmlaq_n_s32(ms[t], sc[h][0], bs[0]), sc[h][1], bs[1]);
                     }
                 }
-                for (kp = 2 * i; kp < 2 * i + 2; kp++) {
-                    for (r = 0; r < 2; r++) {    /* rows 0-3, then 4-7 */
+#pragma GCC unroll 2
+                for (i = 0; i < 2; i++) {    /* steps 4i .. 4i + 3: a sub-block per half */
+                    int32x4_t s[4][2];
+
+#pragma GCC unroll 4
+                    for (t = 0; t < NT; t++) {
+                        s[t][0] = s[t][1] = vdupq_n_s32(0);
+                    }
+#pragma GCC unroll 2
+                    for (kp = 2 * i; kp < 2 * i + 2; kp++) {
                         uint8x16_t qh = vld1q_u8(x[b].qh[j][kp][4 * r]);
                         uint8x16_t l0 = vld1q_u8(x[b].ql[j][2 * kp][4 * r]);
                         uint8x16_t l1 = vld1q_u8(x[b].ql[j][2 * kp + 1][4 * r]);
-                        int8x16_t  lo0 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(
-                            vandq_u8(l0, m4), vandq_u8(vshlq_n_u8(qh, 4), m30))), k32);
-                        int8x16_t  hi0 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(
-                            vshrq_n_u8(l0, 4), vandq_u8(vshlq_n_u8(qh, 2), m30))), k32);
-                        int8x16_t  lo1 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(
-                            vandq_u8(l1, m4), vandq_u8(qh, m30))), k32);
-                        int8x16_t  hi1 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(
-                            vshrq_n_u8(l1, 4), vandq_u8(vshrq_n_u8(qh, 2), m30))), k32);
+                        /* step 2kp: low nibbles + qh bits 0-1, high + bits 2-3;
+                         * step 2kp + 1: + bits 4-5, + bits 6-7 */
+                        int8x16_t  lo0 = vreinterpretq_s8_u8(vsliq_n_u8(l0, vandq_u8(qh, m3), 4));
+                        int8x16_t  hi0 = vreinterpretq_s8_u8(vsriq_n_u8(
+                            vandq_u8(vshlq_n_u8(qh, 2), m30), l0, 4));
+                        int8x16_t  lo1 = vreinterpretq_s8_u8(vbslq_u8(m4, l1, vandq_u8(qh, m30)));
+                        int8x16_t  hi1 = vreinterpretq_s8_u8(vsriq_n_u8(
+                            vandq_u8(vshrq_n_u8(qh, 2), m30), l1, 4));
 
+                        if (SUB) {
+                            lo0 = vsubq_s8(lo0, k32);
+                            hi0 = vsubq_s8(hi0, k32);
+                            lo1 = vsubq_s8(lo1, k32);
+                            hi1 = vsubq_s8(hi1, k32);
+                        }
+
+#pragma GCC unroll 4
                         for (t = 0; t < NT; t++) {
+                            const int8_t *q8 = ARM_ACT(block_q8_K, act, stride, t)[b].qs
+                                               + 64 * j + 16 * i;
+                            int8x16_t     yl = vld1q_s8(q8), yh = vld1q_s8(q8 + 32);
+
                             if (kp % 2 == 0) {
-                                s[t][0][r] = arm_idot_lane(s[t][0][r], lo0, y[t][0], 0);
-                                s[t][0][r] = arm_idot_lane(s[t][0][r], lo1, y[t][0], 1);
-                                s[t][1][r] = arm_idot_lane(s[t][1][r], hi0, y[t][1], 0);
-                                s[t][1][r] = arm_idot_lane(s[t][1][r], hi1, y[t][1], 1);
+                                s[t][0] = arm_idot_lane(s[t][0], lo0, yl, 0);
+                                s[t][0] = arm_idot_lane(s[t][0], lo1, yl, 1);
+                                s[t][1] = arm_idot_lane(s[t][1], hi0, yh, 0);
+                                s[t][1] = arm_idot_lane(s[t][1], hi1, yh, 1);
                             } else {
-                                s[t][0][r] = arm_idot_lane(s[t][0][r], lo0, y[t][0], 2);
-                                s[t][0][r] = arm_idot_lane(s[t][0][r], lo1, y[t][0], 3);
-                                s[t][1][r] = arm_idot_lane(s[t][1][r], hi0, y[t][1], 2);
-                                s[t][1][r] = arm_idot_lane(s[t][1][r], hi1, y[t][1], 3);
+                                s[t][0] = arm_idot_lane(s[t][0], lo0, yl, 2);
+                                s[t][0] = arm_idot_lane(s[t][0], lo1, yl, 3);
+                                s[t][1] = arm_idot_lane(s[t][1], hi0, yh, 2);
+                                s[t][1] = arm_idot_lane(s[t][1], hi1, yh, 3);
                             }
                         }
                     }
-                }
-                for (t = 0; t < NT; t++) {
-                    for (h = 0; h < 2; h++) {
-                        is0[t] = vmlaq_s32(is0[t], s[t][h][0], sc[h][i][0]);
-                        is1[t] = vmlaq_s32(is1[t], s[t][h][1], sc[h][i][1]);
+#pragma GCC unroll 4
+                    for (t = 0; t < NT; t++) {
+                        is[t] = vmlaq_s32(vmlaq_s32(is[t], s[t][0], sc[0][i]), s[t][1],
+                                          sc[1][i]);
                     }
                 }
             }
-        }
-        arm_f16x8(x[b].d, &d0, &d1);
-        for (t = 0; t < NT; t++) {
-            float dy = ARM_ACT(block_q8_K, act, stride, t)[b].d;
+#pragma GCC unroll 4
+            for (t = 0; t < NT; t++) {
+                float  dy = ARM_ACT(block_q8_K, act, stride, t)[b].d;
+                float *o = out + 8 * t + 4 * r;
 
-            arm_out_fma(out + 8 * t, vmulq_n_f32(d0, dy), vmulq_n_f32(d1, dy), is0[t], is1[t]);
+                vst1q_f32(o, vfmaq_f32(vld1q_f32(o), vmulq_n_f32(d[r], dy),
+                                       vcvtq_f32_s32(vsubq_s32(is[t], vshlq_n_s32(ms[t], 5)))));
+            }
         }
     }
 }
@@ -275,6 +307,7 @@ arm_q8_0x8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
     int64_t             b, nb = n / QK8_0;
     int                 t, k;
 
+#pragma GCC unroll 32
     for (t = 0; t < 8 * NT; t++) {
         out[t] = 0.0f;
     }
@@ -282,17 +315,21 @@ arm_q8_0x8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
         int32x4_t   s0[4], s1[4];
         float32x4_t d0, d1;
 
+#pragma GCC unroll 4
         for (t = 0; t < NT; t++) {
             s0[t] = s1[t] = vdupq_n_s32(0);
         }
+#pragma GCC unroll 8
         for (k = 0; k < QK8_0 / 4; k += 4) {
             int8x16_t q[8];
             int       i;
 
+#pragma GCC unroll 4
             for (i = 0; i < 4; i++) {
                 q[2 * i] = vld1q_s8(x[b].qs[k + i][0]);
                 q[2 * i + 1] = vld1q_s8(x[b].qs[k + i][4]);
             }
+#pragma GCC unroll 4
             for (t = 0; t < NT; t++) {
                 int8x16_t y = vld1q_s8(ARM_ACT(block_q8_0, act, stride, t)[b].qs + 4 * k);
 
@@ -307,6 +344,7 @@ arm_q8_0x8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
             }
         }
         arm_f16x8(x[b].d, &d0, &d1);
+#pragma GCC unroll 4
         for (t = 0; t < NT; t++) {
             float dy = arm_f16(ARM_ACT(block_q8_0, act, stride, t)[b].d);
 
