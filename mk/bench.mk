@@ -4,11 +4,23 @@ BENCH_FORMATS ?= bf16 q8_0 q4_k_m
 BENCH_PROMPT  ?= 200
 BENCH_GEN     ?= 200
 
-bench: deps
-	$(MAKE) --no-print-directory all bench-models test-models
+bench: deps deps-bench
+	$(MAKE) --no-print-directory all bench-models test-models $(BUILD)/blas_bench
 	BUILD=$(BUILD) BENCH_PROMPT=$(BENCH_PROMPT) BENCH_GEN=$(BENCH_GEN) \
 	    BENCH_FORMATS="$(BENCH_FORMATS)" tests/bench/run.sh
-.PHONY: bench
+.PHONY: bench deps-bench
+
+# OpenBLAS for make bench's comparison only (tests/bench/blas_bench.c); the
+# engine does not link it (BENCHMARKS.md has the figures and the reasons)
+BENCH_APT_PACKAGES = libopenblas-dev
+deps-bench:
+	@missing=""; \
+	for p in $(BENCH_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "deps-bench: installing$$missing"; apt-get update -qq && \
+	     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+$(BUILD)/blas_bench: tests/bench/blas_bench.c $(LIB)
+	$(CC) $(CFLAGS) $< $(LIB) -lopenblas $(LDLIBS) -ldl -o $@
 
 # make bench-ab BASE=REV: this tree's engine against REV's, interleaved in
 # one run (tests/bench/ab.sh), best of BENCH_ROUNDS each, with the ratio

@@ -50,6 +50,27 @@ for fmt in $FORMATS; do
     done
 done
 
+# against llama.cpp (../shared/peer): each of our kernel tables this CPU
+# runs against llama.cpp's matching CPU variant, alternating, same files,
+# 2 threads, the median ratio of BENCH_PEER_ROUNDS rounds
+compare=${PEER_DIR:-../shared/peer}/compare.sh
+if [ -x "$compare" ]; then
+    peer_models=()
+    for fmt in $FORMATS; do
+        peer_models+=("$BUILD/models/full-$fmt.gguf")
+    done
+    echo "== against llama.cpp, per kernel table (${BENCH_PEER_ROUNDS:-3} rounds)" >&2
+    QWEN=$qwen "$compare" -r "${BENCH_PEER_ROUNDS:-3}" -p "$P" -n "$N" "${peer_models[@]}" \
+        | tee "$out/peer.txt" | grep '^{' | sed "s/^{/{\"kind\":\"peer\",/" >> "$res" || true
+fi
+
+# OpenBLAS sgemm (sbgemm where the build has it) against our kernels for the
+# prompt-token matmul of F32 and BF16 weights, one thread
+if [ -x "$BUILD/blas_bench" ]; then
+    echo "== OpenBLAS against our kernels, $P tokens, one thread" >&2
+    taskset -c 0 "$BUILD/blas_bench" "$P" | sed "s/^{/{\"kind\":\"blas\",/" >> "$res"
+fi
+
 # 4 sequences at positions 200-400 (where the KV cache is read as much as
 # the weights) with each KV cache format the kernels have, and at 2000-2400
 # (where it is read several times as much) in f16 and q8_0, which halves it
@@ -200,6 +221,37 @@ for r in rows:
                  % (r["format"], r["threads"], r["prefill_tok_s"], r["decode_tok_s"], roof,
                     100 * r["decode_tok_s"] / roof if roof else 0))
 lines.append("")
+peer = [r for r in rows if r["kind"] == "peer"]
+if peer:
+    lines.append("Against llama.cpp b10573 (../shared/peer/compare.sh: each of our kernel tables "
+                 "against llama.cpp's matching CPU variant, alternating, 2 threads, median of "
+                 "%d rounds):" % peer[0]["rounds"])
+    lines.append("")
+    lines.append("| table | model | prefill ours / llama.cpp | decode ours / llama.cpp |")
+    lines.append("|---|---|---|---|")
+    for r in peer:
+        o = sorted(x[0] for x in r["ours"]); l = sorted(x[0] for x in r["llama_cpp"])
+        od = sorted(x[1] for x in r["ours"]); ld = sorted(x[1] for x in r["llama_cpp"])
+        lines.append("| %s | %s | %.1f / %.1f = %.2fx | %.1f / %.1f = %.2fx |"
+                     % (r["table"], r["model"], o[len(o) // 2], l[len(l) // 2],
+                        r["prefill_ratio"], od[len(od) // 2], ld[len(ld) // 2],
+                        r["decode_ratio"]))
+    lines.append("")
+blas = [r for r in rows if r["kind"] == "blas"]
+if blas:
+    lines.append("Prompt-token matmul, %d tokens, one thread, GMAC/s (tests/bench/blas_bench.c):"
+                 % blas[0]["tokens"])
+    lines.append("")
+    lines.append("| weight rows x cols | OpenBLAS sgemm (F32) | OpenBLAS sbgemm (BF16) | "
+                 "ours, F32 weights | ours, BF16 packed (%s) |" % blas[0]["table"])
+    lines.append("|---|---|---|---|---|")
+    for r in blas:
+        sb = r["openblas_sbgemm_gmac_s"]
+        lines.append("| %d x %d | %.1f | %s | %.1f | %.1f |"
+                     % (r["rows"], r["cols"], r["openblas_sgemm_gmac_s"],
+                        "not in this build" if sb is None else "%.1f" % sb,
+                        r["ours_f32_gmac_s"], r["ours_bf16_packed_gmac_s"]))
+    lines.append("")
 lines.append("| format | threads | sequences | total decode tok/s | per sequence |")
 lines.append("|---|---|---|---|---|")
 plot = {}
