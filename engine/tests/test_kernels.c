@@ -322,6 +322,52 @@ test_packed(const qwen_kernels *k)
 }
 
 /*
+ * A table's activation quantizers give the reference quantizer's bytes
+ * (values, scales, block sums): random rows, a zero block, huge and tiny
+ * magnitudes, exact .5 products (round half to even).
+ */
+static void
+test_quantize_act(const qwen_kernels *k)
+{
+    static const int acts[] = { QWEN_TYPE_Q8_0, QWEN_TYPE_Q8_K };
+    const int64_t    n = 1024;
+    float           *x = malloc(n * sizeof(float));
+    char            *a = malloc(qwen_row_bytes(QWEN_TYPE_F32, n));
+    char            *b = malloc(qwen_row_bytes(QWEN_TYPE_F32, n));
+    size_t           t;
+    int              trial, same = 0;
+    int64_t          i;
+
+    for (t = 0; t < sizeof(acts) / sizeof(acts[0]); t++) {
+        size_t rb = qwen_row_bytes(acts[t], n);
+
+        same = 0;
+        for (trial = 0; trial < 6; trial++) {
+            for (i = 0; i < n; i++) {
+                x[i] = frand() * (trial == 1 ? 3e30f : trial == 2 ? 1e-30f : 4.0f);
+            }
+            if (trial == 3) {
+                memset(x + 256, 0, 256 * sizeof(float));   /* a zero block */
+            }
+            if (trial == 4) {    /* products that land on .5: 127 / 127 * (k + .5) */
+                for (i = 0; i < n; i++) {
+                    x[i] = (float) ((int) (frand() * 120.0f)) + 0.5f;
+                }
+                x[0] = 127.0f;
+            }
+            memset(a, 0x55, rb);
+            memset(b, 0x55, rb);
+            k->quantize_act(acts[t], x, a, n);
+            qwen_quantize_row(acts[t], x, b, n);
+            same += memcmp(a, b, rb) == 0;
+        }
+        CHECK(same == 6, "%s quantize_act %s: %d of 6 rows differ from the reference's bytes",
+              k->name, qwen_type_name(acts[t]), 6 - same);
+    }
+    free(x); free(a); free(b);
+}
+
+/*
  * Lengths that are not a multiple of any vector width, for the float
  * kernels' tails: dots (single and 4-row), attention helpers.
  */
@@ -915,6 +961,7 @@ main(void)
         if (k != NULL) {
             test_random_blocks(k);
             test_packed(k);
+            test_quantize_act(k);
             test_float_tails(k);
             test_f16_conversion(k);
             if (k->gemm != NULL) {

@@ -722,9 +722,71 @@ kv_store_f16(int hd, const float *k, const float *v, void *kc, void *vc, int t)
     f32_to_f16(v, (qwen_f16 *) vc + (size_t) t * hd, hd);
 }
 
+/* The Q8_K activation quantizer, qwen_quantize_row_q8_K's bits: the same
+ * absmax, scale, product and round-to-nearest-even per value, the block
+ * sums exact; prompt tokens quantize every matmul's input (~4% of prefill
+ * with the scalar loop). */
+static void
+quantize_q8_K(const float *x, block_q8_K *y, int64_t n)
+{
+    const __m256  sign = _mm256_set1_ps(-0.0f);
+    const __m256i lim = _mm256_set1_epi32(127), nlim = _mm256_set1_epi32(-127);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    int64_t       b;
+    int           i;
+
+    for (b = 0; b < n / QK_K; b++, x += QK_K) {
+        __m256  m = _mm256_setzero_ps(), vs;
+        __m128  h;
+        float   amax, iscale;
+
+        for (i = 0; i < QK_K; i += 8) {
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
+        }
+        h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        amax = _mm_cvtss_f32(h);
+        if (amax == 0.0f) {
+            memset(&y[b], 0, sizeof(y[b]));
+            continue;
+        }
+        iscale = 127.0f / amax;
+        vs = _mm256_set1_ps(iscale);
+        for (i = 0; i < QK_K; i += 32) {
+            __m256i q[4], p16a, p16b, p8, s;
+            int     k;
+
+            for (k = 0; k < 4; k++) {
+                __m256 v = _mm256_round_ps(_mm256_mul_ps(vs, _mm256_loadu_ps(x + i + 8 * k)),
+                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+
+                q[k] = _mm256_max_epi32(_mm256_min_epi32(_mm256_cvtps_epi32(v), lim), nlim);
+            }
+            /* packs work per 128-bit lane: the permute puts values back in order */
+            p16a = _mm256_packs_epi32(q[0], q[1]);
+            p16b = _mm256_packs_epi32(q[2], q[3]);
+            p8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16a, p16b), order);
+            _mm256_storeu_si256((__m256i *) (y[b].qs + i), p8);
+            /* the two 16-value groups' sums: pairs, quads, then within each lane */
+            s = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, p8), ones16);
+            s = _mm256_hadd_epi32(s, s);
+            s = _mm256_hadd_epi32(s, s);
+            y[b].bsums[i / 16] = (int16_t) _mm256_extract_epi32(s, 0);
+            y[b].bsums[i / 16 + 1] = (int16_t) _mm256_extract_epi32(s, 4);
+        }
+        y[b].d = 1.0f / iscale;
+    }
+}
+
 static void
 quantize_act(int act_type, const float *x, void *y, int64_t n)
 {
+    if (act_type == QWEN_TYPE_Q8_K) {
+        quantize_q8_K(x, y, n);
+        return;
+    }
     qwen_quantize_row(act_type, x, y, n);
 }
 
