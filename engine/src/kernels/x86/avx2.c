@@ -780,11 +780,60 @@ quantize_q8_K(const float *x, block_q8_K *y, int64_t n)
     }
 }
 
+/* The Q8_0 activation quantizer, qwen_quantize_row_q8_0's bits: its
+ * roundf (half away from zero) as the truncation plus the sign where the
+ * exact remainder is at least a half. */
+static void
+quantize_q8_0(const float *x, block_q8_0 *y, int64_t n)
+{
+    const __m256  sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.5f);
+    const __m256  one = _mm256_set1_ps(1.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    int64_t       b;
+    int           k;
+
+    for (b = 0; b < n / QK8_0; b++, x += QK8_0) {
+        __m256  v[4], m = _mm256_setzero_ps(), vid;
+        __m256i q[4];
+        __m128  h;
+        float   amax, d, id;
+
+        for (k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(x + 8 * k);
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[k]));
+        }
+        h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        amax = _mm_cvtss_f32(h);
+        d = amax / 127.0f;
+        id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = qwen_f32_to_f16(d);
+        vid = _mm256_set1_ps(id);
+        for (k = 0; k < 4; k++) {
+            __m256 p = _mm256_mul_ps(v[k], vid);
+            __m256 t = _mm256_round_ps(p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            __m256 up = _mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(p, t)), half,
+                                      _CMP_GE_OQ);
+
+            t = _mm256_add_ps(t, _mm256_and_ps(up, _mm256_or_ps(one, _mm256_and_ps(sign, p))));
+            q[k] = _mm256_cvttps_epi32(t);
+        }
+        _mm256_storeu_si256((__m256i *) y[b].qs, _mm256_permutevar8x32_epi32(
+            _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3])),
+            order));
+    }
+}
+
 static void
 quantize_act(int act_type, const float *x, void *y, int64_t n)
 {
     if (act_type == QWEN_TYPE_Q8_K) {
         quantize_q8_K(x, y, n);
+        return;
+    }
+    if (act_type == QWEN_TYPE_Q8_0) {
+        quantize_q8_0(x, y, n);
         return;
     }
     qwen_quantize_row(act_type, x, y, n);
