@@ -31,6 +31,8 @@ cases=(
     "q4_k_m decode, 2 threads|full-q4_k_m.gguf|-p 16 -n 64 -t 2|decode_tok_s"
     "q4_k_m prefill 200, 2 threads|full-q4_k_m.gguf|-p 200 -n 1 -t 2|prefill_tok_s"
     "q4_k_m 4 sequences at 200-400, 2 threads|full-q4_k_m.gguf|-p 200 -n 200 -t 2 -s 4|decode_total_tok_s"
+    "q8_0 prefill 200, 2 threads|full-q8_0.gguf|-p 200 -n 1 -t 2|prefill_tok_s"
+    "bf16 prefill 200, 2 threads|full-bf16.gguf|-p 200 -n 1 -t 2|prefill_tok_s"
 )
 
 field() { /usr/bin/python3 -c "import json,sys; print(json.loads(sys.stdin.read())['$1'])"; }
