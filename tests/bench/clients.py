@@ -7,7 +7,11 @@ cost differs from the llama.cpp server test) to /v1/completions and streams
 Ollama test. Prints one JSON line: mean/max time to first token, mean/max
 end to end, and the total tokens/s over the wall time of all clients.
 
-usage: clients.py PORT CLIENTS [PROMPT_TOKENS] [GEN_TOKENS]
+usage: clients.py PORT CLIENTS [PROMPT_TOKENS] [GEN_TOKENS] [TOKENIZER_JSON]
+With TOKENIZER_JSON the tokens whose bytes are not valid UTF-8 alone are banned
+through logit_bias (as workload.py does): llama-server ends a stream whose
+text stops being valid UTF-8, which random-weight models reach quickly; send
+it to both servers so they do the same work.
 """
 import json
 import sys
@@ -15,10 +19,12 @@ import sys
 import sse
 
 
-def client(port, ids, n_gen, out, i):
-    ttft, e2e, usage = sse.stream(port, {
-        "model": "qwen3", "prompt": ids, "max_tokens": n_gen, "temperature": 0,
-        "stream": True, "ignore_eos": True, "stream_options": {"include_usage": True}})
+def client(port, ids, n_gen, out, i, bias):
+    body = {"model": "qwen3", "prompt": ids, "max_tokens": n_gen, "temperature": 0,
+            "stream": True, "ignore_eos": True, "stream_options": {"include_usage": True}}
+    if bias:
+        body["logit_bias"] = bias
+    ttft, e2e, usage = sse.stream(port, body)
     # the server's own count, from the closing usage chunk
     out[i] = (ttft, e2e, usage["completion_tokens"])
 
@@ -27,11 +33,15 @@ def main():
     port, n = int(sys.argv[1]), int(sys.argv[2])
     n_prompt = int(sys.argv[3]) if len(sys.argv) > 3 else 200
     n_gen = int(sys.argv[4]) if len(sys.argv) > 4 else 200
+    bias = None
+    if len(sys.argv) > 5:
+        import workload
+        bias = [[t, False] for t in workload.byte_fragment_ids(sys.argv[5])]
     out = [None] * n
     # distinct prompts per client: no client can reuse another's work
     wall = sse.run_all([
         (lambda j=j: client(port, [(1000 + 7919 * k + 13 * j) % 150000
-                                   for k in range(n_prompt)], n_gen, out, j))
+                                   for k in range(n_prompt)], n_gen, out, j, bias))
         for j in range(n)])
     if any(r is None for r in out):
         raise SystemExit("a client failed")
