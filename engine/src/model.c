@@ -10,6 +10,7 @@
 #include "gguf.h"
 #include "kernels/kernels.h"
 #include "repack.h"
+#include "threadpool.h"
 #include "safetensors.h"
 #include "tokenizer_internal.h"
 
@@ -757,6 +758,36 @@ done:
 
 /* ------------------------------------------------------------- public */
 
+/* The packing of every tensor with a packed destination, its row groups
+ * split over the threads. */
+typedef struct {
+    qwen_tensor **ts;
+    int           n;
+} pack_job;
+
+static void
+pack_task(void *arg, int ith, int nth)
+{
+    pack_job *job = arg;
+    int       i;
+
+    for (i = 0; i < job->n; i++) {
+        qwen_tensor *t = job->ts[i];
+        size_t       gb;
+        int64_t      g, ng = t->n_rows / QWEN_PACK_ROWS;
+
+        if (t->packed == NULL) {
+            continue;
+        }
+        gb = qwen_packed_group_bytes(t->type, t->n_cols);
+        for (g = ng * ith / nth; g < ng * (ith + 1) / nth; g++) {
+            qwen_pack_group(t->type, (const char *) t->data
+                            + (size_t) g * QWEN_PACK_ROWS * t->row_bytes, t->row_bytes,
+                            t->n_cols, (char *) t->packed + (size_t) g * gb);
+        }
+    }
+}
+
 /*
  * Repack the weights the best kernel table reads packed (repack.h), once,
  * into shared anonymous memory: every worker forked after the load, and
@@ -773,7 +804,7 @@ repack_weights(qwen_model *m, char *err, size_t err_len)
     const qwen_kernels *k = qwen_kernels_best();
     const char         *env = getenv("QWEN_REPACK");
     qwen_tensor        *ts[8 * 1024];
-    size_t              total = 0, gb, off = 0, page = (size_t) sysconf(_SC_PAGESIZE);
+    size_t              total = 0, off = 0, page = (size_t) sysconf(_SC_PAGESIZE);
     int                 n = 0, i;
     char               *dst;
     qwen_layer         *L;
@@ -810,20 +841,33 @@ repack_weights(qwen_model *m, char *err, size_t err_len)
     m->packed_bytes = total;
     for (i = 0; i < n; i++) {
         qwen_tensor *t = ts[i];
-        int64_t      g;
-        uintptr_t    lo, hi;
 
         if (k->packed_dot[t->type] == NULL || !qwen_packable(t->type, t->n_rows, t->n_cols)) {
             continue;
         }
-        gb = qwen_packed_group_bytes(t->type, t->n_cols);
-        for (g = 0; g < t->n_rows / QWEN_PACK_ROWS; g++) {
-            qwen_pack_group(t->type, (const char *) t->data
-                            + (size_t) g * QWEN_PACK_ROWS * t->row_bytes, t->row_bytes,
-                            t->n_cols, dst + off + (size_t) g * gb);
-        }
         t->packed = dst + off;
-        off += gb * (size_t) (t->n_rows / QWEN_PACK_ROWS);
+        off += qwen_packed_group_bytes(t->type, t->n_cols) * (size_t) (t->n_rows / QWEN_PACK_ROWS);
+    }
+    /* on every core: the pool's threads end with it, before any fork */
+    {
+        pack_job   job = { ts, n };
+        long       cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        qwen_pool *pool = qwen_pool_new(cpus < 1 ? 1 : cpus > 8 ? 8 : (int) cpus);
+
+        if (pool != NULL) {
+            qwen_pool_run(pool, pack_task, &job);
+            qwen_pool_free(pool);
+        } else {
+            pack_task(&job, 0, 1);
+        }
+    }
+    for (i = 0; i < n; i++) {
+        qwen_tensor *t = ts[i];
+        uintptr_t    lo, hi;
+
+        if (t->packed == NULL) {
+            continue;
+        }
         /* the whole pages of the file's copy leave this process's mapping */
         lo = ((uintptr_t) t->data + page - 1) & ~(uintptr_t) (page - 1);
         hi = ((uintptr_t) t->data + t->row_bytes * (size_t) t->n_rows) & ~(uintptr_t) (page - 1);

@@ -58,6 +58,19 @@ typedef void (*qwen_gemm_fn)(int type, const void *w, size_t row_bytes, int64_t 
  */
 typedef void (*qwen_packed_dot_fn)(int64_t n, const void *w, const void *act,
                                    size_t act_stride, int nt, float *out);
+/* A packed_dot entry point from a kernel template taking NT = 1 .. 4 as a
+ * constant (each ISA's templates: x86/x86.h, arm/packed.h). */
+#define QWEN_PACKED_DOT_ENTRY(NAME, TMPL)                                          \
+static void                                                                        \
+NAME(int64_t n, const void *w, const void *act, size_t stride, int nt, float *out)  \
+{                                                                                  \
+    switch (nt) {                                                                  \
+    case 1: TMPL(n, w, act, stride, out, 1); break;                                \
+    case 2: TMPL(n, w, act, stride, out, 2); break;                                \
+    case 3: TMPL(n, w, act, stride, out, 3); break;                                \
+    default: TMPL(n, w, act, stride, out, 4); break;                               \
+    }                                                                              \
+}
 /* The scalar truth of each packed layout (the SIMD versions give its bits). */
 void qwen_packed_dot_ref(int type, int64_t n, const void *w, const void *act,
                          size_t act_stride, int nt, float *out);

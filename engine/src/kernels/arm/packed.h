@@ -361,22 +361,11 @@ arm_q8_0x8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
     }
 }
 
-/* The packed_dot entries of a table (NT = 1 .. 4). */
-#define QWEN_ARM_PACKED_ONE(NAME, TMPL)                                                \
-static void                                                                            \
-NAME(int64_t n, const void *w, const void *act, size_t stride, int nt, float *out)      \
-{                                                                                      \
-    switch (nt) {                                                                      \
-    case 1: TMPL(n, w, act, stride, out, 1); break;                                    \
-    case 2: TMPL(n, w, act, stride, out, 2); break;                                    \
-    case 3: TMPL(n, w, act, stride, out, 3); break;                                    \
-    default: TMPL(n, w, act, stride, out, 4); break;                                   \
-    }                                                                                  \
-}
+/* The packed_dot entries of a table. */
 #define QWEN_ARM_PACKED_KERNELS(PFX)                                                   \
-    QWEN_ARM_PACKED_ONE(PFX##_packed_q4_K, arm_q4kx8_dot)                              \
-    QWEN_ARM_PACKED_ONE(PFX##_packed_q6_K, arm_q6kx8_dot)                              \
-    QWEN_ARM_PACKED_ONE(PFX##_packed_q8_0, arm_q8_0x8_dot)
+    QWEN_PACKED_DOT_ENTRY(PFX##_packed_q4_K, arm_q4kx8_dot)                              \
+    QWEN_PACKED_DOT_ENTRY(PFX##_packed_q6_K, arm_q6kx8_dot)                              \
+    QWEN_PACKED_DOT_ENTRY(PFX##_packed_q8_0, arm_q8_0x8_dot)
 #define QWEN_ARM_PACKED_ENTRIES(PFX)                                                   \
     .packed_dot[QWEN_TYPE_Q4_K] = PFX##_packed_q4_K,                                   \
     .packed_dot[QWEN_TYPE_Q6_K] = PFX##_packed_q6_K,                                   \

@@ -738,16 +738,12 @@ quantize_q8_K(const float *x, block_q8_K *y, int64_t n)
 
     for (b = 0; b < n / QK_K; b++, x += QK_K) {
         __m256  m = _mm256_setzero_ps(), vs;
-        __m128  h;
         float   amax, iscale;
 
         for (i = 0; i < QK_K; i += 8) {
             m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
         }
-        h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_max_ss(h, _mm_movehdup_ps(h));
-        amax = _mm_cvtss_f32(h);
+        amax = qwen_hmax256(m);
         if (amax == 0.0f) {
             memset(&y[b], 0, sizeof(y[b]));
             continue;
@@ -795,17 +791,13 @@ quantize_q8_0(const float *x, block_q8_0 *y, int64_t n)
     for (b = 0; b < n / QK8_0; b++, x += QK8_0) {
         __m256  v[4], m = _mm256_setzero_ps(), vid;
         __m256i q[4];
-        __m128  h;
         float   amax, d, id;
 
         for (k = 0; k < 4; k++) {
             v[k] = _mm256_loadu_ps(x + 8 * k);
             m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[k]));
         }
-        h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_max_ss(h, _mm_movehdup_ps(h));
-        amax = _mm_cvtss_f32(h);
+        amax = qwen_hmax256(m);
         d = amax / 127.0f;
         id = d != 0.0f ? 1.0f / d : 0.0f;
         y[b].d = qwen_f32_to_f16(d);
@@ -869,10 +861,10 @@ QWEN_X86_DOT_2X4(dot2x4_q8_0, qwen_q8_0_dot_rows)
 QWEN_X86_DOT_2X4(dot2x4_q4_K, qwen_q4k_dot_rows)
 QWEN_X86_DOT_2X4(dot2x4_q6_K, q6k_dot_rows)
 QWEN_X86_DOT_PAIR(dot_q6_K, dot4_q6_K, q6k_dot_n)
-QWEN_X86_PACKED_DOT(packed_dot_q4_K, qwen_q4kx8_dot)
-QWEN_X86_PACKED_DOT(packed_dot_q6_K, qwen_q6kx8_dot)
-QWEN_X86_PACKED_DOT(packed_dot_q8_0, qwen_q8_0x8_dot)
-QWEN_X86_PACKED_DOT(packed_dot_bf16, qwen_bf16x8_dot)
+QWEN_PACKED_DOT_ENTRY(packed_dot_q4_K, qwen_q4kx8_dot)
+QWEN_PACKED_DOT_ENTRY(packed_dot_q6_K, qwen_q6kx8_dot)
+QWEN_PACKED_DOT_ENTRY(packed_dot_q8_0, qwen_q8_0x8_dot)
+QWEN_PACKED_DOT_ENTRY(packed_dot_bf16, qwen_bf16x8_dot)
 
 static const qwen_kernels kernels_avx2 = {
     .name = "avx2",

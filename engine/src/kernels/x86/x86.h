@@ -52,6 +52,17 @@ qwen_hsum256(__m256 v)
     return _mm_cvtss_f32(lo);
 }
 
+/* the largest of a vector's 8 floats */
+static inline float
+qwen_hmax256(__m256 v)
+{
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
 /*
  * Each region of a sequence's KV cache is a few KiB at a place of its own,
  * where the hardware prefetchers stop, so reading regions in turn starts
@@ -705,19 +716,6 @@ static void                                                                     
 DOT4(int64_t n, const void *w, const void *act, size_t stride, float *out)         \
 {                                                                                  \
     TMPL(n, w, act, stride, out, 4, ##__VA_ARGS__);                                \
-}
-
-/* the packed_dot entry point of a packed template (NT = 1 .. 4) */
-#define QWEN_X86_PACKED_DOT(NAME, TMPL)                                            \
-static void                                                                        \
-NAME(int64_t n, const void *w, const void *act, size_t stride, int nt, float *out)  \
-{                                                                                  \
-    switch (nt) {                                                                  \
-    case 1: TMPL(n, w, act, stride, out, 1); break;                                \
-    case 2: TMPL(n, w, act, stride, out, 2); break;                                \
-    case 3: TMPL(n, w, act, stride, out, 3); break;                                \
-    default: TMPL(n, w, act, stride, out, 4); break;                               \
-    }                                                                              \
 }
 
 /* the vec_dot2x4 entry point of a rows template (NR = 2, NT = 4) */
