@@ -36,6 +36,14 @@ sub rollup_pss {
     return 0;
 }
 
+# The sum of PSS over nginx's master and workers.
+sub total_pss {
+    my $n = shift;
+    my $p = 0;
+    $p += rollup_pss($_) for $n->master_pid, $n->worker_pids;
+    return $p;
+}
+
 # Start nginx with $workers workers and make every worker run the model.
 sub warm {
     my ($model, $workers) = @_;
@@ -62,8 +70,7 @@ for my $name ('tiny-f32.gguf', 'tiny-bf16-hf') {
     my $size_kb = int($size / 1024);
 
     my ($one, $seen1) = warm($model, 1);
-    my $p1 = 0;
-    $p1 += rollup_pss($_) for $one->master_pid, $one->worker_pids;
+    my $p1 = total_pss($one);
     $one->stop;
 
     my ($four, $seen4) = warm($model, 4);
@@ -113,14 +120,12 @@ for my $name ('tiny-f32.gguf', 'tiny-bf16-hf') {
   SKIP: {
         skip("$name: this CPU's best kernels read no packed layout", 4) if $packed == 0;
         my ($one, $seen1) = warm($model, 1);
-        my $p1 = 0;
-        $p1 += rollup_pss($_) for $one->master_pid, $one->worker_pids;
+        my $p1 = total_pss($one);
         $one->stop;
 
         my ($four, $seen4) = warm($model, 4);
         is($seen4, 4, "$name: all 4 workers ran the model");
-        my $p4 = 0;
-        $p4 += rollup_pss($_) for $four->master_pid, $four->worker_pids;
+        my $p4 = total_pss($four);
         my $max_rss = 0;
         for my $pid ($four->worker_pids) {
             my ($rss, $pss) = smaps_for($pid, $model);

@@ -394,7 +394,7 @@ qwen_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
         _mm256_storeu_ps(out + 8 * t, _mm256_setzero_ps());
     }
     for (b = 0; b < nb; b++) {
-        __m256i isum[4], msum[4];
+        __m256i isum[4], msum[4], mv[QK_K / 64];
         __m256  d, dmin;
 
 #pragma GCC unroll 4
@@ -445,6 +445,11 @@ qwen_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
         }
         d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x[b].d));
         dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x[b].dmin));
+        /* the rows' mins, (2p, 2p + 1) per lane: once for the tokens */
+#pragma GCC unroll 4
+        for (i = 0; i < QK_K / 64; i++) {
+            mv[i] = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *) x[b].mins[i]));
+        }
 #pragma GCC unroll 4
         for (t = 0; t < NT; t++) {
             const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * stride) + b;
@@ -458,10 +463,8 @@ qwen_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
             msum[t] = _mm256_setzero_si256();
 #pragma GCC unroll 4
             for (i = 0; i < QK_K / 64; i++) {
-                __m256i mv = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *) x[b].mins[i]));
-
                 msum[t] = _mm256_add_epi32(msum[t],
-                                           _mm256_madd_epi16(mv, _mm256_set1_epi32(pairs[i])));
+                                           _mm256_madd_epi16(mv[i], _mm256_set1_epi32(pairs[i])));
             }
             acc = _mm256_fmadd_ps(_mm256_mul_ps(d, dy), _mm256_cvtepi32_ps(isum[t]),
                                   _mm256_loadu_ps(out + 8 * t));
