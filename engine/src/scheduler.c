@@ -2,7 +2,8 @@
  * scheduler.c - continuous batching over one compute context. A scheduler
  * thread admits queued requests into KV cache slots, builds each step's
  * batch (one decode token per running sequence first, then prompt chunks
- * in the remaining budget so a long prompt never stalls the others), runs
+ * first come, first served, in the remaining budget so a long prompt never
+ * stalls the others), runs
  * the forward pass, samples outside the lock, and publishes token events.
  * The submitting thread (nginx's event loop) is woken through an eventfd
  * and never waits for inference: every call it makes holds the mutex only
@@ -99,6 +100,7 @@ struct qwen_request {
     int                  in_ready;
     qwen_request        *next_wait;
     double               t_submit, t_admit, t_first, t_done;
+    uint64_t             admit_seq;      /* admission order: prompt chunks go first come */
     double               t_last;         /* when the last token was published */
 };
 
@@ -127,6 +129,7 @@ struct qwen_engine {
     uint64_t             cache_queries, cache_hits;
     size_t               cache_blocks;
     uint64_t             drafted, draft_accepted;
+    uint64_t             n_admitted;
 
     /* the context's KV cache; touched only by the scheduler thread (and
      * by qwen_engine_free after joining it) */
@@ -134,6 +137,7 @@ struct qwen_engine {
     int                  publish_generated;  /* answers' blocks are exact too */
     /* this step's prompt chunks that start on a block (shared_prefill) */
     qwen_request       **chunk_req;
+    qwen_request       **prefilling;    /* build_batch's scratch: by admission */
     size_t              *chunk_start;
     uint64_t            *chunk_chain;
 
@@ -455,6 +459,16 @@ shared_prefill(qwen_engine *e, qwen_request *r, int n_chunks)
     return 0;
 }
 
+/*
+ * A step's time grows with its tokens, and a request whose prompt ends in
+ * it gets its first token when the step ends. Another request's chunk in
+ * the same step delays that first token by the chunk's compute and saves
+ * the other request only one step's fixed cost (the weights streamed once
+ * more, the threads' barriers): a few tokens' worth. So after a prompt
+ * ends, later chunks join only while the step holds fewer tokens than this.
+ */
+#define QWEN_STEP_SMALL 32
+
 /* Draft tokens of all sequences in one step, at most; their logits rows
  * come on top of one per slot. */
 #define QWEN_DRAFT_STEP_MAX 16
@@ -520,7 +534,8 @@ draft_room(const qwen_engine *e, const qwen_request *r, int n_decoding, int step
 static int
 build_batch(qwen_engine *e, int *n_rows)
 {
-    int           n = 0, rows = 0, s, k, i, budget, n_chunks, n_decoding = 0, step_left;
+    int           n = 0, rows = 0, s, k, i, j, m, budget, n_chunks, ended, n_decoding = 0;
+    int           step_left;
     qwen_request *r;
 
     for (s = 0; s < e->params.n_slots; s++) {
@@ -559,14 +574,26 @@ build_batch(qwen_engine *e, int *n_rows)
         }
         step_left -= r->n_drafts;
     }
-    /* then prompt chunks, in slot order, in the remaining budget */
-    budget = e->params.n_batch - n;
-    n_chunks = 0;
-    for (s = 0; s < e->params.n_slots && budget > 0; s++) {
+    /* then prompt chunks, first come first served, in the remaining
+     * budget; once a request's prompt ends in this step, a later request's
+     * chunk joins only while the step is still small (prompt_room) */
+    m = 0;
+    for (s = 0; s < e->params.n_slots; s++) {
         r = e->slots[s];
         if (r == NULL || r->state != RQ_PREFILL || r->cancelled) {
             continue;
         }
+        for (i = m++; i > 0 && e->prefilling[i - 1]->admit_seq > r->admit_seq; i--) {
+            e->prefilling[i] = e->prefilling[i - 1];
+        }
+        e->prefilling[i] = r;
+    }
+    budget = e->params.n_batch - n;
+    n_chunks = 0;
+    ended = 0;
+    for (j = 0; j < m && budget > 0 && (!ended || n < QWEN_STEP_SMALL); j++) {
+        r = e->prefilling[j];
+        s = r->slot;
         if (shared_prefill(e, r, n_chunks)) {
             continue;
         }
@@ -585,6 +612,7 @@ build_batch(qwen_engine *e, int *n_rows)
                 e->batch_req[rows] = r;
                 e->batch_kind[rows] = 1;
                 rows++;
+                ended = 1;
             }
         }
         budget -= k;
@@ -622,6 +650,7 @@ admit(qwen_engine *e)
         e->cache_queries += r->n_prompt;
         e->cache_hits += r->n_cached;
         r->t_admit = now_ms();
+        r->admit_seq = e->n_admitted++;
         e->slots[s] = r;
         e->n_running++;
     }
@@ -967,6 +996,7 @@ qwen_engine_new(const qwen_model *model, const qwen_engine_params *p, char *err,
     e->batch_req = calloc((size_t) e->max_rows, sizeof(*e->batch_req));
     e->batch_kind = calloc((size_t) e->max_rows, sizeof(*e->batch_kind));
     e->chunk_req = calloc((size_t) p->n_slots, sizeof(*e->chunk_req));
+    e->prefilling = calloc((size_t) p->n_slots, sizeof(*e->prefilling));
     e->chunk_start = calloc((size_t) p->n_slots, sizeof(*e->chunk_start));
     e->chunk_chain = calloc((size_t) p->n_slots, sizeof(*e->chunk_chain));
     e->logits = malloc((size_t) e->max_rows * e->vocab * sizeof(float));
@@ -979,7 +1009,7 @@ qwen_engine_new(const qwen_model *model, const qwen_engine_params *p, char *err,
     }
     e->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (!e->slots || !e->ready || !e->batch || !e->batch_req || !e->batch_kind
-        || !e->chunk_req || !e->chunk_start || !e->chunk_chain || !e->logits
+        || !e->chunk_req || !e->prefilling || !e->chunk_start || !e->chunk_chain || !e->logits
         || !e->raw || !e->gram_ids || !e->sampler_scratch || e->efd < 0)
     {
         qwen_fail(err, err_len, "cannot set up the engine: %s",
@@ -1041,6 +1071,7 @@ qwen_engine_free(qwen_engine *e)
     free(e->batch_req);
     free(e->batch_kind);
     free(e->chunk_req);
+    free(e->prefilling);
     free(e->chunk_start);
     free(e->chunk_chain);
     free(e->logits);

@@ -198,6 +198,55 @@ test_batched_equals_alone(void)
     qwen_engine_free(e);
 }
 
+/*
+ * Prompt chunks go first come, first served, and a step in which one
+ * prompt ends takes a later prompt only while the step is small: behind a
+ * long prompt, three 40-token prompts each get a step of their own (their
+ * first tokens come one step apart, not all after the step of all three),
+ * and three 5-token prompts share one step.
+ */
+static void
+test_prefill_order(void)
+{
+    enum { N = 7 };
+    int32_t      ids[N][900];
+    tracked      t[N];
+    qwen_engine *e = engine_new_cache(N, 8, 256, 0);
+    char         err[QWEN_ERR_LEN];
+    int          i, lens[N] = { 900, 40, 40, 40, 5, 5, 5 };
+    qwen_engine_stats st;
+    qwen_request_timing tm[N];
+    qwen_request_params p;
+
+    if (e == NULL) return;
+    memset(t, 0, sizeof(t));
+    for (i = 0; i < N; i++) {
+        make_prompt(ids[i], lens[i], 300 + i);
+        p = greedy_params(ids[i], lens[i], 1);
+        CHECK(qwen_submit(e, &p, &t[i], &t[i].req, err, sizeof(err)) == 0, "%s", err);
+    }
+    CHECK(wait_all(e, t, N, 60), "requests did not finish");
+    qwen_engine_get_stats(e, &st);
+    /* 900 = 3 x 256 + 132: four steps; then one per 40-token prompt, and
+     * one for the three short ones (15 tokens) */
+    CHECK(st.steps == 8, "%llu steps, expected 4 + 3 + 1", (unsigned long long) st.steps);
+    for (i = 0; i < N; i++) {
+        CHECK(t[i].n == 1 && t[i].finish == QWEN_FINISH_LENGTH, "request %d: %d tokens, %s",
+              i, t[i].n, qwen_finish_name(t[i].finish));
+        qwen_request_get_timing(t[i].req, &tm[i]);
+    }
+    /* submitted microseconds apart: the first-token times keep that order */
+    for (i = 1; i < 4; i++) {
+        CHECK(tm[i].first_token_ms > tm[i - 1].first_token_ms,
+              "request %d's first token (%.2f ms) not after request %d's (%.2f ms)",
+              i, tm[i].first_token_ms, i - 1, tm[i - 1].first_token_ms);
+    }
+    for (i = 0; i < N; i++) {
+        qwen_request_release(t[i].req);
+    }
+    qwen_engine_free(e);
+}
+
 static void
 test_queue_and_cancel(void)
 {
@@ -1077,6 +1126,7 @@ main(void)
     }
     vocab = qwen_model_config(model)->vocab_size;
     test_batched_equals_alone();
+    test_prefill_order();
     test_queue_and_cancel();
     test_pause();
     test_stop_logprobs_errors();
