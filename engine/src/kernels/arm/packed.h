@@ -69,6 +69,111 @@ arm_out_fms(float *out, float32x4_t a0, float32x4_t a1, int32x4_t i0, int32x4_t 
 }
 
 /*
+ * One token (decode) of packed Q4_K: all 8 rows in one pass, since one
+ * token's sums leave registers for it. Each 64-byte load is two steps of
+ * 4 columns for the 8 rows; its low nibbles feed sub-block 2j, its high
+ * ones 2j + 1, against the same activation loads. The mins go through
+ * SMLAL against the bsums' pair sums, lanes (row, even/odd sub-block),
+ * folded by one pairwise add. The same integers and float operations per
+ * lane as arm_q4kx8_dot, so the same bits.
+ */
+ARM_INLINE void
+arm_q4kx8_dot1(int64_t n, const void *w, const void *act, float *out)
+{
+    const uint8x16_t    m4 = vdupq_n_u8(0xF);
+    const block_q4_Kx8 *x = w;
+    const block_q8_K   *y = act;
+    float32x4_t         o0 = vdupq_n_f32(0.0f), o1 = vdupq_n_f32(0.0f);
+    int64_t             b, nb = n / QK_K;
+    int                 j, k, i;
+
+    for (b = 0; b < nb; b++) {
+        float32x4_t d0, d1, m0, m1;
+        int32x4_t   is0 = vdupq_n_s32(0), is1 = vdupq_n_s32(0), ms0, ms1;
+        int32x4_t   mp[4] = { vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0) };
+        int16x8_t   bs = vpaddq_s16(vld1q_s16(y[b].bsums), vld1q_s16(y[b].bsums + 8));
+        uint8x16x4_t mins = vld1q_u8_x4(x[b].mins[0][0]);
+        float        dy = y[b].d;
+
+        /* mins [pair i][row][2] against (bs[2i], bs[2i + 1]) in every row's lanes */
+#pragma GCC unroll 4
+        for (i = 0; i < QK_K / 64; i++) {
+            int16x8_t mv0 = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(mins.val[i])));
+            int16x8_t mv1 = vreinterpretq_s16_u16(vmovl_high_u8(mins.val[i]));
+            int16x8_t pat;
+
+            switch (i) {
+            case 0: pat = vreinterpretq_s16_s32(vdupq_laneq_s32(vreinterpretq_s32_s16(bs), 0)); break;
+            case 1: pat = vreinterpretq_s16_s32(vdupq_laneq_s32(vreinterpretq_s32_s16(bs), 1)); break;
+            case 2: pat = vreinterpretq_s16_s32(vdupq_laneq_s32(vreinterpretq_s32_s16(bs), 2)); break;
+            default: pat = vreinterpretq_s16_s32(vdupq_laneq_s32(vreinterpretq_s32_s16(bs), 3)); break;
+            }
+            mp[0] = vmlal_s16(mp[0], vget_low_s16(mv0), vget_low_s16(pat));
+            mp[1] = vmlal_high_s16(mp[1], mv0, pat);
+            mp[2] = vmlal_s16(mp[2], vget_low_s16(mv1), vget_low_s16(pat));
+            mp[3] = vmlal_high_s16(mp[3], mv1, pat);
+        }
+        ms0 = vpaddq_s32(mp[0], mp[1]);
+        ms1 = vpaddq_s32(mp[2], mp[3]);
+        for (j = 0; j < QK_K / 64; j++) {
+            int32x4_t  sl0 = vdupq_n_s32(0), sl1 = vdupq_n_s32(0);
+            int32x4_t  sh0 = vdupq_n_s32(0), sh1 = vdupq_n_s32(0);
+            uint8x16_t sc = vld1q_u8(x[b].scales[2 * j]);   /* sub-blocks 2j, 2j + 1 */
+            uint16x8_t sc16l = vmovl_u8(vget_low_u8(sc)), sc16h = vmovl_high_u8(sc);
+
+#pragma GCC unroll 2
+            for (k = 0; k < 8; k += 4) {
+                uint8x16x4_t qa = vld1q_u8_x4(x[b].qs[j][k][0]);
+                uint8x16x4_t qb = vld1q_u8_x4(x[b].qs[j][k + 2][0]);
+                int8x16_t    yl = vld1q_s8(y[b].qs + 64 * j + 4 * k);
+                int8x16_t    yh = vld1q_s8(y[b].qs + 64 * j + 32 + 4 * k);
+                uint8x16_t   q[8] = { qa.val[0], qa.val[1], qa.val[2], qa.val[3],
+                                      qb.val[0], qb.val[1], qb.val[2], qb.val[3] };
+
+#pragma GCC unroll 4
+                for (i = 0; i < 4; i++) {
+                    int8x16_t lo0 = vreinterpretq_s8_u8(vandq_u8(q[2 * i], m4));
+                    int8x16_t lo1 = vreinterpretq_s8_u8(vandq_u8(q[2 * i + 1], m4));
+                    int8x16_t hi0 = vreinterpretq_s8_u8(vshrq_n_u8(q[2 * i], 4));
+                    int8x16_t hi1 = vreinterpretq_s8_u8(vshrq_n_u8(q[2 * i + 1], 4));
+
+                    switch (i) {   /* the lane must be a constant */
+                    case 0:
+                        sl0 = arm_idot_lane(sl0, lo0, yl, 0); sl1 = arm_idot_lane(sl1, lo1, yl, 0);
+                        sh0 = arm_idot_lane(sh0, hi0, yh, 0); sh1 = arm_idot_lane(sh1, hi1, yh, 0);
+                        break;
+                    case 1:
+                        sl0 = arm_idot_lane(sl0, lo0, yl, 1); sl1 = arm_idot_lane(sl1, lo1, yl, 1);
+                        sh0 = arm_idot_lane(sh0, hi0, yh, 1); sh1 = arm_idot_lane(sh1, hi1, yh, 1);
+                        break;
+                    case 2:
+                        sl0 = arm_idot_lane(sl0, lo0, yl, 2); sl1 = arm_idot_lane(sl1, lo1, yl, 2);
+                        sh0 = arm_idot_lane(sh0, hi0, yh, 2); sh1 = arm_idot_lane(sh1, hi1, yh, 2);
+                        break;
+                    default:
+                        sl0 = arm_idot_lane(sl0, lo0, yl, 3); sl1 = arm_idot_lane(sl1, lo1, yl, 3);
+                        sh0 = arm_idot_lane(sh0, hi0, yh, 3); sh1 = arm_idot_lane(sh1, hi1, yh, 3);
+                        break;
+                    }
+                }
+            }
+            is0 = vmlaq_s32(is0, sl0, vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(sc16l))));
+            is1 = vmlaq_s32(is1, sl1, vreinterpretq_s32_u32(vmovl_high_u16(sc16l)));
+            is0 = vmlaq_s32(is0, sh0, vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(sc16h))));
+            is1 = vmlaq_s32(is1, sh1, vreinterpretq_s32_u32(vmovl_high_u16(sc16h)));
+        }
+        arm_f16x8(x[b].d, &d0, &d1);
+        arm_f16x8(x[b].dmin, &m0, &m1);
+        o0 = vfmsq_f32(vfmaq_f32(o0, vmulq_n_f32(d0, dy), vcvtq_f32_s32(is0)),
+                       vmulq_n_f32(m0, dy), vcvtq_f32_s32(ms0));
+        o1 = vfmsq_f32(vfmaq_f32(o1, vmulq_n_f32(d1, dy), vcvtq_f32_s32(is1)),
+                       vmulq_n_f32(m1, dy), vcvtq_f32_s32(ms1));
+    }
+    vst1q_f32(out, o0);
+    vst1q_f32(out + 4, o1);
+}
+
+/*
  * Packed Q4_K x Q8_K: a sub-block's products add in int32 (SDOT), then
  * the row's scale multiplies them (MLA); the mins come off through the
  * activation's bsums. Rows 0-3 and 4-7 take separate passes over the
@@ -84,6 +189,10 @@ arm_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *o
     int64_t             b, nb = n / QK_K;
     int                 t, j, h, k, i, r;
 
+    if (NT == 1) {
+        arm_q4kx8_dot1(n, w, act, out);
+        return;
+    }
 #pragma GCC unroll 32
     for (t = 0; t < 8 * NT; t++) {
         out[t] = 0.0f;
@@ -177,6 +286,101 @@ arm_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *o
 }
 
 /*
+ * One token (decode) of packed Q6_K: all 8 rows in one pass, as for Q4_K:
+ * 64-byte loads of both row halves, one activation load per 16 columns
+ * for both, the - 32 through the bsums (by lane, no scalar loads). The
+ * 6-bit values are the same bytes as arm_q6kx8_dot's, put together in
+ * 9 operations per 4 vectors (the high nibbles' inserts first, so the
+ * low ones may overwrite the quants); the same integers and float
+ * operations per lane, so the same bits.
+ */
+ARM_INLINE void
+arm_q6kx8_dot1(int64_t n, const void *w, const void *act, float *out)
+{
+    const uint8x16_t    m30 = vdupq_n_u8(0x30), m3f = vdupq_n_u8(0x3F), m4 = vdupq_n_u8(0xF);
+    const block_q6_Kx8 *x = w;
+    const block_q8_K   *y = act;
+    float32x4_t         o0 = vdupq_n_f32(0.0f), o1 = vdupq_n_f32(0.0f);
+    int64_t             b, nb = n / QK_K;
+    int                 j, h, i, kp, r;
+
+    for (b = 0; b < nb; b++) {
+        int32x4_t   is[2] = { vdupq_n_s32(0), vdupq_n_s32(0) };
+        int32x4_t   ms[2] = { vdupq_n_s32(0), vdupq_n_s32(0) };
+        float32x4_t d0, d1;
+
+        for (j = 0; j < QK_K / 64; j++) {
+            int32x4_t bs = vmovl_s16(vld1_s16(y[b].bsums + 4 * j));   /* sub-blocks 4j .. 4j + 3 */
+            /* pairs 2j, 2j + 1: [row][2] each */
+            int8x16_t sv[2] = { vld1q_s8(x[b].scales[2 * j][0]), vld1q_s8(x[b].scales[2 * j + 1][0]) };
+
+#pragma GCC unroll 2
+            for (i = 0; i < 2; i++) {    /* steps 4i .. 4i + 3: a sub-block per half */
+                const int8_t *q8 = y[b].qs + 64 * j + 16 * i;
+                int8x16_t     yl = vld1q_s8(q8), yh = vld1q_s8(q8 + 32);
+                int32x4_t     sl[2] = { vdupq_n_s32(0), vdupq_n_s32(0) };
+                int32x4_t     sh[2] = { vdupq_n_s32(0), vdupq_n_s32(0) };
+                int32x4_t     sc[2][2];   /* [h][rows 0-3, 4-7]: sub-block 4j + 2h + i */
+
+#pragma GCC unroll 2
+                for (h = 0; h < 2; h++) {
+                    int16x8_t e = vmovl_s8(vget_low_s8(i == 0 ? vuzp1q_s8(sv[h], sv[h])
+                                                              : vuzp2q_s8(sv[h], sv[h])));
+
+                    sc[h][0] = vmovl_s16(vget_low_s16(e));
+                    sc[h][1] = vmovl_high_s16(e);
+                }
+                if (i == 0) {
+                    ms[0] = vmlaq_laneq_s32(vmlaq_laneq_s32(ms[0], sc[0][0], bs, 0), sc[1][0], bs, 2);
+                    ms[1] = vmlaq_laneq_s32(vmlaq_laneq_s32(ms[1], sc[0][1], bs, 0), sc[1][1], bs, 2);
+                } else {
+                    ms[0] = vmlaq_laneq_s32(vmlaq_laneq_s32(ms[0], sc[0][0], bs, 1), sc[1][0], bs, 3);
+                    ms[1] = vmlaq_laneq_s32(vmlaq_laneq_s32(ms[1], sc[0][1], bs, 1), sc[1][1], bs, 3);
+                }
+#pragma GCC unroll 2
+                for (kp = 2 * i; kp < 2 * i + 2; kp++) {
+                    uint8x16x2_t qh = vld1q_u8_x2(x[b].qh[j][kp][0]);
+                    uint8x16x4_t ql = vld1q_u8_x4(x[b].ql[j][2 * kp][0]);
+
+#pragma GCC unroll 2
+                    for (r = 0; r < 2; r++) {
+                        uint8x16_t q = qh.val[r], l0 = ql.val[r], l1 = ql.val[2 + r];
+                        int8x16_t  hi0 = vreinterpretq_s8_u8(vsriq_n_u8(
+                            vandq_u8(vshlq_n_u8(q, 2), m30), l0, 4));
+                        int8x16_t  hi1 = vreinterpretq_s8_u8(vsriq_n_u8(vshrq_n_u8(q, 2), l1, 4));
+                        int8x16_t  lo0 = vreinterpretq_s8_u8(vandq_u8(vsliq_n_u8(l0, q, 4), m3f));
+                        int8x16_t  lo1 = vreinterpretq_s8_u8(vbslq_u8(m4, l1, vandq_u8(q, m30)));
+
+                        if (kp % 2 == 0) {
+                            sl[r] = arm_idot_lane(sl[r], lo0, yl, 0);
+                            sl[r] = arm_idot_lane(sl[r], lo1, yl, 1);
+                            sh[r] = arm_idot_lane(sh[r], hi0, yh, 0);
+                            sh[r] = arm_idot_lane(sh[r], hi1, yh, 1);
+                        } else {
+                            sl[r] = arm_idot_lane(sl[r], lo0, yl, 2);
+                            sl[r] = arm_idot_lane(sl[r], lo1, yl, 3);
+                            sh[r] = arm_idot_lane(sh[r], hi0, yh, 2);
+                            sh[r] = arm_idot_lane(sh[r], hi1, yh, 3);
+                        }
+                    }
+                }
+#pragma GCC unroll 2
+                for (r = 0; r < 2; r++) {
+                    is[r] = vmlaq_s32(vmlaq_s32(is[r], sl[r], sc[0][r]), sh[r], sc[1][r]);
+                }
+            }
+        }
+        arm_f16x8(x[b].d, &d0, &d1);
+        o0 = vfmaq_f32(o0, vmulq_n_f32(d0, y[b].d),
+                       vcvtq_f32_s32(vsubq_s32(is[0], vshlq_n_s32(ms[0], 5))));
+        o1 = vfmaq_f32(o1, vmulq_n_f32(d1, y[b].d),
+                       vcvtq_f32_s32(vsubq_s32(is[1], vshlq_n_s32(ms[1], 5))));
+    }
+    vst1q_f32(out, o0);
+    vst1q_f32(out + 4, o1);
+}
+
+/*
  * Packed Q6_K x Q8_K: the 6-bit values (0 .. 63, a positive byte) are
  * put together with two inserts (SLI / SRI: each step's low nibble with
  * its two top bits) and a mask or two; a 16-column sub-block's products
@@ -197,6 +401,10 @@ arm_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *o
     int64_t             b, nb = n / QK_K;
     int                 t, j, kp, i, h, r;
 
+    if (NT == 1) {
+        arm_q6kx8_dot1(n, w, act, out);
+        return;
+    }
 #pragma GCC unroll 32
     for (t = 0; t < 8 * NT; t++) {
         out[t] = 0.0f;
@@ -308,7 +516,7 @@ arm_q8_0x8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
     const block_q8_0x8 *x = w;
     int64_t             b, nb = n / QK8_0;
     float32x4_t         a0[4], a1[4];
-    int                 t, k, i;
+    int                 t, k;
 
 #pragma GCC unroll 4
     for (t = 0; t < NT; t++) {
@@ -324,13 +532,10 @@ arm_q8_0x8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
         }
 #pragma GCC unroll 2
         for (k = 0; k < QK8_0 / 4; k += 4) {
-            int8x16_t q[8];
-
-#pragma GCC unroll 4
-            for (i = 0; i < 4; i++) {
-                q[2 * i] = vld1q_s8(x[b].qs[k + i][0]);
-                q[2 * i + 1] = vld1q_s8(x[b].qs[k + i][4]);
-            }
+            /* 4 columns x 8 rows, 4 at a time: two 64-byte loads */
+            int8x16x4_t qa = vld1q_s8_x4(x[b].qs[k][0]), qb = vld1q_s8_x4(x[b].qs[k + 2][0]);
+            int8x16_t   q[8] = { qa.val[0], qa.val[1], qa.val[2], qa.val[3],
+                                 qb.val[0], qb.val[1], qb.val[2], qb.val[3] };
 #pragma GCC unroll 4
             for (t = 0; t < NT; t++) {
                 int8x16_t y = vld1q_s8(ARM_ACT(block_q8_0, act, stride, t)[b].qs + 4 * k);
