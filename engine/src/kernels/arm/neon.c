@@ -49,18 +49,23 @@ float_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out
     int64_t      i = 0, k;
     int          t, a;
 
+    #pragma GCC unroll 4
     for (t = 0; t < NT; t++) {
         y[t] = ARM_ACT(float, act, stride, t);
+        #pragma GCC unroll 4
         for (a = 0; a < 4; a++) {
             acc[t][a] = vdupq_n_f32(0.0f);
         }
     }
     for (; i + 16 <= n; i += 16) {
         float32x4_t wv[4];
+        #pragma GCC unroll 4
         for (a = 0; a < 4; a++) {
             wv[a] = load4(w, i + 4 * a, kind);
         }
+        #pragma GCC unroll 4
         for (t = 0; t < NT; t++) {
+            #pragma GCC unroll 4
             for (a = 0; a < 4; a++) {
                 acc[t][a] = vfmaq_f32(acc[t][a], wv[a], vld1q_f32(y[t] + i + 4 * a));
             }
@@ -68,10 +73,12 @@ float_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out
     }
     for (; i + 4 <= n; i += 4) {
         float32x4_t wv = load4(w, i, kind);
+        #pragma GCC unroll 4
         for (t = 0; t < NT; t++) {
             acc[t][0] = vfmaq_f32(acc[t][0], wv, vld1q_f32(y[t] + i));
         }
     }
+    #pragma GCC unroll 4
     for (t = 0; t < NT; t++) {
         float sum = vaddvq_f32(vaddq_f32(vaddq_f32(acc[t][0], acc[t][1]),
                                          vaddq_f32(acc[t][2], acc[t][3])));
@@ -167,7 +174,9 @@ rows_scores(int hd, const int NQ, const float *q, const qwen_kv_view *kv, int n_
         const void *kt = row_at(qwen_kv_block_k(kv, t), t % QWEN_KV_BLOCK, hd, kind);
         float32x4_t acc[4][4];
 
+        #pragma GCC unroll 4
         for (h = 0; h < NQ; h++) {
+            #pragma GCC unroll 4
             for (a = 0; a < 4; a++) {
                 acc[h][a] = vdupq_n_f32(0.0f);
             }
@@ -175,16 +184,20 @@ rows_scores(int hd, const int NQ, const float *q, const qwen_kv_view *kv, int n_
         for (i = 0; i < hd; i += 16) {
             float32x4_t kv4[4];
 
+            #pragma GCC unroll 4
             for (a = 0; a < 4; a++) {
                 kv4[a] = load4(kt, i + 4 * a, kind);
             }
+            #pragma GCC unroll 4
             for (h = 0; h < NQ; h++) {
+                #pragma GCC unroll 4
                 for (a = 0; a < 4; a++) {
                     acc[h][a] = vfmaq_f32(acc[h][a], kv4[a],
                                           vld1q_f32(q + (size_t) h * hd + i + 4 * a));
                 }
             }
         }
+        #pragma GCC unroll 4
         for (h = 0; h < NQ; h++) {
             scores[(size_t) h * rows + t] =
                 vaddvq_f32(vaddq_f32(vaddq_f32(acc[h][0], acc[h][1]),
@@ -203,7 +216,9 @@ rows_values(int hd, const int NH, const float *p, int rows, const void *vr, int 
     float32x4_t o[2][8];
     int         t, h, j;
 
+    #pragma GCC unroll 2
     for (h = 0; h < NH; h++) {
+        #pragma GCC unroll 8
         for (j = 0; j < 8; j++) {
             o[h][j] = vld1q_f32(out + (size_t) h * hd + d0 + 4 * j);
         }
@@ -212,18 +227,23 @@ rows_values(int hd, const int NH, const float *p, int rows, const void *vr, int 
         const void *vt = row_at(vr, t, hd, kind);
         float32x4_t v[8];
 
+        #pragma GCC unroll 8
         for (j = 0; j < 8; j++) {
             v[j] = load4(vt, d0 + 4 * j, kind);
         }
+        #pragma GCC unroll 2
         for (h = 0; h < NH; h++) {
             float w = p[(size_t) h * rows + t];
 
+            #pragma GCC unroll 8
             for (j = 0; j < 8; j++) {
                 o[h][j] = vfmaq_n_f32(o[h][j], v[j], w);
             }
         }
     }
+    #pragma GCC unroll 2
     for (h = 0; h < NH; h++) {
+        #pragma GCC unroll 8
         for (j = 0; j < 8; j++) {
             vst1q_f32(out + (size_t) h * hd + d0 + 4 * j, o[h][j]);
         }
@@ -313,11 +333,96 @@ attention_q8_0(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
     arm_attention_q8_0(hd, n_q, q, kv, n_pos, scale, scratch, out);
 }
 
-/* Activation rows are a small share of the work (once per matmul, not per
- * weight row): the reference quantizers keep the bytes identical. */
+/* The Q8_0 activation quantizer, qwen_quantize_row_q8_0's bytes: FCVTAS
+ * rounds half away from zero as roundf does, FCVTN rounds the scale to f16
+ * as qwen_f32_to_f16 does, and the narrowing wraps as the (int8_t) cast.
+ * Once per matmul, but scalar it was 3% of a decoded token. */
+static void
+quantize_q8_0(const float *x, block_q8_0 *y, int64_t n)
+{
+    int64_t b;
+    int     k;
+
+    for (b = 0; b < n / QK8_0; b++, x += QK8_0) {
+        float32x4x4_t lo = vld1q_f32_x4(x), hi = vld1q_f32_x4(x + 16);
+        float32x4_t   v[8] = { lo.val[0], lo.val[1], lo.val[2], lo.val[3],
+                               hi.val[0], hi.val[1], hi.val[2], hi.val[3] };
+        float32x4_t   m = vabsq_f32(v[0]);
+        int16x8_t     q16[4];
+        float         d, id;
+
+#pragma GCC unroll 8
+        for (k = 1; k < 8; k++) {
+            m = vmaxq_f32(m, vabsq_f32(v[k]));
+        }
+        d = vmaxvq_f32(m) / 127.0f;
+        id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = vget_lane_u16(vreinterpret_u16_f16(vcvt_f16_f32(vdupq_n_f32(d))), 0);
+#pragma GCC unroll 4
+        for (k = 0; k < 4; k++) {
+            q16[k] = vcombine_s16(vmovn_s32(vcvtaq_s32_f32(vmulq_n_f32(v[2 * k], id))),
+                                  vmovn_s32(vcvtaq_s32_f32(vmulq_n_f32(v[2 * k + 1], id))));
+        }
+        vst1q_s8(y[b].qs, vcombine_s8(vmovn_s16(q16[0]), vmovn_s16(q16[1])));
+        vst1q_s8(y[b].qs + 16, vcombine_s8(vmovn_s16(q16[2]), vmovn_s16(q16[3])));
+    }
+}
+
+/* The Q8_K activation quantizer, qwen_quantize_row_q8_K's bytes: FCVTNS
+ * rounds half to even as rintf does; the 16-value sums by SADDLV. */
+static void
+quantize_q8_K(const float *x, block_q8_K *y, int64_t n)
+{
+    const int32x4_t lim = vdupq_n_s32(127), nlim = vdupq_n_s32(-127);
+    int64_t         b;
+    int             i, k;
+
+    for (b = 0; b < n / QK_K; b++, x += QK_K) {
+        float32x4_t m = vdupq_n_f32(0.0f);
+        float       amax, iscale;
+
+        for (i = 0; i < QK_K; i += 16) {
+            float32x4x4_t v = vld1q_f32_x4(x + i);
+
+            m = vmaxq_f32(m, vmaxq_f32(vmaxq_f32(vabsq_f32(v.val[0]), vabsq_f32(v.val[1])),
+                                       vmaxq_f32(vabsq_f32(v.val[2]), vabsq_f32(v.val[3]))));
+        }
+        amax = vmaxvq_f32(m);
+        if (amax == 0.0f) {
+            memset(&y[b], 0, sizeof(y[b]));
+            continue;
+        }
+        iscale = 127.0f / amax;
+        for (i = 0; i < QK_K; i += 16) {
+            float32x4x4_t v = vld1q_f32_x4(x + i);
+            int32x4_t     q[4];
+            int8x16_t     q8;
+
+#pragma GCC unroll 4
+            for (k = 0; k < 4; k++) {
+                q[k] = vmaxq_s32(vminq_s32(vcvtnq_s32_f32(vmulq_n_f32(v.val[k], iscale)), lim),
+                                 nlim);
+            }
+            q8 = vcombine_s8(vmovn_s16(vcombine_s16(vmovn_s32(q[0]), vmovn_s32(q[1]))),
+                             vmovn_s16(vcombine_s16(vmovn_s32(q[2]), vmovn_s32(q[3]))));
+            vst1q_s8(y[b].qs + i, q8);
+            y[b].bsums[i / 16] = vaddlvq_s8(q8);
+        }
+        y[b].d = 1.0f / iscale;
+    }
+}
+
 static void
 quantize_act(int act_type, const float *x, void *y, int64_t n)
 {
+    if (act_type == QWEN_TYPE_Q8_K) {
+        quantize_q8_K(x, y, n);
+        return;
+    }
+    if (act_type == QWEN_TYPE_Q8_0) {
+        quantize_q8_0(x, y, n);
+        return;
+    }
     qwen_quantize_row(act_type, x, y, n);
 }
 
