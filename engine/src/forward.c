@@ -359,19 +359,29 @@ typedef struct {
 } mm_job;
 
 /* Rows [lo, hi) of a packed weight (whole groups) for the dot tokens: each
- * group against the tokens four at a time, while it is in cache. */
+ * group against the tokens four at a time, while it is in cache; one token
+ * takes two groups a call where the table has a pair kernel. */
 static void
-mm_packed(const mm_job *job, qwen_packed_dot_fn pdot, const qwen_tensor *w, float *out,
+mm_packed(const mm_job *job, const qwen_kernels *k, const qwen_tensor *w, float *out,
           int64_t lo, int64_t hi)
 {
-    size_t      gb = qwen_packed_group_bytes(w->type, w->n_cols);
-    float       res[4 * QWEN_PACK_ROWS];
-    const char *grp;
-    int64_t     r;
-    int         g, i, nt;
+    qwen_packed_dot_fn  pdot = k->packed_dot[w->type];
+    qwen_packed_pair_fn pair = job->n_gen == 1 ? k->packed_dot_pair[w->type] : NULL;
+    size_t              gb = qwen_packed_group_bytes(w->type, w->n_cols);
+    float               res[4 * QWEN_PACK_ROWS];
+    const char         *grp;
+    int64_t             r;
+    int                 g, i, nt;
 
     for (r = lo; r < hi; r += QWEN_PACK_ROWS) {
         grp = (const char *) w->packed + (size_t) (r / QWEN_PACK_ROWS) * gb;
+        if (pair != NULL && r + 2 * QWEN_PACK_ROWS <= hi) {
+            pair(w->n_cols, grp, gb, job->act, res);
+            memcpy(out + (size_t) job->idx_gen[0] * w->n_rows + r, res,
+                   sizeof(float) * 2 * QWEN_PACK_ROWS);
+            r += QWEN_PACK_ROWS;
+            continue;
+        }
         for (g = 0; g < job->n_gen; g += 4) {
             nt = job->n_gen - g < 4 ? job->n_gen - g : 4;
             pdot(w->n_cols, grp, (const char *) job->act + (size_t) g * job->act_stride,
@@ -421,7 +431,7 @@ mm_task(void *arg, int ith, int nth)
             continue;
         }
         if (w->packed != NULL && k->packed_dot[w->type] != NULL) {
-            mm_packed(job, k->packed_dot[w->type], w, out, lo, hi);
+            mm_packed(job, k, w, out, lo, hi);
             continue;
         }
         dot = k->vec_dot[w->type];

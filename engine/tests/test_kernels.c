@@ -300,6 +300,30 @@ test_packed(const qwen_kernels *k)
             if (k->packed_dot[type] == NULL) {
                 continue;
             }
+            if (k->packed_dot_pair[type] != NULL) {
+                /* two groups: this one, then its rows in reverse order */
+                size_t   gb = qwen_packed_group_bytes(type, n);
+                uint8_t *rev = malloc(QWEN_PACK_ROWS * rb), *two = malloc(2 * gb);
+                float    got2[2 * QWEN_PACK_ROWS];
+
+                for (r = 0; r < QWEN_PACK_ROWS; r++) {
+                    memcpy(rev + r * rb, wq + (QWEN_PACK_ROWS - 1 - r) * rb, rb);
+                }
+                memcpy(two, packed, gb);
+                qwen_pack_group(type, rev, rb, n, two + gb);
+                for (tok = 0; tok < 4; tok++) {
+                    k->packed_dot_pair[type](n, two, gb, acts + tok * stride, got2);
+                    for (r = 0; r < 2 * QWEN_PACK_ROWS; r++) {
+                        int row = r < QWEN_PACK_ROWS ? r : 2 * QWEN_PACK_ROWS - 1 - r;
+
+                        same += memcmp(&got2[r], &want[tok * QWEN_PACK_ROWS + row],
+                                       sizeof(float)) == 0;
+                        tried++;
+                    }
+                }
+                free(rev);
+                free(two);
+            }
             for (nt = 1; nt <= 4; nt++) {
                 for (tok = 0; tok + nt <= 4; tok++) {
                     k->packed_dot[type](n, packed, acts + tok * stride, stride, nt, got);

@@ -58,6 +58,11 @@ typedef void (*qwen_gemm_fn)(int type, const void *w, size_t row_bytes, int64_t 
  */
 typedef void (*qwen_packed_dot_fn)(int64_t n, const void *w, const void *act,
                                    size_t act_stride, int nt, float *out);
+/* Two consecutive packed groups (group_bytes apart: 2 x QWEN_PACK_ROWS
+ * rows) against one activation row: out[0 .. 15], the same bits as
+ * packed_dot with nt = 1 on each group. */
+typedef void (*qwen_packed_pair_fn)(int64_t n, const void *w, size_t group_bytes,
+                                    const void *act, float *out);
 /* A packed_dot entry point from a kernel template taking NT = 1 .. 4 as a
  * constant (each ISA's templates: x86/x86.h, arm/packed.h). */
 #define QWEN_PACKED_DOT_ENTRY(NAME, TMPL)                                          \
@@ -194,6 +199,9 @@ typedef struct {
      * it reads the file's rows); the model is packed at load for the
      * best table's types */
     qwen_packed_dot_fn packed_dot[QWEN_TYPE_COUNT];
+    /* optional, one token (decode) against two consecutive packed groups
+     * (16 rows): the activation's loads and the loop serve twice the rows */
+    qwen_packed_pair_fn packed_dot_pair[QWEN_TYPE_COUNT];
     void  (*f32_to_bf16)(const float *x, qwen_bf16 *y, int64_t n);
 } qwen_kernels;
 

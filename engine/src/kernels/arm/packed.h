@@ -566,14 +566,88 @@ arm_q8_0x8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
     }
 }
 
+/* p += bytes, with p opaque to the compiler after it: each load then
+ * steps its pointer on (post-index) instead of keeping one address
+ * register per load, which cost an add per load in the one-token loops */
+#define ARM_STEP(p, bytes) do { (p) += (bytes); __asm__("" : "+r"(p)); } while (0)
+
+/* One token against two packed Q8_0 groups (16 rows): the activation's
+ * block loads and its scale serve both groups, and the loop runs once.
+ * Per lane the operations of arm_q8_0x8_dot with NT = 1, so the same bits. */
+ARM_INLINE void
+arm_q8_0x8_pair(int64_t n, const void *w, size_t gb, const void *act, float *out)
+{
+    /* the groups' blocks are read in order through one pointer each (each
+     * load steps it on: no address arithmetic in the loop) */
+    const int8_t     *p[2] = { w, (const int8_t *) w + gb };
+    const block_q8_0 *y = act;
+    int64_t           b, nb = n / QK8_0;
+    float32x4_t       a[4] = { vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f),
+                               vdupq_n_f32(0.0f) };
+    int               g;
+
+    for (b = 0; b < nb; b++) {
+        int8x16_t y0 = vld1q_s8(y[b].qs), y1 = vld1q_s8(y[b].qs + 16);
+        float     dy = arm_f16(y[b].d);
+
+#pragma GCC unroll 2
+        for (g = 0; g < 2; g++) {
+            float16x8_t h;
+            int8x16x4_t q0, q1, q2, q3;
+            int32x4_t   s0 = vdupq_n_s32(0), s1 = vdupq_n_s32(0);
+
+            h = vreinterpretq_f16_s8(vld1q_s8(p[g]));
+            ARM_STEP(p[g], 16);
+            q0 = vld1q_s8_x4(p[g]);
+            ARM_STEP(p[g], 64);
+            q1 = vld1q_s8_x4(p[g]);
+            ARM_STEP(p[g], 64);
+            q2 = vld1q_s8_x4(p[g]);
+            ARM_STEP(p[g], 64);
+            q3 = vld1q_s8_x4(p[g]);
+            ARM_STEP(p[g], 64);
+            s0 = arm_idot_lane(s0, q0.val[0], y0, 0);
+            s1 = arm_idot_lane(s1, q0.val[1], y0, 0);
+            s0 = arm_idot_lane(s0, q0.val[2], y0, 1);
+            s1 = arm_idot_lane(s1, q0.val[3], y0, 1);
+            s0 = arm_idot_lane(s0, q1.val[0], y0, 2);
+            s1 = arm_idot_lane(s1, q1.val[1], y0, 2);
+            s0 = arm_idot_lane(s0, q1.val[2], y0, 3);
+            s1 = arm_idot_lane(s1, q1.val[3], y0, 3);
+            s0 = arm_idot_lane(s0, q2.val[0], y1, 0);
+            s1 = arm_idot_lane(s1, q2.val[1], y1, 0);
+            s0 = arm_idot_lane(s0, q2.val[2], y1, 1);
+            s1 = arm_idot_lane(s1, q2.val[3], y1, 1);
+            s0 = arm_idot_lane(s0, q3.val[0], y1, 2);
+            s1 = arm_idot_lane(s1, q3.val[1], y1, 2);
+            s0 = arm_idot_lane(s0, q3.val[2], y1, 3);
+            s1 = arm_idot_lane(s1, q3.val[3], y1, 3);
+            a[2 * g] = vfmaq_f32(a[2 * g], vmulq_n_f32(vcvt_f32_f16(vget_low_f16(h)), dy),
+                                 vcvtq_f32_s32(s0));
+            a[2 * g + 1] = vfmaq_f32(a[2 * g + 1], vmulq_n_f32(vcvt_high_f32_f16(h), dy),
+                                     vcvtq_f32_s32(s1));
+        }
+    }
+    vst1q_f32(out, a[0]);
+    vst1q_f32(out + 4, a[1]);
+    vst1q_f32(out + 8, a[2]);
+    vst1q_f32(out + 12, a[3]);
+}
+
 /* The packed_dot entries of a table. */
 #define QWEN_ARM_PACKED_KERNELS(PFX)                                                   \
     QWEN_PACKED_DOT_ENTRY(PFX##_packed_q4_K, arm_q4kx8_dot)                              \
     QWEN_PACKED_DOT_ENTRY(PFX##_packed_q6_K, arm_q6kx8_dot)                              \
-    QWEN_PACKED_DOT_ENTRY(PFX##_packed_q8_0, arm_q8_0x8_dot)
+    QWEN_PACKED_DOT_ENTRY(PFX##_packed_q8_0, arm_q8_0x8_dot)                              \
+static void                                                                            \
+PFX##_packed_pair_q8_0(int64_t n, const void *w, size_t gb, const void *act, float *out) \
+{                                                                                      \
+    arm_q8_0x8_pair(n, w, gb, act, out);                                               \
+}
 #define QWEN_ARM_PACKED_ENTRIES(PFX)                                                   \
     .packed_dot[QWEN_TYPE_Q4_K] = PFX##_packed_q4_K,                                   \
     .packed_dot[QWEN_TYPE_Q6_K] = PFX##_packed_q6_K,                                   \
-    .packed_dot[QWEN_TYPE_Q8_0] = PFX##_packed_q8_0
+    .packed_dot[QWEN_TYPE_Q8_0] = PFX##_packed_q8_0,                                   \
+    .packed_dot_pair[QWEN_TYPE_Q8_0] = PFX##_packed_pair_q8_0
 
 #endif
