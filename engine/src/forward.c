@@ -373,6 +373,14 @@ mm_packed(const mm_job *job, const qwen_kernels *k, const qwen_tensor *w, float 
     int64_t             r;
     int                 g, i, nt;
 
+    if (k->packed_gemm[w->type] != NULL && job->n_gen >= QWEN_PACKED_GEMM_MIN_TOKENS) {
+        for (r = lo; r < hi; r += QWEN_PACK_ROWS) {
+            grp = (const char *) w->packed + (size_t) (r / QWEN_PACK_ROWS) * gb;
+            k->packed_gemm[w->type](w->n_cols, grp, job->act, job->act_stride, job->n_gen,
+                                    out + r, (size_t) w->n_rows, job->idx_gen);
+        }
+        return;
+    }
     for (r = lo; r < hi; r += QWEN_PACK_ROWS) {
         grp = (const char *) w->packed + (size_t) (r / QWEN_PACK_ROWS) * gb;
         if (pair != NULL && r + 2 * QWEN_PACK_ROWS <= hi) {

@@ -300,6 +300,42 @@ test_packed(const qwen_kernels *k)
             if (k->packed_dot[type] == NULL) {
                 continue;
             }
+            if (k->packed_gemm[type] != NULL) {
+                /* 67 tokens (two calls' worth of token pairs, an odd one
+                 * last) and 8, the rows of the 4 made above in turn, their
+                 * outputs scattered through idx */
+                static const int counts[] = { 67, 8 };
+                int32_t idx[67];
+                char   *many = malloc(67 * stride);
+                float  *res = malloc(67 * QWEN_PACK_ROWS * sizeof(float));
+                size_t  c;
+
+                for (tok = 0; tok < 67; tok++) {
+                    memcpy(many + tok * stride, acts + (tok % 4) * stride, stride);
+                }
+                for (c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+                    int cnt = counts[c];
+
+                    for (tok = 0; tok < cnt; tok++) {
+                        idx[tok] = (tok * 7) % cnt;   /* 67 is prime, 8: see below */
+                    }
+                    if (cnt == 8) {
+                        for (tok = 0; tok < 8; tok++) idx[tok] = 7 - tok;
+                    }
+                    memset(res, 0xFF, 67 * QWEN_PACK_ROWS * sizeof(float));
+                    k->packed_gemm[type](n, packed, many, stride, cnt, res, QWEN_PACK_ROWS, idx);
+                    for (tok = 0; tok < cnt; tok++) {
+                        for (r = 0; r < QWEN_PACK_ROWS; r++) {
+                            same += memcmp(&res[idx[tok] * QWEN_PACK_ROWS + r],
+                                           &want[(tok % 4) * QWEN_PACK_ROWS + r],
+                                           sizeof(float)) == 0;
+                            tried++;
+                        }
+                    }
+                }
+                free(many);
+                free(res);
+            }
             if (k->packed_dot_pair[type] != NULL) {
                 /* two groups: this one, then its rows in reverse order */
                 size_t   gb = qwen_packed_group_bytes(type, n);

@@ -63,6 +63,15 @@ typedef void (*qwen_packed_dot_fn)(int64_t n, const void *w, const void *act,
  * packed_dot with nt = 1 on each group. */
 typedef void (*qwen_packed_pair_fn)(int64_t n, const void *w, size_t group_bytes,
                                     const void *act, float *out);
+/* One packed group (QWEN_PACK_ROWS rows) against n_tok activation rows
+ * (act + t * act_stride): out[idx[t] * out_stride + r], the same bits as
+ * packed_dot. For kernels that restage the group's weights once per call
+ * and then stream every token past them (arm64 SMMLA). */
+typedef void (*qwen_packed_gemm_fn)(int64_t n, const void *w, const void *act,
+                                    size_t act_stride, int n_tok, float *out,
+                                    size_t out_stride, const int32_t *idx);
+/* Fewest tokens for which forward.c calls a packed_gemm. */
+#define QWEN_PACKED_GEMM_MIN_TOKENS 8
 /* A packed_dot entry point from a kernel template taking NT = 1 .. 4 as a
  * constant (each ISA's templates: x86/x86.h, arm/packed.h). */
 #define QWEN_PACKED_DOT_ENTRY(NAME, TMPL)                                          \
@@ -202,6 +211,9 @@ typedef struct {
     /* optional, one token (decode) against two consecutive packed groups
      * (16 rows): the activation's loads and the loop serve twice the rows */
     qwen_packed_pair_fn packed_dot_pair[QWEN_TYPE_COUNT];
+    /* optional, prompt tokens: one packed group against n_tok >= 8 tokens
+     * in one call (qwen_packed_gemm_fn) */
+    qwen_packed_gemm_fn packed_gemm[QWEN_TYPE_COUNT];
     void  (*f32_to_bf16)(const float *x, qwen_bf16 *y, int64_t n);
 } qwen_kernels;
 

@@ -260,6 +260,197 @@ dot2x4_q6_K(int64_t n, const void *w, size_t w_stride, const void *act, size_t s
 
 QWEN_ARM_PACKED_KERNELS(i8mm)
 
+/* ------------------------------------------- packed Q4_K, prompt tokens */
+
+/*
+ * The packed layout (repack.h) puts 4 bytes of a row per step, SDOT's
+ * shape; SMMLA wants 8 bytes of each of two rows. Zipping them for every
+ * token pair would cost what SMMLA saves, so a call restages one
+ * super-block of its group at a time into SMMLA's operand order (with the
+ * nibbles, scales, mins and scales already unpacked) and streams all its
+ * tokens past it, two at a time: the restaging is paid once per call.
+ * Tiles are [row a token a, row a token b, row b token a, row b token b].
+ */
+typedef struct {
+    int8_t  w[QK_K / 32][4][4][16];  /* [sub-block][8 columns][row pair]: values 0 .. 15 */
+    int32_t sc[QK_K / 32][4][4];     /* [sub-block][row pair]: scale a, a, b, b */
+    int8_t  mn[4][16];               /* [row pair]: row a's 8 mins (by sub-block), row b's */
+    float   d[4][4], dmin[4][4];     /* [row pair]: a, a, b, b */
+} q4k_stage;
+
+#define Q4K_MM_PAIRS 32   /* token pairs whose float sums stay on the stack */
+
+/* [lo.0, lo.0, lo.1, lo.1], [lo.2, ..], [hi.0, ..], [hi.2, ..]: 8 rows'
+ * values as the row-pair pattern of a tile */
+ARM_INLINE void
+rows4_u32(uint32x4_t lo, uint32x4_t hi, int32_t out[4][4])
+{
+    vst1q_s32(out[0], vreinterpretq_s32_u32(vzip1q_u32(lo, lo)));
+    vst1q_s32(out[1], vreinterpretq_s32_u32(vzip2q_u32(lo, lo)));
+    vst1q_s32(out[2], vreinterpretq_s32_u32(vzip1q_u32(hi, hi)));
+    vst1q_s32(out[3], vreinterpretq_s32_u32(vzip2q_u32(hi, hi)));
+}
+
+ARM_INLINE void
+rows4_f32(float32x4_t lo, float32x4_t hi, float out[4][4])
+{
+    vst1q_f32(out[0], vzip1q_f32(lo, lo));
+    vst1q_f32(out[1], vzip2q_f32(lo, lo));
+    vst1q_f32(out[2], vzip1q_f32(hi, hi));
+    vst1q_f32(out[3], vzip2q_f32(hi, hi));
+}
+
+static void
+q4k_restage(const block_q4_Kx8 *x, q4k_stage *st)
+{
+    const uint8x16_t m4 = vdupq_n_u8(0xF);
+    float32x4_t      lo, hi;
+    uint16x8x4_t     mv;
+    uint16x8_t       e0, e1;
+    int              j, m, rp, sb;
+
+    for (j = 0; j < QK_K / 64; j++) {
+#pragma GCC unroll 4
+        for (m = 0; m < 4; m++) {
+            /* steps 2m, 2m + 1: rows 0-3 and 4-7 of each */
+            uint8x16x4_t q = vld1q_u8_x4(x->qs[j][2 * m][0]);
+            uint32x4_t   a = vreinterpretq_u32_u8(q.val[0]), a4 = vreinterpretq_u32_u8(q.val[1]);
+            uint32x4_t   b = vreinterpretq_u32_u8(q.val[2]), b4 = vreinterpretq_u32_u8(q.val[3]);
+            uint8x16_t   p[4] = { vreinterpretq_u8_u32(vzip1q_u32(a, b)),
+                                  vreinterpretq_u8_u32(vzip2q_u32(a, b)),
+                                  vreinterpretq_u8_u32(vzip1q_u32(a4, b4)),
+                                  vreinterpretq_u8_u32(vzip2q_u32(a4, b4)) };
+
+#pragma GCC unroll 4
+            for (rp = 0; rp < 4; rp++) {
+                vst1q_s8(st->w[2 * j][m][rp], vreinterpretq_s8_u8(vandq_u8(p[rp], m4)));
+                vst1q_s8(st->w[2 * j + 1][m][rp], vreinterpretq_s8_u8(vshrq_n_u8(p[rp], 4)));
+            }
+        }
+    }
+    for (sb = 0; sb < QK_K / 32; sb++) {
+        uint16x8_t s = vmovl_u8(vld1_u8(x->scales[sb]));
+
+        rows4_u32(vmovl_u16(vget_low_u16(s)), vmovl_high_u16(s), st->sc[sb]);
+    }
+    /* mins [pair][row][2]: as 16-bit elements, row r of pair p is element
+     * r of vector p; a 4 x 8 transpose gives each row's 8 mins in order */
+    mv = vld1q_u16_x4((const uint16_t *) x->mins[0][0]);
+    e0 = vzip1q_u16(mv.val[0], mv.val[1]);
+    e1 = vzip1q_u16(mv.val[2], mv.val[3]);
+    vst1q_u16((uint16_t *) st->mn[0], vreinterpretq_u16_u32(vzip1q_u32(
+        vreinterpretq_u32_u16(e0), vreinterpretq_u32_u16(e1))));
+    vst1q_u16((uint16_t *) st->mn[1], vreinterpretq_u16_u32(vzip2q_u32(
+        vreinterpretq_u32_u16(e0), vreinterpretq_u32_u16(e1))));
+    e0 = vzip2q_u16(mv.val[0], mv.val[1]);
+    e1 = vzip2q_u16(mv.val[2], mv.val[3]);
+    vst1q_u16((uint16_t *) st->mn[2], vreinterpretq_u16_u32(vzip1q_u32(
+        vreinterpretq_u32_u16(e0), vreinterpretq_u32_u16(e1))));
+    vst1q_u16((uint16_t *) st->mn[3], vreinterpretq_u16_u32(vzip2q_u32(
+        vreinterpretq_u32_u16(e0), vreinterpretq_u32_u16(e1))));
+    arm_f16x8(x->d, &lo, &hi);
+    rows4_f32(lo, hi, st->d);
+    arm_f16x8(x->dmin, &lo, &hi);
+    rows4_f32(lo, hi, st->dmin);
+}
+
+/* The activation sums of a token's 8 sub-blocks, split for SMMLA's int8
+ * operands: bs = 64 h + l with l in 0 .. 63 (|bs| <= 32 x 128, so h fits) */
+ARM_INLINE int16x8_t
+q8k_sub_sums(const block_q8_K *y)
+{
+    return vpaddq_s16(vld1q_s16(y->bsums), vld1q_s16(y->bsums + 8));
+}
+
+/* One token pair against the staged super-block: acc[rp] as
+ * qwen_packed_dot_ref does it per lane (fmaf by d * dy of the exact
+ * integer sum, then by -(dmin * dy) of the exact mins sum). */
+ARM_INLINE void
+q4k_mm_pair(const q4k_stage *st, const block_q8_K *ya, const block_q8_K *yb, float32x4_t acc[4])
+{
+    const int32x4_t zero = vdupq_n_s32(0);
+    int32x4_t       is[4] = { zero, zero, zero, zero }, ms[4];
+    int16x8_t       ba = q8k_sub_sums(ya), bb = q8k_sub_sums(yb);
+    const int16x8_t m63 = vdupq_n_s16(63);
+    int8x16_t       l = vcombine_s8(vmovn_s16(vandq_s16(ba, m63)), vmovn_s16(vandq_s16(bb, m63)));
+    int8x16_t       h = vcombine_s8(vmovn_s16(vshrq_n_s16(ba, 6)), vmovn_s16(vshrq_n_s16(bb, 6)));
+    int8x16x4_t     mn = vld1q_s8_x4(st->mn[0]);
+    float32x4_t     dy = toks_f32(ya->d, yb->d);
+    float32x4x4_t   d = vld1q_f32_x4(st->d[0]), dmin = vld1q_f32_x4(st->dmin[0]);
+    int             sb, m, rp;
+
+    for (sb = 0; sb < QK_K / 32; sb++) {
+        int8x16_t   a0 = vld1q_s8(ya->qs + 32 * sb), a1 = vld1q_s8(ya->qs + 32 * sb + 16);
+        int8x16_t   b0 = vld1q_s8(yb->qs + 32 * sb), b1 = vld1q_s8(yb->qs + 32 * sb + 16);
+        int8x16_t   y[4] = { zip_lo(a0, b0), zip_hi(a0, b0), zip_lo(a1, b1), zip_hi(a1, b1) };
+        int32x4_t   s[4] = { zero, zero, zero, zero };
+        int32x4x4_t sc = vld1q_s32_x4(st->sc[sb][0]);
+
+#pragma GCC unroll 4
+        for (m = 0; m < 4; m++) {
+            int8x16x4_t w = vld1q_s8_x4(st->w[sb][m][0]);
+
+            s[0] = vmmlaq_s32(s[0], w.val[0], y[m]);
+            s[1] = vmmlaq_s32(s[1], w.val[1], y[m]);
+            s[2] = vmmlaq_s32(s[2], w.val[2], y[m]);
+            s[3] = vmmlaq_s32(s[3], w.val[3], y[m]);
+        }
+#pragma GCC unroll 4
+        for (rp = 0; rp < 4; rp++) {
+            is[rp] = vmlaq_s32(is[rp], s[rp], sc.val[rp]);
+        }
+    }
+#pragma GCC unroll 4
+    for (rp = 0; rp < 4; rp++) {
+        ms[rp] = vmmlaq_s32(vshlq_n_s32(vmmlaq_s32(zero, mn.val[rp], h), 6), mn.val[rp], l);
+        acc[rp] = vfmsq_f32(vfmaq_f32(acc[rp], vmulq_f32(d.val[rp], dy), vcvtq_f32_s32(is[rp])),
+                            vmulq_f32(dmin.val[rp], dy), vcvtq_f32_s32(ms[rp]));
+    }
+}
+
+static void
+i8mm_packed_gemm_q4_K(int64_t n, const void *w, const void *act, size_t stride, int n_tok,
+                      float *out, size_t out_stride, const int32_t *idx)
+{
+    const block_q4_Kx8 *x = w;
+    int64_t             b, nb = n / QK_K;
+    q4k_stage           st;
+    float32x4_t         acc[Q4K_MM_PAIRS][4];
+    int                 t0, nt, np, p, rp;
+
+    for (t0 = 0; t0 < n_tok; t0 += 2 * Q4K_MM_PAIRS) {
+        nt = n_tok - t0 < 2 * Q4K_MM_PAIRS ? n_tok - t0 : 2 * Q4K_MM_PAIRS;
+        np = (nt + 1) / 2;
+        for (p = 0; p < np; p++) {
+            for (rp = 0; rp < 4; rp++) {
+                acc[p][rp] = vdupq_n_f32(0.0f);
+            }
+        }
+        for (b = 0; b < nb; b++) {
+            q4k_restage(x + b, &st);
+            for (p = 0; p < np; p++) {
+                int ta = t0 + 2 * p, tb = 2 * p + 1 < nt ? ta + 1 : ta;   /* odd: twice */
+
+                q4k_mm_pair(&st, ARM_ACT(block_q8_K, act, stride, ta) + b,
+                            ARM_ACT(block_q8_K, act, stride, tb) + b, acc[p]);
+            }
+        }
+        /* tiles to rows: uzp1 takes token a's lanes, uzp2 token b's */
+        for (p = 0; p < np; p++) {
+            float *oa = out + (size_t) idx[t0 + 2 * p] * out_stride;
+
+            vst1q_f32(oa, vuzp1q_f32(acc[p][0], acc[p][1]));
+            vst1q_f32(oa + 4, vuzp1q_f32(acc[p][2], acc[p][3]));
+            if (2 * p + 1 < nt) {
+                float *ob = out + (size_t) idx[t0 + 2 * p + 1] * out_stride;
+
+                vst1q_f32(ob, vuzp2q_f32(acc[p][0], acc[p][1]));
+                vst1q_f32(ob + 4, vuzp2q_f32(acc[p][2], acc[p][3]));
+            }
+        }
+    }
+}
+
 static const qwen_kernels kernels_neon_i8mm = {
     .name = "neon_i8mm",
     QWEN_NEON_FLOAT_ENTRIES,
@@ -270,6 +461,7 @@ static const qwen_kernels kernels_neon_i8mm = {
     .vec_dot2x4[QWEN_TYPE_Q8_0] = dot2x4_q8_0,
     .vec_dot2x4[QWEN_TYPE_Q4_K] = dot2x4_q4_K,
     .vec_dot2x4[QWEN_TYPE_Q6_K] = dot2x4_q6_K,
+    .packed_gemm[QWEN_TYPE_Q4_K] = i8mm_packed_gemm_q4_K,
 };
 
 const qwen_kernels *
