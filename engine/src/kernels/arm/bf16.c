@@ -193,12 +193,14 @@ gemm_bf16(int type, const void *w, size_t row_bytes, int64_t K, int64_t r0, int6
 }
 
 QWEN_ARM_PACKED_KERNELS(bf16)
+QWEN_ARM_PACKED_GEMM(bf16)
 
 static const qwen_kernels kernels_neon_bf16 = {
     .name = "neon_bf16",
     QWEN_NEON_FLOAT_ENTRIES,
     QWEN_ARM_QUANT_ENTRIES(bf16),
     QWEN_ARM_PACKED_ENTRIES(bf16),
+    QWEN_ARM_PACKED_GEMM_ENTRIES(bf16),
     .vec_dot2x4[QWEN_TYPE_Q8_0] = bf16_dot2x4_q8_0,
     .kv_store[QWEN_KV_Q8_0] = qwen_kv_store_q8_0_ref,
     .kv_attention[QWEN_KV_Q8_0] = qwen_dotprod_attention_q8_0,

@@ -21,12 +21,14 @@ qwen_dotprod_attention_q8_0(int hd, int n_q, const float *q, const qwen_kv_view 
 }
 
 QWEN_ARM_PACKED_KERNELS(dotprod)
+QWEN_ARM_PACKED_GEMM(dotprod)
 
 static const qwen_kernels kernels_neon_dotprod = {
     .name = "neon_dotprod",
     QWEN_NEON_FLOAT_ENTRIES,
     QWEN_ARM_QUANT_ENTRIES(dotprod),
     QWEN_ARM_PACKED_ENTRIES(dotprod),
+    QWEN_ARM_PACKED_GEMM_ENTRIES(dotprod),
     .vec_dot2x4[QWEN_TYPE_Q8_0] = dotprod_dot2x4_q8_0,
     .kv_store[QWEN_KV_Q8_0] = qwen_kv_store_q8_0_ref,
     .kv_attention[QWEN_KV_Q8_0] = qwen_dotprod_attention_q8_0,

@@ -409,7 +409,7 @@ q4k_mm_pair(const q4k_stage *st, const block_q8_K *ya, const block_q8_K *yb, flo
 }
 
 static void
-i8mm_packed_gemm_q4_K(int64_t n, const void *w, const void *act, size_t stride, int n_tok,
+smmla_packed_gemm_q4_K(int64_t n, const void *w, const void *act, size_t stride, int n_tok,
                       float *out, size_t out_stride, const int32_t *idx)
 {
     const block_q4_Kx8 *x = w;
@@ -461,7 +461,7 @@ static const qwen_kernels kernels_neon_i8mm = {
     .vec_dot2x4[QWEN_TYPE_Q8_0] = dot2x4_q8_0,
     .vec_dot2x4[QWEN_TYPE_Q4_K] = dot2x4_q4_K,
     .vec_dot2x4[QWEN_TYPE_Q6_K] = dot2x4_q6_K,
-    .packed_gemm[QWEN_TYPE_Q4_K] = i8mm_packed_gemm_q4_K,
+    .packed_gemm[QWEN_TYPE_Q4_K] = smmla_packed_gemm_q4_K,
 };
 
 const qwen_kernels *

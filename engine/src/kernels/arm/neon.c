@@ -446,12 +446,14 @@ void qwen_neon_attention_f16(int, int, const float *, const qwen_kv_view *, int,
                              float *) ALIAS(attention_f16);
 
 QWEN_ARM_PACKED_KERNELS(neon)
+QWEN_ARM_PACKED_GEMM(neon)
 
 static const qwen_kernels kernels_neon = {
     .name = "neon",
     QWEN_NEON_FLOAT_ENTRIES,
     QWEN_ARM_QUANT_ENTRIES(neon),
     QWEN_ARM_PACKED_ENTRIES(neon),
+    QWEN_ARM_PACKED_GEMM_ENTRIES(neon),
     .vec_dot2x4[QWEN_TYPE_Q8_0] = neon_dot2x4_q8_0,
     .kv_store[QWEN_KV_Q8_0] = qwen_kv_store_q8_0_ref,
     .kv_attention[QWEN_KV_Q8_0] = attention_q8_0,

@@ -634,6 +634,182 @@ arm_q8_0x8_pair(int64_t n, const void *w, size_t gb, const void *act, float *out
     vst1q_f32(out + 12, a[3]);
 }
 
+/*
+ * Prompt tokens of packed Q4_K (packed_gemm, SDOT): a call restages one
+ * super-block of its group at a time with the nibbles, scales and mins
+ * already unpacked, then streams its tokens past it four at a time; the
+ * unpacking is paid once per call instead of once per 4 tokens. The same
+ * integers and float operations per lane as arm_q4kx8_dot.
+ */
+typedef struct {
+    int8_t  w[QK_K / 32][2][8][4][4];   /* [sub-block][row half][step][row][4 columns] */
+    int32_t sc[QK_K / 32][8];           /* [sub-block][row] */
+    int32_t mn[QK_K / 32][8];
+    float   d[8], dmin[8];
+} arm_q4k_stage;
+
+#define ARM_Q4K_GEMM_TOKENS 64   /* tokens whose float sums stay on the stack */
+
+ARM_INLINE void
+arm_q4k_restage(const block_q4_Kx8 *x, arm_q4k_stage *st)
+{
+    const uint8x16_t m4 = vdupq_n_u8(0xF);
+    float32x4_t      lo, hi;
+    int              j, k, r, sb, i;
+
+    for (j = 0; j < QK_K / 64; j++) {
+#pragma GCC unroll 2
+        for (k = 0; k < 8; k += 4) {
+            uint8x16x4_t a = vld1q_u8_x4(x->qs[j][k][0]), b = vld1q_u8_x4(x->qs[j][k + 2][0]);
+            uint8x16_t   q[8] = { a.val[0], a.val[1], a.val[2], a.val[3],
+                                  b.val[0], b.val[1], b.val[2], b.val[3] };
+
+            /* q[2i + r]: step k + i, rows 4r .. 4r + 3 */
+#pragma GCC unroll 8
+            for (i = 0; i < 8; i++) {
+                r = i & 1;
+                vst1q_s8(st->w[2 * j][r][k + i / 2][0], vreinterpretq_s8_u8(vandq_u8(q[i], m4)));
+                vst1q_s8(st->w[2 * j + 1][r][k + i / 2][0],
+                         vreinterpretq_s8_u8(vshrq_n_u8(q[i], 4)));
+            }
+        }
+    }
+    for (sb = 0; sb < QK_K / 32; sb++) {
+        uint16x8_t v = vmovl_u8(vld1_u8(x->scales[sb]));
+
+        vst1q_s32(st->sc[sb], vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(v))));
+        vst1q_s32(st->sc[sb] + 4, vreinterpretq_s32_u32(vmovl_high_u16(v)));
+    }
+    for (i = 0; i < QK_K / 64; i++) {
+        uint8x16_t v = vld1q_u8(x->mins[i][0]);   /* [row][2]: sub-blocks 2i, 2i + 1 */
+        uint16x8_t e = vmovl_u8(vget_low_u8(vuzp1q_u8(v, v)));
+        uint16x8_t o = vmovl_u8(vget_low_u8(vuzp2q_u8(v, v)));
+
+        vst1q_s32(st->mn[2 * i], vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(e))));
+        vst1q_s32(st->mn[2 * i] + 4, vreinterpretq_s32_u32(vmovl_high_u16(e)));
+        vst1q_s32(st->mn[2 * i + 1], vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(o))));
+        vst1q_s32(st->mn[2 * i + 1] + 4, vreinterpretq_s32_u32(vmovl_high_u16(o)));
+    }
+    arm_f16x8(x->d, &lo, &hi);
+    vst1q_f32(st->d, lo);
+    vst1q_f32(st->d + 4, hi);
+    arm_f16x8(x->dmin, &lo, &hi);
+    vst1q_f32(st->dmin, lo);
+    vst1q_f32(st->dmin + 4, hi);
+}
+
+/* NT tokens (y[t]: their blocks of this super-block) against the staged
+ * super-block: acc[t * 8 + r] as arm_q4kx8_dot does it */
+ARM_INLINE void
+arm_q4k_staged(const arm_q4k_stage *st, const block_q8_K *const *y, float *acc, const int NT)
+{
+    int32x4_t bs[4][2];
+    int       t, r, sb, k;
+
+#pragma GCC unroll 4
+    for (t = 0; t < NT; t++) {
+        int16x8_t p = vpaddq_s16(vld1q_s16(y[t]->bsums), vld1q_s16(y[t]->bsums + 8));
+
+        bs[t][0] = vmovl_s16(vget_low_s16(p));
+        bs[t][1] = vmovl_high_s16(p);
+    }
+#pragma GCC unroll 2
+    for (r = 0; r < 2; r++) {
+        int32x4_t is[4], ms[4];
+
+#pragma GCC unroll 4
+        for (t = 0; t < NT; t++) {
+            is[t] = vdupq_n_s32(0);
+        }
+        for (sb = 0; sb < QK_K / 32; sb++) {
+            int32x4_t   s[4];
+            int32x4_t   sc = vld1q_s32(st->sc[sb] + 4 * r);
+            int8x16x4_t q0 = vld1q_s8_x4(st->w[sb][r][0][0]), q1 = vld1q_s8_x4(st->w[sb][r][4][0]);
+
+#pragma GCC unroll 4
+            for (t = 0; t < NT; t++) {
+                int8x16_t ya = vld1q_s8(y[t]->qs + 32 * sb), yb = vld1q_s8(y[t]->qs + 32 * sb + 16);
+
+                s[t] = arm_idot_lane(vdupq_n_s32(0), q0.val[0], ya, 0);
+                s[t] = arm_idot_lane(s[t], q0.val[1], ya, 1);
+                s[t] = arm_idot_lane(s[t], q0.val[2], ya, 2);
+                s[t] = arm_idot_lane(s[t], q0.val[3], ya, 3);
+                s[t] = arm_idot_lane(s[t], q1.val[0], yb, 0);
+                s[t] = arm_idot_lane(s[t], q1.val[1], yb, 1);
+                s[t] = arm_idot_lane(s[t], q1.val[2], yb, 2);
+                s[t] = arm_idot_lane(s[t], q1.val[3], yb, 3);
+                is[t] = vmlaq_s32(is[t], s[t], sc);
+            }
+        }
+        {
+            int32x4_t mn[8];
+
+#pragma GCC unroll 8
+            for (k = 0; k < 8; k++) {
+                mn[k] = vld1q_s32(st->mn[k] + 4 * r);
+            }
+#pragma GCC unroll 4
+            for (t = 0; t < NT; t++) {
+                ms[t] = vmulq_laneq_s32(mn[0], bs[t][0], 0);
+                ms[t] = vmlaq_laneq_s32(ms[t], mn[1], bs[t][0], 1);
+                ms[t] = vmlaq_laneq_s32(ms[t], mn[2], bs[t][0], 2);
+                ms[t] = vmlaq_laneq_s32(ms[t], mn[3], bs[t][0], 3);
+                ms[t] = vmlaq_laneq_s32(ms[t], mn[4], bs[t][1], 0);
+                ms[t] = vmlaq_laneq_s32(ms[t], mn[5], bs[t][1], 1);
+                ms[t] = vmlaq_laneq_s32(ms[t], mn[6], bs[t][1], 2);
+                ms[t] = vmlaq_laneq_s32(ms[t], mn[7], bs[t][1], 3);
+            }
+        }
+        {
+            float32x4_t d = vld1q_f32(st->d + 4 * r), m = vld1q_f32(st->dmin + 4 * r);
+
+#pragma GCC unroll 4
+            for (t = 0; t < NT; t++) {
+                float *o = acc + 8 * t + 4 * r;
+
+                vst1q_f32(o, vfmsq_f32(vfmaq_f32(vld1q_f32(o), vmulq_n_f32(d, y[t]->d),
+                                                 vcvtq_f32_s32(is[t])),
+                                       vmulq_n_f32(m, y[t]->d), vcvtq_f32_s32(ms[t])));
+            }
+        }
+    }
+}
+
+ARM_INLINE void
+arm_q4kx8_gemm(int64_t n, const void *w, const void *act, size_t stride, int n_tok, float *out,
+               size_t out_stride, const int32_t *idx)
+{
+    const block_q4_Kx8 *x = w;
+    int64_t             b, nb = n / QK_K;
+    arm_q4k_stage       st;
+    float               acc[ARM_Q4K_GEMM_TOKENS * 8];
+    int                 t0, nt, t, g;
+
+    for (t0 = 0; t0 < n_tok; t0 += ARM_Q4K_GEMM_TOKENS) {
+        nt = n_tok - t0 < ARM_Q4K_GEMM_TOKENS ? n_tok - t0 : ARM_Q4K_GEMM_TOKENS;
+        memset(acc, 0, (size_t) nt * 8 * sizeof(float));
+        for (b = 0; b < nb; b++) {
+            arm_q4k_restage(x + b, &st);
+            for (g = 0; g < nt; g += 4) {
+                const block_q8_K *y[4];
+
+                for (t = 0; t < 4 && g + t < nt; t++) {
+                    y[t] = ARM_ACT(block_q8_K, act, stride, t0 + g + t) + b;
+                }
+                switch (nt - g < 4 ? nt - g : 4) {
+                case 1: arm_q4k_staged(&st, y, acc + 8 * g, 1); break;
+                case 2: arm_q4k_staged(&st, y, acc + 8 * g, 2); break;
+                case 3: arm_q4k_staged(&st, y, acc + 8 * g, 3); break;
+                default: arm_q4k_staged(&st, y, acc + 8 * g, 4); break;
+                }
+            }
+        }
+        for (t = 0; t < nt; t++) {
+            memcpy(out + (size_t) idx[t0 + t] * out_stride, acc + 8 * t, 8 * sizeof(float));
+        }
+    }
+}
+
 /* The packed_dot entries of a table. */
 #define QWEN_ARM_PACKED_KERNELS(PFX)                                                   \
     QWEN_PACKED_DOT_ENTRY(PFX##_packed_q4_K, arm_q4kx8_dot)                              \
@@ -644,6 +820,16 @@ PFX##_packed_pair_q8_0(int64_t n, const void *w, size_t gb, const void *act, flo
 {                                                                                      \
     arm_q8_0x8_pair(n, w, gb, act, out);                                               \
 }
+/* Prompt tokens' packed_gemm on SDOT (the i8mm table has its own, SMMLA) */
+#define QWEN_ARM_PACKED_GEMM(PFX)                                                      \
+static void                                                                            \
+PFX##_packed_gemm_q4_K(int64_t n, const void *w, const void *act, size_t stride,         \
+                       int n_tok, float *out, size_t out_stride, const int32_t *idx)     \
+{                                                                                      \
+    arm_q4kx8_gemm(n, w, act, stride, n_tok, out, out_stride, idx);                    \
+}
+#define QWEN_ARM_PACKED_GEMM_ENTRIES(PFX)                                              \
+    .packed_gemm[QWEN_TYPE_Q4_K] = PFX##_packed_gemm_q4_K
 #define QWEN_ARM_PACKED_ENTRIES(PFX)                                                   \
     .packed_dot[QWEN_TYPE_Q4_K] = PFX##_packed_q4_K,                                   \
     .packed_dot[QWEN_TYPE_Q6_K] = PFX##_packed_q6_K,                                   \
