@@ -848,11 +848,14 @@ repack_weights(qwen_model *m, char *err, size_t err_len)
         t->packed = dst + off;
         off += qwen_packed_group_bytes(t->type, t->n_cols) * (size_t) (t->n_rows / QWEN_PACK_ROWS);
     }
-    /* on every core: the pool's threads end with it, before any fork */
+    /* on every core: the pool's threads end with it, before any fork.
+     * QWEN_PACK_THREADS=N sets how many (1: no pool at all, so nothing
+     * spins while waiting: exact instruction counts under qemu) */
     {
-        pack_job   job = { ts, n };
-        long       cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        qwen_pool *pool = qwen_pool_new(cpus < 1 ? 1 : cpus > 8 ? 8 : (int) cpus);
+        pack_job    job = { ts, n };
+        const char *pt = getenv("QWEN_PACK_THREADS");
+        long        cpus = pt != NULL && atoi(pt) > 0 ? atoi(pt) : sysconf(_SC_NPROCESSORS_ONLN);
+        qwen_pool  *pool = cpus > 1 ? qwen_pool_new(cpus > 8 ? 8 : (int) cpus) : NULL;
 
         if (pool != NULL) {
             qwen_pool_run(pool, pack_task, &job);

@@ -60,7 +60,10 @@ def count(qemu, plugin, cpu, argv, log):
     os.unlink(path)   # the plugin appends: start from no file
     cmd = [qemu, "-cpu", cpu, "-plugin", "%s,out=%s" % (os.path.abspath(plugin), path)] + argv
     t0 = time.time()
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # one packing thread: the pool's waiting spins by the clock, which
+    # would make the counts differ from run to run
+    env = dict(os.environ, QWEN_PACK_THREADS="1")
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     secs = time.time() - t0
     log.write("$ " + " ".join(cmd) + "\n" + r.stdout + "\n")
     log.flush()
