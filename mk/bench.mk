@@ -5,7 +5,7 @@ BENCH_PROMPT  ?= 200
 BENCH_GEN     ?= 200
 
 bench: deps deps-bench
-	$(MAKE) --no-print-directory all bench-models test-models $(BUILD)/blas_bench
+	$(MAKE) --no-print-directory all $(NGX_MODULE) bench-models test-models $(BUILD)/blas_bench
 	BUILD=$(BUILD) BENCH_PROMPT=$(BENCH_PROMPT) BENCH_GEN=$(BENCH_GEN) \
 	    BENCH_FORMATS="$(BENCH_FORMATS)" tests/bench/run.sh
 .PHONY: bench deps-bench

@@ -157,12 +157,12 @@ parse_opts(int argc, char **argv, cli_opts *o)
 }
 
 static qwen_model *
-load_model(const char *path)
+load_model(const char *path, const char *kernels)
 {
     qwen_model *m;
     char        err[QWEN_ERR_LEN];
 
-    if ((m = qwen_model_load(path, err, sizeof(err))) == NULL) {
+    if ((m = qwen_model_load_for(path, kernels, err, sizeof(err))) == NULL) {
         fprintf(stderr, "qwen: cannot load model: %s\n", err);
         return NULL;
     }
@@ -291,7 +291,7 @@ cmd_logits(int argc, char **argv)
     if (parse_ids(o.ids, &ids, &n_ids) != 0) {
         return 2;
     }
-    m = load_model(o.model);
+    m = load_model(o.model, o.kernels);
     if (m == NULL) {
         free(ids);
         return 1;
@@ -386,7 +386,7 @@ cmd_bench(int argc, char **argv)
     if (o.n_predict < 0) {
         o.n_predict = 200;
     }
-    m = load_model(o.model);
+    m = load_model(o.model, o.kernels);
     if (m == NULL) {
         return 1;
     }
@@ -519,7 +519,7 @@ cmd_run(int argc, char **argv)
     if (o.n_predict < 0) {
         o.n_predict = 256;
     }
-    m = load_model(o.model);
+    m = load_model(o.model, o.kernels);
     if (m == NULL) {
         return 1;
     }
@@ -681,7 +681,7 @@ cmd_info(int argc, char **argv)
     if (parse_opts(argc, argv, &o) != 0) {
         return 2;
     }
-    m = load_model(o.model);
+    m = load_model(o.model, o.kernels);
     if (m == NULL) {
         return 1;
     }

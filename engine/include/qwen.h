@@ -55,6 +55,12 @@ typedef struct {
  * when the files carry one (tokenizer.json / tokenizer.ggml.* metadata).
  */
 qwen_model *qwen_model_load(const char *path, char *err, size_t err_len);
+/* The same, with the weights repacked for the named kernel table (NULL:
+ * the best this CPU runs, as qwen_model_load does): the table the contexts
+ * will name in qwen_ctx_params.kernels (`qwen --kernels avx2` on an
+ * AVX-512 host then runs as on an AVX2-only one). */
+qwen_model *qwen_model_load_for(const char *path, const char *kernels, char *err,
+                                size_t err_len);
 void qwen_model_free(qwen_model *model);
 const qwen_config    *qwen_model_config(const qwen_model *model);
 /* NULL when the model files hold no tokenizer. */

@@ -799,9 +799,10 @@ pack_task(void *arg, int ith, int nth)
  * layout (for comparisons).
  */
 static int
-repack_weights(qwen_model *m, char *err, size_t err_len)
+repack_weights(qwen_model *m, const char *kernels, char *err, size_t err_len)
 {
-    const qwen_kernels *k = qwen_kernels_best();
+    const qwen_kernels *named = kernels != NULL ? qwen_kernels_by_name(kernels) : NULL;
+    const qwen_kernels *k = named != NULL ? named : qwen_kernels_best();
     const char         *env = getenv("QWEN_REPACK");
     qwen_tensor        *ts[8 * 1024];
     size_t              total = 0, off = 0, page = (size_t) sysconf(_SC_PAGESIZE);
@@ -884,6 +885,12 @@ repack_weights(qwen_model *m, char *err, size_t err_len)
 qwen_model *
 qwen_model_load(const char *path, char *err, size_t err_len)
 {
+    return qwen_model_load_for(path, NULL, err, err_len);
+}
+
+qwen_model *
+qwen_model_load_for(const char *path, const char *kernels, char *err, size_t err_len)
+{
     qwen_model *m;
     source      src;
     struct stat st;
@@ -906,7 +913,7 @@ qwen_model_load(const char *path, char *err, size_t err_len)
         qwen_gguf_release(&src.gguf);
     }
     if (rc == 0) {
-        rc = repack_weights(m, err, err_len);
+        rc = repack_weights(m, kernels, err, err_len);
     }
     if (rc != 0) {
         qwen_model_free(m);
