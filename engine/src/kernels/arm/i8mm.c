@@ -451,6 +451,124 @@ smmla_packed_gemm_q4_K(int64_t n, const void *w, const void *act, size_t stride,
     }
 }
 
+/* ------------------------------------------- packed Q8_0, prompt tokens */
+
+/* As for Q4_K: blocks of a group restaged into SMMLA's operand order (and
+ * their scales into tile patterns) a few at a time, every token pair
+ * streamed past them with its float sums in registers */
+#define Q80_MM_BLOCKS 16
+
+typedef struct {
+    int8_t w[Q80_MM_BLOCKS][4][4][16];   /* [block][8 columns][row pair] */
+    float  d[Q80_MM_BLOCKS][4][4];       /* [block][row pair]: a, a, b, b */
+} q80_stage;
+
+static void
+q80_restage(const block_q8_0x8 *x, int nblk, q80_stage *st)
+{
+    float32x4_t lo, hi;
+    int         bb, m;
+
+    for (bb = 0; bb < nblk; bb++) {
+#pragma GCC unroll 4
+        for (m = 0; m < 4; m++) {
+            /* steps 2m, 2m + 1: rows 0-3 and 4-7 of each */
+            int8x16x4_t q = vld1q_s8_x4(x[bb].qs[2 * m][0]);
+            int32x4_t   a = vreinterpretq_s32_s8(q.val[0]), a4 = vreinterpretq_s32_s8(q.val[1]);
+            int32x4_t   b = vreinterpretq_s32_s8(q.val[2]), b4 = vreinterpretq_s32_s8(q.val[3]);
+
+            vst1q_s8(st->w[bb][m][0], vreinterpretq_s8_s32(vzip1q_s32(a, b)));
+            vst1q_s8(st->w[bb][m][1], vreinterpretq_s8_s32(vzip2q_s32(a, b)));
+            vst1q_s8(st->w[bb][m][2], vreinterpretq_s8_s32(vzip1q_s32(a4, b4)));
+            vst1q_s8(st->w[bb][m][3], vreinterpretq_s8_s32(vzip2q_s32(a4, b4)));
+        }
+        arm_f16x8(x[bb].d, &lo, &hi);
+        rows4_f32(lo, hi, st->d[bb]);
+    }
+}
+
+/* Token pair (ya, yb: their first restaged block) over nblk restaged
+ * blocks: acc[rp] += d_w * d_y * (exact block sum), block by block, as
+ * qwen_packed_dot_ref does per lane */
+ARM_INLINE void
+q80_mm_pair(const q80_stage *st, int nblk, const block_q8_0 *ya, const block_q8_0 *yb,
+            float32x4_t acc[4])
+{
+    const int32x4_t zero = vdupq_n_s32(0);
+    float32x4_t     a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    int             bb, m;
+
+    for (bb = 0; bb < nblk; bb++) {
+        int8x16_t     p0 = vld1q_s8(ya[bb].qs), p1 = vld1q_s8(ya[bb].qs + 16);
+        int8x16_t     q0 = vld1q_s8(yb[bb].qs), q1 = vld1q_s8(yb[bb].qs + 16);
+        int8x16_t     y[4] = { zip_lo(p0, q0), zip_hi(p0, q0), zip_lo(p1, q1), zip_hi(p1, q1) };
+        int32x4_t     s0 = zero, s1 = zero, s2 = zero, s3 = zero;
+        float32x4_t   dy = toks_f32(arm_f16(ya[bb].d), arm_f16(yb[bb].d));
+        float32x4x4_t d = vld1q_f32_x4(st->d[bb][0]);
+
+#pragma GCC unroll 4
+        for (m = 0; m < 4; m++) {
+            int8x16x4_t w = vld1q_s8_x4(st->w[bb][m][0]);
+
+            s0 = vmmlaq_s32(s0, w.val[0], y[m]);
+            s1 = vmmlaq_s32(s1, w.val[1], y[m]);
+            s2 = vmmlaq_s32(s2, w.val[2], y[m]);
+            s3 = vmmlaq_s32(s3, w.val[3], y[m]);
+        }
+        a0 = vfmaq_f32(a0, vmulq_f32(d.val[0], dy), vcvtq_f32_s32(s0));
+        a1 = vfmaq_f32(a1, vmulq_f32(d.val[1], dy), vcvtq_f32_s32(s1));
+        a2 = vfmaq_f32(a2, vmulq_f32(d.val[2], dy), vcvtq_f32_s32(s2));
+        a3 = vfmaq_f32(a3, vmulq_f32(d.val[3], dy), vcvtq_f32_s32(s3));
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+static void
+smmla_packed_gemm_q8_0(int64_t n, const void *w, const void *act, size_t stride, int n_tok,
+                       float *out, size_t out_stride, const int32_t *idx)
+{
+    const block_q8_0x8 *x = w;
+    int64_t             b, nb = n / QK8_0;
+    q80_stage           st;
+    float32x4_t         acc[Q4K_MM_PAIRS][4];
+    int                 t0, nt, np, p, rp, nblk;
+
+    for (t0 = 0; t0 < n_tok; t0 += 2 * Q4K_MM_PAIRS) {
+        nt = n_tok - t0 < 2 * Q4K_MM_PAIRS ? n_tok - t0 : 2 * Q4K_MM_PAIRS;
+        np = (nt + 1) / 2;
+        for (p = 0; p < np; p++) {
+            for (rp = 0; rp < 4; rp++) {
+                acc[p][rp] = vdupq_n_f32(0.0f);
+            }
+        }
+        for (b = 0; b < nb; b += Q80_MM_BLOCKS) {
+            nblk = nb - b < Q80_MM_BLOCKS ? (int) (nb - b) : Q80_MM_BLOCKS;
+            q80_restage(x + b, nblk, &st);
+            for (p = 0; p < np; p++) {
+                int ta = t0 + 2 * p, tb = 2 * p + 1 < nt ? ta + 1 : ta;   /* odd: twice */
+
+                q80_mm_pair(&st, nblk, ARM_ACT(block_q8_0, act, stride, ta) + b,
+                            ARM_ACT(block_q8_0, act, stride, tb) + b, acc[p]);
+            }
+        }
+        for (p = 0; p < np; p++) {
+            float *oa = out + (size_t) idx[t0 + 2 * p] * out_stride;
+
+            vst1q_f32(oa, vuzp1q_f32(acc[p][0], acc[p][1]));
+            vst1q_f32(oa + 4, vuzp1q_f32(acc[p][2], acc[p][3]));
+            if (2 * p + 1 < nt) {
+                float *ob = out + (size_t) idx[t0 + 2 * p + 1] * out_stride;
+
+                vst1q_f32(ob, vuzp2q_f32(acc[p][0], acc[p][1]));
+                vst1q_f32(ob + 4, vuzp2q_f32(acc[p][2], acc[p][3]));
+            }
+        }
+    }
+}
+
 static const qwen_kernels kernels_neon_i8mm = {
     .name = "neon_i8mm",
     QWEN_NEON_FLOAT_ENTRIES,
@@ -462,6 +580,7 @@ static const qwen_kernels kernels_neon_i8mm = {
     .vec_dot2x4[QWEN_TYPE_Q4_K] = dot2x4_q4_K,
     .vec_dot2x4[QWEN_TYPE_Q6_K] = dot2x4_q6_K,
     .packed_gemm[QWEN_TYPE_Q4_K] = smmla_packed_gemm_q4_K,
+    .packed_gemm[QWEN_TYPE_Q8_0] = smmla_packed_gemm_q8_0,
 };
 
 const qwen_kernels *
