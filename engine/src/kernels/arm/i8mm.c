@@ -280,6 +280,29 @@ typedef struct {
 
 #define Q4K_MM_PAIRS 32   /* token pairs whose float sums stay on the stack */
 
+/* The float sums of np token pairs (nt tokens: the last pair may hold one)
+ * to their rows out[idx[t] * out_stride + r]: a tile's even lanes are
+ * token a's, its odd lanes token b's */
+static void
+store_pair_tiles(float32x4_t acc[][4], int np, int nt, float *out, size_t out_stride,
+                 const int32_t *idx)
+{
+    int p;
+
+    for (p = 0; p < np; p++) {
+        float *oa = out + (size_t) idx[2 * p] * out_stride;
+
+        vst1q_f32(oa, vuzp1q_f32(acc[p][0], acc[p][1]));
+        vst1q_f32(oa + 4, vuzp1q_f32(acc[p][2], acc[p][3]));
+        if (2 * p + 1 < nt) {
+            float *ob = out + (size_t) idx[2 * p + 1] * out_stride;
+
+            vst1q_f32(ob, vuzp2q_f32(acc[p][0], acc[p][1]));
+            vst1q_f32(ob + 4, vuzp2q_f32(acc[p][2], acc[p][3]));
+        }
+    }
+}
+
 /* [lo.0, lo.0, lo.1, lo.1], [lo.2, ..], [hi.0, ..], [hi.2, ..]: 8 rows'
  * values as the row-pair pattern of a tile */
 ARM_INLINE void
@@ -416,16 +439,12 @@ smmla_packed_gemm_q4_K(int64_t n, const void *w, const void *act, size_t stride,
     int64_t             b, nb = n / QK_K;
     q4k_stage           st;
     float32x4_t         acc[Q4K_MM_PAIRS][4];
-    int                 t0, nt, np, p, rp;
+    int                 t0, nt, np, p;
 
     for (t0 = 0; t0 < n_tok; t0 += 2 * Q4K_MM_PAIRS) {
         nt = n_tok - t0 < 2 * Q4K_MM_PAIRS ? n_tok - t0 : 2 * Q4K_MM_PAIRS;
         np = (nt + 1) / 2;
-        for (p = 0; p < np; p++) {
-            for (rp = 0; rp < 4; rp++) {
-                acc[p][rp] = vdupq_n_f32(0.0f);
-            }
-        }
+        memset(acc, 0, (size_t) np * sizeof(acc[0]));
         for (b = 0; b < nb; b++) {
             q4k_restage(x + b, &st);
             for (p = 0; p < np; p++) {
@@ -435,19 +454,7 @@ smmla_packed_gemm_q4_K(int64_t n, const void *w, const void *act, size_t stride,
                             ARM_ACT(block_q8_K, act, stride, tb) + b, acc[p]);
             }
         }
-        /* tiles to rows: uzp1 takes token a's lanes, uzp2 token b's */
-        for (p = 0; p < np; p++) {
-            float *oa = out + (size_t) idx[t0 + 2 * p] * out_stride;
-
-            vst1q_f32(oa, vuzp1q_f32(acc[p][0], acc[p][1]));
-            vst1q_f32(oa + 4, vuzp1q_f32(acc[p][2], acc[p][3]));
-            if (2 * p + 1 < nt) {
-                float *ob = out + (size_t) idx[t0 + 2 * p + 1] * out_stride;
-
-                vst1q_f32(ob, vuzp2q_f32(acc[p][0], acc[p][1]));
-                vst1q_f32(ob + 4, vuzp2q_f32(acc[p][2], acc[p][3]));
-            }
-        }
+        store_pair_tiles(acc, np, nt, out, out_stride, idx + t0);
     }
 }
 
@@ -534,16 +541,12 @@ smmla_packed_gemm_q8_0(int64_t n, const void *w, const void *act, size_t stride,
     int64_t             b, nb = n / QK8_0;
     q80_stage           st;
     float32x4_t         acc[Q4K_MM_PAIRS][4];
-    int                 t0, nt, np, p, rp, nblk;
+    int                 t0, nt, np, p, nblk;
 
     for (t0 = 0; t0 < n_tok; t0 += 2 * Q4K_MM_PAIRS) {
         nt = n_tok - t0 < 2 * Q4K_MM_PAIRS ? n_tok - t0 : 2 * Q4K_MM_PAIRS;
         np = (nt + 1) / 2;
-        for (p = 0; p < np; p++) {
-            for (rp = 0; rp < 4; rp++) {
-                acc[p][rp] = vdupq_n_f32(0.0f);
-            }
-        }
+        memset(acc, 0, (size_t) np * sizeof(acc[0]));
         for (b = 0; b < nb; b += Q80_MM_BLOCKS) {
             nblk = nb - b < Q80_MM_BLOCKS ? (int) (nb - b) : Q80_MM_BLOCKS;
             q80_restage(x + b, nblk, &st);
@@ -554,18 +557,7 @@ smmla_packed_gemm_q8_0(int64_t n, const void *w, const void *act, size_t stride,
                             ARM_ACT(block_q8_0, act, stride, tb) + b, acc[p]);
             }
         }
-        for (p = 0; p < np; p++) {
-            float *oa = out + (size_t) idx[t0 + 2 * p] * out_stride;
-
-            vst1q_f32(oa, vuzp1q_f32(acc[p][0], acc[p][1]));
-            vst1q_f32(oa + 4, vuzp1q_f32(acc[p][2], acc[p][3]));
-            if (2 * p + 1 < nt) {
-                float *ob = out + (size_t) idx[t0 + 2 * p + 1] * out_stride;
-
-                vst1q_f32(ob, vuzp2q_f32(acc[p][0], acc[p][1]));
-                vst1q_f32(ob + 4, vuzp2q_f32(acc[p][2], acc[p][3]));
-            }
-        }
+        store_pair_tiles(acc, np, nt, out, out_stride, idx + t0);
     }
 }
 
