@@ -789,7 +789,8 @@ pack_task(void *arg, int ith, int nth)
 }
 
 /*
- * Repack the weights the best kernel table reads packed (repack.h), once,
+ * Repack the weights the kernel table reads packed (repack.h: the named
+ * one, else the best this CPU runs), once,
  * into shared anonymous memory: every worker forked after the load, and
  * every reload's, reads this one copy. The file pages of a packed tensor
  * are then dropped from this process's mapping (they stay in the page
@@ -855,8 +856,13 @@ repack_weights(qwen_model *m, const char *kernels, char *err, size_t err_len)
     {
         pack_job    job = { ts, n };
         const char *pt = getenv("QWEN_PACK_THREADS");
-        long        cpus = pt != NULL && atoi(pt) > 0 ? atoi(pt) : sysconf(_SC_NPROCESSORS_ONLN);
-        qwen_pool  *pool = cpus > 1 ? qwen_pool_new(cpus > 8 ? 8 : (int) cpus) : NULL;
+        long        cpus = pt != NULL ? atol(pt) : 0;
+        qwen_pool  *pool;
+
+        if (cpus < 1) {
+            cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        }
+        pool = cpus > 1 ? qwen_pool_new(cpus > 8 ? 8 : (int) cpus) : NULL;
 
         if (pool != NULL) {
             qwen_pool_run(pool, pack_task, &job);

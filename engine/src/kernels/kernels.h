@@ -206,7 +206,7 @@ typedef struct {
     qwen_gemm_fn gemm;
     /* packed weights (repack.h) this table reads, by weight type (NULL:
      * it reads the file's rows); the model is packed at load for the
-     * best table's types */
+     * types of the table its contexts will use (qwen_model_load_for) */
     qwen_packed_dot_fn packed_dot[QWEN_TYPE_COUNT];
     /* optional, one token (decode) against two consecutive packed groups
      * (16 rows): the activation's loads and the loop serve twice the rows */

@@ -49,23 +49,23 @@ float_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out
     int64_t      i = 0, k;
     int          t, a;
 
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (t = 0; t < NT; t++) {
         y[t] = ARM_ACT(float, act, stride, t);
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (a = 0; a < 4; a++) {
             acc[t][a] = vdupq_n_f32(0.0f);
         }
     }
     for (; i + 16 <= n; i += 16) {
         float32x4_t wv[4];
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (a = 0; a < 4; a++) {
             wv[a] = load4(w, i + 4 * a, kind);
         }
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (t = 0; t < NT; t++) {
-            #pragma GCC unroll 4
+#pragma GCC unroll 4
             for (a = 0; a < 4; a++) {
                 acc[t][a] = vfmaq_f32(acc[t][a], wv[a], vld1q_f32(y[t] + i + 4 * a));
             }
@@ -73,12 +73,12 @@ float_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *out
     }
     for (; i + 4 <= n; i += 4) {
         float32x4_t wv = load4(w, i, kind);
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (t = 0; t < NT; t++) {
             acc[t][0] = vfmaq_f32(acc[t][0], wv, vld1q_f32(y[t] + i));
         }
     }
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (t = 0; t < NT; t++) {
         float sum = vaddvq_f32(vaddq_f32(vaddq_f32(acc[t][0], acc[t][1]),
                                          vaddq_f32(acc[t][2], acc[t][3])));
@@ -174,9 +174,9 @@ rows_scores(int hd, const int NQ, const float *q, const qwen_kv_view *kv, int n_
         const void *kt = row_at(qwen_kv_block_k(kv, t), t % QWEN_KV_BLOCK, hd, kind);
         float32x4_t acc[4][4];
 
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (h = 0; h < NQ; h++) {
-            #pragma GCC unroll 4
+#pragma GCC unroll 4
             for (a = 0; a < 4; a++) {
                 acc[h][a] = vdupq_n_f32(0.0f);
             }
@@ -184,20 +184,20 @@ rows_scores(int hd, const int NQ, const float *q, const qwen_kv_view *kv, int n_
         for (i = 0; i < hd; i += 16) {
             float32x4_t kv4[4];
 
-            #pragma GCC unroll 4
+#pragma GCC unroll 4
             for (a = 0; a < 4; a++) {
                 kv4[a] = load4(kt, i + 4 * a, kind);
             }
-            #pragma GCC unroll 4
+#pragma GCC unroll 4
             for (h = 0; h < NQ; h++) {
-                #pragma GCC unroll 4
+#pragma GCC unroll 4
                 for (a = 0; a < 4; a++) {
                     acc[h][a] = vfmaq_f32(acc[h][a], kv4[a],
                                           vld1q_f32(q + (size_t) h * hd + i + 4 * a));
                 }
             }
         }
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (h = 0; h < NQ; h++) {
             scores[(size_t) h * rows + t] =
                 vaddvq_f32(vaddq_f32(vaddq_f32(acc[h][0], acc[h][1]),
@@ -216,9 +216,9 @@ rows_values(int hd, const int NH, const float *p, int rows, const void *vr, int 
     float32x4_t o[2][8];
     int         t, h, j;
 
-    #pragma GCC unroll 2
+#pragma GCC unroll 2
     for (h = 0; h < NH; h++) {
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (j = 0; j < 8; j++) {
             o[h][j] = vld1q_f32(out + (size_t) h * hd + d0 + 4 * j);
         }
@@ -227,23 +227,23 @@ rows_values(int hd, const int NH, const float *p, int rows, const void *vr, int 
         const void *vt = row_at(vr, t, hd, kind);
         float32x4_t v[8];
 
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (j = 0; j < 8; j++) {
             v[j] = load4(vt, d0 + 4 * j, kind);
         }
-        #pragma GCC unroll 2
+#pragma GCC unroll 2
         for (h = 0; h < NH; h++) {
             float w = p[(size_t) h * rows + t];
 
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (j = 0; j < 8; j++) {
                 o[h][j] = vfmaq_n_f32(o[h][j], v[j], w);
             }
         }
     }
-    #pragma GCC unroll 2
+#pragma GCC unroll 2
     for (h = 0; h < NH; h++) {
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (j = 0; j < 8; j++) {
             vst1q_f32(out + (size_t) h * hd + d0 + 4 * j, o[h][j]);
         }
