@@ -431,7 +431,10 @@ mm_task(void *arg, int ith, int nth)
             continue;
         }
         if (job->n_prompt > 0) {
-            k->gemm(w->type, w->data, w->row_bytes, w->n_cols, lo, hi, job->xb,
+            /* the packed copy when there is one: the file's pages of a
+             * packed weight stay out of memory */
+            k->gemm(w->type, w->packed != NULL ? w->packed : w->data, w->packed != NULL,
+                    w->row_bytes, w->n_cols, lo, hi, job->xb,
                     job->n_prompt, job->idx_prompt, out, (size_t) w->n_rows,
                     job->ctx->gemm_scratch + (size_t) ith * job->ctx->gemm_scratch_bytes);
         }

@@ -154,6 +154,122 @@ pack_bf16(const void *rows, size_t row_bytes, int64_t n, block_bf16x8 *dst)
     }
 }
 
+/* ----------------------------------------------------- and back to rows */
+
+/* The 12 bytes of 6-bit scales and mins (qwen_q4k_scales_mins' inverse). */
+static void
+q4k_scales_encode(const uint8_t sc[8], const uint8_t m[8], uint8_t out[12])
+{
+    int j;
+
+    for (j = 0; j < 4; j++) {
+        out[j] = (uint8_t) ((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));
+        out[j + 4] = (uint8_t) ((m[j] & 63) | ((m[j + 4] >> 4) << 6));
+        out[j + 8] = (uint8_t) ((sc[j + 4] & 0xF) | ((m[j + 4] & 0xF) << 4));
+    }
+}
+
+static void
+unpack_q4_K(const block_q4_Kx8 *src, int64_t n, int r, block_q4_K *y)
+{
+    int64_t b;
+    int     j, k;
+    uint8_t sc[8], m[8];
+
+    for (b = 0; b < n / QK_K; b++) {
+        y[b].d = src[b].d[r];
+        y[b].dmin = src[b].dmin[r];
+        for (j = 0; j < QK_K / 32; j++) {
+            sc[j] = src[b].scales[j][r];
+            m[j] = src[b].mins[j / 2][r][j % 2];
+        }
+        q4k_scales_encode(sc, m, y[b].scales);
+        for (j = 0; j < QK_K / 64; j++) {
+            for (k = 0; k < 8; k++) {
+                memcpy(y[b].qs + 32 * j + 4 * k, src[b].qs[j][k][r], 4);
+            }
+        }
+    }
+}
+
+static void
+unpack_q6_K(const block_q6_Kx8 *src, int64_t n, int r, block_q6_K *y)
+{
+    int64_t b;
+    int     j, k, i, s, half, l, sh;
+    uint8_t v[QK_K];
+
+    for (b = 0; b < n / QK_K; b++) {
+        for (j = 0; j < QK_K / 64; j++) {
+            for (k = 0; k < 8; k++) {
+                for (i = 0; i < 4; i++) {
+                    uint8_t q = src[b].ql[j][k][r][i], h = src[b].qh[j][k / 2][r][i];
+
+                    sh = 4 * (k % 2);
+                    v[64 * j + 4 * k + i] = (uint8_t) ((q & 0xF) | (((h >> sh) & 3) << 4));
+                    v[64 * j + 32 + 4 * k + i] = (uint8_t) ((q >> 4)
+                                                            | (((h >> (sh + 2)) & 3) << 4));
+                }
+            }
+        }
+        /* q6k_values' inverse */
+        for (half = 0; half < 2; half++) {
+            const uint8_t *o = v + 128 * half;
+            uint8_t       *ql = y[b].ql + 64 * half, *qh = y[b].qh + 32 * half;
+
+            for (l = 0; l < 32; l++) {
+                ql[l] = (uint8_t) ((o[l] & 0xF) | ((o[l + 64] & 0xF) << 4));
+                ql[l + 32] = (uint8_t) ((o[l + 32] & 0xF) | ((o[l + 96] & 0xF) << 4));
+                qh[l] = (uint8_t) ((o[l] >> 4) | ((o[l + 32] >> 4) << 2)
+                                   | ((o[l + 64] >> 4) << 4) | ((o[l + 96] >> 4) << 6));
+            }
+        }
+        for (s = 0; s < QK_K / 16; s++) {
+            y[b].scales[s] = src[b].scales[s / 2][r][s % 2];
+        }
+        y[b].d = src[b].d[r];
+    }
+}
+
+static void
+unpack_q8_0(const block_q8_0x8 *src, int64_t n, int r, block_q8_0 *y)
+{
+    int64_t b;
+    int     k;
+
+    for (b = 0; b < n / QK8_0; b++) {
+        y[b].d = src[b].d[r];
+        for (k = 0; k < QK8_0 / 4; k++) {
+            memcpy(y[b].qs + 4 * k, src[b].qs[k][r], 4);
+        }
+    }
+}
+
+static void
+unpack_bf16(const block_bf16x8 *src, int64_t n, int r, qwen_bf16 *y)
+{
+    int64_t p;
+
+    for (p = 0; p < n / 2; p++) {
+        y[2 * p] = src[p].v[r][0];
+        y[2 * p + 1] = src[p].v[r][1];
+    }
+}
+
+void
+qwen_unpack_row(int type, const void *group, int64_t n, int r, void *row)
+{
+    if (type == QWEN_TYPE_Q4_K) {
+        unpack_q4_K(group, n, r, row);
+    } else if (type == QWEN_TYPE_Q6_K) {
+        unpack_q6_K(group, n, r, row);
+    } else if (type == QWEN_TYPE_Q8_0) {
+        unpack_q8_0(group, n, r, row);
+    } else if (type == QWEN_TYPE_BF16) {
+        unpack_bf16(group, n, r, row);
+    }
+}
+
 void
 qwen_pack_group(int type, const void *rows, size_t row_bytes, int64_t n, void *dst)
 {

@@ -79,5 +79,9 @@ size_t qwen_packed_group_bytes(int type, int64_t n);
 int    qwen_packable(int type, int64_t rows, int64_t cols);
 /* Rows [8g, 8g + 8) of a weight (row_bytes apart) into packed group g. */
 void   qwen_pack_group(int type, const void *rows, size_t row_bytes, int64_t n, void *dst);
+/* Row r (0 .. QWEN_PACK_ROWS-1) of a packed group back in the file's
+ * bytes (qwen_row_bytes(type, n) of them): for kernels that read rows
+ * (the prefill GEMM's panels) when only the packed copy is resident. */
+void   qwen_unpack_row(int type, const void *group, int64_t n, int r, void *row);
 
 #endif

@@ -255,6 +255,20 @@ test_packed(const qwen_kernels *k)
                 }
             }
             qwen_pack_group(type, wq, rb, n, packed);
+            if (k == ref) {
+                /* and back: every row's file bytes, every bit pattern */
+                uint8_t *back = malloc(rb);
+                int      bad = 0;
+
+                for (r = 0; r < QWEN_PACK_ROWS; r++) {
+                    memset(back, 0xA5, rb);
+                    qwen_unpack_row(type, packed, n, r, back);
+                    bad += memcmp(back, wq + r * rb, rb) != 0;
+                }
+                CHECK(bad == 0, "%s unpack_row: %d of 8 rows differ from the file's bytes "
+                      "(trial %d)", qwen_type_name(type), bad, trial);
+                free(back);
+            }
             for (r = 0; r < 4; r++) {
                 for (i = 0; i < n; i++) x[i] = frand() * 2.0f;
                 ref->quantize_act(act, x, acts + r * stride, n);
@@ -744,7 +758,7 @@ test_gemm(const qwen_kernels *k, const int K)
 
         for (r = 0; r < ROWS; r++) qwen_quantize_row(type, w + r * K, wq + r * rb, K);
         memset(out, 0, (size_t) 2 * NT * ROWS * sizeof(float));
-        k->gemm(type, wq, rb, K, 3, ROWS, xb, NT, idx, out, ROWS, scratch);
+        k->gemm(type, wq, 0, rb, K, 3, ROWS, xb, NT, idx, out, ROWS, scratch);
         for (r = 0; r < ROWS; r++) {
             qwen_dequantize_row(type, wq + r * rb, row, K);
             for (tok = 0; tok < NT; tok++) {
@@ -766,6 +780,29 @@ test_gemm(const qwen_kernels *k, const int K)
               qwen_type_name(type), worst);
         for (tok = 0; tok < NT; tok++) {
             CHECK(out[2 * tok * ROWS + 5] == 0.0f, "gemm wrote a row it was not given");
+        }
+        if (qwen_packable(type, 64, K)) {
+            /* the packed copy of rows 0 .. 63 gives the file rows' bits,
+             * rows 8 .. 60 asked for (two panels, the second ending in a
+             * part of a group) */
+            size_t gb = qwen_packed_group_bytes(type, K);
+            char  *pk = malloc(8 * gb);
+            float *out2 = calloc((size_t) 2 * NT * ROWS, sizeof(float));
+            int    differ = 0;
+
+            for (r = 0; r < 64; r += QWEN_PACK_ROWS) {
+                qwen_pack_group(type, wq + r * rb, rb, K, pk + (r / QWEN_PACK_ROWS) * gb);
+            }
+            memset(out, 0, (size_t) 2 * NT * ROWS * sizeof(float));
+            k->gemm(type, wq, 0, rb, K, 8, 61, xb, NT, idx, out, ROWS, scratch);
+            k->gemm(type, pk, 1, 0, K, 8, 61, xb, NT, idx, out2, ROWS, scratch);
+            for (i = 0; i < 2 * NT * ROWS; i++) {
+                differ += memcmp(&out[i], &out2[i], sizeof(float)) != 0;
+            }
+            CHECK(differ == 0, "%s gemm %s from packed rows: %d results differ from the "
+                  "file rows'", k->name, qwen_type_name(type), differ);
+            free(pk);
+            free(out2);
         }
         free(wq);
     }

@@ -40,9 +40,12 @@ typedef void (*qwen_vec_dot2x4_fn)(int64_t n, const void *w, size_t w_stride,
  * activation rows xb ([n_tok][K]); the result for activation row t goes to
  * out[idx[t] * out_stride + r]. Weights are repacked to BF16 panels once
  * per call and reused for every token; each token's result depends only on
- * its own activations. scratch: qwen_gemm_scratch_bytes(K) per thread.
+ * its own activations. packed: w is the weight's packed groups (repack.h,
+ * row_bytes unused; whole groups are the fast case), whose rows give the
+ * same panels as the file's: the same bits. scratch:
+ * qwen_gemm_scratch_bytes(K) per thread.
  */
-typedef void (*qwen_gemm_fn)(int type, const void *w, size_t row_bytes, int64_t K,
+typedef void (*qwen_gemm_fn)(int type, const void *w, int packed, size_t row_bytes, int64_t K,
                              int64_t r0, int64_t r1, const qwen_bf16 *xb, int n_tok,
                              const int32_t *idx, float *out, size_t out_stride,
                              void *scratch);

@@ -118,6 +118,178 @@ dequant_q6_K(const block_q6_K *x, float *y, int64_t n)
     }
 }
 
+/* ------------------------------------ panels straight from packed groups */
+
+/*
+ * A packed group's 32-byte step is 4 columns of its 8 rows (a 32-bit lane
+ * a row): dequantized as two vectors of 4 rows x 4 columns, rounded to
+ * BF16 by the instruction f32_to_bf16 uses, and the column pairs regrouped
+ * (one permute) into the panel's [pair][row] order: two 32-byte stores of
+ * 8 rows, no staging rows and no transpose. The values are those the file
+ * rows' dequantizers give, by the same float operations per value.
+ */
+
+/* lane 4i + c: row i (0 .. 3) of lo, 4 + i of hi, of a vector of 8 rows */
+static inline void
+rows_to_lanes(const float v8[8], __m512 *lo, __m512 *hi)
+{
+    const __m512i ilo = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i ihi = _mm512_add_epi32(ilo, _mm512_set1_epi32(4));
+    __m512        v = _mm512_castps256_ps512(_mm256_loadu_ps(v8));
+
+    *lo = _mm512_permutexvar_ps(ilo, v);
+    *hi = _mm512_permutexvar_ps(ihi, v);
+}
+
+/* pairs p and p + 1 of the group's 8 rows from 4 columns' values */
+static inline void
+put_pairs(uint32_t *panel, int64_t p, __m512 lo, __m512 hi)
+{
+    const __m512i order = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14,
+                                            1, 3, 5, 7, 9, 11, 13, 15);
+    __m512i       v = _mm512_permutexvar_epi32(order, (__m512i) _mm512_cvtne2ps_pbh(hi, lo));
+
+    _mm256_storeu_si256((__m256i *) (panel + p * PANEL), _mm512_castsi512_si256(v));
+    _mm256_storeu_si256((__m256i *) (panel + (p + 1) * PANEL), _mm512_extracti64x4_epi64(v, 1));
+}
+
+/* the 8 rows' unsigned bytes of a step as floats, rows 0-3 and 4-7 */
+static inline void
+u8_lanes(__m256i q, __m512 *lo, __m512 *hi)
+{
+    *lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(q)));
+    *hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(q, 1)));
+}
+
+static void
+panel_q8_0x8(const block_q8_0x8 *x, int64_t K, uint32_t *panel)
+{
+    int64_t b;
+    int     k, r;
+    float   d[8];
+    __m512  dlo, dhi;
+
+    for (b = 0; b < K / QK8_0; b++) {
+        for (r = 0; r < QWEN_PACK_ROWS; r++) {
+            d[r] = _cvtsh_ss(x[b].d[r]);
+        }
+        rows_to_lanes(d, &dlo, &dhi);
+        for (k = 0; k < QK8_0 / 4; k++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *) x[b].qs[k]);
+            __m512  lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(q)));
+            __m512  hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(q, 1)));
+
+            /* dequant_q8_0: d x q */
+            put_pairs(panel, 16 * b + 2 * k, _mm512_mul_ps(dlo, lo), _mm512_mul_ps(dhi, hi));
+        }
+    }
+}
+
+static void
+panel_q4_Kx8(const block_q4_Kx8 *x, int64_t K, uint32_t *panel)
+{
+    const __m256i mask = _mm256_set1_epi8(0xF);
+    int64_t       b;
+    int           j, h, k, r;
+    float         sc[8], mn[8];
+    __m512        slo, shi, mlo, mhi, lo, hi;
+
+    for (b = 0; b < K / QK_K; b++) {
+        for (j = 0; j < QK_K / 64; j++) {
+            for (h = 0; h < 2; h++) {
+                /* dequant_q4_K: q x (d x sc) - dmin x m */
+                for (r = 0; r < QWEN_PACK_ROWS; r++) {
+                    sc[r] = _cvtsh_ss(x[b].d[r]) * x[b].scales[2 * j + h][r];
+                    mn[r] = _cvtsh_ss(x[b].dmin[r]) * x[b].mins[j][r][h];
+                }
+                rows_to_lanes(sc, &slo, &shi);
+                rows_to_lanes(mn, &mlo, &mhi);
+                for (k = 0; k < 8; k++) {
+                    __m256i v = _mm256_loadu_si256((const __m256i *) x[b].qs[j][k]);
+
+                    u8_lanes(_mm256_and_si256(h ? _mm256_srli_epi16(v, 4) : v, mask), &lo, &hi);
+                    put_pairs(panel, 128 * b + 32 * j + 16 * h + 2 * k,
+                              _mm512_fmsub_ps(lo, slo, mlo), _mm512_fmsub_ps(hi, shi, mhi));
+                }
+            }
+        }
+    }
+}
+
+static void
+panel_q6_Kx8(const block_q6_Kx8 *x, int64_t K, uint32_t *panel)
+{
+    const __m256i m4 = _mm256_set1_epi8(0xF), m3 = _mm256_set1_epi8(3);
+    const __m512  k32 = _mm512_set1_ps(32.0f);
+    int64_t       b;
+    int           j, h, k, r, s;
+    float         ds[8];
+    __m512        slo[4], shi[4], lo, hi;
+
+    for (b = 0; b < K / QK_K; b++) {
+        for (j = 0; j < QK_K / 64; j++) {
+            /* the 4 16-column sub-blocks of columns 64j .. 64j + 63 */
+            for (s = 0; s < 4; s++) {
+                for (r = 0; r < QWEN_PACK_ROWS; r++) {
+                    ds[r] = _cvtsh_ss(x[b].d[r]) * x[b].scales[2 * j + s / 2][r][s % 2];
+                }
+                rows_to_lanes(ds, &slo[s], &shi[s]);
+            }
+            for (k = 0; k < 8; k++) {
+                __m256i l = _mm256_loadu_si256((const __m256i *) x[b].ql[j][k]);
+                __m256i qh = _mm256_srli_epi16(
+                    _mm256_loadu_si256((const __m256i *) x[b].qh[j][k / 2]), 4 * (k % 2));
+
+                for (h = 0; h < 2; h++) {
+                    /* columns 64j + 32h + 4k .. + 3, values 0 .. 63 */
+                    __m256i v = _mm256_or_si256(
+                        _mm256_and_si256(h ? _mm256_srli_epi16(l, 4) : l, m4),
+                        _mm256_slli_epi16(_mm256_and_si256(h ? _mm256_srli_epi16(qh, 2) : qh,
+                                                           m3), 4));
+
+                    /* dequant_q6_K: (d x sc) x (q - 32) */
+                    s = 2 * h + k / 4;
+                    u8_lanes(v, &lo, &hi);
+                    put_pairs(panel, 128 * b + 32 * j + 16 * h + 2 * k,
+                              _mm512_mul_ps(slo[s], _mm512_sub_ps(lo, k32)),
+                              _mm512_mul_ps(shi[s], _mm512_sub_ps(hi, k32)));
+                }
+            }
+        }
+    }
+}
+
+/* Rows r .. r + nr - 1 (whole groups, nr <= 32) of a packed weight into
+ * the panel, rows past nr zero: 0, or -1 when the type has no such path. */
+static int
+panel_packed(int type, const void *w, int64_t K, int64_t r, int nr, uint32_t *panel)
+{
+    size_t  gb = qwen_packed_group_bytes(type, K);
+    int64_t p;
+    int     g;
+
+    if (type != QWEN_TYPE_Q8_0 && type != QWEN_TYPE_Q4_K && type != QWEN_TYPE_Q6_K) {
+        return -1;
+    }
+    for (g = 0; g < PANEL / QWEN_PACK_ROWS; g++) {
+        const void *grp = (const char *) w + (size_t) (r / QWEN_PACK_ROWS + g) * gb;
+        uint32_t   *dst = panel + QWEN_PACK_ROWS * g;
+
+        if (QWEN_PACK_ROWS * g >= nr) {
+            for (p = 0; p < K / 2; p++) {
+                _mm256_storeu_si256((__m256i *) (dst + p * PANEL), _mm256_setzero_si256());
+            }
+        } else if (type == QWEN_TYPE_Q8_0) {
+            panel_q8_0x8(grp, K, dst);
+        } else if (type == QWEN_TYPE_Q4_K) {
+            panel_q4_Kx8(grp, K, dst);
+        } else {
+            panel_q6_Kx8(grp, K, dst);
+        }
+    }
+    return 0;
+}
+
 /* One weight row to BF16. BF16 rows are copied; other types dequantized. */
 static void
 row_to_bf16(int type, const void *src, int64_t K, qwen_bf16 *dst, float *tmp)
@@ -188,15 +360,27 @@ transpose16(__m512i r[16])
 /* Rows r .. r+nr-1 (nr <= 32) into the pair-interleaved panel; missing
  * rows are zero so the micro-kernel needs no row tail. */
 static void
-build_panel(int type, const void *w, size_t row_bytes, int64_t K, int64_t r, int nr,
-            uint32_t *panel, qwen_bf16 *stage, float *tmp)
+build_panel(int type, const void *w, int packed, size_t row_bytes, int64_t K, int64_t r,
+            int nr, uint32_t *panel, qwen_bf16 *stage, float *tmp, void *row)
 {
     int64_t  p, K2 = K / 2;
     int      i, h;
     __m512i  blk[16];
 
+    if (packed && r % QWEN_PACK_ROWS == 0 && nr % QWEN_PACK_ROWS == 0
+        && panel_packed(type, w, K, r, nr, panel) == 0)
+    {
+        return;
+    }
     for (i = 0; i < PANEL; i++) {
-        if (i < nr) {
+        if (i < nr && packed) {
+            /* a row outside whole groups: back in the file's bytes */
+            qwen_unpack_row(type, (const char *) w
+                            + (size_t) ((r + i) / QWEN_PACK_ROWS)
+                              * qwen_packed_group_bytes(type, K),
+                            K, (int) ((r + i) % QWEN_PACK_ROWS), row);
+            row_to_bf16(type, row, K, stage + (size_t) i * K, tmp);
+        } else if (i < nr) {
             row_to_bf16(type, (const char *) w + (size_t) (r + i) * row_bytes, K,
                         stage + (size_t) i * K, tmp);
         } else {
@@ -259,13 +443,14 @@ micro_kernel(const uint32_t *panel, int64_t K2, const qwen_bf16 *xb, int64_t K,
 }
 
 static void
-gemm_bf16(int type, const void *w, size_t row_bytes, int64_t K, int64_t r0, int64_t r1,
-          const qwen_bf16 *xb, int n_tok, const int32_t *idx, float *out,
+gemm_bf16(int type, const void *w, int packed, size_t row_bytes, int64_t K, int64_t r0,
+          int64_t r1, const qwen_bf16 *xb, int n_tok, const int32_t *idx, float *out,
           size_t out_stride, void *scratch)
 {
     uint32_t  *panel = scratch;
     qwen_bf16 *stage = (qwen_bf16 *) ((char *) scratch + (size_t) PANEL * K * sizeof(qwen_bf16));
     float     *tmp = (float *) ((char *) stage + (size_t) PANEL * K * sizeof(qwen_bf16));
+    void      *row = (char *) tmp + (size_t) K * sizeof(float);
     float     *outs[TOKENS];
     int64_t    r;
     int        nr, t0, nt, t;
@@ -273,7 +458,7 @@ gemm_bf16(int type, const void *w, size_t row_bytes, int64_t K, int64_t r0, int6
 
     for (r = r0; r < r1; r += PANEL) {
         nr = r1 - r < PANEL ? (int) (r1 - r) : PANEL;
-        build_panel(type, w, row_bytes, K, r, nr, panel, stage, tmp);
+        build_panel(type, w, packed, row_bytes, K, r, nr, panel, stage, tmp, row);
         m0 = (__mmask16) (nr >= 16 ? 0xFFFF : (1u << nr) - 1);
         m1 = (__mmask16) (nr >= 32 ? 0xFFFF : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
         for (t0 = 0; t0 < n_tok; t0 += TOKENS) {
@@ -903,6 +1088,9 @@ QWEN_X86_DOT_PAIR(dot_q4_K_vnni, dot4_q4_K_vnni, qwen_q4k_dot_n)
 QWEN_X86_DOT_2X4(dot2x4_q4_K_vnni, qwen_q4k_dot_rows)
 QWEN_X86_DOT_2X4(dot2x4_q8_0_vnni, qwen_q8_0_dot_rows)
 QWEN_X86_DOT_PAIR(dot_q6_K_vnni, dot4_q6_K_vnni, q6k_dot_vnni)
+QWEN_PACKED_DOT_ENTRY(packed_dot_q4_K, qwen_q4kx8_dot)
+QWEN_PACKED_DOT_ENTRY(packed_dot_q6_K, qwen_q6kx8_dot)
+QWEN_PACKED_DOT_ENTRY(packed_dot_q8_0, qwen_q8_0x8_dot)
 
 static const qwen_kernels kernels_avx512 = {
     .name = "avx512",
@@ -922,6 +1110,11 @@ static const qwen_kernels kernels_avx512 = {
     },
     .gemm = gemm_bf16,
     .f32_to_bf16 = f32_to_bf16,
+    /* generated tokens over the packed rows (the AVX2 table's kernels with
+     * vpdpbusd); prompt tokens' GEMM panels come from the same copy */
+    .packed_dot[QWEN_TYPE_Q4_K] = packed_dot_q4_K,
+    .packed_dot[QWEN_TYPE_Q6_K] = packed_dot_q6_K,
+    .packed_dot[QWEN_TYPE_Q8_0] = packed_dot_q8_0,
     /* BF16 KV cache (the dtype HF runs Qwen3's attention in): vdpbf16ps on
      * both passes, no f16 conversions or horizontal sums, half the
      * instructions of the f16 path */

@@ -39,6 +39,15 @@ void  qwen_avx2_attention_f32(int hd, int n_q, const float *q, const qwen_kv_vie
 #include <immintrin.h>
 #endif
 
+/* vpdpbusd on 256-bit registers: the avx512 table (and its emulated build,
+ * so these paths are tested on any x86 host); the same integer sums as
+ * maddubs + madd, so the same bits */
+#if (defined(__AVX512VNNI__) && defined(__AVX512VL__)) || defined(QWEN_X86_EMULATE_AVX512)
+#define QWEN_X86_VNNI 1
+#else
+#define QWEN_X86_VNNI 0
+#endif
+
 /* the sum of a vector's 8 floats, always in this order (bit-identical
  * results wherever it is used) */
 static inline float
@@ -156,7 +165,7 @@ qwen_q6k_unpack_group(const uint8_t *ql, const uint8_t *qh, const int g)
 static inline __m256i
 qwen_q8_0_lanes(__m256i ax, __m256i sy)
 {
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#if QWEN_X86_VNNI
     return _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy);
 #else
     return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
@@ -321,7 +330,7 @@ qwen_q4k_dot_rows(int64_t n, const void *w, size_t w_stride, const void *act, si
 #pragma GCC unroll 2
                     for (r = 0; r < NR; r++) {
                         __m256i p = _mm256_maddubs_epi16(q[r], y8);
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#if QWEN_X86_VNNI
                         isum[r][t][ch] = _mm256_dpwssd_epi32(isum[r][t][ch], p, sc[r]);
 #else
                         isum[r][t][ch] = _mm256_add_epi32(isum[r][t][ch],
@@ -413,7 +422,12 @@ qwen_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
                 __m256i sc = _mm256_cvtepu8_epi32(
                     _mm_loadl_epi64((const __m128i *) x[b].scales[2 * j + h]));
 
+#if QWEN_X86_VNNI
+                /* acc16 holds 32-bit sums here: vpdpbusd adds a lane's 4
+                 * products into it directly, and one multiply scales them */
+#else
                 sc = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
+#endif
 #pragma GCC unroll 4
                 for (t = 0; t < NT; t++) {
                     acc16[t] = _mm256_setzero_si256();
@@ -432,14 +446,22 @@ qwen_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
                         int32_t       y4;
 
                         memcpy(&y4, q8, 4);
+#if QWEN_X86_VNNI
+                        acc16[t] = _mm256_dpbusd_epi32(acc16[t], q, _mm256_set1_epi32(y4));
+#else
                         acc16[t] = _mm256_add_epi16(
                             acc16[t], _mm256_maddubs_epi16(q, _mm256_set1_epi32(y4)));
+#endif
                         QWEN_CHAIN(acc16[t]);
                     }
                 }
 #pragma GCC unroll 4
                 for (t = 0; t < NT; t++) {
+#if QWEN_X86_VNNI
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(acc16[t], sc));
+#else
                     isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(acc16[t], sc));
+#endif
                 }
             }
         }
@@ -484,7 +506,9 @@ static inline __attribute__((always_inline)) void
 qwen_q8_0x8_dot(int64_t n, const void *w, const void *act, size_t stride, float *out,
                 const int NT)
 {
+#if !QWEN_X86_VNNI
     const __m256i       ones = _mm256_set1_epi16(1);
+#endif
     const block_q8_0x8 *x = w;
     __m256              acc[4];
     int64_t             b, nb = n / QK8_0;
@@ -519,8 +543,13 @@ qwen_q8_0x8_dot(int64_t n, const void *w, const void *act, size_t stride, float 
                 int32_t       y4;
 
                 memcpy(&y4, q8, 4);
+#if QWEN_X86_VNNI
+                isum[t] = _mm256_dpbusd_epi32(isum[t], av,
+                                              _mm256_sign_epi8(_mm256_set1_epi32(y4), v));
+#else
                 isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(
                     av, _mm256_sign_epi8(_mm256_set1_epi32(y4), v)), ones));
+#endif
                 QWEN_CHAIN(isum[t]);
             }
         }
