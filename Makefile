@@ -9,8 +9,10 @@
 CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2
+# a kernel table entry of the wrong signature is an error, not a warning
+# (a cross-built table would otherwise link and compute garbage)
 CFLAGS_COMMON = -std=gnu11 -g $(OPT) -fPIC -Wall -Wextra -Wno-unused-parameter \
-          -Iengine/include -Iengine/src -pthread
+          -Werror=incompatible-pointer-types -Iengine/include -Iengine/src -pthread
 CFLAGS  += $(CFLAGS_COMMON)
 LDLIBS  = -lpcre2-8 -ljansson -lutf8proc -lm -pthread
 

@@ -143,13 +143,17 @@ micro_kernel(const uint16_t *pan, int64_t K4, const qwen_bf16 *const *xt, float 
 }
 
 static void
-gemm_bf16(int type, const void *w, size_t row_bytes, int64_t K, int64_t r0, int64_t r1,
-          const qwen_bf16 *xb, int n_tok, const int32_t *idx, float *out, size_t out_stride,
-          void *scratch)
+gemm_bf16(int type, const void *w, int packed, size_t row_bytes, int64_t K, int64_t r0,
+          int64_t r1, const qwen_bf16 *xb, int n_tok, const int32_t *idx, float *out,
+          size_t out_stride, void *scratch)
 {
     uint16_t        *panel = scratch;
     /* past the panel and the staging area qwen_gemm_scratch_bytes counts */
     float           *tmp = (float *) ((char *) scratch + (size_t) PANEL * K * sizeof(qwen_bf16) * 2);
+    /* then one packed row back in the file's bytes */
+    void            *row = tmp + K;
+    size_t           gb = packed ? qwen_packed_group_bytes(type, K) : 0;
+    const void      *src;
     qwen_bf16        tail[PANEL][3];
     const qwen_bf16 *xt[2 * TPAIRS];
     float           *outs[2 * TPAIRS];
@@ -159,8 +163,13 @@ gemm_bf16(int type, const void *w, size_t row_bytes, int64_t K, int64_t r0, int6
     for (r = r0; r < r1; r += PANEL) {
         nr = r1 - r < PANEL ? (int) (r1 - r) : PANEL;
         for (i = 0; i < PANEL; i++) {
-            panel_row(type, i < nr ? (const char *) w + (size_t) (r + i) * row_bytes : NULL, K,
-                      panel, i, tail[i], tmp);
+            src = i < nr ? (const char *) w + (size_t) (r + i) * row_bytes : NULL;
+            if (i < nr && packed) {
+                qwen_unpack_row(type, (const char *) w + (size_t) ((r + i) / QWEN_PACK_ROWS) * gb,
+                                K, (int) ((r + i) % QWEN_PACK_ROWS), row);
+                src = row;
+            }
+            panel_row(type, src, K, panel, i, tail[i], tmp);
         }
         for (g = 0; 8 * g < nr; g++) {
             nrow = nr - 8 * g < 8 ? nr - 8 * g : 8;
