@@ -4,7 +4,9 @@
  * panel laid out as [K/2][32 rows][2] (the pair layout vdpbf16ps wants),
  * then streams every prompt token's BF16 activations past it: one panel
  * load feeds up to 8 tokens x 32 rows of multiply-adds, so the weights are
- * read and dequantized once per call instead of once per token.
+ * read and dequantized once per call instead of once per token. Packed
+ * weights (repack.h) give their panels straight from their groups; their
+ * generated tokens take the AVX2 packed kernels, here with vpdpbusd.
  * Also the Q6_K dot products with AVX-512 VNNI (vpdpbusd), attention
  * over a BF16 KV cache (vdpbf16ps) and over a Q8_0 one (vpdpbusd).
  * Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mavx512vnni.
@@ -1088,8 +1090,238 @@ QWEN_X86_DOT_PAIR(dot_q4_K_vnni, dot4_q4_K_vnni, qwen_q4k_dot_n)
 QWEN_X86_DOT_2X4(dot2x4_q4_K_vnni, qwen_q4k_dot_rows)
 QWEN_X86_DOT_2X4(dot2x4_q8_0_vnni, qwen_q8_0_dot_rows)
 QWEN_X86_DOT_PAIR(dot_q6_K_vnni, dot4_q6_K_vnni, q6k_dot_vnni)
-QWEN_PACKED_DOT_ENTRY(packed_dot_q4_K, qwen_q4kx8_dot)
-QWEN_PACKED_DOT_ENTRY(packed_dot_q6_K, qwen_q6kx8_dot)
+/*
+ * Packed Q4_K x Q8_K on 512-bit registers (the AVX2 table's qwen_q4kx8_dot
+ * with two steps a vector): one load is steps k and k + 1 of the 8 rows,
+ * the low and high nibbles two vpdpbusd against the token's 4 activation
+ * bytes of each step, placed in the step's half by one vpermd from the
+ * sub-block's 32 bytes held in a register. A sub-block's two halves add
+ * up before its scale multiplies them: the AVX2 kernel's integers, then
+ * its float operations in its order, so the same bits. Half the
+ * instructions per token: several tokens a call (drafts being verified,
+ * sequences decoded together) are compute-bound.
+ */
+static inline __attribute__((always_inline)) void
+q4kx8_dot_512(int64_t n, const void *w, const void *act, size_t stride, float *out,
+              const int NT)
+{
+    const __m512i       mask = _mm512_set1_epi8(0xF);
+    const block_q4_Kx8 *x = w;
+    __m512i             sel[4];
+    int64_t             b, nb = n / QK_K;
+    int                 t, j, h, kk, i;
+
+    for (kk = 0; kk < 4; kk++) {
+        /* lanes 0-7: the activation's lane 2kk (step 2kk), 8-15: 2kk + 1 */
+        sel[kk] = _mm512_add_epi32(_mm512_set1_epi32(2 * kk),
+                                   _mm512_inserti64x4(_mm512_setzero_si512(),
+                                                      _mm256_set1_epi32(1), 1));
+    }
+#pragma GCC unroll 4
+    for (t = 0; t < NT; t++) {
+        _mm256_storeu_ps(out + 8 * t, _mm256_setzero_ps());
+    }
+    for (b = 0; b < nb; b++) {
+        __m256i isum[4], msum[4], mv[QK_K / 64];
+        __m256  d, dmin;
+
+#pragma GCC unroll 4
+        for (t = 0; t < NT; t++) {
+            isum[t] = _mm256_setzero_si256();
+        }
+        for (i = 0; i < (int) sizeof(block_q4_Kx8); i += 64) {
+            _mm_prefetch((const char *) (x + b + QWEN_PACK_PREFETCH) + i, _MM_HINT_T0);
+        }
+        for (j = 0; j < QK_K / 64; j++) {
+            __m512i acc[4][2], ya[4][2];
+
+#pragma GCC unroll 4
+            for (t = 0; t < NT; t++) {
+                const int8_t *q8 = ((const block_q8_K *) ((const char *) act + t * stride))[b].qs
+                                   + 64 * j;
+
+                ya[t][0] = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *) q8));
+                ya[t][1] = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *) (q8 + 32)));
+                acc[t][0] = _mm512_setzero_si512();
+                acc[t][1] = _mm512_setzero_si512();
+            }
+#pragma GCC unroll 4
+            for (kk = 0; kk < 4; kk++) {
+                __m512i v = _mm512_loadu_si512((const void *) x[b].qs[j][2 * kk]);
+                __m512i lo = _mm512_and_si512(v, mask);
+                __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
+
+#pragma GCC unroll 4
+                for (t = 0; t < NT; t++) {
+                    acc[t][0] = _mm512_dpbusd_epi32(acc[t][0], lo,
+                                                    _mm512_permutexvar_epi32(sel[kk], ya[t][0]));
+                    acc[t][1] = _mm512_dpbusd_epi32(acc[t][1], hi,
+                                                    _mm512_permutexvar_epi32(sel[kk], ya[t][1]));
+                }
+            }
+#pragma GCC unroll 2
+            for (h = 0; h < 2; h++) {
+                __m256i sc = _mm256_cvtepu8_epi32(
+                    _mm_loadl_epi64((const __m128i *) x[b].scales[2 * j + h]));
+
+#pragma GCC unroll 4
+                for (t = 0; t < NT; t++) {
+                    __m256i s32 = _mm256_add_epi32(_mm512_castsi512_si256(acc[t][h]),
+                                                   _mm512_extracti64x4_epi64(acc[t][h], 1));
+
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(s32, sc));
+                }
+            }
+        }
+        d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x[b].d));
+        dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x[b].dmin));
+#pragma GCC unroll 4
+        for (i = 0; i < QK_K / 64; i++) {
+            mv[i] = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *) x[b].mins[i]));
+        }
+#pragma GCC unroll 4
+        for (t = 0; t < NT; t++) {
+            const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * stride) + b;
+            __m128i           bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *) y->bsums),
+                                                  _mm_loadu_si128((const __m128i *) (y->bsums + 8)));
+            int32_t           pairs[4];
+            __m256            dy = _mm256_set1_ps(y->d), acc;
+
+            _mm_storeu_si128((__m128i *) pairs, bs);
+            msum[t] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (i = 0; i < QK_K / 64; i++) {
+                msum[t] = _mm256_add_epi32(msum[t],
+                                           _mm256_madd_epi16(mv[i], _mm256_set1_epi32(pairs[i])));
+            }
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(d, dy), _mm256_cvtepi32_ps(isum[t]),
+                                  _mm256_loadu_ps(out + 8 * t));
+            acc = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, dy), _mm256_cvtepi32_ps(msum[t]), acc);
+            _mm256_storeu_ps(out + 8 * t, acc);
+        }
+    }
+}
+
+QWEN_PACKED_DOT_ENTRY(packed_dot_q4_K, q4kx8_dot_512)
+/*
+ * Packed Q6_K x Q8_K on 512-bit registers, as q4kx8_dot_512 (two steps a
+ * vector, activations placed by vpermd): steps 2kk and 2kk + 1 share the
+ * 32 bytes of top bits qh[j][kk] (bits 0-3 and 4-7), so that load fills
+ * both halves and the upper one shifts down by 4. Two kk's make a 16-column
+ * sub-block: its 32-bit sums are scaled once. The -32 offset comes off
+ * through the bsums as in the AVX2 kernel: its integers and float
+ * operations, so the same bits.
+ */
+static inline __attribute__((always_inline)) void
+q6kx8_dot_512(int64_t n, const void *w, const void *act, size_t stride, float *out,
+              const int NT)
+{
+    const __m512i       m4 = _mm512_set1_epi8(0xF), m30 = _mm512_set1_epi8(0x30);
+    const block_q6_Kx8 *x = w;
+    __m512i             sel[4];
+    int64_t             b, nb = n / QK_K;
+    int                 t, j, kk, i;
+
+    for (kk = 0; kk < 4; kk++) {
+        sel[kk] = _mm512_add_epi32(_mm512_set1_epi32(2 * kk),
+                                   _mm512_inserti64x4(_mm512_setzero_si512(),
+                                                      _mm256_set1_epi32(1), 1));
+    }
+#pragma GCC unroll 4
+    for (t = 0; t < NT; t++) {
+        _mm256_storeu_ps(out + 8 * t, _mm256_setzero_ps());
+    }
+    for (b = 0; b < nb; b++) {
+        __m256i isum[4], msum[4];
+        __m256  d;
+
+#pragma GCC unroll 4
+        for (t = 0; t < NT; t++) {
+            isum[t] = _mm256_setzero_si256();
+        }
+        for (i = 0; i < (int) sizeof(block_q6_Kx8); i += 64) {
+            _mm_prefetch((const char *) (x + b + QWEN_PACK_PREFETCH) + i, _MM_HINT_T0);
+        }
+        for (j = 0; j < QK_K / 64; j++) {
+            /* each row's scales (4j, 4j + 1) and (4j + 2, 4j + 3) in 16-bit pairs */
+            __m256i p0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) x[b].scales[2 * j]));
+            __m256i p1 = _mm256_cvtepi8_epi16(
+                _mm_loadu_si128((const __m128i *) x[b].scales[2 * j + 1]));
+            __m512i acc[4][2], ya[4][2];
+
+#pragma GCC unroll 4
+            for (t = 0; t < NT; t++) {
+                const int8_t *q8 = ((const block_q8_K *) ((const char *) act + t * stride))[b].qs
+                                   + 64 * j;
+
+                ya[t][0] = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *) q8));
+                ya[t][1] = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *) (q8 + 32)));
+            }
+#pragma GCC unroll 4
+            for (kk = 0; kk < 4; kk++) {
+                __m512i l = _mm512_loadu_si512((const void *) x[b].ql[j][2 * kk]);
+                __m256i h = _mm256_loadu_si256((const __m256i *) x[b].qh[j][kk]);
+                /* step 2kk + 1's top bits are bits 4-7 */
+                __m512i qh = _mm512_inserti64x4(_mm512_castsi256_si512(h),
+                                                _mm256_srli_epi16(h, 4), 1);
+                __m512i lo, hi;
+
+                lo = _mm512_or_si512(_mm512_and_si512(l, m4),
+                                     _mm512_and_si512(_mm512_slli_epi16(qh, 4), m30));
+                hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                                     _mm512_and_si512(_mm512_slli_epi16(qh, 2), m30));
+#pragma GCC unroll 4
+                for (t = 0; t < NT; t++) {
+                    if (kk % 2 == 0) {
+                        acc[t][0] = _mm512_setzero_si512();
+                        acc[t][1] = _mm512_setzero_si512();
+                    }
+                    acc[t][0] = _mm512_dpbusd_epi32(acc[t][0], lo,
+                                                    _mm512_permutexvar_epi32(sel[kk], ya[t][0]));
+                    acc[t][1] = _mm512_dpbusd_epi32(acc[t][1], hi,
+                                                    _mm512_permutexvar_epi32(sel[kk], ya[t][1]));
+                    if (kk % 2 == 1) {
+                        /* sub-blocks 4j + kk / 2 (low nibbles) and 4j + 2 + kk / 2 */
+                        __m256i sl = kk >= 2 ? _mm256_srai_epi32(p0, 16)
+                                             : _mm256_srai_epi32(_mm256_slli_epi32(p0, 16), 16);
+                        __m256i sh = kk >= 2 ? _mm256_srai_epi32(p1, 16)
+                                             : _mm256_srai_epi32(_mm256_slli_epi32(p1, 16), 16);
+                        __m256i s0 = _mm256_add_epi32(_mm512_castsi512_si256(acc[t][0]),
+                                                      _mm512_extracti64x4_epi64(acc[t][0], 1));
+                        __m256i s1 = _mm256_add_epi32(_mm512_castsi512_si256(acc[t][1]),
+                                                      _mm512_extracti64x4_epi64(acc[t][1], 1));
+
+                        isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(s0, sl));
+                        isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(s1, sh));
+                    }
+                }
+            }
+        }
+        d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x[b].d));
+#pragma GCC unroll 4
+        for (t = 0; t < NT; t++) {
+            const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * stride) + b;
+            int32_t           pairs[8];
+
+            memcpy(pairs, y->bsums, sizeof(pairs));
+            msum[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (i = 0; i < QK_K / 32; i++) {
+                __m256i sp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) x[b].scales[i]));
+
+                msum[t] = _mm256_add_epi32(msum[t],
+                                           _mm256_madd_epi16(sp, _mm256_set1_epi32(pairs[i])));
+            }
+            _mm256_storeu_ps(out + 8 * t,
+                             _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(y->d)),
+                                             _mm256_cvtepi32_ps(_mm256_sub_epi32(
+                                                 isum[t], _mm256_slli_epi32(msum[t], 5))),
+                                             _mm256_loadu_ps(out + 8 * t)));
+        }
+    }
+}
+
+QWEN_PACKED_DOT_ENTRY(packed_dot_q6_K, q6kx8_dot_512)
 QWEN_PACKED_DOT_ENTRY(packed_dot_q8_0, qwen_q8_0x8_dot)
 
 static const qwen_kernels kernels_avx512 = {
