@@ -63,7 +63,7 @@ struct qwen_ctx {
     int                 n_gen_tok;
 };
 
-static int gemm_suits(const qwen_tensor **w, int n_targets);
+static int gemm_suits(const qwen_kernels *k, const qwen_tensor **w, int n_targets);
 
 /*
  * The KV format (QWEN_KV_*) a context of m with kernels k gets for name:
@@ -299,7 +299,7 @@ qwen_ctx_prompt_exact(const qwen_ctx *ctx)
         return 1;
     }
     for (t = 0; t < 7; t++) {
-        if (gemm_suits(&w[t], 1)) {
+        if (gemm_suits(ctx->kern, &w[t], 1)) {
             return 0;
         }
     }
@@ -373,13 +373,20 @@ mm_packed(const mm_job *job, const qwen_kernels *k, const qwen_tensor *w, float 
     int64_t             r;
     int                 g, i, nt;
 
-    if (k->packed_gemm[w->type] != NULL && job->n_gen >= QWEN_PACKED_GEMM_MIN_TOKENS) {
-        for (r = lo; r < hi; r += QWEN_PACK_ROWS) {
+    if (k->packed_gemm[w->type] != NULL
+        && job->n_gen >= (k->packed_gemm_min_tokens > 0 ? k->packed_gemm_min_tokens
+                                                        : QWEN_PACKED_GEMM_MIN_TOKENS))
+    {
+        int64_t step = (int64_t) (k->packed_gemm_groups > 1 ? k->packed_gemm_groups : 1)
+                       * QWEN_PACK_ROWS;
+
+        for (r = lo; r + step <= hi; r += step) {
             grp = (const char *) w->packed + (size_t) (r / QWEN_PACK_ROWS) * gb;
             k->packed_gemm[w->type](w->n_cols, grp, job->act, job->act_stride, job->n_gen,
                                     out + r, (size_t) w->n_rows, job->idx_gen);
         }
-        return;
+        /* a last group short of a call's: the dot kernel (the same bits) */
+        lo = r;
     }
     for (r = lo; r < hi; r += QWEN_PACK_ROWS) {
         grp = (const char *) w->packed + (size_t) (r / QWEN_PACK_ROWS) * gb;
@@ -529,10 +536,18 @@ conv_task(void *arg, int ith, int nth)
  * values within their own rounding. F32 and F16 weights, chosen for
  * precision, stay on the dot kernels. */
 static int
-gemm_suits(const qwen_tensor **w, int n_targets)
+gemm_suits(const qwen_kernels *k, const qwen_tensor **w, int n_targets)
 {
-    int t, type;
+    int t, type, packed = 1;
 
+    /* packed weights with a packed GEMM: prompt tokens take it instead
+     * (one copy of the weights, and the dot kernels' bits) */
+    for (t = 0; t < n_targets; t++) {
+        packed &= w[t]->packed != NULL && k->packed_gemm[w[t]->type] != NULL;
+    }
+    if (packed) {
+        return 0;
+    }
     for (t = 0; t < n_targets; t++) {
         type = w[t]->type;
         if (type != QWEN_TYPE_BF16 && type != QWEN_TYPE_Q8_0 && type != QWEN_TYPE_Q4_K
@@ -567,7 +582,7 @@ matmul(qwen_ctx *ctx, const float *x, int n_tok, int n_targets, const qwen_tenso
     }
     memset(&job, 0, sizeof(job));
     job.ctx = ctx;
-    if (ctx->n_prompt_tok > 0 && gemm_suits(w, n_targets)) {
+    if (ctx->n_prompt_tok > 0 && gemm_suits(ctx->kern, w, n_targets)) {
         job.n_prompt = ctx->n_prompt_tok;
         job.idx_prompt = ctx->idx_prompt;
         job.n_gen = ctx->n_gen_tok;

@@ -317,13 +317,22 @@ test_packed(const qwen_kernels *k)
             if (k->packed_gemm[type] != NULL) {
                 /* 67 tokens (two calls' worth of token pairs, an odd one
                  * last) and 8, the rows of the 4 made above in turn, their
-                 * outputs scattered through idx */
+                 * outputs scattered through idx; a table whose calls take
+                 * two groups gets this one and its rows reversed */
                 static const int counts[] = { 67, 8 };
-                int32_t idx[67];
-                char   *many = malloc(67 * stride);
-                float  *res = malloc(67 * QWEN_PACK_ROWS * sizeof(float));
-                size_t  c;
+                const int ng = k->packed_gemm_groups > 1 ? 2 : 1, nr = ng * QWEN_PACK_ROWS;
+                size_t    gb = qwen_packed_group_bytes(type, n);
+                int32_t   idx[67];
+                char     *many = malloc(67 * stride);
+                float    *res = malloc(67 * (size_t) nr * sizeof(float));
+                uint8_t  *grp = malloc(2 * gb), *rev = malloc(QWEN_PACK_ROWS * rb);
+                size_t    c;
 
+                for (r = 0; r < QWEN_PACK_ROWS; r++) {
+                    memcpy(rev + r * rb, wq + (QWEN_PACK_ROWS - 1 - r) * rb, rb);
+                }
+                memcpy(grp, packed, gb);
+                qwen_pack_group(type, rev, rb, n, grp + gb);
                 for (tok = 0; tok < 67; tok++) {
                     memcpy(many + tok * stride, acts + (tok % 4) * stride, stride);
                 }
@@ -336,12 +345,14 @@ test_packed(const qwen_kernels *k)
                     if (cnt == 8) {
                         for (tok = 0; tok < 8; tok++) idx[tok] = 7 - tok;
                     }
-                    memset(res, 0xFF, 67 * QWEN_PACK_ROWS * sizeof(float));
-                    k->packed_gemm[type](n, packed, many, stride, cnt, res, QWEN_PACK_ROWS, idx);
+                    memset(res, 0xFF, 67 * (size_t) nr * sizeof(float));
+                    k->packed_gemm[type](n, grp, many, stride, cnt, res, (size_t) nr, idx);
                     for (tok = 0; tok < cnt; tok++) {
-                        for (r = 0; r < QWEN_PACK_ROWS; r++) {
-                            same += memcmp(&res[idx[tok] * QWEN_PACK_ROWS + r],
-                                           &want[(tok % 4) * QWEN_PACK_ROWS + r],
+                        for (r = 0; r < nr; r++) {
+                            int row = r < QWEN_PACK_ROWS ? r : 2 * QWEN_PACK_ROWS - 1 - r;
+
+                            same += memcmp(&res[idx[tok] * nr + r],
+                                           &want[(tok % 4) * QWEN_PACK_ROWS + row],
                                            sizeof(float)) == 0;
                             tried++;
                         }
@@ -349,6 +360,8 @@ test_packed(const qwen_kernels *k)
                 }
                 free(many);
                 free(res);
+                free(grp);
+                free(rev);
             }
             if (k->packed_dot_pair[type] != NULL) {
                 /* two groups: this one, then its rows in reverse order */

@@ -66,10 +66,11 @@ typedef void (*qwen_packed_dot_fn)(int64_t n, const void *w, const void *act,
  * packed_dot with nt = 1 on each group. */
 typedef void (*qwen_packed_pair_fn)(int64_t n, const void *w, size_t group_bytes,
                                     const void *act, float *out);
-/* One packed group (QWEN_PACK_ROWS rows) against n_tok activation rows
- * (act + t * act_stride): out[idx[t] * out_stride + r], the same bits as
- * packed_dot. For kernels that restage the group's weights once per call
- * and then stream every token past them (arm64 SMMLA). */
+/* One packed group (QWEN_PACK_ROWS rows; packed_gemm_groups consecutive
+ * groups where the table says so) against n_tok activation rows (act + t *
+ * act_stride): out[idx[t] * out_stride + r], the same bits as packed_dot.
+ * For kernels that restage the groups' weights once per call and then
+ * stream every token past them (arm64 SMMLA, AVX-512 VNNI). */
 typedef void (*qwen_packed_gemm_fn)(int64_t n, const void *w, const void *act,
                                     size_t act_stride, int n_tok, float *out,
                                     size_t out_stride, const int32_t *idx);
@@ -217,6 +218,12 @@ typedef struct {
     /* optional, prompt tokens: one packed group against n_tok >= 8 tokens
      * in one call (qwen_packed_gemm_fn) */
     qwen_packed_gemm_fn packed_gemm[QWEN_TYPE_COUNT];
+    /* consecutive groups one packed_gemm call takes: 1 (0 is taken as 1)
+     * or 2 (16 rows: one 512-bit vector of 4 columns) */
+    int                 packed_gemm_groups;
+    /* fewest tokens for which packed_gemm pays its restaging (0: the
+     * QWEN_PACKED_GEMM_MIN_TOKENS default) */
+    int                 packed_gemm_min_tokens;
     void  (*f32_to_bf16)(const float *x, qwen_bf16 *y, int64_t n);
 } qwen_kernels;
 
