@@ -5,8 +5,10 @@
  * then streams every prompt token's BF16 activations past it: one panel
  * load feeds up to 8 tokens x 32 rows of multiply-adds, so the weights are
  * read and dequantized once per call instead of once per token. Packed
- * weights (repack.h) give their panels straight from their groups; their
- * generated tokens take the AVX2 packed kernels, here with vpdpbusd.
+ * weights (repack.h) give their panels straight from their groups.
+ * Packed weights' own kernels: dots for generated tokens (Q4_K and Q6_K on
+ * 512-bit registers, Q8_0 the AVX2 kernel with vpdpbusd) and, for steps of
+ * 24 tokens or more, a Q4_K / Q6_K GEMM of 16 rows a call.
  * Also the Q6_K dot products with AVX-512 VNNI (vpdpbusd), attention
  * over a BF16 KV cache (vdpbf16ps) and over a Q8_0 one (vpdpbusd).
  * Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mavx512vnni.
@@ -1575,13 +1577,13 @@ q6k_gemm16_tokens(const q6k_stage16 *st, const block_q8_K *const *ys, int64_t b,
 }
 
 /* The tokens of a call in blocks of GEMM_TOKENS: their rows and outputs. */
-#define GEMM16_CALL(TYPE, STAGE, RESTAGE, TOKENS)                                    \
+#define GEMM16_CALL(TYPE, BLOCK, STAGE, RESTAGE, TOKENS)                             \
 static void                                                                         \
 packed_gemm_##TYPE(int64_t n, const void *w, const void *act, size_t stride, int n_tok, \
                    float *out, size_t out_stride, const int32_t *idx)                \
 {                                                                                   \
     const int64_t     nb = n / QK_K;                                                \
-    const STAGE##_blk *g0 = w, *g1 = g0 + nb;                                       \
+    const BLOCK      *g0 = w, *g1 = g0 + nb;                                        \
     STAGE             st;                                                           \
     const block_q8_K *ys[GEMM_TOKENS];                                              \
     float            *outs[GEMM_TOKENS];                                            \
@@ -1614,10 +1616,8 @@ packed_gemm_##TYPE(int64_t n, const void *w, const void *act, size_t stride, int
     }                                                                               \
 }
 
-typedef block_q4_Kx8 q4k_stage16_blk;
-typedef block_q6_Kx8 q6k_stage16_blk;
-GEMM16_CALL(q4_K, q4k_stage16, q4k_restage16, q4k_gemm16_tokens)
-GEMM16_CALL(q6_K, q6k_stage16, q6k_restage16, q6k_gemm16_tokens)
+GEMM16_CALL(q4_K, block_q4_Kx8, q4k_stage16, q4k_restage16, q4k_gemm16_tokens)
+GEMM16_CALL(q6_K, block_q6_Kx8, q6k_stage16, q6k_restage16, q6k_gemm16_tokens)
 
 static const qwen_kernels kernels_avx512 = {
     .name = "avx512",
