@@ -1595,22 +1595,20 @@ packed_gemm_##TYPE(int64_t n, const void *w, const void *act, size_t stride, int
     }                                                                               \
     for (b = 0; b < nb; b++) {                                                      \
         RESTAGE(g0 + b, g1 + b, &st);                                               \
-        for (t0 = 0; t0 < n_tok; t0 += GEMM_TOKENS) {                               \
-            nt = n_tok - t0 < GEMM_TOKENS ? n_tok - t0 : GEMM_TOKENS;               \
+        /* 8 tokens a pass, then 4, then one at a time: three instances */  \
+        for (t0 = 0; t0 < n_tok; t0 += nt) {                                        \
+            nt = n_tok - t0 >= GEMM_TOKENS ? GEMM_TOKENS : n_tok - t0 >= 4 ? 4 : 1; \
             for (t = 0; t < nt; t++) {                                              \
                 ys[t] = (const block_q8_K *) ((const char *) act                    \
                                               + (size_t) (t0 + t) * stride);        \
                 outs[t] = out + (size_t) idx[t0 + t] * out_stride;                  \
             }                                                                       \
-            switch (nt) {                                                           \
-            case 1: TOKENS(&st, ys, b, outs, 1); break;                             \
-            case 2: TOKENS(&st, ys, b, outs, 2); break;                             \
-            case 3: TOKENS(&st, ys, b, outs, 3); break;                             \
-            case 4: TOKENS(&st, ys, b, outs, 4); break;                             \
-            case 5: TOKENS(&st, ys, b, outs, 5); break;                             \
-            case 6: TOKENS(&st, ys, b, outs, 6); break;                             \
-            case 7: TOKENS(&st, ys, b, outs, 7); break;                             \
-            default: TOKENS(&st, ys, b, outs, 8); break;                            \
+            if (nt == GEMM_TOKENS) {                                                \
+                TOKENS(&st, ys, b, outs, GEMM_TOKENS);                              \
+            } else if (nt == 4) {                                                   \
+                TOKENS(&st, ys, b, outs, 4);                                        \
+            } else {                                                                \
+                TOKENS(&st, ys, b, outs, 1);                                        \
             }                                                                       \
         }                                                                           \
     }                                                                               \
