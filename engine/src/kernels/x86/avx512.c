@@ -367,6 +367,7 @@ static void
 build_panel(int type, const void *w, int packed, size_t row_bytes, int64_t K, int64_t r,
             int nr, uint32_t *panel, qwen_bf16 *stage, float *tmp, void *row)
 {
+    size_t   gb = packed ? qwen_packed_group_bytes(type, K) : 0;
     int64_t  p, K2 = K / 2;
     int      i, h;
     __m512i  blk[16];
@@ -379,9 +380,7 @@ build_panel(int type, const void *w, int packed, size_t row_bytes, int64_t K, in
     for (i = 0; i < PANEL; i++) {
         if (i < nr && packed) {
             /* a row outside whole groups: back in the file's bytes */
-            qwen_unpack_row(type, (const char *) w
-                            + (size_t) ((r + i) / QWEN_PACK_ROWS)
-                              * qwen_packed_group_bytes(type, K),
+            qwen_unpack_row(type, (const char *) w + (size_t) ((r + i) / QWEN_PACK_ROWS) * gb,
                             K, (int) ((r + i) % QWEN_PACK_ROWS), row);
             row_to_bf16(type, row, K, stage + (size_t) i * K, tmp);
         } else if (i < nr) {
@@ -1092,6 +1091,20 @@ QWEN_X86_DOT_PAIR(dot_q4_K_vnni, dot4_q4_K_vnni, qwen_q4k_dot_n)
 QWEN_X86_DOT_2X4(dot2x4_q4_K_vnni, qwen_q4k_dot_rows)
 QWEN_X86_DOT_2X4(dot2x4_q8_0_vnni, qwen_q8_0_dot_rows)
 QWEN_X86_DOT_PAIR(dot_q6_K_vnni, dot4_q6_K_vnni, q6k_dot_vnni)
+/* vpermd indices placing steps 2kk and 2kk + 1 of an activation's 8
+ * 4-byte lanes in the low and high 8 lanes (kk = 0 .. 3) */
+static inline void
+step_pair_select(__m512i sel[4])
+{
+    int kk;
+
+    for (kk = 0; kk < 4; kk++) {
+        sel[kk] = _mm512_add_epi32(_mm512_set1_epi32(2 * kk),
+                                   _mm512_inserti64x4(_mm512_setzero_si512(),
+                                                      _mm256_set1_epi32(1), 1));
+    }
+}
+
 /*
  * Packed Q4_K x Q8_K on 512-bit registers (the AVX2 table's qwen_q4kx8_dot
  * with two steps a vector): one load is steps k and k + 1 of the 8 rows,
@@ -1113,19 +1126,13 @@ q4kx8_dot_512(int64_t n, const void *w, const void *act, size_t stride, float *o
     int64_t             b, nb = n / QK_K;
     int                 t, j, h, kk, i;
 
-    for (kk = 0; kk < 4; kk++) {
-        /* lanes 0-7: the activation's lane 2kk (step 2kk), 8-15: 2kk + 1 */
-        sel[kk] = _mm512_add_epi32(_mm512_set1_epi32(2 * kk),
-                                   _mm512_inserti64x4(_mm512_setzero_si512(),
-                                                      _mm256_set1_epi32(1), 1));
-    }
+    step_pair_select(sel);
 #pragma GCC unroll 4
     for (t = 0; t < NT; t++) {
         _mm256_storeu_ps(out + 8 * t, _mm256_setzero_ps());
     }
     for (b = 0; b < nb; b++) {
-        __m256i isum[4], msum[4], mv[QK_K / 64];
-        __m256  d, dmin;
+        __m256i isum[4];
 
 #pragma GCC unroll 4
         for (t = 0; t < NT; t++) {
@@ -1175,32 +1182,7 @@ q4kx8_dot_512(int64_t n, const void *w, const void *act, size_t stride, float *o
                 }
             }
         }
-        d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x[b].d));
-        dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x[b].dmin));
-#pragma GCC unroll 4
-        for (i = 0; i < QK_K / 64; i++) {
-            mv[i] = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *) x[b].mins[i]));
-        }
-#pragma GCC unroll 4
-        for (t = 0; t < NT; t++) {
-            const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * stride) + b;
-            __m128i           bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *) y->bsums),
-                                                  _mm_loadu_si128((const __m128i *) (y->bsums + 8)));
-            int32_t           pairs[4];
-            __m256            dy = _mm256_set1_ps(y->d), acc;
-
-            _mm_storeu_si128((__m128i *) pairs, bs);
-            msum[t] = _mm256_setzero_si256();
-#pragma GCC unroll 4
-            for (i = 0; i < QK_K / 64; i++) {
-                msum[t] = _mm256_add_epi32(msum[t],
-                                           _mm256_madd_epi16(mv[i], _mm256_set1_epi32(pairs[i])));
-            }
-            acc = _mm256_fmadd_ps(_mm256_mul_ps(d, dy), _mm256_cvtepi32_ps(isum[t]),
-                                  _mm256_loadu_ps(out + 8 * t));
-            acc = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, dy), _mm256_cvtepi32_ps(msum[t]), acc);
-            _mm256_storeu_ps(out + 8 * t, acc);
-        }
+        qwen_q4kx8_finish(x + b, act, stride, b, isum, out, NT);
     }
 }
 
@@ -1224,18 +1206,13 @@ q6kx8_dot_512(int64_t n, const void *w, const void *act, size_t stride, float *o
     int64_t             b, nb = n / QK_K;
     int                 t, j, kk, i;
 
-    for (kk = 0; kk < 4; kk++) {
-        sel[kk] = _mm512_add_epi32(_mm512_set1_epi32(2 * kk),
-                                   _mm512_inserti64x4(_mm512_setzero_si512(),
-                                                      _mm256_set1_epi32(1), 1));
-    }
+    step_pair_select(sel);
 #pragma GCC unroll 4
     for (t = 0; t < NT; t++) {
         _mm256_storeu_ps(out + 8 * t, _mm256_setzero_ps());
     }
     for (b = 0; b < nb; b++) {
-        __m256i isum[4], msum[4];
-        __m256  d;
+        __m256i isum[4];
 
 #pragma GCC unroll 4
         for (t = 0; t < NT; t++) {
@@ -1299,27 +1276,7 @@ q6kx8_dot_512(int64_t n, const void *w, const void *act, size_t stride, float *o
                 }
             }
         }
-        d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x[b].d));
-#pragma GCC unroll 4
-        for (t = 0; t < NT; t++) {
-            const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * stride) + b;
-            int32_t           pairs[8];
-
-            memcpy(pairs, y->bsums, sizeof(pairs));
-            msum[t] = _mm256_setzero_si256();
-#pragma GCC unroll 8
-            for (i = 0; i < QK_K / 32; i++) {
-                __m256i sp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) x[b].scales[i]));
-
-                msum[t] = _mm256_add_epi32(msum[t],
-                                           _mm256_madd_epi16(sp, _mm256_set1_epi32(pairs[i])));
-            }
-            _mm256_storeu_ps(out + 8 * t,
-                             _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(y->d)),
-                                             _mm256_cvtepi32_ps(_mm256_sub_epi32(
-                                                 isum[t], _mm256_slli_epi32(msum[t], 5))),
-                                             _mm256_loadu_ps(out + 8 * t)));
-        }
+        qwen_q6kx8_finish(x + b, act, stride, b, isum, out, NT);
     }
 }
 

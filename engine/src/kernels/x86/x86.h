@@ -368,6 +368,46 @@ qwen_q4k_dot_rows(int64_t n, const void *w, size_t w_stride, const void *act, si
     }
 }
 
+/* Super-block b's end for NT tokens: its integer sums isum[t] (per row)
+ * scaled by d, the mins taken off through the activation's bsums, added to
+ * out[t * 8 + r]: the scalar truth's float operations in its order (every
+ * packed Q4_K kernel ends its super-blocks here). */
+static inline __attribute__((always_inline)) void
+qwen_q4kx8_finish(const block_q4_Kx8 *x, const void *act, size_t stride, int64_t b,
+                  const __m256i *isum, float *out, const int NT)
+{
+    __m256  d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x->d));
+    __m256  dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x->dmin));
+    __m256i mv[QK_K / 64];
+    int     t, i;
+
+    /* the rows' mins, (2p, 2p + 1) per lane: once for the tokens */
+#pragma GCC unroll 4
+    for (i = 0; i < QK_K / 64; i++) {
+        mv[i] = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *) x->mins[i]));
+    }
+#pragma GCC unroll 4
+    for (t = 0; t < NT; t++) {
+        const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * stride) + b;
+        /* the 8 sub-blocks' activation sums, pairs (2p, 2p + 1) per int32 */
+        __m128i           bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *) y->bsums),
+                                              _mm_loadu_si128((const __m128i *) (y->bsums + 8)));
+        int32_t           pairs[4];
+        __m256i           msum = _mm256_setzero_si256();
+        __m256            dy = _mm256_set1_ps(y->d), acc;
+
+        _mm_storeu_si128((__m128i *) pairs, bs);
+#pragma GCC unroll 4
+        for (i = 0; i < QK_K / 64; i++) {
+            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mv[i], _mm256_set1_epi32(pairs[i])));
+        }
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(d, dy), _mm256_cvtepi32_ps(isum[t]),
+                              _mm256_loadu_ps(out + 8 * t));
+        acc = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, dy), _mm256_cvtepi32_ps(msum), acc);
+        _mm256_storeu_ps(out + 8 * t, acc);
+    }
+}
+
 /*
  * Packed Q4_K (repack.h) x Q8_K, QWEN_PACK_ROWS rows in the lanes of one
  * vector, NT tokens (1 .. 4). A 32-byte load is 4 columns of the 8 rows;
@@ -403,8 +443,7 @@ qwen_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
         _mm256_storeu_ps(out + 8 * t, _mm256_setzero_ps());
     }
     for (b = 0; b < nb; b++) {
-        __m256i isum[4], msum[4], mv[QK_K / 64];
-        __m256  d, dmin;
+        __m256i isum[4];
 
 #pragma GCC unroll 4
         for (t = 0; t < NT; t++) {
@@ -422,12 +461,7 @@ qwen_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
                 __m256i sc = _mm256_cvtepu8_epi32(
                     _mm_loadl_epi64((const __m128i *) x[b].scales[2 * j + h]));
 
-#if QWEN_X86_VNNI
-                /* acc16 holds 32-bit sums here: vpdpbusd adds a lane's 4
-                 * products into it directly, and one multiply scales them */
-#else
                 sc = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
-#endif
 #pragma GCC unroll 4
                 for (t = 0; t < NT; t++) {
                     acc16[t] = _mm256_setzero_si256();
@@ -446,53 +480,18 @@ qwen_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
                         int32_t       y4;
 
                         memcpy(&y4, q8, 4);
-#if QWEN_X86_VNNI
-                        acc16[t] = _mm256_dpbusd_epi32(acc16[t], q, _mm256_set1_epi32(y4));
-#else
                         acc16[t] = _mm256_add_epi16(
                             acc16[t], _mm256_maddubs_epi16(q, _mm256_set1_epi32(y4)));
-#endif
                         QWEN_CHAIN(acc16[t]);
                     }
                 }
 #pragma GCC unroll 4
                 for (t = 0; t < NT; t++) {
-#if QWEN_X86_VNNI
-                    isum[t] = _mm256_add_epi32(isum[t], _mm256_mullo_epi32(acc16[t], sc));
-#else
                     isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(acc16[t], sc));
-#endif
                 }
             }
         }
-        d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x[b].d));
-        dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x[b].dmin));
-        /* the rows' mins, (2p, 2p + 1) per lane: once for the tokens */
-#pragma GCC unroll 4
-        for (i = 0; i < QK_K / 64; i++) {
-            mv[i] = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *) x[b].mins[i]));
-        }
-#pragma GCC unroll 4
-        for (t = 0; t < NT; t++) {
-            const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * stride) + b;
-            /* the 8 sub-blocks' activation sums, pairs (2p, 2p + 1) per int32 */
-            __m128i           bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *) y->bsums),
-                                                  _mm_loadu_si128((const __m128i *) (y->bsums + 8)));
-            int32_t           pairs[4];
-            __m256            dy = _mm256_set1_ps(y->d), acc;
-
-            _mm_storeu_si128((__m128i *) pairs, bs);
-            msum[t] = _mm256_setzero_si256();
-#pragma GCC unroll 4
-            for (i = 0; i < QK_K / 64; i++) {
-                msum[t] = _mm256_add_epi32(msum[t],
-                                           _mm256_madd_epi16(mv[i], _mm256_set1_epi32(pairs[i])));
-            }
-            acc = _mm256_fmadd_ps(_mm256_mul_ps(d, dy), _mm256_cvtepi32_ps(isum[t]),
-                                  _mm256_loadu_ps(out + 8 * t));
-            acc = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, dy), _mm256_cvtepi32_ps(msum[t]), acc);
-            _mm256_storeu_ps(out + 8 * t, acc);
-        }
+        qwen_q4kx8_finish(x + b, act, stride, b, isum, out, NT);
     }
 }
 
@@ -623,6 +622,38 @@ qwen_pair_dup(__m256i v, const int odd)
                : _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(v, 0xA0), 0xA0);
 }
 
+/* Super-block b's end for NT tokens of a packed Q6_K kernel: the -32
+ * offset off through the bsums (scale x 16-column sum, pairs per int32),
+ * the sums scaled by d and added to out[t * 8 + r] as the scalar truth
+ * does. */
+static inline __attribute__((always_inline)) void
+qwen_q6kx8_finish(const block_q6_Kx8 *x, const void *act, size_t stride, int64_t b,
+                  const __m256i *isum, float *out, const int NT)
+{
+    __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x->d));
+    int    t, i;
+
+#pragma GCC unroll 4
+    for (t = 0; t < NT; t++) {
+        const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * stride) + b;
+        int32_t           pairs[8];
+        __m256i           msum = _mm256_setzero_si256();
+
+        memcpy(pairs, y->bsums, sizeof(pairs));
+#pragma GCC unroll 8
+        for (i = 0; i < QK_K / 32; i++) {
+            __m256i sp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) x->scales[i]));
+
+            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(sp, _mm256_set1_epi32(pairs[i])));
+        }
+        _mm256_storeu_ps(out + 8 * t,
+                         _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(y->d)),
+                                         _mm256_cvtepi32_ps(_mm256_sub_epi32(
+                                             isum[t], _mm256_slli_epi32(msum, 5))),
+                                         _mm256_loadu_ps(out + 8 * t)));
+    }
+}
+
 /*
  * Packed Q6_K (repack.h) x Q8_K, 8 rows in the lanes, NT tokens (1 .. 4):
  * as qwen_q4kx8_dot, but a step's 6-bit values take their top bits from
@@ -645,8 +676,7 @@ qwen_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
         _mm256_storeu_ps(out + 8 * t, _mm256_setzero_ps());
     }
     for (b = 0; b < nb; b++) {
-        __m256i isum[4], msum[4];
-        __m256  d;
+        __m256i isum[4];
 
 #if QWEN_PACK_PREFETCH
         for (i = 0; i < (int) sizeof(block_q6_Kx8); i += 64) {
@@ -701,27 +731,7 @@ qwen_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
                 }
             }
         }
-        d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x[b].d));
-#pragma GCC unroll 4
-        for (t = 0; t < NT; t++) {
-            const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * stride) + b;
-            int32_t           pairs[8];
-
-            memcpy(pairs, y->bsums, sizeof(pairs));
-            msum[t] = _mm256_setzero_si256();
-#pragma GCC unroll 8
-            for (i = 0; i < QK_K / 32; i++) {
-                __m256i sp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) x[b].scales[i]));
-
-                msum[t] = _mm256_add_epi32(msum[t],
-                                           _mm256_madd_epi16(sp, _mm256_set1_epi32(pairs[i])));
-            }
-            _mm256_storeu_ps(out + 8 * t,
-                             _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(y->d)),
-                                             _mm256_cvtepi32_ps(_mm256_sub_epi32(
-                                                 isum[t], _mm256_slli_epi32(msum[t], 5))),
-                                             _mm256_loadu_ps(out + 8 * t)));
-        }
+        qwen_q6kx8_finish(x + b, act, stride, b, isum, out, NT);
     }
 }
 
