@@ -49,6 +49,7 @@ struct qwen_ctx {
     float              *up;        /* [inter] */
     float              *proj;      /* projection output [hidden] */
     void               *act;       /* generated tokens' activations, weights' format */
+    void               *gemm_act;  /* the same in packed_gemm's order (packed_gemm_act) */
     qwen_bf16          *xb;        /* prompt tokens' activations in BF16 */
     char               *gemm_scratch;   /* per thread */
     size_t              gemm_scratch_bytes;
@@ -137,6 +138,23 @@ max_act_row_bytes(const qwen_model *m, int64_t n)
     return best;
 }
 
+/* The packed GEMMs' own activation layouts (packed_gemm_act), largest */
+static size_t
+max_gemm_act_bytes(const qwen_kernels *k, int64_t n, int n_tok)
+{
+    static const int types[] = { QWEN_TYPE_Q8_0, QWEN_TYPE_Q8_K };
+    size_t           best = 0, b;
+    size_t           i;
+
+    for (i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        if (k->packed_gemm_act[types[i]] != NULL) {
+            b = k->packed_gemm_act_bytes(types[i], n, n_tok);
+            best = b > best ? b : best;
+        }
+    }
+    return best;
+}
+
 qwen_ctx_params
 qwen_ctx_default_params(void)
 {
@@ -158,7 +176,7 @@ qwen_ctx_new_cached(const qwen_model *m, const qwen_ctx_params *p, int extra_blo
     int64_t            q_dim = (int64_t) c->n_heads * c->head_dim;
     int64_t            kv_dim = (int64_t) c->n_kv_heads * c->head_dim;
     int64_t            wide, half = c->head_dim / 2;
-    size_t             nb;
+    size_t             nb, gemm_act_bytes;
     int                pos, i, n_threads, id;
 
     if (p->n_seqs < 1 || p->n_ctx < 1 || p->n_batch < 1 || p->n_threads < 1
@@ -235,6 +253,11 @@ qwen_ctx_new_cached(const qwen_model *m, const qwen_ctx_params *p, int extra_blo
     ctx->up = malloc(nb * c->intermediate_size * sizeof(float));
     ctx->proj = malloc(nb * c->hidden_size * sizeof(float));
     ctx->act = malloc(nb * max_act_row_bytes(m, wide));
+    ctx->gemm_act = NULL;
+    gemm_act_bytes = max_gemm_act_bytes(ctx->kern, wide, (int) nb);
+    if (gemm_act_bytes > 0) {
+        ctx->gemm_act = malloc(gemm_act_bytes);
+    }
     ctx->scores = malloc((size_t) n_threads * (c->n_heads / c->n_kv_heads)
                          * qwen_kv_rows(p->n_ctx) * sizeof(float));
     ctx->idx_prompt = malloc(nb * sizeof(int32_t));
@@ -250,7 +273,8 @@ qwen_ctx_new_cached(const qwen_model *m, const qwen_ctx_params *p, int extra_blo
     if (!ctx->rope_cos || !ctx->rope_sin || !ctx->x
         || !ctx->xn || !ctx->q || !ctx->k || !ctx->v || !ctx->att || !ctx->gate || !ctx->up
         || !ctx->proj || !ctx->act || !ctx->scores || !ctx->pool || !ctx->idx_prompt
-        || !ctx->idx_gen || !ctx->idx_all || !ctx->kept || (ctx->kern->gemm != NULL && (!ctx->xb || !ctx->gemm_scratch)))
+        || !ctx->idx_gen || !ctx->idx_all || !ctx->kept || (gemm_act_bytes > 0 && !ctx->gemm_act)
+        || (ctx->kern->gemm != NULL && (!ctx->xb || !ctx->gemm_scratch)))
     {
         qwen_fail(err, err_len, "cannot allocate the context's scratch for batches of %d "
                   "tokens", p->n_batch);
@@ -326,6 +350,7 @@ qwen_ctx_free(qwen_ctx *ctx)
     free(ctx->up);
     free(ctx->proj);
     free(ctx->act);
+    free(ctx->gemm_act);
     free(ctx->xb);
     free(ctx->gemm_scratch);
     free(ctx->idx_prompt);
@@ -347,6 +372,9 @@ typedef struct {
     const int32_t      *idx_gen;
     const void         *act;
     size_t              act_stride;
+    /* the same tokens in the order the packed GEMM reads (NULL: act) */
+    const void         *gemm_act;
+    size_t              gemm_act_stride;
     /* prompt tokens: BF16 activations for the GEMM */
     int                 n_prompt;
     const int32_t      *idx_prompt;
@@ -357,6 +385,13 @@ typedef struct {
     int64_t             total_rows;
     int64_t             rows_unit;     /* threads split rows in these */
 } mm_job;
+
+static int
+packed_gemm_min_tokens(const qwen_kernels *k)
+{
+    return k->packed_gemm_min_tokens > 0 ? k->packed_gemm_min_tokens
+                                         : QWEN_PACKED_GEMM_MIN_TOKENS;
+}
 
 /* Rows [lo, hi) of a packed weight (whole groups) for the dot tokens: each
  * group against the tokens four at a time, while it is in cache; one token
@@ -373,17 +408,22 @@ mm_packed(const mm_job *job, const qwen_kernels *k, const qwen_tensor *w, float 
     int64_t             r;
     int                 g, i, nt;
 
-    if (k->packed_gemm[w->type] != NULL
-        && job->n_gen >= (k->packed_gemm_min_tokens > 0 ? k->packed_gemm_min_tokens
-                                                        : QWEN_PACKED_GEMM_MIN_TOKENS))
+    /* (a GEMM that reads its own activation layout needs it made: matmul
+     * does whenever the tokens are enough) */
+    int prep = k->packed_gemm_act[qwen_act_type(w->type)] != NULL;
+
+    if (k->packed_gemm[w->type] != NULL && job->n_gen >= packed_gemm_min_tokens(k)
+        && (!prep || job->gemm_act != NULL))
     {
-        int64_t step = (int64_t) (k->packed_gemm_groups > 1 ? k->packed_gemm_groups : 1)
-                       * QWEN_PACK_ROWS;
+        int64_t     step = (int64_t) (k->packed_gemm_groups > 1 ? k->packed_gemm_groups : 1)
+                           * QWEN_PACK_ROWS;
+        const void *act = prep ? job->gemm_act : job->act;
+        size_t      stride = prep ? job->gemm_act_stride : job->act_stride;
 
         for (r = lo; r + step <= hi; r += step) {
             grp = (const char *) w->packed + (size_t) (r / QWEN_PACK_ROWS) * gb;
-            k->packed_gemm[w->type](w->n_cols, grp, job->act, job->act_stride, job->n_gen,
-                                    out + r, (size_t) w->n_rows, job->idx_gen);
+            k->packed_gemm[w->type](w->n_cols, grp, act, stride, job->n_gen, out + r,
+                                    (size_t) w->n_rows, job->idx_gen);
         }
         /* a last group short of a call's: the dot kernel (the same bits) */
         lo = r;
@@ -505,17 +545,18 @@ typedef struct {
     const float *x;
     int64_t      cols;
     int          act_type;
+    /* also the packed GEMM's layout (then threads split at token pairs) */
+    qwen_act_prep_fn prep;
 } conv_job;
 
 static void
-conv_task(void *arg, int ith, int nth)
+conv_range(const conv_job *cj, int lo, int hi)
 {
-    conv_job    *cj = arg;
     mm_job      *job = cj->job;
-    int          total = job->n_prompt + job->n_gen, i, g;
     const float *xi;
+    int          i, g;
 
-    for (i = total * ith / nth; i < total * (ith + 1) / nth; i++) {
+    for (i = lo; i < hi; i++) {
         if (i < job->n_prompt) {
             cj->ctx->kern->f32_to_bf16(cj->x + (size_t) job->idx_prompt[i] * cj->cols,
                                        cj->ctx->xb + (size_t) i * cj->cols, cj->cols);
@@ -530,6 +571,45 @@ conv_task(void *arg, int ith, int nth)
                                         (char *) cj->ctx->act + g * job->act_stride, cj->cols);
         }
     }
+}
+
+static void
+conv_task(void *arg, int ith, int nth)
+{
+    conv_job *cj = arg;
+    mm_job   *job = cj->job;
+    int       np = job->n_prompt, ng = job->n_gen, lo, hi;
+
+    if (cj->prep == NULL) {
+        conv_range(cj, (np + ng) * ith / nth, (np + ng) * (ith + 1) / nth);
+        return;
+    }
+    /* the generated tokens in whole pairs per thread (the prep writes
+     * token pairs), then rearranged for the packed GEMM */
+    conv_range(cj, np * ith / nth, np * (ith + 1) / nth);
+    lo = (ng * ith / nth) & ~1;
+    hi = ith == nth - 1 ? ng : (ng * (ith + 1) / nth) & ~1;
+    conv_range(cj, np + lo, np + hi);
+    if (hi > lo) {
+        cj->prep(cj->cols, (const char *) cj->ctx->act + (size_t) lo * job->act_stride,
+                 job->act_stride, hi - lo,
+                 (char *) cj->ctx->gemm_act
+                 + cj->ctx->kern->packed_gemm_act_bytes(cj->act_type, cj->cols, lo));
+    }
+}
+
+/* Whether some target goes through a packed GEMM (mm_packed) */
+static int
+takes_packed_gemm(const qwen_kernels *k, const qwen_tensor **w, int n_targets)
+{
+    int t;
+
+    for (t = 0; t < n_targets; t++) {
+        if (w[t]->packed != NULL && k->packed_gemm[w[t]->type] != NULL) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* The BF16 GEMM keeps what these weights hold: BF16 exactly, quantized
@@ -599,8 +679,16 @@ matmul(qwen_ctx *ctx, const float *x, int n_tok, int n_targets, const qwen_tenso
         job.act = x;    /* already in place, no copy */
         job.act_stride = (size_t) cols * sizeof(float);
     } else {
-        conv_job cj = { ctx, &job, x, cols, act_type };
+        conv_job cj = { ctx, &job, x, cols, act_type, NULL };
 
+        if (job.n_gen >= packed_gemm_min_tokens(ctx->kern)
+            && ctx->kern->packed_gemm_act[act_type] != NULL
+            && takes_packed_gemm(ctx->kern, w, n_targets))
+        {
+            cj.prep = ctx->kern->packed_gemm_act[act_type];
+            job.gemm_act = ctx->gemm_act;
+            job.gemm_act_stride = ctx->kern->packed_gemm_act_bytes(act_type, cols, 2);
+        }
         if (job.n_prompt + job.n_gen >= 2) {
             qwen_pool_run(ctx->pool, conv_task, &cj);
         } else {

@@ -324,6 +324,8 @@ test_packed(const qwen_kernels *k)
                 size_t    gb = qwen_packed_group_bytes(type, n);
                 int32_t   idx[67];
                 char     *many = malloc(67 * stride);
+                char     *prepped = k->packed_gemm_act[act] != NULL
+                                    ? malloc(k->packed_gemm_act_bytes(act, n, 67)) : NULL;
                 float    *res = malloc(67 * (size_t) nr * sizeof(float));
                 uint8_t  *grp = malloc(2 * gb), *rev = malloc(QWEN_PACK_ROWS * rb);
                 size_t    c;
@@ -346,7 +348,19 @@ test_packed(const qwen_kernels *k)
                         for (tok = 0; tok < 8; tok++) idx[tok] = 7 - tok;
                     }
                     memset(res, 0xFF, 67 * (size_t) nr * sizeof(float));
-                    k->packed_gemm[type](n, grp, many, stride, cnt, res, (size_t) nr, idx);
+                    if (k->packed_gemm_act[act] != NULL) {
+                        /* the GEMM's own activation layout, made in two
+                         * calls as forward.c's threads do (from token 6) */
+                        size_t at6 = k->packed_gemm_act_bytes(act, n, 6);
+
+                        k->packed_gemm_act[act](n, many, stride, 6, prepped);
+                        k->packed_gemm_act[act](n, many + 6 * stride, stride, cnt - 6,
+                                                prepped + at6);
+                        k->packed_gemm[type](n, grp, prepped, k->packed_gemm_act_bytes(act, n, 2),
+                                             cnt, res, (size_t) nr, idx);
+                    } else {
+                        k->packed_gemm[type](n, grp, many, stride, cnt, res, (size_t) nr, idx);
+                    }
                     for (tok = 0; tok < cnt; tok++) {
                         for (r = 0; r < nr; r++) {
                             int row = r < QWEN_PACK_ROWS ? r : 2 * QWEN_PACK_ROWS - 1 - r;
@@ -359,6 +373,7 @@ test_packed(const qwen_kernels *k)
                     }
                 }
                 free(many);
+                free(prepped);
                 free(res);
                 free(grp);
                 free(rev);

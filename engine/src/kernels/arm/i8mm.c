@@ -460,18 +460,64 @@ smmla_packed_gemm_q4_K(int64_t n, const void *w, const void *act, size_t stride,
 
 /* ------------------------------------------- packed Q8_0, prompt tokens */
 
+/*
+ * Q8_0 activations as the GEMM reads them, made once per matmul
+ * (packed_gemm_act): per token pair and block, SMMLA's four operands (m:
+ * columns 8m .. 8m + 7 of token a, then of token b) and the scales as
+ * floats in the tile's pattern [a, b, a, b]. Zipping them in the GEMM cost
+ * a zip per operand and a scale conversion per row group (a third of its
+ * instructions); here they are paid once for all the rows.
+ */
+typedef struct {
+    int8_t y[4][16];
+    float  d[4];
+} q80_pair_block;
+
+static size_t
+q80_act_bytes(int act_type, int64_t n, int n_tok)
+{
+    (void) act_type;
+    return (size_t) ((n_tok + 1) / 2) * (size_t) (n / QK8_0) * sizeof(q80_pair_block);
+}
+
+/* n_tok tokens from an even one; an odd last token is paired with itself */
+static void
+q80_act_prep(int64_t n, const void *act, size_t stride, int n_tok, void *out)
+{
+    q80_pair_block *o = out;
+    int64_t         b, nb = n / QK8_0;
+    int             t;
+
+    for (t = 0; t < n_tok; t += 2) {
+        const block_q8_0 *ya = ARM_ACT(block_q8_0, act, stride, t);
+        const block_q8_0 *yb = t + 1 < n_tok ? ARM_ACT(block_q8_0, act, stride, t + 1) : ya;
+
+        for (b = 0; b < nb; b++, o++) {
+            int8x16_t p0 = vld1q_s8(ya[b].qs), p1 = vld1q_s8(ya[b].qs + 16);
+            int8x16_t q0 = vld1q_s8(yb[b].qs), q1 = vld1q_s8(yb[b].qs + 16);
+
+            vst1q_s8(o->y[0], zip_lo(p0, q0));
+            vst1q_s8(o->y[1], zip_hi(p0, q0));
+            vst1q_s8(o->y[2], zip_lo(p1, q1));
+            vst1q_s8(o->y[3], zip_hi(p1, q1));
+            vst1q_f32(o->d, toks_f32(arm_f16(ya[b].d), arm_f16(yb[b].d)));
+        }
+    }
+}
+
 /* As for Q4_K: blocks of a group restaged into SMMLA's operand order (and
  * their scales into tile patterns) a few at a time, every token pair
- * streamed past them with its float sums in registers */
+ * streamed past them with its float sums in registers. A block's operands
+ * and scales lie together, so the pair loop reads one stream. */
 #define Q80_MM_BLOCKS 16
 
 typedef struct {
-    int8_t w[Q80_MM_BLOCKS][4][4][16];   /* [block][8 columns][row pair] */
-    float  d[Q80_MM_BLOCKS][4][4];       /* [block][row pair]: a, a, b, b */
-} q80_stage;
+    int8_t w[4][4][16];   /* [8 columns][row pair] */
+    float  d[4][4];       /* [row pair]: a, a, b, b */
+} q80_stage_block;
 
 static void
-q80_restage(const block_q8_0x8 *x, int nblk, q80_stage *st)
+q80_restage(const block_q8_0x8 *x, int nblk, q80_stage_block *st)
 {
     float32x4_t lo, hi;
     int         bb, m;
@@ -484,62 +530,91 @@ q80_restage(const block_q8_0x8 *x, int nblk, q80_stage *st)
             int32x4_t   a = vreinterpretq_s32_s8(q.val[0]), a4 = vreinterpretq_s32_s8(q.val[1]);
             int32x4_t   b = vreinterpretq_s32_s8(q.val[2]), b4 = vreinterpretq_s32_s8(q.val[3]);
 
-            vst1q_s8(st->w[bb][m][0], vreinterpretq_s8_s32(vzip1q_s32(a, b)));
-            vst1q_s8(st->w[bb][m][1], vreinterpretq_s8_s32(vzip2q_s32(a, b)));
-            vst1q_s8(st->w[bb][m][2], vreinterpretq_s8_s32(vzip1q_s32(a4, b4)));
-            vst1q_s8(st->w[bb][m][3], vreinterpretq_s8_s32(vzip2q_s32(a4, b4)));
+            vst1q_s8(st[bb].w[m][0], vreinterpretq_s8_s32(vzip1q_s32(a, b)));
+            vst1q_s8(st[bb].w[m][1], vreinterpretq_s8_s32(vzip2q_s32(a, b)));
+            vst1q_s8(st[bb].w[m][2], vreinterpretq_s8_s32(vzip1q_s32(a4, b4)));
+            vst1q_s8(st[bb].w[m][3], vreinterpretq_s8_s32(vzip2q_s32(a4, b4)));
         }
         arm_f16x8(x[bb].d, &lo, &hi);
-        rows4_f32(lo, hi, st->d[bb]);
+        rows4_f32(lo, hi, st[bb].d);
     }
 }
 
-/* Token pair (ya, yb: their first restaged block) over nblk restaged
- * blocks: acc[rp] += d_w * d_y * (exact block sum), block by block, as
- * qwen_packed_dot_ref does per lane */
+/* NP (1 or 2) token pairs (y[p]: their first restaged block) over nblk
+ * restaged blocks: acc[p][rp] += d_w * d_y * (exact block sum), block by
+ * block, as qwen_packed_dot_ref does per lane. Two pairs share each
+ * weight load (30 of the 32 vector registers); each load steps its
+ * pointer on. */
 ARM_INLINE void
-q80_mm_pair(const q80_stage *st, int nblk, const block_q8_0 *ya, const block_q8_0 *yb,
-            float32x4_t acc[4])
+q80_mm_pairs(const q80_stage_block *st, int nblk, const q80_pair_block *const y[2],
+             float32x4_t acc[][4], const int NP)
 {
-    const int32x4_t zero = vdupq_n_s32(0);
-    float32x4_t     a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    int             bb, m;
+    const int8_t *pw = (const int8_t *) st, *end = pw + (size_t) nblk * sizeof(*st);
+    const int8_t *py[2] = { (const int8_t *) y[0], (const int8_t *) y[NP - 1] };
+    float32x4_t   a[2][4];
+    int           p, rp, m;
 
-    for (bb = 0; bb < nblk; bb++) {
-        int8x16_t     p0 = vld1q_s8(ya[bb].qs), p1 = vld1q_s8(ya[bb].qs + 16);
-        int8x16_t     q0 = vld1q_s8(yb[bb].qs), q1 = vld1q_s8(yb[bb].qs + 16);
-        int8x16_t     y[4] = { zip_lo(p0, q0), zip_hi(p0, q0), zip_lo(p1, q1), zip_hi(p1, q1) };
-        int32x4_t     s0 = zero, s1 = zero, s2 = zero, s3 = zero;
-        float32x4_t   dy = toks_f32(arm_f16(ya[bb].d), arm_f16(yb[bb].d));
-        float32x4x4_t d = vld1q_f32_x4(st->d[bb][0]);
+#pragma GCC unroll 2
+    for (p = 0; p < NP; p++) {
+#pragma GCC unroll 4
+        for (rp = 0; rp < 4; rp++) {
+            a[p][rp] = acc[p][rp];
+        }
+    }
+    while (pw != end) {
+        int8x16x4_t   yq[2], w;
+        float32x4_t   dy[2];
+        float32x4x4_t d;
+        int32x4_t     s[2][4];
 
+#pragma GCC unroll 2
+        for (p = 0; p < NP; p++) {
+            yq[p] = vld1q_s8_x4(py[p]);
+            ARM_STEP(py[p], 64);
+            dy[p] = vld1q_f32((const float *) py[p]);
+            ARM_STEP(py[p], 16);
+        }
 #pragma GCC unroll 4
         for (m = 0; m < 4; m++) {
-            int8x16x4_t w = vld1q_s8_x4(st->w[bb][m][0]);
-
-            s0 = vmmlaq_s32(s0, w.val[0], y[m]);
-            s1 = vmmlaq_s32(s1, w.val[1], y[m]);
-            s2 = vmmlaq_s32(s2, w.val[2], y[m]);
-            s3 = vmmlaq_s32(s3, w.val[3], y[m]);
+            w = vld1q_s8_x4(pw);
+            ARM_STEP(pw, 64);
+#pragma GCC unroll 2
+            for (p = 0; p < NP; p++) {
+#pragma GCC unroll 4
+                for (rp = 0; rp < 4; rp++) {
+                    s[p][rp] = vmmlaq_s32(m == 0 ? vdupq_n_s32(0) : s[p][rp], w.val[rp],
+                                          yq[p].val[m]);
+                }
+            }
         }
-        a0 = vfmaq_f32(a0, vmulq_f32(d.val[0], dy), vcvtq_f32_s32(s0));
-        a1 = vfmaq_f32(a1, vmulq_f32(d.val[1], dy), vcvtq_f32_s32(s1));
-        a2 = vfmaq_f32(a2, vmulq_f32(d.val[2], dy), vcvtq_f32_s32(s2));
-        a3 = vfmaq_f32(a3, vmulq_f32(d.val[3], dy), vcvtq_f32_s32(s3));
+        d = vld1q_f32_x4((const float *) pw);
+        ARM_STEP(pw, 64);
+#pragma GCC unroll 2
+        for (p = 0; p < NP; p++) {
+#pragma GCC unroll 4
+            for (rp = 0; rp < 4; rp++) {
+                a[p][rp] = vfmaq_f32(a[p][rp], vmulq_f32(d.val[rp], dy[p]),
+                                     vcvtq_f32_s32(s[p][rp]));
+            }
+        }
     }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
+#pragma GCC unroll 2
+    for (p = 0; p < NP; p++) {
+#pragma GCC unroll 4
+        for (rp = 0; rp < 4; rp++) {
+            acc[p][rp] = a[p][rp];
+        }
+    }
 }
 
+/* act: q80_act_prep's pairs, act_stride bytes a pair */
 static void
 smmla_packed_gemm_q8_0(int64_t n, const void *w, const void *act, size_t stride, int n_tok,
                        float *out, size_t out_stride, const int32_t *idx)
 {
     const block_q8_0x8 *x = w;
     int64_t             b, nb = n / QK8_0;
-    q80_stage           st;
+    q80_stage_block     st[Q80_MM_BLOCKS];
     float32x4_t         acc[Q4K_MM_PAIRS][4];
     int                 t0, nt, np, p, nblk;
 
@@ -549,12 +624,18 @@ smmla_packed_gemm_q8_0(int64_t n, const void *w, const void *act, size_t stride,
         memset(acc, 0, (size_t) np * sizeof(acc[0]));
         for (b = 0; b < nb; b += Q80_MM_BLOCKS) {
             nblk = nb - b < Q80_MM_BLOCKS ? (int) (nb - b) : Q80_MM_BLOCKS;
-            q80_restage(x + b, nblk, &st);
-            for (p = 0; p < np; p++) {
-                int ta = t0 + 2 * p, tb = 2 * p + 1 < nt ? ta + 1 : ta;   /* odd: twice */
+            q80_restage(x + b, nblk, st);
+            for (p = 0; p < np; p += 2) {
+                const q80_pair_block *y[2];
 
-                q80_mm_pair(&st, nblk, ARM_ACT(block_q8_0, act, stride, ta) + b,
-                            ARM_ACT(block_q8_0, act, stride, tb) + b, acc[p]);
+                y[0] = (const q80_pair_block *) ((const char *) act
+                                                 + (size_t) (t0 / 2 + p) * stride) + b;
+                y[1] = (const q80_pair_block *) ((const char *) y[0] + stride);
+                if (p + 1 < np) {
+                    q80_mm_pairs(st, nblk, y, acc + p, 2);
+                } else {
+                    q80_mm_pairs(st, nblk, y, acc + p, 1);
+                }
             }
         }
         store_pair_tiles(acc, np, nt, out, out_stride, idx + t0);
@@ -573,6 +654,8 @@ static const qwen_kernels kernels_neon_i8mm = {
     .vec_dot2x4[QWEN_TYPE_Q6_K] = dot2x4_q6_K,
     .packed_gemm[QWEN_TYPE_Q4_K] = smmla_packed_gemm_q4_K,
     .packed_gemm[QWEN_TYPE_Q8_0] = smmla_packed_gemm_q8_0,
+    .packed_gemm_act[QWEN_TYPE_Q8_0] = q80_act_prep,
+    .packed_gemm_act_bytes = q80_act_bytes,
 };
 
 const qwen_kernels *
