@@ -14,7 +14,7 @@ ARM64_CC    ?= aarch64-linux-gnu-gcc
 endif
 ARM64_QEMU  ?= qemu-aarch64-static
 ARM64_BUILD  = $(BUILD)/arm64
-ARM64_TESTS  = test_kernels test_quant test_forward_kernels
+ARM64_TESTS  = test_kernels test_quant test_forward_kernels test_elementwise
 # qemu CPU model = the table qwen_kernels_best() must pick on it
 ARM64_CPUS   = cortex-a53=neon cortex-a72=neon neoverse-n1=neon_dotprod \
                max=neon_i8mm max,sve256=on=neon_i8mm
@@ -26,7 +26,7 @@ ARM64_CPUS   = cortex-a53=neon cortex-a72=neon neoverse-n1=neon_dotprod \
 # arm64 by the sub-make of test-arm64 (ARCH=aarch64, the cross CC), so the
 # Makefile's ISA flags for kernels/arm/*.c apply; on the host the same rule
 # gives static host binaries.
-STATIC_TEST_OBJS = $(addprefix $(BUILD)/engine/,quant.o repack.o forward.o kv_cache.o threadpool.o errors.o) \
+STATIC_TEST_OBJS = $(addprefix $(BUILD)/engine/,quant.o repack.o forward.o elementwise.o kv_cache.o threadpool.o errors.o) \
                    $(filter $(BUILD)/engine/kernels/%,$(ENGINE_OBJS))
 $(BUILD)/static/%: engine/tests/%.c $(wildcard engine/tests/*.h) $(STATIC_TEST_OBJS)
 	@mkdir -p $(dir $@)

@@ -10,6 +10,7 @@
  * for every token of the batch while it is in cache.
  */
 #include "model.h"
+#include "elementwise.h"
 #include "errors.h"
 #include "forward.h"
 #include "kernels/kernels.h"
@@ -726,38 +727,6 @@ plan_tokens(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, int use_prompt_
     }
 }
 
-/* ----------------------------------------------------------- elementwise */
-
-static void
-rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps)
-{
-    double  ss = 0.0;
-    float   scale;
-    int64_t i;
-
-    for (i = 0; i < n; i++) {
-        ss += (double) x[i] * x[i];
-    }
-    scale = (float) (1.0 / sqrt(ss / (double) n + eps));
-    for (i = 0; i < n; i++) {
-        out[i] = x[i] * scale * w[i];
-    }
-}
-
-static void
-rope(float *v, const float *cs, const float *sn, int half)
-{
-    int   i;
-    float a, b;
-
-    for (i = 0; i < half; i++) {
-        a = v[i];
-        b = v[i + half];
-        v[i] = a * cs[i] - b * sn[i];
-        v[i + half] = a * sn[i] + b * cs[i];
-    }
-}
-
 /* ------------------------------------------------------------ attention */
 
 typedef struct {
@@ -822,7 +791,7 @@ tok_stage(const tok_job *job, int i)
     const qwen_config *c = &m->cfg;
     const qwen_layer  *L = &m->layers[job->layer];
     int64_t            hidden = c->hidden_size, inter = c->intermediate_size;
-    int                hd = c->head_dim, half = hd / 2, h, j;
+    int                hd = c->head_dim, half = hd / 2, h;
     int64_t            q_dim = (int64_t) c->n_heads * hd, kv_dim = (int64_t) c->n_kv_heads * hd;
     float             *x = ctx->x + (size_t) i * hidden, *xn = ctx->xn + (size_t) i * hidden;
     const float       *proj = ctx->proj + (size_t) i * hidden;
@@ -835,15 +804,13 @@ tok_stage(const tok_job *job, int i)
                             + (size_t) e->token * m->tok_embd.row_bytes, x, hidden);
         break;
     case STAGE_ATTN_NORM:
-        rmsnorm(xn, x, L->attn_norm, hidden, c->rms_norm_eps);
+        qwen_rmsnorm(xn, x, L->attn_norm, hidden, c->rms_norm_eps);
         break;
     case STAGE_FFN_NORM:
-        rmsnorm(xn, x, L->ffn_norm, hidden, c->rms_norm_eps);
+        qwen_rmsnorm(xn, x, L->ffn_norm, hidden, c->rms_norm_eps);
         break;
     case STAGE_RESIDUAL:
-        for (j = 0; j < hidden; j++) {
-            x[j] += proj[j];
-        }
+        qwen_add(x, proj, hidden);
         break;
     case STAGE_QK: {
         const float *cs = ctx->rope_cos + (size_t) e->pos * half;
@@ -853,15 +820,15 @@ tok_stage(const tok_job *job, int i)
 
         for (h = 0; h < c->n_heads; h++) {
             float *qh = ctx->q + (size_t) i * q_dim + (size_t) h * hd;
-            rmsnorm(qh, qh, L->q_norm, hd, c->rms_norm_eps);
-            rope(qh, cs, sn, half);
+            qwen_rmsnorm(qh, qh, L->q_norm, hd, c->rms_norm_eps);
+            qwen_rope(qh, cs, sn, half);
         }
         /* k and v go to the cache before attention runs: later tokens of
          * this batch in the same sequence attend to them */
         for (h = 0; h < c->n_kv_heads; h++) {
             float *kh = ctx->k + (size_t) i * kv_dim + (size_t) h * hd;
-            rmsnorm(kh, kh, L->k_norm, hd, c->rms_norm_eps);
-            rope(kh, cs, sn, half);
+            qwen_rmsnorm(kh, kh, L->k_norm, hd, c->rms_norm_eps);
+            qwen_rope(kh, cs, sn, half);
             vh = ctx->v + (size_t) i * kv_dim + (size_t) h * hd;
             qwen_kv_region(ctx->kv, e->seq, job->layer, h, e->pos, &kc, &vc);
             ctx->kvf.store(hd, kh, vh, kc, vc, e->pos % QWEN_KV_BLOCK);
@@ -872,9 +839,7 @@ tok_stage(const tok_job *job, int i)
         float       *g = ctx->gate + (size_t) i * inter;
         const float *u = ctx->up + (size_t) i * inter;
 
-        for (j = 0; j < inter; j++) {
-            g[j] = g[j] / (1.0f + expf(-g[j])) * u[j];
-        }
+        qwen_swiglu(g, u, inter);
         break;
     }
     }
@@ -1028,7 +993,7 @@ qwen_forward(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, float *logits,
     n_out = 0;
     for (i = 0; i < n; i++) {
         if (batch[i].want_logits) {
-            rmsnorm(ctx->xn + (size_t) n_out * hidden, ctx->x + (size_t) i * hidden,
+            qwen_rmsnorm(ctx->xn + (size_t) n_out * hidden, ctx->x + (size_t) i * hidden,
                     m->output_norm, hidden, c->rms_norm_eps);
             n_out++;
         }
