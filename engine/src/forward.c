@@ -580,16 +580,17 @@ conv_task(void *arg, int ith, int nth)
     conv_job *cj = arg;
     mm_job   *job = cj->job;
     int       np = job->n_prompt, ng = job->n_gen, lo, hi;
+    int       G = cj->ctx->kern->packed_gemm_act_tokens;
 
     if (cj->prep == NULL) {
         conv_range(cj, (np + ng) * ith / nth, (np + ng) * (ith + 1) / nth);
         return;
     }
-    /* the generated tokens in whole pairs per thread (the prep writes
-     * token pairs), then rearranged for the packed GEMM */
+    /* the generated tokens in whole groups per thread (the prep writes
+     * groups of G tokens), then rearranged for the packed GEMM */
     conv_range(cj, np * ith / nth, np * (ith + 1) / nth);
-    lo = (ng * ith / nth) & ~1;
-    hi = ith == nth - 1 ? ng : (ng * (ith + 1) / nth) & ~1;
+    lo = ng / G * ith / nth * G;
+    hi = ith == nth - 1 ? ng : ng / G * (ith + 1) / nth * G;
     conv_range(cj, np + lo, np + hi);
     if (hi > lo) {
         cj->prep(cj->cols, (const char *) cj->ctx->act + (size_t) lo * job->act_stride,
@@ -688,7 +689,8 @@ matmul(qwen_ctx *ctx, const float *x, int n_tok, int n_targets, const qwen_tenso
         {
             cj.prep = ctx->kern->packed_gemm_act[act_type];
             job.gemm_act = ctx->gemm_act;
-            job.gemm_act_stride = ctx->kern->packed_gemm_act_bytes(act_type, cols, 2);
+            job.gemm_act_stride = ctx->kern->packed_gemm_act_bytes(
+                act_type, cols, ctx->kern->packed_gemm_act_tokens);
         }
         if (job.n_prompt + job.n_gen >= 2) {
             qwen_pool_run(ctx->pool, conv_task, &cj);

@@ -350,14 +350,15 @@ test_packed(const qwen_kernels *k)
                     memset(res, 0xFF, 67 * (size_t) nr * sizeof(float));
                     if (k->packed_gemm_act[act] != NULL) {
                         /* the GEMM's own activation layout, made in two
-                         * calls as forward.c's threads do (from token 6) */
-                        size_t at6 = k->packed_gemm_act_bytes(act, n, 6);
+                         * calls as forward.c's threads do (from the token
+                         * that starts the second group) */
+                        int    g = k->packed_gemm_act_tokens;
+                        size_t at = k->packed_gemm_act_bytes(act, n, g);
 
-                        k->packed_gemm_act[act](n, many, stride, 6, prepped);
-                        k->packed_gemm_act[act](n, many + 6 * stride, stride, cnt - 6,
-                                                prepped + at6);
-                        k->packed_gemm[type](n, grp, prepped, k->packed_gemm_act_bytes(act, n, 2),
-                                             cnt, res, (size_t) nr, idx);
+                        k->packed_gemm_act[act](n, many, stride, g, prepped);
+                        k->packed_gemm_act[act](n, many + g * stride, stride, cnt - g,
+                                                prepped + at);
+                        k->packed_gemm[type](n, grp, prepped, at, cnt, res, (size_t) nr, idx);
                     } else {
                         k->packed_gemm[type](n, grp, many, stride, cnt, res, (size_t) nr, idx);
                     }

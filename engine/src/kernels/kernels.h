@@ -74,10 +74,12 @@ typedef void (*qwen_packed_pair_fn)(int64_t n, const void *w, size_t group_bytes
 typedef void (*qwen_packed_gemm_fn)(int64_t n, const void *w, const void *act,
                                     size_t act_stride, int n_tok, float *out,
                                     size_t out_stride, const int32_t *idx);
-/* Activations of n_tok tokens (act + t * act_stride, from an even token)
- * rearranged into the order a table's packed_gemm reads them, once per
- * matmul (qwen_kernels.packed_gemm_act): written to out, whose bytes for
- * the first t tokens (t even) are packed_gemm_act_bytes(act type, n, t). */
+/* Activations of n_tok tokens (act + t * act_stride, from a token that
+ * starts a group of packed_gemm_act_tokens) rearranged into the order a
+ * table's packed_gemm reads them, once per matmul (packed_gemm_act):
+ * written to out, whose bytes for the first t tokens (t a whole number of
+ * groups) are packed_gemm_act_bytes(act type, n, t). A last group short
+ * of tokens repeats its last one. */
 typedef void (*qwen_act_prep_fn)(int64_t n, const void *act, size_t act_stride, int n_tok,
                                  void *out);
 /* Fewest tokens for which forward.c calls a packed_gemm. */
@@ -233,10 +235,12 @@ typedef struct {
     /* optional, by activation type: the layout every packed_gemm reading
      * that type takes (NULL: the rows quantize_act wrote). forward.c then
      * makes it once per matmul and passes it to packed_gemm, with the
-     * bytes of a token pair as act_stride; arm64 i8mm zips Q8_0 token
-     * pairs into SMMLA's operand here instead of once per row group. */
+     * bytes of a group of packed_gemm_act_tokens tokens as act_stride.
+     * arm64 i8mm zips Q8_0 token pairs into SMMLA's operand here instead
+     * of once per row group; SDOT takes 4 tokens' blocks side by side. */
     qwen_act_prep_fn    packed_gemm_act[QWEN_TYPE_COUNT];
     size_t            (*packed_gemm_act_bytes)(int act_type, int64_t n, int n_tok);
+    int                 packed_gemm_act_tokens;
     void  (*f32_to_bf16)(const float *x, qwen_bf16 *y, int64_t n);
 } qwen_kernels;
 

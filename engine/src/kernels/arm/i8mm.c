@@ -656,6 +656,7 @@ static const qwen_kernels kernels_neon_i8mm = {
     .packed_gemm[QWEN_TYPE_Q8_0] = smmla_packed_gemm_q8_0,
     .packed_gemm_act[QWEN_TYPE_Q8_0] = q80_act_prep,
     .packed_gemm_act_bytes = q80_act_bytes,
+    .packed_gemm_act_tokens = 2,
 };
 
 const qwen_kernels *

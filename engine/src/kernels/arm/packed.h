@@ -635,6 +635,142 @@ arm_q8_0x8_pair(int64_t n, const void *w, size_t gb, const void *act, float *out
 }
 
 /*
+ * Prompt tokens of packed Q8_0 (packed_gemm, SDOT): the activations come
+ * four tokens side by side per block (packed_gemm_act, made once per
+ * matmul): a block's 16-byte halves of the 4 tokens and their scales as
+ * floats. One pass of the group's blocks per 4 tokens, with the 4 x 8 float
+ * sums in registers; no per-token address arithmetic or scale conversion
+ * (in the 4-token dot calls, a third of the instructions). Per lane the
+ * operations of arm_q8_0x8_dot, so its bits.
+ */
+typedef struct {
+    int8_t y[2][4][16];   /* [half: columns 16h ..][token] */
+    float  d[4];
+} arm_q80_quad;
+
+ARM_INLINE size_t
+arm_q80_quad_bytes(int act_type, int64_t n, int n_tok)
+{
+    (void) act_type;
+    return (size_t) ((n_tok + 3) / 4) * (size_t) (n / QK8_0) * sizeof(arm_q80_quad);
+}
+
+ARM_INLINE void
+arm_q80_quad_prep(int64_t n, const void *act, size_t stride, int n_tok, void *out)
+{
+    arm_q80_quad *o = out;
+    int64_t       b, nb = n / QK8_0;
+    int           t, i, h;
+
+    for (t = 0; t < n_tok; t += 4) {
+        const block_q8_0 *y[4];
+
+        for (i = 0; i < 4; i++) {
+            y[i] = ARM_ACT(block_q8_0, act, stride, t + i < n_tok ? t + i : n_tok - 1);
+        }
+        for (b = 0; b < nb; b++, o++) {
+            for (h = 0; h < 2; h++) {
+                for (i = 0; i < 4; i++) {
+                    vst1q_s8(o->y[h][i], vld1q_s8(y[i][b].qs + 16 * h));
+                }
+            }
+            for (i = 0; i < 4; i++) {
+                o->d[i] = arm_f16(y[i][b].d);
+            }
+        }
+    }
+}
+
+ARM_INLINE void
+arm_q8_0x8_quad(int64_t nb, const block_q8_0x8 *x, const arm_q80_quad *y, float32x4_t out[4][2])
+{
+    const int8_t *pw = (const int8_t *) x, *py = (const int8_t *) y;
+    float32x4_t   a[4][2];   /* local: stores to out each block cost 4 per 64 SDOT */
+    int64_t       b;
+    int           t, h;
+
+#pragma GCC unroll 4
+    for (t = 0; t < 4; t++) {
+        a[t][0] = a[t][1] = vdupq_n_f32(0.0f);
+    }
+    for (b = 0; b < nb; b++) {
+        int32x4_t   s0[4], s1[4];
+        float32x4_t d0, d1, dy;
+        float16x8_t dh = vreinterpretq_f16_s8(vld1q_s8(pw));
+
+        ARM_STEP(pw, 16);
+#pragma GCC unroll 2
+        for (h = 0; h < 2; h++) {
+            /* steps 4h .. 4h + 3 (columns 16h ..) of the 8 rows, and the
+             * 4 tokens' same columns */
+            int8x16x4_t qa = vld1q_s8_x4(pw), qb, yv;
+
+            ARM_STEP(pw, 64);
+            qb = vld1q_s8_x4(pw);
+            ARM_STEP(pw, 64);
+            yv = vld1q_s8_x4(py);
+            ARM_STEP(py, 64);
+#pragma GCC unroll 4
+            for (t = 0; t < 4; t++) {
+                int32x4_t z = vdupq_n_s32(0);
+
+                s0[t] = arm_idot_lane(h == 0 ? z : s0[t], qa.val[0], yv.val[t], 0);
+                s1[t] = arm_idot_lane(h == 0 ? z : s1[t], qa.val[1], yv.val[t], 0);
+                s0[t] = arm_idot_lane(s0[t], qa.val[2], yv.val[t], 1);
+                s1[t] = arm_idot_lane(s1[t], qa.val[3], yv.val[t], 1);
+                s0[t] = arm_idot_lane(s0[t], qb.val[0], yv.val[t], 2);
+                s1[t] = arm_idot_lane(s1[t], qb.val[1], yv.val[t], 2);
+                s0[t] = arm_idot_lane(s0[t], qb.val[2], yv.val[t], 3);
+                s1[t] = arm_idot_lane(s1[t], qb.val[3], yv.val[t], 3);
+            }
+        }
+        dy = vld1q_f32((const float *) py);
+        ARM_STEP(py, 16);
+        d0 = vcvt_f32_f16(vget_low_f16(dh));
+        d1 = vcvt_high_f32_f16(dh);
+#pragma GCC unroll 4
+        for (t = 0; t < 4; t++) {
+            float32x4_t e;
+
+            switch (t) {
+            case 0: e = vdupq_laneq_f32(dy, 0); break;
+            case 1: e = vdupq_laneq_f32(dy, 1); break;
+            case 2: e = vdupq_laneq_f32(dy, 2); break;
+            default: e = vdupq_laneq_f32(dy, 3); break;
+            }
+            a[t][0] = vfmaq_f32(a[t][0], vmulq_f32(d0, e), vcvtq_f32_s32(s0[t]));
+            a[t][1] = vfmaq_f32(a[t][1], vmulq_f32(d1, e), vcvtq_f32_s32(s1[t]));
+        }
+    }
+#pragma GCC unroll 4
+    for (t = 0; t < 4; t++) {
+        out[t][0] = a[t][0];
+        out[t][1] = a[t][1];
+    }
+}
+
+/* act: arm_q80_quad_prep's groups, act_stride bytes a group of 4 tokens */
+ARM_INLINE void
+arm_q8_0x8_gemm(int64_t n, const void *w, const void *act, size_t stride, int n_tok,
+                float *out, size_t out_stride, const int32_t *idx)
+{
+    float32x4_t a[4][2];
+    int         t0, t;
+
+    for (t0 = 0; t0 < n_tok; t0 += 4) {
+        arm_q8_0x8_quad(n / QK8_0, w,
+                        (const arm_q80_quad *) ((const char *) act + (size_t) (t0 / 4) * stride),
+                        a);
+        for (t = 0; t < 4 && t0 + t < n_tok; t++) {
+            float *o = out + (size_t) idx[t0 + t] * out_stride;
+
+            vst1q_f32(o, a[t][0]);
+            vst1q_f32(o + 4, a[t][1]);
+        }
+    }
+}
+
+/*
  * Prompt tokens of packed Q4_K (packed_gemm, SDOT): a call restages one
  * super-block of its group at a time with the nibbles, scales and mins
  * already unpacked, then streams its tokens past it four at a time; the
@@ -827,9 +963,29 @@ PFX##_packed_gemm_q4_K(int64_t n, const void *w, const void *act, size_t stride,
                        int n_tok, float *out, size_t out_stride, const int32_t *idx)     \
 {                                                                                      \
     arm_q4kx8_gemm(n, w, act, stride, n_tok, out, out_stride, idx);                    \
+}                                                                                      \
+static void                                                                            \
+PFX##_packed_gemm_q8_0(int64_t n, const void *w, const void *act, size_t stride,         \
+                       int n_tok, float *out, size_t out_stride, const int32_t *idx)     \
+{                                                                                      \
+    arm_q8_0x8_gemm(n, w, act, stride, n_tok, out, out_stride, idx);                   \
+}                                                                                      \
+static void                                                                            \
+PFX##_q80_quad_prep(int64_t n, const void *act, size_t stride, int n_tok, void *out)     \
+{                                                                                      \
+    arm_q80_quad_prep(n, act, stride, n_tok, out);                                     \
+}                                                                                      \
+static size_t                                                                          \
+PFX##_q80_quad_bytes(int act_type, int64_t n, int n_tok)                               \
+{                                                                                      \
+    return arm_q80_quad_bytes(act_type, n, n_tok);                                     \
 }
 #define QWEN_ARM_PACKED_GEMM_ENTRIES(PFX)                                              \
-    .packed_gemm[QWEN_TYPE_Q4_K] = PFX##_packed_gemm_q4_K
+    .packed_gemm[QWEN_TYPE_Q4_K] = PFX##_packed_gemm_q4_K,                             \
+    .packed_gemm[QWEN_TYPE_Q8_0] = PFX##_packed_gemm_q8_0,                             \
+    .packed_gemm_act[QWEN_TYPE_Q8_0] = PFX##_q80_quad_prep,                            \
+    .packed_gemm_act_bytes = PFX##_q80_quad_bytes,                                     \
+    .packed_gemm_act_tokens = 4
 #define QWEN_ARM_PACKED_ENTRIES(PFX)                                                   \
     .packed_dot[QWEN_TYPE_Q4_K] = PFX##_packed_q4_K,                                   \
     .packed_dot[QWEN_TYPE_Q6_K] = PFX##_packed_q6_K,                                   \
