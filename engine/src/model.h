@@ -39,7 +39,9 @@ struct qwen_model {
     const float    *output_norm;  /* [hidden] */
     qwen_layer     *layers;
 
-    struct { void *addr; size_t len; } maps[QWEN_MAX_MAPS];
+    /* anon: shared anonymous memory (repacked weights, converted norms),
+     * as opposed to the file's mapping */
+    struct { void *addr; size_t len; int anon; } maps[QWEN_MAX_MAPS];
     int             n_maps;
     void           *shared;       /* MAP_SHARED|MAP_ANONYMOUS: converted norms */
     size_t          shared_len;
@@ -49,5 +51,8 @@ struct qwen_model {
     qwen_tokenizer *tokenizer;
     char            describe[128];
 };
+
+/* Fault the model's shared weight pages into this process (model.c). */
+void qwen_model_map_in(const qwen_model *m);
 
 #endif

@@ -966,6 +966,8 @@ qwen_engine_new(const qwen_model *model, const qwen_engine_params *p, char *err,
     }
     e->model = model;
     e->params = *p;
+    /* this process's page tables for the shared weights, before a request waits on them */
+    qwen_model_map_in(model);
     /* a batch always has room for every slot's decode token */
     if (e->params.n_batch < e->params.n_slots) {
         e->params.n_batch = e->params.n_slots;
