@@ -79,6 +79,12 @@ struct qwen_request {
     int32_t              drafts[QWEN_DRAFT_MAX];   /* proposed this step */
     int                  n_drafts;
     int                  draft_len;     /* most to propose next: follows acceptance */
+    /* a single draft turned down: no drafts for draft_skip steps, a wait
+     * that doubles (2 .. 32 steps) while they keep being turned down and
+     * ends with the first one taken; an answer that copies nothing then
+     * costs a draft row on 1 step in 32 instead of every step (5% of its
+     * decode time measured with drafts on against off) */
+    int                  draft_skip, draft_backoff;
     size_t               n_drafted, n_draft_accepted;
     /* repeat_run[k]: how many generated tokens in a row, up to the last,
      * equal the token k before them */
@@ -560,7 +566,9 @@ build_batch(qwen_engine *e, int *n_rows)
         rows++;
         r->n_drafts = 0;
         k = draft_room(e, r, n_decoding, step_left);
-        if (k > 0) {
+        if (k > 0 && r->draft_skip > 0) {
+            r->draft_skip--;
+        } else if (k > 0) {
             propose_drafts(r, k);
         }
         for (i = 0; i < r->n_drafts; i++) {
@@ -899,6 +907,13 @@ scheduler_main(void *arg)
                 r->draft_len = j == nd ? 2 * nd : j == 0 ? nd / 2 : j + 1;
                 r->draft_len = r->draft_len < 1 ? 1 : r->draft_len > QWEN_DRAFT_MAX
                                ? QWEN_DRAFT_MAX : r->draft_len;
+                if (j > 0) {
+                    r->draft_backoff = 0;
+                } else if (nd == 1) {
+                    r->draft_backoff = r->draft_backoff == 0 ? 2
+                                       : r->draft_backoff < 32 ? 2 * r->draft_backoff : 32;
+                    r->draft_skip = r->draft_backoff;
+                }
             }
             if (!ended && j > 0) {
                 publish_blocks(e, r, r->n_past);   /* the accepted drafts' blocks */
