@@ -409,17 +409,13 @@ mm_packed(const mm_job *job, const qwen_kernels *k, const qwen_tensor *w, float 
     int64_t             r;
     int                 g, i, nt;
 
-    /* (a GEMM that reads its own activation layout needs it made: matmul
-     * does whenever the tokens are enough) */
-    int prep = k->packed_gemm_act[qwen_act_type(w->type)] != NULL;
-
-    if (k->packed_gemm[w->type] != NULL && job->n_gen >= packed_gemm_min_tokens(k)
-        && (!prep || job->gemm_act != NULL))
-    {
+    if (k->packed_gemm[w->type] != NULL && job->n_gen >= packed_gemm_min_tokens(k)) {
         int64_t     step = (int64_t) (k->packed_gemm_groups > 1 ? k->packed_gemm_groups : 1)
                            * QWEN_PACK_ROWS;
-        const void *act = prep ? job->gemm_act : job->act;
-        size_t      stride = prep ? job->gemm_act_stride : job->act_stride;
+        /* matmul made the GEMM's own layout whenever the table has one
+         * (the same token count and a target with a packed GEMM: this) */
+        const void *act = job->gemm_act != NULL ? job->gemm_act : job->act;
+        size_t      stride = job->gemm_act != NULL ? job->gemm_act_stride : job->act_stride;
 
         for (r = lo; r + step <= hi; r += step) {
             grp = (const char *) w->packed + (size_t) (r / QWEN_PACK_ROWS) * gb;
@@ -546,7 +542,7 @@ typedef struct {
     const float *x;
     int64_t      cols;
     int          act_type;
-    /* also the packed GEMM's layout (then threads split at token pairs) */
+    /* also the packed GEMM's layout (then threads split at token groups) */
     qwen_act_prep_fn prep;
 } conv_job;
 

@@ -1399,14 +1399,11 @@ q4k_gemm16_tokens(const q4k_stage16 *st, const block_q8_K *const *ys, int64_t b,
 #pragma GCC unroll 8
         for (t = 0; t < NT; t++) {
             const block_q8_K *y = ys[t] + b;
-            /* the 32-column sub-blocks' activation sums, pairs per int32 */
-            __m128i           bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *) y->bsums),
-                                                  _mm_loadu_si128((const __m128i *) (y->bsums + 8)));
             int32_t           pairs[4];
             __m512i           msum = _mm512_setzero_si512();
             __m512            dy = _mm512_set1_ps(y->d), o;
 
-            _mm_storeu_si128((__m128i *) pairs, bs);
+            qwen_q8k_bsum_pairs(y, pairs);
             for (sb = 0; sb < QK_K / 64; sb++) {
                 msum = _mm512_dpwssd_epi32(msum, _mm512_loadu_si512((const void *) st->mn[sb]),
                                            _mm512_set1_epi32(pairs[sb]));

@@ -372,6 +372,16 @@ qwen_q4k_dot_rows(int64_t n, const void *w, size_t w_stride, const void *act, si
  * scaled by d, the mins taken off through the activation's bsums, added to
  * out[t * 8 + r]: the scalar truth's float operations in its order (every
  * packed Q4_K kernel ends its super-blocks here). */
+/* a Q8_K block's 16 activation sums, added in pairs (2p, 2p + 1): the 8
+ * sub-blocks of 32 columns, two int16 per int32 of pairs[4] */
+static inline __attribute__((always_inline)) void
+qwen_q8k_bsum_pairs(const block_q8_K *y, int32_t pairs[4])
+{
+    _mm_storeu_si128((__m128i *) pairs,
+                     _mm_hadd_epi16(_mm_loadu_si128((const __m128i *) y->bsums),
+                                    _mm_loadu_si128((const __m128i *) (y->bsums + 8))));
+}
+
 static inline __attribute__((always_inline)) void
 qwen_q4kx8_finish(const block_q4_Kx8 *x, const void *act, size_t stride, int64_t b,
                   const __m256i *isum, float *out, const int NT)
@@ -389,14 +399,11 @@ qwen_q4kx8_finish(const block_q4_Kx8 *x, const void *act, size_t stride, int64_t
 #pragma GCC unroll 4
     for (t = 0; t < NT; t++) {
         const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * stride) + b;
-        /* the 8 sub-blocks' activation sums, pairs (2p, 2p + 1) per int32 */
-        __m128i           bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *) y->bsums),
-                                              _mm_loadu_si128((const __m128i *) (y->bsums + 8)));
         int32_t           pairs[4];
         __m256i           msum = _mm256_setzero_si256();
         __m256            dy = _mm256_set1_ps(y->d), acc;
 
-        _mm_storeu_si128((__m128i *) pairs, bs);
+        qwen_q8k_bsum_pairs(y, pairs);
 #pragma GCC unroll 4
         for (i = 0; i < QK_K / 64; i++) {
             msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mv[i], _mm256_set1_epi32(pairs[i])));
