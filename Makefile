@@ -37,6 +37,7 @@ ENGINE_HDRS  = engine/include/qwen.h $(wildcard engine/src/*.h engine/src/kernel
 # The dispatcher (kernels/dispatch.c) picks a table at run time, so no
 # flag here may leak into portable code (no flags that tune for the build host's CPU).
 ISA_FLAGS_avx2    = -mavx2 -mfma -mf16c
+ISA_FLAGS_avx2_vnni = $(ISA_FLAGS_avx2) -mavxvnni
 ISA_FLAGS_avx512  = $(ISA_FLAGS_avx2) -mavx512f -mavx512bw -mavx512vl -mavx512bf16 \
                     -mavx512vnni
 # arm64: the baseline also serves CPUs without dotprod (Graviton1);
@@ -62,6 +63,9 @@ ISA_DIR = $(ISA_DIR_$(ARCH))
 $(BUILD)/engine/kernels/$(ISA_DIR)/%.o: engine/src/kernels/$(ISA_DIR)/%.c $(ENGINE_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(ISA_FLAGS_$*) -c $< -o $@
+
+# avx2_vnni.c is avx2.c built again with AVX-VNNI
+$(BUILD)/engine/kernels/x86/avx2_vnni.o: engine/src/kernels/x86/avx2.c
 
 $(LIB): $(ENGINE_OBJS)
 	@mkdir -p $(dir $@)

@@ -1029,6 +1029,110 @@ test_kv_formats(const qwen_kernels *k)
           && qwen_kv_format_of(k, -1, 128, &f) != 0, "%s: head sizes per format", k->name);
 }
 
+/*
+ * Two tables that must give the same bits (avx2_vnni is avx2 with each
+ * maddubs + madd + add of a Q8_0 product, or madd + add of a K-quant
+ * scale, as one vpdpbusd / vpdpwssd: the same integer sums): every
+ * quantized dot, 4-token and 2x4 variant and packed kernel on random
+ * blocks, the largest quants and scales among them.
+ */
+static void
+test_same_bits(const qwen_kernels *a, const qwen_kernels *b)
+{
+    static const int qtypes[] = { QWEN_TYPE_Q8_0, QWEN_TYPE_Q4_K, QWEN_TYPE_Q6_K };
+    const int64_t    n = 768;
+    const int        nr = 2 * QWEN_PACK_ROWS;
+    size_t           t, j;
+    int              trial, r, nt, differ = 0, calls = 0;
+    int64_t          i;
+    float           *x = malloc(4 * n * sizeof(float));
+    uint8_t         *wq = malloc(nr * qwen_row_bytes(QWEN_TYPE_F32, n));
+    uint8_t         *packed = malloc(nr * qwen_row_bytes(QWEN_TYPE_F32, n));
+    char            *acts = malloc(4 * qwen_row_bytes(QWEN_TYPE_F32, n));
+
+    for (t = 0; t < sizeof(qtypes) / sizeof(qtypes[0]); t++) {
+        int    type = qtypes[t], act = qwen_act_type(type);
+        size_t rb = qwen_row_bytes(type, n), stride = qwen_act_row_bytes(type, n);
+        size_t gb = qwen_packed_group_bytes(type, n);
+
+        for (trial = 0; trial < 6; trial++) {
+            float oa[4 * 2 * QWEN_PACK_ROWS], ob[4 * 2 * QWEN_PACK_ROWS];
+            int   extreme = trial >= 4;
+
+            for (j = 0; j < nr * rb; j++) {
+                wq[j] = extreme ? (trial == 4 ? 0x81 : 0x7F) : (uint8_t) (frand() * 128.0f + 128.0f);
+            }
+            for (i = 0; i < nr * n / qwen_type_block_size(type); i++) {
+                uint8_t  *blk = wq + i * qwen_type_block_bytes(type);
+                qwen_f16 d = qwen_f32_to_f16(0.01f * (frand() + 1.0f));
+
+                memcpy(blk + (type == QWEN_TYPE_Q8_0   ? offsetof(block_q8_0, d)
+                              : type == QWEN_TYPE_Q4_K ? offsetof(block_q4_K, d)
+                                                       : offsetof(block_q6_K, d)),
+                       &d, sizeof(d));
+                if (type == QWEN_TYPE_Q4_K) {
+                    memcpy(blk + offsetof(block_q4_K, dmin), &d, sizeof(d));
+                }
+                if (type == QWEN_TYPE_Q8_0) {
+                    /* -127 .. 127, as Q8_0 quantizers emit */
+                    for (j = offsetof(block_q8_0, qs); j < sizeof(block_q8_0); j++) {
+                        blk[j] = blk[j] == 0x80 ? 0x81 : blk[j];
+                    }
+                }
+            }
+            for (i = 0; i < 4 * n; i++) {
+                /* the last trial: every activation at its block's maximum */
+                x[i] = extreme ? (i % 2 ? -1.0f : 1.0f) : frand();
+            }
+            for (r = 0; r < 4; r++) {
+                a->quantize_act(act, x + r * n, acts + r * stride, n);
+            }
+            calls++;
+            oa[0] = a->vec_dot[type](n, wq, acts);
+            ob[0] = b->vec_dot[type](n, wq, acts);
+            differ += memcmp(oa, ob, sizeof(float)) != 0;
+            if (a->vec_dot4[type] != NULL || b->vec_dot4[type] != NULL) {
+                calls++;
+                a->vec_dot4[type](n, wq, acts, stride, oa);
+                b->vec_dot4[type](n, wq, acts, stride, ob);
+                differ += memcmp(oa, ob, 4 * sizeof(float)) != 0;
+            }
+            if (a->vec_dot2x4[type] != NULL || b->vec_dot2x4[type] != NULL) {
+                calls++;
+                a->vec_dot2x4[type](n, wq, rb, acts, stride, oa);
+                b->vec_dot2x4[type](n, wq, rb, acts, stride, ob);
+                differ += memcmp(oa, ob, 8 * sizeof(float)) != 0;
+            }
+            if (a->packed_dot[type] == NULL && b->packed_dot[type] == NULL) {
+                continue;
+            }
+            qwen_pack_group(type, wq, rb, n, packed);
+            qwen_pack_group(type, wq + QWEN_PACK_ROWS * rb, rb, n, packed + gb);
+            for (nt = 1; nt <= 4; nt++) {
+                calls++;
+                a->packed_dot[type](n, packed, acts, stride, nt, oa);
+                b->packed_dot[type](n, packed, acts, stride, nt, ob);
+                differ += memcmp(oa, ob, (size_t) nt * QWEN_PACK_ROWS * sizeof(float)) != 0;
+            }
+            if (a->packed_dot_pair[type] != NULL || b->packed_dot_pair[type] != NULL) {
+                calls++;
+                a->packed_dot_pair[type](n, packed, gb, acts, oa);
+                b->packed_dot_pair[type](n, packed, gb, acts, ob);
+                differ += memcmp(oa, ob, 2 * QWEN_PACK_ROWS * sizeof(float)) != 0;
+            }
+        }
+    }
+    CHECK(differ == 0 && calls > 0, "%s and %s: %d of %d quantized kernel calls differ in bits",
+          a->name, b->name, differ, calls);
+    if (differ == 0) {
+        printf("%s and %s: the same bits in %d quantized kernel calls\n", a->name, b->name, calls);
+    }
+    free(x);
+    free(wq);
+    free(packed);
+    free(acts);
+}
+
 /* Names, sizes and availability of the formats. */
 static void
 test_kv_format_names(void)
@@ -1060,8 +1164,8 @@ test_kv_format_names(void)
 int
 main(void)
 {
-    static const char *names[] = { "scalar", "avx2", "avx512", "neon", "neon_dotprod",
-                                   "neon_i8mm", "neon_bf16" };
+    static const char *names[] = { "scalar", "avx2", "avx2_vnni", "avx512", "neon",
+                                   "neon_dotprod", "neon_i8mm", "neon_bf16" };
     const qwen_kernels *k;
     const char         *expect;
     size_t              i;
@@ -1094,6 +1198,9 @@ main(void)
                 test_gemm(k, 262);   /* K % 4 == 2: the tails of pair and quad tiles */
             }
         }
+    }
+    if (qwen_kernels_available("avx2") && qwen_kernels_available("avx2_vnni")) {
+        test_same_bits(qwen_kernels_by_name("avx2"), qwen_kernels_by_name("avx2_vnni"));
     }
     test_kv_format_names();
     CHECK(tested >= 1, "no kernel table ran");

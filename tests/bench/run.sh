@@ -62,6 +62,14 @@ if [ -x "$compare" ]; then
     echo "== against llama.cpp, per kernel table (${BENCH_PEER_ROUNDS:-3} rounds)" >&2
     QWEN=$qwen "$compare" -r "${BENCH_PEER_ROUNDS:-3}" -p "$P" -n "$N" "${peer_models[@]}" \
         | tee "$out/peer.txt" | grep '^{' | sed "s/^{/{\"kind\":\"peer\",/" >> "$res" || true
+    # AVX-VNNI without AVX-512 is its own table: against llama.cpp's alderlake variant
+    if grep -qw avx_vnni /proc/cpuinfo; then
+        if vnni_peer=$(tests/bench/peer_variant.sh alderlake); then
+            QWEN=$qwen "$vnni_peer/compare.sh" -k avx2_vnni -r "${BENCH_PEER_ROUNDS:-3}" -p "$P" \
+                -n "$N" "${peer_models[@]}" | tee -a "$out/peer.txt" | grep '^{' \
+                | sed "s/^{/{\"kind\":\"peer\",/" >> "$res" || true
+        fi
+    fi
 fi
 
 # OpenBLAS sgemm (sbgemm where the build has it) against our kernels for the

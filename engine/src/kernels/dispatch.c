@@ -17,6 +17,7 @@
 
 #if defined(__x86_64__)
 const qwen_kernels *qwen_kernels_avx2(void);
+const qwen_kernels *qwen_kernels_avx2_vnni(void);
 const qwen_kernels *qwen_kernels_avx512(void);
 #elif defined(__aarch64__)
 const qwen_kernels *qwen_kernels_neon(void);
@@ -40,6 +41,16 @@ x86_has_avx2(void)
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
+/* AVX-VNNI: vpdpbusd / vpdpwssd on 256-bit registers, VEX-encoded (cpuid
+ * leaf 7 subleaf 1, EAX bit 4; __builtin_cpu_supports of gcc 12 and
+ * clang 14 do not all know it) */
+static int
+x86_has_avx_vnni(void)
+{
+    unsigned a, b, c, d;
+
+    return x86_has_avx2() && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4));
+}
 
 /* AVX-512 with BF16 and VNNI: the prefill GEMM and the K-quant dots */
 static int
@@ -120,6 +131,9 @@ qwen_kernels_by_name(const char *name)
     if (strcmp(name, "avx2") == 0 && x86_has_avx2()) {
         return qwen_kernels_avx2();
     }
+    if (strcmp(name, "avx2_vnni") == 0 && x86_has_avx_vnni()) {
+        return qwen_kernels_avx2_vnni();
+    }
     if (strcmp(name, "avx512") == 0 && x86_has_avx512_bf16()) {
         return qwen_kernels_avx512();
     }
@@ -146,6 +160,9 @@ qwen_kernels_best(void)
 #if defined(__x86_64__)
     if (x86_has_avx512_bf16()) {
         return qwen_kernels_avx512();
+    }
+    if (x86_has_avx_vnni()) {
+        return qwen_kernels_avx2_vnni();
     }
     if (x86_has_avx2()) {
         return qwen_kernels_avx2();

@@ -11,6 +11,19 @@
 #include <math.h>
 #include <string.h>
 
+/* avx2_vnni.c builds this file again with -mavxvnni as the avx2_vnni
+ * table: the same kernels, with vpdpbusd / vpdpwssd where x86.h's
+ * helpers have them, under names of its own */
+#ifdef QWEN_AVX2_VNNI_TABLE
+#define AVX2_SYM(f)   qwen_avx2_vnni_##f
+#define AVX2_NAME     "avx2_vnni"
+#define AVX2_TABLE_FN qwen_kernels_avx2_vnni
+#else
+#define AVX2_SYM(f)   qwen_avx2_##f
+#define AVX2_NAME     "avx2"
+#define AVX2_TABLE_FN qwen_kernels_avx2
+#endif
+
 /* F16C: one instruction instead of a call into the portable converter */
 static inline float
 f16(qwen_f16 h)
@@ -115,8 +128,8 @@ q6k_dot_rows(int64_t n, const void *w, size_t w_stride, const void *act, size_t 
 
 #pragma GCC unroll 2
                     for (r = 0; r < NR; r++) {
-                        isum[r][t] = _mm256_add_epi32(isum[r][t], _mm256_madd_epi16(
-                            _mm256_maddubs_epi16(q[r], y8), s[r]));
+                        isum[r][t] = qwen_madd_acc(isum[r][t], _mm256_maddubs_epi16(q[r], y8),
+                                                   s[r]);
                     }
                 }
             }
@@ -507,7 +520,6 @@ q8_scores8(int hd, const int NQ, const int8_t *qs, const float *dq, const int8_t
            __m256 *acc)
 {
     const qwen_f16 *ks = qwen_kv_q8_0_scales(kq, hd);
-    const __m256i   ones = _mm256_set1_epi16(1);
     int             b, g, h, nb = hd / 32;
 
 #pragma GCC unroll 4
@@ -533,8 +545,8 @@ q8_scores8(int hd, const int NQ, const int8_t *qs, const float *dq, const int8_t
                 int32_t qg;
 
                 memcpy(&qg, qs + (size_t) h * hd + 32 * b + 4 * g, 4);
-                isum[h] = _mm256_add_epi32(isum[h], _mm256_madd_epi16(
-                    _mm256_maddubs_epi16(ak, _mm256_sign_epi8(_mm256_set1_epi32(qg), k8)), ones));
+                isum[h] = qwen_dpbusd_acc(isum[h], ak,
+                                          _mm256_sign_epi8(_mm256_set1_epi32(qg), k8));
             }
         }
         dk = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (ks + b * QWEN_KV_BLOCK + c)));
@@ -833,26 +845,26 @@ quantize_act(int act_type, const float *x, void *y, int64_t n)
 
 /* exported names for the AVX-512 table (x86.h) */
 #define ALIAS(name) __attribute__((alias(#name)))
-float qwen_avx2_dot_f32(int64_t, const void *, const void *) ALIAS(dot_f32);
-float qwen_avx2_dot_f16(int64_t, const void *, const void *) ALIAS(dot_f16);
-float qwen_avx2_dot_bf16(int64_t, const void *, const void *) ALIAS(dot_bf16);
-float qwen_avx2_dot_q8_0(int64_t, const void *, const void *) ALIAS(dot_q8_0);
-float qwen_avx2_dot_q4_K(int64_t, const void *, const void *) ALIAS(dot_q4_K);
-float qwen_avx2_dot_q6_K(int64_t, const void *, const void *) ALIAS(dot_q6_K);
-void qwen_avx2_dot4_f16(int64_t, const void *, const void *, size_t, float *) ALIAS(dot4_f16);
-void qwen_avx2_dot4_bf16(int64_t, const void *, const void *, size_t, float *) ALIAS(dot4_bf16);
-void qwen_avx2_dot4_q8_0(int64_t, const void *, const void *, size_t, float *) ALIAS(dot4_q8_0);
-void qwen_avx2_dot4_q4_K(int64_t, const void *, const void *, size_t, float *) ALIAS(dot4_q4_K);
-void qwen_avx2_dot4_q6_K(int64_t, const void *, const void *, size_t, float *) ALIAS(dot4_q6_K);
-void qwen_avx2_quantize_act(int, const float *, void *, int64_t) ALIAS(quantize_act);
-float qwen_avx2_dot_f32_f16(int64_t, const float *, const qwen_f16 *) ALIAS(dot_f32_f16);
-void qwen_avx2_axpy_f16(int64_t, float, const qwen_f16 *, float *) ALIAS(axpy_f16);
-void qwen_avx2_f32_to_f16(const float *, qwen_f16 *, int64_t) ALIAS(f32_to_f16);
-void qwen_avx2_kv_store_f16(int, const float *, const float *, void *, void *, int)
+float AVX2_SYM(dot_f32)(int64_t, const void *, const void *) ALIAS(dot_f32);
+float AVX2_SYM(dot_f16)(int64_t, const void *, const void *) ALIAS(dot_f16);
+float AVX2_SYM(dot_bf16)(int64_t, const void *, const void *) ALIAS(dot_bf16);
+float AVX2_SYM(dot_q8_0)(int64_t, const void *, const void *) ALIAS(dot_q8_0);
+float AVX2_SYM(dot_q4_K)(int64_t, const void *, const void *) ALIAS(dot_q4_K);
+float AVX2_SYM(dot_q6_K)(int64_t, const void *, const void *) ALIAS(dot_q6_K);
+void AVX2_SYM(dot4_f16)(int64_t, const void *, const void *, size_t, float *) ALIAS(dot4_f16);
+void AVX2_SYM(dot4_bf16)(int64_t, const void *, const void *, size_t, float *) ALIAS(dot4_bf16);
+void AVX2_SYM(dot4_q8_0)(int64_t, const void *, const void *, size_t, float *) ALIAS(dot4_q8_0);
+void AVX2_SYM(dot4_q4_K)(int64_t, const void *, const void *, size_t, float *) ALIAS(dot4_q4_K);
+void AVX2_SYM(dot4_q6_K)(int64_t, const void *, const void *, size_t, float *) ALIAS(dot4_q6_K);
+void AVX2_SYM(quantize_act)(int, const float *, void *, int64_t) ALIAS(quantize_act);
+float AVX2_SYM(dot_f32_f16)(int64_t, const float *, const qwen_f16 *) ALIAS(dot_f32_f16);
+void AVX2_SYM(axpy_f16)(int64_t, float, const qwen_f16 *, float *) ALIAS(axpy_f16);
+void AVX2_SYM(f32_to_f16)(const float *, qwen_f16 *, int64_t) ALIAS(f32_to_f16);
+void AVX2_SYM(kv_store_f16)(int, const float *, const float *, void *, void *, int)
     ALIAS(kv_store_f16);
-void qwen_avx2_attention_f16(int, int, const float *, const qwen_kv_view *, int, float, float *,
+void AVX2_SYM(attention_f16)(int, int, const float *, const qwen_kv_view *, int, float, float *,
                              float *) ALIAS(attention_f16);
-void qwen_avx2_attention_f32(int, int, const float *, const qwen_kv_view *, int, float, float *,
+void AVX2_SYM(attention_f32)(int, int, const float *, const qwen_kv_view *, int, float, float *,
                              float *) ALIAS(attention_f32);
 
 QWEN_X86_DOT_PAIR(dot_q8_0, dot4_q8_0, qwen_q8_0_dot_n)
@@ -867,11 +879,11 @@ QWEN_PACKED_DOT_ENTRY(packed_dot_q8_0, qwen_q8_0x8_dot)
 QWEN_PACKED_DOT_ENTRY(packed_dot_bf16, qwen_bf16x8_dot)
 
 static const qwen_kernels kernels_avx2 = {
-    .name = "avx2",
-    QWEN_AVX2_ENTRIES(qwen_avx2_dot_f32, qwen_avx2_dot_f16, qwen_avx2_dot_bf16, NULL,
-                      qwen_avx2_dot4_f16, qwen_avx2_dot4_bf16, qwen_avx2_dot_q8_0,
-                      qwen_avx2_dot4_q8_0, qwen_avx2_dot_q4_K, qwen_avx2_dot_q6_K,
-                      qwen_avx2_dot4_q4_K, qwen_avx2_dot4_q6_K),
+    .name = AVX2_NAME,
+    QWEN_AVX2_ENTRIES(AVX2_SYM(dot_f32), AVX2_SYM(dot_f16), AVX2_SYM(dot_bf16), NULL,
+                      AVX2_SYM(dot4_f16), AVX2_SYM(dot4_bf16), AVX2_SYM(dot_q8_0),
+                      AVX2_SYM(dot4_q8_0), AVX2_SYM(dot_q4_K), AVX2_SYM(dot_q6_K),
+                      AVX2_SYM(dot4_q4_K), AVX2_SYM(dot4_q6_K)),
     /* prompt tokens: 2 rows x 4 tokens per call loads each token's
      * activations once for two rows. From 8 tokens on: below, they sit in
      * L1 and the 1 x 4 kernel is faster (4 sequences decoded together: 65
@@ -891,7 +903,7 @@ static const qwen_kernels kernels_avx2 = {
 };
 
 const qwen_kernels *
-qwen_kernels_avx2(void)
+AVX2_TABLE_FN(void)
 {
     return &kernels_avx2;
 }

@@ -39,14 +39,49 @@ void  qwen_avx2_attention_f32(int hd, int n_q, const float *q, const qwen_kv_vie
 #include <immintrin.h>
 #endif
 
-/* vpdpbusd on 256-bit registers: the avx512 table (and its emulated build,
- * so these paths are tested on any x86 host); the same integer sums as
- * maddubs + madd, so the same bits */
+/* vpdpbusd / vpdpwssd on 256-bit registers: the avx512 table (EVEX, and
+ * its emulated build, so these paths are tested on any x86 host) and the
+ * avx2_vnni table (AVX-VNNI's VEX forms: Alder Lake and later cores
+ * without AVX-512); the same integer sums as maddubs + madd, so the same
+ * bits */
 #if (defined(__AVX512VNNI__) && defined(__AVX512VL__)) || defined(QWEN_X86_EMULATE_AVX512)
 #define QWEN_X86_VNNI 1
+#define qwen_dpbusd256 _mm256_dpbusd_epi32
+#define qwen_dpwssd256 _mm256_dpwssd_epi32
+#elif defined(__AVXVNNI__)
+#define QWEN_X86_VNNI 1
+#define qwen_dpbusd256 _mm256_dpbusd_avx_epi32
+#define qwen_dpwssd256 _mm256_dpwssd_avx_epi32
 #else
 #define QWEN_X86_VNNI 0
 #endif
+
+/* acc + the products of 16-bit pairs summed into 32-bit lanes: one
+ * vpdpwssd where VNNI is compiled in, vpmaddwd + vpaddd otherwise (the
+ * same lanes: a pair's sum fits, and int32 adds wrap alike) */
+static inline __m256i
+qwen_madd_acc(__m256i acc, __m256i a, __m256i b)
+{
+#if QWEN_X86_VNNI
+    return qwen_dpwssd256(acc, a, b);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
+}
+
+/* acc + unsigned x signed byte products, four to a 32-bit lane: one
+ * vpdpbusd with VNNI, maddubs + madd + add otherwise (the same lanes
+ * while |u| <= 127: maddubs' 16-bit pairs cannot saturate) */
+static inline __m256i
+qwen_dpbusd_acc(__m256i acc, __m256i u, __m256i s)
+{
+#if QWEN_X86_VNNI
+    return qwen_dpbusd256(acc, u, s);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s),
+                                                   _mm256_set1_epi16(1)));
+#endif
+}
 
 /* the sum of a vector's 8 floats, always in this order (bit-identical
  * results wherever it is used) */
@@ -166,7 +201,7 @@ static inline __m256i
 qwen_q8_0_lanes(__m256i ax, __m256i sy)
 {
 #if QWEN_X86_VNNI
-    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy);
+    return qwen_dpbusd256(_mm256_setzero_si256(), ax, sy);
 #else
     return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
 #endif
@@ -330,12 +365,7 @@ qwen_q4k_dot_rows(int64_t n, const void *w, size_t w_stride, const void *act, si
 #pragma GCC unroll 2
                     for (r = 0; r < NR; r++) {
                         __m256i p = _mm256_maddubs_epi16(q[r], y8);
-#if QWEN_X86_VNNI
-                        isum[r][t][ch] = _mm256_dpwssd_epi32(isum[r][t][ch], p, sc[r]);
-#else
-                        isum[r][t][ch] = _mm256_add_epi32(isum[r][t][ch],
-                                                          _mm256_madd_epi16(p, sc[r]));
-#endif
+                        isum[r][t][ch] = qwen_madd_acc(isum[r][t][ch], p, sc[r]);
                     }
                 }
             }
@@ -494,7 +524,7 @@ qwen_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
                 }
 #pragma GCC unroll 4
                 for (t = 0; t < NT; t++) {
-                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(acc16[t], sc));
+                    isum[t] = qwen_madd_acc(isum[t], acc16[t], sc);
                 }
             }
         }
@@ -512,9 +542,6 @@ static inline __attribute__((always_inline)) void
 qwen_q8_0x8_dot(int64_t n, const void *w, const void *act, size_t stride, float *out,
                 const int NT)
 {
-#if !QWEN_X86_VNNI
-    const __m256i       ones = _mm256_set1_epi16(1);
-#endif
     const block_q8_0x8 *x = w;
     __m256              acc[4];
     int64_t             b, nb = n / QK8_0;
@@ -549,13 +576,7 @@ qwen_q8_0x8_dot(int64_t n, const void *w, const void *act, size_t stride, float 
                 int32_t       y4;
 
                 memcpy(&y4, q8, 4);
-#if QWEN_X86_VNNI
-                isum[t] = _mm256_dpbusd_epi32(isum[t], av,
-                                              _mm256_sign_epi8(_mm256_set1_epi32(y4), v));
-#else
-                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(
-                    av, _mm256_sign_epi8(_mm256_set1_epi32(y4), v)), ones));
-#endif
+                isum[t] = qwen_dpbusd_acc(isum[t], av, _mm256_sign_epi8(_mm256_set1_epi32(y4), v));
                 QWEN_CHAIN(isum[t]);
             }
         }
@@ -732,8 +753,8 @@ qwen_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
                                           _mm256_maddubs_epi16(lo1, _mm256_set1_epi32(y[1])));
                     ph = _mm256_add_epi16(_mm256_maddubs_epi16(hi0, _mm256_set1_epi32(y[2])),
                                           _mm256_maddubs_epi16(hi1, _mm256_set1_epi32(y[3])));
-                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(pl, sl));
-                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(ph, sh));
+                    isum[t] = qwen_madd_acc(isum[t], pl, sl);
+                    isum[t] = qwen_madd_acc(isum[t], ph, sh);
                     QWEN_CHAIN(isum[t]);
                 }
             }
