@@ -900,6 +900,15 @@ static const qwen_kernels kernels_avx2 = {
     .packed_dot[QWEN_TYPE_BF16] = packed_dot_bf16,
     .kv_store[QWEN_KV_Q8_0] = qwen_kv_store_q8_0_ref,
     .kv_attention[QWEN_KV_Q8_0] = attention_q8_0,
+#if QWEN_X86_VNNI
+    /* avx2_vnni: steps of 8 tokens or more (prompts) on packed Q8_0 take
+     * the GEMM without the sign trick (x86.h), its activations laid out
+     * once per matmul with their sums */
+    .packed_gemm[QWEN_TYPE_Q8_0] = qwen_q8_0x8_gemm,
+    .packed_gemm_act[QWEN_TYPE_Q8_0] = qwen_q8_0s_prep,
+    .packed_gemm_act_bytes = qwen_q8_0s_bytes,
+    .packed_gemm_act_tokens = 1,
+#endif
 };
 
 const qwen_kernels *

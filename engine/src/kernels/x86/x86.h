@@ -595,6 +595,129 @@ qwen_q8_0x8_dot(int64_t n, const void *w, const void *act, size_t stride, float 
     }
 }
 
+#if QWEN_X86_VNNI
+/*
+ * The packed Q8_0 GEMM's activations (packed_gemm_act, one token a group):
+ * each Q8_0 block with its scale as a float (f16 widens exactly) and 128 x
+ * the sum of its quants, which the GEMM below starts from.
+ */
+typedef struct {
+    float   d;
+    int32_t sum128;
+    int8_t  qs[QK8_0];
+} qwen_q8_0s;
+
+static inline size_t
+qwen_q8_0s_bytes(int act_type, int64_t n, int n_tok)
+{
+    (void) act_type;
+    return (size_t) n_tok * (size_t) (n / QK8_0) * sizeof(qwen_q8_0s);
+}
+
+static inline void
+qwen_q8_0s_prep(int64_t n, const void *act, size_t stride, int n_tok, void *out)
+{
+    qwen_q8_0s *o = out;
+    int64_t     b, nb = n / QK8_0;
+    int         t, i, sum;
+
+    for (t = 0; t < n_tok; t++) {
+        const block_q8_0 *y = (const block_q8_0 *) ((const char *) act + t * stride);
+
+        for (b = 0; b < nb; b++, o++) {
+            for (i = 0, sum = 0; i < QK8_0; i++) {
+                sum += y[b].qs[i];
+            }
+            o->d = _cvtsh_ss(y[b].d);
+            o->sum128 = 128 * sum;
+            memcpy(o->qs, y[b].qs, QK8_0);
+        }
+    }
+}
+
+/*
+ * Packed Q8_0 x those activations, 8 rows x NT tokens (1 .. 4): with VNNI
+ * the weights need no sign trick, as vpdpbusd does not saturate: w + 128
+ * (an xor, once per 4 columns for all the tokens) times the token's bytes,
+ * from -128 x the block's sum, is the block's exact integer sum, one
+ * vpdpbusd per 32 products a token where the dot pays a vpsignb too. The
+ * same integers and the same float steps as qwen_q8_0x8_dot: its bits.
+ */
+static inline __attribute__((always_inline)) void
+qwen_q8_0x8_gemm_tile(int64_t n, const block_q8_0x8 *x, const qwen_q8_0s *y, int64_t nb,
+                      float *out, const int NT)
+{
+    const __m256i flip = _mm256_set1_epi8((char) 0x80);
+    __m256        acc[4];
+    int64_t       b;
+    int           t, k;
+
+#pragma GCC unroll 4
+    for (t = 0; t < NT; t++) {
+        acc[t] = _mm256_setzero_ps();
+    }
+    for (b = 0; b < n / QK8_0; b++) {
+        __m256i isum[4];
+        __m256  d;
+
+#pragma GCC unroll 4
+        for (t = 0; t < NT; t++) {
+            isum[t] = _mm256_set1_epi32(-y[t * nb + b].sum128);
+        }
+#pragma GCC unroll 8
+        for (k = 0; k < QK8_0 / 4; k++) {
+            __m256i u = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *) x[b].qs[k]), flip);
+
+#pragma GCC unroll 4
+            for (t = 0; t < NT; t++) {
+                int32_t y4;
+
+                memcpy(&y4, y[t * nb + b].qs + 4 * k, 4);
+                isum[t] = qwen_dpbusd256(isum[t], u, _mm256_set1_epi32(y4));
+                QWEN_CHAIN(isum[t]);
+            }
+        }
+        d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x[b].d));
+#pragma GCC unroll 4
+        for (t = 0; t < NT; t++) {
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(y[t * nb + b].d)),
+                                     _mm256_cvtepi32_ps(isum[t]), acc[t]);
+        }
+    }
+#pragma GCC unroll 4
+    for (t = 0; t < NT; t++) {
+        _mm256_storeu_ps(out + 8 * t, acc[t]);
+    }
+}
+
+/* One packed Q8_0 group against n_tok tokens of qwen_q8_0s_prep's layout
+ * (act_stride bytes a token), four at a time while the group sits in L1:
+ * out[idx[t] * out_stride + r] (packed_gemm) */
+static inline void
+qwen_q8_0x8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, int n_tok,
+                 float *out, size_t out_stride, const int32_t *idx)
+{
+    const qwen_q8_0s *y = act;
+    int64_t           nb = (int64_t) (act_stride / sizeof(qwen_q8_0s));
+    float             res[4 * QWEN_PACK_ROWS];
+    int               t, i, nt;
+
+    for (t = 0; t < n_tok; t += 4) {
+        nt = n_tok - t < 4 ? n_tok - t : 4;
+        switch (nt) {
+        case 1: qwen_q8_0x8_gemm_tile(n, w, y + t * nb, nb, res, 1); break;
+        case 2: qwen_q8_0x8_gemm_tile(n, w, y + t * nb, nb, res, 2); break;
+        case 3: qwen_q8_0x8_gemm_tile(n, w, y + t * nb, nb, res, 3); break;
+        default: qwen_q8_0x8_gemm_tile(n, w, y + t * nb, nb, res, 4); break;
+        }
+        for (i = 0; i < nt; i++) {
+            memcpy(out + (size_t) idx[t + i] * out_stride, res + i * QWEN_PACK_ROWS,
+                   sizeof(float) * QWEN_PACK_ROWS);
+        }
+    }
+}
+#endif
+
 /*
  * Packed BF16 (repack.h) x F32, 8 rows in the lanes, NT tokens (1 .. 4):
  * a 32-byte load is 2 columns of the 8 rows, widened by a shift and a
