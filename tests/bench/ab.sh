@@ -5,6 +5,8 @@
 # alternates the two binaries ROUNDS times on each case and prints the best
 # of each and their ratio.
 #   usage: tests/bench/ab.sh REV [ROUNDS]      (make bench-ab BASE=REV)
+# AB_ARGS adds qwen bench options to every case (AB_ARGS="--kernels avx2":
+# the avx2 table on a host whose best table is another)
 set -euo pipefail
 BUILD=${BUILD:-build}
 rev=${1:?usage: ab.sh REV [ROUNDS]}
@@ -43,10 +45,10 @@ for c in "${cases[@]}"; do
     best_old=0 best_new=0
     for r in $(seq "$rounds"); do
         # shellcheck disable=SC2086
-        v=$("$old" bench -m "$models/$model" $args --json 2>/dev/null | tail -n 1 | field "$key")
+        v=$("$old" bench -m "$models/$model" $args ${AB_ARGS:-} --json 2>/dev/null | tail -n 1 | field "$key")
         best_old=$(/usr/bin/python3 -c "print(max($best_old, $v))")
         # shellcheck disable=SC2086
-        v=$("$new" bench -m "$models/$model" $args --json 2>/dev/null | tail -n 1 | field "$key")
+        v=$("$new" bench -m "$models/$model" $args ${AB_ARGS:-} --json 2>/dev/null | tail -n 1 | field "$key")
         best_new=$(/usr/bin/python3 -c "print(max($best_new, $v))")
     done
     /usr/bin/python3 -c "print('| %s | %.1f | %.1f | %.2fx |' % ('$name', $best_old, $best_new, $best_new / $best_old))"
