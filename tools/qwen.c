@@ -30,6 +30,7 @@ typedef struct {
     int         think;
     int         json_only;
     int         repeat;
+    int         no_warmup;
     qwen_sampling_params sampling;   /* qwen run: Qwen3's defaults, --temp... */
 } cli_opts;
 
@@ -41,8 +42,10 @@ usage(FILE *f)
         "  logits     -m MODEL --ids 1,2,3 [-n 24] [--top 5] [-t THREADS]\n"
         "             greedy steps; one JSON line per token with top probabilities\n"
         "  bench      -m MODEL [-p 200] [-n 200] [-t THREADS] [-s SEQS] [--repeat N]\n"
-        "             prefill and decode speed (text and one JSON line); with\n"
-        "             --repeat the best of N runs (a shared machine is noisy)\n"
+        "             [--no-warmup]   prefill and decode speed (text and one JSON\n"
+        "             line) after an untimed prompt, as llama-bench; with --repeat\n"
+        "             the best of N runs (a shared machine is noisy); --no-warmup\n"
+        "             skips the untimed prompt (instruction counts by difference)\n"
         "  run        -m MODEL -p TEXT [-n 256] [--temp 0.7] [--top-k 20] [--top-p 0.8]\n"
         "             [--seed S] [--no-think]   chat with the model\n"
         "  info       -m MODEL\n"
@@ -108,6 +111,7 @@ parse_opts(int argc, char **argv, cli_opts *o)
 
         if (strcmp(a, "--no-think") == 0) { o->think = 0; continue; }
         if (strcmp(a, "--json") == 0) { o->json_only = 1; continue; }
+        if (strcmp(a, "--no-warmup") == 0) { o->no_warmup = 1; continue; }
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { usage(stdout); exit(0); }
         if (val == NULL) {
             fprintf(stderr, "qwen: option %s needs a value\n", a);
@@ -415,7 +419,7 @@ cmd_bench(int argc, char **argv)
      * request before the next one; the first prompt of a fresh context
      * faults in its activation and KV pages: 20-25% of a 200-token
      * prefill measured here) */
-    if (feed(ctx, n_batch, 0, 0, ids, o.n_prompt, 1, logits) != 0) {
+    if (!o.no_warmup && feed(ctx, n_batch, 0, 0, ids, o.n_prompt, 1, logits) != 0) {
         goto done;
     }
 

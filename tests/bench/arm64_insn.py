@@ -10,9 +10,9 @@ warm-up step and all setup (../shared/arm64/README.md):
 Both programs run on one thread (the plugin's inline counters are exact for
 one running guest thread), on the same model files.
 
-  qwen bench -m M -t 1 --json -p 16 -n 12 | -p 16 -n 4 | -p 64 -n 0 | -p 32 -n 0
-    (one untimed warm-up prompt token first, the same in every run; the
-    prompt is fed as one batch; each decode step takes an argmax of the
+  qwen bench -m M -t 1 --json --no-warmup -p 16 -n 12 | -p 16 -n 4 | -p 64 -n 0 | -p 32 -n 0
+    (no untimed warm-up prompt, as llama-bench's --no-warmup: it would be
+    fed twice and double the prefill difference; the prompt is fed as one batch; each decode step takes an argmax of the
     logits, which llama-bench does not: 0.2-0.9M instructions a token, the
     second pass stopping at the winner)
   llama-bench -m M -t 1 -r 1 --no-warmup -p 0 -n 0 -pg 16,12 | -pg 16,4
@@ -43,7 +43,8 @@ PHASES = {
 
 
 def qwen_args(qwen, model, p, n):
-    return [qwen, "bench", "-m", model, "-t", "1", "--json", "-p", str(p), "-n", str(n)]
+    return [qwen, "bench", "-m", model, "-t", "1", "--json", "--no-warmup", "-p", str(p), "-n",
+            str(n)]
 
 
 def peer_args(peer, model, p, n):
