@@ -258,14 +258,16 @@ if blas:
                  % blas[0]["tokens"])
     lines.append("")
     lines.append("| weight rows x cols | OpenBLAS sgemm (F32) | OpenBLAS sbgemm (BF16) | "
-                 "ours, F32 weights | ours, BF16 packed (%s) |" % blas[0]["table"])
+                 "ours, F32 weights | ours, BF16 weights (%s, its %s) |"
+                 % (blas[0]["table"], blas[0].get("ours_bf16_path", "packed_dot")))
     lines.append("|---|---|---|---|---|")
     for r in blas:
         sb = r["openblas_sbgemm_gmac_s"]
         lines.append("| %d x %d | %.1f | %s | %.1f | %.1f |"
                      % (r["rows"], r["cols"], r["openblas_sgemm_gmac_s"],
                         "not in this build" if sb is None else "%.1f" % sb,
-                        r["ours_f32_gmac_s"], r["ours_bf16_packed_gmac_s"]))
+                        r["ours_f32_gmac_s"],
+                        r.get("ours_bf16_gmac_s", r.get("ours_bf16_packed_gmac_s", 0.0))))
     lines.append("")
 lines.append("| format | threads | sequences | total decode tok/s | per sequence |")
 lines.append("|---|---|---|---|---|")
