@@ -70,8 +70,8 @@ qwen_madd_acc(__m256i acc, __m256i a, __m256i b)
 }
 
 /* acc + unsigned x signed byte products, four to a 32-bit lane: one
- * vpdpbusd with VNNI, maddubs + madd + add otherwise (the same lanes
- * while |u| <= 127: maddubs' 16-bit pairs cannot saturate) */
+ * vpdpbusd with VNNI, maddubs + madd + add otherwise (the same lanes while
+ * maddubs' 16-bit pairs cannot saturate: u <= 128 against |s| <= 127) */
 static inline __m256i
 qwen_dpbusd_acc(__m256i acc, __m256i u, __m256i s)
 {
@@ -194,17 +194,12 @@ qwen_q6k_unpack_group(const uint8_t *ql, const uint8_t *qh, const int g)
                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * g), m3),
                                              4));
 }
-/* acc + one Q8_0 block's products, as 8 exact int32 lanes of 4 each: one
- * vpdpbusd where VNNI is compiled in, maddubs + madd otherwise (the same
- * lanes: |x| <= 127 keeps maddubs' 16-bit pairs from saturating) */
+/* One Q8_0 block's products, as 8 exact int32 lanes of 4 each
+ * (|x| <= 127 keeps maddubs' 16-bit pairs from saturating) */
 static inline __m256i
 qwen_q8_0_lanes(__m256i ax, __m256i sy)
 {
-#if QWEN_X86_VNNI
-    return qwen_dpbusd256(_mm256_setzero_si256(), ax, sy);
-#else
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
-#endif
+    return qwen_dpbusd_acc(_mm256_setzero_si256(), ax, sy);
 }
 
 /* Block b of NR Q8_0 rows (w_stride bytes apart) into chain
