@@ -230,10 +230,14 @@ my $h1 = $QwenNginx::JSON->decode(
     $hosts[0]->request('GET', '/health')->{body} || '{}');
 ok(($h1->{running} // 0) >= 1, "host 1 serves $h1->{running} of them (least_conn spreads them)");
 
-# the host dies: SIGKILL to its master and worker
-my @victims = ($hosts[0]->worker_pids, $hosts[0]->master_pid);
-kill 'KILL', @victims;
+# the host dies: SIGKILL to its master, then to its worker (the other order
+# let a loaded master see the worker die first and start a new one, which
+# outlived it and kept serving: seen under load, "worker process exited on
+# signal 9" then "start worker process" in the host's log)
+my @victims = $hosts[0]->worker_pids;
+kill 'KILL', $hosts[0]->master_pid;
 waitpid($hosts[0]->master_pid, 0);
+kill 'KILL', @victims;
 $hosts[0]{pid} = undef;
 
 my %exit;
