@@ -69,6 +69,9 @@ if [ -n "${QWEN_NGINX_ASAN_MODULE:-}" ] && [ -n "$(ls t/*.t 2>/dev/null)" ]; the
     out=$(QWEN_NGINX_MODULE=$QWEN_NGINX_ASAN_MODULE QWEN_NGINX_BIN="$here/nginx_asan.sh" \
           QWEN_ASAN_LOG_DIR=$logs QWEN_TEST_TMP=${QWEN_TEST_TMP:-build/t}-asan \
           prove -r t/ 2>&1); rc=$?
+    # the failures' own lines (which file and test, and why), then the summary
+    printf '%s\n' "$out" | grep -E -A8 '^t/.*\.t \.+ *$|^#   Failed test|^Dubious' \
+        | grep -Ev '^t/.*\.t \.+ ok$' || true
     printf '%s\n' "$out" | tail -n 4
     tests=$(printf '%s\n' "$out" | sed -n 's/.*Tests=\([0-9]*\).*/\1/p' | tail -n 1)
     failed=$(printf '%s\n' "$out" | sed -n 's/.*Failed \([0-9]*\)\/[0-9]* subtests.*/\1/p' \
