@@ -78,8 +78,7 @@ qwen_dpbusd_acc(__m256i acc, __m256i u, __m256i s)
 #if QWEN_X86_VNNI
     return qwen_dpbusd256(acc, u, s);
 #else
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s),
-                                                   _mm256_set1_epi16(1)));
+    return qwen_madd_acc(acc, _mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 #endif
 }
 
