@@ -193,17 +193,20 @@ test_packed(const qwen_kernels *k)
     static const int qtypes[] = { QWEN_TYPE_Q4_K, QWEN_TYPE_Q6_K, QWEN_TYPE_Q8_0,
                                   QWEN_TYPE_BF16 };
     const qwen_kernels *ref = qwen_kernels_ref();
-    const int64_t    n = 768;
+    /* BF16: an odd number of column pairs (a kernel unrolled by two pairs
+     * ends on one) */
+    const int64_t    n_max = 770;
     size_t           t, j;
     int              trial, r, tok, nt;
     int64_t          i;
-    float           *x = malloc(n * sizeof(float));
-    uint8_t         *wq = malloc(QWEN_PACK_ROWS * qwen_row_bytes(QWEN_TYPE_F32, n));
-    uint8_t         *packed = malloc(QWEN_PACK_ROWS * qwen_row_bytes(QWEN_TYPE_F32, n));
-    char            *acts = malloc(4 * qwen_row_bytes(QWEN_TYPE_F32, n));
+    float           *x = malloc(n_max * sizeof(float));
+    uint8_t         *wq = malloc(QWEN_PACK_ROWS * qwen_row_bytes(QWEN_TYPE_F32, n_max));
+    uint8_t         *packed = malloc(QWEN_PACK_ROWS * qwen_row_bytes(QWEN_TYPE_F32, n_max));
+    char            *acts = malloc(4 * qwen_row_bytes(QWEN_TYPE_F32, n_max));
 
     for (t = 0; t < sizeof(qtypes) / sizeof(qtypes[0]); t++) {
-        int    type = qtypes[t], act = qwen_act_type(type);
+        int     type = qtypes[t], act = qwen_act_type(type);
+        int64_t n = type == QWEN_TYPE_BF16 ? n_max : 768;
         size_t rb = qwen_row_bytes(type, n), stride = qwen_act_row_bytes(type, n);
         double worst = 0.0;
         int    same = 0, tried = 0;
@@ -813,20 +816,25 @@ test_gemm(const qwen_kernels *k, const int K)
         if (qwen_packable(type, 64, K)) {
             /* the packed copy of rows 0 .. 63 gives the file rows' bits,
              * rows 8 .. 60 asked for (two panels, the second ending in a
-             * part of a group) */
+             * part of a group), then 16 .. 56 (a panel of whole groups
+             * from an odd group, then one group alone) */
+            static const int from[] = { 8, 16 }, to[] = { 61, 56 };
             size_t gb = qwen_packed_group_bytes(type, K);
             char  *pk = malloc(8 * gb);
             float *out2 = calloc((size_t) 2 * NT * ROWS, sizeof(float));
-            int    differ = 0;
+            int    differ = 0, c;
 
             for (r = 0; r < 64; r += QWEN_PACK_ROWS) {
                 qwen_pack_group(type, wq + r * rb, rb, K, pk + (r / QWEN_PACK_ROWS) * gb);
             }
-            memset(out, 0, (size_t) 2 * NT * ROWS * sizeof(float));
-            k->gemm(type, wq, 0, rb, K, 8, 61, xb, NT, idx, out, ROWS, scratch);
-            k->gemm(type, pk, 1, 0, K, 8, 61, xb, NT, idx, out2, ROWS, scratch);
-            for (i = 0; i < 2 * NT * ROWS; i++) {
-                differ += memcmp(&out[i], &out2[i], sizeof(float)) != 0;
+            for (c = 0; c < 2; c++) {
+                memset(out, 0, (size_t) 2 * NT * ROWS * sizeof(float));
+                memset(out2, 0, (size_t) 2 * NT * ROWS * sizeof(float));
+                k->gemm(type, wq, 0, rb, K, from[c], to[c], xb, NT, idx, out, ROWS, scratch);
+                k->gemm(type, pk, 1, 0, K, from[c], to[c], xb, NT, idx, out2, ROWS, scratch);
+                for (i = 0; i < 2 * NT * ROWS; i++) {
+                    differ += memcmp(&out[i], &out2[i], sizeof(float)) != 0;
+                }
             }
             CHECK(differ == 0, "%s gemm %s from packed rows: %d results differ from the "
                   "file rows'", k->name, qwen_type_name(type), differ);

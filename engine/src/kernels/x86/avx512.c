@@ -272,7 +272,9 @@ panel_packed(int type, const void *w, int64_t K, int64_t r, int nr, uint32_t *pa
     int64_t p;
     int     g;
 
-    if (type != QWEN_TYPE_Q8_0 && type != QWEN_TYPE_Q4_K && type != QWEN_TYPE_Q6_K) {
+    if (type != QWEN_TYPE_Q8_0 && type != QWEN_TYPE_Q4_K && type != QWEN_TYPE_Q6_K
+        && type != QWEN_TYPE_BF16)
+    {
         return -1;
     }
     for (g = 0; g < PANEL / QWEN_PACK_ROWS; g++) {
@@ -282,6 +284,12 @@ panel_packed(int type, const void *w, int64_t K, int64_t r, int nr, uint32_t *pa
         if (QWEN_PACK_ROWS * g >= nr) {
             for (p = 0; p < K / 2; p++) {
                 _mm256_storeu_si256((__m256i *) (dst + p * PANEL), _mm256_setzero_si256());
+            }
+        } else if (type == QWEN_TYPE_BF16) {
+            /* a group's pair p is the panel's pair p of its 8 rows */
+            for (p = 0; p < K / 2; p++) {
+                _mm256_storeu_si256((__m256i *) (dst + p * PANEL),
+                    _mm256_loadu_si256((const __m256i *) grp + p));
             }
         } else if (type == QWEN_TYPE_Q8_0) {
             panel_q8_0x8(grp, K, dst);
@@ -411,11 +419,28 @@ build_panel(int type, const void *w, int packed, size_t row_bytes, int64_t K, in
     }
 }
 
-/* NT tokens x 32 rows: acc[t][h] holds rows 16h..16h+15 for token t. */
-static inline __attribute__((always_inline)) void
-micro_kernel(const uint32_t *panel, int64_t K2, const qwen_bf16 *xb, int64_t K,
-             float **outs, __mmask16 m0, __mmask16 m1, const int NT)
+/* Pair p of 16 rows: from a panel (PANEL rows a pair), or from two
+ * consecutive packed BF16 groups gs words apart (8 rows a pair each), whose
+ * pairs are the panel's in the same order: the same vector either way. */
+static inline __attribute__((always_inline)) __m512bh
+rows16(const uint32_t *w, size_t gs, int64_t p, const int from_groups)
 {
+    if (!from_groups) {
+        return (__m512bh) _mm512_loadu_si512((const void *) (w + p * PANEL));
+    }
+    return (__m512bh) _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *) (w + p * QWEN_PACK_ROWS))),
+        _mm256_loadu_si256((const __m256i *) (w + gs + p * QWEN_PACK_ROWS)), 1);
+}
+
+/* NT tokens x 32 rows: acc[t][h] holds rows 16h..16h+15 for token t. The
+ * rows come from a panel, or (from_groups) from four packed BF16 groups
+ * starting at panel, gs words apart: no panel is built for those. */
+static inline __attribute__((always_inline)) void
+micro_kernel(const uint32_t *panel, size_t gs, int64_t K2, const qwen_bf16 *xb, int64_t K,
+             float **outs, __mmask16 m0, __mmask16 m1, const int NT, const int from_groups)
+{
+    const uint32_t *hi = from_groups ? panel + 2 * gs : panel + 16;
     __m512         acc[TOKENS][2];
     const uint32_t *x32[TOKENS];
     int64_t        p;
@@ -429,8 +454,8 @@ micro_kernel(const uint32_t *panel, int64_t K2, const qwen_bf16 *xb, int64_t K,
         x32[t] = (const uint32_t *) (xb + (size_t) t * K);
     }
     for (p = 0; p < K2; p++) {
-        __m512bh w0 = (__m512bh) _mm512_loadu_si512((const void *) (panel + p * PANEL));
-        __m512bh w1 = (__m512bh) _mm512_loadu_si512((const void *) (panel + p * PANEL + 16));
+        __m512bh w0 = rows16(panel, gs, p, from_groups);
+        __m512bh w1 = rows16(hi, gs, p, from_groups);
 #pragma GCC unroll 8
         for (t = 0; t < NT; t++) {
             __m512bh xv = (__m512bh) _mm512_set1_epi32((int) x32[t][p]);
@@ -455,13 +480,25 @@ gemm_bf16(int type, const void *w, int packed, size_t row_bytes, int64_t K, int6
     float     *tmp = (float *) ((char *) stage + (size_t) PANEL * K * sizeof(qwen_bf16));
     void      *row = (char *) tmp + (size_t) K * sizeof(float);
     float     *outs[TOKENS];
+    /* packed BF16: a group's words, and whether a panel reads them in place */
+    size_t     gs = packed && type == QWEN_TYPE_BF16
+                    ? qwen_packed_group_bytes(type, K) / sizeof(uint32_t) : 0;
+    size_t     gb = gs * sizeof(uint32_t);
+    const uint32_t *src;
     int64_t    r;
-    int        nr, t0, nt, t;
+    int        nr, t0, nt, t, direct;
     __mmask16  m0, m1;
 
     for (r = r0; r < r1; r += PANEL) {
         nr = r1 - r < PANEL ? (int) (r1 - r) : PANEL;
-        build_panel(type, w, packed, row_bytes, K, r, nr, panel, stage, tmp, row);
+        /* packed BF16 rows are read where they are: four whole groups */
+        direct = type == QWEN_TYPE_BF16 && packed && r % QWEN_PACK_ROWS == 0 && nr == PANEL;
+        if (direct) {
+            src = (const uint32_t *) ((const char *) w + (size_t) (r / QWEN_PACK_ROWS) * gb);
+        } else {
+            build_panel(type, w, packed, row_bytes, K, r, nr, panel, stage, tmp, row);
+            src = panel;
+        }
         m0 = (__mmask16) (nr >= 16 ? 0xFFFF : (1u << nr) - 1);
         m1 = (__mmask16) (nr >= 32 ? 0xFFFF : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
         for (t0 = 0; t0 < n_tok; t0 += TOKENS) {
@@ -470,7 +507,13 @@ gemm_bf16(int type, const void *w, int packed, size_t row_bytes, int64_t K, int6
                 outs[t] = out + (size_t) idx[t0 + t] * out_stride + r;
             }
             switch (nt) {
-#define MK(N) case N: micro_kernel(panel, K / 2, xb + (size_t) t0 * K, K, outs, m0, m1, N); break
+#define MK(N) case N:                                                                   \
+                if (direct) {                                                           \
+                    micro_kernel(src, gs, K / 2, xb + (size_t) t0 * K, K, outs, m0, m1, N, 1); \
+                } else {                                                                \
+                    micro_kernel(src, 0, K / 2, xb + (size_t) t0 * K, K, outs, m0, m1, N, 0); \
+                }                                                                       \
+                break
             MK(1); MK(2); MK(3); MK(4); MK(5); MK(6); MK(7); MK(8);
 #undef MK
             }
@@ -1282,6 +1325,7 @@ q6kx8_dot_512(int64_t n, const void *w, const void *act, size_t stride, float *o
 
 QWEN_PACKED_DOT_ENTRY(packed_dot_q6_K, q6kx8_dot_512)
 QWEN_PACKED_DOT_ENTRY(packed_dot_q8_0, qwen_q8_0x8_dot)
+QWEN_PACKED_DOT_ENTRY(packed_dot_bf16, qwen_bf16x8_dot)
 
 /* ------------------------------------------- packed GEMM, 16 rows a call */
 
@@ -1594,6 +1638,12 @@ static const qwen_kernels kernels_avx512 = {
     .packed_dot[QWEN_TYPE_Q4_K] = packed_dot_q4_K,
     .packed_dot[QWEN_TYPE_Q6_K] = packed_dot_q6_K,
     .packed_dot[QWEN_TYPE_Q8_0] = packed_dot_q8_0,
+    /* BF16 too (the AVX2 kernel: its bits): prompt tokens' GEMM reads the
+     * packed groups in place, with no panel staged and transposed per 32
+     * rows (that was most of a short prompt's time); a decode call reads
+     * one group, one stream (two groups a call, two streams 16 KB apart,
+     * left the prefetcher behind: 18-22 GB/s on one core against 27) */
+    .packed_dot[QWEN_TYPE_BF16] = packed_dot_bf16,
     /* steps of 8 tokens or more (prompts among them) on packed Q4_K and
      * Q6_K: 16 rows a call, one vpdpbusd per 16 rows x 4 columns a token */
     .packed_gemm[QWEN_TYPE_Q4_K] = packed_gemm_q4_K,
