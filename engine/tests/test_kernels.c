@@ -1018,6 +1018,38 @@ test_kv_formats(const qwen_kernels *k)
      * values (the values themselves move the output by ~1e-3) */
     test_kv_format(k, QWEN_KV_F16, 1e-5, 1e-5, 2e-3);
     if (k->kv_store[QWEN_KV_BF16] != NULL) {
+        /* values whose rounding is the hard part: ties to even both ways,
+         * subnormals, the largest float (to inf), NaNs whose top mantissa
+         * bits are zero (truncated, inf), -0; every position of a block */
+        static const uint32_t special[] = {
+            0x3f808000u, 0x3f818000u, 0xbf808000u, 0x00000001u, 0x00018000u, 0x807fffffu,
+            0x7f7fffffu, 0xff7fffffu, 0x7f800001u, 0xff800001u, 0x7fc00000u, 0x80000000u,
+            0x7f800000u, 0x3f7fffffu, 0x00008000u, 0x0000ffffu,
+        };
+        enum { HD = 128 };
+        size_t   region = (size_t) QWEN_KV_BLOCK * HD * sizeof(uint16_t);
+        uint8_t *k1 = malloc(region), *v1 = malloc(region), *k2 = malloc(region);
+        uint8_t *v2 = malloc(region);
+        float    kv[2][HD];
+        int      t, i, same = 1;
+
+        memset(k1, 0x5a, region); memset(v1, 0x5a, region);
+        memset(k2, 0x5a, region); memset(v2, 0x5a, region);
+        for (t = 0; t < QWEN_KV_BLOCK; t++) {
+            for (i = 0; i < HD; i++) {
+                uint32_t b = special[(i + t) % 16];
+
+                memcpy(&kv[0][i], &b, sizeof(b));
+                b = special[(i * 7 + t) % 16];
+                memcpy(&kv[1][i], &b, sizeof(b));
+            }
+            qwen_kv_store_bf16_ref(HD, kv[0], kv[1], k1, v1, t);
+            k->kv_store[QWEN_KV_BF16](HD, kv[0], kv[1], k2, v2, t);
+        }
+        same = memcmp(k1, k2, region) == 0 && memcmp(v1, v2, region) == 0;
+        CHECK(same, "%s bf16 kv_store: NaNs, subnormals, ties and overflow rounded as "
+              "qwen_f32_to_bf16", k->name);
+        free(k1); free(v1); free(k2); free(v2);
         /* both round q and the probabilities to BF16; they differ only
          * where an exp rounds to the other side of a BF16 step. BF16 keeps
          * 8 bits. */

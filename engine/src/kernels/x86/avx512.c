@@ -633,11 +633,36 @@ exp_neg_ps(__m512 x)
     return _mm512_scalef_ps(p, n);
 }
 
-/* BF16 of a float pair, low element first (the vdpbf16ps operand order) */
-static inline uint32_t
-bf16_pair(float a, float b)
+/* qwen_f32_to_bf16 of 16 floats (its bits: round to nearest even,
+ * subnormals rounded like any value, a NaN kept a NaN), where
+ * vcvtne2ps2bf16 would flush subnormals: the KV cache and queries keep
+ * the reference's values */
+static inline __m256i
+bf16_round16(__m512 v)
 {
-    return (uint32_t) qwen_f32_to_bf16(a) | (uint32_t) qwen_f32_to_bf16(b) << 16;
+    const __m512i x = _mm512_castps_si512(v);
+    const __m512i one = _mm512_set1_epi32(1);
+    __m512i       r = _mm512_add_epi32(_mm512_add_epi32(x, _mm512_set1_epi32(0x7fff)),
+                                       _mm512_and_si512(_mm512_srli_epi32(x, 16), one));
+    __mmask16     nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff)),
+                                                _mm512_set1_epi32(0x7f800000));
+
+    r = _mm512_mask_or_epi32(_mm512_srli_epi32(r, 16), nan, _mm512_srli_epi32(x, 16),
+                             _mm512_set1_epi32(0x40));
+    return _mm512_cvtepi32_epi16(r);
+}
+
+/* n floats (a multiple of 16) to BF16 by bf16_round16: in order, so a
+ * row's pairs are 32-bit words with the lower element in the low half
+ * (vdpbf16ps's operand order) */
+static inline void
+bf16_round_row(const float *x, uint16_t *y, int n)
+{
+    int i;
+
+    for (i = 0; i < n; i += 16) {
+        _mm256_storeu_si256((__m256i *) (y + i), bf16_round16(_mm512_loadu_ps(x + i)));
+    }
 }
 
 static void
@@ -645,13 +670,27 @@ kv_store_bf16(int hd, const float *k, const float *v, void *kc, void *vc, int t)
 {
     uint32_t *kb = (uint32_t *) ((uint16_t *) kc + qwen_kv_bf16_k_index(hd, t, 0));
     uint16_t *vb = (uint16_t *) vc + qwen_kv_bf16_v_index(hd, t, 0);
+    uint32_t  kp[128];
+    uint16_t  vh[256];
     int       i;
 
+    if (hd % 16 != 0 || hd > 256) {
+        for (i = 0; i < hd / 2; i++) {
+            kb[16 * i] = (uint32_t) qwen_f32_to_bf16(k[2 * i])
+                         | (uint32_t) qwen_f32_to_bf16(k[2 * i + 1]) << 16;
+        }
+        for (i = 0; i < hd; i++) {
+            vb[2 * i] = qwen_f32_to_bf16(v[i]);
+        }
+        return;
+    }
+    bf16_round_row(k, (uint16_t *) kp, hd);
+    bf16_round_row(v, vh, hd);
     for (i = 0; i < hd / 2; i++) {
-        kb[16 * i] = bf16_pair(k[2 * i], k[2 * i + 1]);
+        kb[16 * i] = kp[i];
     }
     for (i = 0; i < hd; i++) {
-        vb[2 * i] = qwen_f32_to_bf16(v[i]);
+        vb[2 * i] = vh[i];
     }
 }
 
@@ -788,10 +827,7 @@ attention_bf16(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
 
         nh = n_q - h0 >= 4 ? 4 : n_q - h0 >= 2 ? 2 : 1;
         for (h = 0; h < nh; h++) {
-            const float *qh = q + (size_t) (h0 + h) * hd;
-            for (i = 0; i < hd / 2; i++) {
-                qp[h * (hd / 2) + i] = bf16_pair(qh[2 * i], qh[2 * i + 1]);
-            }
+            bf16_round_row(q + (size_t) (h0 + h) * hd, (uint16_t *) (qp + h * (hd / 2)), hd);
         }
         switch (nh) {
         case 4: att_scores_bf16(hd, 4, qp, kv, n_pos, scale, sc0, rows); break;
