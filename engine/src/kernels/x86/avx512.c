@@ -644,7 +644,8 @@ bf16_round16(__m512 v)
     const __m512i one = _mm512_set1_epi32(1);
     __m512i       r = _mm512_add_epi32(_mm512_add_epi32(x, _mm512_set1_epi32(0x7fff)),
                                        _mm512_and_si512(_mm512_srli_epi32(x, 16), one));
-    __mmask16     nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff)),
+    /* |x| > inf's bits; both sides below 2^31, so a signed compare */
+    __mmask16     nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff)),
                                                 _mm512_set1_epi32(0x7f800000));
 
     r = _mm512_mask_or_epi32(_mm512_srli_epi32(r, 16), nan, _mm512_srli_epi32(x, 16),

@@ -49,6 +49,23 @@ QWEN_EMU_WIDEN(qwen_emu_cvtepu16_epi32, simde__m512i, simde__m256i, uint16_t, in
 QWEN_EMU_WIDEN(qwen_emu_cvtph_ps, simde__m512, simde__m256i, uint16_t, float,
                simde_mm512_loadu_ps, qwen_f16_to_f32)
 
+/* The low 16 bits of each 32-bit lane (vpmovdw: truncation) */
+QWEN_EMU simde__m256i
+qwen_emu_cvtepi32_epi16(simde__m512i a)
+{
+    int32_t      in[16];
+    uint16_t     out[16];
+    simde__m256i v;
+    int          k;
+
+    memcpy(in, &a, sizeof(in));
+    for (k = 0; k < 16; k++) {
+        out[k] = (uint16_t) in[k];
+    }
+    memcpy(&v, out, sizeof(v));
+    return v;
+}
+
 /* BF16 lanes 0-15 from b, 16-31 from a, rounded to nearest even */
 QWEN_EMU simde__m512bh
 qwen_emu_cvtne2ps_pbh(simde__m512 a, simde__m512 b)
@@ -148,6 +165,8 @@ qwen_emu_zextsi256_si512(simde__m256i a)
 
 #undef _mm512_cvtepi32_ps
 #define _mm512_cvtepi32_ps qwen_emu_cvtepi32_ps
+#undef _mm512_cvtepi32_epi16
+#define _mm512_cvtepi32_epi16 qwen_emu_cvtepi32_epi16
 #undef _mm512_cvtepi8_epi32
 #define _mm512_cvtepi8_epi32 qwen_emu_cvtepi8_epi32
 #undef _mm512_cvtepu8_epi32
