@@ -362,6 +362,17 @@ qwen_ctx_free(qwen_ctx *ctx)
     free(ctx);
 }
 
+/* The table's RMS norm where it has one (the same bits) */
+static void
+rmsnorm(const qwen_ctx *ctx, float *out, const float *x, const float *w, int64_t n, float eps)
+{
+    if (ctx->kern->rmsnorm != NULL) {
+        ctx->kern->rmsnorm(out, x, w, n, eps);
+    } else {
+        qwen_rmsnorm(out, x, w, n, eps);
+    }
+}
+
 /* ------------------------------------------------------------ matmul */
 
 #define MM_MAX_TARGETS 3
@@ -802,10 +813,10 @@ tok_stage(const tok_job *job, int i)
                             + (size_t) e->token * m->tok_embd.row_bytes, x, hidden);
         break;
     case STAGE_ATTN_NORM:
-        qwen_rmsnorm(xn, x, L->attn_norm, hidden, c->rms_norm_eps);
+        rmsnorm(ctx, xn, x, L->attn_norm, hidden, c->rms_norm_eps);
         break;
     case STAGE_FFN_NORM:
-        qwen_rmsnorm(xn, x, L->ffn_norm, hidden, c->rms_norm_eps);
+        rmsnorm(ctx, xn, x, L->ffn_norm, hidden, c->rms_norm_eps);
         break;
     case STAGE_RESIDUAL:
         qwen_add(x, proj, hidden);
@@ -818,14 +829,14 @@ tok_stage(const tok_job *job, int i)
 
         for (h = 0; h < c->n_heads; h++) {
             float *qh = ctx->q + (size_t) i * q_dim + (size_t) h * hd;
-            qwen_rmsnorm(qh, qh, L->q_norm, hd, c->rms_norm_eps);
+            rmsnorm(ctx, qh, qh, L->q_norm, hd, c->rms_norm_eps);
             qwen_rope(qh, cs, sn, half);
         }
         /* k and v go to the cache before attention runs: later tokens of
          * this batch in the same sequence attend to them */
         for (h = 0; h < c->n_kv_heads; h++) {
             float *kh = ctx->k + (size_t) i * kv_dim + (size_t) h * hd;
-            qwen_rmsnorm(kh, kh, L->k_norm, hd, c->rms_norm_eps);
+            rmsnorm(ctx, kh, kh, L->k_norm, hd, c->rms_norm_eps);
             qwen_rope(kh, cs, sn, half);
             vh = ctx->v + (size_t) i * kv_dim + (size_t) h * hd;
             qwen_kv_region(ctx->kv, e->seq, job->layer, h, e->pos, &kc, &vc);
@@ -837,7 +848,11 @@ tok_stage(const tok_job *job, int i)
         float       *g = ctx->gate + (size_t) i * inter;
         const float *u = ctx->up + (size_t) i * inter;
 
-        qwen_swiglu(g, u, inter);
+        if (ctx->kern->swiglu != NULL) {
+            ctx->kern->swiglu(g, u, inter);
+        } else {
+            qwen_swiglu(g, u, inter);
+        }
         break;
     }
     }
@@ -991,7 +1006,7 @@ qwen_forward(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, float *logits,
     n_out = 0;
     for (i = 0; i < n; i++) {
         if (batch[i].want_logits) {
-            qwen_rmsnorm(ctx->xn + (size_t) n_out * hidden, ctx->x + (size_t) i * hidden,
+            rmsnorm(ctx, ctx->xn + (size_t) n_out * hidden, ctx->x + (size_t) i * hidden,
                     m->output_norm, hidden, c->rms_norm_eps);
             n_out++;
         }

@@ -7,6 +7,7 @@
  */
 #include "test.h"
 #include "kernels/kernels.h"
+#include "elementwise.h"
 #include "repack.h"
 #include "qwen.h"
 
@@ -747,6 +748,63 @@ test_table(const qwen_kernels *k)
     free(w); free(x); free(wd); free(xd); free(wq); free(xq);
 }
 
+/* A table's wider SwiGLU and RMS norm give elementwise.c's bits: lengths
+ * with and without vector tails, values past exp's clamps, infinities,
+ * subnormals, zeros. */
+static void
+test_elementwise(const qwen_kernels *k)
+{
+    static const int lens[] = { 3072, 1024, 128, 40, 37, 5 };
+    float           *g1 = malloc(3072 * sizeof(float)), *g2 = malloc(3072 * sizeof(float));
+    float           *u = malloc(3072 * sizeof(float)), *w = malloc(3072 * sizeof(float));
+    size_t           c;
+    int              i, trial, differ = 0, tried = 0;
+
+    if (k->swiglu == NULL && k->rmsnorm == NULL) {
+        return;
+    }
+    for (trial = 0; trial < 4; trial++) {
+        for (i = 0; i < 3072; i++) {
+            float big = trial == 1 ? 200.0f : trial == 2 ? 1e-3f : 8.0f;
+
+            g1[i] = frand() * big;
+            u[i] = frand() * 2.0f;
+            w[i] = frand() + 1.0f;
+            if (trial == 3) {
+                static const float special[] = { INFINITY, -INFINITY, 0.0f, -0.0f, 1e-40f,
+                                                 -1e-40f, 88.5f, -88.5f, 3e38f, -3e38f };
+                g1[i] = special[i % 10];
+            }
+        }
+        for (c = 0; c < sizeof(lens) / sizeof(lens[0]); c++) {
+            int n = lens[c];
+
+            if (k->swiglu != NULL) {
+                memcpy(g2, g1, n * sizeof(float));
+                float *ref = malloc(n * sizeof(float));
+                memcpy(ref, g1, n * sizeof(float));
+                qwen_swiglu(ref, u, n);
+                k->swiglu(g2, u, n);
+                differ += memcmp(ref, g2, n * sizeof(float)) != 0;
+                tried++;
+                free(ref);
+            }
+            if (k->rmsnorm != NULL && trial != 3) {
+                float *ref = malloc(n * sizeof(float));
+
+                qwen_rmsnorm(ref, g1, w, n, 1e-6f);
+                k->rmsnorm(g2, g1, w, n, 1e-6f);
+                differ += memcmp(ref, g2, n * sizeof(float)) != 0;
+                tried++;
+                free(ref);
+            }
+        }
+    }
+    CHECK(differ == 0 && tried > 0, "%s swiglu / rmsnorm: %d of %d calls differ from "
+          "elementwise.c's bits", k->name, differ, tried);
+    free(g1); free(g2); free(u); free(w);
+}
+
 /* The prefill GEMM against double sums of BF16-rounded weights and
  * activations: odd row ranges, a token count that is not a multiple of the
  * micro-kernel's, scattered output rows. */
@@ -1219,6 +1277,7 @@ main(void)
         }
         printf("kernels %s\n", k->name);
         test_table(k);
+        test_elementwise(k);
         if (k->gemm != NULL) {
             test_gemm(k, 512);
         }

@@ -216,6 +216,10 @@ typedef struct {
     qwen_kv_attention_fn kv_attention[QWEN_KV_FORMAT_COUNT];
     /* prompt tokens: NULL when this table has no GEMM (vec_dot is used) */
     qwen_gemm_fn gemm;
+    /* optional: elementwise.h's SwiGLU and RMS norm on wider vectors, the
+     * same float operations per element (their bits); NULL: elementwise.c */
+    void (*swiglu)(float *g, const float *u, int64_t n);
+    void (*rmsnorm)(float *out, const float *x, const float *w, int64_t n, float eps);
     /* packed weights (repack.h) this table reads, by weight type (NULL:
      * it reads the file's rows); the model is packed at load for the
      * types of the table its contexts will use (qwen_model_load_for) */
