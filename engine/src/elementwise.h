@@ -2,7 +2,8 @@
  * elementwise.h - the forward pass's per-token float stages (RMS norm,
  * RoPE, residual add, SwiGLU), written with GCC's vector extensions
  * (4 floats: SSE2 and NEON registers, gcc and clang) so every table runs
- * them vectorized without an entry per ISA. Each element gets the same
+ * them vectorized without an entry per ISA; a table may run SwiGLU and the
+ * norm wider (kernels.h: avx512's 16 floats). Each element gets the same
  * float operations, in the same order, whatever the vector width: results
  * never depend on a token's neighbours (batch invariance).
  */

@@ -755,14 +755,17 @@ static void
 test_elementwise(const qwen_kernels *k)
 {
     static const int lens[] = { 3072, 1024, 128, 40, 37, 5 };
-    float           *g1 = malloc(3072 * sizeof(float)), *g2 = malloc(3072 * sizeof(float));
-    float           *u = malloc(3072 * sizeof(float)), *w = malloc(3072 * sizeof(float));
+    float           *g1, *g2, *u, *w;
     size_t           c;
     int              i, trial, differ = 0, tried = 0;
 
     if (k->swiglu == NULL && k->rmsnorm == NULL) {
         return;
     }
+    g1 = malloc(3072 * sizeof(float));
+    g2 = malloc(3072 * sizeof(float));
+    u = malloc(3072 * sizeof(float));
+    w = malloc(3072 * sizeof(float));
     for (trial = 0; trial < 4; trial++) {
         for (i = 0; i < 3072; i++) {
             float big = trial == 1 ? 200.0f : trial == 2 ? 1e-3f : 8.0f;
