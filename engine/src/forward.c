@@ -362,15 +362,18 @@ qwen_ctx_free(qwen_ctx *ctx)
     free(ctx);
 }
 
-/* The table's RMS norm where it has one (the same bits) */
+/* The table's RMS norm and SwiGLU where it has them (elementwise.c's
+ * bits on wider vectors), else elementwise.c's */
 static void
 rmsnorm(const qwen_ctx *ctx, float *out, const float *x, const float *w, int64_t n, float eps)
 {
-    if (ctx->kern->rmsnorm != NULL) {
-        ctx->kern->rmsnorm(out, x, w, n, eps);
-    } else {
-        qwen_rmsnorm(out, x, w, n, eps);
-    }
+    (ctx->kern->rmsnorm != NULL ? ctx->kern->rmsnorm : qwen_rmsnorm)(out, x, w, n, eps);
+}
+
+static void
+swiglu(const qwen_ctx *ctx, float *g, const float *u, int64_t n)
+{
+    (ctx->kern->swiglu != NULL ? ctx->kern->swiglu : qwen_swiglu)(g, u, n);
 }
 
 /* ------------------------------------------------------------ matmul */
@@ -848,11 +851,7 @@ tok_stage(const tok_job *job, int i)
         float       *g = ctx->gate + (size_t) i * inter;
         const float *u = ctx->up + (size_t) i * inter;
 
-        if (ctx->kern->swiglu != NULL) {
-            ctx->kern->swiglu(g, u, inter);
-        } else {
-            qwen_swiglu(g, u, inter);
-        }
+        swiglu(ctx, g, u, inter);
         break;
     }
     }
