@@ -54,12 +54,15 @@ struct qwen_ctx {
     qwen_bf16          *xb;        /* prompt tokens' activations in BF16 */
     char               *gemm_scratch;   /* per thread */
     size_t              gemm_scratch_bytes;
-    float              *scores;    /* per thread [n_ctx] */
+    float              *scores;    /* per thread [att_tokens x group x n_ctx] */
+    int                 att_tokens;    /* most tokens an attention call takes */
 
     /* this forward call: which tokens take the prefill GEMM */
     int32_t            *idx_prompt;
     int32_t            *idx_gen;
     int32_t            *idx_all;       /* 0, 1, 2 ... */
+    int32_t            *att_first;     /* the first token of each attention run */
+    int                 n_att_runs;
     qwen_batch_entry   *kept;          /* the tokens whose logits are wanted */
     int                 n_prompt_tok;
     int                 n_gen_tok;
@@ -259,11 +262,13 @@ qwen_ctx_new_cached(const qwen_model *m, const qwen_ctx_params *p, int extra_blo
     if (gemm_act_bytes > 0) {
         ctx->gemm_act = malloc(gemm_act_bytes);
     }
-    ctx->scores = malloc((size_t) n_threads * (c->n_heads / c->n_kv_heads)
+    ctx->att_tokens = ctx->kvf.attention_tokens != NULL ? QWEN_KV_ATT_TOKENS : 1;
+    ctx->scores = malloc((size_t) n_threads * ctx->att_tokens * (c->n_heads / c->n_kv_heads)
                          * qwen_kv_rows(p->n_ctx) * sizeof(float));
     ctx->idx_prompt = malloc(nb * sizeof(int32_t));
     ctx->idx_gen = malloc(nb * sizeof(int32_t));
     ctx->idx_all = malloc(nb * sizeof(int32_t));
+    ctx->att_first = malloc((nb + 1) * sizeof(int32_t));
     ctx->kept = malloc(nb * sizeof(qwen_batch_entry));
     if (ctx->kern->gemm != NULL) {
         ctx->xb = malloc(nb * wide * sizeof(qwen_bf16));
@@ -274,7 +279,7 @@ qwen_ctx_new_cached(const qwen_model *m, const qwen_ctx_params *p, int extra_blo
     if (!ctx->rope_cos || !ctx->rope_sin || !ctx->x
         || !ctx->xn || !ctx->q || !ctx->k || !ctx->v || !ctx->att || !ctx->gate || !ctx->up
         || !ctx->proj || !ctx->act || !ctx->scores || !ctx->pool || !ctx->idx_prompt
-        || !ctx->idx_gen || !ctx->idx_all || !ctx->kept || (gemm_act_bytes > 0 && !ctx->gemm_act)
+        || !ctx->idx_gen || !ctx->idx_all || !ctx->att_first || !ctx->kept || (gemm_act_bytes > 0 && !ctx->gemm_act)
         || (ctx->kern->gemm != NULL && (!ctx->xb || !ctx->gemm_scratch)))
     {
         qwen_fail(err, err_len, "cannot allocate the context's scratch for batches of %d "
@@ -355,6 +360,7 @@ qwen_ctx_free(qwen_ctx *ctx)
     free(ctx->xb);
     free(ctx->gemm_scratch);
     free(ctx->idx_prompt);
+    free(ctx->att_first);
     free(ctx->idx_gen);
     free(ctx->idx_all);
     free(ctx->kept);
@@ -744,12 +750,37 @@ plan_tokens(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, int use_prompt_
 typedef struct {
     qwen_ctx               *ctx;
     const qwen_batch_entry *batch;
-    int                     n_tok;
     int                     layer;
 } att_job;
 
-/* One item per (token, KV head): the query heads of a GQA group share
- * the K and V rows they read. */
+/*
+ * Runs of the batch that one attention call can take: consecutive entries
+ * of one sequence at consecutive positions (a prompt's tokens, a draft's),
+ * up to ctx->att_tokens; every other token is a run of its own. A run's
+ * tokens share the K and V rows they read, and each gets the bits it
+ * would get alone, so how the batch is cut changes nothing but the time.
+ */
+static void
+plan_attention(qwen_ctx *ctx, const qwen_batch_entry *batch, int n)
+{
+    int i, len = 0;
+
+    ctx->n_att_runs = 0;
+    for (i = 0; i < n; i++) {
+        if (len > 0 && len < ctx->att_tokens && batch[i].seq == batch[i - 1].seq
+            && batch[i].pos == batch[i - 1].pos + 1)
+        {
+            len++;
+            continue;
+        }
+        ctx->att_first[ctx->n_att_runs++] = i;
+        len = 1;
+    }
+    ctx->att_first[ctx->n_att_runs] = n;
+}
+
+/* One item per (run, KV head): the query heads of a GQA group, and the
+ * tokens of a run, share the K and V rows they read. */
 static void
 att_task(void *arg, int ith, int nth)
 {
@@ -759,20 +790,27 @@ att_task(void *arg, int ith, int nth)
     int                hd = c->head_dim, nkv = c->n_kv_heads;
     int                group = c->n_heads / c->n_kv_heads;
     int64_t            q_dim = (int64_t) c->n_heads * hd;
-    float             *scratch = ctx->scores + (size_t) ith * group * qwen_kv_rows(ctx->n_ctx);
+    float             *scratch = ctx->scores + (size_t) ith * ctx->att_tokens * group
+                                               * qwen_kv_rows(ctx->n_ctx);
     float              scale = 1.0f / sqrtf((float) hd);
-    int                item, n_items = job->n_tok * nkv, tok, g, n_pos;
+    int                item, n_items = ctx->n_att_runs * nkv, tok, g, n_pos, len;
     size_t             qoff;
     qwen_kv_view       view;
 
     for (item = ith; item < n_items; item += nth) {
-        tok = item / nkv;
+        tok = ctx->att_first[item / nkv];
+        len = ctx->att_first[item / nkv + 1] - tok;
         g = item % nkv;
         qwen_kv_view_of(ctx->kv, job->batch[tok].seq, job->layer, g, &view);
         qoff = (size_t) tok * q_dim + (size_t) g * group * hd;
         n_pos = job->batch[tok].pos + 1;
-        ctx->kvf.attention(hd, group, ctx->q + qoff, &view, n_pos, scale, scratch,
-                           ctx->att + qoff);
+        if (len > 1) {
+            ctx->kvf.attention_tokens(hd, group, len, ctx->q + qoff, (size_t) q_dim, &view,
+                                      n_pos, scale, scratch, ctx->att + qoff, (size_t) q_dim);
+        } else {
+            ctx->kvf.attention(hd, group, ctx->q + qoff, &view, n_pos, scale, scratch,
+                               ctx->att + qoff);
+        }
     }
 }
 
@@ -956,6 +994,7 @@ qwen_forward(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, float *logits,
 
     for_tokens(ctx, batch, n, 0, STAGE_EMBED);
     plan_tokens(ctx, batch, n, 1);
+    plan_attention(ctx, batch, n);
     for (l = 0; l < c->n_layers; l++) {
         L = &m->layers[l];
 
@@ -968,7 +1007,6 @@ qwen_forward(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, float *logits,
 
         aj.ctx = ctx;
         aj.batch = batch;
-        aj.n_tok = n;
         aj.layer = l;
         qwen_pool_run(ctx->pool, att_task, &aj);
 

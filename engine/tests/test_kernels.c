@@ -990,13 +990,20 @@ test_kv_format(const qwen_kernels *k, int id, double b_ref, double b_stored, dou
     float           *o1 = malloc(5 * max_hd * sizeof(float));
     float           *o2 = malloc(5 * max_hd * sizeof(float));
     float           *sc = malloc((size_t) 5 * rows * sizeof(float));
+    /* attention_tokens: 4 tokens' queries and outputs, rows apart by a
+     * stride that is not n_q * hd */
+    const size_t     tstride = 5 * max_hd + 8;
+    float           *qt = malloc(QWEN_KV_ATT_TOKENS * tstride * sizeof(float));
+    float           *ot = malloc(QWEN_KV_ATT_TOKENS * tstride * sizeof(float));
+    float           *sct = malloc((size_t) QWEN_KV_ATT_TOKENS * 5 * rows * sizeof(float));
     double          *p = malloc((size_t) max_pos * sizeof(double));
     char            *kc1 = malloc(pool), *vc1 = malloc(pool), *kc2 = malloc(pool), *vc2 = malloc(pool);
     int32_t          table[64];
     qwen_kv_view     v1, v2;
     qwen_kv_format   f, ref;
     double           worst_ref = 0.0, worst_stored = 0.0, worst_exact = 0.0;
-    int              same_bytes = 1, n_hd = 0, a, b, c, i, t, hd, n_pos;
+    int              same_bytes = 1, n_hd = 0, a, b, c, i, t, hd, n_pos, mt, j, n_tok_calls = 0;
+    int              tokens_same = 1;
     const char      *name = qwen_kv_format_name(id);
 
     for (i = 0; i < max_pos * max_hd; i++) {
@@ -1004,6 +1011,7 @@ test_kv_format(const qwen_kernels *k, int id, double b_ref, double b_stored, dou
         vf[i] = frand();
     }
     for (i = 0; i < 5 * max_hd; i++) q[i] = frand();
+    for (i = 0; i < (int) (QWEN_KV_ATT_TOKENS * tstride); i++) qt[i] = frand();
     for (c = 0; c < 4; c++) {
         hd = hds[c];
         if (qwen_kv_format_of(k, id, hd, &f) != 0) {
@@ -1043,6 +1051,21 @@ test_kv_format(const qwen_kernels *k, int id, double b_ref, double b_stored, dou
                                                                         n_pos, 0.3, o2, p));
                 worst_exact = fmax(worst_exact, exact_attention_error(hd, n_qs[a], q, kf, vf,
                                                                       n_pos, 0.3, o2, p));
+                /* m tokens at once, the last at n_pos: each token's bits
+                 * as the single-token call gives them */
+                for (mt = 1; f.attention_tokens != NULL && mt <= QWEN_KV_ATT_TOKENS
+                             && mt <= n_pos; mt++) {
+                    memset(ot, 0xff, QWEN_KV_ATT_TOKENS * tstride * sizeof(float));
+                    f.attention_tokens(hd, n_qs[a], mt, qt, tstride, &v2, n_pos - mt + 1, 0.3f,
+                                       sct, ot, tstride);
+                    n_tok_calls++;
+                    for (j = 0; j < mt; j++) {
+                        f.attention(hd, n_qs[a], qt + j * tstride, &v2, n_pos - mt + 1 + j, 0.3f,
+                                    sc, o2);
+                        tokens_same &= memcmp(o2, ot + j * tstride,
+                                              (size_t) n_qs[a] * hd * sizeof(float)) == 0;
+                    }
+                }
             }
         }
     }
@@ -1050,6 +1073,8 @@ test_kv_format(const qwen_kernels *k, int id, double b_ref, double b_stored, dou
            "the stored values, %.3g vs exact\n", k->name, name, worst_ref, worst_stored,
            worst_exact);
     CHECK(n_hd > 0, "%s %s: no head size tested", k->name, name);
+    CHECK(tokens_same, "%s %s attention_tokens: each token's bits as attention alone gives "
+          "them (%d calls of 1 to %d tokens)", k->name, name, n_tok_calls, QWEN_KV_ATT_TOKENS);
     CHECK(same_bytes, "%s %s kv_store: the same bytes as the scalar format", k->name, name);
     /* outputs are averages of values in [-1, 1] */
     CHECK(worst_ref < b_ref, "%s %s attention: max error %.3g vs the scalar format (bound %g)",
@@ -1059,6 +1084,7 @@ test_kv_format(const qwen_kernels *k, int id, double b_ref, double b_stored, dou
     CHECK(worst_exact < b_exact, "%s %s attention: max error %.3g vs exact attention (bound %g)",
           k->name, name, worst_exact, b_exact);
     free(kf); free(vf); free(ks); free(vs); free(q); free(o1); free(o2); free(sc); free(p);
+    free(qt); free(ot); free(sct);
     free(kc1); free(vc1); free(kc2); free(vc2);
 }
 

@@ -185,6 +185,20 @@ typedef void (*qwen_kv_store_fn)(int hd, const float *k, const float *v, void *k
  */
 typedef void (*qwen_kv_attention_fn)(int hd, int n_q, const float *q, const qwen_kv_view *kv,
                                      int n_pos, float scale, float *scratch, float *out);
+/*
+ * Optional: the attention of m (1 .. QWEN_KV_ATT_TOKENS) tokens of one
+ * sequence at consecutive positions, token j over positions 0 .. n_pos + j
+ * - 1 (a prompt's tokens, or a draft's): each token's out bit for bit what
+ * qwen_kv_attention_fn gives it alone, with the K and V rows the tokens
+ * share read and converted once for all of them. Token j's n_q x hd
+ * queries at q + j * q_stride and output at out + j * out_stride (floats);
+ * scratch holds m * n_q * qwen_kv_rows(n_pos + m - 1) floats.
+ */
+#define QWEN_KV_ATT_TOKENS 4
+typedef void (*qwen_kv_attention_tokens_fn)(int hd, int n_q, int m, const float *q,
+                                            size_t q_stride, const qwen_kv_view *kv, int n_pos,
+                                            float scale, float *scratch, float *out,
+                                            size_t out_stride);
 
 /* One format of one table, as a context uses it. */
 typedef struct {
@@ -193,6 +207,7 @@ typedef struct {
     size_t               pos_bytes;   /* one position of one KV head in K (as in V) */
     qwen_kv_store_fn     store;
     qwen_kv_attention_fn attention;
+    qwen_kv_attention_tokens_fn attention_tokens;   /* NULL: attention per token */
 } qwen_kv_format;
 
 typedef struct {
@@ -214,6 +229,8 @@ typedef struct {
      * one); f32, f16 and q8_0 on every table */
     qwen_kv_store_fn     kv_store[QWEN_KV_FORMAT_COUNT];
     qwen_kv_attention_fn kv_attention[QWEN_KV_FORMAT_COUNT];
+    /* optional, by format: several tokens of a sequence at once */
+    qwen_kv_attention_tokens_fn kv_attention_tokens[QWEN_KV_FORMAT_COUNT];
     /* prompt tokens: NULL when this table has no GEMM (vec_dot is used) */
     qwen_gemm_fn gemm;
     /* optional: elementwise.h's SwiGLU and RMS norm on wider vectors, the

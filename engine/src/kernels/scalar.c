@@ -531,16 +531,20 @@ kv_format_fill(int id, int hd, qwen_kv_store_fn store, qwen_kv_attention_fn atte
     out->pos_bytes = qwen_kv_pos_bytes(id, hd);
     out->store = store;
     out->attention = attention;
+    out->attention_tokens = NULL;
     return 0;
 }
 
 int
 qwen_kv_format_of(const qwen_kernels *k, int id, int hd, qwen_kv_format *out)
 {
-    if (id < 0 || id >= QWEN_KV_FORMAT_COUNT) {
+    if (id < 0 || id >= QWEN_KV_FORMAT_COUNT
+        || kv_format_fill(id, hd, k->kv_store[id], k->kv_attention[id], out) != 0)
+    {
         return -1;
     }
-    return kv_format_fill(id, hd, k->kv_store[id], k->kv_attention[id], out);
+    out->attention_tokens = k->kv_attention_tokens[id];
+    return 0;
 }
 
 int

@@ -31,6 +31,12 @@ void  qwen_neon_attention_f32(int hd, int n_q, const float *q, const qwen_kv_vie
                               int n_pos, float scale, float *scratch, float *out);
 void  qwen_neon_attention_f16(int hd, int n_q, const float *q, const qwen_kv_view *kv,
                               int n_pos, float scale, float *scratch, float *out);
+void  qwen_neon_attention_tokens_f32(int hd, int n_q, int m, const float *q, size_t q_stride,
+                                     const qwen_kv_view *kv, int n_pos, float scale,
+                                     float *scratch, float *out, size_t out_stride);
+void  qwen_neon_attention_tokens_f16(int hd, int n_q, int m, const float *q, size_t q_stride,
+                                     const qwen_kv_view *kv, int n_pos, float scale,
+                                     float *scratch, float *out, size_t out_stride);
 void  qwen_dotprod_attention_q8_0(int hd, int n_q, const float *q, const qwen_kv_view *kv,
                                   int n_pos, float scale, float *scratch, float *out);
 
@@ -51,7 +57,9 @@ void  qwen_dotprod_attention_q8_0(int hd, int n_q, const float *q, const qwen_kv
     .kv_store[QWEN_KV_F32] = qwen_kv_store_f32,                            \
     .kv_store[QWEN_KV_F16] = qwen_neon_kv_store_f16,                       \
     .kv_attention[QWEN_KV_F32] = qwen_neon_attention_f32,                  \
-    .kv_attention[QWEN_KV_F16] = qwen_neon_attention_f16
+    .kv_attention[QWEN_KV_F16] = qwen_neon_attention_f16,                  \
+    .kv_attention_tokens[QWEN_KV_F32] = qwen_neon_attention_tokens_f32,    \
+    .kv_attention_tokens[QWEN_KV_F16] = qwen_neon_attention_tokens_f16
 
 #define ARM_INLINE static inline __attribute__((always_inline))
 

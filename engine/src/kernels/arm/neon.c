@@ -162,91 +162,207 @@ row_at(const void *region, int t, int hd, const int kind)
     return (const char *) region + (size_t) t * hd * (kind == 0 ? 4 : 2);
 }
 
-/* scores[h][t] = scale * q[h] . K[t] for NQ heads, 16 dimensions per step
- * in four chains per head: each K row converted once for the heads */
+/* 16 values of a row format (kind 0 F32, 1 F16) from i as floats, with
+ * one multi-register load */
 ARM_INLINE void
-rows_scores(int hd, const int NQ, const float *q, const qwen_kv_view *kv, int n_pos,
+load16(const void *w, int64_t i, float32x4_t out[4], const int kind)
+{
+    if (kind == 0) {
+        float32x4x4_t f = vld1q_f32_x4((const float *) w + i);
+
+        out[0] = f.val[0]; out[1] = f.val[1]; out[2] = f.val[2]; out[3] = f.val[3];
+    } else {
+        uint16x8x2_t h = vld1q_u16_x2((const uint16_t *) w + i);
+        float16x8_t  a = vreinterpretq_f16_u16(h.val[0]), b = vreinterpretq_f16_u16(h.val[1]);
+
+        out[0] = vcvt_f32_f16(vget_low_f16(a));
+        out[1] = vcvt_high_f32_f16(a);
+        out[2] = vcvt_f32_f16(vget_low_f16(b));
+        out[3] = vcvt_high_f32_f16(b);
+    }
+}
+
+/* scores[h][t] = scale * q[h] . K[t] for NQ heads and positions t0 ..
+ * t1 - 1, 16 dimensions per step in four chains per head (the first step
+ * multiplies: no zeroed accumulators): each K row converted once for the
+ * heads, each head's 16 query values one load. The heads' horizontal sums
+ * go pairwise across heads, the same additions as one head's vaddvq. */
+ARM_INLINE void
+rows_scores(int hd, const int NQ, const float *q, const qwen_kv_view *kv, int t0, int t1,
             float scale, float *scores, int rows, const int kind)
 {
-    int t, i, h, a;
+    int t, end, i, h;
 
-    for (t = 0; t < n_pos; t++) {
-        const void *kt = row_at(qwen_kv_block_k(kv, t), t % QWEN_KV_BLOCK, hd, kind);
-        float32x4_t acc[4][4];
+    for (t = t0; t < t1;) {
+        const void *blk = qwen_kv_block_k(kv, t);
 
-#pragma GCC unroll 4
-        for (h = 0; h < NQ; h++) {
-#pragma GCC unroll 4
-            for (a = 0; a < 4; a++) {
-                acc[h][a] = vdupq_n_f32(0.0f);
-            }
-        }
-        for (i = 0; i < hd; i += 16) {
-            float32x4_t kv4[4];
+        /* the positions of this block: one address per block, not per row */
+        end = (t / QWEN_KV_BLOCK + 1) * QWEN_KV_BLOCK;
+        end = end < t1 ? end : t1;
+        for (; t < end; t++) {
+            const void  *kt = row_at(blk, t % QWEN_KV_BLOCK, hd, kind);
+            const float *qp[4];   /* each head's next 16 values: post-indexed loads */
+            float32x4_t  acc[4][4], kv4[4], x[4], s01, s23, sum;
 
-#pragma GCC unroll 4
-            for (a = 0; a < 4; a++) {
-                kv4[a] = load4(kt, i + 4 * a, kind);
-            }
+            load16(kt, 0, kv4, kind);
 #pragma GCC unroll 4
             for (h = 0; h < NQ; h++) {
+                float32x4x4_t qv = vld1q_f32_x4(q + (size_t) h * hd);
+
+                qp[h] = q + (size_t) h * hd + 16;
+                acc[h][0] = vmulq_f32(kv4[0], qv.val[0]);
+                acc[h][1] = vmulq_f32(kv4[1], qv.val[1]);
+                acc[h][2] = vmulq_f32(kv4[2], qv.val[2]);
+                acc[h][3] = vmulq_f32(kv4[3], qv.val[3]);
+            }
+#pragma GCC unroll 2
+            for (i = 16; i < hd; i += 16) {
+                load16(kt, i, kv4, kind);
 #pragma GCC unroll 4
-                for (a = 0; a < 4; a++) {
-                    acc[h][a] = vfmaq_f32(acc[h][a], kv4[a],
-                                          vld1q_f32(q + (size_t) h * hd + i + 4 * a));
+                for (h = 0; h < NQ; h++) {
+                    float32x4x4_t qv = vld1q_f32_x4(qp[h]);
+
+                    /* opaque after the step: GCC would rebuild each
+                     * address from one index with an add per load */
+                    qp[h] += 16;
+                    __asm__("" : "+r"(qp[h]));
+                    acc[h][0] = vfmaq_f32(acc[h][0], kv4[0], qv.val[0]);
+                    acc[h][1] = vfmaq_f32(acc[h][1], kv4[1], qv.val[1]);
+                    acc[h][2] = vfmaq_f32(acc[h][2], kv4[2], qv.val[2]);
+                    acc[h][3] = vfmaq_f32(acc[h][3], kv4[3], qv.val[3]);
                 }
             }
-        }
+            /* lane h of sum: head h's (a + b) + (c + d) over its chains'
+             * pair sums, as vaddvq_f32 adds them */
 #pragma GCC unroll 4
-        for (h = 0; h < NQ; h++) {
-            scores[(size_t) h * rows + t] =
-                vaddvq_f32(vaddq_f32(vaddq_f32(acc[h][0], acc[h][1]),
-                                     vaddq_f32(acc[h][2], acc[h][3]))) * scale;
+            for (h = 0; h < 4; h++) {
+                x[h] = h < NQ ? vaddq_f32(vaddq_f32(acc[h][0], acc[h][1]),
+                                          vaddq_f32(acc[h][2], acc[h][3]))
+                              : x[0];
+            }
+            s01 = vpaddq_f32(x[0], x[1]);
+            s23 = NQ > 2 ? vpaddq_f32(x[2], x[3]) : s01;
+            sum = vmulq_n_f32(vpaddq_f32(s01, s23), scale);
+            scores[t] = vgetq_lane_f32(sum, 0);
+            if (NQ > 1) scores[(size_t) rows + t] = vgetq_lane_f32(sum, 1);
+            if (NQ > 2) scores[(size_t) 2 * rows + t] = vgetq_lane_f32(sum, 2);
+            if (NQ > 3) scores[(size_t) 3 * rows + t] = vgetq_lane_f32(sum, 3);
         }
     }
 }
 
-/* out[h] += sum over the np positions of a region of p[h][t] V[t] for NH
- * (1 or 2) heads and 32 dimensions from d0: each V row's values converted
- * once for the heads, 8 x NH accumulators in registers */
+/* acc[h][j] += V[t][j] p[h][t] for NH rows, position t's J vectors v */
+#define ROWS_FMA(lane)                                                          \
+    do {                                                                       \
+        _Pragma("GCC unroll 4") for (h = 0; h < NH; h++) {                     \
+            _Pragma("GCC unroll 8") for (j = 0; j < J; j++) {                  \
+                acc[h][j] = vfmaq_laneq_f32(acc[h][j], v[j], w[h], lane);      \
+            }                                                                  \
+        }                                                                      \
+    } while (0)
+
+/*
+ * o[h] += sum over positions t0 .. t1 - 1 of region vr of p[h][t] V[t] for
+ * NH rows (1 to 4; p[h] and o[h] are a row's probabilities from the
+ * region's first position and its output) and 4J dimensions from d0 (J 8
+ * up to 2 rows, else 4: 16 accumulators in registers). Each V row is
+ * converted once for the rows; probabilities are read 4 positions at a
+ * time. Per lane one fused multiply-add a position, in position order.
+ */
 ARM_INLINE void
-rows_values(int hd, const int NH, const float *p, int rows, const void *vr, int np, int d0,
-            float *out, const int kind)
+rows_values(int hd, const int NH, const int J, const float *const *p, const void *vr, int t0,
+            int t1, int d0, float *const *o, const int kind)
 {
-    float32x4_t o[2][8];
+    float32x4_t acc[4][8], v[8], w[4];
     int         t, h, j;
 
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (h = 0; h < NH; h++) {
 #pragma GCC unroll 8
-        for (j = 0; j < 8; j++) {
-            o[h][j] = vld1q_f32(out + (size_t) h * hd + d0 + 4 * j);
+        for (j = 0; j < J; j++) {
+            acc[h][j] = vld1q_f32(o[h] + d0 + 4 * j);
         }
     }
-    for (t = 0; t < np; t++) {
-        const void *vt = row_at(vr, t, hd, kind);
-        float32x4_t v[8];
-
-#pragma GCC unroll 8
-        for (j = 0; j < 8; j++) {
-            v[j] = load4(vt, d0 + 4 * j, kind);
-        }
-#pragma GCC unroll 2
+    for (t = t0; t + 4 <= t1; t += 4) {
+#pragma GCC unroll 4
         for (h = 0; h < NH; h++) {
-            float w = p[(size_t) h * rows + t];
-
-#pragma GCC unroll 8
-            for (j = 0; j < 8; j++) {
-                o[h][j] = vfmaq_n_f32(o[h][j], v[j], w);
-            }
+            w[h] = vld1q_f32(p[h] + t);
         }
+#pragma GCC unroll 8
+        for (j = 0; j < J; j++) {
+            v[j] = load4(row_at(vr, t, hd, kind), d0 + 4 * j, kind);
+        }
+        ROWS_FMA(0);
+#pragma GCC unroll 8
+        for (j = 0; j < J; j++) {
+            v[j] = load4(row_at(vr, t + 1, hd, kind), d0 + 4 * j, kind);
+        }
+        ROWS_FMA(1);
+#pragma GCC unroll 8
+        for (j = 0; j < J; j++) {
+            v[j] = load4(row_at(vr, t + 2, hd, kind), d0 + 4 * j, kind);
+        }
+        ROWS_FMA(2);
+#pragma GCC unroll 8
+        for (j = 0; j < J; j++) {
+            v[j] = load4(row_at(vr, t + 3, hd, kind), d0 + 4 * j, kind);
+        }
+        ROWS_FMA(3);
     }
-#pragma GCC unroll 2
+    for (; t < t1; t++) {
+#pragma GCC unroll 4
+        for (h = 0; h < NH; h++) {
+            w[h] = vdupq_n_f32(p[h][t]);
+        }
+#pragma GCC unroll 8
+        for (j = 0; j < J; j++) {
+            v[j] = load4(row_at(vr, t, hd, kind), d0 + 4 * j, kind);
+        }
+        ROWS_FMA(0);
+    }
+#pragma GCC unroll 4
     for (h = 0; h < NH; h++) {
 #pragma GCC unroll 8
-        for (j = 0; j < 8; j++) {
-            vst1q_f32(out + (size_t) h * hd + d0 + 4 * j, o[h][j]);
+        for (j = 0; j < J; j++) {
+            vst1q_f32(o[h] + d0 + 4 * j, acc[h][j]);
         }
+    }
+}
+#undef ROWS_FMA
+
+/* rows_values over all of hd for n rows (1 to 4) */
+ARM_INLINE void
+rows_values_hd(int hd, int n, const float *const *p, const void *vr, int t0, int t1,
+               float *const *o, const int kind)
+{
+    int d0;
+
+    switch (n) {
+    case 1:
+        for (d0 = 0; d0 < hd; d0 += 32) rows_values(hd, 1, 8, p, vr, t0, t1, d0, o, kind);
+        break;
+    case 2:
+        for (d0 = 0; d0 < hd; d0 += 32) rows_values(hd, 2, 8, p, vr, t0, t1, d0, o, kind);
+        break;
+    case 3:
+        for (d0 = 0; d0 < hd; d0 += 16) rows_values(hd, 3, 4, p, vr, t0, t1, d0, o, kind);
+        break;
+    default:
+        for (d0 = 0; d0 < hd; d0 += 16) rows_values(hd, 4, 4, p, vr, t0, t1, d0, o, kind);
+        break;
+    }
+}
+
+/* rows_scores for n (1 to 4) query rows */
+ARM_INLINE void
+scores_n(int hd, int n, const float *q, const qwen_kv_view *kv, int t0, int t1, float scale,
+         float *scores, int rows, const int kind)
+{
+    switch (n) {
+    case 1: rows_scores(hd, 1, q, kv, t0, t1, scale, scores, rows, kind); break;
+    case 2: rows_scores(hd, 2, q, kv, t0, t1, scale, scores, rows, kind); break;
+    case 3: rows_scores(hd, 3, q, kv, t0, t1, scale, scores, rows, kind); break;
+    default: rows_scores(hd, 4, q, kv, t0, t1, scale, scores, rows, kind); break;
     }
 }
 
@@ -260,20 +376,17 @@ ARM_INLINE void
 attention_rows(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos, float scale,
                float *scratch, float *out, const int kind)
 {
-    int   rows = qwen_kv_rows(n_pos), h0, nh, h, i, r, d0, np;
-    float sums[4];
+    int          rows = qwen_kv_rows(n_pos), h0, nh, h, i, r, np;
+    float        sums[4];
+    const float *p[2];
+    float       *o[2];
 
     for (h0 = 0; h0 < n_q; h0 += nh) {
         float       *sc0 = scratch + (size_t) h0 * rows, *o0 = out + (size_t) h0 * hd;
         const float *q0 = q + (size_t) h0 * hd;
 
         nh = n_q - h0 < 4 ? n_q - h0 : 4;
-        switch (nh) {
-        case 1: rows_scores(hd, 1, q0, kv, n_pos, scale, sc0, rows, kind); break;
-        case 2: rows_scores(hd, 2, q0, kv, n_pos, scale, sc0, rows, kind); break;
-        case 3: rows_scores(hd, 3, q0, kv, n_pos, scale, sc0, rows, kind); break;
-        default: rows_scores(hd, 4, q0, kv, n_pos, scale, sc0, rows, kind); break;
-        }
+        scores_n(hd, nh, q0, kv, 0, n_pos, scale, sc0, rows, kind);
         for (h = 0; h < nh; h++) {
             sums[h] = arm_softmax_exp(sc0 + (size_t) h * rows, n_pos);
         }
@@ -282,15 +395,12 @@ attention_rows(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
             const void *vr = qwen_kv_block_v(kv, r);
 
             np = n_pos - r < QWEN_KV_BLOCK ? n_pos - r : QWEN_KV_BLOCK;
-            for (d0 = 0; d0 < hd; d0 += 32) {
-                for (h = 0; h + 2 <= nh; h += 2) {
-                    rows_values(hd, 2, sc0 + (size_t) h * rows + r, rows, vr, np, d0,
-                                o0 + (size_t) h * hd, kind);
-                }
-                if (h < nh) {
-                    rows_values(hd, 1, sc0 + (size_t) h * rows + r, rows, vr, np, d0,
-                                o0 + (size_t) h * hd, kind);
-                }
+            for (h = 0; h < nh; h += 2) {
+                p[0] = sc0 + (size_t) h * rows + r;
+                p[1] = p[0] + rows;
+                o[0] = o0 + (size_t) h * hd;
+                o[1] = o[0] + hd;
+                rows_values_hd(hd, nh - h < 2 ? 1 : 2, p, vr, 0, np, o, kind);
             }
         }
         for (h = 0; h < nh; h++) {
@@ -298,6 +408,93 @@ attention_rows(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
 
             for (i = 0; i < hd; i += 4) {
                 vst1q_f32(o + i, vmulq_n_f32(vld1q_f32(o + i), 1.0f / sums[h]));
+            }
+        }
+    }
+}
+
+/*
+ * m consecutive tokens of a sequence (qwen_kv_attention_tokens_fn): the
+ * tokens go through in passes of 4 query rows (2 tokens of a GQA pair, 4
+ * of single heads); a pass's K rows and each region's V rows are converted
+ * once for its rows. Token j's scores, softmax and per-lane V sums are
+ * attention_rows' operations in its order (its bits): the positions all
+ * the pass's tokens see first, then, per region, a later token's few more.
+ */
+ARM_INLINE void
+attention_rows_tokens(int hd, int n_q, int m, const float *q, size_t q_stride,
+                      const qwen_kv_view *kv, int n_pos, float scale, float *scratch,
+                      float *out, size_t out_stride, const int kind)
+{
+    int          rows = qwen_kv_rows(n_pos + m - 1), per, j0, np, nr, j, h, r, i, lo, hi, k;
+    float        qb[4 * QWEN_KV_MAX_HD], sums[QWEN_KV_ATT_TOKENS][2];
+    const float *p[4];
+    float       *o[4];
+
+    if (n_q > 2 || hd > QWEN_KV_MAX_HD || m > QWEN_KV_ATT_TOKENS) {
+        for (j = 0; j < m; j++) {
+            attention_rows(hd, n_q, q + j * q_stride, kv, n_pos + j, scale, scratch,
+                           out + j * out_stride, kind);
+        }
+        return;
+    }
+    per = 4 / n_q;   /* tokens a pass of the scores (4 query rows) */
+    for (j0 = 0; j0 < m; j0 += per) {
+        np = m - j0 < per ? m - j0 : per;
+        for (j = 0; j < np; j++) {
+            memcpy(qb + (size_t) j * n_q * hd, q + (j0 + j) * q_stride,
+                   (size_t) n_q * hd * sizeof(float));
+        }
+        /* the positions every token of the pass sees, then each later
+         * token's own */
+        scores_n(hd, np * n_q, qb, kv, 0, n_pos + j0, scale,
+                 scratch + (size_t) j0 * n_q * rows, rows, kind);
+        for (j = 1; j < np; j++) {
+            scores_n(hd, n_q, q + (j0 + j) * q_stride, kv, n_pos + j0, n_pos + j0 + j, scale,
+                     scratch + (size_t) (j0 + j) * n_q * rows, rows, kind);
+        }
+    }
+    for (j = 0; j < m; j++) {
+        for (h = 0; h < n_q; h++) {
+            sums[j][h] = arm_softmax_exp(scratch + (size_t) (j * n_q + h) * rows, n_pos + j);
+        }
+        memset(out + j * out_stride, 0, (size_t) n_q * hd * sizeof(float));
+    }
+    for (r = 0; r < n_pos + m - 1; r += QWEN_KV_BLOCK) {
+        const void *vr = qwen_kv_block_v(kv, r);
+
+        for (j0 = 0; j0 < m; j0 += per) {
+            np = m - j0 < per ? m - j0 : per;
+            nr = 0;
+            for (j = j0; j < j0 + np; j++) {
+                for (h = 0; h < n_q; h++, nr++) {
+                    p[nr] = scratch + (size_t) (j * n_q + h) * rows + r;
+                    o[nr] = out + j * out_stride + (size_t) h * hd;
+                }
+            }
+            /* positions r .. of this region that token j0 sees: all rows */
+            hi = n_pos + j0 - r;
+            hi = hi < QWEN_KV_BLOCK ? hi : QWEN_KV_BLOCK;
+            if (hi > 0) {
+                rows_values_hd(hd, nr, p, vr, 0, hi, o, kind);
+            }
+            /* a later token's positions past token j0's, in this region */
+            for (k = 1; k < np; k++) {
+                lo = n_pos + j0 - r > 0 ? n_pos + j0 - r : 0;
+                hi = n_pos + j0 + k - r;
+                hi = hi < QWEN_KV_BLOCK ? hi : QWEN_KV_BLOCK;
+                if (lo < hi) {
+                    rows_values_hd(hd, n_q, p + k * n_q, vr, lo, hi, o + k * n_q, kind);
+                }
+            }
+        }
+    }
+    for (j = 0; j < m; j++) {
+        for (h = 0; h < n_q; h++) {
+            float *ov = out + j * out_stride + (size_t) h * hd;
+
+            for (i = 0; i < hd; i += 4) {
+                vst1q_f32(ov + i, vmulq_n_f32(vld1q_f32(ov + i), 1.0f / sums[j][h]));
             }
         }
     }
@@ -323,6 +520,40 @@ attention_f16(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos
         return;
     }
     attention_rows(hd, n_q, q, kv, n_pos, scale, scratch, out, 1);
+}
+
+static void
+attention_tokens_f32(int hd, int n_q, int m, const float *q, size_t q_stride,
+                     const qwen_kv_view *kv, int n_pos, float scale, float *scratch, float *out,
+                     size_t out_stride)
+{
+    int j;
+
+    if (hd % 32 != 0) {
+        for (j = 0; j < m; j++) {
+            attention_f32(hd, n_q, q + j * q_stride, kv, n_pos + j, scale, scratch,
+                          out + j * out_stride);
+        }
+        return;
+    }
+    attention_rows_tokens(hd, n_q, m, q, q_stride, kv, n_pos, scale, scratch, out, out_stride, 0);
+}
+
+static void
+attention_tokens_f16(int hd, int n_q, int m, const float *q, size_t q_stride,
+                     const qwen_kv_view *kv, int n_pos, float scale, float *scratch, float *out,
+                     size_t out_stride)
+{
+    int j;
+
+    if (hd % 32 != 0) {
+        for (j = 0; j < m; j++) {
+            attention_f16(hd, n_q, q + j * q_stride, kv, n_pos + j, scale, scratch,
+                          out + j * out_stride);
+        }
+        return;
+    }
+    attention_rows_tokens(hd, n_q, m, q, q_stride, kv, n_pos, scale, scratch, out, out_stride, 1);
 }
 
 /* q8_0 with SMULL-based group dots (no SDOT on this ISA level) */
@@ -444,6 +675,12 @@ void qwen_neon_attention_f32(int, int, const float *, const qwen_kv_view *, int,
                              float *) ALIAS(attention_f32);
 void qwen_neon_attention_f16(int, int, const float *, const qwen_kv_view *, int, float, float *,
                              float *) ALIAS(attention_f16);
+void qwen_neon_attention_tokens_f32(int, int, int, const float *, size_t, const qwen_kv_view *,
+                                    int, float, float *, float *, size_t)
+    ALIAS(attention_tokens_f32);
+void qwen_neon_attention_tokens_f16(int, int, int, const float *, size_t, const qwen_kv_view *,
+                                    int, float, float *, float *, size_t)
+    ALIAS(attention_tokens_f16);
 
 QWEN_ARM_PACKED_KERNELS(neon)
 QWEN_ARM_PACKED_GEMM(neon)
