@@ -208,6 +208,53 @@ test_batch_invariance(const qwen_model *m, const char *kern, int32_t prompts[NS]
           "from decoding alone", m->describe, kern, bad, NS * VOCAB);
 }
 
+/*
+ * A prompt fed in one call and in chunks of 1 to 7 tokens (attention runs
+ * of 1 to 4 tokens starting at every offset, GEMMs of every size) gives
+ * its last token the same logits bit for bit: a prompt token's result
+ * must not depend on how the prompt is cut.
+ */
+static void
+test_prompt_chunks(const qwen_model *m, const char *kern, int32_t prompts[NS][NP])
+{
+    static const int cuts[] = { 1, 4, 3, 6, 2, 7, 5, 1, 4, 3, 5 };   /* 41 tokens */
+    enum { N = 41 };
+    qwen_ctx        *whole = context(m, kern, 1, NULL), *cut = context(m, kern, 1, NULL);
+    qwen_batch_entry e[32];
+    int32_t          ids[N];
+    float            a[VOCAB], b[VOCAB];
+    char             err[QWEN_ERR_LEN];
+    int              i, c, pos = 0, bad = 0, ok = whole != NULL && cut != NULL;
+
+    for (i = 0; i < N; i++) {
+        ids[i] = prompts[i % NS][(i / NS) % NP];
+    }
+    /* whole: two calls of 32 and 9 (the context's batch is 32) */
+    for (i = 0; ok && i < N; i += 32) {
+        int n = N - i < 32 ? N - i : 32, j;
+
+        for (j = 0; j < n; j++) {
+            e[j] = (qwen_batch_entry) { ids[i + j], 0, i + j, i + j == N - 1, 1 };
+        }
+        ok = qwen_forward(whole, e, n, a, err, sizeof(err)) == 0;
+    }
+    for (c = 0; ok && c < (int) (sizeof(cuts) / sizeof(cuts[0])); c++) {
+        for (i = 0; i < cuts[c]; i++, pos++) {
+            e[i] = (qwen_batch_entry) { ids[pos], 0, pos, pos == N - 1, 1 };
+        }
+        ok = qwen_forward(cut, e, cuts[c], b, err, sizeof(err)) == 0;
+    }
+    CHECK(ok && pos == N, "%s, %s kernels: prompt in chunks: %s", m->describe, kern,
+          ok ? "cuts do not add up" : err);
+    for (i = 0; ok && i < VOCAB; i++) {
+        bad += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+    }
+    CHECK(bad == 0, "%s, %s kernels: %d of %d logits differ between a %d-token prompt fed "
+          "whole and in chunks of 1 to 7", m->describe, kern, bad, VOCAB, N);
+    qwen_ctx_free(whole);
+    qwen_ctx_free(cut);
+}
+
 /* the prompt's last logits against the scalar table's, both with KV
  * format kv_format (NULL: auto): relative RMS */
 static void
@@ -276,6 +323,7 @@ main(void)
                 continue;
             }
             test_batch_invariance(m, names[n], prompts);
+            test_prompt_chunks(m, names[n], prompts);
             if (n > 0) {
                 const qwen_kernels *kt = qwen_kernels_by_name(names[n]);
                 int                 f;
