@@ -31,6 +31,7 @@ void  qwen_neon_attention_f32(int hd, int n_q, const float *q, const qwen_kv_vie
                               int n_pos, float scale, float *scratch, float *out);
 void  qwen_neon_attention_f16(int hd, int n_q, const float *q, const qwen_kv_view *kv,
                               int n_pos, float scale, float *scratch, float *out);
+void  qwen_neon_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps);
 void  qwen_neon_attention_tokens_f32(int hd, int n_q, int m, const float *q, size_t q_stride,
                                      const qwen_kv_view *kv, int n_pos, float scale,
                                      float *scratch, float *out, size_t out_stride);
@@ -54,6 +55,7 @@ void  qwen_dotprod_attention_q8_0(int hd, int n_q, const float *q, const qwen_kv
     .dot_f32_f16 = qwen_neon_dot_f32_f16,                                  \
     .axpy_f16 = qwen_neon_axpy_f16,                                        \
     .f32_to_f16 = qwen_neon_f32_to_f16,                                    \
+    .rmsnorm = qwen_neon_rmsnorm,                                          \
     .kv_store[QWEN_KV_F32] = qwen_kv_store_f32,                            \
     .kv_store[QWEN_KV_F16] = qwen_neon_kv_store_f16,                       \
     .kv_attention[QWEN_KV_F32] = qwen_neon_attention_f32,                  \

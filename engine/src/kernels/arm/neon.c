@@ -564,6 +564,59 @@ attention_q8_0(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
     arm_attention_q8_0(hd, n_q, q, kv, n_pos, scale, scratch, out);
 }
 
+/*
+ * elementwise.c's RMS norm (kernels.h: rmsnorm), 8 elements a step: its
+ * eight double sums are four float64x2 chains (lane j of chain c is sum
+ * 2c + j; a float's square is exact in double, so fused or not the sums
+ * are the same), the scale in the same double operations, then
+ * (x * scale) * w. 22 instructions per 8 elements where the compiled C
+ * takes 44: the norms run 5 times a layer per token (q and k per head).
+ */
+static void
+rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps)
+{
+    float64x2_t c[4] = { vdupq_n_f64(0.0), vdupq_n_f64(0.0), vdupq_n_f64(0.0),
+                         vdupq_n_f64(0.0) };
+    double      s[8], ss;
+    float       scale;
+    int64_t     i;
+
+    for (i = 0; i + 8 <= n; i += 8) {
+        float32x4x2_t v = vld1q_f32_x2(x + i);
+        float64x2_t   d0 = vcvt_f64_f32(vget_low_f32(v.val[0]));
+        float64x2_t   d1 = vcvt_high_f64_f32(v.val[0]);
+        float64x2_t   d2 = vcvt_f64_f32(vget_low_f32(v.val[1]));
+        float64x2_t   d3 = vcvt_high_f64_f32(v.val[1]);
+
+        c[0] = vfmaq_f64(c[0], d0, d0);
+        c[1] = vfmaq_f64(c[1], d1, d1);
+        c[2] = vfmaq_f64(c[2], d2, d2);
+        c[3] = vfmaq_f64(c[3], d3, d3);
+    }
+    vst1q_f64(s, c[0]);
+    vst1q_f64(s + 2, c[1]);
+    vst1q_f64(s + 4, c[2]);
+    vst1q_f64(s + 6, c[3]);
+    for (; i < n; i++) {
+        s[0] += (double) x[i] * x[i];
+    }
+    ss = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    scale = (float) (1.0 / sqrt(ss / (double) n + eps));
+    for (i = 0; i + 8 <= n; i += 8) {
+        float32x4x2_t v = vld1q_f32_x2(x + i), g = vld1q_f32_x2(w + i);
+
+        v.val[0] = vmulq_f32(vmulq_n_f32(v.val[0], scale), g.val[0]);
+        v.val[1] = vmulq_f32(vmulq_n_f32(v.val[1], scale), g.val[1]);
+        vst1q_f32_x2(out + i, v);
+    }
+    for (; i + 4 <= n; i += 4) {
+        vst1q_f32(out + i, vmulq_f32(vmulq_n_f32(vld1q_f32(x + i), scale), vld1q_f32(w + i)));
+    }
+    for (; i < n; i++) {
+        out[i] = x[i] * scale * w[i];
+    }
+}
+
 /* The Q8_0 activation quantizer, qwen_quantize_row_q8_0's bytes: FCVTAS
  * rounds half away from zero as roundf does, FCVTN rounds the scale to f16
  * as qwen_f32_to_f16 does, and the narrowing wraps as the (int8_t) cast.
@@ -675,6 +728,7 @@ void qwen_neon_attention_f32(int, int, const float *, const qwen_kv_view *, int,
                              float *) ALIAS(attention_f32);
 void qwen_neon_attention_f16(int, int, const float *, const qwen_kv_view *, int, float, float *,
                              float *) ALIAS(attention_f16);
+void qwen_neon_rmsnorm(float *, const float *, const float *, int64_t, float) ALIAS(rmsnorm);
 void qwen_neon_attention_tokens_f32(int, int, int, const float *, size_t, const qwen_kv_view *,
                                     int, float, float *, float *, size_t)
     ALIAS(attention_tokens_f32);
