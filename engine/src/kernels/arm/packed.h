@@ -571,6 +571,33 @@ arm_q8_0x8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
  * register per load, which cost an add per load in the one-token loops */
 #define ARM_STEP(p, bytes) do { (p) += (bytes); __asm__("" : "+r"(p)); } while (0)
 
+/*
+ * Zeroed int32 accumulators loaded in pairs (LDP) from a zero block the
+ * compiler cannot see into (a volatile asm makes the address opaque on
+ * every call, so the loads are neither folded to MOVI nor hoisted and
+ * copied with MOVs). Where accumulators restart every block, two vector
+ * moves on the two SIMD pipes SDOT needs become one load-pipe instruction.
+ */
+static const int32_t arm_zero_block[32] __attribute__((aligned(64)));
+
+/* *zp: arm_zero_block, kept in one register across a loop's iterations.
+ * Two LD1s of four registers; they need four consecutive registers each,
+ * which only an asm with named registers can ask for. */
+ARM_INLINE void
+arm_zeros8(int32x4_t z[8], const int32_t **zp)
+{
+    register int32x4_t z0 __asm__("v24"), z1 __asm__("v25"), z2 __asm__("v26"),
+        z3 __asm__("v27"), z4 __asm__("v28"), z5 __asm__("v29"), z6 __asm__("v30"),
+        z7 __asm__("v31");
+
+    __asm__ __volatile__("ld1 {v24.4s-v27.4s}, [%8]\n\tld1 {v28.4s-v31.4s}, [%8]"
+                         : "=w"(z0), "=w"(z1), "=w"(z2), "=w"(z3), "=w"(z4), "=w"(z5),
+                           "=w"(z6), "=w"(z7)
+                         : "r"(*zp));
+    z[0] = z0; z[1] = z1; z[2] = z2; z[3] = z3;
+    z[4] = z4; z[5] = z5; z[6] = z6; z[7] = z7;
+}
+
 /* One token against two packed Q8_0 groups (16 rows): the activation's
  * block loads and its scale serve both groups, and the loop runs once.
  * Per lane the operations of arm_q8_0x8_dot with NT = 1, so the same bits. */
@@ -682,10 +709,11 @@ arm_q80_quad_prep(int64_t n, const void *act, size_t stride, int n_tok, void *ou
 }
 
 ARM_INLINE void
-arm_q8_0x8_quad(int64_t nb, const block_q8_0x8 *x, const arm_q80_quad *y, float32x4_t out[4][2])
+arm_q8_0x8_quad(int64_t nb, const block_q8_0x8 *x, const arm_q80_quad *y, float *const out[4])
 {
-    const int8_t *pw = (const int8_t *) x, *py = (const int8_t *) y;
-    float32x4_t   a[4][2];   /* local: stores to out each block cost 4 per 64 SDOT */
+    const int8_t  *pw = (const int8_t *) x, *py = (const int8_t *) y;
+    const int32_t *zp = arm_zero_block;
+    float32x4_t    a[4][2];   /* local: stores to out each block cost 4 per 64 SDOT */
     int64_t       b;
     int           t, h;
 
@@ -693,11 +721,13 @@ arm_q8_0x8_quad(int64_t nb, const block_q8_0x8 *x, const arm_q80_quad *y, float3
     for (t = 0; t < 4; t++) {
         a[t][0] = a[t][1] = vdupq_n_f32(0.0f);
     }
+#pragma GCC unroll 2
     for (b = 0; b < nb; b++) {
-        int32x4_t   s0[4], s1[4];
+        int32x4_t   s0[4], s1[4], z[8];
         float32x4_t d0, d1, dy;
         float16x8_t dh = vreinterpretq_f16_s8(vld1q_s8(pw));
 
+        arm_zeros8(z, &zp);
         ARM_STEP(pw, 16);
 #pragma GCC unroll 2
         for (h = 0; h < 2; h++) {
@@ -712,10 +742,8 @@ arm_q8_0x8_quad(int64_t nb, const block_q8_0x8 *x, const arm_q80_quad *y, float3
             ARM_STEP(py, 64);
 #pragma GCC unroll 4
             for (t = 0; t < 4; t++) {
-                int32x4_t z = vdupq_n_s32(0);
-
-                s0[t] = arm_idot_lane(h == 0 ? z : s0[t], qa.val[0], yv.val[t], 0);
-                s1[t] = arm_idot_lane(h == 0 ? z : s1[t], qa.val[1], yv.val[t], 0);
+                s0[t] = arm_idot_lane(h == 0 ? z[t] : s0[t], qa.val[0], yv.val[t], 0);
+                s1[t] = arm_idot_lane(h == 0 ? z[4 + t] : s1[t], qa.val[1], yv.val[t], 0);
                 s0[t] = arm_idot_lane(s0[t], qa.val[2], yv.val[t], 1);
                 s1[t] = arm_idot_lane(s1[t], qa.val[3], yv.val[t], 1);
                 s0[t] = arm_idot_lane(s0[t], qb.val[0], yv.val[t], 2);
@@ -744,8 +772,8 @@ arm_q8_0x8_quad(int64_t nb, const block_q8_0x8 *x, const arm_q80_quad *y, float3
     }
 #pragma GCC unroll 4
     for (t = 0; t < 4; t++) {
-        out[t][0] = a[t][0];
-        out[t][1] = a[t][1];
+        vst1q_f32(out[t], a[t][0]);
+        vst1q_f32(out[t] + 4, a[t][1]);
     }
 }
 
@@ -754,19 +782,18 @@ ARM_INLINE void
 arm_q8_0x8_gemm(int64_t n, const void *w, const void *act, size_t stride, int n_tok,
                 float *out, size_t out_stride, const int32_t *idx)
 {
-    float32x4_t a[4][2];
-    int         t0, t;
+    float  spare[8];   /* the sums of a last group's missing tokens */
+    float *o[4];
+    int    t0, t;
 
     for (t0 = 0; t0 < n_tok; t0 += 4) {
+#pragma GCC unroll 4
+        for (t = 0; t < 4; t++) {
+            o[t] = t0 + t < n_tok ? out + (size_t) idx[t0 + t] * out_stride : spare;
+        }
         arm_q8_0x8_quad(n / QK8_0, w,
                         (const arm_q80_quad *) ((const char *) act + (size_t) (t0 / 4) * stride),
-                        a);
-        for (t = 0; t < 4 && t0 + t < n_tok; t++) {
-            float *o = out + (size_t) idx[t0 + t] * out_stride;
-
-            vst1q_f32(o, a[t][0]);
-            vst1q_f32(o + 4, a[t][1]);
-        }
+                        o);
     }
 }
 
