@@ -944,6 +944,155 @@ attention_bf16(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
     }
 }
 
+/*
+ * o[r] (r < NH rows, 16J dimensions from d0) += the position pairs t2a ..
+ * t2b - 1 of probability pairs pp[r] against the V pairs, continuing the
+ * sums o holds (from zero when zero is set). A row's last pair is masked
+ * as attention_bf16 masks it when its n_pos[r] is odd. Per lane the
+ * vdpbf16ps of att_values_bf16 in the same order: its bits.
+ */
+static inline __attribute__((always_inline)) void
+att_values_rows(int hd, const int NH, const int J, const uint32_t *const *pp,
+                const qwen_kv_view *kv, int t2a, int t2b, const int *n_pos, int d0,
+                float *const *o, int zero)
+{
+    __m512 acc[4][4];
+    int    t2, r, j;
+
+#pragma GCC unroll 4
+    for (r = 0; r < NH; r++) {
+#pragma GCC unroll 4
+        for (j = 0; j < J; j++) {
+            acc[r][j] = zero ? _mm512_setzero_ps() : _mm512_loadu_ps(o[r] + d0 + 16 * j);
+        }
+    }
+    for (t2 = t2a; t2 < t2b; t2++) {
+        const uint16_t *vp = (const uint16_t *) qwen_kv_block_v(kv, 2 * t2)
+                             + (size_t) (t2 % (QWEN_KV_BLOCK / 2)) * 2 * hd + 2 * d0;
+
+#pragma GCC unroll 4
+        for (j = 0; j < J; j++) {
+            __m512bh vv = (__m512bh) _mm512_loadu_si512((const void *) (vp + 32 * j));
+            __m512bh vm = (__m512bh) _mm512_maskz_loadu_epi16(0x55555555u, vp + 32 * j);
+
+#pragma GCC unroll 4
+            for (r = 0; r < NH; r++) {
+                /* a row's odd last position: its pair partner not written
+                 * yet when the row's token ran alone */
+                acc[r][j] = _mm512_dpbf16_ps(acc[r][j], t2 < n_pos[r] / 2 ? vv : vm,
+                                             (__m512bh) _mm512_set1_epi32((int) pp[r][t2]));
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (r = 0; r < NH; r++) {
+#pragma GCC unroll 4
+        for (j = 0; j < J; j++) {
+            _mm512_storeu_ps(o[r] + d0 + 16 * j, acc[r][j]);
+        }
+    }
+}
+
+/* att_values_rows over all of hd (64 dimensions a pass) for nr rows */
+static void
+att_values_rows_hd(int hd, int nr, const uint32_t *const *pp, const qwen_kv_view *kv, int t2a,
+                   int t2b, const int *n_pos, float *const *o, int zero)
+{
+    int d0;
+
+    for (d0 = 0; d0 < hd; d0 += 64) {
+        switch (nr) {
+        case 1: att_values_rows(hd, 1, 4, pp, kv, t2a, t2b, n_pos, d0, o, zero); break;
+        case 2: att_values_rows(hd, 2, 4, pp, kv, t2a, t2b, n_pos, d0, o, zero); break;
+        case 3: att_values_rows(hd, 3, 4, pp, kv, t2a, t2b, n_pos, d0, o, zero); break;
+        default: att_values_rows(hd, 4, 4, pp, kv, t2a, t2b, n_pos, d0, o, zero); break;
+        }
+    }
+}
+
+/*
+ * m consecutive tokens of a sequence (qwen_kv_attention_tokens_fn) over
+ * the BF16 layout: passes of 4 query rows (2 tokens of a GQA pair, or 4
+ * single heads) share each K tile's loads in the scores and, over the
+ * position pairs every token of the pass sees, each V pair's loads; a
+ * later token's last pairs follow on its own. Scores past a row's n_pos
+ * are computed and dropped by its softmax, as attention_bf16 drops those
+ * of its last tile. Each token gets attention_bf16's bits.
+ */
+static void
+attention_tokens_bf16(int hd, int n_q, int m, const float *q, size_t q_stride,
+                      const qwen_kv_view *kv, int n_pos, float scale, float *scratch,
+                      float *out, size_t out_stride)
+{
+    uint32_t        qp[4 * 64];
+    const uint32_t *pp[4];
+    float          *o[4], sums[QWEN_KV_ATT_TOKENS][2];
+    int             rows = qwen_kv_rows(n_pos + m - 1), np_[4], per, j0, np, nr, r, j, h, t, i;
+
+    if (hd != 128 || n_q > 2 || m > QWEN_KV_ATT_TOKENS) {
+        for (j = 0; j < m; j++) {
+            attention_bf16(hd, n_q, q + j * q_stride, kv, n_pos + j, scale, scratch,
+                           out + j * out_stride);
+        }
+        return;
+    }
+    per = 4 / n_q;
+    for (j0 = 0; j0 < m; j0 += per) {
+        float *sc0 = scratch + (size_t) j0 * n_q * rows;
+
+        np = m - j0 < per ? m - j0 : per;
+        nr = np * n_q;
+        for (r = 0; r < nr; r++) {
+            bf16_round_row(q + (j0 + r / n_q) * q_stride + (size_t) (r % n_q) * hd,
+                           (uint16_t *) (qp + r * (hd / 2)), hd);
+        }
+        switch (nr) {
+        case 4: att_scores_bf16(hd, 4, qp, kv, n_pos + j0 + np - 1, scale, sc0, rows); break;
+        case 3: att_scores_bf16(hd, 3, qp, kv, n_pos + j0 + np - 1, scale, sc0, rows); break;
+        case 2: att_scores_bf16(hd, 2, qp, kv, n_pos + j0 + np - 1, scale, sc0, rows); break;
+        default: att_scores_bf16(hd, 1, qp, kv, n_pos + j0 + np - 1, scale, sc0, rows); break;
+        }
+    }
+    for (j = 0; j < m; j++) {
+        for (h = 0; h < n_q; h++) {
+            float *sc = scratch + (size_t) (j * n_q + h) * rows;
+
+            sums[j][h] = softmax_exp512(sc, n_pos + j, rows);
+            for (t = 0; t < rows; t += 32) {
+                __m512bh pb = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(sc + t + 16),
+                                                  _mm512_loadu_ps(sc + t));
+                _mm512_storeu_si512((void *) ((uint32_t *) sc + t / 2), (__m512i) pb);
+            }
+        }
+    }
+    for (j0 = 0; j0 < m; j0 += per) {
+        np = m - j0 < per ? m - j0 : per;
+        nr = np * n_q;
+        for (r = 0; r < nr; r++) {
+            j = j0 + r / n_q;
+            pp[r] = (const uint32_t *) (scratch + (size_t) (j * n_q + r % n_q) * rows);
+            o[r] = out + j * out_stride + (size_t) (r % n_q) * hd;
+            np_[r] = n_pos + j;
+        }
+        /* the pairs every row sees whole, then each later token's rest */
+        att_values_rows_hd(hd, nr, pp, kv, 0, (n_pos + j0) / 2, np_, o, 1);
+        for (r = 0; r < nr; r += n_q) {
+            att_values_rows_hd(hd, n_q, pp + r, kv, (n_pos + j0) / 2, (np_[r] + 1) / 2,
+                               np_ + r, o + r, 0);
+        }
+    }
+    for (j = 0; j < m; j++) {
+        for (h = 0; h < n_q; h++) {
+            __m512 inv = _mm512_set1_ps(1.0f / sums[j][h]);
+            float *ov = out + j * out_stride + (size_t) h * hd;
+
+            for (i = 0; i < hd; i += 16) {
+                _mm512_storeu_ps(ov + i, _mm512_mul_ps(_mm512_loadu_ps(ov + i), inv));
+            }
+        }
+    }
+}
+
 /* ------------------------------------------- attention over a Q8_0 KV cache */
 
 /*
@@ -1776,6 +1925,7 @@ static const qwen_kernels kernels_avx512 = {
      * instructions of the f16 path */
     .kv_store[QWEN_KV_BF16] = kv_store_bf16,
     .kv_attention[QWEN_KV_BF16] = attention_bf16,
+    .kv_attention_tokens[QWEN_KV_BF16] = attention_tokens_bf16,
     /* q8_0: half of f16's bytes, q . K in vpdpbusd */
     .kv_store[QWEN_KV_Q8_0] = qwen_kv_store_q8_0_ref,
     .kv_attention[QWEN_KV_Q8_0] = attention_q8_0,
