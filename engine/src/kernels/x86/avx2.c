@@ -484,6 +484,213 @@ attention_rows(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
     }
 }
 
+/* attention_k for positions t0 .. t1 - 1 into rows `rows` floats apart:
+ * each score the same chain and horizontal sum */
+static inline __attribute__((always_inline)) void
+tokens_k(int hd, const int NQ, const float *q, const qwen_kv_view *kv, int t0, int t1,
+         float scale, float *scores, int rows, const int F32)
+{
+    int t, i, h;
+
+    for (t = t0; t < t1; t++) {
+        const void *kt = row_k(kv, t, hd, F32);
+        __m256      acc[4];
+
+        qwen_kv_prefetch_ahead(kv, kv->k, t, t1, (size_t) QWEN_KV_BLOCK * hd * (F32 ? 4 : 2));
+#pragma GCC unroll 4
+        for (h = 0; h < NQ; h++) {
+            acc[h] = _mm256_setzero_ps();
+        }
+        for (i = 0; i < hd; i += 8) {
+            __m256 kv8 = load_row8(kt, i, F32);
+#pragma GCC unroll 4
+            for (h = 0; h < NQ; h++) {
+                acc[h] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (size_t) h * hd + i), kv8, acc[h]);
+            }
+        }
+#pragma GCC unroll 4
+        for (h = 0; h < NQ; h++) {
+            scores[(size_t) h * rows + t] = qwen_hsum256(acc[h]) * scale;
+        }
+    }
+}
+
+/* o[r] += sum over positions t0 .. t1 - 1 of p[r][t] V[t] for NH rows (1
+ * to 4), 16 values at a time (the 2 x NH accumulators in the 16
+ * registers), continuing the sums o holds or from zero: per lane the
+ * fused multiply-adds of attention_v in its order */
+static inline __attribute__((always_inline)) void
+tokens_v(int hd, const int NH, const float *const *p, const qwen_kv_view *kv, int t0, int t1,
+         float *const *o, int zero, const int F32)
+{
+    int i, t, h, j;
+
+    for (i = 0; i < hd; i += 16) {
+        __m256 acc[4][2];
+
+#pragma GCC unroll 4
+        for (h = 0; h < NH; h++) {
+#pragma GCC unroll 2
+            for (j = 0; j < 2; j++) {
+                acc[h][j] = zero ? _mm256_setzero_ps() : _mm256_loadu_ps(o[h] + i + 8 * j);
+            }
+        }
+        for (t = t0; t < t1; t++) {
+            const void *vt = row_v(kv, t, hd, F32);
+            __m256      vv[2];
+
+            if (i == 0) {
+                qwen_kv_prefetch_ahead(kv, kv->v, t, t1,
+                                       (size_t) QWEN_KV_BLOCK * hd * (F32 ? 4 : 2));
+            }
+            vv[0] = load_row8(vt, i, F32);
+            vv[1] = load_row8(vt, i + 8, F32);
+#pragma GCC unroll 4
+            for (h = 0; h < NH; h++) {
+                __m256 ph = _mm256_set1_ps(p[h][t]);
+
+                acc[h][0] = _mm256_fmadd_ps(ph, vv[0], acc[h][0]);
+                acc[h][1] = _mm256_fmadd_ps(ph, vv[1], acc[h][1]);
+            }
+        }
+#pragma GCC unroll 4
+        for (h = 0; h < NH; h++) {
+            _mm256_storeu_ps(o[h] + i, acc[h][0]);
+            _mm256_storeu_ps(o[h] + i + 8, acc[h][1]);
+        }
+    }
+}
+
+/*
+ * m consecutive tokens of a sequence (qwen_kv_attention_tokens_fn) over a
+ * row format: passes of 4 query rows (2 tokens of a GQA pair, 4 single
+ * heads) convert each K and V row once for the rows over the positions
+ * all the pass's tokens see, then a later token's few more on its own.
+ * Each token gets attention_rows' bits.
+ */
+static inline __attribute__((always_inline)) void
+attention_rows_tokens(int hd, int n_q, int m, const float *q, size_t q_stride,
+                      const qwen_kv_view *kv, int n_pos, float scale, float *scratch,
+                      float *out, size_t out_stride, const int F32)
+{
+    size_t       region = (size_t) QWEN_KV_BLOCK * hd * (F32 ? 4 : 2);
+    int          rows = qwen_kv_rows(n_pos + m - 1), per, j0, np, nr, r, j, h, t;
+    float        qb[4 * 256], sum;
+    const float *p[4];
+    float       *o[4];
+
+    if (n_q > 2 || hd > 256 || m > QWEN_KV_ATT_TOKENS) {
+        for (j = 0; j < m; j++) {
+            attention_rows(hd, n_q, q + j * q_stride, kv, n_pos + j, scale, scratch,
+                           out + j * out_stride, F32);
+        }
+        return;
+    }
+    per = 4 / n_q;
+    qwen_kv_prefetch_start(kv, kv->k, n_pos, region);
+    for (j0 = 0; j0 < m; j0 += per) {
+        float *sc0 = scratch + (size_t) j0 * n_q * rows;
+
+        np = m - j0 < per ? m - j0 : per;
+        nr = np * n_q;
+        for (j = 0; j < np; j++) {
+            memcpy(qb + (size_t) j * n_q * hd, q + (j0 + j) * q_stride,
+                   (size_t) n_q * hd * sizeof(float));
+        }
+        switch (nr) {
+        case 1: tokens_k(hd, 1, qb, kv, 0, n_pos + j0, scale, sc0, rows, F32); break;
+        case 2: tokens_k(hd, 2, qb, kv, 0, n_pos + j0, scale, sc0, rows, F32); break;
+        case 3: tokens_k(hd, 3, qb, kv, 0, n_pos + j0, scale, sc0, rows, F32); break;
+        default: tokens_k(hd, 4, qb, kv, 0, n_pos + j0, scale, sc0, rows, F32); break;
+        }
+        for (j = 1; j < np; j++) {
+            if (n_q == 1) {
+                tokens_k(hd, 1, q + (j0 + j) * q_stride, kv, n_pos + j0, n_pos + j0 + j, scale,
+                         sc0 + (size_t) j * rows, rows, F32);
+            } else {
+                tokens_k(hd, 2, q + (j0 + j) * q_stride, kv, n_pos + j0, n_pos + j0 + j, scale,
+                         sc0 + (size_t) j * 2 * rows, rows, F32);
+            }
+        }
+    }
+    for (j = 0; j < m; j++) {
+        for (h = 0; h < n_q; h++) {
+            float *sc = scratch + (size_t) (j * n_q + h) * rows;
+
+            sum = softmax_exp(sc, n_pos + j);
+            for (t = 0; t < n_pos + j; t++) {
+                sc[t] /= sum;
+            }
+        }
+    }
+    qwen_kv_prefetch_start(kv, kv->v, n_pos, region);
+    for (j0 = 0; j0 < m; j0 += per) {
+        np = m - j0 < per ? m - j0 : per;
+        nr = np * n_q;
+        for (r = 0; r < nr; r++) {
+            j = j0 + r / n_q;
+            p[r] = scratch + (size_t) (j * n_q + r % n_q) * rows;
+            o[r] = out + j * out_stride + (size_t) (r % n_q) * hd;
+        }
+        switch (nr) {
+        case 1: tokens_v(hd, 1, p, kv, 0, n_pos + j0, o, 1, F32); break;
+        case 2: tokens_v(hd, 2, p, kv, 0, n_pos + j0, o, 1, F32); break;
+        case 3: tokens_v(hd, 3, p, kv, 0, n_pos + j0, o, 1, F32); break;
+        default: tokens_v(hd, 4, p, kv, 0, n_pos + j0, o, 1, F32); break;
+        }
+        for (j = 1; j < np; j++) {
+            if (n_q == 1) {
+                tokens_v(hd, 1, p + j, kv, n_pos + j0, n_pos + j0 + j, o + j, 0, F32);
+            } else {
+                tokens_v(hd, 2, p + 2 * j, kv, n_pos + j0, n_pos + j0 + j, o + 2 * j, 0, F32);
+            }
+        }
+    }
+}
+
+static void
+attention_f16(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos, float scale,
+              float *scratch, float *out);
+static void
+attention_f32(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos, float scale,
+              float *scratch, float *out);
+
+static void
+attention_tokens_f16(int hd, int n_q, int m, const float *q, size_t q_stride,
+                     const qwen_kv_view *kv, int n_pos, float scale, float *scratch, float *out,
+                     size_t out_stride)
+{
+    int j;
+
+    if (hd % 32 != 0 || (n_q != 1 && n_q != 2 && n_q != 4)) {
+        for (j = 0; j < m; j++) {
+            attention_f16(hd, n_q, q + j * q_stride, kv, n_pos + j, scale, scratch,
+                          out + j * out_stride);
+        }
+        return;
+    }
+    attention_rows_tokens(hd, n_q, m, q, q_stride, kv, n_pos, scale, scratch, out, out_stride,
+                          0);
+}
+
+static void
+attention_tokens_f32(int hd, int n_q, int m, const float *q, size_t q_stride,
+                     const qwen_kv_view *kv, int n_pos, float scale, float *scratch, float *out,
+                     size_t out_stride)
+{
+    int j;
+
+    if (hd % 32 != 0 || (n_q != 1 && n_q != 2 && n_q != 4)) {
+        for (j = 0; j < m; j++) {
+            attention_f32(hd, n_q, q + j * q_stride, kv, n_pos + j, scale, scratch,
+                          out + j * out_stride);
+        }
+        return;
+    }
+    attention_rows_tokens(hd, n_q, m, q, q_stride, kv, n_pos, scale, scratch, out, out_stride,
+                          1);
+}
+
 static void
 attention_f16(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos, float scale,
               float *scratch, float *out)
@@ -866,6 +1073,12 @@ void AVX2_SYM(attention_f16)(int, int, const float *, const qwen_kv_view *, int,
                              float *) ALIAS(attention_f16);
 void AVX2_SYM(attention_f32)(int, int, const float *, const qwen_kv_view *, int, float, float *,
                              float *) ALIAS(attention_f32);
+void AVX2_SYM(attention_tokens_f16)(int, int, int, const float *, size_t, const qwen_kv_view *,
+                                    int, float, float *, float *, size_t)
+    ALIAS(attention_tokens_f16);
+void AVX2_SYM(attention_tokens_f32)(int, int, int, const float *, size_t, const qwen_kv_view *,
+                                    int, float, float *, float *, size_t)
+    ALIAS(attention_tokens_f32);
 
 QWEN_X86_DOT_PAIR(dot_q8_0, dot4_q8_0, qwen_q8_0_dot_n)
 QWEN_X86_DOT_PAIR(dot_q4_K, dot4_q4_K, qwen_q4k_dot_n)

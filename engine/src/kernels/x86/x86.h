@@ -31,6 +31,12 @@ void  qwen_avx2_attention_f16(int hd, int n_q, const float *q, const qwen_kv_vie
                               float scale, float *scratch, float *out);
 void  qwen_avx2_attention_f32(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos,
                               float scale, float *scratch, float *out);
+void  qwen_avx2_attention_tokens_f16(int hd, int n_q, int m, const float *q, size_t q_stride,
+                                     const qwen_kv_view *kv, int n_pos, float scale,
+                                     float *scratch, float *out, size_t out_stride);
+void  qwen_avx2_attention_tokens_f32(int hd, int n_q, int m, const float *q, size_t q_stride,
+                                     const qwen_kv_view *kv, int n_pos, float scale,
+                                     float *scratch, float *out, size_t out_stride);
 
 #ifdef __AVX2__
 #ifdef QWEN_X86_EMULATE_AVX512
@@ -942,6 +948,8 @@ DOT2X4(int64_t n, const void *w, size_t w_stride, const void *act, size_t stride
     .kv_store[QWEN_KV_F32] = qwen_kv_store_f32,                            \
     .kv_store[QWEN_KV_F16] = qwen_avx2_kv_store_f16,                       \
     .kv_attention[QWEN_KV_F32] = qwen_avx2_attention_f32,                  \
-    .kv_attention[QWEN_KV_F16] = qwen_avx2_attention_f16
+    .kv_attention[QWEN_KV_F16] = qwen_avx2_attention_f16,                  \
+    .kv_attention_tokens[QWEN_KV_F32] = qwen_avx2_attention_tokens_f32,    \
+    .kv_attention_tokens[QWEN_KV_F16] = qwen_avx2_attention_tokens_f16
 
 #endif
