@@ -522,21 +522,32 @@ attention_f16(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos
     attention_rows(hd, n_q, q, kv, n_pos, scale, scratch, out, 1);
 }
 
-static void
-attention_tokens_f32(int hd, int n_q, int m, const float *q, size_t q_stride,
-                     const qwen_kv_view *kv, int n_pos, float scale, float *scratch, float *out,
-                     size_t out_stride)
+/* the tokens of a row format (kind 0 F32, 1 F16), or one at a time where
+ * hd is not a multiple of 32 */
+ARM_INLINE void
+attention_tokens(int hd, int n_q, int m, const float *q, size_t q_stride, const qwen_kv_view *kv,
+                 int n_pos, float scale, float *scratch, float *out, size_t out_stride,
+                 const int kind)
 {
     int j;
 
     if (hd % 32 != 0) {
         for (j = 0; j < m; j++) {
-            attention_f32(hd, n_q, q + j * q_stride, kv, n_pos + j, scale, scratch,
-                          out + j * out_stride);
+            (kind == 0 ? attention_f32 : attention_f16)(hd, n_q, q + j * q_stride, kv, n_pos + j,
+                                                        scale, scratch, out + j * out_stride);
         }
         return;
     }
-    attention_rows_tokens(hd, n_q, m, q, q_stride, kv, n_pos, scale, scratch, out, out_stride, 0);
+    attention_rows_tokens(hd, n_q, m, q, q_stride, kv, n_pos, scale, scratch, out, out_stride,
+                          kind);
+}
+
+static void
+attention_tokens_f32(int hd, int n_q, int m, const float *q, size_t q_stride,
+                     const qwen_kv_view *kv, int n_pos, float scale, float *scratch, float *out,
+                     size_t out_stride)
+{
+    attention_tokens(hd, n_q, m, q, q_stride, kv, n_pos, scale, scratch, out, out_stride, 0);
 }
 
 static void
@@ -544,16 +555,7 @@ attention_tokens_f16(int hd, int n_q, int m, const float *q, size_t q_stride,
                      const qwen_kv_view *kv, int n_pos, float scale, float *scratch, float *out,
                      size_t out_stride)
 {
-    int j;
-
-    if (hd % 32 != 0) {
-        for (j = 0; j < m; j++) {
-            attention_f16(hd, n_q, q + j * q_stride, kv, n_pos + j, scale, scratch,
-                          out + j * out_stride);
-        }
-        return;
-    }
-    attention_rows_tokens(hd, n_q, m, q, q_stride, kv, n_pos, scale, scratch, out, out_stride, 1);
+    attention_tokens(hd, n_q, m, q, q_stride, kv, n_pos, scale, scratch, out, out_stride, 1);
 }
 
 /* q8_0 with SMULL-based group dots (no SDOT on this ISA level) */

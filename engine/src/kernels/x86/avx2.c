@@ -362,35 +362,34 @@ row_v(const qwen_kv_view *kv, int t, int hd, const int F32)
                : (const void *) qwen_kv_row_v(kv, t, hd);
 }
 
-/* scores[h][t] = scale * q[h] . K[t] for NQ heads: each K row converted
- * once, the NQ accumulators in registers. */
+/* scores[h][t] = scale * q[h] . K[t] for NQ heads and positions t0 ..
+ * t1 - 1, rows `rows` floats apart: each K row converted once, the NQ
+ * accumulators in registers. */
 static inline __attribute__((always_inline)) void
-attention_k(int hd, const int NQ, const float *q, const qwen_kv_view *kv, int n_pos,
-            float scale, float *scores, const int F32)
+tokens_k(int hd, const int NQ, const float *q, const qwen_kv_view *kv, int t0, int t1,
+         float scale, float *scores, int rows, const int F32)
 {
     int t, i, h;
 
-    for (t = 0; t < n_pos; t++) {
+    for (t = t0; t < t1; t++) {
         const void *kt = row_k(kv, t, hd, F32);
         __m256      acc[4];
 
-        qwen_kv_prefetch_ahead(kv, kv->k, t, n_pos,
-                               (size_t) QWEN_KV_BLOCK * hd * (F32 ? 4 : 2));
-
+        qwen_kv_prefetch_ahead(kv, kv->k, t, t1, (size_t) QWEN_KV_BLOCK * hd * (F32 ? 4 : 2));
 #pragma GCC unroll 4
         for (h = 0; h < NQ; h++) {
             acc[h] = _mm256_setzero_ps();
         }
         for (i = 0; i < hd; i += 8) {
-            __m256 kv = load_row8(kt, i, F32);
+            __m256 kv8 = load_row8(kt, i, F32);
 #pragma GCC unroll 4
             for (h = 0; h < NQ; h++) {
-                acc[h] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (size_t) h * hd + i), kv, acc[h]);
+                acc[h] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (size_t) h * hd + i), kv8, acc[h]);
             }
         }
 #pragma GCC unroll 4
         for (h = 0; h < NQ; h++) {
-            scores[(size_t) h * n_pos + t] = qwen_hsum256(acc[h]) * scale;
+            scores[(size_t) h * rows + t] = qwen_hsum256(acc[h]) * scale;
         }
     }
 }
@@ -462,9 +461,9 @@ attention_rows(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
 
     qwen_kv_prefetch_start(kv, kv->k, n_pos, region);
     switch (n_q) {
-    case 1: attention_k(hd, 1, q, kv, n_pos, scale, scratch, F32); break;
-    case 2: attention_k(hd, 2, q, kv, n_pos, scale, scratch, F32); break;
-    default: attention_k(hd, 4, q, kv, n_pos, scale, scratch, F32); break;
+    case 1: tokens_k(hd, 1, q, kv, 0, n_pos, scale, scratch, n_pos, F32); break;
+    case 2: tokens_k(hd, 2, q, kv, 0, n_pos, scale, scratch, n_pos, F32); break;
+    default: tokens_k(hd, 4, q, kv, 0, n_pos, scale, scratch, n_pos, F32); break;
     }
     qwen_kv_prefetch_start(kv, kv->v, n_pos, region);
     for (h = 0; h < n_q; h++) {
@@ -481,37 +480,6 @@ attention_rows(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
     if (h0 < n_q) {
         attention_v(hd, 1, scratch + (size_t) h0 * n_pos, kv, n_pos, out + (size_t) h0 * hd,
                     F32);
-    }
-}
-
-/* attention_k for positions t0 .. t1 - 1 into rows `rows` floats apart:
- * each score the same chain and horizontal sum */
-static inline __attribute__((always_inline)) void
-tokens_k(int hd, const int NQ, const float *q, const qwen_kv_view *kv, int t0, int t1,
-         float scale, float *scores, int rows, const int F32)
-{
-    int t, i, h;
-
-    for (t = t0; t < t1; t++) {
-        const void *kt = row_k(kv, t, hd, F32);
-        __m256      acc[4];
-
-        qwen_kv_prefetch_ahead(kv, kv->k, t, t1, (size_t) QWEN_KV_BLOCK * hd * (F32 ? 4 : 2));
-#pragma GCC unroll 4
-        for (h = 0; h < NQ; h++) {
-            acc[h] = _mm256_setzero_ps();
-        }
-        for (i = 0; i < hd; i += 8) {
-            __m256 kv8 = load_row8(kt, i, F32);
-#pragma GCC unroll 4
-            for (h = 0; h < NQ; h++) {
-                acc[h] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (size_t) h * hd + i), kv8, acc[h]);
-            }
-        }
-#pragma GCC unroll 4
-        for (h = 0; h < NQ; h++) {
-            scores[(size_t) h * rows + t] = qwen_hsum256(acc[h]) * scale;
-        }
     }
 }
 
@@ -650,49 +618,6 @@ attention_rows_tokens(int hd, int n_q, int m, const float *q, size_t q_stride,
 
 static void
 attention_f16(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos, float scale,
-              float *scratch, float *out);
-static void
-attention_f32(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos, float scale,
-              float *scratch, float *out);
-
-static void
-attention_tokens_f16(int hd, int n_q, int m, const float *q, size_t q_stride,
-                     const qwen_kv_view *kv, int n_pos, float scale, float *scratch, float *out,
-                     size_t out_stride)
-{
-    int j;
-
-    if (hd % 32 != 0 || (n_q != 1 && n_q != 2 && n_q != 4)) {
-        for (j = 0; j < m; j++) {
-            attention_f16(hd, n_q, q + j * q_stride, kv, n_pos + j, scale, scratch,
-                          out + j * out_stride);
-        }
-        return;
-    }
-    attention_rows_tokens(hd, n_q, m, q, q_stride, kv, n_pos, scale, scratch, out, out_stride,
-                          0);
-}
-
-static void
-attention_tokens_f32(int hd, int n_q, int m, const float *q, size_t q_stride,
-                     const qwen_kv_view *kv, int n_pos, float scale, float *scratch, float *out,
-                     size_t out_stride)
-{
-    int j;
-
-    if (hd % 32 != 0 || (n_q != 1 && n_q != 2 && n_q != 4)) {
-        for (j = 0; j < m; j++) {
-            attention_f32(hd, n_q, q + j * q_stride, kv, n_pos + j, scale, scratch,
-                          out + j * out_stride);
-        }
-        return;
-    }
-    attention_rows_tokens(hd, n_q, m, q, q_stride, kv, n_pos, scale, scratch, out, out_stride,
-                          1);
-}
-
-static void
-attention_f16(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos, float scale,
               float *scratch, float *out)
 {
     if (hd % 32 != 0 || (n_q != 1 && n_q != 2 && n_q != 4)) {
@@ -712,6 +637,42 @@ attention_f32(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos
         return;
     }
     attention_rows(hd, n_q, q, kv, n_pos, scale, scratch, out, 1);
+}
+
+/* the tokens of a row format (F32: f32 rows, else f16), or one at a time
+ * where attention_rows does not take the heads */
+static inline __attribute__((always_inline)) void
+attention_tokens(int hd, int n_q, int m, const float *q, size_t q_stride, const qwen_kv_view *kv,
+                 int n_pos, float scale, float *scratch, float *out, size_t out_stride,
+                 const int F32)
+{
+    int j;
+
+    if (hd % 32 != 0 || (n_q != 1 && n_q != 2 && n_q != 4)) {
+        for (j = 0; j < m; j++) {
+            (F32 ? attention_f32 : attention_f16)(hd, n_q, q + j * q_stride, kv, n_pos + j,
+                                                  scale, scratch, out + j * out_stride);
+        }
+        return;
+    }
+    attention_rows_tokens(hd, n_q, m, q, q_stride, kv, n_pos, scale, scratch, out, out_stride,
+                          F32);
+}
+
+static void
+attention_tokens_f16(int hd, int n_q, int m, const float *q, size_t q_stride,
+                     const qwen_kv_view *kv, int n_pos, float scale, float *scratch, float *out,
+                     size_t out_stride)
+{
+    attention_tokens(hd, n_q, m, q, q_stride, kv, n_pos, scale, scratch, out, out_stride, 0);
+}
+
+static void
+attention_tokens_f32(int hd, int n_q, int m, const float *q, size_t q_stride,
+                     const qwen_kv_view *kv, int n_pos, float scale, float *scratch, float *out,
+                     size_t out_stride)
+{
+    attention_tokens(hd, n_q, m, q, q_stride, kv, n_pos, scale, scratch, out, out_stride, 1);
 }
 
 /*
