@@ -272,6 +272,11 @@ size_t qwen_act_row_bytes(int weight_type, int64_t n);
 
 const qwen_kernels *qwen_kernels_ref(void);
 /* Attention from a table's dot_f32_f16 and axpy_f16 (the reference). */
+/* attention_tokens one token at a time through a single-token kernel: the
+ * runs a table's own version does not take (its bits by definition) */
+void qwen_attention_each(qwen_kv_attention_fn attention, int hd, int n_q, int m, const float *q,
+                         size_t q_stride, const qwen_kv_view *kv, int n_pos, float scale,
+                         float *scratch, float *out, size_t out_stride);
 void qwen_attention_generic(const qwen_kernels *k, int hd, int n_q, const float *q,
                             const qwen_kv_view *kv, int n_pos, float scale, float *scratch,
                             float *out);

@@ -220,6 +220,18 @@ f32_to_f16_ref(const float *x, qwen_f16 *y, int64_t n)
 }
 
 void
+qwen_attention_each(qwen_kv_attention_fn attention, int hd, int n_q, int m, const float *q,
+                    size_t q_stride, const qwen_kv_view *kv, int n_pos, float scale,
+                    float *scratch, float *out, size_t out_stride)
+{
+    int j;
+
+    for (j = 0; j < m; j++) {
+        attention(hd, n_q, q + j * q_stride, kv, n_pos + j, scale, scratch, out + j * out_stride);
+    }
+}
+
+void
 qwen_attention_generic(const qwen_kernels *k, int hd, int n_q, const float *q,
                        const qwen_kv_view *kv, int n_pos, float scale, float *scratch,
                        float *out)

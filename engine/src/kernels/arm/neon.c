@@ -431,13 +431,6 @@ attention_rows_tokens(int hd, int n_q, int m, const float *q, size_t q_stride,
     const float *p[4];
     float       *o[4];
 
-    if (n_q > 2 || hd > QWEN_KV_MAX_HD || m > QWEN_KV_ATT_TOKENS) {
-        for (j = 0; j < m; j++) {
-            attention_rows(hd, n_q, q + j * q_stride, kv, n_pos + j, scale, scratch,
-                           out + j * out_stride, kind);
-        }
-        return;
-    }
     per = 4 / n_q;   /* tokens a pass of the scores (4 query rows) */
     for (j0 = 0; j0 < m; j0 += per) {
         np = m - j0 < per ? m - j0 : per;
@@ -523,19 +516,16 @@ attention_f16(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos
 }
 
 /* the tokens of a row format (kind 0 F32, 1 F16), or one at a time where
- * hd is not a multiple of 32 */
+ * the passes do not take the heads (hd not a multiple of 32 or above the
+ * stack's copy of the queries, more than a GQA pair) */
 ARM_INLINE void
 attention_tokens(int hd, int n_q, int m, const float *q, size_t q_stride, const qwen_kv_view *kv,
                  int n_pos, float scale, float *scratch, float *out, size_t out_stride,
                  const int kind)
 {
-    int j;
-
-    if (hd % 32 != 0) {
-        for (j = 0; j < m; j++) {
-            (kind == 0 ? attention_f32 : attention_f16)(hd, n_q, q + j * q_stride, kv, n_pos + j,
-                                                        scale, scratch, out + j * out_stride);
-        }
+    if (hd % 32 != 0 || hd > QWEN_KV_MAX_HD || n_q > 2 || m > QWEN_KV_ATT_TOKENS) {
+        qwen_attention_each(kind == 0 ? attention_f32 : attention_f16, hd, n_q, m, q, q_stride,
+                            kv, n_pos, scale, scratch, out, out_stride);
         return;
     }
     attention_rows_tokens(hd, n_q, m, q, q_stride, kv, n_pos, scale, scratch, out, out_stride,

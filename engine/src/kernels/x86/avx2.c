@@ -394,51 +394,52 @@ tokens_k(int hd, const int NQ, const float *q, const qwen_kv_view *kv, int t0, i
     }
 }
 
-/* out[h] = sum_t p[h][t] V[t] for NH (1 or 2) heads, 32 values at a time:
- * fully unrolled so the 4 x NH accumulators stay in registers. */
+/* o[r] += sum over positions t0 .. t1 - 1 of p[r][t] V[t] for NH rows (1
+ * to 4), 8J values at a time (J 4 up to 2 rows, else 2: the J x NH
+ * accumulators stay in the 16 registers), continuing the sums o holds or
+ * from zero: per lane one fused multiply-add a position, in order */
 static inline __attribute__((always_inline)) void
-attention_v(int hd, const int NH, const float *p, const qwen_kv_view *kv, int n_pos,
-            float *out, const int F32)
+tokens_v(int hd, const int NH, const int J, const float *const *p, const qwen_kv_view *kv,
+         int t0, int t1, float *const *o, int zero, const int F32)
 {
     int i, t, h, j;
 
-    for (i = 0; i < hd; i += 32) {
-        __m256 o[2][4];
+    for (i = 0; i < hd; i += 8 * J) {
+        __m256 acc[4][4];
 
-#pragma GCC unroll 8
+#pragma GCC unroll 4
         for (h = 0; h < NH; h++) {
 #pragma GCC unroll 4
-            for (j = 0; j < 4; j++) {
-                o[h][j] = _mm256_setzero_ps();
+            for (j = 0; j < J; j++) {
+                acc[h][j] = zero ? _mm256_setzero_ps() : _mm256_loadu_ps(o[h] + i + 8 * j);
             }
         }
-        for (t = 0; t < n_pos; t++) {
+        for (t = t0; t < t1; t++) {
             const void *vt = row_v(kv, t, hd, F32);
             __m256      vv[4];
 
             if (i == 0) {
-                qwen_kv_prefetch_ahead(kv, kv->v, t, n_pos,
+                qwen_kv_prefetch_ahead(kv, kv->v, t, t1,
                                        (size_t) QWEN_KV_BLOCK * hd * (F32 ? 4 : 2));
             }
-
 #pragma GCC unroll 4
-            for (j = 0; j < 4; j++) {
+            for (j = 0; j < J; j++) {
                 vv[j] = load_row8(vt, i + 8 * j, F32);
             }
-#pragma GCC unroll 2
-            for (h = 0; h < NH; h++) {
-                __m256 ph = _mm256_set1_ps(p[(size_t) h * n_pos + t]);
 #pragma GCC unroll 4
-                for (j = 0; j < 4; j++) {
-                    o[h][j] = _mm256_fmadd_ps(ph, vv[j], o[h][j]);
+            for (h = 0; h < NH; h++) {
+                __m256 ph = _mm256_set1_ps(p[h][t]);
+#pragma GCC unroll 4
+                for (j = 0; j < J; j++) {
+                    acc[h][j] = _mm256_fmadd_ps(ph, vv[j], acc[h][j]);
                 }
             }
         }
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (h = 0; h < NH; h++) {
 #pragma GCC unroll 4
-            for (j = 0; j < 4; j++) {
-                _mm256_storeu_ps(out + (size_t) h * hd + i + 8 * j, o[h][j]);
+            for (j = 0; j < J; j++) {
+                _mm256_storeu_ps(o[h] + i + 8 * j, acc[h][j]);
             }
         }
     }
@@ -473,58 +474,14 @@ attention_rows(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
             sc[t] /= sum;
         }
     }
-    for (h0 = 0; h0 + 2 <= n_q; h0 += 2) {
-        attention_v(hd, 2, scratch + (size_t) h0 * n_pos, kv, n_pos, out + (size_t) h0 * hd,
-                    F32);
-    }
-    if (h0 < n_q) {
-        attention_v(hd, 1, scratch + (size_t) h0 * n_pos, kv, n_pos, out + (size_t) h0 * hd,
-                    F32);
-    }
-}
+    for (h0 = 0; h0 < n_q; h0 += 2) {
+        const float *p[2] = { scratch + (size_t) h0 * n_pos, scratch + (size_t) (h0 + 1) * n_pos };
+        float       *o[2] = { out + (size_t) h0 * hd, out + (size_t) (h0 + 1) * hd };
 
-/* o[r] += sum over positions t0 .. t1 - 1 of p[r][t] V[t] for NH rows (1
- * to 4), 16 values at a time (the 2 x NH accumulators in the 16
- * registers), continuing the sums o holds or from zero: per lane the
- * fused multiply-adds of attention_v in its order */
-static inline __attribute__((always_inline)) void
-tokens_v(int hd, const int NH, const float *const *p, const qwen_kv_view *kv, int t0, int t1,
-         float *const *o, int zero, const int F32)
-{
-    int i, t, h, j;
-
-    for (i = 0; i < hd; i += 16) {
-        __m256 acc[4][2];
-
-#pragma GCC unroll 4
-        for (h = 0; h < NH; h++) {
-#pragma GCC unroll 2
-            for (j = 0; j < 2; j++) {
-                acc[h][j] = zero ? _mm256_setzero_ps() : _mm256_loadu_ps(o[h] + i + 8 * j);
-            }
-        }
-        for (t = t0; t < t1; t++) {
-            const void *vt = row_v(kv, t, hd, F32);
-            __m256      vv[2];
-
-            if (i == 0) {
-                qwen_kv_prefetch_ahead(kv, kv->v, t, t1,
-                                       (size_t) QWEN_KV_BLOCK * hd * (F32 ? 4 : 2));
-            }
-            vv[0] = load_row8(vt, i, F32);
-            vv[1] = load_row8(vt, i + 8, F32);
-#pragma GCC unroll 4
-            for (h = 0; h < NH; h++) {
-                __m256 ph = _mm256_set1_ps(p[h][t]);
-
-                acc[h][0] = _mm256_fmadd_ps(ph, vv[0], acc[h][0]);
-                acc[h][1] = _mm256_fmadd_ps(ph, vv[1], acc[h][1]);
-            }
-        }
-#pragma GCC unroll 4
-        for (h = 0; h < NH; h++) {
-            _mm256_storeu_ps(o[h] + i, acc[h][0]);
-            _mm256_storeu_ps(o[h] + i + 8, acc[h][1]);
+        if (h0 + 1 < n_q) {
+            tokens_v(hd, 2, 4, p, kv, 0, n_pos, o, 1, F32);
+        } else {
+            tokens_v(hd, 1, 4, p, kv, 0, n_pos, o, 1, F32);
         }
     }
 }
@@ -547,13 +504,6 @@ attention_rows_tokens(int hd, int n_q, int m, const float *q, size_t q_stride,
     const float *p[4];
     float       *o[4];
 
-    if (n_q > 2 || hd > 256 || m > QWEN_KV_ATT_TOKENS) {
-        for (j = 0; j < m; j++) {
-            attention_rows(hd, n_q, q + j * q_stride, kv, n_pos + j, scale, scratch,
-                           out + j * out_stride, F32);
-        }
-        return;
-    }
     per = 4 / n_q;
     qwen_kv_prefetch_start(kv, kv->k, n_pos, region);
     for (j0 = 0; j0 < m; j0 += per) {
@@ -601,16 +551,16 @@ attention_rows_tokens(int hd, int n_q, int m, const float *q, size_t q_stride,
             o[r] = out + j * out_stride + (size_t) (r % n_q) * hd;
         }
         switch (nr) {
-        case 1: tokens_v(hd, 1, p, kv, 0, n_pos + j0, o, 1, F32); break;
-        case 2: tokens_v(hd, 2, p, kv, 0, n_pos + j0, o, 1, F32); break;
-        case 3: tokens_v(hd, 3, p, kv, 0, n_pos + j0, o, 1, F32); break;
-        default: tokens_v(hd, 4, p, kv, 0, n_pos + j0, o, 1, F32); break;
+        case 1: tokens_v(hd, 1, 4, p, kv, 0, n_pos + j0, o, 1, F32); break;
+        case 2: tokens_v(hd, 2, 4, p, kv, 0, n_pos + j0, o, 1, F32); break;
+        case 3: tokens_v(hd, 3, 2, p, kv, 0, n_pos + j0, o, 1, F32); break;
+        default: tokens_v(hd, 4, 2, p, kv, 0, n_pos + j0, o, 1, F32); break;
         }
         for (j = 1; j < np; j++) {
             if (n_q == 1) {
-                tokens_v(hd, 1, p + j, kv, n_pos + j0, n_pos + j0 + j, o + j, 0, F32);
+                tokens_v(hd, 1, 4, p + j, kv, n_pos + j0, n_pos + j0 + j, o + j, 0, F32);
             } else {
-                tokens_v(hd, 2, p + 2 * j, kv, n_pos + j0, n_pos + j0 + j, o + 2 * j, 0, F32);
+                tokens_v(hd, 2, 4, p + 2 * j, kv, n_pos + j0, n_pos + j0 + j, o + 2 * j, 0, F32);
             }
         }
     }
@@ -640,19 +590,16 @@ attention_f32(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos
 }
 
 /* the tokens of a row format (F32: f32 rows, else f16), or one at a time
- * where attention_rows does not take the heads */
+ * where the passes do not take the heads (hd not a multiple of 32 or above
+ * the stack's copy of the queries, more than a GQA pair) */
 static inline __attribute__((always_inline)) void
 attention_tokens(int hd, int n_q, int m, const float *q, size_t q_stride, const qwen_kv_view *kv,
                  int n_pos, float scale, float *scratch, float *out, size_t out_stride,
                  const int F32)
 {
-    int j;
-
-    if (hd % 32 != 0 || (n_q != 1 && n_q != 2 && n_q != 4)) {
-        for (j = 0; j < m; j++) {
-            (F32 ? attention_f32 : attention_f16)(hd, n_q, q + j * q_stride, kv, n_pos + j,
-                                                  scale, scratch, out + j * out_stride);
-        }
+    if (hd % 32 != 0 || hd > 256 || n_q > 2 || m > QWEN_KV_ATT_TOKENS) {
+        qwen_attention_each(F32 ? attention_f32 : attention_f16, hd, n_q, m, q, q_stride, kv,
+                            n_pos, scale, scratch, out, out_stride);
         return;
     }
     attention_rows_tokens(hd, n_q, m, q, q_stride, kv, n_pos, scale, scratch, out, out_stride,

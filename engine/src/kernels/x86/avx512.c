@@ -1030,10 +1030,8 @@ attention_tokens_bf16(int hd, int n_q, int m, const float *q, size_t q_stride,
     int             rows = qwen_kv_rows(n_pos + m - 1), np_[4], per, j0, np, nr, r, j, h, t, i;
 
     if (hd != 128 || n_q > 2 || m > QWEN_KV_ATT_TOKENS) {
-        for (j = 0; j < m; j++) {
-            attention_bf16(hd, n_q, q + j * q_stride, kv, n_pos + j, scale, scratch,
-                           out + j * out_stride);
-        }
+        qwen_attention_each(attention_bf16, hd, n_q, m, q, q_stride, kv, n_pos, scale, scratch,
+                            out, out_stride);
         return;
     }
     per = 4 / n_q;
