@@ -362,35 +362,61 @@ row_v(const qwen_kv_view *kv, int t, int hd, const int F32)
                : (const void *) qwen_kv_row_v(kv, t, hd);
 }
 
+/* scores[h][t] for NQ heads and P positions from t (1 or 2): each K row
+ * converted once, the P x NQ accumulators in registers. Two positions
+ * give the multiply-add chains of one row (hd / 8 long, each waiting on
+ * the last) a second row's to overlap with; each score's operations stay
+ * its own, in order. */
+static inline __attribute__((always_inline)) void
+tokens_k_at(int hd, const int NQ, const int P, const float *q, const qwen_kv_view *kv, int t,
+            int t1, float scale, float *scores, int rows, const int F32)
+{
+    const void *kt[2];
+    __m256      acc[2][4];
+    int         i, h, j;
+
+#pragma GCC unroll 2
+    for (j = 0; j < P; j++) {
+        kt[j] = row_k(kv, t + j, hd, F32);
+        qwen_kv_prefetch_pos(kv, kv->k, t + j, 1, t1, (size_t) hd * (F32 ? 4 : 2));
+#pragma GCC unroll 4
+        for (h = 0; h < NQ; h++) {
+            acc[j][h] = _mm256_setzero_ps();
+        }
+    }
+    for (i = 0; i < hd; i += 8) {
+#pragma GCC unroll 2
+        for (j = 0; j < P; j++) {
+            __m256 kv8 = load_row8(kt[j], i, F32);
+#pragma GCC unroll 4
+            for (h = 0; h < NQ; h++) {
+                acc[j][h] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (size_t) h * hd + i), kv8,
+                                            acc[j][h]);
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (j = 0; j < P; j++) {
+#pragma GCC unroll 4
+        for (h = 0; h < NQ; h++) {
+            scores[(size_t) h * rows + t + j] = qwen_hsum256(acc[j][h]) * scale;
+        }
+    }
+}
+
 /* scores[h][t] = scale * q[h] . K[t] for NQ heads and positions t0 ..
- * t1 - 1, rows `rows` floats apart: each K row converted once, the NQ
- * accumulators in registers. */
+ * t1 - 1, rows `rows` floats apart, two positions a step */
 static inline __attribute__((always_inline)) void
 tokens_k(int hd, const int NQ, const float *q, const qwen_kv_view *kv, int t0, int t1,
          float scale, float *scores, int rows, const int F32)
 {
-    int t, i, h;
+    int t;
 
-    for (t = t0; t < t1; t++) {
-        const void *kt = row_k(kv, t, hd, F32);
-        __m256      acc[4];
-
-        qwen_kv_prefetch_ahead(kv, kv->k, t, t1, (size_t) QWEN_KV_BLOCK * hd * (F32 ? 4 : 2));
-#pragma GCC unroll 4
-        for (h = 0; h < NQ; h++) {
-            acc[h] = _mm256_setzero_ps();
-        }
-        for (i = 0; i < hd; i += 8) {
-            __m256 kv8 = load_row8(kt, i, F32);
-#pragma GCC unroll 4
-            for (h = 0; h < NQ; h++) {
-                acc[h] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (size_t) h * hd + i), kv8, acc[h]);
-            }
-        }
-#pragma GCC unroll 4
-        for (h = 0; h < NQ; h++) {
-            scores[(size_t) h * rows + t] = qwen_hsum256(acc[h]) * scale;
-        }
+    for (t = t0; t + 2 <= t1; t += 2) {
+        tokens_k_at(hd, NQ, 2, q, kv, t, t1, scale, scores, rows, F32);
+    }
+    if (t < t1) {
+        tokens_k_at(hd, NQ, 1, q, kv, t, t1, scale, scores, rows, F32);
     }
 }
 
@@ -419,8 +445,7 @@ tokens_v(int hd, const int NH, const int J, const float *const *p, const qwen_kv
             __m256      vv[4];
 
             if (i == 0) {
-                qwen_kv_prefetch_ahead(kv, kv->v, t, t1,
-                                       (size_t) QWEN_KV_BLOCK * hd * (F32 ? 4 : 2));
+                qwen_kv_prefetch_pos(kv, kv->v, t, 1, t1, (size_t) hd * (F32 ? 4 : 2));
             }
 #pragma GCC unroll 4
             for (j = 0; j < J; j++) {
