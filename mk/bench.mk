@@ -5,7 +5,8 @@ BENCH_PROMPT  ?= 200
 BENCH_GEN     ?= 200
 
 bench: deps deps-bench
-	$(MAKE) --no-print-directory all $(NGX_MODULE) bench-models test-models $(BUILD)/blas_bench
+	$(MAKE) --no-print-directory all $(NGX_MODULE) bench-models test-models $(BUILD)/blas_bench \
+	    $(BUILD)/att_bench
 	BUILD=$(BUILD) BENCH_PROMPT=$(BENCH_PROMPT) BENCH_GEN=$(BENCH_GEN) \
 	    BENCH_FORMATS="$(BENCH_FORMATS)" tests/bench/run.sh
 .PHONY: bench deps-bench
@@ -21,6 +22,10 @@ deps-bench:
 
 $(BUILD)/blas_bench: tests/bench/blas_bench.c $(LIB)
 	$(CC) $(CFLAGS) $< $(LIB) -lopenblas $(LDLIBS) -ldl -o $@
+
+# one decode step's attention per table and KV format (tests/bench/att_bench.c)
+$(BUILD)/att_bench: tests/bench/att_bench.c $(LIB)
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 # make bench-ab BASE=REV: this tree's engine against REV's, interleaved in
 # one run (tests/bench/ab.sh), best of BENCH_ROUNDS each, with the ratio

@@ -14,6 +14,8 @@
 #   - the classification workload through nginx with the prefix cache on
 #     and off, and through llama-server when ../shared/peer has it; the
 #     extraction workload with n-gram drafts on and off
+#   - one decode step's attention per kernel table and KV format, the KV
+#     cache from memory and in cache (tests/bench/att_bench.c)
 #   - tokenizer encode throughput
 #   - constrained sampling: one step's cost for four schemas (qwen grammar-bench)
 # Writes $BUILD/bench/: results.jsonl, table.md (also printed), and the
@@ -77,6 +79,13 @@ fi
 if [ -x "$BUILD/blas_bench" ]; then
     echo "== OpenBLAS against our kernels, $P tokens, one thread" >&2
     taskset -c 0 "$BUILD/blas_bench" "$P" | sed "s/^{/{\"kind\":\"blas\",/" >> "$res"
+fi
+
+# one decode step's attention (28 layers x 8 KV heads) per table and KV
+# format, from memory and in cache, one thread: what the KV prefetches buy
+if [ -x "$BUILD/att_bench" ]; then
+    echo "== attention, one decode step at 400 positions, one thread" >&2
+    taskset -c 0 "$BUILD/att_bench" 400 | sed "s/^{/{\"kind\":\"att\",/" >> "$res"
 fi
 
 # 4 sequences at positions 200-400 (where the KV cache is read as much as
@@ -268,6 +277,17 @@ if blas:
                         "not in this build" if sb is None else "%.1f" % sb,
                         r["ours_f32_gmac_s"],
                         r.get("ours_bf16_gmac_s", r.get("ours_bf16_packed_gmac_s", 0.0))))
+    lines.append("")
+att = [r for r in rows if r["kind"] == "att"]
+if att:
+    lines.append("Decode attention, one (layer, KV head) call at %d positions, one thread, us "
+                 "(tests/bench/att_bench.c):" % att[0]["n_pos"])
+    lines.append("")
+    lines.append("| table | KV format | KV from memory | in cache | from memory, GB/s |")
+    lines.append("|---|---|---|---|---|")
+    for r in att:
+        lines.append("| %s | %s | %.2f | %.2f | %.1f |" % (r["table"], r["kv"], r["memory_us"],
+                                                         r["cache_us"], r["memory_gb_s"]))
     lines.append("")
 lines.append("| format | threads | sequences | total decode tok/s | per sequence |")
 lines.append("|---|---|---|---|---|")

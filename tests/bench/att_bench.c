@@ -1,0 +1,152 @@
+/*
+ * att_bench.c - make bench's decode-attention figure: one decode step's
+ * attention for Qwen3-0.6B's shape (28 layers x 8 KV heads, 2 query heads
+ * each, 128 dimensions) at n_pos positions, one thread, per kernel table
+ * this CPU runs and per KV format the table has, in microseconds a call
+ * (a (layer, KV head) pair):
+ *   - from memory: the cache laid out as kv_cache.c lays it (a K pool and a
+ *     V pool of blocks of QWEN_KV_BLOCK positions, each block holding every
+ *     (layer, head) region, huge pages asked for), the sequence's blocks in
+ *     a scattered order as a long-running server's free list hands them
+ *     out; 224 calls in turn, so each reads what the last did not leave in
+ *     cache (the pools are 46 MB at 400 positions in f16);
+ *   - in cache: the same call 224 times on one (layer, head).
+ * One JSON line per (table, format): the best of 20 steps.
+ *   att_bench [n_pos]
+ */
+#include "kernels/kernels.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+enum { LAYERS = 28, KV_HEADS = 8, N_Q = 2, HD = 128, STEPS = 20 };
+
+static double
+now(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static void *
+pool_alloc(size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    if (p == MAP_FAILED) {
+        return NULL;
+    }
+    (void) madvise(p, bytes, MADV_HUGEPAGE);
+    return p;
+}
+
+/* microseconds a call, best of STEPS steps of 224 calls */
+static double
+time_step(const qwen_kv_format *f, const char *kp, const char *vp, const int32_t *blocks,
+          size_t region, size_t block_bytes, int n_pos, int one_region, const float *q,
+          float *scratch, float *out)
+{
+    double best = 1e30, t0, d;
+    int    s, r;
+
+    for (s = 0; s < STEPS; s++) {
+        t0 = now();
+        for (r = 0; r < LAYERS * KV_HEADS; r++) {
+            size_t       off = (size_t) (one_region ? 0 : r) * region;
+            qwen_kv_view v = { kp + off, vp + off, blocks, block_bytes };
+
+            f->attention(HD, N_Q, q, &v, n_pos, 0.0884f, scratch, out);
+        }
+        d = now() - t0;
+        best = d < best ? d : best;
+    }
+    return best / (LAYERS * KV_HEADS) * 1e6;
+}
+
+int
+main(int argc, char **argv)
+{
+    static const char *tables[] = { "scalar", "avx2", "avx2_vnni", "avx512", "neon",
+                                    "neon_dotprod", "neon_i8mm", "neon_bf16" };
+    int                 n_pos = argc > 1 ? atoi(argv[1]) : 400;
+    int                 nb = (n_pos + QWEN_KV_BLOCK - 1) / QWEN_KV_BLOCK, i, b, id;
+    size_t              ti;
+    int32_t            *blocks = malloc((size_t) nb * sizeof(int32_t));
+    float              *q = malloc(N_Q * HD * sizeof(float));
+    float              *out = malloc(N_Q * HD * sizeof(float));
+    float              *scratch = malloc((size_t) N_Q * (qwen_kv_rows(n_pos) + 64) * sizeof(float));
+    float               k[HD], v[HD];
+
+    if (n_pos < 1 || blocks == NULL || q == NULL || out == NULL || scratch == NULL) {
+        fprintf(stderr, "att_bench: n_pos must be positive (and memory available)\n");
+        return 1;
+    }
+    /* block j of the sequence at a scattered place: 7j mod nb when they
+     * are coprime, else in order */
+    for (b = 0; b < nb; b++) {
+        blocks[b] = nb % 7 != 0 ? (7 * b) % nb : b;
+    }
+    srand(1);
+    for (i = 0; i < N_Q * HD; i++) {
+        q[i] = (float) rand() / RAND_MAX - 0.5f;
+    }
+    for (ti = 0; ti < sizeof(tables) / sizeof(tables[0]); ti++) {
+        const qwen_kernels *kt = qwen_kernels_by_name(tables[ti]);
+
+        if (kt == NULL) {
+            continue;
+        }
+        for (id = 0; id < QWEN_KV_FORMAT_COUNT; id++) {
+            qwen_kv_format f;
+            size_t         region, block_bytes;
+            char          *kp, *vp;
+            int            r, t;
+            double         mem, hot;
+
+            if (qwen_kv_format_of(kt, id, HD, &f) != 0) {
+                continue;
+            }
+            region = (size_t) QWEN_KV_BLOCK * f.pos_bytes;
+            block_bytes = (size_t) LAYERS * KV_HEADS * region;
+            kp = pool_alloc((size_t) nb * block_bytes);
+            vp = pool_alloc((size_t) nb * block_bytes);
+            if (kp == NULL || vp == NULL) {
+                fprintf(stderr, "att_bench: no memory for the pools\n");
+                return 1;
+            }
+            /* every position of every region written by the format's store */
+            for (b = 0; b < nb; b++) {
+                for (r = 0; r < LAYERS * KV_HEADS; r++) {
+                    size_t off = (size_t) b * block_bytes + (size_t) r * region;
+
+                    for (t = 0; t < QWEN_KV_BLOCK; t++) {
+                        for (i = 0; i < HD; i++) {
+                            k[i] = (float) rand() / RAND_MAX - 0.5f;
+                            v[i] = (float) rand() / RAND_MAX - 0.5f;
+                        }
+                        f.store(HD, k, v, kp + off, vp + off, t);
+                    }
+                }
+            }
+            mem = time_step(&f, kp, vp, blocks, region, block_bytes, n_pos, 0, q, scratch, out);
+            hot = time_step(&f, kp, vp, blocks, region, block_bytes, n_pos, 1, q, scratch, out);
+            printf("{\"table\":\"%s\",\"kv\":\"%s\",\"n_pos\":%d,\"memory_us\":%.2f,"
+                   "\"cache_us\":%.2f,\"memory_gb_s\":%.1f}\n",
+                   tables[ti], f.name, n_pos, mem, hot,
+                   2.0 * n_pos * f.pos_bytes / (mem * 1e-6) / 1e9);
+            fflush(stdout);
+            munmap(kp, (size_t) nb * block_bytes);
+            munmap(vp, (size_t) nb * block_bytes);
+        }
+    }
+    free(blocks);
+    free(q);
+    free(out);
+    free(scratch);
+    return 0;
+}
