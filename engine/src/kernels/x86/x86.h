@@ -113,37 +113,38 @@ qwen_hmax256(__m256 v)
 }
 
 /*
- * Each region of a sequence's KV cache is a few KiB at a place of its own,
- * where the hardware prefetchers stop, so reading regions in turn starts
- * each with DRAM latency. The passes over K and over V request the cache
- * lines of the region four ahead (qwen_kv_prefetch_ahead at each region's
- * first position) and of the first ones before they start
- * (qwen_kv_prefetch_start), into L2. Measured on one decode step's
- * attention at 2200 positions (4 sequences x 28 layers x 8 KV heads), two
- * processes at once as the forward pass's two threads, CPU time per
- * process, mean of 4: q8_0 146 ms two regions ahead, 128 three, 125 four,
- * 132 six; f16 195 two, 171 four (none: f16 ~300, q8_0 ~350 alone). L2
- * was a little better than L1 (one process: f16 154 -> 149, q8_0 128 ->
- * 111). The row and BF16 layouts now ask position by position (below);
- * q8_0's passes go region by region.
+ * KV prefetches. Each region of a sequence's KV cache (QWEN_KV_BLOCK
+ * positions of one layer and head) is a few KiB at a place of its own,
+ * where the hardware prefetchers stop, so a pass reading regions in turn
+ * would start each with memory latency. The passes ask for the lines one
+ * region (QWEN_KV_AHEAD positions) ahead, into L1: the row layouts (f16,
+ * f32) and BF16 position by position as they read (qwen_kv_prefetch_pos:
+ * in those layouts a region's positions lie in order, pos_bytes each),
+ * q8_0 a region at its first position (qwen_kv_prefetch_ahead), and the
+ * first region before a pass starts (qwen_kv_prefetch_start).
+ *
+ * One decode step's attention at 400 positions (28 layers x 8 KV heads,
+ * 2 query heads each), one thread, the cache from memory (make bench's
+ * tests/bench/att_bench.c), us a call: avx2 f16 20.4-24.4 with no
+ * prefetch (all that was compiled before qwen_prefetch_l1), 19.4-22.0
+ * with whole regions four ahead into L2, 10.4-12.1 position by position
+ * 16-64 ahead into L1 (13.3 into L2); 6.4 with everything in cache. Every
+ * line must be asked for: every second or fourth was as slow as none.
+ * q8_0 regions four ahead into L2 / one ahead into L1: avx2 8.7-10.0 /
+ * 7.3-8.9, avx512 6.4-7.4 / 5.2-6.0.
  */
-#define QWEN_KV_PREFETCH_REGIONS 4
+#define QWEN_KV_AHEAD           32
+#define QWEN_KV_PREFETCH_REGIONS (QWEN_KV_AHEAD / QWEN_KV_BLOCK)
 
-/* A prefetch GCC keeps. GCC 12 at -O2 dropped these helpers'
- * _mm_prefetch (an address loaded from the block table under a bounds
- * check, in the attention loops: no prefetch instruction was left in any
- * x86 attention kernel; -fno-aggressive-loop-optimizations kept them). An
+/* A prefetch GCC keeps. GCC 12 at -O2 dropped the _mm_prefetch these
+ * helpers had (an address loaded from the block table under a bounds
+ * check, in the attention loops): no prefetch instruction was left in any
+ * x86 attention kernel (-fno-aggressive-loop-optimizations kept them). An
  * asm volatile it may not remove. */
 static inline void
 qwen_prefetch_l1(const char *p)
 {
     __asm__ __volatile__("prefetcht0 %0" : : "m"(*p));
-}
-
-static inline void
-qwen_prefetch_l2(const char *p)
-{
-    __asm__ __volatile__("prefetcht1 %0" : : "m"(*p));
 }
 
 /* region j of base (kv->k or kv->v), bytes long */
@@ -158,7 +159,7 @@ qwen_kv_prefetch(const qwen_kv_view *kv, const void *base, int j, int n_pos, siz
     }
     p = (const char *) base + (size_t) kv->blocks[j] * kv->stride;
     for (o = 0; o < bytes; o += 64) {
-        qwen_prefetch_l2(p + o);
+        qwen_prefetch_l1(p + o);
     }
 }
 
@@ -181,20 +182,8 @@ qwen_kv_prefetch_ahead(const qwen_kv_view *kv, const void *base, int t, int n_po
     }
 }
 
-/*
- * The row layouts (f16, f32) and BF16 ask for their lines as they go: a
- * pass that reads positions t .. t + n - 1 (a row, a BF16 V pair or K
- * tile) requests the same positions' bytes QWEN_KV_AHEAD positions on,
- * into L1 (in those layouts a region's positions lie in order, pos_bytes
- * each). One decode step's attention at 400 positions, 28 layers x 8 KV
- * heads, f16, avx2, one thread, from memory, us a call: 20.4-24.4 with no
- * prefetch (as compiled before qwen_prefetch_l1), 19.4-22.0 with whole
- * regions four ahead, 10.4-12.1 with 16-64 positions ahead into L1 (13.3
- * into L2), 6.4 with everything in cache. Every line must be asked for:
- * every second or fourth was as slow as none.
- */
-#define QWEN_KV_AHEAD 32
-
+/* at positions t .. t + n - 1 (of one region): the same positions
+ * bytes QWEN_KV_AHEAD positions on */
 static inline void
 qwen_kv_prefetch_pos(const qwen_kv_view *kv, const void *base, int t, int n, int n_pos,
                      size_t pos_bytes)
