@@ -133,8 +133,7 @@ qwen_hmax256(__m256 v)
  * q8_0 regions four ahead into L2 / one ahead into L1: avx2 8.7-10.0 /
  * 7.3-8.9, avx512 6.4-7.4 / 5.2-6.0.
  */
-#define QWEN_KV_AHEAD           32
-#define QWEN_KV_PREFETCH_REGIONS (QWEN_KV_AHEAD / QWEN_KV_BLOCK)
+#define QWEN_KV_AHEAD 32    /* positions: one region */
 
 /* A prefetch GCC keeps. GCC 12 at -O2 dropped the _mm_prefetch these
  * helpers had (an address loaded from the block table under a bounds
@@ -147,59 +146,50 @@ qwen_prefetch_l1(const char *p)
     __asm__ __volatile__("prefetcht0 %0" : : "m"(*p));
 }
 
-/* region j of base (kv->k or kv->v), bytes long */
+/* bytes of base (kv->k or kv->v) from offset off of the region holding
+ * position u, when the sequence has u */
 static inline void
-qwen_kv_prefetch(const qwen_kv_view *kv, const void *base, int j, int n_pos, size_t bytes)
+qwen_kv_prefetch_at(const qwen_kv_view *kv, const void *base, int u, int n_pos, size_t off,
+                    size_t bytes)
 {
     const char *p;
     size_t      o;
 
-    if (j * QWEN_KV_BLOCK >= n_pos) {
+    if (u >= n_pos) {
         return;
     }
-    p = (const char *) base + (size_t) kv->blocks[j] * kv->stride;
+    p = (const char *) base + (size_t) kv->blocks[u / QWEN_KV_BLOCK] * kv->stride + off;
     for (o = 0; o < bytes; o += 64) {
         qwen_prefetch_l1(p + o);
     }
 }
 
+/* before a pass: the first region (bytes long) */
 static inline void
 qwen_kv_prefetch_start(const qwen_kv_view *kv, const void *base, int n_pos, size_t bytes)
 {
-    int j;
-
-    for (j = 0; j < QWEN_KV_PREFETCH_REGIONS; j++) {
-        qwen_kv_prefetch(kv, base, j, n_pos, bytes);
-    }
+    qwen_kv_prefetch_at(kv, base, 0, n_pos, 0, bytes);
 }
 
-/* at position t: the region QWEN_KV_PREFETCH_REGIONS ahead when t starts one */
+/* at position t: the region QWEN_KV_AHEAD positions on when t starts one */
 static inline void
 qwen_kv_prefetch_ahead(const qwen_kv_view *kv, const void *base, int t, int n_pos, size_t bytes)
 {
     if (t % QWEN_KV_BLOCK == 0) {
-        qwen_kv_prefetch(kv, base, t / QWEN_KV_BLOCK + QWEN_KV_PREFETCH_REGIONS, n_pos, bytes);
+        qwen_kv_prefetch_at(kv, base, t + QWEN_KV_AHEAD, n_pos, 0, bytes);
     }
 }
 
-/* at positions t .. t + n - 1 (of one region): the same positions
+/* at positions t .. t + n - 1 (of one region): the same positions'
  * bytes QWEN_KV_AHEAD positions on */
 static inline void
 qwen_kv_prefetch_pos(const qwen_kv_view *kv, const void *base, int t, int n, int n_pos,
                      size_t pos_bytes)
 {
-    const char *p;
-    size_t      o;
-    int         u = t + QWEN_KV_AHEAD;
+    int u = t + QWEN_KV_AHEAD;
 
-    if (u >= n_pos) {
-        return;
-    }
-    p = (const char *) base + (size_t) kv->blocks[u / QWEN_KV_BLOCK] * kv->stride
-        + (size_t) (u % QWEN_KV_BLOCK) * pos_bytes;
-    for (o = 0; o < (size_t) n * pos_bytes; o += 64) {
-        qwen_prefetch_l1(p + o);
-    }
+    qwen_kv_prefetch_at(kv, base, u, n_pos, (size_t) (u % QWEN_KV_BLOCK) * pos_bytes,
+                        (size_t) n * pos_bytes);
 }
 
 /* The 128 six-bit quants of one half of a Q6_K block (ql: 64 bytes, qh: 32)
