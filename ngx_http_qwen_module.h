@@ -41,7 +41,8 @@ typedef struct {
 
 /*
  * A model, loaded once at configuration time in the master (file pages
- * mapped read-only, repacked layouts in shared anonymous memory), so every
+ * mapped read-only, repacked layouts in anonymous memory written before
+ * the fork and never after), so every
  * worker forked afterwards shares one physical copy. The engine and its
  * eventfd connection are per worker, made in init_process
  * (ngx_http_qwen_engine.c).

@@ -105,7 +105,7 @@ for my $name ('tiny-f32.gguf', 'tiny-bf16-hf') {
 }
 
 # A model whose weights this CPU's kernels read repacked (repack.h): the
-# master packs them once into shared memory and drops the file pages of the
+# master packs them once into memory the workers share and drops the file pages of the
 # packed tensors from its mapping, so the workers, forked after, hold the
 # packed copy once between them and not the file's copy as well.
 {

@@ -3,7 +3,7 @@
  * into a qwen_model: maps the files read-only, reads the hyper-parameters,
  * binds every weight by name and checks its type and shape against them.
  * Weights stay in the mapped pages; only norms (tiny) are converted to f32,
- * into shared anonymous memory so forked processes share them too.
+ * into anonymous memory written once, which forked processes share.
  */
 #include "model.h"
 #include "errors.h"
@@ -86,37 +86,58 @@ map_file(qwen_model *m, const char *path, const void **base, size_t *size,
     return 0;
 }
 
-/* Shared anonymous memory, released with the model. */
+/*
+ * Anonymous memory for what the load writes once and nobody writes after
+ * (repacked weights, converted norms), released with the model. Private,
+ * so transparent huge pages can back it: MAP_SHARED anonymous memory is
+ * shmem, which gets them only where the host enabled shmem THP (rarely:
+ * not on this VM), and decode streams these bytes, where 4 KiB pages cost
+ * TLB misses (BENCHMARKS.md: "Weights on huge pages"). Processes forked
+ * after the load (nginx workers) still share one copy: nothing writes the
+ * pages, so copy-on-write never copies them. Regions of 2 MiB or more
+ * start on a 2 MiB boundary, so every huge page of them can be one.
+ */
+#define QWEN_HUGE_PAGE ((size_t) 2 << 20)
+
 static void *
-shared_alloc(qwen_model *m, size_t n, char *err, size_t err_len)
+anon_alloc(qwen_model *m, size_t n, char *err, size_t err_len)
 {
-    void *p;
+    size_t len = n ? n : 1, pad = len >= QWEN_HUGE_PAGE ? QWEN_HUGE_PAGE : 0;
+    char  *p, *start;
 
     if (m->n_maps >= QWEN_MAX_MAPS) {
         qwen_fail(err, err_len, "too many mappings");
         return NULL;
     }
-    p = mmap(NULL, n ? n : 1, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    p = mmap(NULL, len + pad, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
-        qwen_fail(err, err_len, "cannot allocate %zu bytes of shared memory: %s", n,
-             strerror(errno));
+        qwen_fail(err, err_len, "cannot allocate %zu bytes of memory: %s", n, strerror(errno));
         return NULL;
     }
+    start = pad ? (char *) (((uintptr_t) p + pad - 1) & ~(uintptr_t) (pad - 1)) : p;
+#ifdef MADV_HUGEPAGE
+    if (pad) {
+        (void) madvise(start, len, MADV_HUGEPAGE);   /* a hint: 4 KiB pages work too */
+    }
+#endif
     m->maps[m->n_maps].addr = p;
-    m->maps[m->n_maps].len = n ? n : 1;
+    m->maps[m->n_maps].len = len + pad;
     m->maps[m->n_maps].anon = 1;
     m->n_maps++;
-    return p;
+    return start;
 }
 
 /*
  * A process forked after the load (an nginx worker) shares the repacked
- * weights but has none of their pages in its page tables: its first
- * forward pass would take a fault per 4 KiB page (a first request's time
- * to first token was 0.4 s longer than the next ones' on this VM, for a
- * 4-token prompt). Fault them in now, read-only: MADV_POPULATE_READ where
- * the kernel has it (5.14), then a read per page. The file's own mapping
- * is left alone: a packed tensor's file pages are never read.
+ * weights; when they were shared memory, fork gave it none of their pages
+ * in its page tables and its first forward pass took a fault per 4 KiB
+ * page (a first request's time to first token was 0.4 s longer than the
+ * next ones' on this VM, for a 4-token prompt). Private memory's page
+ * tables are copied by fork, but a hypervisor may still map a process's
+ * pages on first access: fault them in now, read-only (no copy-on-write
+ * copy): MADV_POPULATE_READ where the kernel has it (5.14), then a read
+ * per page. The file's own mapping is left alone: a packed tensor's file
+ * pages are never read.
  */
 void
 qwen_model_map_in(const qwen_model *m)
@@ -218,7 +239,7 @@ bind_matrix(qwen_model *m, const source *src, const char *gname, const char *hna
     /* kernels load whole elements; safetensors offsets are not always aligned */
     align = r.type == QWEN_TYPE_F32 ? 4 : 2;
     if (((uintptr_t) r.data) % align != 0) {
-        copy = shared_alloc(m, r.n_bytes, err, err_len);
+        copy = anon_alloc(m, r.n_bytes, err, err_len);
         if (copy == NULL) {
             return -1;
         }
@@ -273,7 +294,7 @@ bind_weights(qwen_model *m, const source *src, char *err, size_t err_len)
 
     m->shared_len = ((size_t) c->n_layers * (2 * c->hidden_size + 2 * c->head_dim)
                      + c->hidden_size) * sizeof(float);
-    m->shared = shared_alloc(m, m->shared_len, err, err_len);
+    m->shared = anon_alloc(m, m->shared_len, err, err_len);
     if (m->shared == NULL) {
         return -1;
     }
@@ -824,9 +845,9 @@ pack_task(void *arg, int ith, int nth)
 
 /*
  * Repack the weights the kernel table reads packed (repack.h: the named
- * one, else the best this CPU runs), once,
- * into shared anonymous memory: every worker forked after the load, and
- * every reload's, reads this one copy. The file pages of a packed tensor
+ * one, else the best this CPU runs), once, into anonymous memory on huge
+ * pages (anon_alloc): every worker forked after the load, and every
+ * reload's, reads this one copy. The file pages of a packed tensor
  * are then dropped from this process's mapping (they stay in the page
  * cache), so a worker does not have the weights resident twice; they come
  * back only where something still reads the file's rows (the embedding
@@ -870,7 +891,7 @@ repack_weights(qwen_model *m, const char *kernels, char *err, size_t err_len)
     if (total == 0) {
         return 0;
     }
-    dst = shared_alloc(m, total, err, err_len);
+    dst = anon_alloc(m, total, err, err_len);
     if (dst == NULL) {
         return -1;
     }

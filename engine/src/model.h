@@ -1,7 +1,8 @@
 /*
  * model.h - the loaded model as the forward pass sees it: config, one
  * qwen_tensor per weight pointing into read-only mapped file pages (or into
- * shared anonymous memory for the few tensors that must be converted), and
+ * anonymous memory written once at load for the few tensors that must be
+ * converted, and for the repacked ones), and
  * the tokenizer when the files carry one.
  */
 #ifndef QWEN_MODEL_H
@@ -39,11 +40,12 @@ struct qwen_model {
     const float    *output_norm;  /* [hidden] */
     qwen_layer     *layers;
 
-    /* anon: shared anonymous memory (repacked weights, converted norms),
-     * as opposed to the file's mapping */
+    /* anon: anonymous memory written once at load (repacked weights,
+     * converted norms; model.c's anon_alloc), as opposed to the file's
+     * mapping */
     struct { void *addr; size_t len; int anon; } maps[QWEN_MAX_MAPS];
     int             n_maps;
-    void           *shared;       /* MAP_SHARED|MAP_ANONYMOUS: converted norms */
+    void           *shared;       /* anon_alloc'd: converted norms */
     size_t          shared_len;
     size_t          shared_used;
     size_t          packed_bytes; /* the weights repacked at load (repack.h) */
