@@ -943,6 +943,20 @@ repack_weights(qwen_model *m, const char *kernels, char *err, size_t err_len)
     return 0;
 }
 
+/* What the load wrote is read-only from here on: a stray write faults
+ * where it happens instead of quietly copying a page in one worker. */
+static void
+seal(qwen_model *m)
+{
+    int i;
+
+    for (i = 0; i < m->n_maps; i++) {
+        if (m->maps[i].anon) {
+            (void) mprotect(m->maps[i].addr, m->maps[i].len, PROT_READ);
+        }
+    }
+}
+
 qwen_model *
 qwen_model_load(const char *path, char *err, size_t err_len)
 {
@@ -980,6 +994,7 @@ qwen_model_load_for(const char *path, const char *kernels, char *err, size_t err
         qwen_model_free(m);
         return NULL;
     }
+    seal(m);
     return m;
 }
 
