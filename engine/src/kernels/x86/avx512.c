@@ -967,7 +967,7 @@ attention_bf16(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
 static inline __attribute__((always_inline)) void
 att_values_rows(int hd, const int NH, const int J, const uint32_t *const *pp,
                 const qwen_kv_view *kv, int t2a, int t2b, const int *n_pos, int d0,
-                float *const *o, int zero)
+                float *const *o, int zero, const int whole)
 {
     __m512 acc[4][4];
     int    t2, r, j;
@@ -986,8 +986,19 @@ att_values_rows(int hd, const int NH, const int J, const uint32_t *const *pp,
 #pragma GCC unroll 4
         for (j = 0; j < J; j++) {
             __m512bh vv = (__m512bh) _mm512_loadu_si512((const void *) (vp + 32 * j));
-            __m512bh vm = (__m512bh) _mm512_maskz_loadu_epi16(0x55555555u, vp + 32 * j);
+            __m512bh vm;
 
+            if (whole) {
+                /* every row sees these pairs whole: no test per row (the
+                 * tests and the masked loads were a third of the loop) */
+#pragma GCC unroll 4
+                for (r = 0; r < NH; r++) {
+                    acc[r][j] = _mm512_dpbf16_ps(acc[r][j], vv,
+                                                 (__m512bh) _mm512_set1_epi32((int) pp[r][t2]));
+                }
+                continue;
+            }
+            vm = (__m512bh) _mm512_maskz_loadu_epi16(0x55555555u, vp + 32 * j);
 #pragma GCC unroll 4
             for (r = 0; r < NH; r++) {
                 /* a row's odd last position: its pair partner not written
@@ -1006,21 +1017,33 @@ att_values_rows(int hd, const int NH, const int J, const uint32_t *const *pp,
     }
 }
 
-/* att_values_rows over all of hd (64 dimensions a pass) for nr rows */
+/* att_values_rows over all of hd (64 dimensions a pass) for nr rows; whole:
+ * every row sees the pairs t2a .. t2b - 1 whole (t2b <= each n_pos / 2) */
 static void
 att_values_rows_hd(int hd, int nr, const uint32_t *const *pp, const qwen_kv_view *kv, int t2a,
-                   int t2b, const int *n_pos, float *const *o, int zero)
+                   int t2b, const int *n_pos, float *const *o, int zero, int whole)
 {
     int d0;
 
+#define QWEN_ATT_V(NH, W) att_values_rows(hd, NH, 4, pp, kv, t2a, t2b, n_pos, d0, o, zero, W)
     for (d0 = 0; d0 < hd; d0 += 64) {
+        if (whole) {
+            switch (nr) {
+            case 1: QWEN_ATT_V(1, 1); break;
+            case 2: QWEN_ATT_V(2, 1); break;
+            case 3: QWEN_ATT_V(3, 1); break;
+            default: QWEN_ATT_V(4, 1); break;
+            }
+            continue;
+        }
         switch (nr) {
-        case 1: att_values_rows(hd, 1, 4, pp, kv, t2a, t2b, n_pos, d0, o, zero); break;
-        case 2: att_values_rows(hd, 2, 4, pp, kv, t2a, t2b, n_pos, d0, o, zero); break;
-        case 3: att_values_rows(hd, 3, 4, pp, kv, t2a, t2b, n_pos, d0, o, zero); break;
-        default: att_values_rows(hd, 4, 4, pp, kv, t2a, t2b, n_pos, d0, o, zero); break;
+        case 1: QWEN_ATT_V(1, 0); break;
+        case 2: QWEN_ATT_V(2, 0); break;
+        case 3: QWEN_ATT_V(3, 0); break;
+        default: QWEN_ATT_V(4, 0); break;
         }
     }
+#undef QWEN_ATT_V
 }
 
 /*
@@ -1086,10 +1109,10 @@ attention_tokens_bf16(int hd, int n_q, int m, const float *q, size_t q_stride,
             np_[r] = n_pos + j;
         }
         /* the pairs every row sees whole, then each later token's rest */
-        att_values_rows_hd(hd, nr, pp, kv, 0, (n_pos + j0) / 2, np_, o, 1);
+        att_values_rows_hd(hd, nr, pp, kv, 0, (n_pos + j0) / 2, np_, o, 1, 1);
         for (r = 0; r < nr; r += n_q) {
             att_values_rows_hd(hd, n_q, pp + r, kv, (n_pos + j0) / 2, (np_[r] + 1) / 2,
-                               np_ + r, o + r, 0);
+                               np_ + r, o + r, 0, 0);
         }
     }
     for (j = 0; j < m; j++) {
