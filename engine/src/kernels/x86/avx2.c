@@ -6,8 +6,6 @@
  * int32, one float multiply per block.
  */
 #include "kernels/x86/x86.h"
-#include "elementwise.h"
-#include "elementwise_body.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -1026,81 +1024,10 @@ QWEN_PACKED_DOT_ENTRY(packed_dot_q6_K, qwen_q6kx8_dot)
 QWEN_PACKED_DOT_ENTRY(packed_dot_q8_0, qwen_q8_0x8_dot)
 QWEN_PACKED_DOT_ENTRY(packed_dot_bf16, qwen_bf16x8_dot)
 
-/* ------------------------------------------- SwiGLU and RMS norm, 8 wide */
-
-/*
- * elementwise.c's stages on 256-bit vectors, as avx512.c's on 512-bit
- * ones: each element gets the same float operations in the same order
- * (no contraction: x86-64's baseline elementwise.c has no FMA), the
- * tails go to elementwise.c itself; test_kernels compares the bits.
- * Without them SwiGLU's exp ran 4 wide: 3% of a Q8_0 prefill here.
- */
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=off")
-
-typedef float   v8f __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
-typedef double  v4d __attribute__((vector_size(32)));
-
-/* lanes below lo or above hi replaced; a NaN stays (elementwise.c's clamp) */
-static inline v8f
-clamp8(v8f x, float lo, float hi)
-{
-    __m256 v = (__m256) x, l = _mm256_set1_ps(lo), h = _mm256_set1_ps(hi);
-
-    v = _mm256_blendv_ps(v, l, _mm256_cmp_ps(v, l, _CMP_LT_OQ));
-    return (v8f) _mm256_blendv_ps(v, h, _mm256_cmp_ps(v, h, _CMP_GT_OQ));
-}
-
-#define CLAMP8(x, lo, hi) clamp8(x, lo, hi)
-#define TOINT8(x)         __builtin_convertvector(x, v8i)
-
-static void
-swiglu8(float *g, const float *u, int64_t n)
-{
-    int64_t i;
-
-    for (i = 0; i + 8 <= n; i += 8) {
-        v8f x = (v8f) _mm256_loadu_ps(g + i), e;
-
-        EXP_BODY(v8f, v8i, CLAMP8, TOINT8, -x, e);
-        _mm256_storeu_ps(g + i, (__m256) (x / (1.0f + e) * (v8f) _mm256_loadu_ps(u + i)));
-    }
-    if (i < n) {
-        qwen_swiglu(g + i, u + i, n - i);
-    }
-}
-
-static void
-rmsnorm8(float *out, const float *x, const float *w, int64_t n, float eps)
-{
-    /* lanes j of s0 and s1 are elementwise.c's s[j] and s[4 + j]: the
-     * elements 8k + j in order */
-    v4d     s0 = { 0.0 }, s1 = { 0.0 };
-    double  ss;
-    float   scale;
-    int64_t i;
-
-    if (n % 8 != 0) {
-        qwen_rmsnorm(out, x, w, n, eps);
-        return;
-    }
-    for (i = 0; i < n; i += 8) {
-        v4d d0 = (v4d) _mm256_cvtps_pd(_mm_loadu_ps(x + i));
-        v4d d1 = (v4d) _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
-
-        s0 += d0 * d0;
-        s1 += d1 * d1;
-    }
-    ss = ((s0[0] + s0[1]) + (s0[2] + s0[3])) + ((s1[0] + s1[1]) + (s1[2] + s1[3]));
-    scale = (float) (1.0 / sqrt(ss / (double) n + eps));
-    for (i = 0; i < n; i += 8) {
-        _mm256_storeu_ps(out + i, (__m256) ((v8f) _mm256_loadu_ps(x + i) * scale
-                                            * (v8f) _mm256_loadu_ps(w + i)));
-    }
-}
-
-#pragma GCC pop_options
+/* SwiGLU and RMS norm 8 wide, elementwise.c's bits (4 wide they were 3%
+ * of a Q8_0 prefill here) */
+#define QWEN_EW_WIDTH 8
+#include "elementwise_wide.h"
 
 static const qwen_kernels kernels_avx2 = {
     .name = AVX2_NAME,
@@ -1113,8 +1040,8 @@ static const qwen_kernels kernels_avx2 = {
      * L1 and the 1 x 4 kernel is faster (4 sequences decoded together: 65
      * vs 50 tok/s; prefill of 256 tokens: 103 -> 120 tok/s, 2 threads) */
     .dot2x4_min_tokens = 8,
-    .swiglu = swiglu8,
-    .rmsnorm = rmsnorm8,
+    .swiglu = ew_swiglu,
+    .rmsnorm = ew_rmsnorm,
     .vec_dot2x4 = {
         [QWEN_TYPE_Q8_0] = dot2x4_q8_0,
         [QWEN_TYPE_Q4_K] = dot2x4_q4_K,

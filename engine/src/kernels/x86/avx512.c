@@ -14,8 +14,6 @@
  * Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mavx512vnni.
  */
 #include "kernels/x86/x86.h"
-#include "elementwise.h"
-#include "elementwise_body.h"
 
 #include <math.h>
 #include <string.h>
@@ -126,79 +124,8 @@ dequant_q6_K(const block_q6_K *x, float *y, int64_t n)
 
 /* ------------------------------------------- SwiGLU and RMS norm, 16 wide */
 
-/*
- * elementwise.c's stages on 512-bit vectors: each element gets the same
- * float operations in the same order (x86-64's baseline build of
- * elementwise.c has no FMA, so neither do these: contraction off), and
- * the tails go to elementwise.c itself. test_kernels compares the bits.
- */
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=off")
-
-typedef float   v16f __attribute__((vector_size(64)));
-typedef int32_t v16i __attribute__((vector_size(64)));
-typedef float   v8f __attribute__((vector_size(32)));
-typedef double  v8d __attribute__((vector_size(64)));
-
-/* lanes below lo or above hi replaced; a NaN stays (elementwise.c's clamp) */
-static inline v16f
-clamp16(v16f x, float lo, float hi)
-{
-    __m512 v = (__m512) x, l = _mm512_set1_ps(lo), h = _mm512_set1_ps(hi);
-
-    v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, l, _CMP_LT_OQ), v, l);
-    return (v16f) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, h, _CMP_GT_OQ), v, h);
-}
-
-#define CLAMP16(x, lo, hi) clamp16(x, lo, hi)
-#define TOINT16(x)         __builtin_convertvector(x, v16i)
-
-static void
-swiglu16(float *g, const float *u, int64_t n)
-{
-    int64_t i;
-
-    for (i = 0; i + 16 <= n; i += 16) {
-        v16f x = (v16f) _mm512_loadu_ps(g + i), e;
-
-        EXP_BODY(v16f, v16i, CLAMP16, TOINT16, -x, e);
-        _mm512_storeu_ps(g + i, (__m512) (x / (1.0f + e) * (v16f) _mm512_loadu_ps(u + i)));
-    }
-    if (i < n) {
-        qwen_swiglu(g + i, u + i, n - i);
-    }
-}
-
-static void
-rmsnorm16(float *out, const float *x, const float *w, int64_t n, float eps)
-{
-    /* lane j is elementwise.c's s[j]: the elements 8k + j in order */
-    v8d     s = { 0.0 };
-    double  ss;
-    float   scale;
-    int64_t i;
-
-    if (n % 8 != 0) {
-        qwen_rmsnorm(out, x, w, n, eps);
-        return;
-    }
-    for (i = 0; i < n; i += 8) {
-        v8d d = __builtin_convertvector((v8f) _mm256_loadu_ps(x + i), v8d);
-
-        s += d * d;
-    }
-    ss = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-    scale = (float) (1.0 / sqrt(ss / (double) n + eps));
-    for (i = 0; i + 16 <= n; i += 16) {
-        _mm512_storeu_ps(out + i, (__m512) ((v16f) _mm512_loadu_ps(x + i) * scale
-                                            * (v16f) _mm512_loadu_ps(w + i)));
-    }
-    for (; i < n; i++) {
-        out[i] = x[i] * scale * w[i];
-    }
-}
-
-#pragma GCC pop_options
+#define QWEN_EW_WIDTH 16
+#include "elementwise_wide.h"
 
 /* ------------------------------------ panels straight from packed groups */
 
@@ -1932,8 +1859,8 @@ static const qwen_kernels kernels_avx512 = {
     .gemm = gemm_bf16,
     .f32_to_bf16 = f32_to_bf16,
     /* a prompt's SwiGLU and norms were 7% of a BF16 prefill at 4 wide */
-    .swiglu = swiglu16,
-    .rmsnorm = rmsnorm16,
+    .swiglu = ew_swiglu,
+    .rmsnorm = ew_rmsnorm,
     /* generated tokens over the packed rows (the AVX2 table's kernels with
      * vpdpbusd); prompt tokens' GEMM panels come from the same copy */
     .packed_dot[QWEN_TYPE_Q4_K] = packed_dot_q4_K,
