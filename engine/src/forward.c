@@ -19,6 +19,8 @@
 #include "threadpool.h"
 
 #include <math.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -385,6 +387,14 @@ swiglu(const qwen_ctx *ctx, float *g, const float *u, int64_t n)
 /* ------------------------------------------------------------ matmul */
 
 #define MM_MAX_TARGETS 3
+#define MM_MAX_SLOTS   64
+
+/* A thread's share of a job's rows in chunks: front (next for its owner)
+ * in the high half, back (one past the last left) in the low half; one
+ * cache line each. */
+typedef struct {
+    _Alignas(64) atomic_ullong fb;
+} mm_slot;
 
 typedef struct {
     qwen_ctx           *ctx;
@@ -405,7 +415,25 @@ typedef struct {
     float              *out[MM_MAX_TARGETS];   /* [token][rows] */
     int64_t             total_rows;
     int64_t             rows_unit;     /* threads split rows in these */
+    int64_t             chunk_rows;    /* > 0: threads claim chunks this big */
+    mm_slot             slots[MM_MAX_SLOTS];   /* per thread, when chunked */
 } mm_job;
+
+/* Dot tokens' chunk: about MM_CHUNKS_PER_THREAD chunks a thread, each a
+ * multiple of MM_CHUNK_ALIGN rows (whole packed groups, pairs of them for
+ * the pair kernel, whole calls of a packed GEMM), so a chunk never splits
+ * what a kernel does in one call. */
+#define MM_CHUNKS_PER_THREAD 32
+#define MM_CHUNK_ALIGN       64
+
+static int64_t
+mm_chunk_rows(int64_t total_rows, int nth)
+{
+    int64_t rows = total_rows / ((int64_t) nth * MM_CHUNKS_PER_THREAD);
+
+    rows = (rows + MM_CHUNK_ALIGN - 1) / MM_CHUNK_ALIGN * MM_CHUNK_ALIGN;
+    return rows > MM_CHUNK_ALIGN ? rows : MM_CHUNK_ALIGN;
+}
 
 static int
 packed_gemm_min_tokens(const qwen_kernels *k)
@@ -466,17 +494,12 @@ mm_packed(const mm_job *job, const qwen_kernels *k, const qwen_tensor *w, float 
     }
 }
 
-/* Rows are split evenly over threads across all targets, so fused q/k/v or
+/* Rows [r0, r1) of the job's targets taken end to end, so fused q/k/v or
  * gate/up projections cost one barrier and keep every thread busy. */
 static void
-mm_task(void *arg, int ith, int nth)
+mm_rows(mm_job *job, int ith, int64_t r0, int64_t r1)
 {
-    mm_job             *job = arg;
     const qwen_kernels *k = job->ctx->kern;
-    /* in whole packed groups when every target's rows come in them */
-    int64_t             unit = job->rows_unit;
-    int64_t             r0 = job->total_rows / unit * ith / nth * unit;
-    int64_t             r1 = job->total_rows / unit * (ith + 1) / nth * unit;
     int64_t             base = 0, r, lo, hi;
     int                 t, g, i;
     const qwen_tensor  *w;
@@ -549,6 +572,60 @@ mm_task(void *arg, int ith, int nth)
                 act = (const char *) job->act + (size_t) g * job->act_stride;
                 out[(size_t) job->idx_gen[g] * w->n_rows + r] = dot(w->n_cols, row, act);
             }
+        }
+    }
+}
+
+/* Claim a chunk of one thread's share: its owner from the front, a thread
+ * that finished its own from the back. front and back share one word
+ * so a claim is one compare-and-swap; returns the chunk or -1. */
+static int64_t
+mm_claim(mm_slot *slot, int from_back)
+{
+    uint64_t fb = atomic_load_explicit(&slot->fb, memory_order_relaxed), nfb;
+    uint32_t front, back;
+
+    for ( ;; ) {
+        front = (uint32_t) (fb >> 32);
+        back = (uint32_t) fb;
+        if (front >= back) {
+            return -1;
+        }
+        nfb = from_back ? fb - 1 : fb + ((uint64_t) 1 << 32);
+        if (atomic_compare_exchange_weak_explicit(&slot->fb, &fb, nfb, memory_order_relaxed,
+                                                  memory_order_relaxed))
+        {
+            return from_back ? back - 1 : front;
+        }
+    }
+}
+
+/* Each thread owns an even share of the rows. Prompt tokens: that is all
+ * (each thread's GEMM scratch, tiles that stay whole). Dot tokens: a thread
+ * walks its share front to back in chunks, then takes chunks from the back
+ * of the others' shares, so a thread whose rows stream slower (its core
+ * busier, its pages further away) is helped instead of waited for, while the
+ * threads' streams stay far apart in memory (interleaved chunks measured
+ * slower). Which thread computes a row never changes its bits. */
+static void
+mm_task(void *arg, int ith, int nth)
+{
+    mm_job  *job = arg;
+    int64_t  unit = job->rows_unit, c, r0;
+    int      o;
+
+    if (job->chunk_rows == 0) {
+        mm_rows(job, ith, job->total_rows / unit * ith / nth * unit,
+                job->total_rows / unit * (ith + 1) / nth * unit);
+        return;
+    }
+    for (o = 0; o < nth; o++) {
+        mm_slot *slot = &job->slots[(ith + o) % nth];
+
+        while ((c = mm_claim(slot, o != 0)) >= 0) {
+            r0 = c * job->chunk_rows;
+            mm_rows(job, ith, r0, r0 + job->chunk_rows < job->total_rows
+                                  ? r0 + job->chunk_rows : job->total_rows);
         }
     }
 }
@@ -666,7 +743,7 @@ matmul(qwen_ctx *ctx, const float *x, int n_tok, int n_targets, const qwen_tenso
        float **out)
 {
     mm_job  job;
-    int     t, act_type = qwen_act_type(w[0]->type), all_gen;
+    int     t, nth, act_type = qwen_act_type(w[0]->type), all_gen;
     int64_t cols = w[0]->n_cols;
 
     for (t = 1; t < n_targets; t++) {
@@ -678,7 +755,7 @@ matmul(qwen_ctx *ctx, const float *x, int n_tok, int n_targets, const qwen_tenso
             return;
         }
     }
-    memset(&job, 0, sizeof(job));
+    memset(&job, 0, offsetof(mm_job, slots));
     job.ctx = ctx;
     if (ctx->n_prompt_tok > 0 && gemm_suits(ctx->kern, w, n_targets)) {
         job.n_prompt = ctx->n_prompt_tok;
@@ -722,6 +799,17 @@ matmul(qwen_ctx *ctx, const float *x, int n_tok, int n_targets, const qwen_tenso
         job.total_rows += w[t]->n_rows;
         if (w[t]->n_rows % QWEN_PACK_ROWS != 0) {
             job.rows_unit = 1;
+        }
+    }
+    nth = qwen_pool_size(ctx->pool);
+    if (job.n_prompt == 0 && nth > 1 && nth <= MM_MAX_SLOTS) {
+        int64_t chunks;
+
+        job.chunk_rows = mm_chunk_rows(job.total_rows, nth);
+        chunks = (job.total_rows + job.chunk_rows - 1) / job.chunk_rows;
+        for (t = 0; t < nth; t++) {
+            atomic_init(&job.slots[t].fb, (uint64_t) (chunks * t / nth) << 32
+                                          | (uint64_t) (chunks * (t + 1) / nth));
         }
     }
     qwen_pool_run(ctx->pool, mm_task, &job);

@@ -525,6 +525,74 @@ test_formats_agree(void)
     free(b);
 }
 
+/* Logits of n tokens fed as generated ones (the dot kernels), n_batch a
+ * step, with `threads` threads. */
+static float *
+dot_token_logits(const char *name, int threads, const char *kern, int n, int n_batch,
+                 int *vocab_out)
+{
+    qwen_model      *m = test_load_model(name);
+    qwen_ctx        *ctx;
+    qwen_batch_entry b[64];
+    char             err[QWEN_ERR_LEN];
+    int32_t          ids[64];
+    float           *out;
+    int              vocab, done, i, k;
+
+    if (m == NULL) {
+        return NULL;
+    }
+    vocab = qwen_model_config(m)->vocab_size;
+    make_prompt(ids, n, 7, vocab);
+    out = malloc((size_t) n * vocab * sizeof(float));
+    ctx = ctx_for(m, threads, 1, 64, n_batch, kern);
+    for (done = 0; ctx != NULL && out != NULL && done < n; done += k) {
+        k = n - done < n_batch ? n - done : n_batch;
+        for (i = 0; i < k; i++) {
+            b[i].token = ids[done + i];
+            b[i].seq = 0;
+            b[i].pos = done + i;
+            b[i].want_logits = 1;
+            b[i].prompt = 0;
+        }
+        if (qwen_forward(ctx, b, k, out + (size_t) done * vocab, err, sizeof(err)) != 0) {
+            CHECK(0, "%s: forward: %s", name, err);
+            free(out);
+            out = NULL;
+        }
+    }
+    qwen_ctx_free(ctx);
+    qwen_model_free(m);
+    *vocab_out = vocab;
+    return out;
+}
+
+/* Generated tokens' rows are shared out in chunks that threads claim as
+ * they go (a thread that finishes its own takes the others' last ones):
+ * which thread computes a row, and how many threads there are, must never
+ * change a bit. One token a step (pair kernels), and 4 and 16 (4-token and
+ * packed GEMM tiles). */
+static void
+test_dot_tokens_any_threads(const char *name, const char *kern)
+{
+    int    steps[] = { 1, 4, 16 }, threads[] = { 2, 3, 5 }, v1, v2, n = 32;
+    float *a, *b;
+    size_t s, t;
+
+    for (s = 0; s < sizeof(steps) / sizeof(steps[0]); s++) {
+        a = dot_token_logits(name, 1, kern, n, steps[s], &v1);
+        for (t = 0; t < sizeof(threads) / sizeof(threads[0]); t++) {
+            b = dot_token_logits(name, threads[t], kern, n, steps[s], &v2);
+            CHECK(a != NULL && b != NULL && v1 == v2
+                  && memcmp(a, b, (size_t) n * v1 * sizeof(float)) == 0,
+                  "%s (%s), %d tokens a step: 1 and %d threads give different logits", name,
+                  kern != NULL ? kern : "best", steps[s], threads[t]);
+            free(b);
+        }
+        free(a);
+    }
+}
+
 /* Greedy continuation of a prompt, alone in a fresh context. */
 static void
 greedy_alone(const qwen_model *m, const int32_t *ids, int n, int steps, int32_t *out)
@@ -962,6 +1030,13 @@ main(void)
     test_decode_batch_invariance("small-q4_k_m.gguf", "scalar");
     test_decode_batch_invariance("tiny-q8_0.gguf", NULL);
     test_decode_batch_invariance("tiny-q8_0.gguf", "scalar");
+    test_dot_tokens_any_threads("small-q4_k_m.gguf", NULL);
+    test_dot_tokens_any_threads("tiny-q8_0.gguf", NULL);
+    test_dot_tokens_any_threads("tiny-bf16.gguf", NULL);
+    if (qwen_kernels_available("avx2")) {
+        test_dot_tokens_any_threads("small-q4_k_m.gguf", "avx2");
+        test_dot_tokens_any_threads("tiny-q8_0.gguf", "avx2");
+    }
     /* the other KV formats forced on F32 weights: their rounding alone.
      * f16 keeps every logit within 1% of the largest */
     CHECK(kv_format_supported("f16", "f16"), "an f16 KV cache everywhere");
