@@ -255,11 +255,12 @@ ctx_for(const qwen_model *m, int threads, int seqs, int n_ctx, int n_batch, cons
     return c;
 }
 
-/* Prefill ids in chunks of n_batch; logits of every token into out
- * ([n][vocab]). */
+/* Feed ids in chunks of n_batch, as prompt tokens (the GEMM where the
+ * kernels have one) or as generated ones (the dot kernels); logits of
+ * every token into out ([n][vocab]). */
 static int
-run_all_logits(qwen_ctx *ctx, const int32_t *ids, int n, int n_batch, int seq, float *out,
-               int vocab)
+run_logits(qwen_ctx *ctx, const int32_t *ids, int n, int n_batch, int seq, float *out,
+           int vocab, int prompt)
 {
     qwen_batch_entry b[512];
     char             err[QWEN_ERR_LEN];
@@ -272,7 +273,7 @@ run_all_logits(qwen_ctx *ctx, const int32_t *ids, int n, int n_batch, int seq, f
             b[i].seq = seq;
             b[i].pos = done + i;
             b[i].want_logits = 1;
-            b[i].prompt = 1;
+            b[i].prompt = prompt;
         }
         if (qwen_forward(ctx, b, k, out + (size_t) done * vocab, err, sizeof(err)) != 0) {
             CHECK(0, "forward: %s", err);
@@ -281,6 +282,14 @@ run_all_logits(qwen_ctx *ctx, const int32_t *ids, int n, int n_batch, int seq, f
         done += k;
     }
     return 0;
+}
+
+/* Prefill ids in chunks of n_batch */
+static int
+run_all_logits(qwen_ctx *ctx, const int32_t *ids, int n, int n_batch, int seq, float *out,
+               int vocab)
+{
+    return run_logits(ctx, ids, n, n_batch, seq, out, vocab, 1);
 }
 
 static double
@@ -410,9 +419,11 @@ test_against_reference(const char *model_name, const char *hf_name, double bound
     qwen_model_free(m);
 }
 
-/* Logits of a fixed prompt from a model file, in a fresh context. */
+/* Logits of n fixed tokens from a model file, in a fresh context: as
+ * prompt tokens or generated ones, n_batch a step. */
 static float *
-prompt_logits(const char *name, int threads, const char *kern, int n, int *vocab_out)
+model_logits(const char *name, int threads, const char *kern, int n, int n_batch, int prompt,
+             int *vocab_out)
 {
     qwen_model *m = test_load_model(name);
     qwen_ctx   *ctx;
@@ -426,8 +437,10 @@ prompt_logits(const char *name, int threads, const char *kern, int n, int *vocab
     vocab = qwen_model_config(m)->vocab_size;
     make_prompt(ids, n, 99, vocab);
     out = malloc((size_t) n * vocab * sizeof(float));
-    ctx = ctx_for(m, threads, 1, 64, 16, kern);
-    if (ctx == NULL || out == NULL || run_all_logits(ctx, ids, n, 16, 0, out, vocab) != 0) {
+    ctx = ctx_for(m, threads, 1, 64, n_batch, kern);
+    if (ctx == NULL || out == NULL
+        || run_logits(ctx, ids, n, n_batch, 0, out, vocab, prompt) != 0)
+    {
         free(out);
         out = NULL;
     }
@@ -435,6 +448,12 @@ prompt_logits(const char *name, int threads, const char *kern, int n, int *vocab
     qwen_model_free(m);
     *vocab_out = vocab;
     return out;
+}
+
+static float *
+prompt_logits(const char *name, int threads, const char *kern, int n, int *vocab_out)
+{
+    return model_logits(name, threads, kern, n, 16, 1, vocab_out);
 }
 
 static void
@@ -525,48 +544,6 @@ test_formats_agree(void)
     free(b);
 }
 
-/* Logits of n tokens fed as generated ones (the dot kernels), n_batch a
- * step, with `threads` threads. */
-static float *
-dot_token_logits(const char *name, int threads, const char *kern, int n, int n_batch,
-                 int *vocab_out)
-{
-    qwen_model      *m = test_load_model(name);
-    qwen_ctx        *ctx;
-    qwen_batch_entry b[64];
-    char             err[QWEN_ERR_LEN];
-    int32_t          ids[64];
-    float           *out;
-    int              vocab, done, i, k;
-
-    if (m == NULL) {
-        return NULL;
-    }
-    vocab = qwen_model_config(m)->vocab_size;
-    make_prompt(ids, n, 7, vocab);
-    out = malloc((size_t) n * vocab * sizeof(float));
-    ctx = ctx_for(m, threads, 1, 64, n_batch, kern);
-    for (done = 0; ctx != NULL && out != NULL && done < n; done += k) {
-        k = n - done < n_batch ? n - done : n_batch;
-        for (i = 0; i < k; i++) {
-            b[i].token = ids[done + i];
-            b[i].seq = 0;
-            b[i].pos = done + i;
-            b[i].want_logits = 1;
-            b[i].prompt = 0;
-        }
-        if (qwen_forward(ctx, b, k, out + (size_t) done * vocab, err, sizeof(err)) != 0) {
-            CHECK(0, "%s: forward: %s", name, err);
-            free(out);
-            out = NULL;
-        }
-    }
-    qwen_ctx_free(ctx);
-    qwen_model_free(m);
-    *vocab_out = vocab;
-    return out;
-}
-
 /* Generated tokens' rows are shared out in chunks that threads claim as
  * they go (a thread that finishes its own takes the others' last ones):
  * which thread computes a row, and how many threads there are, must never
@@ -580,9 +557,9 @@ test_dot_tokens_any_threads(const char *name, const char *kern)
     size_t s, t;
 
     for (s = 0; s < sizeof(steps) / sizeof(steps[0]); s++) {
-        a = dot_token_logits(name, 1, kern, n, steps[s], &v1);
+        a = model_logits(name, 1, kern, n, steps[s], 0, &v1);
         for (t = 0; t < sizeof(threads) / sizeof(threads[0]); t++) {
-            b = dot_token_logits(name, threads[t], kern, n, steps[s], &v2);
+            b = model_logits(name, threads[t], kern, n, steps[s], 0, &v2);
             CHECK(a != NULL && b != NULL && v1 == v2
                   && memcmp(a, b, (size_t) n * v1 * sizeof(float)) == 0,
                   "%s (%s), %d tokens a step: 1 and %d threads give different logits", name,
