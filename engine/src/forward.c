@@ -393,7 +393,7 @@ swiglu(const qwen_ctx *ctx, float *g, const float *u, int64_t n)
  * in the high half, back (one past the last left) in the low half; one
  * cache line each. */
 typedef struct {
-    _Alignas(64) atomic_ullong fb;
+    _Alignas(64) _Atomic uint64_t fb;
 } mm_slot;
 
 typedef struct {
