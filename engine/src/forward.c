@@ -870,35 +870,56 @@ plan_attention(qwen_ctx *ctx, const qwen_batch_entry *batch, int n)
 /* One item per (run, KV head): the query heads of a GQA group, and the
  * tokens of a run, share the K and V rows they read. */
 static void
-att_task(void *arg, int ith, int nth)
+att_item(const att_job *job, float *scratch, int run, int g)
 {
-    att_job           *job = arg;
     qwen_ctx          *ctx = job->ctx;
     const qwen_config *c = &ctx->model->cfg;
-    int                hd = c->head_dim, nkv = c->n_kv_heads;
-    int                group = c->n_heads / c->n_kv_heads;
+    int                hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
     int64_t            q_dim = (int64_t) c->n_heads * hd;
-    float             *scratch = ctx->scores + (size_t) ith * ctx->att_tokens * group
-                                               * qwen_kv_rows(ctx->n_ctx);
+    int                tok = ctx->att_first[run], len = ctx->att_first[run + 1] - tok;
+    int                n_pos = job->batch[tok].pos + 1;
+    size_t             qoff = (size_t) tok * q_dim + (size_t) g * group * hd;
     float              scale = 1.0f / sqrtf((float) hd);
-    int                item, n_items = ctx->n_att_runs * nkv, tok, g, n_pos, len;
-    size_t             qoff;
     qwen_kv_view       view;
 
-    for (item = ith; item < n_items; item += nth) {
-        tok = ctx->att_first[item / nkv];
-        len = ctx->att_first[item / nkv + 1] - tok;
-        g = item % nkv;
-        qwen_kv_view_of(ctx->kv, job->batch[tok].seq, job->layer, g, &view);
-        qoff = (size_t) tok * q_dim + (size_t) g * group * hd;
-        n_pos = job->batch[tok].pos + 1;
-        if (len > 1) {
-            ctx->kvf.attention_tokens(hd, group, len, ctx->q + qoff, (size_t) q_dim, &view,
-                                      n_pos, scale, scratch, ctx->att + qoff, (size_t) q_dim);
-        } else {
-            ctx->kvf.attention(hd, group, ctx->q + qoff, &view, n_pos, scale, scratch,
-                               ctx->att + qoff);
+    qwen_kv_view_of(ctx->kv, job->batch[tok].seq, job->layer, g, &view);
+    if (len > 1) {
+        ctx->kvf.attention_tokens(hd, group, len, ctx->q + qoff, (size_t) q_dim, &view, n_pos,
+                                  scale, scratch, ctx->att + qoff, (size_t) q_dim);
+    } else {
+        ctx->kvf.attention(hd, group, ctx->q + qoff, &view, n_pos, scale, scratch,
+                           ctx->att + qoff);
+    }
+}
+
+/* Each thread takes a contiguous range of the KV heads of every run, when
+ * there are at least as many heads as threads: a head's regions of the
+ * cache lie next to the following head's in every block, and two threads
+ * reading neighbouring heads at once (every other head each) read slower
+ * (decode after an 800-token prompt, 2 threads: 0 to +10%, alternating).
+ * More threads than heads: items in turn. Who computes an item never
+ * changes its bits. */
+static void
+att_task(void *arg, int ith, int nth)
+{
+    att_job  *job = arg;
+    qwen_ctx *ctx = job->ctx;
+    int       nkv = ctx->model->cfg.n_kv_heads;
+    int       group = ctx->model->cfg.n_heads / nkv;
+    float    *scratch = ctx->scores + (size_t) ith * ctx->att_tokens * group
+                                      * qwen_kv_rows(ctx->n_ctx);
+    int       run, g, item;
+
+    if (nth <= nkv) {
+        for (run = 0; run < ctx->n_att_runs; run++) {
+            for (g = nkv * ith / nth; g < nkv * (ith + 1) / nth; g++) {
+                att_item(job, scratch, run, g);
+            }
         }
+        return;
+    }
+    for (item = ith; item < ctx->n_att_runs * nkv; item += nth) {
+        att_item(job, scratch, item / nkv, item % nkv);
     }
 }
 
