@@ -719,29 +719,33 @@ qwen_q8_0x8_gemm_tile(int64_t n, const block_q8_0x8 *x, const qwen_q8_0s *y, int
     }
 }
 
-/* One packed Q8_0 group against n_tok tokens of qwen_q8_0s_prep's layout
- * (act_stride bytes a token), four at a time while the group sits in L1:
- * out[idx[t] * out_stride + r] (packed_gemm) */
+/* Two packed Q8_0 groups (the table's calls take two: its BF16 GEMM's
+ * 16 rows), each in turn against n_tok tokens of qwen_q8_0s_prep's
+ * layout (act_stride bytes a token), four at a time while the group sits
+ * in L1: out[idx[t] * out_stride + r] (packed_gemm) */
 static inline void
 qwen_q8_0x8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, int n_tok,
                  float *out, size_t out_stride, const int32_t *idx)
 {
-    const qwen_q8_0s *y = act;
-    int64_t           nb = (int64_t) (act_stride / sizeof(qwen_q8_0s));
-    float             res[4 * QWEN_PACK_ROWS];
-    int               t, i, nt;
+    const block_q8_0x8 *x = w;
+    const qwen_q8_0s   *y = act;
+    int64_t             nb = (int64_t) (act_stride / sizeof(qwen_q8_0s));
+    float               res[4 * QWEN_PACK_ROWS];
+    int                 g, t, i, nt;
 
-    for (t = 0; t < n_tok; t += 4) {
-        nt = n_tok - t < 4 ? n_tok - t : 4;
-        switch (nt) {
-        case 1: qwen_q8_0x8_gemm_tile(n, w, y + t * nb, nb, res, 1); break;
-        case 2: qwen_q8_0x8_gemm_tile(n, w, y + t * nb, nb, res, 2); break;
-        case 3: qwen_q8_0x8_gemm_tile(n, w, y + t * nb, nb, res, 3); break;
-        default: qwen_q8_0x8_gemm_tile(n, w, y + t * nb, nb, res, 4); break;
-        }
-        for (i = 0; i < nt; i++) {
-            memcpy(out + (size_t) idx[t + i] * out_stride, res + i * QWEN_PACK_ROWS,
-                   sizeof(float) * QWEN_PACK_ROWS);
+    for (g = 0; g < 2; g++, x += n / QK8_0, out += QWEN_PACK_ROWS) {
+        for (t = 0; t < n_tok; t += 4) {
+            nt = n_tok - t < 4 ? n_tok - t : 4;
+            switch (nt) {
+            case 1: qwen_q8_0x8_gemm_tile(n, x, y + t * nb, nb, res, 1); break;
+            case 2: qwen_q8_0x8_gemm_tile(n, x, y + t * nb, nb, res, 2); break;
+            case 3: qwen_q8_0x8_gemm_tile(n, x, y + t * nb, nb, res, 3); break;
+            default: qwen_q8_0x8_gemm_tile(n, x, y + t * nb, nb, res, 4); break;
+            }
+            for (i = 0; i < nt; i++) {
+                memcpy(out + (size_t) idx[t + i] * out_stride, res + i * QWEN_PACK_ROWS,
+                       sizeof(float) * QWEN_PACK_ROWS);
+            }
         }
     }
 }
@@ -791,6 +795,141 @@ qwen_bf16x8_dot(int64_t n, const void *w, const void *act, size_t stride, float 
 #pragma GCC unroll 4
     for (t = 0; t < NT; t++) {
         _mm256_storeu_ps(out + 8 * t, _mm256_add_ps(a0[t], a1[t]));
+    }
+}
+
+/*
+ * Packed BF16 x F32 for 8 tokens or more (packed_gemm, two groups a call).
+ * The dot above pays a broadcast per FMA (one group of 8 rows) and keeps 8
+ * chains for 4 tokens: about 15 MACs a cycle here against the FMA pipes'
+ * 19-22 (microbenchmark, Zen 5). Here 6 tokens x 16 rows take 12 chains,
+ * each broadcast serving both groups: over a stretch of columns the even
+ * columns' chains first (a0 of the dot), then the odd columns' (a1) over
+ * the same stretch, its weights still in L1, the chains kept in memory
+ * between passes. Every chain gets the dot's FMAs in the dot's order and
+ * the two add at the end as there: packed_dot's bits.
+ */
+#define QWEN_BF16_GEMM_TOKENS 6
+#define QWEN_BF16_GEMM_PAIRS  128   /* a stretch: 16 rows x 256 columns, 8 KiB */
+/* Fewer tokens (decode of several sequences) take the dot: the weights
+ * then come from memory, and its one stream (one group a call) reads
+ * faster than two groups side by side (8 sequences, 2 threads: 101-108
+ * against 84 tok/s; prompts of 12 / 24 / 48 tokens: GEMM -8%, +2%, +24%) */
+#define QWEN_BF16_GEMM_MIN_TOKENS 24
+_Static_assert(QWEN_BF16_GEMM_TOKENS == 6 && QWEN_BF16_GEMM_MIN_TOKENS >= 24,
+               "the GEMM's passes take 5 or 6 tokens");
+
+static inline __attribute__((always_inline)) void
+qwen_bf16x8_gemm_pass(const block_bf16x8 *x0, const block_bf16x8 *x1, const float *const *y,
+                      int64_t p0, int64_t p1, const int odd, float *chains, const int NT)
+{
+    const __m256i hi = _mm256_set1_epi32((int) 0xFFFF0000u);
+    __m256        a[2 * QWEN_BF16_GEMM_TOKENS];
+    int64_t       p;
+    int           t;
+
+#pragma GCC unroll 12
+    for (t = 0; t < 2 * NT; t++) {
+        a[t] = _mm256_loadu_ps(chains + 8 * t);
+    }
+    for (p = p0; p < p1; p++) {
+        __m256i v0 = _mm256_loadu_si256((const __m256i *) x0[p].v);
+        __m256i v1 = _mm256_loadu_si256((const __m256i *) x1[p].v);
+        __m256  w0 = _mm256_castsi256_ps(odd ? _mm256_and_si256(v0, hi) : _mm256_slli_epi32(v0, 16));
+        __m256  w1 = _mm256_castsi256_ps(odd ? _mm256_and_si256(v1, hi) : _mm256_slli_epi32(v1, 16));
+
+#if QWEN_PACK_PREFETCH
+        /* the first pass over a stretch reads it from memory (decode of
+         * several sequences): ahead as the dot does, both groups */
+        if (!odd && (p & 1) == 0) {
+            _mm_prefetch((const char *) (x0 + p + 64 * QWEN_PACK_PREFETCH), _MM_HINT_T0);
+            _mm_prefetch((const char *) (x1 + p + 64 * QWEN_PACK_PREFETCH), _MM_HINT_T0);
+        }
+#endif
+#pragma GCC unroll 6
+        for (t = 0; t < NT; t++) {
+            __m256 b = _mm256_broadcast_ss(y[t] + 2 * p + odd);
+
+            a[2 * t] = _mm256_fmadd_ps(w0, b, a[2 * t]);
+            a[2 * t + 1] = _mm256_fmadd_ps(w1, b, a[2 * t + 1]);
+        }
+    }
+#pragma GCC unroll 12
+    for (t = 0; t < 2 * NT; t++) {
+        _mm256_storeu_ps(chains + 8 * t, a[t]);
+    }
+}
+
+/* NT tokens (y[t], out rows o[t]) against the call's 16 rows */
+static inline __attribute__((always_inline)) void
+qwen_bf16x8_gemm_tile(int64_t n, const block_bf16x8 *x0, const block_bf16x8 *x1,
+                      const float *const *y, float *const *o, const int NT)
+{
+    float   even[2 * QWEN_BF16_GEMM_TOKENS * 8], odd[2 * QWEN_BF16_GEMM_TOKENS * 8];
+    int64_t p, p1, np = n / 2;
+    int     t;
+
+    memset(even, 0, sizeof(even));
+    memset(odd, 0, sizeof(odd));
+    for (p = 0; p < np; p = p1) {
+        p1 = np - p > QWEN_BF16_GEMM_PAIRS ? p + QWEN_BF16_GEMM_PAIRS : np;
+        qwen_bf16x8_gemm_pass(x0, x1, y, p, p1, 0, even, NT);
+        qwen_bf16x8_gemm_pass(x0, x1, y, p, p1, 1, odd, NT);
+    }
+    for (t = 0; t < 2 * NT; t++) {
+        _mm256_storeu_ps(o[t / 2] + 8 * (t % 2),
+                         _mm256_add_ps(_mm256_loadu_ps(even + 8 * t), _mm256_loadu_ps(odd + 8 * t)));
+    }
+}
+
+/* Two packed BF16 groups (16 rows) against n_tok F32 rows (act +
+ * t * act_stride): out[idx[t] * out_stride + r] (packed_gemm) */
+static inline void
+qwen_bf16x8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, int n_tok,
+                 float *out, size_t out_stride, const int32_t *idx)
+{
+    const block_bf16x8 *x0 = w, *x1 = x0 + n / 2;
+    const float        *y[QWEN_BF16_GEMM_TOKENS];
+    float              *o[QWEN_BF16_GEMM_TOKENS];
+    float               res[4 * QWEN_PACK_ROWS];
+    int                 t0, t, nt, passes, g;
+
+    if (n_tok < QWEN_BF16_GEMM_MIN_TOKENS) {
+        /* each group in turn through the dot, 4 tokens a call */
+        for (g = 0; g < 2; g++, x0 += n / 2, out += QWEN_PACK_ROWS) {
+            for (t0 = 0; t0 < n_tok; t0 += nt) {
+                const void *a = (const char *) act + (size_t) t0 * act_stride;
+
+                nt = n_tok - t0 < 4 ? n_tok - t0 : 4;
+                switch (nt) {
+                case 1: qwen_bf16x8_dot(n, x0, a, act_stride, res, 1); break;
+                case 2: qwen_bf16x8_dot(n, x0, a, act_stride, res, 2); break;
+                case 3: qwen_bf16x8_dot(n, x0, a, act_stride, res, 3); break;
+                default: qwen_bf16x8_dot(n, x0, a, act_stride, res, 4); break;
+                }
+                for (t = 0; t < nt; t++) {
+                    memcpy(out + (size_t) idx[t0 + t] * out_stride, res + t * QWEN_PACK_ROWS,
+                           sizeof(float) * QWEN_PACK_ROWS);
+                }
+            }
+        }
+        return;
+    }
+    /* the tokens spread evenly over the passes (26: 6 + 4 x 5, not 4 x 6
+     * + 2, whose 4 chains would wait on the FMA latency): from 24 tokens
+     * on, every pass takes 5 or 6 */
+    passes = (n_tok + QWEN_BF16_GEMM_TOKENS - 1) / QWEN_BF16_GEMM_TOKENS;
+    for (t0 = 0; t0 < n_tok; t0 += nt, passes--) {
+        nt = (n_tok - t0 + passes - 1) / passes;
+        for (t = 0; t < nt; t++) {
+            y[t] = (const float *) ((const char *) act + (size_t) (t0 + t) * act_stride);
+            o[t] = out + (size_t) idx[t0 + t] * out_stride;
+        }
+        if (nt == QWEN_BF16_GEMM_TOKENS) {
+            qwen_bf16x8_gemm_tile(n, x0, x1, y, o, QWEN_BF16_GEMM_TOKENS);
+        } else {
+            qwen_bf16x8_gemm_tile(n, x0, x1, y, o, QWEN_BF16_GEMM_TOKENS - 1);
+        }
     }
 }
 
