@@ -799,7 +799,7 @@ qwen_bf16x8_dot(int64_t n, const void *w, const void *act, size_t stride, float 
 }
 
 /*
- * Packed BF16 x F32 for 8 tokens or more (packed_gemm, two groups a call).
+ * Packed BF16 x F32 for 24 tokens or more (packed_gemm, two groups a call).
  * The dot above pays a broadcast per FMA (one group of 8 rows) and keeps 8
  * chains for 4 tokens: about 15 MACs a cycle here against the FMA pipes'
  * 19-22 (microbenchmark, Zen 5). Here 6 tokens x 16 rows take 12 chains,
@@ -865,20 +865,21 @@ static inline __attribute__((always_inline)) void
 qwen_bf16x8_gemm_tile(int64_t n, const block_bf16x8 *x0, const block_bf16x8 *x1,
                       const float *const *y, float *const *o, const int NT)
 {
-    float   even[2 * QWEN_BF16_GEMM_TOKENS * 8], odd[2 * QWEN_BF16_GEMM_TOKENS * 8];
+    float   even_chains[2 * QWEN_BF16_GEMM_TOKENS * 8], odd_chains[2 * QWEN_BF16_GEMM_TOKENS * 8];
     int64_t p, p1, np = n / 2;
     int     t;
 
-    memset(even, 0, sizeof(even));
-    memset(odd, 0, sizeof(odd));
+    memset(even_chains, 0, sizeof(even_chains));
+    memset(odd_chains, 0, sizeof(odd_chains));
     for (p = 0; p < np; p = p1) {
         p1 = np - p > QWEN_BF16_GEMM_PAIRS ? p + QWEN_BF16_GEMM_PAIRS : np;
-        qwen_bf16x8_gemm_pass(x0, x1, y, p, p1, 0, even, NT);
-        qwen_bf16x8_gemm_pass(x0, x1, y, p, p1, 1, odd, NT);
+        qwen_bf16x8_gemm_pass(x0, x1, y, p, p1, 0, even_chains, NT);
+        qwen_bf16x8_gemm_pass(x0, x1, y, p, p1, 1, odd_chains, NT);
     }
     for (t = 0; t < 2 * NT; t++) {
         _mm256_storeu_ps(o[t / 2] + 8 * (t % 2),
-                         _mm256_add_ps(_mm256_loadu_ps(even + 8 * t), _mm256_loadu_ps(odd + 8 * t)));
+                         _mm256_add_ps(_mm256_loadu_ps(even_chains + 8 * t),
+                                       _mm256_loadu_ps(odd_chains + 8 * t)));
     }
 }
 
