@@ -436,10 +436,10 @@ mm_chunk_rows(int64_t total_rows, int nth)
 }
 
 static int
-packed_gemm_min_tokens(const qwen_kernels *k)
+packed_gemm_min_tokens(const qwen_kernels *k, int type)
 {
-    return k->packed_gemm_min_tokens > 0 ? k->packed_gemm_min_tokens
-                                         : QWEN_PACKED_GEMM_MIN_TOKENS;
+    return k->packed_gemm_min_tokens[type] > 0 ? k->packed_gemm_min_tokens[type]
+                                               : QWEN_PACKED_GEMM_MIN_TOKENS;
 }
 
 /* Rows [lo, hi) of a packed weight (whole groups) for the dot tokens: each
@@ -457,7 +457,7 @@ mm_packed(const mm_job *job, const qwen_kernels *k, const qwen_tensor *w, float 
     int64_t             r;
     int                 g, i, nt;
 
-    if (k->packed_gemm[w->type] != NULL && job->n_gen >= packed_gemm_min_tokens(k)) {
+    if (k->packed_gemm[w->type] != NULL && job->n_gen >= packed_gemm_min_tokens(k, w->type)) {
         int64_t     step = (int64_t) (k->packed_gemm_groups > 1 ? k->packed_gemm_groups : 1)
                            * QWEN_PACK_ROWS;
         /* matmul made the GEMM's own layout whenever the table has one
@@ -693,14 +693,17 @@ conv_task(void *arg, int ith, int nth)
     }
 }
 
-/* Whether some target goes through a packed GEMM (mm_packed) */
+/* Whether some target goes through a packed GEMM with n_gen dot tokens
+ * (mm_packed) */
 static int
-takes_packed_gemm(const qwen_kernels *k, const qwen_tensor **w, int n_targets)
+takes_packed_gemm(const qwen_kernels *k, const qwen_tensor **w, int n_targets, int n_gen)
 {
     int t;
 
     for (t = 0; t < n_targets; t++) {
-        if (w[t]->packed != NULL && k->packed_gemm[w[t]->type] != NULL) {
+        if (w[t]->packed != NULL && k->packed_gemm[w[t]->type] != NULL
+            && n_gen >= packed_gemm_min_tokens(k, w[t]->type))
+        {
             return 1;
         }
     }
@@ -776,9 +779,8 @@ matmul(qwen_ctx *ctx, const float *x, int n_tok, int n_targets, const qwen_tenso
     } else {
         conv_job cj = { ctx, &job, x, cols, act_type, NULL };
 
-        if (job.n_gen >= packed_gemm_min_tokens(ctx->kern)
-            && ctx->kern->packed_gemm_act[act_type] != NULL
-            && takes_packed_gemm(ctx->kern, w, n_targets))
+        if (ctx->kern->packed_gemm_act[act_type] != NULL
+            && takes_packed_gemm(ctx->kern, w, n_targets, job.n_gen))
         {
             cj.prep = ctx->kern->packed_gemm_act[act_type];
             job.gemm_act = ctx->gemm_act;

@@ -322,9 +322,9 @@ test_packed(const qwen_kernels *k)
                 /* 67 tokens (two calls' worth of token pairs, an odd one
                  * last) and 8, the rows of the 4 made above in turn, their
                  * outputs scattered through idx (13: 8 + 4 + 1; 9 .. 11
-                 * and 24, 25: every last call of 4-token dots, passes of 6
-                 * and of 5 tokens); a table whose calls take two groups
-                 * gets this one and its rows reversed */
+                 * and 24, 25: last calls of every size, passes of 4, 5 and
+                 * 6 tokens); a table whose calls take two groups gets this
+                 * one and its rows reversed */
                 static const int counts[] = { 67, 13, 8, 9, 10, 11, 24, 25 };
                 const int ng = k->packed_gemm_groups > 1 ? 2 : 1, nr = ng * QWEN_PACK_ROWS;
                 size_t    gb = qwen_packed_group_bytes(type, n);

@@ -250,9 +250,9 @@ typedef struct {
     /* consecutive groups one packed_gemm call takes: 1 (0 is taken as 1)
      * or 2 (16 rows: one 512-bit vector of 4 columns) */
     int                 packed_gemm_groups;
-    /* fewest tokens for which packed_gemm pays its restaging (0: the
-     * QWEN_PACKED_GEMM_MIN_TOKENS default) */
-    int                 packed_gemm_min_tokens;
+    /* by weight type, the fewest tokens for which packed_gemm beats the
+     * dot kernels (0: the QWEN_PACKED_GEMM_MIN_TOKENS default) */
+    int                 packed_gemm_min_tokens[QWEN_TYPE_COUNT];
     /* optional, by activation type: the layout every packed_gemm reading
      * that type takes (NULL: the rows quantize_act wrote). forward.c then
      * makes it once per matmul and passes it to packed_gemm, with the

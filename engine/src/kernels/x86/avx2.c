@@ -1054,10 +1054,15 @@ static const qwen_kernels kernels_avx2 = {
     .kv_store[QWEN_KV_Q8_0] = qwen_kv_store_q8_0_ref,
     .kv_attention[QWEN_KV_Q8_0] = attention_q8_0,
     /* steps of 24 tokens or more (prompts) on packed BF16: 16 rows x 6
-     * tokens a pass, a broadcast for two FMAs (x86.h; fewer tokens go
-     * through the dot there). Prefill of 200 tokens +13-18%. Q8_0 below
-     * takes the same two groups a call */
+     * tokens a pass, a broadcast for two FMAs (x86.h; prefill of 200
+     * tokens +13-18%). Fewer tokens (decode of several sequences) take
+     * the dot: the weights then come from memory, and its one stream (one
+     * group a call) reads faster than the GEMM's two groups side by side
+     * (8 sequences, 2 threads: 101-108 against 84 tok/s; prompts of 12 /
+     * 24 / 48 tokens through the GEMM: -8%, +2%, +24%). Q8_0 below takes
+     * the same two groups a call */
     .packed_gemm[QWEN_TYPE_BF16] = qwen_bf16x8_gemm,
+    .packed_gemm_min_tokens[QWEN_TYPE_BF16] = 24,
     .packed_gemm_groups = 2,
 #if QWEN_X86_VNNI
     /* avx2_vnni: steps of 8 tokens or more (prompts) on packed Q8_0 take

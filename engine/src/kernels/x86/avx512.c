@@ -1880,7 +1880,7 @@ static const qwen_kernels kernels_avx512 = {
     /* below, the 512-bit dots are faster: each call restages its 16 rows
      * (8 sequences decoded together: 150-180 tok/s through the GEMM,
      * 225-245 through the dots, 2 threads) */
-    .packed_gemm_min_tokens = 24,
+    .packed_gemm_min_tokens = { [QWEN_TYPE_Q4_K] = 24, [QWEN_TYPE_Q6_K] = 24 },
     /* BF16 KV cache (the dtype HF runs Qwen3's attention in): vdpbf16ps on
      * both passes, no f16 conversions or horizontal sums, half the
      * instructions of the f16 path */

@@ -799,7 +799,8 @@ qwen_bf16x8_dot(int64_t n, const void *w, const void *act, size_t stride, float 
 }
 
 /*
- * Packed BF16 x F32 for 24 tokens or more (packed_gemm, two groups a call).
+ * Packed BF16 x F32 for prompts (packed_gemm, two groups a call; the
+ * avx2 table says from how many tokens on).
  * The dot above pays a broadcast per FMA (one group of 8 rows) and keeps 8
  * chains for 4 tokens: about 15 MACs a cycle here against the FMA pipes'
  * 19-22 (microbenchmark, Zen 5). Here 6 tokens x 16 rows take 12 chains,
@@ -811,13 +812,8 @@ qwen_bf16x8_dot(int64_t n, const void *w, const void *act, size_t stride, float 
  */
 #define QWEN_BF16_GEMM_TOKENS 6
 #define QWEN_BF16_GEMM_PAIRS  128   /* a stretch: 16 rows x 256 columns, 8 KiB */
-/* Fewer tokens (decode of several sequences) take the dot: the weights
- * then come from memory, and its one stream (one group a call) reads
- * faster than two groups side by side (8 sequences, 2 threads: 101-108
- * against 84 tok/s; prompts of 12 / 24 / 48 tokens: GEMM -8%, +2%, +24%) */
-#define QWEN_BF16_GEMM_MIN_TOKENS 24
-_Static_assert(QWEN_BF16_GEMM_TOKENS == 6 && QWEN_BF16_GEMM_MIN_TOKENS >= 24,
-               "the GEMM's passes take 5 or 6 tokens");
+_Static_assert(QWEN_BF16_GEMM_TOKENS == 6 && QWEN_PACKED_GEMM_MIN_TOKENS >= 8,
+               "the GEMM's passes take 4, 5 or 6 tokens");
 
 static inline __attribute__((always_inline)) void
 qwen_bf16x8_gemm_pass(const block_bf16x8 *x0, const block_bf16x8 *x1, const float *const *y,
@@ -892,33 +888,11 @@ qwen_bf16x8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, i
     const block_bf16x8 *x0 = w, *x1 = x0 + n / 2;
     const float        *y[QWEN_BF16_GEMM_TOKENS];
     float              *o[QWEN_BF16_GEMM_TOKENS];
-    float               res[4 * QWEN_PACK_ROWS];
-    int                 t0, t, nt, passes, g;
+    int                 t0, t, nt, passes;
 
-    if (n_tok < QWEN_BF16_GEMM_MIN_TOKENS) {
-        /* each group in turn through the dot, 4 tokens a call */
-        for (g = 0; g < 2; g++, x0 += n / 2, out += QWEN_PACK_ROWS) {
-            for (t0 = 0; t0 < n_tok; t0 += nt) {
-                const void *a = (const char *) act + (size_t) t0 * act_stride;
-
-                nt = n_tok - t0 < 4 ? n_tok - t0 : 4;
-                switch (nt) {
-                case 1: qwen_bf16x8_dot(n, x0, a, act_stride, res, 1); break;
-                case 2: qwen_bf16x8_dot(n, x0, a, act_stride, res, 2); break;
-                case 3: qwen_bf16x8_dot(n, x0, a, act_stride, res, 3); break;
-                default: qwen_bf16x8_dot(n, x0, a, act_stride, res, 4); break;
-                }
-                for (t = 0; t < nt; t++) {
-                    memcpy(out + (size_t) idx[t0 + t] * out_stride, res + t * QWEN_PACK_ROWS,
-                           sizeof(float) * QWEN_PACK_ROWS);
-                }
-            }
-        }
-        return;
-    }
     /* the tokens spread evenly over the passes (26: 6 + 4 x 5, not 4 x 6
-     * + 2, whose 4 chains would wait on the FMA latency): from 24 tokens
-     * on, every pass takes 5 or 6 */
+     * + 2, whose 4 chains would wait on the FMA latency): from 8 tokens
+     * on (forward.c's least), every pass takes 4, 5 or 6 */
     passes = (n_tok + QWEN_BF16_GEMM_TOKENS - 1) / QWEN_BF16_GEMM_TOKENS;
     for (t0 = 0; t0 < n_tok; t0 += nt, passes--) {
         nt = (n_tok - t0 + passes - 1) / passes;
@@ -926,10 +900,10 @@ qwen_bf16x8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, i
             y[t] = (const float *) ((const char *) act + (size_t) (t0 + t) * act_stride);
             o[t] = out + (size_t) idx[t0 + t] * out_stride;
         }
-        if (nt == QWEN_BF16_GEMM_TOKENS) {
-            qwen_bf16x8_gemm_tile(n, x0, x1, y, o, QWEN_BF16_GEMM_TOKENS);
-        } else {
-            qwen_bf16x8_gemm_tile(n, x0, x1, y, o, QWEN_BF16_GEMM_TOKENS - 1);
+        switch (nt) {
+        case 4: qwen_bf16x8_gemm_tile(n, x0, x1, y, o, 4); break;
+        case 5: qwen_bf16x8_gemm_tile(n, x0, x1, y, o, 5); break;
+        default: qwen_bf16x8_gemm_tile(n, x0, x1, y, o, 6); break;
         }
     }
 }
