@@ -434,11 +434,7 @@ unpack_bf16(const void *src, int64_t n, int r, qwen_bf16 *y)
 
     for (b = 0; b < qwen_bf16_blocks(n); b++, y += 2 * np) {
         np = qwen_bf16_block_pairs(n, b);
-        x = (const block_bf16x8 *) data;
-        if (!head[b].raw) {
-            qwen_bf16_block_decode(head + b, data, np, buf);
-            x = buf;
-        }
+        x = qwen_bf16_block_read(head + b, data, np, buf);
         for (p = 0; p < np; p++) {
             y[2 * p] = x[p].v[r][0];
             y[2 * p + 1] = x[p].v[r][1];

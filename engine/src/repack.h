@@ -168,6 +168,18 @@ qwen_bf16_code_byte(int base, int code)
 void   qwen_bf16_block_decode(const qwen_bf16_head *h, const uint8_t *data, int np,
                               block_bf16x8 *out);
 
+/* A block as block_bf16x8[np]: a raw one where it is, a coded one decoded
+ * into buf (x86.h's qwen_bf16_block_load is the vector twin). */
+static inline const block_bf16x8 *
+qwen_bf16_block_read(const qwen_bf16_head *h, const uint8_t *data, int np, block_bf16x8 *buf)
+{
+    if (h->raw) {
+        return (const block_bf16x8 *) data;
+    }
+    qwen_bf16_block_decode(h, data, np, buf);
+    return buf;
+}
+
 /* Bytes of one packed group of QWEN_PACK_ROWS rows of n columns of type,
  * at most (0 when the type has no packed layout or n does not suit it):
  * a packed BF16 group takes fewer (qwen_pack_group_size). */

@@ -764,11 +764,7 @@ packed_dot_bf16(int64_t n, const void *w, const void *act, size_t act_stride, in
 
     for (b = 0, p0 = 0; b < qwen_bf16_blocks(n); b++, p0 += np) {
         np = qwen_bf16_block_pairs(n, b);
-        x = (const block_bf16x8 *) data;
-        if (!head[b].raw) {
-            qwen_bf16_block_decode(head + b, data, np, buf);
-            x = buf;
-        }
+        x = qwen_bf16_block_read(head + b, data, np, buf);
         for (t = 0; t < nt; t++) {
             const float *y = (const float *) ((const char *) act + t * act_stride) + 2 * p0;
 
