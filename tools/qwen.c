@@ -482,12 +482,11 @@ cmd_bench(int argc, char **argv)
     }
     printf("{\"model\":\"%s\",\"weights\":\"%s\",\"threads\":%d,\"seqs\":%d,"
            "\"n_prompt\":%d,\"n_predict\":%d,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,"
-           "\"decode_total_tok_s\":%.2f,\"weight_bytes\":%zu,\"read_bytes\":%zu,"
-           "\"kv\":\"%s\"}\n",
+           "\"decode_total_tok_s\":%.2f,\"weight_bytes\":%zu,\"kv\":\"%s\"}\n",
            o.model, qwen_model_describe(m), o.threads, o.n_seqs, o.n_prompt, o.n_predict,
            o.n_prompt / t_prefill, o.n_predict / t_decode,
            o.n_predict * o.n_seqs / t_decode, qwen_model_weight_bytes(m),
-           qwen_model_read_bytes(m), qwen_ctx_kv_format(ctx));
+           qwen_ctx_kv_format(ctx));
     rc = 0;
 done:
     qwen_ctx_free(ctx);

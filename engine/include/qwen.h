@@ -67,11 +67,8 @@ const qwen_config    *qwen_model_config(const qwen_model *model);
 const qwen_tokenizer *qwen_model_tokenizer(const qwen_model *model);
 /* Short description of the weight types, e.g. "Q4_K (Q6_K, F32)". */
 const char *qwen_model_describe(const qwen_model *model);
-/* Bytes of the weights a token's forward pass reads, as in the file. */
+/* Bytes of weights the forward pass reads for one token (for rooflines). */
 size_t qwen_model_weight_bytes(const qwen_model *model);
-/* The same as read (for rooflines): the repacked copy's bytes where the
- * weights are repacked (packed BF16 is a quarter smaller than the file). */
-size_t qwen_model_read_bytes(const qwen_model *model);
 /* Bytes of weights repacked at load for this CPU's kernels (0: none; the
  * environment's QWEN_REPACK=0 turns repacking off). */
 size_t qwen_model_packed_bytes(const qwen_model *model);

@@ -451,7 +451,7 @@ mm_packed(const mm_job *job, const qwen_kernels *k, const qwen_tensor *w, float 
 {
     qwen_packed_dot_fn  pdot = k->packed_dot[w->type];
     qwen_packed_pair_fn pair = job->n_gen == 1 ? k->packed_dot_pair[w->type] : NULL;
-    size_t              gb = w->packed_stride;
+    size_t              gb = qwen_packed_group_bytes(w->type, w->n_cols);
     float               res[4 * QWEN_PACK_ROWS];
     const char         *grp;
     int64_t             r;
@@ -521,7 +521,7 @@ mm_rows(mm_job *job, int ith, int64_t r0, int64_t r1)
             /* the packed copy when there is one: the file's pages of a
              * packed weight stay out of memory */
             k->gemm(w->type, w->packed != NULL ? w->packed : w->data, w->packed != NULL,
-                    w->packed != NULL ? w->packed_stride : w->row_bytes, w->n_cols, lo, hi, job->xb,
+                    w->row_bytes, w->n_cols, lo, hi, job->xb,
                     job->n_prompt, job->idx_prompt, out, (size_t) w->n_rows,
                     job->ctx->gemm_scratch + (size_t) ith * job->ctx->gemm_scratch_bytes);
         }

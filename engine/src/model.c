@@ -818,7 +818,6 @@ done:
 typedef struct {
     qwen_tensor **ts;
     int           n;
-    size_t       *largest;   /* sizing: each tensor's largest group, per thread */
 } pack_job;
 
 static void
@@ -829,35 +828,18 @@ pack_task(void *arg, int ith, int nth)
 
     for (i = 0; i < job->n; i++) {
         qwen_tensor *t = job->ts[i];
-        size_t       size, *largest = job->largest != NULL ? job->largest + ith * job->n + i
-                                                           : NULL;
+        size_t       gb;
         int64_t      g, ng = t->n_rows / QWEN_PACK_ROWS;
 
-        if (largest == NULL && t->packed == NULL) {
+        if (t->packed == NULL) {
             continue;
         }
+        gb = qwen_packed_group_bytes(t->type, t->n_cols);
         for (g = ng * ith / nth; g < ng * (ith + 1) / nth; g++) {
-            const char *rows = (const char *) t->data + (size_t) g * QWEN_PACK_ROWS * t->row_bytes;
-
-            if (largest != NULL) {
-                size = qwen_pack_group_size(t->type, rows, t->row_bytes, t->n_cols);
-                *largest = size > *largest ? size : *largest;
-            } else {
-                qwen_pack_group(t->type, rows, t->row_bytes, t->n_cols,
-                                (char *) t->packed + (size_t) g * t->packed_stride,
-                                t->packed_stride);
-            }
+            qwen_pack_group(t->type, (const char *) t->data
+                            + (size_t) g * QWEN_PACK_ROWS * t->row_bytes, t->row_bytes,
+                            t->n_cols, (char *) t->packed + (size_t) g * gb);
         }
-    }
-}
-
-static void
-run_pack(qwen_pool *pool, pack_job *job)
-{
-    if (pool != NULL) {
-        qwen_pool_run(pool, pack_task, job);
-    } else {
-        pack_task(job, 0, 1);
     }
 }
 
@@ -880,13 +862,9 @@ repack_weights(qwen_model *m, const char *kernels, char *err, size_t err_len)
     const char         *env = getenv("QWEN_REPACK");
     qwen_tensor        *ts[8 * 1024];
     size_t              total = 0, off = 0, page = (size_t) sysconf(_SC_PAGESIZE);
-    int                 n = 0, np, i;
+    int                 n = 0, i;
     char               *dst;
     qwen_layer         *L;
-    pack_job            job;
-    const char         *pt;
-    long                cpus;
-    qwen_pool          *pool;
 
     if (env != NULL && strcmp(env, "0") == 0) {
         return 0;
@@ -902,62 +880,53 @@ repack_weights(qwen_model *m, const char *kernels, char *err, size_t err_len)
         ts[n++] = &L->w_down;
     }
     ts[n++] = &m->output;
-    for (i = 0, np = 0; i < n; i++) {
+    for (i = 0; i < n; i++) {
         if (k->packed_dot[ts[i]->type] != NULL
             && qwen_packable(ts[i]->type, ts[i]->n_rows, ts[i]->n_cols))
         {
-            ts[np++] = ts[i];
+            total += qwen_packed_group_bytes(ts[i]->type, ts[i]->n_cols)
+                     * (size_t) (ts[i]->n_rows / QWEN_PACK_ROWS);
         }
     }
-    if (np == 0) {
+    if (total == 0) {
         return 0;
+    }
+    dst = anon_alloc(m, total, err, err_len);
+    if (dst == NULL) {
+        return -1;
+    }
+    m->packed_bytes = total;
+    for (i = 0; i < n; i++) {
+        qwen_tensor *t = ts[i];
+
+        if (k->packed_dot[t->type] == NULL || !qwen_packable(t->type, t->n_rows, t->n_cols)) {
+            continue;
+        }
+        t->packed = dst + off;
+        off += qwen_packed_group_bytes(t->type, t->n_cols) * (size_t) (t->n_rows / QWEN_PACK_ROWS);
     }
     /* on every core: the pool's threads end with it, before any fork.
      * QWEN_PACK_THREADS=N sets how many (1: no pool at all, so nothing
      * spins while waiting: exact instruction counts under qemu) */
-    pt = getenv("QWEN_PACK_THREADS");
-    cpus = pt != NULL ? atol(pt) : 0;
-    if (cpus < 1) {
-        cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    }
-    cpus = cpus > 8 ? 8 : cpus;
-    pool = cpus > 1 ? qwen_pool_new((int) cpus) : NULL;
-    /* first each tensor's largest group (a packed BF16 group's size
-     * depends on its values): the groups lie that far apart */
-    job.ts = ts;
-    job.n = np;
-    job.largest = calloc((size_t) cpus * (size_t) np, sizeof(size_t));
-    if (job.largest == NULL) {
-        qwen_pool_free(pool);
-        snprintf(err, err_len, "out of memory repacking the weights");
-        return -1;
-    }
-    run_pack(pool, &job);
-    for (i = 0; i < np; i++) {
-        size_t stride = 0;
-        long   c;
+    {
+        pack_job    job = { ts, n };
+        const char *pt = getenv("QWEN_PACK_THREADS");
+        long        cpus = pt != NULL ? atol(pt) : 0;
+        qwen_pool  *pool;
 
-        for (c = 0; c < cpus; c++) {
-            stride = job.largest[c * np + i] > stride ? job.largest[c * np + i] : stride;
+        if (cpus < 1) {
+            cpus = sysconf(_SC_NPROCESSORS_ONLN);
         }
-        ts[i]->packed_stride = stride;
-        total += stride * (size_t) (ts[i]->n_rows / QWEN_PACK_ROWS);
+        pool = cpus > 1 ? qwen_pool_new(cpus > 8 ? 8 : (int) cpus) : NULL;
+
+        if (pool != NULL) {
+            qwen_pool_run(pool, pack_task, &job);
+            qwen_pool_free(pool);
+        } else {
+            pack_task(&job, 0, 1);
+        }
     }
-    free(job.largest);
-    job.largest = NULL;
-    dst = anon_alloc(m, total, err, err_len);
-    if (dst == NULL) {
-        qwen_pool_free(pool);
-        return -1;
-    }
-    m->packed_bytes = total;
-    for (i = 0; i < np; i++) {
-        ts[i]->packed = dst + off;
-        off += ts[i]->packed_stride * (size_t) (ts[i]->n_rows / QWEN_PACK_ROWS);
-    }
-    run_pack(pool, &job);
-    qwen_pool_free(pool);
-    for (i = 0; i < np; i++) {
+    for (i = 0; i < n; i++) {
         qwen_tensor *t = ts[i];
         uintptr_t    lo, hi;
 
@@ -1071,19 +1040,8 @@ qwen_model_packed_bytes(const qwen_model *m)
     return m->packed_bytes;
 }
 
-/* a weight's bytes in the file, or (read) those a token's matmul reads:
- * the packed copy where there is one (a packed BF16 weight's is a quarter
- * smaller than the file's) */
-static size_t
-tensor_bytes(const qwen_tensor *t, int read)
-{
-    return read && t->packed != NULL
-           ? t->packed_stride * (size_t) (t->n_rows / QWEN_PACK_ROWS)
-           : t->row_bytes * (size_t) t->n_rows;
-}
-
-static size_t
-matmul_bytes(const qwen_model *m, int read)
+size_t
+qwen_model_weight_bytes(const qwen_model *m)
 {
     size_t total = 0;
     int    i;
@@ -1091,24 +1049,13 @@ matmul_bytes(const qwen_model *m, int read)
 
     for (i = 0; i < m->cfg.n_layers; i++) {
         L = &m->layers[i];
-        total += tensor_bytes(&L->wq, read) + tensor_bytes(&L->wk, read)
-                 + tensor_bytes(&L->wv, read) + tensor_bytes(&L->wo, read)
-                 + tensor_bytes(&L->w_gate, read) + tensor_bytes(&L->w_up, read)
-                 + tensor_bytes(&L->w_down, read);
+        total += L->wq.row_bytes * L->wq.n_rows + L->wk.row_bytes * L->wk.n_rows
+                 + L->wv.row_bytes * L->wv.n_rows + L->wo.row_bytes * L->wo.n_rows
+                 + L->w_gate.row_bytes * L->w_gate.n_rows
+                 + L->w_up.row_bytes * L->w_up.n_rows
+                 + L->w_down.row_bytes * L->w_down.n_rows;
     }
     /* the embedding lookup reads one row; the output projection all of them */
-    total += tensor_bytes(&m->output, read);
+    total += m->output.row_bytes * m->output.n_rows;
     return total;
-}
-
-size_t
-qwen_model_weight_bytes(const qwen_model *m)
-{
-    return matmul_bytes(m, 0);
-}
-
-size_t
-qwen_model_read_bytes(const qwen_model *m)
-{
-    return matmul_bytes(m, 1);
 }

@@ -20,7 +20,6 @@ typedef struct {
     /* the rows repacked at load (repack.h: groups of QWEN_PACK_ROWS rows)
      * for the tables that read them; NULL when not packed */
     const void *packed;
-    size_t      packed_stride;  /* bytes from one packed group to the next */
 } qwen_tensor;
 
 typedef struct {

@@ -10,9 +10,7 @@ size_t
 qwen_packed_group_bytes(int type, int64_t n)
 {
     if (type == QWEN_TYPE_BF16 && n > 0 && n % 2 == 0) {
-        /* room for every block raw: the coded ones leave the rest unused */
-        return (qwen_bf16_heads_bytes(n) + (size_t) (n / 2) * sizeof(block_bf16x8) + 63)
-               & ~(size_t) 63;
+        return (size_t) (n / 2) * sizeof(block_bf16x8);
     }
     if (type == QWEN_TYPE_Q8_0 && n > 0 && n % QK8_0 == 0) {
         return (size_t) (n / QK8_0) * sizeof(block_q8_0x8);
@@ -140,194 +138,19 @@ pack_q8_0(const void *rows, size_t row_bytes, int64_t n, block_q8_0x8 *dst)
     }
 }
 
-/* lo byte k (0 .. 31) of unit u's 32: its pair and word (repack.h) */
-static inline int
-bf16_lo_pair(int u, int k)
-{
-    return 2 * u + (k % 16) / 8;
-}
-
-static inline int
-bf16_lo_word(int k)
-{
-    return 8 * (k / 16) + k % 8;
-}
-
-/* n values' e7 counted into four histograms in turn (so that runs of one
- * e7, the common case, do not wait on each other's increments) */
 static void
-bf16_count(const qwen_bf16 *v, int64_t n, int count[4][128])
-{
-    int64_t i;
-
-    for (i = 0; i + 4 <= n; i += 4) {
-        count[0][(v[i] >> 8) & 0x7F]++;
-        count[1][(v[i + 1] >> 8) & 0x7F]++;
-        count[2][(v[i + 2] >> 8) & 0x7F]++;
-        count[3][(v[i + 3] >> 8) & 0x7F]++;
-    }
-    for (; i < n; i++) {
-        count[0][(v[i] >> 8) & 0x7F]++;
-    }
-}
-
-/* The window of a block of n_words values counted by bf16_count: its
- * base, and how many values fall outside it (the exceptions). */
-static int
-bf16_window(int count4[4][128], int n_words, int *n_exc)
-{
-    int count[128];
-    int i, k, in, best = -1, base = 0;
-
-    for (i = 0; i < 128; i++) {
-        count[i] = count4[0][i] + count4[1][i] + count4[2][i] + count4[3][i];
-    }
-    for (in = 0, i = 0; i < 8; i++) {
-        in += count[i];
-    }
-    for (k = 0; k <= 120; in += (k + 8 < 128 ? count[k + 8] : 0) - count[k], k++) {
-        if (in > best) {
-            best = in;
-            base = k;
-        }
-    }
-    *n_exc = n_words - best;
-    return base;
-}
-
-/* whether a block is kept raw: an odd pair count, or no smaller coded */
-static int
-bf16_raw(int np, int n_exc)
-{
-    return np % 2 != 0
-           || 24 * (size_t) np + sizeof(qwen_bf16_exc) * (size_t) n_exc
-              >= np * sizeof(block_bf16x8);
-}
-
-/* A block at data, its head filled in; returns the bytes written. */
-static size_t
-pack_bf16_block(const block_bf16x8 *x, int np, qwen_bf16_head *h, uint8_t *data)
-{
-    const qwen_bf16 *v = x->v[0];   /* word 16p + 2r + c */
-    int              count[4][128] = { { 0 } };
-    int              k, u, n_exc, base;
-    uint8_t         *lo, *codes, word[32], code[32];
-    qwen_bf16_exc   *exc;
-
-    bf16_count(v, 16 * np, count);
-    base = bf16_window(count, 16 * np, &n_exc);
-    memset(h, 0, sizeof(*h));
-    if (bf16_raw(np, n_exc)) {
-        h->raw = 1;
-        memcpy(data, x, np * sizeof(block_bf16x8));
-        return np * sizeof(block_bf16x8);
-    }
-    h->base = (uint8_t) base;
-    h->n_exc = (uint16_t) n_exc;
-    lo = data;
-    codes = lo + 16 * (size_t) np;
-    exc = (qwen_bf16_exc *) (codes + 8 * (size_t) np);
-    for (k = 0; k < 32; k++) {
-        word[k] = (uint8_t) (16 * bf16_lo_pair(0, k) + bf16_lo_word(k));
-    }
-    for (u = 0; u < np / 2; u++, v += 32, lo += 32, codes += 16) {
-        for (k = 0; k < 32; k++) {
-            unsigned d = (unsigned) ((v[word[k]] >> 8) & 0x7F) - (unsigned) base;
-
-            lo[k] = (uint8_t) v[word[k]];
-            code[k] = (uint8_t) ((v[word[k]] >> 15) << 3 | (d & 7));
-            if (d >= 8) {
-                exc->word = (uint16_t) (32 * u + word[k]);
-                exc->value = v[word[k]];
-                exc++;
-            }
-        }
-        for (k = 0; k < 16; k++) {
-            codes[k] = (uint8_t) (code[k] | code[k + 16] << 4);
-        }
-    }
-    memset(exc, 0, qwen_bf16_block_bytes(h, np) - (size_t) ((uint8_t *) exc - data));
-    return qwen_bf16_block_bytes(h, np);
-}
-
-void
-qwen_bf16_block_decode(const qwen_bf16_head *h, const uint8_t *data, int np, block_bf16x8 *out)
-{
-    const uint8_t       *lo = data, *codes = data + 16 * (size_t) np;
-    const qwen_bf16_exc *exc = (const qwen_bf16_exc *) (codes + 8 * (size_t) np);
-    qwen_bf16           *v = out->v[0];
-    int                  u, k, i, code;
-
-    for (u = 0; u < np / 2; u++) {
-        for (k = 0; k < 32; k++) {
-            code = (codes[16 * u + k % 16] >> (k < 16 ? 0 : 4)) & 0xF;
-            v[16 * bf16_lo_pair(u, k) + bf16_lo_word(k)] =
-                (qwen_bf16) (qwen_bf16_code_byte(h->base, code) << 8 | lo[32 * u + k]);
-        }
-    }
-    for (i = 0; i < h->n_exc; i++) {
-        v[exc[i].word] = exc[i].value;
-    }
-}
-
-/* Block b of 8 rows (row_bytes apart) in block_bf16x8 order */
-static void
-bf16_gather(const void *rows, size_t row_bytes, int64_t b, int np, block_bf16x8 *x)
+pack_bf16(const void *rows, size_t row_bytes, int64_t n, block_bf16x8 *dst)
 {
     int64_t p;
     int     r;
 
     for (r = 0; r < QWEN_PACK_ROWS; r++) {
-        const qwen_bf16 *y = (const qwen_bf16 *) ((const char *) rows + (size_t) r * row_bytes)
-                             + 2 * b * QWEN_BF16_BLOCK_PAIRS;
+        const qwen_bf16 *x = (const qwen_bf16 *) ((const char *) rows + (size_t) r * row_bytes);
 
-        for (p = 0; p < np; p++) {
-            x[p].v[r][0] = y[2 * p];
-            x[p].v[r][1] = y[2 * p + 1];
+        for (p = 0; p < n / 2; p++) {
+            dst[p].v[r][0] = x[2 * p];
+            dst[p].v[r][1] = x[2 * p + 1];
         }
-    }
-}
-
-/* pack_bf16's bytes: the blocks' windows counted from the rows as they are */
-static size_t
-pack_bf16_size(const void *rows, size_t row_bytes, int64_t n)
-{
-    qwen_bf16_head h;
-    size_t         size = qwen_bf16_heads_bytes(n);
-    int64_t        b;
-    int            np, n_exc, r;
-    int            count[4][128];
-
-    for (b = 0; b < qwen_bf16_blocks(n); b++) {
-        np = qwen_bf16_block_pairs(n, b);
-        memset(count, 0, sizeof(count));
-        for (r = 0; r < QWEN_PACK_ROWS; r++) {
-            bf16_count((const qwen_bf16 *) ((const char *) rows + (size_t) r * row_bytes)
-                       + 2 * b * QWEN_BF16_BLOCK_PAIRS, 2 * np, count);
-        }
-        (void) bf16_window(count, 16 * np, &n_exc);
-        h.raw = (uint8_t) bf16_raw(np, n_exc);
-        h.n_exc = (uint16_t) n_exc;
-        size += qwen_bf16_block_bytes(&h, np);
-    }
-    return (size + 63) & ~(size_t) 63;
-}
-
-static void
-pack_bf16(const void *rows, size_t row_bytes, int64_t n, void *dst, size_t stride)
-{
-    qwen_bf16_head *head = (qwen_bf16_head *) qwen_bf16_heads(dst);
-    uint8_t        *data = (uint8_t *) dst + qwen_bf16_heads_bytes(n);
-    block_bf16x8    x[QWEN_BF16_BLOCK_PAIRS];
-    int64_t         b;
-    int             np;
-
-    memset(dst, 0, qwen_bf16_heads_bytes(n));
-    ((qwen_bf16_group *) dst)->stride = (uint32_t) stride;
-    for (b = 0; b < qwen_bf16_blocks(n); b++) {
-        np = qwen_bf16_block_pairs(n, b);
-        bf16_gather(rows, row_bytes, b, np, x);
-        data += pack_bf16_block(x, np, head + b, data);
     }
 }
 
@@ -423,23 +246,13 @@ unpack_q8_0(const block_q8_0x8 *src, int64_t n, int r, block_q8_0 *y)
 }
 
 static void
-unpack_bf16(const void *src, int64_t n, int r, qwen_bf16 *y)
+unpack_bf16(const block_bf16x8 *src, int64_t n, int r, qwen_bf16 *y)
 {
-    const qwen_bf16_head *head = qwen_bf16_heads(src);
-    const uint8_t        *data = (const uint8_t *) src + qwen_bf16_heads_bytes(n);
-    block_bf16x8          buf[QWEN_BF16_BLOCK_PAIRS];
-    const block_bf16x8   *x;
-    int64_t               b, p;
-    int                   np;
+    int64_t p;
 
-    for (b = 0; b < qwen_bf16_blocks(n); b++, y += 2 * np) {
-        np = qwen_bf16_block_pairs(n, b);
-        x = qwen_bf16_block_read(head + b, data, np, buf);
-        for (p = 0; p < np; p++) {
-            y[2 * p] = x[p].v[r][0];
-            y[2 * p + 1] = x[p].v[r][1];
-        }
-        data += qwen_bf16_block_bytes(head + b, np);
+    for (p = 0; p < n / 2; p++) {
+        y[2 * p] = src[p].v[r][0];
+        y[2 * p + 1] = src[p].v[r][1];
     }
 }
 
@@ -457,18 +270,8 @@ qwen_unpack_row(int type, const void *group, int64_t n, int r, void *row)
     }
 }
 
-size_t
-qwen_pack_group_size(int type, const void *rows, size_t row_bytes, int64_t n)
-{
-    if (type == QWEN_TYPE_BF16 && qwen_packed_group_bytes(type, n) > 0) {
-        return pack_bf16_size(rows, row_bytes, n);
-    }
-    return qwen_packed_group_bytes(type, n);
-}
-
 void
-qwen_pack_group(int type, const void *rows, size_t row_bytes, int64_t n, void *dst,
-                size_t stride)
+qwen_pack_group(int type, const void *rows, size_t row_bytes, int64_t n, void *dst)
 {
     if (type == QWEN_TYPE_Q4_K) {
         pack_q4_K(rows, row_bytes, n, dst);
@@ -477,6 +280,6 @@ qwen_pack_group(int type, const void *rows, size_t row_bytes, int64_t n, void *d
     } else if (type == QWEN_TYPE_Q8_0) {
         pack_q8_0(rows, row_bytes, n, dst);
     } else if (type == QWEN_TYPE_BF16) {
-        pack_bf16(rows, row_bytes, n, dst, stride);
+        pack_bf16(rows, row_bytes, n, dst);
     }
 }

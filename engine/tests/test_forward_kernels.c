@@ -40,7 +40,7 @@ frand(void)   /* uniform in [-1, 1) */
 static qwen_tensor
 tensor(int type, int64_t n_rows, int64_t n_cols, float scale)
 {
-    qwen_tensor t = { type, n_cols, n_rows, qwen_row_bytes(type, n_cols), NULL, NULL, 0 };
+    qwen_tensor t = { type, n_cols, n_rows, qwen_row_bytes(type, n_cols), NULL, NULL };
     char       *data = malloc(t.row_bytes * n_rows);
     float      *row = malloc(n_cols * sizeof(float));
     int64_t     r, i;
@@ -104,26 +104,19 @@ make_model(int layer_type, int embd_type)
 static void
 pack_tensor(qwen_tensor *t)
 {
-    size_t  gb = 0, size;
+    size_t  gb = qwen_packed_group_bytes(t->type, t->n_cols);
     char   *dst;
     int64_t g;
 
     if (!qwen_packable(t->type, t->n_rows, t->n_cols)) {
         return;
     }
-    /* model.c's stride: the largest group's size */
-    for (g = 0; g < t->n_rows / QWEN_PACK_ROWS; g++) {
-        size = qwen_pack_group_size(t->type, (const char *) t->data + (size_t) g
-                                    * QWEN_PACK_ROWS * t->row_bytes, t->row_bytes, t->n_cols);
-        gb = size > gb ? size : gb;
-    }
     dst = malloc(gb * (size_t) (t->n_rows / QWEN_PACK_ROWS));
     for (g = 0; g < t->n_rows / QWEN_PACK_ROWS; g++) {
         qwen_pack_group(t->type, (const char *) t->data + (size_t) g * QWEN_PACK_ROWS
-                        * t->row_bytes, t->row_bytes, t->n_cols, dst + (size_t) g * gb, gb);
+                        * t->row_bytes, t->row_bytes, t->n_cols, dst + (size_t) g * gb);
     }
     t->packed = dst;
-    t->packed_stride = gb;
 }
 
 static void

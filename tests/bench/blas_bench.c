@@ -72,8 +72,7 @@ main(int argc, char **argv)
         }
         for (r = 0; r < N / 8; r++) {
             qwen_pack_group(QWEN_TYPE_BF16, wb + (size_t) r * 8 * K, (size_t) K * 2, K,
-                            packed + (size_t) r * qwen_packed_group_bytes(QWEN_TYPE_BF16, K),
-                            qwen_packed_group_bytes(QWEN_TYPE_BF16, K));
+                            packed + (size_t) r * qwen_packed_group_bytes(QWEN_TYPE_BF16, K));
         }
         for (rep = 0; rep < 5; rep++) {
             t0 = now();

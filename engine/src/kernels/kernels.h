@@ -40,9 +40,8 @@ typedef void (*qwen_vec_dot2x4_fn)(int64_t n, const void *w, size_t w_stride,
  * activation rows xb ([n_tok][K]); the result for activation row t goes to
  * out[idx[t] * out_stride + r]. Weights are repacked to BF16 panels once
  * per call and reused for every token; each token's result depends only on
- * its own activations. packed: w is the weight's packed groups (repack.h),
- * row_bytes then the bytes from one group to the next (the tensor's
- * packed_stride; whole groups are the fast case), whose rows give the
+ * its own activations. packed: w is the weight's packed groups (repack.h,
+ * row_bytes unused; whole groups are the fast case), whose rows give the
  * same panels as the file's: the same bits. scratch:
  * qwen_gemm_scratch_bytes(K) per thread.
  */
@@ -68,8 +67,7 @@ typedef void (*qwen_packed_dot_fn)(int64_t n, const void *w, const void *act,
 typedef void (*qwen_packed_pair_fn)(int64_t n, const void *w, size_t group_bytes,
                                     const void *act, float *out);
 /* One packed group (QWEN_PACK_ROWS rows; packed_gemm_groups consecutive
- * groups where the table says so, which the kernel finds: a BF16 group
- * holds its stride) against n_tok activation rows (act + t *
+ * groups where the table says so) against n_tok activation rows (act + t *
  * act_stride): out[idx[t] * out_stride + r], the same bits as packed_dot.
  * For kernels that restage the groups' weights once per call and then
  * stream every token past them (arm64 SMMLA, AVX-512 VNNI). */

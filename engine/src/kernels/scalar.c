@@ -745,43 +745,27 @@ packed_dot_q8_0(int64_t n, const void *w, const void *act, size_t act_stride, in
     }
 }
 
-/* Packed BF16 x F32: four fmaf chains by column parity and pair parity
- * (c0: even columns of even pairs, c1: their odd columns, c2 and c3 the
- * same of odd pairs, so a SIMD kernel has four FMAs in flight a token, not
- * two waiting on each other), added as (c0 + c2) + (c1 + c3); the group
- * decoded a block at a time (repack.h). */
+/* Packed BF16 x F32: even and odd columns in two fmaf chains, added at
+ * the end. */
 static void
 packed_dot_bf16(int64_t n, const void *w, const void *act, size_t act_stride, int nt,
                 float *out)
 {
-    const qwen_bf16_head *head = qwen_bf16_heads(w);
-    const uint8_t        *data = (const uint8_t *) w + qwen_bf16_heads_bytes(n);
-    block_bf16x8          buf[QWEN_BF16_BLOCK_PAIRS];
-    const block_bf16x8   *x;
-    float                 c[4][QWEN_PACK_ROWS][4] = { { { 0 } } };
-    int64_t               b, p, p0;
-    int                   r, t, np, q;
+    const block_bf16x8 *x = w;
+    int64_t             p;
+    int                 r, t;
 
-    for (b = 0, p0 = 0; b < qwen_bf16_blocks(n); b++, p0 += np) {
-        np = qwen_bf16_block_pairs(n, b);
-        x = qwen_bf16_block_read(head + b, data, np, buf);
-        for (t = 0; t < nt; t++) {
-            const float *y = (const float *) ((const char *) act + t * act_stride) + 2 * p0;
-
-            for (r = 0; r < QWEN_PACK_ROWS; r++) {
-                for (p = 0; p < np; p++) {
-                    q = 2 * (int) ((p0 + p) % 2);
-                    c[t][r][q] = fmaf(qwen_bf16_to_f32(x[p].v[r][0]), y[2 * p], c[t][r][q]);
-                    c[t][r][q + 1] = fmaf(qwen_bf16_to_f32(x[p].v[r][1]), y[2 * p + 1],
-                                          c[t][r][q + 1]);
-                }
-            }
-        }
-        data += qwen_bf16_block_bytes(head + b, np);
-    }
     for (t = 0; t < nt; t++) {
+        const float *y = (const float *) ((const char *) act + t * act_stride);
+
         for (r = 0; r < QWEN_PACK_ROWS; r++) {
-            out[t * QWEN_PACK_ROWS + r] = (c[t][r][0] + c[t][r][2]) + (c[t][r][1] + c[t][r][3]);
+            float a0 = 0.0f, a1 = 0.0f;
+
+            for (p = 0; p < n / 2; p++) {
+                a0 = fmaf(qwen_bf16_to_f32(x[p].v[r][0]), y[2 * p], a0);
+                a1 = fmaf(qwen_bf16_to_f32(x[p].v[r][1]), y[2 * p + 1], a1);
+            }
+            out[t * QWEN_PACK_ROWS + r] = a0 + a1;
         }
     }
 }

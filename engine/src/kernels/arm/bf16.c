@@ -152,7 +152,7 @@ gemm_bf16(int type, const void *w, int packed, size_t row_bytes, int64_t K, int6
     float           *tmp = (float *) ((char *) scratch + (size_t) PANEL * K * sizeof(qwen_bf16) * 2);
     /* then one packed row back in the file's bytes */
     void            *row = tmp + K;
-    size_t           gb = packed ? row_bytes : 0;   /* packed: between groups */
+    size_t           gb = packed ? qwen_packed_group_bytes(type, K) : 0;
     const void      *src;
     qwen_bf16        tail[PANEL][3];
     const qwen_bf16 *xt[2 * TPAIRS];

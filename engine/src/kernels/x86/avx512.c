@@ -268,39 +268,12 @@ panel_q6_Kx8(const block_q6_Kx8 *x, int64_t K, uint32_t *panel)
     }
 }
 
-/* A packed BF16 group (repack.h) into a panel's 8 rows: its pair p is the
- * panel's pair p, decoded there block by block. */
-static void
-panel_bf16x8(const void *grp, int64_t K, uint32_t *dst)
-{
-    const qwen_bf16_head *head = qwen_bf16_heads(grp);
-    const uint8_t        *data = (const uint8_t *) grp + qwen_bf16_heads_bytes(K);
-    const block_bf16x8   *x;
-    int64_t               b, p, p0;
-    int                   np;
-
-    for (b = 0, p0 = 0; b < qwen_bf16_blocks(K); b++, p0 += np) {
-        np = qwen_bf16_block_pairs(K, b);
-        if (head[b].raw) {
-            x = (const block_bf16x8 *) data;
-            for (p = 0; p < np; p++) {
-                _mm256_storeu_si256((__m256i *) (dst + (p0 + p) * PANEL),
-                                    _mm256_loadu_si256((const __m256i *) x[p].v));
-            }
-        } else {
-            qwen_bf16_block_decode_to(head + b, data, np, (char *) (dst + p0 * PANEL),
-                                      PANEL * sizeof(uint32_t));
-        }
-        data += qwen_bf16_block_bytes(head + b, np);
-    }
-}
-
-/* Rows r .. r + nr - 1 (whole groups gb bytes apart, nr <= 32) of a packed
- * weight into the panel, rows past nr zero: 0, or -1 when the type has no
- * such path. */
+/* Rows r .. r + nr - 1 (whole groups, nr <= 32) of a packed weight into
+ * the panel, rows past nr zero: 0, or -1 when the type has no such path. */
 static int
-panel_packed(int type, const void *w, size_t gb, int64_t K, int64_t r, int nr, uint32_t *panel)
+panel_packed(int type, const void *w, int64_t K, int64_t r, int nr, uint32_t *panel)
 {
+    size_t  gb = qwen_packed_group_bytes(type, K);
     int64_t p;
     int     g;
 
@@ -319,7 +292,10 @@ panel_packed(int type, const void *w, size_t gb, int64_t K, int64_t r, int nr, u
             }
         } else if (type == QWEN_TYPE_BF16) {
             /* a group's pair p is the panel's pair p of its 8 rows */
-            panel_bf16x8(grp, K, dst);
+            for (p = 0; p < K / 2; p++) {
+                _mm256_storeu_si256((__m256i *) (dst + p * PANEL),
+                    _mm256_loadu_si256((const __m256i *) grp + p));
+            }
         } else if (type == QWEN_TYPE_Q8_0) {
             panel_q8_0x8(grp, K, dst);
         } else if (type == QWEN_TYPE_Q4_K) {
@@ -404,13 +380,13 @@ static void
 build_panel(int type, const void *w, int packed, size_t row_bytes, int64_t K, int64_t r,
             int nr, uint32_t *panel, qwen_bf16 *stage, float *tmp, void *row)
 {
-    size_t   gb = packed ? row_bytes : 0;   /* packed: between groups */
+    size_t   gb = packed ? qwen_packed_group_bytes(type, K) : 0;
     int64_t  p, K2 = K / 2;
     int      i, h;
     __m512i  blk[16];
 
     if (packed && r % QWEN_PACK_ROWS == 0 && nr % QWEN_PACK_ROWS == 0
-        && panel_packed(type, w, row_bytes, K, r, nr, panel) == 0)
+        && panel_packed(type, w, K, r, nr, panel) == 0)
     {
         return;
     }
@@ -448,16 +424,32 @@ build_panel(int type, const void *w, int packed, size_t row_bytes, int64_t K, in
     }
 }
 
-/* NT tokens x 32 rows of a panel: acc[t][h] holds rows 16h..16h+15 for
- * token t. */
-static inline __attribute__((always_inline)) void
-micro_kernel(const uint32_t *panel, int64_t K2, const qwen_bf16 *xb, int64_t K,
-             float **outs, __mmask16 m0, __mmask16 m1, const int NT)
+/* Pair p of 16 rows: from a panel (PANEL rows a pair), or from two
+ * consecutive packed BF16 groups gs words apart (8 rows a pair each), whose
+ * pairs are the panel's in the same order: the same vector either way. */
+static inline __attribute__((always_inline)) __m512bh
+rows16(const uint32_t *w, size_t gs, int64_t p, const int from_groups)
 {
-    __m512          acc[TOKENS][2];
+    if (!from_groups) {
+        return (__m512bh) _mm512_loadu_si512((const void *) (w + p * PANEL));
+    }
+    return (__m512bh) _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *) (w + p * QWEN_PACK_ROWS))),
+        _mm256_loadu_si256((const __m256i *) (w + gs + p * QWEN_PACK_ROWS)), 1);
+}
+
+/* NT tokens x 32 rows: acc[t][h] holds rows 16h..16h+15 for token t. The
+ * rows come from a panel, or (from_groups) from four packed BF16 groups
+ * starting at panel, gs words apart: no panel is built for those. */
+static inline __attribute__((always_inline)) void
+micro_kernel(const uint32_t *panel, size_t gs, int64_t K2, const qwen_bf16 *xb, int64_t K,
+             float **outs, __mmask16 m0, __mmask16 m1, const int NT, const int from_groups)
+{
+    const uint32_t *hi = from_groups ? panel + 2 * gs : panel + 16;
+    __m512         acc[TOKENS][2];
     const uint32_t *x32[TOKENS];
-    int64_t         p;
-    int             t;
+    int64_t        p;
+    int            t;
 
     /* fully unrolled so the 2 x NT accumulators live in registers */
 #pragma GCC unroll 8
@@ -467,8 +459,8 @@ micro_kernel(const uint32_t *panel, int64_t K2, const qwen_bf16 *xb, int64_t K,
         x32[t] = (const uint32_t *) (xb + (size_t) t * K);
     }
     for (p = 0; p < K2; p++) {
-        __m512bh w0 = (__m512bh) _mm512_loadu_si512((const void *) (panel + p * PANEL));
-        __m512bh w1 = (__m512bh) _mm512_loadu_si512((const void *) (panel + p * PANEL + 16));
+        __m512bh w0 = rows16(panel, gs, p, from_groups);
+        __m512bh w1 = rows16(hi, gs, p, from_groups);
 #pragma GCC unroll 8
         for (t = 0; t < NT; t++) {
             __m512bh xv = (__m512bh) _mm512_set1_epi32((int) x32[t][p]);
@@ -493,39 +485,39 @@ gemm_bf16(int type, const void *w, int packed, size_t row_bytes, int64_t K, int6
     float     *tmp = (float *) ((char *) stage + (size_t) PANEL * K * sizeof(qwen_bf16));
     void      *row = (char *) tmp + (size_t) K * sizeof(float);
     float     *outs[TOKENS];
+    /* packed BF16: a group's words, and whether a panel reads them in place */
+    size_t     gs = packed && type == QWEN_TYPE_BF16
+                    ? qwen_packed_group_bytes(type, K) / sizeof(uint32_t) : 0;
+    size_t     gb = gs * sizeof(uint32_t);
+    const uint32_t *src;
     int64_t    r;
-    int        nr, t0, nt, t;
+    int        nr, t0, nt, t, direct;
     __mmask16  m0, m1;
-    /* packed BF16: the next panel's coded groups are fetched into L2 while
-     * this one's tokens run, a slice a micro-kernel call (its decode would
-     * otherwise wait on memory, where reading groups in place overlapped) */
-    const int  ahead = packed && type == QWEN_TYPE_BF16;
-    size_t     slice = ahead ? (PANEL / QWEN_PACK_ROWS * row_bytes)
-                               / (size_t) ((n_tok + TOKENS - 1) / TOKENS) + 64 : 0;
-    const char *next;
 
     for (r = r0; r < r1; r += PANEL) {
         nr = r1 - r < PANEL ? (int) (r1 - r) : PANEL;
-        /* packed BF16 groups decode into the panel (panel_bf16x8) */
-        build_panel(type, w, packed, row_bytes, K, r, nr, panel, stage, tmp, row);
+        /* packed BF16 rows are read where they are: four whole groups */
+        direct = type == QWEN_TYPE_BF16 && packed && r % QWEN_PACK_ROWS == 0 && nr == PANEL;
+        if (direct) {
+            src = (const uint32_t *) ((const char *) w + (size_t) (r / QWEN_PACK_ROWS) * gb);
+        } else {
+            build_panel(type, w, packed, row_bytes, K, r, nr, panel, stage, tmp, row);
+            src = panel;
+        }
         m0 = (__mmask16) (nr >= 16 ? 0xFFFF : (1u << nr) - 1);
         m1 = (__mmask16) (nr >= 32 ? 0xFFFF : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
-        /* (a whole slice past the call's last group: harmless, a hint) */
-        next = ahead && r + PANEL < r1 && r % QWEN_PACK_ROWS == 0
-               ? (const char *) w + (size_t) ((r + PANEL) / QWEN_PACK_ROWS) * row_bytes : NULL;
-        for (t0 = 0; t0 < n_tok; t0 += TOKENS, next = next != NULL ? next + slice : NULL) {
-            size_t i;
-
-            for (i = 0; next != NULL && i < slice; i += 64) {
-                _mm_prefetch(next + i, _MM_HINT_T1);
-            }
+        for (t0 = 0; t0 < n_tok; t0 += TOKENS) {
             nt = n_tok - t0 < TOKENS ? n_tok - t0 : TOKENS;
             for (t = 0; t < nt; t++) {
                 outs[t] = out + (size_t) idx[t0 + t] * out_stride + r;
             }
             switch (nt) {
 #define MK(N) case N:                                                                   \
-                micro_kernel(panel, K / 2, xb + (size_t) t0 * K, K, outs, m0, m1, N);   \
+                if (direct) {                                                           \
+                    micro_kernel(src, gs, K / 2, xb + (size_t) t0 * K, K, outs, m0, m1, N, 1); \
+                } else {                                                                \
+                    micro_kernel(src, 0, K / 2, xb + (size_t) t0 * K, K, outs, m0, m1, N, 0); \
+                }                                                                       \
                 break
             MK(1); MK(2); MK(3); MK(4); MK(5); MK(6); MK(7); MK(8);
 #undef MK

@@ -752,182 +752,72 @@ qwen_q8_0x8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, i
 #endif
 
 /*
- * Packed BF16 (repack.h): the groups are coded a block (256 columns) at a
- * time, a quarter fewer bytes than BF16, and every kernel streams them.
- * Two pairs (32 values) decode from their 32 low bytes and 16 bytes of
- * codes: a shift by 0 or 4 per 128-bit lane and a mask make the codes
- * bytes, one vpshufb looks their high bytes up (the block's table), and
- * vpunpck{l,h}bw interleave low and high bytes into the two pairs' vectors
- * of block_bf16x8. Prefetch runs QWEN_BF16_PREFETCH bytes ahead in the
- * stream (16 KiB: 8 KiB was slower, streaming one thread).
- */
-#define QWEN_BF16_PREFETCH 16384
-
-static inline __attribute__((always_inline)) __m256i
-qwen_bf16_code_table(const qwen_bf16_head *h)
-{
-    /* code c -> (c >> 3) << 7 | (base + (c & 7)), in both lanes */
-    return _mm256_add_epi8(_mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, -128, -127, -126, -125, -124,
-                                            -123, -122, -121, 0, 1, 2, 3, 4, 5, 6, 7, -128, -127,
-                                            -126, -125, -124, -123, -122, -121),
-                           _mm256_set1_epi8((char) h->base));
-}
-
-/* pairs 2u and 2u + 1 of a coded block (codes: its code bytes) */
-static inline __attribute__((always_inline)) void
-qwen_bf16_decode_two(const uint8_t *data, const uint8_t *codes, int u, __m256i tab,
-                     __m256i *v0, __m256i *v1)
-{
-    const __m256i shift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
-    __m256i       lo = _mm256_loadu_si256((const __m256i *) (data + 32 * (size_t) u));
-    __m256i       c = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *) (codes
-                                                                  + 16 * (size_t) u)));
-    __m256i       hb = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srlv_epi32(c, shift),
-                                                                 _mm256_set1_epi8(0x0F)));
-
-#if QWEN_PACK_PREFETCH
-    _mm_prefetch((const char *) data + 48 * u + QWEN_BF16_PREFETCH, _MM_HINT_T0);
-#endif
-    *v0 = _mm256_unpacklo_epi8(lo, hb);
-    *v1 = _mm256_unpackhi_epi8(lo, hb);
-}
-
-/* A coded block's pairs decoded to out, pair_bytes apart (a
- * block_bf16x8 each), its exceptions written over them. */
-static inline __attribute__((always_inline)) void
-qwen_bf16_block_decode_to(const qwen_bf16_head *h, const uint8_t *data, int np, char *out,
-                          size_t pair_bytes)
-{
-    const uint8_t       *codes = data + 16 * (size_t) np;
-    const qwen_bf16_exc *exc = (const qwen_bf16_exc *) (codes + 8 * (size_t) np);
-    __m256i              tab = qwen_bf16_code_table(h), v0, v1;
-    int                  u, i;
-
-    for (u = 0; u < np / 2; u++) {
-        qwen_bf16_decode_two(data, codes, u, tab, &v0, &v1);
-        _mm256_storeu_si256((__m256i *) (out + 2 * (size_t) u * pair_bytes), v0);
-        _mm256_storeu_si256((__m256i *) (out + (2 * (size_t) u + 1) * pair_bytes), v1);
-    }
-    for (i = 0; i < h->n_exc; i++) {
-        /* word 16p + 2r + c: pair p's word 2r + c */
-        ((qwen_bf16 *) (out + (size_t) (exc[i].word / 16) * pair_bytes))[exc[i].word % 16] =
-            exc[i].value;
-    }
-}
-
-/* A block as block_bf16x8[np]: a raw one where it is, a coded one decoded
- * into out. */
-static inline __attribute__((always_inline)) const block_bf16x8 *
-qwen_bf16_block_load(const qwen_bf16_head *h, const uint8_t *data, int np, block_bf16x8 *out)
-{
-    if (h->raw) {
-        return (const block_bf16x8 *) data;
-    }
-    qwen_bf16_block_decode_to(h, data, np, (char *) out, sizeof(block_bf16x8));
-    return out;
-}
-
-/* One pair's 8 rows (v) into chains c[q], c[q + 1] (q: 0 for an even pair,
- * 2 for an odd one): even column shifted up, odd one masked. */
-static inline __attribute__((always_inline)) void
-qwen_bf16_pair_fma(__m256i v, const float *y, __m256 *c)
-{
-    c[0] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), _mm256_broadcast_ss(y),
-                           c[0]);
-    c[1] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(
-                               (int) 0xFFFF0000u))), _mm256_broadcast_ss(y + 1), c[1]);
-}
-
-/*
- * Packed BF16 x F32, 8 rows in the lanes, NT tokens (1 .. 4): a pair's 32
- * bytes are 2 columns of the 8 rows, widened by a shift and a mask; each
- * token's column value is one broadcast; four FMA chains a token (column
- * parity x pair parity: the scalar truth's per lane), so four FMAs are in
- * flight where two were bound by the FMA's latency. One token (decode)
- * takes a block without exceptions straight from its codes in registers;
- * otherwise the block is decoded into a 4 KiB buffer in L1 and each token
- * runs over it.
+ * Packed BF16 (repack.h) x F32, 8 rows in the lanes, NT tokens (1 .. 4):
+ * a 32-byte load is 2 columns of the 8 rows, widened by a shift and a
+ * mask; each token's column value is one broadcast, even and odd columns
+ * in two FMA chains (eight in flight for four tokens), added at the end:
+ * the scalar truth's operations per lane.
  */
 static inline __attribute__((always_inline)) void
 qwen_bf16x8_dot(int64_t n, const void *w, const void *act, size_t stride, float *out,
                 const int NT)
 {
-    const qwen_bf16_head *head = qwen_bf16_heads(w);
-    const uint8_t        *data = (const uint8_t *) w + qwen_bf16_heads_bytes(n);
-    block_bf16x8          buf[QWEN_BF16_BLOCK_PAIRS] __attribute__((aligned(64)));
-    const block_bf16x8   *x;
-    __m256                c[4][4];
-    int64_t               b, p0;
-    int                   t, np, p, u;
+    const __m256i       hi = _mm256_set1_epi32((int) 0xFFFF0000u);
+    const block_bf16x8 *x = w;
+    __m256              a0[4], a1[4];
+    int64_t             p, np = n / 2;
+    int                 t;
 
 #pragma GCC unroll 4
     for (t = 0; t < NT; t++) {
-        c[t][0] = c[t][1] = c[t][2] = c[t][3] = _mm256_setzero_ps();
+        a0[t] = _mm256_setzero_ps();
+        a1[t] = _mm256_setzero_ps();
     }
-    for (b = 0, p0 = 0; b < qwen_bf16_blocks(n); b++, p0 += np) {
-        const qwen_bf16_head *h = head + b;
+#pragma GCC unroll 2
+    for (p = 0; p < np; p++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *) x[p].v);
+        __m256  we = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+        __m256  wo = _mm256_castsi256_ps(_mm256_and_si256(v, hi));
 
-        np = qwen_bf16_block_pairs(n, b);
-        if (NT == 1 && !h->raw && h->n_exc == 0) {
-            const uint8_t *codes = data + 16 * (size_t) np;
-            const float   *y = (const float *) act + 2 * p0;
-            __m256i        tab = qwen_bf16_code_table(h), v0, v1;
-
-            for (u = 0; u < np / 2; u++) {
-                qwen_bf16_decode_two(data, codes, u, tab, &v0, &v1);
-                qwen_bf16_pair_fma(v0, y + 4 * u, c[0]);
-                qwen_bf16_pair_fma(v1, y + 4 * u + 2, c[0] + 2);
-            }
-        } else {
-            x = qwen_bf16_block_load(h, data, np, buf);
-#pragma GCC unroll 4
-            for (t = 0; t < NT; t++) {
-                const float *y = (const float *) ((const char *) act + t * stride) + 2 * p0;
-
-                /* p0 is even: the block's pair p has p's parity */
-                for (p = 0; p + 1 < np; p += 2) {
-                    qwen_bf16_pair_fma(_mm256_loadu_si256((const __m256i *) x[p].v), y + 2 * p,
-                                       c[t]);
-                    qwen_bf16_pair_fma(_mm256_loadu_si256((const __m256i *) x[p + 1].v),
-                                       y + 2 * p + 2, c[t] + 2);
-                }
-                if (p < np) {
-                    qwen_bf16_pair_fma(_mm256_loadu_si256((const __m256i *) x[p].v), y + 2 * p,
-                                       c[t]);
-                }
-            }
+#if QWEN_PACK_PREFETCH
+        if ((p & 1) == 0) {
+            _mm_prefetch((const char *) (x + p + 64 * QWEN_PACK_PREFETCH), _MM_HINT_T0);
         }
-        data += qwen_bf16_block_bytes(h, np);
+#endif
+#pragma GCC unroll 4
+        for (t = 0; t < NT; t++) {
+            const float *y = (const float *) ((const char *) act + t * stride) + 2 * p;
+
+            a0[t] = _mm256_fmadd_ps(we, _mm256_broadcast_ss(y), a0[t]);
+            a1[t] = _mm256_fmadd_ps(wo, _mm256_broadcast_ss(y + 1), a1[t]);
+        }
     }
 #pragma GCC unroll 4
     for (t = 0; t < NT; t++) {
-        _mm256_storeu_ps(out + 8 * t, _mm256_add_ps(_mm256_add_ps(c[t][0], c[t][2]),
-                                                    _mm256_add_ps(c[t][1], c[t][3])));
+        _mm256_storeu_ps(out + 8 * t, _mm256_add_ps(a0[t], a1[t]));
     }
 }
 
 /*
  * Packed BF16 x F32 for prompts (packed_gemm, two groups a call; the
  * avx2 table says from how many tokens on).
- * The dot above pays a broadcast per FMA (one group of 8 rows). Here 6
- * tokens x 16 rows take 12 chains, each broadcast serving both groups:
- * over a block (256 columns, both groups' decoded: 8 KiB, in L1) one of
- * the dot's four chains a pass (even columns of even pairs, then odd
- * columns, then the same of odd pairs), the chains kept in memory between
- * passes. A block is decoded once for up to 8 passes of tokens. Every
- * chain gets the dot's FMAs in the dot's order and they add as there:
- * packed_dot's bits.
+ * The dot above pays a broadcast per FMA (one group of 8 rows) and keeps 8
+ * chains for 4 tokens: about 15 MACs a cycle here against the FMA pipes'
+ * 19-22 (microbenchmark, Zen 5). Here 6 tokens x 16 rows take 12 chains,
+ * each broadcast serving both groups: over a stretch of columns the even
+ * columns' chains first (a0 of the dot), then the odd columns' (a1) over
+ * the same stretch, its weights still in L1, the chains kept in memory
+ * between passes. Every chain gets the dot's FMAs in the dot's order and
+ * the two add at the end as there: packed_dot's bits.
  */
 #define QWEN_BF16_GEMM_TOKENS 6
-#define QWEN_BF16_GEMM_PASSES 8   /* passes of tokens a decoded block serves */
+#define QWEN_BF16_GEMM_PAIRS  128   /* a stretch: 16 rows x 256 columns, 8 KiB */
 _Static_assert(QWEN_BF16_GEMM_TOKENS == 6 && QWEN_PACKED_GEMM_MIN_TOKENS >= 8,
                "the GEMM's passes take 4, 5 or 6 tokens");
 
-/* chain 2q + odd of NT tokens x 16 rows over the block's pairs of parity q */
 static inline __attribute__((always_inline)) void
 qwen_bf16x8_gemm_pass(const block_bf16x8 *x0, const block_bf16x8 *x1, const float *const *y,
-                      int64_t p0, int np, const int q, const int odd, float *chains,
-                      const int NT)
+                      int64_t p0, int64_t p1, const int odd, float *chains, const int NT)
 {
     const __m256i hi = _mm256_set1_epi32((int) 0xFFFF0000u);
     __m256        a[2 * QWEN_BF16_GEMM_TOKENS];
@@ -938,15 +828,23 @@ qwen_bf16x8_gemm_pass(const block_bf16x8 *x0, const block_bf16x8 *x1, const floa
     for (t = 0; t < 2 * NT; t++) {
         a[t] = _mm256_loadu_ps(chains + 8 * t);
     }
-    for (p = q; p < np; p += 2) {
+    for (p = p0; p < p1; p++) {
         __m256i v0 = _mm256_loadu_si256((const __m256i *) x0[p].v);
         __m256i v1 = _mm256_loadu_si256((const __m256i *) x1[p].v);
         __m256  w0 = _mm256_castsi256_ps(odd ? _mm256_and_si256(v0, hi) : _mm256_slli_epi32(v0, 16));
         __m256  w1 = _mm256_castsi256_ps(odd ? _mm256_and_si256(v1, hi) : _mm256_slli_epi32(v1, 16));
 
+#if QWEN_PACK_PREFETCH
+        /* the first pass over a stretch reads it from memory (decode of
+         * several sequences): ahead as the dot does, both groups */
+        if (!odd && (p & 1) == 0) {
+            _mm_prefetch((const char *) (x0 + p + 64 * QWEN_PACK_PREFETCH), _MM_HINT_T0);
+            _mm_prefetch((const char *) (x1 + p + 64 * QWEN_PACK_PREFETCH), _MM_HINT_T0);
+        }
+#endif
 #pragma GCC unroll 6
         for (t = 0; t < NT; t++) {
-            __m256 b = _mm256_broadcast_ss(y[t] + 2 * (p0 + p) + odd);
+            __m256 b = _mm256_broadcast_ss(y[t] + 2 * p + odd);
 
             a[2 * t] = _mm256_fmadd_ps(w0, b, a[2 * t]);
             a[2 * t + 1] = _mm256_fmadd_ps(w1, b, a[2 * t + 1]);
@@ -958,72 +856,54 @@ qwen_bf16x8_gemm_pass(const block_bf16x8 *x0, const block_bf16x8 *x1, const floa
     }
 }
 
-/* Two packed BF16 groups (16 rows: the second one the first's stride on)
- * against n_tok F32 rows (act + t * act_stride): out[idx[t] * out_stride
- * + r] (packed_gemm) */
+/* NT tokens (y[t], out rows o[t]) against the call's 16 rows */
+static inline __attribute__((always_inline)) void
+qwen_bf16x8_gemm_tile(int64_t n, const block_bf16x8 *x0, const block_bf16x8 *x1,
+                      const float *const *y, float *const *o, const int NT)
+{
+    float   even_chains[2 * QWEN_BF16_GEMM_TOKENS * 8], odd_chains[2 * QWEN_BF16_GEMM_TOKENS * 8];
+    int64_t p, p1, np = n / 2;
+    int     t;
+
+    memset(even_chains, 0, sizeof(even_chains));
+    memset(odd_chains, 0, sizeof(odd_chains));
+    for (p = 0; p < np; p = p1) {
+        p1 = np - p > QWEN_BF16_GEMM_PAIRS ? p + QWEN_BF16_GEMM_PAIRS : np;
+        qwen_bf16x8_gemm_pass(x0, x1, y, p, p1, 0, even_chains, NT);
+        qwen_bf16x8_gemm_pass(x0, x1, y, p, p1, 1, odd_chains, NT);
+    }
+    for (t = 0; t < 2 * NT; t++) {
+        _mm256_storeu_ps(o[t / 2] + 8 * (t % 2),
+                         _mm256_add_ps(_mm256_loadu_ps(even_chains + 8 * t),
+                                       _mm256_loadu_ps(odd_chains + 8 * t)));
+    }
+}
+
+/* Two packed BF16 groups (16 rows) against n_tok F32 rows (act +
+ * t * act_stride): out[idx[t] * out_stride + r] (packed_gemm) */
 static inline void
 qwen_bf16x8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, int n_tok,
                  float *out, size_t out_stride, const int32_t *idx)
 {
-    enum { T = QWEN_BF16_GEMM_TOKENS, PASSES = QWEN_BF16_GEMM_PASSES };
-    const void           *w1 = (const char *) w + ((const qwen_bf16_group *) w)->stride;
-    const qwen_bf16_head *h0 = qwen_bf16_heads(w), *h1 = qwen_bf16_heads(w1);
-    block_bf16x8          buf0[QWEN_BF16_BLOCK_PAIRS] __attribute__((aligned(64)));
-    block_bf16x8          buf1[QWEN_BF16_BLOCK_PAIRS] __attribute__((aligned(64)));
-    float                 chains[PASSES][4][2 * T * 8];
-    const float          *y[PASSES][T];
-    float                *o[PASSES][T];
-    int                   pass_nt[PASSES];
-    const uint8_t        *d0, *d1;
-    const block_bf16x8   *x0, *x1;
-    int64_t               b, p0;
-    int                   t0, t, nt, passes, np, k, nk;
+    const block_bf16x8 *x0 = w, *x1 = x0 + n / 2;
+    const float        *y[QWEN_BF16_GEMM_TOKENS];
+    float              *o[QWEN_BF16_GEMM_TOKENS];
+    int                 t0, t, nt, passes;
 
     /* the tokens spread evenly over the passes (26: 6 + 4 x 5, not 4 x 6
      * + 2, whose 4 chains would wait on the FMA latency): from 8 tokens
      * on (forward.c's least), every pass takes 4, 5 or 6 */
-    passes = (n_tok + T - 1) / T;
-    for (t0 = 0; t0 < n_tok; ) {
-        for (nk = 0; nk < PASSES && t0 < n_tok; nk++, t0 += nt, passes--) {
-            nt = (n_tok - t0 + passes - 1) / passes;
-            pass_nt[nk] = nt;
-            for (t = 0; t < nt; t++) {
-                y[nk][t] = (const float *) ((const char *) act + (size_t) (t0 + t) * act_stride);
-                o[nk][t] = out + (size_t) idx[t0 + t] * out_stride;
-            }
+    passes = (n_tok + QWEN_BF16_GEMM_TOKENS - 1) / QWEN_BF16_GEMM_TOKENS;
+    for (t0 = 0; t0 < n_tok; t0 += nt, passes--) {
+        nt = (n_tok - t0 + passes - 1) / passes;
+        for (t = 0; t < nt; t++) {
+            y[t] = (const float *) ((const char *) act + (size_t) (t0 + t) * act_stride);
+            o[t] = out + (size_t) idx[t0 + t] * out_stride;
         }
-        memset(chains, 0, sizeof(chains[0]) * (size_t) nk);
-        d0 = (const uint8_t *) w + qwen_bf16_heads_bytes(n);
-        d1 = (const uint8_t *) w1 + qwen_bf16_heads_bytes(n);
-        for (b = 0, p0 = 0; b < qwen_bf16_blocks(n); b++, p0 += np) {
-            np = qwen_bf16_block_pairs(n, b);
-            x0 = qwen_bf16_block_load(h0 + b, d0, np, buf0);
-            x1 = qwen_bf16_block_load(h1 + b, d1, np, buf1);
-            d0 += qwen_bf16_block_bytes(h0 + b, np);
-            d1 += qwen_bf16_block_bytes(h1 + b, np);
-            for (k = 0; k < nk; k++) {
-#define QWEN_BF16_GEMM_PASS(N)                                                         \
-                qwen_bf16x8_gemm_pass(x0, x1, y[k], p0, np, 0, 0, chains[k][0], N);    \
-                qwen_bf16x8_gemm_pass(x0, x1, y[k], p0, np, 0, 1, chains[k][1], N);    \
-                qwen_bf16x8_gemm_pass(x0, x1, y[k], p0, np, 1, 0, chains[k][2], N);    \
-                qwen_bf16x8_gemm_pass(x0, x1, y[k], p0, np, 1, 1, chains[k][3], N)
-                switch (pass_nt[k]) {
-                case 4: QWEN_BF16_GEMM_PASS(4); break;
-                case 5: QWEN_BF16_GEMM_PASS(5); break;
-                default: QWEN_BF16_GEMM_PASS(6); break;
-                }
-#undef QWEN_BF16_GEMM_PASS
-            }
-        }
-        for (k = 0; k < nk; k++) {
-            for (t = 0; t < 2 * pass_nt[k]; t++) {
-                __m256 e = _mm256_add_ps(_mm256_loadu_ps(chains[k][0] + 8 * t),
-                                         _mm256_loadu_ps(chains[k][2] + 8 * t));
-                __m256 f = _mm256_add_ps(_mm256_loadu_ps(chains[k][1] + 8 * t),
-                                         _mm256_loadu_ps(chains[k][3] + 8 * t));
-
-                _mm256_storeu_ps(o[k][t / 2] + 8 * (t % 2), _mm256_add_ps(e, f));
-            }
+        switch (nt) {
+        case 4: qwen_bf16x8_gemm_tile(n, x0, x1, y, o, 4); break;
+        case 5: qwen_bf16x8_gemm_tile(n, x0, x1, y, o, 5); break;
+        default: qwen_bf16x8_gemm_tile(n, x0, x1, y, o, 6); break;
         }
     }
 }
