@@ -1392,7 +1392,7 @@ q4kx8_dot_512(int64_t n, const void *w, const void *act, size_t stride, float *o
     const block_q4_Kx8 *x = w;
     __m512i             sel[4];
     int64_t             b, nb = n / QK_K;
-    int                 t, j, h, kk, i;
+    int                 t, j, h, kk;
 
     step_pair_select(sel);
 #pragma GCC unroll 4
@@ -1406,10 +1406,9 @@ q4kx8_dot_512(int64_t n, const void *w, const void *act, size_t stride, float *o
         for (t = 0; t < NT; t++) {
             isum[t] = _mm256_setzero_si256();
         }
-        for (i = 0; i < (int) sizeof(block_q4_Kx8); i += 64) {
-            _mm_prefetch((const char *) (x + b + QWEN_PACK_PREFETCH) + i, _MM_HINT_T0);
-        }
         for (j = 0; j < QK_K / 64; j++) {
+            /* a quarter of a block ahead a step (x86.h) */
+            qwen_prefetch_part(x + b + QWEN_PACK_PREFETCH, sizeof(block_q4_Kx8), j, QK_K / 64);
             __m512i acc[4][2], ya[4][2];
 
 #pragma GCC unroll 4
@@ -1472,7 +1471,7 @@ q6kx8_dot_512(int64_t n, const void *w, const void *act, size_t stride, float *o
     const block_q6_Kx8 *x = w;
     __m512i             sel[4];
     int64_t             b, nb = n / QK_K;
-    int                 t, j, kk, i;
+    int                 t, j, kk;
 
     step_pair_select(sel);
 #pragma GCC unroll 4
@@ -1486,10 +1485,9 @@ q6kx8_dot_512(int64_t n, const void *w, const void *act, size_t stride, float *o
         for (t = 0; t < NT; t++) {
             isum[t] = _mm256_setzero_si256();
         }
-        for (i = 0; i < (int) sizeof(block_q6_Kx8); i += 64) {
-            _mm_prefetch((const char *) (x + b + QWEN_PACK_PREFETCH) + i, _MM_HINT_T0);
-        }
         for (j = 0; j < QK_K / 64; j++) {
+            /* a quarter of a block ahead a step (x86.h) */
+            qwen_prefetch_part(x + b + QWEN_PACK_PREFETCH, sizeof(block_q6_Kx8), j, QK_K / 64);
             /* each row's scales (4j, 4j + 1) and (4j + 2, 4j + 3) in 16-bit pairs */
             __m256i p0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) x[b].scales[2 * j]));
             __m256i p1 = _mm256_cvtepi8_epi16(
