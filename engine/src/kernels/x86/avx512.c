@@ -1407,9 +1407,10 @@ q4kx8_dot_512(int64_t n, const void *w, const void *act, size_t stride, float *o
             isum[t] = _mm256_setzero_si256();
         }
         for (j = 0; j < QK_K / 64; j++) {
+            __m512i acc[4][2], ya[4][2];
+
             /* a quarter of a block ahead a step (x86.h) */
             qwen_prefetch_part(x + b + QWEN_PACK_PREFETCH, sizeof(block_q4_Kx8), j, QK_K / 64);
-            __m512i acc[4][2], ya[4][2];
 
 #pragma GCC unroll 4
             for (t = 0; t < NT; t++) {
@@ -1486,13 +1487,14 @@ q6kx8_dot_512(int64_t n, const void *w, const void *act, size_t stride, float *o
             isum[t] = _mm256_setzero_si256();
         }
         for (j = 0; j < QK_K / 64; j++) {
-            /* a quarter of a block ahead a step (x86.h) */
-            qwen_prefetch_part(x + b + QWEN_PACK_PREFETCH, sizeof(block_q6_Kx8), j, QK_K / 64);
             /* each row's scales (4j, 4j + 1) and (4j + 2, 4j + 3) in 16-bit pairs */
             __m256i p0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) x[b].scales[2 * j]));
             __m256i p1 = _mm256_cvtepi8_epi16(
                 _mm_loadu_si128((const __m128i *) x[b].scales[2 * j + 1]));
             __m512i acc[4][2], ya[4][2];
+
+            /* a quarter of a block ahead a step (x86.h) */
+            qwen_prefetch_part(x + b + QWEN_PACK_PREFETCH, sizeof(block_q6_Kx8), j, QK_K / 64);
 
 #pragma GCC unroll 4
             for (t = 0; t < NT; t++) {

@@ -514,6 +514,7 @@ qwen_prefetch_part(const void *block, size_t bytes, int s, int steps)
         _mm_prefetch((const char *) block + o, _MM_HINT_T0);
     }
 }
+
 static inline __attribute__((always_inline)) void
 qwen_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *out,
                const int NT)
@@ -1002,11 +1003,6 @@ qwen_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
 #pragma GCC unroll 4
             for (kp = 0; kp < 4; kp++) {
                 __m256i qh = _mm256_loadu_si256((const __m256i *) x[b].qh[j][kp]);
-
-#if QWEN_PACK_PREFETCH
-                qwen_prefetch_part(x + b + QWEN_PACK_PREFETCH, sizeof(block_q6_Kx8), 4 * j + kp,
-                                   QK_K / 16);
-#endif
                 __m256i l0 = _mm256_loadu_si256((const __m256i *) x[b].ql[j][2 * kp]);
                 __m256i l1 = _mm256_loadu_si256((const __m256i *) x[b].ql[j][2 * kp + 1]);
                 __m256i lo0 = _mm256_or_si256(_mm256_and_si256(l0, m4),
@@ -1019,6 +1015,12 @@ qwen_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
                                               _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
                 /* steps 2kp, 2kp + 1 lie in one sub-block of each half */
                 __m256i sl = qwen_pair_dup(p0, kp >= 2), sh = qwen_pair_dup(p1, kp >= 2);
+
+#if QWEN_PACK_PREFETCH
+                /* two lines of a block ahead a step of 16 (27 in all) */
+                qwen_prefetch_part(x + b + QWEN_PACK_PREFETCH, sizeof(block_q6_Kx8), 4 * j + kp,
+                                   QK_K / 16);
+#endif
 
 #pragma GCC unroll 4
                 for (t = 0; t < NT; t++) {
