@@ -6,7 +6,7 @@ BENCH_GEN     ?= 200
 
 bench: deps deps-bench
 	$(MAKE) --no-print-directory all $(NGX_MODULE) bench-models test-models $(BUILD)/blas_bench \
-	    $(BUILD)/att_bench
+	    $(BUILD)/att_bench $(BUILD)/dot_bench
 	BUILD=$(BUILD) BENCH_PROMPT=$(BENCH_PROMPT) BENCH_GEN=$(BENCH_GEN) \
 	    BENCH_FORMATS="$(BENCH_FORMATS)" tests/bench/run.sh
 .PHONY: bench deps-bench
@@ -25,6 +25,11 @@ $(BUILD)/blas_bench: tests/bench/blas_bench.c $(LIB)
 
 # one decode step's attention per table and KV format (tests/bench/att_bench.c)
 $(BUILD)/att_bench: tests/bench/att_bench.c $(LIB)
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+# one token's packed dot per table and weight type, streaming from memory
+# and in cache (tests/bench/dot_bench.c)
+$(BUILD)/dot_bench: tests/bench/dot_bench.c $(LIB)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 # make bench-ab BASE=REV: this tree's engine against REV's, interleaved in

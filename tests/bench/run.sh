@@ -16,6 +16,9 @@
 #     extraction workload with n-gram drafts on and off
 #   - one decode step's attention per kernel table and KV format, the KV
 #     cache from memory and in cache (tests/bench/att_bench.c)
+#   - one token's packed dot per kernel table and weight type, the weights
+#     from memory and in cache, against the read bandwidth
+#     (tests/bench/dot_bench.c)
 #   - tokenizer encode throughput
 #   - constrained sampling: one step's cost for four schemas (qwen grammar-bench)
 # Writes $BUILD/bench/: results.jsonl, table.md (also printed), and the
@@ -86,6 +89,13 @@ fi
 if [ -x "$BUILD/att_bench" ]; then
     echo "== attention, one decode step at 400 positions, one thread" >&2
     taskset -c 0 "$BUILD/att_bench" 400 | sed "s/^{/{\"kind\":\"att\",/" >> "$res"
+fi
+
+# one token's packed dot per table and weight type, one thread, from memory
+# and from L2: whether decode's kernels keep up with the memory they stream
+if [ -x "$BUILD/dot_bench" ]; then
+    echo "== packed dots, one token, one thread, from memory and in cache" >&2
+    taskset -c 0 "$BUILD/dot_bench" | sed "s/^{/{\"kind\":\"dot\",/" >> "$res"
 fi
 
 # 4 sequences at positions 200-400 (where the KV cache is read as much as
@@ -288,6 +298,19 @@ if att:
     for r in att:
         lines.append("| %s | %s | %.2f | %.2f | %.1f |" % (r["table"], r["kv"], r["memory_us"],
                                                          r["cache_us"], r["memory_gb_s"]))
+    lines.append("")
+dots = [r for r in rows if r["kind"] == "dot"]
+if dots:
+    lines.append("Packed dots, one token against 1024-column groups, one thread, GB/s of weights "
+                 "(tests/bench/dot_bench.c; memory read bandwidth, 1 thread: %s GB/s):"
+                 % (("%.1f" % bw[1]) if 1 in bw else "not measured"))
+    lines.append("")
+    lines.append("| table | weight type | from memory | in cache (L2) | from memory / read bandwidth |")
+    lines.append("|---|---|---|---|---|")
+    for r in dots:
+        lines.append("| %s | %s | %.1f | %.1f | %s |"
+                     % (r["table"], r["type"], r["memory_gb_s"], r["cache_gb_s"],
+                        ("%.0f%%" % (100.0 * r["memory_gb_s"] / bw[1])) if 1 in bw else "-"))
     lines.append("")
 lines.append("| format | threads | sequences | total decode tok/s | per sequence |")
 lines.append("|---|---|---|---|---|")
