@@ -20,16 +20,16 @@ deps-bench:
 	if [ -n "$$missing" ]; then echo "deps-bench: installing$$missing"; apt-get update -qq && \
 	     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
-$(BUILD)/blas_bench: tests/bench/blas_bench.c $(LIB)
+$(BUILD)/blas_bench: tests/bench/blas_bench.c tests/bench/bench_clock.h $(LIB)
 	$(CC) $(CFLAGS) $< $(LIB) -lopenblas $(LDLIBS) -ldl -o $@
 
 # one decode step's attention per table and KV format (tests/bench/att_bench.c)
-$(BUILD)/att_bench: tests/bench/att_bench.c $(LIB)
+$(BUILD)/att_bench: tests/bench/att_bench.c tests/bench/bench_clock.h $(LIB)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 # one token's packed dot per table and weight type, streaming from memory
 # and in cache (tests/bench/dot_bench.c)
-$(BUILD)/dot_bench: tests/bench/dot_bench.c $(LIB)
+$(BUILD)/dot_bench: tests/bench/dot_bench.c tests/bench/bench_clock.h $(LIB)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 # make bench-ab BASE=REV: this tree's engine against REV's, interleaved in

@@ -14,6 +14,7 @@
  * One JSON line per (table, format): the best of 20 steps.
  *   att_bench [n_pos]
  */
+#include "bench_clock.h"
 #include "kernels/kernels.h"
 
 #include <stdio.h>
@@ -23,15 +24,6 @@
 #include <time.h>
 
 enum { LAYERS = 28, KV_HEADS = 8, N_Q = 2, HD = 128, STEPS = 20 };
-
-static double
-now(void)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 static void *
 pool_alloc(size_t bytes)

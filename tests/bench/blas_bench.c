@@ -11,6 +11,7 @@
  * One JSON line per shape: GMAC/s of each (best of 5 runs).
  *   blas_bench [M]
  */
+#include "bench_clock.h"
 #include "kernels/kernels.h"
 #include "repack.h"
 
@@ -26,15 +27,6 @@ void openblas_set_num_threads(int n);
 typedef void (*sbgemm_fn)(int order, int ta, int tb, int m, int n, int k, float alpha,
                           const void *a, int lda, const void *b, int ldb, float beta, float *c,
                           int ldc);
-
-static double
-now(void)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 int
 main(int argc, char **argv)

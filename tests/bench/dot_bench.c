@@ -13,6 +13,7 @@
  * (table, type): the best of a few passes.
  *   dot_bench
  */
+#include "bench_clock.h"
 #include "kernels/kernels.h"
 #include "repack.h"
 
@@ -23,15 +24,6 @@
 #include <time.h>
 
 enum { COLS = 1024 };
-
-static double
-now(void)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 /* the best seconds of passes over groups [0, ng) of w, gb bytes apart */
 static double
