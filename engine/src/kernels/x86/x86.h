@@ -502,7 +502,8 @@ qwen_q4kx8_finish(const block_q4_Kx8 *x, const void *act, size_t stride, int64_t
  * all of them asked at once (27 lines of a Q6_K block) left most of the
  * stream to demand misses. One core streaming packed Q6_K from memory
  * (AMD Zen 4, 256 MiB): 9 GB/s with the burst, 23-27 spread; Q4_K 19 ->
- * 28 (from L3 both ran 23-28 either way).
+ * 28 (from L3 both ran 23-28 either way). Nothing with QWEN_PACK_PREFETCH
+ * 0, so callers need no guard of their own.
  */
 static inline __attribute__((always_inline)) void
 qwen_prefetch_part(const void *block, size_t bytes, int s, int steps)
@@ -510,7 +511,7 @@ qwen_prefetch_part(const void *block, size_t bytes, int s, int steps)
     size_t o = (bytes * (size_t) s / (size_t) steps) & ~(size_t) 63;
     size_t end = bytes * (size_t) (s + 1) / (size_t) steps;
 
-    for (; o < end; o += 64) {
+    for (; QWEN_PACK_PREFETCH && o < end; o += 64) {
         _mm_prefetch((const char *) block + o, _MM_HINT_T0);
     }
 }
@@ -536,9 +537,7 @@ qwen_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
             isum[t] = _mm256_setzero_si256();
         }
         for (j = 0; j < QK_K / 64; j++) {
-#if QWEN_PACK_PREFETCH
             qwen_prefetch_part(x + b + QWEN_PACK_PREFETCH, sizeof(block_q4_Kx8), j, QK_K / 64);
-#endif
 #pragma GCC unroll 2
             for (h = 0; h < 2; h++) {
                 __m256i acc16[4];
@@ -592,7 +591,7 @@ qwen_q8_0x8_dot(int64_t n, const void *w, const void *act, size_t stride, float 
     const block_q8_0x8 *x = w;
     __m256              acc[4];
     int64_t             b, nb = n / QK8_0;
-    int                 t, k, i;
+    int                 t, k;
 
 #pragma GCC unroll 4
     for (t = 0; t < NT; t++) {
@@ -602,11 +601,8 @@ qwen_q8_0x8_dot(int64_t n, const void *w, const void *act, size_t stride, float 
         __m256i isum[4];
         __m256  d;
 
-#if QWEN_PACK_PREFETCH
-        for (i = 0; i < (int) sizeof(block_q8_0x8); i += 64) {
-            _mm_prefetch((const char *) (x + b + 4 * QWEN_PACK_PREFETCH) + i, _MM_HINT_T0);
-        }
-#endif
+        /* a whole block (5 lines) a block: already spread over the stream */
+        qwen_prefetch_part(x + b + 4 * QWEN_PACK_PREFETCH, sizeof(block_q8_0x8), 0, 1);
 #pragma GCC unroll 4
         for (t = 0; t < NT; t++) {
             isum[t] = _mm256_setzero_si256();
@@ -1016,11 +1012,9 @@ qwen_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
                 /* steps 2kp, 2kp + 1 lie in one sub-block of each half */
                 __m256i sl = qwen_pair_dup(p0, kp >= 2), sh = qwen_pair_dup(p1, kp >= 2);
 
-#if QWEN_PACK_PREFETCH
                 /* two lines of a block ahead a step of 16 (27 in all) */
                 qwen_prefetch_part(x + b + QWEN_PACK_PREFETCH, sizeof(block_q6_Kx8), 4 * j + kp,
                                    QK_K / 16);
-#endif
 
 #pragma GCC unroll 4
                 for (t = 0; t < NT; t++) {
