@@ -6,7 +6,7 @@ BENCH_GEN     ?= 200
 
 bench: deps deps-bench
 	$(MAKE) --no-print-directory all $(NGX_MODULE) bench-models test-models $(BUILD)/blas_bench \
-	    $(BUILD)/att_bench $(BUILD)/dot_bench
+	    $(BUILD)/att_bench $(BUILD)/dot_bench $(BUILD)/peak_bench
 	BUILD=$(BUILD) BENCH_PROMPT=$(BENCH_PROMPT) BENCH_GEN=$(BENCH_GEN) \
 	    BENCH_FORMATS="$(BENCH_FORMATS)" tests/bench/run.sh
 .PHONY: bench deps-bench
@@ -30,6 +30,11 @@ $(BUILD)/att_bench: tests/bench/att_bench.c tests/bench/bench_clock.h $(LIB)
 # one token's packed dot per table and weight type, streaming from memory
 # and in cache (tests/bench/dot_bench.c)
 $(BUILD)/dot_bench: tests/bench/dot_bench.c tests/bench/bench_clock.h $(LIB)
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+# each table's multiply-add instructions at their peak, one core: the
+# ceiling of prompt tokens' speed (tests/bench/peak_bench.c)
+$(BUILD)/peak_bench: tests/bench/peak_bench.c tests/bench/bench_clock.h $(LIB)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 # make bench-ab BASE=REV: this tree's engine against REV's, interleaved in

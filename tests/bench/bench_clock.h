@@ -1,6 +1,6 @@
 /*
  * bench_clock.h - the monotonic clock make bench's C programs time with
- * (att_bench, blas_bench, dot_bench), in seconds.
+ * (att_bench, blas_bench, dot_bench, peak_bench), in seconds.
  */
 #ifndef QWEN_BENCH_CLOCK_H
 #define QWEN_BENCH_CLOCK_H

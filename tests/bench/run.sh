@@ -19,6 +19,9 @@
 #   - one token's packed dot per kernel table and weight type, the weights
 #     from memory and in cache, against the read bandwidth
 #     (tests/bench/dot_bench.c)
+#   - each kernel table's multiply-add instructions at their peak on one
+#     core, and the prefill ceiling they set for the BF16 model against
+#     2x llama.cpp's BF16 prefill (tests/bench/peak_bench.c)
 #   - tokenizer encode throughput
 #   - constrained sampling: one step's cost for four schemas (qwen grammar-bench)
 # Writes $BUILD/bench/: results.jsonl, table.md (also printed), and the
@@ -96,6 +99,17 @@ fi
 if [ -x "$BUILD/dot_bench" ]; then
     echo "== packed dots, one token, one thread, from memory and in cache" >&2
     taskset -c 0 "$BUILD/dot_bench" | sed "s/^{/{\"kind\":\"dot\",/" >> "$res"
+fi
+
+# each table's multiply-add instructions at their peak, one core, and the
+# model's shape (qwen info): the ceiling of prompt tokens' speed
+if [ -x "$BUILD/peak_bench" ]; then
+    echo "== multiply-add peak per kernel table, one core" >&2
+    taskset -c 0 "$BUILD/peak_bench" | sed "s/^{/{\"kind\":\"peak\",/" >> "$res"
+    for fmt in $FORMATS; do
+        "$qwen" info -m "$BUILD/models/full-$fmt.gguf" \
+            | sed "s/^{/{\"kind\":\"info\",\"format\":\"$fmt\",/" >> "$res"
+    done
 fi
 
 # 4 sequences at positions 200-400 (where the KV cache is read as much as
@@ -236,9 +250,9 @@ taskset -c 0 "$qwen" grammar-bench -m "$BUILD/models/tiny-f32.gguf" --steps 2000
     | sed "s/^{/{\"kind\":\"grammar\",/" >> "$res"
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-/usr/bin/python3 - "$res" "$out" "$commit" "$(cat "$out/tokenizer.txt" | tail -n 1)" <<'PY'
+/usr/bin/python3 - "$res" "$out" "$commit" "$(cat "$out/tokenizer.txt" | tail -n 1)" "$P" <<'PY'
 import json, sys
-res, out, commit, tok = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+res, out, commit, tok, n_prompt = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 rows = [json.loads(l) for l in open(res)]
 bw = {r["threads"]: r["read_gb_s"] for r in rows if r["kind"] == "membw"}
 lines = []
@@ -270,6 +284,50 @@ if peer:
                      % (r["table"], r["model"], o[len(o) // 2], l[len(l) // 2],
                         r["prefill_ratio"], od[len(od) // 2], ld[len(ld) // 2],
                         r["decode_ratio"]))
+    lines.append("")
+peak = [r for r in rows if r["kind"] == "peak"]
+info = {r["format"]: r for r in rows if r["kind"] == "info"}
+if peak and "bf16" in info:
+    # multiply-adds of one prompt token of n_prompt: every layer's weights
+    # once (the output projection only for the last token) and attention
+    # over the positions before it (QK and PV), on average (n_prompt + 1) / 2
+    m = info["bf16"]
+    q_dim, kv_dim = m["n_heads"] * m["head_dim"], m["n_kv_heads"] * m["head_dim"]
+    layer = m["hidden_size"] * (2 * q_dim + 2 * kv_dim) + 3 * m["hidden_size"] * m["intermediate_size"]
+    attn = 2 * q_dim * (n_prompt + 1) / 2
+    macs = m["n_layers"] * (layer + attn)
+    # the instruction a table's prompt matmul rests on, per weight format:
+    # BF16 through a BF16 dot where the table has one, else widened to F32;
+    # Q8_0 through vpdpbusd with VNNI, else our avx2 kernels' sign step
+    rests_on = {("avx2", "fma_f32"): "bf16", ("avx2_vnni", "fma_f32"): "bf16",
+                ("avx512", "bf16_dot"): "bf16", ("avx2", "q8_0_sign_step"): "q8_0",
+                ("avx2_vnni", "int8_dot"): "q8_0", ("avx512", "int8_dot"): "q8_0"}
+    lines.append("Multiply-add instructions at their peak, one core (tests/bench/peak_bench.c), "
+                 "and the ceiling each sets for a %d-token prefill at 2 threads of the model "
+                 "whose prompt matmul rests on it (%.1f M multiply-adds a token, every one at "
+                 "the instruction's peak on both cores; prefill figures from the peer run "
+                 "above). The F32 FMA bounds any engine's BF16 prefill on a table without a "
+                 "BF16 dot, llama.cpp's included; the sign step only ours:"
+                 % (n_prompt, macs / 1e6))
+    lines.append("")
+    lines.append("| table | instruction | GMAC/s a core | model | prefill ceiling, 2 threads | "
+                 "ours | llama.cpp | 2x llama.cpp |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for r in peak:
+        fmt = rests_on.get((r["table"], r["op"]))
+        cells = ["-"] * 5
+        if fmt is not None:
+            ceiling = 2 * r["gmac_s"] * 1e9 / macs
+            cells = [fmt, "%.0f tok/s" % ceiling, "-", "-", "-"]
+            for q in peer:
+                if q["table"] == r["table"] and q["model"] == "full-%s.gguf" % fmt:
+                    o = sorted(x[0] for x in q["ours"])[len(q["ours"]) // 2]
+                    l = sorted(x[0] for x in q["llama_cpp"])[len(q["llama_cpp"]) // 2]
+                    cells[2:] = ["%.1f (%.0f%%)" % (o, 100 * o / ceiling),
+                                 "%.1f (%.0f%%)" % (l, 100 * l / ceiling),
+                                 "%.1f (%.0f%%)" % (2 * l, 200 * l / ceiling)]
+        lines.append("| %s | %s | %.1f | %s |" % (r["table"], r["instr"], r["gmac_s"],
+                                                " | ".join(cells)))
     lines.append("")
 blas = [r for r in rows if r["kind"] == "blas"]
 if blas:

@@ -1,0 +1,245 @@
+/*
+ * peak_bench.c - make bench's compute ceiling for prompt tokens: how many
+ * multiply-adds a second one core does with the instruction each kernel
+ * table's prompt matmul rests on, with nothing else in the loop (no loads,
+ * independent chains), per table this CPU runs:
+ *   - fma_f32: vfmadd231ps, 8 products (16 on a zmm). BF16 weights on a
+ *     table without a BF16 dot are widened to F32 and go through it (in any
+ *     engine), so 2 cores x this / the MACs of a prompt token bounds every
+ *     BF16 prefill on that instruction set, llama.cpp's included;
+ *   - bf16_dot: vdpbf16ps on a zmm, 32 products: the same for avx512;
+ *   - q8_0_sign_step: vpsignb, vpmaddubsw, vpmaddwd, vpaddd, 32 products:
+ *     the step of our avx2 Q8_0 kernels (x86.h), three of whose four ops
+ *     share the two ports that multiply on AMD Zen 4 and on Intel's p0 / p1;
+ *   - int8_dot: vpdpbusd on a ymm, 32 products: the Q8_0 kernels' step
+ *     with VNNI (avx2_vnni, and avx512's, which are those on ymm).
+ * One JSON line per (table, instruction); the best of a few passes.
+ *   peak_bench
+ */
+#include "bench_clock.h"
+#include "kernels/kernels.h"
+
+#include <stdio.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* the value is unknown to the compiler from here on: nothing is hoisted
+ * out of the loop or shared between chains */
+#define OPAQUE(v) __asm__ volatile("" : "+x"(v))
+
+enum { ITERS = 20 * 1000 * 1000 };
+
+static volatile float   sink_f;
+static volatile int32_t sink_i;
+
+__attribute__((target("avx2,fma"))) static double
+fma_ymm(void)
+{
+    __m256 acc[12], a = _mm256_set1_ps(1e-9f), b = _mm256_set1_ps(1e-9f);
+    double t0;
+    int    i, c;
+
+    for (c = 0; c < 12; c++) {
+        acc[c] = _mm256_setzero_ps();
+    }
+    t0 = now();
+    for (i = 0; i < ITERS; i++) {
+        OPAQUE(a);
+#pragma GCC unroll 12
+        for (c = 0; c < 12; c++) {
+            acc[c] = _mm256_fmadd_ps(a, b, acc[c]);
+        }
+    }
+    t0 = now() - t0;
+    for (c = 1; c < 12; c++) {
+        acc[0] = _mm256_add_ps(acc[0], acc[c]);
+    }
+    sink_f = _mm256_cvtss_f32(acc[0]);
+    return (double) ITERS * 12 * 8 / t0;
+}
+
+__attribute__((target("avx2"))) static double
+q8_0_sign_step(void)
+{
+    __m256i acc[8], x = _mm256_set1_epi8(3), w = _mm256_set1_epi8(-5),
+                    ones = _mm256_set1_epi16(1);
+    double  t0;
+    int     i, c;
+
+    for (c = 0; c < 8; c++) {
+        acc[c] = _mm256_setzero_si256();
+    }
+    t0 = now();
+    for (i = 0; i < ITERS; i++) {
+#pragma GCC unroll 8
+        for (c = 0; c < 8; c++) {
+            __m256i s;
+
+            OPAQUE(x);
+            s = _mm256_sign_epi8(x, w);
+            acc[c] = _mm256_add_epi32(acc[c], _mm256_madd_epi16(_mm256_maddubs_epi16(w, s), ones));
+        }
+    }
+    t0 = now() - t0;
+    for (c = 1; c < 8; c++) {
+        acc[0] = _mm256_add_epi32(acc[0], acc[c]);
+    }
+    sink_i = _mm256_extract_epi32(acc[0], 0);
+    return (double) ITERS * 8 * 32 / t0;
+}
+
+__attribute__((target("avx2,avxvnni"))) static double
+int8_dot_ymm(void)
+{
+    __m256i acc[12], u = _mm256_set1_epi8(3), s = _mm256_set1_epi8(-5);
+    double  t0;
+    int     i, c;
+
+    for (c = 0; c < 12; c++) {
+        acc[c] = _mm256_setzero_si256();
+    }
+    t0 = now();
+    for (i = 0; i < ITERS; i++) {
+        OPAQUE(u);
+#pragma GCC unroll 12
+        for (c = 0; c < 12; c++) {
+            acc[c] = _mm256_dpbusd_avx_epi32(acc[c], u, s);
+        }
+    }
+    t0 = now() - t0;
+    for (c = 1; c < 12; c++) {
+        acc[0] = _mm256_add_epi32(acc[0], acc[c]);
+    }
+    sink_i = _mm256_extract_epi32(acc[0], 0);
+    return (double) ITERS * 12 * 32 / t0;
+}
+
+__attribute__((target("avx512f"))) static double
+fma_zmm(void)
+{
+    __m512 acc[12], a = _mm512_set1_ps(1e-9f), b = _mm512_set1_ps(1e-9f);
+    double t0;
+    int    i, c;
+
+    for (c = 0; c < 12; c++) {
+        acc[c] = _mm512_setzero_ps();
+    }
+    t0 = now();
+    for (i = 0; i < ITERS; i++) {
+        OPAQUE(a);
+#pragma GCC unroll 12
+        for (c = 0; c < 12; c++) {
+            acc[c] = _mm512_fmadd_ps(a, b, acc[c]);
+        }
+    }
+    t0 = now() - t0;
+    for (c = 1; c < 12; c++) {
+        acc[0] = _mm512_add_ps(acc[0], acc[c]);
+    }
+    sink_f = _mm512_reduce_add_ps(acc[0]);
+    return (double) ITERS * 12 * 16 / t0;
+}
+
+__attribute__((target("avx512f,avx512bf16"))) static double
+bf16_dot_zmm(void)
+{
+    __m512   acc[12];
+    __m512bh a = (__m512bh) _mm512_set1_epi16(0x3000), b = (__m512bh) _mm512_set1_epi16(0x3000);
+    double   t0;
+    int      i, c;
+
+    for (c = 0; c < 12; c++) {
+        acc[c] = _mm512_setzero_ps();
+    }
+    t0 = now();
+    for (i = 0; i < ITERS; i++) {
+        OPAQUE(a);
+#pragma GCC unroll 12
+        for (c = 0; c < 12; c++) {
+            acc[c] = _mm512_dpbf16_ps(acc[c], a, b);
+        }
+    }
+    t0 = now() - t0;
+    for (c = 1; c < 12; c++) {
+        acc[0] = _mm512_add_ps(acc[0], acc[c]);
+    }
+    sink_f = _mm512_reduce_add_ps(acc[0]);
+    return (double) ITERS * 12 * 32 / t0;
+}
+
+/* the avx512 table's Q8_0 kernels are the AVX2 ones with vpdpbusd on ymm
+ * registers (EVEX) */
+__attribute__((target("avx512f,avx512vl,avx512vnni"))) static double
+int8_dot_ymm_evex(void)
+{
+    __m256i acc[12], u = _mm256_set1_epi8(3), s = _mm256_set1_epi8(-5);
+    double  t0;
+    int     i, c;
+
+    for (c = 0; c < 12; c++) {
+        acc[c] = _mm256_setzero_si256();
+    }
+    t0 = now();
+    for (i = 0; i < ITERS; i++) {
+        OPAQUE(u);
+#pragma GCC unroll 12
+        for (c = 0; c < 12; c++) {
+            acc[c] = _mm256_dpbusd_epi32(acc[c], u, s);
+        }
+    }
+    t0 = now() - t0;
+    for (c = 1; c < 12; c++) {
+        acc[0] = _mm256_add_epi32(acc[0], acc[c]);
+    }
+    sink_i = _mm256_extract_epi32(acc[0], 0);
+    return (double) ITERS * 12 * 32 / t0;
+}
+
+static const struct {
+    const char *table, *op, *instr;
+    int         macs;
+    double      (*run)(void);
+} ops[] = {
+    { "avx2", "fma_f32", "vfmadd231ps ymm", 8, fma_ymm },
+    { "avx2", "q8_0_sign_step", "vpsignb + vpmaddubsw + vpmaddwd + vpaddd ymm", 32,
+      q8_0_sign_step },
+    { "avx2_vnni", "fma_f32", "vfmadd231ps ymm", 8, fma_ymm },
+    { "avx2_vnni", "int8_dot", "vpdpbusd ymm", 32, int8_dot_ymm },
+    { "avx512", "fma_f32", "vfmadd231ps zmm", 16, fma_zmm },
+    { "avx512", "bf16_dot", "vdpbf16ps zmm", 32, bf16_dot_zmm },
+    { "avx512", "int8_dot", "vpdpbusd ymm (EVEX)", 32, int8_dot_ymm_evex },
+};
+
+int
+main(void)
+{
+    size_t i;
+    int    p;
+
+    for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+        double best = 0.0, r;
+
+        /* only what the table's own check says this CPU runs */
+        if (qwen_kernels_by_name(ops[i].table) == NULL) {
+            continue;
+        }
+        for (p = 0; p < 3; p++) {
+            r = ops[i].run();
+            best = r > best ? r : best;
+        }
+        printf("{\"table\":\"%s\",\"op\":\"%s\",\"instr\":\"%s\",\"macs_per_instr\":%d,"
+               "\"gmac_s\":%.2f}\n",
+               ops[i].table, ops[i].op, ops[i].instr, ops[i].macs, best / 1e9);
+        fflush(stdout);
+    }
+    return 0;
+}
+#else
+int
+main(void)
+{
+    fprintf(stderr, "peak_bench: no ceiling measured on this architecture (x86-64 only)\n");
+    return 0;
+}
+#endif
