@@ -24,41 +24,64 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-/* the value is unknown to the compiler from here on: nothing is hoisted
- * out of the loop or shared between chains */
+/* the value is unknown to the compiler from here on, and needed: nothing
+ * is hoisted out of the loop, shared between chains or left uncomputed */
 #define OPAQUE(v) __asm__ volatile("" : "+x"(v))
 
-enum { ITERS = 20 * 1000 * 1000 };
+enum { ITERS = 20 * 1000 * 1000, CHAINS = 12 };
 
-static volatile float   sink_f;
-static volatile int32_t sink_i;
-
-__attribute__((target("avx2,fma"))) static double
-fma_ymm(void)
-{
-    __m256 acc[12], a = _mm256_set1_ps(1e-9f), b = _mm256_set1_ps(1e-9f);
-    double t0;
-    int    i, c;
-
-    for (c = 0; c < 12; c++) {
-        acc[c] = _mm256_setzero_ps();
+/*
+ * name(): multiply-adds a second by CHAINS independent accumulators, each
+ * taking ITERS steps acc = STEP(acc, a, b) of MACS products; OPAQUE keeps
+ * a fresh each iteration and the sums alive at the end.
+ */
+#define PEAK_CHAINS(name, isa, vec, in, ZERO, A, B, STEP, MACS)                                  \
+    __attribute__((target(isa))) static double name(void)                                      \
+    {                                                                                          \
+        vec    acc[CHAINS];                                                                    \
+        in     a = A, b = B;                                                                   \
+        double t0;                                                                             \
+        int    i, c;                                                                           \
+                                                                                               \
+        for (c = 0; c < CHAINS; c++) {                                                         \
+            acc[c] = ZERO;                                                                     \
+        }                                                                                      \
+        t0 = now();                                                                            \
+        for (i = 0; i < ITERS; i++) {                                                          \
+            OPAQUE(a);                                                                         \
+            _Pragma("GCC unroll 12") for (c = 0; c < CHAINS; c++)                              \
+            {                                                                                  \
+                acc[c] = STEP(acc[c], a, b);                                                   \
+            }                                                                                  \
+        }                                                                                      \
+        t0 = now() - t0;                                                                       \
+        for (c = 0; c < CHAINS; c++) {                                                         \
+            OPAQUE(acc[c]);                                                                    \
+        }                                                                                      \
+        return (double) ITERS * CHAINS * (MACS) / t0;                                          \
     }
-    t0 = now();
-    for (i = 0; i < ITERS; i++) {
-        OPAQUE(a);
-#pragma GCC unroll 12
-        for (c = 0; c < 12; c++) {
-            acc[c] = _mm256_fmadd_ps(a, b, acc[c]);
-        }
-    }
-    t0 = now() - t0;
-    for (c = 1; c < 12; c++) {
-        acc[0] = _mm256_add_ps(acc[0], acc[c]);
-    }
-    sink_f = _mm256_cvtss_f32(acc[0]);
-    return (double) ITERS * 12 * 8 / t0;
-}
 
+#define FMA_STEP(acc, a, b)     _mm256_fmadd_ps(a, b, acc)
+#define FMA512_STEP(acc, a, b)  _mm512_fmadd_ps(a, b, acc)
+#define BF16_STEP(acc, a, b)    _mm512_dpbf16_ps(acc, a, b)
+#define VNNI_STEP(acc, a, b)    _mm256_dpbusd_avx_epi32(acc, a, b)
+#define VNNI512_STEP(acc, a, b) _mm256_dpbusd_epi32(acc, a, b)
+
+PEAK_CHAINS(fma_ymm, "avx2,fma", __m256, __m256, _mm256_setzero_ps(), _mm256_set1_ps(1e-9f),
+            _mm256_set1_ps(1e-9f), FMA_STEP, 8)
+PEAK_CHAINS(fma_zmm, "avx512f", __m512, __m512, _mm512_setzero_ps(), _mm512_set1_ps(1e-9f),
+            _mm512_set1_ps(1e-9f), FMA512_STEP, 16)
+PEAK_CHAINS(bf16_dot_zmm, "avx512f,avx512bf16", __m512, __m512bh, _mm512_setzero_ps(),
+            (__m512bh) _mm512_set1_epi16(0x3000), (__m512bh) _mm512_set1_epi16(0x3000),
+            BF16_STEP, 32)
+PEAK_CHAINS(int8_dot_ymm, "avx2,avxvnni", __m256i, __m256i, _mm256_setzero_si256(),
+            _mm256_set1_epi8(3), _mm256_set1_epi8(-5), VNNI_STEP, 32)
+/* the avx512 table's Q8_0 kernels are the AVX2 ones with vpdpbusd on ymm
+ * registers (EVEX) */
+PEAK_CHAINS(int8_dot_ymm_evex, "avx512f,avx512vl,avx512vnni", __m256i, __m256i,
+            _mm256_setzero_si256(), _mm256_set1_epi8(3), _mm256_set1_epi8(-5), VNNI512_STEP, 32)
+
+/* our avx2 Q8_0 step, 8 chains (its four ops a chain fill the registers) */
 __attribute__((target("avx2"))) static double
 q8_0_sign_step(void)
 {
@@ -82,118 +105,10 @@ q8_0_sign_step(void)
         }
     }
     t0 = now() - t0;
-    for (c = 1; c < 8; c++) {
-        acc[0] = _mm256_add_epi32(acc[0], acc[c]);
+    for (c = 0; c < 8; c++) {
+        OPAQUE(acc[c]);
     }
-    sink_i = _mm256_extract_epi32(acc[0], 0);
     return (double) ITERS * 8 * 32 / t0;
-}
-
-__attribute__((target("avx2,avxvnni"))) static double
-int8_dot_ymm(void)
-{
-    __m256i acc[12], u = _mm256_set1_epi8(3), s = _mm256_set1_epi8(-5);
-    double  t0;
-    int     i, c;
-
-    for (c = 0; c < 12; c++) {
-        acc[c] = _mm256_setzero_si256();
-    }
-    t0 = now();
-    for (i = 0; i < ITERS; i++) {
-        OPAQUE(u);
-#pragma GCC unroll 12
-        for (c = 0; c < 12; c++) {
-            acc[c] = _mm256_dpbusd_avx_epi32(acc[c], u, s);
-        }
-    }
-    t0 = now() - t0;
-    for (c = 1; c < 12; c++) {
-        acc[0] = _mm256_add_epi32(acc[0], acc[c]);
-    }
-    sink_i = _mm256_extract_epi32(acc[0], 0);
-    return (double) ITERS * 12 * 32 / t0;
-}
-
-__attribute__((target("avx512f"))) static double
-fma_zmm(void)
-{
-    __m512 acc[12], a = _mm512_set1_ps(1e-9f), b = _mm512_set1_ps(1e-9f);
-    double t0;
-    int    i, c;
-
-    for (c = 0; c < 12; c++) {
-        acc[c] = _mm512_setzero_ps();
-    }
-    t0 = now();
-    for (i = 0; i < ITERS; i++) {
-        OPAQUE(a);
-#pragma GCC unroll 12
-        for (c = 0; c < 12; c++) {
-            acc[c] = _mm512_fmadd_ps(a, b, acc[c]);
-        }
-    }
-    t0 = now() - t0;
-    for (c = 1; c < 12; c++) {
-        acc[0] = _mm512_add_ps(acc[0], acc[c]);
-    }
-    sink_f = _mm512_reduce_add_ps(acc[0]);
-    return (double) ITERS * 12 * 16 / t0;
-}
-
-__attribute__((target("avx512f,avx512bf16"))) static double
-bf16_dot_zmm(void)
-{
-    __m512   acc[12];
-    __m512bh a = (__m512bh) _mm512_set1_epi16(0x3000), b = (__m512bh) _mm512_set1_epi16(0x3000);
-    double   t0;
-    int      i, c;
-
-    for (c = 0; c < 12; c++) {
-        acc[c] = _mm512_setzero_ps();
-    }
-    t0 = now();
-    for (i = 0; i < ITERS; i++) {
-        OPAQUE(a);
-#pragma GCC unroll 12
-        for (c = 0; c < 12; c++) {
-            acc[c] = _mm512_dpbf16_ps(acc[c], a, b);
-        }
-    }
-    t0 = now() - t0;
-    for (c = 1; c < 12; c++) {
-        acc[0] = _mm512_add_ps(acc[0], acc[c]);
-    }
-    sink_f = _mm512_reduce_add_ps(acc[0]);
-    return (double) ITERS * 12 * 32 / t0;
-}
-
-/* the avx512 table's Q8_0 kernels are the AVX2 ones with vpdpbusd on ymm
- * registers (EVEX) */
-__attribute__((target("avx512f,avx512vl,avx512vnni"))) static double
-int8_dot_ymm_evex(void)
-{
-    __m256i acc[12], u = _mm256_set1_epi8(3), s = _mm256_set1_epi8(-5);
-    double  t0;
-    int     i, c;
-
-    for (c = 0; c < 12; c++) {
-        acc[c] = _mm256_setzero_si256();
-    }
-    t0 = now();
-    for (i = 0; i < ITERS; i++) {
-        OPAQUE(u);
-#pragma GCC unroll 12
-        for (c = 0; c < 12; c++) {
-            acc[c] = _mm256_dpbusd_epi32(acc[c], u, s);
-        }
-    }
-    t0 = now() - t0;
-    for (c = 1; c < 12; c++) {
-        acc[0] = _mm256_add_epi32(acc[0], acc[c]);
-    }
-    sink_i = _mm256_extract_epi32(acc[0], 0);
-    return (double) ITERS * 12 * 32 / t0;
 }
 
 static const struct {
