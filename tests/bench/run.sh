@@ -20,8 +20,9 @@
 #     from memory and in cache, against the read bandwidth
 #     (tests/bench/dot_bench.c)
 #   - each kernel table's multiply-add instructions at their peak on one
-#     core, and the prefill ceiling they set for the BF16 model against
-#     2x llama.cpp's BF16 prefill (tests/bench/peak_bench.c)
+#     core, and the prefill ceiling each sets for the model whose prompt
+#     matmul rests on it, against our prefill and 2x llama.cpp's
+#     (tests/bench/peak_bench.c)
 #   - tokenizer encode throughput
 #   - constrained sampling: one step's cost for four schemas (qwen grammar-bench)
 # Writes $BUILD/bench/: results.jsonl, table.md (also printed), and the
@@ -287,11 +288,12 @@ if peer:
     lines.append("")
 peak = [r for r in rows if r["kind"] == "peak"]
 info = {r["format"]: r for r in rows if r["kind"] == "info"}
-if peak and "bf16" in info:
+if peak and info:
     # multiply-adds of one prompt token of n_prompt: every layer's weights
     # once (the output projection only for the last token) and attention
-    # over the positions before it (QK and PV), on average (n_prompt + 1) / 2
-    m = info["bf16"]
+    # over the positions before it (QK and PV), on average (n_prompt + 1) / 2;
+    # every format's file has the same shape
+    m = next(iter(info.values()))
     q_dim, kv_dim = m["n_heads"] * m["head_dim"], m["n_kv_heads"] * m["head_dim"]
     layer = m["hidden_size"] * (2 * q_dim + 2 * kv_dim) + 3 * m["hidden_size"] * m["intermediate_size"]
     attn = 2 * q_dim * (n_prompt + 1) / 2
