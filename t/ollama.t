@@ -89,7 +89,9 @@ is($r->{status}, 200, 'POST /api/chat streams by default');
 is($r->{headers}{'content-type'}, 'application/x-ndjson', '... as application/x-ndjson');
 is($r->{headers}{'transfer-encoding'}, 'chunked', '... chunked');
 my @lines = ndjson($r->{body});
-ok(@lines >= 3, 'one JSON object per line (' . @lines . ' lines)');
+# a line per engine poll: the 5 tokens' text in 1 to 5 lines, as they
+# arrived (a busy worker finds them all at once), then the last
+ok(@lines >= 2, 'one JSON object per line (' . @lines . ' lines)');
 is(scalar(grep { !defined } @lines), 0, '... every line is JSON');
 my $last = $lines[-1];
 ok($last->{done}, 'the last line has done:true');
