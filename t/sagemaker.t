@@ -93,7 +93,10 @@ while ($raw =~ s/^([0-9a-fA-F]+)\r\n//) {
     push @chunks, substr($raw, 0, $size, '');
     $raw =~ s/^\r\n//;
 }
-ok(@chunks >= 5, 'the stream came in ' . @chunks . ' HTTP chunks');
+# a chunk per engine poll, then the finish: 30 tokens come in 1 to 30 of
+# them as they arrive (a busy worker may find them all at once), so at
+# least 2 chunks, never the whole answer buffered into one
+ok(@chunks >= 2, 'the stream came in ' . @chunks . ' HTTP chunks');
 $bad = grep { !/\A(?:data: [^\n]+\n\n)+\z/ } @chunks;
 is($bad, 0, '... each holding whole "data: ...\n\n" events');
 my @events = map { /^data: (.*)$/mg } @chunks;
