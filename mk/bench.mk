@@ -23,18 +23,11 @@ deps-bench:
 $(BUILD)/blas_bench: tests/bench/blas_bench.c tests/bench/bench_clock.h $(LIB)
 	$(CC) $(CFLAGS) $< $(LIB) -lopenblas $(LDLIBS) -ldl -o $@
 
-# one decode step's attention per table and KV format (tests/bench/att_bench.c)
-$(BUILD)/att_bench: tests/bench/att_bench.c tests/bench/bench_clock.h $(LIB)
-	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
-
-# one token's packed dot per table and weight type, streaming from memory
-# and in cache (tests/bench/dot_bench.c)
-$(BUILD)/dot_bench: tests/bench/dot_bench.c tests/bench/bench_clock.h $(LIB)
-	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
-
-# each table's multiply-add instructions at their peak, one core: the
-# ceiling of prompt tokens' speed (tests/bench/peak_bench.c)
-$(BUILD)/peak_bench: tests/bench/peak_bench.c tests/bench/bench_clock.h $(LIB)
+# the other bench programs link only the engine: att_bench (one decode
+# step's attention per table and KV format), dot_bench (one token's packed
+# dot per table and weight type, from memory and in cache), peak_bench
+# (each table's multiply-add instruction at its peak: prefill's ceiling)
+$(BUILD)/%_bench: tests/bench/%_bench.c tests/bench/bench_clock.h $(LIB)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 # make bench-ab BASE=REV: this tree's engine against REV's, interleaved in

@@ -107,10 +107,9 @@ fi
 if [ -x "$BUILD/peak_bench" ]; then
     echo "== multiply-add peak per kernel table, one core" >&2
     taskset -c 0 "$BUILD/peak_bench" | sed "s/^{/{\"kind\":\"peak\",/" >> "$res"
-    for fmt in $FORMATS; do
-        "$qwen" info -m "$BUILD/models/full-$fmt.gguf" \
-            | sed "s/^{/{\"kind\":\"info\",\"format\":\"$fmt\",/" >> "$res"
-    done
+    fmt=${FORMATS%% *}   # every format's file has the same shape
+    "$qwen" info -m "$BUILD/models/full-$fmt.gguf" \
+        | sed "s/^{/{\"kind\":\"info\",\"format\":\"$fmt\",/" >> "$res"
 fi
 
 # 4 sequences at positions 200-400 (where the KV cache is read as much as
@@ -255,6 +254,11 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 import json, sys
 res, out, commit, tok, n_prompt = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 rows = [json.loads(l) for l in open(res)]
+
+def mid(runs, i):
+    """the median of field i (0 prefill, 1 decode tok/s) of a peer row's runs"""
+    return sorted(x[i] for x in runs)[len(runs) // 2]
+
 bw = {r["threads"]: r["read_gb_s"] for r in rows if r["kind"] == "membw"}
 lines = []
 lines.append("Commit %s. Memory read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (2 threads)."
@@ -279,11 +283,9 @@ if peer:
     lines.append("| table | model | prefill ours / llama.cpp | decode ours / llama.cpp |")
     lines.append("|---|---|---|---|")
     for r in peer:
-        o = sorted(x[0] for x in r["ours"]); l = sorted(x[0] for x in r["llama_cpp"])
-        od = sorted(x[1] for x in r["ours"]); ld = sorted(x[1] for x in r["llama_cpp"])
         lines.append("| %s | %s | %.1f / %.1f = %.2fx | %.1f / %.1f = %.2fx |"
-                     % (r["table"], r["model"], o[len(o) // 2], l[len(l) // 2],
-                        r["prefill_ratio"], od[len(od) // 2], ld[len(ld) // 2],
+                     % (r["table"], r["model"], mid(r["ours"], 0), mid(r["llama_cpp"], 0),
+                        r["prefill_ratio"], mid(r["ours"], 1), mid(r["llama_cpp"], 1),
                         r["decode_ratio"]))
     lines.append("")
 peak = [r for r in rows if r["kind"] == "peak"]
@@ -291,8 +293,7 @@ info = {r["format"]: r for r in rows if r["kind"] == "info"}
 if peak and info:
     # multiply-adds of one prompt token of n_prompt: every layer's weights
     # once (the output projection only for the last token) and attention
-    # over the positions before it (QK and PV), on average (n_prompt + 1) / 2;
-    # every format's file has the same shape
+    # over the positions before it (QK and PV), on average (n_prompt + 1) / 2
     m = next(iter(info.values()))
     q_dim, kv_dim = m["n_heads"] * m["head_dim"], m["n_kv_heads"] * m["head_dim"]
     layer = m["hidden_size"] * (2 * q_dim + 2 * kv_dim) + 3 * m["hidden_size"] * m["intermediate_size"]
@@ -323,8 +324,7 @@ if peak and info:
             cells = [fmt, "%.0f tok/s" % ceiling, "-", "-", "-"]
             for q in peer:
                 if q["table"] == r["table"] and q["model"] == "full-%s.gguf" % fmt:
-                    o = sorted(x[0] for x in q["ours"])[len(q["ours"]) // 2]
-                    l = sorted(x[0] for x in q["llama_cpp"])[len(q["llama_cpp"]) // 2]
+                    o, l = mid(q["ours"], 0), mid(q["llama_cpp"], 0)
                     cells[2:] = ["%.1f (%.0f%%)" % (o, 100 * o / ceiling),
                                  "%.1f (%.0f%%)" % (l, 100 * l / ceiling),
                                  "%.1f (%.0f%%)" % (2 * l, 200 * l / ceiling)]
