@@ -763,6 +763,167 @@ qwen_q8_0x8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, i
         }
     }
 }
+#else
+/*
+ * Without VNNI, the packed Q8_0 GEMM in 16-bit integers. The dot's sign
+ * step spends three multiplier ops (vpsignb, vpmaddubsw, vpmaddwd) on 32
+ * products, and these cores have two multipliers; two vpmaddwd do the same
+ * 32 on operands widened beforehand: each token's quants once per matmul
+ * (packed_gemm_act, below), the weights once per call (a group's blocks
+ * restaged as the 8 rows' column pairs). A block's sum is the same exact
+ * integer and is scaled by the same float steps: the dot's bits.
+ */
+typedef struct {
+    int16_t qs[QK8_0];
+    float   d;
+} qwen_q8_0w;
+
+static inline size_t
+qwen_q8_0w_bytes(int act_type, int64_t n, int n_tok)
+{
+    (void) act_type;
+    return (size_t) n_tok * (size_t) (n / QK8_0) * sizeof(qwen_q8_0w);
+}
+
+static inline void
+qwen_q8_0w_prep(int64_t n, const void *act, size_t stride, int n_tok, void *out)
+{
+    qwen_q8_0w *o = out;
+    int64_t     b, nb = n / QK8_0;
+    int         t;
+
+    for (t = 0; t < n_tok; t++) {
+        const block_q8_0 *y = (const block_q8_0 *) ((const char *) act + t * stride);
+
+        for (b = 0; b < nb; b++, o++) {
+            __m128i lo = _mm_loadu_si128((const __m128i *) y[b].qs);
+            __m128i hi = _mm_loadu_si128((const __m128i *) (y[b].qs + 16));
+
+            _mm256_storeu_si256((__m256i *) o->qs, _mm256_cvtepi8_epi16(lo));
+            _mm256_storeu_si256((__m256i *) (o->qs + 16), _mm256_cvtepi8_epi16(hi));
+            o->d = _cvtsh_ss(y[b].d);
+        }
+    }
+}
+
+/* A restaged block: w[j] holds columns 2j, 2j + 1 of the 8 rows as 16-bit
+ * pairs (one vpmaddwd against a token's broadcast pair gives 8 row sums),
+ * d the rows' scales as floats. Blocks are restaged a pass at a time
+ * (8.5 KiB, in L1 with the tokens' blocks) and every token streamed past. */
+#define QWEN_Q80W_BLOCKS 16
+#define QWEN_Q80W_TOKENS 6
+
+typedef struct {
+    __m256i w[QK8_0 / 2];
+    __m256  d;
+} qwen_q80w_stage;
+
+static inline void
+qwen_q80w_restage(const block_q8_0x8 *x, int nblk, qwen_q80w_stage *st)
+{
+    /* per 128-bit half (4 rows x 4 columns): columns 0-1 of the 4 rows,
+     * then 2-3; the quadwords reordered so each 16 bytes is 8 rows' pair */
+    const __m256i pairs = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                                           0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    int           b, k;
+
+    for (b = 0; b < nblk; b++) {
+        /* the next pass's block, in flight while this pass computes */
+        qwen_prefetch_part(x + b + QWEN_Q80W_BLOCKS, sizeof(block_q8_0x8), 0, 1);
+#pragma GCC unroll 8
+        for (k = 0; k < QK8_0 / 4; k++) {
+            __m256i v = _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *) x[b].qs[k]), pairs);
+
+            v = _mm256_permute4x64_epi64(v, 0xD8);
+            st[b].w[2 * k] = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v));
+            st[b].w[2 * k + 1] = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1));
+        }
+        st[b].d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x[b].d));
+    }
+}
+
+/* NT tokens (1 .. QWEN_Q80W_TOKENS; y: the first one's first block of the
+ * pass, nb blocks a token) over nblk restaged blocks, each token's 8 row
+ * sums carried in o[t] from pass to pass (first: from 0) */
+static inline __attribute__((always_inline)) void
+qwen_q80w_tile(const qwen_q80w_stage *st, int nblk, const qwen_q8_0w *y, int64_t nb,
+               float *const *o, int first, const int NT)
+{
+    __m256 acc[QWEN_Q80W_TOKENS];
+    int    b, t, j;
+
+#pragma GCC unroll 6
+    for (t = 0; t < NT; t++) {
+        acc[t] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(o[t]);
+    }
+    for (b = 0; b < nblk; b++) {
+        __m256i isum[QWEN_Q80W_TOKENS];
+
+#pragma GCC unroll 16
+        for (j = 0; j < QK8_0 / 2; j++) {
+            __m256i w = _mm256_load_si256(&st[b].w[j]);
+
+#pragma GCC unroll 6
+            for (t = 0; t < NT; t++) {
+                int32_t y2;
+                __m256i m;
+
+                memcpy(&y2, y[t * nb + b].qs + 2 * j, 4);
+                m = _mm256_madd_epi16(w, _mm256_set1_epi32(y2));
+                isum[t] = j == 0 ? m : _mm256_add_epi32(isum[t], m);
+                QWEN_CHAIN(isum[t]);
+            }
+        }
+#pragma GCC unroll 6
+        for (t = 0; t < NT; t++) {
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(st[b].d, _mm256_set1_ps(y[t * nb + b].d)),
+                                     _mm256_cvtepi32_ps(isum[t]), acc[t]);
+        }
+    }
+#pragma GCC unroll 6
+    for (t = 0; t < NT; t++) {
+        _mm256_storeu_ps(o[t], acc[t]);
+    }
+}
+
+/* Two packed Q8_0 groups (the table's calls take two: its BF16 GEMM's
+ * 16 rows), each a pass of blocks at a time against n_tok tokens of
+ * qwen_q8_0w_prep's layout (act_stride bytes a token), which carry their
+ * sums in out[idx[t] * out_stride + r] from pass to pass (packed_gemm) */
+static inline void
+qwen_q8_0x8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, int n_tok,
+                 float *out, size_t out_stride, const int32_t *idx)
+{
+    const block_q8_0x8 *x = w;
+    const qwen_q8_0w   *y = act;
+    int64_t             b0, nb = (int64_t) (act_stride / sizeof(qwen_q8_0w));
+    qwen_q80w_stage     st[QWEN_Q80W_BLOCKS];
+    float              *o[QWEN_Q80W_TOKENS];
+    int                 g, t, i, nt, nblk;
+
+    for (g = 0; g < 2; g++, x += n / QK8_0, out += QWEN_PACK_ROWS) {
+        for (b0 = 0; b0 < n / QK8_0; b0 += nblk) {
+            nblk = n / QK8_0 - b0 < QWEN_Q80W_BLOCKS ? (int) (n / QK8_0 - b0) : QWEN_Q80W_BLOCKS;
+            qwen_q80w_restage(x + b0, nblk, st);
+            for (t = 0; t < n_tok; t += nt) {
+                const qwen_q8_0w *yt = y + t * nb + b0;
+
+                nt = n_tok - t < QWEN_Q80W_TOKENS ? n_tok - t : QWEN_Q80W_TOKENS;
+                for (i = 0; i < nt; i++) {
+                    o[i] = out + (size_t) idx[t + i] * out_stride;
+                }
+                switch (nt) {
+                case 1: qwen_q80w_tile(st, nblk, yt, nb, o, b0 == 0, 1); break;
+                case 2: qwen_q80w_tile(st, nblk, yt, nb, o, b0 == 0, 2); break;
+                case 3: qwen_q80w_tile(st, nblk, yt, nb, o, b0 == 0, 3); break;
+                case 4: qwen_q80w_tile(st, nblk, yt, nb, o, b0 == 0, 4); break;
+                case 5: qwen_q80w_tile(st, nblk, yt, nb, o, b0 == 0, 5); break;
+                default: qwen_q80w_tile(st, nblk, yt, nb, o, b0 == 0, 6); break;
+                }
+            }
+        }
+    }
+}
 #endif
 
 /*
