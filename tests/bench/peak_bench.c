@@ -9,8 +9,10 @@
  *     BF16 prefill on that instruction set, llama.cpp's included;
  *   - bf16_dot: vdpbf16ps on a zmm, 32 products: the same for avx512;
  *   - q8_0_sign_step: vpsignb, vpmaddubsw, vpmaddwd, vpaddd, 32 products:
- *     the step of our avx2 Q8_0 kernels (x86.h), three of whose four ops
+ *     the step of our avx2 Q8_0 dots (x86.h), three of whose four ops
  *     share the two ports that multiply on AMD Zen 4 and on Intel's p0 / p1;
+ *   - q8_0_madd16_step: vpmaddwd + vpaddd, 16 products: the step of the
+ *     avx2 Q8_0 GEMM for prompts (x86.h), on operands widened beforehand;
  *   - int8_dot: vpdpbusd on a ymm, 32 products: the Q8_0 kernels' step
  *     with VNNI (avx2_vnni, and avx512's, which are those on ymm).
  * One JSON line per (table, instruction); the best of a few passes.
@@ -111,6 +113,39 @@ q8_0_sign_step(void)
     return (double) ITERS * 8 * 32 / t0;
 }
 
+/* the avx2 Q8_0 GEMM's step, 8 chains in ymm0-7, in asm: each its own
+ * product, as the GEMM's are (written as intrinsics, one shared product is
+ * computed once, and GCC moves the sums about through memory) */
+__attribute__((target("avx2"))) static double
+q8_0_madd16_step(void)
+{
+    double t0;
+    int    i;
+
+    t0 = now();
+    for (i = 0; i < ITERS; i++) {
+        __asm__ volatile("vpmaddwd %%ymm15, %%ymm14, %%ymm8\n\t"
+                         "vpaddd %%ymm8, %%ymm0, %%ymm0\n\t"
+                         "vpmaddwd %%ymm15, %%ymm14, %%ymm9\n\t"
+                         "vpaddd %%ymm9, %%ymm1, %%ymm1\n\t"
+                         "vpmaddwd %%ymm15, %%ymm14, %%ymm10\n\t"
+                         "vpaddd %%ymm10, %%ymm2, %%ymm2\n\t"
+                         "vpmaddwd %%ymm15, %%ymm14, %%ymm11\n\t"
+                         "vpaddd %%ymm11, %%ymm3, %%ymm3\n\t"
+                         "vpmaddwd %%ymm15, %%ymm14, %%ymm12\n\t"
+                         "vpaddd %%ymm12, %%ymm4, %%ymm4\n\t"
+                         "vpmaddwd %%ymm15, %%ymm14, %%ymm13\n\t"
+                         "vpaddd %%ymm13, %%ymm5, %%ymm5\n\t"
+                         "vpmaddwd %%ymm15, %%ymm14, %%ymm8\n\t"
+                         "vpaddd %%ymm8, %%ymm6, %%ymm6\n\t"
+                         "vpmaddwd %%ymm15, %%ymm14, %%ymm9\n\t"
+                         "vpaddd %%ymm9, %%ymm7, %%ymm7\n\t"
+                         ::: "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",
+                           "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13");
+    }
+    return (double) ITERS * 8 * 16 / (now() - t0);
+}
+
 static const struct {
     const char *table, *op, *instr;
     int         macs;
@@ -119,6 +154,7 @@ static const struct {
     { "avx2", "fma_f32", "vfmadd231ps ymm", 8, fma_ymm },
     { "avx2", "q8_0_sign_step", "vpsignb + vpmaddubsw + vpmaddwd + vpaddd ymm", 32,
       q8_0_sign_step },
+    { "avx2", "q8_0_madd16_step", "vpmaddwd + vpaddd ymm", 16, q8_0_madd16_step },
     { "avx2_vnni", "fma_f32", "vfmadd231ps ymm", 8, fma_ymm },
     { "avx2_vnni", "int8_dot", "vpdpbusd ymm", 32, int8_dot_ymm },
     { "avx512", "fma_f32", "vfmadd231ps zmm", 16, fma_zmm },

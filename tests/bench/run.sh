@@ -301,16 +301,17 @@ if peak and info:
     macs = m["n_layers"] * (layer + attn)
     # the instruction a table's prompt matmul rests on, per weight format:
     # BF16 through a BF16 dot where the table has one, else widened to F32;
-    # Q8_0 through vpdpbusd with VNNI, else our avx2 kernels' sign step
+    # Q8_0 through vpdpbusd with VNNI, else our avx2 GEMM's 16-bit step
+    # (the sign step: the dots', for fewer tokens; no ceiling of its own)
     rests_on = {("avx2", "fma_f32"): "bf16", ("avx2_vnni", "fma_f32"): "bf16",
-                ("avx512", "bf16_dot"): "bf16", ("avx2", "q8_0_sign_step"): "q8_0",
+                ("avx512", "bf16_dot"): "bf16", ("avx2", "q8_0_madd16_step"): "q8_0",
                 ("avx2_vnni", "int8_dot"): "q8_0", ("avx512", "int8_dot"): "q8_0"}
     lines.append("Multiply-add instructions at their peak, one core (tests/bench/peak_bench.c), "
                  "and the ceiling each sets for a %d-token prefill at 2 threads of the model "
                  "whose prompt matmul rests on it (%.1f M multiply-adds a token, every one at "
                  "the instruction's peak on both cores; prefill figures from the peer run "
                  "above). The F32 FMA bounds any engine's BF16 prefill on a table without a "
-                 "BF16 dot, llama.cpp's included; the sign step only ours:"
+                 "BF16 dot, llama.cpp's included; the 16-bit Q8_0 step only ours:"
                  % (n_prompt, macs / 1e6))
     lines.append("")
     lines.append("| table | instruction | GMAC/s a core | model | prefill ceiling, 2 threads | "
