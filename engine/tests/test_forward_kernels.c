@@ -230,7 +230,7 @@ test_prompt_chunks(const qwen_model *m, const char *kern, int32_t prompts[NS][NP
         ids[i] = prompts[i % NS][(i / NS) % NP];
     }
     /* whole: two calls of 48 and 9, the first taking every table's prompt
-     * GEMM (the avx2 Q8_0 one starts at 48 tokens) */
+     * GEMM (the avx2 Q8_0 one starts at 40 tokens) */
     for (i = 0; ok && i < N; i += FIRST) {
         int n = N - i < FIRST ? N - i : FIRST, j;
 

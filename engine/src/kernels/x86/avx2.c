@@ -1073,13 +1073,14 @@ static const qwen_kernels kernels_avx2 = {
     .packed_gemm_act_bytes = qwen_q8_0s_bytes,
     .packed_gemm_act_tokens = 1,
 #else
-    /* plain AVX2: steps of 48 tokens or more (prompts) on packed Q8_0
+    /* plain AVX2: steps of 40 tokens or more (prompts) on packed Q8_0
      * take the GEMM in 16-bit integers (x86.h), its activations widened
-     * once per matmul. Its restaging pays from about 40 tokens on (prefill
-     * of 200 tokens, 2 threads, Zen 4: +5.5%; of 64 and 128: +6%; of 32:
-     * -3%; of 16: -11%; 8 sequences decoded together: -32%) */
+     * once per matmul. Its restaging pays from about 40 tokens on (Zen 4,
+     * 2 threads, against the dot: prefill of 200 tokens +13%, 1 thread
+     * +18%; of 40: +6%; of 32: -1%; of 16: -13%; 8 sequences decoded
+     * together: -26%) */
     .packed_gemm[QWEN_TYPE_Q8_0] = qwen_q8_0x8_gemm,
-    .packed_gemm_min_tokens[QWEN_TYPE_Q8_0] = 48,
+    .packed_gemm_min_tokens[QWEN_TYPE_Q8_0] = 40,
     .packed_gemm_act[QWEN_TYPE_Q8_0] = qwen_q8_0w_prep,
     .packed_gemm_act_bytes = qwen_q8_0w_bytes,
     .packed_gemm_act_tokens = 1,

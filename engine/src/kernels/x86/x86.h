@@ -808,10 +808,11 @@ qwen_q8_0w_prep(int64_t n, const void *act, size_t stride, int n_tok, void *out)
 
 /* A restaged block: w[j] holds columns 2j, 2j + 1 of the 8 rows as 16-bit
  * pairs (one vpmaddwd against a token's broadcast pair gives 8 row sums),
- * d the rows' scales as floats. Blocks are restaged a pass at a time
- * (8.5 KiB, in L1 with the tokens' blocks) and every token streamed past. */
-#define QWEN_Q80W_BLOCKS 16
-#define QWEN_Q80W_TOKENS 6
+ * d the rows' scales as floats. A call's two groups are restaged a pass of
+ * blocks at a time (8.5 KiB, in L1 with the tokens' blocks), and every
+ * token streamed past them. */
+#define QWEN_Q80W_BLOCKS 8
+#define QWEN_Q80W_TOKENS 4
 
 typedef struct {
     __m256i w[QK8_0 / 2];
@@ -843,83 +844,85 @@ qwen_q80w_restage(const block_q8_0x8 *x, int nblk, qwen_q80w_stage *st)
 }
 
 /* NT tokens (1 .. QWEN_Q80W_TOKENS; y: the first one's first block of the
- * pass, nb blocks a token) over nblk restaged blocks, each token's 8 row
- * sums carried in o[t] from pass to pass (first: from 0) */
+ * pass, nb blocks a token) over nblk restaged blocks of both groups (st[0],
+ * st[1]): each broadcast pair feeds both groups. The 16 row sums of token t
+ * are carried in o[t] from block to block. */
 static inline __attribute__((always_inline)) void
-qwen_q80w_tile(const qwen_q80w_stage *st, int nblk, const qwen_q8_0w *y, int64_t nb,
-               float *const *o, int first, const int NT)
+qwen_q80w_tile(qwen_q80w_stage (*st)[QWEN_Q80W_BLOCKS], int nblk, const qwen_q8_0w *y,
+               int64_t nb, float *const *o, const int NT)
 {
-    __m256 acc[QWEN_Q80W_TOKENS];
-    int    b, t, j;
+    int b, t, j;
 
-#pragma GCC unroll 6
-    for (t = 0; t < NT; t++) {
-        acc[t] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(o[t]);
-    }
     for (b = 0; b < nblk; b++) {
-        __m256i isum[QWEN_Q80W_TOKENS];
+        __m256i is0[QWEN_Q80W_TOKENS], is1[QWEN_Q80W_TOKENS];
 
 #pragma GCC unroll 16
         for (j = 0; j < QK8_0 / 2; j++) {
-            __m256i w = _mm256_load_si256(&st[b].w[j]);
+            __m256i w0 = _mm256_load_si256(&st[0][b].w[j]), w1 = _mm256_load_si256(&st[1][b].w[j]);
 
-#pragma GCC unroll 6
+#pragma GCC unroll 4
             for (t = 0; t < NT; t++) {
                 int32_t y2;
-                __m256i m;
+                __m256i a, m0, m1;
 
                 memcpy(&y2, y[t * nb + b].qs + 2 * j, 4);
-                m = _mm256_madd_epi16(w, _mm256_set1_epi32(y2));
-                isum[t] = j == 0 ? m : _mm256_add_epi32(isum[t], m);
-                QWEN_CHAIN(isum[t]);
+                a = _mm256_set1_epi32(y2);
+                m0 = _mm256_madd_epi16(w0, a);
+                m1 = _mm256_madd_epi16(w1, a);
+                is0[t] = j == 0 ? m0 : _mm256_add_epi32(is0[t], m0);
+                is1[t] = j == 0 ? m1 : _mm256_add_epi32(is1[t], m1);
+                QWEN_CHAIN(is0[t]);
+                QWEN_CHAIN(is1[t]);
             }
         }
-#pragma GCC unroll 6
+#pragma GCC unroll 4
         for (t = 0; t < NT; t++) {
-            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(st[b].d, _mm256_set1_ps(y[t * nb + b].d)),
-                                     _mm256_cvtepi32_ps(isum[t]), acc[t]);
+            __m256 dy = _mm256_set1_ps(y[t * nb + b].d);
+
+            _mm256_storeu_ps(o[t], _mm256_fmadd_ps(_mm256_mul_ps(st[0][b].d, dy),
+                                                   _mm256_cvtepi32_ps(is0[t]),
+                                                   _mm256_loadu_ps(o[t])));
+            _mm256_storeu_ps(o[t] + 8, _mm256_fmadd_ps(_mm256_mul_ps(st[1][b].d, dy),
+                                                       _mm256_cvtepi32_ps(is1[t]),
+                                                       _mm256_loadu_ps(o[t] + 8)));
         }
-    }
-#pragma GCC unroll 6
-    for (t = 0; t < NT; t++) {
-        _mm256_storeu_ps(o[t], acc[t]);
     }
 }
 
 /* Two packed Q8_0 groups (the table's calls take two: its BF16 GEMM's
- * 16 rows), each a pass of blocks at a time against n_tok tokens of
- * qwen_q8_0w_prep's layout (act_stride bytes a token), which carry their
- * sums in out[idx[t] * out_stride + r] from pass to pass (packed_gemm) */
+ * 16 rows) a pass of blocks at a time against n_tok tokens of
+ * qwen_q8_0w_prep's layout (act_stride bytes a token), whose sums build up
+ * in out[idx[t] * out_stride + r] from 0 (packed_gemm) */
 static inline void
 qwen_q8_0x8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, int n_tok,
                  float *out, size_t out_stride, const int32_t *idx)
 {
     const block_q8_0x8 *x = w;
     const qwen_q8_0w   *y = act;
-    int64_t             b0, nb = (int64_t) (act_stride / sizeof(qwen_q8_0w));
-    qwen_q80w_stage     st[QWEN_Q80W_BLOCKS];
+    int64_t             b0, nb = (int64_t) (act_stride / sizeof(qwen_q8_0w)), nbw = n / QK8_0;
+    qwen_q80w_stage     st[2][QWEN_Q80W_BLOCKS];
     float              *o[QWEN_Q80W_TOKENS];
-    int                 g, t, i, nt, nblk;
+    int                 t, i, nt, nblk;
 
-    for (g = 0; g < 2; g++, x += n / QK8_0, out += QWEN_PACK_ROWS) {
-        for (b0 = 0; b0 < n / QK8_0; b0 += nblk) {
-            nblk = n / QK8_0 - b0 < QWEN_Q80W_BLOCKS ? (int) (n / QK8_0 - b0) : QWEN_Q80W_BLOCKS;
-            qwen_q80w_restage(x + b0, nblk, st);
-            for (t = 0; t < n_tok; t += nt) {
-                const qwen_q8_0w *yt = y + t * nb + b0;
+    for (t = 0; t < n_tok; t++) {
+        memset(out + (size_t) idx[t] * out_stride, 0, 2 * QWEN_PACK_ROWS * sizeof(float));
+    }
+    for (b0 = 0; b0 < nbw; b0 += nblk) {
+        nblk = nbw - b0 < QWEN_Q80W_BLOCKS ? (int) (nbw - b0) : QWEN_Q80W_BLOCKS;
+        qwen_q80w_restage(x + b0, nblk, st[0]);
+        qwen_q80w_restage(x + nbw + b0, nblk, st[1]);
+        for (t = 0; t < n_tok; t += nt) {
+            const qwen_q8_0w *yt = y + t * nb + b0;
 
-                nt = n_tok - t < QWEN_Q80W_TOKENS ? n_tok - t : QWEN_Q80W_TOKENS;
-                for (i = 0; i < nt; i++) {
-                    o[i] = out + (size_t) idx[t + i] * out_stride;
-                }
-                switch (nt) {
-                case 1: qwen_q80w_tile(st, nblk, yt, nb, o, b0 == 0, 1); break;
-                case 2: qwen_q80w_tile(st, nblk, yt, nb, o, b0 == 0, 2); break;
-                case 3: qwen_q80w_tile(st, nblk, yt, nb, o, b0 == 0, 3); break;
-                case 4: qwen_q80w_tile(st, nblk, yt, nb, o, b0 == 0, 4); break;
-                case 5: qwen_q80w_tile(st, nblk, yt, nb, o, b0 == 0, 5); break;
-                default: qwen_q80w_tile(st, nblk, yt, nb, o, b0 == 0, 6); break;
-                }
+            nt = n_tok - t < QWEN_Q80W_TOKENS ? n_tok - t : QWEN_Q80W_TOKENS;
+            for (i = 0; i < nt; i++) {
+                o[i] = out + (size_t) idx[t + i] * out_stride;
+            }
+            switch (nt) {
+            case 1: qwen_q80w_tile(st, nblk, yt, nb, o, 1); break;
+            case 2: qwen_q80w_tile(st, nblk, yt, nb, o, 2); break;
+            case 3: qwen_q80w_tile(st, nblk, yt, nb, o, 3); break;
+            default: qwen_q80w_tile(st, nblk, yt, nb, o, 4); break;
             }
         }
     }
