@@ -1070,8 +1070,6 @@ static const qwen_kernels kernels_avx2 = {
      * once per matmul with their sums */
     .packed_gemm[QWEN_TYPE_Q8_0] = qwen_q8_0x8_gemm,
     .packed_gemm_act[QWEN_TYPE_Q8_0] = qwen_q8_0s_prep,
-    .packed_gemm_act_bytes = qwen_q8_0s_bytes,
-    .packed_gemm_act_tokens = 1,
 #else
     /* plain AVX2: steps of 40 tokens or more (prompts) on packed Q8_0
      * take the GEMM in 16-bit integers (x86.h), its activations widened
@@ -1082,9 +1080,9 @@ static const qwen_kernels kernels_avx2 = {
     .packed_gemm[QWEN_TYPE_Q8_0] = qwen_q8_0x8_gemm,
     .packed_gemm_min_tokens[QWEN_TYPE_Q8_0] = 40,
     .packed_gemm_act[QWEN_TYPE_Q8_0] = qwen_q8_0w_prep,
-    .packed_gemm_act_bytes = qwen_q8_0w_bytes,
-    .packed_gemm_act_tokens = 1,
 #endif
+    .packed_gemm_act_bytes = qwen_q8_0_gemm_act_bytes,
+    .packed_gemm_act_tokens = 1,
 };
 
 const qwen_kernels *

@@ -648,21 +648,14 @@ typedef struct {
     float   d;
     int32_t sum128;
     int8_t  qs[QK8_0];
-} qwen_q8_0s;
-
-static inline size_t
-qwen_q8_0s_bytes(int act_type, int64_t n, int n_tok)
-{
-    (void) act_type;
-    return (size_t) n_tok * (size_t) (n / QK8_0) * sizeof(qwen_q8_0s);
-}
+} qwen_q8_0_gemm_act;
 
 static inline void
 qwen_q8_0s_prep(int64_t n, const void *act, size_t stride, int n_tok, void *out)
 {
-    qwen_q8_0s *o = out;
-    int64_t     b, nb = n / QK8_0;
-    int         t, i, sum;
+    qwen_q8_0_gemm_act *o = out;
+    int64_t             b, nb = n / QK8_0;
+    int                 t, i, sum;
 
     for (t = 0; t < n_tok; t++) {
         const block_q8_0 *y = (const block_q8_0 *) ((const char *) act + t * stride);
@@ -687,7 +680,7 @@ qwen_q8_0s_prep(int64_t n, const void *act, size_t stride, int n_tok, void *out)
  * same integers and the same float steps as qwen_q8_0x8_dot: its bits.
  */
 static inline __attribute__((always_inline)) void
-qwen_q8_0x8_gemm_tile(int64_t n, const block_q8_0x8 *x, const qwen_q8_0s *y, int64_t nb,
+qwen_q8_0x8_gemm_tile(int64_t n, const block_q8_0x8 *x, const qwen_q8_0_gemm_act *y, int64_t nb,
                       float *out, const int NT)
 {
     const __m256i flip = _mm256_set1_epi8((char) 0x80);
@@ -742,8 +735,8 @@ qwen_q8_0x8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, i
                  float *out, size_t out_stride, const int32_t *idx)
 {
     const block_q8_0x8 *x = w;
-    const qwen_q8_0s   *y = act;
-    int64_t             nb = (int64_t) (act_stride / sizeof(qwen_q8_0s));
+    const qwen_q8_0_gemm_act *y = act;
+    int64_t                   nb = (int64_t) (act_stride / sizeof(qwen_q8_0_gemm_act));
     float               res[4 * QWEN_PACK_ROWS];
     int                 g, t, i, nt;
 
@@ -776,21 +769,14 @@ qwen_q8_0x8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, i
 typedef struct {
     int16_t qs[QK8_0];
     float   d;
-} qwen_q8_0w;
-
-static inline size_t
-qwen_q8_0w_bytes(int act_type, int64_t n, int n_tok)
-{
-    (void) act_type;
-    return (size_t) n_tok * (size_t) (n / QK8_0) * sizeof(qwen_q8_0w);
-}
+} qwen_q8_0_gemm_act;
 
 static inline void
 qwen_q8_0w_prep(int64_t n, const void *act, size_t stride, int n_tok, void *out)
 {
-    qwen_q8_0w *o = out;
-    int64_t     b, nb = n / QK8_0;
-    int         t;
+    qwen_q8_0_gemm_act *o = out;
+    int64_t             b, nb = n / QK8_0;
+    int                 t;
 
     for (t = 0; t < n_tok; t++) {
         const block_q8_0 *y = (const block_q8_0 *) ((const char *) act + t * stride);
@@ -848,7 +834,7 @@ qwen_q80w_restage(const block_q8_0x8 *x, int nblk, qwen_q80w_stage *st)
  * st[1]): each broadcast pair feeds both groups. The 16 row sums of token t
  * are carried in o[t] from block to block. */
 static inline __attribute__((always_inline)) void
-qwen_q80w_tile(qwen_q80w_stage (*st)[QWEN_Q80W_BLOCKS], int nblk, const qwen_q8_0w *y,
+qwen_q80w_tile(qwen_q80w_stage (*st)[QWEN_Q80W_BLOCKS], int nblk, const qwen_q8_0_gemm_act *y,
                int64_t nb, float *const *o, const int NT)
 {
     int b, t, j;
@@ -898,8 +884,9 @@ qwen_q8_0x8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, i
                  float *out, size_t out_stride, const int32_t *idx)
 {
     const block_q8_0x8 *x = w;
-    const qwen_q8_0w   *y = act;
-    int64_t             b0, nb = (int64_t) (act_stride / sizeof(qwen_q8_0w)), nbw = n / QK8_0;
+    const qwen_q8_0_gemm_act *y = act;
+    int64_t                   b0, nb = (int64_t) (act_stride / sizeof(qwen_q8_0_gemm_act));
+    int64_t                   nbw = n / QK8_0;
     qwen_q80w_stage     st[2][QWEN_Q80W_BLOCKS];
     float              *o[QWEN_Q80W_TOKENS];
     int                 t, i, nt, nblk;
@@ -912,7 +899,7 @@ qwen_q8_0x8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, i
         qwen_q80w_restage(x + b0, nblk, st[0]);
         qwen_q80w_restage(x + nbw + b0, nblk, st[1]);
         for (t = 0; t < n_tok; t += nt) {
-            const qwen_q8_0w *yt = y + t * nb + b0;
+            const qwen_q8_0_gemm_act *yt = y + t * nb + b0;
 
             nt = n_tok - t < QWEN_Q80W_TOKENS ? n_tok - t : QWEN_Q80W_TOKENS;
             for (i = 0; i < nt; i++) {
@@ -928,6 +915,14 @@ qwen_q8_0x8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, i
     }
 }
 #endif
+
+/* The bytes of n_tok tokens in the Q8_0 GEMM's activation layout (either) */
+static inline size_t
+qwen_q8_0_gemm_act_bytes(int act_type, int64_t n, int n_tok)
+{
+    (void) act_type;
+    return (size_t) n_tok * (size_t) (n / QK8_0) * sizeof(qwen_q8_0_gemm_act);
+}
 
 /*
  * Packed BF16 (repack.h) x F32, 8 rows in the lanes, NT tokens (1 .. 4):
