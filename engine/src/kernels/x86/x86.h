@@ -734,11 +734,11 @@ static inline void
 qwen_q8_0x8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, int n_tok,
                  float *out, size_t out_stride, const int32_t *idx)
 {
-    const block_q8_0x8 *x = w;
+    const block_q8_0x8       *x = w;
     const qwen_q8_0_gemm_act *y = act;
     int64_t                   nb = (int64_t) (act_stride / sizeof(qwen_q8_0_gemm_act));
-    float               res[4 * QWEN_PACK_ROWS];
-    int                 g, t, i, nt;
+    float                     res[4 * QWEN_PACK_ROWS];
+    int                       g, t, i, nt;
 
     for (g = 0; g < 2; g++, x += n / QK8_0, out += QWEN_PACK_ROWS) {
         for (t = 0; t < n_tok; t += 4) {
@@ -819,9 +819,9 @@ qwen_q80w_restage(const block_q8_0x8 *x, int nblk, qwen_q80w_stage *st)
         qwen_prefetch_part(x + b + QWEN_Q80W_BLOCKS, sizeof(block_q8_0x8), 0, 1);
 #pragma GCC unroll 8
         for (k = 0; k < QK8_0 / 4; k++) {
-            __m256i v = _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *) x[b].qs[k]), pairs);
+            __m256i v = _mm256_loadu_si256((const __m256i *) x[b].qs[k]);
 
-            v = _mm256_permute4x64_epi64(v, 0xD8);
+            v = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, pairs), 0xD8);
             st[b].w[2 * k] = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v));
             st[b].w[2 * k + 1] = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1));
         }
@@ -883,13 +883,13 @@ static inline void
 qwen_q8_0x8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, int n_tok,
                  float *out, size_t out_stride, const int32_t *idx)
 {
-    const block_q8_0x8 *x = w;
+    const block_q8_0x8       *x = w;
     const qwen_q8_0_gemm_act *y = act;
     int64_t                   b0, nb = (int64_t) (act_stride / sizeof(qwen_q8_0_gemm_act));
     int64_t                   nbw = n / QK8_0;
-    qwen_q80w_stage     st[2][QWEN_Q80W_BLOCKS];
-    float              *o[QWEN_Q80W_TOKENS];
-    int                 t, i, nt, nblk;
+    qwen_q80w_stage           st[2][QWEN_Q80W_BLOCKS];
+    float                    *o[QWEN_Q80W_TOKENS];
+    int                       t, i, nt, nblk;
 
     for (t = 0; t < n_tok; t++) {
         memset(out + (size_t) idx[t] * out_stride, 0, 2 * QWEN_PACK_ROWS * sizeof(float));
