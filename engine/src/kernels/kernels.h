@@ -70,7 +70,8 @@ typedef void (*qwen_packed_pair_fn)(int64_t n, const void *w, size_t group_bytes
  * groups where the table says so) against n_tok activation rows (act + t *
  * act_stride): out[idx[t] * out_stride + r], the same bits as packed_dot.
  * For kernels that restage the groups' weights once per call and then
- * stream every token past them (arm64 SMMLA, AVX-512 VNNI). */
+ * stream every token past them (arm64 SMMLA, AVX-512 VNNI, AVX2's Q8_0 in
+ * 16-bit integers). */
 typedef void (*qwen_packed_gemm_fn)(int64_t n, const void *w, const void *act,
                                     size_t act_stride, int n_tok, float *out,
                                     size_t out_stride, const int32_t *idx);

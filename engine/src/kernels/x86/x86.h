@@ -762,9 +762,9 @@ qwen_q8_0x8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, i
  * step spends three multiplier ops (vpsignb, vpmaddubsw, vpmaddwd) on 32
  * products, and these cores have two multipliers; two vpmaddwd do the same
  * 32 on operands widened beforehand: each token's quants once per matmul
- * (packed_gemm_act, below), the weights once per call (a group's blocks
- * restaged as the 8 rows' column pairs). A block's sum is the same exact
- * integer and is scaled by the same float steps: the dot's bits.
+ * (packed_gemm_act, below), the weights once per call (its two groups'
+ * blocks restaged as the 8 rows' column pairs). A block's sum is the same
+ * exact integer and is scaled by the same float steps: the dot's bits.
  */
 typedef struct {
     int16_t qs[QK8_0];
