@@ -116,6 +116,10 @@ q8_0_sign_step(void)
 /* the avx2 Q8_0 GEMM's step, 8 chains in ymm0-7, in asm: each its own
  * product, as the GEMM's are (written as intrinsics, one shared product is
  * computed once, and GCC moves the sums about through memory) */
+#define MADD16_CHAIN(prod, acc)                                                                \
+    "vpmaddwd %%ymm15, %%ymm14, %%ymm" #prod "\n\t"                                            \
+    "vpaddd %%ymm" #prod ", %%ymm" #acc ", %%ymm" #acc "\n\t"
+
 __attribute__((target("avx2"))) static double
 q8_0_madd16_step(void)
 {
@@ -124,22 +128,9 @@ q8_0_madd16_step(void)
 
     t0 = now();
     for (i = 0; i < ITERS; i++) {
-        __asm__ volatile("vpmaddwd %%ymm15, %%ymm14, %%ymm8\n\t"
-                         "vpaddd %%ymm8, %%ymm0, %%ymm0\n\t"
-                         "vpmaddwd %%ymm15, %%ymm14, %%ymm9\n\t"
-                         "vpaddd %%ymm9, %%ymm1, %%ymm1\n\t"
-                         "vpmaddwd %%ymm15, %%ymm14, %%ymm10\n\t"
-                         "vpaddd %%ymm10, %%ymm2, %%ymm2\n\t"
-                         "vpmaddwd %%ymm15, %%ymm14, %%ymm11\n\t"
-                         "vpaddd %%ymm11, %%ymm3, %%ymm3\n\t"
-                         "vpmaddwd %%ymm15, %%ymm14, %%ymm12\n\t"
-                         "vpaddd %%ymm12, %%ymm4, %%ymm4\n\t"
-                         "vpmaddwd %%ymm15, %%ymm14, %%ymm13\n\t"
-                         "vpaddd %%ymm13, %%ymm5, %%ymm5\n\t"
-                         "vpmaddwd %%ymm15, %%ymm14, %%ymm8\n\t"
-                         "vpaddd %%ymm8, %%ymm6, %%ymm6\n\t"
-                         "vpmaddwd %%ymm15, %%ymm14, %%ymm9\n\t"
-                         "vpaddd %%ymm9, %%ymm7, %%ymm7\n\t"
+        __asm__ volatile(MADD16_CHAIN(8, 0) MADD16_CHAIN(9, 1) MADD16_CHAIN(10, 2)
+                         MADD16_CHAIN(11, 3) MADD16_CHAIN(12, 4) MADD16_CHAIN(13, 5)
+                         MADD16_CHAIN(8, 6) MADD16_CHAIN(9, 7)
                          ::: "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",
                            "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13");
     }
