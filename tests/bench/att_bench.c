@@ -11,6 +11,11 @@
  *     out; 224 calls in turn, so each reads what the last did not leave in
  *     cache (the pools are 46 MB at 400 positions in f16);
  *   - in cache: the same call 224 times on one (layer, head).
+ * and a prompt's attention (the prefill figure): QWEN_KV_ATT_TOKENS
+ * consecutive tokens ending at position n_pos - 1, as a prompt's calls
+ * come (attention_tokens where the format has it, else attention per
+ * token), in cache, in microseconds a token and in multiply-adds a second
+ * (q.K and p.V, as many as the positions each token sees).
  * One JSON line per (table, format): the best of 20 steps.
  *   att_bench [n_pos]
  */
@@ -60,6 +65,35 @@ time_step(const qwen_kv_format *f, const char *kp, const char *vp, const int32_t
     return best / (LAYERS * KV_HEADS) * 1e6;
 }
 
+/* microseconds a token of a prompt's call of m tokens ending at n_pos - 1,
+ * in cache, best of STEPS steps of 224 calls */
+static double
+time_prompt(const qwen_kv_format *f, const char *kp, const char *vp, const int32_t *blocks,
+            size_t block_bytes, int n_pos, int m, const float *q, float *scratch, float *out)
+{
+    qwen_kv_view v = { kp, vp, blocks, block_bytes };
+    double       best = 1e30, t0, d;
+    int          s, r, j, first = n_pos - m;
+
+    for (s = 0; s < STEPS; s++) {
+        t0 = now();
+        for (r = 0; r < LAYERS * KV_HEADS; r++) {
+            if (f->attention_tokens != NULL) {
+                f->attention_tokens(HD, N_Q, m, q, N_Q * HD, &v, first + 1, 0.0884f, scratch,
+                                    out, N_Q * HD);
+                continue;
+            }
+            for (j = 0; j < m; j++) {
+                f->attention(HD, N_Q, q + j * N_Q * HD, &v, first + j + 1, 0.0884f, scratch,
+                             out + j * N_Q * HD);
+            }
+        }
+        d = now() - t0;
+        best = d < best ? d : best;
+    }
+    return best / (LAYERS * KV_HEADS) / m * 1e6;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -67,14 +101,16 @@ main(int argc, char **argv)
                                     "neon_dotprod", "neon_i8mm", "neon_bf16" };
     int                 n_pos = argc > 1 ? atoi(argv[1]) : 400;
     int                 nb = (n_pos + QWEN_KV_BLOCK - 1) / QWEN_KV_BLOCK, i, b, id;
+    int                 m = QWEN_KV_ATT_TOKENS;
     size_t              ti;
     int32_t            *blocks = malloc((size_t) nb * sizeof(int32_t));
-    float              *q = malloc(N_Q * HD * sizeof(float));
-    float              *out = malloc(N_Q * HD * sizeof(float));
-    float              *scratch = malloc((size_t) N_Q * (qwen_kv_rows(n_pos) + 64) * sizeof(float));
+    float              *q = malloc((size_t) m * N_Q * HD * sizeof(float));
+    float              *out = malloc((size_t) m * N_Q * HD * sizeof(float));
+    float              *scratch = malloc((size_t) m * N_Q * (qwen_kv_rows(n_pos) + 64)
+                                         * sizeof(float));
     float               k[HD], v[HD];
 
-    if (n_pos < 1 || blocks == NULL || q == NULL || out == NULL || scratch == NULL) {
+    if (n_pos < m || blocks == NULL || q == NULL || out == NULL || scratch == NULL) {
         fprintf(stderr, "att_bench: n_pos must be positive (and memory available)\n");
         return 1;
     }
@@ -84,7 +120,7 @@ main(int argc, char **argv)
         blocks[b] = nb % 7 != 0 ? (7 * b) % nb : b;
     }
     srand(1);
-    for (i = 0; i < N_Q * HD; i++) {
+    for (i = 0; i < m * N_Q * HD; i++) {
         q[i] = (float) rand() / RAND_MAX - 0.5f;
     }
     for (ti = 0; ti < sizeof(tables) / sizeof(tables[0]); ti++) {
@@ -98,7 +134,7 @@ main(int argc, char **argv)
             size_t         region, block_bytes;
             char          *kp, *vp;
             int            r, t;
-            double         mem, hot;
+            double         mem, hot, prompt, macs;
 
             if (qwen_kv_format_of(kt, id, HD, &f) != 0) {
                 continue;
@@ -127,10 +163,16 @@ main(int argc, char **argv)
             }
             mem = time_step(&f, kp, vp, blocks, region, block_bytes, n_pos, 0, q, scratch, out);
             hot = time_step(&f, kp, vp, blocks, region, block_bytes, n_pos, 1, q, scratch, out);
+            prompt = time_prompt(&f, kp, vp, blocks, block_bytes, n_pos, m, q, scratch, out);
+            /* a token's multiply-adds: q.K and p.V over the positions it
+             * sees, for its N_Q heads (the m tokens' mean) */
+            macs = 2.0 * N_Q * HD * (n_pos - (m - 1) / 2.0);
             printf("{\"table\":\"%s\",\"kv\":\"%s\",\"n_pos\":%d,\"memory_us\":%.2f,"
-                   "\"cache_us\":%.2f,\"memory_gb_s\":%.1f}\n",
+                   "\"cache_us\":%.2f,\"memory_gb_s\":%.1f,\"prompt_us\":%.2f,"
+                   "\"prompt_gmac_s\":%.1f}\n",
                    tables[ti], f.name, n_pos, mem, hot,
-                   2.0 * n_pos * f.pos_bytes / (mem * 1e-6) / 1e9);
+                   2.0 * n_pos * f.pos_bytes / (mem * 1e-6) / 1e9, prompt,
+                   macs / (prompt * 1e-6) / 1e9);
             fflush(stdout);
             munmap(kp, (size_t) nb * block_bytes);
             munmap(vp, (size_t) nb * block_bytes);

@@ -89,9 +89,10 @@ if [ -x "$BUILD/blas_bench" ]; then
 fi
 
 # one decode step's attention (28 layers x 8 KV heads) per table and KV
-# format, from memory and in cache, one thread: what the KV prefetches buy
+# format, from memory and in cache, one thread: what the KV prefetches buy;
+# and a prompt's, per token, in cache
 if [ -x "$BUILD/att_bench" ]; then
-    echo "== attention, one decode step at 400 positions, one thread" >&2
+    echo "== attention, decode and prompt at 400 positions, one thread" >&2
     taskset -c 0 "$BUILD/att_bench" 400 | sed "s/^{/{\"kind\":\"att\",/" >> "$res"
 fi
 
@@ -351,14 +352,19 @@ if blas:
     lines.append("")
 att = [r for r in rows if r["kind"] == "att"]
 if att:
-    lines.append("Decode attention, one (layer, KV head) call at %d positions, one thread, us "
-                 "(tests/bench/att_bench.c):" % att[0]["n_pos"])
+    lines.append("Attention, one (layer, KV head) at %d positions, one thread, us: a decode "
+                 "step's call, and a prompt's per token (its calls of 4 tokens, in cache; "
+                 "multiply-adds of q.K and p.V a second) (tests/bench/att_bench.c):"
+                 % att[0]["n_pos"])
     lines.append("")
-    lines.append("| table | KV format | KV from memory | in cache | from memory, GB/s |")
-    lines.append("|---|---|---|---|---|")
+    lines.append("| table | KV format | decode, KV from memory | decode, in cache "
+                 "| from memory, GB/s | prompt, a token | prompt, GMAC/s |")
+    lines.append("|---|---|---|---|---|---|---|")
     for r in att:
-        lines.append("| %s | %s | %.2f | %.2f | %.1f |" % (r["table"], r["kv"], r["memory_us"],
-                                                         r["cache_us"], r["memory_gb_s"]))
+        lines.append("| %s | %s | %.2f | %.2f | %.1f | %s | %s |"
+                     % (r["table"], r["kv"], r["memory_us"], r["cache_us"], r["memory_gb_s"],
+                        "%.2f" % r["prompt_us"] if "prompt_us" in r else "-",
+                        "%.1f" % r["prompt_gmac_s"] if "prompt_gmac_s" in r else "-"))
     lines.append("")
 dots = [r for r in rows if r["kind"] == "dot"]
 if dots:
