@@ -338,21 +338,17 @@ softmax_exp(float *sc, int n)
     return sum;
 }
 
-/* sc[t] = e^(sc[t] - max) / sum for t < n: the probabilities. Divided,
- * not multiplied by 1 / sum, as the scalar reference does, 8 at a time
- * (one scalar division a score cost as much as the score's 16 FMAs). */
+/* o[i] /= sum for i < n (a multiple of 8): the softmax's sum divides the
+ * output row, as in the scalar reference, not every probability (a
+ * division a score cost as much as the score's 16 FMAs) */
 static void
-softmax_div(float *sc, int n)
+div_row(float *o, int n, float sum)
 {
-    float  sum = softmax_exp(sc, n);
     __m256 sum8 = _mm256_set1_ps(sum);
-    int    t;
+    int    i;
 
-    for (t = 0; t + 8 <= n; t += 8) {
-        _mm256_storeu_ps(sc + t, _mm256_div_ps(_mm256_loadu_ps(sc + t), sum8));
-    }
-    for (; t < n; t++) {
-        sc[t] /= sum;
+    for (i = 0; i < n; i += 8) {
+        _mm256_storeu_ps(o + i, _mm256_div_ps(_mm256_loadu_ps(o + i), sum8));
     }
 }
 
@@ -509,6 +505,7 @@ attention_rows(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
 {
     size_t region = (size_t) QWEN_KV_BLOCK * hd * (F32 ? 4 : 2);
     int    h, h0;
+    float  sums[4];
 
     qwen_kv_prefetch_start(kv, kv->k, n_pos, region);
     switch (n_q) {
@@ -518,7 +515,7 @@ attention_rows(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
     }
     qwen_kv_prefetch_start(kv, kv->v, n_pos, region);
     for (h = 0; h < n_q; h++) {
-        softmax_div(scratch + (size_t) h * n_pos, n_pos);
+        sums[h] = softmax_exp(scratch + (size_t) h * n_pos, n_pos);
     }
     for (h0 = 0; h0 < n_q; h0 += 2) {
         const float *p[2] = { scratch + (size_t) h0 * n_pos, scratch + (size_t) (h0 + 1) * n_pos };
@@ -529,6 +526,9 @@ attention_rows(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
         } else {
             tokens_v(hd, 1, 4, p, kv, 0, n_pos, o, 1, F32);
         }
+    }
+    for (h = 0; h < n_q; h++) {
+        div_row(out + (size_t) h * hd, hd, sums[h]);
     }
 }
 
@@ -546,7 +546,7 @@ attention_rows_tokens(int hd, int n_q, int m, const float *q, size_t q_stride,
 {
     size_t       region = (size_t) QWEN_KV_BLOCK * hd * (F32 ? 4 : 2);
     int          rows = qwen_kv_rows(n_pos + m - 1), per, j0, np, nr, r, j, h;
-    float        qb[4 * 256];
+    float        qb[4 * 256], sums[QWEN_KV_ATT_TOKENS * 2];
     const float *p[4];
     float       *o[4];
 
@@ -579,7 +579,7 @@ attention_rows_tokens(int hd, int n_q, int m, const float *q, size_t q_stride,
     }
     for (j = 0; j < m; j++) {
         for (h = 0; h < n_q; h++) {
-            softmax_div(scratch + (size_t) (j * n_q + h) * rows, n_pos + j);
+            sums[j * n_q + h] = softmax_exp(scratch + (size_t) (j * n_q + h) * rows, n_pos + j);
         }
     }
     qwen_kv_prefetch_start(kv, kv->v, n_pos, region);
@@ -603,6 +603,11 @@ attention_rows_tokens(int hd, int n_q, int m, const float *q, size_t q_stride,
             } else {
                 tokens_v(hd, 2, 4, p + 2 * j, kv, n_pos + j0, n_pos + j0 + j, o + 2 * j, 0, F32);
             }
+        }
+    }
+    for (j = 0; j < m; j++) {
+        for (h = 0; h < n_q; h++) {
+            div_row(out + j * out_stride + (size_t) h * hd, hd, sums[j * n_q + h]);
         }
     }
 }
