@@ -111,7 +111,8 @@ main(int argc, char **argv)
     float               k[HD], v[HD];
 
     if (n_pos < m || blocks == NULL || q == NULL || out == NULL || scratch == NULL) {
-        fprintf(stderr, "att_bench: n_pos must be positive (and memory available)\n");
+        fprintf(stderr, "att_bench: n_pos must be at least %d, a prompt call's tokens (and "
+                "memory available)\n", m);
         return 1;
     }
     /* block j of the sequence at a scattered place: 7j mod nb when they
