@@ -73,7 +73,7 @@ time_prompt(const qwen_kv_format *f, const char *kp, const char *vp, const int32
 {
     qwen_kv_view v = { kp, vp, blocks, block_bytes };
     double       best = 1e30, t0, d;
-    int          s, r, j, first = n_pos - m;
+    int          s, r, first = n_pos - m;
 
     for (s = 0; s < STEPS; s++) {
         t0 = now();
@@ -81,11 +81,9 @@ time_prompt(const qwen_kv_format *f, const char *kp, const char *vp, const int32
             if (f->attention_tokens != NULL) {
                 f->attention_tokens(HD, N_Q, m, q, N_Q * HD, &v, first + 1, 0.0884f, scratch,
                                     out, N_Q * HD);
-                continue;
-            }
-            for (j = 0; j < m; j++) {
-                f->attention(HD, N_Q, q + j * N_Q * HD, &v, first + j + 1, 0.0884f, scratch,
-                             out + j * N_Q * HD);
+            } else {
+                qwen_attention_each(f->attention, HD, N_Q, m, q, N_Q * HD, &v, first + 1,
+                                    0.0884f, scratch, out, N_Q * HD);
             }
         }
         d = now() - t0;

@@ -361,10 +361,9 @@ if att:
                  "| from memory, GB/s | prompt, a token | prompt, GMAC/s |")
     lines.append("|---|---|---|---|---|---|---|")
     for r in att:
-        lines.append("| %s | %s | %.2f | %.2f | %.1f | %s | %s |"
+        lines.append("| %s | %s | %.2f | %.2f | %.1f | %.2f | %.1f |"
                      % (r["table"], r["kv"], r["memory_us"], r["cache_us"], r["memory_gb_s"],
-                        "%.2f" % r["prompt_us"] if "prompt_us" in r else "-",
-                        "%.1f" % r["prompt_gmac_s"] if "prompt_gmac_s" in r else "-"))
+                        r["prompt_us"], r["prompt_gmac_s"]))
     lines.append("")
 dots = [r for r in rows if r["kind"] == "dot"]
 if dots:
