@@ -8,6 +8,8 @@
 #   - total decode throughput with 1, 4 and 8 sequences batched (1 and 2
 #     threads),
 #     and 4 sequences at longer contexts with each KV cache format
+#   - against llama.cpp (../shared/peer), per kernel table: compare.sh's
+#     prefill and decode, and decode at the same positions (peer_depth.sh)
 #   - 1 and 4 streaming clients through nginx (conf/nginx.conf)
 #   - time to first token through nginx for prompts of 100, 400 and 1600
 #     tokens, each sent twice, with the prefix cache on and off
@@ -79,6 +81,12 @@ if [ -x "$compare" ]; then
                 | sed "s/^{/{\"kind\":\"peer\",/" >> "$res" || true
         fi
     fi
+    # decode at the same positions: llama-bench's tg decodes from an empty context, ours
+    # after the prompt; llama-bench -d fills its context to our prompt's length first
+    echo "== against llama.cpp, decode at positions $P.. (${BENCH_PEER_ROUNDS:-3} rounds)" >&2
+    QWEN=$qwen tests/bench/peer_depth.sh -r "${BENCH_PEER_ROUNDS:-3}" -p "$P" -n "$N" \
+        "${peer_models[@]}" | tee -a "$out/peer.txt" | grep '^{' \
+        | sed "s/^{/{\"kind\":\"peer_depth\",/" >> "$res" || true
 fi
 
 # OpenBLAS sgemm (sbgemm where the build has it) against our kernels for the
@@ -288,6 +296,19 @@ if peer:
                      % (r["table"], r["model"], mid(r["ours"], 0), mid(r["llama_cpp"], 0),
                         r["prefill_ratio"], mid(r["ours"], 1), mid(r["llama_cpp"], 1),
                         r["decode_ratio"]))
+    lines.append("")
+depth = [r for r in rows if r["kind"] == "peer_depth"]
+if depth:
+    lines.append("Decode at the same positions (tests/bench/peer_depth.sh: ours after the %d-token "
+                 "prompt, llama-bench -d %d; alternating, 2 threads, median of %d rounds):"
+                 % (depth[0]["depth"], depth[0]["depth"], depth[0]["rounds"]))
+    lines.append("")
+    lines.append("| table | model | decode ours / llama.cpp |")
+    lines.append("|---|---|---|")
+    for r in depth:
+        lines.append("| %s | %s | %.1f / %.1f = %.2fx |"
+                     % (r["table"], r["model"], sorted(r["ours"])[len(r["ours"]) // 2],
+                        sorted(r["llama_cpp"])[len(r["llama_cpp"]) // 2], r["decode_ratio"]))
     lines.append("")
 peak = [r for r in rows if r["kind"] == "peak"]
 info = {r["format"]: r for r in rows if r["kind"] == "info"}
