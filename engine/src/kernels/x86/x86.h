@@ -117,7 +117,7 @@ qwen_hmax256(__m256 v)
  * positions of one layer and head) is a few KiB at a place of its own,
  * where the hardware prefetchers stop, so a pass reading regions in turn
  * would start each with memory latency. The passes ask for the lines one
- * region (QWEN_KV_AHEAD positions) ahead, into L1: the row layouts (f16,
+ * region (QWEN_KV_AHEAD positions) ahead, into L2: the row layouts (f16,
  * f32) and BF16 position by position as they read (qwen_kv_prefetch_pos:
  * in those layouts a region's positions lie in order, pos_bytes each),
  * q8_0 a region at its first position (qwen_kv_prefetch_ahead), and the
@@ -125,13 +125,18 @@ qwen_hmax256(__m256 v)
  *
  * One decode step's attention at 400 positions (28 layers x 8 KV heads,
  * 2 query heads each), one thread, the cache from memory (make bench's
- * tests/bench/att_bench.c), us a call: avx2 f16 20.4-24.4 with no
- * prefetch (all that was compiled before qwen_prefetch_l1), 19.4-22.0
+ * tests/bench/att_bench.c), us a call. AMD Zen 5: avx2 f16 20.4-24.4 with
+ * no prefetch (all that was compiled before qwen_prefetch_kv), 19.4-22.0
  * with whole regions four ahead into L2, 10.4-12.1 position by position
  * 16-64 ahead into L1 (13.3 into L2); 6.4 with everything in cache. Every
  * line must be asked for: every second or fourth was as slow as none.
- * q8_0 regions four ahead into L2 / one ahead into L1: avx2 8.7-10.0 /
- * 7.3-8.9, avx512 6.4-7.4 / 5.2-6.0.
+ * AMD Zen 4, one region ahead into L1 / into L2, alternating: avx2 f16
+ * 23.3-24.7 / 10.0-14.0 (none: 25.3-25.9), f32 39.4-41.6 / 22.2-29.3,
+ * q8_0 15.8-17.1 / 8.5-11.9; avx512 bf16 18.6-19.9 / 7.7-12.3, q8_0
+ * 14.1-16.4 / 6.5-9.6; in cache the same. A region ahead is 128 lines,
+ * far more than the few dozen misses L1 can have in flight: there a
+ * prefetch into L1 waits for a slot as a load would, into L2 it does not.
+ * Decode after an 800-token prompt (Q4_K_M, 2 threads): 1.20x into L2.
  */
 #define QWEN_KV_AHEAD 32    /* positions: one region */
 
@@ -139,11 +144,11 @@ qwen_hmax256(__m256 v)
  * helpers had (an address loaded from the block table under a bounds
  * check, in the attention loops): no prefetch instruction was left in any
  * x86 attention kernel (-fno-aggressive-loop-optimizations kept them). An
- * asm volatile it may not remove. */
+ * asm volatile it may not remove; prefetcht1: into L2 (and L3). */
 static inline void
-qwen_prefetch_l1(const char *p)
+qwen_prefetch_kv(const char *p)
 {
-    __asm__ __volatile__("prefetcht0 %0" : : "m"(*p));
+    __asm__ __volatile__("prefetcht1 %0" : : "m"(*p));
 }
 
 /* bytes of base (kv->k or kv->v) from offset off of the region holding
@@ -160,7 +165,7 @@ qwen_kv_prefetch_at(const qwen_kv_view *kv, const void *base, int u, int n_pos, 
     }
     p = (const char *) base + (size_t) kv->blocks[u / QWEN_KV_BLOCK] * kv->stride + off;
     for (o = 0; o < bytes; o += 64) {
-        qwen_prefetch_l1(p + o);
+        qwen_prefetch_kv(p + o);
     }
 }
 
