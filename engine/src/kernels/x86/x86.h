@@ -131,8 +131,8 @@ qwen_hmax256(__m256 v)
  * 16-64 ahead into L1 (13.3 into L2); 6.4 with everything in cache. Every
  * line must be asked for: every second or fourth was as slow as none.
  * AMD Zen 4, one region ahead into L1 / into L2, alternating: avx2 f16
- * 23.3-24.7 / 10.0-14.0 (none: 25.3-25.9), f32 39.4-41.6 / 22.2-29.3,
- * q8_0 15.8-17.1 / 8.5-11.9; avx512 bf16 18.6-19.9 / 7.7-12.3, q8_0
+ * 21.4-24.7 / 9.7-14.0 (none: 25.3-25.9), f32 39.4-41.6 / 23.5-29.3,
+ * q8_0 15.8-17.1 / 8.5-11.9; avx512 bf16 18.6-20.9 / 9.5-12.3, q8_0
  * 14.1-16.4 / 6.5-9.6; in cache the same. A region ahead is 128 lines,
  * far more than the few dozen misses L1 can have in flight: there a
  * prefetch into L1 waits for a slot as a load would, into L2 it does not.
