@@ -126,17 +126,20 @@ qwen_hmax256(__m256 v)
  * One decode step's attention at 400 positions (28 layers x 8 KV heads,
  * 2 query heads each), one thread, the cache from memory (make bench's
  * tests/bench/att_bench.c), us a call. AMD Zen 5: avx2 f16 20.4-24.4 with
- * no prefetch (all that was compiled before qwen_prefetch_kv), 19.4-22.0
+ * no prefetch (all that was compiled before the asm helper), 19.4-22.0
  * with whole regions four ahead into L2, 10.4-12.1 position by position
  * 16-64 ahead into L1 (13.3 into L2); 6.4 with everything in cache. Every
  * line must be asked for: every second or fourth was as slow as none.
+ * q8_0 regions four ahead into L2 / one ahead into L1: avx2 8.7-10.0 /
+ * 7.3-8.9, avx512 6.4-7.4 / 5.2-6.0.
  * AMD Zen 4, one region ahead into L1 / into L2, alternating: avx2 f16
  * 21.4-24.7 / 9.7-14.0 (none: 25.3-25.9), f32 39.4-41.6 / 23.5-29.3,
  * q8_0 15.8-17.1 / 8.5-11.9; avx512 bf16 18.6-20.9 / 9.5-12.3, q8_0
  * 14.1-16.4 / 6.5-9.6; in cache the same. A region ahead is 128 lines,
  * far more than the few dozen misses L1 can have in flight: there a
  * prefetch into L1 waits for a slot as a load would, into L2 it does not.
- * Decode after an 800-token prompt (Q4_K_M, 2 threads): 1.20x into L2.
+ * Decode after an 800-token prompt (Q4_K_M, 2 threads): 1.20x (avx2),
+ * 1.32x (avx512) into L2; Zen 5 may lose a little (its figures above).
  */
 #define QWEN_KV_AHEAD 32    /* positions: one region */
 
