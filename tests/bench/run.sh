@@ -264,9 +264,10 @@ import json, sys
 res, out, commit, tok, n_prompt = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 rows = [json.loads(l) for l in open(res)]
 
-def mid(runs, i):
-    """the median of field i (0 prefill, 1 decode tok/s) of a peer row's runs"""
-    return sorted(x[i] for x in runs)[len(runs) // 2]
+def mid(runs, i=None):
+    """the median of a peer row's runs: of field i (0 prefill, 1 decode tok/s) where each run
+    is a pair, else of the runs themselves"""
+    return sorted(x if i is None else x[i] for x in runs)[len(runs) // 2]
 
 bw = {r["threads"]: r["read_gb_s"] for r in rows if r["kind"] == "membw"}
 lines = []
@@ -307,8 +308,8 @@ if depth:
     lines.append("|---|---|---|")
     for r in depth:
         lines.append("| %s | %s | %.1f / %.1f = %.2fx |"
-                     % (r["table"], r["model"], sorted(r["ours"])[len(r["ours"]) // 2],
-                        sorted(r["llama_cpp"])[len(r["llama_cpp"]) // 2], r["decode_ratio"]))
+                     % (r["table"], r["model"], mid(r["ours"]), mid(r["llama_cpp"]),
+                        r["decode_ratio"]))
     lines.append("")
 peak = [r for r in rows if r["kind"] == "peak"]
 info = {r["format"]: r for r in rows if r["kind"] == "info"}
