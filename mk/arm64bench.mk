@@ -44,7 +44,7 @@ ARM64_STATIC_LIBS  = -static -L$(abspath $(ARM64_SYSROOT))/usr/lib/aarch64-linux
                      -lpcre2-8 -ljansson -lutf8proc -lm -pthread
 endif
 
-.PHONY: bench-arm64 bench-arm64-build deps-bench-arm64
+.PHONY: bench-arm64 bench-arm64-build deps-bench-arm64 bench-arm64-profile
 
 # The sysroot. apt-get download needs the arm64 package lists: the first
 # time the architecture is added and the lists fetched; a stale list (the
@@ -76,6 +76,29 @@ bench-arm64-build: $(ARM64_SYSROOT_DEP)
 $(ARM64_BUILD)/insn_count.so: $(ARM64_SHARED)/insn_count.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -shared -fPIC -fvisibility=hidden -o $@ $<
+
+# make bench-arm64-profile: the same per-token counts by function
+# (tests/bench/arm64_profile.py, with our own plugin, tests/bench/
+# arm64_prof.c), ours only, one CPU model, format and phase:
+#   make bench-arm64-profile [ARM64_PROFILE_CPU=neoverse-n1]
+#        [ARM64_PROFILE_FORMAT=q8_0] [ARM64_PROFILE_PHASE=prefill|decode]
+# writes $(BUILD)/bench/arm64_profile.md (also printed).
+ARM64_PROFILE_CPU    ?= neoverse-n1
+ARM64_PROFILE_FORMAT ?= q8_0
+ARM64_PROFILE_PHASE  ?= prefill
+
+$(ARM64_BUILD)/arm64_prof.so: tests/bench/arm64_prof.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -Wall -Wextra -shared -fPIC -fvisibility=hidden -o $@ $<
+
+bench-arm64-profile: deps deps-bench-arm64
+	$(if $(filter $(MODELS_DIR),$(ARM64_BENCH_MODELS)),$(MAKE) --no-print-directory $(ARM64_BENCH_MODELS)/full-$(ARM64_PROFILE_FORMAT).gguf)
+	$(MAKE) --no-print-directory bench-arm64-build $(ARM64_BUILD)/arm64_prof.so
+	/usr/bin/python3 tests/bench/arm64_profile.py --qwen $(ARM64_BUILD)/qwen \
+	    --qemu $(ARM64_PLUGIN_QEMU) --plugin $(ARM64_BUILD)/arm64_prof.so \
+	    --model $(ARM64_BENCH_MODELS)/full-$(ARM64_PROFILE_FORMAT).gguf \
+	    --cpu $(ARM64_PROFILE_CPU) --phase $(ARM64_PROFILE_PHASE) \
+	    --nm $(ARM64_CROSS)nm --out $(BUILD)/bench
 
 deps-bench-arm64:
 	@missing=""; \
