@@ -163,6 +163,11 @@ if [ -x "$NGX_BIN" ] && [ -f "$BUILD/ngx_http_qwen_module.so" ] \
             curl -sf "http://127.0.0.1:$lport/health" >/dev/null 2>&1 && break
             sleep 0.2
         done
+        if ! curl -sf "http://127.0.0.1:$lport/health" >/dev/null 2>&1; then
+            echo "== llama-server did not start (see $out/llama-server.log): ours alone" >&2
+            kill "$lpid" 2>/dev/null || true
+            lport=0 lpid=""
+        fi
     fi
     stop_peer() { [ -z "$lpid" ] || { kill "$lpid" 2>/dev/null; wait "$lpid" 2>/dev/null; } || true; }
     mkdir -p "$run/logs" "$run/temp"
