@@ -105,7 +105,7 @@ at_exit(qemu_plugin_id_t id, void *p)
     for (b = blocks; b != NULL; b = b->next) {
         n++;
     }
-    v = malloc(n * sizeof(*v));
+    v = malloc((n > 0 ? n : 1) * sizeof(*v));
     if (v == NULL) {
         fprintf(stderr, "arm64_prof: out of memory at exit\n");
         return;

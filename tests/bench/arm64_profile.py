@@ -26,18 +26,24 @@ from arm64_insn import PHASES, qwen_args
 
 
 def symbols(nm, binary):
-    """(addresses, names) of the binary's code symbols, by address"""
-    r = subprocess.run([nm, "-n", "--defined-only", binary], stdout=subprocess.PIPE,
+    """(addresses, ends, names) of the binary's code symbols, by address;
+    an end is None where nm gives no size"""
+    r = subprocess.run([nm, "-n", "-S", "--defined-only", binary], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, text=True)
     if r.returncode != 0:
         sys.exit("arm64_profile: %s failed: %s" % (nm, r.stderr.strip()))
-    addrs, names = [], []
+    addrs, ends, names = [], [], []
     for line in r.stdout.splitlines():
         parts = line.split()
-        if len(parts) == 3 and parts[1] in "tTwW":
+        if len(parts) == 4 and parts[2] in "tTwW":
             addrs.append(int(parts[0], 16))
+            ends.append(int(parts[0], 16) + int(parts[1], 16))
+            names.append(parts[3])
+        elif len(parts) == 3 and parts[1] in "tTwW":
+            addrs.append(int(parts[0], 16))
+            ends.append(None)
             names.append(parts[2])
-    return addrs, names
+    return addrs, ends, names
 
 
 def blocks(qemu, plugin, cpu, argv):
@@ -58,11 +64,15 @@ def blocks(qemu, plugin, cpu, argv):
     return {int(a, 16): int(n) for a, n in (x.split() for x in lines if x)}
 
 
-def by_function(counts, addrs, names):
+def by_function(counts, syms):
+    """counts summed by the function holding each block: code outside every
+    sized symbol (PLT stubs, say) as "(no symbol)" """
+    addrs, ends, names = syms
     out = {}
     for a, n in counts.items():
         i = bisect.bisect_right(addrs, a) - 1
-        name = names[i] if i >= 0 else "?"
+        inside = i >= 0 and (ends[i] is None or a < ends[i])
+        name = names[i] if inside else "(no symbol)"
         out[name] = out.get(name, 0) + n
     return out
 
@@ -80,10 +90,10 @@ def main():
     ap.add_argument("--out", default="build/bench")
     a = ap.parse_args()
 
-    addrs, names = symbols(a.nm, a.qwen)
+    syms = symbols(a.nm, a.qwen)
     hi, lo, ntok = PHASES[a.phase]
     runs = [by_function(blocks(a.qemu, a.plugin, a.cpu, qwen_args(a.qwen, a.model, p, n)),
-                        addrs, names) for p, n in (hi, lo)]
+                        syms) for p, n in (hi, lo)]
     per = {f: (runs[0].get(f, 0) - runs[1].get(f, 0)) / ntok for f in set(runs[0]) | set(runs[1])}
     total = sum(per.values())
     rows = sorted(per.items(), key=lambda kv: -abs(kv[1]))

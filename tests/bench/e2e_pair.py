@@ -27,6 +27,8 @@ def main():
     n_prompt = int(sys.argv[4]) if len(sys.argv) > 4 else 200
     n_gen = int(sys.argv[5]) if len(sys.argv) > 5 else 200
     bias = clients.banned(sys.argv[6]) if len(sys.argv) > 6 else None
+    if rounds < 1:
+        raise SystemExit("e2e_pair: ROUNDS must be at least 1")
     servers = [("nginx", port)] + ([("peer_clients", lport)] if lport else [])
     runs = {}
     salt = 1     # 0 is clients.py's default: a stray earlier run of it

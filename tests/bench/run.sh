@@ -154,22 +154,27 @@ if [ -x "$NGX_BIN" ] && [ -f "$BUILD/ngx_http_qwen_module.so" ] \
     # for the whole section, idle while ours is measured and the reverse
     peer=${PEER_DIR:-../shared/peer}/x86/llama-server
     lport=0 lpid=""
+    stop_peer() { [ -z "$lpid" ] || { kill "$lpid" 2>/dev/null; wait "$lpid" 2>/dev/null; } || true; }
+    # ours answering: the process alive (not a leftover server on the port) and healthy
+    peer_up() { [ -n "$lpid" ] && kill -0 "$lpid" 2>/dev/null \
+                && curl -sf "http://127.0.0.1:$lport/health" >/dev/null 2>&1; }
     if [ -x "$peer" ]; then
         lport=$((port + 1))
         "$peer" -m "$BUILD/models/full-q4_k_m.gguf" -t 2 -np 4 -c 4096 --host 127.0.0.1 \
             --port "$lport" > "$out/llama-server.log" 2>&1 &
         lpid=$!
+        trap 'stop_peer' EXIT
         for i in $(seq 300); do
-            curl -sf "http://127.0.0.1:$lport/health" >/dev/null 2>&1 && break
+            peer_up && break
+            kill -0 "$lpid" 2>/dev/null || break
             sleep 0.2
         done
-        if ! curl -sf "http://127.0.0.1:$lport/health" >/dev/null 2>&1; then
+        if ! peer_up; then
             echo "== llama-server did not start (see $out/llama-server.log): ours alone" >&2
-            kill "$lpid" 2>/dev/null || true
+            stop_peer
             lport=0 lpid=""
         fi
     fi
-    stop_peer() { [ -z "$lpid" ] || { kill "$lpid" 2>/dev/null; wait "$lpid" 2>/dev/null; } || true; }
     mkdir -p "$run/logs" "$run/temp"
     sed -e "s|@MODULE@|$(realpath "$BUILD/ngx_http_qwen_module.so")|g" \
         -e "s|@MODEL@|\"$(realpath "$BUILD/models/full-q4_k_m.gguf")\"|g" \
@@ -227,12 +232,14 @@ if [ -x "$NGX_BIN" ] && [ -f "$BUILD/ngx_http_qwen_module.so" ] \
         trap 'stop_peer' EXIT
         sleep 0.5
     done
-    # the classification workload against llama-server
-    if [ -n "$lpid" ]; then
+    # the classification workload against llama-server (a failure of its
+    # ends only this comparison)
+    if peer_up; then
         echo "== workload classify: llama-server -np 4, ${WORKLOAD_REQUESTS:-60} requests" >&2
         /usr/bin/python3 tests/bench/workload.py "$lport" classify \
                 --requests "${WORKLOAD_REQUESTS:-60}" --tokenizer "$tok_json" \
-            | sed "s/^{/{\"kind\":\"workload\",\"server\":\"llama-server -np 4\",/" >> "$res"
+            | sed "s/^{/{\"kind\":\"workload\",\"server\":\"llama-server -np 4\",/" >> "$res" \
+            || echo "== workload classify against llama-server failed" >&2
     fi
     stop_peer
     trap - EXIT
@@ -446,7 +453,8 @@ if clients:
     lines.append("")
     lines.append("| clients | time to first token (mean, max) | end to end (mean, max) | total tok/s |")
     lines.append("|---|---|---|---|")
-    for kind in ("nginx", "peer_clients"):
+    # llama-server's runs only beside the ratios (a failed one left none)
+    for kind in ("nginx", "peer_clients") if pair else ("nginx",):
         for c in clients:
             r = median_run(kind, c)
             if r is None:

@@ -16,7 +16,8 @@ def stream(port, body, path="/v1/completions"):
            b"Content-Type: application/json\r\nContent-Length: %d\r\n"
            b"Connection: close\r\n\r\n" % len(data)) + data
     t0 = time.monotonic()
-    s = socket.create_connection(("127.0.0.1", port))
+    # a server that stops answering fails the request instead of hanging
+    s = socket.create_connection(("127.0.0.1", port), timeout=600)
     s.sendall(req)
     first, buf = None, b""
     while True:
