@@ -642,6 +642,8 @@ smmla_packed_gemm_q8_0(int64_t n, const void *w, const void *act, size_t stride,
     }
 }
 
+QWEN_ARM_PACKED_GEMM_Q6K(i8mm)
+
 static const qwen_kernels kernels_neon_i8mm = {
     .name = "neon_i8mm",
     QWEN_NEON_FLOAT_ENTRIES,
@@ -654,6 +656,7 @@ static const qwen_kernels kernels_neon_i8mm = {
     .vec_dot2x4[QWEN_TYPE_Q6_K] = dot2x4_q6_K,
     .packed_gemm[QWEN_TYPE_Q4_K] = smmla_packed_gemm_q4_K,
     .packed_gemm[QWEN_TYPE_Q8_0] = smmla_packed_gemm_q8_0,
+    .packed_gemm[QWEN_TYPE_Q6_K] = i8mm_packed_gemm_q6_K,
     .packed_gemm_act[QWEN_TYPE_Q8_0] = q80_act_prep,
     .packed_gemm_act_bytes = q80_act_bytes,
     .packed_gemm_act_tokens = 2,

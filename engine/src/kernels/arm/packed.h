@@ -938,40 +938,153 @@ arm_q4k_staged(const arm_q4k_stage *st, const block_q8_K *const *y, float *acc, 
     }
 }
 
+/*
+ * The driver of a staged GEMM (Q4_K, Q6_K): NAME(n, w, act, stride, n_tok,
+ * out, out_stride, idx) restages each super-block of the group once per
+ * ARM_Q4K_GEMM_TOKENS tokens and streams them past it four at a time,
+ * STAGED(stage, y[4], acc, NT) adding to acc[t * 8 + r] from 0.
+ */
+#define ARM_STAGED_GEMM(NAME, BLOCK, STAGE, RESTAGE, STAGED)                            \
+ARM_INLINE void                                                                        \
+NAME(int64_t n, const void *w, const void *act, size_t stride, int n_tok, float *out,   \
+     size_t out_stride, const int32_t *idx)                                            \
+{                                                                                      \
+    const BLOCK *x = w;                                                                \
+    int64_t      b, nb = n / QK_K;                                                     \
+    STAGE        st;                                                                   \
+    float        acc[ARM_Q4K_GEMM_TOKENS * 8];                                         \
+    int          t0, nt, t, g;                                                         \
+                                                                                       \
+    for (t0 = 0; t0 < n_tok; t0 += ARM_Q4K_GEMM_TOKENS) {                              \
+        nt = n_tok - t0 < ARM_Q4K_GEMM_TOKENS ? n_tok - t0 : ARM_Q4K_GEMM_TOKENS;      \
+        memset(acc, 0, (size_t) nt * 8 * sizeof(float));                               \
+        for (b = 0; b < nb; b++) {                                                     \
+            RESTAGE(x + b, &st);                                                       \
+            for (g = 0; g < nt; g += 4) {                                              \
+                const block_q8_K *y[4];                                                \
+                                                                                       \
+                for (t = 0; t < 4 && g + t < nt; t++) {                                \
+                    y[t] = ARM_ACT(block_q8_K, act, stride, t0 + g + t) + b;           \
+                }                                                                      \
+                switch (nt - g < 4 ? nt - g : 4) {                                     \
+                case 1: STAGED(&st, y, acc + 8 * g, 1); break;                         \
+                case 2: STAGED(&st, y, acc + 8 * g, 2); break;                         \
+                case 3: STAGED(&st, y, acc + 8 * g, 3); break;                         \
+                default: STAGED(&st, y, acc + 8 * g, 4); break;                        \
+                }                                                                      \
+            }                                                                          \
+        }                                                                              \
+        for (t = 0; t < nt; t++) {                                                     \
+            memcpy(out + (size_t) idx[t0 + t] * out_stride, acc + 8 * t, 8 * sizeof(float)); \
+        }                                                                              \
+    }                                                                                  \
+}
+
+ARM_STAGED_GEMM(arm_q4kx8_gemm, block_q4_Kx8, arm_q4k_stage, arm_q4k_restage, arm_q4k_staged)
+
+/*
+ * Prompt tokens of packed Q6_K (packed_gemm, SDOT), as for Q4_K: a
+ * super-block restaged with its values put together and the - 32 taken off
+ * (arm_q6kx8_dot's several-token path), its 16 scales widened, then the
+ * tokens streamed past it: per 16 columns and 4 rows, 4 SDOT and one MLA by
+ * the scales. The unpacking (9 operations and 4 subtractions per 4 vectors)
+ * is paid once per call instead of once per 4 tokens. The same integers (a
+ * sub-block's exact sum times its scale) and float operations per lane as
+ * arm_q6kx8_dot, so its bits.
+ */
+typedef struct {
+    int8_t  w[QK_K / 16][2][4][4][4];   /* [sub-block][row half][step][row][4 columns] */
+    int32_t sc[QK_K / 16][8];           /* [sub-block][row] */
+    float   d[8];
+} arm_q6k_stage;
+
 ARM_INLINE void
-arm_q4kx8_gemm(int64_t n, const void *w, const void *act, size_t stride, int n_tok, float *out,
-               size_t out_stride, const int32_t *idx)
+arm_q6k_restage(const block_q6_Kx8 *x, arm_q6k_stage *st)
 {
-    const block_q4_Kx8 *x = w;
-    int64_t             b, nb = n / QK_K;
-    arm_q4k_stage       st;
-    float               acc[ARM_Q4K_GEMM_TOKENS * 8];
-    int                 t0, nt, t, g;
+    const uint8x16_t m30 = vdupq_n_u8(0x30), m3f = vdupq_n_u8(0x3F), m4 = vdupq_n_u8(0xF);
+    const int8x16_t  k32 = vdupq_n_s8(32);
+    float32x4_t      lo, hi;
+    int              j, kp, r, p;
 
-    for (t0 = 0; t0 < n_tok; t0 += ARM_Q4K_GEMM_TOKENS) {
-        nt = n_tok - t0 < ARM_Q4K_GEMM_TOKENS ? n_tok - t0 : ARM_Q4K_GEMM_TOKENS;
-        memset(acc, 0, (size_t) nt * 8 * sizeof(float));
-        for (b = 0; b < nb; b++) {
-            arm_q4k_restage(x + b, &st);
-            for (g = 0; g < nt; g += 4) {
-                const block_q8_K *y[4];
+    for (j = 0; j < QK_K / 64; j++) {
+        for (kp = 0; kp < 4; kp++) {
+            /* steps 2kp, 2kp + 1 of columns 64j ..: sub-blocks 4j + kp / 2 (low
+             * nibbles) and 4j + 2 + kp / 2 (high), their steps 2 (kp % 2) on */
+            uint8x16x2_t qh = vld1q_u8_x2(x->qh[j][kp][0]);
+            uint8x16x4_t ql = vld1q_u8_x4(x->ql[j][2 * kp][0]);
+            int          sl = 4 * j + kp / 2, sh = sl + 2, st0 = 2 * (kp % 2);
 
-                for (t = 0; t < 4 && g + t < nt; t++) {
-                    y[t] = ARM_ACT(block_q8_K, act, stride, t0 + g + t) + b;
-                }
-                switch (nt - g < 4 ? nt - g : 4) {
-                case 1: arm_q4k_staged(&st, y, acc + 8 * g, 1); break;
-                case 2: arm_q4k_staged(&st, y, acc + 8 * g, 2); break;
-                case 3: arm_q4k_staged(&st, y, acc + 8 * g, 3); break;
-                default: arm_q4k_staged(&st, y, acc + 8 * g, 4); break;
-                }
+#pragma GCC unroll 2
+            for (r = 0; r < 2; r++) {
+                uint8x16_t q = qh.val[r], l0 = ql.val[r], l1 = ql.val[2 + r];
+
+                vst1q_s8(st->w[sh][r][st0][0], vsubq_s8(vreinterpretq_s8_u8(vsriq_n_u8(
+                    vandq_u8(vshlq_n_u8(q, 2), m30), l0, 4)), k32));
+                vst1q_s8(st->w[sh][r][st0 + 1][0], vsubq_s8(vreinterpretq_s8_u8(
+                    vsriq_n_u8(vshrq_n_u8(q, 2), l1, 4)), k32));
+                vst1q_s8(st->w[sl][r][st0][0], vsubq_s8(vreinterpretq_s8_u8(
+                    vandq_u8(vsliq_n_u8(l0, q, 4), m3f)), k32));
+                vst1q_s8(st->w[sl][r][st0 + 1][0], vsubq_s8(vreinterpretq_s8_u8(
+                    vbslq_u8(m4, l1, vandq_u8(q, m30))), k32));
             }
         }
-        for (t = 0; t < nt; t++) {
-            memcpy(out + (size_t) idx[t0 + t] * out_stride, acc + 8 * t, 8 * sizeof(float));
+    }
+    for (p = 0; p < QK_K / 32; p++) {
+        int8x16_t v = vld1q_s8(x->scales[p][0]);   /* [row][2]: sub-blocks 2p, 2p + 1 */
+        int16x8_t e = vmovl_s8(vget_low_s8(vuzp1q_s8(v, v)));
+        int16x8_t o = vmovl_s8(vget_low_s8(vuzp2q_s8(v, v)));
+
+        vst1q_s32(st->sc[2 * p], vmovl_s16(vget_low_s16(e)));
+        vst1q_s32(st->sc[2 * p] + 4, vmovl_high_s16(e));
+        vst1q_s32(st->sc[2 * p + 1], vmovl_s16(vget_low_s16(o)));
+        vst1q_s32(st->sc[2 * p + 1] + 4, vmovl_high_s16(o));
+    }
+    arm_f16x8(x->d, &lo, &hi);
+    vst1q_f32(st->d, lo);
+    vst1q_f32(st->d + 4, hi);
+}
+
+/* NT tokens (y[t]: their blocks of this super-block) against the staged
+ * super-block: acc[t * 8 + r] as arm_q6kx8_dot does it */
+ARM_INLINE void
+arm_q6k_staged(const arm_q6k_stage *st, const block_q8_K *const *y, float *acc, const int NT)
+{
+    int t, r, sb;
+
+#pragma GCC unroll 2
+    for (r = 0; r < 2; r++) {
+        int32x4_t   is[4];
+        float32x4_t d = vld1q_f32(st->d + 4 * r);
+
+#pragma GCC unroll 4
+        for (t = 0; t < NT; t++) {
+            is[t] = vdupq_n_s32(0);
+        }
+        for (sb = 0; sb < QK_K / 16; sb++) {
+            int32x4_t   sc = vld1q_s32(st->sc[sb] + 4 * r);
+            int8x16x4_t q = vld1q_s8_x4(st->w[sb][r][0][0]);
+
+#pragma GCC unroll 4
+            for (t = 0; t < NT; t++) {
+                int8x16_t y16 = vld1q_s8(y[t]->qs + 16 * sb);
+                int32x4_t s = arm_idot_lane(vdupq_n_s32(0), q.val[0], y16, 0);
+
+                s = arm_idot_lane(s, q.val[1], y16, 1);
+                s = arm_idot_lane(s, q.val[2], y16, 2);
+                s = arm_idot_lane(s, q.val[3], y16, 3);
+                is[t] = vmlaq_s32(is[t], s, sc);
+            }
+        }
+#pragma GCC unroll 4
+        for (t = 0; t < NT; t++) {
+            float *o = acc + 8 * t + 4 * r;
+
+            vst1q_f32(o, vfmaq_f32(vld1q_f32(o), vmulq_n_f32(d, y[t]->d), vcvtq_f32_s32(is[t])));
         }
     }
 }
+
+ARM_STAGED_GEMM(arm_q6kx8_gemm, block_q6_Kx8, arm_q6k_stage, arm_q6k_restage, arm_q6k_staged)
 
 /* The packed_dot entries of a table. */
 #define QWEN_ARM_PACKED_KERNELS(PFX)                                                   \
@@ -983,6 +1096,15 @@ PFX##_packed_pair_q8_0(int64_t n, const void *w, size_t gb, const void *act, flo
 {                                                                                      \
     arm_q8_0x8_pair(n, w, gb, act, out);                                               \
 }
+/* Prompt tokens' packed_gemm of Q6_K on SDOT (every arm64 table with
+ * dotprod: the i8mm table's too, which has no SMMLA one) */
+#define QWEN_ARM_PACKED_GEMM_Q6K(PFX)                                                  \
+static void                                                                            \
+PFX##_packed_gemm_q6_K(int64_t n, const void *w, const void *act, size_t stride,         \
+                       int n_tok, float *out, size_t out_stride, const int32_t *idx)     \
+{                                                                                      \
+    arm_q6kx8_gemm(n, w, act, stride, n_tok, out, out_stride, idx);                    \
+}
 /* Prompt tokens' packed_gemm on SDOT (the i8mm table has its own, SMMLA) */
 #define QWEN_ARM_PACKED_GEMM(PFX)                                                      \
 static void                                                                            \
@@ -991,6 +1113,7 @@ PFX##_packed_gemm_q4_K(int64_t n, const void *w, const void *act, size_t stride,
 {                                                                                      \
     arm_q4kx8_gemm(n, w, act, stride, n_tok, out, out_stride, idx);                    \
 }                                                                                      \
+QWEN_ARM_PACKED_GEMM_Q6K(PFX)                                                          \
 static void                                                                            \
 PFX##_packed_gemm_q8_0(int64_t n, const void *w, const void *act, size_t stride,         \
                        int n_tok, float *out, size_t out_stride, const int32_t *idx)     \
@@ -1009,6 +1132,7 @@ PFX##_q80_quad_bytes(int act_type, int64_t n, int n_tok)                        
 }
 #define QWEN_ARM_PACKED_GEMM_ENTRIES(PFX)                                              \
     .packed_gemm[QWEN_TYPE_Q4_K] = PFX##_packed_gemm_q4_K,                             \
+    .packed_gemm[QWEN_TYPE_Q6_K] = PFX##_packed_gemm_q6_K,                             \
     .packed_gemm[QWEN_TYPE_Q8_0] = PFX##_packed_gemm_q8_0,                             \
     .packed_gemm_act[QWEN_TYPE_Q8_0] = PFX##_q80_quad_prep,                            \
     .packed_gemm_act_bytes = PFX##_q80_quad_bytes,                                     \
