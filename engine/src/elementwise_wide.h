@@ -21,8 +21,13 @@
 #include "elementwise.h"
 #include "elementwise_body.h"
 
+/* contraction off (above): clang has its own pragma, and warns at GCC's */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#else
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=off")
+#endif
 
 typedef float   ew_vf __attribute__((vector_size(4 * QWEN_EW_WIDTH)));
 typedef int32_t ew_vi __attribute__((vector_size(4 * QWEN_EW_WIDTH)));
@@ -117,6 +122,10 @@ ew_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps)
 }
 
 #undef EW_TOINT
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT DEFAULT
+#else
 #pragma GCC pop_options
+#endif
 
 #endif
