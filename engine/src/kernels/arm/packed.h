@@ -286,18 +286,35 @@ arm_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *o
 }
 
 /*
- * One token (decode) of packed Q6_K: all 8 rows in one pass, as for Q4_K:
- * 64-byte loads of both row halves, one activation load per 16 columns
- * for both, the - 32 through the bsums (by lane, no scalar loads). The
- * 6-bit values are the same bytes as arm_q6kx8_dot's, put together in
- * 9 operations per 4 vectors (the high nibbles' inserts first, so the
- * low ones may overwrite the quants); the same integers and float
- * operations per lane, so the same bits.
+ * The 6-bit values (0 .. 63) of a packed Q6_K step pair, 4 rows: q the qh
+ * bytes of steps 2kp, 2kp + 1, l0 and l1 their ql bytes. v[0], v[1]: the
+ * low-nibble columns of steps 2kp, 2kp + 1 (qh bits 0-1, 4-5 on top);
+ * v[2], v[3]: the high-nibble columns (bits 2-3, 6-7). 9 operations, two
+ * inserts per step: the high nibbles' first, so the low ones' may
+ * overwrite the quants.
+ */
+ARM_INLINE void
+arm_q6k_values(uint8x16_t q, uint8x16_t l0, uint8x16_t l1, int8x16_t v[4])
+{
+    const uint8x16_t m30 = vdupq_n_u8(0x30), m3f = vdupq_n_u8(0x3F), m4 = vdupq_n_u8(0xF);
+
+    v[2] = vreinterpretq_s8_u8(vsriq_n_u8(vandq_u8(vshlq_n_u8(q, 2), m30), l0, 4));
+    v[3] = vreinterpretq_s8_u8(vsriq_n_u8(vshrq_n_u8(q, 2), l1, 4));
+    v[0] = vreinterpretq_s8_u8(vandq_u8(vsliq_n_u8(l0, q, 4), m3f));
+    v[1] = vreinterpretq_s8_u8(vbslq_u8(m4, l1, vandq_u8(q, m30)));
+}
+
+/*
+ * One token (decode) of packed Q6_K: all 8 rows in one pass, as for Q4_K,
+ * one activation load per 16 columns for both row halves. The - 32 is
+ * where each sub-block's sums start: - 32 x its bsum (the activation's
+ * sum over those 16 columns), so a sub-block's SDOT chain ends at its
+ * exact sum of (q - 32) x y with no correction after it. The same
+ * integers and float operations per lane as arm_q6kx8_dot, so its bits.
  */
 ARM_INLINE void
 arm_q6kx8_dot1(int64_t n, const void *w, const void *act, float *out)
 {
-    const uint8x16_t    m30 = vdupq_n_u8(0x30), m3f = vdupq_n_u8(0x3F), m4 = vdupq_n_u8(0xF);
     const block_q6_Kx8 *x = w;
     const block_q8_K   *y = act;
     float32x4_t         o0 = vdupq_n_f32(0.0f), o1 = vdupq_n_f32(0.0f);
@@ -306,37 +323,21 @@ arm_q6kx8_dot1(int64_t n, const void *w, const void *act, float *out)
 
     for (b = 0; b < nb; b++) {
         int32x4_t   is[2] = { vdupq_n_s32(0), vdupq_n_s32(0) };
-        int32x4_t   ms[2] = { vdupq_n_s32(0), vdupq_n_s32(0) };
         float32x4_t d0, d1;
 
         for (j = 0; j < QK_K / 64; j++) {
-            int32x4_t bs = vmovl_s16(vld1_s16(y[b].bsums + 4 * j));   /* sub-blocks 4j .. 4j + 3 */
-            /* pairs 2j, 2j + 1: [row][2] each */
-            int8x16_t sv[2] = { vld1q_s8(x[b].scales[2 * j][0]), vld1q_s8(x[b].scales[2 * j + 1][0]) };
+            /* - 32 x the bsums of sub-blocks 4j .. 4j + 3 */
+            int32x4_t m32 = vmull_n_s16(vld1_s16(y[b].bsums + 4 * j), -32);
 
 #pragma GCC unroll 2
             for (i = 0; i < 2; i++) {    /* steps 4i .. 4i + 3: a sub-block per half */
                 const int8_t *q8 = y[b].qs + 64 * j + 16 * i;
                 int8x16_t     yl = vld1q_s8(q8), yh = vld1q_s8(q8 + 32);
-                int32x4_t     sl[2] = { vdupq_n_s32(0), vdupq_n_s32(0) };
-                int32x4_t     sh[2] = { vdupq_n_s32(0), vdupq_n_s32(0) };
-                int32x4_t     sc[2][2];   /* [h][rows 0-3, 4-7]: sub-block 4j + 2h + i */
+                /* sub-blocks 4j + i (low nibbles) and 4j + 2 + i (high) */
+                int32x4_t     sl[2], sh[2];
 
-#pragma GCC unroll 2
-                for (h = 0; h < 2; h++) {
-                    int16x8_t e = vmovl_s8(vget_low_s8(i == 0 ? vuzp1q_s8(sv[h], sv[h])
-                                                              : vuzp2q_s8(sv[h], sv[h])));
-
-                    sc[h][0] = vmovl_s16(vget_low_s16(e));
-                    sc[h][1] = vmovl_high_s16(e);
-                }
-                if (i == 0) {
-                    ms[0] = vmlaq_laneq_s32(vmlaq_laneq_s32(ms[0], sc[0][0], bs, 0), sc[1][0], bs, 2);
-                    ms[1] = vmlaq_laneq_s32(vmlaq_laneq_s32(ms[1], sc[0][1], bs, 0), sc[1][1], bs, 2);
-                } else {
-                    ms[0] = vmlaq_laneq_s32(vmlaq_laneq_s32(ms[0], sc[0][0], bs, 1), sc[1][0], bs, 3);
-                    ms[1] = vmlaq_laneq_s32(vmlaq_laneq_s32(ms[1], sc[0][1], bs, 1), sc[1][1], bs, 3);
-                }
+                sl[0] = sl[1] = i == 0 ? vdupq_laneq_s32(m32, 0) : vdupq_laneq_s32(m32, 1);
+                sh[0] = sh[1] = i == 0 ? vdupq_laneq_s32(m32, 2) : vdupq_laneq_s32(m32, 3);
 #pragma GCC unroll 2
                 for (kp = 2 * i; kp < 2 * i + 2; kp++) {
                     uint8x16x2_t qh = vld1q_u8_x2(x[b].qh[j][kp][0]);
@@ -344,47 +345,46 @@ arm_q6kx8_dot1(int64_t n, const void *w, const void *act, float *out)
 
 #pragma GCC unroll 2
                     for (r = 0; r < 2; r++) {
-                        uint8x16_t q = qh.val[r], l0 = ql.val[r], l1 = ql.val[2 + r];
-                        int8x16_t  hi0 = vreinterpretq_s8_u8(vsriq_n_u8(
-                            vandq_u8(vshlq_n_u8(q, 2), m30), l0, 4));
-                        int8x16_t  hi1 = vreinterpretq_s8_u8(vsriq_n_u8(vshrq_n_u8(q, 2), l1, 4));
-                        int8x16_t  lo0 = vreinterpretq_s8_u8(vandq_u8(vsliq_n_u8(l0, q, 4), m3f));
-                        int8x16_t  lo1 = vreinterpretq_s8_u8(vbslq_u8(m4, l1, vandq_u8(q, m30)));
+                        int8x16_t v[4];
 
+                        arm_q6k_values(qh.val[r], ql.val[r], ql.val[2 + r], v);
                         if (kp % 2 == 0) {
-                            sl[r] = arm_idot_lane(sl[r], lo0, yl, 0);
-                            sl[r] = arm_idot_lane(sl[r], lo1, yl, 1);
-                            sh[r] = arm_idot_lane(sh[r], hi0, yh, 0);
-                            sh[r] = arm_idot_lane(sh[r], hi1, yh, 1);
+                            sl[r] = arm_idot_lane(sl[r], v[0], yl, 0);
+                            sl[r] = arm_idot_lane(sl[r], v[1], yl, 1);
+                            sh[r] = arm_idot_lane(sh[r], v[2], yh, 0);
+                            sh[r] = arm_idot_lane(sh[r], v[3], yh, 1);
                         } else {
-                            sl[r] = arm_idot_lane(sl[r], lo0, yl, 2);
-                            sl[r] = arm_idot_lane(sl[r], lo1, yl, 3);
-                            sh[r] = arm_idot_lane(sh[r], hi0, yh, 2);
-                            sh[r] = arm_idot_lane(sh[r], hi1, yh, 3);
+                            sl[r] = arm_idot_lane(sl[r], v[0], yl, 2);
+                            sl[r] = arm_idot_lane(sl[r], v[1], yl, 3);
+                            sh[r] = arm_idot_lane(sh[r], v[2], yh, 2);
+                            sh[r] = arm_idot_lane(sh[r], v[3], yh, 3);
                         }
                     }
                 }
 #pragma GCC unroll 2
-                for (r = 0; r < 2; r++) {
-                    is[r] = vmlaq_s32(vmlaq_s32(is[r], sl[r], sc[0][r]), sh[r], sc[1][r]);
+                for (h = 0; h < 2; h++) {   /* sub-block 4j + 2h + i: its 8 rows' scales */
+                    int8x16_t sv = vld1q_s8(x[b].scales[2 * j + h][0]);   /* [row][2] */
+                    int16x8_t e = vmovl_s8(vget_low_s8(i == 0 ? vuzp1q_s8(sv, sv)
+                                                              : vuzp2q_s8(sv, sv)));
+                    int32x4_t *s = h == 0 ? sl : sh;
+
+                    is[0] = vmlaq_s32(is[0], s[0], vmovl_s16(vget_low_s16(e)));
+                    is[1] = vmlaq_s32(is[1], s[1], vmovl_high_s16(e));
                 }
             }
         }
         arm_f16x8(x[b].d, &d0, &d1);
-        o0 = vfmaq_f32(o0, vmulq_n_f32(d0, y[b].d),
-                       vcvtq_f32_s32(vsubq_s32(is[0], vshlq_n_s32(ms[0], 5))));
-        o1 = vfmaq_f32(o1, vmulq_n_f32(d1, y[b].d),
-                       vcvtq_f32_s32(vsubq_s32(is[1], vshlq_n_s32(ms[1], 5))));
+        o0 = vfmaq_f32(o0, vmulq_n_f32(d0, y[b].d), vcvtq_f32_s32(is[0]));
+        o1 = vfmaq_f32(o1, vmulq_n_f32(d1, y[b].d), vcvtq_f32_s32(is[1]));
     }
     vst1q_f32(out, o0);
     vst1q_f32(out + 4, o1);
 }
 
 /*
- * Packed Q6_K x Q8_K: the 6-bit values (0 .. 63, a positive byte) are
- * put together with two inserts (SLI / SRI: each step's low nibble with
- * its two top bits) and a mask or two; a 16-column sub-block's products
- * are scaled by MLA. The - 32: one token alone takes it off once per
+ * Packed Q6_K x Q8_K: the 6-bit values (0 .. 63, a positive byte) put
+ * together by arm_q6k_values; a 16-column sub-block's products are scaled
+ * by MLA. The - 32: one token alone (arm_q6kx8_dot1) takes it off once per
  * super-block through the activation's bsums; several tokens subtract it
  * from the values (a subtraction per vector, shared, where the bsums
  * would cost per token). Both give the same integers, so the same bits.
@@ -394,9 +394,7 @@ ARM_INLINE void
 arm_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *out,
               const int NT)
 {
-    const uint8x16_t    m3 = vdupq_n_u8(0x3), m30 = vdupq_n_u8(0x30), m4 = vdupq_n_u8(0xF);
     const int8x16_t     k32 = vdupq_n_s8(32);
-    const int           SUB = NT > 1;   /* - 32 on the values, not through bsums */
     const block_q6_Kx8 *x = w;
     int64_t             b, nb = n / QK_K;
     int                 t, j, kp, i, h, r;
@@ -415,11 +413,11 @@ arm_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *o
         arm_f16x8(x[b].d, &d[0], &d[1]);
 #pragma GCC unroll 2
         for (r = 0; r < 2; r++) {
-            int32x4_t is[4], ms[4];
+            int32x4_t is[4];
 
 #pragma GCC unroll 4
             for (t = 0; t < NT; t++) {
-                is[t] = ms[t] = vdupq_n_s32(0);
+                is[t] = vdupq_n_s32(0);
             }
             for (j = 0; j < QK_K / 64; j++) {
                 /* scales [pair][row][2] of pairs 2j + h: this half's 8 bytes */
@@ -431,13 +429,6 @@ arm_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *o
 
                     sc[h][0] = vmovl_s16(vget_low_s16(vmovl_s8(vuzp1_s8(v, v))));
                     sc[h][1] = vmovl_s16(vget_low_s16(vmovl_s8(vuzp2_s8(v, v))));
-#pragma GCC unroll 4
-                    for (t = 0; t < NT && !SUB; t++) {
-                        const int16_t *bs = ARM_ACT(block_q8_K, act, stride, t)[b].bsums
-                                            + 4 * j + 2 * h;
-
-                        ms[t] = vmlaq_n_s32(vmlaq_n_s32(ms[t], sc[h][0], bs[0]), sc[h][1], bs[1]);
-                    }
                 }
 #pragma GCC unroll 2
                 for (i = 0; i < 2; i++) {    /* steps 4i .. 4i + 3: a sub-block per half */
@@ -449,25 +440,15 @@ arm_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *o
                     }
 #pragma GCC unroll 2
                     for (kp = 2 * i; kp < 2 * i + 2; kp++) {
-                        uint8x16_t qh = vld1q_u8(x[b].qh[j][kp][4 * r]);
-                        uint8x16_t l0 = vld1q_u8(x[b].ql[j][2 * kp][4 * r]);
-                        uint8x16_t l1 = vld1q_u8(x[b].ql[j][2 * kp + 1][4 * r]);
-                        /* step 2kp: low nibbles + qh bits 0-1, high + bits 2-3;
-                         * step 2kp + 1: + bits 4-5, + bits 6-7 */
-                        int8x16_t  lo0 = vreinterpretq_s8_u8(vsliq_n_u8(l0, vandq_u8(qh, m3), 4));
-                        int8x16_t  hi0 = vreinterpretq_s8_u8(vsriq_n_u8(
-                            vandq_u8(vshlq_n_u8(qh, 2), m30), l0, 4));
-                        int8x16_t  lo1 = vreinterpretq_s8_u8(vbslq_u8(m4, l1, vandq_u8(qh, m30)));
-                        int8x16_t  hi1 = vreinterpretq_s8_u8(vsriq_n_u8(
-                            vandq_u8(vshrq_n_u8(qh, 2), m30), l1, 4));
+                        int8x16_t v[4];
 
-                        if (SUB) {
-                            lo0 = vsubq_s8(lo0, k32);
-                            hi0 = vsubq_s8(hi0, k32);
-                            lo1 = vsubq_s8(lo1, k32);
-                            hi1 = vsubq_s8(hi1, k32);
+                        arm_q6k_values(vld1q_u8(x[b].qh[j][kp][4 * r]),
+                                       vld1q_u8(x[b].ql[j][2 * kp][4 * r]),
+                                       vld1q_u8(x[b].ql[j][2 * kp + 1][4 * r]), v);
+#pragma GCC unroll 4
+                        for (h = 0; h < 4; h++) {
+                            v[h] = vsubq_s8(v[h], k32);
                         }
-
 #pragma GCC unroll 4
                         for (t = 0; t < NT; t++) {
                             const int8_t *q8 = ARM_ACT(block_q8_K, act, stride, t)[b].qs
@@ -475,15 +456,15 @@ arm_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *o
                             int8x16_t     yl = vld1q_s8(q8), yh = vld1q_s8(q8 + 32);
 
                             if (kp % 2 == 0) {
-                                s[t][0] = arm_idot_lane(s[t][0], lo0, yl, 0);
-                                s[t][0] = arm_idot_lane(s[t][0], lo1, yl, 1);
-                                s[t][1] = arm_idot_lane(s[t][1], hi0, yh, 0);
-                                s[t][1] = arm_idot_lane(s[t][1], hi1, yh, 1);
+                                s[t][0] = arm_idot_lane(s[t][0], v[0], yl, 0);
+                                s[t][0] = arm_idot_lane(s[t][0], v[1], yl, 1);
+                                s[t][1] = arm_idot_lane(s[t][1], v[2], yh, 0);
+                                s[t][1] = arm_idot_lane(s[t][1], v[3], yh, 1);
                             } else {
-                                s[t][0] = arm_idot_lane(s[t][0], lo0, yl, 2);
-                                s[t][0] = arm_idot_lane(s[t][0], lo1, yl, 3);
-                                s[t][1] = arm_idot_lane(s[t][1], hi0, yh, 2);
-                                s[t][1] = arm_idot_lane(s[t][1], hi1, yh, 3);
+                                s[t][0] = arm_idot_lane(s[t][0], v[0], yl, 2);
+                                s[t][0] = arm_idot_lane(s[t][0], v[1], yl, 3);
+                                s[t][1] = arm_idot_lane(s[t][1], v[2], yh, 2);
+                                s[t][1] = arm_idot_lane(s[t][1], v[3], yh, 3);
                             }
                         }
                     }
@@ -500,7 +481,7 @@ arm_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *o
                 float *o = out + 8 * t + 4 * r;
 
                 vst1q_f32(o, vfmaq_f32(vld1q_f32(o), vmulq_n_f32(d[r], dy),
-                                       vcvtq_f32_s32(vsubq_s32(is[t], vshlq_n_s32(ms[t], 5)))));
+                                       vcvtq_f32_s32(is[t])));
             }
         }
     }
@@ -1001,9 +982,8 @@ typedef struct {
 ARM_INLINE void
 arm_q6k_restage(const block_q6_Kx8 *x, arm_q6k_stage *st)
 {
-    const uint8x16_t m30 = vdupq_n_u8(0x30), m3f = vdupq_n_u8(0x3F), m4 = vdupq_n_u8(0xF);
-    const int8x16_t  k32 = vdupq_n_s8(32);
-    float32x4_t      lo, hi;
+    const int8x16_t k32 = vdupq_n_s8(32);
+    float32x4_t     lo, hi;
     int              j, kp, r, p;
 
     for (j = 0; j < QK_K / 64; j++) {
@@ -1016,16 +996,13 @@ arm_q6k_restage(const block_q6_Kx8 *x, arm_q6k_stage *st)
 
 #pragma GCC unroll 2
             for (r = 0; r < 2; r++) {
-                uint8x16_t q = qh.val[r], l0 = ql.val[r], l1 = ql.val[2 + r];
+                int8x16_t v[4];
 
-                vst1q_s8(st->w[sh][r][st0][0], vsubq_s8(vreinterpretq_s8_u8(vsriq_n_u8(
-                    vandq_u8(vshlq_n_u8(q, 2), m30), l0, 4)), k32));
-                vst1q_s8(st->w[sh][r][st0 + 1][0], vsubq_s8(vreinterpretq_s8_u8(
-                    vsriq_n_u8(vshrq_n_u8(q, 2), l1, 4)), k32));
-                vst1q_s8(st->w[sl][r][st0][0], vsubq_s8(vreinterpretq_s8_u8(
-                    vandq_u8(vsliq_n_u8(l0, q, 4), m3f)), k32));
-                vst1q_s8(st->w[sl][r][st0 + 1][0], vsubq_s8(vreinterpretq_s8_u8(
-                    vbslq_u8(m4, l1, vandq_u8(q, m30))), k32));
+                arm_q6k_values(qh.val[r], ql.val[r], ql.val[2 + r], v);
+                vst1q_s8(st->w[sl][r][st0][0], vsubq_s8(v[0], k32));
+                vst1q_s8(st->w[sl][r][st0 + 1][0], vsubq_s8(v[1], k32));
+                vst1q_s8(st->w[sh][r][st0][0], vsubq_s8(v[2], k32));
+                vst1q_s8(st->w[sh][r][st0 + 1][0], vsubq_s8(v[3], k32));
             }
         }
     }
@@ -1096,8 +1073,9 @@ PFX##_packed_pair_q8_0(int64_t n, const void *w, size_t gb, const void *act, flo
 {                                                                                      \
     arm_q8_0x8_pair(n, w, gb, act, out);                                               \
 }
-/* Prompt tokens' packed_gemm of Q6_K on SDOT (every arm64 table with
- * dotprod: the i8mm table's too, which has no SMMLA one) */
+/* Prompt tokens' packed_gemm of Q6_K on SDOT: every arm64 table's (the
+ * plain NEON one through arm_idot_lane's SMULL + SADALP, the i8mm one
+ * too, which has no SMMLA Q6_K GEMM) */
 #define QWEN_ARM_PACKED_GEMM_Q6K(PFX)                                                  \
 static void                                                                            \
 PFX##_packed_gemm_q6_K(int64_t n, const void *w, const void *act, size_t stride,         \
