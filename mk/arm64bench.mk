@@ -82,10 +82,12 @@ $(ARM64_BUILD)/insn_count.so: $(ARM64_SHARED)/insn_count.c
 # arm64_prof.c), ours only, one CPU model, format and phase:
 #   make bench-arm64-profile [ARM64_PROFILE_CPU=neoverse-n1]
 #        [ARM64_PROFILE_FORMAT=q8_0] [ARM64_PROFILE_PHASE=prefill|decode]
+#        [ARM64_PROFILE_SEQS=1]   (decode of that many sequences together)
 # writes $(BUILD)/bench/arm64_profile.md (also printed).
 ARM64_PROFILE_CPU    ?= neoverse-n1
 ARM64_PROFILE_FORMAT ?= q8_0
 ARM64_PROFILE_PHASE  ?= prefill
+ARM64_PROFILE_SEQS   ?= 1
 
 $(ARM64_BUILD)/arm64_prof.so: tests/bench/arm64_prof.c
 	@mkdir -p $(dir $@)
@@ -97,7 +99,7 @@ bench-arm64-profile: deps deps-bench-arm64
 	/usr/bin/python3 tests/bench/arm64_profile.py --qwen $(ARM64_BUILD)/qwen \
 	    --qemu $(ARM64_PLUGIN_QEMU) --plugin $(ARM64_BUILD)/arm64_prof.so \
 	    --model $(ARM64_BENCH_MODELS)/full-$(ARM64_PROFILE_FORMAT).gguf \
-	    --cpu $(ARM64_PROFILE_CPU) --phase $(ARM64_PROFILE_PHASE) \
+	    --cpu $(ARM64_PROFILE_CPU) --phase $(ARM64_PROFILE_PHASE) --seqs $(ARM64_PROFILE_SEQS) \
 	    --nm $(ARM64_CROSS)nm --out $(BUILD)/bench
 
 deps-bench-arm64:

@@ -42,9 +42,9 @@ PHASES = {
 }
 
 
-def qwen_args(qwen, model, p, n):
+def qwen_args(qwen, model, p, n, seqs=1):
     return [qwen, "bench", "-m", model, "-t", "1", "--json", "--no-warmup", "-p", str(p), "-n",
-            str(n)]
+            str(n)] + (["-s", str(seqs)] if seqs > 1 else [])
 
 
 def peer_args(peer, model, p, n):

@@ -11,7 +11,11 @@ inlined kernels count in the function they were inlined into. The total
 is arm64_insn.py's for the same model and CPU.
 
   arm64_profile.py --qwen Q --plugin P --model M [--cpu neoverse-n1]
-                   [--phase prefill|decode] [--nm NM] [--top 25] [--out DIR]
+                   [--phase prefill|decode] [--seqs 1] [--nm NM] [--top 25] [--out DIR]
+
+--seqs S runs S sequences side by side (qwen bench -s S): a decode step is
+then S tokens, as when a server decodes S requests together, and the
+counts are per token of one sequence's share (divided by S too).
 
 Prints the table and writes it to OUT/arm64_profile.md.
 """
@@ -85,6 +89,7 @@ def main():
     ap.add_argument("--qemu", default="qemu-aarch64")
     ap.add_argument("--cpu", default="neoverse-n1")
     ap.add_argument("--phase", default="prefill", choices=sorted(PHASES))
+    ap.add_argument("--seqs", type=int, default=1)
     ap.add_argument("--nm", default="aarch64-linux-gnu-nm")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--out", default="build/bench")
@@ -92,14 +97,19 @@ def main():
 
     syms = symbols(a.nm, a.qwen)
     hi, lo, ntok = PHASES[a.phase]
-    runs = [by_function(blocks(a.qemu, a.plugin, a.cpu, qwen_args(a.qwen, a.model, p, n)),
-                        syms) for p, n in (hi, lo)]
+    if a.seqs < 1:
+        sys.exit("arm64_profile: --seqs must be at least 1")
+    runs = [by_function(blocks(a.qemu, a.plugin, a.cpu,
+                               qwen_args(a.qwen, a.model, p, n, a.seqs)), syms)
+            for p, n in (hi, lo)]
+    ntok *= a.seqs
     per = {f: (runs[0].get(f, 0) - runs[1].get(f, 0)) / ntok for f in set(runs[0]) | set(runs[1])}
     total = sum(per.values())
     rows = sorted(per.items(), key=lambda kv: -abs(kv[1]))
-    text = ["arm64 instructions per %s token by function (M = 10^6), %s, -cpu %s, 1 thread; "
+    text = ["arm64 instructions per %s token by function (M = 10^6), %s, -cpu %s, 1 thread%s; "
             "total %.1fM" % ("prefilled" if a.phase == "prefill" else "decoded",
-                             os.path.basename(a.model), a.cpu, total / 1e6), "",
+                             os.path.basename(a.model), a.cpu,
+                             ", %d sequences" % a.seqs if a.seqs > 1 else "", total / 1e6), "",
             "| function | M per token | share |", "|---|---:|---:|"]
     shown = 0.0
     for f, v in rows[:a.top]:
