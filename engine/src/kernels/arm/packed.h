@@ -384,10 +384,11 @@ arm_q6kx8_dot1(int64_t n, const void *w, const void *act, float *out)
 /*
  * Packed Q6_K x Q8_K: the 6-bit values (0 .. 63, a positive byte) put
  * together by arm_q6k_values; a 16-column sub-block's products are scaled
- * by MLA. The - 32: one token alone (arm_q6kx8_dot1) takes it off once per
- * super-block through the activation's bsums; several tokens subtract it
- * from the values (a subtraction per vector, shared, where the bsums
- * would cost per token). Both give the same integers, so the same bits.
+ * by MLA. The - 32: one token alone (arm_q6kx8_dot1) starts each
+ * sub-block's sums at - 32 x its bsum; several tokens subtract it from the
+ * values (a subtraction per vector, shared, where starting from the bsums
+ * costs per token and spills: 4 sequences, 49.2M -> 55.3M instructions a
+ * token on neoverse-n1). Both give the same integers, so the same bits.
  * Rows 0-3 and 4-7 in separate passes, as for Q4_K.
  */
 ARM_INLINE void
@@ -397,7 +398,7 @@ arm_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *o
     const int8x16_t     k32 = vdupq_n_s8(32);
     const block_q6_Kx8 *x = w;
     int64_t             b, nb = n / QK_K;
-    int                 t, j, kp, i, h, r;
+    int                 t, j, kp, i, h, r, c;
 
     if (NT == 1) {
         arm_q6kx8_dot1(n, w, act, out);
@@ -446,8 +447,8 @@ arm_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *o
                                        vld1q_u8(x[b].ql[j][2 * kp][4 * r]),
                                        vld1q_u8(x[b].ql[j][2 * kp + 1][4 * r]), v);
 #pragma GCC unroll 4
-                        for (h = 0; h < 4; h++) {
-                            v[h] = vsubq_s8(v[h], k32);
+                        for (c = 0; c < 4; c++) {
+                            v[c] = vsubq_s8(v[c], k32);
                         }
 #pragma GCC unroll 4
                         for (t = 0; t < NT; t++) {
@@ -984,7 +985,7 @@ arm_q6k_restage(const block_q6_Kx8 *x, arm_q6k_stage *st)
 {
     const int8x16_t k32 = vdupq_n_s8(32);
     float32x4_t     lo, hi;
-    int              j, kp, r, p;
+    int             j, kp, r, p;
 
     for (j = 0; j < QK_K / 64; j++) {
         for (kp = 0; kp < 4; kp++) {
