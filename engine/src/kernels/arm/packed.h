@@ -289,9 +289,9 @@ arm_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *o
  * The 6-bit values (0 .. 63) of a packed Q6_K step pair, 4 rows: q the qh
  * bytes of steps 2kp, 2kp + 1, l0 and l1 their ql bytes. v[0], v[1]: the
  * low-nibble columns of steps 2kp, 2kp + 1 (qh bits 0-1, 4-5 on top);
- * v[2], v[3]: the high-nibble columns (bits 2-3, 6-7). 9 operations, two
- * inserts per step: the high nibbles' first, so the low ones' may
- * overwrite the quants.
+ * v[2], v[3]: the high-nibble columns (bits 2-3, 6-7). 9 operations: an
+ * SRI for each high-nibble column, an SLI and a BSL for the low ones, the
+ * SRIs first so the SLI may overwrite the quants.
  */
 ARM_INLINE void
 arm_q6k_values(uint8x16_t q, uint8x16_t l0, uint8x16_t l1, int8x16_t v[4])
@@ -1075,7 +1075,7 @@ PFX##_packed_pair_q8_0(int64_t n, const void *w, size_t gb, const void *act, flo
     arm_q8_0x8_pair(n, w, gb, act, out);                                               \
 }
 /* Prompt tokens' packed_gemm of Q6_K on SDOT: every arm64 table's (the
- * plain NEON one through arm_idot_lane's SMULL + SADALP, the i8mm one
+ * plain NEON one through arm_idot_lane's widening multiplies, the i8mm one
  * too, which has no SMMLA Q6_K GEMM) */
 #define QWEN_ARM_PACKED_GEMM_Q6K(PFX)                                                  \
 static void                                                                            \
