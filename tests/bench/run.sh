@@ -155,7 +155,7 @@ if [ -x "$NGX_BIN" ] && [ -f "$BUILD/ngx_http_qwen_module.so" ] \
     peer=${PEER_DIR:-../shared/peer}/x86/llama-server
     lport=0 lpid=""
     stop_peer() { [ -z "$lpid" ] || { kill "$lpid" 2>/dev/null; wait "$lpid" 2>/dev/null; } || true; }
-    # ours answering: the process alive (not a leftover server on the port) and healthy
+    # llama-server answering: its process alive (not a leftover server on the port) and healthy
     peer_up() { [ -n "$lpid" ] && kill -0 "$lpid" 2>/dev/null \
                 && curl -sf "http://127.0.0.1:$lport/health" >/dev/null 2>&1; }
     if [ -x "$peer" ]; then

@@ -793,7 +793,7 @@ typedef struct {
     float   d[8], dmin[8];
 } arm_q4k_stage;
 
-#define ARM_Q4K_GEMM_TOKENS 64   /* tokens whose float sums stay on the stack */
+#define ARM_STAGED_GEMM_TOKENS 64   /* tokens whose float sums stay on the stack */
 
 ARM_INLINE void
 arm_q4k_restage(const block_q4_Kx8 *x, arm_q4k_stage *st)
@@ -923,7 +923,7 @@ arm_q4k_staged(const arm_q4k_stage *st, const block_q8_K *const *y, float *acc, 
 /*
  * The driver of a staged GEMM (Q4_K, Q6_K): NAME(n, w, act, stride, n_tok,
  * out, out_stride, idx) restages each super-block of the group once per
- * ARM_Q4K_GEMM_TOKENS tokens and streams them past it four at a time,
+ * ARM_STAGED_GEMM_TOKENS tokens and streams them past it four at a time,
  * STAGED(stage, y[4], acc, NT) adding to acc[t * 8 + r] from 0.
  */
 #define ARM_STAGED_GEMM(NAME, BLOCK, STAGE, RESTAGE, STAGED)                            \
@@ -934,11 +934,11 @@ NAME(int64_t n, const void *w, const void *act, size_t stride, int n_tok, float 
     const BLOCK *x = w;                                                                \
     int64_t      b, nb = n / QK_K;                                                     \
     STAGE        st;                                                                   \
-    float        acc[ARM_Q4K_GEMM_TOKENS * 8];                                         \
+    float        acc[ARM_STAGED_GEMM_TOKENS * 8];                                         \
     int          t0, nt, t, g;                                                         \
                                                                                        \
-    for (t0 = 0; t0 < n_tok; t0 += ARM_Q4K_GEMM_TOKENS) {                              \
-        nt = n_tok - t0 < ARM_Q4K_GEMM_TOKENS ? n_tok - t0 : ARM_Q4K_GEMM_TOKENS;      \
+    for (t0 = 0; t0 < n_tok; t0 += ARM_STAGED_GEMM_TOKENS) {                              \
+        nt = n_tok - t0 < ARM_STAGED_GEMM_TOKENS ? n_tok - t0 : ARM_STAGED_GEMM_TOKENS;      \
         memset(acc, 0, (size_t) nt * 8 * sizeof(float));                               \
         for (b = 0; b < nb; b++) {                                                     \
             RESTAGE(x + b, &st);                                                       \
