@@ -84,11 +84,35 @@ q6k_values(const block_q6_K *x, uint8_t v[QK_K])
     }
 }
 
+/* Value q (0 .. 63) of row r at column 64j + 32h + 4k + i into a packed
+ * Q6_K block (qwen_q6kx8_value's inverse; an x86 block starts zeroed). */
+static void
+q6kx8_set(block_q6_Kx8 *o, int j, int h, int k, int r, int i, int q)
+{
+#if defined(__aarch64__)
+    uint8_t *p = o->q[j][k / 2][r / 4][0][r % 4];
+    int      s = (q ^ 32) << 2;   /* 4 (q - 32) as a byte */
+
+    if (h == 0 || k % 2 == 0) {
+        uint8_t *c = p + (h ? 2 : k % 2) * 16 + i;
+
+        *c = (uint8_t) ((*c & 3) | s);
+    } else {                      /* e: its bits 6-7, 4-5, 2-3 in planes 0, 1, 2 */
+        p[i] = (uint8_t) ((p[i] & 0xFC) | s >> 6);
+        p[16 + i] = (uint8_t) ((p[16 + i] & 0xFC) | ((s >> 4) & 3));
+        p[32 + i] = (uint8_t) ((p[32 + i] & 0xFC) | ((s >> 2) & 3));
+    }
+#else
+    o->ql[j][k][r][i] |= (uint8_t) ((q & 0xF) << (4 * h));
+    o->qh[j][k / 2][r][i] |= (uint8_t) ((q >> 4) << (4 * (k % 2) + 2 * h));
+#endif
+}
+
 static void
 pack_q6_K(const void *rows, size_t row_bytes, int64_t n, block_q6_Kx8 *dst)
 {
     int64_t b, nb = n / QK_K;
-    int     r, j, k, i, s, lo, hi;
+    int     r, j, k, i, s, h;
     uint8_t v[QK_K];
 
     for (b = 0; b < nb; b++) {
@@ -105,13 +129,11 @@ pack_q6_K(const void *rows, size_t row_bytes, int64_t n, block_q6_Kx8 *dst)
                 o->scales[s / 2][r][s % 2] = x->scales[s];
             }
             for (j = 0; j < QK_K / 64; j++) {
-                for (k = 0; k < 8; k++) {
-                    for (i = 0; i < 4; i++) {
-                        lo = v[64 * j + 4 * k + i];
-                        hi = v[64 * j + 32 + 4 * k + i];
-                        o->ql[j][k][r][i] = (uint8_t) ((lo & 0xF) | ((hi & 0xF) << 4));
-                        o->qh[j][k / 2][r][i] |= (uint8_t) (((lo >> 4) | ((hi >> 4) << 2))
-                                                            << (4 * (k % 2)));
+                for (h = 0; h < 2; h++) {
+                    for (k = 0; k < 8; k++) {
+                        for (i = 0; i < 4; i++) {
+                            q6kx8_set(o, j, h, k, r, i, v[64 * j + 32 * h + 4 * k + i]);
+                        }
                     }
                 }
             }
@@ -196,19 +218,17 @@ static void
 unpack_q6_K(const block_q6_Kx8 *src, int64_t n, int r, block_q6_K *y)
 {
     int64_t b;
-    int     j, k, i, s, half, l, sh;
+    int     j, k, i, s, half, l, h;
     uint8_t v[QK_K];
 
     for (b = 0; b < n / QK_K; b++) {
         for (j = 0; j < QK_K / 64; j++) {
-            for (k = 0; k < 8; k++) {
-                for (i = 0; i < 4; i++) {
-                    uint8_t q = src[b].ql[j][k][r][i], h = src[b].qh[j][k / 2][r][i];
-
-                    sh = 4 * (k % 2);
-                    v[64 * j + 4 * k + i] = (uint8_t) ((q & 0xF) | (((h >> sh) & 3) << 4));
-                    v[64 * j + 32 + 4 * k + i] = (uint8_t) ((q >> 4)
-                                                            | (((h >> (sh + 2)) & 3) << 4));
+            for (h = 0; h < 2; h++) {
+                for (k = 0; k < 8; k++) {
+                    for (i = 0; i < 4; i++) {
+                        v[64 * j + 32 * h + 4 * k + i]
+                            = (uint8_t) qwen_q6kx8_value(src + b, j, h, k, r, i);
+                    }
                 }
             }
         }

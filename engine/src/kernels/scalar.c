@@ -695,10 +695,8 @@ packed_dot_q6_K(int64_t n, const void *w, const void *act, size_t act_stride, in
                             int sc = x[b].scales[sb / 2][r][sb % 2];
 
                             for (i = 0; i < 4; i++) {
-                                int q = h ? x[b].ql[j][k][r][i] >> 4 : x[b].ql[j][k][r][i] & 0xF;
-
-                                q |= ((x[b].qh[j][k / 2][r][i] >> (4 * (k % 2) + 2 * h)) & 3) << 4;
-                                isum += sc * q * y[b].qs[64 * j + 32 * h + 4 * k + i];
+                                isum += sc * qwen_q6kx8_value(x + b, j, h, k, r, i)
+                                        * y[b].qs[64 * j + 32 * h + 4 * k + i];
                             }
                         }
                     }

@@ -286,33 +286,34 @@ arm_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *o
 }
 
 /*
- * The 6-bit values (0 .. 63) of a packed Q6_K step pair, 4 rows: q the qh
- * bytes of steps 2kp, 2kp + 1, l0 and l1 their ql bytes. v[0], v[1]: the
- * low-nibble columns of steps 2kp, 2kp + 1 (qh bits 0-1, 4-5 on top);
- * v[2], v[3]: the high-nibble columns (bits 2-3, 6-7). 9 operations: an
- * SRI for each high-nibble column, an SLI and a BSL for the low ones, the
- * SRIs first so the SLI may overwrite the quants.
+ * The values of a packed Q6_K step pair, 4 rows, as 4 (q - 32) (signed
+ * bytes, 4x the value): p0, p1, p2 its three planes (repack.h). v[0],
+ * v[1]: the low columns of steps 2kp, 2kp + 1; v[2], v[3]: the high ones.
+ * 6 operations: an AND per plane, and v[3]'s bits 2-3, 4-5, 6-7 from the
+ * planes' bits 0-1 by a shift and two SLIs.
  */
 ARM_INLINE void
-arm_q6k_values(uint8x16_t q, uint8x16_t l0, uint8x16_t l1, int8x16_t v[4])
+arm_q6k_values(uint8x16_t p0, uint8x16_t p1, uint8x16_t p2, int8x16_t v[4])
 {
-    const uint8x16_t m30 = vdupq_n_u8(0x30), m3f = vdupq_n_u8(0x3F), m4 = vdupq_n_u8(0xF);
+    const uint8x16_t mfc = vdupq_n_u8(0xFC);
 
-    v[2] = vreinterpretq_s8_u8(vsriq_n_u8(vandq_u8(vshlq_n_u8(q, 2), m30), l0, 4));
-    v[3] = vreinterpretq_s8_u8(vsriq_n_u8(vshrq_n_u8(q, 2), l1, 4));
-    v[0] = vreinterpretq_s8_u8(vandq_u8(vsliq_n_u8(l0, q, 4), m3f));
-    v[1] = vreinterpretq_s8_u8(vbslq_u8(m4, l1, vandq_u8(q, m30)));
+    v[0] = vreinterpretq_s8_u8(vandq_u8(p0, mfc));
+    v[1] = vreinterpretq_s8_u8(vandq_u8(p1, mfc));
+    v[2] = vreinterpretq_s8_u8(vandq_u8(p2, mfc));
+    v[3] = vreinterpretq_s8_u8(vsliq_n_u8(vsliq_n_u8(vshlq_n_u8(p2, 2), p1, 4), p0, 6));
 }
 
 /*
  * One token (decode) of packed Q6_K: all 8 rows in one pass, as for Q4_K,
- * one activation load per 16 columns for both row halves. The - 32 is
- * where each sub-block's sums start: - 32 x its bsum (the activation's
- * sum over those 16 columns), so a sub-block's SDOT chain ends at its
- * exact sum of (q - 32) x y with no correction after it. The same
- * integers and float operations per lane as arm_q6kx8_dot, so its bits.
+ * one activation load per 16 columns for both row halves. The values are
+ * 4 (q - 32), so the sums are 4x the exact sum of (q - 32) x y (at most
+ * 16 x 128 x 128 x 128 x 16 = 2^29 a super-block) and one shift right by
+ * 2 per super-block gives that sum exactly: the same integers and float
+ * operations per lane as arm_q6kx8_dot, so its bits. Not inlined into the
+ * NT switch: GCC then hoists fewer loads and spills less (63.98M
+ * instructions a decoded Q4_K_M token on neoverse-n1 against 64.96M).
  */
-ARM_INLINE void
+static __attribute__((noinline, unused)) void
 arm_q6kx8_dot1(int64_t n, const void *w, const void *act, float *out)
 {
     const block_q6_Kx8 *x = w;
@@ -326,28 +327,28 @@ arm_q6kx8_dot1(int64_t n, const void *w, const void *act, float *out)
         float32x4_t d0, d1;
 
         for (j = 0; j < QK_K / 64; j++) {
-            /* - 32 x the bsums of sub-blocks 4j .. 4j + 3 */
-            int32x4_t m32 = vmull_n_s16(vld1_s16(y[b].bsums + 4 * j), -32);
-
 #pragma GCC unroll 2
             for (i = 0; i < 2; i++) {    /* steps 4i .. 4i + 3: a sub-block per half */
                 const int8_t *q8 = y[b].qs + 64 * j + 16 * i;
                 int8x16_t     yl = vld1q_s8(q8), yh = vld1q_s8(q8 + 32);
-                /* sub-blocks 4j + i (low nibbles) and 4j + 2 + i (high) */
-                int32x4_t     sl[2], sh[2];
+                /* sub-blocks 4j + i (low columns) and 4j + 2 + i (high) */
+                int32x4_t     sl[2] = { vdupq_n_s32(0), vdupq_n_s32(0) };
+                int32x4_t     sh[2] = { vdupq_n_s32(0), vdupq_n_s32(0) };
 
-                sl[0] = sl[1] = i == 0 ? vdupq_laneq_s32(m32, 0) : vdupq_laneq_s32(m32, 1);
-                sh[0] = sh[1] = i == 0 ? vdupq_laneq_s32(m32, 2) : vdupq_laneq_s32(m32, 3);
 #pragma GCC unroll 2
                 for (kp = 2 * i; kp < 2 * i + 2; kp++) {
-                    uint8x16x2_t qh = vld1q_u8_x2(x[b].qh[j][kp][0]);
-                    uint8x16x4_t ql = vld1q_u8_x4(x[b].ql[j][2 * kp][0]);
+                    /* both halves' three planes: 96 bytes */
+                    const uint8_t *pq = x[b].q[j][kp][0][0][0];
+                    uint8x16_t     pl[2][3] = {
+                        { vld1q_u8(pq), vld1q_u8(pq + 16), vld1q_u8(pq + 32) },
+                        { vld1q_u8(pq + 48), vld1q_u8(pq + 64), vld1q_u8(pq + 80) }
+                    };
 
 #pragma GCC unroll 2
                     for (r = 0; r < 2; r++) {
                         int8x16_t v[4];
 
-                        arm_q6k_values(qh.val[r], ql.val[r], ql.val[2 + r], v);
+                        arm_q6k_values(pl[r][0], pl[r][1], pl[r][2], v);
                         if (kp % 2 == 0) {
                             sl[r] = arm_idot_lane(sl[r], v[0], yl, 0);
                             sl[r] = arm_idot_lane(sl[r], v[1], yl, 1);
@@ -374,31 +375,26 @@ arm_q6kx8_dot1(int64_t n, const void *w, const void *act, float *out)
             }
         }
         arm_f16x8(x[b].d, &d0, &d1);
-        o0 = vfmaq_f32(o0, vmulq_n_f32(d0, y[b].d), vcvtq_f32_s32(is[0]));
-        o1 = vfmaq_f32(o1, vmulq_n_f32(d1, y[b].d), vcvtq_f32_s32(is[1]));
+        o0 = vfmaq_f32(o0, vmulq_n_f32(d0, y[b].d), vcvtq_f32_s32(vshrq_n_s32(is[0], 2)));
+        o1 = vfmaq_f32(o1, vmulq_n_f32(d1, y[b].d), vcvtq_f32_s32(vshrq_n_s32(is[1], 2)));
     }
     vst1q_f32(out, o0);
     vst1q_f32(out + 4, o1);
 }
 
 /*
- * Packed Q6_K x Q8_K: the 6-bit values (0 .. 63, a positive byte) put
- * together by arm_q6k_values; a 16-column sub-block's products are scaled
- * by MLA. The - 32: one token alone (arm_q6kx8_dot1) starts each
- * sub-block's sums at - 32 x its bsum; several tokens subtract it from the
- * values (a subtraction per vector, shared, where starting from the bsums
- * costs per token and spills: 4 sequences, 49.2M -> 55.3M instructions a
- * token on neoverse-n1). Both give the same integers, so the same bits.
- * Rows 0-3 and 4-7 in separate passes, as for Q4_K.
+ * Packed Q6_K x Q8_K: the values put together as 4 (q - 32) by
+ * arm_q6k_values; a 16-column sub-block's products are scaled by MLA and
+ * a super-block's sums shifted right by 2 (exact: each is 4x an integer),
+ * as in arm_q6kx8_dot1. Rows 0-3 and 4-7 in separate passes, as for Q4_K.
  */
 ARM_INLINE void
 arm_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *out,
               const int NT)
 {
-    const int8x16_t     k32 = vdupq_n_s8(32);
     const block_q6_Kx8 *x = w;
     int64_t             b, nb = n / QK_K;
-    int                 t, j, kp, i, h, r, c;
+    int                 t, j, kp, i, h, r;
 
     if (NT == 1) {
         arm_q6kx8_dot1(n, w, act, out);
@@ -443,13 +439,9 @@ arm_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *o
                     for (kp = 2 * i; kp < 2 * i + 2; kp++) {
                         int8x16_t v[4];
 
-                        arm_q6k_values(vld1q_u8(x[b].qh[j][kp][4 * r]),
-                                       vld1q_u8(x[b].ql[j][2 * kp][4 * r]),
-                                       vld1q_u8(x[b].ql[j][2 * kp + 1][4 * r]), v);
-#pragma GCC unroll 4
-                        for (c = 0; c < 4; c++) {
-                            v[c] = vsubq_s8(v[c], k32);
-                        }
+                        uint8x16x3_t p = vld1q_u8_x3(x[b].q[j][kp][r][0][0]);
+
+                        arm_q6k_values(p.val[0], p.val[1], p.val[2], v);
 #pragma GCC unroll 4
                         for (t = 0; t < NT; t++) {
                             const int8_t *q8 = ARM_ACT(block_q8_K, act, stride, t)[b].qs
@@ -482,7 +474,7 @@ arm_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *o
                 float *o = out + 8 * t + 4 * r;
 
                 vst1q_f32(o, vfmaq_f32(vld1q_f32(o), vmulq_n_f32(d[r], dy),
-                                       vcvtq_f32_s32(is[t])));
+                                       vcvtq_f32_s32(vshrq_n_s32(is[t], 2))));
             }
         }
     }
@@ -966,11 +958,11 @@ ARM_STAGED_GEMM(arm_q4kx8_gemm, block_q4_Kx8, arm_q4k_stage, arm_q4k_restage, ar
 
 /*
  * Prompt tokens of packed Q6_K (packed_gemm, SDOT), as for Q4_K: a
- * super-block restaged with its values put together and the - 32 taken off
- * (arm_q6kx8_dot's several-token path), its 16 scales widened, then the
- * tokens streamed past it: per 16 columns and 4 rows, 4 SDOT and one MLA by
- * the scales. The unpacking (9 operations and 4 subtractions per 4 vectors)
- * is paid once per call instead of once per 4 tokens. The same integers (a
+ * super-block restaged with its values put together as q - 32 (4 (q - 32)
+ * shifted right by 2), its 16 scales widened, then the tokens streamed
+ * past it: per 16 columns and 4 rows, 4 SDOT and one MLA by the scales.
+ * The unpacking (6 operations and 4 shifts per 4 vectors) is paid once per
+ * call instead of once per 4 tokens. The same integers (a
  * sub-block's exact sum times its scale) and float operations per lane as
  * arm_q6kx8_dot, so its bits.
  */
@@ -983,27 +975,25 @@ typedef struct {
 ARM_INLINE void
 arm_q6k_restage(const block_q6_Kx8 *x, arm_q6k_stage *st)
 {
-    const int8x16_t k32 = vdupq_n_s8(32);
-    float32x4_t     lo, hi;
+    float32x4_t lo, hi;
     int             j, kp, r, p;
 
     for (j = 0; j < QK_K / 64; j++) {
         for (kp = 0; kp < 4; kp++) {
             /* steps 2kp, 2kp + 1 of columns 64j ..: sub-blocks 4j + kp / 2 (low
              * nibbles) and 4j + 2 + kp / 2 (high), their steps 2 (kp % 2) on */
-            uint8x16x2_t qh = vld1q_u8_x2(x->qh[j][kp][0]);
-            uint8x16x4_t ql = vld1q_u8_x4(x->ql[j][2 * kp][0]);
-            int          sl = 4 * j + kp / 2, sh = sl + 2, st0 = 2 * (kp % 2);
+            int sl = 4 * j + kp / 2, sh = sl + 2, st0 = 2 * (kp % 2);
 
 #pragma GCC unroll 2
             for (r = 0; r < 2; r++) {
-                int8x16_t v[4];
+                uint8x16x3_t p = vld1q_u8_x3(x->q[j][kp][r][0][0]);
+                int8x16_t    v[4];
 
-                arm_q6k_values(qh.val[r], ql.val[r], ql.val[2 + r], v);
-                vst1q_s8(st->w[sl][r][st0][0], vsubq_s8(v[0], k32));
-                vst1q_s8(st->w[sl][r][st0 + 1][0], vsubq_s8(v[1], k32));
-                vst1q_s8(st->w[sh][r][st0][0], vsubq_s8(v[2], k32));
-                vst1q_s8(st->w[sh][r][st0 + 1][0], vsubq_s8(v[3], k32));
+                arm_q6k_values(p.val[0], p.val[1], p.val[2], v);
+                vst1q_s8(st->w[sl][r][st0][0], vshrq_n_s8(v[0], 2));
+                vst1q_s8(st->w[sl][r][st0 + 1][0], vshrq_n_s8(v[1], 2));
+                vst1q_s8(st->w[sh][r][st0][0], vshrq_n_s8(v[2], 2));
+                vst1q_s8(st->w[sh][r][st0 + 1][0], vshrq_n_s8(v[3], 2));
             }
         }
     }
