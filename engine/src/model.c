@@ -114,14 +114,29 @@ anon_alloc(qwen_model *m, size_t n, char *err, size_t err_len)
         qwen_fail(err, err_len, "cannot allocate %zu bytes of memory: %s", n, strerror(errno));
         return NULL;
     }
-    start = pad ? (char *) (((uintptr_t) p + pad - 1) & ~(uintptr_t) (pad - 1)) : p;
-#ifdef MADV_HUGEPAGE
+    start = p;
     if (pad) {
+        size_t page = (size_t) sysconf(_SC_PAGESIZE);
+        char  *end;
+
+        /* the slack around the aligned region goes back: kept, it was
+         * sealed with the rest and every worker's qwen_model_map_in read
+         * its zero pages in (t/pss.t saw 2 MiB more per worker) */
+        start = (char *) (((uintptr_t) p + pad - 1) & ~(uintptr_t) (pad - 1));
+        len = (len + page - 1) & ~(page - 1);
+        end = start + len;
+        if (start > p) {
+            (void) munmap(p, (size_t) (start - p));
+        }
+        if (p + len + pad > end) {
+            (void) munmap(end, (size_t) (p + len + pad - end));
+        }
+#ifdef MADV_HUGEPAGE
         (void) madvise(start, len, MADV_HUGEPAGE);   /* a hint: 4 KiB pages work too */
-    }
 #endif
-    m->maps[m->n_maps].addr = p;
-    m->maps[m->n_maps].len = len + pad;
+    }
+    m->maps[m->n_maps].addr = start;
+    m->maps[m->n_maps].len = len;
     m->maps[m->n_maps].anon = 1;
     m->n_maps++;
     return start;
