@@ -37,15 +37,15 @@ typedef struct {
 /*
  * Q6_K, 8 rows x 256 columns. Columns are grouped as in block_q4_Kx8: step
  * k (0 .. 7) of 64-column group j is columns 64j + 4k .. + 3 (its "low"
- * columns, sub-block 2j's half) and the same 4 columns 32 on (its "high"
- * ones). Steps 2kp and 2kp + 1 make pair kp, whose four values per row and
+ * columns, in the group's first 32) and the same 4 columns 32 on (its
+ * "high" ones). Steps 2kp and 2kp + 1 make pair kp, whose four values per row and
  * column i are a (low, step 2kp), b (low, 2kp + 1), c (high, 2kp), e (high,
  * 2kp + 1).
  *   d       each row's super-block scale
  *   scales  [pair p][row][2]: the 8-bit scales of 16-column sub-blocks 2p,
  *           2p + 1 (sub-block of column c: c / 16)
- * The values, q in 0 .. 63 (q - 32 in block_q6_K), per ISA: the layout is
- * made at load for the tables of the machine it runs on.
+ * The values, q in 0 .. 63 (q - 32 in block_q6_K), have one layout per
+ * architecture the build targets (every table of a build reads it):
  *
  * x86 (vpmaddubsw, vpdpbusd: unsigned weights):
  *   ql      [j][k][row][4]: low 4 bits, low columns' in the low nibbles
