@@ -657,6 +657,7 @@ static const qwen_kernels kernels_neon_i8mm = {
     .packed_gemm[QWEN_TYPE_Q4_K] = smmla_packed_gemm_q4_K,
     .packed_gemm[QWEN_TYPE_Q8_0] = smmla_packed_gemm_q8_0,
     .packed_gemm[QWEN_TYPE_Q6_K] = i8mm_packed_gemm_q6_K,
+    .packed_gemm_min_tokens[QWEN_TYPE_Q6_K] = ARM_Q6K_GEMM_MIN_TOKENS,
     .packed_gemm_act[QWEN_TYPE_Q8_0] = q80_act_prep,
     .packed_gemm_act_bytes = q80_act_bytes,
     .packed_gemm_act_tokens = 2,

@@ -1100,9 +1100,16 @@ PFX##_q80_quad_bytes(int act_type, int64_t n, int n_tok)                        
 {                                                                                      \
     return arm_q80_quad_bytes(act_type, n, n_tok);                                     \
 }
+/* Fewest tokens for Q6_K's staged GEMM: below, the 4-token dots take fewer
+ * instructions now that their unpack is 6 operations (neoverse-n1, Q4_K_M,
+ * Q6_K's per decoded token: 8 tokens 37.4M against 45.3M, 16 tokens 37.4M
+ * against 38.9M); a prompt's 200 still favour the GEMM (8.4M against 9.7M
+ * a prefilled token) */
+#define ARM_Q6K_GEMM_MIN_TOKENS 17
 #define QWEN_ARM_PACKED_GEMM_ENTRIES(PFX)                                              \
     .packed_gemm[QWEN_TYPE_Q4_K] = PFX##_packed_gemm_q4_K,                             \
     .packed_gemm[QWEN_TYPE_Q6_K] = PFX##_packed_gemm_q6_K,                             \
+    .packed_gemm_min_tokens[QWEN_TYPE_Q6_K] = ARM_Q6K_GEMM_MIN_TOKENS,                 \
     .packed_gemm[QWEN_TYPE_Q8_0] = PFX##_packed_gemm_q8_0,                             \
     .packed_gemm_act[QWEN_TYPE_Q8_0] = PFX##_q80_quad_prep,                            \
     .packed_gemm_act_bytes = PFX##_q80_quad_bytes,                                     \
