@@ -730,6 +730,7 @@ void qwen_neon_attention_tokens_f16(int, int, int, const float *, size_t, const 
 
 QWEN_ARM_PACKED_KERNELS(neon)
 QWEN_ARM_PACKED_GEMM(neon)
+QWEN_ARM_PACKED_GEMM_Q4K(neon)
 
 static const qwen_kernels kernels_neon = {
     .name = "neon",
@@ -737,6 +738,9 @@ static const qwen_kernels kernels_neon = {
     QWEN_ARM_QUANT_ENTRIES(neon),
     QWEN_ARM_PACKED_ENTRIES(neon),
     QWEN_ARM_PACKED_GEMM_ENTRIES(neon),
+    /* without SDOT the staged Q4_K GEMM stays ahead of the 4-token dots
+     * (cortex-a72, 8 tokens: 250.6M instructions a token against 261.0M) */
+    .packed_gemm[QWEN_TYPE_Q4_K] = neon_packed_gemm_q4_K,
     .vec_dot2x4[QWEN_TYPE_Q8_0] = neon_dot2x4_q8_0,
     .kv_store[QWEN_KV_Q8_0] = qwen_kv_store_q8_0_ref,
     .kv_attention[QWEN_KV_Q8_0] = attention_q8_0,

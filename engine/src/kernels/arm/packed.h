@@ -34,6 +34,11 @@ arm_idot_groups(int32x4_t acc, int8x16_t w, int8x16_t g)
     arm_idot_groups(acc, w, vreinterpretq_s8_s32(vdupq_laneq_s32(vreinterpretq_s32_s8(y), LANE)))
 #endif
 
+/* p += bytes, with p opaque to the compiler after it: each load then
+ * steps its pointer on (post-index) instead of keeping one address
+ * register per load, which cost an add per load in the one-token loops */
+#define ARM_STEP(p, bytes) do { (p) += (bytes); __asm__("" : "+r"(p)); } while (0)
+
 /* the 8 rows' f16 scales as two float vectors (rows 0-3, 4-7) */
 ARM_INLINE void
 arm_f16x8(const qwen_f16 *h, float32x4_t *lo, float32x4_t *hi)
@@ -174,11 +179,19 @@ arm_q4kx8_dot1(int64_t n, const void *w, const void *act, float *out)
 }
 
 /*
- * Packed Q4_K x Q8_K: a sub-block's products add in int32 (SDOT), then
- * the row's scale multiplies them (MLA); the mins come off through the
- * activation's bsums. Rows 0-3 and 4-7 take separate passes over the
- * block, so a pass keeps its 4 tokens' sums in registers (both at once
- * spilled them). Sums accumulate in out.
+ * Packed Q4_K x Q8_K, NT tokens (2 .. 4): a sub-block's products add in
+ * int32 (SDOT), then the row's scale multiplies them (MLA); the mins come
+ * off through the activation's bsums. Rows 0-3 and 4-7 take separate
+ * passes over the block, so a pass keeps its tokens' sums in registers.
+ * A 64-column group's 8 loads (4 columns of the pass's 4 rows each) are
+ * unpacked once for all tokens: the low nibbles are sub-block 2j, the high
+ * ones 2j + 1. Then a token at a time: its 64 activation bytes in one
+ * load, two SDOT chains, both folded into its sums at once. The mins,
+ * split into even and odd sub-blocks, go through SMLAL by lane against the
+ * token's 32-column sums. Integer sums are exact in any order, and each
+ * lane's float operations are the scalar truth's, in its order: the same
+ * bits. (neoverse-n1, 4 sequences decoded together: Q4_K's 70.0M
+ * instructions a token -> 56.1M.)
  */
 ARM_INLINE void
 arm_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *out,
@@ -187,7 +200,7 @@ arm_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *o
     const uint8x16_t    m4 = vdupq_n_u8(0xF);
     const block_q4_Kx8 *x = w;
     int64_t             b, nb = n / QK_K;
-    int                 t, j, h, k, i, r;
+    int                 t, j, k, r;
 
     if (NT == 1) {
         arm_q4kx8_dot1(n, w, act, out);
@@ -199,7 +212,7 @@ arm_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *o
     }
     for (b = 0; b < nb; b++) {
         float32x4_t d[2], m[2];
-        int32_t     bs[4][QK_K / 32];
+        int16x8_t   bs[4];   /* token t's sub-block sums: lane i bsums[2i] + [2i + 1] */
 
         arm_f16x8(x[b].d, &d[0], &d[1]);
         arm_f16x8(x[b].dmin, &m[0], &m[1]);
@@ -207,71 +220,82 @@ arm_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *o
         for (t = 0; t < NT; t++) {
             const block_q8_K *y = ARM_ACT(block_q8_K, act, stride, t) + b;
 
-#pragma GCC unroll 8
-            for (i = 0; i < QK_K / 32; i++) {
-                bs[t][i] = y->bsums[2 * i] + y->bsums[2 * i + 1];
-            }
+            bs[t] = vpaddq_s16(vld1q_s16(y->bsums), vld1q_s16(y->bsums + 8));
         }
-#pragma GCC unroll 2
+#pragma GCC unroll 1
         for (r = 0; r < 2; r++) {
-            int32x4_t is[4], ms[4];
+            int32x4_t     is[4], ms[4];
+            const int8_t *yq[4];   /* each token's columns of step group j */
 
 #pragma GCC unroll 4
             for (t = 0; t < NT; t++) {
-                is[t] = ms[t] = vdupq_n_s32(0);
+                is[t] = vdupq_n_s32(0);
+                yq[t] = ARM_ACT(block_q8_K, act, stride, t)[b].qs;
             }
             for (j = 0; j < QK_K / 64; j++) {
-#pragma GCC unroll 2
-                for (h = 0; h < 2; h++) {
-                    int32x4_t s[4], sc;
+                /* the 8 steps' values of sub-blocks 2j (lo) and 2j + 1 (hi) */
+                int8x16_t lo[8], hi[8];
+                int32x4_t sc0 = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(
+                    vmovl_u8(vld1_u8(x[b].scales[2 * j] + 4 * r)))));
+                int32x4_t sc1 = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(
+                    vmovl_u8(vld1_u8(x[b].scales[2 * j + 1] + 4 * r)))));
 
-#pragma GCC unroll 4
-                    for (t = 0; t < NT; t++) {
-                        s[t] = vdupq_n_s32(0);
-                    }
-#pragma GCC unroll 2
-                    for (k = 0; k < 8; k += 4) {
-                        int8x16_t q[4];
+#pragma GCC unroll 8
+                for (k = 0; k < 8; k++) {
+                    uint8x16_t v = vld1q_u8(x[b].qs[j][k][4 * r]);
 
-#pragma GCC unroll 4
-                        for (i = 0; i < 4; i++) {
-                            uint8x16_t v = vld1q_u8(x[b].qs[j][k + i][4 * r]);
-
-                            q[i] = vreinterpretq_s8_u8(h ? vshrq_n_u8(v, 4) : vandq_u8(v, m4));
-                        }
-#pragma GCC unroll 4
-                        for (t = 0; t < NT; t++) {
-                            int8x16_t y = vld1q_s8(ARM_ACT(block_q8_K, act, stride, t)[b].qs
-                                                   + 64 * j + 32 * h + 4 * k);
-
-                            s[t] = arm_idot_lane(s[t], q[0], y, 0);
-                            s[t] = arm_idot_lane(s[t], q[1], y, 1);
-                            s[t] = arm_idot_lane(s[t], q[2], y, 2);
-                            s[t] = arm_idot_lane(s[t], q[3], y, 3);
-                        }
-                    }
-                    sc = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(vmovl_u8(
-                        vld1_u8(x[b].scales[2 * j + h] + 4 * r)))));
-#pragma GCC unroll 4
-                    for (t = 0; t < NT; t++) {
-                        is[t] = vmlaq_s32(is[t], s[t], sc);
-                    }
+                    lo[k] = vreinterpretq_s8_u8(vandq_u8(v, m4));
+                    hi[k] = vreinterpretq_s8_u8(vshrq_n_u8(v, 4));
                 }
-            }
-            /* mins [pair][row][2]: this half's 4 rows are 8 bytes of each pair */
-#pragma GCC unroll 4
-            for (i = 0; i < QK_K / 64; i++) {
-                uint8x8_t  v = vld1_u8(x[b].mins[i][4 * r]);
-                int32x4_t  e = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(vmovl_u8(
-                    vuzp1_u8(v, v)))));
-                int32x4_t  o = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(vmovl_u8(
-                    vuzp2_u8(v, v)))));
-
+                /* a token at a time: its 64 columns in one load, its two
+                 * chains folded into its sums at once (few registers live) */
 #pragma GCC unroll 4
                 for (t = 0; t < NT; t++) {
-                    ms[t] = vmlaq_n_s32(vmlaq_n_s32(ms[t], e, bs[t][2 * i]), o, bs[t][2 * i + 1]);
+                    int8x16x4_t y = vld1q_s8_x4(yq[t]);
+                    int32x4_t   sl = vdupq_n_s32(0), sh = vdupq_n_s32(0);
+
+                    sl = arm_idot_lane(sl, lo[0], y.val[0], 0);
+                    sh = arm_idot_lane(sh, hi[0], y.val[2], 0);
+                    sl = arm_idot_lane(sl, lo[1], y.val[0], 1);
+                    sh = arm_idot_lane(sh, hi[1], y.val[2], 1);
+                    sl = arm_idot_lane(sl, lo[2], y.val[0], 2);
+                    sh = arm_idot_lane(sh, hi[2], y.val[2], 2);
+                    sl = arm_idot_lane(sl, lo[3], y.val[0], 3);
+                    sh = arm_idot_lane(sh, hi[3], y.val[2], 3);
+                    sl = arm_idot_lane(sl, lo[4], y.val[1], 0);
+                    sh = arm_idot_lane(sh, hi[4], y.val[3], 0);
+                    sl = arm_idot_lane(sl, lo[5], y.val[1], 1);
+                    sh = arm_idot_lane(sh, hi[5], y.val[3], 1);
+                    sl = arm_idot_lane(sl, lo[6], y.val[1], 2);
+                    sh = arm_idot_lane(sh, hi[6], y.val[3], 2);
+                    sl = arm_idot_lane(sl, lo[7], y.val[1], 3);
+                    sh = arm_idot_lane(sh, hi[7], y.val[3], 3);
+                    is[t] = vmlaq_s32(vmlaq_s32(is[t], sl, sc0), sh, sc1);
+                    ARM_STEP(yq[t], 64);
                 }
             }
+            /* mins [pair i][row][2]: this half's 4 rows are 8 bytes of each
+             * pair, split into the even and odd sub-blocks' mins, each row's
+             * times the token's sum of that sub-block (SMLAL by lane) */
+#pragma GCC unroll 4
+            for (t = 0; t < NT; t++) {
+                ms[t] = vdupq_n_s32(0);
+            }
+#define ARM_Q4K_MINS(I)                                                                    \
+    do {                                                                                   \
+        int16x8_t mv = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(x[b].mins[I][4 * r])));      \
+        int16x4_t me = vget_low_s16(vuzp1q_s16(mv, mv)), mo = vget_low_s16(vuzp2q_s16(mv, mv)); \
+        _Pragma("GCC unroll 4")                                                            \
+        for (t = 0; t < NT; t++) {                                                         \
+            ms[t] = vmlal_laneq_s16(vmlal_laneq_s16(ms[t], me, bs[t], 2 * (I)), mo, bs[t], \
+                                    2 * (I) + 1);                                          \
+        }                                                                                  \
+    } while (0)
+            ARM_Q4K_MINS(0);
+            ARM_Q4K_MINS(1);
+            ARM_Q4K_MINS(2);
+            ARM_Q4K_MINS(3);
+#undef ARM_Q4K_MINS
 #pragma GCC unroll 4
             for (t = 0; t < NT; t++) {
                 float  dy = ARM_ACT(block_q8_K, act, stride, t)[b].d;
@@ -395,7 +419,7 @@ arm_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *o
 {
     const block_q6_Kx8 *x = w;
     int64_t             b, nb = n / QK_K;
-    int                 t, j, kp, i, h, r;
+    int                 t, j, kp, h, r;
 
     if (NT == 1) {
         arm_q6kx8_dot1(n, w, act, out);
@@ -411,11 +435,13 @@ arm_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *o
         arm_f16x8(x[b].d, &d[0], &d[1]);
 #pragma GCC unroll 2
         for (r = 0; r < 2; r++) {
-            int32x4_t is[4];
+            int32x4_t     is[4];
+            const int8_t *yq[4];   /* each token's columns of group j */
 
 #pragma GCC unroll 4
             for (t = 0; t < NT; t++) {
                 is[t] = vdupq_n_s32(0);
+                yq[t] = ARM_ACT(block_q8_K, act, stride, t)[b].qs;
             }
             for (j = 0; j < QK_K / 64; j++) {
                 /* scales [pair][row][2] of pairs 2j + h: this half's 8 bytes */
@@ -428,45 +454,44 @@ arm_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *o
                     sc[h][0] = vmovl_s16(vget_low_s16(vmovl_s8(vuzp1_s8(v, v))));
                     sc[h][1] = vmovl_s16(vget_low_s16(vmovl_s8(vuzp2_s8(v, v))));
                 }
-#pragma GCC unroll 2
-                for (i = 0; i < 2; i++) {    /* steps 4i .. 4i + 3: a sub-block per half */
-                    int32x4_t s[4][2];
+                /* the group's values once: pair kp's low columns in
+                 * v[kp][0..1], its high ones in v[kp][2..3] */
+                int8x16_t v[4][4];
 
 #pragma GCC unroll 4
-                    for (t = 0; t < NT; t++) {
-                        s[t][0] = s[t][1] = vdupq_n_s32(0);
-                    }
-#pragma GCC unroll 2
-                    for (kp = 2 * i; kp < 2 * i + 2; kp++) {
-                        int8x16_t v[4];
+                for (kp = 0; kp < 4; kp++) {
+                    uint8x16x3_t p = vld1q_u8_x3(x[b].q[j][kp][r][0][0]);
 
-                        uint8x16x3_t p = vld1q_u8_x3(x[b].q[j][kp][r][0][0]);
-
-                        arm_q6k_values(p.val[0], p.val[1], p.val[2], v);
+                    arm_q6k_values(p.val[0], p.val[1], p.val[2], v[kp]);
+                }
+                /* a token at a time: its 64 columns in one load, its four
+                 * chains (sub-blocks 4j + 2h + i) folded in at once */
 #pragma GCC unroll 4
-                        for (t = 0; t < NT; t++) {
-                            const int8_t *q8 = ARM_ACT(block_q8_K, act, stride, t)[b].qs
-                                               + 64 * j + 16 * i;
-                            int8x16_t     yl = vld1q_s8(q8), yh = vld1q_s8(q8 + 32);
+                for (t = 0; t < NT; t++) {
+                    int8x16x4_t y = vld1q_s8_x4(yq[t]);
+                    int32x4_t   s00 = vdupq_n_s32(0), s01 = vdupq_n_s32(0);
+                    int32x4_t   s10 = vdupq_n_s32(0), s11 = vdupq_n_s32(0);
 
-                            if (kp % 2 == 0) {
-                                s[t][0] = arm_idot_lane(s[t][0], v[0], yl, 0);
-                                s[t][0] = arm_idot_lane(s[t][0], v[1], yl, 1);
-                                s[t][1] = arm_idot_lane(s[t][1], v[2], yh, 0);
-                                s[t][1] = arm_idot_lane(s[t][1], v[3], yh, 1);
-                            } else {
-                                s[t][0] = arm_idot_lane(s[t][0], v[0], yl, 2);
-                                s[t][0] = arm_idot_lane(s[t][0], v[1], yl, 3);
-                                s[t][1] = arm_idot_lane(s[t][1], v[2], yh, 2);
-                                s[t][1] = arm_idot_lane(s[t][1], v[3], yh, 3);
-                            }
-                        }
-                    }
-#pragma GCC unroll 4
-                    for (t = 0; t < NT; t++) {
-                        is[t] = vmlaq_s32(vmlaq_s32(is[t], s[t][0], sc[0][i]), s[t][1],
-                                          sc[1][i]);
-                    }
+                    /* [h][i]: low (h 0) or high (h 1) columns, steps 4i .. */
+                    s00 = arm_idot_lane(s00, v[0][0], y.val[0], 0);
+                    s10 = arm_idot_lane(s10, v[0][2], y.val[2], 0);
+                    s00 = arm_idot_lane(s00, v[0][1], y.val[0], 1);
+                    s10 = arm_idot_lane(s10, v[0][3], y.val[2], 1);
+                    s00 = arm_idot_lane(s00, v[1][0], y.val[0], 2);
+                    s10 = arm_idot_lane(s10, v[1][2], y.val[2], 2);
+                    s00 = arm_idot_lane(s00, v[1][1], y.val[0], 3);
+                    s10 = arm_idot_lane(s10, v[1][3], y.val[2], 3);
+                    s01 = arm_idot_lane(s01, v[2][0], y.val[1], 0);
+                    s11 = arm_idot_lane(s11, v[2][2], y.val[3], 0);
+                    s01 = arm_idot_lane(s01, v[2][1], y.val[1], 1);
+                    s11 = arm_idot_lane(s11, v[2][3], y.val[3], 1);
+                    s01 = arm_idot_lane(s01, v[3][0], y.val[1], 2);
+                    s11 = arm_idot_lane(s11, v[3][2], y.val[3], 2);
+                    s01 = arm_idot_lane(s01, v[3][1], y.val[1], 3);
+                    s11 = arm_idot_lane(s11, v[3][3], y.val[3], 3);
+                    is[t] = vmlaq_s32(vmlaq_s32(is[t], s00, sc[0][0]), s10, sc[1][0]);
+                    is[t] = vmlaq_s32(vmlaq_s32(is[t], s01, sc[0][1]), s11, sc[1][1]);
+                    ARM_STEP(yq[t], 64);
                 }
             }
 #pragma GCC unroll 4
@@ -540,11 +565,6 @@ arm_q8_0x8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
         vst1q_f32(out + 8 * t + 4, a1[t]);
     }
 }
-
-/* p += bytes, with p opaque to the compiler after it: each load then
- * steps its pointer on (post-index) instead of keeping one address
- * register per load, which cost an add per load in the one-token loops */
-#define ARM_STEP(p, bytes) do { (p) += (bytes); __asm__("" : "+r"(p)); } while (0)
 
 /*
  * Zeroed int32 accumulators loaded in pairs (LDP) from a zero block the
@@ -1075,14 +1095,21 @@ PFX##_packed_gemm_q6_K(int64_t n, const void *w, const void *act, size_t stride,
 {                                                                                      \
     arm_q6kx8_gemm(n, w, act, stride, n_tok, out, out_stride, idx);                    \
 }
-/* Prompt tokens' packed_gemm on SDOT (the i8mm table has its own, SMMLA) */
-#define QWEN_ARM_PACKED_GEMM(PFX)                                                      \
+/* Q4_K's staged GEMM, for the plain NEON table only: with SDOT the
+ * 4-token dots take fewer instructions at every token count (neoverse-n1,
+ * Q4_K's per token: 8 tokens 56.1M against the GEMM's 70.6M, 16 against
+ * 64.8M, 32 against 61.9M, a 200-token prompt 54.9M against 57.6M), so
+ * the dotprod and bf16 tables have none; the i8mm table has its own,
+ * SMMLA, ahead from 8 tokens (54.9M, cpu max) */
+#define QWEN_ARM_PACKED_GEMM_Q4K(PFX)                                                  \
 static void                                                                            \
 PFX##_packed_gemm_q4_K(int64_t n, const void *w, const void *act, size_t stride,         \
                        int n_tok, float *out, size_t out_stride, const int32_t *idx)     \
 {                                                                                      \
     arm_q4kx8_gemm(n, w, act, stride, n_tok, out, out_stride, idx);                    \
-}                                                                                      \
+}
+/* Prompt tokens' packed_gemm on SDOT (the i8mm table has its own, SMMLA) */
+#define QWEN_ARM_PACKED_GEMM(PFX)                                                      \
 QWEN_ARM_PACKED_GEMM_Q6K(PFX)                                                          \
 static void                                                                            \
 PFX##_packed_gemm_q8_0(int64_t n, const void *w, const void *act, size_t stride,         \
@@ -1107,7 +1134,6 @@ PFX##_q80_quad_bytes(int act_type, int64_t n, int n_tok)                        
  * a prefilled token) */
 #define ARM_Q6K_GEMM_MIN_TOKENS 17
 #define QWEN_ARM_PACKED_GEMM_ENTRIES(PFX)                                              \
-    .packed_gemm[QWEN_TYPE_Q4_K] = PFX##_packed_gemm_q4_K,                             \
     .packed_gemm[QWEN_TYPE_Q6_K] = PFX##_packed_gemm_q6_K,                             \
     .packed_gemm_min_tokens[QWEN_TYPE_Q6_K] = ARM_Q6K_GEMM_MIN_TOKENS,                 \
     .packed_gemm[QWEN_TYPE_Q8_0] = PFX##_packed_gemm_q8_0,                             \
