@@ -6,7 +6,7 @@ BENCH_GEN     ?= 200
 
 bench: deps deps-bench
 	$(MAKE) --no-print-directory all $(NGX_MODULE) bench-models test-models $(BUILD)/blas_bench \
-	    $(BUILD)/att_bench $(BUILD)/dot_bench $(BUILD)/peak_bench
+	    $(BUILD)/att_bench $(BUILD)/dot_bench $(BUILD)/peak_bench $(BUILD)/gemm_bench
 	BUILD=$(BUILD) BENCH_PROMPT=$(BENCH_PROMPT) BENCH_GEN=$(BENCH_GEN) \
 	    BENCH_FORMATS="$(BENCH_FORMATS)" tests/bench/run.sh
 .PHONY: bench deps-bench
@@ -26,8 +26,9 @@ $(BUILD)/blas_bench: tests/bench/blas_bench.c tests/bench/bench_clock.h $(LIB)
 # the other bench programs link only the engine: att_bench (one decode
 # step's attention per table and KV format), dot_bench (one token's packed
 # dot per table and weight type, from memory and in cache), peak_bench
-# (each table's multiply-add instruction at its peak: prefill's ceiling)
-$(BUILD)/%_bench: tests/bench/%_bench.c tests/bench/bench_clock.h $(LIB)
+# (each table's multiply-add instruction at its peak: prefill's ceiling),
+# gemm_bench (each table's packed GEMM, 200 tokens, against that peak)
+$(BUILD)/%_bench: tests/bench/%_bench.c tests/bench/bench_clock.h tests/bench/bench_tables.h $(LIB)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 # make bench-ab BASE=REV: this tree's engine against REV's, interleaved in

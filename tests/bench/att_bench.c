@@ -20,6 +20,7 @@
  *   att_bench [n_pos]
  */
 #include "bench_clock.h"
+#include "bench_tables.h"
 #include "kernels/kernels.h"
 
 #include <stdio.h>
@@ -95,8 +96,6 @@ time_prompt(const qwen_kv_format *f, const char *kp, const char *vp, const int32
 int
 main(int argc, char **argv)
 {
-    static const char *tables[] = { "scalar", "avx2", "avx2_vnni", "avx512", "neon",
-                                    "neon_dotprod", "neon_i8mm", "neon_bf16" };
     int                 n_pos = argc > 1 ? atoi(argv[1]) : 400;
     int                 nb = (n_pos + QWEN_KV_BLOCK - 1) / QWEN_KV_BLOCK, i, b, id;
     int                 m = QWEN_KV_ATT_TOKENS;
@@ -122,8 +121,8 @@ main(int argc, char **argv)
     for (i = 0; i < m * N_Q * HD; i++) {
         q[i] = (float) rand() / RAND_MAX - 0.5f;
     }
-    for (ti = 0; ti < sizeof(tables) / sizeof(tables[0]); ti++) {
-        const qwen_kernels *kt = qwen_kernels_by_name(tables[ti]);
+    for (ti = 0; ti < BENCH_COUNT(bench_tables); ti++) {
+        const qwen_kernels *kt = qwen_kernels_by_name(bench_tables[ti]);
 
         if (kt == NULL) {
             continue;
@@ -169,7 +168,7 @@ main(int argc, char **argv)
             printf("{\"table\":\"%s\",\"kv\":\"%s\",\"n_pos\":%d,\"memory_us\":%.2f,"
                    "\"cache_us\":%.2f,\"memory_gb_s\":%.1f,\"prompt_us\":%.2f,"
                    "\"prompt_gmac_s\":%.1f}\n",
-                   tables[ti], f.name, n_pos, mem, hot,
+                   bench_tables[ti], f.name, n_pos, mem, hot,
                    2.0 * n_pos * f.pos_bytes / (mem * 1e-6) / 1e9, prompt,
                    macs / (prompt * 1e-6) / 1e9);
             fflush(stdout);

@@ -14,6 +14,7 @@
  *   dot_bench
  */
 #include "bench_clock.h"
+#include "bench_tables.h"
 #include "kernels/kernels.h"
 #include "repack.h"
 
@@ -52,13 +53,6 @@ time_groups(const qwen_kernels *k, int type, const char *w, size_t gb, size_t ng
 int
 main(void)
 {
-    static const char *tables[] = { "scalar", "avx2", "avx2_vnni", "avx512", "neon",
-                                    "neon_dotprod", "neon_i8mm", "neon_bf16" };
-    static const struct {
-        int         type;
-        const char *name;
-    } types[] = { { QWEN_TYPE_Q4_K, "q4_K" }, { QWEN_TYPE_Q6_K, "q6_K" },
-                  { QWEN_TYPE_Q8_0, "q8_0" }, { QWEN_TYPE_BF16, "bf16" } };
     const size_t mem_bytes = (size_t) 256 << 20, cache_bytes = (size_t) 256 << 10;
     float        x[COLS], *rows = malloc((size_t) QWEN_PACK_ROWS * COLS * sizeof(float));
     size_t       ti, yi;
@@ -75,11 +69,11 @@ main(void)
     for (i = 0; i < COLS; i++) {
         x[i] = (float) rand() / RAND_MAX - 0.5f;
     }
-    for (ti = 0; ti < sizeof(tables) / sizeof(tables[0]); ti++) {
-        const qwen_kernels *k = qwen_kernels_by_name(tables[ti]);
+    for (ti = 0; ti < BENCH_COUNT(bench_tables); ti++) {
+        const qwen_kernels *k = qwen_kernels_by_name(bench_tables[ti]);
 
-        for (yi = 0; k != NULL && yi < sizeof(types) / sizeof(types[0]); yi++) {
-            int     type = types[yi].type, act_type = qwen_act_type(type);
+        for (yi = 0; k != NULL && yi < BENCH_COUNT(bench_packed_types); yi++) {
+            int     type = bench_packed_types[yi].type, act_type = qwen_act_type(type);
             size_t  rb = qwen_row_bytes(type, COLS), gb = qwen_packed_group_bytes(type, COLS);
             size_t  ng = gb > 0 ? mem_bytes / gb : 0, g;
             char   *q, *w, *act;
@@ -114,7 +108,7 @@ main(void)
             hot = time_groups(k, type, w, gb, cache_bytes / gb, act, 200);
             printf("{\"table\":\"%s\",\"type\":\"%s\",\"memory_gb_s\":%.2f,\"cache_gb_s\":%.2f,"
                    "\"memory_gvalues_s\":%.2f}\n",
-                   tables[ti], types[yi].name, (double) (ng * gb) / mem / 1e9,
+                   bench_tables[ti], bench_packed_types[yi].name, (double) (ng * gb) / mem / 1e9,
                    (double) (cache_bytes / gb * gb) / hot / 1e9,
                    (double) ng * QWEN_PACK_ROWS * COLS / mem / 1e9);
             fflush(stdout);

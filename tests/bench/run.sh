@@ -27,6 +27,8 @@
 #     core, and the prefill ceiling each sets for the model whose prompt
 #     matmul rests on it, against our prefill and 2x llama.cpp's
 #     (tests/bench/peak_bench.c)
+#   - each table's packed GEMM (prompt tokens, batches of sequences) on one
+#     core, per weight type, in GMAC/s (tests/bench/gemm_bench.c)
 #   - tokenizer encode throughput
 #   - constrained sampling: one step's cost for four schemas (qwen grammar-bench)
 # Writes $BUILD/bench/: results.jsonl, table.md (also printed), and the
@@ -121,6 +123,13 @@ if [ -x "$BUILD/peak_bench" ]; then
     fmt=${FORMATS%% *}   # every format's file has the same shape
     "$qwen" info -m "$BUILD/models/full-$fmt.gguf" \
         | sed "s/^{/{\"kind\":\"info\",\"format\":\"$fmt\",/" >> "$res"
+fi
+
+# each table's packed GEMM on one core, 200 tokens in cache: how near the
+# prompt matmul comes to the instruction peak above
+if [ -x "$BUILD/gemm_bench" ]; then
+    echo "== packed GEMMs, 200 tokens, one thread" >&2
+    taskset -c 0 "$BUILD/gemm_bench" | sed "s/^{/{\"kind\":\"gemm\",/" >> "$res"
 fi
 
 # 4 sequences at positions 200-400 (where the KV cache is read as much as
@@ -366,6 +375,19 @@ if peak and info:
                                  "%.1f (%.0f%%)" % (2 * l, 200 * l / ceiling)]
         lines.append("| %s | %s | %.1f | %s |" % (r["table"], r["instr"], r["gmac_s"],
                                                 " | ".join(cells)))
+    lines.append("")
+gemm = [r for r in rows if r["kind"] == "gemm"]
+if gemm:
+    lines.append("Packed GEMMs (the kernel of prompt tokens and of several sequences decoded "
+                 "together), %d x %d weights against %d tokens in cache, one core, GMAC/s "
+                 "(tests/bench/gemm_bench.c; exact: the same bits as the table's packed dot):"
+                 % (gemm[0]["rows"], gemm[0]["cols"], gemm[0]["tokens"]))
+    lines.append("")
+    lines.append("| table | weight type | GMAC/s | exact |")
+    lines.append("|---|---|---|---|")
+    for r in gemm:
+        lines.append("| %s | %s | %.1f | %s |" % (r["table"], r["type"], r["gmac_s"],
+                                                 "yes" if r["exact"] else "NO"))
     lines.append("")
 blas = [r for r in rows if r["kind"] == "blas"]
 if blas:

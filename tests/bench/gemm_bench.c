@@ -1,0 +1,124 @@
+/*
+ * gemm_bench.c - make bench's prompt-matmul figure: each kernel table's
+ * packed GEMM (packed_gemm, the kernel prompt tokens and batches of
+ * sequences take) on one core, per weight type it has one for, in GMAC/s:
+ * 3072 x 1024 weights (Qwen3-0.6B's gate / up projection) against 200
+ * tokens, in cache as a prefill step finds them. Next to peak_bench's
+ * figure for the instruction the GEMM rests on, it says how much of a
+ * prefill's time is the kernel and how much the instruction. Each result
+ * is also checked against the table's packed dot (the same bits by design):
+ * "exact" false would be a bug. One JSON line per (table, type); the best
+ * of a few passes.
+ *   gemm_bench
+ */
+#include "bench_clock.h"
+#include "bench_tables.h"
+#include "kernels/kernels.h"
+#include "repack.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { COLS = 1024, ROWS = 3072, TOKENS = 200, PASSES = 5 };
+
+int
+main(void)
+{
+    float  *rows = malloc(sizeof(float) * QWEN_PACK_ROWS * COLS), x[COLS];
+    float  *out = malloc(sizeof(float) * ROWS * TOKENS), ref[QWEN_PACK_ROWS];
+    int32_t idx[TOKENS];
+    size_t  ti, yi;
+    int     i, t, g;
+
+    if (rows == NULL || out == NULL) {
+        fprintf(stderr, "gemm_bench: out of memory\n");
+        return 1;
+    }
+    for (t = 0; t < TOKENS; t++) {
+        idx[t] = t;
+    }
+    for (ti = 0; ti < BENCH_COUNT(bench_tables); ti++) {
+        const qwen_kernels *k = qwen_kernels_by_name(bench_tables[ti]);
+
+        for (yi = 0; k != NULL && yi < BENCH_COUNT(bench_packed_types); yi++) {
+            int         type = bench_packed_types[yi].type, act_type = qwen_act_type(type);
+            int         ng = ROWS / QWEN_PACK_ROWS, step = k->packed_gemm_groups > 1
+                                                             ? k->packed_gemm_groups : 1;
+            size_t      rb = qwen_row_bytes(type, COLS), gb = qwen_packed_group_bytes(type, COLS);
+            size_t      ab = qwen_row_bytes(act_type, COLS), gstride = ab;
+            char       *q, *w, *act, *gact = NULL;
+            const void *a;
+            double      best = 1e30, t0, s;
+            int         p, exact = 1;
+
+            if (k->packed_gemm[type] == NULL || gb == 0) {
+                continue;
+            }
+            q = malloc(QWEN_PACK_ROWS * rb);
+            w = malloc(gb * (size_t) ng);
+            act = malloc(ab * TOKENS);
+            if (q == NULL || w == NULL || act == NULL) {
+                fprintf(stderr, "gemm_bench: out of memory\n");
+                return 1;
+            }
+            srand(1);
+            for (g = 0; g < ng; g++) {
+                for (i = 0; i < QWEN_PACK_ROWS * COLS; i++) {
+                    rows[i] = ((float) rand() / RAND_MAX - 0.5f) * 0.1f;
+                }
+                for (i = 0; i < QWEN_PACK_ROWS; i++) {
+                    qwen_quantize_row(type, rows + (size_t) i * COLS, q + (size_t) i * rb, COLS);
+                }
+                qwen_pack_group(type, q, rb, COLS, w + (size_t) g * gb);
+            }
+            for (t = 0; t < TOKENS; t++) {
+                for (i = 0; i < COLS; i++) {
+                    x[i] = (float) rand() / RAND_MAX - 0.5f;
+                }
+                if (act_type == QWEN_TYPE_F32) {
+                    memcpy(act + (size_t) t * ab, x, ab);
+                } else {
+                    k->quantize_act(act_type, x, act + (size_t) t * ab, COLS);
+                }
+            }
+            a = act;
+            if (k->packed_gemm_act[act_type] != NULL) {
+                /* the table's own activation layout, made once per matmul */
+                gstride = k->packed_gemm_act_bytes(act_type, COLS, k->packed_gemm_act_tokens);
+                gact = malloc(k->packed_gemm_act_bytes(act_type, COLS, TOKENS));
+                if (gact == NULL) {
+                    fprintf(stderr, "gemm_bench: out of memory\n");
+                    return 1;
+                }
+                k->packed_gemm_act[act_type](COLS, act, ab, TOKENS, gact);
+                a = gact;
+            }
+            for (p = 0; p < PASSES; p++) {
+                t0 = now();
+                for (g = 0; g + step <= ng; g += step) {
+                    k->packed_gemm[type](COLS, w + (size_t) g * gb, a, gstride, TOKENS,
+                                         out + (size_t) g * QWEN_PACK_ROWS, ROWS, idx);
+                }
+                s = now() - t0;
+                best = s < best ? s : best;
+            }
+            for (t = 0; t < TOKENS; t += 37) {
+                k->packed_dot[type](COLS, w, act + (size_t) t * ab, ab, 1, ref);
+                exact &= memcmp(ref, out + (size_t) t * ROWS, sizeof(ref)) == 0;
+            }
+            printf("{\"table\":\"%s\",\"type\":\"%s\",\"rows\":%d,\"cols\":%d,\"tokens\":%d,"
+                   "\"gmac_s\":%.2f,\"exact\":%s}\n",
+                   bench_tables[ti], bench_packed_types[yi].name, ROWS, COLS, TOKENS,
+                   (double) ROWS * COLS * TOKENS / best / 1e9, exact ? "true" : "false");
+            fflush(stdout);
+            free(q);
+            free(w);
+            free(act);
+            free(gact);
+        }
+    }
+    free(rows);
+    free(out);
+    return 0;
+}
