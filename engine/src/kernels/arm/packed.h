@@ -77,10 +77,12 @@ arm_out_fms(float *out, float32x4_t a0, float32x4_t a1, int32x4_t i0, int32x4_t 
  * One token (decode) of packed Q4_K: all 8 rows in one pass, since one
  * token's sums leave registers for it. Each 64-byte load is two steps of
  * 4 columns for the 8 rows; its low nibbles feed sub-block 2j, its high
- * ones 2j + 1, against the same activation loads. The mins go through
- * SMLAL against the bsums' pair sums, lanes (row, even/odd sub-block),
- * folded by one pairwise add. The same integers and float operations per
- * lane as arm_q4kx8_dot, so the same bits.
+ * ones 2j + 1, against the same activation loads. The mins, split into
+ * even and odd sub-blocks by two LD2s, go through SMLAL by lane against
+ * the sub-blocks' sums, as arm_q4kx8_dot's do (26 instructions a block
+ * where a pattern of pair sums and a pairwise add took 31). The same
+ * integers and float operations per lane as arm_q4kx8_dot, so the same
+ * bits.
  */
 ARM_INLINE void
 arm_q4kx8_dot1(int64_t n, const void *w, const void *act, float *out)
@@ -94,32 +96,31 @@ arm_q4kx8_dot1(int64_t n, const void *w, const void *act, float *out)
 
     for (b = 0; b < nb; b++) {
         float32x4_t d0, d1, m0, m1;
-        int32x4_t   is0 = vdupq_n_s32(0), is1 = vdupq_n_s32(0), ms0, ms1;
-        int32x4_t   mp[4] = { vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0) };
+        int32x4_t   is0 = vdupq_n_s32(0), is1 = vdupq_n_s32(0);
+        int32x4_t   ms0 = vdupq_n_s32(0), ms1 = vdupq_n_s32(0);
+        /* lane i: sub-block i's sum */
         int16x8_t   bs = vpaddq_s16(vld1q_s16(y[b].bsums), vld1q_s16(y[b].bsums + 8));
-        uint8x16x4_t mins = vld1q_u8_x4(x[b].mins[0][0]);
+        /* mins [pair][row][2]: val[0] the even sub-blocks' (rows 0-7 of
+         * pairs 0, 1 / 2, 3), val[1] the odd ones' */
+        uint8x16x2_t m01 = vld2q_u8(x[b].mins[0][0]), m23 = vld2q_u8(x[b].mins[2][0]);
         float        dy = y[b].d;
 
-        /* mins [pair i][row][2] against (bs[2i], bs[2i + 1]) in every row's lanes */
-#pragma GCC unroll 4
-        for (i = 0; i < QK_K / 64; i++) {
-            int16x8_t mv0 = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(mins.val[i])));
-            int16x8_t mv1 = vreinterpretq_s16_u16(vmovl_high_u8(mins.val[i]));
-            int16x8_t pat;
-
-            switch (i) {
-            case 0: pat = vreinterpretq_s16_s32(vdupq_laneq_s32(vreinterpretq_s32_s16(bs), 0)); break;
-            case 1: pat = vreinterpretq_s16_s32(vdupq_laneq_s32(vreinterpretq_s32_s16(bs), 1)); break;
-            case 2: pat = vreinterpretq_s16_s32(vdupq_laneq_s32(vreinterpretq_s32_s16(bs), 2)); break;
-            default: pat = vreinterpretq_s16_s32(vdupq_laneq_s32(vreinterpretq_s32_s16(bs), 3)); break;
-            }
-            mp[0] = vmlal_s16(mp[0], vget_low_s16(mv0), vget_low_s16(pat));
-            mp[1] = vmlal_high_s16(mp[1], mv0, pat);
-            mp[2] = vmlal_s16(mp[2], vget_low_s16(mv1), vget_low_s16(pat));
-            mp[3] = vmlal_high_s16(mp[3], mv1, pat);
-        }
-        ms0 = vpaddq_s32(mp[0], mp[1]);
-        ms1 = vpaddq_s32(mp[2], mp[3]);
+        /* rows 0-3 (ms0) and 4-7 (ms1) times sub-block S's sum: 8 rows' mins of S in v */
+#define ARM_Q4K_MINS1(v, S)                                                               \
+    do {                                                                                  \
+        int16x8_t mv = vreinterpretq_s16_u16(v);                                          \
+        ms0 = vmlal_laneq_s16(ms0, vget_low_s16(mv), bs, S);                              \
+        ms1 = vmlal_high_laneq_s16(ms1, mv, bs, S);                                       \
+    } while (0)
+        ARM_Q4K_MINS1(vmovl_u8(vget_low_u8(m01.val[0])), 0);
+        ARM_Q4K_MINS1(vmovl_u8(vget_low_u8(m01.val[1])), 1);
+        ARM_Q4K_MINS1(vmovl_high_u8(m01.val[0]), 2);
+        ARM_Q4K_MINS1(vmovl_high_u8(m01.val[1]), 3);
+        ARM_Q4K_MINS1(vmovl_u8(vget_low_u8(m23.val[0])), 4);
+        ARM_Q4K_MINS1(vmovl_u8(vget_low_u8(m23.val[1])), 5);
+        ARM_Q4K_MINS1(vmovl_high_u8(m23.val[0]), 6);
+        ARM_Q4K_MINS1(vmovl_high_u8(m23.val[1]), 7);
+#undef ARM_Q4K_MINS1
         for (j = 0; j < QK_K / 64; j++) {
             int32x4_t  sl0 = vdupq_n_s32(0), sl1 = vdupq_n_s32(0);
             int32x4_t  sh0 = vdupq_n_s32(0), sh1 = vdupq_n_s32(0);
