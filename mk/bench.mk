@@ -27,7 +27,7 @@ $(BUILD)/blas_bench: tests/bench/blas_bench.c tests/bench/bench_clock.h $(LIB)
 # step's attention per table and KV format), dot_bench (one token's packed
 # dot per table and weight type, from memory and in cache), peak_bench
 # (each table's multiply-add instruction at its peak: prefill's ceiling),
-# gemm_bench (each table's packed GEMM, 200 tokens, against that peak)
+# gemm_bench (each table's prompt GEMMs, 200 tokens, against that peak)
 $(BUILD)/%_bench: tests/bench/%_bench.c tests/bench/bench_clock.h tests/bench/bench_tables.h $(LIB)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 

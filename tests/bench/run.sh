@@ -27,8 +27,9 @@
 #     core, and the prefill ceiling each sets for the model whose prompt
 #     matmul rests on it, against our prefill and 2x llama.cpp's
 #     (tests/bench/peak_bench.c)
-#   - each table's packed GEMM (prompt tokens, batches of sequences) on one
-#     core, per weight type, in GMAC/s (tests/bench/gemm_bench.c)
+#   - each table's prompt GEMMs (packed ones, also for batches of sequences,
+#     and the BF16 one) on one core, per weight type, in GMAC/s
+#     (tests/bench/gemm_bench.c)
 #   - tokenizer encode throughput
 #   - constrained sampling: one step's cost for four schemas (qwen grammar-bench)
 # Writes $BUILD/bench/: results.jsonl, table.md (also printed), and the
@@ -125,10 +126,10 @@ if [ -x "$BUILD/peak_bench" ]; then
         | sed "s/^{/{\"kind\":\"info\",\"format\":\"$fmt\",/" >> "$res"
 fi
 
-# each table's packed GEMM on one core, 200 tokens in cache: how near the
+# each table's prompt GEMMs on one core, 200 tokens in cache: how near the
 # prompt matmul comes to the instruction peak above
 if [ -x "$BUILD/gemm_bench" ]; then
-    echo "== packed GEMMs, 200 tokens, one thread" >&2
+    echo "== prompt GEMMs, 200 tokens, one thread" >&2
     taskset -c 0 "$BUILD/gemm_bench" | sed "s/^{/{\"kind\":\"gemm\",/" >> "$res"
 fi
 
@@ -378,16 +379,19 @@ if peak and info:
     lines.append("")
 gemm = [r for r in rows if r["kind"] == "gemm"]
 if gemm:
-    lines.append("Packed GEMMs (the kernel of prompt tokens and of several sequences decoded "
-                 "together), %d x %d weights against %d tokens in cache, one core, GMAC/s "
-                 "(tests/bench/gemm_bench.c; exact: the same bits as the table's packed dot):"
+    lines.append("Prompt GEMMs, %d x %d packed weights against %d tokens in cache, one "
+                 "core, GMAC/s (tests/bench/gemm_bench.c). packed_gemm: also the kernel of "
+                 "several sequences decoded together; exact: the same bits as the table's "
+                 "packed dot. gemm: the BF16 GEMM of the types without a packed one; exact: "
+                 "each token's results are those of the token alone:"
                  % (gemm[0]["rows"], gemm[0]["cols"], gemm[0]["tokens"]))
     lines.append("")
-    lines.append("| table | weight type | GMAC/s | exact |")
-    lines.append("|---|---|---|---|")
+    lines.append("| table | weight type | kernel | GMAC/s | exact |")
+    lines.append("|---|---|---|---|---|")
     for r in gemm:
-        lines.append("| %s | %s | %.1f | %s |" % (r["table"], r["type"], r["gmac_s"],
-                                                 "yes" if r["exact"] else "NO"))
+        lines.append("| %s | %s | %s | %.1f | %s |" % (r["table"], r["type"],
+                                                      r.get("kernel", "packed_gemm"),
+                                                      r["gmac_s"], "yes" if r["exact"] else "NO"))
     lines.append("")
 blas = [r for r in rows if r["kind"] == "blas"]
 if blas:
