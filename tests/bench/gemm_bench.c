@@ -187,9 +187,10 @@ main(void)
         for (yi = 0; k != NULL && k->gemm != NULL && yi < BENCH_COUNT(bench_packed_types); yi++) {
             int type = bench_packed_types[yi].type;
 
-            /* the types forward.c sends through gemm: no packed GEMM */
+            /* the types forward.c sends through gemm over a packed copy:
+             * read packed by the table, with no packed GEMM */
             if ((type == QWEN_TYPE_BF16 || type == QWEN_TYPE_Q8_0) && k->packed_gemm[type] == NULL
-                && qwen_packed_group_bytes(type, COLS) > 0)
+                && k->packed_dot[type] != NULL && qwen_packed_group_bytes(type, COLS) > 0)
             {
                 bench_bf16_gemm(bench_tables[ti], k, type, bench_packed_types[yi].name, rows, out);
             }
