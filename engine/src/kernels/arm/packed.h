@@ -79,10 +79,11 @@ arm_out_fms(float *out, float32x4_t a0, float32x4_t a1, int32x4_t i0, int32x4_t 
  * 4 columns for the 8 rows; its low nibbles feed sub-block 2j, its high
  * ones 2j + 1, against the same activation loads. The mins, split into
  * even and odd sub-blocks by two LD2s, go through SMLAL by lane against
- * the sub-blocks' sums, as arm_q4kx8_dot's do (26 instructions a block
- * where a pattern of pair sums and a pairwise add took 31). The same
- * integers and float operations per lane as arm_q4kx8_dot, so the same
- * bits.
+ * the sub-blocks' sums, as arm_q4kx8_dot's do: 5 instructions a block
+ * fewer than a pattern of pair sums and a pairwise add (neoverse-n1,
+ * Q4_K_M: 84.61M -> 83.68M a decoded token over its 186K Q4_K blocks).
+ * The same integers and float operations per lane as arm_q4kx8_dot, so
+ * the same bits.
  */
 ARM_INLINE void
 arm_q4kx8_dot1(int64_t n, const void *w, const void *act, float *out)
