@@ -420,11 +420,14 @@ typedef struct {
 } mm_job;
 
 /* Dot tokens' chunk: about MM_CHUNKS_PER_THREAD chunks a thread, each a
- * multiple of MM_CHUNK_ALIGN rows (whole packed groups, pairs of them for
- * the pair kernel, whole calls of a packed GEMM), so a chunk never splits
- * what a kernel does in one call. */
+ * multiple of MM_CHUNK_ALIGN rows (whole packed groups, whole calls of a
+ * multi-group dot or a packed GEMM), so a chunk never splits what a kernel
+ * does in one call. */
 #define MM_CHUNKS_PER_THREAD 32
 #define MM_CHUNK_ALIGN       64
+#if MM_CHUNK_ALIGN % (QWEN_PACK_MULTI_MAX * QWEN_PACK_ROWS) != 0
+#error "a chunk must hold whole calls of a multi-group dot"
+#endif
 
 static int64_t
 mm_chunk_rows(int64_t total_rows, int nth)
@@ -444,15 +447,16 @@ packed_gemm_min_tokens(const qwen_kernels *k, int type)
 
 /* Rows [lo, hi) of a packed weight (whole groups) for the dot tokens: each
  * group against the tokens four at a time, while it is in cache; one token
- * takes two groups a call where the table has a pair kernel. */
+ * takes several groups a call where the table has a multi-group dot. */
 static void
 mm_packed(const mm_job *job, const qwen_kernels *k, const qwen_tensor *w, float *out,
           int64_t lo, int64_t hi)
 {
     qwen_packed_dot_fn  pdot = k->packed_dot[w->type];
-    qwen_packed_pair_fn pair = job->n_gen == 1 ? k->packed_dot_pair[w->type] : NULL;
+    qwen_packed_multi_fn multi = job->n_gen == 1 ? k->packed_dot_multi[w->type] : NULL;
+    int64_t              multi_rows = (int64_t) k->packed_dot_multi_groups[w->type] * QWEN_PACK_ROWS;
     size_t              gb = qwen_packed_group_bytes(w->type, w->n_cols);
-    float               res[4 * QWEN_PACK_ROWS];
+    float               res[QWEN_PACK_MULTI_MAX * QWEN_PACK_ROWS];
     const char         *grp;
     int64_t             r;
     int                 g, i, nt;
@@ -475,11 +479,11 @@ mm_packed(const mm_job *job, const qwen_kernels *k, const qwen_tensor *w, float 
     }
     for (r = lo; r < hi; r += QWEN_PACK_ROWS) {
         grp = (const char *) w->packed + (size_t) (r / QWEN_PACK_ROWS) * gb;
-        if (pair != NULL && r + 2 * QWEN_PACK_ROWS <= hi) {
-            pair(w->n_cols, grp, gb, job->act, res);
+        if (multi != NULL && r + multi_rows <= hi) {
+            multi(w->n_cols, grp, gb, job->act, res);
             memcpy(out + (size_t) job->idx_gen[0] * w->n_rows + r, res,
-                   sizeof(float) * 2 * QWEN_PACK_ROWS);
-            r += QWEN_PACK_ROWS;
+                   sizeof(float) * (size_t) multi_rows);
+            r += multi_rows - QWEN_PACK_ROWS;
             continue;
         }
         for (g = 0; g < job->n_gen; g += 4) {

@@ -385,29 +385,35 @@ test_packed(const qwen_kernels *k)
                 free(grp);
                 free(rev);
             }
-            if (k->packed_dot_pair[type] != NULL) {
-                /* two groups: this one, then its rows in reverse order */
+            if (k->packed_dot_multi[type] != NULL) {
+                /* its groups: this one, then its rows in reverse order,
+                 * then this one again, ... (each group's rows its own) */
                 size_t   gb = qwen_packed_group_bytes(type, n);
-                uint8_t *rev = malloc(QWEN_PACK_ROWS * rb), *two = malloc(2 * gb);
-                float    got2[2 * QWEN_PACK_ROWS];
+                int      ng = k->packed_dot_multi_groups[type], g;
+                uint8_t *rev = malloc(QWEN_PACK_ROWS * rb), *many = malloc(QWEN_PACK_MULTI_MAX * gb);
+                float    gotm[QWEN_PACK_MULTI_MAX * QWEN_PACK_ROWS];
 
+                CHECK(ng >= 2 && ng <= QWEN_PACK_MULTI_MAX, "%s: %s multi-group dot of %d groups",
+                      k->name, qwen_type_name(type), ng);
                 for (r = 0; r < QWEN_PACK_ROWS; r++) {
                     memcpy(rev + r * rb, wq + (QWEN_PACK_ROWS - 1 - r) * rb, rb);
                 }
-                memcpy(two, packed, gb);
-                qwen_pack_group(type, rev, rb, n, two + gb);
-                for (tok = 0; tok < 4; tok++) {
-                    k->packed_dot_pair[type](n, two, gb, acts + tok * stride, got2);
-                    for (r = 0; r < 2 * QWEN_PACK_ROWS; r++) {
-                        int row = r < QWEN_PACK_ROWS ? r : 2 * QWEN_PACK_ROWS - 1 - r;
+                for (g = 0; g < ng && g < QWEN_PACK_MULTI_MAX; g++) {
+                    qwen_pack_group(type, g % 2 ? rev : wq, rb, n, many + g * gb);
+                }
+                for (tok = 0; tok < 4 && ng <= QWEN_PACK_MULTI_MAX; tok++) {
+                    k->packed_dot_multi[type](n, many, gb, acts + tok * stride, gotm);
+                    for (r = 0; r < ng * QWEN_PACK_ROWS; r++) {
+                        int row = r / QWEN_PACK_ROWS % 2 ? QWEN_PACK_ROWS - 1 - r % QWEN_PACK_ROWS
+                                                         : r % QWEN_PACK_ROWS;
 
-                        same += memcmp(&got2[r], &want[tok * QWEN_PACK_ROWS + row],
+                        same += memcmp(&gotm[r], &want[tok * QWEN_PACK_ROWS + row],
                                        sizeof(float)) == 0;
                         tried++;
                     }
                 }
                 free(rev);
-                free(two);
+                free(many);
             }
             for (nt = 1; nt <= 4; nt++) {
                 for (tok = 0; tok + nt <= 4; tok++) {
@@ -1170,7 +1176,7 @@ test_same_bits(const qwen_kernels *a, const qwen_kernels *b)
 {
     static const int qtypes[] = { QWEN_TYPE_Q8_0, QWEN_TYPE_Q4_K, QWEN_TYPE_Q6_K };
     const int64_t    n = 768;
-    const int        nr = 2 * QWEN_PACK_ROWS;
+    const int        nr = QWEN_PACK_MULTI_MAX * QWEN_PACK_ROWS;
     size_t           t, j;
     int              trial, r, nt, differ = 0, calls = 0;
     int64_t          i;
@@ -1185,7 +1191,8 @@ test_same_bits(const qwen_kernels *a, const qwen_kernels *b)
         size_t gb = qwen_packed_group_bytes(type, n);
 
         for (trial = 0; trial < 6; trial++) {
-            float oa[4 * 2 * QWEN_PACK_ROWS], ob[4 * 2 * QWEN_PACK_ROWS];
+            float oa[4 * QWEN_PACK_MULTI_MAX * QWEN_PACK_ROWS];
+            float ob[4 * QWEN_PACK_MULTI_MAX * QWEN_PACK_ROWS];
             int   extreme = trial >= 4;
 
             for (j = 0; j < nr * rb; j++) {
@@ -1235,19 +1242,25 @@ test_same_bits(const qwen_kernels *a, const qwen_kernels *b)
             if (a->packed_dot[type] == NULL && b->packed_dot[type] == NULL) {
                 continue;
             }
-            qwen_pack_group(type, wq, rb, n, packed);
-            qwen_pack_group(type, wq + QWEN_PACK_ROWS * rb, rb, n, packed + gb);
+            for (r = 0; r < nr / QWEN_PACK_ROWS; r++) {
+                qwen_pack_group(type, wq + (size_t) r * QWEN_PACK_ROWS * rb, rb, n, packed + r * gb);
+            }
             for (nt = 1; nt <= 4; nt++) {
                 calls++;
                 a->packed_dot[type](n, packed, acts, stride, nt, oa);
                 b->packed_dot[type](n, packed, acts, stride, nt, ob);
                 differ += memcmp(oa, ob, (size_t) nt * QWEN_PACK_ROWS * sizeof(float)) != 0;
             }
-            if (a->packed_dot_pair[type] != NULL || b->packed_dot_pair[type] != NULL) {
+            if (a->packed_dot_multi[type] != NULL || b->packed_dot_multi[type] != NULL) {
+                int ng = a->packed_dot_multi_groups[type];
+
                 calls++;
-                a->packed_dot_pair[type](n, packed, gb, acts, oa);
-                b->packed_dot_pair[type](n, packed, gb, acts, ob);
-                differ += memcmp(oa, ob, 2 * QWEN_PACK_ROWS * sizeof(float)) != 0;
+                differ += ng != b->packed_dot_multi_groups[type] || ng * QWEN_PACK_ROWS > nr;
+                if (ng == b->packed_dot_multi_groups[type] && ng * QWEN_PACK_ROWS <= nr) {
+                    a->packed_dot_multi[type](n, packed, gb, acts, oa);
+                    b->packed_dot_multi[type](n, packed, gb, acts, ob);
+                    differ += memcmp(oa, ob, (size_t) ng * QWEN_PACK_ROWS * sizeof(float)) != 0;
+                }
             }
         }
     }

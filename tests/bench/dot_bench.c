@@ -2,7 +2,8 @@
  * dot_bench.c - make bench's packed-dot streaming figure: one token (decode)
  * against packed weight groups of 1024 columns (Qwen3-0.6B's hidden size),
  * one thread, per kernel table this CPU runs and per weight type the table
- * reads packed, in GB/s of weights:
+ * reads packed (several groups a call where the table has a multi-group
+ * dot, as decode calls it), in GB/s of weights:
  *   - from memory: 256 MiB of groups (far past any cache), each read once
  *     in turn, as a decode step reads a weight;
  *   - in cache: the first 256 KiB of them, again and again (L2).
@@ -31,7 +32,7 @@ static double
 time_groups(const qwen_kernels *k, int type, const char *w, size_t gb, size_t ng,
             const void *act, int passes)
 {
-    float  out[QWEN_PACK_ROWS];
+    float  out[QWEN_PACK_MULTI_MAX * QWEN_PACK_ROWS];
     double best = 1e30, t0, t;
     size_t g;
     int    p;
@@ -39,7 +40,17 @@ time_groups(const qwen_kernels *k, int type, const char *w, size_t gb, size_t ng
 
     for (p = 0; p < passes; p++) {
         t0 = now();
-        for (g = 0; g < ng; g++) {
+        g = 0;
+        if (k->packed_dot_multi[type] != NULL) {
+            /* as decode reads it: several groups a call */
+            size_t gs = (size_t) k->packed_dot_multi_groups[type];
+
+            for (; g + gs <= ng; g += gs) {
+                k->packed_dot_multi[type](COLS, w + g * gb, gb, act, out);
+                sink += out[0];
+            }
+        }
+        for (; g < ng; g++) {
             k->packed_dot[type](COLS, w + g * gb, act, 0, 1, out);
             sink += out[0];
         }

@@ -61,11 +61,13 @@ typedef void (*qwen_gemm_fn)(int type, const void *w, int packed, size_t row_byt
  */
 typedef void (*qwen_packed_dot_fn)(int64_t n, const void *w, const void *act,
                                    size_t act_stride, int nt, float *out);
-/* Two consecutive packed groups (group_bytes apart: 2 x QWEN_PACK_ROWS
- * rows) against one activation row: out[0 .. 15], the same bits as
- * packed_dot with nt = 1 on each group. */
-typedef void (*qwen_packed_pair_fn)(int64_t n, const void *w, size_t group_bytes,
-                                    const void *act, float *out);
+/* Consecutive packed groups (group_bytes apart; the table's
+ * packed_dot_multi_groups of them, at most QWEN_PACK_MULTI_MAX) against one
+ * activation row: out[g * QWEN_PACK_ROWS + r], the same bits as packed_dot
+ * with nt = 1 on each group. */
+typedef void (*qwen_packed_multi_fn)(int64_t n, const void *w, size_t group_bytes,
+                                     const void *act, float *out);
+#define QWEN_PACK_MULTI_MAX 4
 /* One packed group (QWEN_PACK_ROWS rows; packed_gemm_groups consecutive
  * groups where the table says so) against n_tok activation rows (act + t *
  * act_stride): out[idx[t] * out_stride + r], the same bits as packed_dot.
@@ -242,9 +244,12 @@ typedef struct {
      * it reads the file's rows); the model is packed at load for the
      * types of the table its contexts will use (qwen_model_load_for) */
     qwen_packed_dot_fn packed_dot[QWEN_TYPE_COUNT];
-    /* optional, one token (decode) against two consecutive packed groups
-     * (16 rows): the activation's loads and the loop serve twice the rows */
-    qwen_packed_pair_fn packed_dot_pair[QWEN_TYPE_COUNT];
+    /* optional, one token (decode) against packed_dot_multi_groups[type]
+     * (2 .. QWEN_PACK_MULTI_MAX) consecutive packed groups: the activation's
+     * loads and the loop serve that many groups, whose chains are in flight
+     * together (one group's wait on the latency of their adds) */
+    qwen_packed_multi_fn packed_dot_multi[QWEN_TYPE_COUNT];
+    int                  packed_dot_multi_groups[QWEN_TYPE_COUNT];
     /* optional, prompt tokens: one packed group against n_tok >= 8 tokens
      * in one call (qwen_packed_gemm_fn) */
     qwen_packed_gemm_fn packed_gemm[QWEN_TYPE_COUNT];

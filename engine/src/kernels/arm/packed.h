@@ -1146,6 +1146,7 @@ PFX##_q80_quad_bytes(int act_type, int64_t n, int n_tok)                        
     .packed_dot[QWEN_TYPE_Q4_K] = PFX##_packed_q4_K,                                   \
     .packed_dot[QWEN_TYPE_Q6_K] = PFX##_packed_q6_K,                                   \
     .packed_dot[QWEN_TYPE_Q8_0] = PFX##_packed_q8_0,                                   \
-    .packed_dot_pair[QWEN_TYPE_Q8_0] = PFX##_packed_pair_q8_0
+    .packed_dot_multi[QWEN_TYPE_Q8_0] = PFX##_packed_pair_q8_0,                        \
+    .packed_dot_multi_groups[QWEN_TYPE_Q8_0] = 2
 
 #endif

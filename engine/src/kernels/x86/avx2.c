@@ -1072,6 +1072,8 @@ static const qwen_kernels kernels_avx2 = {
     .packed_dot[QWEN_TYPE_Q6_K] = packed_dot_q6_K,
     .packed_dot[QWEN_TYPE_Q8_0] = packed_dot_q8_0,
     .packed_dot[QWEN_TYPE_BF16] = packed_dot_bf16,
+    .packed_dot_multi[QWEN_TYPE_BF16] = qwen_bf16x8_multi,
+    .packed_dot_multi_groups[QWEN_TYPE_BF16] = QWEN_BF16_MULTI_GROUPS,
     .kv_store[QWEN_KV_Q8_0] = qwen_kv_store_q8_0_ref,
     .kv_attention[QWEN_KV_Q8_0] = attention_q8_0,
     /* steps of 24 tokens or more (prompts) on packed BF16: 16 rows x 6

@@ -1872,6 +1872,8 @@ static const qwen_kernels kernels_avx512 = {
      * one group, one stream (two groups a call, two streams 16 KB apart,
      * left the prefetcher behind: 18-22 GB/s on one core against 27) */
     .packed_dot[QWEN_TYPE_BF16] = packed_dot_bf16,
+    .packed_dot_multi[QWEN_TYPE_BF16] = qwen_bf16x8_multi,
+    .packed_dot_multi_groups[QWEN_TYPE_BF16] = QWEN_BF16_MULTI_GROUPS,
     /* steps of 8 tokens or more (prompts among them) on packed Q4_K and
      * Q6_K: 16 rows a call, one vpdpbusd per 16 rows x 4 columns a token */
     .packed_gemm[QWEN_TYPE_Q4_K] = packed_gemm_q4_K,
