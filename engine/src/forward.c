@@ -452,14 +452,15 @@ static void
 mm_packed(const mm_job *job, const qwen_kernels *k, const qwen_tensor *w, float *out,
           int64_t lo, int64_t hi)
 {
-    qwen_packed_dot_fn  pdot = k->packed_dot[w->type];
+    qwen_packed_dot_fn   pdot = k->packed_dot[w->type];
     qwen_packed_multi_fn multi = job->n_gen == 1 ? k->packed_dot_multi[w->type] : NULL;
-    int64_t              multi_rows = (int64_t) k->packed_dot_multi_groups[w->type] * QWEN_PACK_ROWS;
-    size_t              gb = qwen_packed_group_bytes(w->type, w->n_cols);
-    float               res[QWEN_PACK_MULTI_MAX * QWEN_PACK_ROWS];
-    const char         *grp;
-    int64_t             r;
-    int                 g, i, nt;
+    int64_t              multi_rows = (int64_t) k->packed_dot_multi_groups[w->type]
+                                      * QWEN_PACK_ROWS;
+    size_t               gb = qwen_packed_group_bytes(w->type, w->n_cols);
+    float                res[QWEN_PACK_MULTI_MAX * QWEN_PACK_ROWS];
+    const char          *grp;
+    int64_t              r;
+    int                  g, i, nt;
 
     if (k->packed_gemm[w->type] != NULL && job->n_gen >= packed_gemm_min_tokens(k, w->type)) {
         int64_t     step = (int64_t) (k->packed_gemm_groups > 1 ? k->packed_gemm_groups : 1)

@@ -1868,9 +1868,10 @@ static const qwen_kernels kernels_avx512 = {
     .packed_dot[QWEN_TYPE_Q8_0] = packed_dot_q8_0,
     /* BF16 too (the AVX2 kernel: its bits): prompt tokens' GEMM reads the
      * packed groups in place, with no panel staged and transposed per 32
-     * rows (that was most of a short prompt's time); a decode call reads
-     * one group, one stream (two groups a call, two streams 16 KB apart,
-     * left the prefetcher behind: 18-22 GB/s on one core against 27) */
+     * rows (that was most of a short prompt's time); one generated token
+     * takes four groups a call (x86.h's qwen_bf16x8_groups: two groups whose
+     * prefetches ran into each other read 18-22 GB/s on one core against
+     * one group's 27; each group's own stream ahead, 29) */
     .packed_dot[QWEN_TYPE_BF16] = packed_dot_bf16,
     .packed_dot_multi[QWEN_TYPE_BF16] = qwen_bf16x8_multi,
     .packed_dot_multi_groups[QWEN_TYPE_BF16] = QWEN_BF16_MULTI_GROUPS,
