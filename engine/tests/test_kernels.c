@@ -1253,10 +1253,11 @@ test_same_bits(const qwen_kernels *a, const qwen_kernels *b)
             }
             if (a->packed_dot_multi[type] != NULL || b->packed_dot_multi[type] != NULL) {
                 int ng = a->packed_dot_multi_groups[type];
+                int fits = ng == b->packed_dot_multi_groups[type] && ng * QWEN_PACK_ROWS <= nr;
 
                 calls++;
-                differ += ng != b->packed_dot_multi_groups[type] || ng * QWEN_PACK_ROWS > nr;
-                if (ng == b->packed_dot_multi_groups[type] && ng * QWEN_PACK_ROWS <= nr) {
+                differ += !fits;
+                if (fits) {
                     a->packed_dot_multi[type](n, packed, gb, acts, oa);
                     b->packed_dot_multi[type](n, packed, gb, acts, ob);
                     differ += memcmp(oa, ob, (size_t) ng * QWEN_PACK_ROWS * sizeof(float)) != 0;

@@ -1869,9 +1869,8 @@ static const qwen_kernels kernels_avx512 = {
     /* BF16 too (the AVX2 kernel: its bits): prompt tokens' GEMM reads the
      * packed groups in place, with no panel staged and transposed per 32
      * rows (that was most of a short prompt's time); one generated token
-     * takes four groups a call (x86.h's qwen_bf16x8_groups: two groups whose
-     * prefetches ran into each other read 18-22 GB/s on one core against
-     * one group's 27; each group's own stream ahead, 29) */
+     * takes four groups a call (x86.h's qwen_bf16x8_groups says why two
+     * groups a call had read slower than one, and what mended it) */
     .packed_dot[QWEN_TYPE_BF16] = packed_dot_bf16,
     .packed_dot_multi[QWEN_TYPE_BF16] = qwen_bf16x8_multi,
     .packed_dot_multi_groups[QWEN_TYPE_BF16] = QWEN_BF16_MULTI_GROUPS,
