@@ -376,20 +376,21 @@ row_v(const qwen_kv_view *kv, int t, int hd, const int F32)
                : (const void *) qwen_kv_row_v(kv, t, hd);
 }
 
-/* scores[h][t] for NQ heads and P positions from t (1 or 2): each K row
- * converted once, the P x NQ accumulators in registers. Two positions
- * give the multiply-add chains of one row (hd / 8 long, each waiting on
- * the last) a second row's to overlap with; each score's operations stay
- * its own, in order. */
+/* scores[h][t] for NQ heads and P positions from t (1, 2 or 4): each K
+ * row converted once, the P x NQ accumulators in registers. Several
+ * positions give the multiply-add chains of one row (hd / 8 long, each
+ * waiting on the last) others to overlap with: two FMA units of 4 cycles'
+ * latency keep 8 chains busy; each score's operations stay its own, in
+ * order. */
 static inline __attribute__((always_inline)) void
 tokens_k_at(int hd, const int NQ, const int P, const float *q, const qwen_kv_view *kv, int t,
             int t1, float scale, float *scores, int rows, const int F32)
 {
-    const void *kt[2];
-    __m256      acc[2][4];
+    const void *kt[4];
+    __m256      acc[4][4];
     int         i, h, j;
 
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (j = 0; j < P; j++) {
         kt[j] = row_k(kv, t + j, hd, F32);
         qwen_kv_prefetch_pos(kv, kv->k, t + j, 1, t1, (size_t) hd * (F32 ? 4 : 2));
@@ -399,7 +400,7 @@ tokens_k_at(int hd, const int NQ, const int P, const float *q, const qwen_kv_vie
         }
     }
     for (i = 0; i < hd; i += 8) {
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (j = 0; j < P; j++) {
             __m256 kv8 = load_row8(kt[j], i, F32);
 #pragma GCC unroll 4
@@ -409,7 +410,7 @@ tokens_k_at(int hd, const int NQ, const int P, const float *q, const qwen_kv_vie
             }
         }
     }
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (j = 0; j < P; j++) {
 #pragma GCC unroll 4
         for (h = 0; h < NQ; h++) {
@@ -419,14 +420,20 @@ tokens_k_at(int hd, const int NQ, const int P, const float *q, const qwen_kv_vie
 }
 
 /* scores[h][t] = scale * q[h] . K[t] for NQ heads and positions t0 ..
- * t1 - 1, rows `rows` floats apart, two positions a step */
+ * t1 - 1, rows `rows` floats apart, four positions a step up to 2 heads
+ * (8 chains; 4 heads have them at two, and 16 accumulators would spill) */
 static inline __attribute__((always_inline)) void
 tokens_k(int hd, const int NQ, const float *q, const qwen_kv_view *kv, int t0, int t1,
          float scale, float *scores, int rows, const int F32)
 {
-    int t;
+    int t = t0;
 
-    for (t = t0; t + 2 <= t1; t += 2) {
+    if (NQ <= 2) {
+        for (; t + 4 <= t1; t += 4) {
+            tokens_k_at(hd, NQ, 4, q, kv, t, t1, scale, scores, rows, F32);
+        }
+    }
+    for (; t + 2 <= t1; t += 2) {
         tokens_k_at(hd, NQ, 2, q, kv, t, t1, scale, scores, rows, F32);
     }
     if (t < t1) {
