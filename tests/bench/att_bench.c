@@ -17,7 +17,8 @@
  * token), in cache, in microseconds a token and in multiply-adds a second
  * (q.K and p.V, as many as the positions each token sees).
  * One JSON line per (table, format): the best of 20 steps.
- *   att_bench [n_pos]
+ *   att_bench [n_pos [table [format]]]
+ * (a table or format named: only that one; the scalar tables take minutes)
  */
 #include "bench_clock.h"
 #include "bench_tables.h"
@@ -97,6 +98,8 @@ int
 main(int argc, char **argv)
 {
     int                 n_pos = argc > 1 ? atoi(argv[1]) : 400;
+    const char         *only_table = argc > 2 ? argv[2] : NULL;
+    const char         *only_format = argc > 3 ? argv[3] : NULL;
     int                 nb = (n_pos + QWEN_KV_BLOCK - 1) / QWEN_KV_BLOCK, i, b, id;
     int                 m = QWEN_KV_ATT_TOKENS;
     size_t              ti;
@@ -124,7 +127,7 @@ main(int argc, char **argv)
     for (ti = 0; ti < BENCH_COUNT(bench_tables); ti++) {
         const qwen_kernels *kt = qwen_kernels_by_name(bench_tables[ti]);
 
-        if (kt == NULL) {
+        if (kt == NULL || (only_table != NULL && strcmp(only_table, bench_tables[ti]) != 0)) {
             continue;
         }
         for (id = 0; id < QWEN_KV_FORMAT_COUNT; id++) {
@@ -134,7 +137,9 @@ main(int argc, char **argv)
             int            r, t;
             double         mem, hot, prompt, macs;
 
-            if (qwen_kv_format_of(kt, id, HD, &f) != 0) {
+            if (qwen_kv_format_of(kt, id, HD, &f) != 0
+                || (only_format != NULL && strcmp(only_format, f.name) != 0))
+            {
                 continue;
             }
             region = (size_t) QWEN_KV_BLOCK * f.pos_bytes;

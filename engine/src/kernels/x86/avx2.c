@@ -381,10 +381,12 @@ row_v(const qwen_kv_view *kv, int t, int hd, const int F32)
  * positions give the multiply-add chains of one row (hd / 8 long, each
  * waiting on the last) others to overlap with: two FMA units of 4 cycles'
  * latency keep 8 chains busy; each score's operations stay its own, in
- * order. */
+ * order. DEC: a decode step's pass, which asks for V's lines too
+ * (qwen_kv_prefetch_decode); a prompt's passes read K several times and
+ * V only after them, so they ask for K's alone. */
 static inline __attribute__((always_inline)) void
 tokens_k_at(int hd, const int NQ, const int P, const float *q, const qwen_kv_view *kv, int t,
-            int t1, float scale, float *scores, int rows, const int F32)
+            int t1, float scale, float *scores, int rows, const int F32, const int DEC)
 {
     const void *kt[4];
     __m256      acc[4][4];
@@ -393,7 +395,11 @@ tokens_k_at(int hd, const int NQ, const int P, const float *q, const qwen_kv_vie
 #pragma GCC unroll 4
     for (j = 0; j < P; j++) {
         kt[j] = row_k(kv, t + j, hd, F32);
-        qwen_kv_prefetch_pos(kv, kv->k, t + j, 1, t1, (size_t) hd * (F32 ? 4 : 2));
+        if (DEC) {
+            qwen_kv_prefetch_decode(kv, t + j, 1, t1, (size_t) hd * (F32 ? 4 : 2));
+        } else {
+            qwen_kv_prefetch_pos(kv, kv->k, t + j, 1, t1, (size_t) hd * (F32 ? 4 : 2));
+        }
 #pragma GCC unroll 4
         for (h = 0; h < NQ; h++) {
             acc[j][h] = _mm256_setzero_ps();
@@ -424,30 +430,31 @@ tokens_k_at(int hd, const int NQ, const int P, const float *q, const qwen_kv_vie
  * (8 chains; 4 heads have them at two, and 16 accumulators would spill) */
 static inline __attribute__((always_inline)) void
 tokens_k(int hd, const int NQ, const float *q, const qwen_kv_view *kv, int t0, int t1,
-         float scale, float *scores, int rows, const int F32)
+         float scale, float *scores, int rows, const int F32, const int DEC)
 {
     int t = t0;
 
     if (NQ <= 2) {
         for (; t + 4 <= t1; t += 4) {
-            tokens_k_at(hd, NQ, 4, q, kv, t, t1, scale, scores, rows, F32);
+            tokens_k_at(hd, NQ, 4, q, kv, t, t1, scale, scores, rows, F32, DEC);
         }
     }
     for (; t + 2 <= t1; t += 2) {
-        tokens_k_at(hd, NQ, 2, q, kv, t, t1, scale, scores, rows, F32);
+        tokens_k_at(hd, NQ, 2, q, kv, t, t1, scale, scores, rows, F32, DEC);
     }
     if (t < t1) {
-        tokens_k_at(hd, NQ, 1, q, kv, t, t1, scale, scores, rows, F32);
+        tokens_k_at(hd, NQ, 1, q, kv, t, t1, scale, scores, rows, F32, DEC);
     }
 }
 
 /* o[r] += sum over positions t0 .. t1 - 1 of p[r][t] V[t] for NH rows (1
  * to 4), 8J values at a time (J 4 up to 2 rows, else 2: the J x NH
  * accumulators stay in the 16 registers), continuing the sums o holds or
- * from zero: per lane one fused multiply-add a position, in order */
+ * from zero: per lane one fused multiply-add a position, in order. PF:
+ * ask for V's lines ahead (a prompt's pass; a decode step's K pass has) */
 static inline __attribute__((always_inline)) void
 tokens_v(int hd, const int NH, const int J, const float *const *p, const qwen_kv_view *kv,
-         int t0, int t1, float *const *o, int zero, const int F32)
+         int t0, int t1, float *const *o, int zero, const int F32, const int PF)
 {
     size_t row_bytes = (size_t) hd * (F32 ? 4 : 2);
     int    i, t, h, j, tb, te;
@@ -472,7 +479,7 @@ tokens_v(int hd, const int NH, const int J, const float *const *p, const qwen_kv
             for (t = tb; t < te; t++, vt += row_bytes) {
                 __m256 vv[4];
 
-                if (i == 0) {
+                if (PF && i == 0) {
                     qwen_kv_prefetch_pos(kv, kv->v, t, 1, t1, row_bytes);
                 }
 #pragma GCC unroll 4
@@ -515,12 +522,12 @@ attention_rows(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
     float  sums[4];
 
     qwen_kv_prefetch_start(kv, kv->k, n_pos, region);
-    switch (n_q) {
-    case 1: tokens_k(hd, 1, q, kv, 0, n_pos, scale, scratch, n_pos, F32); break;
-    case 2: tokens_k(hd, 2, q, kv, 0, n_pos, scale, scratch, n_pos, F32); break;
-    default: tokens_k(hd, 4, q, kv, 0, n_pos, scale, scratch, n_pos, F32); break;
-    }
     qwen_kv_prefetch_start(kv, kv->v, n_pos, region);
+    switch (n_q) {
+    case 1: tokens_k(hd, 1, q, kv, 0, n_pos, scale, scratch, n_pos, F32, 1); break;
+    case 2: tokens_k(hd, 2, q, kv, 0, n_pos, scale, scratch, n_pos, F32, 1); break;
+    default: tokens_k(hd, 4, q, kv, 0, n_pos, scale, scratch, n_pos, F32, 1); break;
+    }
     for (h = 0; h < n_q; h++) {
         sums[h] = softmax_exp(scratch + (size_t) h * n_pos, n_pos);
     }
@@ -529,9 +536,9 @@ attention_rows(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
         float       *o[2] = { out + (size_t) h0 * hd, out + (size_t) (h0 + 1) * hd };
 
         if (h0 + 1 < n_q) {
-            tokens_v(hd, 2, 4, p, kv, 0, n_pos, o, 1, F32);
+            tokens_v(hd, 2, 4, p, kv, 0, n_pos, o, 1, F32, 0);
         } else {
-            tokens_v(hd, 1, 4, p, kv, 0, n_pos, o, 1, F32);
+            tokens_v(hd, 1, 4, p, kv, 0, n_pos, o, 1, F32, 0);
         }
     }
     for (h = 0; h < n_q; h++) {
@@ -569,18 +576,18 @@ attention_rows_tokens(int hd, int n_q, int m, const float *q, size_t q_stride,
                    (size_t) n_q * hd * sizeof(float));
         }
         switch (nr) {
-        case 1: tokens_k(hd, 1, qb, kv, 0, n_pos + j0, scale, sc0, rows, F32); break;
-        case 2: tokens_k(hd, 2, qb, kv, 0, n_pos + j0, scale, sc0, rows, F32); break;
-        case 3: tokens_k(hd, 3, qb, kv, 0, n_pos + j0, scale, sc0, rows, F32); break;
-        default: tokens_k(hd, 4, qb, kv, 0, n_pos + j0, scale, sc0, rows, F32); break;
+        case 1: tokens_k(hd, 1, qb, kv, 0, n_pos + j0, scale, sc0, rows, F32, 0); break;
+        case 2: tokens_k(hd, 2, qb, kv, 0, n_pos + j0, scale, sc0, rows, F32, 0); break;
+        case 3: tokens_k(hd, 3, qb, kv, 0, n_pos + j0, scale, sc0, rows, F32, 0); break;
+        default: tokens_k(hd, 4, qb, kv, 0, n_pos + j0, scale, sc0, rows, F32, 0); break;
         }
         for (j = 1; j < np; j++) {
             if (n_q == 1) {
                 tokens_k(hd, 1, q + (j0 + j) * q_stride, kv, n_pos + j0, n_pos + j0 + j, scale,
-                         sc0 + (size_t) j * rows, rows, F32);
+                         sc0 + (size_t) j * rows, rows, F32, 0);
             } else {
                 tokens_k(hd, 2, q + (j0 + j) * q_stride, kv, n_pos + j0, n_pos + j0 + j, scale,
-                         sc0 + (size_t) j * 2 * rows, rows, F32);
+                         sc0 + (size_t) j * 2 * rows, rows, F32, 0);
             }
         }
     }
@@ -599,16 +606,17 @@ attention_rows_tokens(int hd, int n_q, int m, const float *q, size_t q_stride,
             o[r] = out + j * out_stride + (size_t) (r % n_q) * hd;
         }
         switch (nr) {
-        case 1: tokens_v(hd, 1, 4, p, kv, 0, n_pos + j0, o, 1, F32); break;
-        case 2: tokens_v(hd, 2, 4, p, kv, 0, n_pos + j0, o, 1, F32); break;
-        case 3: tokens_v(hd, 3, 2, p, kv, 0, n_pos + j0, o, 1, F32); break;
-        default: tokens_v(hd, 4, 2, p, kv, 0, n_pos + j0, o, 1, F32); break;
+        case 1: tokens_v(hd, 1, 4, p, kv, 0, n_pos + j0, o, 1, F32, 1); break;
+        case 2: tokens_v(hd, 2, 4, p, kv, 0, n_pos + j0, o, 1, F32, 1); break;
+        case 3: tokens_v(hd, 3, 2, p, kv, 0, n_pos + j0, o, 1, F32, 1); break;
+        default: tokens_v(hd, 4, 2, p, kv, 0, n_pos + j0, o, 1, F32, 1); break;
         }
         for (j = 1; j < np; j++) {
             if (n_q == 1) {
-                tokens_v(hd, 1, 4, p + j, kv, n_pos + j0, n_pos + j0 + j, o + j, 0, F32);
+                tokens_v(hd, 1, 4, p + j, kv, n_pos + j0, n_pos + j0 + j, o + j, 0, F32, 1);
             } else {
-                tokens_v(hd, 2, 4, p + 2 * j, kv, n_pos + j0, n_pos + j0 + j, o + 2 * j, 0, F32);
+                tokens_v(hd, 2, 4, p + 2 * j, kv, n_pos + j0, n_pos + j0 + j, o + 2 * j, 0, F32,
+                         1);
             }
         }
     }
