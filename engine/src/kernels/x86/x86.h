@@ -212,17 +212,18 @@ qwen_kv_prefetch_pos(const qwen_kv_view *kv, const void *base, int t, int n, int
 /*
  * A decode step's row-format passes (avx2.c's attention_rows): the K pass
  * asks for both K's and V's lines of positions t .. t + n - 1 (of one
- * region) QWEN_KV_AHEAD on into L2, as qwen_kv_prefetch_pos, and the same
- * lines QWEN_KV_NEAR on into L1. The V pass then reads from cache: alone
- * it had little arithmetic to hide its memory behind (a multiply-add per
- * value loaded), while q.K has twice that, and the scores' sums.
- * AMD Zen 5, decode after a 1500-token prompt, Q4_K_M, avx2 table, 2
- * threads, medians of 5 alternating runs: 59.6 tok/s (each pass asking
- * for its own lines into L2), 69.4-69.8 (the K pass asking for both;
- * into L2 and L1 or into L1 alone); after 700: 89.2, 96.7 (the same).
- * The K pass asking for both into L2 alone: 61.4 and 89.1. Zen 4 lost
- * with the far requests into L1 (x86.h's figures above), so they stay
- * into L2 and only the near ones, a few positions on, go to L1.
+ * region) QWEN_KV_AHEAD on into L2, as qwen_kv_prefetch_pos, and for the
+ * same lines again QWEN_KV_NEAR on into L1; the V pass asks for nothing
+ * and reads from cache. The V pass walks the positions four times, 32
+ * values a time (two heads' accumulators fill the 16 registers), so when
+ * it asked for its own lines its first walk met all of V's memory with a
+ * quarter of its arithmetic; the K pass has all of q.K's to hide both.
+ * AMD Zen 5, decode (Q4_K_M, avx2 table, 2 threads, medians of 5
+ * alternating runs) after a 700-token prompt: 89.2 tok/s each pass asking
+ * for its own lines, 89.1 the K pass asking for both into L2 alone, 96.7
+ * this, 97.6 every request into L1; after 1500: 59.6 and 69.4-69.8 (this,
+ * near at 8 or 16). Zen 4 lost with requests a region ahead into L1
+ * (the figures above), so the far ones stay into L2.
  */
 #define QWEN_KV_NEAR 8    /* positions */
 
@@ -233,6 +234,7 @@ qwen_kv_prefetch_decode(const qwen_kv_view *kv, int t, int n, int n_pos, size_t 
     size_t      o, bytes = (size_t) n * pos_bytes, off;
     const char *pk, *pv;
 
+    /* K and V share the block table */
     if (u < n_pos) {
         off = (size_t) kv->blocks[u / QWEN_KV_BLOCK] * kv->stride
               + (size_t) (u % QWEN_KV_BLOCK) * pos_bytes;
