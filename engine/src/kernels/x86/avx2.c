@@ -451,7 +451,8 @@ tokens_k(int hd, const int NQ, const float *q, const qwen_kv_view *kv, int t0, i
  * to 4), 8J values at a time (J 4 up to 2 rows, else 2: the J x NH
  * accumulators stay in the 16 registers), continuing the sums o holds or
  * from zero: per lane one fused multiply-add a position, in order. PF:
- * ask for V's lines ahead (a prompt's pass; a decode step's K pass has) */
+ * ask for V's lines ahead (a decode step's K pass has asked already, but
+ * a long call's V no longer fits in L2 by the time this pass reaches it) */
 static inline __attribute__((always_inline)) void
 tokens_v(int hd, const int NH, const int J, const float *const *p, const qwen_kv_view *kv,
          int t0, int t1, float *const *o, int zero, const int F32, const int PF)
@@ -536,9 +537,9 @@ attention_rows(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
         float       *o[2] = { out + (size_t) h0 * hd, out + (size_t) (h0 + 1) * hd };
 
         if (h0 + 1 < n_q) {
-            tokens_v(hd, 2, 4, p, kv, 0, n_pos, o, 1, F32, 0);
+            tokens_v(hd, 2, 4, p, kv, 0, n_pos, o, 1, F32, 1);
         } else {
-            tokens_v(hd, 1, 4, p, kv, 0, n_pos, o, 1, F32, 0);
+            tokens_v(hd, 1, 4, p, kv, 0, n_pos, o, 1, F32, 1);
         }
     }
     for (h = 0; h < n_q; h++) {

@@ -213,11 +213,14 @@ qwen_kv_prefetch_pos(const qwen_kv_view *kv, const void *base, int t, int n, int
  * A decode step's row-format passes (avx2.c's attention_rows): the K pass
  * asks for both K's and V's lines of positions t .. t + n - 1 (of one
  * region) QWEN_KV_AHEAD on into L2, as qwen_kv_prefetch_pos, and for the
- * same lines again QWEN_KV_NEAR on into L1; the V pass asks for nothing
- * and reads from cache. The V pass walks the positions four times, 32
- * values a time (two heads' accumulators fill the 16 registers), so when
- * it asked for its own lines its first walk met all of V's memory with a
- * quarter of its arithmetic; the K pass has all of q.K's to hide both.
+ * same lines again QWEN_KV_NEAR on into L1, so the V pass finds V in
+ * cache. The V pass walks the positions four times, 32 values a time (two
+ * heads' accumulators fill the 16 registers), so asking for its own lines
+ * alone its first walk met all of V's memory with a quarter of its
+ * arithmetic; the K pass has all of q.K's to hide both. The V pass still
+ * asks for its own: past a few thousand positions (less with a smaller
+ * L2) a call's V has left L2 before that pass reaches it (Zen 5, 1 MiB L2,
+ * after 3000 positions: the same speed either way, 4 alternating runs).
  * AMD Zen 5, decode (Q4_K_M, avx2 table, 2 threads, medians of 5
  * alternating runs) after a 700-token prompt: 89.2 tok/s each pass asking
  * for its own lines, 89.1 the K pass asking for both into L2 alone, 96.7
