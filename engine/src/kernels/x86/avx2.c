@@ -450,12 +450,12 @@ tokens_k(int hd, const int NQ, const float *q, const qwen_kv_view *kv, int t0, i
 /* o[r] += sum over positions t0 .. t1 - 1 of p[r][t] V[t] for NH rows (1
  * to 4), 8J values at a time (J 4 up to 2 rows, else 2: the J x NH
  * accumulators stay in the 16 registers), continuing the sums o holds or
- * from zero: per lane one fused multiply-add a position, in order. PF:
- * ask for V's lines ahead (a decode step's K pass has asked already, but
- * a long call's V no longer fits in L2 by the time this pass reaches it) */
+ * from zero: per lane one fused multiply-add a position, in order. It
+ * asks for V's lines ahead even after a decode step's K pass has (see
+ * qwen_kv_prefetch_decode) */
 static inline __attribute__((always_inline)) void
 tokens_v(int hd, const int NH, const int J, const float *const *p, const qwen_kv_view *kv,
-         int t0, int t1, float *const *o, int zero, const int F32, const int PF)
+         int t0, int t1, float *const *o, int zero, const int F32)
 {
     size_t row_bytes = (size_t) hd * (F32 ? 4 : 2);
     int    i, t, h, j, tb, te;
@@ -480,7 +480,7 @@ tokens_v(int hd, const int NH, const int J, const float *const *p, const qwen_kv
             for (t = tb; t < te; t++, vt += row_bytes) {
                 __m256 vv[4];
 
-                if (PF && i == 0) {
+                if (i == 0) {
                     qwen_kv_prefetch_pos(kv, kv->v, t, 1, t1, row_bytes);
                 }
 #pragma GCC unroll 4
@@ -537,9 +537,9 @@ attention_rows(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
         float       *o[2] = { out + (size_t) h0 * hd, out + (size_t) (h0 + 1) * hd };
 
         if (h0 + 1 < n_q) {
-            tokens_v(hd, 2, 4, p, kv, 0, n_pos, o, 1, F32, 1);
+            tokens_v(hd, 2, 4, p, kv, 0, n_pos, o, 1, F32);
         } else {
-            tokens_v(hd, 1, 4, p, kv, 0, n_pos, o, 1, F32, 1);
+            tokens_v(hd, 1, 4, p, kv, 0, n_pos, o, 1, F32);
         }
     }
     for (h = 0; h < n_q; h++) {
@@ -607,17 +607,16 @@ attention_rows_tokens(int hd, int n_q, int m, const float *q, size_t q_stride,
             o[r] = out + j * out_stride + (size_t) (r % n_q) * hd;
         }
         switch (nr) {
-        case 1: tokens_v(hd, 1, 4, p, kv, 0, n_pos + j0, o, 1, F32, 1); break;
-        case 2: tokens_v(hd, 2, 4, p, kv, 0, n_pos + j0, o, 1, F32, 1); break;
-        case 3: tokens_v(hd, 3, 2, p, kv, 0, n_pos + j0, o, 1, F32, 1); break;
-        default: tokens_v(hd, 4, 2, p, kv, 0, n_pos + j0, o, 1, F32, 1); break;
+        case 1: tokens_v(hd, 1, 4, p, kv, 0, n_pos + j0, o, 1, F32); break;
+        case 2: tokens_v(hd, 2, 4, p, kv, 0, n_pos + j0, o, 1, F32); break;
+        case 3: tokens_v(hd, 3, 2, p, kv, 0, n_pos + j0, o, 1, F32); break;
+        default: tokens_v(hd, 4, 2, p, kv, 0, n_pos + j0, o, 1, F32); break;
         }
         for (j = 1; j < np; j++) {
             if (n_q == 1) {
-                tokens_v(hd, 1, 4, p + j, kv, n_pos + j0, n_pos + j0 + j, o + j, 0, F32, 1);
+                tokens_v(hd, 1, 4, p + j, kv, n_pos + j0, n_pos + j0 + j, o + j, 0, F32);
             } else {
-                tokens_v(hd, 2, 4, p + 2 * j, kv, n_pos + j0, n_pos + j0 + j, o + 2 * j, 0, F32,
-                         1);
+                tokens_v(hd, 2, 4, p + 2 * j, kv, n_pos + j0, n_pos + j0 + j, o + 2 * j, 0, F32);
             }
         }
     }

@@ -220,7 +220,8 @@ qwen_kv_prefetch_pos(const qwen_kv_view *kv, const void *base, int t, int n, int
  * arithmetic; the K pass has all of q.K's to hide both. The V pass still
  * asks for its own: past a few thousand positions (less with a smaller
  * L2) a call's V has left L2 before that pass reaches it (Zen 5, 1 MiB L2,
- * after 3000 positions: the same speed either way, 4 alternating runs).
+ * after 3000 positions: the same speed either way, two runs of 4
+ * alternating rounds).
  * AMD Zen 5, decode (Q4_K_M, avx2 table, 2 threads, medians of 5
  * alternating runs) after a 700-token prompt: 89.2 tok/s each pass asking
  * for its own lines, 89.1 the K pass asking for both into L2 alone, 96.7
