@@ -544,26 +544,28 @@ test_formats_agree(void)
     free(b);
 }
 
-/* Generated tokens' rows are shared out in chunks that threads claim as
- * they go (a thread that finishes its own takes the others' last ones):
- * which thread computes a row, and how many threads there are, must never
- * change a bit. One token a step (pair kernels), and 4 and 16 (4-token and
- * packed GEMM tiles). */
+/* Every matmul's rows are shared out in chunks that threads claim as they
+ * go (a thread that finishes its own takes the others' last ones): which
+ * thread computes a row, and how many threads there are, must never change
+ * a bit. Generated tokens (the dot kernels): one token a step (pair
+ * kernels), and 4 and 16 (4-token and packed GEMM tiles); prompt tokens
+ * (the GEMM) 1, 4 and 16 a step as well. */
 static void
-test_dot_tokens_any_threads(const char *name, const char *kern)
+test_tokens_any_threads(const char *name, const char *kern, int prompt)
 {
     int    steps[] = { 1, 4, 16 }, threads[] = { 2, 3, 5 }, v1, v2, n = 32;
     float *a, *b;
     size_t s, t;
 
     for (s = 0; s < sizeof(steps) / sizeof(steps[0]); s++) {
-        a = model_logits(name, 1, kern, n, steps[s], 0, &v1);
+        a = model_logits(name, 1, kern, n, steps[s], prompt, &v1);
         for (t = 0; t < sizeof(threads) / sizeof(threads[0]); t++) {
-            b = model_logits(name, threads[t], kern, n, steps[s], 0, &v2);
+            b = model_logits(name, threads[t], kern, n, steps[s], prompt, &v2);
             CHECK(a != NULL && b != NULL && v1 == v2
                   && memcmp(a, b, (size_t) n * v1 * sizeof(float)) == 0,
-                  "%s (%s), %d tokens a step: 1 and %d threads give different logits", name,
-                  kern != NULL ? kern : "best", steps[s], threads[t]);
+                  "%s (%s), %d %s tokens a step: 1 and %d threads give different logits",
+                  name, kern != NULL ? kern : "best", steps[s],
+                  prompt ? "prompt" : "generated", threads[t]);
             free(b);
         }
         free(a);
@@ -1007,12 +1009,17 @@ main(void)
     test_decode_batch_invariance("small-q4_k_m.gguf", "scalar");
     test_decode_batch_invariance("tiny-q8_0.gguf", NULL);
     test_decode_batch_invariance("tiny-q8_0.gguf", "scalar");
-    test_dot_tokens_any_threads("small-q4_k_m.gguf", NULL);
-    test_dot_tokens_any_threads("tiny-q8_0.gguf", NULL);
-    test_dot_tokens_any_threads("tiny-bf16.gguf", NULL);
+    test_tokens_any_threads("small-q4_k_m.gguf", NULL, 0);
+    test_tokens_any_threads("small-q4_k_m.gguf", NULL, 1);
+    test_tokens_any_threads("tiny-q8_0.gguf", NULL, 0);
+    test_tokens_any_threads("tiny-q8_0.gguf", NULL, 1);
+    test_tokens_any_threads("tiny-bf16.gguf", NULL, 0);
+    test_tokens_any_threads("tiny-bf16.gguf", NULL, 1);
     if (qwen_kernels_available("avx2")) {
-        test_dot_tokens_any_threads("small-q4_k_m.gguf", "avx2");
-        test_dot_tokens_any_threads("tiny-q8_0.gguf", "avx2");
+        test_tokens_any_threads("small-q4_k_m.gguf", "avx2", 0);
+        test_tokens_any_threads("small-q4_k_m.gguf", "avx2", 1);
+        test_tokens_any_threads("tiny-q8_0.gguf", "avx2", 0);
+        test_tokens_any_threads("tiny-q8_0.gguf", "avx2", 1);
     }
     /* the other KV formats forced on F32 weights: their rounding alone.
      * f16 keeps every logit within 1% of the largest */
