@@ -323,16 +323,18 @@ test_packed(const qwen_kernels *k)
                  * last) and 8, the rows of the 4 made above in turn, their
                  * outputs scattered through idx (13: 8 + 4 + 1; 9 .. 11
                  * and 24, 25: last calls of every size, passes of 4, 5 and
-                 * 6 tokens); a table whose calls take two groups gets this
-                 * one and its rows reversed */
-                static const int counts[] = { 67, 13, 8, 9, 10, 11, 24, 25 };
+                 * 6 tokens; 261: past the 256 tokens whose sums the avx2
+                 * Q8_0 GEMM keeps apart); a table whose calls take two
+                 * groups gets this one and its rows reversed */
+                enum { MAXTOK = 261 };
+                static const int counts[] = { 67, 13, 8, 9, 10, 11, 24, 25, MAXTOK };
                 const int ng = k->packed_gemm_groups > 1 ? 2 : 1, nr = ng * QWEN_PACK_ROWS;
                 size_t    gb = qwen_packed_group_bytes(type, n);
-                int32_t   idx[67];
-                char     *many = malloc(67 * stride);
+                int32_t   idx[MAXTOK];
+                char     *many = malloc(MAXTOK * stride);
                 char     *prepped = k->packed_gemm_act[act] != NULL
-                                    ? malloc(k->packed_gemm_act_bytes(act, n, 67)) : NULL;
-                float    *res = malloc(67 * (size_t) nr * sizeof(float));
+                                    ? malloc(k->packed_gemm_act_bytes(act, n, MAXTOK)) : NULL;
+                float    *res = malloc(MAXTOK * (size_t) nr * sizeof(float));
                 uint8_t  *grp = malloc(2 * gb), *rev = malloc(QWEN_PACK_ROWS * rb);
                 size_t    c;
 
@@ -341,19 +343,19 @@ test_packed(const qwen_kernels *k)
                 }
                 memcpy(grp, packed, gb);
                 qwen_pack_group(type, rev, rb, n, grp + gb);
-                for (tok = 0; tok < 67; tok++) {
+                for (tok = 0; tok < MAXTOK; tok++) {
                     memcpy(many + tok * stride, acts + (tok % 4) * stride, stride);
                 }
                 for (c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
                     int cnt = counts[c];
 
                     for (tok = 0; tok < cnt; tok++) {
-                        idx[tok] = (tok * 7) % cnt;   /* 67 is prime, 8: see below */
+                        idx[tok] = (tok * 7) % cnt;   /* 7 is prime to all but 8: below */
                     }
                     if (cnt == 8) {
                         for (tok = 0; tok < 8; tok++) idx[tok] = 7 - tok;
                     }
-                    memset(res, 0xFF, 67 * (size_t) nr * sizeof(float));
+                    memset(res, 0xFF, MAXTOK * (size_t) nr * sizeof(float));
                     if (k->packed_gemm_act[act] != NULL) {
                         /* the GEMM's own activation layout, made in two
                          * calls as forward.c's threads do (from the token

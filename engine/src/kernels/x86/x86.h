@@ -946,8 +946,13 @@ qwen_q80w_tile(qwen_q80w_stage (*st)[QWEN_Q80W_BLOCKS], int nblk, const qwen_q8_
 
 /* Two packed Q8_0 groups (the table's calls take two: its BF16 GEMM's
  * 16 rows) a pass of blocks at a time against n_tok tokens of
- * qwen_q8_0w_prep's layout (act_stride bytes a token), whose sums build up
- * in out[idx[t] * out_stride + r] from 0 (packed_gemm) */
+ * qwen_q8_0w_prep's layout (act_stride bytes a token): out[idx[t] *
+ * out_stride + r] (packed_gemm). The sums build up block by block in rows
+ * of their own, QWEN_Q80W_SUMS tokens at a time (16 KiB): in out, tokens'
+ * rows lie a weight's row count of floats apart, a multiple of 4 KiB, so
+ * all of them fall in one L1 set (avx2 Q8_0 prefill +3%, Zen 5). */
+#define QWEN_Q80W_SUMS 256
+
 static inline void
 qwen_q8_0x8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, int n_tok,
                  float *out, size_t out_stride, const int32_t *idx)
@@ -957,29 +962,34 @@ qwen_q8_0x8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, i
     int64_t                   b0, nb = (int64_t) (act_stride / sizeof(qwen_q8_0_gemm_act));
     int64_t                   nbw = n / QK8_0;
     qwen_q80w_stage           st[2][QWEN_Q80W_BLOCKS];
+    float                     sums[QWEN_Q80W_SUMS][2 * QWEN_PACK_ROWS];
     float                    *o[QWEN_Q80W_TOKENS];
-    int                       t, i, nt, nblk;
+    int                       t0, n0, t, i, nt, nblk;
 
-    for (t = 0; t < n_tok; t++) {
-        memset(out + (size_t) idx[t] * out_stride, 0, 2 * QWEN_PACK_ROWS * sizeof(float));
-    }
-    for (b0 = 0; b0 < nbw; b0 += nblk) {
-        nblk = nbw - b0 < QWEN_Q80W_BLOCKS ? (int) (nbw - b0) : QWEN_Q80W_BLOCKS;
-        qwen_q80w_restage(x + b0, nblk, st[0]);
-        qwen_q80w_restage(x + nbw + b0, nblk, st[1]);
-        for (t = 0; t < n_tok; t += nt) {
-            const qwen_q8_0_gemm_act *yt = y + t * nb + b0;
+    for (t0 = 0; t0 < n_tok; t0 += n0) {
+        n0 = n_tok - t0 < QWEN_Q80W_SUMS ? n_tok - t0 : QWEN_Q80W_SUMS;
+        memset(sums, 0, sizeof(sums[0]) * (size_t) n0);
+        for (b0 = 0; b0 < nbw; b0 += nblk) {
+            nblk = nbw - b0 < QWEN_Q80W_BLOCKS ? (int) (nbw - b0) : QWEN_Q80W_BLOCKS;
+            qwen_q80w_restage(x + b0, nblk, st[0]);
+            qwen_q80w_restage(x + nbw + b0, nblk, st[1]);
+            for (t = 0; t < n0; t += nt) {
+                const qwen_q8_0_gemm_act *yt = y + (t0 + t) * nb + b0;
 
-            nt = n_tok - t < QWEN_Q80W_TOKENS ? n_tok - t : QWEN_Q80W_TOKENS;
-            for (i = 0; i < nt; i++) {
-                o[i] = out + (size_t) idx[t + i] * out_stride;
+                nt = n0 - t < QWEN_Q80W_TOKENS ? n0 - t : QWEN_Q80W_TOKENS;
+                for (i = 0; i < nt; i++) {
+                    o[i] = sums[t + i];
+                }
+                switch (nt) {
+                case 1: qwen_q80w_tile(st, nblk, yt, nb, o, 1); break;
+                case 2: qwen_q80w_tile(st, nblk, yt, nb, o, 2); break;
+                case 3: qwen_q80w_tile(st, nblk, yt, nb, o, 3); break;
+                default: qwen_q80w_tile(st, nblk, yt, nb, o, 4); break;
+                }
             }
-            switch (nt) {
-            case 1: qwen_q80w_tile(st, nblk, yt, nb, o, 1); break;
-            case 2: qwen_q80w_tile(st, nblk, yt, nb, o, 2); break;
-            case 3: qwen_q80w_tile(st, nblk, yt, nb, o, 3); break;
-            default: qwen_q80w_tile(st, nblk, yt, nb, o, 4); break;
-            }
+        }
+        for (t = 0; t < n0; t++) {
+            memcpy(out + (size_t) idx[t0 + t] * out_stride, sums[t], sizeof(sums[t]));
         }
     }
 }
