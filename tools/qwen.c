@@ -24,6 +24,7 @@ typedef struct {
     const char *kv_format;
     int         n_predict;
     int         n_prompt;
+    int         depth;
     int         top;
     int         threads;
     int         n_seqs;
@@ -42,11 +43,12 @@ usage(FILE *f)
         "usage: qwen COMMAND [options]\n"
         "  logits     -m MODEL --ids 1,2,3 [-n 24] [--top 5] [-t THREADS]\n"
         "             greedy steps; one JSON line per token with top probabilities\n"
-        "  bench      -m MODEL [-p 200] [-n 200] [-t THREADS] [-s SEQS] [--repeat N]\n"
+        "  bench      -m MODEL [-p 200] [-n 200] [-d 0] [-t THREADS] [-s SEQS] [--repeat N]\n"
         "             [--no-warmup]   prefill and decode speed (text and one JSON\n"
         "             line) after an untimed prompt, as llama-bench; with --repeat\n"
         "             the best of N runs (a shared machine is noisy); --no-warmup\n"
-        "             skips the untimed prompt (instruction counts by difference)\n"
+        "             skips the untimed prompt (instruction counts by difference);\n"
+        "             -d: both after DEPTH tokens already in context (llama-bench -d)\n"
         "  run        -m MODEL -p TEXT [-n 256] [--temp 0.7] [--top-k 20] [--top-p 0.8]\n"
         "             [--seed S] [--no-think]   chat with the model\n"
         "  info       -m MODEL\n"
@@ -130,6 +132,9 @@ parse_opts(int argc, char **argv, cli_opts *o)
             } else {
                 o->prompt = val;
             }
+        }
+        else if (strcmp(a, "-d") == 0 || strcmp(a, "--depth") == 0) {
+            if (parse_int(val, a, 0, 1 << 20, &o->depth)) return -1;
         }
         else if (strcmp(a, "--top") == 0) { if (parse_int(val, a, 1, 100, &o->top)) return -1; }
         else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
@@ -378,7 +383,7 @@ cmd_bench(int argc, char **argv)
     cli_opts          o;
     qwen_model       *m;
     qwen_ctx         *ctx = NULL;
-    int32_t          *ids = NULL, *next = NULL;
+    int32_t          *ids = NULL, *depth_ids = NULL, *next = NULL;
     qwen_batch_entry *b = NULL;
     float            *logits = NULL;
     int               vocab, i, s, step, n_batch, rep, rc = 1;
@@ -402,17 +407,32 @@ cmd_bench(int argc, char **argv)
     if (n_batch < o.n_seqs) {
         n_batch = o.n_seqs;
     }
-    ctx = make_ctx(m, &o, o.n_prompt + o.n_predict + 1, n_batch);
+    ctx = make_ctx(m, &o, o.depth + o.n_prompt + o.n_predict + 1, n_batch);
     ids = malloc((size_t) o.n_prompt * sizeof(int32_t));
+    depth_ids = malloc((size_t) (o.depth > 0 ? o.depth : 1) * sizeof(int32_t));
     next = malloc((size_t) o.n_seqs * sizeof(int32_t));
     b = malloc((size_t) o.n_seqs * sizeof(*b));
     logits = malloc((size_t) o.n_seqs * vocab * sizeof(float));
-    if (ctx == NULL || ids == NULL || next == NULL || b == NULL || logits == NULL) {
+    if (ctx == NULL || ids == NULL || depth_ids == NULL || next == NULL || b == NULL
+        || logits == NULL)
+    {
         goto done;
     }
     /* a deterministic spread of ordinary token ids */
     for (i = 0; i < o.n_prompt; i++) {
         ids[i] = (int32_t) ((1000 + (uint32_t) i * 7919u) % (uint32_t) (vocab < 150000 ? vocab : 150000));
+    }
+    /* -d: the context every sequence already holds (the same spread, on
+     * from the prompt's ids), untimed; the prompt and the steps follow it,
+     * each repetition writing its positions again */
+    for (i = 0; i < o.depth; i++) {
+        depth_ids[i] = (int32_t) ((1000 + (uint32_t) (o.n_prompt + i) * 7919u)
+                                  % (uint32_t) (vocab < 150000 ? vocab : 150000));
+    }
+    for (s = 0; o.depth > 0 && s < o.n_seqs; s++) {
+        if (feed(ctx, n_batch, s, 0, depth_ids, o.depth, 1, logits) != 0) {
+            goto done;
+        }
     }
 
     /* one untimed prompt first, as llama-bench's warm-up run: the figures
@@ -420,7 +440,7 @@ cmd_bench(int argc, char **argv)
      * request before the next one; the first prompt of a fresh context
      * faults in its activation and KV pages: 20-25% of a 200-token
      * prefill measured here) */
-    if (!o.no_warmup && feed(ctx, n_batch, 0, 0, ids, o.n_prompt, 1, logits) != 0) {
+    if (!o.no_warmup && feed(ctx, n_batch, 0, o.depth, ids, o.n_prompt, 1, logits) != 0) {
         goto done;
     }
 
@@ -428,14 +448,14 @@ cmd_bench(int argc, char **argv)
     for (rep = 0; rep < o.repeat; rep++) {
         /* prefill: every sequence gets the prompt; time the first one */
         t0 = qwen_cli_now_s();
-        if (feed(ctx, n_batch, 0, 0, ids, o.n_prompt, 1, logits) != 0) {
+        if (feed(ctx, n_batch, 0, o.depth, ids, o.n_prompt, 1, logits) != 0) {
             goto done;
         }
         t = qwen_cli_now_s() - t0;
         t_prefill = t < t_prefill ? t : t_prefill;
         next[0] = qwen_argmax(logits, vocab);
         for (s = 1; s < o.n_seqs; s++) {
-            if (feed(ctx, n_batch, s, 0, ids, o.n_prompt, 1, logits) != 0) {
+            if (feed(ctx, n_batch, s, o.depth, ids, o.n_prompt, 1, logits) != 0) {
                 goto done;
             }
             next[s] = qwen_argmax(logits, vocab);
@@ -447,7 +467,7 @@ cmd_bench(int argc, char **argv)
             for (s = 0; s < o.n_seqs; s++) {
                 b[s].token = next[s];
                 b[s].seq = s;
-                b[s].pos = o.n_prompt + step;
+                b[s].pos = o.depth + o.n_prompt + step;
                 b[s].want_logits = 1;
                 b[s].prompt = 0;
             }
@@ -469,21 +489,22 @@ cmd_bench(int argc, char **argv)
         printf("model:    %s (%s, %d layers, hidden %d)\n", o.model, qwen_model_describe(m),
                c->n_layers, c->hidden_size);
         kp.n_seqs = o.n_seqs;
-        kp.n_ctx = o.n_prompt + o.n_predict + 1;
+        kp.n_ctx = o.depth + o.n_prompt + o.n_predict + 1;
         kp.kernels = o.kernels;
         kp.kv_format = qwen_ctx_kv_format(ctx);
         printf("threads:  %d   sequences: %d   KV cache: %s, %.1f MiB\n", o.threads, o.n_seqs,
                qwen_ctx_kv_format(ctx), qwen_kv_cache_bytes(m, &kp) / 1048576.0);
-        printf("prefill:  %d tokens in %.3f s = %.1f tok/s\n", o.n_prompt, t_prefill,
+        printf("prefill:  %d tokens in %.3f s = %.1f tok/s", o.n_prompt, t_prefill,
                o.n_prompt / t_prefill);
+        printf(o.depth > 0 ? " (after %d tokens of context)\n" : "\n", o.depth);
         printf("decode:   %d steps x %d seqs in %.3f s = %.1f tok/s per sequence, "
                "%.1f tok/s total\n", o.n_predict, o.n_seqs, t_decode,
                o.n_predict / t_decode, o.n_predict * o.n_seqs / t_decode);
     }
     printf("{\"model\":\"%s\",\"weights\":\"%s\",\"threads\":%d,\"seqs\":%d,"
-           "\"n_prompt\":%d,\"n_predict\":%d,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,"
-           "\"decode_total_tok_s\":%.2f,\"weight_bytes\":%zu,\"kv\":\"%s\"}\n",
-           o.model, qwen_model_describe(m), o.threads, o.n_seqs, o.n_prompt, o.n_predict,
+           "\"n_prompt\":%d,\"n_predict\":%d,\"depth\":%d,\"prefill_tok_s\":%.2f,"
+           "\"decode_tok_s\":%.2f,\"decode_total_tok_s\":%.2f,\"weight_bytes\":%zu,\"kv\":\"%s\"}\n",
+           o.model, qwen_model_describe(m), o.threads, o.n_seqs, o.n_prompt, o.n_predict, o.depth,
            o.n_prompt / t_prefill, o.n_predict / t_decode,
            o.n_predict * o.n_seqs / t_decode, qwen_model_weight_bytes(m),
            qwen_ctx_kv_format(ctx));
@@ -491,6 +512,7 @@ cmd_bench(int argc, char **argv)
 done:
     qwen_ctx_free(ctx);
     free(ids);
+    free(depth_ids);
     free(next);
     free(b);
     free(logits);
