@@ -101,6 +101,35 @@ qwen_hsum256(__m256 v)
     return _mm_cvtss_f32(lo);
 }
 
+/*
+ * qwen_hsum256 of eight vectors at once, lane k of the result the sum of
+ * v[k]: the same three steps of adds on the same pairs (lane i + lane i + 4,
+ * then lanes 0 + 2 and 1 + 3, then those two), so each is qwen_hsum256's
+ * bits, in 21 operations where eight calls take 48.
+ */
+static inline __m256
+qwen_hsum8x256(const __m256 *v)
+{
+    __m256 s[4], m[2], a, b;
+    int    i;
+
+    /* s[i]: v[k] lanes 0-3 + lanes 4-7, k = i and i + 4 in the halves */
+#pragma GCC unroll 4
+    for (i = 0; i < 4; i++) {
+        s[i] = _mm256_add_ps(_mm256_permute2f128_ps(v[i], v[i + 4], 0x20),
+                             _mm256_permute2f128_ps(v[i], v[i + 4], 0x31));
+    }
+    /* per half, the sums of lanes 0 + 2 and 1 + 3 of two vectors */
+#pragma GCC unroll 2
+    for (i = 0; i < 2; i++) {
+        m[i] = _mm256_add_ps(_mm256_shuffle_ps(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm256_shuffle_ps(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    }
+    a = _mm256_shuffle_ps(m[0], m[1], _MM_SHUFFLE(2, 0, 2, 0));
+    b = _mm256_shuffle_ps(m[0], m[1], _MM_SHUFFLE(3, 1, 3, 1));
+    return _mm256_add_ps(a, b);
+}
+
 /* the largest of a vector's 8 floats */
 static inline float
 qwen_hmax256(__m256 v)
