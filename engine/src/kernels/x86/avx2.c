@@ -487,23 +487,28 @@ tokens_v(int hd, const int NH, const int J, const float *const *p, const qwen_kv
     size_t row_bytes = (size_t) hd * (F32 ? 4 : 2);
     int    i, t, h, j, tb, te;
 
-    for (i = 0; i < hd; i += 8 * J) {
-        __m256 acc[4][4];
+    /* a block's rows at a time (32 positions, 8 KiB of f16 at hd 128), all
+     * the chunks of values over them while they sit in L1: chunk by chunk
+     * over every position, each walk met V in L2 again. The rows lie
+     * row_bytes apart, so a position costs a pointer step, not a table
+     * lookup. */
+    for (tb = t0; tb < t1; tb = te) {
+        const char *vb = row_v(kv, tb, hd, F32);
+
+        te = (tb / QWEN_KV_BLOCK + 1) * QWEN_KV_BLOCK;
+        te = te < t1 ? te : t1;
+        for (i = 0; i < hd; i += 8 * J) {
+            const char *vt = vb;
+            __m256      acc[4][4];
 
 #pragma GCC unroll 4
-        for (h = 0; h < NH; h++) {
+            for (h = 0; h < NH; h++) {
 #pragma GCC unroll 4
-            for (j = 0; j < J; j++) {
-                acc[h][j] = zero ? _mm256_setzero_ps() : _mm256_loadu_ps(o[h] + i + 8 * j);
+                for (j = 0; j < J; j++) {
+                    acc[h][j] = zero && tb == t0 ? _mm256_setzero_ps()
+                                                 : _mm256_loadu_ps(o[h] + i + 8 * j);
+                }
             }
-        }
-        /* a block's rows at a time: they lie row_bytes apart, so a
-         * position costs a pointer step, not a table lookup */
-        for (tb = t0; tb < t1; tb = te) {
-            const char *vt = row_v(kv, tb, hd, F32);
-
-            te = (tb / QWEN_KV_BLOCK + 1) * QWEN_KV_BLOCK;
-            te = te < t1 ? te : t1;
             for (t = tb; t < te; t++, vt += row_bytes) {
                 __m256 vv[4];
 
@@ -523,12 +528,12 @@ tokens_v(int hd, const int NH, const int J, const float *const *p, const qwen_kv
                     }
                 }
             }
-        }
 #pragma GCC unroll 4
-        for (h = 0; h < NH; h++) {
+            for (h = 0; h < NH; h++) {
 #pragma GCC unroll 4
-            for (j = 0; j < J; j++) {
-                _mm256_storeu_ps(o[h] + i + 8 * j, acc[h][j]);
+                for (j = 0; j < J; j++) {
+                    _mm256_storeu_ps(o[h] + i + 8 * j, acc[h][j]);
+                }
             }
         }
     }
