@@ -9,7 +9,9 @@
 #     threads),
 #     and 4 sequences at longer contexts with each KV cache format
 #   - against llama.cpp (../shared/peer), per kernel table: compare.sh's
-#     prefill and decode, and decode at the same positions (peer_depth.sh)
+#     prefill and decode, decode at the same positions (peer_depth.sh), and
+#     our users' typical request: a 64-token prompt after 700 tokens of
+#     context (peer_depth.sh -P)
 #   - 1 and 4 streaming clients through nginx (conf/nginx.conf), alternating
 #     with llama-server's when ../shared/peer has it (e2e_pair.py: every
 #     run's prompts new, so no run reuses an earlier one's prefill)
@@ -92,6 +94,11 @@ if [ -x "$compare" ]; then
     QWEN=$qwen tests/bench/peer_depth.sh -r "${BENCH_PEER_ROUNDS:-3}" -p "$P" -n "$N" \
         "${peer_models[@]}" | tee -a "$out/peer.txt" | grep '^{' \
         | sed "s/^{/{\"kind\":\"peer_depth\",/" >> "$res" || true
+    # our users' typical request: a short ticket (64 tokens) after a ~700-token instruction
+    echo "== against llama.cpp, a 64-token prompt after 700 (${BENCH_PEER_ROUNDS:-3} rounds)" >&2
+    QWEN=$qwen tests/bench/peer_depth.sh -r "${BENCH_PEER_ROUNDS:-3}" -p 700 -P 64 \
+        "${peer_models[@]}" | tee -a "$out/peer.txt" | grep '^{' \
+        | sed "s/^{/{\"kind\":\"peer_prefill_depth\",/" >> "$res" || true
 fi
 
 # OpenBLAS sgemm (sbgemm where the build has it) against our kernels for the
@@ -332,6 +339,20 @@ if depth:
         lines.append("| %s | %s | %.1f / %.1f = %.2fx |"
                      % (r["table"], r["model"], mid(r["ours"]), mid(r["llama_cpp"]),
                         r["decode_ratio"]))
+    lines.append("")
+pdepth = [r for r in rows if r["kind"] == "peer_prefill_depth"]
+if pdepth:
+    lines.append("Our users' typical request (tests/bench/peer_depth.sh -P: a %d-token prompt after "
+                 "%d tokens of context, llama-bench -d %d -p %d; alternating, 2 threads, median of "
+                 "%d rounds):" % (pdepth[0]["n_prompt"], pdepth[0]["depth"], pdepth[0]["depth"],
+                                  pdepth[0]["n_prompt"], pdepth[0]["rounds"]))
+    lines.append("")
+    lines.append("| table | model | prefill ours / llama.cpp |")
+    lines.append("|---|---|---|")
+    for r in pdepth:
+        lines.append("| %s | %s | %.1f / %.1f = %.2fx |"
+                     % (r["table"], r["model"], mid(r["ours"]), mid(r["llama_cpp"]),
+                        r["prefill_ratio"]))
     lines.append("")
 peak = [r for r in rows if r["kind"] == "peak"]
 info = {r["format"]: r for r in rows if r["kind"] == "info"}
