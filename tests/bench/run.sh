@@ -327,33 +327,31 @@ if peer:
                         r["prefill_ratio"], mid(r["ours"], 1), mid(r["llama_cpp"], 1),
                         r["decode_ratio"]))
     lines.append("")
+def one_ratio_table(title, rs, column, field):
+    """peer_depth.sh's rows: one ratio per (table, model)"""
+    lines.append(title)
+    lines.append("")
+    lines.append("| table | model | %s ours / llama.cpp |" % column)
+    lines.append("|---|---|---|")
+    for r in rs:
+        lines.append("| %s | %s | %.1f / %.1f = %.2fx |"
+                     % (r["table"], r["model"], mid(r["ours"]), mid(r["llama_cpp"]), r[field]))
+    lines.append("")
+
 depth = [r for r in rows if r["kind"] == "peer_depth"]
 if depth:
-    lines.append("Decode at the same positions (tests/bench/peer_depth.sh: ours after the %d-token "
-                 "prompt, llama-bench -d %d; alternating, 2 threads, median of %d rounds):"
-                 % (depth[0]["depth"], depth[0]["depth"], depth[0]["rounds"]))
-    lines.append("")
-    lines.append("| table | model | decode ours / llama.cpp |")
-    lines.append("|---|---|---|")
-    for r in depth:
-        lines.append("| %s | %s | %.1f / %.1f = %.2fx |"
-                     % (r["table"], r["model"], mid(r["ours"]), mid(r["llama_cpp"]),
-                        r["decode_ratio"]))
-    lines.append("")
+    one_ratio_table("Decode at the same positions (tests/bench/peer_depth.sh: ours after the %d-token "
+                    "prompt, llama-bench -d %d; alternating, 2 threads, median of %d rounds):"
+                    % (depth[0]["depth"], depth[0]["depth"], depth[0]["rounds"]),
+                    depth, "decode", "decode_ratio")
 pdepth = [r for r in rows if r["kind"] == "peer_prefill_depth"]
 if pdepth:
-    lines.append("Our users' typical request (tests/bench/peer_depth.sh -P: a %d-token prompt after "
-                 "%d tokens of context, llama-bench -d %d -p %d; alternating, 2 threads, median of "
-                 "%d rounds):" % (pdepth[0]["n_prompt"], pdepth[0]["depth"], pdepth[0]["depth"],
-                                  pdepth[0]["n_prompt"], pdepth[0]["rounds"]))
-    lines.append("")
-    lines.append("| table | model | prefill ours / llama.cpp |")
-    lines.append("|---|---|---|")
-    for r in pdepth:
-        lines.append("| %s | %s | %.1f / %.1f = %.2fx |"
-                     % (r["table"], r["model"], mid(r["ours"]), mid(r["llama_cpp"]),
-                        r["prefill_ratio"]))
-    lines.append("")
+    one_ratio_table("Our users' typical request (tests/bench/peer_depth.sh -P: a %d-token prompt "
+                    "after %d tokens of context, llama-bench -d %d -p %d; alternating, 2 threads, "
+                    "median of %d rounds):" % (pdepth[0]["n_prompt"], pdepth[0]["depth"],
+                                               pdepth[0]["depth"], pdepth[0]["n_prompt"],
+                                               pdepth[0]["rounds"]),
+                    pdepth, "prefill", "prefill_ratio")
 peak = [r for r in rows if r["kind"] == "peak"]
 info = {r["format"]: r for r in rows if r["kind"] == "info"}
 if peak and info:
