@@ -608,6 +608,20 @@ mm_claim(mm_slot *slot, int from_back)
     }
 }
 
+/* The first shares of `units` items: thread t's slot [units * t / nth,
+ * units * (t + 1) / nth), claimed front to back by its owner and from the
+ * back by the others (mm_claim) */
+static void
+mm_share(mm_slot *slots, int64_t units, int nth)
+{
+    int t;
+
+    for (t = 0; t < nth && t < MM_MAX_SLOTS; t++) {
+        atomic_init(&slots[t].fb, (uint64_t) (units * t / nth) << 32
+                                  | (uint64_t) (units * (t + 1) / nth));
+    }
+}
+
 /* Each thread owns an even share of the rows and walks it front to back in
  * chunks, then takes chunks from the back of the others' shares, so a
  * thread whose rows go slower (its core busier or slower, its pages further
@@ -817,10 +831,7 @@ matmul(qwen_ctx *ctx, const float *x, int n_tok, int n_targets, const qwen_tenso
 
         job.chunk_rows = mm_chunk_rows(job.total_rows, nth);
         chunks = (job.total_rows + job.chunk_rows - 1) / job.chunk_rows;
-        for (t = 0; t < nth; t++) {
-            atomic_init(&job.slots[t].fb, (uint64_t) (chunks * t / nth) << 32
-                                          | (uint64_t) (chunks * (t + 1) / nth));
-        }
+        mm_share(job.slots, chunks, nth);
     }
     qwen_pool_run(ctx->pool, mm_task, &job);
 }
@@ -900,20 +911,6 @@ att_item(const att_job *job, float *scratch, int run, int g)
     } else {
         ctx->kvf.attention(hd, group, ctx->q + qoff, &view, n_pos, scale, scratch,
                            ctx->att + qoff);
-    }
-}
-
-/* The items' first shares: thread t the heads from nkv * t / nth on, of
- * every run (as whole heads as the thread count allows) */
-static void
-att_share(att_job *job, int nth)
-{
-    int      items = job->ctx->n_att_runs * job->ctx->model->cfg.n_kv_heads;
-    int      t;
-
-    for (t = 0; t < nth && t < MM_MAX_SLOTS; t++) {
-        atomic_init(&job->slots[t].fb, (uint64_t) ((int64_t) items * t / nth) << 32
-                                       | (uint64_t) ((int64_t) items * (t + 1) / nth));
     }
 }
 
@@ -1148,7 +1145,8 @@ qwen_forward(qwen_ctx *ctx, const qwen_batch_entry *batch, int n, float *logits,
         aj.ctx = ctx;
         aj.batch = batch;
         aj.layer = l;
-        att_share(&aj, qwen_pool_size(ctx->pool));
+        /* thread t first the heads from nkv * t / nth on, of every run */
+        mm_share(aj.slots, (int64_t) ctx->n_att_runs * c->n_kv_heads, qwen_pool_size(ctx->pool));
         qwen_pool_run(ctx->pool, att_task, &aj);
 
         /* the last layer's K and V are stored: what follows attention
