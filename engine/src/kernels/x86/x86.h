@@ -933,7 +933,7 @@ qwen_q80w_restage(const block_q8_0x8 *x, int nblk, qwen_q80w_stage *st)
  * are carried in o[t] from block to block. */
 static inline __attribute__((always_inline)) void
 qwen_q80w_tile(qwen_q80w_stage (*st)[QWEN_Q80W_BLOCKS], int nblk, const qwen_q8_0_gemm_act *y,
-               int64_t nb, float *const *o, const int NT)
+               int64_t nb, float (*o)[2 * QWEN_PACK_ROWS], const int NT)
 {
     int b, t, j;
 
@@ -992,8 +992,7 @@ qwen_q8_0x8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, i
     int64_t                   nbw = n / QK8_0;
     qwen_q80w_stage           st[2][QWEN_Q80W_BLOCKS];
     float                     sums[QWEN_Q80W_SUMS][2 * QWEN_PACK_ROWS];
-    float                    *o[QWEN_Q80W_TOKENS];
-    int                       t0, n0, t, i, nt, nblk;
+    int                       t0, n0, t, nt, nblk;
 
     for (t0 = 0; t0 < n_tok; t0 += n0) {
         n0 = n_tok - t0 < QWEN_Q80W_SUMS ? n_tok - t0 : QWEN_Q80W_SUMS;
@@ -1006,14 +1005,11 @@ qwen_q8_0x8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, i
                 const qwen_q8_0_gemm_act *yt = y + (t0 + t) * nb + b0;
 
                 nt = n0 - t < QWEN_Q80W_TOKENS ? n0 - t : QWEN_Q80W_TOKENS;
-                for (i = 0; i < nt; i++) {
-                    o[i] = sums[t + i];
-                }
                 switch (nt) {
-                case 1: qwen_q80w_tile(st, nblk, yt, nb, o, 1); break;
-                case 2: qwen_q80w_tile(st, nblk, yt, nb, o, 2); break;
-                case 3: qwen_q80w_tile(st, nblk, yt, nb, o, 3); break;
-                default: qwen_q80w_tile(st, nblk, yt, nb, o, 4); break;
+                case 1: qwen_q80w_tile(st, nblk, yt, nb, sums + t, 1); break;
+                case 2: qwen_q80w_tile(st, nblk, yt, nb, sums + t, 2); break;
+                case 3: qwen_q80w_tile(st, nblk, yt, nb, sums + t, 3); break;
+                default: qwen_q80w_tile(st, nblk, yt, nb, sums + t, 4); break;
                 }
             }
         }
