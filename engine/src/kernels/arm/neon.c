@@ -182,71 +182,106 @@ load16(const void *w, int64_t i, float32x4_t out[4], const int kind)
     }
 }
 
-/* scores[h][t] = scale * q[h] . K[t] for NQ heads and positions t0 ..
- * t1 - 1, 16 dimensions per step in four chains per head (the first step
+/* scores[h][t + i] = scale * q[h] . K[t + i] for NQ heads and NP
+ * positions (NQ x NP at most 4; kt: the positions' K rows), 16 dimensions
+ * per step in four chains per (head, position) (the first step
  * multiplies: no zeroed accumulators): each K row converted once for the
- * heads, each head's 16 query values one load. The heads' horizontal sums
- * go pairwise across heads, the same additions as one head's vaddvq. */
+ * heads, each head's 16 query values one load for the NP positions. The
+ * horizontal sums go pairwise across (position, head) lanes, the same
+ * additions as one head's vaddvq. */
+ARM_INLINE void
+scores_at(int hd, const int NQ, const int NP, const float *q, const void *const *kt, float scale,
+          float *scores, int rows, const int kind)
+{
+    const float *qp[4];   /* each head's next 16 values: post-indexed loads */
+    float32x4_t  acc[4][4], kv4[2][4], x[4], s01, s23, sum;
+    int          i, h, k;
+
+#pragma GCC unroll 2
+    for (k = 0; k < NP; k++) {
+        load16(kt[k], 0, kv4[k], kind);
+    }
+#pragma GCC unroll 4
+    for (h = 0; h < NQ; h++) {
+        float32x4x4_t qv = vld1q_f32_x4(q + (size_t) h * hd);
+
+        qp[h] = q + (size_t) h * hd + 16;
+#pragma GCC unroll 2
+        for (k = 0; k < NP; k++) {
+            acc[k * NQ + h][0] = vmulq_f32(kv4[k][0], qv.val[0]);
+            acc[k * NQ + h][1] = vmulq_f32(kv4[k][1], qv.val[1]);
+            acc[k * NQ + h][2] = vmulq_f32(kv4[k][2], qv.val[2]);
+            acc[k * NQ + h][3] = vmulq_f32(kv4[k][3], qv.val[3]);
+        }
+    }
+#pragma GCC unroll 2
+    for (i = 16; i < hd; i += 16) {
+#pragma GCC unroll 2
+        for (k = 0; k < NP; k++) {
+            load16(kt[k], i, kv4[k], kind);
+        }
+#pragma GCC unroll 4
+        for (h = 0; h < NQ; h++) {
+            float32x4x4_t qv = vld1q_f32_x4(qp[h]);
+
+            /* opaque after the step: GCC would rebuild each address from
+             * one index with an add per load */
+            qp[h] += 16;
+            __asm__("" : "+r"(qp[h]));
+#pragma GCC unroll 2
+            for (k = 0; k < NP; k++) {
+                acc[k * NQ + h][0] = vfmaq_f32(acc[k * NQ + h][0], kv4[k][0], qv.val[0]);
+                acc[k * NQ + h][1] = vfmaq_f32(acc[k * NQ + h][1], kv4[k][1], qv.val[1]);
+                acc[k * NQ + h][2] = vfmaq_f32(acc[k * NQ + h][2], kv4[k][2], qv.val[2]);
+                acc[k * NQ + h][3] = vfmaq_f32(acc[k * NQ + h][3], kv4[k][3], qv.val[3]);
+            }
+        }
+    }
+    /* lane l of sum: (position, head) l's (a + b) + (c + d) over its
+     * chains' pair sums, as vaddvq_f32 adds them */
+#pragma GCC unroll 4
+    for (i = 0; i < 4; i++) {
+        x[i] = i < NQ * NP ? vaddq_f32(vaddq_f32(acc[i][0], acc[i][1]),
+                                       vaddq_f32(acc[i][2], acc[i][3]))
+                           : x[0];
+    }
+    s01 = vpaddq_f32(x[0], x[1]);
+    s23 = NQ * NP > 2 ? vpaddq_f32(x[2], x[3]) : s01;
+    sum = vmulq_n_f32(vpaddq_f32(s01, s23), scale);
+    scores[0] = vgetq_lane_f32(sum, 0);
+#define SCORE_LANE(l) \
+    if (NQ * NP > (l)) scores[(size_t) ((l) % NQ) * rows + (l) / NQ] = vgetq_lane_f32(sum, l)
+    SCORE_LANE(1);
+    SCORE_LANE(2);
+    SCORE_LANE(3);
+#undef SCORE_LANE
+}
+
+/* scores[h][t] = scale * q[h] . K[t] for NQ heads and positions t0 ..
+ * t1 - 1 (scores_at), two positions at a time where the accumulators fit
+ * (up to 2 heads): the query loads shared by both. */
 ARM_INLINE void
 rows_scores(int hd, const int NQ, const float *q, const qwen_kv_view *kv, int t0, int t1,
             float scale, float *scores, int rows, const int kind)
 {
-    int t, end, i, h;
+    int t, end;
 
     for (t = t0; t < t1;) {
-        const void *blk = qwen_kv_block_k(kv, t);
+        const void *blk = qwen_kv_block_k(kv, t), *kt[2];
 
         /* the positions of this block: one address per block, not per row */
         end = (t / QWEN_KV_BLOCK + 1) * QWEN_KV_BLOCK;
         end = end < t1 ? end : t1;
+        if (NQ <= 2) {
+            for (; t + 2 <= end; t += 2) {
+                kt[0] = row_at(blk, t % QWEN_KV_BLOCK, hd, kind);
+                kt[1] = row_at(blk, t % QWEN_KV_BLOCK + 1, hd, kind);
+                scores_at(hd, NQ, 2, q, kt, scale, scores + t, rows, kind);
+            }
+        }
         for (; t < end; t++) {
-            const void  *kt = row_at(blk, t % QWEN_KV_BLOCK, hd, kind);
-            const float *qp[4];   /* each head's next 16 values: post-indexed loads */
-            float32x4_t  acc[4][4], kv4[4], x[4], s01, s23, sum;
-
-            load16(kt, 0, kv4, kind);
-#pragma GCC unroll 4
-            for (h = 0; h < NQ; h++) {
-                float32x4x4_t qv = vld1q_f32_x4(q + (size_t) h * hd);
-
-                qp[h] = q + (size_t) h * hd + 16;
-                acc[h][0] = vmulq_f32(kv4[0], qv.val[0]);
-                acc[h][1] = vmulq_f32(kv4[1], qv.val[1]);
-                acc[h][2] = vmulq_f32(kv4[2], qv.val[2]);
-                acc[h][3] = vmulq_f32(kv4[3], qv.val[3]);
-            }
-#pragma GCC unroll 2
-            for (i = 16; i < hd; i += 16) {
-                load16(kt, i, kv4, kind);
-#pragma GCC unroll 4
-                for (h = 0; h < NQ; h++) {
-                    float32x4x4_t qv = vld1q_f32_x4(qp[h]);
-
-                    /* opaque after the step: GCC would rebuild each
-                     * address from one index with an add per load */
-                    qp[h] += 16;
-                    __asm__("" : "+r"(qp[h]));
-                    acc[h][0] = vfmaq_f32(acc[h][0], kv4[0], qv.val[0]);
-                    acc[h][1] = vfmaq_f32(acc[h][1], kv4[1], qv.val[1]);
-                    acc[h][2] = vfmaq_f32(acc[h][2], kv4[2], qv.val[2]);
-                    acc[h][3] = vfmaq_f32(acc[h][3], kv4[3], qv.val[3]);
-                }
-            }
-            /* lane h of sum: head h's (a + b) + (c + d) over its chains'
-             * pair sums, as vaddvq_f32 adds them */
-#pragma GCC unroll 4
-            for (h = 0; h < 4; h++) {
-                x[h] = h < NQ ? vaddq_f32(vaddq_f32(acc[h][0], acc[h][1]),
-                                          vaddq_f32(acc[h][2], acc[h][3]))
-                              : x[0];
-            }
-            s01 = vpaddq_f32(x[0], x[1]);
-            s23 = NQ > 2 ? vpaddq_f32(x[2], x[3]) : s01;
-            sum = vmulq_n_f32(vpaddq_f32(s01, s23), scale);
-            scores[t] = vgetq_lane_f32(sum, 0);
-            if (NQ > 1) scores[(size_t) rows + t] = vgetq_lane_f32(sum, 1);
-            if (NQ > 2) scores[(size_t) 2 * rows + t] = vgetq_lane_f32(sum, 2);
-            if (NQ > 3) scores[(size_t) 3 * rows + t] = vgetq_lane_f32(sum, 3);
+            kt[0] = row_at(blk, t % QWEN_KV_BLOCK, hd, kind);
+            scores_at(hd, NQ, 1, q, kt, scale, scores + t, rows, kind);
         }
     }
 }
@@ -261,12 +296,35 @@ rows_scores(int hd, const int NQ, const float *q, const qwen_kv_view *kv, int t0
         }                                                                      \
     } while (0)
 
+/* J (even) vectors of 4 values of a row from d0 as floats; f16 eight
+ * values a load (half the loads of load4) */
+ARM_INLINE void
+load_row(const void *row, int d0, const int J, float32x4_t *v, const int kind)
+{
+    int j;
+
+    if (kind == 1) {
+#pragma GCC unroll 4
+        for (j = 0; j < J; j += 2) {
+            float16x8_t h = vreinterpretq_f16_u16(vld1q_u16((const uint16_t *) row + d0 + 4 * j));
+
+            v[j] = vcvt_f32_f16(vget_low_f16(h));
+            v[j + 1] = vcvt_high_f32_f16(h);
+        }
+        return;
+    }
+#pragma GCC unroll 8
+    for (j = 0; j < J; j++) {
+        v[j] = load4(row, d0 + 4 * j, kind);
+    }
+}
+
 /*
  * o[h] += sum over positions t0 .. t1 - 1 of region vr of p[h][t] V[t] for
  * NH rows (1 to 4; p[h] and o[h] are a row's probabilities from the
  * region's first position and its output) and 4J dimensions from d0 (J 8
- * up to 2 rows, else 4: 16 accumulators in registers). Each V row is
- * converted once for the rows; probabilities are read 4 positions at a
+ * for one row, else 4: at most 16 accumulators, none spilled). Each V row
+ * is converted once for the rows; probabilities are read 4 positions at a
  * time. Per lane one fused multiply-add a position, in position order.
  */
 ARM_INLINE void
@@ -288,25 +346,13 @@ rows_values(int hd, const int NH, const int J, const float *const *p, const void
         for (h = 0; h < NH; h++) {
             w[h] = vld1q_f32(p[h] + t);
         }
-#pragma GCC unroll 8
-        for (j = 0; j < J; j++) {
-            v[j] = load4(row_at(vr, t, hd, kind), d0 + 4 * j, kind);
-        }
+        load_row(row_at(vr, t, hd, kind), d0, J, v, kind);
         ROWS_FMA(0);
-#pragma GCC unroll 8
-        for (j = 0; j < J; j++) {
-            v[j] = load4(row_at(vr, t + 1, hd, kind), d0 + 4 * j, kind);
-        }
+        load_row(row_at(vr, t + 1, hd, kind), d0, J, v, kind);
         ROWS_FMA(1);
-#pragma GCC unroll 8
-        for (j = 0; j < J; j++) {
-            v[j] = load4(row_at(vr, t + 2, hd, kind), d0 + 4 * j, kind);
-        }
+        load_row(row_at(vr, t + 2, hd, kind), d0, J, v, kind);
         ROWS_FMA(2);
-#pragma GCC unroll 8
-        for (j = 0; j < J; j++) {
-            v[j] = load4(row_at(vr, t + 3, hd, kind), d0 + 4 * j, kind);
-        }
+        load_row(row_at(vr, t + 3, hd, kind), d0, J, v, kind);
         ROWS_FMA(3);
     }
     for (; t < t1; t++) {
@@ -314,10 +360,7 @@ rows_values(int hd, const int NH, const int J, const float *const *p, const void
         for (h = 0; h < NH; h++) {
             w[h] = vdupq_n_f32(p[h][t]);
         }
-#pragma GCC unroll 8
-        for (j = 0; j < J; j++) {
-            v[j] = load4(row_at(vr, t, hd, kind), d0 + 4 * j, kind);
-        }
+        load_row(row_at(vr, t, hd, kind), d0, J, v, kind);
         ROWS_FMA(0);
     }
 #pragma GCC unroll 4
@@ -342,7 +385,7 @@ rows_values_hd(int hd, int n, const float *const *p, const void *vr, int t0, int
         for (d0 = 0; d0 < hd; d0 += 32) rows_values(hd, 1, 8, p, vr, t0, t1, d0, o, kind);
         break;
     case 2:
-        for (d0 = 0; d0 < hd; d0 += 32) rows_values(hd, 2, 8, p, vr, t0, t1, d0, o, kind);
+        for (d0 = 0; d0 < hd; d0 += 16) rows_values(hd, 2, 4, p, vr, t0, t1, d0, o, kind);
         break;
     case 3:
         for (d0 = 0; d0 < hd; d0 += 16) rows_values(hd, 3, 4, p, vr, t0, t1, d0, o, kind);
