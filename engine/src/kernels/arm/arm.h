@@ -368,27 +368,56 @@ arm_q6k_dot_n(int64_t n, const void *w, const void *act, size_t stride, float *o
 
 /* ------------------------------------------------------------ attention */
 
+/* e^x's constants in registers: a loop that calls arm_exp_neg holds them
+ * (GCC would load each from the literal pool, two instructions, on every
+ * call: a quarter of a softmax's) */
+typedef struct {
+    float32x4_t lo, log2e, ln2_hi, ln2_lo, p[6], one;
+    int32x4_t   bias;
+} arm_exp_k;
+
+ARM_INLINE void
+arm_exp_init(arm_exp_k *k)
+{
+    static const float c[6] = { 1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                                4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f };
+    int                i;
+
+    k->lo = vdupq_n_f32(-87.3f);
+    k->log2e = vdupq_n_f32(1.44269504f);
+    k->ln2_hi = vdupq_n_f32(0.693359375f);
+    k->ln2_lo = vdupq_n_f32(-2.12194440e-4f);
+    for (i = 0; i < 6; i++) {
+        k->p[i] = vdupq_n_f32(c[i]);
+        __asm__("" : "+w"(k->p[i]));
+    }
+    k->one = vdupq_n_f32(1.0f);
+    k->bias = vdupq_n_s32(127);
+    __asm__("" : "+w"(k->lo), "+w"(k->log2e), "+w"(k->ln2_hi), "+w"(k->ln2_lo), "+w"(k->one),
+            "+w"(k->bias));
+}
+
 /* e^x for -87.3 <= x <= 0, 4 lanes: x = n ln2 + r with |r| <= ln2/2, e^r
  * by the Cephes polynomial, 2^n put in the exponent bits (relative error
  * ~1e-7) */
 ARM_INLINE float32x4_t
-arm_exp_neg(float32x4_t x)
+arm_exp_neg(float32x4_t x, const arm_exp_k *k)
 {
     float32x4_t n, r, p;
 
-    x = vmaxq_f32(x, vdupq_n_f32(-87.3f));
-    n = vrndnq_f32(vmulq_n_f32(x, 1.44269504f));
-    r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
-    r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
-    p = vdupq_n_f32(1.9875691500e-4f);
-    p = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), p, r);
-    p = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), p, r);
-    p = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), p, r);
-    p = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), p, r);
-    p = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), p, r);
-    p = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0f)), p, vmulq_f32(r, r));
+    x = vmaxq_f32(x, k->lo);
+    n = vrndnq_f32(vmulq_f32(x, k->log2e));
+    r = vfmsq_f32(x, n, k->ln2_hi);
+    r = vfmsq_f32(r, n, k->ln2_lo);
+    p = k->p[0];
+    p = vfmaq_f32(k->p[1], p, r);
+    p = vfmaq_f32(k->p[2], p, r);
+    p = vfmaq_f32(k->p[3], p, r);
+    p = vfmaq_f32(k->p[4], p, r);
+    p = vfmaq_f32(k->p[5], p, r);
+    p = vfmaq_f32(vaddq_f32(r, k->one), p, vmulq_f32(r, r));
     return vmulq_f32(p, vreinterpretq_f32_s32(vshlq_n_s32(
-        vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23)));
+        vaddq_s32(vcvtq_s32_f32(n), k->bias), 23)));
 }
 
 /* sc[t] = e^(sc[t] - max) for t < n (4 at a time, the tail scalar: nothing
@@ -396,9 +425,10 @@ arm_exp_neg(float32x4_t x)
 ARM_INLINE float
 arm_softmax_exp(float *sc, int n)
 {
-    float32x4_t mx4 = vdupq_n_f32(-INFINITY), sum4 = vdupq_n_f32(0.0f), e;
+    float32x4_t mx4 = vdupq_n_f32(-INFINITY), sum4 = vdupq_n_f32(0.0f), e, m;
     float       mx, sum;
     int         t;
+    arm_exp_k   k;
 
     for (t = 0; t + 4 <= n; t += 4) {
         mx4 = vmaxq_f32(mx4, vld1q_f32(sc + t));
@@ -407,8 +437,10 @@ arm_softmax_exp(float *sc, int n)
     for (; t < n; t++) {
         mx = sc[t] > mx ? sc[t] : mx;
     }
+    arm_exp_init(&k);
+    m = vdupq_n_f32(mx);
     for (t = 0; t + 4 <= n; t += 4) {
-        e = arm_exp_neg(vsubq_f32(vld1q_f32(sc + t), vdupq_n_f32(mx)));
+        e = arm_exp_neg(vsubq_f32(vld1q_f32(sc + t), m), &k);
         vst1q_f32(sc + t, e);
         sum4 = vaddq_f32(sum4, e);
     }
