@@ -5,7 +5,10 @@
 # the method: ../shared/arm64/README.md). qemu's timing means nothing; the
 # number of instructions executed is exact and deterministic.
 #   make bench-arm64 [ARM64_BENCH_MODELS=DIR] [ARM64_SHARED=DIR] [PEER_DIR=DIR]
-# writes $(BUILD)/bench/arm64.md (also printed) and arm64.jsonl.
+#        [ARM64_BENCH_DEPTH=700 ARM64_BENCH_PHASES=prefill ARM64_BENCH_FORMATS=q8_0
+#         ARM64_BENCH_CPUS=neoverse-n1=dotprod]   (at our users' depth: slow)
+# writes $(BUILD)/bench/arm64.md (also printed) and arm64.jsonl (arm64_dD.*
+# with a depth).
 #
 # qwen is cross-built static (qemu then needs no sysroot) against a private
 # sysroot, $(ARM64_BUILD)/sysroot: Debian's arm64 -dev packages of the
@@ -23,6 +26,10 @@ ARM64_BENCH_MODELS ?= $(MODELS_DIR)
 ARM64_BENCH_FORMATS ?= q4_k_m q8_0
 # qemu CPU model=the peer build it runs: Graviton2-like, Graviton3-like
 ARM64_BENCH_CPUS   ?= neoverse-n1=dotprod max,sve256=on=i8mm
+# tokens in context before each prompt (0: none; our users' typical: 700)
+# and which per-token counts (decode prefill)
+ARM64_BENCH_DEPTH  ?= 0
+ARM64_BENCH_PHASES ?= decode prefill
 ARM64_BENCH_APT_PACKAGES = qemu-user
 ARM64_PLUGIN_QEMU  ?= qemu-aarch64
 
@@ -121,5 +128,6 @@ bench-arm64: deps deps-bench-arm64
 	/usr/bin/python3 tests/bench/arm64_insn.py --qwen $(ARM64_BUILD)/qwen \
 	    --qemu $(ARM64_PLUGIN_QEMU) --plugin $(ARM64_BUILD)/insn_count.so \
 	    --peer $(PEER_DIR)/arm64 --models $(ARM64_BENCH_MODELS) \
-	    --formats "$(ARM64_BENCH_FORMATS)" --cpus "$(ARM64_BENCH_CPUS)" --out $(BUILD)/bench
+	    --formats "$(ARM64_BENCH_FORMATS)" --cpus "$(ARM64_BENCH_CPUS)" \
+	    --depth $(ARM64_BENCH_DEPTH) --phases "$(ARM64_BENCH_PHASES)" --out $(BUILD)/bench
 endif

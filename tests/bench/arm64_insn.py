@@ -18,6 +18,12 @@ one running guest thread), on the same model files.
   llama-bench -m M -t 1 -r 1 --no-warmup -p 0 -n 0 -pg 16,12 | -pg 16,4
                                         | -p 64 -n 0 | -p 32 -n 0
 
+--depth D puts D tokens in context before each run's prompt (-d D in both
+programs: our users' requests come after a ~700-token instruction, where
+attention is a large part of a token); the depth's own prefill is the same
+in both runs of a difference and cancels. --phases picks decode, prefill or
+both (each qemu run at -d 700 takes ~10 minutes). Files then end in _dD.
+
 Writes OUT/arm64.jsonl (a line of what was measured, then one line per run:
 the raw counts), OUT/arm64.log (the programs' output) and OUT/arm64.md (the
 tables, also printed; --render JSONL prints them again without running). 16 runs of qemu per CPU model and format pair
@@ -42,13 +48,14 @@ PHASES = {
 }
 
 
-def qwen_args(qwen, model, p, n, seqs=1):
+def qwen_args(qwen, model, p, n, seqs=1, depth=0):
     return [qwen, "bench", "-m", model, "-t", "1", "--json", "--no-warmup", "-p", str(p), "-n",
-            str(n)] + (["-s", str(seqs)] if seqs > 1 else [])
+            str(n)] + (["-s", str(seqs)] if seqs > 1 else []) + (["-d", str(depth)] if depth else [])
 
 
-def peer_args(peer, model, p, n):
-    base = [peer, "-m", model, "-t", "1", "-r", "1", "--no-warmup"]
+def peer_args(peer, model, p, n, depth=0):
+    base = [peer, "-m", model, "-t", "1", "-r", "1", "--no-warmup"] + (
+        ["-d", str(depth)] if depth else [])
     if n:
         return base + ["-p", "0", "-n", "0", "-pg", "%d,%d" % (p, n)]
     return base + ["-p", str(p), "-n", "0"]
@@ -105,6 +112,8 @@ def render(meta, runs):
     cpus = meta["cpus"]
     formats = meta["formats"]
     got = {(r["cpu"], r["format"], r["prog"], r["prompt"], r["gen"]): r for r in runs}
+    phases = meta.get("phases", list(PHASES))
+    depth = meta.get("depth", 0)
 
     def per(cpu, f, phase, prog):
         hi, lo, ntok = PHASES[phase]
@@ -116,15 +125,18 @@ def render(meta, runs):
     minutes = sum(r["seconds"] for r in runs) / 60
     out = []
     out.append("arm64 instructions per token (M = 10^6), 1 thread, qemu-aarch64 + insn_count "
-               "plugin; commit %s (engine/, tools/, Makefile as of %s%s), %s, %s; %.0f min "
-               "of qemu runs" % (meta["commit"], meta["code"], ", modified" if meta["dirty"] else "",
-                                 meta["date"], meta["qemu"], minutes))
+               "plugin%s; commit %s (engine/, tools/, Makefile as of %s%s), %s, %s; %.0f min "
+               "of qemu runs" % (
+                   (", after %d tokens already in context (-d %d in both programs)" % (depth, depth))
+                   if depth else "",
+                   meta["commit"], meta["code"], ", modified" if meta["dirty"] else "",
+                   meta["date"], meta["qemu"], minutes))
     out.append("")
     out.append("| CPU model (qemu -cpu) | format | per token | ours | llama.cpp | ours / llama.cpp |")
     out.append("|---|---|---|---:|---:|---:|")
     for cpu, build in cpus:
         for f in formats:
-            for phase in PHASES:
+            for phase in phases:
                 o, l = per(cpu, f, phase, "qwen"), per(cpu, f, phase, "llama.cpp")
                 out.append("| %s | %s | %s | %sM | %s | %s |" % (
                     cpu, f.upper(), phase, fmt_m(o["total"]),
@@ -141,7 +153,7 @@ def render(meta, runs):
     keys = ["total"] + CLASSES
     for cpu, build in cpus:
         for f in formats:
-            for phase in PHASES:
+            for phase in phases:
                 o, l = per(cpu, f, phase, "qwen"), per(cpu, f, phase, "llama.cpp")
                 out.append("| %s | %s | %s | ours | %s |" % (
                     cpu, f.upper(), phase, " | ".join(fmt_m(o[k]) for k in keys)))
@@ -162,6 +174,11 @@ def main():
     ap.add_argument("--formats", default="q4_k_m q8_0")
     ap.add_argument("--cpus", default="neoverse-n1=dotprod max,sve256=on=i8mm",
                     help="CPU=PEERBUILD ...: qemu -cpu model and llama-bench-PEERBUILD to run on it")
+    ap.add_argument("--depth", type=int, default=0,
+                    help="tokens already in context before every run's prompt (-d in both "
+                         "programs): our users' requests come after a ~700-token instruction")
+    ap.add_argument("--phases", default="decode prefill",
+                    help="which per-token counts: decode, prefill or both")
     ap.add_argument("--out", default="build/bench")
     ap.add_argument("--render", metavar="JSONL",
                     help="no runs: the tables again from an earlier run's arm64.jsonl")
@@ -177,13 +194,22 @@ def main():
             ap.error("--qwen, --plugin and --models are required (or --render)")
         meta, runs = measure(a)
     text = render(meta, runs)
-    with open(os.path.join(a.out, "arm64.md"), "w") as fh:
+    with open(os.path.join(a.out, name(meta.get("depth", 0), "md")), "w") as fh:
         fh.write(text)
     print(text)
 
 
+def name(depth, ext):
+    """arm64.EXT, or arm64_dDEPTH.EXT for counts after DEPTH tokens"""
+    return "arm64%s.%s" % ("_d%d" % depth if depth else "", ext)
+
+
 def measure(a):
     cpus = [s.rsplit("=", 1) for s in a.cpus.split()]
+    phases = a.phases.split()
+    for ph in phases:
+        if ph not in PHASES:
+            sys.exit("arm64_insn: no phase %s (decode, prefill)" % ph)
     formats = a.formats.split()
     for f in formats:
         m = os.path.join(a.models, "full-%s.gguf" % f)
@@ -204,18 +230,20 @@ def measure(a):
             "date": datetime.date.today().isoformat(),
             "qemu": subprocess.run([a.qemu, "--version"], stdout=subprocess.PIPE,
                                    text=True).stdout.split("\n")[0],
-            "cpus": cpus, "formats": formats}
+            "cpus": cpus, "formats": formats, "phases": phases, "depth": a.depth}
     runs = []
-    raw = open(os.path.join(a.out, "arm64.jsonl"), "w")
+    raw = open(os.path.join(a.out, name(a.depth, "jsonl")), "w")
     raw.write(json.dumps(meta) + "\n")
-    log = open(os.path.join(a.out, "arm64.log"), "w")
+    log = open(os.path.join(a.out, name(a.depth, "log")), "w")
     for cpu, build in cpus:
         for f in formats:
             model = os.path.join(a.models, "full-%s.gguf" % f)
-            progs = [("qwen", lambda p, n: qwen_args(a.qwen, model, p, n))]
+            progs = [("qwen", lambda p, n: qwen_args(a.qwen, model, p, n, depth=a.depth))]
             if cpu in peers:
-                progs.append(("llama.cpp", lambda p, n, x=peers[cpu]: peer_args(x, model, p, n)))
-            for phase, (hi, lo, ntok) in PHASES.items():
+                progs.append(("llama.cpp", lambda p, n, x=peers[cpu]: peer_args(x, model, p, n,
+                                                                                depth=a.depth)))
+            for phase in phases:
+                hi, lo, ntok = PHASES[phase]
                 for prog, mk in progs:
                     for p, n in (hi, lo):
                         print("== arm64 %s %s %s: %s -p %d -n %d" % (cpu, f, phase, prog, p, n),
