@@ -51,7 +51,7 @@ ARM64_STATIC_LIBS  = -static -L$(abspath $(ARM64_SYSROOT))/usr/lib/aarch64-linux
                      -lpcre2-8 -ljansson -lutf8proc -lm -pthread
 endif
 
-.PHONY: bench-arm64 bench-arm64-build deps-bench-arm64 bench-arm64-profile
+.PHONY: bench-arm64 bench-arm64-build deps-bench-arm64 bench-arm64-profile bench-arm64-att
 
 # The sysroot. apt-get download needs the arm64 package lists: the first
 # time the architecture is added and the lists fetched; a stale list (the
@@ -108,6 +108,23 @@ bench-arm64-profile: deps deps-bench-arm64
 	    --model $(ARM64_BENCH_MODELS)/full-$(ARM64_PROFILE_FORMAT).gguf \
 	    --cpu $(ARM64_PROFILE_CPU) --phase $(ARM64_PROFILE_PHASE) --seqs $(ARM64_PROFILE_SEQS) \
 	    --nm $(ARM64_CROSS)nm --out $(BUILD)/bench
+
+# make bench-arm64-att: the instructions of one attention call on arm64
+# (tests/bench/att_count.c, tests/bench/arm64_att.py), decode and a prompt's
+# call at 48 and 732 positions: a minute of qemu, where the same at our
+# users' depth through make bench-arm64 ARM64_BENCH_DEPTH=700 takes an hour.
+# Writes $(BUILD)/bench/arm64_att.md (also printed).
+ARM64_ATT_CPUS      ?= neoverse-n1=neon_dotprod max,sve256=on=neon_i8mm
+ARM64_ATT_POSITIONS ?= 48 732
+
+bench-arm64-att: deps deps-bench-arm64 $(ARM64_SYSROOT_DEP)
+	@test -f $(ARM64_SHARED)/insn_count.c || { echo "bench-arm64-att: skipped: no $(ARM64_SHARED)/insn_count.c"; exit 0; }; \
+	CFLAGS="$(ARM64_STATIC_CFLAGS)" $(MAKE) --no-print-directory ARCH=aarch64 \
+	    CC=$(ARM64_CC) BUILD=$(ARM64_BUILD) LDLIBS="$(ARM64_STATIC_LIBS)" $(ARM64_BUILD)/att_count && \
+	$(MAKE) --no-print-directory $(ARM64_BUILD)/insn_count.so && \
+	/usr/bin/python3 tests/bench/arm64_att.py --att-count $(ARM64_BUILD)/att_count \
+	    --qemu $(ARM64_PLUGIN_QEMU) --plugin $(ARM64_BUILD)/insn_count.so \
+	    --cpus "$(ARM64_ATT_CPUS)" --positions "$(ARM64_ATT_POSITIONS)" --out $(BUILD)/bench
 
 deps-bench-arm64:
 	@missing=""; \

@@ -31,6 +31,11 @@ $(BUILD)/blas_bench: tests/bench/blas_bench.c tests/bench/bench_clock.h $(LIB)
 $(BUILD)/%_bench: tests/bench/%_bench.c tests/bench/bench_clock.h tests/bench/bench_tables.h $(LIB)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
+# att_count: a table's attention calls for counting instructions under
+# qemu (make bench-arm64-att; built for arm64 there)
+$(BUILD)/att_count: tests/bench/att_count.c $(LIB)
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
 # make bench-ab BASE=REV: this tree's engine against REV's, interleaved in
 # one run (tests/bench/ab.sh), best of BENCH_ROUNDS each, with the ratio
 BENCH_ROUNDS ?= 3
