@@ -117,15 +117,6 @@ bench-arm64-profile: deps deps-bench-arm64
 ARM64_ATT_CPUS      ?= neoverse-n1=neon_dotprod max,sve256=on=neon_i8mm
 ARM64_ATT_POSITIONS ?= 48 732
 
-bench-arm64-att: deps deps-bench-arm64 $(ARM64_SYSROOT_DEP)
-	@test -f $(ARM64_SHARED)/insn_count.c || { echo "bench-arm64-att: skipped: no $(ARM64_SHARED)/insn_count.c"; exit 0; }; \
-	CFLAGS="$(ARM64_STATIC_CFLAGS)" $(MAKE) --no-print-directory ARCH=aarch64 \
-	    CC=$(ARM64_CC) BUILD=$(ARM64_BUILD) LDLIBS="$(ARM64_STATIC_LIBS)" $(ARM64_BUILD)/att_count && \
-	$(MAKE) --no-print-directory $(ARM64_BUILD)/insn_count.so && \
-	/usr/bin/python3 tests/bench/arm64_att.py --att-count $(ARM64_BUILD)/att_count \
-	    --qemu $(ARM64_PLUGIN_QEMU) --plugin $(ARM64_BUILD)/insn_count.so \
-	    --cpus "$(ARM64_ATT_CPUS)" --positions "$(ARM64_ATT_POSITIONS)" --out $(BUILD)/bench
-
 deps-bench-arm64:
 	@missing=""; \
 	for p in $(ARM64_BENCH_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -136,6 +127,8 @@ ifeq ($(wildcard $(ARM64_SHARED)/insn_count.c),)
 bench-arm64:
 	@echo "bench-arm64: skipped: no $(ARM64_SHARED)/insn_count.c (the qemu plugin that counts"
 	@echo "  instructions; ARM64_SHARED=DIR names the folder that has it)"
+bench-arm64-att:
+	@echo "bench-arm64-att: skipped: no $(ARM64_SHARED)/insn_count.c"
 else
 # The models: built here (make bench-models) when they are this tree's;
 # when ARM64_BENCH_MODELS names another folder, they must be there.
@@ -147,4 +140,12 @@ bench-arm64: deps deps-bench-arm64
 	    --peer $(PEER_DIR)/arm64 --models $(ARM64_BENCH_MODELS) \
 	    --formats "$(ARM64_BENCH_FORMATS)" --cpus "$(ARM64_BENCH_CPUS)" \
 	    --depth $(ARM64_BENCH_DEPTH) --phases "$(ARM64_BENCH_PHASES)" --out $(BUILD)/bench
+
+bench-arm64-att: deps deps-bench-arm64 $(ARM64_SYSROOT_DEP)
+	CFLAGS="$(ARM64_STATIC_CFLAGS)" $(MAKE) --no-print-directory ARCH=aarch64 \
+	    CC=$(ARM64_CC) BUILD=$(ARM64_BUILD) LDLIBS="$(ARM64_STATIC_LIBS)" $(ARM64_BUILD)/att_count
+	$(MAKE) --no-print-directory $(ARM64_BUILD)/insn_count.so
+	/usr/bin/python3 tests/bench/arm64_att.py --att-count $(ARM64_BUILD)/att_count \
+	    --qemu $(ARM64_PLUGIN_QEMU) --plugin $(ARM64_BUILD)/insn_count.so \
+	    --cpus "$(ARM64_ATT_CPUS)" --positions "$(ARM64_ATT_POSITIONS)" --out $(BUILD)/bench
 endif
