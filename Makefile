@@ -40,6 +40,7 @@ ISA_FLAGS_avx2    = -mavx2 -mfma -mf16c
 ISA_FLAGS_avx2_vnni = $(ISA_FLAGS_avx2) -mavxvnni
 ISA_FLAGS_avx512  = $(ISA_FLAGS_avx2) -mavx512f -mavx512bw -mavx512vl -mavx512bf16 \
                     -mavx512vnni
+ISA_FLAGS_avx512_vnni = $(ISA_FLAGS_avx2) -mavx512f -mavx512bw -mavx512vl -mavx512vnni
 # arm64: the baseline also serves CPUs without dotprod (Graviton1);
 # mk/arm64.mk cross-builds through these same rules.
 ISA_FLAGS_neon    = -march=armv8-a
@@ -66,6 +67,8 @@ $(BUILD)/engine/kernels/$(ISA_DIR)/%.o: engine/src/kernels/$(ISA_DIR)/%.c $(ENGI
 
 # avx2_vnni.c is avx2.c built again with AVX-VNNI
 $(BUILD)/engine/kernels/x86/avx2_vnni.o: engine/src/kernels/x86/avx2.c
+# avx512_vnni.c is avx512.c built again without AVX512_BF16
+$(BUILD)/engine/kernels/x86/avx512_vnni.o: engine/src/kernels/x86/avx512.c
 
 $(LIB): $(ENGINE_OBJS)
 	@mkdir -p $(dir $@)

@@ -58,7 +58,7 @@ usage(FILE *f)
         "  template   -m MODEL --messages F.json [--no-think] [--tools T.json]\n"
         "MODEL is a .gguf file or a Hugging Face directory.\n"
         "Common: --kernels NAME to force a kernel set (scalar, avx2, avx2_vnni, avx512,\n"
-        "neon, neon_dotprod, neon_i8mm, neon_bf16: those this CPU runs);\n"
+        "avx512_vnni, neon, neon_dotprod, neon_i8mm, neon_bf16: those this CPU runs);\n"
         "--kv auto|f32|f16|bf16|q8_0 the KV cache format (auto: f32 for F32 weights, bf16 where the kernels have it,\n"
         "else f16; q8_0 takes half of f16's bytes).\n");
 }

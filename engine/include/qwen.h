@@ -102,7 +102,8 @@ const char *qwen_ctx_kv_format(const qwen_ctx *ctx);
  * with the default kernels on this CPU. */
 int         qwen_kv_format_available(const char *kv_format);
 /* Kernel sets: "scalar" everywhere; x86: "avx2", "avx2_vnni" (AVX-VNNI),
- * "avx512" (AVX2 dots plus the BF16 prefill GEMM); arm64: "neon"... */
+ * "avx512" (AVX2 dots plus the BF16 prefill GEMM), "avx512_vnni" (the same
+ * without AVX512_BF16); arm64: "neon"... */
 int         qwen_kernels_available(const char *name);
 const char *qwen_kernels_default(void);   /* the one a NULL name selects */
 /* The KV cache format a context of model with these parameters gets

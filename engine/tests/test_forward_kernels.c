@@ -295,8 +295,8 @@ test_against_scalar(const qwen_model *m, const char *kern, const int32_t *prompt
 int
 main(void)
 {
-    static const char *names[] = { "scalar", "avx2", "avx2_vnni", "avx512", "neon",
-                                   "neon_dotprod", "neon_i8mm", "neon_bf16" };
+    static const char *names[] = { "scalar", "avx2", "avx2_vnni", "avx512", "avx512_vnni",
+                                   "neon", "neon_dotprod", "neon_i8mm", "neon_bf16" };
     /* [2]: the weights repacked at load (repack.h) */
     static const int   kinds[][3] = { { QWEN_TYPE_Q4_K, QWEN_TYPE_Q6_K, 0 },
                                       { QWEN_TYPE_Q8_0, QWEN_TYPE_Q8_0, 0 },

@@ -1309,8 +1309,8 @@ test_kv_format_names(void)
 int
 main(void)
 {
-    static const char *names[] = { "scalar", "avx2", "avx2_vnni", "avx512", "neon",
-                                   "neon_dotprod", "neon_i8mm", "neon_bf16" };
+    static const char *names[] = { "scalar", "avx2", "avx2_vnni", "avx512", "avx512_vnni",
+                                   "neon", "neon_dotprod", "neon_i8mm", "neon_bf16" };
     const qwen_kernels *k;
     const char         *expect;
     size_t              i;

@@ -249,8 +249,8 @@ test_bookkeeping(void)
 int
 main(void)
 {
-    static const char *tables[] = { "scalar", "avx2", "avx2_vnni", "avx512", "neon",
-                                    "neon_dotprod", "neon_i8mm", "neon_bf16" };
+    static const char *tables[] = { "scalar", "avx2", "avx2_vnni", "avx512", "avx512_vnni",
+                                    "neon", "neon_dotprod", "neon_i8mm", "neon_bf16" };
     size_t             i;
 
     model = test_load_model("tiny-f32.gguf");

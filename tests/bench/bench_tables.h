@@ -10,8 +10,10 @@
 
 #define BENCH_COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-static const char *const bench_tables[] = { "scalar", "avx2", "avx2_vnni", "avx512", "neon",
-                                            "neon_dotprod", "neon_i8mm", "neon_bf16" };
+static const char *const bench_tables[] = {
+    "scalar", "avx2", "avx2_vnni", "avx512", "avx512_vnni",
+    "neon", "neon_dotprod", "neon_i8mm", "neon_bf16"
+};
 
 static const struct {
     int         type;

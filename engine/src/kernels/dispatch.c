@@ -1,6 +1,6 @@
 /*
  * dispatch.c - picks the kernel table for this CPU at run time:
- * cpuid on x86 (AVX-512 BF16 for prefill, AVX2+FMA+F16C), getauxval on
+ * cpuid on x86 (AVX-512 with BF16, AVX-512 VNNI, AVX-VNNI, AVX2+FMA+F16C), getauxval on
  * arm64 (NEON dotprod / i8mm / bf16). Built without ISA flags so it runs
  * everywhere; the ISA files it points to are only called when supported.
  */
@@ -19,6 +19,7 @@
 const qwen_kernels *qwen_kernels_avx2(void);
 const qwen_kernels *qwen_kernels_avx2_vnni(void);
 const qwen_kernels *qwen_kernels_avx512(void);
+const qwen_kernels *qwen_kernels_avx512_vnni(void);
 #elif defined(__aarch64__)
 const qwen_kernels *qwen_kernels_neon(void);
 const qwen_kernels *qwen_kernels_neon_dotprod(void);
@@ -52,18 +53,30 @@ x86_has_avx_vnni(void)
     return x86_has_avx2() && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4));
 }
 
-/* AVX-512 with BF16 and VNNI: the prefill GEMM and the K-quant dots */
+/* AVX-512 (F, BW, VL) with VNNI: the K-quant dots and GEMMs; Cascade Lake,
+ * Ice Lake, and later */
 static int
-x86_has_avx512_bf16(void)
+x86_has_avx512_vnni(void)
 {
 #ifdef QWEN_X86_EMULATE_AVX512
-    /* tests only (mk/x86emu.mk): the avx512 table runs on SIMDe */
+    /* tests only (mk/x86emu.mk): the avx512 tables run on SIMDe */
     return x86_has_avx2();
 #endif
     __builtin_cpu_init();
     return x86_has_avx2() && __builtin_cpu_supports("avx512f")
            && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
-           && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vnni");
+           && __builtin_cpu_supports("avx512vnni");
+}
+
+/* and BF16 (vdpbf16ps): the prefill GEMM; Cooper Lake, Sapphire Rapids,
+ * Zen 4 and later */
+static int
+x86_has_avx512_bf16(void)
+{
+#ifdef QWEN_X86_EMULATE_AVX512
+    return x86_has_avx2();
+#endif
+    return x86_has_avx512_vnni() && __builtin_cpu_supports("avx512bf16");
 }
 #endif
 
@@ -137,6 +150,9 @@ qwen_kernels_by_name(const char *name)
     if (strcmp(name, "avx512") == 0 && x86_has_avx512_bf16()) {
         return qwen_kernels_avx512();
     }
+    if (strcmp(name, "avx512_vnni") == 0 && x86_has_avx512_vnni()) {
+        return qwen_kernels_avx512_vnni();
+    }
 #elif defined(__aarch64__)
     if (strcmp(name, "neon") == 0 && arm_has_neon()) {
         return qwen_kernels_neon();
@@ -160,6 +176,9 @@ qwen_kernels_best(void)
 #if defined(__x86_64__)
     if (x86_has_avx512_bf16()) {
         return qwen_kernels_avx512();
+    }
+    if (x86_has_avx512_vnni()) {
+        return qwen_kernels_avx512_vnni();
     }
     if (x86_has_avx_vnni()) {
         return qwen_kernels_avx2_vnni();

@@ -12,14 +12,63 @@
  * Also the Q6_K dot products with AVX-512 VNNI (vpdpbusd), attention
  * over a BF16 KV cache (vdpbf16ps) and over a Q8_0 one (vpdpbusd).
  * Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mavx512vnni.
+ *
+ * avx512_vnni.c builds this file again without AVX512_BF16, as the table
+ * for AVX-512 CPUs that have VNNI and no BF16 (Intel Cascade Lake and Ice
+ * Lake: AWS c5, c6i): the same kernels, the GEMM's vdpbf16ps done as two
+ * FMAs on the pair's halves widened to F32, BF16 rounding in integer
+ * instructions, and no BF16 KV cache (as the avx2 table).
  */
 #include "kernels/x86/x86.h"
 
 #include <math.h>
 #include <string.h>
 
+#ifdef QWEN_AVX512_VNNI_TABLE
+#define AVX512_BF16     0
+#define AVX512_NAME     "avx512_vnni"
+#define AVX512_TABLE_FN qwen_kernels_avx512_vnni
+#else
+#define AVX512_BF16     1
+#define AVX512_NAME     "avx512"
+#define AVX512_TABLE_FN qwen_kernels_avx512
+#endif
+
 #define PANEL QWEN_GEMM_PANEL_ROWS     /* 32: two zmm of rows */
 #define TOKENS 8                       /* tokens per micro-kernel call */
+
+/* qwen_f32_to_bf16 of 16 floats (its bits: round to nearest even,
+ * subnormals rounded like any value, a NaN kept a NaN), where
+ * vcvtne2ps2bf16 would flush subnormals: the KV cache and queries keep
+ * the reference's values */
+static inline __m256i
+bf16_round16(__m512 v)
+{
+    const __m512i x = _mm512_castps_si512(v);
+    const __m512i one = _mm512_set1_epi32(1);
+    __m512i       r = _mm512_add_epi32(_mm512_add_epi32(x, _mm512_set1_epi32(0x7fff)),
+                                       _mm512_and_si512(_mm512_srli_epi32(x, 16), one));
+    /* |x| > inf's bits; both sides below 2^31, so a signed compare */
+    __mmask16     nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff)),
+                                                _mm512_set1_epi32(0x7f800000));
+
+    r = _mm512_mask_or_epi32(_mm512_srli_epi32(r, 16), nan, _mm512_srli_epi32(x, 16),
+                             _mm512_set1_epi32(0x40));
+    return _mm512_cvtepi32_epi16(r);
+}
+
+/* lo then hi (32 floats) as 32 BF16 values in order: vcvtne2ps2bf16, or
+ * without AVX512_BF16 bf16_round16 twice (the same bits but for subnormal
+ * inputs, which the instruction flushes and bf16_round16 rounds) */
+static inline __m512i
+bf16_pack32(__m512 hi, __m512 lo)
+{
+#if AVX512_BF16
+    return (__m512i) _mm512_cvtne2ps_pbh(hi, lo);
+#else
+    return _mm512_inserti64x4(_mm512_castsi256_si512(bf16_round16(lo)), bf16_round16(hi), 1);
+#endif
+}
 
 static void
 f32_to_bf16(const float *x, qwen_bf16 *y, int64_t n)
@@ -27,8 +76,8 @@ f32_to_bf16(const float *x, qwen_bf16 *y, int64_t n)
     int64_t i = 0;
 
     for (; i + 32 <= n; i += 32) {
-        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(x + i));
-        _mm512_storeu_si512((void *) (y + i), (__m512i) v);
+        _mm512_storeu_si512((void *) (y + i),
+                            bf16_pack32(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(x + i)));
     }
     for (; i < n; i++) {
         y[i] = qwen_f32_to_bf16(x[i]);
@@ -156,7 +205,7 @@ put_pairs(uint32_t *panel, int64_t p, __m512 lo, __m512 hi)
 {
     const __m512i order = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14,
                                             1, 3, 5, 7, 9, 11, 13, 15);
-    __m512i       v = _mm512_permutexvar_epi32(order, (__m512i) _mm512_cvtne2ps_pbh(hi, lo));
+    __m512i       v = _mm512_permutexvar_epi32(order, bf16_pack32(hi, lo));
 
     _mm256_storeu_si256((__m256i *) (panel + p * PANEL), _mm512_castsi512_si256(v));
     _mm256_storeu_si256((__m256i *) (panel + (p + 1) * PANEL), _mm512_extracti64x4_epi64(v, 1));
@@ -427,17 +476,18 @@ build_panel(int type, const void *w, int packed, size_t row_bytes, int64_t K, in
 /* Pair p of 16 rows: from a panel (PANEL rows a pair), or from two
  * consecutive packed BF16 groups gs words apart (8 rows a pair each), whose
  * pairs are the panel's in the same order: the same vector either way. */
-static inline __attribute__((always_inline)) __m512bh
+static inline __attribute__((always_inline)) __m512i
 rows16(const uint32_t *w, size_t gs, int64_t p, const int from_groups)
 {
     if (!from_groups) {
-        return (__m512bh) _mm512_loadu_si512((const void *) (w + p * PANEL));
+        return _mm512_loadu_si512((const void *) (w + p * PANEL));
     }
-    return (__m512bh) _mm512_inserti64x4(
+    return _mm512_inserti64x4(
         _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *) (w + p * QWEN_PACK_ROWS))),
         _mm256_loadu_si256((const __m256i *) (w + gs + p * QWEN_PACK_ROWS)), 1);
 }
 
+#if AVX512_BF16
 /* NT tokens x 32 rows: acc[t][h] holds rows 16h..16h+15 for token t. The
  * rows come from a panel, or (from_groups) from four packed BF16 groups
  * starting at panel, gs words apart: no panel is built for those. */
@@ -459,8 +509,8 @@ micro_kernel(const uint32_t *panel, size_t gs, int64_t K2, const qwen_bf16 *xb, 
         x32[t] = (const uint32_t *) (xb + (size_t) t * K);
     }
     for (p = 0; p < K2; p++) {
-        __m512bh w0 = rows16(panel, gs, p, from_groups);
-        __m512bh w1 = rows16(hi, gs, p, from_groups);
+        __m512bh w0 = (__m512bh) rows16(panel, gs, p, from_groups);
+        __m512bh w1 = (__m512bh) rows16(hi, gs, p, from_groups);
 #pragma GCC unroll 8
         for (t = 0; t < NT; t++) {
             __m512bh xv = (__m512bh) _mm512_set1_epi32((int) x32[t][p]);
@@ -474,6 +524,72 @@ micro_kernel(const uint32_t *panel, size_t gs, int64_t K2, const qwen_bf16 *xb, 
         _mm512_mask_storeu_ps(outs[t] + 16, m1, acc[t][1]);
     }
 }
+#else
+/*
+ * The same without vdpbf16ps: a BF16 value is the upper half of its F32,
+ * so a pair's odd element is the word with its low half cleared and the
+ * even one the word shifted up 16. Each dpbf16 becomes two FMAs, odd then
+ * even as the instruction's definition orders them. The tokens' BF16
+ * activations are widened once per XCHUNK pairs into xf, from which each
+ * FMA broadcasts its value (a load, no shuffle): 4 integer instructions a
+ * pair for 32 rows, shared by NT tokens.
+ */
+#define XCHUNK 64
+
+static inline __attribute__((always_inline)) void
+micro_kernel(const uint32_t *panel, size_t gs, int64_t K2, const qwen_bf16 *xb, int64_t K,
+             float **outs, __mmask16 m0, __mmask16 m1, const int NT, const int from_groups)
+{
+    const uint32_t *hi = from_groups ? panel + 2 * gs : panel + 16;
+    const __m512i   odd_mask = _mm512_set1_epi32((int) 0xffff0000u);
+    float           xf[TOKENS][2 * XCHUNK] __attribute__((aligned(64)));
+    __m512          acc[TOKENS][2];
+    int64_t         p0, p, pn, i;
+    int             t;
+
+#pragma GCC unroll 8
+    for (t = 0; t < NT; t++) {
+        acc[t][0] = _mm512_setzero_ps();
+        acc[t][1] = _mm512_setzero_ps();
+    }
+    for (p0 = 0; p0 < K2; p0 += XCHUNK) {
+        pn = K2 - p0 < XCHUNK ? K2 - p0 : XCHUNK;
+        for (t = 0; t < NT; t++) {
+            const uint16_t *x = (const uint16_t *) xb + (size_t) t * K + 2 * p0;
+
+            for (i = 0; i + 16 <= 2 * pn; i += 16) {
+                __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *) (x + i)));
+                _mm512_store_si512((void *) (xf[t] + i), _mm512_slli_epi32(v, 16));
+            }
+            for (; i < 2 * pn; i++) {
+                uint32_t u = (uint32_t) x[i] << 16;
+                memcpy(&xf[t][i], &u, sizeof(u));
+            }
+        }
+        for (p = 0; p < pn; p++) {
+            __m512i w0 = rows16(panel, gs, p0 + p, from_groups);
+            __m512i w1 = rows16(hi, gs, p0 + p, from_groups);
+            __m512  w0o = _mm512_castsi512_ps(_mm512_and_si512(w0, odd_mask));
+            __m512  w1o = _mm512_castsi512_ps(_mm512_and_si512(w1, odd_mask));
+            __m512  w0e = _mm512_castsi512_ps(_mm512_slli_epi32(w0, 16));
+            __m512  w1e = _mm512_castsi512_ps(_mm512_slli_epi32(w1, 16));
+#pragma GCC unroll 8
+            for (t = 0; t < NT; t++) {
+                __m512 xo = _mm512_set1_ps(xf[t][2 * p + 1]);
+                __m512 xe = _mm512_set1_ps(xf[t][2 * p]);
+
+                acc[t][0] = _mm512_fmadd_ps(w0e, xe, _mm512_fmadd_ps(w0o, xo, acc[t][0]));
+                acc[t][1] = _mm512_fmadd_ps(w1e, xe, _mm512_fmadd_ps(w1o, xo, acc[t][1]));
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (t = 0; t < NT; t++) {
+        _mm512_mask_storeu_ps(outs[t], m0, acc[t][0]);
+        _mm512_mask_storeu_ps(outs[t] + 16, m1, acc[t][1]);
+    }
+}
+#endif
 
 static void
 gemm_bf16(int type, const void *w, int packed, size_t row_bytes, int64_t K, int64_t r0,
@@ -638,25 +754,7 @@ exp_neg_ps(__m512 x)
     return _mm512_scalef_ps(p, n);
 }
 
-/* qwen_f32_to_bf16 of 16 floats (its bits: round to nearest even,
- * subnormals rounded like any value, a NaN kept a NaN), where
- * vcvtne2ps2bf16 would flush subnormals: the KV cache and queries keep
- * the reference's values */
-static inline __m256i
-bf16_round16(__m512 v)
-{
-    const __m512i x = _mm512_castps_si512(v);
-    const __m512i one = _mm512_set1_epi32(1);
-    __m512i       r = _mm512_add_epi32(_mm512_add_epi32(x, _mm512_set1_epi32(0x7fff)),
-                                       _mm512_and_si512(_mm512_srli_epi32(x, 16), one));
-    /* |x| > inf's bits; both sides below 2^31, so a signed compare */
-    __mmask16     nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff)),
-                                                _mm512_set1_epi32(0x7f800000));
-
-    r = _mm512_mask_or_epi32(_mm512_srli_epi32(r, 16), nan, _mm512_srli_epi32(x, 16),
-                             _mm512_set1_epi32(0x40));
-    return _mm512_cvtepi32_epi16(r);
-}
+#if AVX512_BF16   /* the BF16 KV cache's kernels: vdpbf16ps throughout */
 
 /* n floats (a multiple of 16) to BF16 by bf16_round16: in order, so a
  * row's pairs are 32-bit words with the lower element in the low half
@@ -793,6 +891,8 @@ att_values_bf16(int hd, const int NH, const uint32_t *pp, int pp_stride, const q
     }
 }
 
+#endif /* AVX512_BF16 */
+
 /* sc[t] = e^(sc[t] - max) over t < n_pos, 0 from there up to rows (a
  * multiple of 16); returns the sum */
 static float
@@ -818,6 +918,7 @@ softmax_exp512(float *sc, int n_pos, int rows)
     return _mm512_reduce_add_ps(sum);
 }
 
+#if AVX512_BF16
 /*
  * Attention of n_q query heads over one KV head in the BF16 layout of
  * kernels.h. Scores, softmax (vector exp) and the BF16 probabilities all
@@ -1053,6 +1154,7 @@ attention_tokens_bf16(int hd, int n_q, int m, const float *q, size_t q_stride,
         }
     }
 }
+#endif /* AVX512_BF16 */
 
 /* ------------------------------------------- attention over a Q8_0 KV cache */
 
@@ -1841,7 +1943,7 @@ GEMM16_CALL(q4_K, block_q4_Kx8, q4k_stage16, q4k_restage16, q4k_gemm16_tokens)
 GEMM16_CALL(q6_K, block_q6_Kx8, q6k_stage16, q6k_restage16, q6k_gemm16_tokens)
 
 static const qwen_kernels kernels_avx512 = {
-    .name = "avx512",
+    .name = AVX512_NAME,
     /* Q6_K in 512-bit VNNI, scales by vpackssdw + vpdpwssd (65 GMAC/s for
      * 4 rows on one Zen 4 core, 52 with per-lane vpmulld, which was 1.5x
      * the AVX2 kernel); Q4_K with vpdpwssd on 256-bit registers (the same
@@ -1883,19 +1985,29 @@ static const qwen_kernels kernels_avx512 = {
      * (8 sequences decoded together: 150-180 tok/s through the GEMM,
      * 225-245 through the dots, 2 threads) */
     .packed_gemm_min_tokens = { [QWEN_TYPE_Q4_K] = 24, [QWEN_TYPE_Q6_K] = 24 },
+#if !AVX512_BF16
+    /* without vdpbf16ps, Q8_0 prompts take avx2_vnni's integer GEMM (one
+     * vpdpbusd per 32 products a token, x86.h) rather than BF16 panels */
+    .packed_gemm[QWEN_TYPE_Q8_0] = qwen_q8_0x8_gemm,
+    .packed_gemm_act[QWEN_TYPE_Q8_0] = qwen_q8_0s_prep,
+    .packed_gemm_act_bytes = qwen_q8_0_gemm_act_bytes,
+    .packed_gemm_act_tokens = 1,
+#endif
     /* BF16 KV cache (the dtype HF runs Qwen3's attention in): vdpbf16ps on
      * both passes, no f16 conversions or horizontal sums, half the
      * instructions of the f16 path */
+#if AVX512_BF16
     .kv_store[QWEN_KV_BF16] = kv_store_bf16,
     .kv_attention[QWEN_KV_BF16] = attention_bf16,
     .kv_attention_tokens[QWEN_KV_BF16] = attention_tokens_bf16,
+#endif
     /* q8_0: half of f16's bytes, q . K in vpdpbusd */
     .kv_store[QWEN_KV_Q8_0] = qwen_kv_store_q8_0_ref,
     .kv_attention[QWEN_KV_Q8_0] = attention_q8_0,
 };
 
 const qwen_kernels *
-qwen_kernels_avx512(void)
+AVX512_TABLE_FN(void)
 {
     return &kernels_avx512;
 }
