@@ -7,14 +7,16 @@
  *     table without a BF16 dot are widened to F32 and go through it (in any
  *     engine), so 2 cores x this / the MACs of a prompt token bounds every
  *     BF16 prefill on that instruction set, llama.cpp's included;
- *   - bf16_dot: vdpbf16ps on a zmm, 32 products: the same for avx512;
+ *   - bf16_dot: vdpbf16ps on a zmm, 32 products: the same for avx512
+ *     (avx512_vnni, without it, rests on fma_f32 on a zmm);
  *   - q8_0_sign_step: vpsignb, vpmaddubsw, vpmaddwd, vpaddd, 32 products:
  *     the step of our avx2 Q8_0 dots (x86.h), three of whose four ops
  *     share the two ports that multiply on AMD Zen 4 and on Intel's p0 / p1;
  *   - q8_0_madd16_step: vpmaddwd + vpaddd, 16 products: the step of the
  *     avx2 Q8_0 GEMM for prompts (x86.h), on operands widened beforehand;
  *   - int8_dot: vpdpbusd on a ymm, 32 products: the Q8_0 kernels' step
- *     with VNNI (avx2_vnni, and avx512's, which are those on ymm).
+ *     with VNNI (avx2_vnni, and avx512's and avx512_vnni's, which are
+ *     those on ymm).
  * One JSON line per (table, instruction); the best of a few passes.
  *   peak_bench
  */
@@ -151,6 +153,9 @@ static const struct {
     { "avx512", "fma_f32", "vfmadd231ps zmm", 16, fma_zmm },
     { "avx512", "bf16_dot", "vdpbf16ps zmm", 32, bf16_dot_zmm },
     { "avx512", "int8_dot", "vpdpbusd ymm (EVEX)", 32, int8_dot_ymm_evex },
+    /* without AVX512_BF16 the BF16 GEMM takes two of these per vdpbf16ps */
+    { "avx512_vnni", "fma_f32", "vfmadd231ps zmm", 16, fma_zmm },
+    { "avx512_vnni", "int8_dot", "vpdpbusd ymm (EVEX)", 32, int8_dot_ymm_evex },
 };
 
 int

@@ -30,6 +30,8 @@ flags=$(grep -m1 '^flags' /proc/cpuinfo)
 if [ -z "$tables" ]; then
   tables=avx2
   case "$flags" in *avx512f*avx512bw*avx512vl*avx512_vnni*) tables="avx2 avx512";; esac
+  # AVX-512 without BF16 (Cascade Lake, Ice Lake): our avx512_vnni table
+  case " $flags " in *" avx512_bf16 "*) ;; *) tables=${tables/avx512/avx512_vnni};; esac
   case " $flags " in *" avx_vnni "*) tables="$tables avx2_vnni";; esac
 fi
 # the llama.cpp folder per table: its AVX2 build, its best build here, its AVX-VNNI build

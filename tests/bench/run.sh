@@ -78,7 +78,14 @@ if [ -x "$compare" ]; then
         peer_models+=("$BUILD/models/full-$fmt.gguf")
     done
     echo "== against llama.cpp, per kernel table (${BENCH_PEER_ROUNDS:-3} rounds)" >&2
-    QWEN=$qwen "$compare" -r "${BENCH_PEER_ROUNDS:-3}" -p "$P" -n "$N" "${peer_models[@]}" \
+    # AVX-512 without BF16 (Cascade Lake, Ice Lake) runs avx512_vnni, not avx512: compare.sh
+    # pairs it with the peer's best variant here (icelake / cascadelake), as it does avx512
+    tables=()
+    if grep -qw avx512_vnni /proc/cpuinfo && ! grep -qw avx512_bf16 /proc/cpuinfo; then
+        tables=(-k avx2 -k avx512_vnni)
+    fi
+    QWEN=$qwen "$compare" -r "${BENCH_PEER_ROUNDS:-3}" -p "$P" -n "$N" "${tables[@]}" \
+        "${peer_models[@]}" \
         | tee "$out/peer.txt" | grep '^{' | sed "s/^{/{\"kind\":\"peer\",/" >> "$res" || true
     # AVX-VNNI without AVX-512 is its own table: against llama.cpp's alderlake variant
     if grep -qw avx_vnni /proc/cpuinfo; then
@@ -369,7 +376,8 @@ if peak and info:
     # (the sign step: the dots', for fewer tokens; no ceiling of its own)
     rests_on = {("avx2", "fma_f32"): "bf16", ("avx2_vnni", "fma_f32"): "bf16",
                 ("avx512", "bf16_dot"): "bf16", ("avx2", "q8_0_madd16_step"): "q8_0",
-                ("avx2_vnni", "int8_dot"): "q8_0", ("avx512", "int8_dot"): "q8_0"}
+                ("avx2_vnni", "int8_dot"): "q8_0", ("avx512", "int8_dot"): "q8_0",
+                ("avx512_vnni", "fma_f32"): "bf16", ("avx512_vnni", "int8_dot"): "q8_0"}
     lines.append("Multiply-add instructions at their peak, one core (tests/bench/peak_bench.c), "
                  "and the ceiling each sets for a %d-token prefill at 2 threads of the model "
                  "whose prompt matmul rests on it (%.1f M multiply-adds a token, every one at "
