@@ -526,26 +526,43 @@ micro_kernel(const uint32_t *panel, size_t gs, int64_t K2, const qwen_bf16 *xb, 
 }
 #else
 /*
- * The same without vdpbf16ps: a BF16 value is the upper half of its F32,
+ * The same without vdpbf16ps. A BF16 value is the upper half of its F32,
  * so a pair's odd element is the word with its low half cleared and the
- * even one the word shifted up 16. Each dpbf16 becomes two FMAs, odd then
- * even as the instruction's definition orders them. The tokens' BF16
- * activations are widened once per XCHUNK pairs into xf, from which each
- * FMA broadcasts its value (a load, no shuffle): 4 integer instructions a
- * pair for 32 rows, shared by NT tokens.
+ * even one the word shifted up 16: widen_panel turns the 32 rows' pairs
+ * into an F32 panel once per call (pf: pair p is 4 vectors, rows 0-15 even
+ * and odd, rows 16-31 even and odd), and each vdpbf16ps becomes two FMAs
+ * from it, odd then even as the instruction's definition orders them. The
+ * tokens' BF16 activations are widened once per XCHUNK pairs into xf,
+ * from which each FMA broadcasts its value (a load, no shuffle).
  */
 #define XCHUNK 64
 
-static inline __attribute__((always_inline)) void
-micro_kernel(const uint32_t *panel, size_t gs, int64_t K2, const qwen_bf16 *xb, int64_t K,
-             float **outs, __mmask16 m0, __mmask16 m1, const int NT, const int from_groups)
+static void
+widen_panel(const uint32_t *panel, size_t gs, int64_t K2, const int from_groups, float *pf)
 {
     const uint32_t *hi = from_groups ? panel + 2 * gs : panel + 16;
     const __m512i   odd_mask = _mm512_set1_epi32((int) 0xffff0000u);
-    float           xf[TOKENS][2 * XCHUNK] __attribute__((aligned(64)));
-    __m512          acc[TOKENS][2];
-    int64_t         p0, p, pn, i;
-    int             t;
+    int64_t         p;
+
+    for (p = 0; p < K2; p++) {
+        __m512i w0 = rows16(panel, gs, p, from_groups);
+        __m512i w1 = rows16(hi, gs, p, from_groups);
+
+        _mm512_store_si512((void *) (pf + 64 * p), _mm512_slli_epi32(w0, 16));
+        _mm512_store_si512((void *) (pf + 64 * p + 16), _mm512_and_si512(w0, odd_mask));
+        _mm512_store_si512((void *) (pf + 64 * p + 32), _mm512_slli_epi32(w1, 16));
+        _mm512_store_si512((void *) (pf + 64 * p + 48), _mm512_and_si512(w1, odd_mask));
+    }
+}
+
+static inline __attribute__((always_inline)) void
+micro_kernel_f32(const float *pf, int64_t K2, const qwen_bf16 *xb, int64_t K, float **outs,
+                 __mmask16 m0, __mmask16 m1, const int NT)
+{
+    float   xf[TOKENS][2 * XCHUNK] __attribute__((aligned(64)));
+    __m512  acc[TOKENS][2];
+    int64_t p0, p, pn, i;
+    int     t;
 
 #pragma GCC unroll 8
     for (t = 0; t < NT; t++) {
@@ -567,12 +584,9 @@ micro_kernel(const uint32_t *panel, size_t gs, int64_t K2, const qwen_bf16 *xb, 
             }
         }
         for (p = 0; p < pn; p++) {
-            __m512i w0 = rows16(panel, gs, p0 + p, from_groups);
-            __m512i w1 = rows16(hi, gs, p0 + p, from_groups);
-            __m512  w0o = _mm512_castsi512_ps(_mm512_and_si512(w0, odd_mask));
-            __m512  w1o = _mm512_castsi512_ps(_mm512_and_si512(w1, odd_mask));
-            __m512  w0e = _mm512_castsi512_ps(_mm512_slli_epi32(w0, 16));
-            __m512  w1e = _mm512_castsi512_ps(_mm512_slli_epi32(w1, 16));
+            const float *w = pf + 64 * (p0 + p);
+            __m512       w0e = _mm512_load_ps(w), w0o = _mm512_load_ps(w + 16);
+            __m512       w1e = _mm512_load_ps(w + 32), w1o = _mm512_load_ps(w + 48);
 #pragma GCC unroll 8
             for (t = 0; t < NT; t++) {
                 __m512 xo = _mm512_set1_ps(xf[t][2 * p + 1]);
@@ -600,6 +614,11 @@ gemm_bf16(int type, const void *w, int packed, size_t row_bytes, int64_t K, int6
     qwen_bf16 *stage = (qwen_bf16 *) ((char *) scratch + (size_t) PANEL * K * sizeof(qwen_bf16));
     float     *tmp = (float *) ((char *) stage + (size_t) PANEL * K * sizeof(qwen_bf16));
     void      *row = (char *) tmp + (size_t) K * sizeof(float);
+#if !AVX512_BF16
+    /* the F32 panel, 64-byte aligned past the rest (qwen_gemm_scratch_bytes) */
+    float     *pf = (float *) (((uintptr_t) row + (size_t) K * sizeof(qwen_bf16) + 63)
+                               & ~(uintptr_t) 63);
+#endif
     float     *outs[TOKENS];
     /* packed BF16: a group's words, and whether a panel reads them in place */
     size_t     gs = packed && type == QWEN_TYPE_BF16
@@ -622,12 +641,20 @@ gemm_bf16(int type, const void *w, int packed, size_t row_bytes, int64_t K, int6
         }
         m0 = (__mmask16) (nr >= 16 ? 0xFFFF : (1u << nr) - 1);
         m1 = (__mmask16) (nr >= 32 ? 0xFFFF : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
+#if !AVX512_BF16
+        if (direct) {
+            widen_panel(src, gs, K / 2, 1, pf);
+        } else {
+            widen_panel(src, 0, K / 2, 0, pf);
+        }
+#endif
         for (t0 = 0; t0 < n_tok; t0 += TOKENS) {
             nt = n_tok - t0 < TOKENS ? n_tok - t0 : TOKENS;
             for (t = 0; t < nt; t++) {
                 outs[t] = out + (size_t) idx[t0 + t] * out_stride + r;
             }
             switch (nt) {
+#if AVX512_BF16
 #define MK(N) case N:                                                                   \
                 if (direct) {                                                           \
                     micro_kernel(src, gs, K / 2, xb + (size_t) t0 * K, K, outs, m0, m1, N, 1); \
@@ -635,6 +662,11 @@ gemm_bf16(int type, const void *w, int packed, size_t row_bytes, int64_t K, int6
                     micro_kernel(src, 0, K / 2, xb + (size_t) t0 * K, K, outs, m0, m1, N, 0); \
                 }                                                                       \
                 break
+#else
+#define MK(N) case N:                                                                   \
+                micro_kernel_f32(pf, K / 2, xb + (size_t) t0 * K, K, outs, m0, m1, N);  \
+                break
+#endif
             MK(1); MK(2); MK(3); MK(4); MK(5); MK(6); MK(7); MK(8);
 #undef MK
             }
