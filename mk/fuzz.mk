@@ -13,12 +13,13 @@ FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_OPT      = -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(FUZZ_SAN)
 # clang sees no use of the x86 kernels reached only through aliases; after
 # -Wall, so it sits with the ISA flags (avx512's include avx2's). The
-# AVX-512 kernels are built without the sanitizers and coverage: their
-# unrolled 512-bit GEMM took clang's sanitizer build over 6 minutes, and
-# the targets fuzz parsers and loaders (the kernels run under ASan in
+# AVX-512 kernels (both tables) are built without the sanitizers and
+# coverage: their unrolled 512-bit GEMM took clang's sanitizer build over 6
+# minutes, and the targets fuzz parsers and loaders (the kernels run under ASan in
 # make test's asan suite, built by gcc)
 FUZZ_ISA      = ISA_FLAGS_avx2="$(ISA_FLAGS_avx2) -Wno-unused-function" \
-                ISA_FLAGS_avx512="$(ISA_FLAGS_avx512) -Wno-unused-function -fno-sanitize=all"
+                ISA_FLAGS_avx512="$(ISA_FLAGS_avx512) -Wno-unused-function -fno-sanitize=all" \
+                ISA_FLAGS_avx512_vnni="$(ISA_FLAGS_avx512_vnni) -Wno-unused-function -fno-sanitize=all"
 FUZZ_NAMES    = request grammar tokenizer chat gguf hf
 FUZZ_BINS     = $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
 FUZZ_LIBS     = $(BUILD)/fuzz/libqwenproto.a $(BUILD)/fuzz/libqwen.a
