@@ -1588,7 +1588,9 @@ q4kx8_dot_512(int64_t n, const void *w, const void *act, size_t stride, float *o
     }
 }
 
+#if AVX512_BF16
 QWEN_PACKED_DOT_ENTRY(packed_dot_q4_K, q4kx8_dot_512)
+#endif
 /*
  * Packed Q6_K x Q8_K on 512-bit registers, as q4kx8_dot_512 (two steps a
  * vector, activations placed by vpermd): steps 2kk and 2kk + 1 share the
@@ -1682,7 +1684,16 @@ q6kx8_dot_512(int64_t n, const void *w, const void *act, size_t stride, float *o
     }
 }
 
+#if AVX512_BF16
 QWEN_PACKED_DOT_ENTRY(packed_dot_q6_K, q6kx8_dot_512)
+#else
+/* avx512_vnni: the avx2_vnni kernels (vpdpbusd on ymm), the same bits as
+ * the 512-bit ones and faster on Intel's cores for several tokens (Q4_K_M,
+ * 4 / 8 sequences decoded together, 2 threads: 197 / 211 tok/s against 174
+ * / 177 with the 512-bit dots, 185 / 200 on the avx2 table) */
+QWEN_PACKED_DOT_ENTRY(packed_dot_q4_K, qwen_q4kx8_dot)
+QWEN_PACKED_DOT_ENTRY(packed_dot_q6_K, qwen_q6kx8_dot)
+#endif
 QWEN_PACKED_DOT_ENTRY(packed_dot_q8_0, qwen_q8_0x8_dot)
 QWEN_PACKED_DOT_ENTRY(packed_dot_bf16, qwen_bf16x8_dot)
 
