@@ -1169,7 +1169,8 @@ test_kv_formats(const qwen_kernels *k)
 /*
  * Two tables that must give the same bits (avx2_vnni is avx2 with each
  * maddubs + madd + add of a Q8_0 product, or madd + add of a K-quant
- * scale, as one vpdpbusd / vpdpwssd: the same integer sums): every
+ * scale, as one vpdpbusd / vpdpwssd: the same integer sums; avx512 and
+ * avx512_vnni): every
  * quantized dot, 4-token and 2x4 variant and packed kernel on random
  * blocks, the largest quants and scales among them.
  */
@@ -1347,6 +1348,12 @@ main(void)
     }
     if (qwen_kernels_available("avx2") && qwen_kernels_available("avx2_vnni")) {
         test_same_bits(qwen_kernels_by_name("avx2"), qwen_kernels_by_name("avx2_vnni"));
+    }
+    /* avx512_vnni's quantized kernels are avx512's, or avx2_vnni's packed
+     * dots where those were faster: the same bits either way (both run
+     * under SIMDe, mk/x86emu.mk, on any x86 machine) */
+    if (qwen_kernels_available("avx512") && qwen_kernels_available("avx512_vnni")) {
+        test_same_bits(qwen_kernels_by_name("avx512"), qwen_kernels_by_name("avx512_vnni"));
     }
     test_kv_format_names();
     CHECK(tested >= 1, "no kernel table ran");
