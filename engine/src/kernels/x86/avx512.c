@@ -528,9 +528,10 @@ micro_kernel(const uint32_t *panel, size_t gs, int64_t K2, const qwen_bf16 *xb, 
 /*
  * The same without vdpbf16ps. A BF16 value is the upper half of its F32,
  * so a pair's odd element is the word with its low half cleared and the
- * even one the word shifted up 16: widen_panel turns the 32 rows' pairs
- * into an F32 panel once per call (pf: pair p is 4 vectors, rows 0-15 even
- * and odd, rows 16-31 even and odd), and each vdpbf16ps becomes two FMAs
+ * even one the word shifted up 16: widen_panel turns each panel's 32 rows
+ * of pairs into an F32 panel once, for all the call's tokens (pf: pair p
+ * is 4 vectors, rows 0-15 even and odd, rows 16-31 even and odd; 128
+ * bytes a column, in L2), and each vdpbf16ps becomes two FMAs
  * from it, odd then even as the instruction's definition orders them. The
  * tokens' BF16 activations are widened once per XCHUNK pairs into xf,
  * from which each FMA broadcasts its value (a load, no shuffle).
