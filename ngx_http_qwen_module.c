@@ -938,12 +938,14 @@ ngx_http_qwen_model_get(ngx_conf_t *cf, ngx_str_t *path)
         qwen_grammar_free(g);
     }
 
+    /* the kernel table this CPU got (dispatch.c): which of the x86 or
+     * arm64 tables serves is the first thing to know about its speed */
     ngx_log_error(NGX_LOG_NOTICE, cf->log, 0,
                   "qwen: model \"%V\" loaded: %d layers, hidden %d, "
-                  "%s, %uz MiB of weights",
+                  "%s, %uz MiB of weights, %s kernels",
                   &m->path, m->config->n_layers, m->config->hidden_size,
                   qwen_model_describe(model),
-                  qwen_model_weight_bytes(model) >> 20);
+                  qwen_model_weight_bytes(model) >> 20, qwen_kernels_default());
 
     mp = ngx_array_push(&qmcf->models);
     if (mp == NULL) {
