@@ -1,8 +1,9 @@
 /*
- * dispatch.c - picks the kernel table for this CPU at run time:
- * cpuid on x86 (AVX-512 with BF16, AVX-512 VNNI, AVX-VNNI, AVX2+FMA+F16C), getauxval on
- * arm64 (NEON dotprod / i8mm / bf16). Built without ISA flags so it runs
- * everywhere; the ISA files it points to are only called when supported.
+ * dispatch.c - picks the kernel table for this CPU at run time: cpuid
+ * on x86 (AVX-512 with BF16, AVX-512 VNNI, AVX-VNNI, AVX2+FMA+F16C),
+ * getauxval on arm64 (NEON dotprod / i8mm / bf16). Built without ISA
+ * flags so it runs everywhere; the ISA files it points to are only called
+ * when supported.
  */
 #include "kernels/kernels.h"
 #include "qwen.h"
