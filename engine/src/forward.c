@@ -274,7 +274,7 @@ qwen_ctx_new_cached(const qwen_model *m, const qwen_ctx_params *p, int extra_blo
     ctx->kept = malloc(nb * sizeof(qwen_batch_entry));
     if (ctx->kern->gemm != NULL) {
         ctx->xb = malloc(nb * wide * sizeof(qwen_bf16));
-        ctx->gemm_scratch_bytes = qwen_gemm_scratch_bytes(wide);
+        ctx->gemm_scratch_bytes = qwen_gemm_scratch_bytes(ctx->kern, wide);
         ctx->gemm_scratch = aligned_alloc(64, (size_t) n_threads * ctx->gemm_scratch_bytes);
     }
     ctx->pool = qwen_pool_new(n_threads);

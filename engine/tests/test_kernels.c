@@ -829,7 +829,7 @@ test_gemm(const qwen_kernels *k, const int K)
     float     *out = calloc((size_t) 2 * NT * ROWS, sizeof(float)), *row = malloc(K * sizeof(float));
     qwen_bf16 *xb = malloc(NT * K * sizeof(qwen_bf16));
     /* aligned_alloc wants a multiple of the alignment (odd K gives none) */
-    void      *scratch = aligned_alloc(64, (qwen_gemm_scratch_bytes(K) + 63) / 64 * 64);
+    void      *scratch = aligned_alloc(64, (qwen_gemm_scratch_bytes(k, K) + 63) / 64 * 64);
     int32_t    idx[NT];
     size_t     t;
     int        i, r, tok;

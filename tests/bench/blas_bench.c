@@ -47,7 +47,7 @@ main(int argc, char **argv)
         char      *packed = malloc(qwen_packed_group_bytes(QWEN_TYPE_BF16, K) * (N / 8));
         qwen_bf16 *xb = malloc((size_t) M * K * sizeof(qwen_bf16));
         int32_t   *idx = malloc((size_t) M * sizeof(int32_t));
-        void      *scratch = aligned_alloc(64, qwen_gemm_scratch_bytes(K));
+        void      *scratch = aligned_alloc(64, qwen_gemm_scratch_bytes(k, K));
         double     best[4] = { 1e9, 1e9, 1e9, 1e9 }, t0, macs = (double) M * N * K;
         float      res[32];
 

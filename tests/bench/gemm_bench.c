@@ -62,7 +62,7 @@ bench_bf16_gemm(const char *table, const qwen_kernels *k, int type, const char *
     size_t     rb = qwen_row_bytes(type, COLS);
     char      *w = packed_weights(type, rows);
     qwen_bf16 *xb = malloc(sizeof(qwen_bf16) * COLS * TOKENS);
-    void      *scratch = aligned_alloc(64, qwen_gemm_scratch_bytes(COLS));
+    void      *scratch = aligned_alloc(64, qwen_gemm_scratch_bytes(k, COLS));
     float     *one = malloc(sizeof(float) * ROWS), x[COLS];
     int32_t    idx[TOKENS], zero = 0;
     double     best = 1e30, t0, s;

@@ -43,7 +43,7 @@ typedef void (*qwen_vec_dot2x4_fn)(int64_t n, const void *w, size_t w_stride,
  * its own activations. packed: w is the weight's packed groups (repack.h,
  * row_bytes unused; whole groups are the fast case), whose rows give the
  * same panels as the file's: the same bits. scratch:
- * qwen_gemm_scratch_bytes(K) per thread.
+ * qwen_gemm_scratch_bytes(table, K) per thread.
  */
 typedef void (*qwen_gemm_fn)(int type, const void *w, int packed, size_t row_bytes, int64_t K,
                              int64_t r0, int64_t r1, const qwen_bf16 *xb, int n_tok,
@@ -103,7 +103,6 @@ NAME(int64_t n, const void *w, const void *act, size_t stride, int nt, float *ou
 /* The scalar truth of each packed layout (the SIMD versions give its bits). */
 void qwen_packed_dot_ref(int type, int64_t n, const void *w, const void *act,
                          size_t act_stride, int nt, float *out);
-size_t qwen_gemm_scratch_bytes(int64_t K);
 
 /*
  * The KV cache is a pool of blocks of QWEN_KV_BLOCK positions
@@ -236,6 +235,9 @@ typedef struct {
     qwen_kv_attention_tokens_fn kv_attention_tokens[QWEN_KV_FORMAT_COUNT];
     /* prompt tokens: NULL when this table has no GEMM (vec_dot is used) */
     qwen_gemm_fn gemm;
+    /* the gemm's scratch also holds its panel widened to F32 (avx512_vnni:
+     * FMAs in place of vdpbf16ps), QWEN_GEMM_PANEL_ROWS x K floats more */
+    int          gemm_f32_panel;
     /* optional: elementwise.h's SwiGLU and RMS norm on wider vectors, the
      * same float operations per element (their bits); NULL: elementwise.c */
     void (*swiglu)(float *g, const float *u, int64_t n);
@@ -270,6 +272,9 @@ typedef struct {
     int                 packed_gemm_act_tokens;
     void  (*f32_to_bf16)(const float *x, qwen_bf16 *y, int64_t n);
 } qwen_kernels;
+
+/* bytes of one thread's scratch for table k's gemm on rows of K columns */
+size_t qwen_gemm_scratch_bytes(const qwen_kernels *k, int64_t K);
 
 /* The activation format a weight type's dot product consumes. */
 int    qwen_act_type(int weight_type);

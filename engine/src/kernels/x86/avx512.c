@@ -538,7 +538,7 @@ micro_kernel(const uint32_t *panel, size_t gs, int64_t K2, const qwen_bf16 *xb, 
  */
 #define XCHUNK 64
 
-static void
+static inline __attribute__((always_inline)) void
 widen_panel(const uint32_t *panel, size_t gs, int64_t K2, const int from_groups, float *pf)
 {
     const uint32_t *hi = from_groups ? panel + 2 * gs : panel + 16;
@@ -1494,6 +1494,10 @@ QWEN_X86_DOT_PAIR(dot_q4_K_vnni, dot4_q4_K_vnni, qwen_q4k_dot_n)
 QWEN_X86_DOT_2X4(dot2x4_q4_K_vnni, qwen_q4k_dot_rows)
 QWEN_X86_DOT_2X4(dot2x4_q8_0_vnni, qwen_q8_0_dot_rows)
 QWEN_X86_DOT_PAIR(dot_q6_K_vnni, dot4_q6_K_vnni, q6k_dot_vnni)
+#if AVX512_BF16
+/* The 512-bit packed Q4_K / Q6_K dots: the avx512 (BF16) table's. The
+ * avx512_vnni build takes the 256-bit ones instead (measured below). */
+
 /* vpermd indices placing steps 2kk and 2kk + 1 of an activation's 8
  * 4-byte lanes in the low and high 8 lanes (kk = 0 .. 3) */
 static inline void
@@ -1589,9 +1593,8 @@ q4kx8_dot_512(int64_t n, const void *w, const void *act, size_t stride, float *o
     }
 }
 
-#if AVX512_BF16
 QWEN_PACKED_DOT_ENTRY(packed_dot_q4_K, q4kx8_dot_512)
-#endif
+
 /*
  * Packed Q6_K x Q8_K on 512-bit registers, as q4kx8_dot_512 (two steps a
  * vector, activations placed by vpermd): steps 2kk and 2kk + 1 share the
@@ -1685,7 +1688,6 @@ q6kx8_dot_512(int64_t n, const void *w, const void *act, size_t stride, float *o
     }
 }
 
-#if AVX512_BF16
 QWEN_PACKED_DOT_ENTRY(packed_dot_q6_K, q6kx8_dot_512)
 #else
 /* avx512_vnni: the avx2_vnni kernels (vpdpbusd on ymm), the same bits as
@@ -2003,6 +2005,7 @@ static const qwen_kernels kernels_avx512 = {
         [QWEN_TYPE_Q4_K] = dot2x4_q4_K_vnni,
     },
     .gemm = gemm_bf16,
+    .gemm_f32_panel = !AVX512_BF16,
     .f32_to_bf16 = f32_to_bf16,
     /* a prompt's SwiGLU and norms were 7% of a BF16 prefill at 4 wide */
     .swiglu = ew_swiglu,
