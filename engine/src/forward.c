@@ -53,7 +53,7 @@ struct qwen_ctx {
     float              *proj;      /* projection output [hidden] */
     void               *act;       /* generated tokens' activations, weights' format */
     void               *gemm_act;  /* the same in packed_gemm's order (packed_gemm_act) */
-    qwen_bf16          *xb;        /* prompt tokens' activations in BF16 */
+    void               *xb;        /* prompt tokens' activations (qwen_gemm_act) */
     char               *gemm_scratch;   /* per thread */
     size_t              gemm_scratch_bytes;
     float              *scores;    /* per thread [att_tokens x group x n_ctx] */
@@ -273,7 +273,7 @@ qwen_ctx_new_cached(const qwen_model *m, const qwen_ctx_params *p, int extra_blo
     ctx->att_first = malloc((nb + 1) * sizeof(int32_t));
     ctx->kept = malloc(nb * sizeof(qwen_batch_entry));
     if (ctx->kern->gemm != NULL) {
-        ctx->xb = malloc(nb * wide * sizeof(qwen_bf16));
+        ctx->xb = malloc(nb * wide * qwen_gemm_act_bytes(ctx->kern));
         ctx->gemm_scratch_bytes = qwen_gemm_scratch_bytes(ctx->kern, wide);
         ctx->gemm_scratch = aligned_alloc(64, (size_t) n_threads * ctx->gemm_scratch_bytes);
     }
@@ -406,10 +406,10 @@ typedef struct {
     /* the same tokens in the order the packed GEMM reads (NULL: act) */
     const void         *gemm_act;
     size_t              gemm_act_stride;
-    /* prompt tokens: BF16 activations for the GEMM */
+    /* prompt tokens: activations for the GEMM (qwen_gemm_act) */
     int                 n_prompt;
     const int32_t      *idx_prompt;
-    const qwen_bf16    *xb;
+    const void         *xb;
     int                 n_targets;
     const qwen_tensor  *w[MM_MAX_TARGETS];
     float              *out[MM_MAX_TARGETS];   /* [token][rows] */
@@ -652,8 +652,8 @@ mm_task(void *arg, int ith, int nth)
     }
 }
 
-/* Activations into the formats the kernels read: BF16 rows for the prompt
- * tokens (GEMM), the weights' activation format for the others; split over
+/* Activations into the formats the kernels read: the GEMM's rows for the
+ * prompt tokens (qwen_gemm_act), the weights' activation format for the others; split over
  * tokens. */
 typedef struct {
     qwen_ctx    *ctx;
@@ -674,8 +674,10 @@ conv_range(const conv_job *cj, int lo, int hi)
 
     for (i = lo; i < hi; i++) {
         if (i < job->n_prompt) {
-            cj->ctx->kern->f32_to_bf16(cj->x + (size_t) job->idx_prompt[i] * cj->cols,
-                                       cj->ctx->xb + (size_t) i * cj->cols, cj->cols);
+            qwen_gemm_act(cj->ctx->kern, cj->x + (size_t) job->idx_prompt[i] * cj->cols,
+                          (char *) cj->ctx->xb
+                          + (size_t) i * cj->cols * qwen_gemm_act_bytes(cj->ctx->kern),
+                          cj->cols);
             continue;
         }
         g = i - job->n_prompt;

@@ -562,7 +562,7 @@ test_f16_conversion(const qwen_kernels *k)
     };
     uint32_t *u = malloc(N * sizeof(uint32_t));
     qwen_f16 *h = malloc(N * sizeof(qwen_f16));
-    int       pass, bad = 0, badb = 0;
+    int       pass, bad = 0, badb = 0, badf = 0;
     uint32_t  i, e, shift, rnd;
 
     for (pass = 0; pass < 3; pass++) {
@@ -614,11 +614,27 @@ test_f16_conversion(const qwen_kernels *k)
                 }
             }
         }
+        /* and the GEMM's F32 activations: those BF16 values, widened */
+        if (k->gemm_act_f32 != NULL) {
+            float *y = malloc(N * sizeof(float));
+
+            k->gemm_act_f32((const float *) u, y, N - 3);
+            k->gemm_act_f32((const float *) u + N - 3, y + N - 3, 3);
+            for (i = 0; i < N; i++) {
+                float f, r;
+                memcpy(&f, &u[i], sizeof(f));
+                r = qwen_bf16_to_f32(qwen_f32_to_bf16(f));
+                badf += memcmp(&r, &y[i], sizeof(r)) != 0;
+            }
+            free(y);
+        }
     }
     CHECK(bad == 0, "%s f32_to_f16: %d of %d values differ from the reference", k->name, bad,
           3 * N);
     CHECK(badb == 0, "%s f32_to_bf16: %d of %d values differ from the reference", k->name,
           badb, 3 * N);
+    CHECK(badf == 0, "%s gemm_act_f32: %d of %d values differ from the reference", k->name,
+          badf, 3 * N);
     free(u);
     free(h);
 }
@@ -828,6 +844,8 @@ test_gemm(const qwen_kernels *k, const int K)
     float     *w = malloc(ROWS * K * sizeof(float)), *x = malloc(NT * K * sizeof(float));
     float     *out = calloc((size_t) 2 * NT * ROWS, sizeof(float)), *row = malloc(K * sizeof(float));
     qwen_bf16 *xb = malloc(NT * K * sizeof(qwen_bf16));
+    /* what the gemm reads: xb, or its values in F32 (gemm_act_f32) */
+    char      *xg = malloc(NT * K * qwen_gemm_act_bytes(k));
     /* aligned_alloc wants a multiple of the alignment (odd K gives none) */
     void      *scratch = aligned_alloc(64, (qwen_gemm_scratch_bytes(k, K) + 63) / 64 * 64);
     int32_t    idx[NT];
@@ -847,6 +865,16 @@ test_gemm(const qwen_kernels *k, const int K)
         }
         CHECK(differ == 0, "%s f32_to_bf16: %d values differ from the reference", k->name,
               differ);
+        qwen_gemm_act(k, x, xg, (int64_t) NT * K);
+        if (k->gemm_act_f32 != NULL) {
+            /* the reference's BF16 values, bit for bit */
+            for (i = 0, differ = 0; i < NT * K; i++) {
+                float    f = qwen_bf16_to_f32(xb[i]);
+                differ += memcmp(&f, xg + (size_t) i * sizeof(float), sizeof(f)) != 0;
+            }
+            CHECK(differ == 0, "%s gemm_act_f32: %d values differ from the reference", k->name,
+                  differ);
+        }
     }
     for (t = 0; t < sizeof(weight_types) / sizeof(weight_types[0]); t++) {
         int    type = weight_types[t];
@@ -861,7 +889,7 @@ test_gemm(const qwen_kernels *k, const int K)
 
         for (r = 0; r < ROWS; r++) qwen_quantize_row(type, w + r * K, wq + r * rb, K);
         memset(out, 0, (size_t) 2 * NT * ROWS * sizeof(float));
-        k->gemm(type, wq, 0, rb, K, 3, ROWS, xb, NT, idx, out, ROWS, scratch);
+        k->gemm(type, wq, 0, rb, K, 3, ROWS, xg, NT, idx, out, ROWS, scratch);
         for (r = 0; r < ROWS; r++) {
             qwen_dequantize_row(type, wq + r * rb, row, K);
             for (tok = 0; tok < NT; tok++) {
@@ -901,8 +929,8 @@ test_gemm(const qwen_kernels *k, const int K)
             for (c = 0; c < 2; c++) {
                 memset(out, 0, (size_t) 2 * NT * ROWS * sizeof(float));
                 memset(out2, 0, (size_t) 2 * NT * ROWS * sizeof(float));
-                k->gemm(type, wq, 0, rb, K, from[c], to[c], xb, NT, idx, out, ROWS, scratch);
-                k->gemm(type, pk, 1, 0, K, from[c], to[c], xb, NT, idx, out2, ROWS, scratch);
+                k->gemm(type, wq, 0, rb, K, from[c], to[c], xg, NT, idx, out, ROWS, scratch);
+                k->gemm(type, pk, 1, 0, K, from[c], to[c], xg, NT, idx, out2, ROWS, scratch);
                 for (i = 0; i < 2 * NT * ROWS; i++) {
                     differ += memcmp(&out[i], &out2[i], sizeof(float)) != 0;
                 }
@@ -914,7 +942,7 @@ test_gemm(const qwen_kernels *k, const int K)
         }
         free(wq);
     }
-    free(w); free(x); free(out); free(row); free(xb); free(scratch);
+    free(w); free(x); free(out); free(row); free(xb); free(xg); free(scratch);
 }
 
 /* A paged view over n_blocks blocks of regions holding QWEN_KV_BLOCK

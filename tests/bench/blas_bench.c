@@ -45,7 +45,7 @@ main(int argc, char **argv)
         float     *c = malloc((size_t) M * N * sizeof(float));
         qwen_bf16 *wb = malloc((size_t) N * K * sizeof(qwen_bf16));
         char      *packed = malloc(qwen_packed_group_bytes(QWEN_TYPE_BF16, K) * (N / 8));
-        qwen_bf16 *xb = malloc((size_t) M * K * sizeof(qwen_bf16));
+        void      *xb = malloc((size_t) M * K * qwen_gemm_act_bytes(k));
         int32_t   *idx = malloc((size_t) M * sizeof(int32_t));
         void      *scratch = aligned_alloc(64, qwen_gemm_scratch_bytes(k, K));
         double     best[4] = { 1e9, 1e9, 1e9, 1e9 }, t0, macs = (double) M * N * K;
@@ -58,7 +58,7 @@ main(int argc, char **argv)
             x[i] = (float) rand() / RAND_MAX - 0.5f;
         }
         qwen_quantize_row(QWEN_TYPE_BF16, w, wb, (int64_t) N * K);
-        qwen_quantize_row(QWEN_TYPE_BF16, x, xb, (int64_t) M * K);
+        qwen_gemm_act(k, x, xb, (int64_t) M * K);
         for (t = 0; t < M; t++) {
             idx[t] = t;
         }

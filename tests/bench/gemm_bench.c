@@ -61,7 +61,7 @@ bench_bf16_gemm(const char *table, const qwen_kernels *k, int type, const char *
 {
     size_t     rb = qwen_row_bytes(type, COLS);
     char      *w = packed_weights(type, rows);
-    qwen_bf16 *xb = malloc(sizeof(qwen_bf16) * COLS * TOKENS);
+    char      *xb = malloc(qwen_gemm_act_bytes(k) * COLS * TOKENS);
     void      *scratch = aligned_alloc(64, qwen_gemm_scratch_bytes(k, COLS));
     float     *one = malloc(sizeof(float) * ROWS), x[COLS];
     int32_t    idx[TOKENS], zero = 0;
@@ -77,7 +77,7 @@ bench_bf16_gemm(const char *table, const qwen_kernels *k, int type, const char *
         for (i = 0; i < COLS; i++) {
             x[i] = (float) rand() / RAND_MAX - 0.5f;
         }
-        k->f32_to_bf16(x, xb + (size_t) t * COLS, COLS);
+        qwen_gemm_act(k, x, xb + (size_t) t * COLS * qwen_gemm_act_bytes(k), COLS);
     }
     for (p = 0; p < PASSES; p++) {
         t0 = now();
@@ -86,7 +86,7 @@ bench_bf16_gemm(const char *table, const qwen_kernels *k, int type, const char *
         best = s < best ? s : best;
     }
     for (t = 0; t < TOKENS; t += 37) {
-        k->gemm(type, w, 1, rb, COLS, 0, ROWS, xb + (size_t) t * COLS, 1, &zero, one, ROWS,
+        k->gemm(type, w, 1, rb, COLS, 0, ROWS, xb + (size_t) t * COLS * qwen_gemm_act_bytes(k), 1, &zero, one, ROWS,
                 scratch);
         same &= memcmp(one, out + (size_t) t * ROWS, sizeof(float) * ROWS) == 0;
     }

@@ -140,6 +140,22 @@ qwen_gemm_scratch_bytes(const qwen_kernels *k, int64_t K)
     return (n + 63) / 64 * 64;
 }
 
+size_t
+qwen_gemm_act_bytes(const qwen_kernels *k)
+{
+    return k->gemm_act_f32 != NULL ? sizeof(float) : sizeof(qwen_bf16);
+}
+
+void
+qwen_gemm_act(const qwen_kernels *k, const float *x, void *y, int64_t n)
+{
+    if (k->gemm_act_f32 != NULL) {
+        k->gemm_act_f32(x, y, n);
+    } else {
+        k->f32_to_bf16(x, y, n);
+    }
+}
+
 const qwen_kernels *
 qwen_kernels_by_name(const char *name)
 {

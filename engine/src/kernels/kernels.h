@@ -36,8 +36,10 @@ typedef void (*qwen_vec_dot2x4_fn)(int64_t n, const void *w, size_t w_stride,
  * of the weights. Revisit on arm64 hardware, where the default tables have
  * no GEMM.
  *
- * Batched prefill (optional): rows [r0, r1) of a weight against n_tok BF16
- * activation rows xb ([n_tok][K]); the result for activation row t goes to
+ * Batched prefill (optional): rows [r0, r1) of a weight against n_tok
+ * activation rows xb ([n_tok][K]) rounded to BF16: BF16 values, or where
+ * the table has gemm_act_f32 the same values in F32 (qwen_gemm_act makes
+ * either); the result for activation row t goes to
  * out[idx[t] * out_stride + r]. Weights are repacked to BF16 panels once
  * per call and reused for every token; each token's result depends only on
  * its own activations. packed: w is the weight's packed groups (repack.h,
@@ -46,7 +48,7 @@ typedef void (*qwen_vec_dot2x4_fn)(int64_t n, const void *w, size_t w_stride,
  * qwen_gemm_scratch_bytes(table, K) per thread.
  */
 typedef void (*qwen_gemm_fn)(int type, const void *w, int packed, size_t row_bytes, int64_t K,
-                             int64_t r0, int64_t r1, const qwen_bf16 *xb, int n_tok,
+                             int64_t r0, int64_t r1, const void *xb, int n_tok,
                              const int32_t *idx, float *out, size_t out_stride,
                              void *scratch);
 
@@ -238,6 +240,10 @@ typedef struct {
     /* the gemm's scratch also holds its panel widened to F32 (avx512_vnni:
      * FMAs in place of vdpbf16ps), QWEN_GEMM_PANEL_ROWS x K floats more */
     int          gemm_f32_panel;
+    /* optional: the gemm reads its activations as F32 holding BF16 values,
+     * made by this from F32 (an FMA table broadcasts them as they are, not
+     * widened again for every panel); NULL: BF16 from f32_to_bf16 */
+    void (*gemm_act_f32)(const float *x, float *y, int64_t n);
     /* optional: elementwise.h's SwiGLU and RMS norm on wider vectors, the
      * same float operations per element (their bits); NULL: elementwise.c */
     void (*swiglu)(float *g, const float *u, int64_t n);
@@ -275,6 +281,10 @@ typedef struct {
 
 /* bytes of one thread's scratch for table k's gemm on rows of K columns */
 size_t qwen_gemm_scratch_bytes(const qwen_kernels *k, int64_t K);
+/* The activations table k's gemm reads (BF16, or F32 holding BF16 values
+ * where it has gemm_act_f32): bytes of one, and n of them made from F32. */
+size_t qwen_gemm_act_bytes(const qwen_kernels *k);
+void   qwen_gemm_act(const qwen_kernels *k, const float *x, void *y, int64_t n);
 
 /* The activation format a weight type's dot product consumes. */
 int    qwen_act_type(int weight_type);

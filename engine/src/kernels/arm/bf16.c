@@ -144,9 +144,10 @@ micro_kernel(const uint16_t *pan, int64_t K4, const qwen_bf16 *const *xt, float 
 
 static void
 gemm_bf16(int type, const void *w, int packed, size_t row_bytes, int64_t K, int64_t r0,
-          int64_t r1, const qwen_bf16 *xb, int n_tok, const int32_t *idx, float *out,
+          int64_t r1, const void *xb_rows, int n_tok, const int32_t *idx, float *out,
           size_t out_stride, void *scratch)
 {
+    const qwen_bf16 *xb = xb_rows;   /* BF16 rows: this table has no gemm_act_f32 */
     uint16_t        *panel = scratch;
     /* past the panel and the staging area qwen_gemm_scratch_bytes counts */
     float           *tmp = (float *) ((char *) scratch + (size_t) PANEL * K * sizeof(qwen_bf16) * 2);

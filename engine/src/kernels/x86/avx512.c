@@ -37,12 +37,12 @@
 #define PANEL QWEN_GEMM_PANEL_ROWS     /* 32: two zmm of rows */
 #define TOKENS 8                       /* tokens per micro-kernel call */
 
-/* qwen_f32_to_bf16 of 16 floats (its bits: round to nearest even,
- * subnormals rounded like any value, a NaN kept a NaN), where
- * vcvtne2ps2bf16 would flush subnormals: the KV cache and queries keep
- * the reference's values */
-static inline __m256i
-bf16_round16(__m512 v)
+/* qwen_f32_to_bf16 of 16 floats, each in the low half of its 32-bit lane
+ * (its bits: round to nearest even, subnormals rounded like any value, a
+ * NaN kept a NaN), where vcvtne2ps2bf16 would flush subnormals: the KV
+ * cache and queries keep the reference's values */
+static inline __m512i
+bf16_round_words(__m512 v)
 {
     const __m512i x = _mm512_castps_si512(v);
     const __m512i one = _mm512_set1_epi32(1);
@@ -52,9 +52,15 @@ bf16_round16(__m512 v)
     __mmask16     nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff)),
                                                 _mm512_set1_epi32(0x7f800000));
 
-    r = _mm512_mask_or_epi32(_mm512_srli_epi32(r, 16), nan, _mm512_srli_epi32(x, 16),
-                             _mm512_set1_epi32(0x40));
-    return _mm512_cvtepi32_epi16(r);
+    return _mm512_mask_or_epi32(_mm512_srli_epi32(r, 16), nan, _mm512_srli_epi32(x, 16),
+                                _mm512_set1_epi32(0x40));
+}
+
+/* the 16 BF16 values in order */
+static inline __m256i
+bf16_round16(__m512 v)
+{
+    return _mm512_cvtepi32_epi16(bf16_round_words(v));
 }
 
 /* lo then hi (32 floats) as 32 BF16 values in order: vcvtne2ps2bf16, or
@@ -83,6 +89,24 @@ f32_to_bf16(const float *x, qwen_bf16 *y, int64_t n)
         y[i] = qwen_f32_to_bf16(x[i]);
     }
 }
+
+#if !AVX512_BF16
+/* The GEMM's activations (gemm_act_f32): each value rounded as
+ * qwen_f32_to_bf16 and widened back, BF16 values the FMAs take as they are */
+static void
+gemm_act_f32(const float *x, float *y, int64_t n)
+{
+    int64_t i = 0;
+
+    for (; i + 16 <= n; i += 16) {
+        _mm512_storeu_si512((void *) (y + i),
+                            _mm512_slli_epi32(bf16_round_words(_mm512_loadu_ps(x + i)), 16));
+    }
+    for (; i < n; i++) {
+        y[i] = qwen_bf16_to_f32(qwen_f32_to_bf16(x[i]));
+    }
+}
+#endif
 
 /* Dequantizers to F32 for the panel: the same values as the reference
  * qwen_dequantize_row (scale x quant, in the same float operations). */
@@ -533,10 +557,11 @@ micro_kernel(const uint32_t *panel, size_t gs, int64_t K2, const qwen_bf16 *xb, 
  * is 4 vectors, rows 0-15 even and odd, rows 16-31 even and odd; 128
  * bytes a column, in L2), and each vdpbf16ps becomes two FMAs
  * from it, odd then even as the instruction's definition orders them. The
- * tokens' BF16 activations are widened once per XCHUNK pairs into xf,
- * from which each FMA broadcasts its value (a load, no shuffle).
+ * tokens' activations come as F32 holding BF16 values (gemm_act_f32,
+ * made once per matmul), from which each FMA broadcasts its value (a
+ * load, no shuffle): widening them here cost each panel and token tile
+ * its own copy, about a tenth of the GEMM's time.
  */
-#define XCHUNK 64
 
 static inline __attribute__((always_inline)) void
 widen_panel(const uint32_t *panel, size_t gs, int64_t K2, const int from_groups, float *pf)
@@ -557,12 +582,11 @@ widen_panel(const uint32_t *panel, size_t gs, int64_t K2, const int from_groups,
 }
 
 static inline __attribute__((always_inline)) void
-micro_kernel_f32(const float *pf, int64_t K2, const qwen_bf16 *xb, int64_t K, float **outs,
+micro_kernel_f32(const float *pf, int64_t K2, const float *xf, int64_t K, float **outs,
                  __mmask16 m0, __mmask16 m1, const int NT)
 {
-    float   xf[TOKENS][2 * XCHUNK] __attribute__((aligned(64)));
     __m512  acc[TOKENS][2];
-    int64_t p0, p, pn, i;
+    int64_t p;
     int     t;
 
 #pragma GCC unroll 8
@@ -570,32 +594,17 @@ micro_kernel_f32(const float *pf, int64_t K2, const qwen_bf16 *xb, int64_t K, fl
         acc[t][0] = _mm512_setzero_ps();
         acc[t][1] = _mm512_setzero_ps();
     }
-    for (p0 = 0; p0 < K2; p0 += XCHUNK) {
-        pn = K2 - p0 < XCHUNK ? K2 - p0 : XCHUNK;
-        for (t = 0; t < NT; t++) {
-            const uint16_t *x = (const uint16_t *) xb + (size_t) t * K + 2 * p0;
-
-            for (i = 0; i + 16 <= 2 * pn; i += 16) {
-                __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *) (x + i)));
-                _mm512_store_si512((void *) (xf[t] + i), _mm512_slli_epi32(v, 16));
-            }
-            for (; i < 2 * pn; i++) {
-                uint32_t u = (uint32_t) x[i] << 16;
-                memcpy(&xf[t][i], &u, sizeof(u));
-            }
-        }
-        for (p = 0; p < pn; p++) {
-            const float *w = pf + 64 * (p0 + p);
-            __m512       w0e = _mm512_load_ps(w), w0o = _mm512_load_ps(w + 16);
-            __m512       w1e = _mm512_load_ps(w + 32), w1o = _mm512_load_ps(w + 48);
+    for (p = 0; p < K2; p++) {
+        const float *w = pf + 64 * p;
+        __m512       w0e = _mm512_load_ps(w), w0o = _mm512_load_ps(w + 16);
+        __m512       w1e = _mm512_load_ps(w + 32), w1o = _mm512_load_ps(w + 48);
 #pragma GCC unroll 8
-            for (t = 0; t < NT; t++) {
-                __m512 xo = _mm512_set1_ps(xf[t][2 * p + 1]);
-                __m512 xe = _mm512_set1_ps(xf[t][2 * p]);
+        for (t = 0; t < NT; t++) {
+            __m512 xo = _mm512_set1_ps(xf[(size_t) t * K + 2 * p + 1]);
+            __m512 xe = _mm512_set1_ps(xf[(size_t) t * K + 2 * p]);
 
-                acc[t][0] = _mm512_fmadd_ps(w0e, xe, _mm512_fmadd_ps(w0o, xo, acc[t][0]));
-                acc[t][1] = _mm512_fmadd_ps(w1e, xe, _mm512_fmadd_ps(w1o, xo, acc[t][1]));
-            }
+            acc[t][0] = _mm512_fmadd_ps(w0e, xe, _mm512_fmadd_ps(w0o, xo, acc[t][0]));
+            acc[t][1] = _mm512_fmadd_ps(w1e, xe, _mm512_fmadd_ps(w1o, xo, acc[t][1]));
         }
     }
 #pragma GCC unroll 8
@@ -608,9 +617,14 @@ micro_kernel_f32(const float *pf, int64_t K2, const qwen_bf16 *xb, int64_t K, fl
 
 static void
 gemm_bf16(int type, const void *w, int packed, size_t row_bytes, int64_t K, int64_t r0,
-          int64_t r1, const qwen_bf16 *xb, int n_tok, const int32_t *idx, float *out,
+          int64_t r1, const void *x_rows, int n_tok, const int32_t *idx, float *out,
           size_t out_stride, void *scratch)
 {
+#if AVX512_BF16
+    const qwen_bf16 *xb = x_rows;
+#else
+    const float     *xf = x_rows;   /* BF16 values in F32 (gemm_act_f32) */
+#endif
     uint32_t  *panel = scratch;
     qwen_bf16 *stage = (qwen_bf16 *) ((char *) scratch + (size_t) PANEL * K * sizeof(qwen_bf16));
     float     *tmp = (float *) ((char *) stage + (size_t) PANEL * K * sizeof(qwen_bf16));
@@ -665,7 +679,7 @@ gemm_bf16(int type, const void *w, int packed, size_t row_bytes, int64_t K, int6
                 break
 #else
 #define MK(N) case N:                                                                   \
-                micro_kernel_f32(pf, K / 2, xb + (size_t) t0 * K, K, outs, m0, m1, N);  \
+                micro_kernel_f32(pf, K / 2, xf + (size_t) t0 * K, K, outs, m0, m1, N);  \
                 break
 #endif
             MK(1); MK(2); MK(3); MK(4); MK(5); MK(6); MK(7); MK(8);
@@ -2005,7 +2019,10 @@ static const qwen_kernels kernels_avx512 = {
         [QWEN_TYPE_Q4_K] = dot2x4_q4_K_vnni,
     },
     .gemm = gemm_bf16,
-    .gemm_f32_panel = !AVX512_BF16,
+#if !AVX512_BF16
+    .gemm_f32_panel = 1,
+    .gemm_act_f32 = gemm_act_f32,
+#endif
     .f32_to_bf16 = f32_to_bf16,
     /* a prompt's SwiGLU and norms were 7% of a BF16 prefill at 4 wide */
     .swiglu = ew_swiglu,
