@@ -1133,6 +1133,10 @@ static const qwen_kernels kernels_avx2 = {
      * the same two groups a call */
     .packed_gemm[QWEN_TYPE_BF16] = qwen_bf16x8_gemm,
     .packed_gemm_min_tokens[QWEN_TYPE_BF16] = 24,
+    /* Q4_K / Q6_K: values unpacked once per call, not per 4 tokens
+     * (x86.h) */
+    .packed_gemm[QWEN_TYPE_Q4_K] = qwen_q4kx8_gemm,
+    .packed_gemm[QWEN_TYPE_Q6_K] = qwen_q6kx8_gemm,
     .packed_gemm_groups = 2,
 #if QWEN_X86_VNNI
     /* avx2_vnni: steps of 8 tokens or more (prompts) on packed Q8_0 take

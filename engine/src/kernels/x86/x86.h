@@ -677,6 +677,136 @@ qwen_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
 }
 
 /*
+ * Prompt tokens of packed Q4_K (packed_gemm, two groups a call): each
+ * super-block's nibbles are split once per call into bytes (restaged), and
+ * every token streams past them four at a time; the dot above splits them
+ * again for every 4 tokens (a shift and a mask per load: a tenth of a
+ * prefill's time on Intel's cores). The same integers and the same
+ * qwen_q4kx8_finish per super-block, in order, into sums that start at
+ * zero as the dot's out does: its bits.
+ */
+typedef struct {
+    __m256i q[QK_K / 64][2][8];   /* [j][h: low, high nibbles][step k] */
+} qwen_q4k_stage;
+
+#define QWEN_Q4KG_SUMS 128   /* tokens whose sums a pass keeps (2 x 4 KiB) */
+
+static inline void
+qwen_q4k_restage(const block_q4_Kx8 *x, qwen_q4k_stage *st)
+{
+    const __m256i mask = _mm256_set1_epi8(0xF);
+    int           j, k;
+
+    for (j = 0; j < QK_K / 64; j++) {
+        /* the next super-block, a quarter a step (as the dot does) */
+        qwen_prefetch_part(x + 1, sizeof(block_q4_Kx8), j, QK_K / 64);
+#pragma GCC unroll 8
+        for (k = 0; k < 8; k++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *) x->qs[j][k]);
+
+            st->q[j][0][k] = _mm256_and_si256(v, mask);
+            st->q[j][1][k] = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+        }
+    }
+}
+
+/* NT tokens (1 .. 4) against super-block b of a group (x: its block b,
+ * st: its restaged nibbles): qwen_q4kx8_dot's steps for that block */
+static inline __attribute__((always_inline)) void
+qwen_q4kx8_staged(const block_q4_Kx8 *x, const qwen_q4k_stage *st, const void *act,
+                  size_t stride, int64_t b, float *out, const int NT)
+{
+    __m256i isum[4];
+    int     t, j, h, k;
+
+#pragma GCC unroll 4
+    for (t = 0; t < NT; t++) {
+        isum[t] = _mm256_setzero_si256();
+    }
+    for (j = 0; j < QK_K / 64; j++) {
+#pragma GCC unroll 2
+        for (h = 0; h < 2; h++) {
+            __m256i acc16[4];
+            __m256i sc = _mm256_cvtepu8_epi32(
+                _mm_loadl_epi64((const __m128i *) x->scales[2 * j + h]));
+
+            sc = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
+#pragma GCC unroll 4
+            for (t = 0; t < NT; t++) {
+                acc16[t] = _mm256_setzero_si256();
+            }
+#pragma GCC unroll 8
+            for (k = 0; k < 8; k++) {
+                __m256i q = _mm256_load_si256(&st->q[j][h][k]);
+
+#pragma GCC unroll 4
+                for (t = 0; t < NT; t++) {
+                    const int8_t *q8 = ((const block_q8_K *) ((const char *) act
+                                                              + t * stride))[b].qs
+                                       + 64 * j + 32 * h + 4 * k;
+                    int32_t       y4;
+
+                    memcpy(&y4, q8, 4);
+                    acc16[t] = _mm256_add_epi16(
+                        acc16[t], _mm256_maddubs_epi16(q, _mm256_set1_epi32(y4)));
+                    QWEN_CHAIN(acc16[t]);
+                }
+            }
+#pragma GCC unroll 4
+            for (t = 0; t < NT; t++) {
+                isum[t] = qwen_madd_acc(isum[t], acc16[t], sc);
+            }
+        }
+    }
+    qwen_q4kx8_finish(x, act, stride, b, isum, out, NT);
+}
+
+/* Two packed Q4_K groups (16 rows) against n_tok Q8_K rows (act + t *
+ * act_stride): out[idx[t] * out_stride + r] (packed_gemm). The sums build
+ * up super-block by super-block in rows of their own, as the Q8_0 GEMM's
+ * (tokens' rows of out fall in one L1 set). */
+static inline void
+qwen_q4kx8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, int n_tok,
+                float *out, size_t out_stride, const int32_t *idx)
+{
+    const block_q4_Kx8 *x = w;
+    int64_t             b, nb = n / QK_K;
+    qwen_q4k_stage      st;
+    float               sums[2][QWEN_Q4KG_SUMS * QWEN_PACK_ROWS];
+    int                 t0, n0, t, nt, g;
+
+    for (t0 = 0; t0 < n_tok; t0 += n0) {
+        n0 = n_tok - t0 < QWEN_Q4KG_SUMS ? n_tok - t0 : QWEN_Q4KG_SUMS;
+        memset(sums, 0, sizeof(sums));
+        for (g = 0; g < 2; g++) {
+            const block_q4_Kx8 *xg = x + g * nb;
+
+            for (b = 0; b < nb; b++) {
+                qwen_q4k_restage(xg + b, &st);
+                for (t = 0; t < n0; t += nt) {
+                    const char *a = (const char *) act + (size_t) (t0 + t) * act_stride;
+                    float      *o = sums[g] + (size_t) t * QWEN_PACK_ROWS;
+
+                    nt = n0 - t < 4 ? n0 - t : 4;
+                    switch (nt) {
+                    case 1: qwen_q4kx8_staged(xg + b, &st, a, act_stride, b, o, 1); break;
+                    case 2: qwen_q4kx8_staged(xg + b, &st, a, act_stride, b, o, 2); break;
+                    case 3: qwen_q4kx8_staged(xg + b, &st, a, act_stride, b, o, 3); break;
+                    default: qwen_q4kx8_staged(xg + b, &st, a, act_stride, b, o, 4); break;
+                    }
+                }
+            }
+        }
+        for (t = 0; t < n0; t++) {
+            for (g = 0; g < 2; g++) {
+                memcpy(out + (size_t) idx[t0 + t] * out_stride + g * QWEN_PACK_ROWS,
+                       sums[g] + (size_t) t * QWEN_PACK_ROWS, sizeof(float) * QWEN_PACK_ROWS);
+            }
+        }
+    }
+}
+
+/*
  * Packed Q8_0 (repack.h) x Q8_0, 8 rows in the lanes, NT tokens (1 .. 4):
  * per 4 columns |w| (once) times the token's broadcast bytes signed by w,
  * pairs to 32 bits (2 x 127 x 127 fits 16 bits, four do not), a block's
@@ -1365,6 +1495,143 @@ qwen_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
             }
         }
         qwen_q6kx8_finish(x + b, act, stride, b, isum, out, NT);
+    }
+}
+
+/*
+ * Prompt tokens of packed Q6_K (packed_gemm, two groups a call), as the
+ * Q4_K GEMM: each super-block's 6-bit values are put together once per
+ * call (restaged, with the scale pairs each step takes), then every token
+ * streams past them four at a time; the dot spends a third of its
+ * instructions putting them together again for every 4 tokens. The same
+ * integers and qwen_q6kx8_finish per super-block, in order: its bits.
+ */
+typedef struct {
+    __m256i q[QK_K / 64][4][4];   /* [j][kp]: lo0, hi0, lo1, hi1 */
+    __m256i sc[QK_K / 64][2][2];  /* [j][kp >= 2]: sl, sh */
+} qwen_q6k_stage;
+
+static inline void
+qwen_q6k_restage(const block_q6_Kx8 *x, qwen_q6k_stage *st)
+{
+    const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
+    int           j, kp;
+
+    for (j = 0; j < QK_K / 64; j++) {
+        __m256i p0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) x->scales[2 * j]));
+        __m256i p1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) x->scales[2 * j + 1]));
+
+        st->sc[j][0][0] = qwen_pair_dup(p0, 0);
+        st->sc[j][0][1] = qwen_pair_dup(p1, 0);
+        st->sc[j][1][0] = qwen_pair_dup(p0, 1);
+        st->sc[j][1][1] = qwen_pair_dup(p1, 1);
+#pragma GCC unroll 4
+        for (kp = 0; kp < 4; kp++) {
+            __m256i qh = _mm256_loadu_si256((const __m256i *) x->qh[j][kp]);
+            __m256i l0 = _mm256_loadu_si256((const __m256i *) x->ql[j][2 * kp]);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *) x->ql[j][2 * kp + 1]);
+
+            /* the next super-block, as the dot fetches ahead */
+            qwen_prefetch_part(x + 1, sizeof(block_q6_Kx8), 4 * j + kp, QK_K / 16);
+            st->q[j][kp][0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                              _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+            st->q[j][kp][1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                              _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+            st->q[j][kp][2] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(qh, m30));
+            st->q[j][kp][3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                              _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+        }
+    }
+}
+
+/* NT tokens (1 .. 4) against super-block b of a group (x: its block b,
+ * st: its restaged values): qwen_q6kx8_dot's steps for that block */
+static inline __attribute__((always_inline)) void
+qwen_q6kx8_staged(const block_q6_Kx8 *x, const qwen_q6k_stage *st, const void *act,
+                  size_t stride, int64_t b, float *out, const int NT)
+{
+    __m256i isum[4];
+    int     t, j, kp;
+
+#pragma GCC unroll 4
+    for (t = 0; t < NT; t++) {
+        isum[t] = _mm256_setzero_si256();
+    }
+    for (j = 0; j < QK_K / 64; j++) {
+#pragma GCC unroll 4
+        for (kp = 0; kp < 4; kp++) {
+            __m256i lo0 = _mm256_load_si256(&st->q[j][kp][0]);
+            __m256i hi0 = _mm256_load_si256(&st->q[j][kp][1]);
+            __m256i lo1 = _mm256_load_si256(&st->q[j][kp][2]);
+            __m256i hi1 = _mm256_load_si256(&st->q[j][kp][3]);
+            __m256i sl = _mm256_load_si256(&st->sc[j][kp >= 2][0]);
+            __m256i sh = _mm256_load_si256(&st->sc[j][kp >= 2][1]);
+
+#pragma GCC unroll 4
+            for (t = 0; t < NT; t++) {
+                const int8_t *q8 = ((const block_q8_K *) ((const char *) act
+                                                          + t * stride))[b].qs
+                                   + 64 * j + 8 * kp;
+                int32_t       y[4];
+                __m256i       pl, ph;
+
+                memcpy(&y[0], q8, 4);
+                memcpy(&y[1], q8 + 4, 4);
+                memcpy(&y[2], q8 + 32, 4);
+                memcpy(&y[3], q8 + 36, 4);
+                pl = _mm256_add_epi16(_mm256_maddubs_epi16(lo0, _mm256_set1_epi32(y[0])),
+                                      _mm256_maddubs_epi16(lo1, _mm256_set1_epi32(y[1])));
+                ph = _mm256_add_epi16(_mm256_maddubs_epi16(hi0, _mm256_set1_epi32(y[2])),
+                                      _mm256_maddubs_epi16(hi1, _mm256_set1_epi32(y[3])));
+                isum[t] = qwen_madd_acc(isum[t], pl, sl);
+                isum[t] = qwen_madd_acc(isum[t], ph, sh);
+                QWEN_CHAIN(isum[t]);
+            }
+        }
+    }
+    qwen_q6kx8_finish(x, act, stride, b, isum, out, NT);
+}
+
+/* Two packed Q6_K groups (16 rows) against n_tok Q8_K rows: packed_gemm,
+ * as qwen_q4kx8_gemm */
+static inline void
+qwen_q6kx8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, int n_tok,
+                float *out, size_t out_stride, const int32_t *idx)
+{
+    const block_q6_Kx8 *x = w;
+    int64_t             b, nb = n / QK_K;
+    qwen_q6k_stage      st;
+    float               sums[2][QWEN_Q4KG_SUMS * QWEN_PACK_ROWS];
+    int                 t0, n0, t, nt, g;
+
+    for (t0 = 0; t0 < n_tok; t0 += n0) {
+        n0 = n_tok - t0 < QWEN_Q4KG_SUMS ? n_tok - t0 : QWEN_Q4KG_SUMS;
+        memset(sums, 0, sizeof(sums));
+        for (g = 0; g < 2; g++) {
+            const block_q6_Kx8 *xg = x + g * nb;
+
+            for (b = 0; b < nb; b++) {
+                qwen_q6k_restage(xg + b, &st);
+                for (t = 0; t < n0; t += nt) {
+                    const char *a = (const char *) act + (size_t) (t0 + t) * act_stride;
+                    float      *o = sums[g] + (size_t) t * QWEN_PACK_ROWS;
+
+                    nt = n0 - t < 4 ? n0 - t : 4;
+                    switch (nt) {
+                    case 1: qwen_q6kx8_staged(xg + b, &st, a, act_stride, b, o, 1); break;
+                    case 2: qwen_q6kx8_staged(xg + b, &st, a, act_stride, b, o, 2); break;
+                    case 3: qwen_q6kx8_staged(xg + b, &st, a, act_stride, b, o, 3); break;
+                    default: qwen_q6kx8_staged(xg + b, &st, a, act_stride, b, o, 4); break;
+                    }
+                }
+            }
+        }
+        for (t = 0; t < n0; t++) {
+            for (g = 0; g < 2; g++) {
+                memcpy(out + (size_t) idx[t0 + t] * out_stride + g * QWEN_PACK_ROWS,
+                       sums[g] + (size_t) t * QWEN_PACK_ROWS, sizeof(float) * QWEN_PACK_ROWS);
+            }
+        }
     }
 }
 
