@@ -3,6 +3,8 @@
 # its build without BF16) compiled against SIMDe (Debian's libsimde-dev,
 # portable C for the AVX-512 intrinsics; see
 # kernels/x86/avx512_emulated.h) and the dispatcher told both tables run,
+# avx2_vnni too (its vpdpbusd / vpdpwssd the EVEX forms' SIMDe versions:
+# the same definitions, so its kernels run on CPUs without AVX-VNNI),
 # then run like the arm64 suites with the table the dispatcher must pick.
 # Slow (every AVX-512 instruction is a C loop) but exact to the
 # instructions' definitions: a mistake in a tile index or a lane order
@@ -20,6 +22,7 @@ test-x86emu-build:
 	$(MAKE) --no-print-directory BUILD=$(X86EMU_BUILD) \
 	    ISA_FLAGS_avx512="$(ISA_FLAGS_avx2) -Wno-psabi -DQWEN_X86_EMULATE_AVX512" \
 	    ISA_FLAGS_avx512_vnni="$(ISA_FLAGS_avx2) -Wno-psabi -DQWEN_X86_EMULATE_AVX512" \
+	    ISA_FLAGS_avx2_vnni="$(ISA_FLAGS_avx2) -Wno-psabi -DQWEN_X86_EMULATE_AVX512" \
 	    DISPATCH_DEFS=-DQWEN_X86_EMULATE_AVX512 \
 	    $(addprefix $(X86EMU_BUILD)/static/,$(X86EMU_TESTS)) \
 	    $(addprefix $(X86EMU_BUILD)/tests/,$(X86EMU_MODEL_TESTS))
