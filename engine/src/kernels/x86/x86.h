@@ -689,7 +689,7 @@ typedef struct {
     __m256i q[QK_K / 64][2][8];   /* [j][h: low, high nibbles][step k] */
 } qwen_q4k_stage;
 
-#define QWEN_Q4KG_SUMS 128   /* tokens whose sums a pass keeps (2 x 4 KiB) */
+#define QWEN_KQUANT_GEMM_SUMS 128   /* tokens whose sums a pass keeps (2 x 4 KiB) */
 
 static inline void
 qwen_q4k_restage(const block_q4_Kx8 *x, qwen_q4k_stage *st)
@@ -772,11 +772,11 @@ qwen_q4kx8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, in
     const block_q4_Kx8 *x = w;
     int64_t             b, nb = n / QK_K;
     qwen_q4k_stage      st;
-    float               sums[2][QWEN_Q4KG_SUMS * QWEN_PACK_ROWS];
+    float               sums[2][QWEN_KQUANT_GEMM_SUMS * QWEN_PACK_ROWS];
     int                 t0, n0, t, nt, g;
 
     for (t0 = 0; t0 < n_tok; t0 += n0) {
-        n0 = n_tok - t0 < QWEN_Q4KG_SUMS ? n_tok - t0 : QWEN_Q4KG_SUMS;
+        n0 = n_tok - t0 < QWEN_KQUANT_GEMM_SUMS ? n_tok - t0 : QWEN_KQUANT_GEMM_SUMS;
         memset(sums, 0, sizeof(sums));
         for (g = 0; g < 2; g++) {
             const block_q4_Kx8 *xg = x + g * nb;
@@ -1601,11 +1601,11 @@ qwen_q6kx8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, in
     const block_q6_Kx8 *x = w;
     int64_t             b, nb = n / QK_K;
     qwen_q6k_stage      st;
-    float               sums[2][QWEN_Q4KG_SUMS * QWEN_PACK_ROWS];
+    float               sums[2][QWEN_KQUANT_GEMM_SUMS * QWEN_PACK_ROWS];
     int                 t0, n0, t, nt, g;
 
     for (t0 = 0; t0 < n_tok; t0 += n0) {
-        n0 = n_tok - t0 < QWEN_Q4KG_SUMS ? n_tok - t0 : QWEN_Q4KG_SUMS;
+        n0 = n_tok - t0 < QWEN_KQUANT_GEMM_SUMS ? n_tok - t0 : QWEN_KQUANT_GEMM_SUMS;
         memset(sums, 0, sizeof(sums));
         for (g = 0; g < 2; g++) {
             const block_q6_Kx8 *xg = x + g * nb;
