@@ -761,50 +761,56 @@ qwen_q4kx8_staged(const block_q4_Kx8 *x, const qwen_q4k_stage *st, const void *a
     qwen_q4kx8_finish(x, act, stride, b, isum, out, NT);
 }
 
-/* Two packed Q4_K groups (16 rows) against n_tok Q8_K rows (act + t *
- * act_stride): out[idx[t] * out_stride + r] (packed_gemm). The sums build
+/* Two packed K-quant groups (16 rows) against n_tok Q8_K rows (act + t *
+ * act_stride): out[idx[t] * out_stride + r] (packed_gemm), each group's
+ * super-blocks restaged (RESTAGE into a STAGE) in turn and the tokens
+ * streamed past them four at a time (STAGED, NT = 1 .. 4). The sums build
  * up super-block by super-block in rows of their own, as the Q8_0 GEMM's
  * (tokens' rows of out fall in one L1 set). */
-static inline void
-qwen_q4kx8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, int n_tok,
-                float *out, size_t out_stride, const int32_t *idx)
-{
-    const block_q4_Kx8 *x = w;
-    int64_t             b, nb = n / QK_K;
-    qwen_q4k_stage      st;
-    float               sums[2][QWEN_KQUANT_GEMM_SUMS * QWEN_PACK_ROWS];
-    int                 t0, n0, t, nt, g;
-
-    for (t0 = 0; t0 < n_tok; t0 += n0) {
-        n0 = n_tok - t0 < QWEN_KQUANT_GEMM_SUMS ? n_tok - t0 : QWEN_KQUANT_GEMM_SUMS;
-        memset(sums, 0, sizeof(sums));
-        for (g = 0; g < 2; g++) {
-            const block_q4_Kx8 *xg = x + g * nb;
-
-            for (b = 0; b < nb; b++) {
-                qwen_q4k_restage(xg + b, &st);
-                for (t = 0; t < n0; t += nt) {
-                    const char *a = (const char *) act + (size_t) (t0 + t) * act_stride;
-                    float      *o = sums[g] + (size_t) t * QWEN_PACK_ROWS;
-
-                    nt = n0 - t < 4 ? n0 - t : 4;
-                    switch (nt) {
-                    case 1: qwen_q4kx8_staged(xg + b, &st, a, act_stride, b, o, 1); break;
-                    case 2: qwen_q4kx8_staged(xg + b, &st, a, act_stride, b, o, 2); break;
-                    case 3: qwen_q4kx8_staged(xg + b, &st, a, act_stride, b, o, 3); break;
-                    default: qwen_q4kx8_staged(xg + b, &st, a, act_stride, b, o, 4); break;
-                    }
-                }
-            }
-        }
-        for (t = 0; t < n0; t++) {
-            for (g = 0; g < 2; g++) {
-                memcpy(out + (size_t) idx[t0 + t] * out_stride + g * QWEN_PACK_ROWS,
-                       sums[g] + (size_t) t * QWEN_PACK_ROWS, sizeof(float) * QWEN_PACK_ROWS);
-            }
-        }
-    }
+#define QWEN_KQUANT_GEMM(NAME, BLOCK, STAGE, RESTAGE, STAGED)                                 \
+static inline void                                                                            \
+NAME(int64_t n, const void *w, const void *act, size_t act_stride, int n_tok, float *out,     \
+     size_t out_stride, const int32_t *idx)                                                   \
+{                                                                                             \
+    const BLOCK *x = w;                                                                       \
+    int64_t      b, nb = n / QK_K;                                                            \
+    STAGE        st;                                                                          \
+    float        sums[2][QWEN_KQUANT_GEMM_SUMS * QWEN_PACK_ROWS];                             \
+    int          t0, n0, t, nt, g;                                                            \
+                                                                                              \
+    for (t0 = 0; t0 < n_tok; t0 += n0) {                                                      \
+        n0 = n_tok - t0 < QWEN_KQUANT_GEMM_SUMS ? n_tok - t0 : QWEN_KQUANT_GEMM_SUMS;         \
+        memset(sums, 0, sizeof(sums));                                                        \
+        for (g = 0; g < 2; g++) {                                                             \
+            const BLOCK *xg = x + g * nb;                                                     \
+                                                                                              \
+            for (b = 0; b < nb; b++) {                                                        \
+                RESTAGE(xg + b, &st);                                                         \
+                for (t = 0; t < n0; t += nt) {                                                \
+                    const char *a = (const char *) act + (size_t) (t0 + t) * act_stride;      \
+                    float      *o = sums[g] + (size_t) t * QWEN_PACK_ROWS;                    \
+                                                                                              \
+                    nt = n0 - t < 4 ? n0 - t : 4;                                             \
+                    switch (nt) {                                                             \
+                    case 1: STAGED(xg + b, &st, a, act_stride, b, o, 1); break;               \
+                    case 2: STAGED(xg + b, &st, a, act_stride, b, o, 2); break;               \
+                    case 3: STAGED(xg + b, &st, a, act_stride, b, o, 3); break;               \
+                    default: STAGED(xg + b, &st, a, act_stride, b, o, 4); break;              \
+                    }                                                                         \
+                }                                                                             \
+            }                                                                                 \
+        }                                                                                     \
+        for (t = 0; t < n0; t++) {                                                            \
+            for (g = 0; g < 2; g++) {                                                         \
+                memcpy(out + (size_t) idx[t0 + t] * out_stride + g * QWEN_PACK_ROWS,          \
+                       sums[g] + (size_t) t * QWEN_PACK_ROWS, sizeof(float) * QWEN_PACK_ROWS); \
+            }                                                                                 \
+        }                                                                                     \
+    }                                                                                         \
 }
+
+QWEN_KQUANT_GEMM(qwen_q4kx8_gemm, block_q4_Kx8, qwen_q4k_stage, qwen_q4k_restage,
+                 qwen_q4kx8_staged)
 
 /*
  * Packed Q8_0 (repack.h) x Q8_0, 8 rows in the lanes, NT tokens (1 .. 4):
@@ -1592,48 +1598,8 @@ qwen_q6kx8_staged(const block_q6_Kx8 *x, const qwen_q6k_stage *st, const void *a
     qwen_q6kx8_finish(x, act, stride, b, isum, out, NT);
 }
 
-/* Two packed Q6_K groups (16 rows) against n_tok Q8_K rows: packed_gemm,
- * as qwen_q4kx8_gemm */
-static inline void
-qwen_q6kx8_gemm(int64_t n, const void *w, const void *act, size_t act_stride, int n_tok,
-                float *out, size_t out_stride, const int32_t *idx)
-{
-    const block_q6_Kx8 *x = w;
-    int64_t             b, nb = n / QK_K;
-    qwen_q6k_stage      st;
-    float               sums[2][QWEN_KQUANT_GEMM_SUMS * QWEN_PACK_ROWS];
-    int                 t0, n0, t, nt, g;
-
-    for (t0 = 0; t0 < n_tok; t0 += n0) {
-        n0 = n_tok - t0 < QWEN_KQUANT_GEMM_SUMS ? n_tok - t0 : QWEN_KQUANT_GEMM_SUMS;
-        memset(sums, 0, sizeof(sums));
-        for (g = 0; g < 2; g++) {
-            const block_q6_Kx8 *xg = x + g * nb;
-
-            for (b = 0; b < nb; b++) {
-                qwen_q6k_restage(xg + b, &st);
-                for (t = 0; t < n0; t += nt) {
-                    const char *a = (const char *) act + (size_t) (t0 + t) * act_stride;
-                    float      *o = sums[g] + (size_t) t * QWEN_PACK_ROWS;
-
-                    nt = n0 - t < 4 ? n0 - t : 4;
-                    switch (nt) {
-                    case 1: qwen_q6kx8_staged(xg + b, &st, a, act_stride, b, o, 1); break;
-                    case 2: qwen_q6kx8_staged(xg + b, &st, a, act_stride, b, o, 2); break;
-                    case 3: qwen_q6kx8_staged(xg + b, &st, a, act_stride, b, o, 3); break;
-                    default: qwen_q6kx8_staged(xg + b, &st, a, act_stride, b, o, 4); break;
-                    }
-                }
-            }
-        }
-        for (t = 0; t < n0; t++) {
-            for (g = 0; g < 2; g++) {
-                memcpy(out + (size_t) idx[t0 + t] * out_stride + g * QWEN_PACK_ROWS,
-                       sums[g] + (size_t) t * QWEN_PACK_ROWS, sizeof(float) * QWEN_PACK_ROWS);
-            }
-        }
-    }
-}
+QWEN_KQUANT_GEMM(qwen_q6kx8_gemm, block_q6_Kx8, qwen_q6k_stage, qwen_q6k_restage,
+                 qwen_q6kx8_staged)
 
 /* the vec_dot / vec_dot4 shape (one row) */
 static inline __attribute__((always_inline)) void
