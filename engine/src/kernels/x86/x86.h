@@ -1424,6 +1424,39 @@ qwen_q6kx8_finish(const block_q6_Kx8 *x, const void *act, size_t stride, int64_t
     }
 }
 
+/* Step kp of sub-block pair j of super-block b for NT tokens (1 .. 4):
+ * the 8 rows' 6-bit values of steps 2kp, 2kp + 1 (lo0, lo1: low half of
+ * the 64 columns; hi0, hi1: high half) against each token's bytes, the
+ * products of a sub-block added in 16 bits and scaled by its rows' scale
+ * pairs sl, sh into isum[t]: the packed Q6_K kernels' integers */
+static inline __attribute__((always_inline)) void
+qwen_q6kx8_step(__m256i lo0, __m256i hi0, __m256i lo1, __m256i hi1, __m256i sl, __m256i sh,
+                const void *act, size_t stride, int64_t b, int j, int kp, __m256i *isum,
+                const int NT)
+{
+    int t;
+
+#pragma GCC unroll 4
+    for (t = 0; t < NT; t++) {
+        const int8_t *q8 = ((const block_q8_K *) ((const char *) act + t * stride))[b].qs
+                           + 64 * j + 8 * kp;
+        int32_t       y[4];
+        __m256i       pl, ph;
+
+        memcpy(&y[0], q8, 4);
+        memcpy(&y[1], q8 + 4, 4);
+        memcpy(&y[2], q8 + 32, 4);
+        memcpy(&y[3], q8 + 36, 4);
+        pl = _mm256_add_epi16(_mm256_maddubs_epi16(lo0, _mm256_set1_epi32(y[0])),
+                              _mm256_maddubs_epi16(lo1, _mm256_set1_epi32(y[1])));
+        ph = _mm256_add_epi16(_mm256_maddubs_epi16(hi0, _mm256_set1_epi32(y[2])),
+                              _mm256_maddubs_epi16(hi1, _mm256_set1_epi32(y[3])));
+        isum[t] = qwen_madd_acc(isum[t], pl, sl);
+        isum[t] = qwen_madd_acc(isum[t], ph, sh);
+        QWEN_CHAIN(isum[t]);
+    }
+}
+
 /*
  * Packed Q6_K (repack.h) x Q8_K, 8 rows in the lanes, NT tokens (1 .. 4):
  * as qwen_q4kx8_dot, but a step's 6-bit values take their top bits from
@@ -1478,26 +1511,7 @@ qwen_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
                 qwen_prefetch_part(x + b + QWEN_PACK_PREFETCH, sizeof(block_q6_Kx8), 4 * j + kp,
                                    QK_K / 16);
 
-#pragma GCC unroll 4
-                for (t = 0; t < NT; t++) {
-                    const int8_t *q8 = ((const block_q8_K *) ((const char *) act
-                                                              + t * stride))[b].qs
-                                       + 64 * j + 8 * kp;
-                    int32_t       y[4];
-                    __m256i       pl, ph;
-
-                    memcpy(&y[0], q8, 4);
-                    memcpy(&y[1], q8 + 4, 4);
-                    memcpy(&y[2], q8 + 32, 4);
-                    memcpy(&y[3], q8 + 36, 4);
-                    pl = _mm256_add_epi16(_mm256_maddubs_epi16(lo0, _mm256_set1_epi32(y[0])),
-                                          _mm256_maddubs_epi16(lo1, _mm256_set1_epi32(y[1])));
-                    ph = _mm256_add_epi16(_mm256_maddubs_epi16(hi0, _mm256_set1_epi32(y[2])),
-                                          _mm256_maddubs_epi16(hi1, _mm256_set1_epi32(y[3])));
-                    isum[t] = qwen_madd_acc(isum[t], pl, sl);
-                    isum[t] = qwen_madd_acc(isum[t], ph, sh);
-                    QWEN_CHAIN(isum[t]);
-                }
+                qwen_q6kx8_step(lo0, hi0, lo1, hi1, sl, sh, act, stride, b, j, kp, isum, NT);
             }
         }
         qwen_q6kx8_finish(x + b, act, stride, b, isum, out, NT);
@@ -1573,26 +1587,7 @@ qwen_q6kx8_staged(const block_q6_Kx8 *x, const qwen_q6k_stage *st, const void *a
             __m256i sl = _mm256_load_si256(&st->sc[j][kp >= 2][0]);
             __m256i sh = _mm256_load_si256(&st->sc[j][kp >= 2][1]);
 
-#pragma GCC unroll 4
-            for (t = 0; t < NT; t++) {
-                const int8_t *q8 = ((const block_q8_K *) ((const char *) act
-                                                          + t * stride))[b].qs
-                                   + 64 * j + 8 * kp;
-                int32_t       y[4];
-                __m256i       pl, ph;
-
-                memcpy(&y[0], q8, 4);
-                memcpy(&y[1], q8 + 4, 4);
-                memcpy(&y[2], q8 + 32, 4);
-                memcpy(&y[3], q8 + 36, 4);
-                pl = _mm256_add_epi16(_mm256_maddubs_epi16(lo0, _mm256_set1_epi32(y[0])),
-                                      _mm256_maddubs_epi16(lo1, _mm256_set1_epi32(y[1])));
-                ph = _mm256_add_epi16(_mm256_maddubs_epi16(hi0, _mm256_set1_epi32(y[2])),
-                                      _mm256_maddubs_epi16(hi1, _mm256_set1_epi32(y[3])));
-                isum[t] = qwen_madd_acc(isum[t], pl, sl);
-                isum[t] = qwen_madd_acc(isum[t], ph, sh);
-                QWEN_CHAIN(isum[t]);
-            }
+            qwen_q6kx8_step(lo0, hi0, lo1, hi1, sl, sh, act, stride, b, j, kp, isum, NT);
         }
     }
     qwen_q6kx8_finish(x, act, stride, b, isum, out, NT);
