@@ -614,6 +614,28 @@ qwen_prefetch_part(const void *block, size_t bytes, int s, int steps)
     }
 }
 
+/* Step k of half h of sub-block pair j of super-block b for NT tokens (1
+ * .. 4): the 8 rows' 4-bit values q of 4 columns against each token's 4
+ * bytes, added into its 16-bit sums acc16[t] (at most 8 steps of 2 x 15 x
+ * 128): the packed Q4_K kernels' integers */
+static inline __attribute__((always_inline)) void
+qwen_q4kx8_step(__m256i q, const void *act, size_t stride, int64_t b, int j, int h, int k,
+                __m256i *acc16, const int NT)
+{
+    int t;
+
+#pragma GCC unroll 4
+    for (t = 0; t < NT; t++) {
+        const int8_t *q8 = ((const block_q8_K *) ((const char *) act + t * stride))[b].qs
+                           + 64 * j + 32 * h + 4 * k;
+        int32_t       y4;
+
+        memcpy(&y4, q8, 4);
+        acc16[t] = _mm256_add_epi16(acc16[t], _mm256_maddubs_epi16(q, _mm256_set1_epi32(y4)));
+        QWEN_CHAIN(acc16[t]);
+    }
+}
+
 static inline __attribute__((always_inline)) void
 qwen_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *out,
                const int NT)
@@ -653,18 +675,7 @@ qwen_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
                     __m256i q = h ? _mm256_and_si256(_mm256_srli_epi16(v, 4), mask)
                                   : _mm256_and_si256(v, mask);
 
-#pragma GCC unroll 4
-                    for (t = 0; t < NT; t++) {
-                        const int8_t *q8 = ((const block_q8_K *) ((const char *) act
-                                                                  + t * stride))[b].qs
-                                           + 64 * j + 32 * h + 4 * k;
-                        int32_t       y4;
-
-                        memcpy(&y4, q8, 4);
-                        acc16[t] = _mm256_add_epi16(
-                            acc16[t], _mm256_maddubs_epi16(q, _mm256_set1_epi32(y4)));
-                        QWEN_CHAIN(acc16[t]);
-                    }
+                    qwen_q4kx8_step(q, act, stride, b, j, h, k, acc16, NT);
                 }
 #pragma GCC unroll 4
                 for (t = 0; t < NT; t++) {
@@ -739,18 +750,7 @@ qwen_q4kx8_staged(const block_q4_Kx8 *x, const qwen_q4k_stage *st, const void *a
             for (k = 0; k < 8; k++) {
                 __m256i q = _mm256_load_si256(&st->q[j][h][k]);
 
-#pragma GCC unroll 4
-                for (t = 0; t < NT; t++) {
-                    const int8_t *q8 = ((const block_q8_K *) ((const char *) act
-                                                              + t * stride))[b].qs
-                                       + 64 * j + 32 * h + 4 * k;
-                    int32_t       y4;
-
-                    memcpy(&y4, q8, 4);
-                    acc16[t] = _mm256_add_epi16(
-                        acc16[t], _mm256_maddubs_epi16(q, _mm256_set1_epi32(y4)));
-                    QWEN_CHAIN(acc16[t]);
-                }
+                qwen_q4kx8_step(q, act, stride, b, j, h, k, acc16, NT);
             }
 #pragma GCC unroll 4
             for (t = 0; t < NT; t++) {
