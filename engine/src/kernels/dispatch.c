@@ -132,12 +132,12 @@ size_t
 qwen_gemm_scratch_bytes(const qwen_kernels *k, int64_t K)
 {
     /* panel + staging rows (BF16) + one F32 row + one packed row back in
-     * the file's bytes (at most BF16's), then (gemm_f32_panel) the panel in
-     * F32 at the next multiple of 64; a multiple of 64 as aligned_alloc
-     * wants */
+     * the file's bytes (at most BF16's), then (an FMA GEMM: gemm_act_f32)
+     * the panel in F32 at the next multiple of 64; a multiple of 64 as
+     * aligned_alloc wants */
     size_t n = (size_t) QWEN_GEMM_PANEL_ROWS * K * 2 * 2 + (size_t) K * 4 + (size_t) K * 2;
 
-    if (k->gemm_f32_panel) {
+    if (k->gemm_act_f32 != NULL) {
         n += 64 + (size_t) QWEN_GEMM_PANEL_ROWS * K * 4;
     }
 

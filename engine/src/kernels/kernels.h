@@ -237,12 +237,10 @@ typedef struct {
     qwen_kv_attention_tokens_fn kv_attention_tokens[QWEN_KV_FORMAT_COUNT];
     /* prompt tokens: NULL when this table has no GEMM (vec_dot is used) */
     qwen_gemm_fn gemm;
-    /* the gemm's scratch also holds its panel widened to F32 (avx512_vnni:
-     * FMAs in place of vdpbf16ps), QWEN_GEMM_PANEL_ROWS x K floats more */
-    int          gemm_f32_panel;
     /* optional: the gemm reads its activations as F32 holding BF16 values,
      * made by this from F32 (an FMA table broadcasts them as they are, not
-     * widened again for every panel); NULL: BF16 from f32_to_bf16 */
+     * widened again for every panel; its scratch also holds the panel
+     * widened to F32); NULL: BF16 from f32_to_bf16 */
     void (*gemm_act_f32)(const float *x, float *y, int64_t n);
     /* optional: elementwise.h's SwiGLU and RMS norm on wider vectors, the
      * same float operations per element (their bits); NULL: elementwise.c */

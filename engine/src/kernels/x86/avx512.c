@@ -2020,7 +2020,6 @@ static const qwen_kernels kernels_avx512 = {
     },
     .gemm = gemm_bf16,
 #if !AVX512_BF16
-    .gemm_f32_panel = 1,
     .gemm_act_f32 = gemm_act_f32,
 #endif
     .f32_to_bf16 = f32_to_bf16,

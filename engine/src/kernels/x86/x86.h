@@ -698,6 +698,7 @@ qwen_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
  */
 typedef struct {
     __m256i q[QK_K / 64][2][8];   /* [j][h: low, high nibbles][step k] */
+    __m256i sc[QK_K / 64][2];     /* [j][h]: the rows' sub-block scales, 16-bit pairs */
 } qwen_q4k_stage;
 
 #define QWEN_KQUANT_GEMM_SUMS 128   /* tokens whose sums a pass keeps (2 x 4 KiB) */
@@ -711,6 +712,13 @@ qwen_q4k_restage(const block_q4_Kx8 *x, qwen_q4k_stage *st)
     for (j = 0; j < QK_K / 64; j++) {
         /* the next super-block, a quarter a step (as the dot does) */
         qwen_prefetch_part(x + 1, sizeof(block_q4_Kx8), j, QK_K / 64);
+#pragma GCC unroll 2
+        for (k = 0; k < 2; k++) {
+            __m256i sc = _mm256_cvtepu8_epi32(
+                _mm_loadl_epi64((const __m128i *) x->scales[2 * j + k]));
+
+            st->sc[j][k] = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
+        }
 #pragma GCC unroll 8
         for (k = 0; k < 8; k++) {
             __m256i v = _mm256_loadu_si256((const __m256i *) x->qs[j][k]);
@@ -738,10 +746,7 @@ qwen_q4kx8_staged(const block_q4_Kx8 *x, const qwen_q4k_stage *st, const void *a
 #pragma GCC unroll 2
         for (h = 0; h < 2; h++) {
             __m256i acc16[4];
-            __m256i sc = _mm256_cvtepu8_epi32(
-                _mm_loadl_epi64((const __m128i *) x->scales[2 * j + h]));
-
-            sc = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
+            __m256i sc = _mm256_load_si256(&st->sc[j][h]);
 #pragma GCC unroll 4
             for (t = 0; t < NT; t++) {
                 acc16[t] = _mm256_setzero_si256();
