@@ -439,6 +439,78 @@ test_packed(const qwen_kernels *k)
 }
 
 /*
+ * Packed GEMMs over long rows (4352 columns: 136 Q8_0 blocks, 17 K-quant
+ * super-blocks): past the stretches of blocks a GEMM restages or converts
+ * at a time (the arm64 Q8_0 GEMM's 128 blocks of scales, the avx2 one's
+ * passes of 8), where the sums carry over from one stretch to the next.
+ * Each token's results are the packed dot's bits for it.
+ */
+static void
+test_packed_gemm_long(const qwen_kernels *k)
+{
+    static const int types[] = { QWEN_TYPE_Q4_K, QWEN_TYPE_Q6_K, QWEN_TYPE_Q8_0 };
+    const qwen_kernels *ref = qwen_kernels_ref();
+    const int64_t       n = 4352;
+    enum { TOK = 13 };
+    size_t t;
+
+    for (t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+        int      type = types[t], act = qwen_act_type(type);
+        size_t   rb = qwen_row_bytes(type, n), stride = qwen_act_row_bytes(type, n);
+        size_t   gb = qwen_packed_group_bytes(type, n);
+        int      ng = k->packed_gemm_groups > 1 ? 2 : 1, nr = ng * QWEN_PACK_ROWS;
+        float   *x = malloc(n * sizeof(float)), *res, want[QWEN_PACK_ROWS];
+        uint8_t *wq = malloc(QWEN_PACK_ROWS * rb), *grp = malloc(2 * gb);
+        char    *acts = malloc(TOK * stride), *prepped = NULL;
+        int32_t  idx[TOK];
+        int      r, tok, g, same = 0, tried = 0;
+        int64_t  i;
+
+        if (k->packed_gemm[type] == NULL || k->packed_dot[type] == NULL) {
+            free(x); free(wq); free(grp); free(acts);
+            continue;
+        }
+        res = malloc(TOK * (size_t) nr * sizeof(float));
+        for (g = 0; g < ng; g++) {
+            for (r = 0; r < QWEN_PACK_ROWS; r++) {
+                for (i = 0; i < n; i++) x[i] = frand();
+                qwen_quantize_row(type, x, wq + r * rb, n);
+            }
+            qwen_pack_group(type, wq, rb, n, grp + g * gb);
+        }
+        for (tok = 0; tok < TOK; tok++) {
+            for (i = 0; i < n; i++) x[i] = frand() * 2.0f;
+            ref->quantize_act(act, x, acts + tok * stride, n);
+            idx[tok] = (tok * 5) % TOK;
+        }
+        memset(res, 0xFF, TOK * (size_t) nr * sizeof(float));
+        if (k->packed_gemm_act[act] != NULL) {
+            prepped = malloc(k->packed_gemm_act_bytes(act, n, TOK));
+            k->packed_gemm_act[act](n, acts, stride, TOK, prepped);
+            k->packed_gemm[type](n, grp, prepped,
+                                 k->packed_gemm_act_bytes(act, n, k->packed_gemm_act_tokens),
+                                 TOK, res, (size_t) nr, idx);
+        } else {
+            k->packed_gemm[type](n, grp, acts, stride, TOK, res, (size_t) nr, idx);
+        }
+        for (tok = 0; tok < TOK; tok++) {
+            for (g = 0; g < ng; g++) {
+                k->packed_dot[type](n, grp + g * gb, acts + tok * stride, stride, 1, want);
+                for (r = 0; r < QWEN_PACK_ROWS; r++) {
+                    same += memcmp(&res[idx[tok] * nr + g * QWEN_PACK_ROWS + r], &want[r],
+                                   sizeof(float)) == 0;
+                    tried++;
+                }
+            }
+        }
+        CHECK(same == tried, "%s packed %s GEMM over %lld columns: %d of %d results differ "
+              "from the packed dot's bits", k->name, qwen_type_name(type), (long long) n,
+              tried - same, tried);
+        free(x); free(wq); free(grp); free(acts); free(prepped); free(res);
+    }
+}
+
+/*
  * A table's activation quantizers give the reference quantizer's bytes
  * (values, scales, block sums): random rows, a zero block, huge and tiny
  * magnitudes, exact .5 products (round half to even).
@@ -1366,6 +1438,7 @@ main(void)
         if (k != NULL) {
             test_random_blocks(k);
             test_packed(k);
+            test_packed_gemm_long(k);
             test_quantize_act(k);
             test_float_tails(k);
             test_f16_conversion(k);

@@ -705,25 +705,37 @@ arm_q80_quad_prep(int64_t n, const void *act, size_t stride, int n_tok, void *ou
     }
 }
 
+/* The group's blocks b0 .. b0 + nb - 1 for 4 tokens: dw holds their rows'
+ * scales as floats (8 a block), converted once per call rather than once
+ * per block and 4 tokens (an LDR and two FCVTLs a 64 SDOTs); the sums
+ * start from zero (first) or from out, where the blocks before left them */
+/* The group's blocks b0 .. b0 + nb - 1 for 4 tokens: dw holds their rows'
+ * scales as floats (8 a block), converted once per call rather than once
+ * per block and 4 tokens (an LDR and two FCVTLs a 64 SDOTs); the sums
+ * start from zero (first) or from out, where the blocks before left them */
 ARM_INLINE void
-arm_q8_0x8_quad(int64_t nb, const block_q8_0x8 *x, const arm_q80_quad *y, float *const out[4])
+arm_q8_0x8_quad(int64_t nb, const block_q8_0x8 *x, const float *dw, const arm_q80_quad *y,
+                float *const out[4], int first)
 {
     const int8_t  *pw = (const int8_t *) x, *py = (const int8_t *) y;
+    const int8_t  *py_end = py + nb * (int64_t) sizeof(arm_q80_quad);
     const int32_t *zp = arm_zero_block;
     float32x4_t    a[4][2];   /* local: stores to out each block cost 4 per 64 SDOT */
-    int64_t       b;
-    int           t, h;
+    int            t, h;
 
 #pragma GCC unroll 4
     for (t = 0; t < 4; t++) {
-        a[t][0] = a[t][1] = vdupq_n_f32(0.0f);
+        a[t][0] = first ? vdupq_n_f32(0.0f) : vld1q_f32(out[t]);
+        a[t][1] = first ? vdupq_n_f32(0.0f) : vld1q_f32(out[t] + 4);
     }
+    /* the loop ends on the activations' pointer: no counter to step */
 #pragma GCC unroll 2
-    for (b = 0; b < nb; b++) {
-        int32x4_t   s0[4], s1[4], z[8];
-        float32x4_t d0, d1, dy;
-        float16x8_t dh = vreinterpretq_f16_s8(vld1q_s8(pw));
+    while (py < py_end) {
+        int32x4_t     s0[4], s1[4], z[8];
+        float32x4x2_t d = vld1q_f32_x2(dw);
+        float32x4_t   dy;
 
+        dw += 8;
         arm_zeros8(z, &zp);
         ARM_STEP(pw, 16);
 #pragma GCC unroll 2
@@ -751,8 +763,6 @@ arm_q8_0x8_quad(int64_t nb, const block_q8_0x8 *x, const arm_q80_quad *y, float 
         }
         dy = vld1q_f32((const float *) py);
         ARM_STEP(py, 16);
-        d0 = vcvt_f32_f16(vget_low_f16(dh));
-        d1 = vcvt_high_f32_f16(dh);
 #pragma GCC unroll 4
         for (t = 0; t < 4; t++) {
             float32x4_t e;
@@ -763,8 +773,8 @@ arm_q8_0x8_quad(int64_t nb, const block_q8_0x8 *x, const arm_q80_quad *y, float 
             case 2: e = vdupq_laneq_f32(dy, 2); break;
             default: e = vdupq_laneq_f32(dy, 3); break;
             }
-            a[t][0] = vfmaq_f32(a[t][0], vmulq_f32(d0, e), vcvtq_f32_s32(s0[t]));
-            a[t][1] = vfmaq_f32(a[t][1], vmulq_f32(d1, e), vcvtq_f32_s32(s1[t]));
+            a[t][0] = vfmaq_f32(a[t][0], vmulq_f32(d.val[0], e), vcvtq_f32_s32(s0[t]));
+            a[t][1] = vfmaq_f32(a[t][1], vmulq_f32(d.val[1], e), vcvtq_f32_s32(s1[t]));
         }
     }
 #pragma GCC unroll 4
@@ -774,23 +784,41 @@ arm_q8_0x8_quad(int64_t nb, const block_q8_0x8 *x, const arm_q80_quad *y, float 
     }
 }
 
-/* act: arm_q80_quad_prep's groups, act_stride bytes a group of 4 tokens */
+/* act: arm_q80_quad_prep's groups, act_stride bytes a group of 4 tokens.
+ * The weights' scales go to floats a stretch of blocks at a time (4 KiB
+ * on the stack: Qwen3's rows, at most 96 blocks, take one stretch). */
+#define ARM_Q80_GEMM_BLOCKS 128
+
 ARM_INLINE void
 arm_q8_0x8_gemm(int64_t n, const void *w, const void *act, size_t stride, int n_tok,
                 float *out, size_t out_stride, const int32_t *idx)
 {
-    float  spare[8];   /* the sums of a last group's missing tokens */
-    float *o[4];
-    int    t0, t;
+    const block_q8_0x8 *x = w;
+    float               dw[ARM_Q80_GEMM_BLOCKS][QWEN_PACK_ROWS];
+    float               spare[8];   /* the sums of a last group's missing tokens */
+    float              *o[4];
+    int64_t             b0, b, nb = n / QK8_0, nbs;
+    int                 t0, t;
 
-    for (t0 = 0; t0 < n_tok; t0 += 4) {
-#pragma GCC unroll 4
-        for (t = 0; t < 4; t++) {
-            o[t] = t0 + t < n_tok ? out + (size_t) idx[t0 + t] * out_stride : spare;
+    for (b0 = 0; b0 < nb; b0 += nbs) {
+        nbs = nb - b0 < ARM_Q80_GEMM_BLOCKS ? nb - b0 : ARM_Q80_GEMM_BLOCKS;
+        for (b = 0; b < nbs; b++) {
+            float32x4_t lo, hi;
+
+            arm_f16x8(x[b0 + b].d, &lo, &hi);
+            vst1q_f32(dw[b], lo);
+            vst1q_f32(dw[b] + 4, hi);
         }
-        arm_q8_0x8_quad(n / QK8_0, w,
-                        (const arm_q80_quad *) ((const char *) act + (size_t) (t0 / 4) * stride),
-                        o);
+        for (t0 = 0; t0 < n_tok; t0 += 4) {
+#pragma GCC unroll 4
+            for (t = 0; t < 4; t++) {
+                o[t] = t0 + t < n_tok ? out + (size_t) idx[t0 + t] * out_stride : spare;
+            }
+            arm_q8_0x8_quad(nbs, x + b0, dw[0],
+                            (const arm_q80_quad *) ((const char *) act + (size_t) (t0 / 4) * stride) +
+                                b0,
+                            o, b0 == 0);
+        }
     }
 }
 
