@@ -539,20 +539,33 @@ qwen_q8k_bsum_pairs(const block_q8_K *y, int32_t pairs[4])
                                     _mm_loadu_si128((const __m128i *) (y->bsums + 8))));
 }
 
-static inline __attribute__((always_inline)) void
-qwen_q4kx8_finish(const block_q4_Kx8 *x, const void *act, size_t stride, int64_t b,
-                  const __m256i *isum, float *out, const int NT)
-{
-    __m256  d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x->d));
-    __m256  dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x->dmin));
-    __m256i mv[QK_K / 64];
-    int     t, i;
+/* A super-block's row constants the end takes: d and dmin as floats, the
+ * mins widened, (2p, 2p + 1) per lane. The dot makes them per 4 tokens,
+ * the GEMM once per call with its restaged nibbles. */
+typedef struct {
+    __m256  d, dmin;
+    __m256i mins[QK_K / 64];
+} qwen_q4k_rows;
 
-    /* the rows' mins, (2p, 2p + 1) per lane: once for the tokens */
+static inline __attribute__((always_inline)) void
+qwen_q4kx8_rows(const block_q4_Kx8 *x, qwen_q4k_rows *c)
+{
+    int i;
+
+    c->d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x->d));
+    c->dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x->dmin));
 #pragma GCC unroll 4
     for (i = 0; i < QK_K / 64; i++) {
-        mv[i] = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *) x->mins[i]));
+        c->mins[i] = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *) x->mins[i]));
     }
+}
+
+static inline __attribute__((always_inline)) void
+qwen_q4kx8_finish_rows(const qwen_q4k_rows *c, const void *act, size_t stride, int64_t b,
+                       const __m256i *isum, float *out, const int NT)
+{
+    int t, i;
+
 #pragma GCC unroll 4
     for (t = 0; t < NT; t++) {
         const block_q8_K *y = (const block_q8_K *) ((const char *) act + t * stride) + b;
@@ -563,13 +576,25 @@ qwen_q4kx8_finish(const block_q4_Kx8 *x, const void *act, size_t stride, int64_t
         qwen_q8k_bsum_pairs(y, pairs);
 #pragma GCC unroll 4
         for (i = 0; i < QK_K / 64; i++) {
-            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mv[i], _mm256_set1_epi32(pairs[i])));
+            msum = _mm256_add_epi32(msum,
+                                    _mm256_madd_epi16(c->mins[i], _mm256_set1_epi32(pairs[i])));
         }
-        acc = _mm256_fmadd_ps(_mm256_mul_ps(d, dy), _mm256_cvtepi32_ps(isum[t]),
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(c->d, dy), _mm256_cvtepi32_ps(isum[t]),
                               _mm256_loadu_ps(out + 8 * t));
-        acc = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, dy), _mm256_cvtepi32_ps(msum), acc);
+        acc = _mm256_fnmadd_ps(_mm256_mul_ps(c->dmin, dy), _mm256_cvtepi32_ps(msum), acc);
         _mm256_storeu_ps(out + 8 * t, acc);
     }
+}
+
+/* the same with the row constants made from the packed block x */
+static inline __attribute__((always_inline)) void
+qwen_q4kx8_finish(const block_q4_Kx8 *x, const void *act, size_t stride, int64_t b,
+                  const __m256i *isum, float *out, const int NT)
+{
+    qwen_q4k_rows c;
+
+    qwen_q4kx8_rows(x, &c);
+    qwen_q4kx8_finish_rows(&c, act, stride, b, isum, out, NT);
 }
 
 /*
@@ -692,13 +717,14 @@ qwen_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
  * super-block's nibbles are split once per call into bytes (restaged), and
  * every token streams past them four at a time; the dot above splits them
  * again for every 4 tokens (a shift and a mask per load: a tenth of a
- * prefill's time on Intel's cores). The same integers and the same
- * qwen_q4kx8_finish per super-block, in order, into sums that start at
- * zero as the dot's out does: its bits.
+ * prefill's time on Intel's cores), and its row constants for the end
+ * once. The same integers and the same end per super-block, in order,
+ * into sums that start at zero as the dot's out does: its bits.
  */
 typedef struct {
-    __m256i q[QK_K / 64][2][8];   /* [j][h: low, high nibbles][step k] */
-    __m256i sc[QK_K / 64][2];     /* [j][h]: the rows' sub-block scales, 16-bit pairs */
+    __m256i       q[QK_K / 64][2][8];   /* [j][h: low, high nibbles][step k] */
+    __m256i       sc[QK_K / 64][2];     /* [j][h]: the rows' sub-block scales, 16-bit pairs */
+    qwen_q4k_rows rows;                 /* d, dmin, mins for the end */
 } qwen_q4k_stage;
 
 #define QWEN_KQUANT_GEMM_SUMS 128   /* tokens whose sums a pass keeps (2 x 4 KiB) */
@@ -709,6 +735,7 @@ qwen_q4k_restage(const block_q4_Kx8 *x, qwen_q4k_stage *st)
     const __m256i mask = _mm256_set1_epi8(0xF);
     int           j, k;
 
+    qwen_q4kx8_rows(x, &st->rows);
     for (j = 0; j < QK_K / 64; j++) {
         /* the next super-block, a quarter a step (as the dot does) */
         qwen_prefetch_part(x + 1, sizeof(block_q4_Kx8), j, QK_K / 64);
@@ -763,7 +790,7 @@ qwen_q4kx8_staged(const block_q4_Kx8 *x, const qwen_q4k_stage *st, const void *a
             }
         }
     }
-    qwen_q4kx8_finish(x, act, stride, b, isum, out, NT);
+    qwen_q4kx8_finish_rows(&st->rows, act, stride, b, isum, out, NT);
 }
 
 /* Two packed K-quant groups (16 rows) against n_tok Q8_K rows (act + t *
