@@ -1465,12 +1465,32 @@ qwen_pair_dup(__m256i v, const int odd)
  * offset off through the bsums (scale x 16-column sum, pairs per int32),
  * the sums scaled by d and added to out[t * 8 + r] as the scalar truth
  * does. */
+/* A super-block's row constants the end takes: d as floats, the 16
+ * sub-block scales widened to 16 bits (pairs per lane for the bsums). The
+ * dot makes them per 4 tokens, the GEMM once per call with its restaged
+ * values. */
+typedef struct {
+    __m256  d;
+    __m256i scales[QK_K / 32];
+} qwen_q6k_rows;
+
 static inline __attribute__((always_inline)) void
-qwen_q6kx8_finish(const block_q6_Kx8 *x, const void *act, size_t stride, int64_t b,
-                  const __m256i *isum, float *out, const int NT)
+qwen_q6kx8_rows(const block_q6_Kx8 *x, qwen_q6k_rows *c)
 {
-    __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x->d));
-    int    t, i;
+    int i;
+
+    c->d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x->d));
+#pragma GCC unroll 8
+    for (i = 0; i < QK_K / 32; i++) {
+        c->scales[i] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) x->scales[i]));
+    }
+}
+
+static inline __attribute__((always_inline)) void
+qwen_q6kx8_finish_rows(const qwen_q6k_rows *c, const void *act, size_t stride, int64_t b,
+                       const __m256i *isum, float *out, const int NT)
+{
+    int t, i;
 
 #pragma GCC unroll 4
     for (t = 0; t < NT; t++) {
@@ -1481,16 +1501,26 @@ qwen_q6kx8_finish(const block_q6_Kx8 *x, const void *act, size_t stride, int64_t
         memcpy(pairs, y->bsums, sizeof(pairs));
 #pragma GCC unroll 8
         for (i = 0; i < QK_K / 32; i++) {
-            __m256i sp = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) x->scales[i]));
-
-            msum = _mm256_add_epi32(msum, _mm256_madd_epi16(sp, _mm256_set1_epi32(pairs[i])));
+            msum = _mm256_add_epi32(msum,
+                                    _mm256_madd_epi16(c->scales[i], _mm256_set1_epi32(pairs[i])));
         }
         _mm256_storeu_ps(out + 8 * t,
-                         _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(y->d)),
+                         _mm256_fmadd_ps(_mm256_mul_ps(c->d, _mm256_set1_ps(y->d)),
                                          _mm256_cvtepi32_ps(_mm256_sub_epi32(
                                              isum[t], _mm256_slli_epi32(msum, 5))),
                                          _mm256_loadu_ps(out + 8 * t)));
     }
+}
+
+/* the same with the row constants made from the packed block x */
+static inline __attribute__((always_inline)) void
+qwen_q6kx8_finish(const block_q6_Kx8 *x, const void *act, size_t stride, int64_t b,
+                  const __m256i *isum, float *out, const int NT)
+{
+    qwen_q6k_rows c;
+
+    qwen_q6kx8_rows(x, &c);
+    qwen_q6kx8_finish_rows(&c, act, stride, b, isum, out, NT);
 }
 
 /* Step kp of sub-block pair j of super-block b for NT tokens (1 .. 4):
@@ -1593,11 +1623,13 @@ qwen_q6kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
  * call (restaged, with the scale pairs each step takes), then every token
  * streams past them four at a time; the dot spends a third of its
  * instructions putting them together again for every 4 tokens. The same
- * integers and qwen_q6kx8_finish per super-block, in order: its bits.
+ * integers and the same end per super-block (its row constants made once
+ * too), in order: its bits.
  */
 typedef struct {
-    __m256i q[QK_K / 64][4][4];   /* [j][kp]: lo0, hi0, lo1, hi1 */
-    __m256i sc[QK_K / 64][2][2];  /* [j][kp >= 2]: sl, sh */
+    __m256i       q[QK_K / 64][4][4];   /* [j][kp]: lo0, hi0, lo1, hi1 */
+    __m256i       sc[QK_K / 64][2][2];  /* [j][kp >= 2]: sl, sh */
+    qwen_q6k_rows rows;                 /* d and the scales for the end */
 } qwen_q6k_stage;
 
 static inline void
@@ -1606,9 +1638,9 @@ qwen_q6k_restage(const block_q6_Kx8 *x, qwen_q6k_stage *st)
     const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
     int           j, kp;
 
+    qwen_q6kx8_rows(x, &st->rows);
     for (j = 0; j < QK_K / 64; j++) {
-        __m256i p0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) x->scales[2 * j]));
-        __m256i p1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) x->scales[2 * j + 1]));
+        __m256i p0 = st->rows.scales[2 * j], p1 = st->rows.scales[2 * j + 1];
 
         st->sc[j][0][0] = qwen_pair_dup(p0, 0);
         st->sc[j][0][1] = qwen_pair_dup(p1, 0);
@@ -1659,7 +1691,7 @@ qwen_q6kx8_staged(const block_q6_Kx8 *x, const qwen_q6k_stage *st, const void *a
             qwen_q6kx8_step(lo0, hi0, lo1, hi1, sl, sh, act, stride, b, j, kp, isum, NT);
         }
     }
-    qwen_q6kx8_finish(x, act, stride, b, isum, out, NT);
+    qwen_q6kx8_finish_rows(&st->rows, act, stride, b, isum, out, NT);
 }
 
 QWEN_KQUANT_GEMM(qwen_q6kx8_gemm, block_q6_Kx8, qwen_q6k_stage, qwen_q6k_restage,
