@@ -525,10 +525,6 @@ qwen_q4k_dot_rows(int64_t n, const void *w, size_t w_stride, const void *act, si
     }
 }
 
-/* Super-block b's end for NT tokens: its integer sums isum[t] (per row)
- * scaled by d, the mins taken off through the activation's bsums, added to
- * out[t * 8 + r]: the scalar truth's float operations in its order (every
- * packed Q4_K kernel ends its super-blocks here). */
 /* a Q8_K block's 16 activation sums, added in pairs (2p, 2p + 1): the 8
  * sub-blocks of 32 columns, two int16 per int32 of pairs[4] */
 static inline __attribute__((always_inline)) void
@@ -560,6 +556,10 @@ qwen_q4kx8_rows(const block_q4_Kx8 *x, qwen_q4k_rows *c)
     }
 }
 
+/* Super-block b's end for NT tokens: its integer sums isum[t] (per row)
+ * scaled by d, the mins taken off through the activation's bsums, added to
+ * out[t * 8 + r]: the scalar truth's float operations in its order (every
+ * packed Q4_K kernel ends its super-blocks here). */
 static inline __attribute__((always_inline)) void
 qwen_q4kx8_finish_rows(const qwen_q4k_rows *c, const void *act, size_t stride, int64_t b,
                        const __m256i *isum, float *out, const int NT)
@@ -661,6 +661,16 @@ qwen_q4kx8_step(__m256i q, const void *act, size_t stride, int64_t b, int j, int
     }
 }
 
+/* Sub-block s's scales of the 8 rows, (scale, scale) as 16-bit pairs in
+ * each row's lane: one madd scales a sub-block's 16-bit sums */
+static inline __m256i
+qwen_q4kx8_scale_pair(const block_q4_Kx8 *x, int s)
+{
+    __m256i sc = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *) x->scales[s]));
+
+    return _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
+}
+
 static inline __attribute__((always_inline)) void
 qwen_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *out,
                const int NT)
@@ -686,10 +696,7 @@ qwen_q4kx8_dot(int64_t n, const void *w, const void *act, size_t stride, float *
 #pragma GCC unroll 2
             for (h = 0; h < 2; h++) {
                 __m256i acc16[4];
-                __m256i sc = _mm256_cvtepu8_epi32(
-                    _mm_loadl_epi64((const __m128i *) x[b].scales[2 * j + h]));
-
-                sc = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
+                __m256i sc = qwen_q4kx8_scale_pair(x + b, 2 * j + h);
 #pragma GCC unroll 4
                 for (t = 0; t < NT; t++) {
                     acc16[t] = _mm256_setzero_si256();
@@ -741,10 +748,7 @@ qwen_q4k_restage(const block_q4_Kx8 *x, qwen_q4k_stage *st)
         qwen_prefetch_part(x + 1, sizeof(block_q4_Kx8), j, QK_K / 64);
 #pragma GCC unroll 2
         for (k = 0; k < 2; k++) {
-            __m256i sc = _mm256_cvtepu8_epi32(
-                _mm_loadl_epi64((const __m128i *) x->scales[2 * j + k]));
-
-            st->sc[j][k] = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
+            st->sc[j][k] = qwen_q4kx8_scale_pair(x, 2 * j + k);
         }
 #pragma GCC unroll 8
         for (k = 0; k < 8; k++) {
@@ -1461,10 +1465,6 @@ qwen_pair_dup(__m256i v, const int odd)
                : _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(v, 0xA0), 0xA0);
 }
 
-/* Super-block b's end for NT tokens of a packed Q6_K kernel: the -32
- * offset off through the bsums (scale x 16-column sum, pairs per int32),
- * the sums scaled by d and added to out[t * 8 + r] as the scalar truth
- * does. */
 /* A super-block's row constants the end takes: d as floats, the 16
  * sub-block scales widened to 16 bits (pairs per lane for the bsums). The
  * dot makes them per 4 tokens, the GEMM once per call with its restaged
@@ -1486,6 +1486,10 @@ qwen_q6kx8_rows(const block_q6_Kx8 *x, qwen_q6k_rows *c)
     }
 }
 
+/* Super-block b's end for NT tokens of a packed Q6_K kernel: the -32
+ * offset off through the bsums (scale x 16-column sum, pairs per int32),
+ * the sums scaled by d and added to out[t * 8 + r] as the scalar truth
+ * does. */
 static inline __attribute__((always_inline)) void
 qwen_q6kx8_finish_rows(const qwen_q6k_rows *c, const void *act, size_t stride, int64_t b,
                        const __m256i *isum, float *out, const int NT)
