@@ -1102,7 +1102,8 @@ static const qwen_kernels kernels_avx2 = {
     QWEN_AVX2_ENTRIES(AVX2_SYM(dot_f32), AVX2_SYM(dot_f16), AVX2_SYM(dot_bf16), NULL,
                       AVX2_SYM(dot4_f16), AVX2_SYM(dot4_bf16), AVX2_SYM(dot_q8_0),
                       AVX2_SYM(dot4_q8_0), AVX2_SYM(dot_q4_K), AVX2_SYM(dot_q6_K),
-                      AVX2_SYM(dot4_q4_K), AVX2_SYM(dot4_q6_K)),
+                      AVX2_SYM(dot4_q4_K), AVX2_SYM(dot4_q6_K), qwen_avx2_attention_f16,
+                      qwen_avx2_attention_tokens_f16),
     /* prompt tokens: 2 rows x 4 tokens per call loads each token's
      * activations once for two rows. From 8 tokens on: below, they sit in
      * L1 and the 1 x 4 kernel is faster (4 sequences decoded together: 65

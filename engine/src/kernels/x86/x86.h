@@ -1737,9 +1737,9 @@ DOT2X4(int64_t n, const void *w, size_t w_stride, const void *act, size_t stride
 
 /* The AVX2 table's entries (with the f32 and f16 KV formats); a superset
  * table passes its own float and quantized dots (f32_4: NULL for 4 x
- * vec_dot) and adds its other KV formats. */
+ * vec_dot) and f16 attention, and adds its other KV formats. */
 #define QWEN_AVX2_ENTRIES(f32, f16, bf16, f32_4, f16_4, bf16_4, q8, q8_4, q4k, q6k, q4k4, \
-                          q6k4)                                            \
+                          q6k4, att_f16, att_f16_tokens)                   \
     .vec_dot = {                                                           \
         [QWEN_TYPE_F32] = f32,                                             \
         [QWEN_TYPE_F16] = f16,                                             \
@@ -1763,8 +1763,8 @@ DOT2X4(int64_t n, const void *w, size_t w_stride, const void *act, size_t stride
     .kv_store[QWEN_KV_F32] = qwen_kv_store_f32,                            \
     .kv_store[QWEN_KV_F16] = qwen_avx2_kv_store_f16,                       \
     .kv_attention[QWEN_KV_F32] = qwen_avx2_attention_f32,                  \
-    .kv_attention[QWEN_KV_F16] = qwen_avx2_attention_f16,                  \
+    .kv_attention[QWEN_KV_F16] = att_f16,                                  \
     .kv_attention_tokens[QWEN_KV_F32] = qwen_avx2_attention_tokens_f32,    \
-    .kv_attention_tokens[QWEN_KV_F16] = qwen_avx2_attention_tokens_f16
+    .kv_attention_tokens[QWEN_KV_F16] = att_f16_tokens
 
 #endif
