@@ -1495,7 +1495,6 @@ f16_scores_at(int hd, const int NQ, const int P, const float *const *q, const qw
 #pragma GCC unroll 2
         for (k = 0; k < n; k += 8) {
             _mm256_storeu_ps(s8, _mm256_mul_ps(qwen_hsum8x256(v + k), _mm256_set1_ps(scale)));
-#pragma GCC unroll 8
             for (h = 0; h < 8 / P; h++) {
                 memcpy(sc[k / P + h] + t, s8 + h * P, sizeof(float) * (size_t) P);
             }
