@@ -709,10 +709,6 @@ arm_q80_quad_prep(int64_t n, const void *act, size_t stride, int n_tok, void *ou
  * scales as floats (8 a block), converted once per call rather than once
  * per block and 4 tokens (an LDR and two FCVTLs a 64 SDOTs); the sums
  * start from zero (first) or from out, where the blocks before left them */
-/* The group's blocks b0 .. b0 + nb - 1 for 4 tokens: dw holds their rows'
- * scales as floats (8 a block), converted once per call rather than once
- * per block and 4 tokens (an LDR and two FCVTLs a 64 SDOTs); the sums
- * start from zero (first) or from out, where the blocks before left them */
 ARM_INLINE void
 arm_q8_0x8_quad(int64_t nb, const block_q8_0x8 *x, const float *dw, const arm_q80_quad *y,
                 float *const out[4], int first)
