@@ -965,6 +965,18 @@ softmax_exp512(float *sc, int n_pos, int rows)
     return _mm512_reduce_add_ps(sum);
 }
 
+/* an attention row's sums over its softmax's sum: o x (1 / sum) */
+static inline void
+att_normalize(float *o, int hd, float sum)
+{
+    __m512 inv = _mm512_set1_ps(1.0f / sum);
+    int    i;
+
+    for (i = 0; i < hd; i += 16) {
+        _mm512_storeu_ps(o + i, _mm512_mul_ps(_mm512_loadu_ps(o + i), inv));
+    }
+}
+
 #if AVX512_BF16
 /*
  * Attention of n_q query heads over one KV head in the BF16 layout of
@@ -978,7 +990,7 @@ attention_bf16(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
                float *scratch, float *out)
 {
     uint32_t qp[4 * 128];
-    int      rows = qwen_kv_rows(n_pos), h0, nh, h, t, i, d0;
+    int      rows = qwen_kv_rows(n_pos), h0, nh, h, t, d0;
     float    sums[4];
 
     if (hd % 128 != 0 || hd > 256) {
@@ -1023,11 +1035,7 @@ attention_bf16(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
             }
         }
         for (h = 0; h < nh; h++) {
-            __m512 inv = _mm512_set1_ps(1.0f / sums[h]);
-            float *o = out + (size_t) (h0 + h) * hd;
-            for (i = 0; i < hd; i += 16) {
-                _mm512_storeu_ps(o + i, _mm512_mul_ps(_mm512_loadu_ps(o + i), inv));
-            }
+            att_normalize(out + (size_t) (h0 + h) * hd, hd, sums[h]);
         }
     }
 }
@@ -1138,7 +1146,7 @@ attention_tokens_bf16(int hd, int n_q, int m, const float *q, size_t q_stride,
     uint32_t        qp[4 * 64];
     const uint32_t *pp[4];
     float          *o[4], sums[QWEN_KV_ATT_TOKENS][2];
-    int             rows = qwen_kv_rows(n_pos + m - 1), np_[4], per, j0, np, nr, r, j, h, t, i;
+    int             rows = qwen_kv_rows(n_pos + m - 1), np_[4], per, j0, np, nr, r, j, h, t;
 
     if (hd != 128 || n_q > 2 || m > QWEN_KV_ATT_TOKENS) {
         qwen_attention_each(attention_bf16, hd, n_q, m, q, q_stride, kv, n_pos, scale, scratch,
@@ -1192,12 +1200,7 @@ attention_tokens_bf16(int hd, int n_q, int m, const float *q, size_t q_stride,
     }
     for (j = 0; j < m; j++) {
         for (h = 0; h < n_q; h++) {
-            __m512 inv = _mm512_set1_ps(1.0f / sums[j][h]);
-            float *ov = out + j * out_stride + (size_t) h * hd;
-
-            for (i = 0; i < hd; i += 16) {
-                _mm512_storeu_ps(ov + i, _mm512_mul_ps(_mm512_loadu_ps(ov + i), inv));
-            }
+            att_normalize(out + j * out_stride + (size_t) h * hd, hd, sums[j][h]);
         }
     }
 }
@@ -1414,12 +1417,7 @@ attention_q8_0(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_po
         }
         q8_values(hd, nh, sc0, rows, kv, n_pos, o0);
         for (h = 0; h < nh; h++) {
-            __m512 inv = _mm512_set1_ps(1.0f / sums[h]);
-            float *o = o0 + (size_t) h * hd;
-
-            for (i = 0; i < hd; i += 16) {
-                _mm512_storeu_ps(o + i, _mm512_mul_ps(_mm512_loadu_ps(o + i), inv));
-            }
+            att_normalize(o0 + (size_t) h * hd, hd, sums[h]);
         }
     }
 }
@@ -1510,32 +1508,32 @@ f16_scores_at(int hd, const int NQ, const int P, const float *const *q, const qw
     }
 }
 
-/* positions t0 .. t1 - 1 (n_pos: the sequence's, for the requests) */
+/* positions 0 .. n_pos - 1 */
 static inline __attribute__((always_inline)) void
-f16_scores(int hd, const int NQ, const float *const *q, const qwen_kv_view *kv, int t0, int t1,
-           int n_pos, float scale, float *const *sc, const int DEC)
+f16_scores(int hd, const int NQ, const float *const *q, const qwen_kv_view *kv, int n_pos,
+           float scale, float *const *sc, const int DEC)
 {
     const int P = NQ >= 8 ? 2 : NQ >= 4 ? 4 : 8;   /* 8 or 16 accumulators */
     int       t;
 
-    for (t = t0; t + P <= t1; t += P) {
+    for (t = 0; t + P <= n_pos; t += P) {
         f16_scores_at(hd, NQ, P, q, kv, t, n_pos, scale, sc, DEC);
     }
-    for (; t < t1; t++) {
+    for (; t < n_pos; t++) {
         f16_scores_at(hd, NQ, 1, q, kv, t, n_pos, scale, sc, DEC);
     }
 }
 
 /* nr rows in groups of 8, 4, 2, 1 */
 static void
-f16_scores_rows(int hd, int nr, const float *const *q, const qwen_kv_view *kv, int t0, int t1,
-                int n_pos, float scale, float *const *sc, int dec)
+f16_scores_rows(int hd, int nr, const float *const *q, const qwen_kv_view *kv, int n_pos,
+                float scale, float *const *sc, int dec)
 {
     int r, g;
 
     for (r = 0; r < nr; r += g) {
         g = nr - r >= 8 ? 8 : nr - r >= 4 ? 4 : nr - r >= 2 ? 2 : 1;
-#define F16_SCORES(G, D) f16_scores(hd, G, q + r, kv, t0, t1, n_pos, scale, sc + r, D)
+#define F16_SCORES(G, D) f16_scores(hd, G, q + r, kv, n_pos, scale, sc + r, D)
         if (dec) {
             switch (g) {
             case 8: F16_SCORES(8, 1); break;
@@ -1632,17 +1630,6 @@ f16_values_rows(int hd, int nr, const float *const *p, const qwen_kv_view *kv, i
     }
 }
 
-/* o /= sum, 16 at a time */
-static inline void
-f16_att_divide(float *o, int hd, float sum)
-{
-    int i;
-
-    for (i = 0; i < hd; i += 16) {
-        _mm512_storeu_ps(o + i, _mm512_div_ps(_mm512_loadu_ps(o + i), _mm512_set1_ps(sum)));
-    }
-}
-
 static void
 attention_f16(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos, float scale,
               float *scratch, float *out)
@@ -1663,13 +1650,13 @@ attention_f16(int hd, int n_q, const float *q, const qwen_kv_view *kv, int n_pos
     }
     qwen_kv_prefetch_start(kv, kv->k, n_pos, region);
     qwen_kv_prefetch_start(kv, kv->v, n_pos, region);
-    f16_scores_rows(hd, n_q, qr, kv, 0, n_pos, n_pos, scale, sc, 1);
+    f16_scores_rows(hd, n_q, qr, kv, n_pos, scale, sc, 1);
     for (r = 0; r < n_q; r++) {
         sums[r] = softmax_exp512(sc[r], n_pos, rows);
     }
     f16_values_rows(hd, n_q, (const float *const *) sc, kv, 0, n_pos, o, 1);
     for (r = 0; r < n_q; r++) {
-        f16_att_divide(o[r], hd, sums[r]);
+        att_normalize(o[r], hd, sums[r]);
     }
 }
 
@@ -1703,7 +1690,7 @@ attention_tokens_f16(int hd, int n_q, int m, const float *q, size_t q_stride,
         o[r] = out + j * out_stride + (size_t) (r % n_q) * hd;
     }
     qwen_kv_prefetch_start(kv, kv->k, n_pos, region);
-    f16_scores_rows(hd, nr, qr, kv, 0, n_pos + m - 1, n_pos + m - 1, scale, sc, 0);
+    f16_scores_rows(hd, nr, qr, kv, n_pos + m - 1, scale, sc, 0);
     for (r = 0; r < nr; r++) {
         sums[r] = softmax_exp512(sc[r], n_pos + r / n_q, rows);
     }
@@ -1714,7 +1701,7 @@ attention_tokens_f16(int hd, int n_q, int m, const float *q, size_t q_stride,
                         o + j * n_q, 0);
     }
     for (r = 0; r < nr; r++) {
-        f16_att_divide(o[r], hd, sums[r]);
+        att_normalize(o[r], hd, sums[r]);
     }
 }
 
